@@ -1,0 +1,69 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+/// Settings every Swift target shares: Swift 6 mode (strict concurrency), explicit `any`,
+/// and imports that are internal unless a declaration needs them public.
+let strictSwift: [SwiftSetting] = [
+  .swiftLanguageMode(.v6),
+  .enableUpcomingFeature("ExistentialAny"),
+  .enableUpcomingFeature("InternalImportsByDefault"),
+]
+
+/// A C library found with pkg-config and installed from Debian.
+func systemLibrary(_ name: String, pkgConfig: String, apt: [String]) -> Target {
+  .systemLibrary(name: name, path: "Sources/\(name)", pkgConfig: pkgConfig, providers: [.apt(apt)])
+}
+
+let package = Package(
+  name: "Shoal",
+  platforms: [.macOS(.v15)],
+  products: [
+    .executable(name: "shoal", targets: ["shoal"]),
+    .executable(name: "shoal-protogen", targets: ["shoal-protogen"]),
+    .library(name: "ShoalProto", targets: ["ShoalProto"]),
+  ],
+  dependencies: [
+    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2")
+  ],
+  targets: [
+    // C libraries from Debian.
+    systemLibrary("CProtobufC", pkgConfig: "libprotobuf-c", apt: ["libprotobuf-c-dev"]),
+    systemLibrary("CZstd", pkgConfig: "libzstd", apt: ["libzstd-dev"]),
+    systemLibrary("CLibPQ", pkgConfig: "libpq", apt: ["libpq-dev"]),
+    systemLibrary("CSQLite", pkgConfig: "sqlite3", apt: ["libsqlite3-dev"]),
+    systemLibrary("COpenBLAS", pkgConfig: "openblas", apt: ["libopenblas-dev"]),
+
+    // Generated code: protoc-c output for Protos/ and the Swift types generated from the same files.
+    .target(name: "ShoalProtoC", dependencies: ["CProtobufC"]),
+    .target(name: "ShoalProto", dependencies: ["ShoalProtoC", "CProtobufC"], swiftSettings: strictSwift),
+
+    // The code generator: protoc-c's build of descriptor.proto, the generator library, its command.
+    .target(name: "CProtobufDescriptor", dependencies: ["CProtobufC"]),
+    .target(
+      name: "ShoalProtoGen",
+      dependencies: ["CProtobufDescriptor", "CProtobufC"],
+      swiftSettings: strictSwift
+    ),
+    .executableTarget(
+      name: "shoal-protogen",
+      dependencies: ["ShoalProtoGen", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+      swiftSettings: strictSwift
+    ),
+
+    // The one binary.
+    .executableTarget(
+      name: "shoal",
+      dependencies: ["ShoalProto", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+      swiftSettings: strictSwift
+    ),
+
+    .testTarget(
+      name: "CLibraryTests",
+      dependencies: ["CProtobufC", "CZstd", "CLibPQ", "CSQLite", "COpenBLAS"],
+      swiftSettings: strictSwift
+    ),
+    .testTarget(name: "ShoalProtoTests", dependencies: ["ShoalProto"], swiftSettings: strictSwift),
+    .testTarget(name: "ShoalProtoGenTests", dependencies: ["ShoalProtoGen"], swiftSettings: strictSwift),
+    .testTarget(name: "ShoalCLITests", dependencies: ["shoal"], swiftSettings: strictSwift),
+  ]
+)

@@ -1,0 +1,56 @@
+import CProtobufC
+
+/// A bump allocator for the C struct tree of one encode; everything is freed together.
+final class CArena {
+  private static let chunkSize = 4096
+  private static let alignment = 16
+
+  private var chunks: [UnsafeMutableRawPointer] = []
+  private var next: UnsafeMutableRawPointer?
+  private var remaining = 0
+
+  deinit {
+    for chunk in chunks { chunk.deallocate() }
+  }
+
+  /// Uninitialised memory for `byteCount` bytes, aligned to 16.
+  func allocate(_ byteCount: Int) -> UnsafeMutableRawPointer {
+    let size = (max(byteCount, 1) + Self.alignment - 1) & ~(Self.alignment - 1)
+    if size > remaining {
+      let chunkSize = max(size, Self.chunkSize)
+      let chunk = UnsafeMutableRawPointer.allocate(byteCount: chunkSize, alignment: Self.alignment)
+      chunks.append(chunk)
+      next = chunk
+      remaining = chunkSize
+    }
+    let pointer = next!
+    next = pointer + size
+    remaining -= size
+    return pointer
+  }
+
+  /// Typed, uninitialised memory for `count` values.
+  func allocate<T>(_ type: T.Type, count: Int) -> UnsafeMutablePointer<T> {
+    allocate(MemoryLayout<T>.stride * count).bindMemory(to: T.self, capacity: max(count, 1))
+  }
+
+  /// A C struct of the given message type, initialised by protobuf-c (defaults everywhere).
+  func allocateMessage(_ type: ProtobufCMessageType) -> UnsafeMutableRawPointer {
+    let pointer = allocate(type.structSize)
+    type.descriptor.pointee.message_init(pointer.assumingMemoryBound(to: ProtobufCMessage.self))
+    return pointer
+  }
+
+  /// A NUL-terminated copy of a string's UTF-8.
+  func cString(_ string: String) -> UnsafeMutablePointer<CChar> {
+    var string = string
+    return string.withUTF8 { utf8 in
+      let pointer = allocate(CChar.self, count: utf8.count + 1)
+      if let base = utf8.baseAddress {
+        UnsafeMutableRawPointer(pointer).copyMemory(from: base, byteCount: utf8.count)
+      }
+      pointer[utf8.count] = 0
+      return pointer
+    }
+  }
+}

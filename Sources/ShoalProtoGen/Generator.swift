@@ -1,0 +1,40 @@
+/// Generates ShoalProto's Swift sources and ShoalProtoC's umbrella header from a descriptor set.
+public enum Generator {
+  /// One generated file: a path relative to its output directory, and its text.
+  public struct OutputFile: Sendable, Equatable {
+    public var path: String
+    public var contents: String
+  }
+
+  /// What one run produces.
+  public struct Output: Sendable {
+    /// Swift files for `Sources/ShoalProto/Generated/`.
+    public var swiftFiles: [OutputFile]
+    /// `ShoalProtoC.h`.
+    public var cHeader: String
+  }
+
+  /// Maps every file in the set except those under `google/protobuf/` (which only describe options).
+  public static func generate(descriptorSet bytes: [UInt8]) throws(GenerationError) -> Output {
+    let all = try DescriptorSetDecoder.decode(bytes)
+    let files = all.filter { !$0.name.hasPrefix("google/protobuf/") }
+    for file in files {
+      if let wellKnown = file.dependencies.first(where: { $0.hasPrefix("google/protobuf/") && $0 != "google/protobuf/descriptor.proto" }) {
+        throw GenerationError(file: file.name, "imports \(wellKnown): well-known types are not supported; define the messages in the contract")
+      }
+    }
+    let types = TypeTable(files: files)
+    var swiftFiles: [OutputFile] = []
+    for file in files {
+      let emitter = SwiftFileEmitter(file: file, types: types)
+      let path = file.name.dropLast(".proto".count).replacingSlashes + ".pb.swift"
+      swiftFiles.append(OutputFile(path: path, contents: try emitter.emit()))
+    }
+    swiftFiles.append(OutputFile(path: "ProtoRegistry+Generated.swift", contents: RegistryEmitter.emit(files: files, types: types)))
+    return Output(swiftFiles: swiftFiles, cHeader: CHeaderEmitter.emit(files: files))
+  }
+}
+
+extension Substring {
+  var replacingSlashes: String { String(map { $0 == "/" ? "_" : $0 }) }
+}

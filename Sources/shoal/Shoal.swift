@@ -1,0 +1,16 @@
+import ArgumentParser
+
+/// The one Shoal binary: every service, the supervisor and the command-line tools.
+@main
+struct Shoal: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "shoal",
+    abstract: "Shoal: a self-hosted machine-learning lifecycle mesh.",
+    discussion: """
+      Registry, tracking, inference, feedback and audio classification as small services in one
+      binary, talking a compact binary RPC protocol over Unix and TCP sockets.
+      """,
+    version: ShoalVersion.current,
+    subcommands: [ProtoCommand.self]
+  )
+}
