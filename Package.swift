@@ -62,8 +62,13 @@ let package = Package(
       dependencies: ["CProtobufC", "CZstd", "CLibPQ", "CSQLite", "COpenBLAS"],
       swiftSettings: strictSwift
     ),
-    .testTarget(name: "ShoalProtoTests", dependencies: ["ShoalProto"], swiftSettings: strictSwift),
-    .testTarget(name: "ShoalProtoGenTests", dependencies: ["ShoalProtoGen"], swiftSettings: strictSwift),
-    .testTarget(name: "ShoalCLITests", dependencies: ["shoal"], swiftSettings: strictSwift),
+    .target(name: "ShoalTestSupport", path: "Tests/ShoalTestSupport", swiftSettings: strictSwift),
+    .testTarget(name: "ShoalProtoTests", dependencies: ["ShoalProto", "ShoalTestSupport"], swiftSettings: strictSwift),
+    .testTarget(
+      name: "ShoalProtoGenTests",
+      dependencies: ["ShoalProtoGen", "ShoalTestSupport"],
+      swiftSettings: strictSwift
+    ),
+    .testTarget(name: "ShoalCLITests", dependencies: ["shoal", "ShoalTestSupport"], swiftSettings: strictSwift),
   ]
 )

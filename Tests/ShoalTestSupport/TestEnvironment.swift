@@ -1,0 +1,59 @@
+import Foundation
+
+/// Where the repository, the built binaries and the test tools are.
+public enum TestEnvironment {
+  /// The repository root (the directory holding Package.swift).
+  public static let repositoryRoot: String = {
+    var url = URL(fileURLWithPath: #filePath)
+    while url.path != "/" {
+      url.deleteLastPathComponent()
+      if FileManager.default.fileExists(atPath: url.appendingPathComponent("Package.swift").path) { return url.path }
+    }
+    fatalError("no Package.swift above \(#filePath)")
+  }()
+
+  /// The directory the test binary was built into; the package's executables are beside it.
+  public static let productsDirectory: String = {
+    let executable = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+    var url = executable
+    while url.path != "/" {
+      url.deleteLastPathComponent()
+      if url.pathExtension != "xctest" && !url.path.contains(".xctest/") { return url.path }
+    }
+    return executable.deletingLastPathComponent().path
+  }()
+
+  /// A built executable of this package, such as `shoal` or `shoal-protogen`.
+  public static func product(_ name: String) throws -> String {
+    let path = "\(productsDirectory)/\(name)"
+    guard FileManager.default.isExecutableFile(atPath: path) else {
+      throw TestEnvironmentError("\(path) is not built; run `swift build` (scripts/test does) before `swift test`")
+    }
+    return path
+  }
+
+  /// A program the tests need on PATH.
+  public static func tool(_ name: String) throws -> String {
+    guard let path = Subprocess.which(name) else {
+      throw TestEnvironmentError("\(name) is not on PATH; scripts/test installs it")
+    }
+    return path
+  }
+
+  /// The Python interpreter with `protobuf` and `onnx` installed: `SHOAL_PYTHON`, or the venv
+  /// scripts/test creates in `.build-py/venv`.
+  public static func python() throws -> String {
+    if let python = ProcessInfo.processInfo.environment["SHOAL_PYTHON"], !python.isEmpty { return python }
+    let venv = "\(repositoryRoot)/.build-py/venv/bin/python"
+    guard FileManager.default.isExecutableFile(atPath: venv) else {
+      throw TestEnvironmentError("no Python with protobuf and onnx: run scripts/test once (it creates \(venv)) or set SHOAL_PYTHON")
+    }
+    return venv
+  }
+}
+
+/// A missing tool or binary the tests need, with what to do about it.
+public struct TestEnvironmentError: Error, CustomStringConvertible {
+  public var description: String
+  public init(_ description: String) { self.description = description }
+}
