@@ -63,7 +63,12 @@ let package = Package(
       swiftSettings: strictSwift
     ),
     .target(name: "ShoalTestSupport", path: "Tests/ShoalTestSupport", swiftSettings: strictSwift),
-    .testTarget(name: "ShoalProtoTests", dependencies: ["ShoalProto", "ShoalTestSupport"], swiftSettings: strictSwift),
+    .testTarget(
+      name: "ShoalProtoTests",
+      dependencies: ["ShoalProto", "ShoalTestSupport"],
+      exclude: ["Python"],
+      swiftSettings: strictSwift
+    ),
     .testTarget(
       name: "ShoalProtoGenTests",
       dependencies: ["ShoalProtoGen", "ShoalTestSupport"],

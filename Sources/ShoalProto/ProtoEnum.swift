@@ -40,7 +40,8 @@ extension ProtoEnum {
     case .number:
       self.init(rawValue: try Int32(_json: value, path: path))
     default:
-      throw ProtoError(.invalidJSON, "\(path): expected a name or number for \(Self.protoEnumName), found \(value.kindName)")
+      throw ProtoError(
+        .invalidJSON, "\(path): expected a name or number for \(Self.protoEnumName), found \(value.kindName)")
     }
   }
 }

@@ -112,7 +112,8 @@ extension ProtoMessage {
     case .object(let members):
       try self.init(_decodingJSON: JSONObjectReader(members: members, path: path))
     default:
-      throw ProtoError(.invalidJSON, "\(path): expected an object for \(Self.protoMessageName), found \(value.kindName)")
+      throw ProtoError(
+        .invalidJSON, "\(path): expected an object for \(Self.protoMessageName), found \(value.kindName)")
     }
   }
 }

@@ -19,8 +19,12 @@ public enum Generator {
     let all = try DescriptorSetDecoder.decode(bytes)
     let files = all.filter { !$0.name.hasPrefix("google/protobuf/") }
     for file in files {
-      if let wellKnown = file.dependencies.first(where: { $0.hasPrefix("google/protobuf/") && $0 != "google/protobuf/descriptor.proto" }) {
-        throw GenerationError(file: file.name, "imports \(wellKnown): well-known types are not supported; define the messages in the contract")
+      if let wellKnown = file.dependencies.first(where: {
+        $0.hasPrefix("google/protobuf/") && $0 != "google/protobuf/descriptor.proto"
+      }) {
+        throw GenerationError(
+          file: file.name,
+          "imports \(wellKnown): well-known types are not supported; define the messages in the contract")
       }
     }
     let types = TypeTable(files: files)
@@ -30,7 +34,8 @@ public enum Generator {
       let path = file.name.dropLast(".proto".count).replacingSlashes + ".pb.swift"
       swiftFiles.append(OutputFile(path: path, contents: try emitter.emit()))
     }
-    swiftFiles.append(OutputFile(path: "ProtoRegistry+Generated.swift", contents: RegistryEmitter.emit(files: files, types: types)))
+    swiftFiles.append(
+      OutputFile(path: "ProtoRegistry+Generated.swift", contents: RegistryEmitter.emit(files: files, types: types)))
     return Output(swiftFiles: swiftFiles, cHeader: CHeaderEmitter.emit(files: files))
   }
 }

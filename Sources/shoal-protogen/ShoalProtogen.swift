@@ -1,6 +1,6 @@
 import ArgumentParser
-import ShoalProtoGen
 import Foundation
+import ShoalProtoGen
 
 /// Generates ShoalProto's Swift sources from a `protoc --include_imports --descriptor_set_out`
 /// file. `scripts/gen-protos` runs it; nobody edits its output by hand.

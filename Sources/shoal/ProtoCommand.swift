@@ -1,6 +1,6 @@
 import ArgumentParser
-import ShoalProto
 import Foundation
+import ShoalProto
 
 /// `shoal proto …`: the message types compiled into this binary, and conversion between their
 /// binary and JSON forms (for debugging captures and writing payloads by hand).

@@ -19,7 +19,8 @@ struct ShoalCommandTests {
   @Test func encodesJSONAndDecodesItBack() throws {
     let shoal = try TestEnvironment.product("shoal")
     let json = #"{"payload":"aGVsbG8=","responseSize":12}"#
-    let encoded = try Subprocess.run(shoal, ["proto", "encode", "shoal.bench.v1.BenchRequest"], stdin: Array(json.utf8))
+    let encoded = try Subprocess.run(
+      shoal, ["proto", "encode", "shoal.bench.v1.BenchRequest"], stdin: Array(json.utf8))
     #expect(encoded.status == 0, "\(encoded.stderrText)")
     #expect(encoded.stdout == [0x0A, 5] + Array("hello".utf8) + [0x10, 12])
     let decoded = try Subprocess.run(shoal, ["proto", "decode", "shoal.bench.v1.BenchRequest"], stdin: encoded.stdout)
@@ -34,7 +35,8 @@ struct ShoalCommandTests {
     let garbage = try Subprocess.run(shoal, ["proto", "decode", "shoal.rpc.v1.Hello"], stdin: [0xFF, 0xFF, 0xFF])
     #expect(garbage.status != 0)
     #expect(garbage.stderrText.contains("not a valid encoding"))
-    let badJSON = try Subprocess.run(shoal, ["proto", "encode", "shoal.rpc.v1.Hello"], stdin: Array(#"{"peerName": 3}"#.utf8))
+    let badJSON = try Subprocess.run(
+      shoal, ["proto", "encode", "shoal.rpc.v1.Hello"], stdin: Array(#"{"peerName": 3}"#.utf8))
     #expect(badJSON.status != 0)
     #expect(badJSON.stderrText.contains("shoal.rpc.v1.Hello.peerName"))
   }

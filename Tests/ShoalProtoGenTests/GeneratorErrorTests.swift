@@ -5,7 +5,9 @@ import Testing
 
 /// A `.proto` the generator cannot map fails with the file, message and field named.
 struct GeneratorErrorTests {
-  private func generate(_ source: String, file: String = "bad/v1/bad.proto") throws -> Result<Generator.Output, GenerationError> {
+  private func generate(
+    _ source: String, file: String = "bad/v1/bad.proto"
+  ) throws -> Result<Generator.Output, GenerationError> {
     let directory = try TemporaryDirectory()
     try FileManager.default.createDirectory(atPath: directory.path("bad/v1"), withIntermediateDirectories: true)
     try Data(source.utf8).write(to: URL(fileURLWithPath: directory.path(file)))

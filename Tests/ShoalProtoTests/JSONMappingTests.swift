@@ -86,7 +86,9 @@ struct JSONMappingTests {
     #expect(throws: ProtoError.self) { try TestingV1.Sample(jsonString: #"{"url": "a", "offset": "1"}"#) }
   }
 
-  @Test(arguments: ["", "{", #"{"a" 1}"#, "[1,]", #"{"a": tru}"#, "01", "\"\\x\"", "{} {}", String(repeating: "[", count: 200)])
+  @Test(arguments: [
+    "", "{", #"{"a" 1}"#, "[1,]", #"{"a": tru}"#, "01", "\"\\x\"", "{} {}", String(repeating: "[", count: 200),
+  ])
   func malformedJSONIsRejectedWithAnOffset(text: String) {
     #expect {
       try JSONValue(parsing: text)

@@ -79,7 +79,8 @@ struct OnnxModelFileTests {
     func attribute(_ a: Onnx.AttributeProto) -> JSONValue {
       let t = a.t ?? Onnx.TensorProto()
       return .array([
-        .string(a.name), number(a.type.rawValue), number(a.i), number(a.f.bitPattern), .string(hex(a.s)), numbers(a.ints),
+        .string(a.name), number(a.type.rawValue), number(a.i), number(a.f.bitPattern), .string(hex(a.s)),
+        numbers(a.ints),
         numbers(a.floats.map(\.bitPattern)), numbers(t.dims), number(t.dataType), number(t.rawData.count),
         number(a.g?.node.count ?? 0),
       ])
@@ -94,7 +95,10 @@ struct OnnxModelFileTests {
         "nodes",
         .array(
           graph.node.map {
-            .array([.string($0.opType), .string($0.domain), strings($0.input), strings($0.output), .array($0.attribute.map(attribute))])
+            .array([
+              .string($0.opType), .string($0.domain), strings($0.input), strings($0.output),
+              .array($0.attribute.map(attribute)),
+            ])
           }
         )
       ),
@@ -103,7 +107,8 @@ struct OnnxModelFileTests {
         .array(
           graph.initializer.map {
             .array([
-              .string($0.name), number($0.dataType), numbers($0.dims), number($0.rawData.count), number($0.floatData.count),
+              .string($0.name), number($0.dataType), numbers($0.dims), number($0.rawData.count),
+              number($0.floatData.count),
               number($0.int64Data.count), number($0.int32Data.count),
             ])
           }

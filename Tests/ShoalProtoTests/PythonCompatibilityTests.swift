@@ -60,7 +60,8 @@ struct PythonCompatibilityTests {
     scalars.fDouble = -.infinity
     scalars.fFloat = .nan
     let peer = try PythonPeer()
-    let decoded = try TestingV1.Scalars(jsonString: try peer.decode(TestingV1.Scalars.protoMessageName, bytes: scalars.serializedBytes()))
+    let decoded = try TestingV1.Scalars(
+      jsonString: try peer.decode(TestingV1.Scalars.protoMessageName, bytes: scalars.serializedBytes()))
     #expect(decoded.fDouble == -.infinity)
     #expect(decoded.fFloat.isNaN)
     let bytes = try peer.encode(TestingV1.Scalars.protoMessageName, json: scalars.jsonString())

@@ -46,7 +46,8 @@ public enum TestEnvironment {
     if let python = ProcessInfo.processInfo.environment["SHOAL_PYTHON"], !python.isEmpty { return python }
     let venv = "\(repositoryRoot)/.build-py/venv/bin/python"
     guard FileManager.default.isExecutableFile(atPath: venv) else {
-      throw TestEnvironmentError("no Python with protobuf and onnx: run scripts/test once (it creates \(venv)) or set SHOAL_PYTHON")
+      throw TestEnvironmentError(
+        "no Python with protobuf and onnx: run scripts/test once (it creates \(venv)) or set SHOAL_PYTHON")
     }
     return venv
   }

@@ -15,7 +15,8 @@ enum CMessageDecoder {
       )
     }
     guard let unpacked else {
-      throw ProtoError(.malformedBinary, "\(M.protoMessageName): \(bytes.count) bytes are not a valid encoding of this message")
+      throw ProtoError(
+        .malformedBinary, "\(M.protoMessageName): \(bytes.count) bytes are not a valid encoding of this message")
     }
     defer { protobuf_c_message_free_unpacked(unpacked, nil) }
     return try CMessageReader.decode(M.self, at: UnsafeRawPointer(unpacked), path: M.protoMessageName)

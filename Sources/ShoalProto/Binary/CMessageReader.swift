@@ -17,7 +17,9 @@ public struct CMessageReader {
 
   private func elements<T>(_ index: Int, as type: T.Type) -> UnsafeBufferPointer<T> {
     let n = count(index)
-    guard n > 0, let start = slot(index).load(as: UnsafeRawPointer?.self) else { return UnsafeBufferPointer(start: nil, count: 0) }
+    guard n > 0, let start = slot(index).load(as: UnsafeRawPointer?.self) else {
+      return UnsafeBufferPointer(start: nil, count: 0)
+    }
     return UnsafeBufferPointer(start: start.assumingMemoryBound(to: T.self), count: n)
   }
 
@@ -82,7 +84,9 @@ public struct CMessageReader {
   public func repeatedMessage<M: ProtoMessage>(_ index: Int, as type: M.Type = M.self) throws(ProtoError) -> [M] {
     var result: [M] = []
     let path = fieldPath(index)
-    for child in elements(index, as: UnsafeRawPointer.self) { result.append(try Self.decode(M.self, at: child, path: path)) }
+    for child in elements(index, as: UnsafeRawPointer.self) {
+      result.append(try Self.decode(M.self, at: child, path: path))
+    }
     return result
   }
 
@@ -108,7 +112,8 @@ public struct CMessageReader {
 
   private func decodeString(_ pointer: UnsafePointer<CChar>?, _ index: Int) throws(ProtoError) -> String {
     guard let pointer else { return "" }
-    let bytes = UnsafeBufferPointer(start: UnsafeRawPointer(pointer).assumingMemoryBound(to: UInt8.self), count: Int(strlen(pointer)))
+    let bytes = UnsafeBufferPointer(
+      start: UnsafeRawPointer(pointer).assumingMemoryBound(to: UInt8.self), count: Int(strlen(pointer)))
     guard let string = String(validating: bytes, as: UTF8.self) else {
       throw ProtoError(.invalidUTF8, "\(fieldPath(index)): string is not valid UTF-8")
     }

@@ -22,7 +22,9 @@ public struct JSONObjectReader {
   }
 
   /// A singular field of a scalar, enum or message type.
-  public func value<V: _JSONFieldValue>(_ json: JSONValue, _ name: String, as type: V.Type = V.self) throws(ProtoError) -> V {
+  public func value<V: _JSONFieldValue>(
+    _ json: JSONValue, _ name: String, as type: V.Type = V.self
+  ) throws(ProtoError) -> V {
     try V(_json: json, path: "\(path).\(name)")
   }
 
@@ -32,7 +34,9 @@ public struct JSONObjectReader {
   }
 
   /// A repeated field of a scalar, enum or message type.
-  public func repeated<V: _JSONFieldValue>(_ json: JSONValue, _ name: String, as type: V.Type = V.self) throws(ProtoError) -> [V] {
+  public func repeated<V: _JSONFieldValue>(
+    _ json: JSONValue, _ name: String, as type: V.Type = V.self
+  ) throws(ProtoError) -> [V] {
     var result: [V] = []
     for (i, element) in try elements(json, name).enumerated() {
       if case .null = element { throw ProtoError(.invalidJSON, "\(path).\(name)[\(i)]: null in a repeated field") }
@@ -62,7 +66,9 @@ public struct JSONObjectReader {
   }
 
   /// A `map` field whose values are `bytes`.
-  public func mapBytes<Key: ProtoMapKey>(_ json: JSONValue, _ name: String, keyType: Key.Type = Key.self) throws(ProtoError) -> [Key: [UInt8]] {
+  public func mapBytes<Key: ProtoMapKey>(
+    _ json: JSONValue, _ name: String, keyType: Key.Type = Key.self
+  ) throws(ProtoError) -> [Key: [UInt8]] {
     var result: [Key: [UInt8]] = [:]
     for (key, value) in try entries(json, name, Key.self) {
       result[key.0] = try Self.decodeBytes(value, path: "\(path).\(name)[\(key.1)]")
@@ -78,7 +84,9 @@ public struct JSONObjectReader {
     }
   }
 
-  private func entries<Key: ProtoMapKey>(_ json: JSONValue, _ name: String, _ keyType: Key.Type) throws(ProtoError) -> [((Key, String), JSONValue)] {
+  private func entries<Key: ProtoMapKey>(
+    _ json: JSONValue, _ name: String, _ keyType: Key.Type
+  ) throws(ProtoError) -> [((Key, String), JSONValue)] {
     switch json {
     case .null: return []
     case .object(let members):

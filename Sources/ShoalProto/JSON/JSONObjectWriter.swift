@@ -37,7 +37,8 @@ public struct JSONObjectWriter {
   /// A `map` field whose values are `bytes`.
   public mutating func mapBytes<Key: ProtoMapKey>(_ name: String, _ values: [Key: [UInt8]]) {
     if !values.isEmpty {
-      members.append((name, .object(values.sortedForEncoding.map { ($0.key._jsonKey, .string(Base64.encode($0.value))) })))
+      members.append(
+        (name, .object(values.sortedForEncoding.map { ($0.key._jsonKey, .string(Base64.encode($0.value))) })))
     }
   }
 }

@@ -62,7 +62,9 @@ public enum DescriptorSetDecoder {
     return ProtoMessageType(
       name: string(message.name),
       fullName: fullName,
-      fields: buffer(message.field, message.n_field).enumerated().map { decodeField($1!.pointee, path: path + [2, Int32($0)]) },
+      fields: buffer(message.field, message.n_field).enumerated().map {
+        decodeField($1!.pointee, path: path + [2, Int32($0)])
+      },
       oneofs: buffer(message.oneof_decl, message.n_oneof_decl).map { string($0!.pointee.name) },
       nestedMessages: buffer(message.nested_type, message.n_nested_type).enumerated().map {
         decodeMessage($1!.pointee, prefix: fullName, path: path + [3, Int32($0)])
@@ -99,7 +101,9 @@ public enum DescriptorSetDecoder {
     )
   }
 
-  private static func decodeEnum(_ enumType: Google__Protobuf__EnumDescriptorProto, prefix: String, path: [Int32]) -> ProtoEnumType {
+  private static func decodeEnum(
+    _ enumType: Google__Protobuf__EnumDescriptorProto, prefix: String, path: [Int32]
+  ) -> ProtoEnumType {
     ProtoEnumType(
       name: string(enumType.name),
       fullName: qualified(prefix, string(enumType.name)),
@@ -108,7 +112,9 @@ public enum DescriptorSetDecoder {
     )
   }
 
-  private static func decodeService(_ service: Google__Protobuf__ServiceDescriptorProto, prefix: String, path: [Int32]) -> ProtoService {
+  private static func decodeService(
+    _ service: Google__Protobuf__ServiceDescriptorProto, prefix: String, path: [Int32]
+  ) -> ProtoService {
     ProtoService(
       name: string(service.name),
       fullName: qualified(prefix, string(service.name)),
@@ -116,7 +122,9 @@ public enum DescriptorSetDecoder {
         let method = method!.pointee
         var idempotent = false
         if let options = method.options, options.pointee.has_idempotency_level != 0 {
-          idempotent = options.pointee.idempotency_level != GOOGLE__PROTOBUF__METHOD_OPTIONS__IDEMPOTENCY_LEVEL__IDEMPOTENCY_UNKNOWN
+          idempotent =
+            options.pointee.idempotency_level
+            != GOOGLE__PROTOBUF__METHOD_OPTIONS__IDEMPOTENCY_LEVEL__IDEMPOTENCY_UNKNOWN
         }
         return ProtoMethod(
           name: string(method.name),

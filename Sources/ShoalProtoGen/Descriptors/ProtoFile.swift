@@ -31,7 +31,8 @@ public struct ProtoMessageType: Sendable {
 public struct ProtoField: Sendable {
   public enum Label: Sendable { case optional, required, repeated }
   public enum Kind: Int32, Sendable {
-    case double = 1, float, int64, uint64, int32, fixed64, fixed32, bool, string, group, message, bytes, uint32, `enum`, sfixed32,
+    case double = 1, float, int64, uint64, int32, fixed64, fixed32, bool, string, group, message, bytes, uint32, `enum`,
+      sfixed32,
       sfixed64, sint32, sint64
   }
 

@@ -30,7 +30,9 @@ enum CHeaderEmitter {
   private static func emitAccessors(_ message: ProtoMessageType, into out: inout CodeWriter) {
     guard !message.isMapEntry else { return }
     let symbol = Naming.cSymbol(message.fullName)
-    out.line("static inline const ProtobufCMessageDescriptor *\(accessorName(message.fullName))(void) { return &\(symbol)__descriptor; }")
+    out.line(
+      "static inline const ProtobufCMessageDescriptor *\(accessorName(message.fullName))(void) { return &\(symbol)__descriptor; }"
+    )
     for nested in message.nestedMessages { emitAccessors(nested, into: &out) }
   }
 }

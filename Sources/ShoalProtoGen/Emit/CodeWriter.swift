@@ -13,7 +13,9 @@ struct CodeWriter {
   }
 
   /// Appends `opening`, indents what `body` writes, then appends `closing`.
-  mutating func block(_ opening: String, closing: String = "}", _ body: (inout CodeWriter) throws(GenerationError) -> Void) throws(GenerationError) {
+  mutating func block(
+    _ opening: String, closing: String = "}", _ body: (inout CodeWriter) throws(GenerationError) -> Void
+  ) throws(GenerationError) {
     line(opening)
     indentLevel += 1
     try body(&self)

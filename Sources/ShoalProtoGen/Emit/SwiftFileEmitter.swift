@@ -39,7 +39,8 @@ struct SwiftFileEmitter {
 
   private func validateFile() throws(GenerationError) {
     guard file.syntax == "proto3" else {
-      throw error("syntax '\(file.syntax)' is not supported; Shoal's contract is proto3 (write \"syntax = \\\"proto3\\\";\")")
+      throw error(
+        "syntax '\(file.syntax)' is not supported; Shoal's contract is proto3 (write \"syntax = \\\"proto3\\\";\")")
     }
     guard !file.package.isEmpty else { throw error("the file has no package; add `package shoal.<area>.v1;`") }
     if file.hasExtensions { throw error("extensions are not supported") }
@@ -61,7 +62,8 @@ struct SwiftFileEmitter {
         case .optionalMessage(boxed: true):
           body.line()
           body.doc(comment(plan.field.sourcePath) ?? "Field \(plan.field.number), `\(plan.field.name)`.")
-          try body.block("public var \(Naming.escaped(plan.property)): \(plan.swiftType) {") { (getter) throws(GenerationError) in
+          try body.block("public var \(Naming.escaped(plan.property)): \(plan.swiftType) {") {
+            (getter) throws(GenerationError) in
             getter.line("get { _\(plan.property)?.value }")
             getter.line("set { _\(plan.property) = newValue.map(ProtoBox.init) }")
           }
@@ -75,13 +77,18 @@ struct SwiftFileEmitter {
         let members = plans.filter { if case .oneofMember(oneofIndex) = $0.shape { true } else { false } }
         guard !members.isEmpty else { continue }
         let typeName = oneofTypeName(oneof, in: message)
-        let recursive = members.contains { $0.value.family == .message && types.isRecursive(fieldType: $0.field.typeName, owner: message.fullName) }
+        let recursive = members.contains {
+          $0.value.family == .message && types.isRecursive(fieldType: $0.field.typeName, owner: message.fullName)
+        }
         body.line()
-        body.doc(comment(message.sourcePath + [8, Int32(oneofIndex)]) ?? "The `\(oneof)` oneof: at most one of its fields is set.")
+        body.doc(
+          comment(message.sourcePath + [8, Int32(oneofIndex)])
+            ?? "The `\(oneof)` oneof: at most one of its fields is set.")
         body.line("public var \(Naming.escaped(Naming.propertyName(oneof))): \(typeName)? = nil")
         body.line()
         body.doc("The fields of the `\(oneof)` oneof.")
-        try body.block("public \(recursive ? "indirect " : "")enum \(typeName): Sendable, Hashable {") { (cases) throws(GenerationError) in
+        try body.block("public \(recursive ? "indirect " : "")enum \(typeName): Sendable, Hashable {") {
+          (cases) throws(GenerationError) in
           for member in members {
             cases.doc(comment(member.field.sourcePath) ?? "Field \(member.field.number), `\(member.field.name)`.")
             cases.line("case \(Naming.escaped(member.property))(\(member.value.swiftType))")
@@ -124,7 +131,8 @@ struct SwiftFileEmitter {
     for value in enumType.values {
       let name = Naming.enumCaseName(value.name, enumName: enumType.name)
       guard seenNames.insert(name).inserted else {
-        throw error("enum \(enumType.fullName), value \(value.name): its Swift name '\(name)' is taken by another value")
+        throw error(
+          "enum \(enumType.fullName), value \(value.name): its Swift name '\(name)' is taken by another value")
       }
       guard seenNumbers.insert(value.number).inserted else {
         throw error("enum \(enumType.fullName), value \(value.name): aliases (allow_alias) are not supported")
@@ -183,7 +191,9 @@ struct SwiftFileEmitter {
   // MARK: Field plans
 
   private func valueKind(_ field: ProtoField, owner: ProtoMessageType) throws(GenerationError) -> FieldPlan.ValueKind {
-    func scalar(_ type: String, _ zero: String = "0") -> FieldPlan.ValueKind { .init(family: .scalar, swiftType: type, defaultValue: zero) }
+    func scalar(_ type: String, _ zero: String = "0") -> FieldPlan.ValueKind {
+      .init(family: .scalar, swiftType: type, defaultValue: zero)
+    }
     switch field.kind {
     case .double: return scalar("Double")
     case .float: return scalar("Float")
@@ -196,7 +206,8 @@ struct SwiftFileEmitter {
     case .bytes: return .init(family: .bytes, swiftType: "[UInt8]", defaultValue: "[]")
     case .enum:
       guard let info = types.enums[field.typeName] else {
-        throw error("message \(owner.fullName), field \(field.name): enum type \(field.typeName) is not in the descriptor set")
+        throw error(
+          "message \(owner.fullName), field \(field.name): enum type \(field.typeName) is not in the descriptor set")
       }
       return .init(family: .enumeration, swiftType: info.swiftName, defaultValue: "\(info.swiftName)()")
     case .message:
@@ -206,7 +217,8 @@ struct SwiftFileEmitter {
         )
       }
       guard let info = types.messages[field.typeName] else {
-        throw error("message \(owner.fullName), field \(field.name): message type \(field.typeName) is not in the descriptor set")
+        throw error(
+          "message \(owner.fullName), field \(field.name): message type \(field.typeName) is not in the descriptor set")
       }
       return .init(family: .message, swiftType: info.swiftName, defaultValue: "\(info.swiftName)()")
     case .group:
@@ -219,29 +231,31 @@ struct SwiftFileEmitter {
     var plans: [FieldPlan] = []
     var properties: Set<String> = Set(message.oneofs.map(Naming.propertyName))
     for field in message.fields {
-      let where_ = "message \(message.fullName), field \(field.name)"
-      if field.label == .required { throw error("\(where_): required fields are not supported") }
+      let context = "message \(message.fullName), field \(field.name)"
+      if field.label == .required { throw error("\(context): required fields are not supported") }
       if field.isProto3Optional {
-        throw error("\(where_): proto3 `optional` is not supported by protoc-c 1.4; use a wrapper message or a oneof")
+        throw error("\(context): proto3 `optional` is not supported by protoc-c 1.4; use a wrapper message or a oneof")
       }
-      if field.hasDefaultValue { throw error("\(where_): default values are not supported") }
+      if field.hasDefaultValue { throw error("\(context): default values are not supported") }
       let property = Naming.propertyName(field.name)
       if field.oneofIndex == nil {
         guard properties.insert(property).inserted else {
-          throw error("\(where_): its Swift name '\(property)' is taken by another field or oneof")
+          throw error("\(context): its Swift name '\(property)' is taken by another field or oneof")
         }
       }
       let index = sorted.firstIndex { $0.number == field.number }!
       let shape: FieldPlan.Shape
       var value: FieldPlan.ValueKind
       if let entry = types.mapEntry(of: field) {
-        guard let keyField = entry.fields.first(where: { $0.number == 1 }), let valueField = entry.fields.first(where: { $0.number == 2 }) else {
-          throw error("\(where_): map entry \(entry.fullName) lacks its key or value")
+        guard let keyField = entry.fields.first(where: { $0.number == 1 }),
+          let valueField = entry.fields.first(where: { $0.number == 2 })
+        else {
+          throw error("\(context): map entry \(entry.fullName) lacks its key or value")
         }
         let key = try valueKind(keyField, owner: entry)
         value = try valueKind(valueField, owner: entry)
         guard [.scalar, .bool, .string].contains(key.family), keyField.kind != .float, keyField.kind != .double else {
-          throw error("\(where_): map keys of type \(key.swiftType) are not allowed")
+          throw error("\(context): map keys of type \(key.swiftType) are not allowed")
         }
         shape = .map(key: key, value: value)
       } else {
@@ -277,25 +291,36 @@ struct SwiftFileEmitter {
     let plans = try fieldPlans(message)
     out.line()
     try out.block("extension \(info.swiftName) {") { (body) throws(GenerationError) in
-      body.line("public static var _protobufC: ProtobufCMessageType { .init(\(CHeaderEmitter.accessorName(message.fullName))()) }")
+      body.line(
+        "public static var _protobufC: ProtobufCMessageType { .init(\(CHeaderEmitter.accessorName(message.fullName))()) }"
+      )
       body.line()
       try body.block("public func _encode(to w: CMessageWriter) {") { (encode) throws(GenerationError) in
-        for plan in plans where !isOneofMember(plan) { encode.line(binaryWrite(plan, value: "self.\(Naming.escaped(plan.property))")) }
+        for plan in plans where !isOneofMember(plan) {
+          encode.line(binaryWrite(plan, value: "self.\(Naming.escaped(plan.property))"))
+        }
         try forEachOneof(message, plans) { (oneofProperty, members) throws(GenerationError) in
           try encode.block("switch self.\(oneofProperty) {") { (cases) throws(GenerationError) in
-            for member in members { cases.line("case .\(Naming.escaped(member.property))(let v)?: \(binaryWrite(member, value: "v"))") }
+            for member in members {
+              cases.line("case .\(Naming.escaped(member.property))(let v)?: \(binaryWrite(member, value: "v"))")
+            }
             cases.line("case nil: break")
           }
         }
       }
       body.line()
-      try body.block("public init(_decoding r: CMessageReader) throws(ProtoError) {") { (decode) throws(GenerationError) in
+      try body.block("public init(_decoding r: CMessageReader) throws(ProtoError) {") {
+        (decode) throws(GenerationError) in
         decode.line("self.init()")
-        for plan in plans where !isOneofMember(plan) { decode.line("self.\(Naming.escaped(plan.property)) = \(binaryRead(plan))") }
+        for plan in plans where !isOneofMember(plan) {
+          decode.line("self.\(Naming.escaped(plan.property)) = \(binaryRead(plan))")
+        }
         try forEachOneof(message, plans) { (oneofProperty, members) throws(GenerationError) in
           try decode.block("switch r.oneofCase(\(members[0].index)) {") { (cases) throws(GenerationError) in
             for member in members {
-              cases.line("case \(member.field.number): self.\(oneofProperty) = .\(Naming.escaped(member.property))(\(binaryRead(member)))")
+              cases.line(
+                "case \(member.field.number): self.\(oneofProperty) = .\(Naming.escaped(member.property))(\(binaryRead(member)))"
+              )
             }
             cases.line("default: break")
           }
@@ -303,16 +328,21 @@ struct SwiftFileEmitter {
       }
       body.line()
       try body.block("public func _encodeJSON(to j: inout JSONObjectWriter) {") { (encode) throws(GenerationError) in
-        for plan in plans where !isOneofMember(plan) { encode.line(jsonWrite(plan, value: "self.\(Naming.escaped(plan.property))")) }
+        for plan in plans where !isOneofMember(plan) {
+          encode.line(jsonWrite(plan, value: "self.\(Naming.escaped(plan.property))"))
+        }
         try forEachOneof(message, plans) { (oneofProperty, members) throws(GenerationError) in
           try encode.block("switch self.\(oneofProperty) {") { (cases) throws(GenerationError) in
-            for member in members { cases.line("case .\(Naming.escaped(member.property))(let v)?: \(jsonWrite(member, value: "v"))") }
+            for member in members {
+              cases.line("case .\(Naming.escaped(member.property))(let v)?: \(jsonWrite(member, value: "v"))")
+            }
             cases.line("case nil: break")
           }
         }
       }
       body.line()
-      try body.block("public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {") { (decode) throws(GenerationError) in
+      try body.block("public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {") {
+        (decode) throws(GenerationError) in
         decode.line("self.init()")
         if plans.isEmpty {
           decode.line("if let (key, _) = j.members.first { throw j.unknownField(key) }")
@@ -326,7 +356,9 @@ struct SwiftFileEmitter {
                 let oneofProperty = Naming.escaped(Naming.propertyName(message.oneofs[oneofIndex]))
                 try cases.block("case \(labels):", closing: "") { (member) throws(GenerationError) in
                   member.line("if case .null = json { continue }")
-                  member.line("guard self.\(oneofProperty) == nil else { throw j.oneofConflict(key, oneof: \"\(message.oneofs[oneofIndex])\") }")
+                  member.line(
+                    "guard self.\(oneofProperty) == nil else { throw j.oneofConflict(key, oneof: \"\(message.oneofs[oneofIndex])\") }"
+                  )
                   member.line("self.\(oneofProperty) = .\(Naming.escaped(plan.property))(\(jsonRead(plan)))")
                 }
               } else {
@@ -384,17 +416,19 @@ struct SwiftFileEmitter {
     case .singular, .oneofMember: return binaryWriteCall(plan.value, index: i, value: value, writer: "w")
     case .optionalMessage: return "if let v = \(value) { w.message(\(i), v) }"
     case .repeated:
-      let method = switch plan.value.family {
-      case .scalar: "repeatedScalar"
-      case .bool: "repeatedBool"
-      case .string: "repeatedString"
-      case .bytes: "repeatedBytes"
-      case .enumeration: "repeatedEnum"
-      case .message: "repeatedMessage"
-      }
+      let method =
+        switch plan.value.family {
+        case .scalar: "repeatedScalar"
+        case .bool: "repeatedBool"
+        case .string: "repeatedString"
+        case .bytes: "repeatedBytes"
+        case .enumeration: "repeatedEnum"
+        case .message: "repeatedMessage"
+        }
       return "w.\(method)(\(i), \(value))"
     case .map(let key, let valueKind):
-      return "w.map(\(i), \(value)) { e, k, v in \(binaryWriteCall(key, index: 0, value: "k", writer: "e")); \(binaryWriteCall(valueKind, index: 1, value: "v", writer: "e")) }"
+      return
+        "w.map(\(i), \(value)) { e, k, v in \(binaryWriteCall(key, index: 0, value: "k", writer: "e")); \(binaryWriteCall(valueKind, index: 1, value: "v", writer: "e")) }"
     }
   }
 
@@ -415,7 +449,8 @@ struct SwiftFileEmitter {
     case .map(let key, let valueKind):
       let keyRead = binaryReadCall(key, index: 0, reader: "e")
       let valueRead = binaryReadCall(valueKind, index: 1, reader: "e")
-      return "try r.map(\(i)) { (e) throws(ProtoError) -> (\(key.swiftType), \(valueKind.swiftType)) in (\(keyRead), \(valueRead)) }"
+      return
+        "try r.map(\(i)) { (e) throws(ProtoError) -> (\(key.swiftType), \(valueKind.swiftType)) in (\(keyRead), \(valueRead)) }"
     }
   }
 
@@ -424,10 +459,13 @@ struct SwiftFileEmitter {
     switch plan.shape {
     case .singular: return plan.value.family == .bytes ? "j.bytes(\(name), \(value))" : "j.value(\(name), \(value))"
     case .oneofMember:
-      return plan.value.family == .bytes ? "j.bytes(\(name), \(value), always: true)" : "j.value(\(name), \(value), always: true)"
+      return plan.value.family == .bytes
+        ? "j.bytes(\(name), \(value), always: true)" : "j.value(\(name), \(value), always: true)"
     case .optionalMessage: return "if let v = \(value) { j.value(\(name), v, always: true) }"
-    case .repeated: return plan.value.family == .bytes ? "j.repeatedBytes(\(name), \(value))" : "j.repeated(\(name), \(value))"
-    case .map(_, let valueKind): return valueKind.family == .bytes ? "j.mapBytes(\(name), \(value))" : "j.map(\(name), \(value))"
+    case .repeated:
+      return plan.value.family == .bytes ? "j.repeatedBytes(\(name), \(value))" : "j.repeated(\(name), \(value))"
+    case .map(_, let valueKind):
+      return valueKind.family == .bytes ? "j.mapBytes(\(name), \(value))" : "j.map(\(name), \(value))"
     }
   }
 
@@ -439,7 +477,8 @@ struct SwiftFileEmitter {
     case .optionalMessage:
       return "try json == .null ? nil : j.value(json, key, as: \(type).self)"
     case .repeated:
-      return plan.value.family == .bytes ? "try j.repeatedBytes(json, key)" : "try j.repeated(json, key, as: \(type).self)"
+      return plan.value.family == .bytes
+        ? "try j.repeatedBytes(json, key)" : "try j.repeated(json, key, as: \(type).self)"
     case .map(let key, let valueKind):
       return valueKind.family == .bytes
         ? "try j.mapBytes(json, key, keyType: \(key.swiftType).self)"
@@ -449,7 +488,9 @@ struct SwiftFileEmitter {
 
   // MARK: Services
 
-  private func emitService(_ service: ProtoService, namespace: String, into out: inout CodeWriter) throws(GenerationError) {
+  private func emitService(
+    _ service: ProtoService, namespace: String, into out: inout CodeWriter
+  ) throws(GenerationError) {
     out.line()
     try out.block("extension \(namespace) {") { (outer) throws(GenerationError) in
       outer.doc(comment(service.sourcePath) ?? "The `\(service.fullName)` service.")
@@ -459,16 +500,18 @@ struct SwiftFileEmitter {
         var names: [String] = []
         for method in service.methods {
           guard let input = types.messages[method.inputType], let output = types.messages[method.outputType] else {
-            throw error("service \(service.fullName), method \(method.name): its message types are not in the descriptor set")
+            throw error(
+              "service \(service.fullName), method \(method.name): its message types are not in the descriptor set")
           }
           let property = Naming.propertyName(method.name)
           names.append(property)
-          let kind = switch (method.clientStreaming, method.serverStreaming) {
-          case (false, false): "unary"
-          case (true, false): "clientStreaming"
-          case (false, true): "serverStreaming"
-          case (true, true): "bidirectionalStreaming"
-          }
+          let kind =
+            switch (method.clientStreaming, method.serverStreaming) {
+            case (false, false): "unary"
+            case (true, false): "clientStreaming"
+            case (false, true): "serverStreaming"
+            case (true, true): "bidirectionalStreaming"
+            }
           body.line()
           body.doc(comment(method.sourcePath) ?? "`\(method.name)`.")
           body.line(
@@ -477,7 +520,9 @@ struct SwiftFileEmitter {
         }
         body.line()
         body.line("/// The service's methods, for routers and reflection.")
-        body.line("public static let descriptor = ServiceDescriptor(fullName: fullName, methods: [\(names.map { "\(Naming.escaped($0)).descriptor" }.joined(separator: ", "))])")
+        body.line(
+          "public static let descriptor = ServiceDescriptor(fullName: fullName, methods: [\(names.map { "\(Naming.escaped($0)).descriptor" }.joined(separator: ", "))])"
+        )
       }
     }
   }

@@ -21,7 +21,8 @@ struct TypeTable {
       let namespace = Naming.namespace(forPackage: file.package)
       for message in file.messages { addMessage(message, file: file.name, swiftPrefix: namespace) }
       for enumType in file.enums {
-        enums[enumType.fullName] = EnumInfo(enumType: enumType, swiftName: "\(namespace).\(Naming.typeName(enumType.name))")
+        enums[enumType.fullName] = EnumInfo(
+          enumType: enumType, swiftName: "\(namespace).\(Naming.typeName(enumType.name))")
       }
     }
   }
@@ -31,7 +32,8 @@ struct TypeTable {
     messages[message.fullName] = MessageInfo(message: message, file: file, swiftName: swiftName)
     for nested in message.nestedMessages { addMessage(nested, file: file, swiftPrefix: swiftName) }
     for enumType in message.nestedEnums {
-      enums[enumType.fullName] = EnumInfo(enumType: enumType, swiftName: "\(swiftName).\(Naming.typeName(enumType.name))")
+      enums[enumType.fullName] = EnumInfo(
+        enumType: enumType, swiftName: "\(swiftName).\(Naming.typeName(enumType.name))")
     }
   }
 

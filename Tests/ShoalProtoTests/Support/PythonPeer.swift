@@ -18,7 +18,8 @@ struct PythonPeer {
       .filter { $0.hasSuffix(".proto") }
     let result = try Subprocess.run(
       try TestEnvironment.tool("protoc"),
-      ["-I\(TestEnvironment.repositoryRoot)/Protos", "--include_imports", "--descriptor_set_out=\(descriptorSet)"] + protos
+      ["-I\(TestEnvironment.repositoryRoot)/Protos", "--include_imports", "--descriptor_set_out=\(descriptorSet)"]
+        + protos
     )
     guard result.status == 0 else { throw TestEnvironmentError("protoc failed: \(result.stderrText)") }
   }
