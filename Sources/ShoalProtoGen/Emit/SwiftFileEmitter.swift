@@ -295,19 +295,7 @@ struct SwiftFileEmitter {
         "public static var _protobufC: ProtobufCMessageType { .init(\(CHeaderEmitter.accessorName(message.fullName))()) }"
       )
       body.line()
-      try body.block("public func _encode(to w: CMessageWriter) {") { (encode) throws(GenerationError) in
-        for plan in plans where !isOneofMember(plan) {
-          encode.line(binaryWrite(plan, value: "self.\(Naming.escaped(plan.property))"))
-        }
-        try forEachOneof(message, plans) { (oneofProperty, members) throws(GenerationError) in
-          try encode.block("switch self.\(oneofProperty) {") { (cases) throws(GenerationError) in
-            for member in members {
-              cases.line("case .\(Naming.escaped(member.property))(let v)?: \(binaryWrite(member, value: "v"))")
-            }
-            cases.line("case nil: break")
-          }
-        }
-      }
+      try emitEncoder("public func _encode(to w: CMessageWriter) {", message, plans, into: &body, write: binaryWrite)
       body.line()
       try body.block("public init(_decoding r: CMessageReader) throws(ProtoError) {") {
         (decode) throws(GenerationError) in
@@ -327,19 +315,8 @@ struct SwiftFileEmitter {
         }
       }
       body.line()
-      try body.block("public func _encodeJSON(to j: inout JSONObjectWriter) {") { (encode) throws(GenerationError) in
-        for plan in plans where !isOneofMember(plan) {
-          encode.line(jsonWrite(plan, value: "self.\(Naming.escaped(plan.property))"))
-        }
-        try forEachOneof(message, plans) { (oneofProperty, members) throws(GenerationError) in
-          try encode.block("switch self.\(oneofProperty) {") { (cases) throws(GenerationError) in
-            for member in members {
-              cases.line("case .\(Naming.escaped(member.property))(let v)?: \(jsonWrite(member, value: "v"))")
-            }
-            cases.line("case nil: break")
-          }
-        }
-      }
+      try emitEncoder(
+        "public func _encodeJSON(to j: inout JSONObjectWriter) {", message, plans, into: &body, write: jsonWrite)
       body.line()
       try body.block("public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {") {
         (decode) throws(GenerationError) in
@@ -371,6 +348,26 @@ struct SwiftFileEmitter {
       }
     }
     for nested in message.nestedMessages { try emitConformances(nested, into: &out) }
+  }
+
+  /// An encoding function: one write per field, and a switch per oneof.
+  private func emitEncoder(
+    _ signature: String, _ message: ProtoMessageType, _ plans: [FieldPlan], into body: inout CodeWriter,
+    write: (FieldPlan, String) -> String
+  ) throws(GenerationError) {
+    try body.block(signature) { (encode) throws(GenerationError) in
+      for plan in plans where !isOneofMember(plan) {
+        encode.line(write(plan, "self.\(Naming.escaped(plan.property))"))
+      }
+      try forEachOneof(message, plans) { (oneofProperty, members) throws(GenerationError) in
+        try encode.block("switch self.\(oneofProperty) {") { (cases) throws(GenerationError) in
+          for member in members {
+            cases.line("case .\(Naming.escaped(member.property))(let v)?: \(write(member, "v"))")
+          }
+          cases.line("case nil: break")
+        }
+      }
+    }
   }
 
   private func isOneofMember(_ plan: FieldPlan) -> Bool {
