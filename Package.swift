@@ -23,7 +23,8 @@ let package = Package(
     .library(name: "ShoalProto", targets: ["ShoalProto"]),
   ],
   dependencies: [
-    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2")
+    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
   ],
   targets: [
     // C libraries from Debian.
@@ -36,6 +37,13 @@ let package = Package(
     // Generated code: protoc-c output for Protos/ and the Swift types generated from the same files.
     .target(name: "ShoalProtoC", dependencies: ["CProtobufC"]),
     .target(name: "ShoalProto", dependencies: ["ShoalProtoC", "CProtobufC"], swiftSettings: strictSwift),
+
+    // The RPC runtime: wire protocol v1 (framing, compression, streams) on SwiftNIO.
+    .target(
+      name: "ShoalRPC",
+      dependencies: ["ShoalProto", "CZstd", .product(name: "NIOCore", package: "swift-nio")],
+      swiftSettings: strictSwift
+    ),
 
     // The code generator: protoc-c's build of descriptor.proto, the generator library, its command.
     .target(name: "CProtobufDescriptor", dependencies: ["CProtobufC"]),
@@ -67,6 +75,11 @@ let package = Package(
       name: "ShoalProtoTests",
       dependencies: ["ShoalProto", "ShoalTestSupport"],
       exclude: ["Python"],
+      swiftSettings: strictSwift
+    ),
+    .testTarget(
+      name: "ShoalRPCTests",
+      dependencies: ["ShoalRPC", "CZstd", .product(name: "NIOCore", package: "swift-nio")],
       swiftSettings: strictSwift
     ),
     .testTarget(
