@@ -2,7 +2,9 @@
 public enum Generator {
   /// One generated file: a path relative to its output directory, and its text.
   public struct OutputFile: Sendable, Equatable {
+    /// The file's path relative to its output directory.
     public var path: String
+    /// The file's text.
     public var contents: String
   }
 

@@ -3,9 +3,9 @@ import CProtobufDescriptor
 
 /// Reads the output of `protoc --descriptor_set_out` (a `google.protobuf.FileDescriptorSet`)
 /// with protoc-c's build of `descriptor.proto`.
-public enum DescriptorSetDecoder {
+enum DescriptorSetDecoder {
   /// The files in the set, in the order protoc wrote them (dependencies first).
-  public static func decode(_ bytes: [UInt8]) throws(GenerationError) -> [ProtoFile] {
+  static func decode(_ bytes: [UInt8]) throws(GenerationError) -> [ProtoFile] {
     let set = bytes.withUnsafeBufferPointer { buffer in
       google__protobuf__file_descriptor_set__unpack(nil, buffer.count, buffer.baseAddress)
     }

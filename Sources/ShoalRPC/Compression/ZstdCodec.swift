@@ -11,9 +11,12 @@ public struct DecompressionError: Error, Hashable, CustomStringConvertible {
     case corrupt
   }
 
+  /// What was wrong.
   public var code: Code
+  /// What was wrong, with the sizes involved.
   public var message: String
 
+  /// An error with a code and a message.
   public init(_ code: Code, _ message: String) {
     self.code = code
     self.message = message

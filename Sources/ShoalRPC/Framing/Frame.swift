@@ -32,8 +32,10 @@ public enum FrameType: UInt8, Sendable, Hashable, CaseIterable {
 
 /// The flags byte of a frame.
 public struct FrameFlags: OptionSet, Sendable, Hashable {
+  /// The flags byte.
   public var rawValue: UInt8
 
+  /// Flags from the flags byte.
   public init(rawValue: UInt8) { self.rawValue = rawValue }
 
   /// On MESSAGE: the payload is one zstd frame.
@@ -49,9 +51,13 @@ public struct Frame: Sendable, Hashable {
   /// The payload size of PING and PONG frames.
   public static let pingPayloadSize = 8
 
+  /// What the frame carries.
   public var type: FrameType
+  /// COMPRESSED and END_STREAM (on MESSAGE frames).
   public var flags: FrameFlags
+  /// The stream the frame belongs to; 0 for the connection itself.
   public var stream: UInt32
+  /// The payload, `length` bytes.
   public var payload: ByteBuffer
 
   /// A frame; `payload` defaults to empty.

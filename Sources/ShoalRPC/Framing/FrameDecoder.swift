@@ -13,9 +13,12 @@ public struct FrameError: Error, Hashable, CustomStringConvertible {
     case malformed
   }
 
+  /// What was wrong.
   public var code: Code
+  /// What was wrong, with the stream and sizes involved.
   public var message: String
 
+  /// An error with a code and a message that names the frame.
   public init(_ code: Code, _ message: String) {
     self.code = code
     self.message = message

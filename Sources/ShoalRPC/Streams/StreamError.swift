@@ -8,6 +8,7 @@ public struct StreamError: Error, Hashable, CustomStringConvertible {
   /// What was wrong.
   public var message: String
 
+  /// An error that ends the stream with `code`.
   public init(_ code: RpcV1.StatusCode, _ message: String) {
     self.code = code
     self.message = message
