@@ -5,7 +5,7 @@ import Testing
 /// Frames are cut from a byte stream exactly, whatever the chunking, and bad headers are refused
 /// from the header alone.
 struct FrameDecoderTests {
-  private let decoder = FrameDecoder(maxFrameSize: 1024)
+  private let decoder = FrameDecoder(maxMessageSize: 1024, maxFrameSize: 1024)
 
   private func bytes(_ frames: [Frame]) -> ByteBuffer {
     var buffer = ByteBuffer()
@@ -36,7 +36,8 @@ struct FrameDecoderTests {
       while offset < all.count {
         pending.writeBytes(all[offset..<min(offset + chunkSize, all.count)])
         offset += chunkSize
-        while let frame = try decoder.next(from: &pending) { decoded.append(frame) }
+        var decoder = decoder
+        while case .frame(let frame)? = try decoder.next(from: &pending) { decoded.append(frame) }
       }
       #expect(decoded == frames, "chunks of \(chunkSize)")
       #expect(pending.readableBytes == 0)
@@ -45,10 +46,27 @@ struct FrameDecoderTests {
 
   @Test func oversizeFrameIsRefusedFromItsHeader() {
     var buffer = ByteBuffer()
-    Frame.writeHeader(type: .message, flags: [], stream: 1, payloadLength: 1025, to: &buffer)
+    Frame.writeHeader(type: .call, flags: [], stream: 1, payloadLength: 1025, to: &buffer)
+    var decoder = decoder
     #expect {
       try decoder.next(from: &buffer)
     } throws: { ($0 as? FrameError)?.code == .frameTooLarge }
+  }
+
+  @Test func oversizeMessageIsSkippedAsItArrivesAndTheNextFrameStillDecodes() throws {
+    var all = ByteBuffer()
+    Frame(type: .message, stream: 3, payload: ByteBuffer(repeating: 1, count: 5000)).write(to: &all)
+    Frame(type: .cancel, stream: 5).write(to: &all)
+    var decoder = decoder
+    var pending = ByteBuffer()
+    var results: [DecodedFrame] = []
+    while all.readableBytes > 0 {
+      var chunk = all.readSlice(length: min(700, all.readableBytes))!
+      pending.writeBuffer(&chunk)
+      while let result = try decoder.next(from: &pending) { results.append(result) }
+      #expect(pending.readableBytes < 1100, "an oversize payload must not be buffered")
+    }
+    #expect(results == [.oversizedMessage(stream: 3, size: 5000), .frame(Frame(type: .cancel, stream: 5))])
   }
 
   @Test(arguments: [
@@ -61,6 +79,7 @@ struct FrameDecoderTests {
   ])
   func badHeadersAreNamed(bytes: [UInt8], code: FrameError.Code) {
     var buffer = ByteBuffer(bytes: bytes)
+    var decoder = decoder
     #expect {
       try decoder.next(from: &buffer)
     } throws: { ($0 as? FrameError)?.code == code }
@@ -68,6 +87,7 @@ struct FrameDecoderTests {
 
   @Test func incompleteFrameWaitsForMoreBytes() throws {
     var buffer = ByteBuffer(bytes: [0, 0, 0, 4, 2, 0, 0, 0, 0, 1, 1, 2])
+    var decoder = decoder
     #expect(try decoder.next(from: &buffer) == nil)
     #expect(buffer.readableBytes == 12)
   }
