@@ -41,9 +41,17 @@ let package = Package(
     // The RPC runtime: wire protocol v1 (framing, compression, streams) on SwiftNIO.
     .target(
       name: "ShoalRPC",
-      dependencies: ["ShoalProto", "CZstd", .product(name: "NIOCore", package: "swift-nio")],
+      dependencies: [
+        "ShoalProto", "CZstd",
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+      ],
       swiftSettings: strictSwift
     ),
+
+    // Services.
+    .target(name: "Bench", dependencies: ["ShoalProto", "ShoalRPC"], swiftSettings: strictSwift),
 
     // The code generator: protoc-c's build of descriptor.proto, the generator library, its command.
     .target(name: "CProtobufDescriptor", dependencies: ["CProtobufC"]),
@@ -79,7 +87,11 @@ let package = Package(
     ),
     .testTarget(
       name: "ShoalRPCTests",
-      dependencies: ["ShoalRPC", "CZstd", .product(name: "NIOCore", package: "swift-nio")],
+      dependencies: [
+        "ShoalRPC", "Bench", "CZstd", "ShoalTestSupport",
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+      ],
       swiftSettings: strictSwift
     ),
     .testTarget(

@@ -27,6 +27,12 @@ struct BinaryRoundTripTests {
     #expect(try TestingV1.Sample(serializedBytes: []) == TestingV1.Sample())
   }
 
+  @Test func messagesWithoutFieldsRoundTrip() throws {
+    #expect(RpcV1.ListServicesRequest().serializedBytes().isEmpty)
+    #expect(try RpcV1.ListServicesRequest(serializedBytes: []) == RpcV1.ListServicesRequest())
+    #expect(try RpcV1.ListServicesRequest(jsonString: "{}") == RpcV1.ListServicesRequest())
+  }
+
   @Test func oneofMemberAtItsDefaultValueIsStillSet() throws {
     var sample = TestingV1.Sample()
     sample.source = .offset(0)

@@ -11,6 +11,12 @@ public struct ProtobufCMessageType: @unchecked Sendable {
     self.descriptor = descriptor
   }
 
-  var fields: UnsafePointer<ProtobufCFieldDescriptor> { descriptor.pointee.fields }
+  /// The field descriptors, sorted by number. A message without fields has none (protoc-c
+  /// emits a null pointer); generated code then never reads this.
+  var fields: UnsafePointer<ProtobufCFieldDescriptor> {
+    descriptor.pointee.fields.map { $0 } ?? UnsafePointer(Self.noFields)
+  }
+
+  private nonisolated(unsafe) static let noFields = UnsafeMutablePointer<ProtobufCFieldDescriptor>.allocate(capacity: 1)
   var structSize: Int { descriptor.pointee.sizeof_message }
 }

@@ -1,0 +1,401 @@
+import NIOCore
+import ShoalProto
+
+/// One client connection on its event loop: opens streams, writes requests, and delivers
+/// responses and statuses to the calls waiting on them; answers PINGs, sends keepalive PINGs,
+/// and stops taking calls after GOAWAY.
+final class ClientConnectionHandler: ChannelInboundHandler {
+  typealias InboundIn = ByteBuffer
+  typealias OutboundOut = ByteBuffer
+
+  final class Stream {
+    var machine: StreamStateMachine
+    /// Responses of a streaming call; nil for unary calls.
+    let inbound: InboundMessageQueue?
+    /// Completes with the response of a unary call, or with the status of a streaming call.
+    let done: EventLoopPromise<ByteBuffer?>
+    var unaryResponse: ByteBuffer?
+    var deadlineTimer: Scheduled<Void>?
+    var writeWaiters: [EventLoopPromise<Void>] = []
+
+    init(machine: StreamStateMachine, inbound: InboundMessageQueue?, done: EventLoopPromise<ByteBuffer?>) {
+      self.machine = machine
+      self.inbound = inbound
+      self.done = done
+    }
+  }
+
+  private let config: ConnectionConfig
+  private let address: RPCAddress
+  private let codec: MessageCodec
+  /// The codec, for the request written together with CALL.
+  var codecForRequests: MessageCodec { codec }
+  private var decoder: FrameDecoder
+  private var received = ByteBuffer()
+  private var peerInitialWindow = 64 << 10
+  private var streams: [UInt32: Stream] = [:]
+  private var nextStreamID: UInt32 = 1
+  private(set) var goingAway = false
+  private(set) var closed = false
+  // Set in handlerAdded, before NIO delivers any event that reads it.
+  // swift-format-ignore: NeverUseImplicitlyUnwrappedOptionals
+  private var context: ChannelHandlerContext!
+  private var flushPending = false
+  private var inReadBurst = false
+  private var lastRead = NIODeadline.now()
+  private var pingSentAt: NIODeadline?
+  private var keepaliveTimer: RepeatedTask?
+  /// Completes when the server's HELLO has arrived.
+  let ready: EventLoopPromise<Void>
+
+  init(config: ConnectionConfig, address: RPCAddress, ready: EventLoopPromise<Void>) {
+    self.config = config
+    self.address = address
+    codec = MessageCodec(config: config)
+    decoder = FrameDecoder(maxMessageSize: config.maxMessageSize, maxFrameSize: config.maxFrameSize)
+    self.ready = ready
+  }
+
+  private var loopBound: NIOLoopBound<ClientConnectionHandler> { NIOLoopBound(self, eventLoop: context.eventLoop) }
+
+  /// Whether new calls may use this connection.
+  var isUsable: Bool { !closed && !goingAway && nextStreamID < UInt32.max - 1 }
+
+  // MARK: Channel events
+
+  func handlerAdded(context: ChannelHandlerContext) {
+    self.context = context
+  }
+
+  func channelActive(context: ChannelHandlerContext) {
+    var hello = RpcV1.Hello()
+    hello.protocolVersion = 1
+    hello.acceptEncodings = config.compression.enabled ? ["zstd"] : []
+    hello.maxFrameSize = UInt32(config.maxMessageSize)
+    hello.initialWindow = UInt32(config.initialWindow)
+    hello.peerName = config.peerName
+    writeControl(.hello, stream: 0, hello)
+    context.flush()
+    if let interval = config.keepalive.interval {
+      let loop = loopBound
+      let nanos = Int64(interval.components.seconds) * 1_000_000_000 + interval.components.attoseconds / 1_000_000_000
+      keepaliveTimer = context.eventLoop.scheduleRepeatedTask(
+        initialDelay: .nanoseconds(nanos), delay: .nanoseconds(nanos)
+      ) { _ in
+        loop.value.keepaliveTick(interval: .nanoseconds(nanos))
+      }
+    }
+    context.fireChannelActive()
+  }
+
+  func channelInactive(context: ChannelHandlerContext) {
+    closed = true
+    keepaliveTimer?.cancel()
+    ready.fail(RPCError(.unavailable, "the connection to \(address) closed before the server said HELLO"))
+    for id in Array(streams.keys) {
+      finish(id, .failure(RPCError(.unavailable, "the connection to \(address) closed")))
+    }
+    context.fireChannelInactive()
+  }
+
+  func errorCaught(context: ChannelHandlerContext, error: any Error) {
+    context.close(promise: nil)
+  }
+
+  func channelWritabilityChanged(context: ChannelHandlerContext) {
+    if context.channel.isWritable { wakeWriters() }
+    context.fireChannelWritabilityChanged()
+  }
+
+  func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    var bytes = unwrapInboundIn(data)
+    if received.readableBytes == 0 {
+      received = bytes
+    } else {
+      received.writeBuffer(&bytes)
+    }
+    lastRead = .now()
+    pingSentAt = nil
+    inReadBurst = true
+    do {
+      while !closed, let decoded = try decoder.next(from: &received) {
+        switch decoded {
+        case .frame(let frame): try handle(frame)
+        case .oversizedMessage(let stream, let size):
+          cancel(
+            stream,
+            RPCError(
+              .resourceExhausted,
+              "response of \(size) bytes exceeds the client's limit of \(config.maxMessageSize) bytes"))
+        }
+      }
+    } catch {
+      protocolError("\(error)")
+    }
+    received.discardReadBytes()
+  }
+
+  func channelReadComplete(context: ChannelHandlerContext) {
+    inReadBurst = false
+    if flushPending {
+      flushPending = false
+      context.flush()
+    }
+  }
+
+  private func handle(_ frame: Frame) throws {
+    switch frame.type {
+    case .hello:
+      let hello = try frame.payload.decodeMessage(as: RpcV1.Hello.self)
+      guard hello.protocolVersion == 1 else {
+        throw RPCError(.unavailable, "the server at \(address) speaks protocol version \(hello.protocolVersion), not 1")
+      }
+      codec.peerAcceptsZstd = hello.acceptEncodings.contains("zstd")
+      if hello.maxFrameSize > 0 { codec.maxSendSize = Int(hello.maxFrameSize) }
+      peerInitialWindow = Int(hello.initialWindow)
+      ready.succeed()
+    case .message:
+      guard let stream = streams[frame.stream] else { return }
+      do {
+        let payload = try codec.payload(of: frame)
+        try stream.machine.receiveMessage(
+          size: frame.payload.readableBytes, endStream: frame.flags.contains(.endStream))
+        if let inbound = stream.inbound {
+          inbound.append(payload)
+        } else if stream.unaryResponse == nil {
+          stream.unaryResponse = payload
+        } else {
+          throw RPCError(.internal, "the server sent a second response to a unary call")
+        }
+      } catch {
+        cancel(frame.stream, RPCError(from: error))
+      }
+    case .status:
+      let status = try frame.payload.decodeMessage(as: RpcV1.Status.self)
+      guard streams[frame.stream] != nil else { return }
+      if status.code == .ok {
+        finish(frame.stream, .success(()))
+      } else {
+        let trailers = (try? Metadata(entries: status.trailers)) ?? []
+        finish(frame.stream, .failure(RPCError(status.code, status.message, trailers: trailers)))
+      }
+    case .cancel:
+      finish(frame.stream, .failure(RPCError(.cancelled, "the server cancelled the call")))
+    case .window:
+      guard let stream = streams[frame.stream] else { return }
+      try? stream.machine.receiveWindowUpdate(frame.payload.getInteger(at: frame.payload.readerIndex)!)
+      wakeWriters(stream)
+    case .ping:
+      write(Frame(type: .pong, stream: 0, payload: frame.payload))
+    case .pong:
+      break
+    case .goAway:
+      let goAway = try frame.payload.decodeMessage(as: RpcV1.GoAway.self)
+      goingAway = true
+      for id in streams.keys where id > goAway.lastStreamId {
+        finish(
+          id, .failure(RPCError(.unavailable, "the server is going away (\(goAway.reason)) and did not take this call"))
+        )
+      }
+      if streams.isEmpty { close() }
+    case .call:
+      throw RPCError(.internal, "the server sent CALL")
+    }
+  }
+
+  // MARK: Calls (on the event loop)
+
+  /// Opens a stream: writes CALL and, for a unary call, the request with END_STREAM.
+  func open(
+    path: String, metadata: Metadata, timeout: Duration?, streaming: Bool,
+    firstMessage: (inout ByteBuffer, UInt32) throws(RPCError) -> Void
+  ) throws(RPCError) -> (id: UInt32, stream: Stream) {
+    guard !closed else { throw RPCError(.unavailable, "the connection to \(address) is closed") }
+    guard !goingAway else { throw RPCError(.unavailable, "the server at \(address) is going away") }
+    let id = nextStreamID
+    nextStreamID += 1
+    var header = RpcV1.CallHeader()
+    header.method = path
+    header.metadata = metadata.entries
+    if let timeout {
+      header.timeoutUs = UInt64(
+        max(1, timeout.components.seconds * 1_000_000 + timeout.components.attoseconds / 1_000_000_000_000))
+    }
+    var buffer = context.channel.allocator.buffer(capacity: 128)
+    let headerBytes = header.serializedBytes()
+    Frame.writeHeader(type: .call, flags: [], stream: id, payloadLength: headerBytes.count, to: &buffer)
+    buffer.writeBytes(headerBytes)
+    let before = buffer.readableBytes
+    try firstMessage(&buffer, id)
+
+    var machine = StreamStateMachine(
+      role: .client, initialSendWindow: peerInitialWindow, initialReceiveWindow: config.initialWindow)
+    try? machine.sendCall()
+    if buffer.readableBytes > before {
+      try? machine.sendMessage(size: buffer.readableBytes - before - Frame.headerSize, endStream: true)
+    }
+    let loop = loopBound
+    let inbound =
+      streaming
+      ? InboundMessageQueue { size in
+        if loop.eventLoop.inEventLoop {
+          loop.value.consumed(size, stream: id)
+        } else {
+          loop.eventLoop.execute { loop.value.consumed(size, stream: id) }
+        }
+      } : nil
+    let stream = Stream(machine: machine, inbound: inbound, done: context.eventLoop.makePromise())
+    streams[id] = stream
+    if let timeout {
+      let nanos = timeout.components.seconds * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000
+      stream.deadlineTimer = context.eventLoop.scheduleTask(in: .nanoseconds(nanos)) {
+        loop.value.cancel(id, RPCError(.deadlineExceeded, "no answer from \(path) within \(timeout)"))
+      }
+    }
+    writeBytes(buffer)
+    return (id, stream)
+  }
+
+  /// Sends one request on a streaming call; the future completes when more may be sent.
+  func send<M: ProtoMessage>(_ message: M, stream id: UInt32, endStream: Bool) -> EventLoopFuture<Void> {
+    guard let stream = streams[id] else {
+      return context.eventLoop.makeFailedFuture(RPCError(.cancelled, "the call has ended"))
+    }
+    do {
+      var buffer = context.channel.allocator.buffer(capacity: 64)
+      try codec.writeMessage(message, stream: id, endStream: endStream, to: &buffer)
+      try stream.machine.sendMessage(size: buffer.readableBytes - Frame.headerSize, endStream: endStream)
+      writeBytes(buffer)
+    } catch {
+      return context.eventLoop.makeFailedFuture(RPCError(from: error))
+    }
+    if stream.machine.canSend && context.channel.isWritable || endStream {
+      return context.eventLoop.makeSucceededVoidFuture()
+    }
+    let promise = context.eventLoop.makePromise(of: Void.self)
+    stream.writeWaiters.append(promise)
+    return promise.futureResult
+  }
+
+  /// Half-closes a streaming call: no more requests.
+  func closeSend(stream id: UInt32) {
+    guard let stream = streams[id], (try? stream.machine.sendMessage(size: 0, endStream: true)) != nil else { return }
+    write(Frame(type: .message, flags: .endStream, stream: id))
+  }
+
+  /// Abandons a call: CANCEL to the server, `error` to the caller.
+  func cancel(_ id: UInt32, _ error: RPCError) {
+    guard let stream = streams[id] else { return }
+    if stream.machine.cancel() { write(Frame(type: .cancel, stream: id)) }
+    finish(id, .failure(error))
+  }
+
+  private func finish(_ id: UInt32, _ result: Result<Void, RPCError>) {
+    guard let stream = streams.removeValue(forKey: id) else { return }
+    stream.deadlineTimer?.cancel()
+    for waiter in stream.writeWaiters { waiter.fail(RPCError(.cancelled, "the call has ended")) }
+    switch result {
+    case .success:
+      if let inbound = stream.inbound {
+        inbound.finish(.success(()))
+        stream.done.succeed(nil)
+      } else if let response = stream.unaryResponse {
+        stream.done.succeed(response)
+      } else {
+        stream.done.fail(RPCError(.internal, "the server ended a unary call with OK but no response"))
+      }
+    case .failure(let error):
+      stream.inbound?.finish(.failure(error))
+      stream.done.fail(error)
+    }
+    if goingAway && streams.isEmpty { close() }
+  }
+
+  private func consumed(_ size: Int, stream id: UInt32) {
+    guard let stream = streams[id], let credit = stream.machine.consumed(size: size) else { return }
+    var payload = context.channel.allocator.buffer(capacity: 4)
+    payload.writeInteger(credit)
+    write(Frame(type: .window, stream: id, payload: payload))
+  }
+
+  private func wakeWriters(_ only: Stream? = nil) {
+    guard context.channel.isWritable else { return }
+    for stream in only.map({ [$0] }) ?? Array(streams.values) where stream.machine.canSend {
+      let waiters = stream.writeWaiters
+      stream.writeWaiters = []
+      for waiter in waiters { waiter.succeed() }
+    }
+  }
+
+  // MARK: Connection
+
+  private func keepaliveTick(interval: TimeAmount) {
+    guard !closed else { return }
+    if let sentAt = pingSentAt {
+      let timeout = config.keepalive.timeout
+      let nanos = timeout.components.seconds * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000
+      if NIODeadline.now() - sentAt > .nanoseconds(nanos) {
+        for id in Array(streams.keys) {
+          finish(id, .failure(RPCError(.unavailable, "\(address) did not answer a keepalive ping within \(timeout)")))
+        }
+        close()
+      }
+      return
+    }
+    if NIODeadline.now() - lastRead >= interval {
+      pingSentAt = .now()
+      write(Frame(type: .ping, stream: 0, payload: ByteBuffer(integer: UInt64(pingSentAt!.uptimeNanoseconds))))
+    }
+  }
+
+  private func protocolError(_ reason: String) {
+    var goAway = RpcV1.GoAway()
+    goAway.code = .goawayProtocolError
+    goAway.reason = reason
+    writeControl(.goAway, stream: 0, goAway)
+    for id in Array(streams.keys) {
+      finish(id, .failure(RPCError(.internal, "protocol error from \(address): \(reason)")))
+    }
+    close()
+  }
+
+  /// Closes the connection (calls in flight fail with UNAVAILABLE).
+  func close() {
+    guard !closed else { return }
+    closed = true
+    context.flush()
+    context.close(promise: nil)
+  }
+
+  // MARK: Writing
+
+  private func writeControl<M: ProtoMessage>(_ type: FrameType, stream: UInt32, _ message: M) {
+    let bytes = message.serializedBytes()
+    var buffer = context.channel.allocator.buffer(capacity: Frame.headerSize + bytes.count)
+    Frame.writeHeader(type: type, flags: [], stream: stream, payloadLength: bytes.count, to: &buffer)
+    buffer.writeBytes(bytes)
+    writeBytes(buffer)
+  }
+
+  private func write(_ frame: Frame) {
+    var buffer = context.channel.allocator.buffer(capacity: Frame.headerSize + frame.payload.readableBytes)
+    frame.write(to: &buffer)
+    writeBytes(buffer)
+  }
+
+  private func writeBytes(_ buffer: ByteBuffer) {
+    guard !closed else { return }
+    context.write(wrapOutboundOut(buffer), promise: nil)
+    guard !flushPending else { return }
+    flushPending = true
+    if !inReadBurst {
+      let loop = loopBound
+      context.eventLoop.execute {
+        let handler = loop.value
+        guard handler.flushPending else { return }
+        handler.flushPending = false
+        handler.context.flush()
+      }
+    }
+  }
+}

@@ -1,0 +1,114 @@
+import NIOConcurrencyHelpers
+import NIOCore
+
+/// The messages a stream has received and not yet consumed. The event loop appends; one
+/// consumer task takes them in order. Thread-safe.
+final class InboundMessageQueue: Sendable {
+  private struct State {
+    var messages: [ByteBuffer] = []
+    var head = 0
+    var finished: Result<Void, RPCError>?
+    var waiter: CheckedContinuation<ByteBuffer?, any Error>?
+  }
+
+  private let state = NIOLockedValueBox(State())
+  /// Called with each consumed message's size, to return flow-control credit.
+  private let onConsumed: @Sendable (Int) -> Void
+
+  init(onConsumed: @escaping @Sendable (Int) -> Void) {
+    self.onConsumed = onConsumed
+  }
+
+  /// Adds a message (event loop).
+  func append(_ message: ByteBuffer) {
+    let waiter = state.withLockedValue { state -> CheckedContinuation<ByteBuffer?, any Error>? in
+      guard state.finished == nil else { return nil }
+      if let waiter = state.waiter {
+        state.waiter = nil
+        return waiter
+      }
+      state.messages.append(message)
+      return nil
+    }
+    if let waiter {
+      onConsumed(message.readableBytes)
+      waiter.resume(returning: message)
+    }
+  }
+
+  /// No more messages: the peer half-closed (`.success`) or the stream failed.
+  func finish(_ result: Result<Void, RPCError>) {
+    let waiter = state.withLockedValue { state -> CheckedContinuation<ByteBuffer?, any Error>? in
+      guard state.finished == nil else { return nil }
+      state.finished = result
+      defer { state.waiter = nil }
+      return state.waiter
+    }
+    switch result {
+    case .success: waiter?.resume(returning: nil)
+    case .failure(let error): waiter?.resume(throwing: error)
+    }
+  }
+
+  /// The next message, or nil once the peer has half-closed and everything is consumed.
+  func next() async throws -> ByteBuffer? {
+    enum Immediate {
+      case message(ByteBuffer)
+      case end
+      case failure(RPCError)
+      case wait
+    }
+    let immediate = state.withLockedValue { state -> Immediate in
+      if state.head < state.messages.count {
+        let message = state.messages[state.head]
+        state.head += 1
+        if state.head == state.messages.count {
+          state.messages.removeAll(keepingCapacity: true)
+          state.head = 0
+        }
+        return .message(message)
+      }
+      switch state.finished {
+      case .success?: return .end
+      case .failure(let error)?: return .failure(error)
+      case nil: return .wait
+      }
+    }
+    switch immediate {
+    case .message(let message):
+      onConsumed(message.readableBytes)
+      return message
+    case .end: return nil
+    case .failure(let error): throw error
+    case .wait:
+      return try await withTaskCancellationHandler {
+        try await withCheckedThrowingContinuation { continuation in
+          let resumeNow = state.withLockedValue { state -> Immediate in
+            if state.head < state.messages.count {
+              let message = state.messages[state.head]
+              state.head += 1
+              return .message(message)
+            }
+            switch state.finished {
+            case .success?: return .end
+            case .failure(let error)?: return .failure(error)
+            case nil:
+              state.waiter = continuation
+              return .wait
+            }
+          }
+          switch resumeNow {
+          case .message(let message):
+            onConsumed(message.readableBytes)
+            continuation.resume(returning: message)
+          case .end: continuation.resume(returning: nil)
+          case .failure(let error): continuation.resume(throwing: error)
+          case .wait: break
+          }
+        }
+      } onCancel: {
+        finish(.failure(RPCError(.cancelled, "the call was cancelled")))
+      }
+    }
+  }
+}

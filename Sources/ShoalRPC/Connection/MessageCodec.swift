@@ -1,0 +1,95 @@
+import NIOCore
+import ShoalProto
+
+/// Turns messages into MESSAGE frames and back, with the connection's zstd contexts and the
+/// size limits of both sides. Lives on the connection's event loop.
+final class MessageCodec {
+  private let compression: ConnectionConfig.Compression
+  private let maxReceiveSize: Int
+  private var compressor: ZstdCompressor?
+  private let decompressor = ZstdDecompressor()
+  /// The peer's limit, from its HELLO.
+  var maxSendSize: Int
+  /// Whether the peer accepts zstd, from its HELLO.
+  var peerAcceptsZstd = false
+
+  init(config: ConnectionConfig) {
+    compression = config.compression
+    maxReceiveSize = config.maxMessageSize
+    maxSendSize = config.maxMessageSize
+  }
+
+  /// Appends the MESSAGE frame holding `message` to `buffer` (and, for an empty message that
+  /// ends the stream, the bare half-close after it).
+  func writeMessage<M: ProtoMessage>(
+    _ message: M, stream: UInt32, endStream: Bool, to buffer: inout ByteBuffer
+  ) throws(RPCError) {
+    let limit = maxSendSize
+    let flags: FrameFlags = endStream ? .endStream : []
+    let compress = compression.enabled && peerAcceptsZstd
+    let threshold = compression.threshold
+    let result: Result<Void, RPCError> = message.withSerializedSize { size, pack in
+      guard size <= limit else {
+        return .failure(
+          RPCError(
+            .resourceExhausted, "\(M.protoMessageName) of \(size) bytes exceeds the peer's limit of \(limit) bytes"))
+      }
+      if compress && size >= threshold {
+        var raw = ByteBuffer()
+        raw.writeWithUnsafeMutableBytes(minimumWritableBytes: size) {
+          pack(UnsafeMutableRawBufferPointer(rebasing: $0[0..<size])); return size
+        }
+        if compressor == nil { compressor = ZstdCompressor(level: compression.level) }
+        if var compressed = compressor!.compress(raw) {
+          Frame.writeHeader(
+            type: .message, flags: flags.union(.compressed), stream: stream, payloadLength: compressed.readableBytes,
+            to: &buffer)
+          buffer.writeBuffer(&compressed)
+        } else {
+          Frame.writeHeader(type: .message, flags: flags, stream: stream, payloadLength: size, to: &buffer)
+          buffer.writeBuffer(&raw)
+        }
+        return .success(())
+      }
+      if size == 0 && endStream {
+        // An empty MESSAGE with END_STREAM is a bare half-close, so an empty message goes first on its own.
+        Frame.writeHeader(type: .message, flags: [], stream: stream, payloadLength: 0, to: &buffer)
+      }
+      Frame.writeHeader(
+        type: .message, flags: size == 0 && endStream ? .endStream : flags, stream: stream, payloadLength: size,
+        to: &buffer)
+      buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: size) {
+        pack(UnsafeMutableRawBufferPointer(rebasing: $0[0..<size])); return size
+      }
+      return .success(())
+    }
+    try result.get()
+  }
+
+  /// The uncompressed payload of a received MESSAGE frame.
+  func payload(of frame: Frame) throws(RPCError) -> ByteBuffer {
+    guard frame.flags.contains(.compressed) else { return frame.payload }
+    guard compression.enabled else {
+      throw RPCError(.internal, "received a compressed message but compression is off on this side")
+    }
+    do {
+      return try decompressor.decompress(frame.payload, limit: maxReceiveSize)
+    } catch {
+      throw RPCError(error.code == .tooLarge ? .resourceExhausted : .internal, error.message)
+    }
+  }
+}
+
+extension ByteBuffer {
+  /// Decodes a whole message from the readable bytes.
+  func decodeMessage<M: ProtoMessage>(as type: M.Type) throws(RPCError) -> M {
+    let result = withUnsafeReadableBytes { bytes in
+      Result { () throws(ProtoError) -> M in try M(serializedBytes: bytes) }
+    }
+    switch result {
+    case .success(let message): return message
+    case .failure(let error):
+      throw RPCError(.internal, "cannot decode \(M.protoMessageName): \(error.message)", cause: error)
+    }
+  }
+}

@@ -1,0 +1,444 @@
+import NIOCore
+import ShoalProto
+
+/// One server connection on its event loop: reads frames, opens a stream per CALL, runs the
+/// method's handler in a task on the same event loop, and writes responses, statuses, flow
+/// control and connection frames. Connection errors end in GOAWAY with the reason.
+final class ServerConnectionHandler: ChannelInboundHandler {
+  typealias InboundIn = ByteBuffer
+  typealias OutboundOut = ByteBuffer
+
+  /// The event-loop side of one stream.
+  final class Stream {
+    var machine: StreamStateMachine
+    let inbound: InboundMessageQueue
+    var task: Task<Void, Never>?
+    var deadlineTimer: Scheduled<Void>?
+    var writeWaiters: [EventLoopPromise<Void>] = []
+
+    init(machine: StreamStateMachine, inbound: InboundMessageQueue) {
+      self.machine = machine
+      self.inbound = inbound
+    }
+  }
+
+  private let server: ServerCore
+  private let config: ConnectionConfig
+  private let codec: MessageCodec
+  private var decoder: FrameDecoder
+  private var received = ByteBuffer()
+  private var helloReceived = false
+  private var peerInitialWindow = 64 << 10
+  private var streams: [UInt32: Stream] = [:]
+  private var highestStreamID: UInt32 = 0
+  private var draining = false
+  private var closed = false
+  // Set in handlerAdded, before NIO delivers any event that reads it.
+  // swift-format-ignore: NeverUseImplicitlyUnwrappedOptionals
+  private var context: ChannelHandlerContext!
+  // swift-format-ignore: NeverUseImplicitlyUnwrappedOptionals
+  private var executor: EventLoopTaskExecutor!
+  private var flushPending = false
+  private var inReadBurst = false
+  private var peer = "unknown"
+
+  init(server: ServerCore) {
+    self.server = server
+    config = server.config.connection
+    codec = MessageCodec(config: config)
+    decoder = FrameDecoder(maxMessageSize: config.maxMessageSize, maxFrameSize: config.maxFrameSize)
+  }
+
+  private var loopBound: NIOLoopBound<ServerConnectionHandler> { NIOLoopBound(self, eventLoop: context.eventLoop) }
+
+  // MARK: Channel events
+
+  func handlerAdded(context: ChannelHandlerContext) {
+    self.context = context
+    executor = EventLoopTaskExecutor(context.eventLoop)
+    if let address = context.channel.remoteAddress {
+      peer = address.pathname != nil ? "unix" : "\(address.ipAddress ?? "?"):\(address.port ?? 0)"
+    }
+    server.connectionOpened(loopBound)
+  }
+
+  func channelActive(context: ChannelHandlerContext) {
+    var hello = RpcV1.Hello()
+    hello.protocolVersion = 1
+    hello.acceptEncodings = config.compression.enabled ? ["zstd"] : []
+    hello.maxFrameSize = UInt32(config.maxMessageSize)
+    hello.initialWindow = UInt32(config.initialWindow)
+    hello.peerName = config.peerName
+    writeControl(.hello, stream: 0, hello)
+    scheduleFlush()
+    context.fireChannelActive()
+  }
+
+  func channelInactive(context: ChannelHandlerContext) {
+    closed = true
+    for (id, _) in streams { abandon(id, RPCError(.unavailable, "the connection closed")) }
+    server.connectionClosed(ObjectIdentifier(self))
+    context.fireChannelInactive()
+  }
+
+  func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    var bytes = unwrapInboundIn(data)
+    if received.readableBytes == 0 {
+      received = bytes
+    } else {
+      received.writeBuffer(&bytes)
+    }
+    inReadBurst = true
+    do {
+      while !closed, let decoded = try decoder.next(from: &received) {
+        switch decoded {
+        case .frame(let frame): try handle(frame)
+        case .oversizedMessage(let stream, let size):
+          fail(
+            stream,
+            RPCError(
+              .resourceExhausted,
+              "message of \(size) bytes exceeds the server's limit of \(config.maxMessageSize) bytes"))
+        }
+      }
+    } catch let error as FrameError {
+      goAway(error.code == .frameTooLarge ? .goawayFrameTooLarge : .goawayProtocolError, error.message)
+    } catch let error as RPCError {
+      goAway(.goawayProtocolError, error.message)
+    } catch {
+      goAway(.goawayInternalError, "\(error)")
+    }
+    received.discardReadBytes()
+  }
+
+  func channelReadComplete(context: ChannelHandlerContext) {
+    inReadBurst = false
+    if flushPending {
+      flushPending = false
+      context.flush()
+    }
+  }
+
+  func channelWritabilityChanged(context: ChannelHandlerContext) {
+    if context.channel.isWritable { wakeWriters() }
+    context.fireChannelWritabilityChanged()
+  }
+
+  func errorCaught(context: ChannelHandlerContext, error: any Error) {
+    context.close(promise: nil)
+  }
+
+  // MARK: Frames
+
+  private func handle(_ frame: Frame) throws {
+    guard helloReceived else {
+      guard frame.type == .hello else {
+        throw RPCError(.internal, "the first frame must be HELLO, not \(frame.type)")
+      }
+      let hello = try frame.payload.decodeMessage(as: RpcV1.Hello.self)
+      guard hello.protocolVersion == 1 else {
+        throw RPCError(
+          .internal, "protocol version \(hello.protocolVersion) is not supported; this server speaks version 1")
+      }
+      helloReceived = true
+      codec.peerAcceptsZstd = hello.acceptEncodings.contains("zstd")
+      if hello.maxFrameSize > 0 { codec.maxSendSize = Int(hello.maxFrameSize) }
+      peerInitialWindow = Int(hello.initialWindow)
+      return
+    }
+    switch frame.type {
+    case .hello: throw RPCError(.internal, "a second HELLO")
+    case .call: try open(frame)
+    case .message: receiveMessage(frame)
+    case .cancel: abandon(frame.stream, RPCError(.cancelled, "the client cancelled the call"))
+    case .window:
+      guard let stream = streams[frame.stream] else { return }
+      do {
+        try stream.machine.receiveWindowUpdate(frame.payload.getInteger(at: frame.payload.readerIndex)!)
+        wakeWriters(stream)
+      } catch { fail(frame.stream, RPCError(error.code, error.message)) }
+    case .ping:
+      write(Frame(type: .pong, stream: 0, payload: frame.payload))
+    case .pong: break
+    case .goAway:
+      draining = true
+      closeIfDrained()
+    case .status: throw RPCError(.internal, "a client sent STATUS on stream \(frame.stream)")
+    }
+  }
+
+  private func open(_ frame: Frame) throws {
+    let id = frame.stream
+    guard id > highestStreamID else {
+      throw RPCError(.internal, "stream id \(id) is not above the last one opened (\(highestStreamID))")
+    }
+    highestStreamID = id
+    if draining {
+      return writeStatus(id, RPCError(.unavailable, "the server is shutting down; retry on another connection"))
+    }
+    let header: RpcV1.CallHeader
+    let metadata: Metadata
+    do {
+      header = try frame.payload.decodeMessage(as: RpcV1.CallHeader.self)
+      metadata = try Metadata(entries: header.metadata)
+    } catch {
+      return writeStatus(id, RPCError(from: error))
+    }
+    guard let route = server.router.route(header.method) else {
+      return writeStatus(id, RPCError(.unimplemented, "method \(header.method) is not served here"))
+    }
+    guard streams.count < config.maxConcurrentStreams else {
+      return writeStatus(
+        id,
+        RPCError(
+          .resourceExhausted, "too many concurrent calls on this connection (limit \(config.maxConcurrentStreams))"))
+    }
+
+    var machine = StreamStateMachine(
+      role: .server, initialSendWindow: peerInitialWindow, initialReceiveWindow: config.initialWindow)
+    try machine.receiveCall()
+    let loop = loopBound
+    let inbound = InboundMessageQueue { size in
+      if loop.eventLoop.inEventLoop {
+        loop.value.consumed(size, stream: id)
+      } else {
+        loop.eventLoop.execute { loop.value.consumed(size, stream: id) }
+      }
+    }
+    let stream = Stream(machine: machine, inbound: inbound)
+    streams[id] = stream
+
+    let timeout = Duration.microseconds(Int64(clamping: header.timeoutUs))
+    let deadline: ContinuousClock.Instant? = header.timeoutUs > 0 ? ContinuousClock.now + timeout : nil
+    if header.timeoutUs > 0 {
+      stream.deadlineTimer = context.eventLoop.scheduleTask(in: .microseconds(Int64(clamping: header.timeoutUs))) {
+        loop.value.fail(
+          id, RPCError(.deadlineExceeded, "the call's deadline of \(timeout) passed before the server finished"))
+      }
+    }
+    let callContext = ServerContext(method: route.descriptor, metadata: metadata, deadline: deadline, peer: peer)
+    let call = ServerCall(streamID: id, context: callContext, inbound: inbound, connection: loop)
+    let interceptors = server.interceptors
+    stream.task = Self.start(route, call, interceptors: interceptors, deadline: deadline, on: executor)
+  }
+
+  private static func start(
+    _ route: ServiceRouter.Route, _ call: ServerCall, interceptors: [any ServerInterceptor],
+    deadline: ContinuousClock.Instant?,
+    on executor: EventLoopTaskExecutor
+  ) -> Task<Void, Never> {
+    Task(executorPreference: executor) {
+      await run(route, call, interceptors: interceptors, deadline: deadline)
+    }
+  }
+
+  private static func run(
+    _ route: ServiceRouter.Route, _ call: ServerCall, interceptors: [any ServerInterceptor],
+    deadline: ContinuousClock.Instant?
+  ) async {
+    do {
+      try await CallScope.$deadline.withValue(deadline) {
+        try await intercept(interceptors[...], call.context) { try await route.run(call) }
+      }
+    } catch {
+      call.finish(.failure(RPCError(from: error)))
+    }
+  }
+
+  private static func intercept(
+    _ interceptors: ArraySlice<any ServerInterceptor>, _ context: ServerContext,
+    _ handler: @escaping @Sendable () async throws -> Void
+  ) async throws {
+    guard let first = interceptors.first else { return try await handler() }
+    try await first.intercept(context) { try await intercept(interceptors.dropFirst(), context, handler) }
+  }
+
+  private func receiveMessage(_ frame: Frame) {
+    guard let stream = streams[frame.stream] else {
+      if frame.stream > highestStreamID {
+        writeStatus(frame.stream, RPCError(.internal, "MESSAGE on stream \(frame.stream), which was never opened"))
+      }
+      return
+    }
+    do {
+      let payload = try codec.payload(of: frame)
+      let endStream = frame.flags.contains(.endStream)
+      try stream.machine.receiveMessage(size: frame.payload.readableBytes, endStream: endStream)
+      if payload.readableBytes > 0 || !endStream { stream.inbound.append(payload) }
+      if endStream { stream.inbound.finish(.success(())) }
+    } catch let error as StreamError {
+      fail(frame.stream, RPCError(error.code, error.message))
+    } catch {
+      fail(frame.stream, RPCError(from: error))
+    }
+  }
+
+  fileprivate func consumed(_ size: Int, stream id: UInt32) {
+    guard let stream = streams[id], let credit = stream.machine.consumed(size: size) else { return }
+    var payload = context.channel.allocator.buffer(capacity: 4)
+    payload.writeInteger(credit)
+    write(Frame(type: .window, stream: id, payload: payload))
+  }
+
+  // MARK: Responses (called by ServerCall on the event loop)
+
+  func sendMessage<M: ProtoMessage>(_ message: M, stream id: UInt32) -> EventLoopFuture<Void> {
+    guard let stream = streams[id], !stream.machine.isClosed else {
+      return context.eventLoop.makeFailedFuture(RPCError(.cancelled, "the call has ended"))
+    }
+    do {
+      var buffer = context.channel.allocator.buffer(capacity: 64)
+      try codec.writeMessage(message, stream: id, endStream: false, to: &buffer)
+      try stream.machine.sendMessage(size: buffer.readableBytes - Frame.headerSize, endStream: false)
+      writeBytes(buffer)
+    } catch {
+      return context.eventLoop.makeFailedFuture(RPCError(from: error))
+    }
+    if stream.machine.canSend && context.channel.isWritable { return context.eventLoop.makeSucceededVoidFuture() }
+    let promise = context.eventLoop.makePromise(of: Void.self)
+    stream.writeWaiters.append(promise)
+    return promise.futureResult
+  }
+
+  func finish<M: ProtoMessage>(stream id: UInt32, response: M) {
+    guard let stream = streams[id], !stream.machine.isClosed else { return }
+    var buffer = context.channel.allocator.buffer(capacity: 64)
+    do {
+      try codec.writeMessage(response, stream: id, endStream: false, to: &buffer)
+    } catch {
+      return finish(stream: id, result: .failure(RPCError(from: error)))
+    }
+    writeBytes(buffer)
+    finish(stream: id, result: .success(()))
+  }
+
+  func finish(stream id: UInt32, result: Result<Void, RPCError>) {
+    guard let stream = streams.removeValue(forKey: id) else { return }
+    stream.deadlineTimer?.cancel()
+    switch result {
+    case .success:
+      writeStatus(id, nil)
+      stream.inbound.finish(.failure(RPCError(.cancelled, "the call has ended")))
+    case .failure(let error):
+      writeStatus(id, error)
+      stream.inbound.finish(.failure(error))
+    }
+    for waiter in stream.writeWaiters { waiter.fail(RPCError(.cancelled, "the call has ended")) }
+    closeIfDrained()
+  }
+
+  /// Ends a stream with an error status and stops its handler.
+  private func fail(_ id: UInt32, _ error: RPCError) {
+    guard let stream = streams[id] else {
+      if id > highestStreamID { writeStatus(id, error) }
+      return
+    }
+    stream.task?.cancel()
+    finish(stream: id, result: .failure(error))
+  }
+
+  /// Forgets a stream the client cancelled (or that died with the connection): no status.
+  private func abandon(_ id: UInt32, _ error: RPCError) {
+    guard let stream = streams.removeValue(forKey: id) else { return }
+    stream.deadlineTimer?.cancel()
+    stream.task?.cancel()
+    stream.inbound.finish(.failure(error))
+    for waiter in stream.writeWaiters { waiter.fail(error) }
+    closeIfDrained()
+  }
+
+  private func wakeWriters(_ only: Stream? = nil) {
+    guard context.channel.isWritable else { return }
+    for stream in only.map({ [$0] }) ?? Array(streams.values) where stream.machine.canSend {
+      let waiters = stream.writeWaiters
+      stream.writeWaiters = []
+      for waiter in waiters { waiter.succeed() }
+    }
+  }
+
+  // MARK: Shutdown
+
+  /// Starts a graceful shutdown: GOAWAY, refuse new calls, close once the last call ends.
+  func beginShutdown() {
+    guard !draining, !closed else { return }
+    draining = true
+    var goAway = RpcV1.GoAway()
+    goAway.lastStreamId = highestStreamID
+    goAway.code = .goawayShuttingDown
+    goAway.reason = "the server is shutting down"
+    writeControl(.goAway, stream: 0, goAway)
+    scheduleFlush()
+    closeIfDrained()
+  }
+
+  /// Ends every call still running with UNAVAILABLE and closes (the grace period is over).
+  func forceClose() {
+    for id in Array(streams.keys) {
+      fail(id, RPCError(.unavailable, "the server shut down before the call finished"))
+    }
+    flushAndClose()
+  }
+
+  private func closeIfDrained() {
+    if draining && streams.isEmpty { flushAndClose() }
+  }
+
+  private func goAway(_ code: RpcV1.GoAwayCode, _ reason: String) {
+    guard !closed else { return }
+    var goAway = RpcV1.GoAway()
+    goAway.lastStreamId = highestStreamID
+    goAway.code = code
+    goAway.reason = reason
+    writeControl(.goAway, stream: 0, goAway)
+    for id in Array(streams.keys) { fail(id, RPCError(.unavailable, "connection error: \(reason)")) }
+    flushAndClose()
+  }
+
+  private func flushAndClose() {
+    guard !closed else { return }
+    closed = true
+    context.flush()
+    context.close(promise: nil)
+  }
+
+  // MARK: Writing
+
+  private func writeStatus(_ id: UInt32, _ error: RPCError?) {
+    writeControl(.status, stream: id, error?.status ?? RpcV1.Status())
+  }
+
+  private func writeControl<M: ProtoMessage>(_ type: FrameType, stream: UInt32, _ message: M) {
+    let bytes = message.serializedBytes()
+    var buffer = context.channel.allocator.buffer(capacity: Frame.headerSize + bytes.count)
+    Frame.writeHeader(type: type, flags: [], stream: stream, payloadLength: bytes.count, to: &buffer)
+    buffer.writeBytes(bytes)
+    writeBytes(buffer)
+  }
+
+  private func write(_ frame: Frame) {
+    var buffer = context.channel.allocator.buffer(capacity: Frame.headerSize + frame.payload.readableBytes)
+    frame.write(to: &buffer)
+    writeBytes(buffer)
+  }
+
+  private func writeBytes(_ buffer: ByteBuffer) {
+    guard !closed else { return }
+    context.write(wrapOutboundOut(buffer), promise: nil)
+    scheduleFlush()
+  }
+
+  /// Flushes once per read burst, or once per event-loop tick for writes made by handlers.
+  private func scheduleFlush() {
+    guard !flushPending else { return }
+    flushPending = true
+    if !inReadBurst {
+      let loop = loopBound
+      context.eventLoop.execute {
+        let handler = loop.value
+        guard handler.flushPending else { return }
+        handler.flushPending = false
+        handler.context.flush()
+      }
+    }
+  }
+}
