@@ -1,4 +1,5 @@
 import ShoalProto
+import ShoalTestSupport
 import Testing
 
 /// Truncated, garbage and mistyped bytes decode to an error, never a crash or a leak.
@@ -57,18 +58,5 @@ struct MalformedBinaryTests {
   @Test func wrongWireTypeIsRejected() {
     // Field 3 (origin, a message) sent as a varint.
     #expect(throws: ProtoError.self) { try TestingV1.Sample(serializedBytes: [0x18, 0x01]) }
-  }
-}
-
-/// A small deterministic generator so that failures reproduce.
-struct SplitMix64 {
-  var state: UInt64
-  init(seed: UInt64) { state = seed }
-  mutating func next() -> UInt64 {
-    state &+= 0x9E37_79B9_7F4A_7C15
-    var z = state
-    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-    return z ^ (z >> 31)
   }
 }
