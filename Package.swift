@@ -25,6 +25,7 @@ let package = Package(
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
     .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+    .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
   ],
   targets: [
     // C libraries from Debian.
@@ -69,7 +70,12 @@ let package = Package(
     // The one binary.
     .executableTarget(
       name: "shoal",
-      dependencies: ["ShoalProto", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+      dependencies: [
+        "ShoalProto", "ShoalRPC", "Bench",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        .product(name: "Histogram", package: "hdrhistogram-swift"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+      ],
       swiftSettings: strictSwift
     ),
 

@@ -2,7 +2,7 @@ import ArgumentParser
 
 /// The one Shoal binary: every service, the supervisor and the command-line tools.
 @main
-struct Shoal: ParsableCommand {
+struct Shoal: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "shoal",
     abstract: "Shoal: a self-hosted machine-learning lifecycle mesh.",
@@ -11,6 +11,6 @@ struct Shoal: ParsableCommand {
       binary, talking a compact binary RPC protocol over Unix and TCP sockets.
       """,
     version: ShoalVersion.current,
-    subcommands: [ProtoCommand.self]
+    subcommands: [ServeCommand.self, CallCommand.self, HealthCommand.self, LoadCommand.self, ProtoCommand.self]
   )
 }

@@ -45,6 +45,9 @@ final class ClientConnectionHandler: ChannelInboundHandler {
   private var lastRead = NIODeadline.now()
   private var pingSentAt: NIODeadline?
   private var keepaliveTimer: RepeatedTask?
+  /// Bytes written to and read from the socket, frame headers included.
+  private(set) var bytesSent = 0
+  private(set) var bytesReceived = 0
   /// Completes when the server's HELLO has arrived.
   let ready: EventLoopPromise<Void>
 
@@ -109,6 +112,7 @@ final class ClientConnectionHandler: ChannelInboundHandler {
 
   func channelRead(context: ChannelHandlerContext, data: NIOAny) {
     var bytes = unwrapInboundIn(data)
+    bytesReceived += bytes.readableBytes
     if received.readableBytes == 0 {
       received = bytes
     } else {
@@ -385,6 +389,7 @@ final class ClientConnectionHandler: ChannelInboundHandler {
 
   private func writeBytes(_ buffer: ByteBuffer) {
     guard !closed else { return }
+    bytesSent += buffer.readableBytes
     context.write(wrapOutboundOut(buffer), promise: nil)
     guard !flushPending else { return }
     flushPending = true

@@ -125,6 +125,19 @@ public final class RPCClient: Sendable {
     }
   }
 
+  /// Bytes this client's current connection has written and read, frame headers included (for
+  /// load tests measuring what compression saves); zeros when not connected.
+  public func wireBytes() async -> (sent: Int, received: Int) {
+    let current = state.withLockedValue { state -> ClientConnection? in
+      if case .ready(let connection) = state { return connection }
+      return nil
+    }
+    guard let connection = current else { return (0, 0) }
+    let handler = connection.handler
+    return (try? await connection.eventLoop.submit { (handler.value.bytesSent, handler.value.bytesReceived) }.get())
+      ?? (0, 0)
+  }
+
   /// The timeout to send: the call's own, or what is left of the served call's deadline.
   private func effectiveTimeout(_ options: CallOptions) -> (timeout: Duration?, deadline: ContinuousClock.Instant?) {
     let now = ContinuousClock.now
@@ -365,5 +378,49 @@ extension TypedMethod {
   init(descriptor: MethodDescriptor) {
     self.init(
       service: descriptor.service, name: descriptor.name, kind: descriptor.kind, idempotent: descriptor.idempotent)
+  }
+}
+
+extension RPCClient {
+  /// Calls a server-streaming method given by descriptor (for generic tools such as `shoal call`).
+  public func serverStreaming(
+    _ method: MethodDescriptor, _ request: any ProtoMessage, options: CallOptions = CallOptions(),
+    onResponse: @escaping (any ProtoMessage) async throws -> Void
+  ) async throws {
+    func call<Input: ProtoMessage, Output: ProtoMessage>(_ request: Input, _ output: Output.Type) async throws {
+      try await serverStreaming(TypedMethod<Input, Output>(descriptor: method), request, options: options) {
+        responses in
+        for try await response in responses { try await onResponse(response) }
+      }
+    }
+    try await call(request, method.outputType)
+  }
+
+  /// Calls a client-streaming or bidirectional method given by descriptor: sends `requests`,
+  /// half-closes, and hands each response to `onResponse`.
+  public func streaming(
+    _ method: MethodDescriptor, requests: [any ProtoMessage], options: CallOptions = CallOptions(),
+    onResponse: @escaping (any ProtoMessage) async throws -> Void
+  ) async throws {
+    func call<Input: ProtoMessage, Output: ProtoMessage>(_ input: Input.Type, _ output: Output.Type) async throws {
+      let typed = requests.compactMap { $0 as? Input }
+      guard typed.count == requests.count else {
+        throw RPCError(.invalidArgument, "\(method.path) takes \(Input.protoMessageName) requests")
+      }
+      try await bidirectionalOrClient(
+        TypedMethod<Input, Output>(descriptor: method), typed, options: options, onResponse)
+    }
+    try await call(method.inputType, method.outputType)
+  }
+
+  private func bidirectionalOrClient<Input, Output>(
+    _ method: TypedMethod<Input, Output>, _ requests: [Input], options: CallOptions,
+    _ onResponse: @escaping (any ProtoMessage) async throws -> Void
+  ) async throws {
+    try await bidirectional(method, options: options) { sender, responses in
+      for request in requests { try await sender.send(request) }
+      sender.close()
+      for try await response in responses { try await onResponse(response) }
+    }
   }
 }
