@@ -1,9 +1,13 @@
 import CProtobufC
 
-/// A bump allocator for the C struct tree of one encode; everything is freed together.
+/// A bump allocator for the C struct tree of one encode or decode; everything is freed together.
+/// Chunks start small (most messages are small) and double, so a call costs one or two mallocs.
 final class CArena {
-  private static let chunkSize = 4096
+  private static let firstChunkSize = 512
+  private static let largestChunkSize = 64 << 10
   private static let alignment = 16
+
+  private var nextChunkSize = CArena.firstChunkSize
 
   private var chunks: [UnsafeMutableRawPointer] = []
   private var next: UnsafeMutableRawPointer?
@@ -17,7 +21,8 @@ final class CArena {
   func allocate(_ byteCount: Int) -> UnsafeMutableRawPointer {
     let size = (max(byteCount, 1) + Self.alignment - 1) & ~(Self.alignment - 1)
     if size > remaining {
-      let chunkSize = max(size, Self.chunkSize)
+      let chunkSize = max(size, nextChunkSize)
+      nextChunkSize = min(nextChunkSize * 2, Self.largestChunkSize)
       let chunk = UnsafeMutableRawPointer.allocate(byteCount: chunkSize, alignment: Self.alignment)
       chunks.append(chunk)
       next = chunk
@@ -52,5 +57,17 @@ final class CArena {
       pointer[utf8.count] = 0
       return pointer
     }
+  }
+
+  /// A protobuf-c allocator that takes memory from this arena and frees nothing (the arena
+  /// frees it all at once), valid while the arena is alive.
+  var protobufCAllocator: ProtobufCAllocator {
+    ProtobufCAllocator(
+      alloc: { data, size in
+        Unmanaged<CArena>.fromOpaque(data!).takeUnretainedValue().allocate(size)
+      },
+      free: { _, _ in },
+      allocator_data: Unmanaged.passUnretained(self).toOpaque()
+    )
   }
 }

@@ -41,12 +41,13 @@ final class ClientConnectionHandler: ChannelInboundHandler {
   // swift-format-ignore: NeverUseImplicitlyUnwrappedOptionals
   private var context: ChannelHandlerContext!
   private var flushPending = false
+  private var outbound = OutboundFrames(allocator: ByteBufferAllocator())
   private var inReadBurst = false
   private var lastRead = NIODeadline.now()
   private var pingSentAt: NIODeadline?
   private var keepaliveTimer: RepeatedTask?
   /// Bytes written to and read from the socket, frame headers included.
-  private(set) var bytesSent = 0
+  var bytesSent: Int { outbound.bytesWritten }
   private(set) var bytesReceived = 0
   /// Completes when the server's HELLO has arrived.
   let ready: EventLoopPromise<Void>
@@ -68,6 +69,7 @@ final class ClientConnectionHandler: ChannelInboundHandler {
 
   func handlerAdded(context: ChannelHandlerContext) {
     self.context = context
+    outbound = OutboundFrames(allocator: context.channel.allocator)
   }
 
   func channelActive(context: ChannelHandlerContext) {
@@ -78,7 +80,7 @@ final class ClientConnectionHandler: ChannelInboundHandler {
     hello.initialWindow = UInt32(config.initialWindow)
     hello.peerName = config.peerName
     writeControl(.hello, stream: 0, hello)
-    context.flush()
+    flushOutbound()
     if let interval = config.keepalive.interval {
       let loop = loopBound
       let nanos = Int64(interval.components.seconds) * 1_000_000_000 + interval.components.attoseconds / 1_000_000_000
@@ -141,10 +143,7 @@ final class ClientConnectionHandler: ChannelInboundHandler {
 
   func channelReadComplete(context: ChannelHandlerContext) {
     inReadBurst = false
-    if flushPending {
-      flushPending = false
-      context.flush()
-    }
+    if flushPending { flushOutbound() }
   }
 
   private func handle(_ frame: Frame) throws {
@@ -225,18 +224,22 @@ final class ClientConnectionHandler: ChannelInboundHandler {
       header.timeoutUs = UInt64(
         max(1, timeout.components.seconds * 1_000_000 + timeout.components.attoseconds / 1_000_000_000_000))
     }
-    var buffer = context.channel.allocator.buffer(capacity: 128)
-    let headerBytes = header.serializedBytes()
-    Frame.writeHeader(type: .call, flags: [], stream: id, payloadLength: headerBytes.count, to: &buffer)
-    buffer.writeBytes(headerBytes)
-    let before = buffer.readableBytes
-    try firstMessage(&buffer, id)
+    let start = outbound.buffer.writerIndex
+    outbound.append(.call, stream: id, header)
+    let before = outbound.buffer.readableBytes
+    do {
+      try firstMessage(&outbound.buffer, id)
+    } catch {
+      outbound.buffer.moveWriterIndex(to: start)
+      throw error
+    }
+    let written = outbound.buffer.readableBytes - before
 
     var machine = StreamStateMachine(
       role: .client, initialSendWindow: peerInitialWindow, initialReceiveWindow: config.initialWindow)
     try? machine.sendCall()
-    if buffer.readableBytes > before {
-      try? machine.sendMessage(size: buffer.readableBytes - before - Frame.headerSize, endStream: true)
+    if written > 0 {
+      try? machine.sendMessage(size: written - Frame.headerSize, endStream: true)
     }
     let loop = loopBound
     let inbound =
@@ -256,7 +259,7 @@ final class ClientConnectionHandler: ChannelInboundHandler {
         loop.value.cancel(id, RPCError(.deadlineExceeded, "no answer from \(path) within \(timeout)"))
       }
     }
-    writeBytes(buffer)
+    scheduleFlush()
     return (id, stream)
   }
 
@@ -266,10 +269,11 @@ final class ClientConnectionHandler: ChannelInboundHandler {
       return context.eventLoop.makeFailedFuture(RPCError(.cancelled, "the call has ended"))
     }
     do {
-      var buffer = context.channel.allocator.buffer(capacity: 64)
-      try codec.writeMessage(message, stream: id, endStream: endStream, to: &buffer)
-      try stream.machine.sendMessage(size: buffer.readableBytes - Frame.headerSize, endStream: endStream)
-      writeBytes(buffer)
+      let before = outbound.buffer.readableBytes
+      try codec.writeMessage(message, stream: id, endStream: endStream, to: &outbound.buffer)
+      try stream.machine.sendMessage(
+        size: outbound.buffer.readableBytes - before - Frame.headerSize, endStream: endStream)
+      scheduleFlush()
     } catch {
       return context.eventLoop.makeFailedFuture(RPCError(from: error))
     }
@@ -317,9 +321,8 @@ final class ClientConnectionHandler: ChannelInboundHandler {
 
   private func consumed(_ size: Int, stream id: UInt32) {
     guard let stream = streams[id], let credit = stream.machine.consumed(size: size) else { return }
-    var payload = context.channel.allocator.buffer(capacity: 4)
-    payload.writeInteger(credit)
-    write(Frame(type: .window, stream: id, payload: payload))
+    outbound.appendWindow(stream: id, credit: credit)
+    scheduleFlush()
   }
 
   private func wakeWriters(_ only: Stream? = nil) {
@@ -366,40 +369,43 @@ final class ClientConnectionHandler: ChannelInboundHandler {
   /// Closes the connection (calls in flight fail with UNAVAILABLE).
   func close() {
     guard !closed else { return }
+    flushOutbound()
     closed = true
-    context.flush()
     context.close(promise: nil)
   }
 
   // MARK: Writing
 
   private func writeControl<M: ProtoMessage>(_ type: FrameType, stream: UInt32, _ message: M) {
-    let bytes = message.serializedBytes()
-    var buffer = context.channel.allocator.buffer(capacity: Frame.headerSize + bytes.count)
-    Frame.writeHeader(type: type, flags: [], stream: stream, payloadLength: bytes.count, to: &buffer)
-    buffer.writeBytes(bytes)
-    writeBytes(buffer)
+    guard !closed else { return }
+    outbound.append(type, stream: stream, message)
+    scheduleFlush()
   }
 
   private func write(_ frame: Frame) {
-    var buffer = context.channel.allocator.buffer(capacity: Frame.headerSize + frame.payload.readableBytes)
-    frame.write(to: &buffer)
-    writeBytes(buffer)
+    guard !closed else { return }
+    outbound.append(frame)
+    scheduleFlush()
   }
 
-  private func writeBytes(_ buffer: ByteBuffer) {
-    guard !closed else { return }
-    bytesSent += buffer.readableBytes
-    context.write(wrapOutboundOut(buffer), promise: nil)
+  /// Hands the pending frames to the channel and flushes.
+  private func flushOutbound() {
+    flushPending = false
+    if let bytes = outbound.take(allocator: context.channel.allocator) {
+      context.writeAndFlush(wrapOutboundOut(bytes), promise: nil)
+    }
+  }
+
+  /// Flushes once per read burst, or once per event-loop tick for calls made by tasks.
+  private func scheduleFlush() {
     guard !flushPending else { return }
     flushPending = true
     if !inReadBurst {
       let loop = loopBound
       context.eventLoop.execute {
         let handler = loop.value
-        guard handler.flushPending else { return }
-        handler.flushPending = false
-        handler.context.flush()
+        guard handler.flushPending, !handler.closed else { return }
+        handler.flushOutbound()
       }
     }
   }

@@ -39,6 +39,7 @@ final class ServerConnectionHandler: ChannelInboundHandler {
   // swift-format-ignore: NeverUseImplicitlyUnwrappedOptionals
   private var executor: EventLoopTaskExecutor!
   private var flushPending = false
+  private var outbound = OutboundFrames(allocator: ByteBufferAllocator())
   private var inReadBurst = false
   private var peer = "unknown"
 
@@ -55,6 +56,7 @@ final class ServerConnectionHandler: ChannelInboundHandler {
 
   func handlerAdded(context: ChannelHandlerContext) {
     self.context = context
+    outbound = OutboundFrames(allocator: context.channel.allocator)
     executor = EventLoopTaskExecutor(context.eventLoop)
     if let address = context.channel.remoteAddress {
       peer = address.pathname != nil ? "unix" : "\(address.ipAddress ?? "?"):\(address.port ?? 0)"
@@ -113,10 +115,7 @@ final class ServerConnectionHandler: ChannelInboundHandler {
 
   func channelReadComplete(context: ChannelHandlerContext) {
     inReadBurst = false
-    if flushPending {
-      flushPending = false
-      context.flush()
-    }
+    if flushPending { flushOutbound() }
   }
 
   func channelWritabilityChanged(context: ChannelHandlerContext) {
@@ -275,9 +274,8 @@ final class ServerConnectionHandler: ChannelInboundHandler {
 
   fileprivate func consumed(_ size: Int, stream id: UInt32) {
     guard let stream = streams[id], let credit = stream.machine.consumed(size: size) else { return }
-    var payload = context.channel.allocator.buffer(capacity: 4)
-    payload.writeInteger(credit)
-    write(Frame(type: .window, stream: id, payload: payload))
+    outbound.appendWindow(stream: id, credit: credit)
+    scheduleFlush()
   }
 
   // MARK: Responses (called by ServerCall on the event loop)
@@ -287,10 +285,10 @@ final class ServerConnectionHandler: ChannelInboundHandler {
       return context.eventLoop.makeFailedFuture(RPCError(.cancelled, "the call has ended"))
     }
     do {
-      var buffer = context.channel.allocator.buffer(capacity: 64)
-      try codec.writeMessage(message, stream: id, endStream: false, to: &buffer)
-      try stream.machine.sendMessage(size: buffer.readableBytes - Frame.headerSize, endStream: false)
-      writeBytes(buffer)
+      let before = outbound.buffer.readableBytes
+      try codec.writeMessage(message, stream: id, endStream: false, to: &outbound.buffer)
+      try stream.machine.sendMessage(size: outbound.buffer.readableBytes - before - Frame.headerSize, endStream: false)
+      scheduleFlush()
     } catch {
       return context.eventLoop.makeFailedFuture(RPCError(from: error))
     }
@@ -302,13 +300,11 @@ final class ServerConnectionHandler: ChannelInboundHandler {
 
   func finish<M: ProtoMessage>(stream id: UInt32, response: M) {
     guard let stream = streams[id], !stream.machine.isClosed else { return }
-    var buffer = context.channel.allocator.buffer(capacity: 64)
     do {
-      try codec.writeMessage(response, stream: id, endStream: false, to: &buffer)
+      try codec.writeMessage(response, stream: id, endStream: false, to: &outbound.buffer)
     } catch {
       return finish(stream: id, result: .failure(RPCError(from: error)))
     }
-    writeBytes(buffer)
     finish(stream: id, result: .success(()))
   }
 
@@ -396,35 +392,41 @@ final class ServerConnectionHandler: ChannelInboundHandler {
 
   private func flushAndClose() {
     guard !closed else { return }
+    flushOutbound()
     closed = true
-    context.flush()
     context.close(promise: nil)
   }
 
   // MARK: Writing
 
   private func writeStatus(_ id: UInt32, _ error: RPCError?) {
-    writeControl(.status, stream: id, error?.status ?? RpcV1.Status())
+    guard let error else {
+      // OK without trailers encodes to an empty Status.
+      guard !closed else { return }
+      outbound.appendEmpty(.status, stream: id)
+      return scheduleFlush()
+    }
+    writeControl(.status, stream: id, error.status)
   }
 
   private func writeControl<M: ProtoMessage>(_ type: FrameType, stream: UInt32, _ message: M) {
-    let bytes = message.serializedBytes()
-    var buffer = context.channel.allocator.buffer(capacity: Frame.headerSize + bytes.count)
-    Frame.writeHeader(type: type, flags: [], stream: stream, payloadLength: bytes.count, to: &buffer)
-    buffer.writeBytes(bytes)
-    writeBytes(buffer)
+    guard !closed else { return }
+    outbound.append(type, stream: stream, message)
+    scheduleFlush()
   }
 
   private func write(_ frame: Frame) {
-    var buffer = context.channel.allocator.buffer(capacity: Frame.headerSize + frame.payload.readableBytes)
-    frame.write(to: &buffer)
-    writeBytes(buffer)
+    guard !closed else { return }
+    outbound.append(frame)
+    scheduleFlush()
   }
 
-  private func writeBytes(_ buffer: ByteBuffer) {
-    guard !closed else { return }
-    context.write(wrapOutboundOut(buffer), promise: nil)
-    scheduleFlush()
+  /// Hands the pending frames to the channel and flushes.
+  private func flushOutbound() {
+    flushPending = false
+    if let bytes = outbound.take(allocator: context.channel.allocator) {
+      context.writeAndFlush(wrapOutboundOut(bytes), promise: nil)
+    }
   }
 
   /// Flushes once per read burst, or once per event-loop tick for writes made by handlers.
@@ -435,9 +437,8 @@ final class ServerConnectionHandler: ChannelInboundHandler {
       let loop = loopBound
       context.eventLoop.execute {
         let handler = loop.value
-        guard handler.flushPending else { return }
-        handler.flushPending = false
-        handler.context.flush()
+        guard handler.flushPending, !handler.closed else { return }
+        handler.flushOutbound()
       }
     }
   }
