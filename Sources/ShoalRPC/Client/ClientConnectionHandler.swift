@@ -174,8 +174,10 @@ final class ClientConnectionHandler: ChannelInboundHandler {
         cancel(frame.stream, RPCError(from: error))
       }
     case .status:
-      let status = try frame.payload.decodeMessage(as: RpcV1.Status.self)
       guard streams[frame.stream] != nil else { return }
+      // OK without trailers is an empty payload: the common case needs no decoding.
+      let status =
+        frame.payload.readableBytes == 0 ? RpcV1.Status() : try frame.payload.decodeMessage(as: RpcV1.Status.self)
       if status.code == .ok {
         finish(frame.stream, .success(()))
       } else {
