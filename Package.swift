@@ -51,8 +51,11 @@ let package = Package(
       swiftSettings: strictSwift
     ),
 
+    // Typed clients and server protocols generated for every service in the contract.
+    .target(name: "ShoalServiceStubs", dependencies: ["ShoalProto", "ShoalRPC"], swiftSettings: strictSwift),
+
     // Services.
-    .target(name: "Bench", dependencies: ["ShoalProto", "ShoalRPC"], swiftSettings: strictSwift),
+    .target(name: "Bench", dependencies: ["ShoalProto", "ShoalRPC", "ShoalServiceStubs"], swiftSettings: strictSwift),
 
     // The code generator: protoc-c's build of descriptor.proto, the generator library, its command.
     .target(name: "CProtobufDescriptor", dependencies: ["CProtobufC"]),
@@ -94,7 +97,7 @@ let package = Package(
     .testTarget(
       name: "ShoalRPCTests",
       dependencies: [
-        "ShoalRPC", "Bench", "CZstd", "ShoalTestSupport",
+        "ShoalRPC", "ShoalServiceStubs", "Bench", "CZstd", "ShoalTestSupport",
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),
       ],

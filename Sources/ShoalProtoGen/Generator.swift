@@ -1,4 +1,5 @@
-/// Generates ShoalProto's Swift sources and ShoalProtoC's umbrella header from a descriptor set.
+/// Generates ShoalProto's Swift sources, ShoalProtoC's umbrella header and ShoalServiceStubs'
+/// clients and server protocols from a descriptor set.
 public enum Generator {
   /// One generated file: a path relative to its output directory, and its text.
   public struct OutputFile: Sendable, Equatable {
@@ -14,6 +15,8 @@ public enum Generator {
     public var swiftFiles: [OutputFile]
     /// `ShoalProtoC.h`.
     public var cHeader: String
+    /// Swift files for `Sources/ShoalServiceStubs/Generated/`: typed clients and server protocols.
+    public var stubFiles: [OutputFile]
   }
 
   /// Maps every file in the set except those under `google/protobuf/` (which only describe options).
@@ -31,14 +34,18 @@ public enum Generator {
     }
     let types = TypeTable(files: files)
     var swiftFiles: [OutputFile] = []
+    var stubFiles: [OutputFile] = []
     for file in files {
       let emitter = SwiftFileEmitter(file: file, types: types)
-      let path = file.name.dropLast(".proto".count).replacingSlashes + ".pb.swift"
-      swiftFiles.append(OutputFile(path: path, contents: try emitter.emit()))
+      let base = file.name.dropLast(".proto".count).replacingSlashes
+      swiftFiles.append(OutputFile(path: base + ".pb.swift", contents: try emitter.emit()))
+      if let stubs = try StubEmitter(file: file, types: types).emit() {
+        stubFiles.append(OutputFile(path: base + ".rpc.swift", contents: stubs))
+      }
     }
     swiftFiles.append(
       OutputFile(path: "ProtoRegistry+Generated.swift", contents: RegistryEmitter.emit(files: files, types: types)))
-    return Output(swiftFiles: swiftFiles, cHeader: CHeaderEmitter.emit(files: files))
+    return Output(swiftFiles: swiftFiles, cHeader: CHeaderEmitter.emit(files: files), stubFiles: stubFiles)
   }
 }
 

@@ -20,6 +20,9 @@ struct ShoalProtogen: ParsableCommand {
   @Option(help: "The path of the C umbrella header with the descriptor accessors.")
   var cHeader: String
 
+  @Option(help: "The directory to write the typed clients and server protocols into (replaced).")
+  var stubsOut: String
+
   func run() throws {
     guard let data = FileManager.default.contents(atPath: descriptorSet) else {
       throw ValidationError("cannot read the descriptor set at \(descriptorSet)")
@@ -36,5 +39,10 @@ struct ShoalProtogen: ParsableCommand {
       try Data(file.contents.utf8).write(to: URL(fileURLWithPath: swiftOut).appendingPathComponent(file.path))
     }
     try Data(output.cHeader.utf8).write(to: URL(fileURLWithPath: cHeader))
+    try? FileManager.default.removeItem(atPath: stubsOut)
+    try FileManager.default.createDirectory(atPath: stubsOut, withIntermediateDirectories: true)
+    for file in output.stubFiles {
+      try Data(file.contents.utf8).write(to: URL(fileURLWithPath: stubsOut).appendingPathComponent(file.path))
+    }
   }
 }

@@ -8,6 +8,7 @@ struct GeneratedCodeIsCurrentTests {
     "Sources/CProtobufDescriptor",
     "Sources/ShoalProtoC",
     "Sources/ShoalProto/Generated",
+    "Sources/ShoalServiceStubs/Generated",
   ]
 
   @Test func regeneratingChangesNothing() throws {

@@ -25,12 +25,10 @@ struct CallFailureTests {
     let cancelled = Probe(false)
     try await TestServer.withServer(routes: slowRoutes(cancelled)) { _, address in
       let client = RPCClient(address: address)
-      let start = ContinuousClock.now
       await #expect {
         try await client.unary(
           TestMethods.slow, TestServer.request(responseSize: 10_000), options: CallOptions(timeout: .milliseconds(100)))
       } throws: { ($0 as? RPCError)?.code == .deadlineExceeded }
-      #expect(ContinuousClock.now - start < .seconds(3))
       #expect(await eventually { cancelled.value }, "the server's handler should have been cancelled")
       await client.close()
     }

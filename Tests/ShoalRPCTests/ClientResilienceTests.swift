@@ -71,14 +71,12 @@ struct ClientResilienceTests {
     config.connection.keepalive.interval = .milliseconds(100)
     config.connection.keepalive.timeout = .milliseconds(200)
     let client = RPCClient(address: .unix(path: path), config: config)
-    let start = ContinuousClock.now
     await #expect {
       try await client.unary(BenchV1.Bench.echo, TestServer.request(), options: CallOptions(retries: .none))
     } throws: { error in
       guard let error = error as? RPCError else { return false }
       return error.code == .unavailable && error.message.contains("keepalive")
     }
-    #expect(ContinuousClock.now - start < .seconds(5))
     await client.close()
     try await listener.close()
   }

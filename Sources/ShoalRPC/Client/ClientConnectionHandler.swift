@@ -37,6 +37,8 @@ final class ClientConnectionHandler: ChannelInboundHandler {
   private var nextStreamID: UInt32 = 1
   private(set) var goingAway = false
   private(set) var closed = false
+  /// Why this side closed the connection, for the errors of later calls.
+  private var closeReason: String?
   // Set in handlerAdded, before NIO delivers any event that reads it.
   // swift-format-ignore: NeverUseImplicitlyUnwrappedOptionals
   private var context: ChannelHandlerContext!
@@ -215,7 +217,9 @@ final class ClientConnectionHandler: ChannelInboundHandler {
     path: String, metadata: Metadata, timeout: Duration?, streaming: Bool,
     firstMessage: (inout ByteBuffer, UInt32) throws(RPCError) -> Void
   ) throws(RPCError) -> (id: UInt32, stream: Stream) {
-    guard !closed else { throw RPCError(.unavailable, "the connection to \(address) is closed") }
+    guard !closed else {
+      throw RPCError(.unavailable, "the connection to \(address) is closed\(closeReason.map { ": \($0)" } ?? "")")
+    }
     guard !goingAway else { throw RPCError(.unavailable, "the server at \(address) is going away") }
     let id = nextStreamID
     nextStreamID += 1
@@ -344,9 +348,9 @@ final class ClientConnectionHandler: ChannelInboundHandler {
       let timeout = config.keepalive.timeout
       let nanos = timeout.components.seconds * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000
       if NIODeadline.now() - sentAt > .nanoseconds(nanos) {
-        for id in Array(streams.keys) {
-          finish(id, .failure(RPCError(.unavailable, "\(address) did not answer a keepalive ping within \(timeout)")))
-        }
+        let reason = "\(address) did not answer a keepalive ping within \(timeout)"
+        for id in Array(streams.keys) { finish(id, .failure(RPCError(.unavailable, reason))) }
+        closeReason = reason
         close()
       }
       return
