@@ -238,4 +238,51 @@ struct CallFailureTests {
       await client.close()
     }
   }
+
+  @Test func clientInterceptorsAddMetadataAndSeeEveryCall() async throws {
+    struct AddToken: ClientInterceptor {
+      let seen: Probe<[String]>
+      func intercept<Result: Sendable>(
+        _ method: MethodDescriptor, options: CallOptions, next: @Sendable (CallOptions) async throws -> Result
+      ) async throws -> Result {
+        var options = options
+        options.metadata.add("authorization", "Bearer good")
+        seen.update { $0.append(method.name) }
+        return try await next(options)
+      }
+    }
+    try await TestServer.withServer(routes: { router in
+      router.unary(TestMethods.metadata) { _, context in
+        var response = BenchV1.BenchResponse()
+        response.payload = Array((context.metadata["authorization"] ?? "").utf8)
+        return response
+      }
+    }) { _, address in
+      let seen = Probe<[String]>([])
+      var config = RPCClient.Config.defaults
+      config.interceptors = [AddToken(seen: seen)]
+      let client = RPCClient(address: address, config: config)
+      let response = try await client.unary(TestMethods.metadata, TestServer.request())
+      #expect(response.payload == Array("Bearer good".utf8))
+      let count = try await client.serverStreaming(BenchV1.Bench.download, TestServer.request(count: 2)) { responses in
+        try await responses.reduce(0) { count, _ in count + 1 }
+      }
+      #expect(count == 2)
+      #expect(seen.value == ["Metadata", "Download"])
+      await client.close()
+    }
+  }
+
+  @Test func aCallCanAcceptLessThanTheConnectionLimit() async throws {
+    try await TestServer.withServer { _, address in
+      let client = RPCClient(address: address)
+      let small = CallOptions(maxResponseSize: 1000)
+      await #expect {
+        try await client.unary(BenchV1.Bench.echo, TestServer.request(responseSize: 5000), options: small)
+      } throws: { ($0 as? RPCError)?.code == .resourceExhausted }
+      let fits = try await client.unary(BenchV1.Bench.echo, TestServer.request(responseSize: 500), options: small)
+      #expect(fits.payload.count == 500)
+      await client.close()
+    }
+  }
 }

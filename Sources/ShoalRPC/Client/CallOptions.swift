@@ -8,12 +8,18 @@ public struct CallOptions: Sendable {
   /// Retry an idempotent method on UNAVAILABLE (non-idempotent calls are retried only when
   /// the request never left this process).
   public var retries: RetryPolicy
+  /// The largest response this call accepts, below the connection's limit; larger ones fail the
+  /// call with RESOURCE_EXHAUSTED. Nil: the connection's limit (4 MiB by default).
+  public var maxResponseSize: Int?
 
   /// Options for one call.
-  public init(timeout: Duration? = nil, metadata: Metadata = [], retries: RetryPolicy = .defaults) {
+  public init(
+    timeout: Duration? = nil, metadata: Metadata = [], retries: RetryPolicy = .defaults, maxResponseSize: Int? = nil
+  ) {
     self.timeout = timeout
     self.metadata = metadata
     self.retries = retries
+    self.maxResponseSize = maxResponseSize
   }
 }
 

@@ -15,6 +15,8 @@ public final class RPCClient: Sendable {
     public var connectTimeout: Duration
     /// Waits between failed connection attempts: 100 ms doubling to 5 s.
     public var reconnectBackoff: RetryPolicy
+    /// Run around every call, first to last.
+    public var interceptors: [any ClientInterceptor] = []
 
     /// Defaults: gRPC-like connection settings, 5 s connect timeout.
     public static var defaults: Config {
@@ -38,6 +40,7 @@ public final class RPCClient: Sendable {
   private let config: Config
   private let group: any EventLoopGroup
   private let state = NIOLockedValueBox<ConnectionState>(.idle(failures: 0, retryAfter: nil))
+  var interceptors: [any ClientInterceptor] { config.interceptors }
 
   /// A client for `address`; nothing connects until the first call.
   public init(
@@ -155,6 +158,19 @@ public final class RPCClient: Sendable {
   public func unary<Input, Output>(
     _ method: TypedMethod<Input, Output>, _ request: Input, options: CallOptions = CallOptions()
   ) async throws(RPCError) -> Output {
+    if interceptors.isEmpty { return try await unaryWithRetries(method, request, options: options) }
+    do {
+      return try await intercepted(method.descriptor, options) { options in
+        try await self.unaryWithRetries(method, request, options: options)
+      }
+    } catch {
+      throw RPCError(from: error)
+    }
+  }
+
+  private func unaryWithRetries<Input, Output>(
+    _ method: TypedMethod<Input, Output>, _ request: Input, options: CallOptions
+  ) async throws(RPCError) -> Output {
     let (_, deadline) = effectiveTimeout(options)
     var attempt = 1
     while true {
@@ -230,6 +246,10 @@ public final class RPCClient: Sendable {
       throw RPCError(from: error)
     }
     guard let response else { throw RPCError(.internal, "no response") }
+    if let limit = options.maxResponseSize, response.readableBytes > limit {
+      throw RPCError(
+        .resourceExhausted, "response of \(response.readableBytes) bytes exceeds this call's limit of \(limit) bytes")
+    }
     return try response.decodeMessage(as: Output.self)
   }
 
@@ -238,6 +258,21 @@ public final class RPCClient: Sendable {
   /// Opens a streaming call; `body` sends requests and reads responses; the call is cancelled if
   /// `body` returns or throws before the server has finished.
   private func streaming<Input: ProtoMessage, Output: ProtoMessage, Result: Sendable>(
+    _ method: MethodDescriptor, options: CallOptions, firstRequest: Input?,
+    _ body: (RPCRequestSender<Input>, RPCResponseStream<Output>) async throws -> Result
+  ) async throws -> Result {
+    guard !interceptors.isEmpty else {
+      return try await openStream(method, options: options, firstRequest: firstRequest, body)
+    }
+    return try await withoutActuallyEscaping(body) { body in
+      let box = UncheckedSendableBox(body)
+      return try await intercepted(method, options) { options in
+        try await self.openStream(method, options: options, firstRequest: firstRequest, box.value)
+      }
+    }
+  }
+
+  private func openStream<Input: ProtoMessage, Output: ProtoMessage, Result: Sendable>(
     _ method: MethodDescriptor, options: CallOptions, firstRequest: Input?,
     _ body: (RPCRequestSender<Input>, RPCResponseStream<Output>) async throws -> Result
   ) async throws -> Result {
@@ -254,7 +289,7 @@ public final class RPCClient: Sendable {
       return StreamHandle(id: id, inbound: stream.inbound!, done: stream.done.futureResult)
     }.get()
     let sender = RPCRequestSender<Input>(handler: handler, streamID: opened.id)
-    let responses = RPCResponseStream<Output>(inbound: opened.inbound)
+    let responses = RPCResponseStream<Output>(inbound: opened.inbound, maxSize: options.maxResponseSize)
     do {
       let result = try await withTaskCancellationHandler {
         try await body(sender, responses)
@@ -353,17 +388,30 @@ public struct RPCRequestSender<Message: ProtoMessage>: Sendable {
 /// throws the status otherwise.
 public struct RPCResponseStream<Message: ProtoMessage>: AsyncSequence, Sendable {
   let inbound: InboundMessageQueue
+  let maxSize: Int?
 
   public struct AsyncIterator: AsyncIteratorProtocol {
     let inbound: InboundMessageQueue
+    let maxSize: Int?
 
     public mutating func next() async throws -> Message? {
       guard let payload = try await inbound.next() else { return nil }
+      if let maxSize, payload.readableBytes > maxSize {
+        throw RPCError(
+          .resourceExhausted, "response of \(payload.readableBytes) bytes exceeds this call's limit of \(maxSize) bytes"
+        )
+      }
       return try payload.decodeMessage(as: Message.self)
     }
   }
 
-  public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(inbound: inbound) }
+  public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(inbound: inbound, maxSize: maxSize) }
+}
+
+/// Carries a non-Sendable closure into an interceptor chain that runs it before returning.
+private struct UncheckedSendableBox<Value>: @unchecked Sendable {
+  let value: Value
+  init(_ value: Value) { self.value = value }
 }
 
 extension ClientConnectionHandler {
