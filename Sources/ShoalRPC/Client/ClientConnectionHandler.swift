@@ -98,7 +98,7 @@ final class ClientConnectionHandler: ChannelInboundHandler {
   func channelInactive(context: ChannelHandlerContext) {
     closed = true
     keepaliveTimer?.cancel()
-    ready.fail(RPCError(.unavailable, "the connection to \(address) closed before the server said HELLO"))
+    ready.fail(RPCError(.unavailable, closeReason ?? "the connection to \(address) closed before the server said HELLO"))
     for id in Array(streams.keys) {
       finish(id, .failure(RPCError(.unavailable, "the connection to \(address) closed")))
     }
