@@ -67,9 +67,9 @@ struct CallFailureTests {
     }) { _, address in
       relayClient.value = RPCClient(address: address)
       let client = RPCClient(address: address)
-      _ = try await client.unary(TestMethods.relay, TestServer.request(), options: CallOptions(timeout: .seconds(2)))
+      _ = try await client.unary(TestMethods.relay, TestServer.request(), options: CallOptions(timeout: .seconds(20)))
       let remaining = try #require(seen.value, "the inner call should carry a deadline")
-      #expect(remaining > .zero && remaining <= .seconds(2))
+      #expect(remaining > .zero && remaining <= .seconds(20))
       await client.close()
       await relayClient.value!.close()
     }
