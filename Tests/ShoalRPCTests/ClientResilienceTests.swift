@@ -82,6 +82,24 @@ struct ClientResilienceTests {
   }
 }
 
+extension ClientResilienceTests {
+  @Test func theServerDropsAClientThatStopsAnsweringPings() async throws {
+    var config = RPCServer.Config.defaults
+    config.connection.keepalive.interval = .milliseconds(100)
+    config.connection.keepalive.timeout = .milliseconds(200)
+    try await TestServer.withServer(config: config) { _, address in
+      guard case .unix(let path) = address else { return }
+      let socket = try RawSocket(unixPath: path)
+      socket.send(WireFrames.hello())
+      let (bytes, closed) = socket.readUntilClosed(seconds: 20)
+      let frames = WireFrames.parse(bytes)
+      #expect(closed)
+      #expect(frames.contains { $0.type == .ping })
+      #expect(WireFrames.goAway(in: frames)?.code == .goawayKeepaliveTimeout)
+    }
+  }
+}
+
 /// Says HELLO when a client connects, then reads and ignores everything.
 private final class MuteServer: ChannelInboundHandler {
   typealias InboundIn = ByteBuffer

@@ -45,8 +45,7 @@ final class ClientConnectionHandler: ChannelInboundHandler {
   private var flushPending = false
   private var outbound = OutboundFrames(allocator: ByteBufferAllocator())
   private var inReadBurst = false
-  private var lastRead = NIODeadline.now()
-  private var pingSentAt: NIODeadline?
+  private var keepalive: KeepaliveState?
   private var keepaliveTimer: RepeatedTask?
   /// Bytes written to and read from the socket, frame headers included.
   var bytesSent: Int { outbound.bytesWritten }
@@ -83,13 +82,11 @@ final class ClientConnectionHandler: ChannelInboundHandler {
     hello.peerName = config.peerName
     writeControl(.hello, stream: 0, hello)
     flushOutbound()
-    if let interval = config.keepalive.interval {
+    if let interval = config.keepalive.interval?.timeAmount {
+      keepalive = KeepaliveState(interval: interval, timeout: config.keepalive.timeout.timeAmount, now: .now())
       let loop = loopBound
-      let nanos = Int64(interval.components.seconds) * 1_000_000_000 + interval.components.attoseconds / 1_000_000_000
-      keepaliveTimer = context.eventLoop.scheduleRepeatedTask(
-        initialDelay: .nanoseconds(nanos), delay: .nanoseconds(nanos)
-      ) { _ in
-        loop.value.keepaliveTick(interval: .nanoseconds(nanos))
+      keepaliveTimer = context.eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { _ in
+        loop.value.keepaliveTick()
       }
     }
     context.fireChannelActive()
@@ -98,7 +95,8 @@ final class ClientConnectionHandler: ChannelInboundHandler {
   func channelInactive(context: ChannelHandlerContext) {
     closed = true
     keepaliveTimer?.cancel()
-    ready.fail(RPCError(.unavailable, closeReason ?? "the connection to \(address) closed before the server said HELLO"))
+    ready.fail(
+      RPCError(.unavailable, closeReason ?? "the connection to \(address) closed before the server said HELLO"))
     for id in Array(streams.keys) {
       finish(id, .failure(RPCError(.unavailable, "the connection to \(address) closed")))
     }
@@ -122,8 +120,7 @@ final class ClientConnectionHandler: ChannelInboundHandler {
     } else {
       received.writeBuffer(&bytes)
     }
-    lastRead = .now()
-    pingSentAt = nil
+    keepalive?.didRead(at: .now())
     inReadBurst = true
     do {
       while !closed, let decoded = try decoder.next(from: &received) {
@@ -342,22 +339,19 @@ final class ClientConnectionHandler: ChannelInboundHandler {
 
   // MARK: Connection
 
-  private func keepaliveTick(interval: TimeAmount) {
-    guard !closed else { return }
-    if let sentAt = pingSentAt {
-      let timeout = config.keepalive.timeout
-      let nanos = timeout.components.seconds * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000
-      if NIODeadline.now() - sentAt > .nanoseconds(nanos) {
-        let reason = "\(address) did not answer a keepalive ping within \(timeout)"
-        for id in Array(streams.keys) { finish(id, .failure(RPCError(.unavailable, reason))) }
-        closeReason = reason
-        close()
-      }
-      return
-    }
-    if NIODeadline.now() - lastRead >= interval {
-      pingSentAt = .now()
-      write(Frame(type: .ping, stream: 0, payload: ByteBuffer(integer: UInt64(pingSentAt!.uptimeNanoseconds))))
+  private func keepaliveTick() {
+    guard !closed, var state = keepalive else { return }
+    let action = state.tick(at: .now())
+    keepalive = state
+    switch action {
+    case .none: break
+    case .sendPing:
+      write(Frame(type: .ping, stream: 0, payload: ByteBuffer(integer: UInt64(NIODeadline.now().uptimeNanoseconds))))
+    case .timedOut:
+      let reason = "\(address) did not answer a keepalive ping within \(config.keepalive.timeout)"
+      for id in Array(streams.keys) { finish(id, .failure(RPCError(.unavailable, reason))) }
+      closeReason = reason
+      close()
     }
   }
 

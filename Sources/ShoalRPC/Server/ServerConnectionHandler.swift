@@ -42,6 +42,8 @@ final class ServerConnectionHandler: ChannelInboundHandler {
   private var outbound = OutboundFrames(allocator: ByteBufferAllocator())
   private var inReadBurst = false
   private var peer = "unknown"
+  private var keepalive: KeepaliveState?
+  private var keepaliveTimer: RepeatedTask?
 
   init(server: ServerCore) {
     self.server = server
@@ -73,11 +75,19 @@ final class ServerConnectionHandler: ChannelInboundHandler {
     hello.peerName = config.peerName
     writeControl(.hello, stream: 0, hello)
     scheduleFlush()
+    if let interval = config.keepalive.interval?.timeAmount {
+      keepalive = KeepaliveState(interval: interval, timeout: config.keepalive.timeout.timeAmount, now: .now())
+      let loop = loopBound
+      keepaliveTimer = context.eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { _ in
+        loop.value.keepaliveTick()
+      }
+    }
     context.fireChannelActive()
   }
 
   func channelInactive(context: ChannelHandlerContext) {
     closed = true
+    keepaliveTimer?.cancel()
     for (id, _) in streams { abandon(id, RPCError(.unavailable, "the connection closed")) }
     server.connectionClosed(ObjectIdentifier(self))
     context.fireChannelInactive()
@@ -85,6 +95,7 @@ final class ServerConnectionHandler: ChannelInboundHandler {
 
   func channelRead(context: ChannelHandlerContext, data: NIOAny) {
     var bytes = unwrapInboundIn(data)
+    keepalive?.didRead(at: .now())
     if received.readableBytes == 0 {
       received = bytes
     } else {
@@ -349,6 +360,19 @@ final class ServerConnectionHandler: ChannelInboundHandler {
       let waiters = stream.writeWaiters
       stream.writeWaiters = []
       for waiter in waiters { waiter.succeed() }
+    }
+  }
+
+  private func keepaliveTick() {
+    guard !closed, var state = keepalive else { return }
+    let action = state.tick(at: .now())
+    keepalive = state
+    switch action {
+    case .none: break
+    case .sendPing:
+      write(Frame(type: .ping, stream: 0, payload: ByteBuffer(integer: UInt64(NIODeadline.now().uptimeNanoseconds))))
+    case .timedOut:
+      goAway(.goawayKeepaliveTimeout, "no answer to a keepalive ping within \(config.keepalive.timeout)")
     }
   }
 
