@@ -36,19 +36,21 @@ final class ClientConnectionHandler: ChannelInboundHandler {
   private var streams: [UInt32: Stream] = [:]
   private var nextStreamID: UInt32 = 1
   private(set) var goingAway = false
-  private(set) var closed = false
+  private(set) var closed: Bool {
+    get { writer?.isClosed ?? false }
+    set { writer.isClosed = newValue }
+  }
   /// Why this side closed the connection, for the errors of later calls.
   private var closeReason: String?
   // Set in handlerAdded, before NIO delivers any event that reads it.
   // swift-format-ignore: NeverUseImplicitlyUnwrappedOptionals
   private var context: ChannelHandlerContext!
-  private var flushPending = false
-  private var outbound = OutboundFrames(allocator: ByteBufferAllocator())
-  private var inReadBurst = false
+  // swift-format-ignore: NeverUseImplicitlyUnwrappedOptionals
+  private var writer: FrameWriter!
   private var keepalive: KeepaliveState?
   private var keepaliveTimer: RepeatedTask?
   /// Bytes written to and read from the socket, frame headers included.
-  var bytesSent: Int { outbound.bytesWritten }
+  var bytesSent: Int { writer.bytesWritten }
   private(set) var bytesReceived = 0
   /// Completes when the server's HELLO has arrived.
   let ready: EventLoopPromise<Void>
@@ -70,7 +72,7 @@ final class ClientConnectionHandler: ChannelInboundHandler {
 
   func handlerAdded(context: ChannelHandlerContext) {
     self.context = context
-    outbound = OutboundFrames(allocator: context.channel.allocator)
+    writer = FrameWriter(context: context)
   }
 
   func channelActive(context: ChannelHandlerContext) {
@@ -80,8 +82,8 @@ final class ClientConnectionHandler: ChannelInboundHandler {
     hello.maxFrameSize = UInt32(config.maxMessageSize)
     hello.initialWindow = UInt32(config.initialWindow)
     hello.peerName = config.peerName
-    writeControl(.hello, stream: 0, hello)
-    flushOutbound()
+    writer.append(.hello, stream: 0, hello)
+    writer.flush()
     if let interval = config.keepalive.interval?.timeAmount {
       keepalive = KeepaliveState(interval: interval, timeout: config.keepalive.timeout.timeAmount, now: .now())
       let loop = loopBound
@@ -121,7 +123,7 @@ final class ClientConnectionHandler: ChannelInboundHandler {
       received.writeBuffer(&bytes)
     }
     keepalive?.didRead(at: .now())
-    inReadBurst = true
+    writer.readBurstStarted()
     do {
       while !closed, let decoded = try decoder.next(from: &received) {
         switch decoded {
@@ -141,8 +143,7 @@ final class ClientConnectionHandler: ChannelInboundHandler {
   }
 
   func channelReadComplete(context: ChannelHandlerContext) {
-    inReadBurst = false
-    if flushPending { flushOutbound() }
+    writer.readBurstEnded()
   }
 
   private func handle(_ frame: Frame) throws {
@@ -190,7 +191,7 @@ final class ClientConnectionHandler: ChannelInboundHandler {
       try? stream.machine.receiveWindowUpdate(frame.payload.getInteger(at: frame.payload.readerIndex)!)
       wakeWriters(stream)
     case .ping:
-      write(Frame(type: .pong, stream: 0, payload: frame.payload))
+      writer.append(Frame(type: .pong, stream: 0, payload: frame.payload))
     case .pong:
       break
     case .goAway:
@@ -227,16 +228,16 @@ final class ClientConnectionHandler: ChannelInboundHandler {
       header.timeoutUs = UInt64(
         max(1, timeout.components.seconds * 1_000_000 + timeout.components.attoseconds / 1_000_000_000_000))
     }
-    let start = outbound.buffer.writerIndex
-    outbound.append(.call, stream: id, header)
-    let before = outbound.buffer.readableBytes
+    let start = writer.buffer.writerIndex
+    writer.append(.call, stream: id, header)
+    let before = writer.buffer.readableBytes
     do {
-      try firstMessage(&outbound.buffer, id)
+      try firstMessage(&writer.buffer, id)
     } catch {
-      outbound.buffer.moveWriterIndex(to: start)
+      writer.buffer.moveWriterIndex(to: start)
       throw error
     }
-    let written = outbound.buffer.readableBytes - before
+    let written = writer.buffer.readableBytes - before
 
     var machine = StreamStateMachine(
       role: .client, initialSendWindow: peerInitialWindow, initialReceiveWindow: config.initialWindow)
@@ -262,7 +263,7 @@ final class ClientConnectionHandler: ChannelInboundHandler {
         loop.value.cancel(id, RPCError(.deadlineExceeded, "no answer from \(path) within \(timeout)"))
       }
     }
-    scheduleFlush()
+    writer.scheduleFlush()
     return (id, stream)
   }
 
@@ -272,11 +273,11 @@ final class ClientConnectionHandler: ChannelInboundHandler {
       return context.eventLoop.makeFailedFuture(RPCError(.cancelled, "the call has ended"))
     }
     do {
-      let before = outbound.buffer.readableBytes
-      try codec.writeMessage(message, stream: id, endStream: endStream, to: &outbound.buffer)
+      let before = writer.buffer.readableBytes
+      try codec.writeMessage(message, stream: id, endStream: endStream, to: &writer.buffer)
       try stream.machine.sendMessage(
-        size: outbound.buffer.readableBytes - before - Frame.headerSize, endStream: endStream)
-      scheduleFlush()
+        size: writer.buffer.readableBytes - before - Frame.headerSize, endStream: endStream)
+      writer.scheduleFlush()
     } catch {
       return context.eventLoop.makeFailedFuture(RPCError(from: error))
     }
@@ -291,13 +292,13 @@ final class ClientConnectionHandler: ChannelInboundHandler {
   /// Half-closes a streaming call: no more requests.
   func closeSend(stream id: UInt32) {
     guard let stream = streams[id], (try? stream.machine.sendMessage(size: 0, endStream: true)) != nil else { return }
-    write(Frame(type: .message, flags: .endStream, stream: id))
+    writer.append(Frame(type: .message, flags: .endStream, stream: id))
   }
 
   /// Abandons a call: CANCEL to the server, `error` to the caller.
   func cancel(_ id: UInt32, _ error: RPCError) {
     guard let stream = streams[id] else { return }
-    if stream.machine.cancel() { write(Frame(type: .cancel, stream: id)) }
+    if stream.machine.cancel() { writer.append(Frame(type: .cancel, stream: id)) }
     finish(id, .failure(error))
   }
 
@@ -324,8 +325,7 @@ final class ClientConnectionHandler: ChannelInboundHandler {
 
   private func consumed(_ size: Int, stream id: UInt32) {
     guard let stream = streams[id], let credit = stream.machine.consumed(size: size) else { return }
-    outbound.appendWindow(stream: id, credit: credit)
-    scheduleFlush()
+    writer.appendWindow(stream: id, credit: credit)
   }
 
   private func wakeWriters(_ only: Stream? = nil) {
@@ -346,7 +346,8 @@ final class ClientConnectionHandler: ChannelInboundHandler {
     switch action {
     case .none: break
     case .sendPing:
-      write(Frame(type: .ping, stream: 0, payload: ByteBuffer(integer: UInt64(NIODeadline.now().uptimeNanoseconds))))
+      writer.append(
+        Frame(type: .ping, stream: 0, payload: ByteBuffer(integer: UInt64(NIODeadline.now().uptimeNanoseconds))))
     case .timedOut:
       let reason = "\(address) did not answer a keepalive ping within \(config.keepalive.timeout)"
       for id in Array(streams.keys) { finish(id, .failure(RPCError(.unavailable, reason))) }
@@ -359,7 +360,7 @@ final class ClientConnectionHandler: ChannelInboundHandler {
     var goAway = RpcV1.GoAway()
     goAway.code = .goawayProtocolError
     goAway.reason = reason
-    writeControl(.goAway, stream: 0, goAway)
+    writer.append(.goAway, stream: 0, goAway)
     for id in Array(streams.keys) {
       finish(id, .failure(RPCError(.internal, "protocol error from \(address): \(reason)")))
     }
@@ -369,44 +370,10 @@ final class ClientConnectionHandler: ChannelInboundHandler {
   /// Closes the connection (calls in flight fail with UNAVAILABLE).
   func close() {
     guard !closed else { return }
-    flushOutbound()
+    writer.flush()
     closed = true
     context.close(promise: nil)
   }
 
   // MARK: Writing
-
-  private func writeControl<M: ProtoMessage>(_ type: FrameType, stream: UInt32, _ message: M) {
-    guard !closed else { return }
-    outbound.append(type, stream: stream, message)
-    scheduleFlush()
-  }
-
-  private func write(_ frame: Frame) {
-    guard !closed else { return }
-    outbound.append(frame)
-    scheduleFlush()
-  }
-
-  /// Hands the pending frames to the channel and flushes.
-  private func flushOutbound() {
-    flushPending = false
-    if let bytes = outbound.take(allocator: context.channel.allocator) {
-      context.writeAndFlush(wrapOutboundOut(bytes), promise: nil)
-    }
-  }
-
-  /// Flushes once per read burst, or once per event-loop tick for calls made by tasks.
-  private func scheduleFlush() {
-    guard !flushPending else { return }
-    flushPending = true
-    if !inReadBurst {
-      let loop = loopBound
-      context.eventLoop.execute {
-        let handler = loop.value
-        guard handler.flushPending, !handler.closed else { return }
-        handler.flushOutbound()
-      }
-    }
-  }
 }

@@ -32,15 +32,17 @@ final class ServerConnectionHandler: ChannelInboundHandler {
   private var streams: [UInt32: Stream] = [:]
   private var highestStreamID: UInt32 = 0
   private var draining = false
-  private var closed = false
+  private var closed: Bool {
+    get { writer?.isClosed ?? false }
+    set { writer.isClosed = newValue }
+  }
   // Set in handlerAdded, before NIO delivers any event that reads it.
   // swift-format-ignore: NeverUseImplicitlyUnwrappedOptionals
   private var context: ChannelHandlerContext!
   // swift-format-ignore: NeverUseImplicitlyUnwrappedOptionals
   private var executor: EventLoopTaskExecutor!
-  private var flushPending = false
-  private var outbound = OutboundFrames(allocator: ByteBufferAllocator())
-  private var inReadBurst = false
+  // swift-format-ignore: NeverUseImplicitlyUnwrappedOptionals
+  private var writer: FrameWriter!
   private var peer = "unknown"
   private var keepalive: KeepaliveState?
   private var keepaliveTimer: RepeatedTask?
@@ -58,7 +60,7 @@ final class ServerConnectionHandler: ChannelInboundHandler {
 
   func handlerAdded(context: ChannelHandlerContext) {
     self.context = context
-    outbound = OutboundFrames(allocator: context.channel.allocator)
+    writer = FrameWriter(context: context)
     executor = EventLoopTaskExecutor(context.eventLoop)
     if let address = context.channel.remoteAddress {
       peer = address.pathname != nil ? "unix" : "\(address.ipAddress ?? "?"):\(address.port ?? 0)"
@@ -73,8 +75,7 @@ final class ServerConnectionHandler: ChannelInboundHandler {
     hello.maxFrameSize = UInt32(config.maxMessageSize)
     hello.initialWindow = UInt32(config.initialWindow)
     hello.peerName = config.peerName
-    writeControl(.hello, stream: 0, hello)
-    scheduleFlush()
+    writer.append(.hello, stream: 0, hello)
     if let interval = config.keepalive.interval?.timeAmount {
       keepalive = KeepaliveState(interval: interval, timeout: config.keepalive.timeout.timeAmount, now: .now())
       let loop = loopBound
@@ -101,7 +102,7 @@ final class ServerConnectionHandler: ChannelInboundHandler {
     } else {
       received.writeBuffer(&bytes)
     }
-    inReadBurst = true
+    writer.readBurstStarted()
     do {
       while !closed, let decoded = try decoder.next(from: &received) {
         switch decoded {
@@ -125,8 +126,7 @@ final class ServerConnectionHandler: ChannelInboundHandler {
   }
 
   func channelReadComplete(context: ChannelHandlerContext) {
-    inReadBurst = false
-    if flushPending { flushOutbound() }
+    writer.readBurstEnded()
   }
 
   func channelWritabilityChanged(context: ChannelHandlerContext) {
@@ -168,7 +168,7 @@ final class ServerConnectionHandler: ChannelInboundHandler {
         wakeWriters(stream)
       } catch { fail(frame.stream, RPCError(error.code, error.message)) }
     case .ping:
-      write(Frame(type: .pong, stream: 0, payload: frame.payload))
+      writer.append(Frame(type: .pong, stream: 0, payload: frame.payload))
     case .pong: break
     case .goAway:
       draining = true
@@ -285,8 +285,7 @@ final class ServerConnectionHandler: ChannelInboundHandler {
 
   fileprivate func consumed(_ size: Int, stream id: UInt32) {
     guard let stream = streams[id], let credit = stream.machine.consumed(size: size) else { return }
-    outbound.appendWindow(stream: id, credit: credit)
-    scheduleFlush()
+    writer.appendWindow(stream: id, credit: credit)
   }
 
   // MARK: Responses (called by ServerCall on the event loop)
@@ -296,10 +295,10 @@ final class ServerConnectionHandler: ChannelInboundHandler {
       return context.eventLoop.makeFailedFuture(RPCError(.cancelled, "the call has ended"))
     }
     do {
-      let before = outbound.buffer.readableBytes
-      try codec.writeMessage(message, stream: id, endStream: false, to: &outbound.buffer)
-      try stream.machine.sendMessage(size: outbound.buffer.readableBytes - before - Frame.headerSize, endStream: false)
-      scheduleFlush()
+      let before = writer.buffer.readableBytes
+      try codec.writeMessage(message, stream: id, endStream: false, to: &writer.buffer)
+      try stream.machine.sendMessage(size: writer.buffer.readableBytes - before - Frame.headerSize, endStream: false)
+      writer.scheduleFlush()
     } catch {
       return context.eventLoop.makeFailedFuture(RPCError(from: error))
     }
@@ -312,7 +311,7 @@ final class ServerConnectionHandler: ChannelInboundHandler {
   func finish<M: ProtoMessage>(stream id: UInt32, response: M) {
     guard let stream = streams[id], !stream.machine.isClosed else { return }
     do {
-      try codec.writeMessage(response, stream: id, endStream: false, to: &outbound.buffer)
+      try codec.writeMessage(response, stream: id, endStream: false, to: &writer.buffer)
     } catch {
       return finish(stream: id, result: .failure(RPCError(from: error)))
     }
@@ -370,7 +369,8 @@ final class ServerConnectionHandler: ChannelInboundHandler {
     switch action {
     case .none: break
     case .sendPing:
-      write(Frame(type: .ping, stream: 0, payload: ByteBuffer(integer: UInt64(NIODeadline.now().uptimeNanoseconds))))
+      writer.append(
+        Frame(type: .ping, stream: 0, payload: ByteBuffer(integer: UInt64(NIODeadline.now().uptimeNanoseconds))))
     case .timedOut:
       goAway(.goawayKeepaliveTimeout, "no answer to a keepalive ping within \(config.keepalive.timeout)")
     }
@@ -386,8 +386,7 @@ final class ServerConnectionHandler: ChannelInboundHandler {
     goAway.lastStreamId = highestStreamID
     goAway.code = .goawayShuttingDown
     goAway.reason = "the server is shutting down"
-    writeControl(.goAway, stream: 0, goAway)
-    scheduleFlush()
+    writer.append(.goAway, stream: 0, goAway)
     closeIfDrained()
   }
 
@@ -409,61 +408,23 @@ final class ServerConnectionHandler: ChannelInboundHandler {
     goAway.lastStreamId = highestStreamID
     goAway.code = code
     goAway.reason = reason
-    writeControl(.goAway, stream: 0, goAway)
+    writer.append(.goAway, stream: 0, goAway)
     for id in Array(streams.keys) { fail(id, RPCError(.unavailable, "connection error: \(reason)")) }
     flushAndClose()
   }
 
   private func flushAndClose() {
     guard !closed else { return }
-    flushOutbound()
+    writer.flush()
     closed = true
     context.close(promise: nil)
   }
 
-  // MARK: Writing
-
   private func writeStatus(_ id: UInt32, _ error: RPCError?) {
     guard let error else {
       // OK without trailers encodes to an empty Status.
-      guard !closed else { return }
-      outbound.appendEmpty(.status, stream: id)
-      return scheduleFlush()
+      return writer.appendEmpty(.status, stream: id)
     }
-    writeControl(.status, stream: id, error.status)
-  }
-
-  private func writeControl<M: ProtoMessage>(_ type: FrameType, stream: UInt32, _ message: M) {
-    guard !closed else { return }
-    outbound.append(type, stream: stream, message)
-    scheduleFlush()
-  }
-
-  private func write(_ frame: Frame) {
-    guard !closed else { return }
-    outbound.append(frame)
-    scheduleFlush()
-  }
-
-  /// Hands the pending frames to the channel and flushes.
-  private func flushOutbound() {
-    flushPending = false
-    if let bytes = outbound.take(allocator: context.channel.allocator) {
-      context.writeAndFlush(wrapOutboundOut(bytes), promise: nil)
-    }
-  }
-
-  /// Flushes once per read burst, or once per event-loop tick for writes made by handlers.
-  private func scheduleFlush() {
-    guard !flushPending else { return }
-    flushPending = true
-    if !inReadBurst {
-      let loop = loopBound
-      context.eventLoop.execute {
-        let handler = loop.value
-        guard handler.flushPending, !handler.closed else { return }
-        handler.flushOutbound()
-      }
-    }
+    writer.append(.status, stream: id, error.status)
   }
 }
