@@ -9,12 +9,15 @@ final class CArena {
 
   private var nextChunkSize = CArena.firstChunkSize
 
-  private var chunks: [UnsafeMutableRawPointer] = []
+  // The first chunk is kept apart so that a small message costs no array allocation.
+  private var firstChunk: UnsafeMutableRawPointer?
+  private var moreChunks: [UnsafeMutableRawPointer] = []
   private var next: UnsafeMutableRawPointer?
   private var remaining = 0
 
   deinit {
-    for chunk in chunks { chunk.deallocate() }
+    firstChunk?.deallocate()
+    for chunk in moreChunks { chunk.deallocate() }
   }
 
   /// Uninitialised memory for `byteCount` bytes, aligned to 16.
@@ -24,7 +27,7 @@ final class CArena {
       let chunkSize = max(size, nextChunkSize)
       nextChunkSize = min(nextChunkSize * 2, Self.largestChunkSize)
       let chunk = UnsafeMutableRawPointer.allocate(byteCount: chunkSize, alignment: Self.alignment)
-      chunks.append(chunk)
+      if firstChunk == nil { firstChunk = chunk } else { moreChunks.append(chunk) }
       next = chunk
       remaining = chunkSize
     }

@@ -1,17 +1,40 @@
-import NIOConcurrencyHelpers
 import NIOCore
+import Synchronization
 
 /// The messages a stream has received and not yet consumed. The event loop appends; one
 /// consumer task takes them in order. Thread-safe.
 final class InboundMessageQueue: Sendable {
   private struct State {
-    var messages: [ByteBuffer] = []
-    var head = 0
+    /// The oldest message not yet consumed; kept apart so that a unary call's one request
+    /// needs no array.
+    var first: ByteBuffer?
+    /// Later messages, oldest at `restStart`; empty whenever `first` is nil.
+    var rest: [ByteBuffer] = []
+    var restStart = 0
     var finished: Result<Void, RPCError>?
     var waiter: CheckedContinuation<ByteBuffer?, any Error>?
+
+    mutating func push(_ message: ByteBuffer) {
+      if first == nil { first = message } else { rest.append(message) }
+    }
+
+    mutating func pop() -> ByteBuffer? {
+      guard let message = first else { return nil }
+      if restStart < rest.count {
+        first = rest[restStart]
+        restStart += 1
+        if restStart == rest.count {
+          rest.removeAll(keepingCapacity: true)
+          restStart = 0
+        }
+      } else {
+        first = nil
+      }
+      return message
+    }
   }
 
-  private let state = NIOLockedValueBox(State())
+  private let state = Mutex(State())
   /// Called with each consumed message's size, to return flow-control credit.
   private let onConsumed: @Sendable (Int) -> Void
 
@@ -21,13 +44,13 @@ final class InboundMessageQueue: Sendable {
 
   /// Adds a message (event loop).
   func append(_ message: ByteBuffer) {
-    let waiter = state.withLockedValue { state -> CheckedContinuation<ByteBuffer?, any Error>? in
+    let waiter = state.withLock { state -> CheckedContinuation<ByteBuffer?, any Error>? in
       guard state.finished == nil else { return nil }
       if let waiter = state.waiter {
         state.waiter = nil
         return waiter
       }
-      state.messages.append(message)
+      state.push(message)
       return nil
     }
     if let waiter {
@@ -38,7 +61,7 @@ final class InboundMessageQueue: Sendable {
 
   /// No more messages: the peer half-closed (`.success`) or the stream failed.
   func finish(_ result: Result<Void, RPCError>) {
-    let waiter = state.withLockedValue { state -> CheckedContinuation<ByteBuffer?, any Error>? in
+    let waiter = state.withLock { state -> CheckedContinuation<ByteBuffer?, any Error>? in
       guard state.finished == nil else { return nil }
       state.finished = result
       defer { state.waiter = nil }
@@ -58,16 +81,8 @@ final class InboundMessageQueue: Sendable {
       case failure(RPCError)
       case wait
     }
-    let immediate = state.withLockedValue { state -> Immediate in
-      if state.head < state.messages.count {
-        let message = state.messages[state.head]
-        state.head += 1
-        if state.head == state.messages.count {
-          state.messages.removeAll(keepingCapacity: true)
-          state.head = 0
-        }
-        return .message(message)
-      }
+    let immediate = state.withLock { state -> Immediate in
+      if let message = state.pop() { return .message(message) }
       switch state.finished {
       case .success?: return .end
       case .failure(let error)?: return .failure(error)
@@ -83,12 +98,8 @@ final class InboundMessageQueue: Sendable {
     case .wait:
       return try await withTaskCancellationHandler {
         try await withCheckedThrowingContinuation { continuation in
-          let resumeNow = state.withLockedValue { state -> Immediate in
-            if state.head < state.messages.count {
-              let message = state.messages[state.head]
-              state.head += 1
-              return .message(message)
-            }
+          let resumeNow = state.withLock { state -> Immediate in
+            if let message = state.pop() { return .message(message) }
             switch state.finished {
             case .success?: return .end
             case .failure(let error)?: return .failure(error)

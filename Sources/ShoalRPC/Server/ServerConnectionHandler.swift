@@ -324,7 +324,7 @@ final class ServerConnectionHandler: ChannelInboundHandler {
     switch result {
     case .success:
       writeStatus(id, nil)
-      stream.inbound.finish(.failure(RPCError(.cancelled, "the call has ended")))
+      stream.inbound.finish(.success(()))
     case .failure(let error):
       writeStatus(id, error)
       stream.inbound.finish(.failure(error))
