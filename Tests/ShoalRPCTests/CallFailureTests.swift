@@ -285,4 +285,57 @@ struct CallFailureTests {
       await client.close()
     }
   }
+
+  @Test func trailersTravelWithOKAndWithErrors() async throws {
+    let withTrailers = TestMethods.unary("WithTrailers")
+    try await TestServer.withServer(routes: { router in
+      router.unary(withTrailers) { request, context in
+        context.trailers.add("x-model-version", "7")
+        context.trailers.add("x-checksum-bin", binary: [1, 2, 3])
+        if request.responseSize > 0 { throw RPCError(.failedPrecondition, "model not ready") }
+        return BenchV1.BenchResponse()
+      }
+      router.serverStreaming(TestMethods.streamWithTrailers) { _, writer, context in
+        try await writer.send(BenchV1.BenchResponse())
+        context.trailers.add("x-count", "1")
+      }
+    }) { _, address in
+      let client = RPCClient(address: address)
+      let (_, trailers) = try await client.unaryWithTrailers(withTrailers, TestServer.request())
+      #expect(trailers["x-model-version"] == "7")
+      #expect(trailers.contains { $0.key == "x-checksum-bin" && $0.value == .binary([1, 2, 3]) })
+      await #expect {
+        try await client.unary(withTrailers, TestServer.request(responseSize: 1))
+      } throws: { ($0 as? RPCError)?.trailers["x-model-version"] == "7" }
+      let streamed = try await client.serverStreaming(TestMethods.streamWithTrailers, TestServer.request()) {
+        responses in
+        for try await _ in responses {}
+        return try await responses.trailers
+      }
+      #expect(streamed["x-count"] == "1")
+      await client.close()
+    }
+  }
+
+  @Test func aSlowReaderOfOneStreamDoesNotStallTheOthers() async throws {
+    try await TestServer.withServer { _, address in
+      let client = RPCClient(address: address)
+      let reader = Task {
+        try await client.serverStreaming(BenchV1.Bench.download, TestServer.request(responseSize: 1 << 20, count: 32)) {
+          responses in
+          var iterator = responses.makeAsyncIterator()
+          _ = try await iterator.next()
+          try await Task.sleep(for: .seconds(30))
+        }
+      }
+      // While that stream is stuck at its window, unary calls on the same connection go through.
+      for _ in 0..<50 {
+        let response = try await client.unary(BenchV1.Bench.echo, TestServer.request(responseSize: 10_000))
+        #expect(response.payload.count == 10_000)
+      }
+      reader.cancel()
+      _ = await reader.result
+      await client.close()
+    }
+  }
 }

@@ -12,13 +12,14 @@ final class ClientConnectionHandler: ChannelInboundHandler {
     var machine: StreamStateMachine
     /// Responses of a streaming call; nil for unary calls.
     let inbound: InboundMessageQueue?
-    /// Completes with the response of a unary call, or with the status of a streaming call.
-    let done: EventLoopPromise<ByteBuffer?>
+    /// Completes with the response of a unary call (nil for a streaming call) and the trailers
+    /// of the status, or fails with the status.
+    let done: EventLoopPromise<CallOutcome>
     var unaryResponse: ByteBuffer?
     var deadlineTimer: Scheduled<Void>?
     var writeWaiters: [EventLoopPromise<Void>] = []
 
-    init(machine: StreamStateMachine, inbound: InboundMessageQueue?, done: EventLoopPromise<ByteBuffer?>) {
+    init(machine: StreamStateMachine, inbound: InboundMessageQueue?, done: EventLoopPromise<CallOutcome>) {
       self.machine = machine
       self.inbound = inbound
       self.done = done
@@ -178,10 +179,10 @@ final class ClientConnectionHandler: ChannelInboundHandler {
       // OK without trailers is an empty payload: the common case needs no decoding.
       let status =
         frame.payload.readableBytes == 0 ? RpcV1.Status() : try frame.payload.decodeMessage(as: RpcV1.Status.self)
+      let trailers = status.trailers.isEmpty ? Metadata() : (try? Metadata(entries: status.trailers)) ?? []
       if status.code == .ok {
-        finish(frame.stream, .success(()))
+        finish(frame.stream, .success(()), trailers: trailers)
       } else {
-        let trailers = (try? Metadata(entries: status.trailers)) ?? []
         finish(frame.stream, .failure(RPCError(status.code, status.message, trailers: trailers)))
       }
     case .cancel:
@@ -302,7 +303,7 @@ final class ClientConnectionHandler: ChannelInboundHandler {
     finish(id, .failure(error))
   }
 
-  private func finish(_ id: UInt32, _ result: Result<Void, RPCError>) {
+  private func finish(_ id: UInt32, _ result: Result<Void, RPCError>, trailers: Metadata = []) {
     guard let stream = streams.removeValue(forKey: id) else { return }
     stream.deadlineTimer?.cancel()
     for waiter in stream.writeWaiters { waiter.fail(RPCError(.cancelled, "the call has ended")) }
@@ -310,9 +311,9 @@ final class ClientConnectionHandler: ChannelInboundHandler {
     case .success:
       if let inbound = stream.inbound {
         inbound.finish(.success(()))
-        stream.done.succeed(nil)
+        stream.done.succeed(CallOutcome(response: nil, trailers: trailers))
       } else if let response = stream.unaryResponse {
-        stream.done.succeed(response)
+        stream.done.succeed(CallOutcome(response: response, trailers: trailers))
       } else {
         stream.done.fail(RPCError(.internal, "the server ended a unary call with OK but no response"))
       }
@@ -376,4 +377,10 @@ final class ClientConnectionHandler: ChannelInboundHandler {
   }
 
   // MARK: Writing
+}
+
+/// How a call ended successfully: the response of a unary call and the status's trailers.
+struct CallOutcome: Sendable {
+  var response: ByteBuffer?
+  var trailers: Metadata
 }

@@ -158,11 +158,20 @@ public final class RPCClient: Sendable {
   public func unary<Input, Output>(
     _ method: TypedMethod<Input, Output>, _ request: Input, options: CallOptions = CallOptions()
   ) async throws(RPCError) -> Output {
+    try await unaryWithTrailers(method, request, options: options).response
+  }
+
+  /// Calls a unary method and returns the trailing metadata the server sent with OK too.
+  public func unaryWithTrailers<Input, Output>(
+    _ method: TypedMethod<Input, Output>, _ request: Input, options: CallOptions = CallOptions()
+  ) async throws(RPCError) -> (response: Output, trailers: Metadata) {
     if interceptors.isEmpty { return try await unaryWithRetries(method, request, options: options) }
     do {
-      return try await intercepted(method.descriptor, options) { options in
-        try await self.unaryWithRetries(method, request, options: options)
+      let result = try await intercepted(method.descriptor, options) { options in
+        let (response, trailers) = try await self.unaryWithRetries(method, request, options: options)
+        return UnaryResult(response: response, trailers: trailers)
       }
+      return (result.response, result.trailers)
     } catch {
       throw RPCError(from: error)
     }
@@ -170,7 +179,7 @@ public final class RPCClient: Sendable {
 
   private func unaryWithRetries<Input, Output>(
     _ method: TypedMethod<Input, Output>, _ request: Input, options: CallOptions
-  ) async throws(RPCError) -> Output {
+  ) async throws(RPCError) -> (Output, Metadata) {
     let (_, deadline) = effectiveTimeout(options)
     var attempt = 1
     while true {
@@ -205,7 +214,7 @@ public final class RPCClient: Sendable {
 
   private func unaryAttempt<Input: ProtoMessage, Output: ProtoMessage>(
     _ method: MethodDescriptor, _ request: Input, _ output: Output.Type, options: CallOptions
-  ) async throws(RPCError) -> Output {
+  ) async throws(RPCError) -> (Output, Metadata) {
     let connection: ClientConnection
     do {
       connection = try await self.connection()
@@ -215,7 +224,7 @@ public final class RPCClient: Sendable {
     let (timeout, _) = effectiveTimeout(options)
     let handler = connection.handler
     let token = CallToken()
-    let future: EventLoopFuture<ByteBuffer?> = connection.eventLoop.flatSubmit {
+    let future: EventLoopFuture<CallOutcome> = connection.eventLoop.flatSubmit {
       if token.cancelled {
         return connection.eventLoop.makeFailedFuture(RPCError(.cancelled, "the call was cancelled"))
       }
@@ -232,9 +241,9 @@ public final class RPCClient: Sendable {
         return connection.eventLoop.makeFailedFuture(error)
       }
     }
-    let response: ByteBuffer?
+    let outcome: CallOutcome
     do {
-      response = try await withTaskCancellationHandler {
+      outcome = try await withTaskCancellationHandler {
         try await future.get()
       } onCancel: {
         connection.eventLoop.execute {
@@ -245,12 +254,12 @@ public final class RPCClient: Sendable {
     } catch {
       throw RPCError(from: error)
     }
-    guard let response else { throw RPCError(.internal, "no response") }
+    guard let response = outcome.response else { throw RPCError(.internal, "no response") }
     if let limit = options.maxResponseSize, response.readableBytes > limit {
       throw RPCError(
         .resourceExhausted, "response of \(response.readableBytes) bytes exceeds this call's limit of \(limit) bytes")
     }
-    return try response.decodeMessage(as: Output.self)
+    return (try response.decodeMessage(as: Output.self), outcome.trailers)
   }
 
   // MARK: Streaming
@@ -289,7 +298,8 @@ public final class RPCClient: Sendable {
       return StreamHandle(id: id, inbound: stream.inbound!, done: stream.done.futureResult)
     }.get()
     let sender = RPCRequestSender<Input>(handler: handler, streamID: opened.id)
-    let responses = RPCResponseStream<Output>(inbound: opened.inbound, maxSize: options.maxResponseSize)
+    let responses = RPCResponseStream<Output>(
+      inbound: opened.inbound, done: opened.done, maxSize: options.maxResponseSize)
     do {
       let result = try await withTaskCancellationHandler {
         try await body(sender, responses)
@@ -361,7 +371,13 @@ private final class CallToken: @unchecked Sendable {
 private struct StreamHandle: Sendable {
   let id: UInt32
   let inbound: InboundMessageQueue
-  let done: EventLoopFuture<ByteBuffer?>
+  let done: EventLoopFuture<CallOutcome>
+}
+
+/// The result of an intercepted unary call.
+private struct UnaryResult<Output: ProtoMessage>: Sendable {
+  let response: Output
+  let trailers: Metadata
 }
 
 /// Sends the requests of a client-streaming or bidirectional call.
@@ -388,7 +404,14 @@ public struct RPCRequestSender<Message: ProtoMessage>: Sendable {
 /// throws the status otherwise.
 public struct RPCResponseStream<Message: ProtoMessage>: AsyncSequence, Sendable {
   let inbound: InboundMessageQueue
+  let done: EventLoopFuture<CallOutcome>
   let maxSize: Int?
+
+  /// The trailing metadata of the call's status, once the call has ended (after the last
+  /// response); throws the status if the call failed.
+  public var trailers: Metadata {
+    get async throws { try await done.get().trailers }
+  }
 
   public struct AsyncIterator: AsyncIteratorProtocol {
     let inbound: InboundMessageQueue

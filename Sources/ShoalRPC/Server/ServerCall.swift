@@ -52,14 +52,16 @@ final class ServerCall: Sendable {
   func finish<M: ProtoMessage>(with message: M) {
     let streamID = streamID
     let connection = connection
-    eventLoop.execute { connection.value.finish(stream: streamID, response: message) }
+    let trailers = context.trailers.metadata
+    eventLoop.execute { connection.value.finish(stream: streamID, response: message, trailers: trailers) }
   }
 
   /// Ends the call with a status.
   func finish(_ result: Result<Void, RPCError>) {
     let streamID = streamID
     let connection = connection
-    eventLoop.execute { connection.value.finish(stream: streamID, result: result) }
+    let trailers = context.trailers.metadata
+    eventLoop.execute { connection.value.finish(stream: streamID, result: result, trailers: trailers) }
   }
 }
 

@@ -226,7 +226,8 @@ final class ServerConnectionHandler: ChannelInboundHandler {
           id, RPCError(.deadlineExceeded, "the call's deadline of \(timeout) passed before the server finished"))
       }
     }
-    let callContext = ServerContext(method: route.descriptor, metadata: metadata, deadline: deadline, peer: peer)
+    let callContext = ServerContext(
+      method: route.descriptor, metadata: metadata, deadline: deadline, peer: peer, trailers: ResponseTrailers())
     let call = ServerCall(streamID: id, context: callContext, inbound: inbound, connection: loop)
     let interceptors = server.interceptors
     stream.task = Self.start(route, call, interceptors: interceptors, deadline: deadline, on: executor)
@@ -308,25 +309,25 @@ final class ServerConnectionHandler: ChannelInboundHandler {
     return promise.futureResult
   }
 
-  func finish<M: ProtoMessage>(stream id: UInt32, response: M) {
+  func finish<M: ProtoMessage>(stream id: UInt32, response: M, trailers: Metadata) {
     guard let stream = streams[id], !stream.machine.isClosed else { return }
     do {
       try codec.writeMessage(response, stream: id, endStream: false, to: &writer.buffer)
     } catch {
-      return finish(stream: id, result: .failure(RPCError(from: error)))
+      return finish(stream: id, result: .failure(RPCError(from: error)), trailers: trailers)
     }
-    finish(stream: id, result: .success(()))
+    finish(stream: id, result: .success(()), trailers: trailers)
   }
 
-  func finish(stream id: UInt32, result: Result<Void, RPCError>) {
+  func finish(stream id: UInt32, result: Result<Void, RPCError>, trailers: Metadata = []) {
     guard let stream = streams.removeValue(forKey: id) else { return }
     stream.deadlineTimer?.cancel()
     switch result {
     case .success:
-      writeStatus(id, nil)
+      writeStatus(id, nil, trailers: trailers)
       stream.inbound.finish(.success(()))
     case .failure(let error):
-      writeStatus(id, error)
+      writeStatus(id, error, trailers: trailers)
       stream.inbound.finish(.failure(error))
     }
     for waiter in stream.writeWaiters { waiter.fail(RPCError(.cancelled, "the call has ended")) }
@@ -420,11 +421,14 @@ final class ServerConnectionHandler: ChannelInboundHandler {
     context.close(promise: nil)
   }
 
-  private func writeStatus(_ id: UInt32, _ error: RPCError?) {
-    guard let error else {
+  private func writeStatus(_ id: UInt32, _ error: RPCError?, trailers: Metadata = []) {
+    guard error != nil || !trailers.isEmpty else {
       // OK without trailers encodes to an empty Status.
       return writer.appendEmpty(.status, stream: id)
     }
-    writer.append(.status, stream: id, error.status)
+    var status = error?.status ?? RpcV1.Status()
+    status.trailers = trailers.entries + status.trailers
+    writer.append(.status, stream: id, status)
   }
+
 }

@@ -1,4 +1,5 @@
 public import ShoalProto
+import Synchronization
 
 /// What a handler knows about the call it serves.
 public struct ServerContext: Sendable {
@@ -10,6 +11,28 @@ public struct ServerContext: Sendable {
   public let deadline: ContinuousClock.Instant?
   /// The remote peer, e.g. `unix` or `127.0.0.1:53412`.
   public let peer: String
+  /// Trailing metadata sent with the call's status, whether it succeeds or fails.
+  public let trailers: ResponseTrailers
+}
+
+/// Trailing metadata a handler adds while it serves a call; sent with the status.
+public final class ResponseTrailers: Sendable {
+  private let entries = Mutex(Metadata())
+
+  init() {}
+
+  /// Adds a text entry.
+  public func add(_ key: String, _ value: String) {
+    entries.withLock { $0.add(key, value) }
+  }
+
+  /// Adds a binary entry (the key should end in `-bin`).
+  public func add(_ key: String, binary value: [UInt8]) {
+    entries.withLock { $0.add(key, binary: value) }
+  }
+
+  /// Everything added so far.
+  public var metadata: Metadata { entries.withLock { $0 } }
 }
 
 /// The deadline of the call a task is serving, so that calls it makes inherit it.

@@ -17,6 +17,8 @@ enum TestMethods {
   static let failWithStatus = unary("FailWithStatus")
   static let metadata = unary("Metadata")
   static let relay = unary("Relay")
+  static let streamWithTrailers = TypedMethod<Request, Response>(
+    service: "shoal.test.v1.Test", name: "StreamWithTrailers", kind: .serverStreaming, idempotent: false)
 }
 
 /// A value tests set from handlers and read afterwards.
