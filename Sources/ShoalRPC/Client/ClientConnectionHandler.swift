@@ -8,7 +8,7 @@ final class ClientConnectionHandler: ChannelInboundHandler {
   typealias InboundIn = ByteBuffer
   typealias OutboundOut = ByteBuffer
 
-  final class Stream {
+  final class Stream: FlowControlledStream {
     var machine: StreamStateMachine
     /// Responses of a streaming call; nil for unary calls.
     let inbound: InboundMessageQueue?
@@ -331,11 +331,7 @@ final class ClientConnectionHandler: ChannelInboundHandler {
 
   private func wakeWriters(_ only: Stream? = nil) {
     guard context.channel.isWritable else { return }
-    for stream in only.map({ [$0] }) ?? Array(streams.values) where stream.machine.canSend {
-      let waiters = stream.writeWaiters
-      stream.writeWaiters = []
-      for waiter in waiters { waiter.succeed() }
-    }
+    for stream in only.map({ [$0] }) ?? Array(streams.values) { stream.wakeWritersIfOpen() }
   }
 
   // MARK: Connection
@@ -347,8 +343,7 @@ final class ClientConnectionHandler: ChannelInboundHandler {
     switch action {
     case .none: break
     case .sendPing:
-      writer.append(
-        Frame(type: .ping, stream: 0, payload: ByteBuffer(integer: UInt64(NIODeadline.now().uptimeNanoseconds))))
+      writer.appendPing()
     case .timedOut:
       let reason = "\(address) did not answer a keepalive ping within \(config.keepalive.timeout)"
       for id in Array(streams.keys) { finish(id, .failure(RPCError(.unavailable, reason))) }

@@ -56,6 +56,14 @@ final class FrameWriter {
     scheduleFlush()
   }
 
+  /// Appends a keepalive PING (its eight bytes are the sender's clock, for the curious).
+  func appendPing() {
+    guard !isClosed else { return }
+    Frame.writeHeader(type: .ping, flags: [], stream: 0, payloadLength: Frame.pingPayloadSize, to: &buffer)
+    buffer.writeInteger(NIODeadline.now().uptimeNanoseconds)
+    scheduleFlush()
+  }
+
   /// Frames are being produced while reading: flush when the read burst ends.
   func readBurstStarted() {
     inReadBurst = true

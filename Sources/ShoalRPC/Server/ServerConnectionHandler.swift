@@ -9,7 +9,7 @@ final class ServerConnectionHandler: ChannelInboundHandler {
   typealias OutboundOut = ByteBuffer
 
   /// The event-loop side of one stream.
-  final class Stream {
+  final class Stream: FlowControlledStream {
     var machine: StreamStateMachine
     let inbound: InboundMessageQueue
     var task: Task<Void, Never>?
@@ -356,11 +356,7 @@ final class ServerConnectionHandler: ChannelInboundHandler {
 
   private func wakeWriters(_ only: Stream? = nil) {
     guard context.channel.isWritable else { return }
-    for stream in only.map({ [$0] }) ?? Array(streams.values) where stream.machine.canSend {
-      let waiters = stream.writeWaiters
-      stream.writeWaiters = []
-      for waiter in waiters { waiter.succeed() }
-    }
+    for stream in only.map({ [$0] }) ?? Array(streams.values) { stream.wakeWritersIfOpen() }
   }
 
   private func keepaliveTick() {
@@ -370,8 +366,7 @@ final class ServerConnectionHandler: ChannelInboundHandler {
     switch action {
     case .none: break
     case .sendPing:
-      writer.append(
-        Frame(type: .ping, stream: 0, payload: ByteBuffer(integer: UInt64(NIODeadline.now().uptimeNanoseconds))))
+      writer.appendPing()
     case .timedOut:
       goAway(.goawayKeepaliveTimeout, "no answer to a keepalive ping within \(config.keepalive.timeout)")
     }
