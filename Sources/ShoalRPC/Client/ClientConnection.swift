@@ -44,9 +44,6 @@ struct ClientConnection: Sendable {
       throw RPCError(.unavailable, "cannot connect to \(address): \(error)", cause: error)
     }
   }
-
-  /// Whether new calls may use this connection (on the event loop).
-  var isUsable: Bool { channel.isActive && handler.value.isUsable }
 }
 
 /// Hands the handler created in the channel initializer back to the caller.

@@ -28,9 +28,8 @@ final class ClientConnectionHandler: ChannelInboundHandler {
 
   private let config: ConnectionConfig
   private let address: RPCAddress
-  private let codec: MessageCodec
-  /// The codec, for the request written together with CALL.
-  var codecForRequests: MessageCodec { codec }
+  /// Writes messages into frames; RPCClient uses it for the request written together with CALL.
+  let codec: MessageCodec
   private var decoder: FrameDecoder
   private var received = ByteBuffer()
   private var peerInitialWindow = 64 << 10
@@ -65,9 +64,6 @@ final class ClientConnectionHandler: ChannelInboundHandler {
   }
 
   private var loopBound: NIOLoopBound<ClientConnectionHandler> { NIOLoopBound(self, eventLoop: context.eventLoop) }
-
-  /// Whether new calls may use this connection.
-  var isUsable: Bool { !closed && !goingAway && nextStreamID < UInt32.max - 1 }
 
   // MARK: Channel events
 
@@ -220,6 +216,12 @@ final class ClientConnectionHandler: ChannelInboundHandler {
       throw RPCError(.unavailable, "the connection to \(address) is closed\(closeReason.map { ": \($0)" } ?? "")")
     }
     guard !goingAway else { throw RPCError(.unavailable, "the server at \(address) is going away") }
+    guard nextStreamID < UInt32.max else {
+      // Stream ids must increase: this connection is used up; close it once idle so the client reconnects.
+      goingAway = true
+      if streams.isEmpty { close() }
+      throw RPCError(.unavailable, "the connection to \(address) has used all its stream ids; retry")
+    }
     let id = nextStreamID
     nextStreamID += 1
     var header = RpcV1.CallHeader()

@@ -91,13 +91,22 @@ public final class RPCClient: Sendable {
         let address = address
         let config = config
         let group = group
+        // The task records its own outcome; it takes the lock held here, so it cannot finish
+        // before `state` says it is connecting.
         let task = Task { () throws -> ClientConnection in
-          if let retryAfter { try await Task.sleep(until: retryAfter) }
-          return try await ClientConnection.connect(
-            to: address, config: config.connection, group: group, timeout: config.connectTimeout)
+          let result: Result<ClientConnection, any Error>
+          do {
+            if let retryAfter { try await Task.sleep(until: retryAfter) }
+            result = .success(
+              try await ClientConnection.connect(
+                to: address, config: config.connection, group: group, timeout: config.connectTimeout))
+          } catch {
+            result = .failure(error)
+          }
+          self.connectFinished(result, failures: failures)
+          return try result.get()
         }
         state = .connecting(task)
-        Task { await self.connectFinished(task, failures: failures) }
         return .wait(task)
       }
     }
@@ -115,8 +124,7 @@ public final class RPCClient: Sendable {
     }
   }
 
-  private func connectFinished(_ task: Task<ClientConnection, any Error>, failures: Int) async {
-    let result = await task.result
+  private func connectFinished(_ result: Result<ClientConnection, any Error>, failures: Int) {
     state.withLockedValue { state in
       guard case .connecting = state else { return }
       switch result {
@@ -440,7 +448,7 @@ private struct UncheckedSendableBox<Value>: @unchecked Sendable {
 extension ClientConnectionHandler {
   /// Appends the MESSAGE frame (with END_STREAM) of a unary or server-streaming request.
   func writeRequest<M: ProtoMessage>(_ message: M, stream: UInt32, to buffer: inout ByteBuffer) throws(RPCError) {
-    try codecForRequests.writeMessage(message, stream: stream, endStream: true, to: &buffer)
+    try codec.writeMessage(message, stream: stream, endStream: true, to: &buffer)
   }
 }
 

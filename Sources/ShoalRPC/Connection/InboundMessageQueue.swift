@@ -18,6 +18,26 @@ final class InboundMessageQueue: Sendable {
       if first == nil { first = message } else { rest.append(message) }
     }
 
+    enum Taken {
+      case message(ByteBuffer)
+      case end
+      case failure(RPCError)
+      case waiting
+    }
+
+    /// The next message or the end; with nothing yet, registers `waiter` (if given) for `append`
+    /// or `finish` to resume.
+    mutating func take(orRegister waiter: CheckedContinuation<ByteBuffer?, any Error>? = nil) -> Taken {
+      if let message = pop() { return .message(message) }
+      switch finished {
+      case .success?: return .end
+      case .failure(let error)?: return .failure(error)
+      case nil:
+        if let waiter { self.waiter = waiter }
+        return .waiting
+      }
+    }
+
     mutating func pop() -> ByteBuffer? {
       guard let message = first else { return nil }
       if restStart < rest.count {
@@ -75,51 +95,26 @@ final class InboundMessageQueue: Sendable {
 
   /// The next message, or nil once the peer has half-closed and everything is consumed.
   func next() async throws -> ByteBuffer? {
-    enum Immediate {
-      case message(ByteBuffer)
-      case end
-      case failure(RPCError)
-      case wait
-    }
-    let immediate = state.withLock { state -> Immediate in
-      if let message = state.pop() { return .message(message) }
-      switch state.finished {
-      case .success?: return .end
-      case .failure(let error)?: return .failure(error)
-      case nil: return .wait
+    let taken = state.withLock { $0.take() }
+    guard case .waiting = taken else { return try deliver(taken) }
+    return try await withTaskCancellationHandler {
+      try await withCheckedThrowingContinuation { continuation in
+        let taken = state.withLock { $0.take(orRegister: continuation) }
+        if case .waiting = taken { return }
+        continuation.resume(with: Result { try deliver(taken) })
       }
+    } onCancel: {
+      finish(.failure(RPCError(.cancelled, "the call was cancelled")))
     }
-    switch immediate {
+  }
+
+  private func deliver(_ taken: State.Taken) throws -> ByteBuffer? {
+    switch taken {
     case .message(let message):
       onConsumed(message.readableBytes)
       return message
-    case .end: return nil
+    case .end, .waiting: return nil
     case .failure(let error): throw error
-    case .wait:
-      return try await withTaskCancellationHandler {
-        try await withCheckedThrowingContinuation { continuation in
-          let resumeNow = state.withLock { state -> Immediate in
-            if let message = state.pop() { return .message(message) }
-            switch state.finished {
-            case .success?: return .end
-            case .failure(let error)?: return .failure(error)
-            case nil:
-              state.waiter = continuation
-              return .wait
-            }
-          }
-          switch resumeNow {
-          case .message(let message):
-            onConsumed(message.readableBytes)
-            continuation.resume(returning: message)
-          case .end: continuation.resume(returning: nil)
-          case .failure(let error): continuation.resume(throwing: error)
-          case .wait: break
-          }
-        }
-      } onCancel: {
-        finish(.failure(RPCError(.cancelled, "the call was cancelled")))
-      }
     }
   }
 }
