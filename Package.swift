@@ -34,6 +34,7 @@ let package = Package(
     systemLibrary("CLibPQ", pkgConfig: "libpq", apt: ["libpq-dev"]),
     systemLibrary("CSQLite", pkgConfig: "sqlite3", apt: ["libsqlite3-dev"]),
     systemLibrary("COpenBLAS", pkgConfig: "openblas", apt: ["libopenblas-dev"]),
+    systemLibrary("CCrypto", pkgConfig: "libcrypto", apt: ["libssl-dev"]),
 
     // Generated code: protoc-c output for Protos/ and the Swift types generated from the same files.
     .target(name: "ShoalProtoC", dependencies: ["CProtobufC"]),
@@ -48,6 +49,13 @@ let package = Package(
         .product(name: "NIOPosix", package: "swift-nio"),
         .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
       ],
+      swiftSettings: strictSwift
+    ),
+
+    // Storage: SQLite and PostgreSQL behind one Database API, migrations, the blob store.
+    .target(
+      name: "ShoalStore",
+      dependencies: ["CSQLite", "CLibPQ", "CCrypto", .product(name: "NIOPosix", package: "swift-nio")],
       swiftSettings: strictSwift
     ),
 
@@ -103,6 +111,7 @@ let package = Package(
       ],
       swiftSettings: strictSwift
     ),
+    .testTarget(name: "ShoalStoreTests", dependencies: ["ShoalStore", "ShoalTestSupport"], swiftSettings: strictSwift),
     .testTarget(
       name: "ShoalProtoGenTests",
       dependencies: ["ShoalProtoGen", "ShoalTestSupport"],

@@ -8,7 +8,8 @@ import Testing
 struct GeneratedStubTests {
   @Test func typedClientCallsEveryKindOfMethod() async throws {
     try await TestServer.withServer { _, address in
-      let bench = BenchV1.Bench.Client(RPCClient(address: address))
+      let client = RPCClient(address: address)
+      let bench = BenchV1.Bench.Client(client)
       let echoed = try await bench.echo(TestServer.request())
       #expect(echoed.payload == Array("hello".utf8))
       let uploaded = try await bench.upload { sender in
@@ -25,7 +26,7 @@ struct GeneratedStubTests {
         return try await responses.reduce(0) { count, _ in count + 1 }
       }
       #expect(chatted == 1)
-      await bench.rpc.close()
+      await client.close()
     }
   }
 

@@ -9,6 +9,9 @@ public enum BenchV1 {}
 /// Types generated from the `shoal.health.v1` proto package.
 public enum HealthV1 {}
 
+/// Types generated from the `shoal.registry.v1` proto package.
+public enum RegistryV1 {}
+
 /// Types generated from the `shoal.rpc.v1` proto package.
 public enum RpcV1 {}
 
@@ -37,6 +40,17 @@ let generatedMessageTypes: [any ProtoMessage.Type] = [
   BenchV1.BenchResponse.self,
   HealthV1.HealthCheckRequest.self,
   HealthV1.HealthCheckResponse.self,
+  RegistryV1.Instance.self,
+  RegistryV1.RegisterRequest.self,
+  RegistryV1.RegisterResponse.self,
+  RegistryV1.KeepAliveRequest.self,
+  RegistryV1.KeepAliveResponse.self,
+  RegistryV1.DeregisterRequest.self,
+  RegistryV1.DeregisterResponse.self,
+  RegistryV1.ResolveRequest.self,
+  RegistryV1.ResolveResponse.self,
+  RegistryV1.WatchRequest.self,
+  RegistryV1.WatchEvent.self,
   RpcV1.ListServicesRequest.self,
   RpcV1.ListServicesResponse.self,
   RpcV1.ServiceInfo.self,
@@ -55,5 +69,6 @@ let generatedMessageTypes: [any ProtoMessage.Type] = [
 let generatedServices: [ServiceDescriptor] = [
   BenchV1.Bench.descriptor,
   HealthV1.Health.descriptor,
+  RegistryV1.Directory.descriptor,
   RpcV1.Reflection.descriptor,
 ]

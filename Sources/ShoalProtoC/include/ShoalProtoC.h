@@ -6,6 +6,7 @@
 #include "onnx/onnx.pb-c.h"
 #include "shoal/bench/v1/bench.pb-c.h"
 #include "shoal/health/v1/health.pb-c.h"
+#include "shoal/registry/v1/directory.pb-c.h"
 #include "shoal/rpc/v1/reflection.pb-c.h"
 #include "shoal/rpc/v1/rpc.pb-c.h"
 #include "shoal/testing/v1/sample.pb-c.h"
@@ -36,6 +37,19 @@ static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__bench__v
 // shoal/health/v1/health.proto
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__health__v1__health_check_request(void) { return &shoal__health__v1__health_check_request__descriptor; }
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__health__v1__health_check_response(void) { return &shoal__health__v1__health_check_response__descriptor; }
+
+// shoal/registry/v1/directory.proto
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__registry__v1__instance(void) { return &shoal__registry__v1__instance__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__registry__v1__register_request(void) { return &shoal__registry__v1__register_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__registry__v1__register_response(void) { return &shoal__registry__v1__register_response__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__registry__v1__keep_alive_request(void) { return &shoal__registry__v1__keep_alive_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__registry__v1__keep_alive_response(void) { return &shoal__registry__v1__keep_alive_response__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__registry__v1__deregister_request(void) { return &shoal__registry__v1__deregister_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__registry__v1__deregister_response(void) { return &shoal__registry__v1__deregister_response__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__registry__v1__resolve_request(void) { return &shoal__registry__v1__resolve_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__registry__v1__resolve_response(void) { return &shoal__registry__v1__resolve_response__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__registry__v1__watch_request(void) { return &shoal__registry__v1__watch_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__registry__v1__watch_event(void) { return &shoal__registry__v1__watch_event__descriptor; }
 
 // shoal/rpc/v1/reflection.proto
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__rpc__v1__list_services_request(void) { return &shoal__rpc__v1__list_services_request__descriptor; }

@@ -40,11 +40,12 @@ struct StubEmitter {
         body.line()
         body.line("/// Calls `\(service.fullName)` on a server.")
         try body.block("public struct Client: Sendable {") { (client) throws(GenerationError) in
-          client.line("/// The connection the calls go through.")
-          client.line("public let rpc: RPCClient")
+          client.line(
+            "/// Where the calls go: one server's `RPCClient`, or a channel balanced over a service's instances.")
+          client.line("public let rpc: any RPCChannel")
           client.line()
           client.line("/// A typed client over `rpc`.")
-          client.line("public init(_ rpc: RPCClient) { self.rpc = rpc }")
+          client.line("public init(_ rpc: any RPCChannel) { self.rpc = rpc }")
           for m in methods {
             client.line()
             client.doc(file.comments[m.method.sourcePath] ?? "`\(m.method.name)`.")

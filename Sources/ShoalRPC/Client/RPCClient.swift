@@ -293,7 +293,12 @@ public final class RPCClient: Sendable {
     _ method: MethodDescriptor, options: CallOptions, firstRequest: Input?,
     _ body: (RPCRequestSender<Input>, RPCResponseStream<Output>) async throws -> Result
   ) async throws -> Result {
-    let connection = try await self.connection()
+    let connection: ClientConnection
+    do {
+      connection = try await self.connection()
+    } catch {
+      throw RPCError(error.code, error.message, cause: ConnectFailure())
+    }
     let (timeout, _) = effectiveTimeout(options)
     let handler = connection.handler
     let opened = try await connection.eventLoop.submit { () throws -> StreamHandle in
@@ -366,8 +371,11 @@ public final class RPCClient: Sendable {
 }
 
 /// Marks an UNAVAILABLE that happened before the request left this process, so that even a
-/// non-idempotent call may be retried.
-struct ConnectFailure: Error {}
+/// non-idempotent call may be retried (or sent to another instance).
+public struct ConnectFailure: Error {
+  /// A marker; `RPCClient` creates these.
+  public init() {}
+}
 
 /// The stream id of a unary call, once it has one, and whether the caller cancelled first;
 /// used only on the connection's event loop.

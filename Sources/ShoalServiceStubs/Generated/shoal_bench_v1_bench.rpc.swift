@@ -21,11 +21,11 @@ extension BenchV1.Bench {
 
   /// Calls `shoal.bench.v1.Bench` on a server.
   public struct Client: Sendable {
-    /// The connection the calls go through.
-    public let rpc: RPCClient
+    /// Where the calls go: one server's `RPCClient`, or a channel balanced over a service's instances.
+    public let rpc: any RPCChannel
 
     /// A typed client over `rpc`.
-    public init(_ rpc: RPCClient) { self.rpc = rpc }
+    public init(_ rpc: any RPCChannel) { self.rpc = rpc }
 
     /// One request, one response.
     public func echo(_ request: BenchV1.BenchRequest, options: CallOptions = CallOptions()) async throws(RPCError) -> BenchV1.BenchResponse {

@@ -15,11 +15,11 @@ extension HealthV1.Health {
 
   /// Calls `shoal.health.v1.Health` on a server.
   public struct Client: Sendable {
-    /// The connection the calls go through.
-    public let rpc: RPCClient
+    /// Where the calls go: one server's `RPCClient`, or a channel balanced over a service's instances.
+    public let rpc: any RPCChannel
 
     /// A typed client over `rpc`.
-    public init(_ rpc: RPCClient) { self.rpc = rpc }
+    public init(_ rpc: any RPCChannel) { self.rpc = rpc }
 
     /// The current status; NOT_FOUND for an unknown service.
     public func check(_ request: HealthV1.HealthCheckRequest, options: CallOptions = CallOptions()) async throws(RPCError) -> HealthV1.HealthCheckResponse {

@@ -12,11 +12,11 @@ extension RpcV1.Reflection {
 
   /// Calls `shoal.rpc.v1.Reflection` on a server.
   public struct Client: Sendable {
-    /// The connection the calls go through.
-    public let rpc: RPCClient
+    /// Where the calls go: one server's `RPCClient`, or a channel balanced over a service's instances.
+    public let rpc: any RPCChannel
 
     /// A typed client over `rpc`.
-    public init(_ rpc: RPCClient) { self.rpc = rpc }
+    public init(_ rpc: any RPCChannel) { self.rpc = rpc }
 
     /// `ListServices`.
     public func listServices(_ request: RpcV1.ListServicesRequest, options: CallOptions = CallOptions()) async throws(RPCError) -> RpcV1.ListServicesResponse {

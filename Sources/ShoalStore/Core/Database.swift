@@ -1,0 +1,153 @@
+import NIOPosix
+import Synchronization
+
+/// A service's database: SQLite (one file, WAL) or PostgreSQL (one schema), behind one API.
+///
+/// Work is handed to `read` or `transaction` as a closure that runs on one of the database's own
+/// threads with a pooled connection, so blocking SQLite and libpq calls never run on an event
+/// loop or the cooperative pool. A transaction commits when its closure returns and rolls back
+/// when it throws, so a failure never leaves a partial write.
+public final class Database: Sendable {
+  /// Pool settings.
+  public struct Config: Sendable {
+    /// Connections and threads (each thread holds at most one connection).
+    public var connections: Int
+    /// How long SQLite waits for another writer's lock before failing with UNAVAILABLE.
+    public var busyTimeout: Duration
+    /// How often a transaction that conflicted with a concurrent one (PostgreSQL) runs again.
+    public var conflictRetries: Int
+
+    /// 4 connections, a 5 s busy timeout, 20 conflict retries.
+    public static var defaults: Config { Config(connections: 4, busyTimeout: .seconds(5), conflictRetries: 20) }
+  }
+
+  /// Which SQL the database speaks.
+  public let dialect: SQLDialect
+  /// Where the database is, without any password.
+  public let location: String
+  private let threads: NIOThreadPool
+  private let idle: Mutex<[DriverBox?]>
+  private let closed = Atomic(false)
+  private let conflictRetries: Int
+  private let openDriver: @Sendable () throws(StoreError) -> any DatabaseDriver
+
+  private init(
+    dialect: SQLDialect, location: String, config: Config,
+    open: @escaping @Sendable () throws(StoreError) -> any DatabaseDriver
+  ) {
+    self.dialect = dialect
+    self.location = location
+    let count = max(1, config.connections)
+    threads = NIOThreadPool(numberOfThreads: count)
+    threads.start()
+    idle = Mutex(Array(repeating: nil, count: count))
+    conflictRetries = config.conflictRetries
+    openDriver = open
+  }
+
+  /// Opens (creating if needed) the database `url` names for `service`: the SQLite file
+  /// `<dataDirectory>/<service>.sqlite` for `.sqlite(nil)`, or schema `service` in PostgreSQL.
+  /// One connection is opened at once, so a bad URL fails here.
+  public static func open(
+    _ url: StoreURL, service: String, dataDirectory: String, config: Config = .defaults
+  ) async throws(StoreError) -> Database {
+    let database: Database
+    switch url {
+    case .sqlite(let path):
+      let file = path ?? "\(dataDirectory)/\(service).sqlite"
+      let busy = config.busyTimeout
+      database = Database(dialect: .sqlite, location: "sqlite:\(file)", config: config) { () throws(StoreError) in
+        try SQLiteConnection(path: file, busyTimeout: busy)
+      }
+    case .postgres(let conninfo):
+      let schema = try StoreURL.schema(for: service)
+      database = Database(
+        dialect: .postgres, location: StoreURL.redacted(conninfo) + " schema \(schema)", config: config
+      ) { () throws(StoreError) in
+        try PostgresConnection(conninfo: conninfo, schema: schema)
+      }
+    }
+    do {
+      try await database.read { _ in }
+    } catch {
+      await database.close()
+      throw error as? StoreError ?? StoreError(.unavailable, "cannot open \(database.location)", cause: "\(error)")
+    }
+    return database
+  }
+
+  /// Runs `body` with a connection, outside any transaction (each statement commits on its own).
+  public func read<T: Sendable>(_ body: @escaping @Sendable (any SQLConnection) throws -> T) async throws -> T {
+    try await withDriver { driver in try body(driver) }
+  }
+
+  /// Runs `body` in a transaction: committed when it returns, rolled back when it throws.
+  ///
+  /// Transactions are serializable on both back ends. When PostgreSQL reports a conflict with a
+  /// concurrent transaction, `body` runs again (up to `Config.conflictRetries` times), so it must
+  /// not have effects outside the connection.
+  public func transaction<T: Sendable>(_ body: @escaping @Sendable (any SQLConnection) throws -> T) async throws -> T {
+    var attempt = 0
+    while true {
+      do {
+        return try await withDriver { driver in
+          try driver.begin()
+          let result: T
+          do {
+            result = try body(driver)
+            try driver.commit()
+          } catch {
+            driver.rollback()
+            throw error
+          }
+          return result
+        }
+      } catch let error as StoreError where error.code == .conflict && attempt < conflictRetries {
+        attempt += 1
+        try await Task.sleep(for: .milliseconds(Int.random(in: 1...(5 * attempt))))
+      }
+    }
+  }
+
+  /// Closes every connection and stops the threads; later calls fail with UNAVAILABLE.
+  public func close() async {
+    guard !closed.exchange(true, ordering: .relaxed) else { return }
+    let drivers = idle.withLock { slots in
+      defer { slots = slots.map { _ in nil } }
+      return slots.compactMap { $0 }
+    }
+    try? await threads.runIfActive { for box in drivers { box.driver.close() } }
+    try? await threads.shutdownGracefully()
+  }
+
+  /// Lends a connection to `body` on a database thread; opens one if this slot has none.
+  private func withDriver<T: Sendable>(_ body: @escaping @Sendable (any DatabaseDriver) throws -> T) async throws -> T {
+    guard !closed.load(ordering: .relaxed) else {
+      throw StoreError(.unavailable, "the database \(location) is closed")
+    }
+    do {
+      return try await threads.runIfActive { [self] in
+        // Threads and slots are equal in number and a thread holds one slot at a time, so a
+        // slot is always free here.
+        let slot = idle.withLock { $0.popLast() } ?? nil
+        let box: DriverBox
+        do {
+          box = try slot ?? DriverBox(try openDriver())
+        } catch {
+          idle.withLock { $0.append(nil) }
+          throw error
+        }
+        defer { idle.withLock { $0.append(box.driver.isBroken ? nil : box) } }
+        return try body(box.driver)
+      }
+    } catch let error as NIOThreadPoolError.ThreadPoolInactive {
+      throw StoreError(.unavailable, "the database \(location) is closed", cause: "\(error)")
+    }
+  }
+}
+
+/// A connection moved between the database's threads; only one thread uses it at a time.
+private final class DriverBox: @unchecked Sendable {
+  let driver: any DatabaseDriver
+  init(_ driver: any DatabaseDriver) { self.driver = driver }
+}

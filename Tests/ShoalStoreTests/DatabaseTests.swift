@@ -1,0 +1,185 @@
+import Foundation
+import ShoalStore
+import ShoalTestSupport
+import Testing
+
+@testable import ShoalStore
+
+struct DatabaseTests {
+  private static let table = "CREATE TABLE items (id {id}, name TEXT NOT NULL UNIQUE, n BIGINT, x {real}, data {blob})"
+
+  @Test(arguments: Backend.available)
+  func valuesOfEveryKindRoundTrip(_ backend: Backend) async throws {
+    try await backend.withDatabase { database, _ in
+      let rows = try await database.transaction { connection in
+        try connection.executeScript(connection.dialect.ddl(Self.table))
+        let blob: [UInt8] = [0, 1, 2, 0xff, 0x5c, 0x78]
+        let values: [SQLValue] = [.text("ünïcode 'quoted' $1"), .integer(.min), .real(-1.5e300), .blob(blob)]
+        try connection.execute("INSERT INTO items (name, n, x, data) VALUES ($1, $2, $3, $4)", values)
+        try connection.execute("INSERT INTO items (name, n, x, data) VALUES ($1, $2, $3, $4)", "empty", nil, nil, nil)
+        try connection.execute(
+          "INSERT INTO items (name, n, x, data) VALUES ($2, $1, $3, $4)", .integer(.max), "reversed", .real(.infinity),
+          .blob([]))
+        return try connection.query("SELECT id, name, n, x, data FROM items ORDER BY id")
+      }
+      #expect(rows.count == 3)
+      #expect(try rows[0].string("name") == "ünïcode 'quoted' $1")
+      #expect(try rows[0].int("n") == .min)
+      #expect(try rows[0].double("x") == -1.5e300)
+      #expect(try rows[0].bytes("data") == [0, 1, 2, 0xff, 0x5c, 0x78])
+      #expect(rows[1]["n"] == .null && rows[1]["x"] == .null && rows[1]["data"] == .null)
+      #expect(try rows[2].int("n") == .max)
+      #expect(try rows[2].double("x") == .infinity)
+      #expect(try rows[2].bytes("data") == [])
+      #expect(try rows.map { try $0.int("id") } == [1, 2, 3])
+    }
+  }
+
+  @Test(arguments: Backend.available)
+  func aThrowingTransactionWritesNothing(_ backend: Backend) async throws {
+    struct Stop: Error {}
+    try await backend.withDatabase { database, _ in
+      try await database.transaction { try $0.executeScript($0.dialect.ddl(Self.table)) }
+      await #expect(throws: Stop.self) {
+        try await database.transaction { connection in
+          try connection.execute("INSERT INTO items (name) VALUES ($1)", "first")
+          try connection.execute("INSERT INTO items (name) VALUES ($1)", "second")
+          throw Stop()
+        }
+      }
+      // A failing statement half way through rolls back the statements before it too.
+      let error = await #expect(throws: StoreError.self) {
+        try await database.transaction { connection in
+          try connection.execute("INSERT INTO items (name) VALUES ($1)", "third")
+          try connection.execute("INSERT INTO items (name) VALUES ($1)", "third")
+        }
+      }
+      #expect(error?.code == .alreadyExists)
+      let count = try await database.read { try $0.query("SELECT count(*) AS n FROM items")[0].int("n") }
+      #expect(count == 0)
+    }
+  }
+
+  @Test(arguments: Backend.available)
+  func constraintViolationsAreClassified(_ backend: Backend) async throws {
+    try await backend.withDatabase { database, _ in
+      try await database.transaction { try $0.executeScript($0.dialect.ddl(Self.table)) }
+      let missing = await #expect(throws: StoreError.self) {
+        try await database.read { try $0.execute("INSERT INTO items (name) VALUES ($1)", nil) }
+      }
+      #expect(missing?.code == .constraint)
+      let malformed = await #expect(throws: StoreError.self) {
+        try await database.read { try $0.execute("INSERT INTO nowhere VALUES (1)") }
+      }
+      #expect(malformed?.code == .internal)
+      #expect(malformed?.description.contains("nowhere") == true)
+    }
+  }
+
+  @Test(arguments: Backend.available)
+  func batchesInsertEveryRowOrNone(_ backend: Backend) async throws {
+    try await backend.withDatabase { database, _ in
+      try await database.transaction { try $0.executeScript($0.dialect.ddl(Self.table)) }
+      let rows = (0..<1000).map { [SQLValue.text("item \($0)"), .integer(Int64($0))] }
+      try await database.transaction { try $0.executeBatch("INSERT INTO items (name, n) VALUES ($1, $2)", rows) }
+      let sum = try await database.read { try $0.query("SELECT count(*) AS c, sum(n) AS s FROM items")[0] }
+      #expect(try sum.int("c") == 1000)
+      #expect(try sum.int("s") == 499_500)
+
+      // Row 100 repeats a name: the whole batch is refused.
+      var clashing = (1000..<1200).map { [SQLValue.text("item \($0)"), .integer(Int64($0))] }
+      clashing[100] = [.text("item 5"), .integer(0)]
+      let batch = clashing
+      let error = await #expect(throws: StoreError.self) {
+        try await database.transaction { try $0.executeBatch("INSERT INTO items (name, n) VALUES ($1, $2)", batch) }
+      }
+      #expect(error?.code == .alreadyExists)
+      let count = try await database.read { try $0.query("SELECT count(*) AS c FROM items")[0].int("c") }
+      #expect(count == 1000)
+    }
+  }
+
+  @Test(arguments: Backend.available)
+  func concurrentTransactionsDoNotLoseUpdates(_ backend: Backend) async throws {
+    try await backend.withDatabase { database, _ in
+      try await database.transaction { connection in
+        try connection.executeScript("CREATE TABLE counter (n BIGINT NOT NULL)")
+        try connection.execute("INSERT INTO counter (n) VALUES (0)")
+      }
+      try await withThrowingTaskGroup(of: Void.self) { group in
+        for _ in 0..<40 {
+          group.addTask {
+            try await database.transaction { connection in
+              let n = try connection.query("SELECT n FROM counter")[0].int("n")
+              try connection.execute("UPDATE counter SET n = $1", .integer(n + 1))
+            }
+          }
+        }
+        try await group.waitForAll()
+      }
+      let n = try await database.read { try $0.query("SELECT n FROM counter")[0].int("n") }
+      #expect(n == 40)
+    }
+  }
+
+  @Test func sqliteReportsALockedDatabaseAsUnavailable() async throws {
+    var config = Database.Config.defaults
+    config.busyTimeout = .milliseconds(100)
+    try await Backend.sqlite.withDatabase(config: config) { first, directory in
+      try await first.transaction { try $0.executeScript("CREATE TABLE t (n BIGINT)") }
+      let path = first.location.replacing("sqlite:", with: "")
+      let second = try await Database.open(
+        .sqlite(path), service: "t", dataDirectory: directory.url.path, config: config)
+      let holding = Task {
+        try await first.transaction { connection in
+          try connection.execute("INSERT INTO t (n) VALUES (1)")
+          Thread.sleep(forTimeInterval: 1.5)
+        }
+      }
+      try await Task.sleep(for: .milliseconds(300))
+      let error = await #expect(throws: StoreError.self) {
+        try await second.transaction { try $0.execute("INSERT INTO t (n) VALUES (2)") }
+      }
+      #expect(error?.code == .unavailable)
+      #expect(error?.message.contains("locked") == true)
+      try await holding.value
+      let count = try await second.read { try $0.query("SELECT count(*) AS c FROM t")[0].int("c") }
+      #expect(count == 1)
+      await second.close()
+    }
+  }
+
+  @Test func anUnreachablePostgresIsUnavailableWithItsCause() async throws {
+    let directory = try TemporaryDirectory()
+    // Port 1 on loopback: nothing listens there.
+    let error = await #expect(throws: StoreError.self) {
+      _ = try await Database.open(
+        try StoreURL(parsing: "postgres://shoal:secret@127.0.0.1:1/none?connect_timeout=2"), service: "registry",
+        dataDirectory: directory.url.path)
+    }
+    #expect(error?.code == .unavailable)
+    #expect(error?.description.contains("127.0.0.1") == true)
+    #expect(error?.description.contains("secret") == false)
+  }
+
+  @Test func aClosedDatabaseRefusesWork() async throws {
+    try await Backend.sqlite.withDatabase { database, _ in
+      await database.close()
+      let error = await #expect(throws: StoreError.self) { try await database.read { _ in } }
+      #expect(error?.code == .unavailable)
+    }
+  }
+
+  @Test func placeholdersBecomeNumberedForSQLite() {
+    #expect(SQLiteConnection.numberedPlaceholders("SELECT $1, '$2', \"$3\", $10") == "SELECT ?1, '$2', \"$3\", ?10")
+  }
+
+  @Test func storeURLsParseAndHidePasswords() throws {
+    #expect(try StoreURL(parsing: "sqlite") == .sqlite(nil))
+    #expect(try StoreURL(parsing: "sqlite:/tmp/x.db") == .sqlite("/tmp/x.db"))
+    let url = try StoreURL(parsing: "postgres://me:hunter2@db:5432/shoal?password=other&sslmode=disable")
+    #expect(url.description == "postgres://me:***@db:5432/shoal?password=***&sslmode=disable")
+    #expect(throws: StoreError.self) { try StoreURL(parsing: "mysql://x") }
+    #expect(throws: StoreError.self) { try StoreURL(parsing: "sqlite:") }
+  }
+}
