@@ -62,8 +62,20 @@ let package = Package(
     // Typed clients and server protocols generated for every service in the contract.
     .target(name: "ShoalServiceStubs", dependencies: ["ShoalProto", "ShoalRPC"], swiftSettings: strictSwift),
 
+    // The client SDK: registry location, service resolution through Watch, balancing, leases.
+    .target(
+      name: "ShoalClient", dependencies: ["ShoalProto", "ShoalRPC", "ShoalServiceStubs"], swiftSettings: strictSwift),
+
+    // The mesh: mesh files and the `shoal up` supervisor.
+    .target(name: "ShoalMesh", dependencies: ["ShoalProto", "ShoalRPC"], swiftSettings: strictSwift),
+
     // Services.
     .target(name: "Bench", dependencies: ["ShoalProto", "ShoalRPC", "ShoalServiceStubs"], swiftSettings: strictSwift),
+    .target(
+      name: "Registry",
+      dependencies: ["ShoalProto", "ShoalRPC", "ShoalServiceStubs", "ShoalStore"],
+      swiftSettings: strictSwift
+    ),
 
     // The code generator: protoc-c's build of descriptor.proto, the generator library, its command.
     .target(name: "CProtobufDescriptor", dependencies: ["CProtobufC"]),
@@ -82,7 +94,7 @@ let package = Package(
     .executableTarget(
       name: "shoal",
       dependencies: [
-        "ShoalProto", "ShoalRPC", "Bench",
+        "ShoalProto", "ShoalRPC", "ShoalServiceStubs", "ShoalClient", "ShoalStore", "ShoalMesh", "Bench", "Registry",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Histogram", package: "hdrhistogram-swift"),
         .product(name: "NIOPosix", package: "swift-nio"),
@@ -111,12 +123,23 @@ let package = Package(
       ],
       swiftSettings: strictSwift
     ),
+    .testTarget(
+      name: "RegistryTests",
+      dependencies: ["Registry", "ShoalClient", "ShoalRPC", "ShoalServiceStubs", "Bench", "ShoalTestSupport"],
+      swiftSettings: strictSwift
+    ),
     .testTarget(name: "ShoalStoreTests", dependencies: ["ShoalStore", "ShoalTestSupport"], swiftSettings: strictSwift),
     .testTarget(
       name: "ShoalProtoGenTests",
       dependencies: ["ShoalProtoGen", "ShoalTestSupport"],
       swiftSettings: strictSwift
     ),
-    .testTarget(name: "ShoalCLITests", dependencies: ["shoal", "ShoalTestSupport"], swiftSettings: strictSwift),
+    .testTarget(
+      name: "ShoalCLITests",
+      dependencies: [
+        "shoal", "ShoalTestSupport", "ShoalMesh", "ShoalClient", "ShoalProto", "ShoalRPC", "ShoalServiceStubs",
+      ],
+      swiftSettings: strictSwift
+    ),
   ]
 )

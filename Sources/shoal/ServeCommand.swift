@@ -1,23 +1,49 @@
 import ArgumentParser
 import Bench
 import Foundation
+import Registry
+import ShoalClient
+import ShoalProto
 import ShoalRPC
+import ShoalStore
 
-/// `shoal serve SERVICE --listen ADDR…`: runs one service until SIGINT or SIGTERM, then shuts
-/// down gracefully (GOAWAY, drain, close).
+/// `shoal serve SERVICE`: runs one service, registers each of its addresses in the registry
+/// (keeping the leases alive) and, on SIGINT or SIGTERM, deregisters and shuts down gracefully
+/// (GOAWAY, drain, close).
 struct ServeCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "serve",
     abstract: "Run one service.",
-    discussion: "Services available in this build: bench."
+    discussion: "Services available in this build: \(ServeCommand.services.joined(separator: ", "))."
   )
 
-  @Argument(help: "The service to run: bench.")
+  /// What this build can serve.
+  static let services = ["registry", "bench"]
+
+  @Argument(help: "The service to run.")
   var service: String
 
+  @OptionGroup var mesh: MeshOptions
+
   @Option(
-    name: .long, help: "An address to listen on: unix:///abs/path, unix:relative/path or tcp://host:port (repeatable).")
+    name: .long,
+    help: """
+      An address to listen on: unix:///abs/path, unix:relative/path (inside the data directory) or \
+      tcp://host:port (repeatable; default unix:SERVICE.sock in the data directory).
+      """)
   var listen: [String] = []
+
+  @Option(help: "Where the service keeps its data: sqlite, sqlite:PATH or postgres://user@host:port/db.")
+  var store = "sqlite"
+
+  @Option(help: "Seconds the registry keeps this server listed without hearing from it.")
+  var leaseTTL: Double = 10
+
+  @Flag(help: "Do not register in the registry.")
+  var noRegister = false
+
+  @Flag(help: .hidden)
+  var exitWithParent = false
 
   @Option(help: "The largest message accepted, in bytes.")
   var maxMessageSize: Int = ConnectionConfig.defaults.maxMessageSize
@@ -26,35 +52,93 @@ struct ServeCommand: AsyncParsableCommand {
   var noCompression = false
 
   func run() async throws {
-    var router = ServiceRouter()
-    switch service {
-    case "bench": BenchService().register(in: &router)
-    default: throw ValidationError("unknown service '\(service)'; this build serves: bench")
+    let location = try mesh.location()
+    do {
+      _ = try StoreURL(parsing: store)
+    } catch {
+      throw ValidationError("--store: \(error.message)")
     }
-    guard !listen.isEmpty else { throw ValidationError("give at least one --listen address") }
+    try FileManager.default.createDirectory(atPath: location.dataDirectory, withIntermediateDirectories: true)
+
+    var router = ServiceRouter()
+    var background: [@Sendable () async -> Void] = []
+    switch service {
+    case "bench":
+      BenchService().register(in: &router)
+    case "registry":
+      let directory = Directory()
+      DirectoryService(directory: directory).register(in: &router)
+      background.append { await directory.run() }
+    default:
+      throw ValidationError("unknown service '\(service)'; this build serves: \(Self.services.joined(separator: ", "))")
+    }
+
     var config = RPCServer.Config.defaults
     config.connection.maxMessageSize = maxMessageSize
     config.connection.compression.enabled = !noCompression
-    config.connection.peerName =
-      "shoal-\(service)/\(ShoalVersion.current) pid \(ProcessInfo.processInfo.processIdentifier)"
+    config.connection.peerName = "shoal-\(service)/\(ShoalVersion.current) pid \(getpid())"
     let server = RPCServer(router: router, config: config)
-    for text in listen {
-      let address = try await server.bind(to: try RPCAddress(parsing: text))
-      FileHandle.standardOutput.write(Data("\(service) listening on \(address)\n".utf8))
+    var bound: [RPCAddress] = []
+    for text in listen.isEmpty ? ["unix:\(service).sock"] : listen {
+      let address = try RPCAddress(parsing: text, relativeTo: location.dataDirectory)
+      bound.append(try await server.bind(to: address))
     }
-    try await withSignalShutdown(of: server)
-  }
-}
+    for address in bound { emit("\(service) listening on \(address)") }
 
-/// Runs `server` until SIGINT or SIGTERM, then shuts it down gracefully.
-func withSignalShutdown(of server: RPCServer) async throws {
-  let signals = [SIGINT, SIGTERM].map { signal -> any DispatchSourceSignal in
-    Foundation.signal(signal, SIG_IGN)
-    let source = DispatchSource.makeSignalSource(signal: signal)
-    source.setEventHandler { Task { await server.shutdown() } }
-    source.resume()
-    return source
+    // The registry registers in itself, through its own first address.
+    let registryAddress = service == "registry" ? bound[0] : location.registry
+    let registryClient = RPCClient(address: registryAddress)
+    let service = service
+    let keepers: [LeaseKeeper] =
+      noRegister
+      ? []
+      : bound.map { address in
+        var registration = RegistryV1.RegisterRequest()
+        registration.service = service
+        registration.address = address.description
+        registration.version = ShoalVersion.current
+        registration.metadata = ["pid": "\(getpid())", "host": ProcessInfo.processInfo.hostName]
+        registration.ttlMs = UInt32((leaseTTL * 1000).rounded())
+        return LeaseKeeper(registration: registration, registry: registryClient) { logLine(service, $0) }
+      }
+    let helpers: [@Sendable () async -> Void] =
+      keepers.map { (keeper: LeaseKeeper) -> @Sendable () async -> Void in { await keeper.run() } } + background
+    try await runUntilSignalled(server: server, helpers: helpers)
+    await registryClient.close()
   }
-  defer { for source in signals { source.cancel() } }
-  try await server.run()
+
+  /// Serves until SIGINT, SIGTERM or (with --exit-with-parent) the parent's death; then cancels the
+  /// helpers (lease keepers deregister) and shuts the server down gracefully.
+  private func runUntilSignalled(server: RPCServer, helpers: [@Sendable () async -> Void]) async throws {
+    let (stops, stop) = AsyncStream.makeStream(of: String.self)
+    let sources = [SIGINT, SIGTERM].map { number -> any DispatchSourceSignal in
+      Foundation.signal(number, SIG_IGN)
+      let source = DispatchSource.makeSignalSource(signal: number)
+      source.setEventHandler { stop.yield(number == SIGINT ? "SIGINT" : "SIGTERM") }
+      source.resume()
+      return source
+    }
+    defer { for source in sources { source.cancel() } }
+    let parent = getppid()
+    let watchParent = exitWithParent
+    try await withThrowingTaskGroup(of: Void.self) { group in
+      group.addTask { try await server.run() }
+      group.addTask {
+        await withTaskGroup(of: Void.self) { running in
+          for helper in helpers { running.addTask { await helper() } }
+          if watchParent {
+            running.addTask {
+              // Reparented: the supervisor died without stopping us.
+              while !Task.isCancelled, getppid() == parent { try? await Task.sleep(for: .milliseconds(250)) }
+              if !Task.isCancelled { stop.yield("the parent process exited") }
+            }
+          }
+          for await _ in stops { break }
+          running.cancelAll()
+        }
+        await server.shutdown()
+      }
+      try await group.waitForAll()
+    }
+  }
 }

@@ -11,6 +11,9 @@ struct Shoal: AsyncParsableCommand {
       binary, talking a compact binary RPC protocol over Unix and TCP sockets.
       """,
     version: ShoalVersion.current,
-    subcommands: [ServeCommand.self, CallCommand.self, HealthCommand.self, LoadCommand.self, ProtoCommand.self]
+    subcommands: [
+      UpCommand.self, StatusCommand.self, ServicesCommand.self, ServeCommand.self, CallCommand.self,
+      HealthCommand.self, LoadCommand.self, ProtoCommand.self,
+    ]
   )
 }

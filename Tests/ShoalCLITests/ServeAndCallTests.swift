@@ -9,7 +9,11 @@ struct ServeAndCallTests {
     let shoal = try TestEnvironment.product("shoal")
     let directory = try TemporaryDirectory()
     let server = try ServerProcess(
-      shoal, ["serve", "bench", "--listen", "unix://\(directory.path("bench.sock"))", "--listen", "tcp://127.0.0.1:0"])
+      shoal,
+      [
+        "serve", "bench", "--data", directory.url.path, "--no-register", "--listen",
+        "unix://\(directory.path("bench.sock"))", "--listen", "tcp://127.0.0.1:0",
+      ])
     let lines = try await server.waitForLines(containing: "listening on", count: 2)
     let addresses = lines.map { String($0.split(separator: " ").last!) }
     try await body(addresses[0], addresses[1])

@@ -9,9 +9,12 @@ public final class ServerProcess: @unchecked Sendable {
   private var collected = ""
 
   /// Starts `executable` with `arguments`.
-  public init(_ executable: String, _ arguments: [String]) throws {
+  public init(_ executable: String, _ arguments: [String], environment: [String: String]? = nil) throws {
     process.executableURL = URL(fileURLWithPath: executable)
     process.arguments = arguments
+    if let environment {
+      process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+    }
     process.standardOutput = output
     process.standardError = output
     output.fileHandleForReading.readabilityHandler = { [weak self] handle in
@@ -27,6 +30,12 @@ public final class ServerProcess: @unchecked Sendable {
   deinit {
     if process.isRunning { process.terminate() }
   }
+
+  /// The process id.
+  public var pid: Int32 { process.processIdentifier }
+
+  /// Whether the process is still running.
+  public var isRunning: Bool { process.isRunning }
 
   /// Everything printed so far.
   public var text: String {

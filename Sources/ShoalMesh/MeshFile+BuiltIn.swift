@@ -1,0 +1,19 @@
+extension MeshFile {
+  /// The mesh `shoal up` runs when there is no mesh file: every service on a Unix socket in the
+  /// data directory, SQLite stores. Kept equal to the repository's mesh/local.json by a test.
+  public static let builtIn = """
+    {
+      "store": "sqlite",
+      "lease_ttl_seconds": 10,
+      "services": [
+        { "name": "registry", "listen": ["unix:registry.sock"] },
+        { "name": "tracking", "listen": ["unix:tracking.sock"] },
+        { "name": "inference", "listen": ["unix:inference.sock"] },
+        { "name": "feedback", "listen": ["unix:feedback.sock"] },
+        { "name": "audio-classifier", "listen": ["unix:audio-classifier.sock"] },
+        { "name": "bench", "listen": ["unix:bench.sock"] }
+      ]
+    }
+
+    """
+}

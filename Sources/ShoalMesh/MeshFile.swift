@@ -1,0 +1,174 @@
+public import Foundation
+
+/// A mesh file: which services run, where they listen and where they keep their data.
+///
+/// ```json
+/// {
+///   "store": "sqlite",
+///   "lease_ttl_seconds": 10,
+///   "services": [
+///     { "name": "registry", "listen": ["unix:registry.sock"] },
+///     { "name": "bench", "listen": ["unix:bench.sock"] }
+///   ]
+/// }
+/// ```
+/// Unix socket paths are relative to the data directory. `registry` must be listed; it starts
+/// first and the others find it at its first address.
+public struct MeshFile: Sendable, Equatable {
+  /// One service of the mesh.
+  public struct Service: Sendable, Equatable {
+    /// The service's name (`shoal serve NAME`).
+    public var name: String
+    /// Addresses to listen on; default `unix:<name>.sock`.
+    public var listen: [String]
+    /// This service's store, overriding the mesh's.
+    public var store: String?
+    /// False keeps the service listed but not started.
+    public var enabled: Bool
+  }
+
+  /// The store URL every service uses unless it names its own: `sqlite` or `postgres://…`.
+  public var store: String
+  /// The lease TTL services register with.
+  public var leaseTTLSeconds: Double
+  /// The services, in start order after the registry.
+  public var services: [Service]
+
+  /// The registry's entry.
+  public var registry: Service { services.first { $0.name == "registry" }! }
+
+  /// Reads and validates the mesh file at `path`.
+  ///
+  /// - Throws: `MeshFileError` naming the file and the key that is wrong.
+  public init(contentsOf path: String) throws(MeshFileError) {
+    let data: Data
+    do {
+      data = try Data(contentsOf: URL(fileURLWithPath: path))
+    } catch {
+      throw MeshFileError(file: path, key: nil, "cannot be read: \(error.localizedDescription)")
+    }
+    try self.init(json: data, file: path)
+  }
+
+  /// Parses mesh JSON; `file` names it in errors.
+  public init(json data: Data, file: String) throws(MeshFileError) {
+    let root: Any
+    do {
+      root = try JSONSerialization.jsonObject(with: data)
+    } catch {
+      throw MeshFileError(file: file, key: nil, "is not valid JSON: \((error as NSError).localizedDescription)")
+    }
+    guard let object = root as? [String: Any] else {
+      throw MeshFileError(file: file, key: nil, "must be a JSON object")
+    }
+    let reader = Reader(file: file)
+    try reader.allowOnly(["store", "lease_ttl_seconds", "services"], in: object, at: nil)
+    store = try reader.string(object["store"], at: "store") ?? "sqlite"
+    leaseTTLSeconds = try reader.number(object["lease_ttl_seconds"], at: "lease_ttl_seconds") ?? 10
+    guard leaseTTLSeconds >= 1, leaseTTLSeconds <= 300 else {
+      throw MeshFileError(file: file, key: "lease_ttl_seconds", "must be between 1 and 300 seconds")
+    }
+    guard let list = object["services"] else {
+      throw MeshFileError(file: file, key: "services", "is missing; list the services to run")
+    }
+    guard let entries = list as? [Any] else {
+      throw MeshFileError(file: file, key: "services", "must be an array of {\"name\": …} objects")
+    }
+    var services: [Service] = []
+    for (index, entry) in entries.enumerated() {
+      let at = "services[\(index)]"
+      guard let entry = entry as? [String: Any] else {
+        throw MeshFileError(file: file, key: at, "must be an object with a \"name\"")
+      }
+      try reader.allowOnly(["name", "listen", "store", "enabled"], in: entry, at: at)
+      guard let name = try reader.string(entry["name"], at: "\(at).name"), !name.isEmpty else {
+        throw MeshFileError(file: file, key: "\(at).name", "is missing")
+      }
+      guard !services.contains(where: { $0.name == name }) else {
+        throw MeshFileError(file: file, key: "\(at).name", "'\(name)' is listed twice")
+      }
+      let listen = try reader.strings(entry["listen"], at: "\(at).listen") ?? ["unix:\(name).sock"]
+      guard !listen.isEmpty else {
+        throw MeshFileError(file: file, key: "\(at).listen", "must hold at least one address")
+      }
+      for (position, address) in listen.enumerated()
+      where !(address.hasPrefix("unix:") || address.hasPrefix("tcp://")) {
+        throw MeshFileError(
+          file: file, key: "\(at).listen[\(position)]",
+          "'\(address)' is not an address (unix:relative/path, unix:///abs/path or tcp://host:port)")
+      }
+      services.append(
+        Service(
+          name: name, listen: listen, store: try reader.string(entry["store"], at: "\(at).store"),
+          enabled: try reader.bool(entry["enabled"], at: "\(at).enabled") ?? true))
+    }
+    guard services.contains(where: { $0.name == "registry" && $0.enabled }) else {
+      throw MeshFileError(
+        file: file, key: "services", "must list an enabled \"registry\"; every other service needs it")
+    }
+    self.services = services
+  }
+}
+
+/// A mesh file that cannot be used, naming the file and the key.
+public struct MeshFileError: Error, Sendable, CustomStringConvertible {
+  /// The file.
+  public var file: String
+  /// The key path (`services[2].listen`), or nil for the whole file.
+  public var key: String?
+  /// What is wrong.
+  public var message: String
+
+  init(file: String, key: String?, _ message: String) {
+    self.file = file
+    self.key = key
+    self.message = message
+  }
+
+  /// "mesh file F: key K: message".
+  public var description: String {
+    if let key { return "mesh file \(file): key '\(key)' \(message)" }
+    return "mesh file \(file) \(message)"
+  }
+}
+
+/// Typed reads of JSON values with errors that name the key.
+private struct Reader {
+  let file: String
+
+  func allowOnly(_ keys: Set<String>, in object: [String: Any], at path: String?) throws(MeshFileError) {
+    for key in object.keys.sorted() where !keys.contains(key) {
+      throw MeshFileError(
+        file: file, key: path.map { "\($0).\(key)" } ?? key,
+        "is not known (expected one of: \(keys.sorted().joined(separator: ", ")))")
+    }
+  }
+
+  func string(_ value: Any?, at key: String) throws(MeshFileError) -> String? {
+    guard let value, !(value is NSNull) else { return nil }
+    guard let string = value as? String else { throw MeshFileError(file: file, key: key, "must be a string") }
+    return string
+  }
+
+  func strings(_ value: Any?, at key: String) throws(MeshFileError) -> [String]? {
+    guard let value, !(value is NSNull) else { return nil }
+    guard let strings = value as? [String] else {
+      throw MeshFileError(file: file, key: key, "must be an array of strings")
+    }
+    return strings
+  }
+
+  func number(_ value: Any?, at key: String) throws(MeshFileError) -> Double? {
+    guard let value, !(value is NSNull) else { return nil }
+    guard let number = value as? NSNumber else {
+      throw MeshFileError(file: file, key: key, "must be a number")
+    }
+    return number.doubleValue
+  }
+
+  func bool(_ value: Any?, at key: String) throws(MeshFileError) -> Bool? {
+    guard let value, !(value is NSNull) else { return nil }
+    guard let bool = value as? Bool else { throw MeshFileError(file: file, key: key, "must be true or false") }
+    return bool
+  }
+}

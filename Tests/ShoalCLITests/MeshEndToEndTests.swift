@@ -1,0 +1,192 @@
+import Foundation
+import ShoalClient
+import ShoalProto
+import ShoalRPC
+import ShoalServiceStubs
+import ShoalTestSupport
+import Synchronization
+import Testing
+
+/// `shoal up`, `shoal serve`, `shoal status` and `shoal services` as real processes on temporary
+/// Unix sockets in a temporary data directory.
+@Suite(.serialized)
+struct MeshEndToEndTests {
+  /// A mesh of the registry and bench with 1 s leases (tracking is listed but not in this build).
+  private static let mesh = """
+    {
+      "lease_ttl_seconds": 1,
+      "services": [
+        { "name": "registry" },
+        { "name": "tracking" },
+        { "name": "bench", "listen": ["unix:bench.sock"] }
+      ]
+    }
+    """
+
+  private struct Mesh {
+    let up: ServerProcess
+    let data: TemporaryDirectory
+    let shoal: String
+    var location: RegistryLocation { try! RegistryLocation(data: data.url.path, environment: [:]) }
+  }
+
+  private func withMesh(_ body: (Mesh) async throws -> Void) async throws {
+    let shoal = try TestEnvironment.product("shoal")
+    let data = try TemporaryDirectory()
+    try Data(Self.mesh.utf8).write(to: data.url.appendingPathComponent("mesh.json"))
+    let up = try ServerProcess(shoal, ["up", "--mesh", data.path("mesh.json"), "--data", data.url.path])
+    _ = try await up.waitForLines(containing: "mesh up")
+    _ = try await up.waitForLines(containing: "registered bench")
+    let mesh = Mesh(up: up, data: data, shoal: shoal)
+    do {
+      try await body(mesh)
+    } catch {
+      _ = try? await up.stop()
+      throw error
+    }
+    let children = Self.childPIDs(data.url.path)
+    #expect(try await up.stop(signal: SIGTERM) == 0, "\(up.text)")
+    for pid in children.values { #expect(kill(pid, 0) != 0, "child \(pid) outlived shoal up") }
+    #expect(!FileManager.default.fileExists(atPath: data.path("up.json")))
+  }
+
+  /// The children's pids from the supervisor's state file.
+  private static func childPIDs(_ data: String) -> [String: Int32] {
+    guard let bytes = FileManager.default.contents(atPath: "\(data)/up.json"),
+      let object = try? JSONSerialization.jsonObject(with: bytes) as? [String: Any],
+      let services = object["services"] as? [[String: Any]]
+    else { return [:] }
+    var pids: [String: Int32] = [:]
+    for service in services {
+      if let name = service["name"] as? String, let pid = service["pid"] as? Int { pids[name] = Int32(pid) }
+    }
+    return pids
+  }
+
+  /// Waits until `condition` holds, polling for up to `seconds`.
+  private func eventually(seconds: Double = 10, _ condition: @Sendable () async throws -> Bool) async throws -> Bool {
+    let end = ContinuousClock.now + .milliseconds(Int64(seconds * 1000))
+    while ContinuousClock.now < end {
+      if try await condition() { return true }
+      try await Task.sleep(for: .milliseconds(50))
+    }
+    return false
+  }
+
+  @Test func upStartsTheMeshAndStatusAndServicesShowIt() async throws {
+    try await withMesh { mesh in
+      let status = try Subprocess.run(mesh.shoal, ["status", "--data", mesh.data.url.path])
+      #expect(status.status == 0, "\(status.stdoutText)\(status.stderrText)")
+      #expect(status.stdoutText.contains("shoal up: pid \(mesh.up.pid)"))
+      let benchRow = status.stdoutText.split(separator: "\n").first { $0.hasPrefix("bench") }
+      #expect(benchRow?.contains("running") == true && benchRow?.contains("SERVING") == true, "\(status.stdoutText)")
+      #expect(status.stdoutText.contains("not in this build"))
+
+      let services = try Subprocess.run(mesh.shoal, ["services", "--data", mesh.data.url.path, "--json"])
+      #expect(services.status == 0, "\(services.stderrText)")
+      let listed = try RegistryV1.ResolveResponse(jsonString: services.stdoutText)
+      #expect(listed.instances.map(\.service) == ["bench", "registry"])
+      #expect(listed.instances[0].address == "unix://\(mesh.data.path("bench.sock"))")
+
+      // The bench server is reachable through the SDK, resolved by name.
+      let client = ShoalClient(location: mesh.location)
+      let echoed = try await BenchV1.Bench.Client(client.channel(for: "bench")).echo(BenchV1.BenchRequest())
+      #expect(echoed.requestsSeen == 1)
+      await client.close()
+
+      // A second supervisor on the same data directory refuses, naming the first.
+      let second = try Subprocess.run(mesh.shoal, ["up", "--data", mesh.data.url.path])
+      #expect(second.status != 0)
+      #expect(second.stderrText.contains("pid \(mesh.up.pid)"), "\(second.stderrText)")
+    }
+  }
+
+  @Test func aKilledServiceIsRestartedAndRegistersAgain() async throws {
+    try await withMesh { mesh in
+      let client = ShoalClient(location: mesh.location)
+      let before = try await client.directory.resolve(Self.resolve("bench")).instances
+      #expect(before.count == 1)
+      let oldPID = Self.childPIDs(mesh.data.url.path)["bench"]!
+      kill(oldPID, SIGKILL)
+      _ = try await mesh.up.waitForLines(containing: "was killed by signal 9")
+      let back = try await eventually {
+        let now = try await client.directory.resolve(Self.resolve("bench")).instances
+        return now.count == 1 && now[0].metadata["pid"] != "\(oldPID)"
+      }
+      #expect(back, "bench did not come back: \(mesh.up.text)")
+      let status = try Subprocess.run(mesh.shoal, ["status", "--data", mesh.data.url.path, "--json"])
+      #expect(status.stdoutText.contains(#""restarts" : 1"#), "\(status.stdoutText)")
+      await client.close()
+    }
+  }
+
+  @Test func afterARegistryRestartInstancesRegisterAgainAndWatchersReList() async throws {
+    try await withMesh { mesh in
+      let client = ShoalClient(location: mesh.location)
+      let channel = client.channel(for: "bench")
+      let resolved = try await eventually { channel.addresses.count == 1 }
+      #expect(resolved)
+      let registryPID = Self.childPIDs(mesh.data.url.path)["registry"]!
+      kill(registryPID, SIGKILL)
+      _ = try await mesh.up.waitForLines(containing: "registry (pid \(registryPID)) was killed")
+      // The new registry knows nothing; bench's keeper is told its lease is gone and registers again.
+      _ = try await mesh.up.waitForLines(containing: "registered bench", count: 2, seconds: 15)
+      let again = try await eventually {
+        (try? await client.directory.resolve(Self.resolve("bench")).instances.count) == 1
+      }
+      #expect(again)
+      // The SDK's watch resumed (RESET + snapshot from the new registry) and still routes calls.
+      let reResolved = try await eventually { channel.addresses.count == 1 }
+      #expect(reResolved)
+      let echoed = try await BenchV1.Bench.Client(channel).echo(BenchV1.BenchRequest())
+      #expect(echoed.requestsSeen == 1)
+      await client.close()
+    }
+  }
+
+  @Test func aKilledServerDisappearsForWatchersWithinItsTTL() async throws {
+    let shoal = try TestEnvironment.product("shoal")
+    let data = try TemporaryDirectory()
+    let registry = try ServerProcess(shoal, ["serve", "registry", "--data", data.url.path])
+    _ = try await registry.waitForLines(containing: "registered registry")
+    let bench = try ServerProcess(shoal, ["serve", "bench", "--data", data.url.path, "--lease-ttl", "1"])
+    _ = try await bench.waitForLines(containing: "registered bench")
+
+    let client = ShoalClient(location: try RegistryLocation(data: data.url.path, environment: [:]))
+    var request = RegistryV1.WatchRequest()
+    request.service = "bench"
+    let killedAt = Mutex<ContinuousClock.Instant?>(nil)
+    let deleted = try await client.directory.watch(request) { events in
+      for try await event in events {
+        if event.kind == .snapshot {
+          #expect(event.instances.count == 1)
+          killedAt.withLock { $0 = .now }
+          kill(bench.pid, SIGKILL)
+        }
+        if event.kind == .delete { return Optional(event) }
+      }
+      return RegistryV1.WatchEvent?.none
+    }
+    let elapsed = ContinuousClock.now - killedAt.withLock { $0! }
+    #expect(deleted?.reason == "lease expired")
+    #expect(elapsed < .seconds(2), "the instance stayed listed \(elapsed) after kill -9 with a 1 s TTL")
+    await client.close()
+    #expect(try await registry.stop() == 0)
+  }
+
+  @Test func aMalformedMeshFileIsRefusedNamingTheKey() async throws {
+    let shoal = try TestEnvironment.product("shoal")
+    let data = try TemporaryDirectory()
+    try Data(#"{"services": [{"name": "registry", "listen": "unix:r.sock"}]}"#.utf8)
+      .write(to: data.url.appendingPathComponent("bad.json"))
+    let result = try Subprocess.run(shoal, ["up", "--mesh", data.path("bad.json"), "--data", data.url.path])
+    #expect(result.status != 0)
+    #expect(result.stderrText.contains("key 'services[0].listen' must be an array of strings"), "\(result.stderrText)")
+  }
+
+  private static func resolve(_ service: String) -> RegistryV1.ResolveRequest {
+    var request = RegistryV1.ResolveRequest()
+    request.service = service
+    return request
+  }
+}

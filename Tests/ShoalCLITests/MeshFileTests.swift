@@ -1,0 +1,59 @@
+import Foundation
+import ShoalMesh
+import ShoalTestSupport
+import Testing
+
+struct MeshFileTests {
+  private func parse(_ json: String) throws(MeshFileError) -> MeshFile {
+    try MeshFile(json: Data(json.utf8), file: "test.json")
+  }
+
+  @Test func theRepositoryMeshFilesParseAndTheBuiltInOneIsLocalJSON() throws {
+    let root = TestEnvironment.repositoryRoot
+    let local = try MeshFile(contentsOf: "\(root)/mesh/local.json")
+    #expect(local == (try parse(MeshFile.builtIn)))
+    #expect(local.registry.listen == ["unix:registry.sock"])
+    #expect(local.services.map(\.name).first == "registry")
+    let tcp = try MeshFile(contentsOf: "\(root)/mesh/tcp.json")
+    #expect(tcp.store.hasPrefix("postgres://"))
+    #expect(tcp.services.allSatisfy { $0.listen[0].hasPrefix("tcp://127.0.0.1:") })
+  }
+
+  @Test func defaultsFillWhatIsLeftOut() throws {
+    let mesh = try parse(#"{"services": [{"name": "registry"}, {"name": "bench", "enabled": false}]}"#)
+    #expect(mesh.store == "sqlite" && mesh.leaseTTLSeconds == 10)
+    #expect(mesh.services[0].listen == ["unix:registry.sock"])
+    #expect(mesh.services[1].enabled == false)
+  }
+
+  @Test(arguments: [
+    (#"{"services": [{"name": "registry"}], "servces": 1}"#, "key 'servces' is not known"),
+    (
+      #"{"services": [{"name": "registry"}, {"name": "bench", "listen": "unix:b.sock"}]}"#,
+      "key 'services[1].listen' must be an array"
+    ),
+    (
+      #"{"services": [{"name": "registry", "listen": ["http://x"]}]}"#,
+      "key 'services[0].listen[0]' 'http://x' is not an address"
+    ),
+    (#"{"services": [{"name": "bench"}]}"#, "key 'services' must list an enabled \"registry\""),
+    (
+      #"{"services": [{"name": "registry"}, {"name": "registry"}]}"#,
+      "key 'services[1].name' 'registry' is listed twice"
+    ),
+    (#"{"services": [{"name": "registry", "listen": []}]}"#, "key 'services[0].listen' must hold at least one address"),
+    (#"{"services": [{"listen": ["unix:x"]}]}"#, "key 'services[0].name' is missing"),
+    (#"{"lease_ttl_seconds": "ten", "services": []}"#, "key 'lease_ttl_seconds' must be a number"),
+    (#"{"services": [{"name": "registry"}]"#, "is not valid JSON"),
+    (#"[1]"#, "must be a JSON object"),
+  ])
+  func malformedMeshFilesNameTheKey(_ json: String, _ expected: String) {
+    do {
+      _ = try parse(json)
+      Issue.record("accepted \(json)")
+    } catch {
+      #expect(error.description.contains(expected), "\(error.description)")
+      #expect(error.description.hasPrefix("mesh file test.json"))
+    }
+  }
+}
