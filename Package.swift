@@ -107,7 +107,8 @@ let package = Package(
       dependencies: ["CProtobufC", "CZstd", "CLibPQ", "CSQLite", "COpenBLAS"],
       swiftSettings: strictSwift
     ),
-    .target(name: "ShoalTestSupport", path: "Tests/ShoalTestSupport", swiftSettings: strictSwift),
+    .target(
+      name: "ShoalTestSupport", dependencies: ["ShoalStore"], path: "Tests/ShoalTestSupport", swiftSettings: strictSwift),
     .testTarget(
       name: "ShoalProtoTests",
       dependencies: ["ShoalProto", "ShoalTestSupport"],
@@ -125,7 +126,7 @@ let package = Package(
     ),
     .testTarget(
       name: "RegistryTests",
-      dependencies: ["Registry", "ShoalClient", "ShoalRPC", "ShoalServiceStubs", "Bench", "ShoalTestSupport"],
+      dependencies: ["Registry", "ShoalClient", "ShoalRPC", "ShoalServiceStubs", "ShoalStore", "Bench", "ShoalTestSupport"],
       swiftSettings: strictSwift
     ),
     .testTarget(name: "ShoalStoreTests", dependencies: ["ShoalStore", "ShoalTestSupport"], swiftSettings: strictSwift),

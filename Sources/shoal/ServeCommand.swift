@@ -53,12 +53,14 @@ struct ServeCommand: AsyncParsableCommand {
 
   func run() async throws {
     let location = try mesh.location()
+    let storeURL: StoreURL
     do {
-      _ = try StoreURL(parsing: store)
+      storeURL = try StoreURL(parsing: store)
     } catch {
       throw ValidationError("--store: \(error.message)")
     }
     try FileManager.default.createDirectory(atPath: location.dataDirectory, withIntermediateDirectories: true)
+    var databases: [Database] = []
 
     var router = ServiceRouter()
     var background: [@Sendable () async -> Void] = []
@@ -66,7 +68,10 @@ struct ServeCommand: AsyncParsableCommand {
     case "bench":
       BenchService().register(in: &router)
     case "registry":
-      let directory = Directory()
+      let database = try await openDatabase(storeURL, location.dataDirectory, migrations: DirectoryStore.migrations)
+      databases.append(database)
+      let service = service
+      let directory = try await Directory.open(store: DirectoryStore(database: database)) { logLine(service, $0) }
       DirectoryService(directory: directory).register(in: &router)
       background.append { await directory.run() }
     default:
@@ -105,6 +110,23 @@ struct ServeCommand: AsyncParsableCommand {
       keepers.map { (keeper: LeaseKeeper) -> @Sendable () async -> Void in { await keeper.run() } } + background
     try await runUntilSignalled(server: server, helpers: helpers)
     await registryClient.close()
+    for database in databases { await database.close() }
+  }
+
+  /// The service's database, migrated; an unusable store stops the service with its cause.
+  private func openDatabase(_ url: StoreURL, _ dataDirectory: String, migrations: [Migration]) async throws -> Database
+  {
+    do {
+      let database = try await Database.open(url, service: service, dataDirectory: dataDirectory)
+      let applied = try await database.migrate(migrations)
+      if !applied.isEmpty {
+        logLine(service, "migrated \(database.location) to schema version \(applied.last!)")
+      }
+      return database
+    } catch {
+      logLine(service, "cannot use the store \(url): \(error)")
+      throw ExitCode(1)
+    }
   }
 
   /// Serves until SIGINT, SIGTERM or (with --exit-with-parent) the parent's death; then cancels the

@@ -94,3 +94,55 @@ struct DirectoryStateTests {
     #expect(snapshot.instances.map(\.service) == ["b"])
   }
 }
+
+struct DirectoryRestoreTests {
+  private func register(_ state: inout DirectoryState, _ address: String, nowMs: Int64) -> RegistryV1.Instance {
+    var request = RegistryV1.RegisterRequest()
+    request.service = "bench"
+    request.address = address
+    request.ttlMs = 2000
+    return state.register(request, nowMs: nowMs).instance
+  }
+
+  @Test func aRestoredDirectoryKeepsLeasesAndResumesWatchers() {
+    var first = DirectoryState(firstRevision: 1000)
+    let kept = register(&first, "unix:///a", nowMs: 0)
+    let savedRevision = first.revision
+    let saved = DirectoryState.Saved(
+      instances: first.instances(), history: [first.snapshot(of: "")].filter { _ in false }, revision: savedRevision,
+      nextLeaseID: kept.leaseId + 1)
+    // Restarted 10 s later: the lease had run out on the clock, but gets a full TTL to be renewed.
+    var second = DirectoryState(firstRevision: 5000, restoring: saved, nowMs: 10_000)
+    #expect(second.instances().map(\.leaseId) == [kept.leaseId])
+    #expect(second.expire(nowMs: 11_999).isEmpty)
+    #expect(second.keepAlive(leaseID: kept.leaseId, nowMs: 11_000) != nil)
+    // A watcher that saw the saved revision gets the changes after it, none lost.
+    let added = register(&second, "unix:///b", nowMs: 11_000)
+    #expect(added.leaseId > kept.leaseId)
+    guard case .changes(let changes) = second.changes(of: "bench", after: savedRevision) else {
+      Issue.record("expected changes")
+      return
+    }
+    #expect(changes.map(\.kind) == [.put] && changes[0].revision == 5001)
+    // A revision of the previous life that was never saved: re-list.
+    guard case .reset(let reason) = second.changes(of: "bench", after: savedRevision + 1) else {
+      Issue.record("expected a reset")
+      return
+    }
+    #expect(reason.contains("not saved"))
+  }
+
+  @Test func writesDescribeEveryChangeInOrder() {
+    var state = DirectoryState(firstRevision: 0)
+    _ = state.takeWrites()
+    let instance = register(&state, "unix:///a", nowMs: 0)
+    _ = state.keepAlive(leaseID: instance.leaseId, nowMs: 500)
+    _ = state.deregister(leaseID: instance.leaseId)
+    let writes = state.takeWrites()
+    #expect(writes.count == 7)
+    #expect(writes[0] == .putLease(instance))
+    #expect(writes[3] == .renewLease(instance.leaseId, expiresAtMs: 2500))
+    #expect(writes[4] == .deleteLease(instance.leaseId))
+    #expect(state.takeWrites().isEmpty)
+  }
+}

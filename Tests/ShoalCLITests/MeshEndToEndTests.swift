@@ -120,28 +120,56 @@ struct MeshEndToEndTests {
     }
   }
 
-  @Test func afterARegistryRestartInstancesRegisterAgainAndWatchersReList() async throws {
+  @Test func aRestartedRegistryKeepsItsInstancesAndWatchersResume() async throws {
     try await withMesh { mesh in
       let client = ShoalClient(location: mesh.location)
       let channel = client.channel(for: "bench")
       let resolved = try await eventually { channel.addresses.count == 1 }
       #expect(resolved)
+      let before = try await client.directory.resolve(Self.resolve("bench")).instances
       let registryPID = Self.childPIDs(mesh.data.url.path)["registry"]!
       kill(registryPID, SIGKILL)
       _ = try await mesh.up.waitForLines(containing: "registry (pid \(registryPID)) was killed")
-      // The new registry knows nothing; bench's keeper is told its lease is gone and registers again.
-      _ = try await mesh.up.waitForLines(containing: "registered bench", count: 2, seconds: 15)
-      let again = try await eventually {
-        (try? await client.directory.resolve(Self.resolve("bench")).instances.count) == 1
+      // The new registry restores the directory from its database: the same lease, still renewed.
+      let restored = try await eventually {
+        let pid = Self.childPIDs(mesh.data.url.path)["registry"]
+        guard let pid, pid != registryPID else { return false }
+        let now = try? await client.directory.resolve(Self.resolve("bench")).instances
+        return now?.map(\.leaseId) == before.map(\.leaseId)
       }
-      #expect(again)
-      // The SDK's watch resumed (RESET + snapshot from the new registry) and still routes calls.
-      let reResolved = try await eventually { channel.addresses.count == 1 }
-      #expect(reResolved)
+      #expect(restored, "\(mesh.up.text)")
+      try await Task.sleep(for: .seconds(1.5))
+      let after = try await client.directory.resolve(Self.resolve("bench")).instances
+      #expect(after.map(\.leaseId) == before.map(\.leaseId), "the lease was not kept alive: \(mesh.up.text)")
+      #expect(mesh.up.text.components(separatedBy: "registered bench").count == 2, "bench registered again")
+      // The SDK's watch resumed on the new registry and still routes calls.
       let echoed = try await BenchV1.Bench.Client(channel).echo(BenchV1.BenchRequest())
       #expect(echoed.requestsSeen == 1)
       await client.close()
     }
+  }
+
+  @Test func aRegistryThatLostItsDatabaseIsRepopulatedByItsServers() async throws {
+    let shoal = try TestEnvironment.product("shoal")
+    let data = try TemporaryDirectory()
+    var registry = try ServerProcess(shoal, ["serve", "registry", "--data", data.url.path])
+    _ = try await registry.waitForLines(containing: "registered registry")
+    let bench = try ServerProcess(shoal, ["serve", "bench", "--data", data.url.path, "--lease-ttl", "1"])
+    _ = try await bench.waitForLines(containing: "registered bench")
+    #expect(try await registry.stop() == 0)
+    for suffix in ["", "-wal", "-shm"] {
+      try? FileManager.default.removeItem(atPath: data.path("registry.sqlite\(suffix)"))
+    }
+    registry = try ServerProcess(shoal, ["serve", "registry", "--data", data.url.path])
+    _ = try await registry.waitForLines(containing: "registered registry")
+    // bench's next KeepAlive is refused (unknown lease) and it registers again.
+    _ = try await bench.waitForLines(containing: "registered bench", count: 2)
+    let client = ShoalClient(location: try RegistryLocation(data: data.url.path, environment: [:]))
+    let instances = try await client.directory.resolve(Self.resolve("bench")).instances
+    #expect(instances.count == 1)
+    await client.close()
+    #expect(try await bench.stop() == 0)
+    #expect(try await registry.stop() == 0)
   }
 
   @Test func aKilledServerDisappearsForWatchersWithinItsTTL() async throws {

@@ -149,6 +149,46 @@ struct DatabaseTests {
     }
   }
 
+  @Test func aFullSQLiteDatabaseIsUnavailableAndWritesNothing() async throws {
+    var config = Database.Config.defaults
+    config.connections = 1
+    try await Backend.sqlite.withDatabase(config: config) { database, _ in
+      try await database.transaction { try $0.executeScript("CREATE TABLE t (data BLOB)") }
+      // SQLite reports SQLITE_FULL when the file would grow past max_page_count, as on a full disk.
+      try await database.read { try $0.executeScript("PRAGMA max_page_count = 8") }
+      let error = await #expect(throws: StoreError.self) {
+        try await database.transaction { connection in
+          try connection.execute("INSERT INTO t (data) VALUES ($1)", .blob([1, 2, 3]))
+          try connection.execute("INSERT INTO t (data) VALUES ($1)", .blob(Array(repeating: 7, count: 200_000)))
+        }
+      }
+      #expect(error?.code == .unavailable)
+      #expect(error?.message.contains("full") == true, "\(String(describing: error))")
+      let count = try await database.read { try $0.query("SELECT count(*) AS c FROM t")[0].int("c") }
+      #expect(count == 0)
+    }
+  }
+
+  @Test func aPostgresConnectionThatDiesIsUnavailableThenReplaced() async throws {
+    guard Backend.available.contains(.postgres) else { return }
+    var config = Database.Config.defaults
+    config.connections = 1
+    try await Backend.postgres.withDatabase(config: config) { database, directory in
+      let pid = try await database.read { try $0.query("SELECT pg_backend_pid() AS pid")[0].int("pid") }
+      let url = try StoreURL(parsing: ProcessInfo.processInfo.environment["SHOAL_TEST_POSTGRES"]!)
+      let killer = try await Database.open(url, service: "killer", dataDirectory: directory.url.path)
+      try await killer.read { try $0.execute("SELECT pg_terminate_backend($1)", .integer(pid)) }
+      await killer.close()
+      let error = await #expect(throws: StoreError.self) {
+        try await database.read { try $0.execute("SELECT 1") }
+      }
+      #expect(error?.code == .unavailable, "\(String(describing: error))")
+      // The broken connection was dropped; the next call opens a new one.
+      let answer = try await database.read { try $0.query("SELECT 41 + 1 AS n")[0].int("n") }
+      #expect(answer == 42)
+    }
+  }
+
   @Test func anUnreachablePostgresIsUnavailableWithItsCause() async throws {
     let directory = try TemporaryDirectory()
     // Port 1 on loopback: nothing listens there.

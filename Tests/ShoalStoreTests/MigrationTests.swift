@@ -1,4 +1,5 @@
 import ShoalStore
+import ShoalTestSupport
 import Testing
 
 struct MigrationTests {
@@ -55,4 +56,8 @@ struct MigrationTests {
       #expect(error?.code == .invalid)
     }
   }
+}
+
+struct PostgresAvailabilityTests {
+  @Test func postgresIsConfiguredWhenRequired() { Backend.expectPostgresWhenRequired() }
 }

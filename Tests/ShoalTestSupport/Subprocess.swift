@@ -1,4 +1,4 @@
-public import Foundation
+import Foundation
 
 /// What a finished child process returned.
 public struct SubprocessResult: Sendable {
@@ -25,8 +25,8 @@ public enum Subprocess {
     let outputURL = directory.url.appendingPathComponent("stdout")
     let errorURL = directory.url.appendingPathComponent("stderr")
     try Data(stdin).write(to: inputURL)
-    FileManager.default.createFile(atPath: outputURL.path, contents: nil)
-    FileManager.default.createFile(atPath: errorURL.path, contents: nil)
+    _ = FileManager.default.createFile(atPath: outputURL.path, contents: nil)
+    _ = FileManager.default.createFile(atPath: errorURL.path, contents: nil)
 
     let process = Process()
     process.executableURL = URL(fileURLWithPath: executable)

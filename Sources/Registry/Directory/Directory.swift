@@ -2,8 +2,10 @@ import Foundation
 public import ShoalProto
 import Synchronization
 
-/// The live service directory: `DirectoryState` behind a lock, a clock, the watchers, and the
-/// loop that expires leases. `run()` must be running for leases to expire.
+/// The live service directory: `DirectoryState` behind a lock, a clock, the watchers, the loop
+/// that expires leases and, with a store, the writer that saves changes in order. `run()` must be
+/// running for leases to expire and for `register` and `deregister` to return (they wait until
+/// their change is saved).
 public final class Directory: Sendable {
   private struct Watcher {
     let service: String
@@ -15,6 +17,9 @@ public final class Directory: Sendable {
     var watchers: [UInt64: Watcher] = [:]
     var nextWatcher: UInt64 = 0
     var stopped = false
+    /// Changes waiting to be saved, in order, with whoever waits for them.
+    var unsaved: [(writes: [DirectoryState.Write], saved: CheckedContinuation<Void, any Error>?)] = []
+    var writerStopping = false
   }
 
   /// How many changes may wait for a slow watcher before it is cut off and told to re-list.
@@ -22,21 +27,55 @@ public final class Directory: Sendable {
 
   private let guarded: Mutex<Guarded>
   private let expiryInterval: Duration
+  private let store: DirectoryStore?
+  private let wakeWriter: AsyncStream<Void>.Continuation
+  private let writerWakeUps: AsyncStream<Void>
+  private let log: @Sendable (String) -> Void
 
-  /// An empty directory whose revisions start at the current time in microseconds.
-  public init(config: DirectoryState.Config = .defaults, expiryInterval: Duration = .milliseconds(100)) {
-    let start = Int64(Date().timeIntervalSince1970 * 1_000_000)
-    guarded = Mutex(Guarded(state: DirectoryState(config: config, firstRevision: start)))
-    self.expiryInterval = expiryInterval
+  /// A directory in memory only, whose revisions start at the current time in microseconds.
+  public convenience init(config: DirectoryState.Config = .defaults, expiryInterval: Duration = .milliseconds(100)) {
+    self.init(config: config, expiryInterval: expiryInterval, store: nil, saved: nil, log: { _ in })
   }
 
-  /// Expires leases until cancelled.
+  private init(
+    config: DirectoryState.Config, expiryInterval: Duration, store: DirectoryStore?, saved: DirectoryState.Saved?,
+    log: @escaping @Sendable (String) -> Void
+  ) {
+    let start = Int64(Date().timeIntervalSince1970 * 1_000_000)
+    let state = DirectoryState(config: config, firstRevision: start, restoring: saved, nowMs: Self.nowMs())
+    guarded = Mutex(Guarded(state: state))
+    self.expiryInterval = expiryInterval
+    self.store = store
+    self.log = log
+    (writerWakeUps, wakeWriter) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+    if store != nil { queueWrites(nil) }
+  }
+
+  /// A directory saved in `store`: what it saved last is restored, each restored lease with a
+  /// full TTL from now to be kept alive again. `log` hears about failed saves.
+  public static func open(
+    store: DirectoryStore, config: DirectoryState.Config = .defaults, expiryInterval: Duration = .milliseconds(100),
+    log: @escaping @Sendable (String) -> Void
+  ) async throws -> Directory {
+    var config = config
+    config.historyLimit = store.historyLimit
+    let saved = try await store.load()
+    return Directory(config: config, expiryInterval: expiryInterval, store: store, saved: saved, log: log)
+  }
+
+  /// Expires leases and saves changes until cancelled; then saves what is left and ends every watch.
   public func run() async {
+    // The writer must outlive the cancellation of this task to save the last changes, so it runs
+    // in a task of its own, awaited below.
+    let writer = Task.detached { await self.saveChanges() }
     while !Task.isCancelled {
       try? await Task.sleep(for: expiryInterval)
       let now = Self.nowMs()
       mutate { $0.expire(nowMs: now) }
     }
+    guarded.withLock { $0.writerStopping = true }
+    wakeWriter.yield()
+    await writer.value
     guarded.withLock { guarded in
       guarded.stopped = true
       for watcher in guarded.watchers.values { watcher.continuation.finish() }
@@ -47,32 +86,44 @@ public final class Directory: Sendable {
   /// Whether `run()` has ended (watch streams end for good then).
   public var isStopped: Bool { guarded.withLock { $0.stopped } }
 
-  /// Lists an instance under a new lease.
-  public func register(_ request: RegistryV1.RegisterRequest) -> RegistryV1.RegisterResponse {
+  /// Lists an instance under a new lease; returns once the registration is saved.
+  ///
+  /// - Throws: `StoreError` when it cannot be saved (the instance is listed anyway until its
+  ///   lease runs out; registering the same address again replaces it).
+  public func register(_ request: RegistryV1.RegisterRequest) async throws -> RegistryV1.RegisterResponse {
     let now = Self.nowMs()
     var response = RegistryV1.RegisterResponse()
-    mutate { state in
-      let (instance, ttlMs, changes) = state.register(request, nowMs: now)
-      response.instance = instance
-      response.ttlMs = UInt32(ttlMs)
-      response.revision = state.revision
-      return changes
+    try await withCheckedThrowingContinuation { (saved: CheckedContinuation<Void, any Error>) in
+      mutate(saved: saved) { state in
+        let (instance, ttlMs, changes) = state.register(request, nowMs: now)
+        response.instance = instance
+        response.ttlMs = UInt32(ttlMs)
+        response.revision = state.revision
+        return changes
+      }
     }
     return response
   }
 
-  /// Extends a lease; nil when it is unknown or expired.
+  /// Extends a lease; nil when it is unknown or expired. The new expiry is saved in the background.
   public func keepAlive(leaseID: Int64) -> (ttlMs: Int64, expiresAtMs: Int64)? {
     let now = Self.nowMs()
-    return guarded.withLock { $0.state.keepAlive(leaseID: leaseID, nowMs: now) }
+    var result: (ttlMs: Int64, expiresAtMs: Int64)?
+    mutate { state in
+      result = state.keepAlive(leaseID: leaseID, nowMs: now)
+      return []
+    }
+    return result
   }
 
-  /// Ends a lease; returns the revision after it.
-  public func deregister(leaseID: Int64) -> Int64 {
+  /// Ends a lease; returns the revision after it, once saved.
+  public func deregister(leaseID: Int64) async throws -> Int64 {
     var revision: Int64 = 0
-    mutate { state in
-      defer { revision = state.revision }
-      return state.deregister(leaseID: leaseID)
+    try await withCheckedThrowingContinuation { (saved: CheckedContinuation<Void, any Error>) in
+      mutate(saved: saved) { state in
+        defer { revision = state.revision }
+        return state.deregister(leaseID: leaseID)
+      }
     }
     return revision
   }
@@ -128,12 +179,19 @@ public final class Directory: Sendable {
     return event
   }
 
-  /// Applies a change and hands its events to the watchers, all under the lock, so every watcher
-  /// sees changes in revision order.
-  private func mutate(_ change: (inout DirectoryState) -> [RegistryV1.WatchEvent]) {
-    guarded.withLock { guarded in
+  /// Applies a change, queues its writes, and hands its events to the watchers, all under the
+  /// lock, so every watcher sees (and the store saves) changes in revision order. `saved` resumes
+  /// when the writes are saved (at once without a store).
+  private func mutate(
+    saved: CheckedContinuation<Void, any Error>? = nil, _ change: (inout DirectoryState) -> [RegistryV1.WatchEvent]
+  ) {
+    let queued = guarded.withLock { guarded -> Bool in
       let events = change(&guarded.state)
-      guard !events.isEmpty else { return }
+      let writes = guarded.state.takeWrites()
+      let queued = store != nil && (!writes.isEmpty || saved != nil)
+      if queued { guarded.unsaved.append((writes, saved)) }
+      defer { if queued { wakeWriter.yield() } }
+      guard !events.isEmpty else { return queued }
       var overflowed: [UInt64] = []
       for (id, watcher) in guarded.watchers {
         for event in events where DirectoryState.matches(event, watcher.service) {
@@ -144,6 +202,37 @@ public final class Directory: Sendable {
         }
       }
       for id in overflowed { guarded.watchers.removeValue(forKey: id)?.continuation.finish() }
+      return queued
+    }
+    if !queued { saved?.resume() }
+  }
+
+  /// Queues the writes the state made outside `mutate` (the restore).
+  private func queueWrites(_ saved: CheckedContinuation<Void, any Error>?) {
+    mutate(saved: saved) { _ in [] }
+  }
+
+  /// Saves queued writes in order, several batches per transaction, until `run()` ends.
+  private func saveChanges() async {
+    guard let store else { return }
+    var wakeUps = writerWakeUps.makeAsyncIterator()
+    while true {
+      let (batches, stopping) = guarded.withLock { guarded in
+        defer { guarded.unsaved = [] }
+        return (guarded.unsaved, guarded.writerStopping)
+      }
+      if batches.isEmpty {
+        if stopping { return }
+        _ = await wakeUps.next()
+        continue
+      }
+      do {
+        try await store.save(batches.flatMap(\.writes))
+        for batch in batches { batch.saved?.resume() }
+      } catch {
+        log("cannot save the service directory: \(error)")
+        for batch in batches { batch.saved?.resume(throwing: error) }
+      }
     }
   }
 

@@ -1,6 +1,7 @@
 public import ShoalProto
 public import ShoalRPC
 public import ShoalServiceStubs
+import ShoalStore
 
 /// `shoal.registry.v1.Directory` over a `Directory`.
 public struct DirectoryService: RegistryV1.Directory.ServiceProtocol {
@@ -27,7 +28,11 @@ public struct DirectoryService: RegistryV1.Directory.ServiceProtocol {
       throw RPCError(
         .invalidArgument, "address '\(request.address)' must be absolute: unix:///abs/path or tcp://host:port")
     }
-    return directory.register(request)
+    do {
+      return try await directory.register(request)
+    } catch let error as StoreError {
+      throw RPCError(error)
+    }
   }
 
   public func keepAlive(
@@ -47,7 +52,11 @@ public struct DirectoryService: RegistryV1.Directory.ServiceProtocol {
     _ request: RegistryV1.DeregisterRequest, context: ServerContext
   ) async throws -> RegistryV1.DeregisterResponse {
     var response = RegistryV1.DeregisterResponse()
-    response.revision = directory.deregister(leaseID: request.leaseId)
+    do {
+      response.revision = try await directory.deregister(leaseID: request.leaseId)
+    } catch let error as StoreError {
+      throw RPCError(error)
+    }
     return response
   }
 

@@ -29,6 +29,41 @@ public struct DirectoryState: Sendable {
     case reset(reason: String)
   }
 
+  /// What a persisted directory hands back at start-up.
+  public struct Saved: Sendable {
+    /// The instances whose leases were live when last saved.
+    public var instances: [RegistryV1.Instance]
+    /// The saved changes, oldest first.
+    public var history: [RegistryV1.WatchEvent]
+    /// The last saved revision.
+    public var revision: Int64
+    /// The next lease id the last life would have issued.
+    public var nextLeaseID: Int64
+
+    /// A saved directory.
+    public init(instances: [RegistryV1.Instance], history: [RegistryV1.WatchEvent], revision: Int64, nextLeaseID: Int64)
+    {
+      self.instances = instances
+      self.history = history
+      self.revision = revision
+      self.nextLeaseID = nextLeaseID
+    }
+  }
+
+  /// A change to save, in the order the directory made it.
+  public enum Write: Sendable, Equatable {
+    /// A change watchers saw.
+    case event(RegistryV1.WatchEvent)
+    /// A lease (new or replaced).
+    case putLease(RegistryV1.Instance)
+    /// A lease that ended.
+    case deleteLease(Int64)
+    /// A lease's new expiry.
+    case renewLease(Int64, expiresAtMs: Int64)
+    /// The counters to resume from.
+    case counters(revision: Int64, nextLeaseID: Int64)
+  }
+
   private struct Lease: Sendable {
     var instance: RegistryV1.Instance
     var ttlMs: Int64
@@ -41,14 +76,39 @@ public struct DirectoryState: Sendable {
   private var nextLeaseID: Int64
   private var history: [RegistryV1.WatchEvent] = []
   private var historyStart = 0
+  /// Every change after this revision is in `history`.
+  private var historyFloor: Int64
+  /// Revisions after `savedRevision` and below `firstRevision` may have been seen by watchers of
+  /// the previous life but were never saved: resuming from one of them means re-listing.
+  private var savedRevision: Int64
+  private let firstRevision: Int64
+  private var writes: [Write] = []
 
-  /// An empty directory whose revisions start at `firstRevision` (the registry uses its start
-  /// time in microseconds, so revisions keep growing across restarts and a watcher resuming from
-  /// before a restart is told to re-list).
-  public init(config: Config = .defaults, firstRevision: Int64) {
+  /// A directory whose new revisions start after `firstRevision` (the registry uses its start time
+  /// in microseconds, so revisions keep growing across restarts), restoring `saved` if given.
+  /// Restored leases get at least one full TTL from `nowMs` to be kept alive again.
+  public init(config: Config = .defaults, firstRevision: Int64, restoring saved: Saved? = nil, nowMs: Int64 = 0) {
     self.config = config
-    revision = firstRevision
-    nextLeaseID = firstRevision
+    let saved = saved ?? Saved(instances: [], history: [], revision: firstRevision, nextLeaseID: firstRevision)
+    savedRevision = saved.revision
+    self.firstRevision = max(firstRevision, saved.revision)
+    revision = self.firstRevision
+    nextLeaseID = max(firstRevision, saved.nextLeaseID)
+    history = Array(saved.history.suffix(config.historyLimit))
+    historyFloor = history.first.map { $0.revision - 1 } ?? saved.revision
+    for var instance in saved.instances {
+      let ttlMs = Int64(instance.ttlMs)
+      instance.expiresAtMs = max(instance.expiresAtMs, nowMs + ttlMs)
+      leases[instance.leaseId] = Lease(instance: instance, ttlMs: ttlMs)
+      writes.append(.renewLease(instance.leaseId, expiresAtMs: instance.expiresAtMs))
+    }
+    writes.append(.counters(revision: revision, nextLeaseID: nextLeaseID))
+  }
+
+  /// The changes made since the last call, to be saved in this order.
+  public mutating func takeWrites() -> [Write] {
+    defer { writes = [] }
+    return writes
   }
 
   /// The live instances of `service` (all services for ""), ordered by service and address.
@@ -85,8 +145,11 @@ public struct DirectoryState: Sendable {
     instance.leaseId = leaseID
     instance.registeredAtMs = nowMs
     instance.expiresAtMs = nowMs + ttlMs
+    instance.ttlMs = UInt32(ttlMs)
     leases[leaseID] = Lease(instance: instance, ttlMs: ttlMs)
+    writes.append(.putLease(instance))
     changes.append(record(.put, [instance], reason: ""))
+    writes.append(.counters(revision: revision, nextLeaseID: nextLeaseID))
     return (instance, ttlMs, changes)
   }
 
@@ -95,18 +158,23 @@ public struct DirectoryState: Sendable {
     guard var lease = leases[leaseID] else { return nil }
     lease.instance.expiresAtMs = nowMs + lease.ttlMs
     leases[leaseID] = lease
+    writes.append(.renewLease(leaseID, expiresAtMs: lease.instance.expiresAtMs))
     return (lease.ttlMs, lease.instance.expiresAtMs)
   }
 
   /// Ends a lease; its instance leaves. No change when the lease is already gone.
   public mutating func deregister(leaseID: Int64) -> [RegistryV1.WatchEvent] {
-    remove(leaseID, reason: "deregistered")
+    let changes = remove(leaseID, reason: "deregistered")
+    if !changes.isEmpty { writes.append(.counters(revision: revision, nextLeaseID: nextLeaseID)) }
+    return changes
   }
 
   /// Removes every instance whose lease ran out by `nowMs`.
   public mutating func expire(nowMs: Int64) -> [RegistryV1.WatchEvent] {
     let expired = leases.filter { $0.value.instance.expiresAtMs <= nowMs }.keys.sorted()
-    return expired.flatMap { remove($0, reason: "lease expired") }
+    let changes = expired.flatMap { remove($0, reason: "lease expired") }
+    if !changes.isEmpty { writes.append(.counters(revision: revision, nextLeaseID: nextLeaseID)) }
+    return changes
   }
 
   /// A SNAPSHOT event of the live instances of `service` at the current revision.
@@ -123,11 +191,14 @@ public struct DirectoryState: Sendable {
     if revision > self.revision {
       return .reset(reason: "revision \(revision) is ahead of the directory (\(self.revision)); the registry restarted")
     }
-    let kept = history[historyStart...]
-    let oldest = kept.first?.revision ?? self.revision + 1
-    if revision + 1 < oldest {
-      return .reset(reason: "the changes after revision \(revision) are no longer kept (oldest kept: \(oldest))")
+    if revision > savedRevision, revision < firstRevision {
+      return .reset(reason: "revision \(revision) was not saved before the registry restarted")
     }
+    if revision < historyFloor {
+      return .reset(
+        reason: "the changes after revision \(revision) are no longer kept (the oldest kept follows \(historyFloor))")
+    }
+    let kept = history[historyStart...]
     return .changes(kept.filter { $0.revision > revision && Self.matches($0, service) })
   }
 
@@ -147,6 +218,7 @@ public struct DirectoryState: Sendable {
 
   private mutating func remove(_ leaseID: Int64, reason: String) -> [RegistryV1.WatchEvent] {
     guard let lease = leases.removeValue(forKey: leaseID) else { return [] }
+    writes.append(.deleteLease(leaseID))
     return [record(.delete, [lease.instance], reason: reason)]
   }
 
@@ -160,7 +232,11 @@ public struct DirectoryState: Sendable {
     event.instances = instances
     event.reason = reason
     history.append(event)
-    if history.count - historyStart > config.historyLimit { historyStart += 1 }
+    writes.append(.event(event))
+    if history.count - historyStart > config.historyLimit {
+      historyFloor = history[historyStart].revision
+      historyStart += 1
+    }
     // Compact now and then rather than shifting the array on every change.
     if historyStart > config.historyLimit {
       history.removeFirst(historyStart)

@@ -32,6 +32,9 @@ extension RegistryV1 {
     /// Unix milliseconds; the instance disappears then unless its lease is kept alive.
     public var expiresAtMs: Int64 = 0
 
+    /// The lease's TTL: each KeepAlive moves expires_at_ms to now + ttl_ms.
+    public var ttlMs: UInt32 = 0
+
     /// A message with every field at its default value.
     public init() {}
   }
@@ -295,6 +298,7 @@ extension RegistryV1.Instance {
     w.scalar(5, self.leaseId)
     w.scalar(6, self.registeredAtMs)
     w.scalar(7, self.expiresAtMs)
+    w.scalar(8, self.ttlMs)
   }
 
   public init(_decoding r: CMessageReader) throws(ProtoError) {
@@ -307,6 +311,7 @@ extension RegistryV1.Instance {
     self.leaseId = r.scalar(5, as: Int64.self)
     self.registeredAtMs = r.scalar(6, as: Int64.self)
     self.expiresAtMs = r.scalar(7, as: Int64.self)
+    self.ttlMs = r.scalar(8, as: UInt32.self)
   }
 
   public func _encodeJSON(to j: inout JSONObjectWriter) {
@@ -318,6 +323,7 @@ extension RegistryV1.Instance {
     j.value("leaseId", self.leaseId)
     j.value("registeredAtMs", self.registeredAtMs)
     j.value("expiresAtMs", self.expiresAtMs)
+    j.value("ttlMs", self.ttlMs)
   }
 
   public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
@@ -332,6 +338,7 @@ extension RegistryV1.Instance {
         case "leaseId", "lease_id": self.leaseId = try j.value(json, key, as: Int64.self)
         case "registeredAtMs", "registered_at_ms": self.registeredAtMs = try j.value(json, key, as: Int64.self)
         case "expiresAtMs", "expires_at_ms": self.expiresAtMs = try j.value(json, key, as: Int64.self)
+        case "ttlMs", "ttl_ms": self.ttlMs = try j.value(json, key, as: UInt32.self)
         default: throw j.unknownField(key)
       }
     }

@@ -77,6 +77,7 @@ public final class Database: Sendable {
   }
 
   /// Runs `body` with a connection, outside any transaction (each statement commits on its own).
+  @discardableResult
   public func read<T: Sendable>(_ body: @escaping @Sendable (any SQLConnection) throws -> T) async throws -> T {
     try await withDriver { driver in try body(driver) }
   }
@@ -86,6 +87,7 @@ public final class Database: Sendable {
   /// Transactions are serializable on both back ends. When PostgreSQL reports a conflict with a
   /// concurrent transaction, `body` runs again (up to `Config.conflictRetries` times), so it must
   /// not have effects outside the connection.
+  @discardableResult
   public func transaction<T: Sendable>(_ body: @escaping @Sendable (any SQLConnection) throws -> T) async throws -> T {
     var attempt = 0
     while true {

@@ -565,7 +565,7 @@ const ProtobufCMessageDescriptor shoal__registry__v1__instance__metadata_entry__
   (ProtobufCMessageInit) shoal__registry__v1__instance__metadata_entry__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor shoal__registry__v1__instance__field_descriptors[8] =
+static const ProtobufCFieldDescriptor shoal__registry__v1__instance__field_descriptors[9] =
 {
   {
     "service",
@@ -663,6 +663,18 @@ static const ProtobufCFieldDescriptor shoal__registry__v1__instance__field_descr
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "ttl_ms",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Registry__V1__Instance, ttl_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned shoal__registry__v1__instance__field_indices_by_name[] = {
   2,   /* field[2] = address */
@@ -672,12 +684,13 @@ static const unsigned shoal__registry__v1__instance__field_indices_by_name[] = {
   4,   /* field[4] = metadata */
   6,   /* field[6] = registered_at_ms */
   0,   /* field[0] = service */
+  8,   /* field[8] = ttl_ms */
   3,   /* field[3] = version */
 };
 static const ProtobufCIntRange shoal__registry__v1__instance__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 8 }
+  { 0, 9 }
 };
 const ProtobufCMessageDescriptor shoal__registry__v1__instance__descriptor =
 {
@@ -687,7 +700,7 @@ const ProtobufCMessageDescriptor shoal__registry__v1__instance__descriptor =
   "Shoal__Registry__V1__Instance",
   "shoal.registry.v1",
   sizeof(Shoal__Registry__V1__Instance),
-  8,
+  9,
   shoal__registry__v1__instance__field_descriptors,
   shoal__registry__v1__instance__field_indices_by_name,
   1,  shoal__registry__v1__instance__number_ranges,

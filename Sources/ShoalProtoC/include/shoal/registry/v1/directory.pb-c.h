@@ -106,10 +106,14 @@ struct  Shoal__Registry__V1__Instance
    * Unix milliseconds; the instance disappears then unless its lease is kept alive.
    */
   int64_t expires_at_ms;
+  /*
+   * The lease's TTL: each KeepAlive moves expires_at_ms to now + ttl_ms.
+   */
+  uint32_t ttl_ms;
 };
 #define SHOAL__REGISTRY__V1__INSTANCE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&shoal__registry__v1__instance__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0, 0, 0 }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0, 0, 0, 0 }
 
 
 struct  Shoal__Registry__V1__RegisterRequest__MetadataEntry
