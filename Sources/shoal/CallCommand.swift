@@ -17,8 +17,10 @@ struct CallCommand: AsyncParsableCommand {
       """
   )
 
-  @Argument(help: "The server's address.")
+  @Argument(help: "The server's address, or a service name to look up in the registry.")
   var address: String
+
+  @OptionGroup var mesh: MeshOptions
 
   @Argument(help: "The method to call.")
   var method: String
@@ -33,7 +35,7 @@ struct CallCommand: AsyncParsableCommand {
   var metadata: [String] = []
 
   func run() async throws {
-    let client = RPCClient(address: try RPCAddress(parsing: address))
+    let client = RPCClient(address: try await mesh.address(of: address))
     defer { Task { await client.close() } }
     let descriptor = try await resolve(client)
     var options = CallOptions(timeout: timeout.map { .milliseconds(Int64($0 * 1000)) })

@@ -10,8 +10,10 @@ struct HealthCommand: AsyncParsableCommand {
     abstract: "Check a server's health (exit status 0 when SERVING)."
   )
 
-  @Argument(help: "The server's address.")
+  @Argument(help: "The server's address, or a service name to look up in the registry.")
   var address: String
+
+  @OptionGroup var mesh: MeshOptions
 
   @Option(help: "A fully qualified service name; the server as a whole by default.")
   var service = ""
@@ -23,7 +25,7 @@ struct HealthCommand: AsyncParsableCommand {
   var timeout: Double = 5
 
   func run() async throws {
-    let client = RPCClient(address: try RPCAddress(parsing: address))
+    let client = RPCClient(address: try await mesh.address(of: address))
     defer { Task { await client.close() } }
     var request = HealthV1.HealthCheckRequest()
     request.service = service

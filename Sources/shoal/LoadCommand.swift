@@ -27,8 +27,10 @@ struct LoadCommand: AsyncParsableCommand {
     case chat = "Chat"
   }
 
-  @Argument(help: "The server's address.")
+  @Argument(help: "The server's address, or a service name to look up in the registry.")
   var address: String
+
+  @OptionGroup var mesh: MeshOptions
 
   @Option(
     help: "Echo (unary), Upload (client stream), Download (server stream) or Chat (bidirectional, one stream per loop)."
@@ -71,7 +73,7 @@ struct LoadCommand: AsyncParsableCommand {
     let executor = EventLoopTaskExecutor(group.next())
     var config = RPCClient.Config.defaults
     config.connection.compression.enabled = !noCompression
-    let client = RPCClient(address: try RPCAddress(parsing: address), config: config, group: group)
+    let client = RPCClient(address: try await mesh.address(of: address), config: config, group: group)
     var generator = SystemRandomNumberGenerator()
     let bytes: [UInt8] =
       compressible

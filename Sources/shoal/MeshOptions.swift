@@ -1,7 +1,9 @@
 import ArgumentParser
 import Foundation
 import ShoalClient
+import ShoalProto
 import ShoalRPC
+import ShoalServiceStubs
 
 /// The options every mesh-facing command takes: where the data directory and the registry are,
 /// and the token to send.
@@ -21,6 +23,43 @@ struct MeshOptions: ParsableArguments {
       return try RegistryLocation(registry: registry, data: data, token: token)
     } catch {
       throw ValidationError(error.message)
+    }
+  }
+}
+
+extension MeshOptions {
+  /// The address `target` names: an address as given (`unix:relative` inside the data directory),
+  /// or a service name looked up in the registry (its first live instance).
+  func address(of target: String) async throws -> RPCAddress {
+    let location = try location()
+    if target.contains(":") {
+      do {
+        return try RPCAddress(parsing: target, relativeTo: location.dataDirectory)
+      } catch {
+        throw ValidationError("'\(target)': \(error.message)")
+      }
+    }
+    let client = ShoalClient(location: location)
+    var request = RegistryV1.ResolveRequest()
+    request.service = target
+    let outcome: Result<[RegistryV1.Instance], RPCError>
+    do {
+      outcome = .success(
+        try await client.directory.resolve(request, options: CallOptions(timeout: .seconds(5))).instances)
+    } catch {
+      outcome = .failure(error)
+    }
+    await client.close()
+    switch outcome {
+    case .failure(let error):
+      throw ValidationError("cannot look up '\(target)' in the registry at \(location.registry): \(error.message)")
+    case .success(let instances):
+      guard let first = instances.first, let address = try? RPCAddress(parsing: first.address) else {
+        throw ValidationError(
+          "no instance of service '\(target)' is registered in the registry at \(location.registry) (see `shoal services`)"
+        )
+      }
+      return address
     }
   }
 }

@@ -94,6 +94,17 @@ struct MeshEndToEndTests {
       #expect(echoed.requestsSeen == 1)
       await client.close()
 
+      // The tools take a service name instead of an address and look it up in the registry.
+      let health = try Subprocess.run(mesh.shoal, ["health", "bench", "--data", mesh.data.url.path])
+      #expect(health.status == 0 && health.stdoutText.contains("SERVING"), "\(health.stderrText)")
+      let call = try Subprocess.run(
+        mesh.shoal,
+        ["call", "bench", "shoal.bench.v1.Bench/Echo", #"{"payload":"aGk="}"#, "--data", mesh.data.url.path])
+      #expect(call.status == 0 && call.stdoutText.contains("aGk="), "\(call.stderrText)")
+      let unknown = try Subprocess.run(mesh.shoal, ["health", "nosuch", "--data", mesh.data.url.path])
+      #expect(
+        unknown.status != 0 && unknown.stderrText.contains("no instance of service 'nosuch'"), "\(unknown.stderrText)")
+
       // A second supervisor on the same data directory refuses, naming the first.
       let second = try Subprocess.run(mesh.shoal, ["up", "--data", mesh.data.url.path])
       #expect(second.status != 0)

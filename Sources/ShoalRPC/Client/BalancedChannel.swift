@@ -115,14 +115,12 @@ public final class BalancedChannel: RPCChannel {
     }
   }
 
-  /// Whether a failed attempt may be repeated on another instance.
-  private static func canFailOver(_ error: RPCError, idempotent: Bool) -> Bool {
-    error.code == .unavailable && (idempotent || error.cause is ConnectFailure)
-  }
-
-  public func unaryWithTrailers<Input, Output>(
-    _ method: TypedMethod<Input, Output>, _ request: Input, options: CallOptions
-  ) async throws(RPCError) -> (response: Output, trailers: Metadata) {
+  /// Runs `call` on one instance after another: a failure that `mayFailOver` accepts moves to the
+  /// next instance at once; once every instance has failed, the retry policy's backoff applies
+  /// before going round again, within the deadline.
+  private func withFailover<Result>(
+    options: CallOptions, mayFailOver: (RPCError) -> Bool, _ call: (RPCClient, CallOptions) async throws -> Result
+  ) async throws(RPCError) -> Result {
     let deadline = options.timeout.map { ContinuousClock.now + $0 }
     var single = options
     single.retries = .none
@@ -132,56 +130,49 @@ public final class BalancedChannel: RPCChannel {
       let client = try await pick(avoiding: tried, deadline: deadline)
       if let deadline { single.timeout = max(deadline - .now, .microseconds(1)) }
       do {
-        return try await client.unaryWithTrailers(method, request, options: single)
+        return try await call(client, single)
       } catch {
-        guard Self.canFailOver(error, idempotent: method.descriptor.idempotent), !Task.isCancelled else { throw error }
+        let error = RPCError(from: error)
+        guard mayFailOver(error), !Task.isCancelled else { throw error }
         tried.insert(client.address)
-        if tried.count >= addresses.count {
-          // Every instance failed once: back off before going round again.
-          attempt += 1
-          guard attempt <= options.retries.maxAttempts else { throw error }
-          let wait = options.retries.backoff(beforeAttempt: attempt)
-          if let deadline, ContinuousClock.now + wait >= deadline { throw error }
-          try? await Task.sleep(for: wait)
-          tried = []
-        }
+        guard tried.count >= addresses.count else { continue }
+        attempt += 1
+        guard attempt <= options.retries.maxAttempts else { throw error }
+        let wait = options.retries.backoff(beforeAttempt: attempt)
+        if let deadline, ContinuousClock.now + wait >= deadline { throw error }
+        try? await Task.sleep(for: wait)
+        tried = []
       }
     }
   }
 
-  /// Runs a streaming call, moving to another instance only when the stream could not be opened.
-  private func streaming<Result>(
-    _ method: MethodDescriptor, options: CallOptions, _ open: (RPCClient, CallOptions) async throws -> Result
-  ) async throws -> Result {
-    let deadline = options.timeout.map { ContinuousClock.now + $0 }
-    var tried: Set<RPCAddress> = []
-    var attempt = 1
-    while true {
-      let client = try await pick(avoiding: tried, deadline: deadline)
-      var single = options
-      single.retries = .none
-      if let deadline { single.timeout = max(deadline - .now, .microseconds(1)) }
-      do {
-        return try await open(client, single)
-      } catch let error as RPCError where error.code == .unavailable && error.cause is ConnectFailure {
-        tried.insert(client.address)
-        if tried.count >= addresses.count {
-          attempt += 1
-          guard attempt <= options.retries.maxAttempts else { throw error }
-          let wait = options.retries.backoff(beforeAttempt: attempt)
-          if let deadline, ContinuousClock.now + wait >= deadline { throw error }
-          try? await Task.sleep(for: wait)
-          tried = []
-        }
-      }
+  /// Unary calls fail over when the request never left (connect failure), and idempotent ones
+  /// on any UNAVAILABLE.
+  public func unaryWithTrailers<Input, Output>(
+    _ method: TypedMethod<Input, Output>, _ request: Input, options: CallOptions
+  ) async throws(RPCError) -> (response: Output, trailers: Metadata) {
+    let idempotent = method.descriptor.idempotent
+    return try await withFailover(
+      options: options, mayFailOver: { $0.code == .unavailable && (idempotent || $0.cause is ConnectFailure) }
+    ) { client, options in
+      try await client.unaryWithTrailers(method, request, options: options)
     }
+  }
+
+  /// Streaming calls fail over only when the stream could not be opened: once `body` has run,
+  /// moving elsewhere would repeat what it sent.
+  private func streaming<Result>(
+    options: CallOptions, _ open: (RPCClient, CallOptions) async throws -> Result
+  ) async throws -> Result {
+    try await withFailover(
+      options: options, mayFailOver: { $0.code == .unavailable && $0.cause is ConnectFailure }, open)
   }
 
   public func serverStreaming<Input, Output, Result: Sendable>(
     _ method: TypedMethod<Input, Output>, _ request: Input, options: CallOptions,
     _ body: (RPCResponseStream<Output>) async throws -> Result
   ) async throws -> Result {
-    try await streaming(method.descriptor, options: options) { client, options in
+    try await streaming(options: options) { client, options in
       try await client.serverStreaming(method, request, options: options, body)
     }
   }
@@ -190,7 +181,7 @@ public final class BalancedChannel: RPCChannel {
     _ method: TypedMethod<Input, Output>, options: CallOptions,
     _ body: (RPCRequestSender<Input>) async throws -> Void
   ) async throws -> Output {
-    try await streaming(method.descriptor, options: options) { client, options in
+    try await streaming(options: options) { client, options in
       try await client.clientStreaming(method, options: options, body)
     }
   }
@@ -199,7 +190,7 @@ public final class BalancedChannel: RPCChannel {
     _ method: TypedMethod<Input, Output>, options: CallOptions,
     _ body: (RPCRequestSender<Input>, RPCResponseStream<Output>) async throws -> Result
   ) async throws -> Result {
-    try await streaming(method.descriptor, options: options) { client, options in
+    try await streaming(options: options) { client, options in
       try await client.bidirectional(method, options: options, body)
     }
   }
