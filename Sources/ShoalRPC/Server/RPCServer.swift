@@ -2,6 +2,12 @@ import NIOConcurrencyHelpers
 public import NIOCore
 public import NIOPosix
 
+#if canImport(Glibc)
+  import Glibc
+#else
+  import Darwin
+#endif
+
 /// A server for wire protocol v1 on Unix-domain and TCP sockets.
 ///
 /// ```swift
@@ -47,7 +53,7 @@ public final class RPCServer: Sendable {
   }
 
   /// Starts listening on `address`; returns the bound address (TCP port 0 becomes the real port).
-  /// A stale Unix socket file at the path is replaced.
+  /// A stale Unix socket file at the path is replaced; one a live server listens on is not.
   @discardableResult
   public func bind(to address: RPCAddress) async throws -> RPCAddress {
     let core = core
@@ -65,10 +71,15 @@ public final class RPCServer: Sendable {
     do {
       switch address {
       case .unix(let path):
+        if Self.someoneListens(onUnixSocket: path) {
+          throw RPCError(.alreadyExists, "another server is listening on \(address); stop it or choose another address")
+        }
         channel = try await bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true).get()
       case .tcp(let host, let port):
         channel = try await bootstrap.bind(host: host, port: port).get()
       }
+    } catch let error as RPCError {
+      throw error
     } catch {
       throw RPCError(.unavailable, "cannot listen on \(address): \(error)", cause: error)
     }
@@ -77,6 +88,15 @@ public final class RPCServer: Sendable {
       return .tcp(host: host, port: port)
     }
     return address
+  }
+
+  /// Whether a connection to the Unix socket at `path` is accepted (a live server, not a stale file).
+  private static func someoneListens(onUnixSocket path: String) -> Bool {
+    guard let address = try? SocketAddress(unixDomainSocketPath: path) else { return false }
+    let descriptor = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+    guard descriptor >= 0 else { return false }
+    defer { close(descriptor) }
+    return address.withSockAddr { pointer, length in connect(descriptor, pointer, socklen_t(length)) == 0 }
   }
 
   /// Serves until the task is cancelled or `shutdown()` is called, then shuts down gracefully.
