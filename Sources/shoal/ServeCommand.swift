@@ -63,16 +63,21 @@ struct ServeCommand: AsyncParsableCommand {
     var databases: [Database] = []
 
     var router = ServiceRouter()
+    var interceptors: [any ServerInterceptor] = []
     var background: [@Sendable () async -> Void] = []
     switch service {
     case "bench":
       BenchService().register(in: &router)
     case "registry":
-      let database = try await openDatabase(storeURL, location.dataDirectory, migrations: DirectoryStore.migrations)
+      let database = try await openDatabase(storeURL, location.dataDirectory, migrations: RegistryStore.migrations)
       databases.append(database)
       let service = service
       let directory = try await Directory.open(store: DirectoryStore(database: database)) { logLine(service, $0) }
       DirectoryService(directory: directory).register(in: &router)
+      let store = RegistryStore(database: database)
+      let blobs = try BlobStore(root: "\(location.dataDirectory)/registry-blobs")
+      ModelRegistryService(store: store, blobs: blobs).register(in: &router)
+      interceptors.append(AccessInterceptor(store: store))
       background.append { await directory.run() }
     default:
       throw ValidationError("unknown service '\(service)'; this build serves: \(Self.services.joined(separator: ", "))")
@@ -82,7 +87,7 @@ struct ServeCommand: AsyncParsableCommand {
     config.connection.maxMessageSize = maxMessageSize
     config.connection.compression.enabled = !noCompression
     config.connection.peerName = "shoal-\(service)/\(ShoalVersion.current) pid \(getpid())"
-    let server = RPCServer(router: router, config: config)
+    let server = RPCServer(router: router, config: config, interceptors: interceptors)
     var bound: [RPCAddress] = []
     for text in listen.isEmpty ? ["unix:\(service).sock"] : listen {
       let address = try RPCAddress(parsing: text, relativeTo: location.dataDirectory)

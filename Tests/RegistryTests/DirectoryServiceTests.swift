@@ -57,7 +57,7 @@ struct DirectoryServiceTests {
   }
 
   private func registration(
-    _ service: String, _ address: RPCAddress, ttlMs: UInt32 = 1000
+    _ service: String, _ address: RPCAddress, ttlMs: UInt32 = 60_000
   ) -> RegistryV1.RegisterRequest {
     var request = RegistryV1.RegisterRequest()
     request.service = service
@@ -125,7 +125,8 @@ struct DirectoryServiceTests {
   @Test func anInstanceWhoseLeaseIsNotKeptAliveDisappearsForWatchers() async throws {
     try await withRegistry { _, location, _ in
       let client = ShoalClient(location: location)
-      let registered = try await client.directory.registerInstance(registration("bench", .unix(path: "/tmp/x.sock")))
+      let registered = try await client.directory.registerInstance(
+        registration("bench", .unix(path: "/tmp/x.sock"), ttlMs: 1000))
       let start = ContinuousClock.now
       var request = RegistryV1.WatchRequest()
       request.service = "bench"

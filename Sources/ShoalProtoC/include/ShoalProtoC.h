@@ -7,6 +7,7 @@
 #include "shoal/bench/v1/bench.pb-c.h"
 #include "shoal/health/v1/health.pb-c.h"
 #include "shoal/registry/v1/directory.pb-c.h"
+#include "shoal/registry/v1/models.pb-c.h"
 #include "shoal/rpc/v1/reflection.pb-c.h"
 #include "shoal/rpc/v1/rpc.pb-c.h"
 #include "shoal/testing/v1/sample.pb-c.h"
@@ -50,6 +51,39 @@ static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__registry
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__registry__v1__resolve_response(void) { return &shoal__registry__v1__resolve_response__descriptor; }
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__registry__v1__watch_request(void) { return &shoal__registry__v1__watch_request__descriptor; }
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__registry__v1__watch_event(void) { return &shoal__registry__v1__watch_event__descriptor; }
+
+// shoal/registry/v1/models.proto
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__registry__v1__organization(void) { return &shoal__registry__v1__organization__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__registry__v1__principal(void) { return &shoal__registry__v1__principal__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__registry__v1__create_organization_request(void) { return &shoal__registry__v1__create_organization_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__registry__v1__list_organizations_request(void) { return &shoal__registry__v1__list_organizations_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__registry__v1__list_organizations_response(void) { return &shoal__registry__v1__list_organizations_response__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__registry__v1__create_token_request(void) { return &shoal__registry__v1__create_token_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__registry__v1__create_token_response(void) { return &shoal__registry__v1__create_token_response__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__registry__v1__who_am_irequest(void) { return &shoal__registry__v1__who_am_irequest__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__registry__v1__model(void) { return &shoal__registry__v1__model__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__registry__v1__create_model_request(void) { return &shoal__registry__v1__create_model_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__registry__v1__get_model_request(void) { return &shoal__registry__v1__get_model_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__registry__v1__search_models_request(void) { return &shoal__registry__v1__search_models_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__registry__v1__search_models_response(void) { return &shoal__registry__v1__search_models_response__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__registry__v1__tensor_spec(void) { return &shoal__registry__v1__tensor_spec__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__registry__v1__preprocessing(void) { return &shoal__registry__v1__preprocessing__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__registry__v1__class_label(void) { return &shoal__registry__v1__class_label__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__registry__v1__signature(void) { return &shoal__registry__v1__signature__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__registry__v1__model_version(void) { return &shoal__registry__v1__model_version__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__registry__v1__upload_header(void) { return &shoal__registry__v1__upload_header__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__registry__v1__upload_version_request(void) { return &shoal__registry__v1__upload_version_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__registry__v1__get_version_request(void) { return &shoal__registry__v1__get_version_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__registry__v1__list_versions_request(void) { return &shoal__registry__v1__list_versions_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__registry__v1__list_versions_response(void) { return &shoal__registry__v1__list_versions_response__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__registry__v1__download_version_response(void) { return &shoal__registry__v1__download_version_response__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__registry__v1__set_alias_request(void) { return &shoal__registry__v1__set_alias_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__registry__v1__delete_alias_request(void) { return &shoal__registry__v1__delete_alias_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__registry__v1__alias_move(void) { return &shoal__registry__v1__alias_move__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__registry__v1__alias_history_request(void) { return &shoal__registry__v1__alias_history_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__registry__v1__alias_history_response(void) { return &shoal__registry__v1__alias_history_response__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__registry__v1__watch_model_request(void) { return &shoal__registry__v1__watch_model_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__registry__v1__model_event(void) { return &shoal__registry__v1__model_event__descriptor; }
 
 // shoal/rpc/v1/reflection.proto
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__rpc__v1__list_services_request(void) { return &shoal__rpc__v1__list_services_request__descriptor; }

@@ -273,7 +273,7 @@ final class ClientConnectionHandler: ChannelInboundHandler {
   /// Sends one request on a streaming call; the future completes when more may be sent.
   func send<M: ProtoMessage>(_ message: M, stream id: UInt32, endStream: Bool) -> EventLoopFuture<Void> {
     guard let stream = streams[id] else {
-      return context.eventLoop.makeFailedFuture(RPCError(.cancelled, "the call has ended"))
+      return context.eventLoop.makeFailedFuture(RPCError(.cancelled, "the call has ended", cause: CallEnded()))
     }
     do {
       let before = writer.buffer.readableBytes
@@ -381,3 +381,7 @@ struct CallOutcome: Sendable {
   var response: ByteBuffer?
   var trailers: Metadata
 }
+
+/// Marks a send that failed because the call had already ended: the call's own status (often
+/// the server's refusal) says why, and the client reports that instead.
+struct CallEnded: Error {}

@@ -329,7 +329,16 @@ public final class RPCClient: Sendable {
       connection.eventLoop.execute {
         handler.value.cancel(opened.id, RPCError(.cancelled, "the caller stopped: \(error)"))
       }
-      throw RPCError(from: error)
+      let failure = RPCError(from: error)
+      if failure.cause is CallEnded {
+        // The server ended the call while the caller was still sending: its status says why.
+        do {
+          _ = try await opened.done.get()
+        } catch {
+          throw RPCError(from: error)
+        }
+      }
+      throw failure
     }
   }
 

@@ -62,8 +62,10 @@ final class ServerConnectionHandler: ChannelInboundHandler {
     self.context = context
     writer = FrameWriter(context: context)
     executor = EventLoopTaskExecutor(context.eventLoop)
-    if let address = context.channel.remoteAddress {
-      peer = address.pathname != nil ? "unix" : "\(address.ipAddress ?? "?"):\(address.port ?? 0)"
+    if case .unixDomainSocket = context.channel.localAddress {
+      peer = "unix"
+    } else if let address = context.channel.remoteAddress {
+      peer = "\(address.ipAddress ?? "?"):\(address.port ?? 0)"
     }
     server.connectionOpened(loopBound)
   }

@@ -13,6 +13,9 @@ public struct ServerContext: Sendable {
   public let peer: String
   /// Trailing metadata sent with the call's status, whether it succeeds or fails.
   public let trailers: ResponseTrailers
+
+  /// Whether the peer came through a Unix socket (and so passed the socket file's permissions).
+  public var isUnixSocketPeer: Bool { peer == "unix" }
 }
 
 /// Trailing metadata a handler adds while it serves a call; sent with the status.
