@@ -90,7 +90,7 @@ public final class BlobWriter: Sendable {
     return (digest, size)
   }
 
-  /// Drops what was written.
+  /// Drops what was written (also when the calling task is cancelled).
   public func abort() async {
     let alreadyFinished = state.withLock { state in
       defer { state.finished = true }
@@ -98,9 +98,14 @@ public final class BlobWriter: Sendable {
     }
     let descriptor = descriptor
     let temporary = temporaryPath
-    try? await store.blocking { () throws(StoreError) in
-      if !alreadyFinished { close(descriptor) }
-      unlink(temporary)
-    }
+    let store = store
+    // Aborting usually follows a cancellation; the clean-up must still run, so it runs in a task
+    // of its own (awaited), whose thread-pool work is not cancelled with the caller.
+    await Task.detached {
+      try? await store.blocking { () throws(StoreError) in
+        if !alreadyFinished { close(descriptor) }
+        unlink(temporary)
+      }
+    }.value
   }
 }
