@@ -108,7 +108,8 @@ let package = Package(
       swiftSettings: strictSwift
     ),
     .target(
-      name: "ShoalTestSupport", dependencies: ["ShoalStore"], path: "Tests/ShoalTestSupport", swiftSettings: strictSwift),
+      name: "ShoalTestSupport", dependencies: ["ShoalStore", "ShoalProto"], path: "Tests/ShoalTestSupport",
+      swiftSettings: strictSwift),
     .testTarget(
       name: "ShoalProtoTests",
       dependencies: ["ShoalProto", "ShoalTestSupport"],

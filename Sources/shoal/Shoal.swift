@@ -12,7 +12,8 @@ struct Shoal: AsyncParsableCommand {
       """,
     version: ShoalVersion.current,
     subcommands: [
-      UpCommand.self, StatusCommand.self, ServicesCommand.self, ServeCommand.self, CallCommand.self,
+      UpCommand.self, StatusCommand.self, ServicesCommand.self, ModelsCommand.self, AdminCommand.self,
+      ServeCommand.self, CallCommand.self,
       HealthCommand.self, LoadCommand.self, ProtoCommand.self,
     ]
   )

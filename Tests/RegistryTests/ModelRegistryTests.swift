@@ -166,7 +166,7 @@ struct ModelRegistryTests {
       let started = Flag()
       let events = try await withThrowingTaskGroup(of: [RegistryV1.ModelEvent].self) { group in
         group.addTask {
-          try await client.watchModel(live) { stream in
+          try await client.watchModel(live, options: CallOptions(timeout: .seconds(30))) { stream in
             var events: [RegistryV1.ModelEvent] = []
             started.set()
             for try await event in stream {
@@ -195,7 +195,7 @@ struct ModelRegistryTests {
 
       // Resuming after the first event replays the other two from the store.
       request.afterSequence = events[0].sequence
-      let replayed = try await client.watchModel(request) { stream in
+      let replayed = try await client.watchModel(request, options: CallOptions(timeout: .seconds(30))) { stream in
         var replayed: [RegistryV1.ModelEvent] = []
         for try await event in stream {
           replayed.append(event)

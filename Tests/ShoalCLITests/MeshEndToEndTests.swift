@@ -75,14 +75,14 @@ struct MeshEndToEndTests {
 
   @Test func upStartsTheMeshAndStatusAndServicesShowIt() async throws {
     try await withMesh { mesh in
-      let status = try Subprocess.run(mesh.shoal, ["status", "--data", mesh.data.url.path])
+      let status = try await Subprocess.run(mesh.shoal, ["status", "--data", mesh.data.url.path])
       #expect(status.status == 0, "\(status.stdoutText)\(status.stderrText)")
       #expect(status.stdoutText.contains("shoal up: pid \(mesh.up.pid)"))
       let benchRow = status.stdoutText.split(separator: "\n").first { $0.hasPrefix("bench") }
       #expect(benchRow?.contains("running") == true && benchRow?.contains("SERVING") == true, "\(status.stdoutText)")
       #expect(status.stdoutText.contains("not in this build"))
 
-      let services = try Subprocess.run(mesh.shoal, ["services", "--data", mesh.data.url.path, "--json"])
+      let services = try await Subprocess.run(mesh.shoal, ["services", "--data", mesh.data.url.path, "--json"])
       #expect(services.status == 0, "\(services.stderrText)")
       let listed = try RegistryV1.ResolveResponse(jsonString: services.stdoutText)
       #expect(listed.instances.map(\.service) == ["bench", "registry"])
@@ -95,18 +95,18 @@ struct MeshEndToEndTests {
       await client.close()
 
       // The tools take a service name instead of an address and look it up in the registry.
-      let health = try Subprocess.run(mesh.shoal, ["health", "bench", "--data", mesh.data.url.path])
+      let health = try await Subprocess.run(mesh.shoal, ["health", "bench", "--data", mesh.data.url.path])
       #expect(health.status == 0 && health.stdoutText.contains("SERVING"), "\(health.stderrText)")
-      let call = try Subprocess.run(
+      let call = try await Subprocess.run(
         mesh.shoal,
         ["call", "bench", "shoal.bench.v1.Bench/Echo", #"{"payload":"aGk="}"#, "--data", mesh.data.url.path])
       #expect(call.status == 0 && call.stdoutText.contains("aGk="), "\(call.stderrText)")
-      let unknown = try Subprocess.run(mesh.shoal, ["health", "nosuch", "--data", mesh.data.url.path])
+      let unknown = try await Subprocess.run(mesh.shoal, ["health", "nosuch", "--data", mesh.data.url.path])
       #expect(
         unknown.status != 0 && unknown.stderrText.contains("no instance of service 'nosuch'"), "\(unknown.stderrText)")
 
       // A second supervisor on the same data directory refuses, naming the first.
-      let second = try Subprocess.run(mesh.shoal, ["up", "--data", mesh.data.url.path])
+      let second = try await Subprocess.run(mesh.shoal, ["up", "--data", mesh.data.url.path])
       #expect(second.status != 0)
       #expect(second.stderrText.contains("pid \(mesh.up.pid)"), "\(second.stderrText)")
     }
@@ -125,7 +125,7 @@ struct MeshEndToEndTests {
         return now.count == 1 && now[0].metadata["pid"] != "\(oldPID)"
       }
       #expect(back, "bench did not come back: \(mesh.up.text)")
-      let status = try Subprocess.run(mesh.shoal, ["status", "--data", mesh.data.url.path, "--json"])
+      let status = try await Subprocess.run(mesh.shoal, ["status", "--data", mesh.data.url.path, "--json"])
       #expect(status.stdoutText.contains(#""restarts" : 1"#), "\(status.stdoutText)")
       await client.close()
     }
@@ -195,7 +195,7 @@ struct MeshEndToEndTests {
     var request = RegistryV1.WatchRequest()
     request.service = "bench"
     let killedAt = Mutex<ContinuousClock.Instant?>(nil)
-    let deleted = try await client.directory.watch(request) { events in
+    let deleted = try await client.directory.watch(request, options: CallOptions(timeout: .seconds(30))) { events in
       for try await event in events {
         if event.kind == .snapshot {
           #expect(event.instances.count == 1)
@@ -218,7 +218,7 @@ struct MeshEndToEndTests {
     let data = try TemporaryDirectory()
     try Data(#"{"services": [{"name": "registry", "listen": "unix:r.sock"}]}"#.utf8)
       .write(to: data.url.appendingPathComponent("bad.json"))
-    let result = try Subprocess.run(shoal, ["up", "--mesh", data.path("bad.json"), "--data", data.url.path])
+    let result = try await Subprocess.run(shoal, ["up", "--mesh", data.path("bad.json"), "--data", data.url.path])
     #expect(result.status != 0)
     #expect(result.stderrText.contains("key 'services[0].listen' must be an array of strings"), "\(result.stderrText)")
   }

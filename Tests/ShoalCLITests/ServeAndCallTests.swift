@@ -24,30 +24,31 @@ struct ServeAndCallTests {
     let shoal = try TestEnvironment.product("shoal")
     try await withBenchServer { unix, tcp in
       for address in [unix, tcp] {
-        let health = try Subprocess.run(shoal, ["health", address])
+        let health = try await Subprocess.run(shoal, ["health", address])
         #expect(health.status == 0 && health.stdoutText.contains("server: SERVING"), "\(health.stderrText)")
-        let serviceHealth = try Subprocess.run(shoal, ["health", address, "--service", "shoal.nope.v1.X"])
+        let serviceHealth = try await Subprocess.run(shoal, ["health", address, "--service", "shoal.nope.v1.X"])
         #expect(serviceHealth.status != 0 && serviceHealth.stderrText.contains("NOT_FOUND"))
 
-        let echo = try Subprocess.run(shoal, ["call", address, "shoal.bench.v1.Bench/Echo", #"{"payload":"aGk="}"#])
+        let echo = try await Subprocess.run(
+          shoal, ["call", address, "shoal.bench.v1.Bench/Echo", #"{"payload":"aGk="}"#])
         #expect(echo.status == 0, "\(echo.stderrText)")
         #expect(echo.stdoutText.contains(#""payload": "aGk=""#))
 
-        let download = try Subprocess.run(
+        let download = try await Subprocess.run(
           shoal, ["call", address, "/shoal.bench.v1.Bench/Download", #"{"responseSize":2,"responseCount":3}"#])
         #expect(download.stdoutText.split(separator: "\n").count == 3)
 
-        let chat = try Subprocess.run(
+        let chat = try await Subprocess.run(
           shoal, ["call", address, "shoal.bench.v1.Bench.Chat"],
           stdin: Array("{\"payload\":\"YQ==\"}\n{\"payload\":\"Yg==\"}\n".utf8))
         #expect(chat.stdoutText.split(separator: "\n").count == 2)
         #expect(chat.stdoutText.contains(#""requestsSeen":"2""#))
       }
 
-      let unknown = try Subprocess.run(shoal, ["call", unix, "shoal.bench.v1.Bench/Nope"])
+      let unknown = try await Subprocess.run(shoal, ["call", unix, "shoal.bench.v1.Bench/Nope"])
       #expect(unknown.status != 0 && unknown.stderrText.contains("has no method 'Nope'"))
 
-      let load = try Subprocess.run(
+      let load = try await Subprocess.run(
         shoal, ["load", unix, "--concurrency", "8", "--requests", "400", "--payload", "256"])
       #expect(load.status == 0, "\(load.stderrText)")
       let fields = Dictionary(
@@ -62,9 +63,9 @@ struct ServeAndCallTests {
     }
   }
 
-  @Test func unreachableServerIsReportedWithItsAddress() throws {
+  @Test func unreachableServerIsReportedWithItsAddress() async throws {
     let shoal = try TestEnvironment.product("shoal")
-    let result = try Subprocess.run(shoal, ["health", "unix:///nonexistent/shoal.sock", "--timeout", "1"])
+    let result = try await Subprocess.run(shoal, ["health", "unix:///nonexistent/shoal.sock", "--timeout", "1"])
     #expect(result.status != 0)
     #expect(result.stderrText.contains("UNAVAILABLE") && result.stderrText.contains("/nonexistent/shoal.sock"))
   }

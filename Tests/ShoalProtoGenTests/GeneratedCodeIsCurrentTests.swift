@@ -11,10 +11,10 @@ struct GeneratedCodeIsCurrentTests {
     "Sources/ShoalServiceStubs/Generated",
   ]
 
-  @Test func regeneratingChangesNothing() throws {
+  @Test func regeneratingChangesNothing() async throws {
     let root = TestEnvironment.repositoryRoot
     let output = try TemporaryDirectory()
-    let result = try Subprocess.run(
+    let result = try await Subprocess.run(
       "/bin/bash", ["\(root)/scripts/gen-protos", "--out", output.url.path],
       environment: ["SHOAL_PROTOGEN": try TestEnvironment.product("shoal-protogen")]
     )

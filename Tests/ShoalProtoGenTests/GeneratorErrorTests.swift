@@ -12,7 +12,7 @@ struct GeneratorErrorTests {
     try FileManager.default.createDirectory(atPath: directory.path("bad/v1"), withIntermediateDirectories: true)
     try Data(source.utf8).write(to: URL(fileURLWithPath: directory.path(file)))
     let descriptorSet = directory.path("set.pb")
-    let result = try Subprocess.run(
+    let result = try Subprocess.runBlocking(
       try TestEnvironment.tool("protoc"),
       ["-I\(directory.url.path)", "-I/usr/include", "--include_imports", "--descriptor_set_out=\(descriptorSet)", file]
     )

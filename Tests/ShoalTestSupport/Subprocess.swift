@@ -15,41 +15,58 @@ public struct SubprocessResult: Sendable {
 
 /// Runs real programs for tests: the built `shoal` binary, protoc, Python.
 public enum Subprocess {
-  /// Runs `executable` with `arguments`, feeding `stdin`, and waits for it. Output goes through
+  /// Runs `executable` with `arguments`, feeding `stdin`, and waits for it without blocking a
+  /// thread of the cooperative pool (which has one thread per core). Output goes through
   /// temporary files, so a chatty child never blocks on a full pipe.
   public static func run(
     _ executable: String, _ arguments: [String], stdin: [UInt8] = [], environment: [String: String] = [:]
-  ) throws -> SubprocessResult {
-    let directory = try TemporaryDirectory()
-    let inputURL = directory.url.appendingPathComponent("stdin")
-    let outputURL = directory.url.appendingPathComponent("stdout")
-    let errorURL = directory.url.appendingPathComponent("stderr")
-    try Data(stdin).write(to: inputURL)
-    _ = FileManager.default.createFile(atPath: outputURL.path, contents: nil)
-    _ = FileManager.default.createFile(atPath: errorURL.path, contents: nil)
+  ) async throws -> SubprocessResult {
+    let running = try Running(executable, arguments, stdin: stdin, environment: environment)
+    while running.process.isRunning { try await Task.sleep(for: .milliseconds(5)) }
+    return try running.finish()
+  }
 
+  /// The same, blocking the calling thread: for synchronous code only.
+  public static func runBlocking(
+    _ executable: String, _ arguments: [String], stdin: [UInt8] = [], environment: [String: String] = [:]
+  ) throws -> SubprocessResult {
+    let running = try Running(executable, arguments, stdin: stdin, environment: environment)
+    return try running.finish()
+  }
+
+  /// A started child with its output files.
+  private struct Running {
     let process = Process()
-    process.executableURL = URL(fileURLWithPath: executable)
-    process.arguments = arguments
-    process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-    let input = try FileHandle(forReadingFrom: inputURL)
-    let output = try FileHandle(forWritingTo: outputURL)
-    let error = try FileHandle(forWritingTo: errorURL)
-    defer {
-      try? input.close()
-      try? output.close()
-      try? error.close()
+    let directory: TemporaryDirectory
+    let handles: [FileHandle]
+
+    init(_ executable: String, _ arguments: [String], stdin: [UInt8], environment: [String: String]) throws {
+      directory = try TemporaryDirectory()
+      try Data(stdin).write(to: directory.url.appendingPathComponent("stdin"))
+      _ = FileManager.default.createFile(atPath: directory.path("stdout"), contents: nil)
+      _ = FileManager.default.createFile(atPath: directory.path("stderr"), contents: nil)
+      process.executableURL = URL(fileURLWithPath: executable)
+      process.arguments = arguments
+      process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+      let input = try FileHandle(forReadingFrom: directory.url.appendingPathComponent("stdin"))
+      let output = try FileHandle(forWritingTo: directory.url.appendingPathComponent("stdout"))
+      let error = try FileHandle(forWritingTo: directory.url.appendingPathComponent("stderr"))
+      handles = [input, output, error]
+      process.standardInput = input
+      process.standardOutput = output
+      process.standardError = error
+      try process.run()
     }
-    process.standardInput = input
-    process.standardOutput = output
-    process.standardError = error
-    try process.run()
-    process.waitUntilExit()
-    return SubprocessResult(
-      status: process.terminationStatus,
-      stdout: [UInt8](try Data(contentsOf: outputURL)),
-      stderr: [UInt8](try Data(contentsOf: errorURL))
-    )
+
+    func finish() throws -> SubprocessResult {
+      process.waitUntilExit()
+      for handle in handles { try? handle.close() }
+      return SubprocessResult(
+        status: process.terminationStatus,
+        stdout: [UInt8](try Data(contentsOf: directory.url.appendingPathComponent("stdout"))),
+        stderr: [UInt8](try Data(contentsOf: directory.url.appendingPathComponent("stderr")))
+      )
+    }
   }
 
   /// The full path of a program on `PATH`, or nil.

@@ -16,7 +16,7 @@ struct PythonPeer {
     descriptorSet = directory.path("protos.pb")
     let protos = try FileManager.default.subpathsOfDirectory(atPath: "\(TestEnvironment.repositoryRoot)/Protos")
       .filter { $0.hasSuffix(".proto") }
-    let result = try Subprocess.run(
+    let result = try Subprocess.runBlocking(
       try TestEnvironment.tool("protoc"),
       ["-I\(TestEnvironment.repositoryRoot)/Protos", "--include_imports", "--descriptor_set_out=\(descriptorSet)"]
         + protos
@@ -25,7 +25,7 @@ struct PythonPeer {
   }
 
   private func call(_ arguments: [String], stdin: [UInt8] = []) throws -> SubprocessResult {
-    let result = try Subprocess.run(python, [script] + arguments, stdin: stdin)
+    let result = try Subprocess.runBlocking(python, [script] + arguments, stdin: stdin)
     guard result.status == 0 else {
       throw TestEnvironmentError("proto_peer.py \(arguments.first ?? "") failed: \(result.stderrText)")
     }

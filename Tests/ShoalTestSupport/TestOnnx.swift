@@ -1,8 +1,9 @@
 import ShoalProto
 
 /// Small, valid ONNX files built with the contract's own types: one Relu over a [batch, n] input.
-enum TestOnnx {
-  static func relu(features: Int64 = 4, name: String = "x") -> [UInt8] {
+public enum TestOnnx {
+  /// A Relu model with input `name` of shape [batch, features].
+  public static func relu(features: Int64 = 4, name: String = "x") -> [UInt8] {
     func value(_ name: String) -> Onnx.ValueInfoProto {
       var dimension0 = Onnx.TensorShapeProto.Dimension()
       dimension0.value = .dimParam("batch")

@@ -1,0 +1,413 @@
+import ArgumentParser
+import Foundation
+import ShoalProto
+import ShoalServiceStubs
+import ShoalStore
+
+/// `shoal models …`: models, versions, files and aliases in the registry.
+struct ModelsCommand: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "models",
+    abstract: "Create models, push and pull their versions, move their aliases.",
+    subcommands: [
+      Create.self, List.self, Search.self, Show.self, Versions.self, Push.self, Pull.self, Alias.self, History.self,
+    ]
+  )
+
+  /// Options every models command shares.
+  struct Common: ParsableArguments {
+    @Option(help: "The organisation (default: yours).") var org = ""
+    @Flag(help: "Print JSON.") var json = false
+    @OptionGroup var mesh: MeshOptions
+  }
+
+  struct Create: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Create a model.")
+    @Argument(help: "Its name: letters, digits, '_', '.' and '-'.") var name: String
+    @Option(help: "classification, detection, segmentation or audio.") var task = "classification"
+    @Option(help: "What it is for.") var description = ""
+    @Flag(help: "Visible to every organisation (default: private).") var `public` = false
+    @Option(name: .customLong("tag"), help: "A tag key=value (repeatable).") var tags: [String] = []
+    @OptionGroup var common: Common
+
+    func run() async throws {
+      var request = RegistryV1.CreateModelRequest()
+      request.organization = common.org
+      request.name = name
+      request.description = description
+      request.visibility = `public` ? .public : .private
+      request.tags = try parsePairs(tags, option: "--tag")
+      guard let task = RegistryV1.ModelTask.knownValues.first(where: { $0.protoName == task.uppercased() }),
+        task != .unspecified
+      else { throw ValidationError("--task must be classification, detection, segmentation or audio") }
+      request.task = task
+      let model = try await withModelRegistry(common.mesh, command: "models create") {
+        try await $0.createModel(request)
+      }
+      if common.json { emitJSON(model) } else { emit("created model \(model.organization)/\(model.name)") }
+    }
+  }
+
+  struct List: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "List the models you can see.")
+    @OptionGroup var common: Common
+
+    func run() async throws {
+      try await Search.printAll(RegistryV1.SearchModelsRequest(), common)
+    }
+  }
+
+  struct Search: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Search models by text, task, visibility and tags.")
+    @Argument(help: "Text to find in names and descriptions.") var query = ""
+    @Option(help: "Only this task.") var task: String?
+    @Option(help: "public or private.") var visibility: String?
+    @Option(name: .customLong("tag"), help: "A tag key=value every result has (repeatable).") var tags: [String] = []
+    @OptionGroup var common: Common
+
+    func run() async throws {
+      var request = RegistryV1.SearchModelsRequest()
+      request.query = query
+      request.tags = try parsePairs(tags, option: "--tag")
+      if let task {
+        guard let value = RegistryV1.ModelTask.knownValues.first(where: { $0.protoName == task.uppercased() }) else {
+          throw ValidationError("--task must be classification, detection, segmentation or audio")
+        }
+        request.task = value
+      }
+      if let visibility {
+        guard let value = RegistryV1.Visibility.knownValues.first(where: { $0.protoName == visibility.uppercased() })
+        else { throw ValidationError("--visibility must be public or private") }
+        request.visibility = value
+      }
+      try await Self.printAll(request, common)
+    }
+
+    /// Every page of a search, as one table (or one JSON object per model).
+    static func printAll(_ request: RegistryV1.SearchModelsRequest, _ common: Common) async throws {
+      var request = request
+      if !common.org.isEmpty { request.organization = common.org }
+      let models = try await withModelRegistry(common.mesh, command: "models") { client in
+        var models: [RegistryV1.Model] = []
+        repeat {
+          let page = try await client.searchModels(request)
+          models += page.models
+          request.pageToken = page.nextPageToken
+        } while !request.pageToken.isEmpty
+        return models
+      }
+      if common.json {
+        var response = RegistryV1.SearchModelsResponse()
+        response.models = models
+        return emitJSON(response)
+      }
+      var table = TextTable("MODEL", "TASK", "VISIBILITY", "LATEST", "ALIASES", "DESCRIPTION")
+      for model in models {
+        table.add(
+          "\(model.organization)/\(model.name)", model.task.protoName?.lowercased() ?? "-",
+          model.visibility.protoName?.lowercased() ?? "-", model.latestVersion == 0 ? "-" : "v\(model.latestVersion)",
+          model.aliases.sorted { $0.key < $1.key }.map { "\($0.key)→v\($0.value)" }.joined(separator: " "),
+          model.description)
+      }
+      emit(table.rendered)
+    }
+  }
+
+  struct Show: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show a model, or one version with @ALIAS or /VERSION.")
+    @Argument(help: "NAME, NAME@ALIAS or NAME/VERSION.") var reference: String
+    @OptionGroup var common: Common
+
+    func run() async throws {
+      let target = try ModelReference(reference)
+      if target.selectsVersion {
+        let version = try await withModelRegistry(common.mesh, command: "models show") {
+          try await $0.getVersion(target.request(common.org))
+        }
+        return common.json ? emitJSON(version) : Versions.describe(version)
+      }
+      var request = RegistryV1.GetModelRequest()
+      request.organization = common.org
+      request.name = target.name
+      let model = try await withModelRegistry(common.mesh, command: "models show") { try await $0.getModel(request) }
+      if common.json { return emitJSON(model) }
+      emit("model        \(model.organization)/\(model.name)")
+      emit("task         \(model.task.protoName?.lowercased() ?? "-")")
+      emit("visibility   \(model.visibility.protoName?.lowercased() ?? "-")")
+      emit("description  \(model.description.isEmpty ? "-" : model.description)")
+      emit(
+        "tags         \(model.tags.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))")
+      emit("latest       \(model.latestVersion == 0 ? "-" : "v\(model.latestVersion)")")
+      emit(
+        "aliases      \(model.aliases.sorted { $0.key < $1.key }.map { "\($0.key)→v\($0.value)" }.joined(separator: " "))"
+      )
+      emit("created      \(formatTime(model.createdAtMs)) by \(model.createdBy)")
+    }
+  }
+
+  struct Versions: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "List a model's versions, newest first.")
+    @Argument(help: "The model.") var name: String
+    @OptionGroup var common: Common
+
+    func run() async throws {
+      var request = RegistryV1.ListVersionsRequest()
+      request.organization = common.org
+      request.model = name
+      let versions = try await withModelRegistry(common.mesh, command: "models versions") { client in
+        var versions: [RegistryV1.ModelVersion] = []
+        repeat {
+          let page = try await client.listVersions(request)
+          versions += page.versions
+          request.pageToken = page.nextPageToken
+        } while !request.pageToken.isEmpty
+        return versions
+      }
+      if common.json {
+        var response = RegistryV1.ListVersionsResponse()
+        response.versions = versions
+        return emitJSON(response)
+      }
+      var table = TextTable("VERSION", "SEMVER", "STATUS", "SIZE", "ALIASES", "CREATED", "BY")
+      for version in versions {
+        table.add(
+          "v\(version.version)", version.semver.isEmpty ? "-" : version.semver,
+          version.status.protoName?.lowercased() ?? "-", "\(version.size)", version.aliases.joined(separator: " "),
+          formatTime(version.createdAtMs), version.createdBy)
+      }
+      emit(table.rendered)
+    }
+
+    static func describe(_ version: RegistryV1.ModelVersion) {
+      func tensors(_ specs: [RegistryV1.TensorSpec]) -> String {
+        specs.map { spec in
+          let shape = spec.shape.enumerated().map { index, size in
+            size >= 0 ? "\(size)" : (spec.dimensionNames.indices.contains(index) ? spec.dimensionNames[index] : "?")
+          }
+          return "\(spec.name) \(spec.dtype.lowercased())[\(shape.joined(separator: ", "))]"
+        }.joined(separator: "; ")
+      }
+      emit("version      \(version.organization)/\(version.model) v\(version.version)")
+      emit("semver       \(version.semver.isEmpty ? "-" : version.semver)")
+      emit("aliases      \(version.aliases.isEmpty ? "-" : version.aliases.joined(separator: " "))")
+      emit("status       \(version.status.protoName?.lowercased() ?? "-") \(version.statusMessage)")
+      emit("file         \(version.artifact) (\(version.size) bytes, \(version.format))")
+      emit("inputs       \(tensors(version.signature?.inputs ?? []))")
+      emit("outputs      \(tensors(version.signature?.outputs ?? []))")
+      emit(
+        "metrics      \(version.metrics.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))"
+      )
+      emit("created      \(formatTime(version.createdAtMs)) by \(version.createdBy)")
+    }
+  }
+
+  struct Push: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Upload an ONNX file as the model's next version.")
+    @Argument(help: "The model.") var name: String
+    @Argument(help: "The .onnx file.") var file: String
+    @Option(help: "Point this alias at the new version.") var alias: String?
+    @Option(help: "A semantic version label (1.4.0).") var semver = ""
+    @Option(name: .customLong("metric"), help: "A metric key=value (repeatable).") var metrics: [String] = []
+    @Option(name: .customLong("tag"), help: "A tag key=value (repeatable).") var tags: [String] = []
+    @OptionGroup var common: Common
+
+    func run() async throws {
+      let bytes: [UInt8]
+      do {
+        bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: file)))
+      } catch {
+        throw ValidationError("cannot read \(file): \(error.localizedDescription)")
+      }
+      var header = RegistryV1.UploadHeader()
+      header.organization = common.org
+      header.model = name
+      header.semver = semver
+      header.sha256 = BlobDigest.of(bytes).hex
+      header.tags = try parsePairs(tags, option: "--tag")
+      for (key, value) in try parsePairs(metrics, option: "--metric") {
+        guard let number = Double(value) else { throw ValidationError("--metric \(key)=\(value): not a number") }
+        header.metrics[key] = number
+      }
+      let progress = ProgressLine(label: "pushing \(name)", total: bytes.count)
+      let alias = alias
+      let version = try await withModelRegistry(common.mesh, command: "models push") { client in
+        let version = try await client.uploadVersion { sender in
+          var first = RegistryV1.UploadVersionRequest()
+          first.part = .header(header)
+          try await sender.send(first)
+          var offset = 0
+          while offset < bytes.count {
+            var message = RegistryV1.UploadVersionRequest()
+            let end = min(offset + (1 << 20), bytes.count)
+            message.part = .chunk(Array(bytes[offset..<end]))
+            try await sender.send(message)
+            offset = end
+            progress.update(offset)
+          }
+        }
+        progress.finish()
+        if let alias {
+          var request = RegistryV1.SetAliasRequest()
+          request.organization = version.organization
+          request.model = version.model
+          request.alias = alias
+          request.version = version.version
+          _ = try await client.setAlias(request)
+        }
+        return version
+      }
+      if common.json { return emitJSON(version) }
+      emit(
+        "pushed \(version.organization)/\(version.model) v\(version.version) (\(version.size) bytes, \(version.artifact))"
+          + (alias.map { "; \($0) → v\(version.version)" } ?? ""))
+    }
+  }
+
+  struct Pull: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Download a version's file (default: the latest).")
+    @Argument(help: "NAME, NAME@ALIAS or NAME/VERSION.") var reference: String
+    @Option(help: "Where to write the file.") var out: String
+    @OptionGroup var common: Common
+
+    func run() async throws {
+      let target = try ModelReference(reference)
+      let url = URL(fileURLWithPath: out)
+      let temporary = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).part")
+      let (version, digest) = try await withModelRegistry(common.mesh, command: "models pull") { client in
+        try await client.downloadVersion(target.request(common.org)) { responses in
+          _ = FileManager.default.createFile(atPath: temporary.path, contents: nil)
+          let handle = try FileHandle(forWritingTo: temporary)
+          defer { try? handle.close() }
+          var version: RegistryV1.ModelVersion?
+          var hash = SHA256()
+          var received = 0
+          var progress: ProgressLine?
+          for try await response in responses {
+            switch response.part {
+            case .version(let header):
+              version = header
+              progress = ProgressLine(label: "pulling \(header.model) v\(header.version)", total: Int(header.size))
+            case .chunk(let chunk):
+              hash.update(chunk)
+              try handle.write(contentsOf: chunk)
+              received += chunk.count
+              progress?.update(received)
+            case nil: break
+            }
+          }
+          progress?.finish()
+          return (version, "blob:sha256:" + hash.finish())
+        }
+      }
+      guard let version, digest == version.artifact else {
+        try? FileManager.default.removeItem(at: temporary)
+        logLine(
+          "shoal models pull", "DATA_LOSS: the received file has digest \(digest), not \(version?.artifact ?? "?")")
+        throw ExitCode(1)
+      }
+      _ = try? FileManager.default.removeItem(at: url)
+      try FileManager.default.moveItem(at: temporary, to: url)
+      if common.json { return emitJSON(version) }
+      emit(
+        "pulled \(version.organization)/\(version.model) v\(version.version) → \(out) (\(version.size) bytes, verified)"
+      )
+    }
+  }
+
+  struct Alias: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+      abstract: "Point an alias at a version (or remove it with --delete); every move is recorded.")
+    @Argument(help: "The model.") var name: String
+    @Argument(help: "The alias: letters, digits, '_' and '-' ('latest' and 'v<N>' are reserved).") var alias: String
+    @Argument(help: "The version number.") var version: Int64?
+    @Flag(help: "Remove the alias.") var delete = false
+    @OptionGroup var common: Common
+
+    func validate() throws {
+      if delete == (version != nil) { throw ValidationError("give a VERSION, or --delete") }
+    }
+
+    func run() async throws {
+      let move = try await withModelRegistry(common.mesh, command: "models alias") { client in
+        if delete {
+          var request = RegistryV1.DeleteAliasRequest()
+          request.organization = common.org
+          request.model = name
+          request.alias = alias
+          return try await client.deleteAlias(request)
+        }
+        var request = RegistryV1.SetAliasRequest()
+        request.organization = common.org
+        request.model = name
+        request.alias = alias
+        request.version = version ?? 0
+        return try await client.setAlias(request)
+      }
+      if common.json { return emitJSON(move) }
+      let from = move.previousVersion == 0 ? "(new)" : "v\(move.previousVersion)"
+      let to = move.version == 0 ? "(deleted)" : "v\(move.version)"
+      emit("\(name) \(alias): \(from) → \(to)")
+    }
+  }
+
+  struct History: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Every move of a model's aliases, oldest first.")
+    @Argument(help: "The model.") var name: String
+    @Argument(help: "Only this alias.") var alias = ""
+    @OptionGroup var common: Common
+
+    func run() async throws {
+      var request = RegistryV1.AliasHistoryRequest()
+      request.organization = common.org
+      request.model = name
+      request.alias = alias
+      let response = try await withModelRegistry(common.mesh, command: "models history") {
+        try await $0.aliasHistory(request)
+      }
+      if common.json { return emitJSON(response) }
+      var table = TextTable("WHEN", "ALIAS", "FROM", "TO", "BY")
+      for move in response.moves {
+        table.add(
+          formatTime(move.movedAtMs), move.alias, move.previousVersion == 0 ? "-" : "v\(move.previousVersion)",
+          move.version == 0 ? "(deleted)" : "v\(move.version)", move.movedBy)
+      }
+      emit(table.rendered)
+    }
+  }
+}
+
+/// `NAME`, `NAME@ALIAS` or `NAME/VERSION`.
+struct ModelReference {
+  var name: String
+  var alias = ""
+  var version: Int64 = 0
+
+  init(_ text: String) throws {
+    if let at = text.firstIndex(of: "@") {
+      name = String(text[..<at])
+      alias = String(text[text.index(after: at)...])
+    } else if let slash = text.firstIndex(of: "/") {
+      name = String(text[..<slash])
+      guard let number = Int64(text[text.index(after: slash)...]), number > 0 else {
+        throw ValidationError("'\(text)': the part after '/' must be a version number")
+      }
+      version = number
+    } else {
+      name = text
+    }
+    guard !name.isEmpty, text.last != "@" else {
+      throw ValidationError("'\(text)' is not NAME, NAME@ALIAS or NAME/VERSION")
+    }
+  }
+
+  var selectsVersion: Bool { !alias.isEmpty || version > 0 }
+
+  func request(_ organization: String) -> RegistryV1.GetVersionRequest {
+    var request = RegistryV1.GetVersionRequest()
+    request.organization = organization
+    request.model = name
+    request.alias = alias
+    request.version = version
+    return request
+  }
+}

@@ -1,0 +1,37 @@
+import Foundation
+import Synchronization
+
+/// A one-line progress bar on standard error, drawn only when standard error is a terminal.
+final class ProgressLine: Sendable {
+  private let label: String
+  private let total: Int
+  private let enabled = isatty(STDERR_FILENO) == 1
+  private let lastDrawn = Mutex<Int>(-1)
+
+  init(label: String, total: Int) {
+    self.label = label
+    self.total = max(total, 1)
+  }
+
+  /// Redraws for `done` bytes (at most once per percent).
+  func update(_ done: Int) {
+    guard enabled else { return }
+    let percent = min(100, done * 100 / total)
+    guard
+      lastDrawn.withLock({ last in
+        defer { last = percent }; return last != percent
+      })
+    else { return }
+    let width = 30
+    let filled = percent * width / 100
+    let bar = String(repeating: "█", count: filled) + String(repeating: "·", count: width - filled)
+    let line = String(
+      format: "\r%@ %@ %3d%% %.1f/%.1f MiB", label, bar, percent, Double(done) / 1_048_576, Double(total) / 1_048_576)
+    FileHandle.standardError.write(Data(line.utf8))
+  }
+
+  /// Ends the line.
+  func finish() {
+    if enabled { FileHandle.standardError.write(Data("\n".utf8)) }
+  }
+}
