@@ -90,12 +90,14 @@ struct AdminCommand: AsyncParsableCommand {
 
   struct WhoAmI: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "whoami", abstract: "Who the registry says you are.")
+    @Flag(help: "Print JSON.") var json = false
     @OptionGroup var mesh: MeshOptions
 
     func run() async throws {
       let principal = try await withModelRegistry(mesh, command: "admin whoami") {
         try await $0.whoAmI(RegistryV1.WhoAmIRequest())
       }
+      if json { return emitJSON(principal) }
       let role = principal.role.protoName?.lowercased() ?? "none"
       emit("\(principal.name)@\(principal.organization) (\(principal.superuser ? "mesh administrator" : role))")
     }

@@ -14,7 +14,7 @@ struct MeshOptions: ParsableArguments {
   @Option(help: "The registry's address (default: $SHOAL_REGISTRY, else the registry socket in the data directory).")
   var registry: String?
 
-  @Option(help: .hidden)
+  @Option(help: "The API token to send (default: $SHOAL_TOKEN); peers on the registry's Unix socket need none.")
   var token: String?
 
   /// The resolved location; a malformed address is a usage error.

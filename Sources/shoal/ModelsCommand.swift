@@ -194,6 +194,15 @@ struct ModelsCommand: AsyncParsableCommand {
       emit("file         \(version.artifact) (\(version.size) bytes, \(version.format))")
       emit("inputs       \(tensors(version.signature?.inputs ?? []))")
       emit("outputs      \(tensors(version.signature?.outputs ?? []))")
+      let preprocessing = version.signature?.preprocessing ?? RegistryV1.Preprocessing()
+      var steps: [String] = []
+      if preprocessing.tileSize > 0 { steps.append("tile \(preprocessing.tileSize)") }
+      if !preprocessing.channelOrder.isEmpty { steps.append(preprocessing.channelOrder) }
+      if !preprocessing.mean.isEmpty { steps.append("mean \(preprocessing.mean)") }
+      if !preprocessing.std.isEmpty { steps.append("std \(preprocessing.std)") }
+      emit("preprocess   \(steps.joined(separator: ", "))")
+      let classes = (version.signature?.classes ?? []).map { $0.color.isEmpty ? $0.name : "\($0.name) \($0.color)" }
+      emit("classes      \(classes.joined(separator: ", "))")
       emit(
         "metrics      \(version.metrics.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))"
       )
@@ -209,7 +218,53 @@ struct ModelsCommand: AsyncParsableCommand {
     @Option(help: "A semantic version label (1.4.0).") var semver = ""
     @Option(name: .customLong("metric"), help: "A metric key=value (repeatable).") var metrics: [String] = []
     @Option(name: .customLong("tag"), help: "A tag key=value (repeatable).") var tags: [String] = []
+    @Option(
+      name: .customLong("class"), help: "A class name, optionally with a colour: road:#ff8800 (repeatable, in order).")
+    var classes: [String] = []
+    @Option(help: "The tile size the model expects, in pixels.") var tileSize: Int32?
+    @Option(help: "RGB or BGR.") var channelOrder: String?
+    @Option(help: "Per-channel means to subtract, comma-separated (0.485,0.456,0.406).") var mean: String?
+    @Option(help: "Per-channel standard deviations to divide by, comma-separated.") var std: String?
     @OptionGroup var common: Common
+
+    /// The preprocessing and classes given on the command line.
+    private func signatureExtras() throws -> (RegistryV1.Preprocessing?, [RegistryV1.ClassLabel]) {
+      func numbers(_ text: String?, _ option: String) throws -> [Float] {
+        guard let text else { return [] }
+        return try text.split(separator: ",").map { part in
+          guard let value = Float(part.trimmingCharacters(in: .whitespaces)) else {
+            throw ValidationError("\(option): '\(part)' is not a number")
+          }
+          return value
+        }
+      }
+      var preprocessing = RegistryV1.Preprocessing()
+      preprocessing.tileSize = tileSize ?? 0
+      if let channelOrder {
+        guard ["RGB", "BGR"].contains(channelOrder.uppercased()) else {
+          throw ValidationError("--channel-order must be RGB or BGR")
+        }
+        preprocessing.channelOrder = channelOrder.uppercased()
+      }
+      preprocessing.mean = try numbers(mean, "--mean")
+      preprocessing.std = try numbers(std, "--std")
+      let labels = try classes.map { text -> RegistryV1.ClassLabel in
+        var label = RegistryV1.ClassLabel()
+        let parts = text.split(separator: ":", maxSplits: 1).map(String.init)
+        label.name = parts.first ?? ""
+        if parts.count == 2 {
+          let colour = parts[1]
+          guard colour.count == 7, colour.first == "#", colour.dropFirst().allSatisfy(\.isHexDigit) else {
+            throw ValidationError("--class \(text): the colour must be #rrggbb")
+          }
+          label.color = colour.lowercased()
+        }
+        guard !label.name.isEmpty else { throw ValidationError("--class needs a name") }
+        return label
+      }
+      let empty = preprocessing == RegistryV1.Preprocessing()
+      return (empty ? nil : preprocessing, labels)
+    }
 
     func run() async throws {
       let bytes: [UInt8]
@@ -224,6 +279,7 @@ struct ModelsCommand: AsyncParsableCommand {
       header.semver = semver
       header.sha256 = BlobDigest.of(bytes).hex
       header.tags = try parsePairs(tags, option: "--tag")
+      (header.preprocessing, header.classes) = try signatureExtras()
       for (key, value) in try parsePairs(metrics, option: "--metric") {
         guard let number = Double(value) else { throw ValidationError("--metric \(key)=\(value): not a number") }
         header.metrics[key] = number

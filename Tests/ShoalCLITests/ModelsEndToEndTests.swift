@@ -32,7 +32,9 @@ struct ModelsEndToEndTests {
     let create = try await run("models", "create", "roads", "--task", "segmentation", "--description", "Roads")
     #expect(create.status == 0, "\(create.stderrText)")
     let push1 = try await run(
-      "models", "push", "roads", data.path("first.onnx"), "--alias", "production", "--semver", "1.0.0")
+      "models", "push", "roads", data.path("first.onnx"), "--alias", "production", "--semver", "1.0.0", "--class",
+      "road:#FF8800", "--class", "background", "--tile-size", "256", "--channel-order", "rgb", "--mean",
+      "0.5,0.25,0.125")
     #expect(push1.status == 0 && push1.stdoutText.contains("v1") && push1.stdoutText.contains("production → v1"))
     let push2 = try await run("models", "push", "roads", data.path("second.onnx"), "--json")
     let pushed = try RegistryV1.ModelVersion(jsonString: push2.stdoutText)
@@ -48,6 +50,9 @@ struct ModelsEndToEndTests {
     let show = try await run("models", "show", "roads@production")
     #expect(show.stdoutText.contains("local/roads v2") && show.stdoutText.contains("x float[batch, 5]"))
 
+    let shown1 = try await run("models", "show", "roads/1")
+    #expect(shown1.stdoutText.contains("classes      road #ff8800, background"), "\(shown1.stdoutText)")
+    #expect(shown1.stdoutText.contains("tile 256, RGB, mean [0.5, 0.25, 0.125]"), "\(shown1.stdoutText)")
     let pull = try await run("models", "pull", "roads@production", "--out", data.path("pulled.onnx"))
     #expect(pull.status == 0, "\(pull.stderrText)")
     #expect(try [UInt8](Data(contentsOf: data.url.appendingPathComponent("pulled.onnx"))) == second)
