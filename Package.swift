@@ -127,7 +127,9 @@ let package = Package(
     ),
     .testTarget(
       name: "RegistryTests",
-      dependencies: ["Registry", "ShoalClient", "ShoalRPC", "ShoalServiceStubs", "ShoalStore", "Bench", "ShoalTestSupport"],
+      dependencies: [
+        "Registry", "ShoalClient", "ShoalRPC", "ShoalServiceStubs", "ShoalStore", "Bench", "ShoalTestSupport", "shoal",
+      ],
       swiftSettings: strictSwift
     ),
     .testTarget(name: "ShoalStoreTests", dependencies: ["ShoalStore", "ShoalTestSupport"], swiftSettings: strictSwift),

@@ -6,7 +6,8 @@ import ShoalTestSupport
 import Testing
 
 /// Every ModelRegistry call, made by every kind of caller: two organisations, three roles each,
-/// the local superuser, no token and a forged one; a private and a public model.
+/// the local superuser, no token and a forged one; a private and a public model. Against a real
+/// `shoal serve registry` process, on SQLite and on PostgreSQL.
 struct AccessMatrixTests {
   private enum Who: String, CaseIterable, Sendable {
     case local, anonymous, forged
@@ -125,7 +126,7 @@ struct AccessMatrixTests {
 
   @Test(arguments: Backend.available)
   func everyCallByEveryCaller(_ backend: Backend) async throws {
-    try await RegistryHarness.with(backend) { harness in
+    try await RegistryHarness.withProcess(backend) { harness in
       let (local, localRPC) = harness.local()
       try await local.organization("acme")
       try await local.organization("globex")

@@ -13,7 +13,6 @@ struct RegistryHarness {
   let unix: RPCAddress
   let tcp: RPCAddress
   let blobs: BlobStore
-  let database: Database
 
   static func with(
     _ backend: Backend, _ body: (RegistryHarness) async throws -> Void
@@ -27,7 +26,7 @@ struct RegistryHarness {
       let server = RPCServer(router: router, interceptors: [AccessInterceptor(store: store)])
       let unix = try await server.bind(to: .unix(path: directory.path("registry.sock")))
       let tcp = try await server.bind(to: .tcp(host: "127.0.0.1", port: 0))
-      let harness = RegistryHarness(unix: unix, tcp: tcp, blobs: blobs, database: database)
+      let harness = RegistryHarness(unix: unix, tcp: tcp, blobs: blobs)
       do {
         try await body(harness)
       } catch {
@@ -36,6 +35,40 @@ struct RegistryHarness {
       }
       await server.shutdown()
     }
+  }
+
+  /// The same over a real `shoal serve registry` process: a fresh SQLite file, or a fresh
+  /// PostgreSQL database made for the test.
+  static func withProcess(_ backend: Backend, _ body: (RegistryHarness) async throws -> Void) async throws {
+    let directory = try TemporaryDirectory()
+    var store = "sqlite"
+    if backend == .postgres, let url = ProcessInfo.processInfo.environment["SHOAL_TEST_POSTGRES"] {
+      let name = "t_\(UInt32.random(in: 0...UInt32.max))"
+      let server = try await Database.open(
+        try StoreURL(parsing: url), service: "tests", dataDirectory: directory.url.path)
+      try await server.read { try $0.executeScript("CREATE DATABASE \(name)") }
+      await server.close()
+      guard let slash = url.lastIndex(of: "/") else { throw TestEnvironmentError("unexpected URL \(url)") }
+      store = url[..<slash] + "/" + name
+    }
+    let registry = try ServerProcess(
+      try TestEnvironment.product("shoal"),
+      [
+        "serve", "registry", "--data", directory.url.path, "--store", store, "--no-register",
+        "--listen", "unix:registry.sock", "--listen", "tcp://127.0.0.1:0",
+      ])
+    let lines = try await registry.waitForLines(containing: "listening on", count: 2)
+    let addresses = try lines.map { try RPCAddress(parsing: String($0.split(separator: " ").last!)) }
+    let harness = RegistryHarness(
+      unix: addresses[0], tcp: addresses[1], blobs: try BlobStore(root: directory.path("registry-blobs")))
+    do {
+      try await body(harness)
+    } catch {
+      _ = try? await registry.stop()
+      throw error
+    }
+    let status = try await registry.stop()
+    if status != 0 { throw TestEnvironmentError("the registry exited with \(status): \(registry.text)") }
   }
 
   /// A client on the Unix socket: the local superuser.
