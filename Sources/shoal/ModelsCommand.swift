@@ -87,14 +87,14 @@ struct ModelsCommand: AsyncParsableCommand {
     static func printAll(_ request: RegistryV1.SearchModelsRequest, _ common: Common) async throws {
       var request = request
       if !common.org.isEmpty { request.organization = common.org }
+      let first = request
       let models = try await withModelRegistry(common.mesh, command: "models") { client in
-        var models: [RegistryV1.Model] = []
-        repeat {
+        try await allPages { token in
+          var request = first
+          request.pageToken = token
           let page = try await client.searchModels(request)
-          models += page.models
-          request.pageToken = page.nextPageToken
-        } while !request.pageToken.isEmpty
-        return models
+          return (page.models, page.nextPageToken)
+        }
       }
       if common.json {
         var response = RegistryV1.SearchModelsResponse()
@@ -154,14 +154,14 @@ struct ModelsCommand: AsyncParsableCommand {
       var request = RegistryV1.ListVersionsRequest()
       request.organization = common.org
       request.model = name
+      let first = request
       let versions = try await withModelRegistry(common.mesh, command: "models versions") { client in
-        var versions: [RegistryV1.ModelVersion] = []
-        repeat {
+        try await allPages { token in
+          var request = first
+          request.pageToken = token
           let page = try await client.listVersions(request)
-          versions += page.versions
-          request.pageToken = page.nextPageToken
-        } while !request.pageToken.isEmpty
-        return versions
+          return (page.versions, page.nextPageToken)
+        }
       }
       if common.json {
         var response = RegistryV1.ListVersionsResponse()
@@ -430,6 +430,19 @@ struct ModelsCommand: AsyncParsableCommand {
       emit(table.rendered)
     }
   }
+}
+
+/// Every item of a paged listing: `fetch` gets a page token ("" first) and returns the page's
+/// items and the next token ("" at the end).
+func allPages<Item>(_ fetch: (String) async throws -> ([Item], String)) async throws -> [Item] {
+  var items: [Item] = []
+  var token = ""
+  repeat {
+    let (page, next) = try await fetch(token)
+    items += page
+    token = next
+  } while !token.isEmpty
+  return items
 }
 
 /// `NAME`, `NAME@ALIAS` or `NAME/VERSION`.
