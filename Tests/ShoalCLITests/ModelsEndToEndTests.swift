@@ -45,6 +45,11 @@ struct ModelsEndToEndTests {
     let history = try RegistryV1.AliasHistoryResponse(
       jsonString: try await run("models", "history", "roads", "production", "--json").stdoutText)
     #expect(history.moves.map(\.version) == [1, 2] && history.moves.allSatisfy { $0.movedBy == "local@local" })
+    #expect(
+      try await run("models", "create", "rivers", "--task", "detection", "--public", "--tag", "area=coast").status == 0)
+    let search = try await run("models", "search", "r", "--task", "detection", "--tag", "area=coast")
+    #expect(
+      search.stdoutText.contains("local/rivers") && !search.stdoutText.contains("local/roads"), "\(search.stdoutText)")
     let versions = try await run("models", "versions", "roads")
     #expect(versions.stdoutText.split(separator: "\n").count == 3, "\(versions.stdoutText)")
     let show = try await run("models", "show", "roads@production")
