@@ -208,6 +208,43 @@ struct ModelRegistryTests {
     }
   }
 
+  @Test func aWatcherThatFallsBehindIsCaughtUpFromTheStore() async throws {
+    var config = ModelRegistryService.Config.defaults
+    config.watchBacklog = 1
+    try await RegistryHarness.with(.sqlite, config: config) { harness in
+      let (client, rpc) = harness.local()
+      _ = try await client.create("local", "roads")
+      _ = try await client.push("", "roads", TestOnnx.relu())
+      _ = try await client.push("", "roads", TestOnnx.relu(features: 2))
+      var request = RegistryV1.WatchModelRequest()
+      request.model = "roads"
+      let live = request
+      let started = Flag()
+      let moves = try await withThrowingTaskGroup(of: [Int64].self) { group in
+        group.addTask {
+          try await client.watchModel(live, options: CallOptions(timeout: .seconds(30))) { stream in
+            var versions: [Int64] = []
+            started.set()
+            for try await event in stream {
+              guard case .aliasMoved(let move) = event.change else { continue }
+              versions.append(move.version)
+              // A slow reader: the server's one-event backlog overflows behind it.
+              try await Task.sleep(for: .milliseconds(5))
+              if versions.count == 20 { break }
+            }
+            return versions
+          }
+        }
+        while !started.isSet { try await Task.sleep(for: .milliseconds(10)) }
+        try await Task.sleep(for: .milliseconds(200))
+        for index in 0..<20 { _ = try await client.alias("", "roads", "production", Int64(index % 2 + 1)) }
+        return try await group.next()!
+      }
+      #expect(moves == (0..<20).map { Int64($0 % 2 + 1) })
+      await rpc.close()
+    }
+  }
+
   @Test(arguments: Backend.available)
   func searchFiltersAndPages(_ backend: Backend) async throws {
     try await RegistryHarness.with(backend) { harness in

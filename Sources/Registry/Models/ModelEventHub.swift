@@ -11,9 +11,11 @@ final class ModelEventHub: Sendable {
   private let watchers = Mutex(Watchers())
 
   /// A stream of the events of model `id` published from now on; call `unsubscribe` when done.
-  func subscribe(model id: Int64) -> (token: UInt64, events: AsyncStream<RegistryV1.ModelEvent>) {
+  func subscribe(
+    model id: Int64, backlog: Int = 4096
+  ) -> (token: UInt64, events: AsyncStream<RegistryV1.ModelEvent>) {
     let (stream, continuation) = AsyncStream.makeStream(
-      of: RegistryV1.ModelEvent.self, bufferingPolicy: .bufferingOldest(4096))
+      of: RegistryV1.ModelEvent.self, bufferingPolicy: .bufferingOldest(backlog))
     let token = watchers.withLock { watchers in
       defer { watchers.next += 1 }
       watchers.byModel[id, default: [:]][watchers.next] = continuation
@@ -27,9 +29,16 @@ final class ModelEventHub: Sendable {
     continuation?.finish()
   }
 
+  /// Hands `event` to every watcher of model `id`. A watcher too far behind to take it has its
+  /// stream ended; it catches up from the stored events (`ModelRegistryService.watchModel`).
   func publish(_ event: RegistryV1.ModelEvent, model id: Int64) {
     watchers.withLock { watchers in
-      for continuation in watchers.byModel[id, default: [:]].values { continuation.yield(event) }
+      for (token, continuation) in watchers.byModel[id, default: [:]] {
+        if case .dropped = continuation.yield(event) {
+          watchers.byModel[id]?.removeValue(forKey: token)
+          continuation.finish()
+        }
+      }
     }
   }
 }

@@ -12,9 +12,11 @@ public struct ModelRegistryService: RegistryV1.ModelRegistry.ServiceProtocol {
     public var maxModelSize: Int64
     /// The size of the chunks DownloadVersion sends.
     public var chunkSize: Int
+    /// How many events may wait for a slow WatchModel caller before it is caught up from the store.
+    public var watchBacklog: Int
 
-    /// 4 GiB files, 256 KiB chunks.
-    public static var defaults: Config { Config(maxModelSize: 4 << 30, chunkSize: 256 << 10) }
+    /// 4 GiB files, 256 KiB chunks, 4,096 waiting events.
+    public static var defaults: Config { Config(maxModelSize: 4 << 30, chunkSize: 256 << 10, watchBacklog: 4096) }
   }
 
   private let store: RegistryStore
@@ -284,19 +286,27 @@ public struct ModelRegistryService: RegistryV1.ModelRegistry.ServiceProtocol {
   ) async throws {
     let caller = try caller
     let row = try await store.model(try organization(request.organization, caller), request.model, visibleTo: caller)
-    // Subscribe before reading the stored events, so nothing falls between the two.
-    let (token, live) = hub.subscribe(model: row.id)
-    defer { hub.unsubscribe(model: row.id, token: token) }
+    // Subscribe before reading the stored events, so nothing falls between the two. A live stream
+    // that ends while the call goes on (this watcher fell behind) is replaced, and the gap is
+    // filled from the stored events.
     var last = request.afterSequence
-    if request.afterSequence > 0 {
-      for event in try await store.events(of: row, after: request.afterSequence) {
+    var replay = request.afterSequence > 0
+    while !Task.isCancelled {
+      let (token, live) = hub.subscribe(model: row.id, backlog: config.watchBacklog)
+      defer { hub.unsubscribe(model: row.id, token: token) }
+      // "From now on" starts at the last stored event, so a later catch-up knows where to begin.
+      if !replay, last == 0 { last = try await store.lastSequence(of: row) }
+      if replay {
+        for event in try await store.events(of: row, after: last) {
+          try await responses.send(event)
+          last = event.sequence
+        }
+      }
+      for await event in live where event.sequence > last {
         try await responses.send(event)
         last = event.sequence
       }
-    }
-    for await event in live where event.sequence > last {
-      try await responses.send(event)
-      last = event.sequence
+      replay = true
     }
   }
 }

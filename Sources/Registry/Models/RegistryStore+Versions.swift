@@ -114,6 +114,14 @@ extension RegistryStore {
     return event
   }
 
+  /// The sequence number of a model's last event (0 for none).
+  func lastSequence(of row: ModelRow) async throws -> Int64 {
+    try await database.read { connection in
+      try connection.query("SELECT max(sequence) AS s FROM model_events WHERE model_id = $1", .integer(row.id))[0]
+        .optionalInt("s") ?? 0
+    }
+  }
+
   /// A model's events after `sequence`, in order.
   func events(of row: ModelRow, after sequence: Int64) async throws -> [RegistryV1.ModelEvent] {
     try await database.read { connection in

@@ -15,14 +15,14 @@ struct RegistryHarness {
   let blobs: BlobStore
 
   static func with(
-    _ backend: Backend, _ body: (RegistryHarness) async throws -> Void
+    _ backend: Backend, config: ModelRegistryService.Config = .defaults, _ body: (RegistryHarness) async throws -> Void
   ) async throws {
     try await backend.withDatabase { database, directory in
       try await database.migrate(RegistryStore.migrations)
       let store = RegistryStore(database: database)
       let blobs = try BlobStore(root: directory.path("blobs"))
       var router = ServiceRouter()
-      ModelRegistryService(store: store, blobs: blobs).register(in: &router)
+      ModelRegistryService(store: store, blobs: blobs, config: config).register(in: &router)
       let server = RPCServer(router: router, interceptors: [AccessInterceptor(store: store)])
       let unix = try await server.bind(to: .unix(path: directory.path("registry.sock")))
       let tcp = try await server.bind(to: .tcp(host: "127.0.0.1", port: 0))
