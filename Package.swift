@@ -71,9 +71,15 @@ let package = Package(
 
     // Services.
     .target(name: "Bench", dependencies: ["ShoalProto", "ShoalRPC", "ShoalServiceStubs"], swiftSettings: strictSwift),
+    .target(name: "ShoalService", dependencies: ["ShoalProto", "ShoalRPC", "ShoalStore"], swiftSettings: strictSwift),
     .target(
       name: "Registry",
-      dependencies: ["ShoalProto", "ShoalRPC", "ShoalServiceStubs", "ShoalStore"],
+      dependencies: ["ShoalProto", "ShoalRPC", "ShoalServiceStubs", "ShoalStore", "ShoalService"],
+      swiftSettings: strictSwift
+    ),
+    .target(
+      name: "Tracking",
+      dependencies: ["ShoalProto", "ShoalRPC", "ShoalServiceStubs", "ShoalStore", "ShoalService"],
       swiftSettings: strictSwift
     ),
 
@@ -95,6 +101,7 @@ let package = Package(
       name: "shoal",
       dependencies: [
         "ShoalProto", "ShoalRPC", "ShoalServiceStubs", "ShoalClient", "ShoalStore", "ShoalMesh", "Bench", "Registry",
+        "Tracking",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Histogram", package: "hdrhistogram-swift"),
         .product(name: "NIOPosix", package: "swift-nio"),
@@ -130,6 +137,11 @@ let package = Package(
       dependencies: [
         "Registry", "ShoalClient", "ShoalRPC", "ShoalServiceStubs", "ShoalStore", "Bench", "ShoalTestSupport", "shoal",
       ],
+      swiftSettings: strictSwift
+    ),
+    .testTarget(
+      name: "TrackingTests",
+      dependencies: ["Tracking", "ShoalRPC", "ShoalServiceStubs", "ShoalStore", "ShoalTestSupport"],
       swiftSettings: strictSwift
     ),
     .testTarget(name: "ShoalStoreTests", dependencies: ["ShoalStore", "ShoalTestSupport"], swiftSettings: strictSwift),

@@ -6,6 +6,7 @@ import ShoalClient
 import ShoalProto
 import ShoalRPC
 import ShoalStore
+import Tracking
 
 /// `shoal serve SERVICE`: runs one service, registers each of its addresses in the registry
 /// (keeping the leases alive) and, on SIGINT or SIGTERM, deregisters and shuts down gracefully
@@ -18,7 +19,7 @@ struct ServeCommand: AsyncParsableCommand {
   )
 
   /// What this build can serve.
-  static let services = ["registry", "bench"]
+  static let services = ["registry", "tracking", "bench"]
 
   @Argument(help: "The service to run.")
   var service: String
@@ -79,6 +80,10 @@ struct ServeCommand: AsyncParsableCommand {
       ModelRegistryService(store: store, blobs: blobs).register(in: &router)
       interceptors.append(AccessInterceptor(store: store))
       background.append { await directory.run() }
+    case "tracking":
+      let database = try await openDatabase(storeURL, location.dataDirectory, migrations: TrackingStore.migrations)
+      databases.append(database)
+      TrackingService(store: TrackingStore(database: database)).register(in: &router)
     default:
       throw ValidationError("unknown service '\(service)'; this build serves: \(Self.services.joined(separator: ", "))")
     }

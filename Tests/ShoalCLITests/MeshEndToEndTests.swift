@@ -11,12 +11,13 @@ import Testing
 /// Unix sockets in a temporary data directory.
 @Suite(.serialized)
 struct MeshEndToEndTests {
-  /// A mesh of the registry and bench with 1 s leases (tracking is listed but not in this build).
+  /// A mesh of the registry and bench with 1 s leases (inference is listed but not in this build).
   private static let mesh = """
     {
       "lease_ttl_seconds": 1,
       "services": [
         { "name": "registry" },
+        { "name": "inference" },
         { "name": "tracking" },
         { "name": "bench", "listen": ["unix:bench.sock"] }
       ]
@@ -85,13 +86,20 @@ struct MeshEndToEndTests {
       let services = try await Subprocess.run(mesh.shoal, ["services", "--data", mesh.data.url.path, "--json"])
       #expect(services.status == 0, "\(services.stderrText)")
       let listed = try RegistryV1.ResolveResponse(jsonString: services.stdoutText)
-      #expect(listed.instances.map(\.service) == ["bench", "registry"])
+      #expect(listed.instances.map(\.service) == ["bench", "registry", "tracking"])
       #expect(listed.instances[0].address == "unix://\(mesh.data.path("bench.sock"))")
 
       // The bench server is reachable through the SDK, resolved by name.
       let client = ShoalClient(location: mesh.location)
       let echoed = try await BenchV1.Bench.Client(client.channel(for: "bench")).echo(BenchV1.BenchRequest())
       #expect(echoed.requestsSeen == 1)
+      // So is tracking, with its own SQLite file in the data directory.
+      let tracking = TrackingV1.Tracking.Client(client.channel(for: "tracking"))
+      var experiment = TrackingV1.CreateExperimentRequest()
+      experiment.name = "first"
+      let created = try await tracking.createExperiment(experiment)
+      #expect(created.experimentId == "1")
+      #expect(FileManager.default.fileExists(atPath: mesh.data.path("tracking.sqlite")))
       await client.close()
 
       // The tools take a service name instead of an address and look it up in the registry.

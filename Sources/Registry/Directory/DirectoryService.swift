@@ -1,5 +1,6 @@
 public import ShoalProto
 public import ShoalRPC
+import ShoalService
 public import ShoalServiceStubs
 import ShoalStore
 

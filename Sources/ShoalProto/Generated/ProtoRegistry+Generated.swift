@@ -18,6 +18,9 @@ public enum RpcV1 {}
 /// Types generated from the `shoal.testing.v1` proto package.
 public enum TestingV1 {}
 
+/// Types generated from the `shoal.tracking.v1` proto package.
+public enum TrackingV1 {}
+
 let generatedMessageTypes: [any ProtoMessage.Type] = [
   Onnx.AttributeProto.self,
   Onnx.ValueInfoProto.self,
@@ -95,6 +98,25 @@ let generatedMessageTypes: [any ProtoMessage.Type] = [
   TestingV1.Repeated.self,
   TestingV1.Sample.self,
   TestingV1.Sample.Point.self,
+  TrackingV1.Experiment.self,
+  TrackingV1.CreateExperimentRequest.self,
+  TrackingV1.GetExperimentRequest.self,
+  TrackingV1.ListExperimentsRequest.self,
+  TrackingV1.ListExperimentsResponse.self,
+  TrackingV1.ExperimentLifecycleRequest.self,
+  TrackingV1.Metric.self,
+  TrackingV1.Param.self,
+  TrackingV1.Tag.self,
+  TrackingV1.Run.self,
+  TrackingV1.CreateRunRequest.self,
+  TrackingV1.GetRunRequest.self,
+  TrackingV1.UpdateRunRequest.self,
+  TrackingV1.RunLifecycleRequest.self,
+  TrackingV1.LogBatchRequest.self,
+  TrackingV1.LogBatchResponse.self,
+  TrackingV1.GetMetricHistoryRequest.self,
+  TrackingV1.MetricSeries.self,
+  TrackingV1.GetMetricHistoryResponse.self,
 ]
 
 let generatedServices: [ServiceDescriptor] = [
@@ -103,4 +125,5 @@ let generatedServices: [ServiceDescriptor] = [
   RegistryV1.Directory.descriptor,
   RegistryV1.ModelRegistry.descriptor,
   RpcV1.Reflection.descriptor,
+  TrackingV1.Tracking.descriptor,
 ]

@@ -11,6 +11,7 @@
 #include "shoal/rpc/v1/reflection.pb-c.h"
 #include "shoal/rpc/v1/rpc.pb-c.h"
 #include "shoal/testing/v1/sample.pb-c.h"
+#include "shoal/tracking/v1/tracking.pb-c.h"
 
 // onnx/onnx.proto
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_onnx__attribute_proto(void) { return &onnx__attribute_proto__descriptor; }
@@ -103,5 +104,26 @@ static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__testing_
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__testing__v1__repeated(void) { return &shoal__testing__v1__repeated__descriptor; }
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__testing__v1__sample(void) { return &shoal__testing__v1__sample__descriptor; }
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__testing__v1__sample__point(void) { return &shoal__testing__v1__sample__point__descriptor; }
+
+// shoal/tracking/v1/tracking.proto
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__tracking__v1__experiment(void) { return &shoal__tracking__v1__experiment__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__tracking__v1__create_experiment_request(void) { return &shoal__tracking__v1__create_experiment_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__tracking__v1__get_experiment_request(void) { return &shoal__tracking__v1__get_experiment_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__tracking__v1__list_experiments_request(void) { return &shoal__tracking__v1__list_experiments_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__tracking__v1__list_experiments_response(void) { return &shoal__tracking__v1__list_experiments_response__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__tracking__v1__experiment_lifecycle_request(void) { return &shoal__tracking__v1__experiment_lifecycle_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__tracking__v1__metric(void) { return &shoal__tracking__v1__metric__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__tracking__v1__param(void) { return &shoal__tracking__v1__param__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__tracking__v1__tag(void) { return &shoal__tracking__v1__tag__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__tracking__v1__run(void) { return &shoal__tracking__v1__run__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__tracking__v1__create_run_request(void) { return &shoal__tracking__v1__create_run_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__tracking__v1__get_run_request(void) { return &shoal__tracking__v1__get_run_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__tracking__v1__update_run_request(void) { return &shoal__tracking__v1__update_run_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__tracking__v1__run_lifecycle_request(void) { return &shoal__tracking__v1__run_lifecycle_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__tracking__v1__log_batch_request(void) { return &shoal__tracking__v1__log_batch_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__tracking__v1__log_batch_response(void) { return &shoal__tracking__v1__log_batch_response__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__tracking__v1__get_metric_history_request(void) { return &shoal__tracking__v1__get_metric_history_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__tracking__v1__metric_series(void) { return &shoal__tracking__v1__metric_series__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__tracking__v1__get_metric_history_response(void) { return &shoal__tracking__v1__get_metric_history_response__descriptor; }
 
 #endif

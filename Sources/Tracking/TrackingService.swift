@@ -1,0 +1,152 @@
+public import ShoalProto
+public import ShoalRPC
+import ShoalService
+public import ShoalServiceStubs
+import ShoalStore
+
+/// `shoal.tracking.v1.Tracking`: experiments, runs, params, tags and metrics, with MLflow's
+/// semantics and MLflow's limits as the minimum.
+public struct TrackingService: TrackingV1.Tracking.ServiceProtocol {
+  /// MLflow's limits (a batch of 1,000 metrics, 100 params, 100 tags; key and value lengths).
+  public enum Limits {
+    /// Metrics per LogBatch.
+    public static let metrics = 1000
+    /// Params per LogBatch.
+    public static let params = 100
+    /// Tags per LogBatch.
+    public static let tags = 100
+    /// Characters in a key.
+    public static let keyLength = 250
+    /// Characters in a param value.
+    public static let paramValueLength = 6000
+    /// Characters in a tag value.
+    public static let tagValueLength = 8000
+  }
+
+  private let store: TrackingStore
+
+  /// The service over `store`.
+  public init(store: TrackingStore) { self.store = store }
+
+  /// Runs `body`, reporting store failures with their status.
+  private func storing<T>(_ body: () async throws -> T) async throws -> T {
+    do {
+      return try await body()
+    } catch let error as StoreError {
+      throw RPCError(error)
+    }
+  }
+
+  public func createExperiment(
+    _ request: TrackingV1.CreateExperimentRequest, context: ServerContext
+  ) async throws -> TrackingV1.Experiment {
+    guard !request.name.isEmpty, request.name.count <= 500 else {
+      throw RPCError(.invalidArgument, "name: give an experiment name of 1–500 characters")
+    }
+    try Self.checkPairs(request.tags.map { ($0.key, $0.value) }, field: "tags", valueLength: Limits.tagValueLength)
+    return try await storing { try await store.createExperiment(request) }
+  }
+
+  public func getExperiment(
+    _ request: TrackingV1.GetExperimentRequest, context: ServerContext
+  ) async throws -> TrackingV1.Experiment {
+    try await storing {
+      if !request.experimentId.isEmpty { return try await store.experiment(id: request.experimentId) }
+      guard !request.name.isEmpty else { throw RPCError(.invalidArgument, "give experiment_id or name") }
+      return try await store.experiment(named: request.name)
+    }
+  }
+
+  public func listExperiments(
+    _ request: TrackingV1.ListExperimentsRequest, context: ServerContext
+  ) async throws -> TrackingV1.ListExperimentsResponse {
+    try await storing { try await store.experiments(request) }
+  }
+
+  public func deleteExperiment(
+    _ request: TrackingV1.ExperimentLifecycleRequest, context: ServerContext
+  ) async throws -> TrackingV1.Experiment {
+    try await storing { try await store.setExperiment(request.experimentId, deleted: true) }
+  }
+
+  public func restoreExperiment(
+    _ request: TrackingV1.ExperimentLifecycleRequest, context: ServerContext
+  ) async throws -> TrackingV1.Experiment {
+    try await storing { try await store.setExperiment(request.experimentId, deleted: false) }
+  }
+
+  public func createRun(_ request: TrackingV1.CreateRunRequest, context: ServerContext) async throws -> TrackingV1.Run {
+    try Self.checkPairs(request.tags.map { ($0.key, $0.value) }, field: "tags", valueLength: Limits.tagValueLength)
+    return try await storing { try await store.createRun(request) }
+  }
+
+  public func getRun(_ request: TrackingV1.GetRunRequest, context: ServerContext) async throws -> TrackingV1.Run {
+    try await storing { try await store.run(request.runId) }
+  }
+
+  public func updateRun(_ request: TrackingV1.UpdateRunRequest, context: ServerContext) async throws -> TrackingV1.Run {
+    if case .unrecognized(let value) = request.status {
+      throw RPCError(.invalidArgument, "status: \(value) is not a run status")
+    }
+    return try await storing { try await store.updateRun(request) }
+  }
+
+  public func deleteRun(
+    _ request: TrackingV1.RunLifecycleRequest, context: ServerContext
+  ) async throws
+    -> TrackingV1.Run
+  {
+    try await storing { try await store.setRun(request.runId, deleted: true) }
+  }
+
+  public func restoreRun(
+    _ request: TrackingV1.RunLifecycleRequest, context: ServerContext
+  ) async throws
+    -> TrackingV1.Run
+  {
+    try await storing { try await store.setRun(request.runId, deleted: false) }
+  }
+
+  public func logBatch(
+    _ request: TrackingV1.LogBatchRequest, context: ServerContext
+  ) async throws -> TrackingV1.LogBatchResponse {
+    guard request.metrics.count <= Limits.metrics else {
+      throw RPCError(.invalidArgument, "metrics: at most \(Limits.metrics) per batch, given \(request.metrics.count)")
+    }
+    guard request.params.count <= Limits.params else {
+      throw RPCError(.invalidArgument, "params: at most \(Limits.params) per batch, given \(request.params.count)")
+    }
+    guard request.tags.count <= Limits.tags else {
+      throw RPCError(.invalidArgument, "tags: at most \(Limits.tags) per batch, given \(request.tags.count)")
+    }
+    for (index, metric) in request.metrics.enumerated() {
+      guard !metric.key.isEmpty, metric.key.count <= Limits.keyLength else {
+        throw RPCError(.invalidArgument, "metrics[\(index)].key must be 1–\(Limits.keyLength) characters")
+      }
+    }
+    try Self.checkPairs(
+      request.params.map { ($0.key, $0.value) }, field: "params", valueLength: Limits.paramValueLength)
+    try Self.checkPairs(request.tags.map { ($0.key, $0.value) }, field: "tags", valueLength: Limits.tagValueLength)
+    guard request.requestId.count <= 128 else {
+      throw RPCError(.invalidArgument, "request_id: at most 128 characters")
+    }
+    return try await storing { try await store.logBatch(request) }
+  }
+
+  public func getMetricHistory(
+    _ request: TrackingV1.GetMetricHistoryRequest, context: ServerContext
+  ) async throws -> TrackingV1.GetMetricHistoryResponse {
+    try await storing { try await store.metricHistory(request) }
+  }
+
+  private static func checkPairs(_ pairs: [(String, String)], field: String, valueLength: Int) throws(RPCError) {
+    for (key, value) in pairs {
+      guard !key.isEmpty, key.count <= Limits.keyLength else {
+        throw RPCError(.invalidArgument, "\(field): key '\(key.prefix(40))' must be 1–\(Limits.keyLength) characters")
+      }
+      guard value.count <= valueLength else {
+        throw RPCError(.invalidArgument, "\(field): the value of '\(key)' is longer than \(valueLength) characters")
+      }
+    }
+  }
+}

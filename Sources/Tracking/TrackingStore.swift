@@ -1,0 +1,177 @@
+import Foundation
+public import ShoalProto
+import ShoalRPC
+public import ShoalStore
+
+/// The tracking service's tables and queries. Metric values are stored as doubles with a NaN flag
+/// beside them (SQLite turns a NaN into NULL), so NaN and ±infinity come back as they went in.
+public struct TrackingStore: Sendable {
+  /// The tracking service's migrations.
+  public static let migrations = [
+    Migration(
+      1, "experiments, runs, params, tags, metrics",
+      """
+      CREATE TABLE experiments (
+        id {id}, name TEXT NOT NULL UNIQUE, deleted BIGINT NOT NULL, created_at_ms BIGINT NOT NULL,
+        updated_at_ms BIGINT NOT NULL);
+      CREATE TABLE experiment_tags (
+        experiment_id BIGINT NOT NULL REFERENCES experiments (id), key TEXT NOT NULL, value TEXT NOT NULL,
+        PRIMARY KEY (experiment_id, key));
+      CREATE TABLE runs (
+        run_id TEXT PRIMARY KEY, experiment_id BIGINT NOT NULL REFERENCES experiments (id), name TEXT NOT NULL,
+        user_name TEXT NOT NULL, status BIGINT NOT NULL, start_time_ms BIGINT NOT NULL, end_time_ms BIGINT NOT NULL,
+        deleted BIGINT NOT NULL, deleted_at_ms BIGINT NOT NULL);
+      CREATE INDEX runs_experiment ON runs (experiment_id);
+      CREATE TABLE params (
+        run_id TEXT NOT NULL REFERENCES runs (run_id), key TEXT NOT NULL, value TEXT NOT NULL,
+        PRIMARY KEY (run_id, key));
+      CREATE TABLE run_tags (
+        run_id TEXT NOT NULL REFERENCES runs (run_id), key TEXT NOT NULL, value TEXT NOT NULL,
+        PRIMARY KEY (run_id, key));
+      CREATE TABLE metrics (
+        id {id}, run_id TEXT NOT NULL REFERENCES runs (run_id), key TEXT NOT NULL, step BIGINT NOT NULL,
+        timestamp_ms BIGINT NOT NULL, value {real}, is_nan BIGINT NOT NULL);
+      CREATE INDEX metrics_series ON metrics (run_id, key, step, timestamp_ms);
+      CREATE TABLE latest_metrics (
+        run_id TEXT NOT NULL REFERENCES runs (run_id), key TEXT NOT NULL, step BIGINT NOT NULL,
+        timestamp_ms BIGINT NOT NULL, value {real}, is_nan BIGINT NOT NULL, PRIMARY KEY (run_id, key));
+      CREATE TABLE batch_requests (
+        run_id TEXT NOT NULL REFERENCES runs (run_id), request_id TEXT NOT NULL, PRIMARY KEY (run_id, request_id));
+      """)
+  ]
+
+  /// The database.
+  public let database: Database
+
+  /// A store over `database` (migrated with `migrations`).
+  public init(database: Database) { self.database = database }
+
+  static func now() -> Int64 { Int64((Date().timeIntervalSince1970 * 1000).rounded()) }
+
+  // MARK: Experiments
+
+  /// Creates an experiment.
+  ///
+  /// - Throws: ALREADY_EXISTS when the name is taken (also by a deleted experiment).
+  public func createExperiment(_ request: TrackingV1.CreateExperimentRequest) async throws -> TrackingV1.Experiment {
+    let now = Self.now()
+    let id: Int64
+    do {
+      id = try await database.transaction { connection in
+        let id = try connection.query(
+          "INSERT INTO experiments (name, deleted, created_at_ms, updated_at_ms) VALUES ($1, 0, $2, $2) RETURNING id",
+          .text(request.name), .integer(now)
+        )[0].int("id")
+        try connection.executeBatch(
+          "INSERT INTO experiment_tags (experiment_id, key, value) VALUES ($1, $2, $3)",
+          request.tags.sorted { $0.key < $1.key }.map { [.integer(id), .text($0.key), .text($0.value)] })
+        return id
+      }
+    } catch let error as StoreError where error.code == .alreadyExists {
+      throw RPCError(.alreadyExists, "experiment '\(request.name)' already exists (perhaps deleted: restore it)")
+    }
+    return try await experiment(id: String(id))
+  }
+
+  /// The experiment with `id`.
+  ///
+  /// - Throws: NOT_FOUND naming it.
+  public func experiment(id: String) async throws -> TrackingV1.Experiment {
+    guard let number = Int64(id) else { throw RPCError(.notFound, "experiment '\(id)' not found") }
+    let found = try await database.read { connection in
+      try connection.queryFirst("SELECT * FROM experiments WHERE id = $1", .integer(number)).map {
+        try Self.experiment($0, connection)
+      }
+    }
+    guard let found else { throw RPCError(.notFound, "experiment '\(id)' not found") }
+    return found
+  }
+
+  /// The experiment named `name`.
+  public func experiment(named name: String) async throws -> TrackingV1.Experiment {
+    let found = try await database.read { connection in
+      try connection.queryFirst("SELECT * FROM experiments WHERE name = $1", .text(name)).map {
+        try Self.experiment($0, connection)
+      }
+    }
+    guard let found else { throw RPCError(.notFound, "experiment named '\(name)' not found") }
+    return found
+  }
+
+  /// One page of experiments, oldest first.
+  public func experiments(
+    _ request: TrackingV1.ListExperimentsRequest
+  ) async throws
+    -> TrackingV1.ListExperimentsResponse
+  {
+    let pageSize = try Self.pageSize(request.pageSize, default: 100, limit: 1000)
+    let after = try Self.pageToken(request.pageToken)
+    let filter = Self.lifecycleFilter(request.view, column: "deleted")
+    let rows = try await database.read { connection in
+      try connection.query(
+        "SELECT * FROM experiments WHERE id > $1 AND \(filter) ORDER BY id LIMIT $2", .integer(after),
+        .integer(Int64(pageSize + 1))
+      ).map { (try $0.int("id"), try Self.experiment($0, connection)) }
+    }
+    var response = TrackingV1.ListExperimentsResponse()
+    response.experiments = rows.prefix(pageSize).map(\.1)
+    if rows.count > pageSize, let last = rows.prefix(pageSize).last { response.nextPageToken = String(last.0) }
+    return response
+  }
+
+  /// Marks an experiment (and, in MLflow's way, its runs) deleted or active again.
+  public func setExperiment(_ id: String, deleted: Bool) async throws -> TrackingV1.Experiment {
+    let experiment = try await experiment(id: id)
+    let now = Self.now()
+    try await database.transaction { connection in
+      try connection.execute(
+        "UPDATE experiments SET deleted = $2, updated_at_ms = $3 WHERE id = $1", .integer(Int64(id)!), .bool(deleted),
+        .integer(now))
+      try connection.execute(
+        "UPDATE runs SET deleted = $2, deleted_at_ms = $3 WHERE experiment_id = $1", .integer(Int64(id)!),
+        .bool(deleted), .integer(deleted ? now : 0))
+    }
+    _ = experiment
+    return try await self.experiment(id: id)
+  }
+
+  static func experiment(_ row: SQLRow, _ connection: any SQLConnection) throws -> TrackingV1.Experiment {
+    var experiment = TrackingV1.Experiment()
+    let id = try row.int("id")
+    experiment.experimentId = String(id)
+    experiment.name = try row.string("name")
+    experiment.lifecycle = try row.bool("deleted") ? .deleted : .active
+    experiment.createdAtMs = try row.int("created_at_ms")
+    experiment.updatedAtMs = try row.int("updated_at_ms")
+    for tag in try connection.query("SELECT key, value FROM experiment_tags WHERE experiment_id = $1", .integer(id)) {
+      experiment.tags[try tag.string("key")] = try tag.string("value")
+    }
+    return experiment
+  }
+
+  // MARK: Paging helpers
+
+  static func pageSize(_ requested: Int32, default value: Int, limit: Int) throws(RPCError) -> Int {
+    let size = requested == 0 ? value : Int(requested)
+    guard (1...limit).contains(size) else {
+      throw RPCError(.invalidArgument, "page_size must be 1–\(limit), given \(requested)")
+    }
+    return size
+  }
+
+  static func pageToken(_ token: String) throws(RPCError) -> Int64 {
+    guard !token.isEmpty else { return 0 }
+    guard let value = Int64(token), value > 0 else {
+      throw RPCError(.invalidArgument, "page_token '\(token)' is not one this service gave out")
+    }
+    return value
+  }
+
+  static func lifecycleFilter(_ view: TrackingV1.ViewType, column: String) -> String {
+    switch view {
+    case .deletedOnly: "\(column) = 1"
+    case .all: "1 = 1"
+    default: "\(column) = 0"
+    }
+  }
+}

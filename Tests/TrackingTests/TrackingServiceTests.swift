@@ -1,0 +1,216 @@
+import ShoalProto
+import ShoalRPC
+import ShoalServiceStubs
+import ShoalStore
+import ShoalTestSupport
+import Testing
+import Tracking
+
+/// The tracking service over a real Unix socket, on SQLite and PostgreSQL.
+struct TrackingServiceTests {
+  private typealias Client = TrackingV1.Tracking.Client
+
+  private func withTracking(_ backend: Backend, _ body: (Client) async throws -> Void) async throws {
+    try await backend.withDatabase { database, directory in
+      try await database.migrate(TrackingStore.migrations)
+      var router = ServiceRouter()
+      TrackingService(store: TrackingStore(database: database)).register(in: &router)
+      let server = RPCServer(router: router)
+      let address = try await server.bind(to: .unix(path: directory.path("tracking.sock")))
+      let rpc = RPCClient(address: address)
+      do {
+        try await body(Client(rpc))
+      } catch {
+        await rpc.close()
+        await server.shutdown()
+        throw error
+      }
+      await rpc.close()
+      await server.shutdown()
+    }
+  }
+
+  private func experiment(_ client: Client, _ name: String) async throws -> TrackingV1.Experiment {
+    var request = TrackingV1.CreateExperimentRequest()
+    request.name = name
+    return try await client.createExperiment(request)
+  }
+
+  private func run(_ client: Client, _ experiment: TrackingV1.Experiment) async throws -> TrackingV1.Run {
+    var request = TrackingV1.CreateRunRequest()
+    request.experimentId = experiment.experimentId
+    request.user = "ana"
+    return try await client.createRun(request)
+  }
+
+  private func metric(_ key: String, _ value: Double, step: Int64, at time: Int64 = 1000) -> TrackingV1.Metric {
+    var metric = TrackingV1.Metric()
+    metric.key = key
+    metric.value = value
+    metric.step = step
+    metric.timestampMs = time
+    return metric
+  }
+
+  private func param(_ key: String, _ value: String) -> TrackingV1.Param {
+    var param = TrackingV1.Param()
+    param.key = key
+    param.value = value
+    return param
+  }
+
+  private func expectCode(
+    _ code: RpcV1.StatusCode, _ fragment: String, _ call: () async throws -> Void
+  ) async {
+    do {
+      try await call()
+      Issue.record("expected \(code.protoName ?? "") mentioning '\(fragment)'")
+    } catch {
+      let error = RPCError(from: error)
+      #expect(error.code == code && error.message.contains(fragment), "\(error)")
+    }
+  }
+
+  @Test(arguments: Backend.available)
+  func experimentsHaveALifecycle(_ backend: Backend) async throws {
+    try await withTracking(backend) { client in
+      let first = try await experiment(client, "roads")
+      #expect(first.lifecycle == .active)
+      await expectCode(.alreadyExists, "experiment 'roads' already exists") {
+        _ = try await experiment(client, "roads")
+      }
+      for index in 0..<4 { _ = try await experiment(client, "e\(index)") }
+      var get = TrackingV1.GetExperimentRequest()
+      get.name = "roads"
+      #expect(try await client.getExperiment(get).experimentId == first.experimentId)
+
+      let running = try await run(client, first)
+      var lifecycle = TrackingV1.ExperimentLifecycleRequest()
+      lifecycle.experimentId = first.experimentId
+      #expect(try await client.deleteExperiment(lifecycle).lifecycle == .deleted)
+      var getRun = TrackingV1.GetRunRequest()
+      getRun.runId = running.runId
+      #expect(try await client.getRun(getRun).lifecycle == .deleted)
+      await expectCode(.failedPrecondition, "is deleted") { _ = try await run(client, first) }
+
+      var list = TrackingV1.ListExperimentsRequest()
+      list.pageSize = 2
+      var names: [String] = []
+      repeat {
+        let page = try await client.listExperiments(list)
+        names += page.experiments.map(\.name)
+        list.pageToken = page.nextPageToken
+      } while !list.pageToken.isEmpty
+      #expect(names == ["e0", "e1", "e2", "e3"])
+      list.view = .deletedOnly
+      #expect(try await client.listExperiments(list).experiments.map(\.name) == ["roads"])
+
+      #expect(try await client.restoreExperiment(lifecycle).lifecycle == .active)
+      #expect(try await client.getRun(getRun).lifecycle == .active)
+      get.name = "nope"
+      await expectCode(.notFound, "experiment named 'nope'") { _ = try await client.getExperiment(get) }
+    }
+  }
+
+  @Test(arguments: Backend.available)
+  func batchesKeepMLflowsRules(_ backend: Backend) async throws {
+    try await withTracking(backend) { client in
+      let run = try await run(client, try await experiment(client, "roads"))
+      #expect(run.status == .running && run.user == "ana" && run.startTimeMs > 0)
+      var batch = TrackingV1.LogBatchRequest()
+      batch.runId = run.runId
+      batch.requestId = "batch-1"
+      batch.params = [param("lr", "0.01")]
+      var tag = TrackingV1.Tag()
+      tag.key = "stage"
+      tag.value = "warmup"
+      batch.tags = [tag]
+      batch.metrics = [
+        metric("loss", 2.5, step: 0), metric("loss", .nan, step: 1), metric("loss", 1.5, step: 2, at: 900),
+        metric("acc", .infinity, step: 0), metric("acc", -.infinity, step: 1),
+      ]
+      #expect(try await client.logBatch(batch).duplicate == false)
+      // The same request id again (a client retry) stores nothing more.
+      #expect(try await client.logBatch(batch).duplicate == true)
+
+      var get = TrackingV1.GetRunRequest()
+      get.runId = run.runId
+      let logged = try await client.getRun(get)
+      #expect(logged.params == ["lr": "0.01"] && logged.tags == ["stage": "warmup"])
+      let latest = Dictionary(uniqueKeysWithValues: logged.metrics.map { ($0.key, $0) })
+      #expect(latest["loss"]?.value == 1.5 && latest["loss"]?.step == 2)
+      #expect(latest["acc"]?.value == -.infinity)
+
+      var history = TrackingV1.GetMetricHistoryRequest()
+      history.runIds = [run.runId]
+      history.key = "loss"
+      let points = try await client.getMetricHistory(history).series[0].points
+      #expect(points.count == 3)
+      #expect(points[0].value == 2.5 && points[1].value.isNaN && points[2].value == 1.5)
+
+      // A param logged again with another value is refused naming the key; nothing of that batch is kept.
+      var clash = TrackingV1.LogBatchRequest()
+      clash.runId = run.runId
+      clash.params = [param("lr", "0.02")]
+      clash.metrics = [metric("loss", 0.1, step: 3)]
+      await expectCode(.invalidArgument, "param 'lr' was logged as '0.01'") { _ = try await client.logBatch(clash) }
+      #expect(try await client.getMetricHistory(history).series[0].points.count == 3)
+      tag.value = "train"
+      var retag = TrackingV1.LogBatchRequest()
+      retag.runId = run.runId
+      retag.tags = [tag]
+      retag.params = [param("lr", "0.01")]
+      _ = try await client.logBatch(retag)
+      #expect(try await client.getRun(get).tags["stage"] == "train")
+
+      var tooMany = TrackingV1.LogBatchRequest()
+      tooMany.runId = run.runId
+      tooMany.metrics = (0..<1001).map { metric("m", Double($0), step: Int64($0)) }
+      await expectCode(.invalidArgument, "metrics: at most 1000") { _ = try await client.logBatch(tooMany) }
+      tooMany.runId = "nope"
+      tooMany.metrics = []
+      await expectCode(.notFound, "run 'nope' not found") { _ = try await client.logBatch(tooMany) }
+
+      var end = TrackingV1.UpdateRunRequest()
+      end.runId = run.runId
+      end.status = .finished
+      let ended = try await client.updateRun(end)
+      #expect(ended.status == .finished && ended.endTimeMs >= ended.startTimeMs)
+    }
+  }
+
+  @Test(arguments: Backend.available)
+  func metricHistoryPagesComparesAndThins(_ backend: Backend) async throws {
+    try await withTracking(backend) { client in
+      let experiment = try await experiment(client, "curves")
+      let first = try await run(client, experiment)
+      let second = try await run(client, experiment)
+      for run in [first, second] {
+        var batch = TrackingV1.LogBatchRequest()
+        batch.runId = run.runId
+        batch.metrics = (0..<1000).map { metric("loss", 1 / Double($0 + 1), step: Int64($0)) }
+        _ = try await client.logBatch(batch)
+      }
+      var history = TrackingV1.GetMetricHistoryRequest()
+      history.runIds = [first.runId]
+      history.key = "loss"
+      history.pageSize = 300
+      var steps: [Int64] = []
+      repeat {
+        let page = try await client.getMetricHistory(history)
+        steps += page.series[0].points.map(\.step)
+        history.pageToken = page.nextPageToken
+      } while !history.pageToken.isEmpty
+      #expect(steps == Array(0..<1000))
+
+      history.runIds = [first.runId, second.runId]
+      history.pageSize = 0
+      history.maxPoints = 11
+      let thinned = try await client.getMetricHistory(history)
+      #expect(thinned.series.map(\.runId) == [first.runId, second.runId])
+      #expect(thinned.series[1].points.map(\.step) == [0, 100, 200, 300, 400, 500, 599, 699, 799, 899, 999])
+      history.pageToken = "3"
+      await expectCode(.invalidArgument, "one run only") { _ = try await client.getMetricHistory(history) }
+    }
+  }
+}
