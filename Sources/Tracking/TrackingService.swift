@@ -139,6 +139,15 @@ public struct TrackingService: TrackingV1.Tracking.ServiceProtocol {
     try await storing { try await store.metricHistory(request) }
   }
 
+  public func searchRuns(
+    _ request: TrackingV1.SearchRunsRequest, context: ServerContext
+  ) async throws -> TrackingV1.SearchRunsResponse {
+    guard request.filter.utf8.count <= 16_384 else {
+      throw RPCError(.invalidArgument, "filter: at most 16 KiB")
+    }
+    return try await storing { try await store.searchRuns(request) }
+  }
+
   private static func checkPairs(_ pairs: [(String, String)], field: String, valueLength: Int) throws(RPCError) {
     for (key, value) in pairs {
       guard !key.isEmpty, key.count <= Limits.keyLength else {

@@ -82,15 +82,18 @@ struct TrackingServiceTests {
       for index in 0..<4 { _ = try await experiment(client, "e\(index)") }
       var get = TrackingV1.GetExperimentRequest()
       get.name = "roads"
-      #expect(try await client.getExperiment(get).experimentId == first.experimentId)
+      let result1 = try await client.getExperiment(get).experimentId
+      #expect(result1 == first.experimentId)
 
       let running = try await run(client, first)
       var lifecycle = TrackingV1.ExperimentLifecycleRequest()
       lifecycle.experimentId = first.experimentId
-      #expect(try await client.deleteExperiment(lifecycle).lifecycle == .deleted)
+      let result2 = try await client.deleteExperiment(lifecycle).lifecycle
+      #expect(result2 == .deleted)
       var getRun = TrackingV1.GetRunRequest()
       getRun.runId = running.runId
-      #expect(try await client.getRun(getRun).lifecycle == .deleted)
+      let result3 = try await client.getRun(getRun).lifecycle
+      #expect(result3 == .deleted)
       await expectCode(.failedPrecondition, "is deleted") { _ = try await run(client, first) }
 
       var list = TrackingV1.ListExperimentsRequest()
@@ -103,10 +106,13 @@ struct TrackingServiceTests {
       } while !list.pageToken.isEmpty
       #expect(names == ["e0", "e1", "e2", "e3"])
       list.view = .deletedOnly
-      #expect(try await client.listExperiments(list).experiments.map(\.name) == ["roads"])
+      let result4 = try await client.listExperiments(list).experiments.map(\.name)
+      #expect(result4 == ["roads"])
 
-      #expect(try await client.restoreExperiment(lifecycle).lifecycle == .active)
-      #expect(try await client.getRun(getRun).lifecycle == .active)
+      let result5 = try await client.restoreExperiment(lifecycle).lifecycle
+      #expect(result5 == .active)
+      let result6 = try await client.getRun(getRun).lifecycle
+      #expect(result6 == .active)
       get.name = "nope"
       await expectCode(.notFound, "experiment named 'nope'") { _ = try await client.getExperiment(get) }
     }
@@ -129,9 +135,11 @@ struct TrackingServiceTests {
         metric("loss", 2.5, step: 0), metric("loss", .nan, step: 1), metric("loss", 1.5, step: 2, at: 900),
         metric("acc", .infinity, step: 0), metric("acc", -.infinity, step: 1),
       ]
-      #expect(try await client.logBatch(batch).duplicate == false)
+      let result7 = try await client.logBatch(batch).duplicate
+      #expect(result7 == false)
       // The same request id again (a client retry) stores nothing more.
-      #expect(try await client.logBatch(batch).duplicate == true)
+      let result8 = try await client.logBatch(batch).duplicate
+      #expect(result8 == true)
 
       var get = TrackingV1.GetRunRequest()
       get.runId = run.runId
@@ -154,14 +162,16 @@ struct TrackingServiceTests {
       clash.params = [param("lr", "0.02")]
       clash.metrics = [metric("loss", 0.1, step: 3)]
       await expectCode(.invalidArgument, "param 'lr' was logged as '0.01'") { _ = try await client.logBatch(clash) }
-      #expect(try await client.getMetricHistory(history).series[0].points.count == 3)
+      let result9 = try await client.getMetricHistory(history).series[0].points.count
+      #expect(result9 == 3)
       tag.value = "train"
       var retag = TrackingV1.LogBatchRequest()
       retag.runId = run.runId
       retag.tags = [tag]
       retag.params = [param("lr", "0.01")]
       _ = try await client.logBatch(retag)
-      #expect(try await client.getRun(get).tags["stage"] == "train")
+      let result10 = try await client.getRun(get).tags["stage"]
+      #expect(result10 == "train")
 
       var tooMany = TrackingV1.LogBatchRequest()
       tooMany.runId = run.runId

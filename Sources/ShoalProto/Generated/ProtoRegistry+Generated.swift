@@ -117,6 +117,8 @@ let generatedMessageTypes: [any ProtoMessage.Type] = [
   TrackingV1.GetMetricHistoryRequest.self,
   TrackingV1.MetricSeries.self,
   TrackingV1.GetMetricHistoryResponse.self,
+  TrackingV1.SearchRunsRequest.self,
+  TrackingV1.SearchRunsResponse.self,
 ]
 
 let generatedServices: [ServiceDescriptor] = [

@@ -396,6 +396,52 @@ extension TrackingV1 {
 }
 
 extension TrackingV1 {
+  /// The `shoal.tracking.v1.SearchRunsRequest` message.
+  public struct SearchRunsRequest: ProtoMessage {
+    /// `shoal.tracking.v1.SearchRunsRequest`.
+    public static let protoMessageName = "shoal.tracking.v1.SearchRunsRequest"
+
+    /// Empty: every experiment.
+    public var experimentIds: [String] = []
+
+    /// metrics.acc > 0.9 AND (params.model = 'resnet' OR tags.stage ILIKE 'prod%') — see RunFilter.
+    public var filter: String = ""
+
+    /// Field 3, `view`.
+    public var view: TrackingV1.ViewType = TrackingV1.ViewType()
+
+    /// 1 to 1,000; default 100.
+    public var pageSize: Int32 = 0
+
+    /// "metrics.acc DESC", "attributes.start_time", "params.lr ASC"; default start_time DESC.
+    public var orderBy: [String] = []
+
+    /// Field 6, `page_token`.
+    public var pageToken: String = ""
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension TrackingV1 {
+  /// The `shoal.tracking.v1.SearchRunsResponse` message.
+  public struct SearchRunsResponse: ProtoMessage {
+    /// `shoal.tracking.v1.SearchRunsResponse`.
+    public static let protoMessageName = "shoal.tracking.v1.SearchRunsResponse"
+
+    /// Field 1, `runs`.
+    public var runs: [TrackingV1.Run] = []
+
+    /// Field 2, `next_page_token`.
+    public var nextPageToken: String = ""
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension TrackingV1 {
   /// The `shoal.tracking.v1.Lifecycle` enum.
   public enum Lifecycle: ProtoEnum {
     /// `LIFECYCLE_UNSPECIFIED` (0).
@@ -1262,6 +1308,84 @@ extension TrackingV1.GetMetricHistoryResponse {
   }
 }
 
+extension TrackingV1.SearchRunsRequest {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__tracking__v1__search_runs_request()) }
+
+  public func _encode(to w: CMessageWriter) {
+    w.repeatedString(0, self.experimentIds)
+    w.string(1, self.filter)
+    w.enumValue(2, self.view)
+    w.scalar(3, self.pageSize)
+    w.repeatedString(4, self.orderBy)
+    w.string(5, self.pageToken)
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    self.experimentIds = try r.repeatedString(0)
+    self.filter = try r.string(1)
+    self.view = r.enumValue(2, as: TrackingV1.ViewType.self)
+    self.pageSize = r.scalar(3, as: Int32.self)
+    self.orderBy = try r.repeatedString(4)
+    self.pageToken = try r.string(5)
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    j.repeated("experimentIds", self.experimentIds)
+    j.value("filter", self.filter)
+    j.value("view", self.view)
+    j.value("pageSize", self.pageSize)
+    j.repeated("orderBy", self.orderBy)
+    j.value("pageToken", self.pageToken)
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "experimentIds", "experiment_ids": self.experimentIds = try j.repeated(json, key, as: String.self)
+        case "filter": self.filter = try j.value(json, key, as: String.self)
+        case "view": self.view = try j.value(json, key, as: TrackingV1.ViewType.self)
+        case "pageSize", "page_size": self.pageSize = try j.value(json, key, as: Int32.self)
+        case "orderBy", "order_by": self.orderBy = try j.repeated(json, key, as: String.self)
+        case "pageToken", "page_token": self.pageToken = try j.value(json, key, as: String.self)
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
+extension TrackingV1.SearchRunsResponse {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__tracking__v1__search_runs_response()) }
+
+  public func _encode(to w: CMessageWriter) {
+    w.repeatedMessage(0, self.runs)
+    w.string(1, self.nextPageToken)
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    self.runs = try r.repeatedMessage(0, as: TrackingV1.Run.self)
+    self.nextPageToken = try r.string(1)
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    j.repeated("runs", self.runs)
+    j.value("nextPageToken", self.nextPageToken)
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "runs": self.runs = try j.repeated(json, key, as: TrackingV1.Run.self)
+        case "nextPageToken", "next_page_token": self.nextPageToken = try j.value(json, key, as: String.self)
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
 extension TrackingV1 {
   /// The `shoal.tracking.v1.Tracking` service.
   public enum Tracking {
@@ -1304,7 +1428,10 @@ extension TrackingV1 {
     /// `GetMetricHistory`.
     public static let getMetricHistory = TypedMethod<TrackingV1.GetMetricHistoryRequest, TrackingV1.GetMetricHistoryResponse>(service: fullName, name: "GetMetricHistory", kind: .unary, idempotent: true)
 
+    /// Runs matching a filter, in the order asked for; never string-built SQL: every value is bound.
+    public static let searchRuns = TypedMethod<TrackingV1.SearchRunsRequest, TrackingV1.SearchRunsResponse>(service: fullName, name: "SearchRuns", kind: .unary, idempotent: true)
+
     /// The service's methods, for routers and reflection.
-    public static let descriptor = ServiceDescriptor(fullName: fullName, methods: [createExperiment.descriptor, getExperiment.descriptor, listExperiments.descriptor, deleteExperiment.descriptor, restoreExperiment.descriptor, createRun.descriptor, getRun.descriptor, updateRun.descriptor, deleteRun.descriptor, restoreRun.descriptor, logBatch.descriptor, getMetricHistory.descriptor])
+    public static let descriptor = ServiceDescriptor(fullName: fullName, methods: [createExperiment.descriptor, getExperiment.descriptor, listExperiments.descriptor, deleteExperiment.descriptor, restoreExperiment.descriptor, createRun.descriptor, getRun.descriptor, updateRun.descriptor, deleteRun.descriptor, restoreRun.descriptor, logBatch.descriptor, getMetricHistory.descriptor, searchRuns.descriptor])
   }
 }

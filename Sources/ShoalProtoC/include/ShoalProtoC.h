@@ -125,5 +125,7 @@ static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__tracking
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__tracking__v1__get_metric_history_request(void) { return &shoal__tracking__v1__get_metric_history_request__descriptor; }
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__tracking__v1__metric_series(void) { return &shoal__tracking__v1__metric_series__descriptor; }
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__tracking__v1__get_metric_history_response(void) { return &shoal__tracking__v1__get_metric_history_response__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__tracking__v1__search_runs_request(void) { return &shoal__tracking__v1__search_runs_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__tracking__v1__search_runs_response(void) { return &shoal__tracking__v1__search_runs_response__descriptor; }
 
 #endif

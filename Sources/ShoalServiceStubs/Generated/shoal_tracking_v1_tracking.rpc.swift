@@ -41,6 +41,9 @@ extension TrackingV1.Tracking {
 
     /// `GetMetricHistory`.
     func getMetricHistory(_ request: TrackingV1.GetMetricHistoryRequest, context: ServerContext) async throws -> TrackingV1.GetMetricHistoryResponse
+
+    /// Runs matching a filter, in the order asked for; never string-built SQL: every value is bound.
+    func searchRuns(_ request: TrackingV1.SearchRunsRequest, context: ServerContext) async throws -> TrackingV1.SearchRunsResponse
   }
 
   /// Calls `shoal.tracking.v1.Tracking` on a server.
@@ -110,6 +113,11 @@ extension TrackingV1.Tracking {
     public func getMetricHistory(_ request: TrackingV1.GetMetricHistoryRequest, options: CallOptions = CallOptions()) async throws(RPCError) -> TrackingV1.GetMetricHistoryResponse {
       try await rpc.unary(TrackingV1.Tracking.getMetricHistory, request, options: options)
     }
+
+    /// Runs matching a filter, in the order asked for; never string-built SQL: every value is bound.
+    public func searchRuns(_ request: TrackingV1.SearchRunsRequest, options: CallOptions = CallOptions()) async throws(RPCError) -> TrackingV1.SearchRunsResponse {
+      try await rpc.unary(TrackingV1.Tracking.searchRuns, request, options: options)
+    }
   }
 }
 
@@ -128,5 +136,6 @@ extension TrackingV1.Tracking.ServiceProtocol {
     router.unary(TrackingV1.Tracking.restoreRun) { try await self.restoreRun($0, context: $1) }
     router.unary(TrackingV1.Tracking.logBatch) { try await self.logBatch($0, context: $1) }
     router.unary(TrackingV1.Tracking.getMetricHistory) { try await self.getMetricHistory($0, context: $1) }
+    router.unary(TrackingV1.Tracking.searchRuns) { try await self.searchRuns($0, context: $1) }
   }
 }

@@ -21,7 +21,9 @@ final class SQLiteConnection: DatabaseDriver {
     }
     sqlite3_busy_timeout(handle, Int32(clamping: busyTimeout.components.seconds * 1000))
     sqlite3_extended_result_codes(handle, 1)
-    try executeScript("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;")
+    // LIKE is case-sensitive, as in PostgreSQL (ILIKE-style matching is written with lower()).
+    try executeScript(
+      "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA case_sensitive_like=ON;")
   }
 
   func close() {

@@ -892,6 +892,96 @@ void   shoal__tracking__v1__get_metric_history_response__free_unpacked
   assert(message->base.descriptor == &shoal__tracking__v1__get_metric_history_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   shoal__tracking__v1__search_runs_request__init
+                     (Shoal__Tracking__V1__SearchRunsRequest         *message)
+{
+  static const Shoal__Tracking__V1__SearchRunsRequest init_value = SHOAL__TRACKING__V1__SEARCH_RUNS_REQUEST__INIT;
+  *message = init_value;
+}
+size_t shoal__tracking__v1__search_runs_request__get_packed_size
+                     (const Shoal__Tracking__V1__SearchRunsRequest *message)
+{
+  assert(message->base.descriptor == &shoal__tracking__v1__search_runs_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__tracking__v1__search_runs_request__pack
+                     (const Shoal__Tracking__V1__SearchRunsRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__tracking__v1__search_runs_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__tracking__v1__search_runs_request__pack_to_buffer
+                     (const Shoal__Tracking__V1__SearchRunsRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__tracking__v1__search_runs_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Tracking__V1__SearchRunsRequest *
+       shoal__tracking__v1__search_runs_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Tracking__V1__SearchRunsRequest *)
+     protobuf_c_message_unpack (&shoal__tracking__v1__search_runs_request__descriptor,
+                                allocator, len, data);
+}
+void   shoal__tracking__v1__search_runs_request__free_unpacked
+                     (Shoal__Tracking__V1__SearchRunsRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__tracking__v1__search_runs_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   shoal__tracking__v1__search_runs_response__init
+                     (Shoal__Tracking__V1__SearchRunsResponse         *message)
+{
+  static const Shoal__Tracking__V1__SearchRunsResponse init_value = SHOAL__TRACKING__V1__SEARCH_RUNS_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t shoal__tracking__v1__search_runs_response__get_packed_size
+                     (const Shoal__Tracking__V1__SearchRunsResponse *message)
+{
+  assert(message->base.descriptor == &shoal__tracking__v1__search_runs_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__tracking__v1__search_runs_response__pack
+                     (const Shoal__Tracking__V1__SearchRunsResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__tracking__v1__search_runs_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__tracking__v1__search_runs_response__pack_to_buffer
+                     (const Shoal__Tracking__V1__SearchRunsResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__tracking__v1__search_runs_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Tracking__V1__SearchRunsResponse *
+       shoal__tracking__v1__search_runs_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Tracking__V1__SearchRunsResponse *)
+     protobuf_c_message_unpack (&shoal__tracking__v1__search_runs_response__descriptor,
+                                allocator, len, data);
+}
+void   shoal__tracking__v1__search_runs_response__free_unpacked
+                     (Shoal__Tracking__V1__SearchRunsResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__tracking__v1__search_runs_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 static const ProtobufCFieldDescriptor shoal__tracking__v1__experiment__tags_entry__field_descriptors[2] =
 {
   {
@@ -2415,6 +2505,160 @@ const ProtobufCMessageDescriptor shoal__tracking__v1__get_metric_history_respons
   (ProtobufCMessageInit) shoal__tracking__v1__get_metric_history_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
+static const ProtobufCFieldDescriptor shoal__tracking__v1__search_runs_request__field_descriptors[6] =
+{
+  {
+    "experiment_ids",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Shoal__Tracking__V1__SearchRunsRequest, n_experiment_ids),
+    offsetof(Shoal__Tracking__V1__SearchRunsRequest, experiment_ids),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "filter",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Tracking__V1__SearchRunsRequest, filter),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "view",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Tracking__V1__SearchRunsRequest, view),
+    &shoal__tracking__v1__view_type__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "page_size",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Tracking__V1__SearchRunsRequest, page_size),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "order_by",
+    5,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Shoal__Tracking__V1__SearchRunsRequest, n_order_by),
+    offsetof(Shoal__Tracking__V1__SearchRunsRequest, order_by),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "page_token",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Tracking__V1__SearchRunsRequest, page_token),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__tracking__v1__search_runs_request__field_indices_by_name[] = {
+  0,   /* field[0] = experiment_ids */
+  1,   /* field[1] = filter */
+  4,   /* field[4] = order_by */
+  3,   /* field[3] = page_size */
+  5,   /* field[5] = page_token */
+  2,   /* field[2] = view */
+};
+static const ProtobufCIntRange shoal__tracking__v1__search_runs_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 6 }
+};
+const ProtobufCMessageDescriptor shoal__tracking__v1__search_runs_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.tracking.v1.SearchRunsRequest",
+  "SearchRunsRequest",
+  "Shoal__Tracking__V1__SearchRunsRequest",
+  "shoal.tracking.v1",
+  sizeof(Shoal__Tracking__V1__SearchRunsRequest),
+  6,
+  shoal__tracking__v1__search_runs_request__field_descriptors,
+  shoal__tracking__v1__search_runs_request__field_indices_by_name,
+  1,  shoal__tracking__v1__search_runs_request__number_ranges,
+  (ProtobufCMessageInit) shoal__tracking__v1__search_runs_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor shoal__tracking__v1__search_runs_response__field_descriptors[2] =
+{
+  {
+    "runs",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Shoal__Tracking__V1__SearchRunsResponse, n_runs),
+    offsetof(Shoal__Tracking__V1__SearchRunsResponse, runs),
+    &shoal__tracking__v1__run__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "next_page_token",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Tracking__V1__SearchRunsResponse, next_page_token),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__tracking__v1__search_runs_response__field_indices_by_name[] = {
+  1,   /* field[1] = next_page_token */
+  0,   /* field[0] = runs */
+};
+static const ProtobufCIntRange shoal__tracking__v1__search_runs_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor shoal__tracking__v1__search_runs_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.tracking.v1.SearchRunsResponse",
+  "SearchRunsResponse",
+  "Shoal__Tracking__V1__SearchRunsResponse",
+  "shoal.tracking.v1",
+  sizeof(Shoal__Tracking__V1__SearchRunsResponse),
+  2,
+  shoal__tracking__v1__search_runs_response__field_descriptors,
+  shoal__tracking__v1__search_runs_response__field_indices_by_name,
+  1,  shoal__tracking__v1__search_runs_response__number_ranges,
+  (ProtobufCMessageInit) shoal__tracking__v1__search_runs_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
 static const ProtobufCEnumValue shoal__tracking__v1__lifecycle__enum_values_by_number[3] =
 {
   { "LIFECYCLE_UNSPECIFIED", "SHOAL__TRACKING__V1__LIFECYCLE__LIFECYCLE_UNSPECIFIED", 0 },
@@ -2511,7 +2755,7 @@ const ProtobufCEnumDescriptor shoal__tracking__v1__run_status__descriptor =
   shoal__tracking__v1__run_status__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCMethodDescriptor shoal__tracking__v1__tracking__method_descriptors[12] =
+static const ProtobufCMethodDescriptor shoal__tracking__v1__tracking__method_descriptors[13] =
 {
   { "CreateExperiment", &shoal__tracking__v1__create_experiment_request__descriptor, &shoal__tracking__v1__experiment__descriptor },
   { "GetExperiment", &shoal__tracking__v1__get_experiment_request__descriptor, &shoal__tracking__v1__experiment__descriptor },
@@ -2525,6 +2769,7 @@ static const ProtobufCMethodDescriptor shoal__tracking__v1__tracking__method_des
   { "RestoreRun", &shoal__tracking__v1__run_lifecycle_request__descriptor, &shoal__tracking__v1__run__descriptor },
   { "LogBatch", &shoal__tracking__v1__log_batch_request__descriptor, &shoal__tracking__v1__log_batch_response__descriptor },
   { "GetMetricHistory", &shoal__tracking__v1__get_metric_history_request__descriptor, &shoal__tracking__v1__get_metric_history_response__descriptor },
+  { "SearchRuns", &shoal__tracking__v1__search_runs_request__descriptor, &shoal__tracking__v1__search_runs_response__descriptor },
 };
 const unsigned shoal__tracking__v1__tracking__method_indices_by_name[] = {
   0,        /* CreateExperiment */
@@ -2538,6 +2783,7 @@ const unsigned shoal__tracking__v1__tracking__method_indices_by_name[] = {
   10,        /* LogBatch */
   4,        /* RestoreExperiment */
   9,        /* RestoreRun */
+  12,        /* SearchRuns */
   7         /* UpdateRun */
 };
 const ProtobufCServiceDescriptor shoal__tracking__v1__tracking__descriptor =
@@ -2547,7 +2793,7 @@ const ProtobufCServiceDescriptor shoal__tracking__v1__tracking__descriptor =
   "Tracking",
   "Shoal__Tracking__V1__Tracking",
   "shoal.tracking.v1",
-  12,
+  13,
   shoal__tracking__v1__tracking__method_descriptors,
   shoal__tracking__v1__tracking__method_indices_by_name
 };
@@ -2646,6 +2892,14 @@ void shoal__tracking__v1__tracking__get_metric_history(ProtobufCService *service
 {
   assert(service->descriptor == &shoal__tracking__v1__tracking__descriptor);
   service->invoke(service, 11, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void shoal__tracking__v1__tracking__search_runs(ProtobufCService *service,
+                                                const Shoal__Tracking__V1__SearchRunsRequest *input,
+                                                Shoal__Tracking__V1__SearchRunsResponse_Closure closure,
+                                                void *closure_data)
+{
+  assert(service->descriptor == &shoal__tracking__v1__tracking__descriptor);
+  service->invoke(service, 12, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void shoal__tracking__v1__tracking__init (Shoal__Tracking__V1__Tracking_Service *service,
                                           Shoal__Tracking__V1__Tracking_ServiceDestroy destroy)

@@ -39,6 +39,8 @@ typedef struct Shoal__Tracking__V1__LogBatchResponse Shoal__Tracking__V1__LogBat
 typedef struct Shoal__Tracking__V1__GetMetricHistoryRequest Shoal__Tracking__V1__GetMetricHistoryRequest;
 typedef struct Shoal__Tracking__V1__MetricSeries Shoal__Tracking__V1__MetricSeries;
 typedef struct Shoal__Tracking__V1__GetMetricHistoryResponse Shoal__Tracking__V1__GetMetricHistoryResponse;
+typedef struct Shoal__Tracking__V1__SearchRunsRequest Shoal__Tracking__V1__SearchRunsRequest;
+typedef struct Shoal__Tracking__V1__SearchRunsResponse Shoal__Tracking__V1__SearchRunsResponse;
 
 
 /* --- enums --- */
@@ -422,6 +424,47 @@ struct  Shoal__Tracking__V1__GetMetricHistoryResponse
     , 0,NULL, (char *)protobuf_c_empty_string }
 
 
+struct  Shoal__Tracking__V1__SearchRunsRequest
+{
+  ProtobufCMessage base;
+  /*
+   * Empty: every experiment.
+   */
+  size_t n_experiment_ids;
+  char **experiment_ids;
+  /*
+   * metrics.acc > 0.9 AND (params.model = 'resnet' OR tags.stage ILIKE 'prod%') — see RunFilter.
+   */
+  char *filter;
+  Shoal__Tracking__V1__ViewType view;
+  /*
+   * 1 to 1,000; default 100.
+   */
+  int32_t page_size;
+  /*
+   * "metrics.acc DESC", "attributes.start_time", "params.lr ASC"; default start_time DESC.
+   */
+  size_t n_order_by;
+  char **order_by;
+  char *page_token;
+};
+#define SHOAL__TRACKING__V1__SEARCH_RUNS_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__tracking__v1__search_runs_request__descriptor) \
+    , 0,NULL, (char *)protobuf_c_empty_string, SHOAL__TRACKING__V1__VIEW_TYPE__ACTIVE_ONLY, 0, 0,NULL, (char *)protobuf_c_empty_string }
+
+
+struct  Shoal__Tracking__V1__SearchRunsResponse
+{
+  ProtobufCMessage base;
+  size_t n_runs;
+  Shoal__Tracking__V1__Run **runs;
+  char *next_page_token;
+};
+#define SHOAL__TRACKING__V1__SEARCH_RUNS_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__tracking__v1__search_runs_response__descriptor) \
+    , 0,NULL, (char *)protobuf_c_empty_string }
+
+
 /* Shoal__Tracking__V1__Experiment__TagsEntry methods */
 void   shoal__tracking__v1__experiment__tags_entry__init
                      (Shoal__Tracking__V1__Experiment__TagsEntry         *message);
@@ -798,6 +841,44 @@ Shoal__Tracking__V1__GetMetricHistoryResponse *
 void   shoal__tracking__v1__get_metric_history_response__free_unpacked
                      (Shoal__Tracking__V1__GetMetricHistoryResponse *message,
                       ProtobufCAllocator *allocator);
+/* Shoal__Tracking__V1__SearchRunsRequest methods */
+void   shoal__tracking__v1__search_runs_request__init
+                     (Shoal__Tracking__V1__SearchRunsRequest         *message);
+size_t shoal__tracking__v1__search_runs_request__get_packed_size
+                     (const Shoal__Tracking__V1__SearchRunsRequest   *message);
+size_t shoal__tracking__v1__search_runs_request__pack
+                     (const Shoal__Tracking__V1__SearchRunsRequest   *message,
+                      uint8_t             *out);
+size_t shoal__tracking__v1__search_runs_request__pack_to_buffer
+                     (const Shoal__Tracking__V1__SearchRunsRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Shoal__Tracking__V1__SearchRunsRequest *
+       shoal__tracking__v1__search_runs_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shoal__tracking__v1__search_runs_request__free_unpacked
+                     (Shoal__Tracking__V1__SearchRunsRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Shoal__Tracking__V1__SearchRunsResponse methods */
+void   shoal__tracking__v1__search_runs_response__init
+                     (Shoal__Tracking__V1__SearchRunsResponse         *message);
+size_t shoal__tracking__v1__search_runs_response__get_packed_size
+                     (const Shoal__Tracking__V1__SearchRunsResponse   *message);
+size_t shoal__tracking__v1__search_runs_response__pack
+                     (const Shoal__Tracking__V1__SearchRunsResponse   *message,
+                      uint8_t             *out);
+size_t shoal__tracking__v1__search_runs_response__pack_to_buffer
+                     (const Shoal__Tracking__V1__SearchRunsResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Shoal__Tracking__V1__SearchRunsResponse *
+       shoal__tracking__v1__search_runs_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shoal__tracking__v1__search_runs_response__free_unpacked
+                     (Shoal__Tracking__V1__SearchRunsResponse *message,
+                      ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
 typedef void (*Shoal__Tracking__V1__Experiment__TagsEntry_Closure)
@@ -872,6 +953,12 @@ typedef void (*Shoal__Tracking__V1__MetricSeries_Closure)
 typedef void (*Shoal__Tracking__V1__GetMetricHistoryResponse_Closure)
                  (const Shoal__Tracking__V1__GetMetricHistoryResponse *message,
                   void *closure_data);
+typedef void (*Shoal__Tracking__V1__SearchRunsRequest_Closure)
+                 (const Shoal__Tracking__V1__SearchRunsRequest *message,
+                  void *closure_data);
+typedef void (*Shoal__Tracking__V1__SearchRunsResponse_Closure)
+                 (const Shoal__Tracking__V1__SearchRunsResponse *message,
+                  void *closure_data);
 
 /* --- services --- */
 
@@ -927,6 +1014,10 @@ struct Shoal__Tracking__V1__Tracking_Service
                              const Shoal__Tracking__V1__GetMetricHistoryRequest *input,
                              Shoal__Tracking__V1__GetMetricHistoryResponse_Closure closure,
                              void *closure_data);
+  void (*search_runs)(Shoal__Tracking__V1__Tracking_Service *service,
+                      const Shoal__Tracking__V1__SearchRunsRequest *input,
+                      Shoal__Tracking__V1__SearchRunsResponse_Closure closure,
+                      void *closure_data);
 };
 typedef void (*Shoal__Tracking__V1__Tracking_ServiceDestroy)(Shoal__Tracking__V1__Tracking_Service *);
 void shoal__tracking__v1__tracking__init (Shoal__Tracking__V1__Tracking_Service *service,
@@ -946,7 +1037,8 @@ void shoal__tracking__v1__tracking__init (Shoal__Tracking__V1__Tracking_Service 
       function_prefix__ ## delete_run,\
       function_prefix__ ## restore_run,\
       function_prefix__ ## log_batch,\
-      function_prefix__ ## get_metric_history  }
+      function_prefix__ ## get_metric_history,\
+      function_prefix__ ## search_runs  }
 void shoal__tracking__v1__tracking__create_experiment(ProtobufCService *service,
                                                       const Shoal__Tracking__V1__CreateExperimentRequest *input,
                                                       Shoal__Tracking__V1__Experiment_Closure closure,
@@ -995,6 +1087,10 @@ void shoal__tracking__v1__tracking__get_metric_history(ProtobufCService *service
                                                        const Shoal__Tracking__V1__GetMetricHistoryRequest *input,
                                                        Shoal__Tracking__V1__GetMetricHistoryResponse_Closure closure,
                                                        void *closure_data);
+void shoal__tracking__v1__tracking__search_runs(ProtobufCService *service,
+                                                const Shoal__Tracking__V1__SearchRunsRequest *input,
+                                                Shoal__Tracking__V1__SearchRunsResponse_Closure closure,
+                                                void *closure_data);
 
 /* --- descriptors --- */
 
@@ -1025,6 +1121,8 @@ extern const ProtobufCMessageDescriptor shoal__tracking__v1__log_batch_response_
 extern const ProtobufCMessageDescriptor shoal__tracking__v1__get_metric_history_request__descriptor;
 extern const ProtobufCMessageDescriptor shoal__tracking__v1__metric_series__descriptor;
 extern const ProtobufCMessageDescriptor shoal__tracking__v1__get_metric_history_response__descriptor;
+extern const ProtobufCMessageDescriptor shoal__tracking__v1__search_runs_request__descriptor;
+extern const ProtobufCMessageDescriptor shoal__tracking__v1__search_runs_response__descriptor;
 extern const ProtobufCServiceDescriptor shoal__tracking__v1__tracking__descriptor;
 
 PROTOBUF_C__END_DECLS

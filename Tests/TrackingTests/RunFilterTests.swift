@@ -1,0 +1,59 @@
+import Testing
+
+@testable import Tracking
+
+struct RunFilterTests {
+  private func parse(_ text: String) throws(RunFilterError) -> RunFilter? { try RunFilterParser.parse(text) }
+
+  private func compare(_ entity: RunFilter.Entity, _ op: RunFilter.Operator, _ values: RunFilter.Value...) -> RunFilter
+  {
+    .comparison(RunFilter.Comparison(entity: entity, op: op, values: values))
+  }
+
+  @Test func andBindsTighterThanOr() throws {
+    let a = compare(.metric("a"), .greater, .number(1))
+    let b = compare(.param("b"), .equal, .string("x"))
+    let c = compare(.tag("c"), .notEqual, .string("y"))
+    #expect(try parse("metrics.a > 1 OR params.b = 'x' AND tags.c != 'y'") == .or(a, .and(b, c)))
+    #expect(try parse("metrics.a > 1 and params.b = 'x' or tags.c != 'y'") == .or(.and(a, b), c))
+    #expect(try parse("(metrics.a > 1 OR params.b = 'x') AND tags.c != 'y'") == .and(.or(a, b), c))
+  }
+
+  @Test func everyEntityOperatorAndValueForm() throws {
+    #expect(try parse("") == nil)
+    #expect(try parse("   ") == nil)
+    #expect(try parse("metric.`val loss` <= -1.5e-3") == compare(.metric("val loss"), .lessOrEqual, .number(-0.0015)))
+    #expect(try parse("params.\"learning rate\" = '0.1'") == compare(.param("learning rate"), .equal, .string("0.1")))
+    #expect(try parse("tags.note LIKE 'it''s%'") == compare(.tag("note"), .like, .string("it's%")))
+    #expect(
+      try parse("attributes.status NOT IN ('FAILED', 'KILLED')")
+        == compare(.attribute(.status), .notIn, .string("FAILED"), .string("KILLED")))
+    #expect(try parse("attribute.run_name ILIKE 'Base%'") == compare(.attribute(.runName), .ilike, .string("Base%")))
+    #expect(
+      try parse("run.start_time >= 1700000000000") == compare(.attribute(.startTime), .greaterOrEqual, .number(1.7e12)))
+    #expect(
+      try parse("tags.mlflow.source.type = 'LOCAL'") == compare(.tag("mlflow.source.type"), .equal, .string("LOCAL")))
+  }
+
+  @Test(arguments: [
+    ("metrics.acc >", "at position 14: expected a number"),
+    ("metrics.acc > 1 AND", "at position 20: expected metrics.<key>"),
+    ("(metrics.acc > 1", "at position 17: expected ')'"),
+    ("metrics.acc ~ 1", "at position 13: unexpected character '~'"),
+    ("metrics.acc = 1 params.a = 'x'", "at position 17: expected AND, OR"),
+    ("losses.acc = 1", "at position 1: 'losses' is not metrics"),
+    ("attributes.colour = 'red'", "at position 1: 'colour' is not a run attribute"),
+    ("params.a = 'open", "at position 12: the quote ' is never closed"),
+    ("params.a IN 'x'", "at position 13: expected '('"),
+    ("params.a NOT = 'x'", "at position 14: expected IN after NOT"),
+    ("metrics = 1", "at position 1: 'metrics' needs a key"),
+  ])
+  func malformedFiltersNameThePosition(_ text: String, _ expected: String) {
+    do {
+      _ = try parse(text)
+      Issue.record("accepted \(text)")
+    } catch {
+      #expect(error.description.hasPrefix(expected), "\(error.description)")
+    }
+  }
+}
