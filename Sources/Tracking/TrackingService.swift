@@ -133,6 +133,24 @@ public struct TrackingService: TrackingV1.Tracking.ServiceProtocol {
     return try await storing { try await store.logBatch(request) }
   }
 
+  public func logInputs(
+    _ request: TrackingV1.LogInputsRequest, context: ServerContext
+  ) async throws -> TrackingV1.LogInputsResponse {
+    guard request.datasets.count <= 100 else {
+      throw RPCError(.invalidArgument, "datasets: at most 100 per call, given \(request.datasets.count)")
+    }
+    for (index, input) in request.datasets.enumerated() {
+      guard !input.name.isEmpty, input.name.count <= 500 else {
+        throw RPCError(.invalidArgument, "datasets[\(index)].name must be 1–500 characters")
+      }
+      guard input.digest.count <= 256, input.source.count <= 8000, input.context.count <= 256 else {
+        throw RPCError(.invalidArgument, "datasets[\(index)]: digest, source or context is too long")
+      }
+    }
+    try await storing { try await store.logInputs(request) }
+    return TrackingV1.LogInputsResponse()
+  }
+
   public func getMetricHistory(
     _ request: TrackingV1.GetMetricHistoryRequest, context: ServerContext
   ) async throws -> TrackingV1.GetMetricHistoryResponse {

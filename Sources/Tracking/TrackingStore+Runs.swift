@@ -60,6 +60,23 @@ extension TrackingStore {
     return try await self.run(request.runId)
   }
 
+  /// Records the datasets a run used; one already recorded in the same context is left as it is.
+  public func logInputs(_ request: TrackingV1.LogInputsRequest) async throws {
+    let run = try await run(request.runId)
+    guard run.lifecycle == .active else {
+      throw RPCError(.failedPrecondition, "run '\(request.runId)' is deleted; restore it before logging to it")
+    }
+    try await database.transaction { connection in
+      for input in request.datasets {
+        try connection.execute(
+          """
+          INSERT INTO run_inputs (run_id, name, digest, source, context) VALUES ($1, $2, $3, $4, $5)
+          ON CONFLICT (run_id, name, digest, context) DO NOTHING
+          """, .text(request.runId), .text(input.name), .text(input.digest), .text(input.source), .text(input.context))
+      }
+    }
+  }
+
   /// Marks a run deleted or active again.
   public func setRun(_ runID: String, deleted: Bool) async throws -> TrackingV1.Run {
     _ = try await run(runID)
@@ -87,6 +104,17 @@ extension TrackingStore {
     }
     for tag in try connection.query("SELECT key, value FROM run_tags WHERE run_id = $1", .text(run.runId)) {
       run.tags[try tag.string("key")] = try tag.string("value")
+    }
+    run.inputs = try connection.query(
+      "SELECT name, digest, source, context FROM run_inputs WHERE run_id = $1 ORDER BY name, context",
+      .text(run.runId)
+    ).map { row in
+      var input = TrackingV1.DatasetInput()
+      input.name = try row.string("name")
+      input.digest = try row.string("digest")
+      input.source = try row.string("source")
+      input.context = try row.string("context")
+      return input
     }
     run.metrics = try connection.query(
       "SELECT key, step, timestamp_ms, value, is_nan FROM latest_metrics WHERE run_id = $1 ORDER BY key",

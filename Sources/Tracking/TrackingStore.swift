@@ -37,7 +37,14 @@ public struct TrackingStore: Sendable {
         timestamp_ms BIGINT NOT NULL, value {real}, is_nan BIGINT NOT NULL, PRIMARY KEY (run_id, key));
       CREATE TABLE batch_requests (
         run_id TEXT NOT NULL REFERENCES runs (run_id), request_id TEXT NOT NULL, PRIMARY KEY (run_id, request_id));
-      """)
+      """),
+    Migration(
+      2, "dataset inputs",
+      """
+      CREATE TABLE run_inputs (
+        run_id TEXT NOT NULL REFERENCES runs (run_id), name TEXT NOT NULL, digest TEXT NOT NULL, source TEXT NOT NULL,
+        context TEXT NOT NULL, PRIMARY KEY (run_id, name, digest, context));
+      """),
   ]
 
   /// The database.

@@ -47,6 +47,7 @@ struct RunFilterTests {
     ("params.a IN 'x'", "at position 13: expected '('"),
     ("params.a NOT = 'x'", "at position 14: expected IN after NOT"),
     ("metrics = 1", "at position 1: 'metrics' needs a key"),
+    ("datasets.size = 'x'", "at position 1: 'size' is not a dataset field"),
   ])
   func malformedFiltersNameThePosition(_ text: String, _ expected: String) {
     do {

@@ -16,6 +16,14 @@ struct SearchRunsTests {
     ("tiny", "0.1", "dev", nil, .killed),
   ]
 
+  private static let evaluation = {
+    var input = TrackingV1.DatasetInput()
+    input.name = "holdout"
+    input.digest = "sha256:cd"
+    input.context = "evaluation"
+    return input
+  }()
+
   private func withRuns(
     _ backend: Backend, _ body: (TrackingStore, String) async throws -> Void
   ) async throws {
@@ -49,6 +57,18 @@ struct SearchRunsTests {
           batch.metrics = [metric]
         }
         _ = try await store.logBatch(batch)
+        if index < 2 {
+          var inputs = TrackingV1.LogInputsRequest()
+          inputs.runId = run.runId
+          var training = TrackingV1.DatasetInput()
+          training.name = "tiles-2026"
+          training.digest = "sha256:ab"
+          training.source = "blob:sha256:ab"
+          training.context = "training"
+          inputs.datasets = index == 1 ? [training, training, Self.evaluation] : [training]
+          try await store.logInputs(inputs)
+          try await store.logInputs(inputs)
+        }
         var update = TrackingV1.UpdateRunRequest()
         update.runId = run.runId
         update.status = status
@@ -98,6 +118,9 @@ struct SearchRunsTests {
       try await expectRuns(
         store, experiment, "tags.stage = 'prod' AND params.lr = '0.01' OR attributes.run_name = 'tiny'",
         ["Base-2", "tiny"])
+      try await expectRuns(store, experiment, "datasets.context = 'evaluation'", ["Base-2"])
+      try await expectRuns(store, experiment, "datasets.name = 'tiles-2026' AND metrics.acc < 0.8", ["base"])
+      try await expectRuns(store, experiment, "datasets.digest IN ('sha256:cd', 'sha256:zz')", ["Base-2"])
       // User input is data, never SQL.
       try await expectRuns(store, experiment, "params.lr = '0.1'' OR 1=1 --'", [])
     }
@@ -125,6 +148,11 @@ struct SearchRunsTests {
         request.pageToken = page.nextPageToken
       } while !request.pageToken.isEmpty
       #expect(pages == [["base", "Base-2"], ["wide", "deep"], ["tiny"]])
+      // Logging the same dataset twice records it once.
+      request.pageToken = ""
+      request.pageSize = 5
+      let inputs = try await store.searchRuns(request).runs[1].inputs
+      #expect(inputs.map(\.name) == ["holdout", "tiles-2026"] && inputs.map(\.context) == ["evaluation", "training"])
     }
   }
 

@@ -212,6 +212,60 @@ extension TrackingV1 {
     /// The latest value of every metric (highest step, then latest timestamp).
     public var metrics: [TrackingV1.Metric] = []
 
+    /// The datasets the run used.
+    public var inputs: [TrackingV1.DatasetInput] = []
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension TrackingV1 {
+  /// A dataset a run used, as MLflow's log_input records it.
+  public struct DatasetInput: ProtoMessage {
+    /// `shoal.tracking.v1.DatasetInput`.
+    public static let protoMessageName = "shoal.tracking.v1.DatasetInput"
+
+    /// Field 1, `name`.
+    public var name: String = ""
+
+    /// A content digest (for example the SHA-256 of the data).
+    public var digest: String = ""
+
+    /// Where it came from (a URI, a table, a blob reference).
+    public var source: String = ""
+
+    /// How the run used it: "training", "validation", "evaluation", …
+    public var context: String = ""
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension TrackingV1 {
+  /// The `shoal.tracking.v1.LogInputsRequest` message.
+  public struct LogInputsRequest: ProtoMessage {
+    /// `shoal.tracking.v1.LogInputsRequest`.
+    public static let protoMessageName = "shoal.tracking.v1.LogInputsRequest"
+
+    /// Field 1, `run_id`.
+    public var runId: String = ""
+
+    /// At most 100; logging the same dataset in the same context again changes nothing.
+    public var datasets: [TrackingV1.DatasetInput] = []
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension TrackingV1 {
+  /// The `shoal.tracking.v1.LogInputsResponse` message.
+  public struct LogInputsResponse: ProtoMessage {
+    /// `shoal.tracking.v1.LogInputsResponse`.
+    public static let protoMessageName = "shoal.tracking.v1.LogInputsResponse"
+
     /// A message with every field at its default value.
     public init() {}
   }
@@ -404,7 +458,7 @@ extension TrackingV1 {
     /// Empty: every experiment.
     public var experimentIds: [String] = []
 
-    /// metrics.acc > 0.9 AND (params.model = 'resnet' OR tags.stage ILIKE 'prod%') — see RunFilter.
+    /// metrics.acc > 0.9 AND (params.model = 'resnet' OR datasets.context = 'training') — see RunFilter.
     public var filter: String = ""
 
     /// Field 3, `view`.
@@ -945,6 +999,7 @@ extension TrackingV1.Run {
     w.map(8, self.params) { e, k, v in e.string(0, k); e.string(1, v) }
     w.map(9, self.tags) { e, k, v in e.string(0, k); e.string(1, v) }
     w.repeatedMessage(10, self.metrics)
+    w.repeatedMessage(11, self.inputs)
   }
 
   public init(_decoding r: CMessageReader) throws(ProtoError) {
@@ -960,6 +1015,7 @@ extension TrackingV1.Run {
     self.params = try r.map(8) { (e) throws(ProtoError) -> (String, String) in (try e.string(0), try e.string(1)) }
     self.tags = try r.map(9) { (e) throws(ProtoError) -> (String, String) in (try e.string(0), try e.string(1)) }
     self.metrics = try r.repeatedMessage(10, as: TrackingV1.Metric.self)
+    self.inputs = try r.repeatedMessage(11, as: TrackingV1.DatasetInput.self)
   }
 
   public func _encodeJSON(to j: inout JSONObjectWriter) {
@@ -974,6 +1030,7 @@ extension TrackingV1.Run {
     j.map("params", self.params)
     j.map("tags", self.tags)
     j.repeated("metrics", self.metrics)
+    j.repeated("inputs", self.inputs)
   }
 
   public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
@@ -991,9 +1048,99 @@ extension TrackingV1.Run {
         case "params": self.params = try j.map(json, key, as: [String: String].self)
         case "tags": self.tags = try j.map(json, key, as: [String: String].self)
         case "metrics": self.metrics = try j.repeated(json, key, as: TrackingV1.Metric.self)
+        case "inputs": self.inputs = try j.repeated(json, key, as: TrackingV1.DatasetInput.self)
         default: throw j.unknownField(key)
       }
     }
+  }
+}
+
+extension TrackingV1.DatasetInput {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__tracking__v1__dataset_input()) }
+
+  public func _encode(to w: CMessageWriter) {
+    w.string(0, self.name)
+    w.string(1, self.digest)
+    w.string(2, self.source)
+    w.string(3, self.context)
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    self.name = try r.string(0)
+    self.digest = try r.string(1)
+    self.source = try r.string(2)
+    self.context = try r.string(3)
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    j.value("name", self.name)
+    j.value("digest", self.digest)
+    j.value("source", self.source)
+    j.value("context", self.context)
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "name": self.name = try j.value(json, key, as: String.self)
+        case "digest": self.digest = try j.value(json, key, as: String.self)
+        case "source": self.source = try j.value(json, key, as: String.self)
+        case "context": self.context = try j.value(json, key, as: String.self)
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
+extension TrackingV1.LogInputsRequest {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__tracking__v1__log_inputs_request()) }
+
+  public func _encode(to w: CMessageWriter) {
+    w.string(0, self.runId)
+    w.repeatedMessage(1, self.datasets)
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    self.runId = try r.string(0)
+    self.datasets = try r.repeatedMessage(1, as: TrackingV1.DatasetInput.self)
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    j.value("runId", self.runId)
+    j.repeated("datasets", self.datasets)
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "runId", "run_id": self.runId = try j.value(json, key, as: String.self)
+        case "datasets": self.datasets = try j.repeated(json, key, as: TrackingV1.DatasetInput.self)
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
+extension TrackingV1.LogInputsResponse {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__tracking__v1__log_inputs_response()) }
+
+  public func _encode(to w: CMessageWriter) {
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    if let (key, _) = j.members.first { throw j.unknownField(key) }
   }
 }
 
@@ -1425,6 +1572,9 @@ extension TrackingV1 {
     /// Metrics, params and tags of one run at once. Idempotent through request_id.
     public static let logBatch = TypedMethod<TrackingV1.LogBatchRequest, TrackingV1.LogBatchResponse>(service: fullName, name: "LogBatch", kind: .unary, idempotent: true)
 
+    /// `LogInputs`.
+    public static let logInputs = TypedMethod<TrackingV1.LogInputsRequest, TrackingV1.LogInputsResponse>(service: fullName, name: "LogInputs", kind: .unary, idempotent: true)
+
     /// `GetMetricHistory`.
     public static let getMetricHistory = TypedMethod<TrackingV1.GetMetricHistoryRequest, TrackingV1.GetMetricHistoryResponse>(service: fullName, name: "GetMetricHistory", kind: .unary, idempotent: true)
 
@@ -1432,6 +1582,6 @@ extension TrackingV1 {
     public static let searchRuns = TypedMethod<TrackingV1.SearchRunsRequest, TrackingV1.SearchRunsResponse>(service: fullName, name: "SearchRuns", kind: .unary, idempotent: true)
 
     /// The service's methods, for routers and reflection.
-    public static let descriptor = ServiceDescriptor(fullName: fullName, methods: [createExperiment.descriptor, getExperiment.descriptor, listExperiments.descriptor, deleteExperiment.descriptor, restoreExperiment.descriptor, createRun.descriptor, getRun.descriptor, updateRun.descriptor, deleteRun.descriptor, restoreRun.descriptor, logBatch.descriptor, getMetricHistory.descriptor, searchRuns.descriptor])
+    public static let descriptor = ServiceDescriptor(fullName: fullName, methods: [createExperiment.descriptor, getExperiment.descriptor, listExperiments.descriptor, deleteExperiment.descriptor, restoreExperiment.descriptor, createRun.descriptor, getRun.descriptor, updateRun.descriptor, deleteRun.descriptor, restoreRun.descriptor, logBatch.descriptor, logInputs.descriptor, getMetricHistory.descriptor, searchRuns.descriptor])
   }
 }

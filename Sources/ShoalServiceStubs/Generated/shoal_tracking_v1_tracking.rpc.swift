@@ -39,6 +39,9 @@ extension TrackingV1.Tracking {
     /// Metrics, params and tags of one run at once. Idempotent through request_id.
     func logBatch(_ request: TrackingV1.LogBatchRequest, context: ServerContext) async throws -> TrackingV1.LogBatchResponse
 
+    /// `LogInputs`.
+    func logInputs(_ request: TrackingV1.LogInputsRequest, context: ServerContext) async throws -> TrackingV1.LogInputsResponse
+
     /// `GetMetricHistory`.
     func getMetricHistory(_ request: TrackingV1.GetMetricHistoryRequest, context: ServerContext) async throws -> TrackingV1.GetMetricHistoryResponse
 
@@ -109,6 +112,11 @@ extension TrackingV1.Tracking {
       try await rpc.unary(TrackingV1.Tracking.logBatch, request, options: options)
     }
 
+    /// `LogInputs`.
+    public func logInputs(_ request: TrackingV1.LogInputsRequest, options: CallOptions = CallOptions()) async throws(RPCError) -> TrackingV1.LogInputsResponse {
+      try await rpc.unary(TrackingV1.Tracking.logInputs, request, options: options)
+    }
+
     /// `GetMetricHistory`.
     public func getMetricHistory(_ request: TrackingV1.GetMetricHistoryRequest, options: CallOptions = CallOptions()) async throws(RPCError) -> TrackingV1.GetMetricHistoryResponse {
       try await rpc.unary(TrackingV1.Tracking.getMetricHistory, request, options: options)
@@ -135,6 +143,7 @@ extension TrackingV1.Tracking.ServiceProtocol {
     router.unary(TrackingV1.Tracking.deleteRun) { try await self.deleteRun($0, context: $1) }
     router.unary(TrackingV1.Tracking.restoreRun) { try await self.restoreRun($0, context: $1) }
     router.unary(TrackingV1.Tracking.logBatch) { try await self.logBatch($0, context: $1) }
+    router.unary(TrackingV1.Tracking.logInputs) { try await self.logInputs($0, context: $1) }
     router.unary(TrackingV1.Tracking.getMetricHistory) { try await self.getMetricHistory($0, context: $1) }
     router.unary(TrackingV1.Tracking.searchRuns) { try await self.searchRuns($0, context: $1) }
   }

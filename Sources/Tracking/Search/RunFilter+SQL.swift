@@ -41,6 +41,9 @@ struct RunQueryBuilder {
       let keyParameter = bind(.text(key))
       return
         "EXISTS (SELECT 1 FROM run_tags t WHERE t.run_id = r.run_id AND t.key = \(keyParameter) AND \(try stringTest("t.value", comparison, name: "tags.\(key)")))"
+    case .dataset(let field):
+      return
+        "EXISTS (SELECT 1 FROM run_inputs d WHERE d.run_id = r.run_id AND \(try stringTest("d.\(field.rawValue)", comparison, name: "datasets.\(field.rawValue)")))"
     case .attribute(let attribute):
       switch attribute {
       case .startTime, .endTime:
@@ -135,6 +138,8 @@ struct RunQueryBuilder {
         expression = "(SELECT p.value FROM params p WHERE p.run_id = r.run_id AND p.key = \(bind(.text(key))))"
       case .tag(let key):
         expression = "(SELECT t.value FROM run_tags t WHERE t.run_id = r.run_id AND t.key = \(bind(.text(key))))"
+      case .dataset(let field):
+        expression = "(SELECT min(d.\(field.rawValue)) FROM run_inputs d WHERE d.run_id = r.run_id)"
       case .attribute(let attribute):
         expression =
           switch attribute {

@@ -1,4 +1,5 @@
-/// A parsed SearchRuns filter: comparisons on `metrics.`, `params.`, `tags.` and `attributes.`,
+/// A parsed SearchRuns filter: comparisons on `metrics.`, `params.`, `tags.`, `attributes.` and
+/// `datasets.` (a run matches when one of its dataset inputs does),
 /// combined with AND (which binds tighter), OR and parentheses.
 ///
 /// ```
@@ -7,7 +8,7 @@
 /// and        := primary ("AND" primary)*
 /// primary    := "(" or ")" | comparison
 /// comparison := entity op value | entity ["NOT"] "IN" "(" value ("," value)* ")"
-/// entity     := ("metrics" | "params" | "tags" | "attributes") "." key     (singular forms too)
+/// entity     := ("metrics" | "params" | "tags" | "attributes" | "datasets") "." key   (singular forms too)
 /// key        := name characters, or a `backquoted` or "double-quoted" name
 /// op         := "=" | "!=" | "<" | "<=" | ">" | ">=" | "LIKE" | "ILIKE"
 /// value      := number | 'single-quoted string'
@@ -26,6 +27,12 @@ public indirect enum RunFilter: Sendable, Equatable {
     case param(String)
     case tag(String)
     case attribute(Attribute)
+    case dataset(DatasetField)
+  }
+
+  /// The fields of a dataset input a filter can name.
+  public enum DatasetField: String, Sendable, Equatable, CaseIterable {
+    case name, digest, context
   }
 
   /// The run attributes a filter can name.

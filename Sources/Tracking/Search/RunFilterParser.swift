@@ -201,9 +201,14 @@ struct RunFilterParser {
             "'\(key)' is not a run attribute (\(RunFilter.Attribute.allCases.map(\.rawValue).joined(separator: ", ")))")
       }
       return .attribute(attribute)
+    case "datasets", "dataset":
+      guard let field = RunFilter.DatasetField(rawValue: key) else {
+        throw RunFilterError(position: position, message: "'\(key)' is not a dataset field (name, digest, context)")
+      }
+      return .dataset(field)
     default:
       throw RunFilterError(
-        position: position, message: "'\(prefix)' is not metrics, params, tags or attributes")
+        position: position, message: "'\(prefix)' is not metrics, params, tags, attributes or datasets")
     }
   }
 

@@ -481,6 +481,141 @@ void   shoal__tracking__v1__run__free_unpacked
   assert(message->base.descriptor == &shoal__tracking__v1__run__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   shoal__tracking__v1__dataset_input__init
+                     (Shoal__Tracking__V1__DatasetInput         *message)
+{
+  static const Shoal__Tracking__V1__DatasetInput init_value = SHOAL__TRACKING__V1__DATASET_INPUT__INIT;
+  *message = init_value;
+}
+size_t shoal__tracking__v1__dataset_input__get_packed_size
+                     (const Shoal__Tracking__V1__DatasetInput *message)
+{
+  assert(message->base.descriptor == &shoal__tracking__v1__dataset_input__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__tracking__v1__dataset_input__pack
+                     (const Shoal__Tracking__V1__DatasetInput *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__tracking__v1__dataset_input__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__tracking__v1__dataset_input__pack_to_buffer
+                     (const Shoal__Tracking__V1__DatasetInput *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__tracking__v1__dataset_input__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Tracking__V1__DatasetInput *
+       shoal__tracking__v1__dataset_input__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Tracking__V1__DatasetInput *)
+     protobuf_c_message_unpack (&shoal__tracking__v1__dataset_input__descriptor,
+                                allocator, len, data);
+}
+void   shoal__tracking__v1__dataset_input__free_unpacked
+                     (Shoal__Tracking__V1__DatasetInput *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__tracking__v1__dataset_input__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   shoal__tracking__v1__log_inputs_request__init
+                     (Shoal__Tracking__V1__LogInputsRequest         *message)
+{
+  static const Shoal__Tracking__V1__LogInputsRequest init_value = SHOAL__TRACKING__V1__LOG_INPUTS_REQUEST__INIT;
+  *message = init_value;
+}
+size_t shoal__tracking__v1__log_inputs_request__get_packed_size
+                     (const Shoal__Tracking__V1__LogInputsRequest *message)
+{
+  assert(message->base.descriptor == &shoal__tracking__v1__log_inputs_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__tracking__v1__log_inputs_request__pack
+                     (const Shoal__Tracking__V1__LogInputsRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__tracking__v1__log_inputs_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__tracking__v1__log_inputs_request__pack_to_buffer
+                     (const Shoal__Tracking__V1__LogInputsRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__tracking__v1__log_inputs_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Tracking__V1__LogInputsRequest *
+       shoal__tracking__v1__log_inputs_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Tracking__V1__LogInputsRequest *)
+     protobuf_c_message_unpack (&shoal__tracking__v1__log_inputs_request__descriptor,
+                                allocator, len, data);
+}
+void   shoal__tracking__v1__log_inputs_request__free_unpacked
+                     (Shoal__Tracking__V1__LogInputsRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__tracking__v1__log_inputs_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   shoal__tracking__v1__log_inputs_response__init
+                     (Shoal__Tracking__V1__LogInputsResponse         *message)
+{
+  static const Shoal__Tracking__V1__LogInputsResponse init_value = SHOAL__TRACKING__V1__LOG_INPUTS_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t shoal__tracking__v1__log_inputs_response__get_packed_size
+                     (const Shoal__Tracking__V1__LogInputsResponse *message)
+{
+  assert(message->base.descriptor == &shoal__tracking__v1__log_inputs_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__tracking__v1__log_inputs_response__pack
+                     (const Shoal__Tracking__V1__LogInputsResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__tracking__v1__log_inputs_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__tracking__v1__log_inputs_response__pack_to_buffer
+                     (const Shoal__Tracking__V1__LogInputsResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__tracking__v1__log_inputs_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Tracking__V1__LogInputsResponse *
+       shoal__tracking__v1__log_inputs_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Tracking__V1__LogInputsResponse *)
+     protobuf_c_message_unpack (&shoal__tracking__v1__log_inputs_response__descriptor,
+                                allocator, len, data);
+}
+void   shoal__tracking__v1__log_inputs_response__free_unpacked
+                     (Shoal__Tracking__V1__LogInputsResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__tracking__v1__log_inputs_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   shoal__tracking__v1__create_run_request__tags_entry__init
                      (Shoal__Tracking__V1__CreateRunRequest__TagsEntry         *message)
 {
@@ -1723,7 +1858,7 @@ const ProtobufCMessageDescriptor shoal__tracking__v1__run__tags_entry__descripto
   (ProtobufCMessageInit) shoal__tracking__v1__run__tags_entry__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor shoal__tracking__v1__run__field_descriptors[11] =
+static const ProtobufCFieldDescriptor shoal__tracking__v1__run__field_descriptors[12] =
 {
   {
     "run_id",
@@ -1857,10 +1992,23 @@ static const ProtobufCFieldDescriptor shoal__tracking__v1__run__field_descriptor
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "inputs",
+    12,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Shoal__Tracking__V1__Run, n_inputs),
+    offsetof(Shoal__Tracking__V1__Run, inputs),
+    &shoal__tracking__v1__dataset_input__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned shoal__tracking__v1__run__field_indices_by_name[] = {
   6,   /* field[6] = end_time_ms */
   1,   /* field[1] = experiment_id */
+  11,   /* field[11] = inputs */
   7,   /* field[7] = lifecycle */
   10,   /* field[10] = metrics */
   2,   /* field[2] = name */
@@ -1874,7 +2022,7 @@ static const unsigned shoal__tracking__v1__run__field_indices_by_name[] = {
 static const ProtobufCIntRange shoal__tracking__v1__run__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 11 }
+  { 0, 12 }
 };
 const ProtobufCMessageDescriptor shoal__tracking__v1__run__descriptor =
 {
@@ -1884,11 +2032,157 @@ const ProtobufCMessageDescriptor shoal__tracking__v1__run__descriptor =
   "Shoal__Tracking__V1__Run",
   "shoal.tracking.v1",
   sizeof(Shoal__Tracking__V1__Run),
-  11,
+  12,
   shoal__tracking__v1__run__field_descriptors,
   shoal__tracking__v1__run__field_indices_by_name,
   1,  shoal__tracking__v1__run__number_ranges,
   (ProtobufCMessageInit) shoal__tracking__v1__run__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor shoal__tracking__v1__dataset_input__field_descriptors[4] =
+{
+  {
+    "name",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Tracking__V1__DatasetInput, name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "digest",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Tracking__V1__DatasetInput, digest),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "source",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Tracking__V1__DatasetInput, source),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "context",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Tracking__V1__DatasetInput, context),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__tracking__v1__dataset_input__field_indices_by_name[] = {
+  3,   /* field[3] = context */
+  1,   /* field[1] = digest */
+  0,   /* field[0] = name */
+  2,   /* field[2] = source */
+};
+static const ProtobufCIntRange shoal__tracking__v1__dataset_input__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor shoal__tracking__v1__dataset_input__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.tracking.v1.DatasetInput",
+  "DatasetInput",
+  "Shoal__Tracking__V1__DatasetInput",
+  "shoal.tracking.v1",
+  sizeof(Shoal__Tracking__V1__DatasetInput),
+  4,
+  shoal__tracking__v1__dataset_input__field_descriptors,
+  shoal__tracking__v1__dataset_input__field_indices_by_name,
+  1,  shoal__tracking__v1__dataset_input__number_ranges,
+  (ProtobufCMessageInit) shoal__tracking__v1__dataset_input__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor shoal__tracking__v1__log_inputs_request__field_descriptors[2] =
+{
+  {
+    "run_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Tracking__V1__LogInputsRequest, run_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "datasets",
+    2,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Shoal__Tracking__V1__LogInputsRequest, n_datasets),
+    offsetof(Shoal__Tracking__V1__LogInputsRequest, datasets),
+    &shoal__tracking__v1__dataset_input__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__tracking__v1__log_inputs_request__field_indices_by_name[] = {
+  1,   /* field[1] = datasets */
+  0,   /* field[0] = run_id */
+};
+static const ProtobufCIntRange shoal__tracking__v1__log_inputs_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor shoal__tracking__v1__log_inputs_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.tracking.v1.LogInputsRequest",
+  "LogInputsRequest",
+  "Shoal__Tracking__V1__LogInputsRequest",
+  "shoal.tracking.v1",
+  sizeof(Shoal__Tracking__V1__LogInputsRequest),
+  2,
+  shoal__tracking__v1__log_inputs_request__field_descriptors,
+  shoal__tracking__v1__log_inputs_request__field_indices_by_name,
+  1,  shoal__tracking__v1__log_inputs_request__number_ranges,
+  (ProtobufCMessageInit) shoal__tracking__v1__log_inputs_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+#define shoal__tracking__v1__log_inputs_response__field_descriptors NULL
+#define shoal__tracking__v1__log_inputs_response__field_indices_by_name NULL
+#define shoal__tracking__v1__log_inputs_response__number_ranges NULL
+const ProtobufCMessageDescriptor shoal__tracking__v1__log_inputs_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.tracking.v1.LogInputsResponse",
+  "LogInputsResponse",
+  "Shoal__Tracking__V1__LogInputsResponse",
+  "shoal.tracking.v1",
+  sizeof(Shoal__Tracking__V1__LogInputsResponse),
+  0,
+  shoal__tracking__v1__log_inputs_response__field_descriptors,
+  shoal__tracking__v1__log_inputs_response__field_indices_by_name,
+  0,  shoal__tracking__v1__log_inputs_response__number_ranges,
+  (ProtobufCMessageInit) shoal__tracking__v1__log_inputs_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor shoal__tracking__v1__create_run_request__tags_entry__field_descriptors[2] =
@@ -2755,7 +3049,7 @@ const ProtobufCEnumDescriptor shoal__tracking__v1__run_status__descriptor =
   shoal__tracking__v1__run_status__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCMethodDescriptor shoal__tracking__v1__tracking__method_descriptors[13] =
+static const ProtobufCMethodDescriptor shoal__tracking__v1__tracking__method_descriptors[14] =
 {
   { "CreateExperiment", &shoal__tracking__v1__create_experiment_request__descriptor, &shoal__tracking__v1__experiment__descriptor },
   { "GetExperiment", &shoal__tracking__v1__get_experiment_request__descriptor, &shoal__tracking__v1__experiment__descriptor },
@@ -2768,6 +3062,7 @@ static const ProtobufCMethodDescriptor shoal__tracking__v1__tracking__method_des
   { "DeleteRun", &shoal__tracking__v1__run_lifecycle_request__descriptor, &shoal__tracking__v1__run__descriptor },
   { "RestoreRun", &shoal__tracking__v1__run_lifecycle_request__descriptor, &shoal__tracking__v1__run__descriptor },
   { "LogBatch", &shoal__tracking__v1__log_batch_request__descriptor, &shoal__tracking__v1__log_batch_response__descriptor },
+  { "LogInputs", &shoal__tracking__v1__log_inputs_request__descriptor, &shoal__tracking__v1__log_inputs_response__descriptor },
   { "GetMetricHistory", &shoal__tracking__v1__get_metric_history_request__descriptor, &shoal__tracking__v1__get_metric_history_response__descriptor },
   { "SearchRuns", &shoal__tracking__v1__search_runs_request__descriptor, &shoal__tracking__v1__search_runs_response__descriptor },
 };
@@ -2777,13 +3072,14 @@ const unsigned shoal__tracking__v1__tracking__method_indices_by_name[] = {
   3,        /* DeleteExperiment */
   8,        /* DeleteRun */
   1,        /* GetExperiment */
-  11,        /* GetMetricHistory */
+  12,        /* GetMetricHistory */
   6,        /* GetRun */
   2,        /* ListExperiments */
   10,        /* LogBatch */
+  11,        /* LogInputs */
   4,        /* RestoreExperiment */
   9,        /* RestoreRun */
-  12,        /* SearchRuns */
+  13,        /* SearchRuns */
   7         /* UpdateRun */
 };
 const ProtobufCServiceDescriptor shoal__tracking__v1__tracking__descriptor =
@@ -2793,7 +3089,7 @@ const ProtobufCServiceDescriptor shoal__tracking__v1__tracking__descriptor =
   "Tracking",
   "Shoal__Tracking__V1__Tracking",
   "shoal.tracking.v1",
-  13,
+  14,
   shoal__tracking__v1__tracking__method_descriptors,
   shoal__tracking__v1__tracking__method_indices_by_name
 };
@@ -2885,13 +3181,21 @@ void shoal__tracking__v1__tracking__log_batch(ProtobufCService *service,
   assert(service->descriptor == &shoal__tracking__v1__tracking__descriptor);
   service->invoke(service, 10, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
+void shoal__tracking__v1__tracking__log_inputs(ProtobufCService *service,
+                                               const Shoal__Tracking__V1__LogInputsRequest *input,
+                                               Shoal__Tracking__V1__LogInputsResponse_Closure closure,
+                                               void *closure_data)
+{
+  assert(service->descriptor == &shoal__tracking__v1__tracking__descriptor);
+  service->invoke(service, 11, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
 void shoal__tracking__v1__tracking__get_metric_history(ProtobufCService *service,
                                                        const Shoal__Tracking__V1__GetMetricHistoryRequest *input,
                                                        Shoal__Tracking__V1__GetMetricHistoryResponse_Closure closure,
                                                        void *closure_data)
 {
   assert(service->descriptor == &shoal__tracking__v1__tracking__descriptor);
-  service->invoke(service, 11, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 12, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void shoal__tracking__v1__tracking__search_runs(ProtobufCService *service,
                                                 const Shoal__Tracking__V1__SearchRunsRequest *input,
@@ -2899,7 +3203,7 @@ void shoal__tracking__v1__tracking__search_runs(ProtobufCService *service,
                                                 void *closure_data)
 {
   assert(service->descriptor == &shoal__tracking__v1__tracking__descriptor);
-  service->invoke(service, 12, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 13, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void shoal__tracking__v1__tracking__init (Shoal__Tracking__V1__Tracking_Service *service,
                                           Shoal__Tracking__V1__Tracking_ServiceDestroy destroy)

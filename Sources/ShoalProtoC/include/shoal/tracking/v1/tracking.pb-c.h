@@ -29,6 +29,9 @@ typedef struct Shoal__Tracking__V1__Tag Shoal__Tracking__V1__Tag;
 typedef struct Shoal__Tracking__V1__Run Shoal__Tracking__V1__Run;
 typedef struct Shoal__Tracking__V1__Run__ParamsEntry Shoal__Tracking__V1__Run__ParamsEntry;
 typedef struct Shoal__Tracking__V1__Run__TagsEntry Shoal__Tracking__V1__Run__TagsEntry;
+typedef struct Shoal__Tracking__V1__DatasetInput Shoal__Tracking__V1__DatasetInput;
+typedef struct Shoal__Tracking__V1__LogInputsRequest Shoal__Tracking__V1__LogInputsRequest;
+typedef struct Shoal__Tracking__V1__LogInputsResponse Shoal__Tracking__V1__LogInputsResponse;
 typedef struct Shoal__Tracking__V1__CreateRunRequest Shoal__Tracking__V1__CreateRunRequest;
 typedef struct Shoal__Tracking__V1__CreateRunRequest__TagsEntry Shoal__Tracking__V1__CreateRunRequest__TagsEntry;
 typedef struct Shoal__Tracking__V1__GetRunRequest Shoal__Tracking__V1__GetRunRequest;
@@ -253,10 +256,64 @@ struct  Shoal__Tracking__V1__Run
    */
   size_t n_metrics;
   Shoal__Tracking__V1__Metric **metrics;
+  /*
+   * The datasets the run used.
+   */
+  size_t n_inputs;
+  Shoal__Tracking__V1__DatasetInput **inputs;
 };
 #define SHOAL__TRACKING__V1__RUN__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&shoal__tracking__v1__run__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, SHOAL__TRACKING__V1__RUN_STATUS__RUN_STATUS_UNSPECIFIED, 0, 0, SHOAL__TRACKING__V1__LIFECYCLE__LIFECYCLE_UNSPECIFIED, 0,NULL, 0,NULL, 0,NULL }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, SHOAL__TRACKING__V1__RUN_STATUS__RUN_STATUS_UNSPECIFIED, 0, 0, SHOAL__TRACKING__V1__LIFECYCLE__LIFECYCLE_UNSPECIFIED, 0,NULL, 0,NULL, 0,NULL, 0,NULL }
+
+
+/*
+ * A dataset a run used, as MLflow's log_input records it.
+ */
+struct  Shoal__Tracking__V1__DatasetInput
+{
+  ProtobufCMessage base;
+  char *name;
+  /*
+   * A content digest (for example the SHA-256 of the data).
+   */
+  char *digest;
+  /*
+   * Where it came from (a URI, a table, a blob reference).
+   */
+  char *source;
+  /*
+   * How the run used it: "training", "validation", "evaluation", …
+   */
+  char *context;
+};
+#define SHOAL__TRACKING__V1__DATASET_INPUT__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__tracking__v1__dataset_input__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+
+
+struct  Shoal__Tracking__V1__LogInputsRequest
+{
+  ProtobufCMessage base;
+  char *run_id;
+  /*
+   * At most 100; logging the same dataset in the same context again changes nothing.
+   */
+  size_t n_datasets;
+  Shoal__Tracking__V1__DatasetInput **datasets;
+};
+#define SHOAL__TRACKING__V1__LOG_INPUTS_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__tracking__v1__log_inputs_request__descriptor) \
+    , (char *)protobuf_c_empty_string, 0,NULL }
+
+
+struct  Shoal__Tracking__V1__LogInputsResponse
+{
+  ProtobufCMessage base;
+};
+#define SHOAL__TRACKING__V1__LOG_INPUTS_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__tracking__v1__log_inputs_response__descriptor) \
+     }
 
 
 struct  Shoal__Tracking__V1__CreateRunRequest__TagsEntry
@@ -433,7 +490,7 @@ struct  Shoal__Tracking__V1__SearchRunsRequest
   size_t n_experiment_ids;
   char **experiment_ids;
   /*
-   * metrics.acc > 0.9 AND (params.model = 'resnet' OR tags.stage ILIKE 'prod%') — see RunFilter.
+   * metrics.acc > 0.9 AND (params.model = 'resnet' OR datasets.context = 'training') — see RunFilter.
    */
   char *filter;
   Shoal__Tracking__V1__ViewType view;
@@ -666,6 +723,63 @@ Shoal__Tracking__V1__Run *
                       const uint8_t       *data);
 void   shoal__tracking__v1__run__free_unpacked
                      (Shoal__Tracking__V1__Run *message,
+                      ProtobufCAllocator *allocator);
+/* Shoal__Tracking__V1__DatasetInput methods */
+void   shoal__tracking__v1__dataset_input__init
+                     (Shoal__Tracking__V1__DatasetInput         *message);
+size_t shoal__tracking__v1__dataset_input__get_packed_size
+                     (const Shoal__Tracking__V1__DatasetInput   *message);
+size_t shoal__tracking__v1__dataset_input__pack
+                     (const Shoal__Tracking__V1__DatasetInput   *message,
+                      uint8_t             *out);
+size_t shoal__tracking__v1__dataset_input__pack_to_buffer
+                     (const Shoal__Tracking__V1__DatasetInput   *message,
+                      ProtobufCBuffer     *buffer);
+Shoal__Tracking__V1__DatasetInput *
+       shoal__tracking__v1__dataset_input__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shoal__tracking__v1__dataset_input__free_unpacked
+                     (Shoal__Tracking__V1__DatasetInput *message,
+                      ProtobufCAllocator *allocator);
+/* Shoal__Tracking__V1__LogInputsRequest methods */
+void   shoal__tracking__v1__log_inputs_request__init
+                     (Shoal__Tracking__V1__LogInputsRequest         *message);
+size_t shoal__tracking__v1__log_inputs_request__get_packed_size
+                     (const Shoal__Tracking__V1__LogInputsRequest   *message);
+size_t shoal__tracking__v1__log_inputs_request__pack
+                     (const Shoal__Tracking__V1__LogInputsRequest   *message,
+                      uint8_t             *out);
+size_t shoal__tracking__v1__log_inputs_request__pack_to_buffer
+                     (const Shoal__Tracking__V1__LogInputsRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Shoal__Tracking__V1__LogInputsRequest *
+       shoal__tracking__v1__log_inputs_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shoal__tracking__v1__log_inputs_request__free_unpacked
+                     (Shoal__Tracking__V1__LogInputsRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Shoal__Tracking__V1__LogInputsResponse methods */
+void   shoal__tracking__v1__log_inputs_response__init
+                     (Shoal__Tracking__V1__LogInputsResponse         *message);
+size_t shoal__tracking__v1__log_inputs_response__get_packed_size
+                     (const Shoal__Tracking__V1__LogInputsResponse   *message);
+size_t shoal__tracking__v1__log_inputs_response__pack
+                     (const Shoal__Tracking__V1__LogInputsResponse   *message,
+                      uint8_t             *out);
+size_t shoal__tracking__v1__log_inputs_response__pack_to_buffer
+                     (const Shoal__Tracking__V1__LogInputsResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Shoal__Tracking__V1__LogInputsResponse *
+       shoal__tracking__v1__log_inputs_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shoal__tracking__v1__log_inputs_response__free_unpacked
+                     (Shoal__Tracking__V1__LogInputsResponse *message,
                       ProtobufCAllocator *allocator);
 /* Shoal__Tracking__V1__CreateRunRequest__TagsEntry methods */
 void   shoal__tracking__v1__create_run_request__tags_entry__init
@@ -923,6 +1037,15 @@ typedef void (*Shoal__Tracking__V1__Run__TagsEntry_Closure)
 typedef void (*Shoal__Tracking__V1__Run_Closure)
                  (const Shoal__Tracking__V1__Run *message,
                   void *closure_data);
+typedef void (*Shoal__Tracking__V1__DatasetInput_Closure)
+                 (const Shoal__Tracking__V1__DatasetInput *message,
+                  void *closure_data);
+typedef void (*Shoal__Tracking__V1__LogInputsRequest_Closure)
+                 (const Shoal__Tracking__V1__LogInputsRequest *message,
+                  void *closure_data);
+typedef void (*Shoal__Tracking__V1__LogInputsResponse_Closure)
+                 (const Shoal__Tracking__V1__LogInputsResponse *message,
+                  void *closure_data);
 typedef void (*Shoal__Tracking__V1__CreateRunRequest__TagsEntry_Closure)
                  (const Shoal__Tracking__V1__CreateRunRequest__TagsEntry *message,
                   void *closure_data);
@@ -1010,6 +1133,10 @@ struct Shoal__Tracking__V1__Tracking_Service
                     const Shoal__Tracking__V1__LogBatchRequest *input,
                     Shoal__Tracking__V1__LogBatchResponse_Closure closure,
                     void *closure_data);
+  void (*log_inputs)(Shoal__Tracking__V1__Tracking_Service *service,
+                     const Shoal__Tracking__V1__LogInputsRequest *input,
+                     Shoal__Tracking__V1__LogInputsResponse_Closure closure,
+                     void *closure_data);
   void (*get_metric_history)(Shoal__Tracking__V1__Tracking_Service *service,
                              const Shoal__Tracking__V1__GetMetricHistoryRequest *input,
                              Shoal__Tracking__V1__GetMetricHistoryResponse_Closure closure,
@@ -1037,6 +1164,7 @@ void shoal__tracking__v1__tracking__init (Shoal__Tracking__V1__Tracking_Service 
       function_prefix__ ## delete_run,\
       function_prefix__ ## restore_run,\
       function_prefix__ ## log_batch,\
+      function_prefix__ ## log_inputs,\
       function_prefix__ ## get_metric_history,\
       function_prefix__ ## search_runs  }
 void shoal__tracking__v1__tracking__create_experiment(ProtobufCService *service,
@@ -1083,6 +1211,10 @@ void shoal__tracking__v1__tracking__log_batch(ProtobufCService *service,
                                               const Shoal__Tracking__V1__LogBatchRequest *input,
                                               Shoal__Tracking__V1__LogBatchResponse_Closure closure,
                                               void *closure_data);
+void shoal__tracking__v1__tracking__log_inputs(ProtobufCService *service,
+                                               const Shoal__Tracking__V1__LogInputsRequest *input,
+                                               Shoal__Tracking__V1__LogInputsResponse_Closure closure,
+                                               void *closure_data);
 void shoal__tracking__v1__tracking__get_metric_history(ProtobufCService *service,
                                                        const Shoal__Tracking__V1__GetMetricHistoryRequest *input,
                                                        Shoal__Tracking__V1__GetMetricHistoryResponse_Closure closure,
@@ -1111,6 +1243,9 @@ extern const ProtobufCMessageDescriptor shoal__tracking__v1__tag__descriptor;
 extern const ProtobufCMessageDescriptor shoal__tracking__v1__run__descriptor;
 extern const ProtobufCMessageDescriptor shoal__tracking__v1__run__params_entry__descriptor;
 extern const ProtobufCMessageDescriptor shoal__tracking__v1__run__tags_entry__descriptor;
+extern const ProtobufCMessageDescriptor shoal__tracking__v1__dataset_input__descriptor;
+extern const ProtobufCMessageDescriptor shoal__tracking__v1__log_inputs_request__descriptor;
+extern const ProtobufCMessageDescriptor shoal__tracking__v1__log_inputs_response__descriptor;
 extern const ProtobufCMessageDescriptor shoal__tracking__v1__create_run_request__descriptor;
 extern const ProtobufCMessageDescriptor shoal__tracking__v1__create_run_request__tags_entry__descriptor;
 extern const ProtobufCMessageDescriptor shoal__tracking__v1__get_run_request__descriptor;
