@@ -5,6 +5,8 @@ struct TextTable {
 
   init(_ header: String...) { self.header = header }
 
+  init(header: [String]) { self.header = header }
+
   mutating func add(_ row: String...) { rows.append(row) }
 
   var rendered: String {

@@ -1,0 +1,128 @@
+import ArgumentParser
+import Foundation
+import ShoalClient
+import ShoalProto
+import ShoalRPC
+import ShoalServiceStubs
+
+/// Runs `body` with a client of the tracking service, found through the registry; an RPC failure
+/// is printed as `shoal COMMAND: CODE: message` and exits with status 1.
+func withTracking<T>(
+  _ mesh: MeshOptions, command: String, _ body: (TrackingV1.Tracking.Client) async throws -> T
+) async throws -> T {
+  let shoal = ShoalClient(location: try mesh.location())
+  do {
+    let result = try await body(TrackingV1.Tracking.Client(shoal.channel(for: "tracking")))
+    await shoal.close()
+    return result
+  } catch let error as RPCError {
+    await shoal.close()
+    logLine("shoal \(command)", "\(error.codeName): \(error.message)")
+    throw ExitCode(1)
+  } catch {
+    await shoal.close()
+    throw error
+  }
+}
+
+/// An experiment given by id (digits) or by name.
+func experimentID(_ text: String, _ client: TrackingV1.Tracking.Client) async throws -> String {
+  if !text.isEmpty, text.allSatisfy(\.isNumber) { return text }
+  var request = TrackingV1.GetExperimentRequest()
+  request.name = text
+  return try await client.getExperiment(request).experimentId
+}
+
+/// `shoal experiments …`.
+struct ExperimentsCommand: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "experiments", abstract: "Create, list, delete and restore experiments.",
+    subcommands: [Create.self, List.self, Delete.self, Restore.self])
+
+  struct Create: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Create an experiment.")
+    @Argument(help: "Its name.") var name: String
+    @Option(name: .customLong("tag"), help: "A tag key=value (repeatable).") var tags: [String] = []
+    @Flag(help: "Print JSON.") var json = false
+    @OptionGroup var mesh: MeshOptions
+
+    func run() async throws {
+      var request = TrackingV1.CreateExperimentRequest()
+      request.name = name
+      request.tags = try parsePairs(tags, option: "--tag")
+      let experiment = try await withTracking(mesh, command: "experiments create") {
+        try await $0.createExperiment(request)
+      }
+      if json {
+        emitJSON(experiment)
+      } else {
+        emit("created experiment \(experiment.experimentId) '\(experiment.name)'")
+      }
+    }
+  }
+
+  struct List: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "List experiments (active ones by default).")
+    @Flag(help: "Deleted ones only.") var deleted = false
+    @Flag(help: "Active and deleted.") var all = false
+    @Flag(help: "Print JSON.") var json = false
+    @OptionGroup var mesh: MeshOptions
+
+    func run() async throws {
+      var request = TrackingV1.ListExperimentsRequest()
+      request.view = all ? .all : deleted ? .deletedOnly : .activeOnly
+      let first = request
+      let experiments = try await withTracking(mesh, command: "experiments list") { client in
+        try await allPages { token in
+          var request = first
+          request.pageToken = token
+          let page = try await client.listExperiments(request)
+          return (page.experiments, page.nextPageToken)
+        }
+      }
+      if json {
+        var response = TrackingV1.ListExperimentsResponse()
+        response.experiments = experiments
+        return emitJSON(response)
+      }
+      var table = TextTable("ID", "NAME", "STATE", "CREATED", "TAGS")
+      for experiment in experiments {
+        table.add(
+          experiment.experimentId, experiment.name, experiment.lifecycle.protoName?.lowercased() ?? "-",
+          formatTime(experiment.createdAtMs),
+          experiment.tags.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))
+      }
+      emit(table.rendered)
+    }
+  }
+
+  struct Delete: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Delete an experiment and its runs (restorable).")
+    @Argument(help: "The experiment's id or name.") var experiment: String
+    @OptionGroup var mesh: MeshOptions
+
+    func run() async throws {
+      let result = try await withTracking(mesh, command: "experiments delete") { client in
+        var request = TrackingV1.ExperimentLifecycleRequest()
+        request.experimentId = try await experimentID(experiment, client)
+        return try await client.deleteExperiment(request)
+      }
+      emit("deleted experiment \(result.experimentId) '\(result.name)'")
+    }
+  }
+
+  struct Restore: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Restore a deleted experiment and its runs.")
+    @Argument(help: "The experiment's id or name.") var experiment: String
+    @OptionGroup var mesh: MeshOptions
+
+    func run() async throws {
+      let result = try await withTracking(mesh, command: "experiments restore") { client in
+        var request = TrackingV1.ExperimentLifecycleRequest()
+        request.experimentId = try await experimentID(experiment, client)
+        return try await client.restoreExperiment(request)
+      }
+      emit("restored experiment \(result.experimentId) '\(result.name)'")
+    }
+  }
+}

@@ -1,0 +1,62 @@
+import Foundation
+import ShoalTestSupport
+import Testing
+
+/// `shoal experiments` and `shoal runs` against tracking started by `shoal up`, as real processes.
+struct TrackingEndToEndTests {
+  private static let mesh = """
+    { "services": [ { "name": "registry" }, { "name": "tracking" } ] }
+    """
+
+  @Test func experimentsRunsAndTheirMetrics() async throws {
+    let shoal = try TestEnvironment.product("shoal")
+    let data = try TemporaryDirectory()
+    try Data(Self.mesh.utf8).write(to: data.url.appendingPathComponent("mesh.json"))
+    let up = try ServerProcess(shoal, ["up", "--mesh", data.path("mesh.json"), "--data", data.url.path])
+    _ = try await up.waitForLines(containing: "mesh up")
+    _ = try await up.waitForLines(containing: "registered tracking")
+    func run(_ arguments: String...) async throws -> SubprocessResult {
+      try await Subprocess.run(shoal, arguments + ["--data", data.url.path])
+    }
+
+    let created = try await run("experiments", "create", "roads", "--tag", "team=maps")
+    #expect(created.stdoutText.contains("created experiment 1 'roads'"), "\(created.stderrText)")
+    var runIDs: [String] = []
+    for (name, lr) in [("small", "0.1"), ("large", "0.01")] {
+      let made = try await run("runs", "create", "--experiment", "roads", "--name", name)
+      let id = made.stdoutText.trimmingCharacters(in: .whitespacesAndNewlines)
+      #expect(id.count == 32, "\(made.stderrText)")
+      runIDs.append(id)
+      for step in 0..<3 {
+        let loss = String(Double(3 - step) * (lr == "0.1" ? 1 : 0.5))
+        let logged = try await run(
+          "runs", "log", id, "--metric", "loss=\(loss)@\(step)", "--param", "lr=\(lr)", "--dataset",
+          "tiles:training:sha256:ab")
+        #expect(logged.status == 0, "\(logged.stderrText)")
+      }
+    }
+    let clash = try await run("runs", "log", runIDs[0], "--param", "lr=0.5")
+    #expect(clash.status == 1 && clash.stderrText.contains("param 'lr' was logged as '0.1'"), "\(clash.stderrText)")
+    #expect(try await run("runs", "end", runIDs[0]).stdoutText.contains("finished"))
+
+    let show = try await run("runs", "show", runIDs[0])
+    #expect(show.stdoutText.contains("lr=0.1") && show.stdoutText.contains("loss=1.0@2"), "\(show.stdoutText)")
+    #expect(show.stdoutText.contains("tiles (training)") && show.stdoutText.contains("status       finished"))
+
+    let search = try await run(
+      "runs", "search", "--experiment", "roads", "--filter", "metrics.loss < 0.8 AND datasets.context = 'training'")
+    #expect(search.stdoutText.contains(runIDs[1]) && !search.stdoutText.contains(runIDs[0]), "\(search.stdoutText)")
+    let malformed = try await run("runs", "search", "--filter", "metrics.loss <")
+    #expect(malformed.status == 1 && malformed.stderrText.contains("at position 15"), "\(malformed.stderrText)")
+
+    let history = try await run("runs", "history", runIDs[0], "--metric", "loss")
+    #expect(history.stdoutText.split(separator: "\n").count == 4, "\(history.stdoutText)")
+    let compare = try await run("runs", "compare", runIDs[0], runIDs[1], "--metric", "loss")
+    #expect(compare.stdoutText.contains("2     1.0       0.5"), "\(compare.stdoutText)")
+
+    #expect(try await run("experiments", "delete", "roads").status == 0)
+    #expect(try await run("experiments", "list", "--deleted").stdoutText.contains("roads"))
+    #expect(try await run("experiments", "restore", "1").stdoutText.contains("restored experiment 1"))
+    #expect(try await up.stop() == 0)
+  }
+}
