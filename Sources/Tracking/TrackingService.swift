@@ -2,7 +2,7 @@ public import ShoalProto
 public import ShoalRPC
 import ShoalService
 public import ShoalServiceStubs
-import ShoalStore
+public import ShoalStore
 
 /// `shoal.tracking.v1.Tracking`: experiments, runs, params, tags and metrics, with MLflow's
 /// semantics and MLflow's limits as the minimum.
@@ -24,9 +24,16 @@ public struct TrackingService: TrackingV1.Tracking.ServiceProtocol {
   }
 
   private let store: TrackingStore
+  private let blobs: BlobStore
+  /// The largest artifact accepted.
+  private let maxArtifactSize: Int64
 
-  /// The service over `store`.
-  public init(store: TrackingStore) { self.store = store }
+  /// The service over `store`, keeping artifacts in `blobs`.
+  public init(store: TrackingStore, blobs: BlobStore, maxArtifactSize: Int64 = 8 << 30) {
+    self.store = store
+    self.blobs = blobs
+    self.maxArtifactSize = maxArtifactSize
+  }
 
   /// Runs `body`, reporting store failures with their status.
   private func storing<T>(_ body: () async throws -> T) async throws -> T {
@@ -155,6 +162,87 @@ public struct TrackingService: TrackingV1.Tracking.ServiceProtocol {
     _ request: TrackingV1.GetMetricHistoryRequest, context: ServerContext
   ) async throws -> TrackingV1.GetMetricHistoryResponse {
     try await storing { try await store.metricHistory(request) }
+  }
+
+  public func uploadArtifact(
+    _ requests: RPCRequestStream<TrackingV1.UploadArtifactRequest>, context: ServerContext
+  ) async throws -> TrackingV1.Artifact {
+    var messages = requests.makeAsyncIterator()
+    guard let first = try await messages.next(), case .header(let header) = first.part else {
+      throw RPCError(
+        .invalidArgument, "an upload starts with its header (ArtifactUploadHeader), then the file's chunks")
+    }
+    try TrackingStore.checkArtifactPath(header.path)
+    var expected: BlobDigest?
+    if !header.sha256.isEmpty {
+      do {
+        expected = try BlobDigest(hex: header.sha256)
+      } catch {
+        throw RPCError(.invalidArgument, "sha256: \(error.message)")
+      }
+    }
+    let run = try await storing { try await store.run(header.runId) }
+    guard run.lifecycle == .active else {
+      throw RPCError(.failedPrecondition, "run '\(run.runId)' is deleted; restore it before adding artifacts")
+    }
+    let writer = try await blobs.makeWriter()
+    do {
+      while let message = try await messages.next() {
+        guard case .chunk(let bytes) = message.part else {
+          throw RPCError(.invalidArgument, "only chunks may follow an upload's header")
+        }
+        guard writer.size + Int64(bytes.count) <= maxArtifactSize else {
+          throw RPCError(.resourceExhausted, "the file is larger than the limit of \(maxArtifactSize) bytes")
+        }
+        try await writer.write(bytes)
+      }
+      let (digest, size) = try await writer.commit(expecting: expected)
+      return try await storing {
+        try await store.putArtifact(runID: run.runId, path: header.path, digest: digest, size: size)
+      }
+    } catch let error as StoreError {
+      await writer.abort()
+      throw RPCError(error.code == .dataLoss ? .dataLoss : .unavailable, error.description)
+    } catch {
+      await writer.abort()
+      throw error
+    }
+  }
+
+  public func downloadArtifact(
+    _ request: TrackingV1.DownloadArtifactRequest, responses: RPCResponseWriter<TrackingV1.DownloadArtifactResponse>,
+    context: ServerContext
+  ) async throws {
+    try TrackingStore.checkArtifactPath(request.path)
+    let artifact = try await storing { try await store.artifact(runID: request.runId, path: request.path) }
+    let reader: BlobReader
+    do {
+      reader = try await blobs.openReader(try BlobDigest(reference: artifact.digest))
+    } catch let error as StoreError {
+      throw RPCError(error.code == .notFound ? .dataLoss : .unavailable, "artifact '\(artifact.path)': \(error)")
+    }
+    defer { reader.close() }
+    var header = TrackingV1.DownloadArtifactResponse()
+    header.part = .artifact(artifact)
+    try await responses.send(header)
+    do {
+      while let chunk = try await reader.next() {
+        var message = TrackingV1.DownloadArtifactResponse()
+        message.part = .chunk(chunk)
+        try await responses.send(message)
+      }
+    } catch let error as StoreError {
+      throw RPCError(error.code == .dataLoss ? .dataLoss : .unavailable, error.description)
+    }
+  }
+
+  public func listArtifacts(
+    _ request: TrackingV1.ListArtifactsRequest, context: ServerContext
+  ) async throws -> TrackingV1.ListArtifactsResponse {
+    if !request.prefix.isEmpty { try TrackingStore.checkArtifactPath(request.prefix, field: "prefix") }
+    var response = TrackingV1.ListArtifactsResponse()
+    response.artifacts = try await storing { try await store.artifacts(runID: request.runId, prefix: request.prefix) }
+    return response
   }
 
   public func searchRuns(

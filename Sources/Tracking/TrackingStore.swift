@@ -45,6 +45,13 @@ public struct TrackingStore: Sendable {
         run_id TEXT NOT NULL REFERENCES runs (run_id), name TEXT NOT NULL, digest TEXT NOT NULL, source TEXT NOT NULL,
         context TEXT NOT NULL, PRIMARY KEY (run_id, name, digest, context));
       """),
+    Migration(
+      3, "artifacts",
+      """
+      CREATE TABLE artifacts (
+        run_id TEXT NOT NULL REFERENCES runs (run_id), path TEXT NOT NULL, size BIGINT NOT NULL,
+        digest TEXT NOT NULL, created_at_ms BIGINT NOT NULL, PRIMARY KEY (run_id, path));
+      """),
   ]
 
   /// The database.

@@ -189,6 +189,7 @@ struct ModelsCommand: AsyncParsableCommand {
       }
       emit("version      \(version.organization)/\(version.model) v\(version.version)")
       emit("semver       \(version.semver.isEmpty ? "-" : version.semver)")
+      if !version.sourceRun.isEmpty { emit("source       run \(version.sourceRun), artifact \(version.sourcePath)") }
       emit("aliases      \(version.aliases.isEmpty ? "-" : version.aliases.joined(separator: " "))")
       emit("status       \(version.status.protoName?.lowercased() ?? "-") \(version.statusMessage)")
       emit("file         \(version.artifact) (\(version.size) bytes, \(version.format))")
@@ -213,7 +214,9 @@ struct ModelsCommand: AsyncParsableCommand {
   struct Push: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Upload an ONNX file as the model's next version.")
     @Argument(help: "The model.") var name: String
-    @Argument(help: "The .onnx file.") var file: String
+    @Argument(help: "The .onnx file (with --from-run: the artifact's path in the run).") var file: String
+    @Option(help: "Copy the file from this tracking run's artifacts, recording the run as its source.")
+    var fromRun: String?
     @Option(help: "Point this alias at the new version.") var alias: String?
     @Option(help: "A semantic version label (1.4.0).") var semver = ""
     @Option(name: .customLong("metric"), help: "A metric key=value (repeatable).") var metrics: [String] = []
@@ -268,12 +271,21 @@ struct ModelsCommand: AsyncParsableCommand {
 
     func run() async throws {
       let bytes: [UInt8]
-      do {
-        bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: file)))
-      } catch {
-        throw ValidationError("cannot read \(file): \(error.localizedDescription)")
-      }
       var header = RegistryV1.UploadHeader()
+      if let fromRun {
+        // Lineage: the version records the run and the artifact it came from.
+        (_, bytes) = try await withTracking(common.mesh, command: "models push") { client in
+          try await ArtifactsCommand.download(client, run: fromRun, path: file)
+        }
+        header.sourceRun = fromRun
+        header.sourcePath = file
+      } else {
+        do {
+          bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: file)))
+        } catch {
+          throw ValidationError("cannot read \(file): \(error.localizedDescription)")
+        }
+      }
       header.organization = common.org
       header.model = name
       header.semver = semver

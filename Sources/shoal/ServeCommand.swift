@@ -83,7 +83,8 @@ struct ServeCommand: AsyncParsableCommand {
     case "tracking":
       let database = try await openDatabase(storeURL, location.dataDirectory, migrations: TrackingStore.migrations)
       databases.append(database)
-      TrackingService(store: TrackingStore(database: database)).register(in: &router)
+      let blobs = try BlobStore(root: "\(location.dataDirectory)/tracking-blobs")
+      TrackingService(store: TrackingStore(database: database), blobs: blobs).register(in: &router)
     default:
       throw ValidationError("unknown service '\(service)'; this build serves: \(Self.services.joined(separator: ", "))")
     }

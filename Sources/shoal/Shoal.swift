@@ -13,7 +13,7 @@ struct Shoal: AsyncParsableCommand {
     version: ShoalVersion.current,
     subcommands: [
       UpCommand.self, StatusCommand.self, ServicesCommand.self, ModelsCommand.self, AdminCommand.self,
-      ExperimentsCommand.self, RunsCommand.self,
+      ExperimentsCommand.self, RunsCommand.self, ArtifactsCommand.self,
       ServeCommand.self, CallCommand.self,
       HealthCommand.self, LoadCommand.self, ProtoCommand.self,
     ]

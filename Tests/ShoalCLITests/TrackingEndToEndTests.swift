@@ -54,6 +54,24 @@ struct TrackingEndToEndTests {
     let compare = try await run("runs", "compare", runIDs[0], runIDs[1], "--metric", "loss")
     #expect(compare.stdoutText.contains("2     1.0       0.5"), "\(compare.stdoutText)")
 
+    // Artifacts, and a model version copied from one with its lineage.
+    try Data(TestOnnx.relu(features: 6)).write(to: data.url.appendingPathComponent("model.onnx"))
+    let uploaded = try await run(
+      "artifacts", "upload", runIDs[1], data.path("model.onnx"), "--path", "model/model.onnx")
+    #expect(uploaded.stdoutText.contains("uploaded model/model.onnx"), "\(uploaded.stderrText)")
+    #expect(try await run("artifacts", "list", runIDs[1], "--prefix", "model").stdoutText.contains("model/model.onnx"))
+    let fetched = try await run("artifacts", "download", runIDs[1], "model/model.onnx", "--out", data.path("back.onnx"))
+    #expect(fetched.status == 0, "\(fetched.stderrText)")
+    #expect(try Data(contentsOf: data.url.appendingPathComponent("back.onnx")) == Data(TestOnnx.relu(features: 6)))
+    let escape = try await run("artifacts", "upload", runIDs[1], data.path("model.onnx"), "--path", "../x")
+    #expect(escape.status == 1 && escape.stderrText.contains("INVALID_ARGUMENT"), "\(escape.stderrText)")
+    #expect(try await run("models", "create", "roads").status == 0)
+    let pushed = try await run("models", "push", "roads", "model/model.onnx", "--from-run", runIDs[1])
+    #expect(pushed.status == 0 && pushed.stdoutText.contains("v1"), "\(pushed.stderrText)")
+    let shown = try await run("models", "show", "roads/1")
+    #expect(
+      shown.stdoutText.contains("source       run \(runIDs[1]), artifact model/model.onnx"), "\(shown.stdoutText)")
+
     #expect(try await run("experiments", "delete", "roads").status == 0)
     #expect(try await run("experiments", "list", "--deleted").stdoutText.contains("roads"))
     #expect(try await run("experiments", "restore", "1").stdoutText.contains("restored experiment 1"))

@@ -1,3 +1,4 @@
+import ShoalRPC
 import Testing
 
 @testable import Tracking
@@ -55,6 +56,17 @@ struct RunFilterTests {
       Issue.record("accepted \(text)")
     } catch {
       #expect(error.description.hasPrefix(expected), "\(error.description)")
+    }
+  }
+}
+
+struct ArtifactPathTests {
+  @Test func pathsWithNULOrEscapesAreRefused() {
+    for path in ["nul\u{0}byte", "../x", "/abs", "a//b", "./a", "a/..", ""] {
+      #expect(throws: RPCError.self, "\(path)") { try TrackingStore.checkArtifactPath(path) }
+    }
+    for path in ["model.onnx", "model/weights.bin", "plots/loss..svg"] {
+      #expect(throws: Never.self) { try TrackingStore.checkArtifactPath(path) }
     }
   }
 }

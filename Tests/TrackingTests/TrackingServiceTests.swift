@@ -14,7 +14,8 @@ struct TrackingServiceTests {
     try await backend.withDatabase { database, directory in
       try await database.migrate(TrackingStore.migrations)
       var router = ServiceRouter()
-      TrackingService(store: TrackingStore(database: database)).register(in: &router)
+      TrackingService(store: TrackingStore(database: database), blobs: try BlobStore(root: directory.path("blobs")))
+        .register(in: &router)
       let server = RPCServer(router: router)
       let address = try await server.bind(to: .unix(path: directory.path("tracking.sock")))
       let rpc = RPCClient(address: address)

@@ -122,6 +122,13 @@ let generatedMessageTypes: [any ProtoMessage.Type] = [
   TrackingV1.GetMetricHistoryResponse.self,
   TrackingV1.SearchRunsRequest.self,
   TrackingV1.SearchRunsResponse.self,
+  TrackingV1.Artifact.self,
+  TrackingV1.ArtifactUploadHeader.self,
+  TrackingV1.UploadArtifactRequest.self,
+  TrackingV1.DownloadArtifactRequest.self,
+  TrackingV1.DownloadArtifactResponse.self,
+  TrackingV1.ListArtifactsRequest.self,
+  TrackingV1.ListArtifactsResponse.self,
 ]
 
 let generatedServices: [ServiceDescriptor] = [

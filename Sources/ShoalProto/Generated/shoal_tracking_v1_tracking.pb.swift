@@ -496,6 +496,144 @@ extension TrackingV1 {
 }
 
 extension TrackingV1 {
+  /// A file a run produced, kept in the tracking service's blob store.
+  public struct Artifact: ProtoMessage {
+    /// `shoal.tracking.v1.Artifact`.
+    public static let protoMessageName = "shoal.tracking.v1.Artifact"
+
+    /// Field 1, `run_id`.
+    public var runId: String = ""
+
+    /// Relative, '/'-separated, without '..' or empty parts: "model/model.onnx".
+    public var path: String = ""
+
+    /// Field 3, `size`.
+    public var size: Int64 = 0
+
+    /// blob:sha256:<hex>
+    public var digest: String = ""
+
+    /// Field 5, `created_at_ms`.
+    public var createdAtMs: Int64 = 0
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension TrackingV1 {
+  /// The `shoal.tracking.v1.ArtifactUploadHeader` message.
+  public struct ArtifactUploadHeader: ProtoMessage {
+    /// `shoal.tracking.v1.ArtifactUploadHeader`.
+    public static let protoMessageName = "shoal.tracking.v1.ArtifactUploadHeader"
+
+    /// Field 1, `run_id`.
+    public var runId: String = ""
+
+    /// Field 2, `path`.
+    public var path: String = ""
+
+    /// The file's SHA-256 as 64 hex digits, if the client knows it (checked when the upload ends).
+    public var sha256: String = ""
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension TrackingV1 {
+  /// The `shoal.tracking.v1.UploadArtifactRequest` message.
+  public struct UploadArtifactRequest: ProtoMessage {
+    /// `shoal.tracking.v1.UploadArtifactRequest`.
+    public static let protoMessageName = "shoal.tracking.v1.UploadArtifactRequest"
+
+    /// The `part` oneof: at most one of its fields is set.
+    public var part: Part? = nil
+
+    /// The fields of the `part` oneof.
+    public enum Part: Sendable, Hashable {
+      /// First, once.
+      case header(TrackingV1.ArtifactUploadHeader)
+      /// Then the file, in pieces of at most 1 MiB.
+      case chunk([UInt8])
+    }
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension TrackingV1 {
+  /// The `shoal.tracking.v1.DownloadArtifactRequest` message.
+  public struct DownloadArtifactRequest: ProtoMessage {
+    /// `shoal.tracking.v1.DownloadArtifactRequest`.
+    public static let protoMessageName = "shoal.tracking.v1.DownloadArtifactRequest"
+
+    /// Field 1, `run_id`.
+    public var runId: String = ""
+
+    /// Field 2, `path`.
+    public var path: String = ""
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension TrackingV1 {
+  /// The `shoal.tracking.v1.DownloadArtifactResponse` message.
+  public struct DownloadArtifactResponse: ProtoMessage {
+    /// `shoal.tracking.v1.DownloadArtifactResponse`.
+    public static let protoMessageName = "shoal.tracking.v1.DownloadArtifactResponse"
+
+    /// The `part` oneof: at most one of its fields is set.
+    public var part: Part? = nil
+
+    /// The fields of the `part` oneof.
+    public enum Part: Sendable, Hashable {
+      /// Field 1, `artifact`.
+      case artifact(TrackingV1.Artifact)
+      /// Field 2, `chunk`.
+      case chunk([UInt8])
+    }
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension TrackingV1 {
+  /// The `shoal.tracking.v1.ListArtifactsRequest` message.
+  public struct ListArtifactsRequest: ProtoMessage {
+    /// `shoal.tracking.v1.ListArtifactsRequest`.
+    public static let protoMessageName = "shoal.tracking.v1.ListArtifactsRequest"
+
+    /// Field 1, `run_id`.
+    public var runId: String = ""
+
+    /// Only paths under this directory ("model" lists model/…); empty: all.
+    public var prefix: String = ""
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension TrackingV1 {
+  /// The `shoal.tracking.v1.ListArtifactsResponse` message.
+  public struct ListArtifactsResponse: ProtoMessage {
+    /// `shoal.tracking.v1.ListArtifactsResponse`.
+    public static let protoMessageName = "shoal.tracking.v1.ListArtifactsResponse"
+
+    /// Field 1, `artifacts`.
+    public var artifacts: [TrackingV1.Artifact] = []
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension TrackingV1 {
   /// The `shoal.tracking.v1.Lifecycle` enum.
   public enum Lifecycle: ProtoEnum {
     /// `LIFECYCLE_UNSPECIFIED` (0).
@@ -1533,6 +1671,269 @@ extension TrackingV1.SearchRunsResponse {
   }
 }
 
+extension TrackingV1.Artifact {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__tracking__v1__artifact()) }
+
+  public func _encode(to w: CMessageWriter) {
+    w.string(0, self.runId)
+    w.string(1, self.path)
+    w.scalar(2, self.size)
+    w.string(3, self.digest)
+    w.scalar(4, self.createdAtMs)
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    self.runId = try r.string(0)
+    self.path = try r.string(1)
+    self.size = r.scalar(2, as: Int64.self)
+    self.digest = try r.string(3)
+    self.createdAtMs = r.scalar(4, as: Int64.self)
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    j.value("runId", self.runId)
+    j.value("path", self.path)
+    j.value("size", self.size)
+    j.value("digest", self.digest)
+    j.value("createdAtMs", self.createdAtMs)
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "runId", "run_id": self.runId = try j.value(json, key, as: String.self)
+        case "path": self.path = try j.value(json, key, as: String.self)
+        case "size": self.size = try j.value(json, key, as: Int64.self)
+        case "digest": self.digest = try j.value(json, key, as: String.self)
+        case "createdAtMs", "created_at_ms": self.createdAtMs = try j.value(json, key, as: Int64.self)
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
+extension TrackingV1.ArtifactUploadHeader {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__tracking__v1__artifact_upload_header()) }
+
+  public func _encode(to w: CMessageWriter) {
+    w.string(0, self.runId)
+    w.string(1, self.path)
+    w.string(2, self.sha256)
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    self.runId = try r.string(0)
+    self.path = try r.string(1)
+    self.sha256 = try r.string(2)
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    j.value("runId", self.runId)
+    j.value("path", self.path)
+    j.value("sha256", self.sha256)
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "runId", "run_id": self.runId = try j.value(json, key, as: String.self)
+        case "path": self.path = try j.value(json, key, as: String.self)
+        case "sha256": self.sha256 = try j.value(json, key, as: String.self)
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
+extension TrackingV1.UploadArtifactRequest {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__tracking__v1__upload_artifact_request()) }
+
+  public func _encode(to w: CMessageWriter) {
+    switch self.part {
+      case .header(let v)?: w.message(0, v)
+      case .chunk(let v)?: w.bytes(1, v)
+      case nil: break
+    }
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    switch r.oneofCase(0) {
+      case 1: self.part = .header(try r.message(0, as: TrackingV1.ArtifactUploadHeader.self) ?? TrackingV1.ArtifactUploadHeader())
+      case 2: self.part = .chunk(r.bytes(1))
+      default: break
+    }
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    switch self.part {
+      case .header(let v)?: j.value("header", v, always: true)
+      case .chunk(let v)?: j.bytes("chunk", v, always: true)
+      case nil: break
+    }
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "header":
+          if case .null = json { continue }
+          guard self.part == nil else { throw j.oneofConflict(key, oneof: "part") }
+          self.part = .header(try j.value(json, key, as: TrackingV1.ArtifactUploadHeader.self))
+
+        case "chunk":
+          if case .null = json { continue }
+          guard self.part == nil else { throw j.oneofConflict(key, oneof: "part") }
+          self.part = .chunk(try j.bytes(json, key))
+
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
+extension TrackingV1.DownloadArtifactRequest {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__tracking__v1__download_artifact_request()) }
+
+  public func _encode(to w: CMessageWriter) {
+    w.string(0, self.runId)
+    w.string(1, self.path)
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    self.runId = try r.string(0)
+    self.path = try r.string(1)
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    j.value("runId", self.runId)
+    j.value("path", self.path)
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "runId", "run_id": self.runId = try j.value(json, key, as: String.self)
+        case "path": self.path = try j.value(json, key, as: String.self)
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
+extension TrackingV1.DownloadArtifactResponse {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__tracking__v1__download_artifact_response()) }
+
+  public func _encode(to w: CMessageWriter) {
+    switch self.part {
+      case .artifact(let v)?: w.message(0, v)
+      case .chunk(let v)?: w.bytes(1, v)
+      case nil: break
+    }
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    switch r.oneofCase(0) {
+      case 1: self.part = .artifact(try r.message(0, as: TrackingV1.Artifact.self) ?? TrackingV1.Artifact())
+      case 2: self.part = .chunk(r.bytes(1))
+      default: break
+    }
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    switch self.part {
+      case .artifact(let v)?: j.value("artifact", v, always: true)
+      case .chunk(let v)?: j.bytes("chunk", v, always: true)
+      case nil: break
+    }
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "artifact":
+          if case .null = json { continue }
+          guard self.part == nil else { throw j.oneofConflict(key, oneof: "part") }
+          self.part = .artifact(try j.value(json, key, as: TrackingV1.Artifact.self))
+
+        case "chunk":
+          if case .null = json { continue }
+          guard self.part == nil else { throw j.oneofConflict(key, oneof: "part") }
+          self.part = .chunk(try j.bytes(json, key))
+
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
+extension TrackingV1.ListArtifactsRequest {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__tracking__v1__list_artifacts_request()) }
+
+  public func _encode(to w: CMessageWriter) {
+    w.string(0, self.runId)
+    w.string(1, self.prefix)
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    self.runId = try r.string(0)
+    self.prefix = try r.string(1)
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    j.value("runId", self.runId)
+    j.value("prefix", self.prefix)
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "runId", "run_id": self.runId = try j.value(json, key, as: String.self)
+        case "prefix": self.prefix = try j.value(json, key, as: String.self)
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
+extension TrackingV1.ListArtifactsResponse {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__tracking__v1__list_artifacts_response()) }
+
+  public func _encode(to w: CMessageWriter) {
+    w.repeatedMessage(0, self.artifacts)
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    self.artifacts = try r.repeatedMessage(0, as: TrackingV1.Artifact.self)
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    j.repeated("artifacts", self.artifacts)
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "artifacts": self.artifacts = try j.repeated(json, key, as: TrackingV1.Artifact.self)
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
 extension TrackingV1 {
   /// The `shoal.tracking.v1.Tracking` service.
   public enum Tracking {
@@ -1578,10 +1979,19 @@ extension TrackingV1 {
     /// `GetMetricHistory`.
     public static let getMetricHistory = TypedMethod<TrackingV1.GetMetricHistoryRequest, TrackingV1.GetMetricHistoryResponse>(service: fullName, name: "GetMetricHistory", kind: .unary, idempotent: true)
 
+    /// A header, then the file; replaces a file already at that path. A cut upload leaves nothing.
+    public static let uploadArtifact = TypedMethod<TrackingV1.UploadArtifactRequest, TrackingV1.Artifact>(service: fullName, name: "UploadArtifact", kind: .clientStreaming, idempotent: false)
+
+    /// `DownloadArtifact`.
+    public static let downloadArtifact = TypedMethod<TrackingV1.DownloadArtifactRequest, TrackingV1.DownloadArtifactResponse>(service: fullName, name: "DownloadArtifact", kind: .serverStreaming, idempotent: true)
+
+    /// `ListArtifacts`.
+    public static let listArtifacts = TypedMethod<TrackingV1.ListArtifactsRequest, TrackingV1.ListArtifactsResponse>(service: fullName, name: "ListArtifacts", kind: .unary, idempotent: true)
+
     /// Runs matching a filter, in the order asked for; never string-built SQL: every value is bound.
     public static let searchRuns = TypedMethod<TrackingV1.SearchRunsRequest, TrackingV1.SearchRunsResponse>(service: fullName, name: "SearchRuns", kind: .unary, idempotent: true)
 
     /// The service's methods, for routers and reflection.
-    public static let descriptor = ServiceDescriptor(fullName: fullName, methods: [createExperiment.descriptor, getExperiment.descriptor, listExperiments.descriptor, deleteExperiment.descriptor, restoreExperiment.descriptor, createRun.descriptor, getRun.descriptor, updateRun.descriptor, deleteRun.descriptor, restoreRun.descriptor, logBatch.descriptor, logInputs.descriptor, getMetricHistory.descriptor, searchRuns.descriptor])
+    public static let descriptor = ServiceDescriptor(fullName: fullName, methods: [createExperiment.descriptor, getExperiment.descriptor, listExperiments.descriptor, deleteExperiment.descriptor, restoreExperiment.descriptor, createRun.descriptor, getRun.descriptor, updateRun.descriptor, deleteRun.descriptor, restoreRun.descriptor, logBatch.descriptor, logInputs.descriptor, getMetricHistory.descriptor, uploadArtifact.descriptor, downloadArtifact.descriptor, listArtifacts.descriptor, searchRuns.descriptor])
   }
 }

@@ -45,6 +45,15 @@ extension TrackingV1.Tracking {
     /// `GetMetricHistory`.
     func getMetricHistory(_ request: TrackingV1.GetMetricHistoryRequest, context: ServerContext) async throws -> TrackingV1.GetMetricHistoryResponse
 
+    /// A header, then the file; replaces a file already at that path. A cut upload leaves nothing.
+    func uploadArtifact(_ requests: RPCRequestStream<TrackingV1.UploadArtifactRequest>, context: ServerContext) async throws -> TrackingV1.Artifact
+
+    /// `DownloadArtifact`.
+    func downloadArtifact(_ request: TrackingV1.DownloadArtifactRequest, responses: RPCResponseWriter<TrackingV1.DownloadArtifactResponse>, context: ServerContext) async throws
+
+    /// `ListArtifacts`.
+    func listArtifacts(_ request: TrackingV1.ListArtifactsRequest, context: ServerContext) async throws -> TrackingV1.ListArtifactsResponse
+
     /// Runs matching a filter, in the order asked for; never string-built SQL: every value is bound.
     func searchRuns(_ request: TrackingV1.SearchRunsRequest, context: ServerContext) async throws -> TrackingV1.SearchRunsResponse
   }
@@ -122,6 +131,26 @@ extension TrackingV1.Tracking {
       try await rpc.unary(TrackingV1.Tracking.getMetricHistory, request, options: options)
     }
 
+    /// A header, then the file; replaces a file already at that path. A cut upload leaves nothing.
+    public func uploadArtifact(
+      options: CallOptions = CallOptions(), _ requests: (RPCRequestSender<TrackingV1.UploadArtifactRequest>) async throws -> Void
+    ) async throws -> TrackingV1.Artifact {
+      try await rpc.clientStreaming(TrackingV1.Tracking.uploadArtifact, options: options, requests)
+    }
+
+    /// `DownloadArtifact`.
+    public func downloadArtifact<Result: Sendable>(
+      _ request: TrackingV1.DownloadArtifactRequest, options: CallOptions = CallOptions(),
+      _ responses: (RPCResponseStream<TrackingV1.DownloadArtifactResponse>) async throws -> Result
+    ) async throws -> Result {
+      try await rpc.serverStreaming(TrackingV1.Tracking.downloadArtifact, request, options: options, responses)
+    }
+
+    /// `ListArtifacts`.
+    public func listArtifacts(_ request: TrackingV1.ListArtifactsRequest, options: CallOptions = CallOptions()) async throws(RPCError) -> TrackingV1.ListArtifactsResponse {
+      try await rpc.unary(TrackingV1.Tracking.listArtifacts, request, options: options)
+    }
+
     /// Runs matching a filter, in the order asked for; never string-built SQL: every value is bound.
     public func searchRuns(_ request: TrackingV1.SearchRunsRequest, options: CallOptions = CallOptions()) async throws(RPCError) -> TrackingV1.SearchRunsResponse {
       try await rpc.unary(TrackingV1.Tracking.searchRuns, request, options: options)
@@ -145,6 +174,9 @@ extension TrackingV1.Tracking.ServiceProtocol {
     router.unary(TrackingV1.Tracking.logBatch) { try await self.logBatch($0, context: $1) }
     router.unary(TrackingV1.Tracking.logInputs) { try await self.logInputs($0, context: $1) }
     router.unary(TrackingV1.Tracking.getMetricHistory) { try await self.getMetricHistory($0, context: $1) }
+    router.clientStreaming(TrackingV1.Tracking.uploadArtifact) { try await self.uploadArtifact($0, context: $1) }
+    router.serverStreaming(TrackingV1.Tracking.downloadArtifact) { try await self.downloadArtifact($0, responses: $1, context: $2) }
+    router.unary(TrackingV1.Tracking.listArtifacts) { try await self.listArtifacts($0, context: $1) }
     router.unary(TrackingV1.Tracking.searchRuns) { try await self.searchRuns($0, context: $1) }
   }
 }

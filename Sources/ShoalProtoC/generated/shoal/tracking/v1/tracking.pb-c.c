@@ -1117,6 +1117,321 @@ void   shoal__tracking__v1__search_runs_response__free_unpacked
   assert(message->base.descriptor == &shoal__tracking__v1__search_runs_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   shoal__tracking__v1__artifact__init
+                     (Shoal__Tracking__V1__Artifact         *message)
+{
+  static const Shoal__Tracking__V1__Artifact init_value = SHOAL__TRACKING__V1__ARTIFACT__INIT;
+  *message = init_value;
+}
+size_t shoal__tracking__v1__artifact__get_packed_size
+                     (const Shoal__Tracking__V1__Artifact *message)
+{
+  assert(message->base.descriptor == &shoal__tracking__v1__artifact__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__tracking__v1__artifact__pack
+                     (const Shoal__Tracking__V1__Artifact *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__tracking__v1__artifact__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__tracking__v1__artifact__pack_to_buffer
+                     (const Shoal__Tracking__V1__Artifact *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__tracking__v1__artifact__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Tracking__V1__Artifact *
+       shoal__tracking__v1__artifact__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Tracking__V1__Artifact *)
+     protobuf_c_message_unpack (&shoal__tracking__v1__artifact__descriptor,
+                                allocator, len, data);
+}
+void   shoal__tracking__v1__artifact__free_unpacked
+                     (Shoal__Tracking__V1__Artifact *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__tracking__v1__artifact__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   shoal__tracking__v1__artifact_upload_header__init
+                     (Shoal__Tracking__V1__ArtifactUploadHeader         *message)
+{
+  static const Shoal__Tracking__V1__ArtifactUploadHeader init_value = SHOAL__TRACKING__V1__ARTIFACT_UPLOAD_HEADER__INIT;
+  *message = init_value;
+}
+size_t shoal__tracking__v1__artifact_upload_header__get_packed_size
+                     (const Shoal__Tracking__V1__ArtifactUploadHeader *message)
+{
+  assert(message->base.descriptor == &shoal__tracking__v1__artifact_upload_header__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__tracking__v1__artifact_upload_header__pack
+                     (const Shoal__Tracking__V1__ArtifactUploadHeader *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__tracking__v1__artifact_upload_header__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__tracking__v1__artifact_upload_header__pack_to_buffer
+                     (const Shoal__Tracking__V1__ArtifactUploadHeader *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__tracking__v1__artifact_upload_header__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Tracking__V1__ArtifactUploadHeader *
+       shoal__tracking__v1__artifact_upload_header__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Tracking__V1__ArtifactUploadHeader *)
+     protobuf_c_message_unpack (&shoal__tracking__v1__artifact_upload_header__descriptor,
+                                allocator, len, data);
+}
+void   shoal__tracking__v1__artifact_upload_header__free_unpacked
+                     (Shoal__Tracking__V1__ArtifactUploadHeader *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__tracking__v1__artifact_upload_header__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   shoal__tracking__v1__upload_artifact_request__init
+                     (Shoal__Tracking__V1__UploadArtifactRequest         *message)
+{
+  static const Shoal__Tracking__V1__UploadArtifactRequest init_value = SHOAL__TRACKING__V1__UPLOAD_ARTIFACT_REQUEST__INIT;
+  *message = init_value;
+}
+size_t shoal__tracking__v1__upload_artifact_request__get_packed_size
+                     (const Shoal__Tracking__V1__UploadArtifactRequest *message)
+{
+  assert(message->base.descriptor == &shoal__tracking__v1__upload_artifact_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__tracking__v1__upload_artifact_request__pack
+                     (const Shoal__Tracking__V1__UploadArtifactRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__tracking__v1__upload_artifact_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__tracking__v1__upload_artifact_request__pack_to_buffer
+                     (const Shoal__Tracking__V1__UploadArtifactRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__tracking__v1__upload_artifact_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Tracking__V1__UploadArtifactRequest *
+       shoal__tracking__v1__upload_artifact_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Tracking__V1__UploadArtifactRequest *)
+     protobuf_c_message_unpack (&shoal__tracking__v1__upload_artifact_request__descriptor,
+                                allocator, len, data);
+}
+void   shoal__tracking__v1__upload_artifact_request__free_unpacked
+                     (Shoal__Tracking__V1__UploadArtifactRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__tracking__v1__upload_artifact_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   shoal__tracking__v1__download_artifact_request__init
+                     (Shoal__Tracking__V1__DownloadArtifactRequest         *message)
+{
+  static const Shoal__Tracking__V1__DownloadArtifactRequest init_value = SHOAL__TRACKING__V1__DOWNLOAD_ARTIFACT_REQUEST__INIT;
+  *message = init_value;
+}
+size_t shoal__tracking__v1__download_artifact_request__get_packed_size
+                     (const Shoal__Tracking__V1__DownloadArtifactRequest *message)
+{
+  assert(message->base.descriptor == &shoal__tracking__v1__download_artifact_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__tracking__v1__download_artifact_request__pack
+                     (const Shoal__Tracking__V1__DownloadArtifactRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__tracking__v1__download_artifact_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__tracking__v1__download_artifact_request__pack_to_buffer
+                     (const Shoal__Tracking__V1__DownloadArtifactRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__tracking__v1__download_artifact_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Tracking__V1__DownloadArtifactRequest *
+       shoal__tracking__v1__download_artifact_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Tracking__V1__DownloadArtifactRequest *)
+     protobuf_c_message_unpack (&shoal__tracking__v1__download_artifact_request__descriptor,
+                                allocator, len, data);
+}
+void   shoal__tracking__v1__download_artifact_request__free_unpacked
+                     (Shoal__Tracking__V1__DownloadArtifactRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__tracking__v1__download_artifact_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   shoal__tracking__v1__download_artifact_response__init
+                     (Shoal__Tracking__V1__DownloadArtifactResponse         *message)
+{
+  static const Shoal__Tracking__V1__DownloadArtifactResponse init_value = SHOAL__TRACKING__V1__DOWNLOAD_ARTIFACT_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t shoal__tracking__v1__download_artifact_response__get_packed_size
+                     (const Shoal__Tracking__V1__DownloadArtifactResponse *message)
+{
+  assert(message->base.descriptor == &shoal__tracking__v1__download_artifact_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__tracking__v1__download_artifact_response__pack
+                     (const Shoal__Tracking__V1__DownloadArtifactResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__tracking__v1__download_artifact_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__tracking__v1__download_artifact_response__pack_to_buffer
+                     (const Shoal__Tracking__V1__DownloadArtifactResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__tracking__v1__download_artifact_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Tracking__V1__DownloadArtifactResponse *
+       shoal__tracking__v1__download_artifact_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Tracking__V1__DownloadArtifactResponse *)
+     protobuf_c_message_unpack (&shoal__tracking__v1__download_artifact_response__descriptor,
+                                allocator, len, data);
+}
+void   shoal__tracking__v1__download_artifact_response__free_unpacked
+                     (Shoal__Tracking__V1__DownloadArtifactResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__tracking__v1__download_artifact_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   shoal__tracking__v1__list_artifacts_request__init
+                     (Shoal__Tracking__V1__ListArtifactsRequest         *message)
+{
+  static const Shoal__Tracking__V1__ListArtifactsRequest init_value = SHOAL__TRACKING__V1__LIST_ARTIFACTS_REQUEST__INIT;
+  *message = init_value;
+}
+size_t shoal__tracking__v1__list_artifacts_request__get_packed_size
+                     (const Shoal__Tracking__V1__ListArtifactsRequest *message)
+{
+  assert(message->base.descriptor == &shoal__tracking__v1__list_artifacts_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__tracking__v1__list_artifacts_request__pack
+                     (const Shoal__Tracking__V1__ListArtifactsRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__tracking__v1__list_artifacts_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__tracking__v1__list_artifacts_request__pack_to_buffer
+                     (const Shoal__Tracking__V1__ListArtifactsRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__tracking__v1__list_artifacts_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Tracking__V1__ListArtifactsRequest *
+       shoal__tracking__v1__list_artifacts_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Tracking__V1__ListArtifactsRequest *)
+     protobuf_c_message_unpack (&shoal__tracking__v1__list_artifacts_request__descriptor,
+                                allocator, len, data);
+}
+void   shoal__tracking__v1__list_artifacts_request__free_unpacked
+                     (Shoal__Tracking__V1__ListArtifactsRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__tracking__v1__list_artifacts_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   shoal__tracking__v1__list_artifacts_response__init
+                     (Shoal__Tracking__V1__ListArtifactsResponse         *message)
+{
+  static const Shoal__Tracking__V1__ListArtifactsResponse init_value = SHOAL__TRACKING__V1__LIST_ARTIFACTS_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t shoal__tracking__v1__list_artifacts_response__get_packed_size
+                     (const Shoal__Tracking__V1__ListArtifactsResponse *message)
+{
+  assert(message->base.descriptor == &shoal__tracking__v1__list_artifacts_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__tracking__v1__list_artifacts_response__pack
+                     (const Shoal__Tracking__V1__ListArtifactsResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__tracking__v1__list_artifacts_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__tracking__v1__list_artifacts_response__pack_to_buffer
+                     (const Shoal__Tracking__V1__ListArtifactsResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__tracking__v1__list_artifacts_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Tracking__V1__ListArtifactsResponse *
+       shoal__tracking__v1__list_artifacts_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Tracking__V1__ListArtifactsResponse *)
+     protobuf_c_message_unpack (&shoal__tracking__v1__list_artifacts_response__descriptor,
+                                allocator, len, data);
+}
+void   shoal__tracking__v1__list_artifacts_response__free_unpacked
+                     (Shoal__Tracking__V1__ListArtifactsResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__tracking__v1__list_artifacts_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 static const ProtobufCFieldDescriptor shoal__tracking__v1__experiment__tags_entry__field_descriptors[2] =
 {
   {
@@ -2953,6 +3268,402 @@ const ProtobufCMessageDescriptor shoal__tracking__v1__search_runs_response__desc
   (ProtobufCMessageInit) shoal__tracking__v1__search_runs_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
+static const ProtobufCFieldDescriptor shoal__tracking__v1__artifact__field_descriptors[5] =
+{
+  {
+    "run_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Tracking__V1__Artifact, run_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "path",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Tracking__V1__Artifact, path),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "size",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Tracking__V1__Artifact, size),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "digest",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Tracking__V1__Artifact, digest),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "created_at_ms",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Tracking__V1__Artifact, created_at_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__tracking__v1__artifact__field_indices_by_name[] = {
+  4,   /* field[4] = created_at_ms */
+  3,   /* field[3] = digest */
+  1,   /* field[1] = path */
+  0,   /* field[0] = run_id */
+  2,   /* field[2] = size */
+};
+static const ProtobufCIntRange shoal__tracking__v1__artifact__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 5 }
+};
+const ProtobufCMessageDescriptor shoal__tracking__v1__artifact__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.tracking.v1.Artifact",
+  "Artifact",
+  "Shoal__Tracking__V1__Artifact",
+  "shoal.tracking.v1",
+  sizeof(Shoal__Tracking__V1__Artifact),
+  5,
+  shoal__tracking__v1__artifact__field_descriptors,
+  shoal__tracking__v1__artifact__field_indices_by_name,
+  1,  shoal__tracking__v1__artifact__number_ranges,
+  (ProtobufCMessageInit) shoal__tracking__v1__artifact__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor shoal__tracking__v1__artifact_upload_header__field_descriptors[3] =
+{
+  {
+    "run_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Tracking__V1__ArtifactUploadHeader, run_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "path",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Tracking__V1__ArtifactUploadHeader, path),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "sha256",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Tracking__V1__ArtifactUploadHeader, sha256),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__tracking__v1__artifact_upload_header__field_indices_by_name[] = {
+  1,   /* field[1] = path */
+  0,   /* field[0] = run_id */
+  2,   /* field[2] = sha256 */
+};
+static const ProtobufCIntRange shoal__tracking__v1__artifact_upload_header__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor shoal__tracking__v1__artifact_upload_header__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.tracking.v1.ArtifactUploadHeader",
+  "ArtifactUploadHeader",
+  "Shoal__Tracking__V1__ArtifactUploadHeader",
+  "shoal.tracking.v1",
+  sizeof(Shoal__Tracking__V1__ArtifactUploadHeader),
+  3,
+  shoal__tracking__v1__artifact_upload_header__field_descriptors,
+  shoal__tracking__v1__artifact_upload_header__field_indices_by_name,
+  1,  shoal__tracking__v1__artifact_upload_header__number_ranges,
+  (ProtobufCMessageInit) shoal__tracking__v1__artifact_upload_header__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor shoal__tracking__v1__upload_artifact_request__field_descriptors[2] =
+{
+  {
+    "header",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Shoal__Tracking__V1__UploadArtifactRequest, part_case),
+    offsetof(Shoal__Tracking__V1__UploadArtifactRequest, header),
+    &shoal__tracking__v1__artifact_upload_header__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "chunk",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BYTES,
+    offsetof(Shoal__Tracking__V1__UploadArtifactRequest, part_case),
+    offsetof(Shoal__Tracking__V1__UploadArtifactRequest, chunk),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__tracking__v1__upload_artifact_request__field_indices_by_name[] = {
+  1,   /* field[1] = chunk */
+  0,   /* field[0] = header */
+};
+static const ProtobufCIntRange shoal__tracking__v1__upload_artifact_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor shoal__tracking__v1__upload_artifact_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.tracking.v1.UploadArtifactRequest",
+  "UploadArtifactRequest",
+  "Shoal__Tracking__V1__UploadArtifactRequest",
+  "shoal.tracking.v1",
+  sizeof(Shoal__Tracking__V1__UploadArtifactRequest),
+  2,
+  shoal__tracking__v1__upload_artifact_request__field_descriptors,
+  shoal__tracking__v1__upload_artifact_request__field_indices_by_name,
+  1,  shoal__tracking__v1__upload_artifact_request__number_ranges,
+  (ProtobufCMessageInit) shoal__tracking__v1__upload_artifact_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor shoal__tracking__v1__download_artifact_request__field_descriptors[2] =
+{
+  {
+    "run_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Tracking__V1__DownloadArtifactRequest, run_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "path",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Tracking__V1__DownloadArtifactRequest, path),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__tracking__v1__download_artifact_request__field_indices_by_name[] = {
+  1,   /* field[1] = path */
+  0,   /* field[0] = run_id */
+};
+static const ProtobufCIntRange shoal__tracking__v1__download_artifact_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor shoal__tracking__v1__download_artifact_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.tracking.v1.DownloadArtifactRequest",
+  "DownloadArtifactRequest",
+  "Shoal__Tracking__V1__DownloadArtifactRequest",
+  "shoal.tracking.v1",
+  sizeof(Shoal__Tracking__V1__DownloadArtifactRequest),
+  2,
+  shoal__tracking__v1__download_artifact_request__field_descriptors,
+  shoal__tracking__v1__download_artifact_request__field_indices_by_name,
+  1,  shoal__tracking__v1__download_artifact_request__number_ranges,
+  (ProtobufCMessageInit) shoal__tracking__v1__download_artifact_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor shoal__tracking__v1__download_artifact_response__field_descriptors[2] =
+{
+  {
+    "artifact",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Shoal__Tracking__V1__DownloadArtifactResponse, part_case),
+    offsetof(Shoal__Tracking__V1__DownloadArtifactResponse, artifact),
+    &shoal__tracking__v1__artifact__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "chunk",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BYTES,
+    offsetof(Shoal__Tracking__V1__DownloadArtifactResponse, part_case),
+    offsetof(Shoal__Tracking__V1__DownloadArtifactResponse, chunk),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__tracking__v1__download_artifact_response__field_indices_by_name[] = {
+  0,   /* field[0] = artifact */
+  1,   /* field[1] = chunk */
+};
+static const ProtobufCIntRange shoal__tracking__v1__download_artifact_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor shoal__tracking__v1__download_artifact_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.tracking.v1.DownloadArtifactResponse",
+  "DownloadArtifactResponse",
+  "Shoal__Tracking__V1__DownloadArtifactResponse",
+  "shoal.tracking.v1",
+  sizeof(Shoal__Tracking__V1__DownloadArtifactResponse),
+  2,
+  shoal__tracking__v1__download_artifact_response__field_descriptors,
+  shoal__tracking__v1__download_artifact_response__field_indices_by_name,
+  1,  shoal__tracking__v1__download_artifact_response__number_ranges,
+  (ProtobufCMessageInit) shoal__tracking__v1__download_artifact_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor shoal__tracking__v1__list_artifacts_request__field_descriptors[2] =
+{
+  {
+    "run_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Tracking__V1__ListArtifactsRequest, run_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "prefix",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Tracking__V1__ListArtifactsRequest, prefix),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__tracking__v1__list_artifacts_request__field_indices_by_name[] = {
+  1,   /* field[1] = prefix */
+  0,   /* field[0] = run_id */
+};
+static const ProtobufCIntRange shoal__tracking__v1__list_artifacts_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor shoal__tracking__v1__list_artifacts_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.tracking.v1.ListArtifactsRequest",
+  "ListArtifactsRequest",
+  "Shoal__Tracking__V1__ListArtifactsRequest",
+  "shoal.tracking.v1",
+  sizeof(Shoal__Tracking__V1__ListArtifactsRequest),
+  2,
+  shoal__tracking__v1__list_artifacts_request__field_descriptors,
+  shoal__tracking__v1__list_artifacts_request__field_indices_by_name,
+  1,  shoal__tracking__v1__list_artifacts_request__number_ranges,
+  (ProtobufCMessageInit) shoal__tracking__v1__list_artifacts_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor shoal__tracking__v1__list_artifacts_response__field_descriptors[1] =
+{
+  {
+    "artifacts",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Shoal__Tracking__V1__ListArtifactsResponse, n_artifacts),
+    offsetof(Shoal__Tracking__V1__ListArtifactsResponse, artifacts),
+    &shoal__tracking__v1__artifact__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__tracking__v1__list_artifacts_response__field_indices_by_name[] = {
+  0,   /* field[0] = artifacts */
+};
+static const ProtobufCIntRange shoal__tracking__v1__list_artifacts_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor shoal__tracking__v1__list_artifacts_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.tracking.v1.ListArtifactsResponse",
+  "ListArtifactsResponse",
+  "Shoal__Tracking__V1__ListArtifactsResponse",
+  "shoal.tracking.v1",
+  sizeof(Shoal__Tracking__V1__ListArtifactsResponse),
+  1,
+  shoal__tracking__v1__list_artifacts_response__field_descriptors,
+  shoal__tracking__v1__list_artifacts_response__field_indices_by_name,
+  1,  shoal__tracking__v1__list_artifacts_response__number_ranges,
+  (ProtobufCMessageInit) shoal__tracking__v1__list_artifacts_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
 static const ProtobufCEnumValue shoal__tracking__v1__lifecycle__enum_values_by_number[3] =
 {
   { "LIFECYCLE_UNSPECIFIED", "SHOAL__TRACKING__V1__LIFECYCLE__LIFECYCLE_UNSPECIFIED", 0 },
@@ -3049,7 +3760,7 @@ const ProtobufCEnumDescriptor shoal__tracking__v1__run_status__descriptor =
   shoal__tracking__v1__run_status__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCMethodDescriptor shoal__tracking__v1__tracking__method_descriptors[14] =
+static const ProtobufCMethodDescriptor shoal__tracking__v1__tracking__method_descriptors[17] =
 {
   { "CreateExperiment", &shoal__tracking__v1__create_experiment_request__descriptor, &shoal__tracking__v1__experiment__descriptor },
   { "GetExperiment", &shoal__tracking__v1__get_experiment_request__descriptor, &shoal__tracking__v1__experiment__descriptor },
@@ -3064,6 +3775,9 @@ static const ProtobufCMethodDescriptor shoal__tracking__v1__tracking__method_des
   { "LogBatch", &shoal__tracking__v1__log_batch_request__descriptor, &shoal__tracking__v1__log_batch_response__descriptor },
   { "LogInputs", &shoal__tracking__v1__log_inputs_request__descriptor, &shoal__tracking__v1__log_inputs_response__descriptor },
   { "GetMetricHistory", &shoal__tracking__v1__get_metric_history_request__descriptor, &shoal__tracking__v1__get_metric_history_response__descriptor },
+  { "UploadArtifact", &shoal__tracking__v1__upload_artifact_request__descriptor, &shoal__tracking__v1__artifact__descriptor },
+  { "DownloadArtifact", &shoal__tracking__v1__download_artifact_request__descriptor, &shoal__tracking__v1__download_artifact_response__descriptor },
+  { "ListArtifacts", &shoal__tracking__v1__list_artifacts_request__descriptor, &shoal__tracking__v1__list_artifacts_response__descriptor },
   { "SearchRuns", &shoal__tracking__v1__search_runs_request__descriptor, &shoal__tracking__v1__search_runs_response__descriptor },
 };
 const unsigned shoal__tracking__v1__tracking__method_indices_by_name[] = {
@@ -3071,16 +3785,19 @@ const unsigned shoal__tracking__v1__tracking__method_indices_by_name[] = {
   5,        /* CreateRun */
   3,        /* DeleteExperiment */
   8,        /* DeleteRun */
+  14,        /* DownloadArtifact */
   1,        /* GetExperiment */
   12,        /* GetMetricHistory */
   6,        /* GetRun */
+  15,        /* ListArtifacts */
   2,        /* ListExperiments */
   10,        /* LogBatch */
   11,        /* LogInputs */
   4,        /* RestoreExperiment */
   9,        /* RestoreRun */
-  13,        /* SearchRuns */
-  7         /* UpdateRun */
+  16,        /* SearchRuns */
+  7,        /* UpdateRun */
+  13         /* UploadArtifact */
 };
 const ProtobufCServiceDescriptor shoal__tracking__v1__tracking__descriptor =
 {
@@ -3089,7 +3806,7 @@ const ProtobufCServiceDescriptor shoal__tracking__v1__tracking__descriptor =
   "Tracking",
   "Shoal__Tracking__V1__Tracking",
   "shoal.tracking.v1",
-  14,
+  17,
   shoal__tracking__v1__tracking__method_descriptors,
   shoal__tracking__v1__tracking__method_indices_by_name
 };
@@ -3197,13 +3914,37 @@ void shoal__tracking__v1__tracking__get_metric_history(ProtobufCService *service
   assert(service->descriptor == &shoal__tracking__v1__tracking__descriptor);
   service->invoke(service, 12, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
+void shoal__tracking__v1__tracking__upload_artifact(ProtobufCService *service,
+                                                    const Shoal__Tracking__V1__UploadArtifactRequest *input,
+                                                    Shoal__Tracking__V1__Artifact_Closure closure,
+                                                    void *closure_data)
+{
+  assert(service->descriptor == &shoal__tracking__v1__tracking__descriptor);
+  service->invoke(service, 13, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void shoal__tracking__v1__tracking__download_artifact(ProtobufCService *service,
+                                                      const Shoal__Tracking__V1__DownloadArtifactRequest *input,
+                                                      Shoal__Tracking__V1__DownloadArtifactResponse_Closure closure,
+                                                      void *closure_data)
+{
+  assert(service->descriptor == &shoal__tracking__v1__tracking__descriptor);
+  service->invoke(service, 14, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void shoal__tracking__v1__tracking__list_artifacts(ProtobufCService *service,
+                                                   const Shoal__Tracking__V1__ListArtifactsRequest *input,
+                                                   Shoal__Tracking__V1__ListArtifactsResponse_Closure closure,
+                                                   void *closure_data)
+{
+  assert(service->descriptor == &shoal__tracking__v1__tracking__descriptor);
+  service->invoke(service, 15, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
 void shoal__tracking__v1__tracking__search_runs(ProtobufCService *service,
                                                 const Shoal__Tracking__V1__SearchRunsRequest *input,
                                                 Shoal__Tracking__V1__SearchRunsResponse_Closure closure,
                                                 void *closure_data)
 {
   assert(service->descriptor == &shoal__tracking__v1__tracking__descriptor);
-  service->invoke(service, 13, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 16, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void shoal__tracking__v1__tracking__init (Shoal__Tracking__V1__Tracking_Service *service,
                                           Shoal__Tracking__V1__Tracking_ServiceDestroy destroy)

@@ -44,6 +44,13 @@ typedef struct Shoal__Tracking__V1__MetricSeries Shoal__Tracking__V1__MetricSeri
 typedef struct Shoal__Tracking__V1__GetMetricHistoryResponse Shoal__Tracking__V1__GetMetricHistoryResponse;
 typedef struct Shoal__Tracking__V1__SearchRunsRequest Shoal__Tracking__V1__SearchRunsRequest;
 typedef struct Shoal__Tracking__V1__SearchRunsResponse Shoal__Tracking__V1__SearchRunsResponse;
+typedef struct Shoal__Tracking__V1__Artifact Shoal__Tracking__V1__Artifact;
+typedef struct Shoal__Tracking__V1__ArtifactUploadHeader Shoal__Tracking__V1__ArtifactUploadHeader;
+typedef struct Shoal__Tracking__V1__UploadArtifactRequest Shoal__Tracking__V1__UploadArtifactRequest;
+typedef struct Shoal__Tracking__V1__DownloadArtifactRequest Shoal__Tracking__V1__DownloadArtifactRequest;
+typedef struct Shoal__Tracking__V1__DownloadArtifactResponse Shoal__Tracking__V1__DownloadArtifactResponse;
+typedef struct Shoal__Tracking__V1__ListArtifactsRequest Shoal__Tracking__V1__ListArtifactsRequest;
+typedef struct Shoal__Tracking__V1__ListArtifactsResponse Shoal__Tracking__V1__ListArtifactsResponse;
 
 
 /* --- enums --- */
@@ -522,6 +529,128 @@ struct  Shoal__Tracking__V1__SearchRunsResponse
     , 0,NULL, (char *)protobuf_c_empty_string }
 
 
+/*
+ * A file a run produced, kept in the tracking service's blob store.
+ */
+struct  Shoal__Tracking__V1__Artifact
+{
+  ProtobufCMessage base;
+  char *run_id;
+  /*
+   * Relative, '/'-separated, without '..' or empty parts: "model/model.onnx".
+   */
+  char *path;
+  int64_t size;
+  /*
+   * blob:sha256:<hex>
+   */
+  char *digest;
+  int64_t created_at_ms;
+};
+#define SHOAL__TRACKING__V1__ARTIFACT__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__tracking__v1__artifact__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, 0 }
+
+
+struct  Shoal__Tracking__V1__ArtifactUploadHeader
+{
+  ProtobufCMessage base;
+  char *run_id;
+  char *path;
+  /*
+   * The file's SHA-256 as 64 hex digits, if the client knows it (checked when the upload ends).
+   */
+  char *sha256;
+};
+#define SHOAL__TRACKING__V1__ARTIFACT_UPLOAD_HEADER__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__tracking__v1__artifact_upload_header__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+
+
+typedef enum {
+  SHOAL__TRACKING__V1__UPLOAD_ARTIFACT_REQUEST__PART__NOT_SET = 0,
+  SHOAL__TRACKING__V1__UPLOAD_ARTIFACT_REQUEST__PART_HEADER = 1,
+  SHOAL__TRACKING__V1__UPLOAD_ARTIFACT_REQUEST__PART_CHUNK = 2
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(SHOAL__TRACKING__V1__UPLOAD_ARTIFACT_REQUEST__PART__CASE)
+} Shoal__Tracking__V1__UploadArtifactRequest__PartCase;
+
+struct  Shoal__Tracking__V1__UploadArtifactRequest
+{
+  ProtobufCMessage base;
+  Shoal__Tracking__V1__UploadArtifactRequest__PartCase part_case;
+  union {
+    /*
+     * First, once.
+     */
+    Shoal__Tracking__V1__ArtifactUploadHeader *header;
+    /*
+     * Then the file, in pieces of at most 1 MiB.
+     */
+    ProtobufCBinaryData chunk;
+  };
+};
+#define SHOAL__TRACKING__V1__UPLOAD_ARTIFACT_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__tracking__v1__upload_artifact_request__descriptor) \
+    , SHOAL__TRACKING__V1__UPLOAD_ARTIFACT_REQUEST__PART__NOT_SET, {0} }
+
+
+struct  Shoal__Tracking__V1__DownloadArtifactRequest
+{
+  ProtobufCMessage base;
+  char *run_id;
+  char *path;
+};
+#define SHOAL__TRACKING__V1__DOWNLOAD_ARTIFACT_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__tracking__v1__download_artifact_request__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+
+
+typedef enum {
+  SHOAL__TRACKING__V1__DOWNLOAD_ARTIFACT_RESPONSE__PART__NOT_SET = 0,
+  SHOAL__TRACKING__V1__DOWNLOAD_ARTIFACT_RESPONSE__PART_ARTIFACT = 1,
+  SHOAL__TRACKING__V1__DOWNLOAD_ARTIFACT_RESPONSE__PART_CHUNK = 2
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(SHOAL__TRACKING__V1__DOWNLOAD_ARTIFACT_RESPONSE__PART__CASE)
+} Shoal__Tracking__V1__DownloadArtifactResponse__PartCase;
+
+struct  Shoal__Tracking__V1__DownloadArtifactResponse
+{
+  ProtobufCMessage base;
+  Shoal__Tracking__V1__DownloadArtifactResponse__PartCase part_case;
+  union {
+    Shoal__Tracking__V1__Artifact *artifact;
+    ProtobufCBinaryData chunk;
+  };
+};
+#define SHOAL__TRACKING__V1__DOWNLOAD_ARTIFACT_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__tracking__v1__download_artifact_response__descriptor) \
+    , SHOAL__TRACKING__V1__DOWNLOAD_ARTIFACT_RESPONSE__PART__NOT_SET, {0} }
+
+
+struct  Shoal__Tracking__V1__ListArtifactsRequest
+{
+  ProtobufCMessage base;
+  char *run_id;
+  /*
+   * Only paths under this directory ("model" lists model/…); empty: all.
+   */
+  char *prefix;
+};
+#define SHOAL__TRACKING__V1__LIST_ARTIFACTS_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__tracking__v1__list_artifacts_request__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+
+
+struct  Shoal__Tracking__V1__ListArtifactsResponse
+{
+  ProtobufCMessage base;
+  size_t n_artifacts;
+  Shoal__Tracking__V1__Artifact **artifacts;
+};
+#define SHOAL__TRACKING__V1__LIST_ARTIFACTS_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__tracking__v1__list_artifacts_response__descriptor) \
+    , 0,NULL }
+
+
 /* Shoal__Tracking__V1__Experiment__TagsEntry methods */
 void   shoal__tracking__v1__experiment__tags_entry__init
                      (Shoal__Tracking__V1__Experiment__TagsEntry         *message);
@@ -993,6 +1122,139 @@ Shoal__Tracking__V1__SearchRunsResponse *
 void   shoal__tracking__v1__search_runs_response__free_unpacked
                      (Shoal__Tracking__V1__SearchRunsResponse *message,
                       ProtobufCAllocator *allocator);
+/* Shoal__Tracking__V1__Artifact methods */
+void   shoal__tracking__v1__artifact__init
+                     (Shoal__Tracking__V1__Artifact         *message);
+size_t shoal__tracking__v1__artifact__get_packed_size
+                     (const Shoal__Tracking__V1__Artifact   *message);
+size_t shoal__tracking__v1__artifact__pack
+                     (const Shoal__Tracking__V1__Artifact   *message,
+                      uint8_t             *out);
+size_t shoal__tracking__v1__artifact__pack_to_buffer
+                     (const Shoal__Tracking__V1__Artifact   *message,
+                      ProtobufCBuffer     *buffer);
+Shoal__Tracking__V1__Artifact *
+       shoal__tracking__v1__artifact__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shoal__tracking__v1__artifact__free_unpacked
+                     (Shoal__Tracking__V1__Artifact *message,
+                      ProtobufCAllocator *allocator);
+/* Shoal__Tracking__V1__ArtifactUploadHeader methods */
+void   shoal__tracking__v1__artifact_upload_header__init
+                     (Shoal__Tracking__V1__ArtifactUploadHeader         *message);
+size_t shoal__tracking__v1__artifact_upload_header__get_packed_size
+                     (const Shoal__Tracking__V1__ArtifactUploadHeader   *message);
+size_t shoal__tracking__v1__artifact_upload_header__pack
+                     (const Shoal__Tracking__V1__ArtifactUploadHeader   *message,
+                      uint8_t             *out);
+size_t shoal__tracking__v1__artifact_upload_header__pack_to_buffer
+                     (const Shoal__Tracking__V1__ArtifactUploadHeader   *message,
+                      ProtobufCBuffer     *buffer);
+Shoal__Tracking__V1__ArtifactUploadHeader *
+       shoal__tracking__v1__artifact_upload_header__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shoal__tracking__v1__artifact_upload_header__free_unpacked
+                     (Shoal__Tracking__V1__ArtifactUploadHeader *message,
+                      ProtobufCAllocator *allocator);
+/* Shoal__Tracking__V1__UploadArtifactRequest methods */
+void   shoal__tracking__v1__upload_artifact_request__init
+                     (Shoal__Tracking__V1__UploadArtifactRequest         *message);
+size_t shoal__tracking__v1__upload_artifact_request__get_packed_size
+                     (const Shoal__Tracking__V1__UploadArtifactRequest   *message);
+size_t shoal__tracking__v1__upload_artifact_request__pack
+                     (const Shoal__Tracking__V1__UploadArtifactRequest   *message,
+                      uint8_t             *out);
+size_t shoal__tracking__v1__upload_artifact_request__pack_to_buffer
+                     (const Shoal__Tracking__V1__UploadArtifactRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Shoal__Tracking__V1__UploadArtifactRequest *
+       shoal__tracking__v1__upload_artifact_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shoal__tracking__v1__upload_artifact_request__free_unpacked
+                     (Shoal__Tracking__V1__UploadArtifactRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Shoal__Tracking__V1__DownloadArtifactRequest methods */
+void   shoal__tracking__v1__download_artifact_request__init
+                     (Shoal__Tracking__V1__DownloadArtifactRequest         *message);
+size_t shoal__tracking__v1__download_artifact_request__get_packed_size
+                     (const Shoal__Tracking__V1__DownloadArtifactRequest   *message);
+size_t shoal__tracking__v1__download_artifact_request__pack
+                     (const Shoal__Tracking__V1__DownloadArtifactRequest   *message,
+                      uint8_t             *out);
+size_t shoal__tracking__v1__download_artifact_request__pack_to_buffer
+                     (const Shoal__Tracking__V1__DownloadArtifactRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Shoal__Tracking__V1__DownloadArtifactRequest *
+       shoal__tracking__v1__download_artifact_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shoal__tracking__v1__download_artifact_request__free_unpacked
+                     (Shoal__Tracking__V1__DownloadArtifactRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Shoal__Tracking__V1__DownloadArtifactResponse methods */
+void   shoal__tracking__v1__download_artifact_response__init
+                     (Shoal__Tracking__V1__DownloadArtifactResponse         *message);
+size_t shoal__tracking__v1__download_artifact_response__get_packed_size
+                     (const Shoal__Tracking__V1__DownloadArtifactResponse   *message);
+size_t shoal__tracking__v1__download_artifact_response__pack
+                     (const Shoal__Tracking__V1__DownloadArtifactResponse   *message,
+                      uint8_t             *out);
+size_t shoal__tracking__v1__download_artifact_response__pack_to_buffer
+                     (const Shoal__Tracking__V1__DownloadArtifactResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Shoal__Tracking__V1__DownloadArtifactResponse *
+       shoal__tracking__v1__download_artifact_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shoal__tracking__v1__download_artifact_response__free_unpacked
+                     (Shoal__Tracking__V1__DownloadArtifactResponse *message,
+                      ProtobufCAllocator *allocator);
+/* Shoal__Tracking__V1__ListArtifactsRequest methods */
+void   shoal__tracking__v1__list_artifacts_request__init
+                     (Shoal__Tracking__V1__ListArtifactsRequest         *message);
+size_t shoal__tracking__v1__list_artifacts_request__get_packed_size
+                     (const Shoal__Tracking__V1__ListArtifactsRequest   *message);
+size_t shoal__tracking__v1__list_artifacts_request__pack
+                     (const Shoal__Tracking__V1__ListArtifactsRequest   *message,
+                      uint8_t             *out);
+size_t shoal__tracking__v1__list_artifacts_request__pack_to_buffer
+                     (const Shoal__Tracking__V1__ListArtifactsRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Shoal__Tracking__V1__ListArtifactsRequest *
+       shoal__tracking__v1__list_artifacts_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shoal__tracking__v1__list_artifacts_request__free_unpacked
+                     (Shoal__Tracking__V1__ListArtifactsRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Shoal__Tracking__V1__ListArtifactsResponse methods */
+void   shoal__tracking__v1__list_artifacts_response__init
+                     (Shoal__Tracking__V1__ListArtifactsResponse         *message);
+size_t shoal__tracking__v1__list_artifacts_response__get_packed_size
+                     (const Shoal__Tracking__V1__ListArtifactsResponse   *message);
+size_t shoal__tracking__v1__list_artifacts_response__pack
+                     (const Shoal__Tracking__V1__ListArtifactsResponse   *message,
+                      uint8_t             *out);
+size_t shoal__tracking__v1__list_artifacts_response__pack_to_buffer
+                     (const Shoal__Tracking__V1__ListArtifactsResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Shoal__Tracking__V1__ListArtifactsResponse *
+       shoal__tracking__v1__list_artifacts_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shoal__tracking__v1__list_artifacts_response__free_unpacked
+                     (Shoal__Tracking__V1__ListArtifactsResponse *message,
+                      ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
 typedef void (*Shoal__Tracking__V1__Experiment__TagsEntry_Closure)
@@ -1082,6 +1344,27 @@ typedef void (*Shoal__Tracking__V1__SearchRunsRequest_Closure)
 typedef void (*Shoal__Tracking__V1__SearchRunsResponse_Closure)
                  (const Shoal__Tracking__V1__SearchRunsResponse *message,
                   void *closure_data);
+typedef void (*Shoal__Tracking__V1__Artifact_Closure)
+                 (const Shoal__Tracking__V1__Artifact *message,
+                  void *closure_data);
+typedef void (*Shoal__Tracking__V1__ArtifactUploadHeader_Closure)
+                 (const Shoal__Tracking__V1__ArtifactUploadHeader *message,
+                  void *closure_data);
+typedef void (*Shoal__Tracking__V1__UploadArtifactRequest_Closure)
+                 (const Shoal__Tracking__V1__UploadArtifactRequest *message,
+                  void *closure_data);
+typedef void (*Shoal__Tracking__V1__DownloadArtifactRequest_Closure)
+                 (const Shoal__Tracking__V1__DownloadArtifactRequest *message,
+                  void *closure_data);
+typedef void (*Shoal__Tracking__V1__DownloadArtifactResponse_Closure)
+                 (const Shoal__Tracking__V1__DownloadArtifactResponse *message,
+                  void *closure_data);
+typedef void (*Shoal__Tracking__V1__ListArtifactsRequest_Closure)
+                 (const Shoal__Tracking__V1__ListArtifactsRequest *message,
+                  void *closure_data);
+typedef void (*Shoal__Tracking__V1__ListArtifactsResponse_Closure)
+                 (const Shoal__Tracking__V1__ListArtifactsResponse *message,
+                  void *closure_data);
 
 /* --- services --- */
 
@@ -1141,6 +1424,18 @@ struct Shoal__Tracking__V1__Tracking_Service
                              const Shoal__Tracking__V1__GetMetricHistoryRequest *input,
                              Shoal__Tracking__V1__GetMetricHistoryResponse_Closure closure,
                              void *closure_data);
+  void (*upload_artifact)(Shoal__Tracking__V1__Tracking_Service *service,
+                          const Shoal__Tracking__V1__UploadArtifactRequest *input,
+                          Shoal__Tracking__V1__Artifact_Closure closure,
+                          void *closure_data);
+  void (*download_artifact)(Shoal__Tracking__V1__Tracking_Service *service,
+                            const Shoal__Tracking__V1__DownloadArtifactRequest *input,
+                            Shoal__Tracking__V1__DownloadArtifactResponse_Closure closure,
+                            void *closure_data);
+  void (*list_artifacts)(Shoal__Tracking__V1__Tracking_Service *service,
+                         const Shoal__Tracking__V1__ListArtifactsRequest *input,
+                         Shoal__Tracking__V1__ListArtifactsResponse_Closure closure,
+                         void *closure_data);
   void (*search_runs)(Shoal__Tracking__V1__Tracking_Service *service,
                       const Shoal__Tracking__V1__SearchRunsRequest *input,
                       Shoal__Tracking__V1__SearchRunsResponse_Closure closure,
@@ -1166,6 +1461,9 @@ void shoal__tracking__v1__tracking__init (Shoal__Tracking__V1__Tracking_Service 
       function_prefix__ ## log_batch,\
       function_prefix__ ## log_inputs,\
       function_prefix__ ## get_metric_history,\
+      function_prefix__ ## upload_artifact,\
+      function_prefix__ ## download_artifact,\
+      function_prefix__ ## list_artifacts,\
       function_prefix__ ## search_runs  }
 void shoal__tracking__v1__tracking__create_experiment(ProtobufCService *service,
                                                       const Shoal__Tracking__V1__CreateExperimentRequest *input,
@@ -1219,6 +1517,18 @@ void shoal__tracking__v1__tracking__get_metric_history(ProtobufCService *service
                                                        const Shoal__Tracking__V1__GetMetricHistoryRequest *input,
                                                        Shoal__Tracking__V1__GetMetricHistoryResponse_Closure closure,
                                                        void *closure_data);
+void shoal__tracking__v1__tracking__upload_artifact(ProtobufCService *service,
+                                                    const Shoal__Tracking__V1__UploadArtifactRequest *input,
+                                                    Shoal__Tracking__V1__Artifact_Closure closure,
+                                                    void *closure_data);
+void shoal__tracking__v1__tracking__download_artifact(ProtobufCService *service,
+                                                      const Shoal__Tracking__V1__DownloadArtifactRequest *input,
+                                                      Shoal__Tracking__V1__DownloadArtifactResponse_Closure closure,
+                                                      void *closure_data);
+void shoal__tracking__v1__tracking__list_artifacts(ProtobufCService *service,
+                                                   const Shoal__Tracking__V1__ListArtifactsRequest *input,
+                                                   Shoal__Tracking__V1__ListArtifactsResponse_Closure closure,
+                                                   void *closure_data);
 void shoal__tracking__v1__tracking__search_runs(ProtobufCService *service,
                                                 const Shoal__Tracking__V1__SearchRunsRequest *input,
                                                 Shoal__Tracking__V1__SearchRunsResponse_Closure closure,
@@ -1258,6 +1568,13 @@ extern const ProtobufCMessageDescriptor shoal__tracking__v1__metric_series__desc
 extern const ProtobufCMessageDescriptor shoal__tracking__v1__get_metric_history_response__descriptor;
 extern const ProtobufCMessageDescriptor shoal__tracking__v1__search_runs_request__descriptor;
 extern const ProtobufCMessageDescriptor shoal__tracking__v1__search_runs_response__descriptor;
+extern const ProtobufCMessageDescriptor shoal__tracking__v1__artifact__descriptor;
+extern const ProtobufCMessageDescriptor shoal__tracking__v1__artifact_upload_header__descriptor;
+extern const ProtobufCMessageDescriptor shoal__tracking__v1__upload_artifact_request__descriptor;
+extern const ProtobufCMessageDescriptor shoal__tracking__v1__download_artifact_request__descriptor;
+extern const ProtobufCMessageDescriptor shoal__tracking__v1__download_artifact_response__descriptor;
+extern const ProtobufCMessageDescriptor shoal__tracking__v1__list_artifacts_request__descriptor;
+extern const ProtobufCMessageDescriptor shoal__tracking__v1__list_artifacts_response__descriptor;
 extern const ProtobufCServiceDescriptor shoal__tracking__v1__tracking__descriptor;
 
 PROTOBUF_C__END_DECLS
