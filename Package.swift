@@ -135,7 +135,8 @@ let package = Package(
     .testTarget(
       name: "RegistryTests",
       dependencies: [
-        "Registry", "ShoalClient", "ShoalRPC", "ShoalServiceStubs", "ShoalStore", "Bench", "ShoalTestSupport", "shoal",
+        "Registry", "ShoalClient", "ShoalRPC", "ShoalServiceStubs", "ShoalStore", "ShoalService", "Bench",
+        "ShoalTestSupport", "shoal",
       ],
       swiftSettings: strictSwift
     ),

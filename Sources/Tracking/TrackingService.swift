@@ -25,6 +25,7 @@ public struct TrackingService: TrackingV1.Tracking.ServiceProtocol {
 
   private let store: TrackingStore
   private let blobs: BlobStore
+  private let hub = EventHub<String, TrackingV1.RunEvent>()
   /// The largest artifact accepted.
   private let maxArtifactSize: Int64
 
@@ -95,7 +96,34 @@ public struct TrackingService: TrackingV1.Tracking.ServiceProtocol {
     if case .unrecognized(let value) = request.status {
       throw RPCError(.invalidArgument, "status: \(value) is not a run status")
     }
-    return try await storing { try await store.updateRun(request) }
+    let run = try await storing { try await store.updateRun(request) }
+    if request.status != .unspecified {
+      var event = TrackingV1.RunEvent()
+      event.change = .status(run.status)
+      hub.publish(event, to: run.runId)
+    }
+    return run
+  }
+
+  public func watchRun(
+    _ request: TrackingV1.WatchRunRequest, responses: RPCResponseWriter<TrackingV1.RunEvent>, context: ServerContext
+  ) async throws {
+    let terminal: Set<TrackingV1.RunStatus> = [.finished, .failed, .killed]
+    while !Task.isCancelled {
+      // Subscribe first, then read the run, so that nothing falls between the two.
+      let (token, live) = hub.subscribe(request.runId, backlog: 1024)
+      defer { hub.unsubscribe(request.runId, token: token) }
+      let run = try await storing { try await store.run(request.runId) }
+      var snapshot = TrackingV1.RunEvent()
+      snapshot.change = .run(run)
+      try await responses.send(snapshot)
+      if terminal.contains(run.status) { return }
+      for await event in live {
+        try await responses.send(event)
+        if case .status(let status) = event.change, terminal.contains(status) { return }
+      }
+      // The stream ended while the call goes on: this watcher fell behind; start over from a snapshot.
+    }
   }
 
   public func deleteRun(
@@ -137,7 +165,15 @@ public struct TrackingService: TrackingV1.Tracking.ServiceProtocol {
     guard request.requestId.count <= 128 else {
       throw RPCError(.invalidArgument, "request_id: at most 128 characters")
     }
-    return try await storing { try await store.logBatch(request) }
+    let response = try await storing { try await store.logBatch(request) }
+    if !response.duplicate, !request.metrics.isEmpty {
+      var batch = TrackingV1.MetricBatch()
+      batch.metrics = request.metrics
+      var event = TrackingV1.RunEvent()
+      event.change = .metrics(batch)
+      hub.publish(event, to: request.runId)
+    }
+    return response
   }
 
   public func logInputs(

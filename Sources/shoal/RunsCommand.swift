@@ -7,7 +7,40 @@ import ShoalServiceStubs
 struct RunsCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "runs", abstract: "Create runs, log to them, end them; show, search, compare their metrics.",
-    subcommands: [Create.self, Log.self, End.self, Show.self, Search.self, History.self, Compare.self])
+    subcommands: [Create.self, Log.self, End.self, Show.self, Search.self, History.self, Compare.self, Watch.self])
+
+  struct Watch: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+      abstract: "Print a run's new metrics and status changes as they happen, until it ends.")
+    @Argument(help: "The run id.") var run: String
+    @Flag(help: "Print one JSON object per event.") var json = false
+    @OptionGroup var mesh: MeshOptions
+
+    func run() async throws {
+      var request = TrackingV1.WatchRunRequest()
+      request.runId = run
+      try await withTracking(mesh, command: "runs watch") { client in
+        try await client.watchRun(request) { events in
+          for try await event in events {
+            if json {
+              emit(event.jsonString())
+              continue
+            }
+            switch event.change {
+            case .run(let run):
+              emit(
+                "run \(run.runId) '\(run.name)' \(run.status.protoName?.lowercased() ?? "")"
+                  + run.metrics.map { " \($0.key)=\($0.value)@\($0.step)" }.joined())
+            case .metrics(let batch):
+              emit(batch.metrics.map { "\($0.key)=\($0.value)@\($0.step)" }.joined(separator: " "))
+            case .status(let status): emit("status \(status.protoName?.lowercased() ?? "")")
+            case nil: break
+            }
+          }
+        }
+      }
+    }
+  }
 
   struct Create: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Start a run; prints its id.")

@@ -35,6 +35,15 @@ struct TrackingEndToEndTests {
         #expect(logged.status == 0, "\(logged.stderrText)")
       }
     }
+    // A watcher sees new metrics and the end live, then stops by itself.
+    let watcher = try ServerProcess(shoal, ["runs", "watch", runIDs[1], "--data", data.url.path])
+    _ = try await watcher.waitForLines(containing: "run \(runIDs[1])")
+    #expect(try await run("runs", "log", runIDs[1], "--metric", "loss=0.25@3").status == 0)
+    _ = try await watcher.waitForLines(containing: "loss=0.25@3")
+    #expect(try await run("runs", "end", runIDs[1], "--status", "killed").status == 0)
+    _ = try await watcher.waitForLines(containing: "status killed")
+    #expect(try await watcher.stop(signal: 0) == 0)
+
     let clash = try await run("runs", "log", runIDs[0], "--param", "lr=0.5")
     #expect(clash.status == 1 && clash.stderrText.contains("param 'lr' was logged as '0.1'"), "\(clash.stderrText)")
     #expect(try await run("runs", "end", runIDs[0]).stdoutText.contains("finished"))

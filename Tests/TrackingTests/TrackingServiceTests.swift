@@ -191,6 +191,51 @@ struct TrackingServiceTests {
   }
 
   @Test(arguments: Backend.available)
+  func watchersSeeMetricsAndTheEndLive(_ backend: Backend) async throws {
+    try await withTracking(backend) { client in
+      let run = try await run(client, try await experiment(client, "live"))
+      var request = TrackingV1.WatchRunRequest()
+      request.runId = run.runId
+      let watched = request
+      let events = try await withThrowingTaskGroup(of: [TrackingV1.RunEvent].self) { group in
+        let (started, signal) = AsyncStream.makeStream(of: Void.self)
+        group.addTask {
+          // The stream ends by itself once the run ends.
+          try await client.watchRun(watched, options: CallOptions(timeout: .seconds(30))) { stream in
+            var events: [TrackingV1.RunEvent] = []
+            for try await event in stream {
+              events.append(event)
+              signal.yield()
+            }
+            return events
+          }
+        }
+        var waiting = started.makeAsyncIterator()
+        _ = await waiting.next()
+        for step in 0..<2 {
+          var batch = TrackingV1.LogBatchRequest()
+          batch.runId = run.runId
+          batch.metrics = [metric("loss", Double(2 - step), step: Int64(step))]
+          _ = try await client.logBatch(batch)
+        }
+        var end = TrackingV1.UpdateRunRequest()
+        end.runId = run.runId
+        end.status = .finished
+        _ = try await client.updateRun(end)
+        return try await group.next()!
+      }
+      guard events.count == 4, case .run(let first) = events[0].change, case .metrics(let a) = events[1].change,
+        case .metrics(let b) = events[2].change, case .status(let status) = events[3].change
+      else {
+        Issue.record("unexpected events: \(events)")
+        return
+      }
+      #expect(first.runId == run.runId && a.metrics.map(\.step) == [0] && b.metrics.map(\.value) == [1])
+      #expect(status == .finished)
+    }
+  }
+
+  @Test(arguments: Backend.available)
   func metricHistoryPagesComparesAndThins(_ backend: Backend) async throws {
     try await withTracking(backend) { client in
       let experiment = try await experiment(client, "curves")

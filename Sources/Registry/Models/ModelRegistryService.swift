@@ -1,5 +1,6 @@
 public import ShoalProto
 public import ShoalRPC
+import ShoalService
 public import ShoalServiceStubs
 public import ShoalStore
 
@@ -22,7 +23,7 @@ public struct ModelRegistryService: RegistryV1.ModelRegistry.ServiceProtocol {
   private let store: RegistryStore
   private let blobs: BlobStore
   private let config: Config
-  private let hub = ModelEventHub()
+  private let hub = EventHub<Int64, RegistryV1.ModelEvent>()
 
   /// The service over the registry's database and blob store.
   public init(store: RegistryStore, blobs: BlobStore, config: Config = .defaults) {
@@ -188,7 +189,7 @@ public struct ModelRegistryService: RegistryV1.ModelRegistry.ServiceProtocol {
     version.createdBy = caller.qualifiedName
     version.createdAtMs = RegistryStore.now()
     let (created, event) = try await store.insertVersion(version, of: row)
-    hub.publish(event, model: row.id)
+    hub.publish(event, to: row.id)
     return created
   }
 
@@ -253,7 +254,7 @@ public struct ModelRegistryService: RegistryV1.ModelRegistry.ServiceProtocol {
     guard request.version > 0 else { throw RPCError(.invalidArgument, "version must be 1 or more") }
     let row = try await store.modelForWriting(try organization(request.organization, caller), request.model, by: caller)
     let (move, event) = try await store.moveAlias(request.alias, to: request.version, of: row, by: caller)
-    if let event { hub.publish(event, model: row.id) }
+    if let event { hub.publish(event, to: row.id) }
     return move
   }
 
@@ -266,7 +267,7 @@ public struct ModelRegistryService: RegistryV1.ModelRegistry.ServiceProtocol {
     try RegistryNames.checkAlias(request.alias)
     let row = try await store.modelForWriting(try organization(request.organization, caller), request.model, by: caller)
     let (move, event) = try await store.moveAlias(request.alias, to: 0, of: row, by: caller)
-    if let event { hub.publish(event, model: row.id) }
+    if let event { hub.publish(event, to: row.id) }
     return move
   }
 
@@ -292,8 +293,8 @@ public struct ModelRegistryService: RegistryV1.ModelRegistry.ServiceProtocol {
     var last = request.afterSequence
     var replay = request.afterSequence > 0
     while !Task.isCancelled {
-      let (token, live) = hub.subscribe(model: row.id, backlog: config.watchBacklog)
-      defer { hub.unsubscribe(model: row.id, token: token) }
+      let (token, live) = hub.subscribe(row.id, backlog: config.watchBacklog)
+      defer { hub.unsubscribe(row.id, token: token) }
       // "From now on" starts at the last stored event, so a later catch-up knows where to begin.
       if !replay, last == 0 { last = try await store.lastSequence(of: row) }
       if replay {

@@ -129,6 +129,9 @@ let generatedMessageTypes: [any ProtoMessage.Type] = [
   TrackingV1.DownloadArtifactResponse.self,
   TrackingV1.ListArtifactsRequest.self,
   TrackingV1.ListArtifactsResponse.self,
+  TrackingV1.WatchRunRequest.self,
+  TrackingV1.MetricBatch.self,
+  TrackingV1.RunEvent.self,
 ]
 
 let generatedServices: [ServiceDescriptor] = [

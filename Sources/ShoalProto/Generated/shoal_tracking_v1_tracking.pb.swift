@@ -634,6 +634,58 @@ extension TrackingV1 {
 }
 
 extension TrackingV1 {
+  /// The `shoal.tracking.v1.WatchRunRequest` message.
+  public struct WatchRunRequest: ProtoMessage {
+    /// `shoal.tracking.v1.WatchRunRequest`.
+    public static let protoMessageName = "shoal.tracking.v1.WatchRunRequest"
+
+    /// Field 1, `run_id`.
+    public var runId: String = ""
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension TrackingV1 {
+  /// The `shoal.tracking.v1.MetricBatch` message.
+  public struct MetricBatch: ProtoMessage {
+    /// `shoal.tracking.v1.MetricBatch`.
+    public static let protoMessageName = "shoal.tracking.v1.MetricBatch"
+
+    /// Field 1, `metrics`.
+    public var metrics: [TrackingV1.Metric] = []
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension TrackingV1 {
+  /// What changed in a run, as it happens.
+  public struct RunEvent: ProtoMessage {
+    /// `shoal.tracking.v1.RunEvent`.
+    public static let protoMessageName = "shoal.tracking.v1.RunEvent"
+
+    /// The `change` oneof: at most one of its fields is set.
+    public var change: Change? = nil
+
+    /// The fields of the `change` oneof.
+    public enum Change: Sendable, Hashable {
+      /// First, and again after a watcher fell behind: the run as it is now.
+      case run(TrackingV1.Run)
+      /// Metrics just logged.
+      case metrics(TrackingV1.MetricBatch)
+      /// The run's new status; the stream ends after FINISHED, FAILED or KILLED.
+      case status(TrackingV1.RunStatus)
+    }
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension TrackingV1 {
   /// The `shoal.tracking.v1.Lifecycle` enum.
   public enum Lifecycle: ProtoEnum {
     /// `LIFECYCLE_UNSPECIFIED` (0).
@@ -1934,6 +1986,116 @@ extension TrackingV1.ListArtifactsResponse {
   }
 }
 
+extension TrackingV1.WatchRunRequest {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__tracking__v1__watch_run_request()) }
+
+  public func _encode(to w: CMessageWriter) {
+    w.string(0, self.runId)
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    self.runId = try r.string(0)
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    j.value("runId", self.runId)
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "runId", "run_id": self.runId = try j.value(json, key, as: String.self)
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
+extension TrackingV1.MetricBatch {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__tracking__v1__metric_batch()) }
+
+  public func _encode(to w: CMessageWriter) {
+    w.repeatedMessage(0, self.metrics)
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    self.metrics = try r.repeatedMessage(0, as: TrackingV1.Metric.self)
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    j.repeated("metrics", self.metrics)
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "metrics": self.metrics = try j.repeated(json, key, as: TrackingV1.Metric.self)
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
+extension TrackingV1.RunEvent {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__tracking__v1__run_event()) }
+
+  public func _encode(to w: CMessageWriter) {
+    switch self.change {
+      case .run(let v)?: w.message(0, v)
+      case .metrics(let v)?: w.message(1, v)
+      case .status(let v)?: w.enumValue(2, v)
+      case nil: break
+    }
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    switch r.oneofCase(0) {
+      case 1: self.change = .run(try r.message(0, as: TrackingV1.Run.self) ?? TrackingV1.Run())
+      case 2: self.change = .metrics(try r.message(1, as: TrackingV1.MetricBatch.self) ?? TrackingV1.MetricBatch())
+      case 3: self.change = .status(r.enumValue(2, as: TrackingV1.RunStatus.self))
+      default: break
+    }
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    switch self.change {
+      case .run(let v)?: j.value("run", v, always: true)
+      case .metrics(let v)?: j.value("metrics", v, always: true)
+      case .status(let v)?: j.value("status", v, always: true)
+      case nil: break
+    }
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "run":
+          if case .null = json { continue }
+          guard self.change == nil else { throw j.oneofConflict(key, oneof: "change") }
+          self.change = .run(try j.value(json, key, as: TrackingV1.Run.self))
+
+        case "metrics":
+          if case .null = json { continue }
+          guard self.change == nil else { throw j.oneofConflict(key, oneof: "change") }
+          self.change = .metrics(try j.value(json, key, as: TrackingV1.MetricBatch.self))
+
+        case "status":
+          if case .null = json { continue }
+          guard self.change == nil else { throw j.oneofConflict(key, oneof: "change") }
+          self.change = .status(try j.value(json, key, as: TrackingV1.RunStatus.self))
+
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
 extension TrackingV1 {
   /// The `shoal.tracking.v1.Tracking` service.
   public enum Tracking {
@@ -1988,10 +2150,13 @@ extension TrackingV1 {
     /// `ListArtifacts`.
     public static let listArtifacts = TypedMethod<TrackingV1.ListArtifactsRequest, TrackingV1.ListArtifactsResponse>(service: fullName, name: "ListArtifacts", kind: .unary, idempotent: true)
 
+    /// The run, then its new metrics and status changes live, until it ends or the caller cancels.
+    public static let watchRun = TypedMethod<TrackingV1.WatchRunRequest, TrackingV1.RunEvent>(service: fullName, name: "WatchRun", kind: .serverStreaming, idempotent: true)
+
     /// Runs matching a filter, in the order asked for; never string-built SQL: every value is bound.
     public static let searchRuns = TypedMethod<TrackingV1.SearchRunsRequest, TrackingV1.SearchRunsResponse>(service: fullName, name: "SearchRuns", kind: .unary, idempotent: true)
 
     /// The service's methods, for routers and reflection.
-    public static let descriptor = ServiceDescriptor(fullName: fullName, methods: [createExperiment.descriptor, getExperiment.descriptor, listExperiments.descriptor, deleteExperiment.descriptor, restoreExperiment.descriptor, createRun.descriptor, getRun.descriptor, updateRun.descriptor, deleteRun.descriptor, restoreRun.descriptor, logBatch.descriptor, logInputs.descriptor, getMetricHistory.descriptor, uploadArtifact.descriptor, downloadArtifact.descriptor, listArtifacts.descriptor, searchRuns.descriptor])
+    public static let descriptor = ServiceDescriptor(fullName: fullName, methods: [createExperiment.descriptor, getExperiment.descriptor, listExperiments.descriptor, deleteExperiment.descriptor, restoreExperiment.descriptor, createRun.descriptor, getRun.descriptor, updateRun.descriptor, deleteRun.descriptor, restoreRun.descriptor, logBatch.descriptor, logInputs.descriptor, getMetricHistory.descriptor, uploadArtifact.descriptor, downloadArtifact.descriptor, listArtifacts.descriptor, watchRun.descriptor, searchRuns.descriptor])
   }
 }

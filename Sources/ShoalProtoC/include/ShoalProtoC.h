@@ -137,5 +137,8 @@ static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__tracking
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__tracking__v1__download_artifact_response(void) { return &shoal__tracking__v1__download_artifact_response__descriptor; }
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__tracking__v1__list_artifacts_request(void) { return &shoal__tracking__v1__list_artifacts_request__descriptor; }
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__tracking__v1__list_artifacts_response(void) { return &shoal__tracking__v1__list_artifacts_response__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__tracking__v1__watch_run_request(void) { return &shoal__tracking__v1__watch_run_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__tracking__v1__metric_batch(void) { return &shoal__tracking__v1__metric_batch__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__tracking__v1__run_event(void) { return &shoal__tracking__v1__run_event__descriptor; }
 
 #endif

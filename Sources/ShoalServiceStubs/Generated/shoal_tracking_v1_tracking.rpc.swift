@@ -54,6 +54,9 @@ extension TrackingV1.Tracking {
     /// `ListArtifacts`.
     func listArtifacts(_ request: TrackingV1.ListArtifactsRequest, context: ServerContext) async throws -> TrackingV1.ListArtifactsResponse
 
+    /// The run, then its new metrics and status changes live, until it ends or the caller cancels.
+    func watchRun(_ request: TrackingV1.WatchRunRequest, responses: RPCResponseWriter<TrackingV1.RunEvent>, context: ServerContext) async throws
+
     /// Runs matching a filter, in the order asked for; never string-built SQL: every value is bound.
     func searchRuns(_ request: TrackingV1.SearchRunsRequest, context: ServerContext) async throws -> TrackingV1.SearchRunsResponse
   }
@@ -151,6 +154,14 @@ extension TrackingV1.Tracking {
       try await rpc.unary(TrackingV1.Tracking.listArtifacts, request, options: options)
     }
 
+    /// The run, then its new metrics and status changes live, until it ends or the caller cancels.
+    public func watchRun<Result: Sendable>(
+      _ request: TrackingV1.WatchRunRequest, options: CallOptions = CallOptions(),
+      _ responses: (RPCResponseStream<TrackingV1.RunEvent>) async throws -> Result
+    ) async throws -> Result {
+      try await rpc.serverStreaming(TrackingV1.Tracking.watchRun, request, options: options, responses)
+    }
+
     /// Runs matching a filter, in the order asked for; never string-built SQL: every value is bound.
     public func searchRuns(_ request: TrackingV1.SearchRunsRequest, options: CallOptions = CallOptions()) async throws(RPCError) -> TrackingV1.SearchRunsResponse {
       try await rpc.unary(TrackingV1.Tracking.searchRuns, request, options: options)
@@ -177,6 +188,7 @@ extension TrackingV1.Tracking.ServiceProtocol {
     router.clientStreaming(TrackingV1.Tracking.uploadArtifact) { try await self.uploadArtifact($0, context: $1) }
     router.serverStreaming(TrackingV1.Tracking.downloadArtifact) { try await self.downloadArtifact($0, responses: $1, context: $2) }
     router.unary(TrackingV1.Tracking.listArtifacts) { try await self.listArtifacts($0, context: $1) }
+    router.serverStreaming(TrackingV1.Tracking.watchRun) { try await self.watchRun($0, responses: $1, context: $2) }
     router.unary(TrackingV1.Tracking.searchRuns) { try await self.searchRuns($0, context: $1) }
   }
 }

@@ -1432,6 +1432,141 @@ void   shoal__tracking__v1__list_artifacts_response__free_unpacked
   assert(message->base.descriptor == &shoal__tracking__v1__list_artifacts_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   shoal__tracking__v1__watch_run_request__init
+                     (Shoal__Tracking__V1__WatchRunRequest         *message)
+{
+  static const Shoal__Tracking__V1__WatchRunRequest init_value = SHOAL__TRACKING__V1__WATCH_RUN_REQUEST__INIT;
+  *message = init_value;
+}
+size_t shoal__tracking__v1__watch_run_request__get_packed_size
+                     (const Shoal__Tracking__V1__WatchRunRequest *message)
+{
+  assert(message->base.descriptor == &shoal__tracking__v1__watch_run_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__tracking__v1__watch_run_request__pack
+                     (const Shoal__Tracking__V1__WatchRunRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__tracking__v1__watch_run_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__tracking__v1__watch_run_request__pack_to_buffer
+                     (const Shoal__Tracking__V1__WatchRunRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__tracking__v1__watch_run_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Tracking__V1__WatchRunRequest *
+       shoal__tracking__v1__watch_run_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Tracking__V1__WatchRunRequest *)
+     protobuf_c_message_unpack (&shoal__tracking__v1__watch_run_request__descriptor,
+                                allocator, len, data);
+}
+void   shoal__tracking__v1__watch_run_request__free_unpacked
+                     (Shoal__Tracking__V1__WatchRunRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__tracking__v1__watch_run_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   shoal__tracking__v1__metric_batch__init
+                     (Shoal__Tracking__V1__MetricBatch         *message)
+{
+  static const Shoal__Tracking__V1__MetricBatch init_value = SHOAL__TRACKING__V1__METRIC_BATCH__INIT;
+  *message = init_value;
+}
+size_t shoal__tracking__v1__metric_batch__get_packed_size
+                     (const Shoal__Tracking__V1__MetricBatch *message)
+{
+  assert(message->base.descriptor == &shoal__tracking__v1__metric_batch__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__tracking__v1__metric_batch__pack
+                     (const Shoal__Tracking__V1__MetricBatch *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__tracking__v1__metric_batch__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__tracking__v1__metric_batch__pack_to_buffer
+                     (const Shoal__Tracking__V1__MetricBatch *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__tracking__v1__metric_batch__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Tracking__V1__MetricBatch *
+       shoal__tracking__v1__metric_batch__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Tracking__V1__MetricBatch *)
+     protobuf_c_message_unpack (&shoal__tracking__v1__metric_batch__descriptor,
+                                allocator, len, data);
+}
+void   shoal__tracking__v1__metric_batch__free_unpacked
+                     (Shoal__Tracking__V1__MetricBatch *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__tracking__v1__metric_batch__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   shoal__tracking__v1__run_event__init
+                     (Shoal__Tracking__V1__RunEvent         *message)
+{
+  static const Shoal__Tracking__V1__RunEvent init_value = SHOAL__TRACKING__V1__RUN_EVENT__INIT;
+  *message = init_value;
+}
+size_t shoal__tracking__v1__run_event__get_packed_size
+                     (const Shoal__Tracking__V1__RunEvent *message)
+{
+  assert(message->base.descriptor == &shoal__tracking__v1__run_event__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__tracking__v1__run_event__pack
+                     (const Shoal__Tracking__V1__RunEvent *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__tracking__v1__run_event__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__tracking__v1__run_event__pack_to_buffer
+                     (const Shoal__Tracking__V1__RunEvent *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__tracking__v1__run_event__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Tracking__V1__RunEvent *
+       shoal__tracking__v1__run_event__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Tracking__V1__RunEvent *)
+     protobuf_c_message_unpack (&shoal__tracking__v1__run_event__descriptor,
+                                allocator, len, data);
+}
+void   shoal__tracking__v1__run_event__free_unpacked
+                     (Shoal__Tracking__V1__RunEvent *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__tracking__v1__run_event__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 static const ProtobufCFieldDescriptor shoal__tracking__v1__experiment__tags_entry__field_descriptors[2] =
 {
   {
@@ -3664,6 +3799,146 @@ const ProtobufCMessageDescriptor shoal__tracking__v1__list_artifacts_response__d
   (ProtobufCMessageInit) shoal__tracking__v1__list_artifacts_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
+static const ProtobufCFieldDescriptor shoal__tracking__v1__watch_run_request__field_descriptors[1] =
+{
+  {
+    "run_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Tracking__V1__WatchRunRequest, run_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__tracking__v1__watch_run_request__field_indices_by_name[] = {
+  0,   /* field[0] = run_id */
+};
+static const ProtobufCIntRange shoal__tracking__v1__watch_run_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor shoal__tracking__v1__watch_run_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.tracking.v1.WatchRunRequest",
+  "WatchRunRequest",
+  "Shoal__Tracking__V1__WatchRunRequest",
+  "shoal.tracking.v1",
+  sizeof(Shoal__Tracking__V1__WatchRunRequest),
+  1,
+  shoal__tracking__v1__watch_run_request__field_descriptors,
+  shoal__tracking__v1__watch_run_request__field_indices_by_name,
+  1,  shoal__tracking__v1__watch_run_request__number_ranges,
+  (ProtobufCMessageInit) shoal__tracking__v1__watch_run_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor shoal__tracking__v1__metric_batch__field_descriptors[1] =
+{
+  {
+    "metrics",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Shoal__Tracking__V1__MetricBatch, n_metrics),
+    offsetof(Shoal__Tracking__V1__MetricBatch, metrics),
+    &shoal__tracking__v1__metric__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__tracking__v1__metric_batch__field_indices_by_name[] = {
+  0,   /* field[0] = metrics */
+};
+static const ProtobufCIntRange shoal__tracking__v1__metric_batch__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor shoal__tracking__v1__metric_batch__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.tracking.v1.MetricBatch",
+  "MetricBatch",
+  "Shoal__Tracking__V1__MetricBatch",
+  "shoal.tracking.v1",
+  sizeof(Shoal__Tracking__V1__MetricBatch),
+  1,
+  shoal__tracking__v1__metric_batch__field_descriptors,
+  shoal__tracking__v1__metric_batch__field_indices_by_name,
+  1,  shoal__tracking__v1__metric_batch__number_ranges,
+  (ProtobufCMessageInit) shoal__tracking__v1__metric_batch__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor shoal__tracking__v1__run_event__field_descriptors[3] =
+{
+  {
+    "run",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Shoal__Tracking__V1__RunEvent, change_case),
+    offsetof(Shoal__Tracking__V1__RunEvent, run),
+    &shoal__tracking__v1__run__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "metrics",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Shoal__Tracking__V1__RunEvent, change_case),
+    offsetof(Shoal__Tracking__V1__RunEvent, metrics),
+    &shoal__tracking__v1__metric_batch__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "status",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    offsetof(Shoal__Tracking__V1__RunEvent, change_case),
+    offsetof(Shoal__Tracking__V1__RunEvent, status),
+    &shoal__tracking__v1__run_status__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__tracking__v1__run_event__field_indices_by_name[] = {
+  1,   /* field[1] = metrics */
+  0,   /* field[0] = run */
+  2,   /* field[2] = status */
+};
+static const ProtobufCIntRange shoal__tracking__v1__run_event__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor shoal__tracking__v1__run_event__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.tracking.v1.RunEvent",
+  "RunEvent",
+  "Shoal__Tracking__V1__RunEvent",
+  "shoal.tracking.v1",
+  sizeof(Shoal__Tracking__V1__RunEvent),
+  3,
+  shoal__tracking__v1__run_event__field_descriptors,
+  shoal__tracking__v1__run_event__field_indices_by_name,
+  1,  shoal__tracking__v1__run_event__number_ranges,
+  (ProtobufCMessageInit) shoal__tracking__v1__run_event__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
 static const ProtobufCEnumValue shoal__tracking__v1__lifecycle__enum_values_by_number[3] =
 {
   { "LIFECYCLE_UNSPECIFIED", "SHOAL__TRACKING__V1__LIFECYCLE__LIFECYCLE_UNSPECIFIED", 0 },
@@ -3760,7 +4035,7 @@ const ProtobufCEnumDescriptor shoal__tracking__v1__run_status__descriptor =
   shoal__tracking__v1__run_status__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCMethodDescriptor shoal__tracking__v1__tracking__method_descriptors[17] =
+static const ProtobufCMethodDescriptor shoal__tracking__v1__tracking__method_descriptors[18] =
 {
   { "CreateExperiment", &shoal__tracking__v1__create_experiment_request__descriptor, &shoal__tracking__v1__experiment__descriptor },
   { "GetExperiment", &shoal__tracking__v1__get_experiment_request__descriptor, &shoal__tracking__v1__experiment__descriptor },
@@ -3778,6 +4053,7 @@ static const ProtobufCMethodDescriptor shoal__tracking__v1__tracking__method_des
   { "UploadArtifact", &shoal__tracking__v1__upload_artifact_request__descriptor, &shoal__tracking__v1__artifact__descriptor },
   { "DownloadArtifact", &shoal__tracking__v1__download_artifact_request__descriptor, &shoal__tracking__v1__download_artifact_response__descriptor },
   { "ListArtifacts", &shoal__tracking__v1__list_artifacts_request__descriptor, &shoal__tracking__v1__list_artifacts_response__descriptor },
+  { "WatchRun", &shoal__tracking__v1__watch_run_request__descriptor, &shoal__tracking__v1__run_event__descriptor },
   { "SearchRuns", &shoal__tracking__v1__search_runs_request__descriptor, &shoal__tracking__v1__search_runs_response__descriptor },
 };
 const unsigned shoal__tracking__v1__tracking__method_indices_by_name[] = {
@@ -3795,9 +4071,10 @@ const unsigned shoal__tracking__v1__tracking__method_indices_by_name[] = {
   11,        /* LogInputs */
   4,        /* RestoreExperiment */
   9,        /* RestoreRun */
-  16,        /* SearchRuns */
+  17,        /* SearchRuns */
   7,        /* UpdateRun */
-  13         /* UploadArtifact */
+  13,        /* UploadArtifact */
+  16         /* WatchRun */
 };
 const ProtobufCServiceDescriptor shoal__tracking__v1__tracking__descriptor =
 {
@@ -3806,7 +4083,7 @@ const ProtobufCServiceDescriptor shoal__tracking__v1__tracking__descriptor =
   "Tracking",
   "Shoal__Tracking__V1__Tracking",
   "shoal.tracking.v1",
-  17,
+  18,
   shoal__tracking__v1__tracking__method_descriptors,
   shoal__tracking__v1__tracking__method_indices_by_name
 };
@@ -3938,13 +4215,21 @@ void shoal__tracking__v1__tracking__list_artifacts(ProtobufCService *service,
   assert(service->descriptor == &shoal__tracking__v1__tracking__descriptor);
   service->invoke(service, 15, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
+void shoal__tracking__v1__tracking__watch_run(ProtobufCService *service,
+                                              const Shoal__Tracking__V1__WatchRunRequest *input,
+                                              Shoal__Tracking__V1__RunEvent_Closure closure,
+                                              void *closure_data)
+{
+  assert(service->descriptor == &shoal__tracking__v1__tracking__descriptor);
+  service->invoke(service, 16, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
 void shoal__tracking__v1__tracking__search_runs(ProtobufCService *service,
                                                 const Shoal__Tracking__V1__SearchRunsRequest *input,
                                                 Shoal__Tracking__V1__SearchRunsResponse_Closure closure,
                                                 void *closure_data)
 {
   assert(service->descriptor == &shoal__tracking__v1__tracking__descriptor);
-  service->invoke(service, 16, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 17, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void shoal__tracking__v1__tracking__init (Shoal__Tracking__V1__Tracking_Service *service,
                                           Shoal__Tracking__V1__Tracking_ServiceDestroy destroy)

@@ -51,6 +51,9 @@ typedef struct Shoal__Tracking__V1__DownloadArtifactRequest Shoal__Tracking__V1_
 typedef struct Shoal__Tracking__V1__DownloadArtifactResponse Shoal__Tracking__V1__DownloadArtifactResponse;
 typedef struct Shoal__Tracking__V1__ListArtifactsRequest Shoal__Tracking__V1__ListArtifactsRequest;
 typedef struct Shoal__Tracking__V1__ListArtifactsResponse Shoal__Tracking__V1__ListArtifactsResponse;
+typedef struct Shoal__Tracking__V1__WatchRunRequest Shoal__Tracking__V1__WatchRunRequest;
+typedef struct Shoal__Tracking__V1__MetricBatch Shoal__Tracking__V1__MetricBatch;
+typedef struct Shoal__Tracking__V1__RunEvent Shoal__Tracking__V1__RunEvent;
 
 
 /* --- enums --- */
@@ -649,6 +652,62 @@ struct  Shoal__Tracking__V1__ListArtifactsResponse
 #define SHOAL__TRACKING__V1__LIST_ARTIFACTS_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&shoal__tracking__v1__list_artifacts_response__descriptor) \
     , 0,NULL }
+
+
+struct  Shoal__Tracking__V1__WatchRunRequest
+{
+  ProtobufCMessage base;
+  char *run_id;
+};
+#define SHOAL__TRACKING__V1__WATCH_RUN_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__tracking__v1__watch_run_request__descriptor) \
+    , (char *)protobuf_c_empty_string }
+
+
+struct  Shoal__Tracking__V1__MetricBatch
+{
+  ProtobufCMessage base;
+  size_t n_metrics;
+  Shoal__Tracking__V1__Metric **metrics;
+};
+#define SHOAL__TRACKING__V1__METRIC_BATCH__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__tracking__v1__metric_batch__descriptor) \
+    , 0,NULL }
+
+
+typedef enum {
+  SHOAL__TRACKING__V1__RUN_EVENT__CHANGE__NOT_SET = 0,
+  SHOAL__TRACKING__V1__RUN_EVENT__CHANGE_RUN = 1,
+  SHOAL__TRACKING__V1__RUN_EVENT__CHANGE_METRICS = 2,
+  SHOAL__TRACKING__V1__RUN_EVENT__CHANGE_STATUS = 3
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(SHOAL__TRACKING__V1__RUN_EVENT__CHANGE__CASE)
+} Shoal__Tracking__V1__RunEvent__ChangeCase;
+
+/*
+ * What changed in a run, as it happens.
+ */
+struct  Shoal__Tracking__V1__RunEvent
+{
+  ProtobufCMessage base;
+  Shoal__Tracking__V1__RunEvent__ChangeCase change_case;
+  union {
+    /*
+     * First, and again after a watcher fell behind: the run as it is now.
+     */
+    Shoal__Tracking__V1__Run *run;
+    /*
+     * Metrics just logged.
+     */
+    Shoal__Tracking__V1__MetricBatch *metrics;
+    /*
+     * The run's new status; the stream ends after FINISHED, FAILED or KILLED.
+     */
+    Shoal__Tracking__V1__RunStatus status;
+  };
+};
+#define SHOAL__TRACKING__V1__RUN_EVENT__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__tracking__v1__run_event__descriptor) \
+    , SHOAL__TRACKING__V1__RUN_EVENT__CHANGE__NOT_SET, {0} }
 
 
 /* Shoal__Tracking__V1__Experiment__TagsEntry methods */
@@ -1255,6 +1314,63 @@ Shoal__Tracking__V1__ListArtifactsResponse *
 void   shoal__tracking__v1__list_artifacts_response__free_unpacked
                      (Shoal__Tracking__V1__ListArtifactsResponse *message,
                       ProtobufCAllocator *allocator);
+/* Shoal__Tracking__V1__WatchRunRequest methods */
+void   shoal__tracking__v1__watch_run_request__init
+                     (Shoal__Tracking__V1__WatchRunRequest         *message);
+size_t shoal__tracking__v1__watch_run_request__get_packed_size
+                     (const Shoal__Tracking__V1__WatchRunRequest   *message);
+size_t shoal__tracking__v1__watch_run_request__pack
+                     (const Shoal__Tracking__V1__WatchRunRequest   *message,
+                      uint8_t             *out);
+size_t shoal__tracking__v1__watch_run_request__pack_to_buffer
+                     (const Shoal__Tracking__V1__WatchRunRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Shoal__Tracking__V1__WatchRunRequest *
+       shoal__tracking__v1__watch_run_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shoal__tracking__v1__watch_run_request__free_unpacked
+                     (Shoal__Tracking__V1__WatchRunRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Shoal__Tracking__V1__MetricBatch methods */
+void   shoal__tracking__v1__metric_batch__init
+                     (Shoal__Tracking__V1__MetricBatch         *message);
+size_t shoal__tracking__v1__metric_batch__get_packed_size
+                     (const Shoal__Tracking__V1__MetricBatch   *message);
+size_t shoal__tracking__v1__metric_batch__pack
+                     (const Shoal__Tracking__V1__MetricBatch   *message,
+                      uint8_t             *out);
+size_t shoal__tracking__v1__metric_batch__pack_to_buffer
+                     (const Shoal__Tracking__V1__MetricBatch   *message,
+                      ProtobufCBuffer     *buffer);
+Shoal__Tracking__V1__MetricBatch *
+       shoal__tracking__v1__metric_batch__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shoal__tracking__v1__metric_batch__free_unpacked
+                     (Shoal__Tracking__V1__MetricBatch *message,
+                      ProtobufCAllocator *allocator);
+/* Shoal__Tracking__V1__RunEvent methods */
+void   shoal__tracking__v1__run_event__init
+                     (Shoal__Tracking__V1__RunEvent         *message);
+size_t shoal__tracking__v1__run_event__get_packed_size
+                     (const Shoal__Tracking__V1__RunEvent   *message);
+size_t shoal__tracking__v1__run_event__pack
+                     (const Shoal__Tracking__V1__RunEvent   *message,
+                      uint8_t             *out);
+size_t shoal__tracking__v1__run_event__pack_to_buffer
+                     (const Shoal__Tracking__V1__RunEvent   *message,
+                      ProtobufCBuffer     *buffer);
+Shoal__Tracking__V1__RunEvent *
+       shoal__tracking__v1__run_event__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shoal__tracking__v1__run_event__free_unpacked
+                     (Shoal__Tracking__V1__RunEvent *message,
+                      ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
 typedef void (*Shoal__Tracking__V1__Experiment__TagsEntry_Closure)
@@ -1365,6 +1481,15 @@ typedef void (*Shoal__Tracking__V1__ListArtifactsRequest_Closure)
 typedef void (*Shoal__Tracking__V1__ListArtifactsResponse_Closure)
                  (const Shoal__Tracking__V1__ListArtifactsResponse *message,
                   void *closure_data);
+typedef void (*Shoal__Tracking__V1__WatchRunRequest_Closure)
+                 (const Shoal__Tracking__V1__WatchRunRequest *message,
+                  void *closure_data);
+typedef void (*Shoal__Tracking__V1__MetricBatch_Closure)
+                 (const Shoal__Tracking__V1__MetricBatch *message,
+                  void *closure_data);
+typedef void (*Shoal__Tracking__V1__RunEvent_Closure)
+                 (const Shoal__Tracking__V1__RunEvent *message,
+                  void *closure_data);
 
 /* --- services --- */
 
@@ -1436,6 +1561,10 @@ struct Shoal__Tracking__V1__Tracking_Service
                          const Shoal__Tracking__V1__ListArtifactsRequest *input,
                          Shoal__Tracking__V1__ListArtifactsResponse_Closure closure,
                          void *closure_data);
+  void (*watch_run)(Shoal__Tracking__V1__Tracking_Service *service,
+                    const Shoal__Tracking__V1__WatchRunRequest *input,
+                    Shoal__Tracking__V1__RunEvent_Closure closure,
+                    void *closure_data);
   void (*search_runs)(Shoal__Tracking__V1__Tracking_Service *service,
                       const Shoal__Tracking__V1__SearchRunsRequest *input,
                       Shoal__Tracking__V1__SearchRunsResponse_Closure closure,
@@ -1464,6 +1593,7 @@ void shoal__tracking__v1__tracking__init (Shoal__Tracking__V1__Tracking_Service 
       function_prefix__ ## upload_artifact,\
       function_prefix__ ## download_artifact,\
       function_prefix__ ## list_artifacts,\
+      function_prefix__ ## watch_run,\
       function_prefix__ ## search_runs  }
 void shoal__tracking__v1__tracking__create_experiment(ProtobufCService *service,
                                                       const Shoal__Tracking__V1__CreateExperimentRequest *input,
@@ -1529,6 +1659,10 @@ void shoal__tracking__v1__tracking__list_artifacts(ProtobufCService *service,
                                                    const Shoal__Tracking__V1__ListArtifactsRequest *input,
                                                    Shoal__Tracking__V1__ListArtifactsResponse_Closure closure,
                                                    void *closure_data);
+void shoal__tracking__v1__tracking__watch_run(ProtobufCService *service,
+                                              const Shoal__Tracking__V1__WatchRunRequest *input,
+                                              Shoal__Tracking__V1__RunEvent_Closure closure,
+                                              void *closure_data);
 void shoal__tracking__v1__tracking__search_runs(ProtobufCService *service,
                                                 const Shoal__Tracking__V1__SearchRunsRequest *input,
                                                 Shoal__Tracking__V1__SearchRunsResponse_Closure closure,
@@ -1575,6 +1709,9 @@ extern const ProtobufCMessageDescriptor shoal__tracking__v1__download_artifact_r
 extern const ProtobufCMessageDescriptor shoal__tracking__v1__download_artifact_response__descriptor;
 extern const ProtobufCMessageDescriptor shoal__tracking__v1__list_artifacts_request__descriptor;
 extern const ProtobufCMessageDescriptor shoal__tracking__v1__list_artifacts_response__descriptor;
+extern const ProtobufCMessageDescriptor shoal__tracking__v1__watch_run_request__descriptor;
+extern const ProtobufCMessageDescriptor shoal__tracking__v1__metric_batch__descriptor;
+extern const ProtobufCMessageDescriptor shoal__tracking__v1__run_event__descriptor;
 extern const ProtobufCServiceDescriptor shoal__tracking__v1__tracking__descriptor;
 
 PROTOBUF_C__END_DECLS
