@@ -1,3 +1,4 @@
+import Foundation
 public import ShoalProto
 public import ShoalRPC
 import ShoalService
@@ -28,12 +29,16 @@ public struct TrackingService: TrackingV1.Tracking.ServiceProtocol {
   private let hub = EventHub<String, TrackingV1.RunEvent>()
   /// The largest artifact accepted.
   private let maxArtifactSize: Int64
+  /// Unreferenced files younger than this are kept by GarbageCollect (an upload may not have
+  /// stored its row yet).
+  private let blobGracePeriod: Double
 
   /// The service over `store`, keeping artifacts in `blobs`.
-  public init(store: TrackingStore, blobs: BlobStore, maxArtifactSize: Int64 = 8 << 30) {
+  public init(store: TrackingStore, blobs: BlobStore, maxArtifactSize: Int64 = 8 << 30, blobGracePeriod: Double = 600) {
     self.store = store
     self.blobs = blobs
     self.maxArtifactSize = maxArtifactSize
+    self.blobGracePeriod = blobGracePeriod
   }
 
   /// Runs `body`, reporting store failures with their status.
@@ -278,6 +283,24 @@ public struct TrackingService: TrackingV1.Tracking.ServiceProtocol {
     if !request.prefix.isEmpty { try TrackingStore.checkArtifactPath(request.prefix, field: "prefix") }
     var response = TrackingV1.ListArtifactsResponse()
     response.artifacts = try await storing { try await store.artifacts(runID: request.runId, prefix: request.prefix) }
+    return response
+  }
+
+  public func garbageCollect(
+    _ request: TrackingV1.GarbageCollectRequest, context: ServerContext
+  ) async throws -> TrackingV1.GarbageCollectResponse {
+    guard request.olderThanMs >= 0 else { throw RPCError(.invalidArgument, "older_than_ms must not be negative") }
+    var response = TrackingV1.GarbageCollectResponse()
+    let cutoff = TrackingStore.now() - request.olderThanMs
+    (response.runsRemoved, response.experimentsRemoved) = try await storing {
+      try await store.collectDeleted(deletedBefore: cutoff)
+    }
+    let (removed, freed) = try await storing {
+      try await blobs.removeUnreferenced(
+        keeping: try await store.referencedBlobs(), olderThan: .now.addingTimeInterval(-blobGracePeriod))
+    }
+    response.blobsRemoved = Int64(removed)
+    response.bytesFreed = freed
     return response
   }
 

@@ -7,7 +7,28 @@ import ShoalServiceStubs
 struct RunsCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "runs", abstract: "Create runs, log to them, end them; show, search, compare their metrics.",
-    subcommands: [Create.self, Log.self, End.self, Show.self, Search.self, History.self, Compare.self, Watch.self])
+    subcommands: [
+      Create.self, Log.self, End.self, Show.self, Search.self, History.self, Compare.self, Watch.self, Collect.self,
+    ])
+
+  struct Collect: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+      commandName: "gc",
+      abstract: "Remove deleted runs (and emptied deleted experiments) for good, then files no artifact uses.")
+    @Option(help: "Only what was deleted at least this many seconds ago.") var olderThan: Double = 0
+    @Flag(help: "Print JSON.") var json = false
+    @OptionGroup var mesh: MeshOptions
+
+    func run() async throws {
+      var request = TrackingV1.GarbageCollectRequest()
+      request.olderThanMs = Int64(olderThan * 1000)
+      let result = try await withTracking(mesh, command: "runs gc") { try await $0.garbageCollect(request) }
+      if json { return emitJSON(result) }
+      emit(
+        "removed \(result.runsRemoved) run(s), \(result.experimentsRemoved) experiment(s), "
+          + "\(result.blobsRemoved) file(s) (\(result.bytesFreed) bytes)")
+    }
+  }
 
   struct Watch: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

@@ -17,8 +17,10 @@ struct ArtifactTests {
     try await backend.withDatabase { database, directory in
       try await database.migrate(TrackingStore.migrations)
       var router = ServiceRouter()
-      TrackingService(store: TrackingStore(database: database), blobs: try BlobStore(root: directory.path("blobs")))
-        .register(in: &router)
+      TrackingService(
+        store: TrackingStore(database: database), blobs: try BlobStore(root: directory.path("blobs")),
+        blobGracePeriod: 0
+      ).register(in: &router)
       let server = RPCServer(router: router)
       let rpc = RPCClient(address: try await server.bind(to: .unix(path: directory.path("tracking.sock"))))
       let client = Client(rpc)
@@ -113,6 +115,50 @@ struct ArtifactTests {
       list.prefix = "model"
       let model = try await client.listArtifacts(list).artifacts.map(\.path)
       #expect(model == ["model/config.json", "model/weights.bin"])
+    }
+  }
+
+  @Test(arguments: Backend.available)
+  func garbageCollectionRemovesDeletedRunsAndTheirFiles(_ backend: Backend) async throws {
+    try await withRun(backend) { client, kept, _ in
+      var get = TrackingV1.GetRunRequest()
+      get.runId = kept
+      let experimentID = try await client.getRun(get).experimentId
+      var create = TrackingV1.CreateRunRequest()
+      create.experimentId = experimentID
+      let doomed = try await client.createRun(create).runId
+      _ = try await upload(client, kept, "kept.bin", [1, 2, 3])
+      _ = try await upload(client, doomed, "doomed.bin", [4, 5, 6, 7])
+      _ = try await upload(client, doomed, "shared.bin", [1, 2, 3])
+      var batch = TrackingV1.LogBatchRequest()
+      batch.runId = doomed
+      var metric = TrackingV1.Metric()
+      metric.key = "loss"
+      batch.metrics = [metric]
+      _ = try await client.logBatch(batch)
+      var delete = TrackingV1.RunLifecycleRequest()
+      delete.runId = doomed
+      _ = try await client.deleteRun(delete)
+      // A deleted experiment with no runs goes too.
+      var emptyExperiment = TrackingV1.CreateExperimentRequest()
+      emptyExperiment.name = "empty"
+      var lifecycle = TrackingV1.ExperimentLifecycleRequest()
+      lifecycle.experimentId = try await client.createExperiment(emptyExperiment).experimentId
+      _ = try await client.deleteExperiment(lifecycle)
+
+      var recent = TrackingV1.GarbageCollectRequest()
+      recent.olderThanMs = 3_600_000
+      let none = try await client.garbageCollect(recent)
+      #expect(none.runsRemoved == 0)
+      let result = try await client.garbageCollect(TrackingV1.GarbageCollectRequest())
+      #expect(result.runsRemoved == 1 && result.experimentsRemoved == 1, "\(result)")
+      // [1, 2, 3] is still the kept run's file; only [4, 5, 6, 7] goes.
+      #expect(result.blobsRemoved == 1 && result.bytesFreed == 4)
+      get.runId = doomed
+      let gone = await #expect(throws: RPCError.self) { try await client.getRun(get) }
+      #expect(gone?.code == .notFound)
+      let (_, bytes) = try await download(client, kept, "kept.bin")
+      #expect(bytes == [1, 2, 3])
     }
   }
 

@@ -132,6 +132,8 @@ let generatedMessageTypes: [any ProtoMessage.Type] = [
   TrackingV1.WatchRunRequest.self,
   TrackingV1.MetricBatch.self,
   TrackingV1.RunEvent.self,
+  TrackingV1.GarbageCollectRequest.self,
+  TrackingV1.GarbageCollectResponse.self,
 ]
 
 let generatedServices: [ServiceDescriptor] = [

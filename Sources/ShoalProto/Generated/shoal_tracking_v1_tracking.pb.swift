@@ -686,6 +686,43 @@ extension TrackingV1 {
 }
 
 extension TrackingV1 {
+  /// The `shoal.tracking.v1.GarbageCollectRequest` message.
+  public struct GarbageCollectRequest: ProtoMessage {
+    /// `shoal.tracking.v1.GarbageCollectRequest`.
+    public static let protoMessageName = "shoal.tracking.v1.GarbageCollectRequest"
+
+    /// Only runs deleted at least this long ago; 0: every deleted run.
+    public var olderThanMs: Int64 = 0
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension TrackingV1 {
+  /// The `shoal.tracking.v1.GarbageCollectResponse` message.
+  public struct GarbageCollectResponse: ProtoMessage {
+    /// `shoal.tracking.v1.GarbageCollectResponse`.
+    public static let protoMessageName = "shoal.tracking.v1.GarbageCollectResponse"
+
+    /// Deleted runs removed for good, with their params, tags, metrics, inputs and artifacts.
+    public var runsRemoved: Int64 = 0
+
+    /// Deleted experiments left without runs, removed for good.
+    public var experimentsRemoved: Int64 = 0
+
+    /// Files no artifact refers to any more, removed from the blob store.
+    public var blobsRemoved: Int64 = 0
+
+    /// Field 4, `bytes_freed`.
+    public var bytesFreed: Int64 = 0
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension TrackingV1 {
   /// The `shoal.tracking.v1.Lifecycle` enum.
   public enum Lifecycle: ProtoEnum {
     /// `LIFECYCLE_UNSPECIFIED` (0).
@@ -2096,6 +2133,72 @@ extension TrackingV1.RunEvent {
   }
 }
 
+extension TrackingV1.GarbageCollectRequest {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__tracking__v1__garbage_collect_request()) }
+
+  public func _encode(to w: CMessageWriter) {
+    w.scalar(0, self.olderThanMs)
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    self.olderThanMs = r.scalar(0, as: Int64.self)
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    j.value("olderThanMs", self.olderThanMs)
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "olderThanMs", "older_than_ms": self.olderThanMs = try j.value(json, key, as: Int64.self)
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
+extension TrackingV1.GarbageCollectResponse {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__tracking__v1__garbage_collect_response()) }
+
+  public func _encode(to w: CMessageWriter) {
+    w.scalar(0, self.runsRemoved)
+    w.scalar(1, self.experimentsRemoved)
+    w.scalar(2, self.blobsRemoved)
+    w.scalar(3, self.bytesFreed)
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    self.runsRemoved = r.scalar(0, as: Int64.self)
+    self.experimentsRemoved = r.scalar(1, as: Int64.self)
+    self.blobsRemoved = r.scalar(2, as: Int64.self)
+    self.bytesFreed = r.scalar(3, as: Int64.self)
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    j.value("runsRemoved", self.runsRemoved)
+    j.value("experimentsRemoved", self.experimentsRemoved)
+    j.value("blobsRemoved", self.blobsRemoved)
+    j.value("bytesFreed", self.bytesFreed)
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "runsRemoved", "runs_removed": self.runsRemoved = try j.value(json, key, as: Int64.self)
+        case "experimentsRemoved", "experiments_removed": self.experimentsRemoved = try j.value(json, key, as: Int64.self)
+        case "blobsRemoved", "blobs_removed": self.blobsRemoved = try j.value(json, key, as: Int64.self)
+        case "bytesFreed", "bytes_freed": self.bytesFreed = try j.value(json, key, as: Int64.self)
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
 extension TrackingV1 {
   /// The `shoal.tracking.v1.Tracking` service.
   public enum Tracking {
@@ -2153,10 +2256,13 @@ extension TrackingV1 {
     /// The run, then its new metrics and status changes live, until it ends or the caller cancels.
     public static let watchRun = TypedMethod<TrackingV1.WatchRunRequest, TrackingV1.RunEvent>(service: fullName, name: "WatchRun", kind: .serverStreaming, idempotent: true)
 
+    /// Removes deleted runs (and emptied deleted experiments) for good, then unreferenced files.
+    public static let garbageCollect = TypedMethod<TrackingV1.GarbageCollectRequest, TrackingV1.GarbageCollectResponse>(service: fullName, name: "GarbageCollect", kind: .unary, idempotent: false)
+
     /// Runs matching a filter, in the order asked for; never string-built SQL: every value is bound.
     public static let searchRuns = TypedMethod<TrackingV1.SearchRunsRequest, TrackingV1.SearchRunsResponse>(service: fullName, name: "SearchRuns", kind: .unary, idempotent: true)
 
     /// The service's methods, for routers and reflection.
-    public static let descriptor = ServiceDescriptor(fullName: fullName, methods: [createExperiment.descriptor, getExperiment.descriptor, listExperiments.descriptor, deleteExperiment.descriptor, restoreExperiment.descriptor, createRun.descriptor, getRun.descriptor, updateRun.descriptor, deleteRun.descriptor, restoreRun.descriptor, logBatch.descriptor, logInputs.descriptor, getMetricHistory.descriptor, uploadArtifact.descriptor, downloadArtifact.descriptor, listArtifacts.descriptor, watchRun.descriptor, searchRuns.descriptor])
+    public static let descriptor = ServiceDescriptor(fullName: fullName, methods: [createExperiment.descriptor, getExperiment.descriptor, listExperiments.descriptor, deleteExperiment.descriptor, restoreExperiment.descriptor, createRun.descriptor, getRun.descriptor, updateRun.descriptor, deleteRun.descriptor, restoreRun.descriptor, logBatch.descriptor, logInputs.descriptor, getMetricHistory.descriptor, uploadArtifact.descriptor, downloadArtifact.descriptor, listArtifacts.descriptor, watchRun.descriptor, garbageCollect.descriptor, searchRuns.descriptor])
   }
 }

@@ -140,5 +140,7 @@ static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__tracking
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__tracking__v1__watch_run_request(void) { return &shoal__tracking__v1__watch_run_request__descriptor; }
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__tracking__v1__metric_batch(void) { return &shoal__tracking__v1__metric_batch__descriptor; }
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__tracking__v1__run_event(void) { return &shoal__tracking__v1__run_event__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__tracking__v1__garbage_collect_request(void) { return &shoal__tracking__v1__garbage_collect_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__tracking__v1__garbage_collect_response(void) { return &shoal__tracking__v1__garbage_collect_response__descriptor; }
 
 #endif

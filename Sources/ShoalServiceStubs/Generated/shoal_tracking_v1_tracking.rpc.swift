@@ -57,6 +57,9 @@ extension TrackingV1.Tracking {
     /// The run, then its new metrics and status changes live, until it ends or the caller cancels.
     func watchRun(_ request: TrackingV1.WatchRunRequest, responses: RPCResponseWriter<TrackingV1.RunEvent>, context: ServerContext) async throws
 
+    /// Removes deleted runs (and emptied deleted experiments) for good, then unreferenced files.
+    func garbageCollect(_ request: TrackingV1.GarbageCollectRequest, context: ServerContext) async throws -> TrackingV1.GarbageCollectResponse
+
     /// Runs matching a filter, in the order asked for; never string-built SQL: every value is bound.
     func searchRuns(_ request: TrackingV1.SearchRunsRequest, context: ServerContext) async throws -> TrackingV1.SearchRunsResponse
   }
@@ -162,6 +165,11 @@ extension TrackingV1.Tracking {
       try await rpc.serverStreaming(TrackingV1.Tracking.watchRun, request, options: options, responses)
     }
 
+    /// Removes deleted runs (and emptied deleted experiments) for good, then unreferenced files.
+    public func garbageCollect(_ request: TrackingV1.GarbageCollectRequest, options: CallOptions = CallOptions()) async throws(RPCError) -> TrackingV1.GarbageCollectResponse {
+      try await rpc.unary(TrackingV1.Tracking.garbageCollect, request, options: options)
+    }
+
     /// Runs matching a filter, in the order asked for; never string-built SQL: every value is bound.
     public func searchRuns(_ request: TrackingV1.SearchRunsRequest, options: CallOptions = CallOptions()) async throws(RPCError) -> TrackingV1.SearchRunsResponse {
       try await rpc.unary(TrackingV1.Tracking.searchRuns, request, options: options)
@@ -189,6 +197,7 @@ extension TrackingV1.Tracking.ServiceProtocol {
     router.serverStreaming(TrackingV1.Tracking.downloadArtifact) { try await self.downloadArtifact($0, responses: $1, context: $2) }
     router.unary(TrackingV1.Tracking.listArtifacts) { try await self.listArtifacts($0, context: $1) }
     router.serverStreaming(TrackingV1.Tracking.watchRun) { try await self.watchRun($0, responses: $1, context: $2) }
+    router.unary(TrackingV1.Tracking.garbageCollect) { try await self.garbageCollect($0, context: $1) }
     router.unary(TrackingV1.Tracking.searchRuns) { try await self.searchRuns($0, context: $1) }
   }
 }

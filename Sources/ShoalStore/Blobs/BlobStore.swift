@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 import NIOPosix
 
 /// Content-addressed files: each blob is stored once under the SHA-256 of its bytes, written
@@ -112,6 +112,26 @@ public final class BlobStore: Sendable {
         guard let name = file.split(separator: "/").last else { return nil }
         return try? BlobDigest(hex: String(name))
       }.sorted { $0.hex < $1.hex }
+    }
+  }
+
+  /// Removes every blob whose reference is not in `references` and whose file is older than
+  /// `cutoff`; returns how many and how many bytes.
+  public func removeUnreferenced(keeping references: Set<String>, olderThan cutoff: Date) async throws -> (Int, Int64) {
+    let candidates = try await list().filter { !references.contains($0.reference) }
+    let paths = candidates.map { path(of: $0) }
+    return try await blocking { () throws(StoreError) in
+      var removed = 0
+      var freed: Int64 = 0
+      for path in paths {
+        var info = stat()
+        guard stat(path, &info) == 0, Double(info.st_mtim.tv_sec) < cutoff.timeIntervalSince1970 else { continue }
+        if unlink(path) == 0 {
+          removed += 1
+          freed += Int64(info.st_size)
+        }
+      }
+      return (removed, freed)
     }
   }
 

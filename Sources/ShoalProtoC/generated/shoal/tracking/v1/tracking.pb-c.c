@@ -1567,6 +1567,96 @@ void   shoal__tracking__v1__run_event__free_unpacked
   assert(message->base.descriptor == &shoal__tracking__v1__run_event__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   shoal__tracking__v1__garbage_collect_request__init
+                     (Shoal__Tracking__V1__GarbageCollectRequest         *message)
+{
+  static const Shoal__Tracking__V1__GarbageCollectRequest init_value = SHOAL__TRACKING__V1__GARBAGE_COLLECT_REQUEST__INIT;
+  *message = init_value;
+}
+size_t shoal__tracking__v1__garbage_collect_request__get_packed_size
+                     (const Shoal__Tracking__V1__GarbageCollectRequest *message)
+{
+  assert(message->base.descriptor == &shoal__tracking__v1__garbage_collect_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__tracking__v1__garbage_collect_request__pack
+                     (const Shoal__Tracking__V1__GarbageCollectRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__tracking__v1__garbage_collect_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__tracking__v1__garbage_collect_request__pack_to_buffer
+                     (const Shoal__Tracking__V1__GarbageCollectRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__tracking__v1__garbage_collect_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Tracking__V1__GarbageCollectRequest *
+       shoal__tracking__v1__garbage_collect_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Tracking__V1__GarbageCollectRequest *)
+     protobuf_c_message_unpack (&shoal__tracking__v1__garbage_collect_request__descriptor,
+                                allocator, len, data);
+}
+void   shoal__tracking__v1__garbage_collect_request__free_unpacked
+                     (Shoal__Tracking__V1__GarbageCollectRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__tracking__v1__garbage_collect_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   shoal__tracking__v1__garbage_collect_response__init
+                     (Shoal__Tracking__V1__GarbageCollectResponse         *message)
+{
+  static const Shoal__Tracking__V1__GarbageCollectResponse init_value = SHOAL__TRACKING__V1__GARBAGE_COLLECT_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t shoal__tracking__v1__garbage_collect_response__get_packed_size
+                     (const Shoal__Tracking__V1__GarbageCollectResponse *message)
+{
+  assert(message->base.descriptor == &shoal__tracking__v1__garbage_collect_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__tracking__v1__garbage_collect_response__pack
+                     (const Shoal__Tracking__V1__GarbageCollectResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__tracking__v1__garbage_collect_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__tracking__v1__garbage_collect_response__pack_to_buffer
+                     (const Shoal__Tracking__V1__GarbageCollectResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__tracking__v1__garbage_collect_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Tracking__V1__GarbageCollectResponse *
+       shoal__tracking__v1__garbage_collect_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Tracking__V1__GarbageCollectResponse *)
+     protobuf_c_message_unpack (&shoal__tracking__v1__garbage_collect_response__descriptor,
+                                allocator, len, data);
+}
+void   shoal__tracking__v1__garbage_collect_response__free_unpacked
+                     (Shoal__Tracking__V1__GarbageCollectResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__tracking__v1__garbage_collect_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 static const ProtobufCFieldDescriptor shoal__tracking__v1__experiment__tags_entry__field_descriptors[2] =
 {
   {
@@ -3939,6 +4029,121 @@ const ProtobufCMessageDescriptor shoal__tracking__v1__run_event__descriptor =
   (ProtobufCMessageInit) shoal__tracking__v1__run_event__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
+static const ProtobufCFieldDescriptor shoal__tracking__v1__garbage_collect_request__field_descriptors[1] =
+{
+  {
+    "older_than_ms",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Tracking__V1__GarbageCollectRequest, older_than_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__tracking__v1__garbage_collect_request__field_indices_by_name[] = {
+  0,   /* field[0] = older_than_ms */
+};
+static const ProtobufCIntRange shoal__tracking__v1__garbage_collect_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor shoal__tracking__v1__garbage_collect_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.tracking.v1.GarbageCollectRequest",
+  "GarbageCollectRequest",
+  "Shoal__Tracking__V1__GarbageCollectRequest",
+  "shoal.tracking.v1",
+  sizeof(Shoal__Tracking__V1__GarbageCollectRequest),
+  1,
+  shoal__tracking__v1__garbage_collect_request__field_descriptors,
+  shoal__tracking__v1__garbage_collect_request__field_indices_by_name,
+  1,  shoal__tracking__v1__garbage_collect_request__number_ranges,
+  (ProtobufCMessageInit) shoal__tracking__v1__garbage_collect_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor shoal__tracking__v1__garbage_collect_response__field_descriptors[4] =
+{
+  {
+    "runs_removed",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Tracking__V1__GarbageCollectResponse, runs_removed),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "experiments_removed",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Tracking__V1__GarbageCollectResponse, experiments_removed),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "blobs_removed",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Tracking__V1__GarbageCollectResponse, blobs_removed),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "bytes_freed",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Tracking__V1__GarbageCollectResponse, bytes_freed),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__tracking__v1__garbage_collect_response__field_indices_by_name[] = {
+  2,   /* field[2] = blobs_removed */
+  3,   /* field[3] = bytes_freed */
+  1,   /* field[1] = experiments_removed */
+  0,   /* field[0] = runs_removed */
+};
+static const ProtobufCIntRange shoal__tracking__v1__garbage_collect_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor shoal__tracking__v1__garbage_collect_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.tracking.v1.GarbageCollectResponse",
+  "GarbageCollectResponse",
+  "Shoal__Tracking__V1__GarbageCollectResponse",
+  "shoal.tracking.v1",
+  sizeof(Shoal__Tracking__V1__GarbageCollectResponse),
+  4,
+  shoal__tracking__v1__garbage_collect_response__field_descriptors,
+  shoal__tracking__v1__garbage_collect_response__field_indices_by_name,
+  1,  shoal__tracking__v1__garbage_collect_response__number_ranges,
+  (ProtobufCMessageInit) shoal__tracking__v1__garbage_collect_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
 static const ProtobufCEnumValue shoal__tracking__v1__lifecycle__enum_values_by_number[3] =
 {
   { "LIFECYCLE_UNSPECIFIED", "SHOAL__TRACKING__V1__LIFECYCLE__LIFECYCLE_UNSPECIFIED", 0 },
@@ -4035,7 +4240,7 @@ const ProtobufCEnumDescriptor shoal__tracking__v1__run_status__descriptor =
   shoal__tracking__v1__run_status__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCMethodDescriptor shoal__tracking__v1__tracking__method_descriptors[18] =
+static const ProtobufCMethodDescriptor shoal__tracking__v1__tracking__method_descriptors[19] =
 {
   { "CreateExperiment", &shoal__tracking__v1__create_experiment_request__descriptor, &shoal__tracking__v1__experiment__descriptor },
   { "GetExperiment", &shoal__tracking__v1__get_experiment_request__descriptor, &shoal__tracking__v1__experiment__descriptor },
@@ -4054,6 +4259,7 @@ static const ProtobufCMethodDescriptor shoal__tracking__v1__tracking__method_des
   { "DownloadArtifact", &shoal__tracking__v1__download_artifact_request__descriptor, &shoal__tracking__v1__download_artifact_response__descriptor },
   { "ListArtifacts", &shoal__tracking__v1__list_artifacts_request__descriptor, &shoal__tracking__v1__list_artifacts_response__descriptor },
   { "WatchRun", &shoal__tracking__v1__watch_run_request__descriptor, &shoal__tracking__v1__run_event__descriptor },
+  { "GarbageCollect", &shoal__tracking__v1__garbage_collect_request__descriptor, &shoal__tracking__v1__garbage_collect_response__descriptor },
   { "SearchRuns", &shoal__tracking__v1__search_runs_request__descriptor, &shoal__tracking__v1__search_runs_response__descriptor },
 };
 const unsigned shoal__tracking__v1__tracking__method_indices_by_name[] = {
@@ -4062,6 +4268,7 @@ const unsigned shoal__tracking__v1__tracking__method_indices_by_name[] = {
   3,        /* DeleteExperiment */
   8,        /* DeleteRun */
   14,        /* DownloadArtifact */
+  17,        /* GarbageCollect */
   1,        /* GetExperiment */
   12,        /* GetMetricHistory */
   6,        /* GetRun */
@@ -4071,7 +4278,7 @@ const unsigned shoal__tracking__v1__tracking__method_indices_by_name[] = {
   11,        /* LogInputs */
   4,        /* RestoreExperiment */
   9,        /* RestoreRun */
-  17,        /* SearchRuns */
+  18,        /* SearchRuns */
   7,        /* UpdateRun */
   13,        /* UploadArtifact */
   16         /* WatchRun */
@@ -4083,7 +4290,7 @@ const ProtobufCServiceDescriptor shoal__tracking__v1__tracking__descriptor =
   "Tracking",
   "Shoal__Tracking__V1__Tracking",
   "shoal.tracking.v1",
-  18,
+  19,
   shoal__tracking__v1__tracking__method_descriptors,
   shoal__tracking__v1__tracking__method_indices_by_name
 };
@@ -4223,13 +4430,21 @@ void shoal__tracking__v1__tracking__watch_run(ProtobufCService *service,
   assert(service->descriptor == &shoal__tracking__v1__tracking__descriptor);
   service->invoke(service, 16, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
+void shoal__tracking__v1__tracking__garbage_collect(ProtobufCService *service,
+                                                    const Shoal__Tracking__V1__GarbageCollectRequest *input,
+                                                    Shoal__Tracking__V1__GarbageCollectResponse_Closure closure,
+                                                    void *closure_data)
+{
+  assert(service->descriptor == &shoal__tracking__v1__tracking__descriptor);
+  service->invoke(service, 17, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
 void shoal__tracking__v1__tracking__search_runs(ProtobufCService *service,
                                                 const Shoal__Tracking__V1__SearchRunsRequest *input,
                                                 Shoal__Tracking__V1__SearchRunsResponse_Closure closure,
                                                 void *closure_data)
 {
   assert(service->descriptor == &shoal__tracking__v1__tracking__descriptor);
-  service->invoke(service, 17, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 18, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void shoal__tracking__v1__tracking__init (Shoal__Tracking__V1__Tracking_Service *service,
                                           Shoal__Tracking__V1__Tracking_ServiceDestroy destroy)

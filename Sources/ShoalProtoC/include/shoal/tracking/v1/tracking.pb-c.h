@@ -54,6 +54,8 @@ typedef struct Shoal__Tracking__V1__ListArtifactsResponse Shoal__Tracking__V1__L
 typedef struct Shoal__Tracking__V1__WatchRunRequest Shoal__Tracking__V1__WatchRunRequest;
 typedef struct Shoal__Tracking__V1__MetricBatch Shoal__Tracking__V1__MetricBatch;
 typedef struct Shoal__Tracking__V1__RunEvent Shoal__Tracking__V1__RunEvent;
+typedef struct Shoal__Tracking__V1__GarbageCollectRequest Shoal__Tracking__V1__GarbageCollectRequest;
+typedef struct Shoal__Tracking__V1__GarbageCollectResponse Shoal__Tracking__V1__GarbageCollectResponse;
 
 
 /* --- enums --- */
@@ -708,6 +710,41 @@ struct  Shoal__Tracking__V1__RunEvent
 #define SHOAL__TRACKING__V1__RUN_EVENT__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&shoal__tracking__v1__run_event__descriptor) \
     , SHOAL__TRACKING__V1__RUN_EVENT__CHANGE__NOT_SET, {0} }
+
+
+struct  Shoal__Tracking__V1__GarbageCollectRequest
+{
+  ProtobufCMessage base;
+  /*
+   * Only runs deleted at least this long ago; 0: every deleted run.
+   */
+  int64_t older_than_ms;
+};
+#define SHOAL__TRACKING__V1__GARBAGE_COLLECT_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__tracking__v1__garbage_collect_request__descriptor) \
+    , 0 }
+
+
+struct  Shoal__Tracking__V1__GarbageCollectResponse
+{
+  ProtobufCMessage base;
+  /*
+   * Deleted runs removed for good, with their params, tags, metrics, inputs and artifacts.
+   */
+  int64_t runs_removed;
+  /*
+   * Deleted experiments left without runs, removed for good.
+   */
+  int64_t experiments_removed;
+  /*
+   * Files no artifact refers to any more, removed from the blob store.
+   */
+  int64_t blobs_removed;
+  int64_t bytes_freed;
+};
+#define SHOAL__TRACKING__V1__GARBAGE_COLLECT_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__tracking__v1__garbage_collect_response__descriptor) \
+    , 0, 0, 0, 0 }
 
 
 /* Shoal__Tracking__V1__Experiment__TagsEntry methods */
@@ -1371,6 +1408,44 @@ Shoal__Tracking__V1__RunEvent *
 void   shoal__tracking__v1__run_event__free_unpacked
                      (Shoal__Tracking__V1__RunEvent *message,
                       ProtobufCAllocator *allocator);
+/* Shoal__Tracking__V1__GarbageCollectRequest methods */
+void   shoal__tracking__v1__garbage_collect_request__init
+                     (Shoal__Tracking__V1__GarbageCollectRequest         *message);
+size_t shoal__tracking__v1__garbage_collect_request__get_packed_size
+                     (const Shoal__Tracking__V1__GarbageCollectRequest   *message);
+size_t shoal__tracking__v1__garbage_collect_request__pack
+                     (const Shoal__Tracking__V1__GarbageCollectRequest   *message,
+                      uint8_t             *out);
+size_t shoal__tracking__v1__garbage_collect_request__pack_to_buffer
+                     (const Shoal__Tracking__V1__GarbageCollectRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Shoal__Tracking__V1__GarbageCollectRequest *
+       shoal__tracking__v1__garbage_collect_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shoal__tracking__v1__garbage_collect_request__free_unpacked
+                     (Shoal__Tracking__V1__GarbageCollectRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Shoal__Tracking__V1__GarbageCollectResponse methods */
+void   shoal__tracking__v1__garbage_collect_response__init
+                     (Shoal__Tracking__V1__GarbageCollectResponse         *message);
+size_t shoal__tracking__v1__garbage_collect_response__get_packed_size
+                     (const Shoal__Tracking__V1__GarbageCollectResponse   *message);
+size_t shoal__tracking__v1__garbage_collect_response__pack
+                     (const Shoal__Tracking__V1__GarbageCollectResponse   *message,
+                      uint8_t             *out);
+size_t shoal__tracking__v1__garbage_collect_response__pack_to_buffer
+                     (const Shoal__Tracking__V1__GarbageCollectResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Shoal__Tracking__V1__GarbageCollectResponse *
+       shoal__tracking__v1__garbage_collect_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shoal__tracking__v1__garbage_collect_response__free_unpacked
+                     (Shoal__Tracking__V1__GarbageCollectResponse *message,
+                      ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
 typedef void (*Shoal__Tracking__V1__Experiment__TagsEntry_Closure)
@@ -1490,6 +1565,12 @@ typedef void (*Shoal__Tracking__V1__MetricBatch_Closure)
 typedef void (*Shoal__Tracking__V1__RunEvent_Closure)
                  (const Shoal__Tracking__V1__RunEvent *message,
                   void *closure_data);
+typedef void (*Shoal__Tracking__V1__GarbageCollectRequest_Closure)
+                 (const Shoal__Tracking__V1__GarbageCollectRequest *message,
+                  void *closure_data);
+typedef void (*Shoal__Tracking__V1__GarbageCollectResponse_Closure)
+                 (const Shoal__Tracking__V1__GarbageCollectResponse *message,
+                  void *closure_data);
 
 /* --- services --- */
 
@@ -1565,6 +1646,10 @@ struct Shoal__Tracking__V1__Tracking_Service
                     const Shoal__Tracking__V1__WatchRunRequest *input,
                     Shoal__Tracking__V1__RunEvent_Closure closure,
                     void *closure_data);
+  void (*garbage_collect)(Shoal__Tracking__V1__Tracking_Service *service,
+                          const Shoal__Tracking__V1__GarbageCollectRequest *input,
+                          Shoal__Tracking__V1__GarbageCollectResponse_Closure closure,
+                          void *closure_data);
   void (*search_runs)(Shoal__Tracking__V1__Tracking_Service *service,
                       const Shoal__Tracking__V1__SearchRunsRequest *input,
                       Shoal__Tracking__V1__SearchRunsResponse_Closure closure,
@@ -1594,6 +1679,7 @@ void shoal__tracking__v1__tracking__init (Shoal__Tracking__V1__Tracking_Service 
       function_prefix__ ## download_artifact,\
       function_prefix__ ## list_artifacts,\
       function_prefix__ ## watch_run,\
+      function_prefix__ ## garbage_collect,\
       function_prefix__ ## search_runs  }
 void shoal__tracking__v1__tracking__create_experiment(ProtobufCService *service,
                                                       const Shoal__Tracking__V1__CreateExperimentRequest *input,
@@ -1663,6 +1749,10 @@ void shoal__tracking__v1__tracking__watch_run(ProtobufCService *service,
                                               const Shoal__Tracking__V1__WatchRunRequest *input,
                                               Shoal__Tracking__V1__RunEvent_Closure closure,
                                               void *closure_data);
+void shoal__tracking__v1__tracking__garbage_collect(ProtobufCService *service,
+                                                    const Shoal__Tracking__V1__GarbageCollectRequest *input,
+                                                    Shoal__Tracking__V1__GarbageCollectResponse_Closure closure,
+                                                    void *closure_data);
 void shoal__tracking__v1__tracking__search_runs(ProtobufCService *service,
                                                 const Shoal__Tracking__V1__SearchRunsRequest *input,
                                                 Shoal__Tracking__V1__SearchRunsResponse_Closure closure,
@@ -1712,6 +1802,8 @@ extern const ProtobufCMessageDescriptor shoal__tracking__v1__list_artifacts_resp
 extern const ProtobufCMessageDescriptor shoal__tracking__v1__watch_run_request__descriptor;
 extern const ProtobufCMessageDescriptor shoal__tracking__v1__metric_batch__descriptor;
 extern const ProtobufCMessageDescriptor shoal__tracking__v1__run_event__descriptor;
+extern const ProtobufCMessageDescriptor shoal__tracking__v1__garbage_collect_request__descriptor;
+extern const ProtobufCMessageDescriptor shoal__tracking__v1__garbage_collect_response__descriptor;
 extern const ProtobufCServiceDescriptor shoal__tracking__v1__tracking__descriptor;
 
 PROTOBUF_C__END_DECLS
