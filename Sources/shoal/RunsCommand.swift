@@ -8,8 +8,46 @@ struct RunsCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "runs", abstract: "Create runs, log to them, end them; show, search, compare their metrics.",
     subcommands: [
-      Create.self, Log.self, End.self, Show.self, Search.self, History.self, Compare.self, Watch.self, Collect.self,
+      Create.self, Log.self, End.self, Show.self, Search.self, History.self, Compare.self, Watch.self, Plot.self,
+      Collect.self,
     ])
+
+  struct Plot: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+      abstract: "Draw a metric's curves of one or more runs as an SVG with axes, labels and a legend.")
+    @Argument(help: "The run ids.") var runs: [String]
+    @Option(help: "The metric.") var metric: String
+    @Option(help: "The SVG file to write.") var out: String
+    @Option(help: "Thin each curve to at most this many points.") var maxPoints: Int32 = 2000
+    @OptionGroup var mesh: MeshOptions
+
+    func run() async throws {
+      guard !runs.isEmpty else { throw ValidationError("give at least one run") }
+      guard out.hasSuffix(".svg") else { throw ValidationError("--out must name an .svg file") }
+      let runs = runs
+      let (series, names) = try await withTracking(mesh, command: "runs plot") { client in
+        var request = TrackingV1.GetMetricHistoryRequest()
+        request.runIds = runs
+        request.key = metric
+        request.maxPoints = maxPoints
+        let series = try await client.getMetricHistory(request).series
+        var names: [String] = []
+        for run in runs {
+          var get = TrackingV1.GetRunRequest()
+          get.runId = run
+          names.append(try await client.getRun(get).name)
+        }
+        return (series, names)
+      }
+      let plot = MetricPlot(
+        title: "\(metric) by step", metric: metric,
+        series: zip(series, names).map { line, name in
+          MetricPlot.Series(label: "\(name) (\(line.runId.prefix(8)))", points: line.points.map { ($0.step, $0.value) })
+        })
+      try Data(plot.svg.utf8).write(to: URL(fileURLWithPath: out), options: .atomic)
+      emit("wrote \(out): \(metric) of \(runs.count) run(s), \(series.map(\.points.count).reduce(0, +)) point(s)")
+    }
+  }
 
   struct Collect: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

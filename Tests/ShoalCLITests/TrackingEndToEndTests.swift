@@ -2,6 +2,10 @@ import Foundation
 import ShoalTestSupport
 import Testing
 
+#if canImport(FoundationXML)
+  import FoundationXML
+#endif
+
 /// `shoal experiments` and `shoal runs` against tracking started by `shoal up`, as real processes.
 struct TrackingEndToEndTests {
   private static let mesh = """
@@ -58,6 +62,13 @@ struct TrackingEndToEndTests {
     let malformed = try await run("runs", "search", "--filter", "metrics.loss <")
     #expect(malformed.status == 1 && malformed.stderrText.contains("at position 15"), "\(malformed.stderrText)")
 
+    let plotted = try await run(
+      "runs", "plot", runIDs[0], runIDs[1], "--metric", "loss", "--out", data.path("loss.svg"))
+    #expect(plotted.status == 0, "\(plotted.stderrText)")
+    let svg = try SVGSummary(contentsOf: data.path("loss.svg"))
+    #expect(svg.polylineRuns == ["small (\(runIDs[0].prefix(8)))", "large (\(runIDs[1].prefix(8)))"])
+    #expect(svg.texts.contains("loss") && svg.texts.contains("step") && svg.texts.contains("loss by step"))
+
     let history = try await run("runs", "history", runIDs[0], "--metric", "loss")
     #expect(history.stdoutText.split(separator: "\n").count == 4, "\(history.stdoutText)")
     let compare = try await run("runs", "compare", runIDs[0], runIDs[1], "--metric", "loss")
@@ -85,5 +96,35 @@ struct TrackingEndToEndTests {
     #expect(try await run("experiments", "list", "--deleted").stdoutText.contains("roads"))
     #expect(try await run("experiments", "restore", "1").stdoutText.contains("restored experiment 1"))
     #expect(try await up.stop() == 0)
+  }
+}
+
+/// What an SVG file draws, read with an XML parser.
+private final class SVGSummary: NSObject, XMLParserDelegate {
+  var polylineRuns: [String] = []
+  var texts: [String] = []
+  private var text = ""
+
+  init(contentsOf path: String) throws {
+    super.init()
+    let parser = XMLParser(data: try Data(contentsOf: URL(fileURLWithPath: path)))
+    parser.delegate = self
+    guard parser.parse() else {
+      throw TestEnvironmentError("not well-formed XML: \(String(describing: parser.parserError))")
+    }
+  }
+
+  func parser(
+    _ parser: XMLParser, didStartElement name: String, namespaceURI: String?, qualifiedName: String?,
+    attributes: [String: String] = [:]
+  ) {
+    if name == "polyline", let run = attributes["data-run"] { polylineRuns.append(run) }
+    text = ""
+  }
+
+  func parser(_ parser: XMLParser, foundCharacters string: String) { text += string }
+
+  func parser(_ parser: XMLParser, didEndElement name: String, namespaceURI: String?, qualifiedName: String?) {
+    if name == "text" { texts.append(text) }
   }
 }
