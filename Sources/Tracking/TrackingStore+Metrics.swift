@@ -6,11 +6,13 @@ extension TrackingStore {
   /// Stores a batch in one transaction: all of it, or (on a refused param) none of it. A batch
   /// whose request id was stored before changes nothing and reports `duplicate`.
   public func logBatch(_ request: TrackingV1.LogBatchRequest) async throws -> TrackingV1.LogBatchResponse {
-    let run = try await run(request.runId)
-    guard run.lifecycle == .active else {
-      throw RPCError(.failedPrecondition, "run '\(request.runId)' is deleted; restore it before logging to it")
-    }
     return try await database.transaction { connection in
+      // Only the run's state is needed here, not the whole run with its params and metrics.
+      guard let state = try connection.queryFirst("SELECT deleted FROM runs WHERE run_id = $1", .text(request.runId))
+      else { throw RPCError(.notFound, "run '\(request.runId)' not found") }
+      guard try !state.bool("deleted") else {
+        throw RPCError(.failedPrecondition, "run '\(request.runId)' is deleted; restore it before logging to it")
+      }
       var response = TrackingV1.LogBatchResponse()
       if !request.requestId.isEmpty {
         let seen = try connection.queryFirst(

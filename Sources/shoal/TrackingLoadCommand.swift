@@ -1,0 +1,103 @@
+import ArgumentParser
+import Foundation
+import ShoalProto
+import ShoalRPC
+import ShoalServiceStubs
+
+/// `shoal load-tracking`: closed-loop ingest into the tracking service, then a count of what was
+/// stored; ends with one line of key=value pairs.
+struct TrackingLoadCommand: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "load-tracking",
+    abstract: "Load-test metric ingest of the tracking service and check that nothing was lost.",
+    discussion: """
+      CONCURRENCY closed loops, each logging to its own run over one shared connection: batches of
+      --batch-size metrics (--mode batch) or one metric per call (--mode single), for --duration
+      seconds. Then every run's history is read back and counted. The last line is
+      mode=… concurrency=… calls=… metrics=… calls_per_s=… metrics_per_s=… lost=…
+      """
+  )
+
+  enum Mode: String, ExpressibleByArgument, CaseIterable {
+    case batch, single
+  }
+
+  @Argument(help: "The tracking service's address, or its name in the registry.")
+  var address = "tracking"
+
+  @OptionGroup var mesh: MeshOptions
+
+  @Option(help: "batch or single.") var mode: Mode = .batch
+  @Option(help: "Calls in flight (one run each).") var concurrency = 1
+  @Option(help: "Seconds to measure.") var duration: Double = 10
+  @Option(help: "Metrics per call in batch mode.") var batchSize = 1000
+
+  func run() async throws {
+    let client = TrackingV1.Tracking.Client(RPCClient(address: try await mesh.address(of: address)))
+    var experiment = TrackingV1.CreateExperimentRequest()
+    experiment.name = "load-\(UUID().uuidString.prefix(8))"
+    let experimentID = try await client.createExperiment(experiment).experimentId
+    var runs: [String] = []
+    for index in 0..<concurrency {
+      var request = TrackingV1.CreateRunRequest()
+      request.experimentId = experimentID
+      request.name = "loop-\(index)"
+      runs.append(try await client.createRun(request).runId)
+    }
+    let perCall = mode == .batch ? batchSize : 1
+    let start = ContinuousClock.now
+    let end = start + .milliseconds(Int64(duration * 1000))
+    let (sent, callCount, errorCount) = try await withThrowingTaskGroup(of: (Int, Int, Int).self) { group in
+      for run in runs {
+        group.addTask {
+          var step: Int64 = 0
+          var logged = 0
+          var calls = 0
+          var errors = 0
+          while ContinuousClock.now < end {
+            var batch = TrackingV1.LogBatchRequest()
+            batch.runId = run
+            batch.metrics = (0..<perCall).map { offset in
+              var metric = TrackingV1.Metric()
+              metric.key = "loss"
+              metric.value = 1 / Double(step + Int64(offset) + 1)
+              metric.step = step + Int64(offset)
+              metric.timestampMs = 1
+              return metric
+            }
+            do {
+              _ = try await client.logBatch(batch)
+              step += Int64(perCall)
+              logged += perCall
+              calls += 1
+            } catch {
+              errors += 1
+            }
+          }
+          return (logged, calls, errors)
+        }
+      }
+      return try await group.reduce((0, 0, 0)) { ($0.0 + $1.0, $0.1 + $1.1, $0.2 + $1.2) }
+    }
+    let elapsed = ContinuousClock.now - start
+    let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+    var stored = 0
+    for run in runs {
+      var history = TrackingV1.GetMetricHistoryRequest()
+      history.runIds = [run]
+      history.key = "loss"
+      history.pageSize = 25_000
+      repeat {
+        let page = try await client.getMetricHistory(history)
+        stored += page.series.first?.points.count ?? 0
+        history.pageToken = page.nextPageToken
+      } while !history.pageToken.isEmpty
+    }
+    await (client.rpc as? RPCClient)?.close()
+    emit(
+      "mode=\(mode.rawValue) concurrency=\(concurrency) calls=\(callCount) metrics=\(sent) "
+        + String(format: "calls_per_s=%.1f metrics_per_s=%.1f ", Double(callCount) / seconds, Double(sent) / seconds)
+        + "errors=\(errorCount) lost=\(sent - stored)")
+    if sent != stored { throw ExitCode(1) }
+  }
+}
