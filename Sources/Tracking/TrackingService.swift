@@ -226,27 +226,12 @@ public struct TrackingService: TrackingV1.Tracking.ServiceProtocol {
     guard run.lifecycle == .active else {
       throw RPCError(.failedPrecondition, "run '\(run.runId)' is deleted; restore it before adding artifacts")
     }
-    let writer = try await blobs.makeWriter()
-    do {
-      while let message = try await messages.next() {
-        guard case .chunk(let bytes) = message.part else {
-          throw RPCError(.invalidArgument, "only chunks may follow an upload's header")
-        }
-        guard writer.size + Int64(bytes.count) <= maxArtifactSize else {
-          throw RPCError(.resourceExhausted, "the file is larger than the limit of \(maxArtifactSize) bytes")
-        }
-        try await writer.write(bytes)
-      }
-      let (digest, size) = try await writer.commit(expecting: expected)
-      return try await storing {
-        try await store.putArtifact(runID: run.runId, path: header.path, digest: digest, size: size)
-      }
-    } catch let error as StoreError {
-      await writer.abort()
-      throw RPCError(error.code == .dataLoss ? .dataLoss : .unavailable, error.description)
-    } catch {
-      await writer.abort()
-      throw error
+    let (digest, size) = try await blobs.receive(rest: &messages, limit: maxArtifactSize, expected: expected) {
+      if case .chunk(let bytes) = $0.part { return bytes }
+      return nil
+    }
+    return try await storing {
+      try await store.putArtifact(runID: run.runId, path: header.path, digest: digest, size: size)
     }
   }
 
@@ -256,24 +241,14 @@ public struct TrackingService: TrackingV1.Tracking.ServiceProtocol {
   ) async throws {
     try TrackingStore.checkArtifactPath(request.path)
     let artifact = try await storing { try await store.artifact(runID: request.runId, path: request.path) }
-    let reader: BlobReader
-    do {
-      reader = try await blobs.openReader(try BlobDigest(reference: artifact.digest))
-    } catch let error as StoreError {
-      throw RPCError(error.code == .notFound ? .dataLoss : .unavailable, "artifact '\(artifact.path)': \(error)")
-    }
-    defer { reader.close() }
     var header = TrackingV1.DownloadArtifactResponse()
     header.part = .artifact(artifact)
-    try await responses.send(header)
-    do {
-      while let chunk = try await reader.next() {
-        var message = TrackingV1.DownloadArtifactResponse()
-        message.part = .chunk(chunk)
-        try await responses.send(message)
-      }
-    } catch let error as StoreError {
-      throw RPCError(error.code == .dataLoss ? .dataLoss : .unavailable, error.description)
+    try await blobs.send(
+      try BlobDigest(reference: artifact.digest), named: "artifact '\(artifact.path)'", first: header, to: responses
+    ) { bytes in
+      var message = TrackingV1.DownloadArtifactResponse()
+      message.part = .chunk(bytes)
+      return message
     }
   }
 

@@ -138,27 +138,9 @@ public struct ModelRegistryService: RegistryV1.ModelRegistry.ServiceProtocol {
     }
     let row = try await store.modelForWriting(organization, header.model, by: caller)
 
-    let writer = try await blobs.makeWriter()
-    let digest: BlobDigest
-    let size: Int64
-    do {
-      while let message = try await messages.next() {
-        guard case .chunk(let bytes) = message.part else {
-          throw RPCError(.invalidArgument, "only chunks may follow an upload's header")
-        }
-        guard writer.size + Int64(bytes.count) <= config.maxModelSize else {
-          throw RPCError(
-            .resourceExhausted, "the file is larger than the registry's limit of \(config.maxModelSize) bytes")
-        }
-        try await writer.write(bytes)
-      }
-      (digest, size) = try await writer.commit(expecting: expected)
-    } catch let error as StoreError {
-      await writer.abort()
-      throw RPCError(error.code == .dataLoss ? .dataLoss : .unavailable, error.description)
-    } catch {
-      await writer.abort()
-      throw error
+    let (digest, size) = try await blobs.receive(rest: &messages, limit: config.maxModelSize, expected: expected) {
+      if case .chunk(let bytes) = $0.part { return bytes }
+      return nil
     }
 
     var version = RegistryV1.ModelVersion()
@@ -220,25 +202,15 @@ public struct ModelRegistryService: RegistryV1.ModelRegistry.ServiceProtocol {
     let caller = try caller
     let (_, version) = try await store.version(
       request, organization: try organization(request.organization, caller), visibleTo: caller)
-    let reader: BlobReader
-    do {
-      reader = try await blobs.openReader(try BlobDigest(reference: version.artifact), chunkSize: config.chunkSize)
-    } catch let error as StoreError {
-      throw RPCError(
-        error.code == .notFound ? .dataLoss : .unavailable, "the file of version \(version.version): \(error)")
-    }
-    defer { reader.close() }
     var header = RegistryV1.DownloadVersionResponse()
     header.part = .version(version)
-    try await responses.send(header)
-    do {
-      while let chunk = try await reader.next() {
-        var message = RegistryV1.DownloadVersionResponse()
-        message.part = .chunk(chunk)
-        try await responses.send(message)
-      }
-    } catch let error as StoreError {
-      throw RPCError(error.code == .dataLoss ? .dataLoss : .unavailable, error.description)
+    try await blobs.send(
+      try BlobDigest(reference: version.artifact), named: "the file of version \(version.version)", first: header,
+      chunkSize: config.chunkSize, to: responses
+    ) { bytes in
+      var message = RegistryV1.DownloadVersionResponse()
+      message.part = .chunk(bytes)
+      return message
     }
   }
 
