@@ -84,17 +84,12 @@ struct ArtifactsCommand: AsyncParsableCommand {
       var first = TrackingV1.UploadArtifactRequest()
       first.part = .header(header)
       try await sender.send(first)
-      var offset = 0
-      while offset < bytes.count {
+      try await progress.sendChunks(of: bytes) { piece in
         var message = TrackingV1.UploadArtifactRequest()
-        let end = min(offset + (1 << 20), bytes.count)
-        message.part = .chunk(Array(bytes[offset..<end]))
+        message.part = .chunk(piece)
         try await sender.send(message)
-        offset = end
-        progress.update(offset)
       }
     }
-    progress.finish()
     return artifact
   }
 

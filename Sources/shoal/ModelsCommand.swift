@@ -303,17 +303,12 @@ struct ModelsCommand: AsyncParsableCommand {
           var first = RegistryV1.UploadVersionRequest()
           first.part = .header(header)
           try await sender.send(first)
-          var offset = 0
-          while offset < bytes.count {
+          try await progress.sendChunks(of: bytes) { piece in
             var message = RegistryV1.UploadVersionRequest()
-            let end = min(offset + (1 << 20), bytes.count)
-            message.part = .chunk(Array(bytes[offset..<end]))
+            message.part = .chunk(piece)
             try await sender.send(message)
-            offset = end
-            progress.update(offset)
           }
         }
-        progress.finish()
         if let alias {
           var request = RegistryV1.SetAliasRequest()
           request.organization = version.organization

@@ -35,3 +35,17 @@ final class ProgressLine: Sendable {
     if enabled { FileHandle.standardError.write(Data("\n".utf8)) }
   }
 }
+
+extension ProgressLine {
+  /// Sends `bytes` in 1 MiB pieces through `send`, drawing the progress as it goes.
+  func sendChunks(of bytes: [UInt8], _ send: ([UInt8]) async throws -> Void) async throws {
+    var offset = 0
+    while offset < bytes.count {
+      let end = min(offset + (1 << 20), bytes.count)
+      try await send(Array(bytes[offset..<end]))
+      offset = end
+      update(offset)
+    }
+    finish()
+  }
+}
