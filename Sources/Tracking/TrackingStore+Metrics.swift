@@ -50,14 +50,26 @@ extension TrackingStore {
           """, .text(request.runId), .text(tag.key), .text(tag.value))
       }
       guard !request.metrics.isEmpty else { return response }
-      try connection.executeBatch(
-        "INSERT INTO metrics (run_id, key, step, timestamp_ms, value, is_nan) VALUES ($1, $2, $3, $4, $5, $6)",
-        request.metrics.map { metric in
-          [
-            .text(request.runId), .text(metric.key), .integer(metric.step), .integer(metric.timestampMs),
+      // Many rows per statement: one statement per 100 metrics instead of one per metric.
+      var start = 0
+      while start < request.metrics.count {
+        let rows = request.metrics[start..<min(start + 100, request.metrics.count)]
+        var parameters: [SQLValue] = [.text(request.runId)]
+        parameters.reserveCapacity(1 + rows.count * 5)
+        var tuples: [String] = []
+        for metric in rows {
+          let base = parameters.count
+          tuples.append("($1, $\(base + 1), $\(base + 2), $\(base + 3), $\(base + 4), $\(base + 5))")
+          parameters += [
+            .text(metric.key), .integer(metric.step), .integer(metric.timestampMs),
             metric.value.isNaN ? .null : .real(metric.value), .bool(metric.value.isNaN),
           ]
-        })
+        }
+        try connection.execute(
+          "INSERT INTO metrics (run_id, key, step, timestamp_ms, value, is_nan) VALUES \(tuples.joined(separator: ", "))",
+          parameters)
+        start += rows.count
+      }
       // The latest value per key: highest step, then latest timestamp (MLflow's rule).
       var latest: [String: TrackingV1.Metric] = [:]
       for metric in request.metrics {
