@@ -20,3 +20,9 @@ extension RPCError {
     self.init(code, error.description)
   }
 }
+
+/// Store failures that reach a handler's boundary are reported with their status.
+extension StoreError: RPCErrorConvertible {
+  /// `RPCError(self)`.
+  public var rpcError: RPCError { RPCError(self) }
+}

@@ -41,15 +41,6 @@ public struct TrackingService: TrackingV1.Tracking.ServiceProtocol {
     self.blobGracePeriod = blobGracePeriod
   }
 
-  /// Runs `body`, reporting store failures with their status.
-  private func storing<T>(_ body: () async throws -> T) async throws -> T {
-    do {
-      return try await body()
-    } catch let error as StoreError {
-      throw RPCError(error)
-    }
-  }
-
   public func createExperiment(
     _ request: TrackingV1.CreateExperimentRequest, context: ServerContext
   ) async throws -> TrackingV1.Experiment {
@@ -57,51 +48,49 @@ public struct TrackingService: TrackingV1.Tracking.ServiceProtocol {
       throw RPCError(.invalidArgument, "name: give an experiment name of 1–500 characters")
     }
     try Self.checkPairs(request.tags.map { ($0.key, $0.value) }, field: "tags", valueLength: Limits.tagValueLength)
-    return try await storing { try await store.createExperiment(request) }
+    return try await store.createExperiment(request)
   }
 
   public func getExperiment(
     _ request: TrackingV1.GetExperimentRequest, context: ServerContext
   ) async throws -> TrackingV1.Experiment {
-    try await storing {
-      if !request.experimentId.isEmpty { return try await store.experiment(id: request.experimentId) }
-      guard !request.name.isEmpty else { throw RPCError(.invalidArgument, "give experiment_id or name") }
-      return try await store.experiment(named: request.name)
-    }
+    if !request.experimentId.isEmpty { return try await store.experiment(id: request.experimentId) }
+    guard !request.name.isEmpty else { throw RPCError(.invalidArgument, "give experiment_id or name") }
+    return try await store.experiment(named: request.name)
   }
 
   public func listExperiments(
     _ request: TrackingV1.ListExperimentsRequest, context: ServerContext
   ) async throws -> TrackingV1.ListExperimentsResponse {
-    try await storing { try await store.experiments(request) }
+    try await store.experiments(request)
   }
 
   public func deleteExperiment(
     _ request: TrackingV1.ExperimentLifecycleRequest, context: ServerContext
   ) async throws -> TrackingV1.Experiment {
-    try await storing { try await store.setExperiment(request.experimentId, deleted: true) }
+    try await store.setExperiment(request.experimentId, deleted: true)
   }
 
   public func restoreExperiment(
     _ request: TrackingV1.ExperimentLifecycleRequest, context: ServerContext
   ) async throws -> TrackingV1.Experiment {
-    try await storing { try await store.setExperiment(request.experimentId, deleted: false) }
+    try await store.setExperiment(request.experimentId, deleted: false)
   }
 
   public func createRun(_ request: TrackingV1.CreateRunRequest, context: ServerContext) async throws -> TrackingV1.Run {
     try Self.checkPairs(request.tags.map { ($0.key, $0.value) }, field: "tags", valueLength: Limits.tagValueLength)
-    return try await storing { try await store.createRun(request) }
+    return try await store.createRun(request)
   }
 
   public func getRun(_ request: TrackingV1.GetRunRequest, context: ServerContext) async throws -> TrackingV1.Run {
-    try await storing { try await store.run(request.runId) }
+    try await store.run(request.runId)
   }
 
   public func updateRun(_ request: TrackingV1.UpdateRunRequest, context: ServerContext) async throws -> TrackingV1.Run {
     if case .unrecognized(let value) = request.status {
       throw RPCError(.invalidArgument, "status: \(value) is not a run status")
     }
-    let run = try await storing { try await store.updateRun(request) }
+    let run = try await store.updateRun(request)
     if request.status != .unspecified {
       var event = TrackingV1.RunEvent()
       event.change = .status(run.status)
@@ -118,7 +107,7 @@ public struct TrackingService: TrackingV1.Tracking.ServiceProtocol {
       // Subscribe first, then read the run, so that nothing falls between the two.
       let (token, live) = hub.subscribe(request.runId, backlog: 1024)
       defer { hub.unsubscribe(request.runId, token: token) }
-      let run = try await storing { try await store.run(request.runId) }
+      let run = try await store.run(request.runId)
       var snapshot = TrackingV1.RunEvent()
       snapshot.change = .run(run)
       try await responses.send(snapshot)
@@ -136,7 +125,7 @@ public struct TrackingService: TrackingV1.Tracking.ServiceProtocol {
   ) async throws
     -> TrackingV1.Run
   {
-    try await storing { try await store.setRun(request.runId, deleted: true) }
+    try await store.setRun(request.runId, deleted: true)
   }
 
   public func restoreRun(
@@ -144,7 +133,7 @@ public struct TrackingService: TrackingV1.Tracking.ServiceProtocol {
   ) async throws
     -> TrackingV1.Run
   {
-    try await storing { try await store.setRun(request.runId, deleted: false) }
+    try await store.setRun(request.runId, deleted: false)
   }
 
   public func logBatch(
@@ -170,7 +159,7 @@ public struct TrackingService: TrackingV1.Tracking.ServiceProtocol {
     guard request.requestId.count <= 128 else {
       throw RPCError(.invalidArgument, "request_id: at most 128 characters")
     }
-    let response = try await storing { try await store.logBatch(request) }
+    let response = try await store.logBatch(request)
     if !response.duplicate, !request.metrics.isEmpty {
       var batch = TrackingV1.MetricBatch()
       batch.metrics = request.metrics
@@ -195,14 +184,14 @@ public struct TrackingService: TrackingV1.Tracking.ServiceProtocol {
         throw RPCError(.invalidArgument, "datasets[\(index)]: digest, source or context is too long")
       }
     }
-    try await storing { try await store.logInputs(request) }
+    try await store.logInputs(request)
     return TrackingV1.LogInputsResponse()
   }
 
   public func getMetricHistory(
     _ request: TrackingV1.GetMetricHistoryRequest, context: ServerContext
   ) async throws -> TrackingV1.GetMetricHistoryResponse {
-    try await storing { try await store.metricHistory(request) }
+    try await store.metricHistory(request)
   }
 
   public func uploadArtifact(
@@ -222,7 +211,7 @@ public struct TrackingService: TrackingV1.Tracking.ServiceProtocol {
         throw RPCError(.invalidArgument, "sha256: \(error.message)")
       }
     }
-    let run = try await storing { try await store.run(header.runId) }
+    let run = try await store.run(header.runId)
     guard run.lifecycle == .active else {
       throw RPCError(.failedPrecondition, "run '\(run.runId)' is deleted; restore it before adding artifacts")
     }
@@ -230,9 +219,7 @@ public struct TrackingService: TrackingV1.Tracking.ServiceProtocol {
       if case .chunk(let bytes) = $0.part { return bytes }
       return nil
     }
-    return try await storing {
-      try await store.putArtifact(runID: run.runId, path: header.path, digest: digest, size: size)
-    }
+    return try await store.putArtifact(runID: run.runId, path: header.path, digest: digest, size: size)
   }
 
   public func downloadArtifact(
@@ -240,7 +227,7 @@ public struct TrackingService: TrackingV1.Tracking.ServiceProtocol {
     context: ServerContext
   ) async throws {
     try TrackingStore.checkArtifactPath(request.path)
-    let artifact = try await storing { try await store.artifact(runID: request.runId, path: request.path) }
+    let artifact = try await store.artifact(runID: request.runId, path: request.path)
     var header = TrackingV1.DownloadArtifactResponse()
     header.part = .artifact(artifact)
     try await blobs.send(
@@ -257,7 +244,7 @@ public struct TrackingService: TrackingV1.Tracking.ServiceProtocol {
   ) async throws -> TrackingV1.ListArtifactsResponse {
     if !request.prefix.isEmpty { try TrackingStore.checkArtifactPath(request.prefix, field: "prefix") }
     var response = TrackingV1.ListArtifactsResponse()
-    response.artifacts = try await storing { try await store.artifacts(runID: request.runId, prefix: request.prefix) }
+    response.artifacts = try await store.artifacts(runID: request.runId, prefix: request.prefix)
     return response
   }
 
@@ -267,13 +254,9 @@ public struct TrackingService: TrackingV1.Tracking.ServiceProtocol {
     guard request.olderThanMs >= 0 else { throw RPCError(.invalidArgument, "older_than_ms must not be negative") }
     var response = TrackingV1.GarbageCollectResponse()
     let cutoff = TrackingStore.now() - request.olderThanMs
-    (response.runsRemoved, response.experimentsRemoved) = try await storing {
-      try await store.collectDeleted(deletedBefore: cutoff)
-    }
-    let (removed, freed) = try await storing {
-      try await blobs.removeUnreferenced(
-        keeping: try await store.referencedBlobs(), olderThan: .now.addingTimeInterval(-blobGracePeriod))
-    }
+    (response.runsRemoved, response.experimentsRemoved) = try await store.collectDeleted(deletedBefore: cutoff)
+    let (removed, freed) = try await blobs.removeUnreferenced(
+      keeping: try await store.referencedBlobs(), olderThan: .now.addingTimeInterval(-blobGracePeriod))
     response.blobsRemoved = Int64(removed)
     response.bytesFreed = freed
     return response
@@ -285,7 +268,7 @@ public struct TrackingService: TrackingV1.Tracking.ServiceProtocol {
     guard request.filter.utf8.count <= 16_384 else {
       throw RPCError(.invalidArgument, "filter: at most 16 KiB")
     }
-    return try await storing { try await store.searchRuns(request) }
+    return try await store.searchRuns(request)
   }
 
   private static func checkPairs(_ pairs: [(String, String)], field: String, valueLength: Int) throws(RPCError) {

@@ -1,8 +1,6 @@
 public import ShoalProto
 public import ShoalRPC
-import ShoalService
 public import ShoalServiceStubs
-import ShoalStore
 
 /// `shoal.registry.v1.Directory` over a `Directory`.
 public struct DirectoryService: RegistryV1.Directory.ServiceProtocol {
@@ -29,11 +27,7 @@ public struct DirectoryService: RegistryV1.Directory.ServiceProtocol {
       throw RPCError(
         .invalidArgument, "address '\(request.address)' must be absolute: unix:///abs/path or tcp://host:port")
     }
-    do {
-      return try await directory.register(request)
-    } catch let error as StoreError {
-      throw RPCError(error)
-    }
+    return try await directory.register(request)
   }
 
   public func keepAlive(
@@ -53,11 +47,7 @@ public struct DirectoryService: RegistryV1.Directory.ServiceProtocol {
     _ request: RegistryV1.DeregisterRequest, context: ServerContext
   ) async throws -> RegistryV1.DeregisterResponse {
     var response = RegistryV1.DeregisterResponse()
-    do {
-      response.revision = try await directory.deregister(leaseID: request.leaseId)
-    } catch let error as StoreError {
-      throw RPCError(error)
-    }
+    response.revision = try await directory.deregister(leaseID: request.leaseId)
     return response
   }
 

@@ -20,11 +20,13 @@ public struct RPCError: Error, CustomStringConvertible, Sendable {
     self.cause = cause
   }
 
-  /// The error a handler's thrown error becomes on the wire: itself if it is an `RPCError`,
-  /// otherwise UNKNOWN with the error's description.
+  /// The error a handler's thrown error becomes on the wire: itself if it is an `RPCError`, the
+  /// status it names if it is `RPCErrorConvertible`, otherwise UNKNOWN with its description.
   public init(from error: any Error) {
     if let error = error as? RPCError {
       self = error
+    } else if let error = error as? any RPCErrorConvertible {
+      self = error.rpcError
     } else if error is CancellationError {
       self.init(.cancelled, "the call was cancelled")
     } else {
@@ -45,4 +47,11 @@ public struct RPCError: Error, CustomStringConvertible, Sendable {
     status.trailers = trailers.entries
     return status
   }
+}
+
+/// An error that knows which status it is (a store's "database locked" is UNAVAILABLE), so that a
+/// handler can let it propagate and the server reports the right code.
+public protocol RPCErrorConvertible: Error {
+  /// The status this error is reported with.
+  var rpcError: RPCError { get }
 }
