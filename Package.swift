@@ -26,6 +26,7 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
     .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+    .package(url: "https://github.com/apple/swift-numerics", from: "1.1.1"),
   ],
   targets: [
     // C libraries from Debian.
@@ -83,6 +84,13 @@ let package = Package(
       swiftSettings: strictSwift
     ),
 
+    // The model core: tensors, ONNX loading, the SIMD/BLAS executor. Knows nothing about RPC.
+    .target(
+      name: "ShoalModel",
+      dependencies: ["ShoalProto", "COpenBLAS", .product(name: "RealModule", package: "swift-numerics")],
+      swiftSettings: strictSwift
+    ),
+
     // The code generator: protoc-c's build of descriptor.proto, the generator library, its command.
     .target(name: "CProtobufDescriptor", dependencies: ["CProtobufC"]),
     .target(
@@ -101,7 +109,7 @@ let package = Package(
       name: "shoal",
       dependencies: [
         "ShoalProto", "ShoalRPC", "ShoalServiceStubs", "ShoalClient", "ShoalStore", "ShoalMesh", "Bench", "Registry",
-        "Tracking",
+        "Tracking", "ShoalModel",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Histogram", package: "hdrhistogram-swift"),
         .product(name: "NIOPosix", package: "swift-nio"),
@@ -145,6 +153,8 @@ let package = Package(
       dependencies: ["Tracking", "ShoalRPC", "ShoalServiceStubs", "ShoalStore", "ShoalTestSupport"],
       swiftSettings: strictSwift
     ),
+    .testTarget(
+      name: "ShoalModelTests", dependencies: ["ShoalModel", "ShoalProto", "ShoalTestSupport"], swiftSettings: strictSwift),
     .testTarget(name: "ShoalStoreTests", dependencies: ["ShoalStore", "ShoalTestSupport"], swiftSettings: strictSwift),
     .testTarget(
       name: "ShoalProtoGenTests",

@@ -15,7 +15,7 @@ struct Shoal: AsyncParsableCommand {
       UpCommand.self, StatusCommand.self, ServicesCommand.self, ModelsCommand.self, AdminCommand.self,
       ExperimentsCommand.self, RunsCommand.self, ArtifactsCommand.self,
       ServeCommand.self, CallCommand.self,
-      HealthCommand.self, LoadCommand.self, TrackingLoadCommand.self, ProtoCommand.self,
+      OnnxCommand.self, HealthCommand.self, LoadCommand.self, TrackingLoadCommand.self, ProtoCommand.self,
     ]
   )
 }

@@ -1,0 +1,119 @@
+/// Load-time rewrites that make the graph cheaper to run without changing its results:
+/// BatchNormalization folded into the Conv before it, activations fused into Conv and Gemm.
+extension Graph {
+  mutating func fuse() {
+    foldBatchNormalizations()
+    fuseActivations()
+  }
+
+  /// How many node inputs read each value, graph outputs counting as readers too.
+  private func readerCounts() -> [Int: Int] {
+    var counts: [Int: Int] = [:]
+    for node in nodes {
+      for input in node.inputs.compactMap({ $0 }) { counts[input, default: 0] += 1 }
+    }
+    for output in outputs { counts[output.id, default: 0] += 1 }
+    return counts
+  }
+
+  /// The node that reads `value`, when it is the only reader.
+  private func soleReader(of value: Int, _ counts: [Int: Int]) -> Int? {
+    guard counts[value] == 1 else { return nil }
+    return nodes.firstIndex { $0.inputs.contains(value) }
+  }
+
+  private mutating func addConstant(_ tensor: Tensor, name: String) -> Int {
+    valueNames.append(name)
+    constants[valueNames.count - 1] = tensor
+    return valueNames.count - 1
+  }
+
+  /// Conv → BatchNormalization with constant weights becomes one Conv with scaled weights and bias.
+  private mutating func foldBatchNormalizations() {
+    var index = 0
+    while index < nodes.count {
+      defer { index += 1 }
+      let counts = readerCounts()
+      guard nodes[index].kernel is ConvKernel, let output = nodes[index].outputs.first,
+        let readerIndex = soleReader(of: output, counts),
+        let normalization = nodes[readerIndex].kernel as? NormalizationKernel,
+        case .batch(let epsilon) = normalization.kind, nodes[readerIndex].inputs.first == output,
+        nodes[readerIndex].inputs.count == 5, nodes[readerIndex].outputs.count == 1,
+        let weightID = nodes[index].inputs[1], let weight = constants[weightID], weight.dataType == .float32
+      else { continue }
+      let parameters = nodes[readerIndex].inputs.dropFirst().compactMap { $0.flatMap { constants[$0] } }
+      let features = weight.shape[0]
+      guard parameters.count == 4, parameters.allSatisfy({ $0.dataType == .float32 && $0.count == features }) else {
+        continue
+      }
+      let bias: Tensor? = nodes[index].inputs.count > 2 ? nodes[index].inputs[2].flatMap { constants[$0] } : nil
+      if nodes[index].inputs.count > 2, nodes[index].inputs[2] != nil, bias == nil { continue }
+      let (scale, shift, mean, variance) = (
+        parameters[0].elements(as: Float.self), parameters[1].elements(as: Float.self),
+        parameters[2].elements(as: Float.self), parameters[3].elements(as: Float.self)
+      )
+      var weights = weight.elements(as: Float.self)
+      var biases = bias?.elements(as: Float.self) ?? [Float](repeating: 0, count: features)
+      let perFeature = weight.count / features
+      for feature in 0..<features {
+        let factor = scale[feature] / (variance[feature] + epsilon).squareRoot()
+        for i in 0..<perFeature { weights[feature * perFeature + i] *= factor }
+        biases[feature] = (biases[feature] - mean[feature]) * factor + shift[feature]
+      }
+      let name = nodes[index].name
+      let newWeight = addConstant(Tensor(shape: weight.shape, elements: weights), name: "\(name):folded-weight")
+      let newBias = addConstant(Tensor(shape: [features], elements: biases), name: "\(name):folded-bias")
+      nodes[index].inputs = [nodes[index].inputs[0], newWeight, newBias]
+      nodes[index].outputs = nodes[readerIndex].outputs
+      nodes.remove(at: readerIndex)
+    }
+  }
+
+  /// Conv/Gemm → Relu, LeakyRelu, Clip (constant bounds), Sigmoid, Tanh… becomes one node.
+  private mutating func fuseActivations() {
+    var index = 0
+    while index < nodes.count {
+      defer { index += 1 }
+      guard nodes[index].kernel is ConvKernel || nodes[index].kernel is GemmKernel,
+        nodes[index].outputs.count == 1,
+        let readerIndex = soleReader(of: nodes[index].outputs[0], readerCounts()),
+        nodes[readerIndex].outputs.count == 1, let function = activation(of: nodes[readerIndex])
+      else { continue }
+      if var conv = nodes[index].kernel as? ConvKernel, conv.activation == nil {
+        conv.activation = function
+        nodes[index].kernel = conv
+      } else if var gemm = nodes[index].kernel as? GemmKernel, gemm.activation == nil {
+        gemm.activation = function
+        nodes[index].kernel = gemm
+      } else {
+        continue
+      }
+      nodes[index].opType += "+" + nodes[readerIndex].opType
+      nodes[index].outputs = nodes[readerIndex].outputs
+      nodes.remove(at: readerIndex)
+    }
+  }
+
+  /// The element-wise function a node applies to its only input, if it is a fusable activation.
+  private func activation(of node: Node) -> UnaryKernel.Function? {
+    if let unary = node.kernel as? UnaryKernel {
+      switch unary.function {
+      case .relu, .leakyRelu, .sigmoid, .tanh, .elu, .selu, .hardSigmoid, .softplus, .clip: return unary.function
+      default: return nil
+      }
+    }
+    if let clip = node.kernel as? ClipKernel {
+      if let bounds = clip.bounds { return .clip(min: bounds.min, max: bounds.max) }
+      let bounds = node.inputs.dropFirst().map { id -> Float?? in
+        guard let id else { return .some(nil) }
+        guard let tensor = constants[id], tensor.count == 1 else { return nil }
+        return .some(Float(tensor.doubles()[0]))
+      }
+      guard bounds.allSatisfy({ $0 != nil }) else { return nil }
+      let low = bounds.count > 0 ? bounds[0]! : nil
+      let high = bounds.count > 1 ? bounds[1]! : nil
+      return .clip(min: low ?? -.infinity, max: high ?? .infinity)
+    }
+    return nil
+  }
+}

@@ -1,0 +1,177 @@
+/// Conv: im2col and one `sgemm` per image and group (1×1 convolutions go straight to `sgemm`),
+/// grouped and depthwise included; bias and a fused activation are applied to the result.
+struct ConvKernel: Kernel {
+  var window: WindowGeometry.Attributes
+  var group: Int
+  var activation: UnaryKernel.Function? = nil
+
+  func geometry(_ x: ValueType, _ w: ValueType) throws(ModelError) -> WindowGeometry {
+    guard x.rank >= 3, w.rank == x.rank else {
+      throw ModelError(
+        .invalidInput, "X \(x.shape) and W \(w.shape) must be [N, C, spatial…] and [M, C/group, kernel…]")
+    }
+    let kernel = Array(w.shape.dropFirst(2))
+    if let declared = window.kernelShape, declared != kernel {
+      throw ModelError(.invalidModel, "kernel_shape \(declared) differs from W's \(kernel)")
+    }
+    return try WindowGeometry(input: Array(x.shape.dropFirst(2)), kernel: kernel, attributes: window)
+  }
+
+  func plan(_ inputs: [ValueType?]) throws(ModelError) -> KernelPlan {
+    let x = try inputs.required(0, "X")
+    let w = try inputs.required(1, "W")
+    try requireType(x, [.float32], "X")
+    try requireType(w, [.float32], "W")
+    let geometry = try geometry(x, w)
+    let (channels, features) = (x.shape[1], w.shape[0])
+    guard group > 0, channels % group == 0, features % group == 0, w.shape[1] == channels / group else {
+      throw ModelError(
+        .invalidInput, "X has \(channels) channels; W \(w.shape) with group \(group) expects \(w.shape[1] * group)")
+    }
+    if let b = inputs.optional(2), b.shape != [features] {
+      throw ModelError(.invalidInput, "B \(b.shape) must be [\(features)]")
+    }
+    let columns = geometry.isPointwise ? 0 : (channels / group) * geometry.kernelSize * geometry.outputSize
+    let shape = [x.shape[0], features] + geometry.output.suffix(x.rank - 2)
+    return KernelPlan(outputs: [ValueType(dataType: .float32, shape: shape)], scratchBytes: columns * 4)
+  }
+
+  func run(_ inputs: [Tensor?], _ outputs: [Tensor], scratch: UnsafeMutableRawPointer?) throws(ModelError) {
+    let x = inputs[0]!
+    let w = inputs[1]!
+    let y = outputs[0]
+    let geometry = try geometry(
+      ValueType(dataType: x.dataType, shape: x.shape), ValueType(dataType: w.dataType, shape: w.shape))
+    let (batch, channels, features) = (x.shape[0], x.shape[1], w.shape[0])
+    let (groupChannels, groupFeatures) = (channels / group, features / group)
+    let depth = groupChannels * geometry.kernelSize
+    let (inSize, outSize) = (geometry.inputSize, geometry.outputSize)
+    let px = x.pointer(as: Float.self)
+    let pw = w.pointer(as: Float.self)
+    let py = y.mutablePointer(as: Float.self)
+    let columns = scratch?.assumingMemoryBound(to: Float.self)
+    for n in 0..<batch {
+      for g in 0..<group {
+        let image = px + (n * channels + g * groupChannels) * inSize
+        let source: UnsafePointer<Float>
+        if geometry.isPointwise {
+          source = image
+        } else {
+          geometry.im2col(image, channels: groupChannels, into: columns!)
+          source = UnsafePointer(columns!)
+        }
+        Blas.gemm(
+          transA: false, transB: false, m: groupFeatures, n: outSize, k: depth, alpha: 1,
+          pw + g * groupFeatures * depth,
+          lda: depth, source, ldb: outSize, beta: 0, py + (n * features + g * groupFeatures) * outSize, ldc: outSize)
+      }
+    }
+    if let b = inputs.count > 2 ? inputs[2] : nil {
+      let bias = b.pointer(as: Float.self)
+      for n in 0..<batch {
+        for m in 0..<features {
+          let plane = py + (n * features + m) * outSize
+          let value = bias[m]
+          for i in 0..<outSize { plane[i] += value }
+        }
+      }
+    }
+    if let activation { Activation.apply(activation, to: y) }
+  }
+
+  func flops(_ inputs: [ValueType?], _ outputs: [ValueType]) -> Int {
+    guard let w = inputs[1] else { return 0 }
+    return 2 * outputs[0].shape.elementCount * w.shape.dropFirst().reduce(1, *)
+  }
+
+  static let builders: [String: OperatorBuilder] = [
+    "Conv": { context in
+      ConvKernel(
+        window: try WindowGeometry.Attributes(context.attributes, pooling: false),
+        group: context.attributes.int("group", default: 1))
+    }
+  ]
+}
+
+/// ConvTranspose: one `sgemm` (Wᵀ · X) per image and group into columns, folded back with col2im.
+struct ConvTransposeKernel: Kernel {
+  var window: WindowGeometry.Attributes
+  var group: Int
+  var outputPadding: [Int]?
+  var outputShape: [Int]?
+
+  func geometry(_ x: [Int], _ w: [Int]) throws(ModelError) -> WindowGeometry {
+    guard x.count >= 3, w.count == x.count else {
+      throw ModelError(.invalidInput, "X \(x) and W \(w) must be [N, C, spatial…] and [C, M/group, kernel…]")
+    }
+    return try WindowGeometry(
+      transposedInput: Array(x.dropFirst(2)), kernel: window.kernelShape ?? Array(w.dropFirst(2)), attributes: window,
+      outputPadding: outputPadding, outputShape: outputShape)
+  }
+
+  func plan(_ inputs: [ValueType?]) throws(ModelError) -> KernelPlan {
+    let x = try inputs.required(0, "X")
+    let w = try inputs.required(1, "W")
+    try requireType(x, [.float32], "X")
+    let geometry = try geometry(x.shape, w.shape)
+    guard group > 0, x.shape[1] == w.shape[0], x.shape[1] % group == 0 else {
+      throw ModelError(.invalidInput, "X has \(x.shape[1]) channels; W \(w.shape) expects \(w.shape[0])")
+    }
+    let features = w.shape[1] * group
+    if let b = inputs.optional(2), b.shape != [features] {
+      throw ModelError(.invalidInput, "B \(b.shape) must be [\(features)]")
+    }
+    let columns = w.shape[1] * geometry.kernelSize * geometry.inputSize
+    let shape = [x.shape[0], features] + geometry.output.suffix(x.rank - 2)
+    return KernelPlan(outputs: [ValueType(dataType: .float32, shape: shape)], scratchBytes: columns * 4)
+  }
+
+  func run(_ inputs: [Tensor?], _ outputs: [Tensor], scratch: UnsafeMutableRawPointer?) throws(ModelError) {
+    let x = inputs[0]!
+    let w = inputs[1]!
+    let y = outputs[0]
+    let geometry = try geometry(x.shape, w.shape)
+    let (batch, channels) = (x.shape[0], x.shape[1])
+    let groupChannels = channels / group
+    let groupFeatures = w.shape[1]
+    let features = groupFeatures * group
+    let depth = groupFeatures * geometry.kernelSize
+    let (inSize, outSize) = (geometry.inputSize, geometry.outputSize)
+    let px = x.pointer(as: Float.self)
+    let pw = w.pointer(as: Float.self)
+    let py = y.mutablePointer(as: Float.self)
+    let columns = scratch!.assumingMemoryBound(to: Float.self)
+    py.update(repeating: 0, count: y.count)
+    for n in 0..<batch {
+      for g in 0..<group {
+        Blas.gemm(
+          transA: true, transB: false, m: depth, n: inSize, k: groupChannels, alpha: 1, pw + g * groupChannels * depth,
+          lda: depth, px + (n * channels + g * groupChannels) * inSize, ldb: inSize, beta: 0, columns, ldc: inSize)
+        geometry.col2im(columns, channels: groupFeatures, into: py + (n * features + g * groupFeatures) * outSize)
+      }
+    }
+    if let b = inputs.count > 2 ? inputs[2] : nil {
+      let bias = b.pointer(as: Float.self)
+      for n in 0..<batch {
+        for m in 0..<features {
+          let plane = py + (n * features + m) * outSize
+          for i in 0..<outSize { plane[i] += bias[m] }
+        }
+      }
+    }
+  }
+
+  func flops(_ inputs: [ValueType?], _ outputs: [ValueType]) -> Int {
+    guard let x = inputs[0], let w = inputs[1] else { return 0 }
+    return 2 * x.shape.elementCount * w.shape.dropFirst().reduce(1, *)
+  }
+
+  static let builders: [String: OperatorBuilder] = [
+    "ConvTranspose": { context in
+      ConvTransposeKernel(
+        window: try WindowGeometry.Attributes(context.attributes, pooling: false),
+        group: context.attributes.int("group", default: 1), outputPadding: context.attributes.ints("output_padding"),
+        outputShape: context.attributes.ints("output_shape"))
+    }
+  ]
+}

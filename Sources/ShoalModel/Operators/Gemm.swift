@@ -1,0 +1,182 @@
+import COpenBLAS
+
+/// General matrix multiplication through OpenBLAS.
+enum Blas {
+  /// `c = alpha · op(a) · op(b) + beta · c`, row-major, `op` transposing when asked.
+  static func gemm<T: TensorElement>(
+    transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Double,
+    _ a: UnsafePointer<T>, lda: Int, _ b: UnsafePointer<T>, ldb: Int, beta: Double, _ c: UnsafeMutablePointer<T>,
+    ldc: Int
+  ) {
+    guard m > 0, n > 0 else { return }
+    let ta = transA ? CblasTrans : CblasNoTrans
+    let tb = transB ? CblasTrans : CblasNoTrans
+    if T.self == Float.self {
+      cblas_sgemm(
+        CblasRowMajor, ta, tb, Int32(m), Int32(n), Int32(k), Float(alpha),
+        UnsafeRawPointer(a).assumingMemoryBound(to: Float.self),
+        Int32(lda), UnsafeRawPointer(b).assumingMemoryBound(to: Float.self), Int32(ldb), Float(beta),
+        UnsafeMutableRawPointer(c).assumingMemoryBound(to: Float.self), Int32(ldc))
+    } else {
+      cblas_dgemm(
+        CblasRowMajor, ta, tb, Int32(m), Int32(n), Int32(k), alpha,
+        UnsafeRawPointer(a).assumingMemoryBound(to: Double.self),
+        Int32(lda), UnsafeRawPointer(b).assumingMemoryBound(to: Double.self), Int32(ldb), beta,
+        UnsafeMutableRawPointer(c).assumingMemoryBound(to: Double.self), Int32(ldc))
+    }
+  }
+}
+
+/// Gemm: `Y = alpha · A' · B' + beta · C`, with an activation fused in at load.
+struct GemmKernel: Kernel {
+  var alpha: Float = 1
+  var beta: Float = 1
+  var transA = false
+  var transB = false
+  var activation: UnaryKernel.Function? = nil
+
+  func plan(_ inputs: [ValueType?]) throws(ModelError) -> KernelPlan {
+    let a = try inputs.required(0, "A")
+    let b = try inputs.required(1, "B")
+    try requireType(a, [.float32, .float64], "A")
+    guard a.rank == 2, b.rank == 2, b.dataType == a.dataType else {
+      throw ModelError(.invalidInput, "A and B must be matrices of one type; got \(a.shape) and \(b.shape)")
+    }
+    let (m, k) = transA ? (a.shape[1], a.shape[0]) : (a.shape[0], a.shape[1])
+    let (kb, n) = transB ? (b.shape[1], b.shape[0]) : (b.shape[0], b.shape[1])
+    guard k == kb else {
+      throw ModelError(.invalidInput, "A \(a.shape) and B \(b.shape) do not multiply (K \(k) ≠ \(kb))")
+    }
+    if let c = inputs.optional(2) {
+      guard try Broadcast.shape([c.shape, [m, n]]) == [m, n] else {
+        throw ModelError(.invalidInput, "C \(c.shape) does not broadcast to [\(m), \(n)]")
+      }
+    }
+    return KernelPlan(outputs: [ValueType(dataType: a.dataType, shape: [m, n])])
+  }
+
+  func run(_ inputs: [Tensor?], _ outputs: [Tensor], scratch: UnsafeMutableRawPointer?) throws(ModelError) {
+    if outputs[0].dataType == .float32 {
+      compute(Float.self, inputs, outputs[0])
+    } else {
+      compute(Double.self, inputs, outputs[0])
+    }
+  }
+
+  private func compute<T: TensorElement>(_ type: T.Type, _ inputs: [Tensor?], _ y: Tensor) {
+    let a = inputs[0]!
+    let b = inputs[1]!
+    let (m, n) = (y.shape[0], y.shape[1])
+    let k = transA ? a.shape[0] : a.shape[1]
+    var beta = 0.0
+    if let c = inputs.count > 2 ? inputs[2] : nil, self.beta != 0 {
+      Broadcast.expand(c, to: y)
+      beta = Double(self.beta)
+    }
+    Blas.gemm(
+      transA: transA, transB: transB, m: m, n: n, k: k, alpha: Double(alpha), a.pointer(as: T.self), lda: a.shape[1],
+      b.pointer(as: T.self), ldb: b.shape[1], beta: beta, y.mutablePointer(as: T.self), ldc: n)
+    if let activation { Activation.apply(activation, to: y) }
+  }
+
+  func flops(_ inputs: [ValueType?], _ outputs: [ValueType]) -> Int {
+    guard let a = inputs[0] else { return 0 }
+    return 2 * outputs[0].shape.elementCount * (transA ? a.shape[0] : a.shape.last ?? 1)
+  }
+
+  static let builders: [String: OperatorBuilder] = [
+    "Gemm": { context in
+      let attributes = context.attributes
+      if context.opset < 7 { attributes.ignore("broadcast") }
+      return GemmKernel(
+        alpha: attributes.float("alpha", default: 1), beta: attributes.float("beta", default: 1),
+        transA: attributes.int("transA", default: 0) != 0, transB: attributes.int("transB", default: 0) != 0)
+    }
+  ]
+}
+
+/// An activation applied in place to a kernel's output (fused Conv/Gemm + Relu and the like).
+enum Activation {
+  static func apply(_ function: UnaryKernel.Function, to tensor: Tensor) {
+    switch tensor.dataType {
+    case .float32:
+      let pointer = tensor.mutablePointer(as: Float.self)
+      UnaryKernel.apply(function, pointer, pointer, tensor.count)
+    case .float64:
+      let pointer = tensor.mutablePointer(as: Double.self)
+      UnaryKernel.apply(function, pointer, pointer, tensor.count)
+    default: break
+    }
+  }
+}
+
+/// MatMul with numpy's semantics: batched, broadcast over leading axes, vectors promoted.
+struct MatMulKernel: Kernel {
+  func plan(_ inputs: [ValueType?]) throws(ModelError) -> KernelPlan {
+    let a = try inputs.required(0, "A")
+    let b = try inputs.required(1, "B")
+    try requireType(a, [.float32, .float64], "A")
+    guard a.dataType == b.dataType, a.rank >= 1, b.rank >= 1 else {
+      throw ModelError(.invalidInput, "A \(a.shape) and B \(b.shape) must be tensors of one type")
+    }
+    let (aMatrix, bMatrix) = (Self.matrixShape(a.shape, isA: true), Self.matrixShape(b.shape, isA: false))
+    guard aMatrix.last! == bMatrix[bMatrix.count - 2] else {
+      throw ModelError(.invalidInput, "A \(a.shape) and B \(b.shape) do not multiply")
+    }
+    let batch = try Broadcast.shape([Array(aMatrix.dropLast(2)), Array(bMatrix.dropLast(2))])
+    var shape = batch
+    if a.rank > 1 { shape.append(aMatrix[aMatrix.count - 2]) }
+    if b.rank > 1 { shape.append(bMatrix.last!) }
+    return KernelPlan(outputs: [ValueType(dataType: a.dataType, shape: shape)])
+  }
+
+  private static func matrixShape(_ shape: [Int], isA: Bool) -> [Int] {
+    shape.count == 1 ? (isA ? [1, shape[0]] : [shape[0], 1]) : shape
+  }
+
+  func run(_ inputs: [Tensor?], _ outputs: [Tensor], scratch: UnsafeMutableRawPointer?) throws(ModelError) {
+    if outputs[0].dataType == .float32 {
+      compute(Float.self, inputs[0]!, inputs[1]!, outputs[0])
+    } else {
+      compute(Double.self, inputs[0]!, inputs[1]!, outputs[0])
+    }
+  }
+
+  private func compute<T: TensorElement>(_ type: T.Type, _ a: Tensor, _ b: Tensor, _ y: Tensor) {
+    let aShape = Self.matrixShape(a.shape, isA: true)
+    let bShape = Self.matrixShape(b.shape, isA: false)
+    let (m, k, n) = (aShape[aShape.count - 2], aShape.last!, bShape.last!)
+    let aBatch = Array(aShape.dropLast(2))
+    let bBatch = Array(bShape.dropLast(2))
+    let pa = a.pointer(as: T.self)
+    let pb = b.pointer(as: T.self)
+    let py = y.mutablePointer(as: T.self)
+    if bBatch.elementCount == 1 {
+      // Every batch of A times one B: a single multiplication of (batch · M) × K rows.
+      let rows = aBatch.elementCount * m
+      Blas.gemm(
+        transA: false, transB: false, m: rows, n: n, k: k, alpha: 1, pa, lda: k, pb, ldb: n, beta: 0, py, ldc: n)
+      if aBatch.elementCount < y.count / max(m * n, 1) {
+        // A was broadcast over B's (size-1) batch: repeat the product.
+        let block = rows * n
+        for copy in 1..<(y.count / block) { (py + copy * block).update(from: py, count: block) }
+      }
+      return
+    }
+    let batch = (try? Broadcast.shape([aBatch, bBatch])) ?? []
+    Broadcast.forEachRun(aBatch, bBatch, batch) { aOffset, bOffset, outOffset, count, aStep, bStep in
+      for i in 0..<count {
+        Blas.gemm(
+          transA: false, transB: false, m: m, n: n, k: k, alpha: 1, pa + (aOffset + i * aStep) * m * k, lda: k,
+          pb + (bOffset + i * bStep) * k * n, ldb: n, beta: 0, py + (outOffset + i) * m * n, ldc: n)
+      }
+    }
+  }
+
+  func flops(_ inputs: [ValueType?], _ outputs: [ValueType]) -> Int {
+    guard let a = inputs[0] else { return 0 }
+    return 2 * outputs[0].shape.elementCount * (a.shape.last ?? 1)
+  }
+
+  static let builders: [String: OperatorBuilder] = ["MatMul": { _ in MatMulKernel() }]
+}

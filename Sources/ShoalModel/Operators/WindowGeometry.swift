@@ -1,0 +1,220 @@
+/// The sliding-window arithmetic Conv, ConvTranspose and the pools share, for 1–3 spatial axes.
+/// Every geometry is widened to three axes (leading axes of size 1) so one loop nest serves all.
+struct WindowGeometry: Sendable {
+  var input: [Int]
+  var kernel: [Int]
+  var strides: [Int]
+  var dilations: [Int]
+  var padBegin: [Int]
+  var padEnd: [Int]
+  var output: [Int]
+
+  /// The attributes a windowed operator shares; nil where the node leaves them out.
+  struct Attributes: Sendable {
+    var autoPad = "NOTSET"
+    var kernelShape: [Int]? = nil
+    var strides: [Int]? = nil
+    var dilations: [Int]? = nil
+    var pads: [Int]? = nil
+    var ceilMode = false
+
+    init(_ attributes: NodeAttributes, pooling: Bool) throws(ModelError) {
+      autoPad = try attributes.string(
+        "auto_pad", default: "NOTSET", oneOf: ["NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"])
+      kernelShape = attributes.ints("kernel_shape")
+      strides = attributes.ints("strides")
+      dilations = attributes.ints("dilations")
+      pads = attributes.ints("pads")
+      if pooling { ceilMode = attributes.int("ceil_mode", default: 0) != 0 }
+      if pooling && kernelShape == nil { throw ModelError(.invalidModel, "kernel_shape is required") }
+    }
+  }
+
+  /// The geometry of a forward window (Conv, pools) over `input` spatial sizes.
+  init(input: [Int], kernel: [Int], attributes: Attributes) throws(ModelError) {
+    let rank = input.count
+    guard (1...3).contains(rank), kernel.count == rank else {
+      throw ModelError(.unsupported, "\(rank) spatial axes with a kernel of \(kernel.count); 1 to 3 are supported")
+    }
+    self.input = input
+    self.kernel = kernel
+    strides = attributes.strides ?? [Int](repeating: 1, count: rank)
+    dilations = attributes.dilations ?? [Int](repeating: 1, count: rank)
+    let pads = attributes.pads ?? [Int](repeating: 0, count: 2 * rank)
+    guard strides.count == rank, dilations.count == rank, pads.count == 2 * rank,
+      strides.allSatisfy({ $0 > 0 }), dilations.allSatisfy({ $0 > 0 }), pads.allSatisfy({ $0 >= 0 })
+    else {
+      throw ModelError(
+        .invalidModel, "strides \(strides), dilations \(dilations) or pads \(pads) do not fit \(rank) spatial axes")
+    }
+    padBegin = Array(pads[0..<rank])
+    padEnd = Array(pads[rank...])
+    output = []
+    for axis in 0..<rank {
+      let extent = (kernel[axis] - 1) * dilations[axis] + 1
+      switch attributes.autoPad {
+      case "SAME_UPPER", "SAME_LOWER":
+        let out = (input[axis] + strides[axis] - 1) / strides[axis]
+        let total = max(0, (out - 1) * strides[axis] + extent - input[axis])
+        let small = total / 2
+        padBegin[axis] = attributes.autoPad == "SAME_UPPER" ? small : total - small
+        padEnd[axis] = total - padBegin[axis]
+        output.append(out)
+      case "VALID":
+        padBegin[axis] = 0
+        padEnd[axis] = 0
+        output.append(max(0, (input[axis] - extent) / strides[axis] + 1))
+      default:
+        let span = input[axis] + padBegin[axis] + padEnd[axis] - extent
+        guard span >= 0 else {
+          throw ModelError(.invalidInput, "spatial size \(input[axis]) is smaller than the kernel's extent \(extent)")
+        }
+        var out = (attributes.ceilMode ? (span + strides[axis] - 1) / strides[axis] : span / strides[axis]) + 1
+        // A window must start inside the input or its leading padding (PyTorch's rule).
+        if attributes.ceilMode, (out - 1) * strides[axis] >= input[axis] + padBegin[axis] { out -= 1 }
+        output.append(out)
+      }
+    }
+    widen()
+  }
+
+  /// The geometry of a transposed convolution producing `output` from `input`.
+  init(
+    transposedInput input: [Int], kernel: [Int], attributes: Attributes, outputPadding: [Int]?, outputShape: [Int]?
+  ) throws(ModelError) {
+    let rank = input.count
+    guard (1...3).contains(rank), kernel.count == rank else {
+      throw ModelError(.unsupported, "\(rank) spatial axes; 1 to 3 are supported")
+    }
+    self.input = input
+    self.kernel = kernel
+    strides = attributes.strides ?? [Int](repeating: 1, count: rank)
+    dilations = attributes.dilations ?? [Int](repeating: 1, count: rank)
+    let extra = outputPadding ?? [Int](repeating: 0, count: rank)
+    let pads = attributes.pads ?? [Int](repeating: 0, count: 2 * rank)
+    guard strides.count == rank, dilations.count == rank, pads.count == 2 * rank, extra.count == rank else {
+      throw ModelError(.invalidModel, "strides, dilations, pads or output_padding do not fit \(rank) spatial axes")
+    }
+    padBegin = Array(pads[0..<rank])
+    padEnd = Array(pads[rank...])
+    output = []
+    for axis in 0..<rank {
+      let full = strides[axis] * (input[axis] - 1) + extra[axis] + (kernel[axis] - 1) * dilations[axis] + 1
+      var target: Int? = outputShape.map { $0[$0.count - rank + axis] }
+      if target == nil, attributes.autoPad.hasPrefix("SAME") { target = input[axis] * strides[axis] }
+      if let target {
+        let total = full - target
+        let half = total / 2
+        padBegin[axis] = attributes.autoPad == "SAME_UPPER" ? half : total - half
+        padEnd[axis] = total - padBegin[axis]
+        output.append(target)
+      } else {
+        output.append(full - padBegin[axis] - padEnd[axis])
+      }
+      guard output[axis] > 0 else {
+        throw ModelError(.invalidInput, "the output would be empty along spatial axis \(axis)")
+      }
+    }
+    widen()
+  }
+
+  /// Leading axes of size 1 up to three spatial axes.
+  private mutating func widen() {
+    let missing = 3 - input.count
+    guard missing > 0 else { return }
+    let ones = [Int](repeating: 1, count: missing)
+    let zeros = [Int](repeating: 0, count: missing)
+    input = ones + input
+    kernel = ones + kernel
+    strides = ones + strides
+    dilations = ones + dilations
+    padBegin = zeros + padBegin
+    padEnd = zeros + padEnd
+    output = ones + output
+  }
+
+  var inputSize: Int { input.elementCount }
+  var outputSize: Int { output.elementCount }
+  var kernelSize: Int { kernel.elementCount }
+
+  /// Whether a convolution with this geometry is a plain matrix product (1×1, stride 1, no pad).
+  var isPointwise: Bool {
+    kernel.allSatisfy { $0 == 1 } && strides.allSatisfy { $0 == 1 } && padBegin.allSatisfy { $0 == 0 }
+      && padEnd.allSatisfy { $0 == 0 }
+  }
+
+  /// Unfolds one image of `channels` planes into columns: row (c, kd, kh, kw), column (od, oh, ow).
+  func im2col(_ x: UnsafePointer<Float>, channels: Int, into col: UnsafeMutablePointer<Float>) {
+    let (inD, inH, inW) = (input[0], input[1], input[2])
+    let (outD, outH, outW) = (output[0], output[1], output[2])
+    var row = col
+    for c in 0..<channels {
+      let plane = x + c * inD * inH * inW
+      for kd in 0..<kernel[0] {
+        for kh in 0..<kernel[1] {
+          for kw in 0..<kernel[2] {
+            var out = row
+            for od in 0..<outD {
+              let id = od * strides[0] - padBegin[0] + kd * dilations[0]
+              guard id >= 0, id < inD else {
+                out.update(repeating: 0, count: outH * outW)
+                out += outH * outW
+                continue
+              }
+              for oh in 0..<outH {
+                let ih = oh * strides[1] - padBegin[1] + kh * dilations[1]
+                guard ih >= 0, ih < inH else {
+                  out.update(repeating: 0, count: outW)
+                  out += outW
+                  continue
+                }
+                let line = plane + (id * inH + ih) * inW
+                let shift = kw * dilations[2] - padBegin[2]
+                let stride = strides[2]
+                for ow in 0..<outW {
+                  let iw = ow * stride + shift
+                  out[ow] = iw >= 0 && iw < inW ? line[iw] : 0
+                }
+                out += outW
+              }
+            }
+            row += outD * outH * outW
+          }
+        }
+      }
+    }
+  }
+
+  /// Folds columns back into `channels` planes of the output size, adding where windows overlap
+  /// (the transposed convolution's scatter); `col` rows are (c, kd, kh, kw), columns the input.
+  func col2im(_ col: UnsafePointer<Float>, channels: Int, into y: UnsafeMutablePointer<Float>) {
+    let (inD, inH, inW) = (input[0], input[1], input[2])
+    let (outD, outH, outW) = (output[0], output[1], output[2])
+    var row = col
+    for c in 0..<channels {
+      let plane = y + c * outD * outH * outW
+      for kd in 0..<kernel[0] {
+        for kh in 0..<kernel[1] {
+          for kw in 0..<kernel[2] {
+            var source = row
+            for id in 0..<inD {
+              let od = id * strides[0] - padBegin[0] + kd * dilations[0]
+              for ih in 0..<inH {
+                let oh = ih * strides[1] - padBegin[1] + kh * dilations[1]
+                if od >= 0, od < outD, oh >= 0, oh < outH {
+                  let line = plane + (od * outH + oh) * outW
+                  for iw in 0..<inW {
+                    let ow = iw * strides[2] - padBegin[2] + kw * dilations[2]
+                    if ow >= 0, ow < outW { line[ow] += source[iw] }
+                  }
+                }
+                source += inW
+              }
+            }
+            row += inD * inH * inW
+          }
+        }
+      }
+    }
+  }
+}

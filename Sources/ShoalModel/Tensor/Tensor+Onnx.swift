@@ -1,0 +1,96 @@
+public import ShoalProto
+
+/// Conversion between tensors and ONNX's `TensorProto` (initializers, test data, the writer).
+extension Tensor {
+  /// The tensor an ONNX `TensorProto` holds, from `raw_data`, the typed fields, or an external file
+  /// next to the model (`baseDirectory`).
+  ///
+  /// - Throws: `.unsupported` for element types the core lacks; `.invalidModel` when the data does
+  ///   not fill the dimensions.
+  public init(onnx proto: Onnx.TensorProto, baseDirectory: String? = nil) throws(ModelError) {
+    let label = proto.name.isEmpty ? "tensor" : "tensor '\(proto.name)'"
+    guard let dataType = DataType(onnxCode: proto.dataType) else {
+      throw ModelError(
+        .unsupported, "\(label) has element type \(DataType.onnxName(proto.dataType)), which is not supported")
+    }
+    let shape = proto.dims.map { Int($0) }
+    guard shape.allSatisfy({ $0 >= 0 }) else {
+      throw ModelError(.invalidModel, "\(label) has negative dimensions \(shape)")
+    }
+    self.init(zeros: shape, dataType: dataType)
+    let count = self.count
+    func check(_ given: Int, _ field: String) throws(ModelError) {
+      guard given == count else {
+        throw ModelError(
+          .invalidModel, "\(label) has \(given) values in \(field) for shape \(shape) (\(count) elements)")
+      }
+    }
+    if proto.dataLocation == .external {
+      try loadExternal(proto, baseDirectory: baseDirectory, label: label)
+    } else if !proto.rawData.isEmpty || count == 0 {
+      try check(proto.rawData.count / dataType.byteSize, "raw_data")
+      proto.rawData.withUnsafeBytes {
+        buffer.pointer.copyMemory(from: $0.baseAddress!, byteCount: min($0.count, byteCount))
+      }
+    } else {
+      switch dataType {
+      case .float32:
+        try check(proto.floatData.count, "float_data")
+        mutablePointer(as: Float.self).update(from: proto.floatData, count: count)
+      case .float64:
+        try check(proto.doubleData.count, "double_data")
+        mutablePointer(as: Double.self).update(from: proto.doubleData, count: count)
+      case .int64:
+        try check(proto.int64Data.count, "int64_data")
+        mutablePointer(as: Int64.self).update(from: proto.int64Data, count: count)
+      case .int32:
+        try check(proto.int32Data.count, "int32_data")
+        mutablePointer(as: Int32.self).update(from: proto.int32Data, count: count)
+      case .int8:
+        try check(proto.int32Data.count, "int32_data")
+        for (index, value) in proto.int32Data.enumerated() {
+          mutablePointer(as: Int8.self)[index] = Int8(truncatingIfNeeded: value)
+        }
+      case .uint8:
+        try check(proto.int32Data.count, "int32_data")
+        for (index, value) in proto.int32Data.enumerated() {
+          mutablePointer(as: UInt8.self)[index] = UInt8(truncatingIfNeeded: value)
+        }
+      case .bool:
+        try check(proto.int32Data.count, "int32_data")
+        for (index, value) in proto.int32Data.enumerated() { mutablePointer(as: Bool.self)[index] = value != 0 }
+      }
+    }
+  }
+
+  private func loadExternal(_ proto: Onnx.TensorProto, baseDirectory: String?, label: String) throws(ModelError) {
+    let fields = Dictionary(proto.externalData.map { ($0.key, $0.value) }, uniquingKeysWith: { $1 })
+    guard let location = fields["location"], !location.isEmpty else {
+      throw ModelError(.invalidModel, "\(label) is stored externally but names no location")
+    }
+    guard !location.hasPrefix("/"), !location.split(separator: "/").contains("..") else {
+      throw ModelError(.invalidModel, "\(label): external data location '\(location)' must stay beside the model")
+    }
+    guard let baseDirectory else {
+      throw ModelError(.invalidModel, "\(label) is stored in '\(location)'; load the model from its file to read it")
+    }
+    let bytes = try FileBytes.read(baseDirectory + "/" + location)
+    let offset = Int(fields["offset"] ?? "0") ?? -1
+    let length = Int(fields["length"] ?? "\(byteCount)") ?? -1
+    guard offset >= 0, length == byteCount, offset + length <= bytes.count else {
+      throw ModelError(
+        .invalidModel, "\(label): '\(location)' holds no \(byteCount) bytes at offset \(fields["offset"] ?? "0")")
+    }
+    bytes.withUnsafeBytes { buffer.pointer.copyMemory(from: $0.baseAddress! + offset, byteCount: byteCount) }
+  }
+
+  /// The tensor as an ONNX `TensorProto` named `name`, its elements in `raw_data`.
+  public func onnxProto(name: String) -> Onnx.TensorProto {
+    var proto = Onnx.TensorProto()
+    proto.name = name
+    proto.dims = shape.map { Int64($0) }
+    proto.dataType = dataType.onnxCode
+    proto.rawData = withUnsafeBytes { Array($0) }
+    return proto
+  }
+}

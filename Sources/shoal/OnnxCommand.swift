@@ -1,0 +1,167 @@
+import ArgumentParser
+import Foundation
+import ShoalModel
+
+/// `shoal onnx …`: the model core on local files, no service involved.
+struct OnnxCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "onnx",
+    abstract: "Inspect and run ONNX models locally with Shoal's model core.",
+    subcommands: [Info.self, Run.self, Conformance.self]
+  )
+
+  struct Info: ParsableCommand {
+    static let configuration = CommandConfiguration(
+      abstract: "Show a model's inputs, outputs, opsets, operator counts and a FLOPs estimate.")
+
+    @Argument(help: "The .onnx file.")
+    var file: String
+
+    @Option(
+      name: .customLong("shape"),
+      help: "An input shape for the estimate, e.g. images=8,3,224,224 (symbolic dimensions default to 1).")
+    var shapes: [String] = []
+
+    func run() throws {
+      let model = try Model(contentsOf: file)
+      print("\(file)\(model.producer.isEmpty ? "" : " (\(model.producer))")")
+      let opsets = model.opsets.sorted { $0.key < $1.key }.map { "\($0.key.isEmpty ? "ai.onnx" : $0.key) \($0.value)" }
+      print("opsets: \(opsets.joined(separator: ", "))\n")
+      var table = TextTable("", "NAME", "TYPE", "SHAPE")
+      for input in model.inputs { table.add("input", input.name, Self.typeName(input), Self.shape(input)) }
+      for output in model.outputs { table.add("output", output.name, Self.typeName(output), Self.shape(output)) }
+      print(table.rendered)
+      let summary = try model.summary(inputShapes: try Self.parseShapes(shapes))
+      print("\noperators:")
+      var operators = TextTable("OPERATOR", "NODES", "GFLOP")
+      let fused = summary.flopsByOperator
+      for (name, count) in model.operatorCounts.sorted(by: {
+        $0.value > $1.value || $0.value == $1.value && $0.key < $1.key
+      }) {
+        let flops = fused.filter { $0.key == name || $0.key.hasPrefix(name + "+") }.values.reduce(0, +)
+        operators.add(name, "\(count)", flops > 0 ? String(format: "%.3f", Double(flops) / 1e9) : "")
+      }
+      print(operators.rendered)
+      print(
+        String(
+          format: "\nper run: %.3f GFLOP, %d kernels after fusion and folding, %.1f MiB of intermediate memory",
+          Double(summary.flops) / 1e9, summary.steps, Double(summary.arenaBytes) / 1_048_576))
+    }
+
+    static func typeName(_ spec: Model.ValueSpec) -> String { DataType.onnxName(spec.elementType).lowercased() }
+
+    static func shape(_ spec: Model.ValueSpec) -> String {
+      spec.dimensions.map { "[" + $0.map(\.description).joined(separator: ", ") + "]" } ?? "?"
+    }
+
+    static func parseShapes(_ values: [String]) throws -> [String: [Int]] {
+      var shapes: [String: [Int]] = [:]
+      for value in values {
+        let parts = value.split(separator: "=", maxSplits: 1)
+        guard parts.count == 2, let dimensions = Optional(parts[1].split(separator: ",").compactMap { Int($0) }),
+          dimensions.count == parts[1].split(separator: ",").count
+        else { throw ValidationError("--shape takes NAME=D1,D2,…; got '\(value)'") }
+        shapes[String(parts[0])] = dimensions
+      }
+      return shapes
+    }
+  }
+
+  struct Run: ParsableCommand {
+    static let configuration = CommandConfiguration(
+      abstract: "Run a model on .npy inputs and write one .npy per output.",
+      discussion: "With --repeat N, runs N more times after one warm-up run and prints the median and p90 latency.")
+
+    @Argument(help: "The .onnx file.")
+    var file: String
+
+    @Option(name: .customLong("input"), help: "An input as NAME=FILE.npy; repeat for each input.")
+    var inputs: [String] = []
+
+    @Option(help: "The directory for the outputs (created if missing).")
+    var out: String
+
+    @Option(help: "Time this many runs after a warm-up run.")
+    var `repeat`: Int = 0
+
+    func run() throws {
+      let model = try Model(contentsOf: file)
+      var tensors: [String: Tensor] = [:]
+      for input in inputs {
+        let parts = input.split(separator: "=", maxSplits: 1).map(String.init)
+        guard parts.count == 2 else { throw ValidationError("--input takes NAME=FILE.npy; got '\(input)'") }
+        tensors[parts[0]] = try Tensor(npyFile: parts[1])
+      }
+      if tensors.isEmpty, model.inputs.count == 1 {
+        throw ValidationError("give the input with --input \(model.inputs[0].name)=FILE.npy")
+      }
+      let outputs = try model.run(tensors)
+      try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+      for spec in model.outputs {
+        guard let tensor = outputs[spec.name] else { continue }
+        let name = String(
+          spec.name.map { $0.isLetter || $0.isNumber || $0 == "_" || $0 == "-" || $0 == "." ? $0 : "_" })
+        let path = "\(out)/\(name).npy"
+        try tensor.writeNpy(to: path)
+        print("\(spec.name): \(tensor.dataType) \(tensor.shape) → \(path)")
+      }
+      guard `repeat` > 0 else { return }
+      var latencies: [Double] = []
+      for _ in 0..<`repeat` {
+        let start = ContinuousClock.now
+        _ = try model.run(tensors)
+        let elapsed = ContinuousClock.now - start
+        latencies.append(Double(elapsed.components.seconds) * 1e3 + Double(elapsed.components.attoseconds) / 1e15)
+      }
+      latencies.sort()
+      let median = latencies[latencies.count / 2]
+      let p90 = latencies[min(latencies.count - 1, Int((Double(latencies.count) * 0.9).rounded(.up)) - 1)]
+      print(String(format: "runs=%d median_ms=%.3f p90_ms=%.3f", latencies.count, median, p90))
+    }
+  }
+
+  struct Conformance: ParsableCommand {
+    static let configuration = CommandConfiguration(
+      abstract: "Run ONNX backend test cases (model.onnx + test_data_set_*) and compare with their expected outputs.",
+      discussion: "Ends with 'N passed, N failed, N skipped'; skipped cases name what is unsupported.")
+
+    @Argument(help: "Directories holding test cases (searched recursively).")
+    var directories: [String]
+
+    @Flag(help: "Print passing cases too.")
+    var verbose = false
+
+    func run() throws {
+      var (passed, failed, skipped) = (0, 0, 0)
+      var unsupported: [String: Int] = [:]
+      for directory in directories {
+        for testCase in ConformanceCase.cases(under: directory) {
+          switch testCase.run() {
+          case .passed:
+            passed += 1
+            if verbose { print("PASS \(testCase.name)") }
+          case .failed(let reason):
+            failed += 1
+            print("FAIL \(testCase.name): \(reason)")
+          case .skipped(let reason):
+            skipped += 1
+            let first = reason.split(separator: "\n").dropFirst().first.map(String.init) ?? reason
+            print("SKIP \(testCase.name): \(first.trimmingCharacters(in: .whitespaces))")
+            for line in reason.split(separator: "\n") {
+              if let range = line.range(of: "operator "), let end = line.range(of: " is not supported") {
+                unsupported[String(line[range.upperBound..<end.lowerBound]), default: 0] += 1
+              }
+            }
+          }
+        }
+      }
+      if !unsupported.isEmpty {
+        print(
+          "unsupported operators: "
+            + unsupported.sorted { $0.key < $1.key }.map { "\($0.key) (\($0.value))" }.joined(separator: ", "))
+      }
+      print("\(passed) passed, \(failed) failed, \(skipped) skipped")
+      if failed > 0 { throw ExitCode(1) }
+    }
+  }
+}
