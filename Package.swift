@@ -165,6 +165,7 @@ let package = Package(
       name: "ShoalCLITests",
       dependencies: [
         "shoal", "ShoalTestSupport", "ShoalMesh", "ShoalClient", "ShoalProto", "ShoalRPC", "ShoalServiceStubs",
+        "ShoalModel",
       ],
       swiftSettings: strictSwift
     ),

@@ -6,6 +6,9 @@ extension Graph {
     fuseActivations()
   }
 
+  /// A constant no caller can override (initializers that are also graph inputs can be, from IR 4).
+  func fixedConstant(_ id: Int) -> Tensor? { overridable.contains(id) ? nil : constants[id] }
+
   /// How many node inputs read each value, graph outputs counting as readers too.
   private func readerCounts() -> [Int: Int] {
     var counts: [Int: Int] = [:]
@@ -39,14 +42,14 @@ extension Graph {
         let normalization = nodes[readerIndex].kernel as? NormalizationKernel,
         case .batch(let epsilon) = normalization.kind, nodes[readerIndex].inputs.first == output,
         nodes[readerIndex].inputs.count == 5, nodes[readerIndex].outputs.count == 1,
-        let weightID = nodes[index].inputs[1], let weight = constants[weightID], weight.dataType == .float32
+        let weightID = nodes[index].inputs[1], let weight = fixedConstant(weightID), weight.dataType == .float32
       else { continue }
-      let parameters = nodes[readerIndex].inputs.dropFirst().compactMap { $0.flatMap { constants[$0] } }
+      let parameters = nodes[readerIndex].inputs.dropFirst().compactMap { $0.flatMap { fixedConstant($0) } }
       let features = weight.shape[0]
       guard parameters.count == 4, parameters.allSatisfy({ $0.dataType == .float32 && $0.count == features }) else {
         continue
       }
-      let bias: Tensor? = nodes[index].inputs.count > 2 ? nodes[index].inputs[2].flatMap { constants[$0] } : nil
+      let bias: Tensor? = nodes[index].inputs.count > 2 ? nodes[index].inputs[2].flatMap { fixedConstant($0) } : nil
       if nodes[index].inputs.count > 2, nodes[index].inputs[2] != nil, bias == nil { continue }
       let (scale, shift, mean, variance) = (
         parameters[0].elements(as: Float.self), parameters[1].elements(as: Float.self),
@@ -106,7 +109,7 @@ extension Graph {
       if let bounds = clip.bounds { return .clip(min: bounds.min, max: bounds.max) }
       let bounds = node.inputs.dropFirst().map { id -> Float?? in
         guard let id else { return .some(nil) }
-        guard let tensor = constants[id], tensor.count == 1 else { return nil }
+        guard let tensor = fixedConstant(id), tensor.count == 1 else { return nil }
         return .some(Float(tensor.doubles()[0]))
       }
       guard bounds.allSatisfy({ $0 != nil }) else { return nil }

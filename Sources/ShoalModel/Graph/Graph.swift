@@ -22,8 +22,12 @@ struct Graph: Sendable {
   var inputs: [String: (id: Int, spec: Model.ValueSpec)] = [:]
   var outputs: [(id: Int, name: String)] = []
   var nodes: [Node] = []
+  /// Initializers a caller may override by passing an input of the same name (IR 4 and later).
+  var overridable: Set<Int> = []
 
-  init(_ proto: Onnx.GraphProto, opset: Int, opsets: [String: Int], baseDirectory: String?) throws(ModelError) {
+  init(
+    _ proto: Onnx.GraphProto, irVersion: Int64, opset: Int, opsets: [String: Int], baseDirectory: String?
+  ) throws(ModelError) {
     var ids: [String: Int] = [:]
     func id(_ name: String) -> Int {
       if let id = ids[name] { return id }
@@ -35,9 +39,15 @@ struct Graph: Sendable {
       constants[id(initializer.name)] = try Tensor(onnx: initializer, baseDirectory: baseDirectory)
     }
     for input in proto.input {
-      inputs[input.name] = (id(input.name), Model.ValueSpec(name: input.name, elementType: 0, dimensions: nil))
+      let value = id(input.name)
+      if constants[value] != nil {
+        // Before IR 4 every initializer is listed as an input too, and is a constant all the same.
+        guard irVersion >= 4 else { continue }
+        overridable.insert(value)
+      }
+      inputs[input.name] = (value, Model.ValueSpec(name: input.name, elementType: 0, dimensions: nil))
     }
-    for input in proto.input {
+    for input in proto.input where inputs[input.name] != nil {
       guard case .tensorType(let tensor) = input.type?.value else {
         if constants[id(input.name)] != nil { continue }
         throw ModelError(.unsupported, "input '\(input.name)' is not a tensor; only tensor inputs are supported")
@@ -113,7 +123,41 @@ struct Graph: Sendable {
         throw ModelError(.invalidModel, "graph output '\(output.name)' is not produced by any node")
       }
     }
+    try foldConstants()
     fuse()
+  }
+
+  /// Computes, once at load, every node whose inputs are all fixed constants (weights built by
+  /// ConstantOfShape, reshaped or transposed initializers), so later steps see plain constants.
+  private mutating func foldConstants() throws(ModelError) {
+    var remaining: [Node] = []
+    for node in nodes {
+      // nil where an optional input is absent, .some(nil) where an input is not a fixed constant.
+      let inputs = node.inputs.map { $0.map { fixedConstant($0) } }
+      guard !node.inputs.isEmpty, !inputs.contains(where: { $0 != nil && $0! == nil }),
+        !node.outputs.contains(where: { id in outputs.contains { $0.id == id } })
+      else {
+        remaining.append(node)
+        continue
+      }
+      let types = inputs.map { $0.flatMap { $0.map { ValueType($0) } } }
+      do throws(ModelError) {
+        let plan = try node.kernel.plan(types)
+        var results = plan.outputs.map { $0.value }
+        if plan.aliasesInput, let source = inputs[0] ?? nil {
+          results[0] = source.reshaped(plan.outputs[0].shape)
+        } else if !results.allSatisfy({ $0 != nil }) {
+          let tensors = plan.outputs.map { Tensor(zeros: $0.shape, dataType: $0.dataType) }
+          let scratch = plan.scratchBytes > 0 ? TensorBuffer(byteCount: plan.scratchBytes) : nil
+          try node.kernel.run(inputs.map { $0 ?? nil }, tensors, scratch: scratch?.pointer)
+          results = tensors
+        }
+        for (index, output) in node.outputs.enumerated() { constants[output] = results[index] }
+      } catch {
+        throw error.prefixed(node.label)
+      }
+    }
+    nodes = remaining
   }
 
   /// Kahn's algorithm: nodes in an order where every input is ready before its reader runs.

@@ -75,9 +75,11 @@ public final class Model: Sendable {
     operatorCounts = graphProto.node.reduce(into: [:]) { $0[$1.opType, default: 0] += 1 }
     let initializerNames = Set(graphProto.initializer.map(\.name))
     inputs = graphProto.input.filter { !initializerNames.contains($0.name) }.map(Self.spec)
-    overridableInputs = graphProto.input.filter { initializerNames.contains($0.name) }.map(Self.spec)
+    overridableInputs =
+      proto.irVersion < 4 ? [] : graphProto.input.filter { initializerNames.contains($0.name) }.map(Self.spec)
     outputs = graphProto.output.map(Self.spec)
-    graph = try Graph(graphProto, opset: opsets[""] ?? 1, opsets: opsets, baseDirectory: baseDirectory)
+    graph = try Graph(
+      graphProto, irVersion: proto.irVersion, opset: opsets[""] ?? 1, opsets: opsets, baseDirectory: baseDirectory)
   }
 
   private static func spec(_ info: Onnx.ValueInfoProto) -> ValueSpec {

@@ -50,7 +50,7 @@ struct UnaryKernel: Kernel {
     _ function: Function, _ x: UnsafePointer<T>, _ y: UnsafeMutablePointer<T>, _ count: Int
   ) {
     switch function {
-    case .relu: for i in 0..<count { y[i] = x[i] > 0 ? x[i] : 0 }
+    case .relu: for i in 0..<count { y[i] = x[i] < 0 ? 0 : x[i] }
     case .leakyRelu(let alpha):
       let a = T(alpha)
       for i in 0..<count { y[i] = x[i] >= 0 ? x[i] : x[i] * a }

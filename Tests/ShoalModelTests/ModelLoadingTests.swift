@@ -1,0 +1,117 @@
+import ShoalModel
+import Testing
+
+/// Bad models and bad inputs: each refused with an error that names what is wrong.
+@Suite struct ModelLoadingTests {
+  /// y = Relu(x · W + b) for x of shape [batch, 3].
+  static func dense(opset: Int = 13) -> OnnxGraphBuilder {
+    var graph = OnnxGraphBuilder(name: "dense", opset: opset)
+    graph.input("x", .float32, [.symbolic("batch"), .fixed(3)])
+    graph.initializer("W", Tensor(shape: [3, 2], elements: [Float(1), -1, 2, 0.5, -3, 1]))
+    graph.initializer("b", Tensor(shape: [2], elements: [Float(0.25), -0.5]))
+    graph.node("MatMul", ["x", "W"], ["xw"], name: "matmul")
+    graph.node("Add", ["xw", "b"], ["z"], name: "bias")
+    graph.node("Relu", ["z"], ["y"], name: "relu")
+    graph.output("y", .float32, [.symbolic("batch"), .fixed(2)])
+    return graph
+  }
+
+  @Test func runsAndReportsItsSignature() throws {
+    let model = try Model(onnx: Self.dense().bytes())
+    #expect(model.inputs.map(\.name) == ["x"])
+    #expect(model.inputs[0].dimensions == [.symbolic("batch"), .fixed(3)])
+    #expect(model.opsets[""] == 13)
+    #expect(model.operatorCounts == ["MatMul": 1, "Add": 1, "Relu": 1])
+    let y = try model.run(["x": Tensor(shape: [2, 3], elements: [Float(1), 2, 3, -1, 0, 1])])["y"]!
+    // Row 1: [1+4-9, -1+1+3] + b = [-4+0.25, 3-0.5] → relu → [0, 2.5]; row 2: [-1-3, 1+1] + b → [0, 1.5].
+    #expect(y.shape == [2, 2])
+    #expect(y.elements(as: Float.self) == [0, 2.5, 0, 1.5])
+  }
+
+  @Test func truncatedAndForeignBytesAreNotModels() throws {
+    let bytes = Self.dense().bytes()
+    let truncated = #expect(throws: ModelError.self) { try Model(onnx: Array(bytes.prefix(bytes.count / 2))) }
+    #expect(truncated?.code == .invalidModel)
+    let foreign = #expect(throws: ModelError.self) { try Model(onnx: Array("PK\u{3}\u{4} a zip file".utf8)) }
+    #expect(foreign?.code == .invalidModel)
+    #expect(foreign?.message.contains("not an ONNX model") == true)
+  }
+
+  @Test func aCycleIsNamed() throws {
+    var graph = OnnxGraphBuilder(name: "cycle")
+    graph.input("x", .float32, [.fixed(2)])
+    graph.node("Add", ["x", "c"], ["a"], name: "first")
+    graph.node("Relu", ["a"], ["c"], name: "second")
+    graph.output("c", .float32, [.fixed(2)])
+    let error = #expect(throws: ModelError.self) { try Model(onnx: graph.bytes()) }
+    #expect(error?.code == .invalidModel)
+    #expect(error?.message.contains("cycle") == true)
+    #expect(error?.message.contains("'first'") == true)
+  }
+
+  @Test func aMissingInitializerIsNamed() throws {
+    var graph = OnnxGraphBuilder(name: "missing")
+    graph.input("x", .float32, [.fixed(2)])
+    graph.node("Mul", ["x", "scale"], ["y"], name: "scaling")
+    graph.output("y", .float32, [.fixed(2)])
+    let error = #expect(throws: ModelError.self) { try Model(onnx: graph.bytes()) }
+    #expect(error?.message.contains("node 'scaling' (Mul) reads 'scale'") == true)
+  }
+
+  @Test func everyUnsupportedOperatorAndAttributeIsListed() throws {
+    var graph = OnnxGraphBuilder(name: "unsupported")
+    graph.input("x", .float32, [.fixed(2)])
+    graph.node("Relu", ["x"], ["a"], name: "relu", attributes: ["flavour": .string("spicy")])
+    graph.node("FancyOp", ["a"], ["b"], name: "fancy")
+    graph.node("OtherOp", ["b"], ["y"], name: "other")
+    graph.output("y", .float32, [.fixed(2)])
+    let error = #expect(throws: ModelError.self) { try Model(onnx: graph.bytes()) }
+    #expect(error?.code == .unsupported)
+    for part in ["operator FancyOp", "operator OtherOp", "'fancy'", "attribute 'flavour'"] {
+      #expect(error?.message.contains(part) == true, "\(part) is not named in: \(error?.message ?? "")")
+    }
+  }
+
+  @Test func inputsThatDoNotFitAreRefusedByName() throws {
+    let model = try Model(onnx: Self.dense().bytes())
+    let cases: [([String: Tensor], String)] = [
+      ([:], "input 'x' is missing"),
+      (["x": Tensor(shape: [2, 3], elements: [Int64](repeating: 1, count: 6))], "input 'x' must be FLOAT, not INT64"),
+      (["x": Tensor(zeros: [2, 3, 1])], "input 'x' has rank 3"),
+      (["x": Tensor(zeros: [2, 4])], "dimension 1 must be 3"),
+      (["x": Tensor(zeros: [2, 3]), "z": Tensor(zeros: [1])], "the model has no input 'z'"),
+    ]
+    for (inputs, message) in cases {
+      let error = #expect(throws: ModelError.self) { try model.run(inputs) }
+      #expect(error?.code == .invalidInput)
+      #expect(error?.message.contains(message) == true, "\(error?.message ?? "") does not say \(message)")
+    }
+    // A shape the graph's own operators cannot take names the node.
+    var graph = OnnxGraphBuilder(name: "reshape")
+    graph.input("x", .float32, [.unknown])
+    graph.initializer("shape", Tensor(shape: [2], elements: [Int64(3), -1]))
+    graph.node("Reshape", ["x", "shape"], ["y"], name: "into-rows")
+    graph.output("y", .float32, [.unknown, .unknown])
+    let reshape = try Model(onnx: graph.bytes())
+    #expect(try reshape.run(["x": Tensor(zeros: [6])])["y"]?.shape == [3, 2])
+    let error = #expect(throws: ModelError.self) { try reshape.run(["x": Tensor(zeros: [7])]) }
+    #expect(error?.message.contains("node 'into-rows' (Reshape)") == true)
+  }
+
+  @Test func nanInputsComeOutAsNaN() throws {
+    let model = try Model(onnx: Self.dense().bytes())
+    let y = try model.run(["x": Tensor(shape: [1, 3], elements: [Float.nan, 0, 0])])["y"]!
+    #expect(y.elements(as: Float.self).allSatisfy { $0.isNaN })
+    var graph = OnnxGraphBuilder(name: "softmax")
+    graph.input("x", .float32, [.fixed(1), .fixed(3)])
+    graph.node("Softmax", ["x"], ["s"])
+    graph.node("MaxPool", ["x3"], ["p"], attributes: ["kernel_shape": .ints([2])])
+    graph.node("Unsqueeze", ["x", "axes"], ["x3"])
+    graph.initializer("axes", Tensor(shape: [1], elements: [Int64(0)]))
+    graph.output("s", .float32, [.fixed(1), .fixed(3)])
+    graph.output("p", .float32, [.fixed(1), .fixed(1), .fixed(2)])
+    let outputs = try Model(onnx: graph.bytes()).run(["x": Tensor(shape: [1, 3], elements: [Float(1), .nan, 2])])
+    #expect(outputs["s"]!.elements(as: Float.self).allSatisfy { $0.isNaN })
+    #expect(outputs["p"]!.elements(as: Float.self).allSatisfy { $0.isNaN })
+  }
+}
