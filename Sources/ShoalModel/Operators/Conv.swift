@@ -53,17 +53,21 @@ struct ConvKernel: Kernel {
     for n in 0..<batch {
       for g in 0..<group {
         let image = px + (n * channels + g * groupChannels) * inSize
-        let source: UnsafePointer<Float>
-        if geometry.isPointwise {
-          source = image
-        } else {
-          geometry.im2col(image, channels: groupChannels, into: columns!)
-          source = UnsafePointer(columns!)
+        let weights = pw + g * groupFeatures * depth
+        let output = py + (n * features + g * groupFeatures) * outSize
+        // Each core unfolds and multiplies its own range of output positions.
+        Parallel.forEachRange(outSize, costPerItem: groupFeatures * depth) { positions in
+          let source: UnsafePointer<Float>
+          if geometry.isPointwise {
+            source = image + positions.lowerBound
+          } else {
+            geometry.im2col(image, channels: groupChannels, columns: positions, into: columns!)
+            source = UnsafePointer(columns! + positions.lowerBound)
+          }
+          Blas.serialGemm(
+            transA: false, transB: false, m: groupFeatures, n: positions.count, k: depth, alpha: 1, weights,
+            lda: depth, source, ldb: outSize, beta: 0, output + positions.lowerBound, ldc: outSize)
         }
-        Blas.gemm(
-          transA: false, transB: false, m: groupFeatures, n: outSize, k: depth, alpha: 1,
-          pw + g * groupFeatures * depth,
-          lda: depth, source, ldb: outSize, beta: 0, py + (n * features + g * groupFeatures) * outSize, ldc: outSize)
       }
     }
     if let b = inputs.count > 2 ? inputs[2] : nil {

@@ -2,8 +2,23 @@ import COpenBLAS
 
 /// General matrix multiplication through OpenBLAS.
 enum Blas {
-  /// `c = alpha · op(a) · op(b) + beta · c`, row-major, `op` transposing when asked.
+  /// `c = alpha · op(a) · op(b) + beta · c`, row-major, `op` transposing when asked; split by
+  /// columns of `c` across the cores.
   static func gemm<T: TensorElement>(
+    transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Double,
+    _ a: UnsafePointer<T>, lda: Int, _ b: UnsafePointer<T>, ldb: Int, beta: Double, _ c: UnsafeMutablePointer<T>,
+    ldc: Int
+  ) {
+    Parallel.forEachRange(n, costPerItem: m * k) { columns in
+      serialGemm(
+        transA: transA, transB: transB, m: m, n: columns.count, k: k, alpha: alpha, a, lda: lda,
+        b + (transB ? columns.lowerBound * ldb : columns.lowerBound), ldb: ldb, beta: beta, c + columns.lowerBound,
+        ldc: ldc)
+    }
+  }
+
+  /// `gemm` on the calling thread.
+  static func serialGemm<T: TensorElement>(
     transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Double,
     _ a: UnsafePointer<T>, lda: Int, _ b: UnsafePointer<T>, ldb: Int, beta: Double, _ c: UnsafeMutablePointer<T>,
     ldc: Int

@@ -143,42 +143,46 @@ struct WindowGeometry: Sendable {
       && padEnd.allSatisfy { $0 == 0 }
   }
 
-  /// Unfolds one image of `channels` planes into columns: row (c, kd, kh, kw), column (od, oh, ow).
-  func im2col(_ x: UnsafePointer<Float>, channels: Int, into col: UnsafeMutablePointer<Float>) {
+  /// Unfolds one image of `channels` planes into columns: row (c, kd, kh, kw), column (od, oh,
+  /// ow). Only the columns in `columns` are written (rows are `outputSize` long), so cores can
+  /// share the work.
+  func im2col(_ x: UnsafePointer<Float>, channels: Int, columns: Range<Int>, into col: UnsafeMutablePointer<Float>) {
     let (inD, inH, inW) = (input[0], input[1], input[2])
-    let (outD, outH, outW) = (output[0], output[1], output[2])
+    let (outH, outW) = (output[1], output[2])
     var row = col
     for c in 0..<channels {
       let plane = x + c * inD * inH * inW
       for kd in 0..<kernel[0] {
         for kh in 0..<kernel[1] {
           for kw in 0..<kernel[2] {
-            var out = row
-            for od in 0..<outD {
+            let shift = kw * dilations[2] - padBegin[2]
+            let stride = strides[2]
+            var column = columns.lowerBound
+            while column < columns.upperBound {
+              // The output line holding `column`, and the part of it inside the range.
+              let ow0 = column % outW
+              let oh = (column / outW) % outH
+              let od = column / (outW * outH)
+              let count = min(outW - ow0, columns.upperBound - column)
+              let out = row + column
               let id = od * strides[0] - padBegin[0] + kd * dilations[0]
-              guard id >= 0, id < inD else {
-                out.update(repeating: 0, count: outH * outW)
-                out += outH * outW
-                continue
-              }
-              for oh in 0..<outH {
-                let ih = oh * strides[1] - padBegin[1] + kh * dilations[1]
-                guard ih >= 0, ih < inH else {
-                  out.update(repeating: 0, count: outW)
-                  out += outW
-                  continue
-                }
+              let ih = oh * strides[1] - padBegin[1] + kh * dilations[1]
+              if id < 0 || id >= inD || ih < 0 || ih >= inH {
+                out.update(repeating: 0, count: count)
+              } else {
                 let line = plane + (id * inH + ih) * inW
-                let shift = kw * dilations[2] - padBegin[2]
-                let stride = strides[2]
-                for ow in 0..<outW {
-                  let iw = ow * stride + shift
-                  out[ow] = iw >= 0 && iw < inW ? line[iw] : 0
+                if stride == 1, ow0 + shift >= 0, ow0 + count - 1 + shift < inW {
+                  out.update(from: line + ow0 + shift, count: count)
+                } else {
+                  for i in 0..<count {
+                    let iw = (ow0 + i) * stride + shift
+                    out[i] = iw >= 0 && iw < inW ? line[iw] : 0
+                  }
                 }
-                out += outW
               }
+              column += count
             }
-            row += outD * outH * outW
+            row += outputSize
           }
         }
       }

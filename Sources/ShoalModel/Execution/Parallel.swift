@@ -1,0 +1,44 @@
+import COpenBLAS
+import Dispatch
+
+/// Splits work across the machine's cores. The model core parallelises GEMM-shaped work itself
+/// (by output columns), so OpenBLAS runs single-threaded inside each part: one split per
+/// operator instead of OpenBLAS's thread hand-offs inside every call.
+enum Parallel {
+  /// The number of parts work is split into: one per core.
+  static let parts: Int = {
+    openblas_set_num_threads(1)
+    return max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+  }()
+
+  /// Calls `body` with consecutive ranges covering `0..<count`, in parallel when the work
+  /// (`count` × `costPerItem`) is large enough to pay for the hand-off.
+  static func forEachRange(_ count: Int, costPerItem: Int, _ body: (Range<Int>) -> Void) {
+    let parts = Self.parts
+    guard parts > 1, count >= 2 * 8, count * costPerItem >= 1 << 16 else {
+      body(0..<count)
+      return
+    }
+    // Ranges rounded to multiples of 8 columns, so each part's GEMM keeps aligned vector tails.
+    let chunk = ((count + parts - 1) / parts + 7) & ~7
+    withoutActuallyEscaping(body) { body in
+      // The parts touch disjoint memory; the closure only lives for this call.
+      let shared = UncheckedSendable(body)
+      DispatchQueue.concurrentPerform(iterations: parts) { part in
+        let start = part * chunk
+        let end = min(count, start + chunk)
+        if start < end { shared.value(start..<end) }
+      }
+    }
+  }
+}
+
+/// A value handed to parallel parts that use it without racing (each writes its own range).
+struct UncheckedSendable<Value>: @unchecked Sendable {
+  let value: Value
+  init(_ value: Value) { self.value = value }
+}
+
+#if canImport(Glibc)
+  import Glibc
+#endif
