@@ -7,7 +7,7 @@ struct OnnxCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "onnx",
     abstract: "Inspect and run ONNX models locally with Shoal's model core.",
-    subcommands: [Info.self, Run.self, Conformance.self]
+    subcommands: [Info.self, Run.self, TrainHead.self, Conformance.self]
   )
 
   struct Info: ParsableCommand {
@@ -117,6 +117,112 @@ struct OnnxCommand: ParsableCommand {
       let median = latencies[latencies.count / 2]
       let p90 = latencies[min(latencies.count - 1, Int((Double(latencies.count) * 0.9).rounded(.up)) - 1)]
       print(String(format: "runs=%d median_ms=%.3f p90_ms=%.3f", latencies.count, median, p90))
+    }
+  }
+
+  struct TrainHead: ParsableCommand {
+    static let configuration = CommandConfiguration(
+      commandName: "train-head",
+      abstract: "Train a dense classification head on feature vectors and write it as ONNX.",
+      discussion: """
+        Minibatch Adam on OpenBLAS with a validation split and early stopping, deterministic for a
+        seed. Labels: an integer .npy of class indices [examples] (softmax), or a float .npy of 0/1
+        [examples, classes] with --sigmoid. With --backbone, the written model is the backbone's
+        graph followed by the head.
+        """)
+
+    @Option(help: "Features, a float .npy of [examples, inputs].")
+    var features: String
+
+    @Option(help: "Labels, a .npy (see above).")
+    var labels: String
+
+    @Option(help: "The number of classes (default: the largest label + 1).")
+    var classes: Int?
+
+    @Option(help: "Hidden layer sizes, comma-separated (default: none, a linear head).")
+    var hidden: String = ""
+
+    @Flag(help: "Independent sigmoid outputs (multi-label) instead of softmax.")
+    var sigmoid = false
+
+    @Option(help: "Per-class loss weights, comma-separated.")
+    var classWeights: String?
+
+    @Option(help: "Adam's learning rate.")
+    var learningRate: Float = 1e-3
+
+    @Option(help: "At most this many epochs.")
+    var epochs: Int = 200
+
+    @Option(help: "Stop after this many epochs without a better validation loss.")
+    var patience: Int = 10
+
+    @Option(help: "Examples per minibatch.")
+    var batchSize: Int = 32
+
+    @Option(help: "The random seed (shuffling, split, initial weights).")
+    var seed: UInt64 = 42
+
+    @Option(help: "A frozen backbone .onnx whose output feeds the head.")
+    var backbone: String?
+
+    @Option(help: "Where to write the .onnx model.")
+    var out: String
+
+    func run() throws {
+      let x = try Tensor(npyFile: features)
+      let y = try Tensor(npyFile: labels)
+      var config = HeadTrainer.Config.defaults
+      config.hiddenSizes = try Self.integers(hidden, "--hidden")
+      config.output = sigmoid ? .sigmoid : .softmax
+      config.classWeights = try classWeights.map { text in
+        try text.split(separator: ",").map { part in
+          guard let weight = Float(part) else { throw ValidationError("--class-weights takes numbers; got '\(part)'") }
+          return weight
+        }
+      }
+      config.learningRate = learningRate
+      config.maxEpochs = epochs
+      config.patience = patience
+      config.batchSize = batchSize
+      config.seed = seed
+      let targets: TrainingLabels
+      let classCount: Int
+      if sigmoid {
+        guard y.rank == 2 else { throw ValidationError("--sigmoid labels must be [examples, classes]") }
+        targets = .multiHot(
+          y.dataType == .float32 ? y : Tensor(shape: y.shape, elements: y.doubles().map { Float($0) }))
+        classCount = classes ?? y.shape[1]
+      } else {
+        let indices = y.doubles().map { Int($0) }
+        targets = .classes(indices)
+        classCount = classes ?? ((indices.max() ?? 0) + 1)
+      }
+      let result = try HeadTrainer(config).train(features: x, labels: targets, classes: classCount) { epoch in
+        print(
+          String(
+            format: "epoch %3d  loss %.4f  accuracy %.3f  validation loss %.4f  accuracy %.3f", epoch.number,
+            epoch.trainingLoss, epoch.trainingAccuracy, epoch.validationLoss, epoch.validationAccuracy))
+      }
+      print(String(format: "kept epoch %d: validation accuracy %.4f", result.bestEpoch, result.validationAccuracy))
+      var table = TextTable(header: ["TRUE \\ PREDICTED"] + (0..<classCount).map(String.init))
+      for (truth, row) in result.confusionMatrix.enumerated() { table.rows.append(["\(truth)"] + row.map(String.init)) }
+      print(table.rendered)
+      let bytes =
+        try backbone.map { try result.head.onnxModel(after: [UInt8](Data(contentsOf: URL(fileURLWithPath: $0)))) }
+        ?? result.head.onnxModel()
+      try Data(bytes).write(to: URL(fileURLWithPath: out))
+      print("wrote \(out)")
+    }
+
+    static func integers(_ text: String, _ option: String) throws -> [Int] {
+      try text.split(separator: ",").map { part in
+        guard let value = Int(part), value > 0 else {
+          throw ValidationError("\(option) takes positive integers; got '\(part)'")
+        }
+        return value
+      }
     }
   }
 

@@ -52,4 +52,33 @@ import Testing
     #expect(wrong.status != 0)
     #expect(wrong.stderrText.contains("dimension 1 must be 3"), "\(wrong.stderrText)")
   }
+
+  @Test func trainHeadWritesAModelThatClassifies() async throws {
+    let shoal = try TestEnvironment.product("shoal")
+    let directory = try TemporaryDirectory()
+    // Two well separated classes in 2-D.
+    var random = SplitMix64(seed: 2)
+    let labels = (0..<200).map { Int64($0 % 2) }
+    let features = labels.flatMap { label -> [Float] in
+      let centre: Float = label == 0 ? -2 : 2
+      return [centre + Float.random(in: -1...1, using: &random), Float.random(in: -1...1, using: &random)]
+    }
+    let x = Tensor(shape: [200, 2], elements: features)
+    try x.writeNpy(to: directory.path("x.npy"))
+    try Tensor(shape: [200], elements: labels).writeNpy(to: directory.path("y.npy"))
+    let train = try await Subprocess.run(
+      shoal,
+      [
+        "onnx", "train-head", "--features", directory.path("x.npy"), "--labels", directory.path("y.npy"), "--hidden",
+        "8",
+        "--epochs", "40", "--learning-rate", "0.01", "--out", directory.path("head.onnx"),
+      ])
+    #expect(train.status == 0, "\(train.stderrText)")
+    #expect(train.stdoutText.contains("epoch   1  loss"))
+    #expect(train.stdoutText.contains("TRUE \\ PREDICTED"))
+    let model = try Model(contentsOf: directory.path("head.onnx"))
+    let probabilities = try model.run(["features": x])["probabilities"]!.elements(as: Float.self)
+    let correct = labels.indices.filter { (probabilities[2 * $0 + 1] > 0.5) == (labels[$0] == 1) }.count
+    #expect(correct >= 196)
+  }
 }
