@@ -84,6 +84,9 @@ struct OnnxCommand: ParsableCommand {
     @Option(help: "Time this many runs after a warm-up run.")
     var `repeat`: Int = 0
 
+    @Flag(help: "With --repeat, also time each operator.")
+    var profile = false
+
     func run() throws {
       let model = try Model(contentsOf: file)
       var tensors: [String: Tensor] = [:]
@@ -116,7 +119,30 @@ struct OnnxCommand: ParsableCommand {
       latencies.sort()
       let median = latencies[latencies.count / 2]
       let p90 = latencies[min(latencies.count - 1, Int((Double(latencies.count) * 0.9).rounded(.up)) - 1)]
-      print(String(format: "runs=%d median_ms=%.3f p90_ms=%.3f", latencies.count, median, p90))
+      let gigaflops = Double(try model.summary(inputShapes: tensors.mapValues(\.shape)).flops) / 1e9
+      if profile { try printProfile(model, tensors) }
+      print(
+        String(
+          format: "runs=%d median_ms=%.3f p90_ms=%.3f gflop=%.3f gflops=%.1f openblas=%@", latencies.count, median, p90,
+          gigaflops, gigaflops / median * 1e3, Parallel.blasCore))
+    }
+
+    private func printProfile(_ model: Model, _ tensors: [String: Tensor]) throws {
+      var totals: [String: OperatorProfile] = [:]
+      for _ in 0..<`repeat` {
+        for profile in try model.profile(tensors).operators {
+          totals[profile.name, default: OperatorProfile(name: profile.name)].merge(profile)
+        }
+      }
+      let all = totals.values.map(\.seconds).reduce(0, +)
+      var table = TextTable("OPERATOR", "STEPS", "MS/RUN", "SHARE", "GFLOP/S")
+      for profile in totals.values.sorted(by: { $0.seconds > $1.seconds }) {
+        table.add(
+          profile.name, "\(profile.steps / `repeat`)", String(format: "%.3f", profile.seconds / Double(`repeat`) * 1e3),
+          String(format: "%.1f%%", profile.seconds / all * 100),
+          profile.flops > 0 ? String(format: "%.1f", profile.gigaflopsPerSecond) : "")
+      }
+      print(table.rendered)
     }
   }
 

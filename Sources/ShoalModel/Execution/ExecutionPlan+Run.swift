@@ -1,6 +1,7 @@
 extension ExecutionPlan {
-  /// Runs the steps on `inputs` (by value id) and returns the graph outputs by name.
-  func run(_ inputs: [Int: Tensor]) throws(ModelError) -> [String: Tensor] {
+  /// Runs the steps on `inputs` (by value id) and returns the graph outputs by name; `timed`,
+  /// if given, hears how long each step took.
+  func run(_ inputs: [Int: Tensor], timed: ((Int, Duration) -> Void)? = nil) throws(ModelError) -> [String: Tensor] {
     let arena = spareArenas.withLock { $0.popLast() } ?? TensorBuffer(byteCount: arenaBytes + scratchBytes)
     defer { spareArenas.withLock { $0.append(arena) } }
     var values = [Tensor?](repeating: nil, count: slots.count)
@@ -18,7 +19,9 @@ extension ExecutionPlan {
       }
     }
     let scratch = scratchBytes > 0 ? arena.pointer + arenaBytes : nil
-    for step in steps {
+    for (index, step) in steps.enumerated() {
+      let start = timed == nil ? nil : ContinuousClock.now
+      defer { if let start, let timed { timed(index, ContinuousClock.now - start) } }
       if step.aliases {
         values[step.outputs[0]] = values[step.inputs[0]!]!.reshaped(slots[step.outputs[0]]!.shape)
         continue

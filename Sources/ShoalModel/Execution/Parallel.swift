@@ -4,12 +4,15 @@ import Dispatch
 /// Splits work across the machine's cores. The model core parallelises GEMM-shaped work itself
 /// (by output columns), so OpenBLAS runs single-threaded inside each part: one split per
 /// operator instead of OpenBLAS's thread hand-offs inside every call.
-enum Parallel {
+public enum Parallel {
   /// The number of parts work is split into: one per core.
   static let parts: Int = {
     openblas_set_num_threads(1)
     return max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
   }()
+
+  /// The name of the OpenBLAS kernel set in use (`HASWELL`, `SKYLAKEX`, `COOPERLAKE`, …).
+  public static var blasCore: String { String(cString: openblas_get_corename()) }
 
   /// Calls `body` with consecutive ranges covering `0..<count`, in parallel when the work
   /// (`count` × `costPerItem`) is large enough to pay for the hand-off.

@@ -72,12 +72,13 @@ extension Graph {
     }
   }
 
-  /// Conv/Gemm → Relu, LeakyRelu, Clip (constant bounds), Sigmoid, Tanh… becomes one node.
+  /// Conv/Gemm/Add → Relu, LeakyRelu, Clip (constant bounds), Sigmoid, Tanh… becomes one node.
   private mutating func fuseActivations() {
     var index = 0
     while index < nodes.count {
       defer { index += 1 }
-      guard nodes[index].kernel is ConvKernel || nodes[index].kernel is GemmKernel,
+      guard
+        nodes[index].kernel is ConvKernel || nodes[index].kernel is GemmKernel || nodes[index].kernel is BinaryKernel,
         nodes[index].outputs.count == 1,
         let readerIndex = soleReader(of: nodes[index].outputs[0], readerCounts()),
         nodes[readerIndex].outputs.count == 1, let function = activation(of: nodes[readerIndex])
@@ -88,6 +89,11 @@ extension Graph {
       } else if var gemm = nodes[index].kernel as? GemmKernel, gemm.activation == nil {
         gemm.activation = function
         nodes[index].kernel = gemm
+      } else if var binary = nodes[index].kernel as? BinaryKernel, binary.activation == nil,
+        [.add, .sub, .mul].contains(binary.operation), !binary.mean
+      {
+        binary.activation = function
+        nodes[index].kernel = binary
       } else {
         continue
       }

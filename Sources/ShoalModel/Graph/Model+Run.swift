@@ -7,6 +7,51 @@ extension Model {
   /// - Throws: `.invalidInput` naming the input that is missing, unknown, or of the wrong element
   ///   type, rank or shape; errors of a node name the node.
   public func run(_ inputs: [String: Tensor]) throws(ModelError) -> [String: Tensor] {
+    try checkedRun(inputs)
+  }
+
+  /// Runs the model as `run(_:)` does, timing every planned step, and returns the outputs with the
+  /// time and work of each operator (fused nodes as `Conv+Relu`).
+  public func profile(
+    _ inputs: [String: Tensor]
+  ) throws(ModelError) -> (outputs: [String: Tensor], operators: [OperatorProfile]) {
+    _ = try run(inputs)
+    guard let plan = plans.withLock({ plans in plans.first(where: { key, _ in Self.matches(key, inputs) })?.value })
+    else {
+      return (try run(inputs), [])
+    }
+    var seconds = [Double](repeating: 0, count: plan.steps.count)
+    let outputs = try plan.run(try bind(inputs)) { index, duration in
+      seconds[index] += Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+    }
+    var profiles: [String: OperatorProfile] = [:]
+    for (index, step) in plan.steps.enumerated() {
+      profiles[step.opType, default: OperatorProfile(name: step.opType)].add(seconds: seconds[index], flops: step.flops)
+    }
+    return (outputs, profiles.values.sorted { $0.seconds > $1.seconds })
+  }
+
+  private static func matches(_ key: PlanKey, _ inputs: [String: Tensor]) -> Bool {
+    key.inputs.count == inputs.count
+      && key.inputs.allSatisfy { input in
+        inputs[input.name].map {
+          $0.shape == input.shape && $0.dataType == input.dataType
+            && (input.values == nil || input.values == $0.integers())
+        } ?? false
+      }
+  }
+
+  private func bind(_ inputs: [String: Tensor]) throws(ModelError) -> [Int: Tensor] {
+    var byID: [Int: Tensor] = [:]
+    for (name, tensor) in inputs {
+      guard let input = graph.inputs[name] else { throw ModelError(.invalidInput, "the model has no input '\(name)'") }
+      byID[input.id] = tensor
+    }
+    return byID
+  }
+
+  /// Checks the inputs against the graph's declarations, plans if needed and runs.
+  private func checkedRun(_ inputs: [String: Tensor]) throws(ModelError) -> [String: Tensor] {
     var byID: [Int: Tensor] = [:]
     var key = PlanKey(inputs: [])
     let byValue = plansByInputValue.withLock { $0 }
@@ -29,7 +74,7 @@ extension Model {
     } catch  where error.needsInputValues && !byValue {
       plansByInputValue.withLock { $0 = true }
       plans.withLock { $0.removeAll() }
-      return try run(inputs)
+      return try checkedRun(inputs)
     }
   }
 

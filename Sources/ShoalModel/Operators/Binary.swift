@@ -28,6 +28,8 @@ struct BinaryKernel: Kernel {
   var legacyAxis: Int? = nil
   /// For Mean: divide the sum by the number of inputs.
   var mean = false
+  /// An activation fused in at load (Add → Relu in residual blocks).
+  var activation: UnaryKernel.Function? = nil
 
   func plan(_ inputs: [ValueType?]) throws(ModelError) -> KernelPlan {
     let operands = inputs.compactMap { $0 }
@@ -67,9 +69,11 @@ struct BinaryKernel: Kernel {
       return
     }
     // Two operands straight into the output; more fold into it, which then holds the running result.
+    var activated = false
     for index in 1..<operands.count {
       let (a, aShape) = index == 1 ? (operands[0], shapes[0]) : (out, out.shape)
-      try combine(a, aShape, operands[index], shapes[index], into: out)
+      let fused = operands.count == 2 && !mean ? activation : nil
+      activated = try combine(a, aShape, operands[index], shapes[index], into: out, activation: fused)
     }
     if mean {
       let divisor = Double(operands.count)
@@ -83,13 +87,20 @@ struct BinaryKernel: Kernel {
       default: break
       }
     }
+    if let activation, !activated { Activation.apply(activation, to: out) }
   }
 
-  private func combine(_ a: Tensor, _ aShape: [Int], _ b: Tensor, _ bShape: [Int], into out: Tensor) throws(ModelError)
-  {
+  /// `out = a op b`; returns whether `activation` was applied on the way.
+  private func combine(
+    _ a: Tensor, _ aShape: [Int], _ b: Tensor, _ bShape: [Int], into out: Tensor, activation: UnaryKernel.Function?
+  ) throws(ModelError) -> Bool {
     switch a.dataType {
-    case .float32: try Self.real(operation, a.pointer(as: Float.self), aShape, b.pointer(as: Float.self), bShape, out)
-    case .float64: try Self.real(operation, a.pointer(as: Double.self), aShape, b.pointer(as: Double.self), bShape, out)
+    case .float32:
+      return try Self.real(
+        operation, a.pointer(as: Float.self), aShape, b.pointer(as: Float.self), bShape, out, activation: activation)
+    case .float64:
+      return try Self.real(
+        operation, a.pointer(as: Double.self), aShape, b.pointer(as: Double.self), bShape, out, activation: activation)
     case .int64: try Self.integer(operation, a.pointer(as: Int64.self), aShape, b.pointer(as: Int64.self), bShape, out)
     case .int32: try Self.integer(operation, a.pointer(as: Int32.self), aShape, b.pointer(as: Int32.self), bShape, out)
     case .bool:
@@ -104,6 +115,7 @@ struct BinaryKernel: Kernel {
       }
     default: throw ModelError(.unsupported, "element type \(a.dataType)")
     }
+    return false
   }
 
   private static func compare<T: Comparable>(
@@ -121,12 +133,27 @@ struct BinaryKernel: Kernel {
     }
   }
 
+  /// Returns whether the activation was applied too.
   private static func real<T: FloatElement>(
     _ operation: Operation, _ x: UnsafePointer<T>, _ aShape: [Int], _ y: UnsafePointer<T>, _ bShape: [Int],
-    _ out: Tensor
-  ) throws(ModelError) {
-    if operation.isComparison { return compare(operation, x, aShape, y, bShape, out) }
+    _ out: Tensor, activation: UnaryKernel.Function?
+  ) throws(ModelError) -> Bool {
+    if operation.isComparison {
+      compare(operation, x, aShape, y, bShape, out)
+      return false
+    }
     let z = out.mutablePointer(as: T.self)
+    if aShape == out.shape, bShape == out.shape, [.add, .sub, .mul].contains(operation) {
+      // Flat loops for the common case (residual additions, gates), then a fused activation.
+      let count = out.count
+      switch operation {
+      case .add: for i in 0..<count { z[i] = x[i] + y[i] }
+      case .sub: for i in 0..<count { z[i] = x[i] - y[i] }
+      default: for i in 0..<count { z[i] = x[i] * y[i] }
+      }
+      if let activation { UnaryKernel.apply(activation, z, z, count) }
+      return true
+    }
     switch operation {
     case .add: Broadcast.apply(x, aShape, y, bShape, z, out.shape) { $0 + $1 }
     case .sub: Broadcast.apply(x, aShape, y, bShape, z, out.shape) { $0 - $1 }
@@ -139,6 +166,7 @@ struct BinaryKernel: Kernel {
     case .mod, .fmod: Broadcast.apply(x, aShape, y, bShape, z, out.shape) { $0.truncatingRemainder(dividingBy: $1) }
     default: throw ModelError(.unsupported, "this operator on \(T.dataType)")
     }
+    return false
   }
 
   private static func integer<T: FixedWidthInteger & SignedInteger & TensorElement>(

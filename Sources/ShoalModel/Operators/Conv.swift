@@ -31,7 +31,8 @@ struct ConvKernel: Kernel {
     if let b = inputs.optional(2), b.shape != [features] {
       throw ModelError(.invalidInput, "B \(b.shape) must be [\(features)]")
     }
-    let columns = geometry.isPointwise ? 0 : (channels / group) * geometry.kernelSize * geometry.outputSize
+    let depthwise = group > 1 && channels == group
+    let columns = geometry.isPointwise || depthwise ? 0 : (channels / group) * geometry.kernelSize * geometry.outputSize
     let shape = [x.shape[0], features] + geometry.output.suffix(x.rank - 2)
     return KernelPlan(outputs: [ValueType(dataType: .float32, shape: shape)], scratchBytes: columns * 4)
   }
@@ -43,19 +44,43 @@ struct ConvKernel: Kernel {
     let geometry = try geometry(
       ValueType(dataType: x.dataType, shape: x.shape), ValueType(dataType: w.dataType, shape: w.shape))
     let (batch, channels, features) = (x.shape[0], x.shape[1], w.shape[0])
-    let (groupChannels, groupFeatures) = (channels / group, features / group)
-    let depth = groupChannels * geometry.kernelSize
-    let (inSize, outSize) = (geometry.inputSize, geometry.outputSize)
     let px = x.pointer(as: Float.self)
     let pw = w.pointer(as: Float.self)
     let py = y.mutablePointer(as: Float.self)
-    let columns = scratch?.assumingMemoryBound(to: Float.self)
+    if group > 1 && channels == group {
+      depthwise(geometry, px, pw, py, planes: batch * features, perChannel: features / group)
+    } else {
+      let columns = scratch?.assumingMemoryBound(to: Float.self)
+      unfoldAndMultiply(geometry, px, pw, py, columns, batch: batch, channels: channels, features: features)
+    }
+    let outSize = geometry.outputSize
+    if let b = inputs.count > 2 ? inputs[2] : nil {
+      let bias = b.pointer(as: Float.self)
+      for n in 0..<batch {
+        for m in 0..<features {
+          let plane = py + (n * features + m) * outSize
+          let value = bias[m]
+          for i in 0..<outSize { plane[i] += value }
+        }
+      }
+    }
+    if let activation { Activation.apply(activation, to: y) }
+  }
+
+  /// im2col and `sgemm` per image and group, each core taking a range of output positions.
+  private func unfoldAndMultiply(
+    _ geometry: WindowGeometry, _ px: UnsafePointer<Float>, _ pw: UnsafePointer<Float>,
+    _ py: UnsafeMutablePointer<Float>,
+    _ columns: UnsafeMutablePointer<Float>?, batch: Int, channels: Int, features: Int
+  ) {
+    let (groupChannels, groupFeatures) = (channels / group, features / group)
+    let depth = groupChannels * geometry.kernelSize
+    let (inSize, outSize) = (geometry.inputSize, geometry.outputSize)
     for n in 0..<batch {
       for g in 0..<group {
         let image = px + (n * channels + g * groupChannels) * inSize
         let weights = pw + g * groupFeatures * depth
         let output = py + (n * features + g * groupFeatures) * outSize
-        // Each core unfolds and multiplies its own range of output positions.
         Parallel.forEachRange(outSize, costPerItem: groupFeatures * depth) { positions in
           let source: UnsafePointer<Float>
           if geometry.isPointwise {
@@ -70,17 +95,53 @@ struct ConvKernel: Kernel {
         }
       }
     }
-    if let b = inputs.count > 2 ? inputs[2] : nil {
-      let bias = b.pointer(as: Float.self)
-      for n in 0..<batch {
-        for m in 0..<features {
-          let plane = py + (n * features + m) * outSize
-          let value = bias[m]
-          for i in 0..<outSize { plane[i] += value }
+  }
+
+  /// Depthwise convolution (one input channel per group) computed directly, plane by plane:
+  /// for each kernel tap, a scaled input line is added to the output line.
+  private func depthwise(
+    _ g: WindowGeometry, _ px: UnsafePointer<Float>, _ pw: UnsafePointer<Float>, _ py: UnsafeMutablePointer<Float>,
+    planes: Int, perChannel: Int
+  ) {
+    let (inD, inH, inW) = (g.input[0], g.input[1], g.input[2])
+    let (outD, outH, outW) = (g.output[0], g.output[1], g.output[2])
+    Parallel.forEachRange(planes, costPerItem: g.outputSize * g.kernelSize) { range in
+      for plane in range {
+        // Output plane `plane` = (n, m) reads input channel (n, m / perChannel).
+        let image = px + (plane / perChannel) * g.inputSize
+        let kernel = pw + (plane % (perChannel * group)) * g.kernelSize
+        let out = py + plane * g.outputSize
+        out.update(repeating: 0, count: g.outputSize)
+        for od in 0..<outD {
+          for kd in 0..<g.kernel[0] {
+            let id = od * g.strides[0] - g.padBegin[0] + kd * g.dilations[0]
+            guard id >= 0, id < inD else { continue }
+            for oh in 0..<outH {
+              let line = out + (od * outH + oh) * outW
+              for kh in 0..<g.kernel[1] {
+                let ih = oh * g.strides[1] - g.padBegin[1] + kh * g.dilations[1]
+                guard ih >= 0, ih < inH else { continue }
+                let source = image + (id * inH + ih) * inW
+                for kw in 0..<g.kernel[2] {
+                  let weight = kernel[(kd * g.kernel[1] + kh) * g.kernel[2] + kw]
+                  let shift = kw * g.dilations[2] - g.padBegin[2]
+                  let stride = g.strides[2]
+                  // The output positions whose input position is inside the line.
+                  let low = shift >= 0 ? 0 : (-shift + stride - 1) / stride
+                  let high = min(outW, inW - 1 - shift < 0 ? 0 : (inW - 1 - shift) / stride + 1)
+                  guard low < high else { continue }
+                  if stride == 1 {
+                    for ow in low..<high { line[ow] += weight * source[ow + shift] }
+                  } else {
+                    for ow in low..<high { line[ow] += weight * source[ow * stride + shift] }
+                  }
+                }
+              }
+            }
+          }
         }
       }
     }
-    if let activation { Activation.apply(activation, to: y) }
   }
 
   func flops(_ inputs: [ValueType?], _ outputs: [ValueType]) -> Int {

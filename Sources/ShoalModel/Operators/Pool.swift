@@ -42,61 +42,70 @@ struct PoolKernel: Kernel {
     _ g: WindowGeometry, _ x: UnsafePointer<T>, _ y: UnsafeMutablePointer<T>, planes: Int
   ) {
     let (inD, inH, inW) = (g.input[0], g.input[1], g.input[2])
-    var out = y
-    for plane in 0..<planes {
-      let image = x + plane * g.inputSize
-      for od in 0..<g.output[0] {
-        let d0 = od * g.strides[0] - g.padBegin[0]
-        for oh in 0..<g.output[1] {
-          let h0 = oh * g.strides[1] - g.padBegin[1]
-          for ow in 0..<g.output[2] {
-            let w0 = ow * g.strides[2] - g.padBegin[2]
-            var best = -T.infinity
-            var sum: T = 0
-            var inside = 0
-            for kd in 0..<g.kernel[0] {
-              let id = d0 + kd * g.dilations[0]
-              guard id >= 0, id < inD else { continue }
-              for kh in 0..<g.kernel[1] {
-                let ih = h0 + kh * g.dilations[1]
-                guard ih >= 0, ih < inH else { continue }
-                let line = image + (id * inH + ih) * inW
-                for kw in 0..<g.kernel[2] {
-                  let iw = w0 + kw * g.dilations[2]
-                  guard iw >= 0, iw < inW else { continue }
-                  let value = line[iw]
-                  if value > best || value.isNaN { best = value }
-                  sum += value
-                  inside += 1
-                }
-              }
-            }
-            switch kind {
-            case .max: out.pointee = best
-            case .average:
-              var count = inside
-              if countIncludePad {
-                // Padding counts, the overhang of ceil mode beyond the padding does not.
-                count = 1
-                for axis in 0..<3 {
-                  let start = [d0, h0, w0][axis]
-                  let low = -g.padBegin[axis]
-                  let high = g.input[axis] + g.padEnd[axis]
-                  var positions = 0
-                  for k in 0..<g.kernel[axis] {
-                    let position = start + k * g.dilations[axis]
-                    if position >= low && position < high { positions += 1 }
+    let (outD, outH, outW) = (g.output[0], g.output[1], g.output[2])
+    let (kD, kH, kW) = (g.kernel[0], g.kernel[1], g.kernel[2])
+    let (sD, sH, sW) = (g.strides[0], g.strides[1], g.strides[2])
+    let (dD, dH, dW) = (g.dilations[0], g.dilations[1], g.dilations[2])
+    let average = kind == .average
+    Parallel.forEachRange(planes, costPerItem: g.outputSize * g.kernelSize) { range in
+      for plane in range {
+        let image = x + plane * g.inputSize
+        var out = y + plane * g.outputSize
+        for od in 0..<outD {
+          let d0 = od * sD - g.padBegin[0]
+          for oh in 0..<outH {
+            let h0 = oh * sH - g.padBegin[1]
+            for ow in 0..<outW {
+              let w0 = ow * sW - g.padBegin[2]
+              var best = -T.infinity
+              var sum: T = 0
+              var inside = 0
+              for kd in 0..<kD {
+                let id = d0 + kd * dD
+                guard id >= 0, id < inD else { continue }
+                for kh in 0..<kH {
+                  let ih = h0 + kh * dH
+                  guard ih >= 0, ih < inH else { continue }
+                  let line = image + (id * inH + ih) * inW
+                  for kw in 0..<kW {
+                    let iw = w0 + kw * dW
+                    guard iw >= 0, iw < inW else { continue }
+                    let value = line[iw]
+                    if value > best || value.isNaN { best = value }
+                    sum += value
+                    inside += 1
                   }
-                  count *= positions
                 }
               }
-              out.pointee = count > 0 ? sum / T(count) : 0
+              if average {
+                let count = countIncludePad ? Self.paddedCount(g, start: (d0, h0, w0)) : inside
+                out.pointee = count > 0 ? sum / T(count) : 0
+              } else {
+                out.pointee = best
+              }
+              out += 1
             }
-            out += 1
           }
         }
       }
     }
+  }
+
+  /// The window positions inside the padded input (padding counts, the overhang of ceil mode
+  /// beyond the padding does not).
+  private static func paddedCount(_ g: WindowGeometry, start: (Int, Int, Int)) -> Int {
+    var count = 1
+    for axis in 0..<3 {
+      let first = axis == 0 ? start.0 : (axis == 1 ? start.1 : start.2)
+      let (low, high) = (-g.padBegin[axis], g.input[axis] + g.padEnd[axis])
+      var positions = 0
+      for k in 0..<g.kernel[axis] {
+        let position = first + k * g.dilations[axis]
+        if position >= low && position < high { positions += 1 }
+      }
+      count *= positions
+    }
+    return count
   }
 
   func flops(_ inputs: [ValueType?], _ outputs: [ValueType]) -> Int {
