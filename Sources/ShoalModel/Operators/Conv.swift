@@ -48,23 +48,29 @@ struct ConvKernel: Kernel {
     let pw = w.pointer(as: Float.self)
     let py = y.mutablePointer(as: Float.self)
     if group > 1 && channels == group {
-      depthwise(geometry, px, pw, py, planes: batch * features, perChannel: features / group)
+      if geometry.kernel == [1, 3, 3] && geometry.dilations == [1, 1, 1] && geometry.input[0] == 1 {
+        depthwise3x3(geometry, px, pw, py, planes: batch * features, perChannel: features / group)
+      } else {
+        depthwise(geometry, px, pw, py, planes: batch * features, perChannel: features / group)
+      }
     } else {
       let columns = scratch?.assumingMemoryBound(to: Float.self)
       unfoldAndMultiply(geometry, px, pw, py, columns, batch: batch, channels: channels, features: features)
     }
+    // Bias and activation in one pass over each output plane.
     let outSize = geometry.outputSize
-    if let b = inputs.count > 2 ? inputs[2] : nil {
-      let bias = b.pointer(as: Float.self)
-      for n in 0..<batch {
-        for m in 0..<features {
-          let plane = py + (n * features + m) * outSize
+    let bias = inputs.count > 2 ? inputs[2]?.pointer(as: Float.self) : nil
+    guard bias != nil || activation != nil else { return }
+    for n in 0..<batch {
+      for m in 0..<features {
+        let plane = py + (n * features + m) * outSize
+        if let bias {
           let value = bias[m]
           for i in 0..<outSize { plane[i] += value }
         }
+        if let activation { UnaryKernel.apply(activation, plane, plane, outSize) }
       }
     }
-    if let activation { Activation.apply(activation, to: y) }
   }
 
   /// im2col and `sgemm` per image and group, each core taking a range of output positions.
@@ -105,40 +111,108 @@ struct ConvKernel: Kernel {
   ) {
     let (inD, inH, inW) = (g.input[0], g.input[1], g.input[2])
     let (outD, outH, outW) = (g.output[0], g.output[1], g.output[2])
-    Parallel.forEachRange(planes, costPerItem: g.outputSize * g.kernelSize) { range in
+    let (kD, kH, kW) = (g.kernel[0], g.kernel[1], g.kernel[2])
+    let (sD, sH, sW) = (g.strides[0], g.strides[1], g.strides[2])
+    let (dD, dH, dW) = (g.dilations[0], g.dilations[1], g.dilations[2])
+    let (pD, pH, pW) = (g.padBegin[0], g.padBegin[1], g.padBegin[2])
+    let (inSize, outSize, kernelSize) = (g.inputSize, g.outputSize, g.kernelSize)
+    let features = perChannel * group
+    // Per kernel column: the output positions whose input position is inside the line.
+    let spans = (0..<kW).map { kw -> (shift: Int, low: Int, high: Int) in
+      let shift = kw * dW - pW
+      let low = shift >= 0 ? 0 : (-shift + sW - 1) / sW
+      let high = min(outW, inW - 1 - shift < 0 ? 0 : (inW - 1 - shift) / sW + 1)
+      return (shift, low, high)
+    }
+    Parallel.forEachRange(planes, costPerItem: outSize * kernelSize) { range in
       for plane in range {
         // Output plane `plane` = (n, m) reads input channel (n, m / perChannel).
-        let image = px + (plane / perChannel) * g.inputSize
-        let kernel = pw + (plane % (perChannel * group)) * g.kernelSize
-        let out = py + plane * g.outputSize
-        out.update(repeating: 0, count: g.outputSize)
+        let image = px + (plane / perChannel) * inSize
+        let kernel = pw + (plane % features) * kernelSize
+        let out = py + plane * outSize
+        out.update(repeating: 0, count: outSize)
         for od in 0..<outD {
-          for kd in 0..<g.kernel[0] {
-            let id = od * g.strides[0] - g.padBegin[0] + kd * g.dilations[0]
+          for kd in 0..<kD {
+            let id = od * sD - pD + kd * dD
             guard id >= 0, id < inD else { continue }
             for oh in 0..<outH {
               let line = out + (od * outH + oh) * outW
-              for kh in 0..<g.kernel[1] {
-                let ih = oh * g.strides[1] - g.padBegin[1] + kh * g.dilations[1]
+              for kh in 0..<kH {
+                let ih = oh * sH - pH + kh * dH
                 guard ih >= 0, ih < inH else { continue }
                 let source = image + (id * inH + ih) * inW
-                for kw in 0..<g.kernel[2] {
-                  let weight = kernel[(kd * g.kernel[1] + kh) * g.kernel[2] + kw]
-                  let shift = kw * g.dilations[2] - g.padBegin[2]
-                  let stride = g.strides[2]
-                  // The output positions whose input position is inside the line.
-                  let low = shift >= 0 ? 0 : (-shift + stride - 1) / stride
-                  let high = min(outW, inW - 1 - shift < 0 ? 0 : (inW - 1 - shift) / stride + 1)
+                for kw in 0..<kW {
+                  let weight = kernel[(kd * kH + kh) * kW + kw]
+                  let (shift, low, high) = spans[kw]
                   guard low < high else { continue }
-                  if stride == 1 {
+                  if sW == 1 {
                     for ow in low..<high { line[ow] += weight * source[ow + shift] }
                   } else {
-                    for ow in low..<high { line[ow] += weight * source[ow * stride + shift] }
+                    for ow in low..<high { line[ow] += weight * source[ow * sW + shift] }
                   }
                 }
               }
             }
           }
+        }
+      }
+    }
+  }
+
+  /// 3×3 depthwise convolution (MobileNet's): each output element sums its nine products in one
+  /// pass; the rows and columns whose window leaves the input take the checked path.
+  private func depthwise3x3(
+    _ g: WindowGeometry, _ px: UnsafePointer<Float>, _ pw: UnsafePointer<Float>, _ py: UnsafeMutablePointer<Float>,
+    planes: Int, perChannel: Int
+  ) {
+    let (inH, inW, outH, outW) = (g.input[1], g.input[2], g.output[1], g.output[2])
+    let (sH, sW, pH, pW) = (g.strides[1], g.strides[2], g.padBegin[1], g.padBegin[2])
+    let (inSize, outSize) = (g.inputSize, g.outputSize)
+    let features = perChannel * group
+    // Output columns whose three input columns are all inside the line.
+    let low = min(outW, (pW + sW - 1) / sW)
+    let high = max(low, min(outW, inW - 3 + pW < 0 ? 0 : (inW - 3 + pW) / sW + 1))
+    Parallel.forEachRange(planes, costPerItem: outSize * 9) { range in
+      for plane in range {
+        let image = px + (plane / perChannel) * inSize
+        let w = pw + (plane % features) * 9
+        let (w0, w1, w2, w3, w4, w5, w6, w7, w8) = (w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7], w[8])
+        for oh in 0..<outH {
+          let line = py + plane * outSize + oh * outW
+          let top = oh * sH - pH
+          func checked(_ ow: Int) -> Float {
+            var sum: Float = 0
+            for kh in 0..<3 where top + kh >= 0 && top + kh < inH {
+              for kw in 0..<3 {
+                let iw = ow * sW - pW + kw
+                if iw >= 0 && iw < inW { sum += w[kh * 3 + kw] * image[(top + kh) * inW + iw] }
+              }
+            }
+            return sum
+          }
+          guard top >= 0, top + 2 < inH else {
+            for ow in 0..<outW { line[ow] = checked(ow) }
+            continue
+          }
+          let (r0, r1, r2) = (image + top * inW - pW, image + (top + 1) * inW - pW, image + (top + 2) * inW - pW)
+          for ow in 0..<low { line[ow] = checked(ow) }
+          if sW == 1 {
+            for ow in low..<high {
+              let a = w0 * r0[ow] + w1 * r0[ow + 1] + w2 * r0[ow + 2]
+              let b = w3 * r1[ow] + w4 * r1[ow + 1] + w5 * r1[ow + 2]
+              let c = w6 * r2[ow] + w7 * r2[ow + 1] + w8 * r2[ow + 2]
+              line[ow] = a + b + c
+            }
+          } else {
+            for ow in low..<high {
+              let i = ow * sW
+              let a = w0 * r0[i] + w1 * r0[i + 1] + w2 * r0[i + 2]
+              let b = w3 * r1[i] + w4 * r1[i + 1] + w5 * r1[i + 2]
+              let c = w6 * r2[i] + w7 * r2[i + 1] + w8 * r2[i + 2]
+              line[ow] = a + b + c
+            }
+          }
+          for ow in high..<outW { line[ow] = checked(ow) }
         }
       }
     }

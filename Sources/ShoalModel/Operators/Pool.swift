@@ -28,13 +28,79 @@ struct PoolKernel: Kernel {
   func run(_ inputs: [Tensor?], _ outputs: [Tensor], scratch: UnsafeMutableRawPointer?) throws(ModelError) {
     let x = inputs[0]!
     let geometry = try geometry(x.shape)
+    let planes = x.shape[0] * x.shape[1]
+    let twoDimensional = geometry.input[0] == 1 && geometry.dilations.allSatisfy { $0 == 1 }
     if x.dataType == .float32 {
-      pool(
-        geometry, x.pointer(as: Float.self), outputs[0].mutablePointer(as: Float.self), planes: x.shape[0] * x.shape[1])
+      let (source, target) = (x.pointer(as: Float.self), outputs[0].mutablePointer(as: Float.self))
+      if twoDimensional {
+        pool2D(geometry, source, target, planes: planes)
+      } else {
+        pool(geometry, source, target, planes: planes)
+      }
     } else {
-      pool(
-        geometry, x.pointer(as: Double.self), outputs[0].mutablePointer(as: Double.self),
-        planes: x.shape[0] * x.shape[1])
+      let (source, target) = (x.pointer(as: Double.self), outputs[0].mutablePointer(as: Double.self))
+      if twoDimensional {
+        pool2D(geometry, source, target, planes: planes)
+      } else {
+        pool(geometry, source, target, planes: planes)
+      }
+    }
+  }
+
+  /// Pools over two spatial axes without dilation, a line at a time: for each kernel tap the
+  /// whole output line is updated, so the inner loops run over contiguous memory.
+  private func pool2D<T: BinaryFloatingPoint>(
+    _ g: WindowGeometry, _ x: UnsafePointer<T>, _ y: UnsafeMutablePointer<T>, planes: Int
+  ) {
+    let (inH, inW, outH, outW) = (g.input[1], g.input[2], g.output[1], g.output[2])
+    let (kH, kW, sH, sW, pH, pW) = (g.kernel[1], g.kernel[2], g.strides[1], g.strides[2], g.padBegin[1], g.padBegin[2])
+    let average = kind == .average
+    // Per kernel column: the output positions whose input position is inside the line.
+    let spans = (0..<kW).map { kw -> (shift: Int, low: Int, high: Int) in
+      let shift = kw - pW
+      let low = shift >= 0 ? 0 : (-shift + sW - 1) / sW
+      let high = min(outW, inW - 1 - shift < 0 ? 0 : (inW - 1 - shift) / sW + 1)
+      return (shift, low, high)
+    }
+    // Per output column: how many window positions an average divides by along the line.
+    let columnCounts = (0..<outW).map { ow -> Int in
+      let start = ow * sW - pW
+      let (low, high) = countIncludePad ? (-pW, inW + g.padEnd[2]) : (0, inW)
+      return (0..<kW).filter { start + $0 >= low && start + $0 < high }.count
+    }
+    Parallel.forEachRange(planes, costPerItem: g.outputSize * g.kernelSize) { range in
+      for plane in range {
+        let image = x + plane * g.inputSize
+        for oh in 0..<outH {
+          let line = y + plane * g.outputSize + oh * outW
+          line.update(repeating: average ? 0 : -T.infinity, count: outW)
+          let start = oh * sH - pH
+          var rows = 0
+          for kh in 0..<kH {
+            let ih = start + kh
+            if countIncludePad, ih >= -pH, ih < inH + g.padEnd[1] { rows += 1 }
+            guard ih >= 0, ih < inH else { continue }
+            if !countIncludePad { rows += 1 }
+            let source = image + ih * inW
+            for (shift, low, high) in spans where low < high {
+              if average {
+                for ow in low..<high { line[ow] += source[ow * sW + shift] }
+              } else {
+                for ow in low..<high {
+                  let value = source[ow * sW + shift]
+                  line[ow] = value > line[ow] || value != value ? value : line[ow]
+                }
+              }
+            }
+          }
+          if average {
+            for ow in 0..<outW {
+              let count = rows * columnCounts[ow]
+              line[ow] = count > 0 ? line[ow] / T(count) : 0
+            }
+          }
+        }
+      }
     }
   }
 

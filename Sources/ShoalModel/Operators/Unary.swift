@@ -57,7 +57,11 @@ struct UnaryKernel: Kernel {
     case .clip(let low, let high):
       let lo = T(low)
       let hi = T(high)
-      for i in 0..<count { y[i] = x[i].isNaN ? x[i] : Swift.min(Swift.max(x[i], lo), hi) }
+      // Written so NaN passes through both comparisons unchanged, without a branch.
+      for i in 0..<count {
+        let raised = x[i] < lo ? lo : x[i]
+        y[i] = raised > hi ? hi : raised
+      }
     case .identity: y.update(from: x, count: count)
     case .neg: for i in 0..<count { y[i] = -x[i] }
     case .abs: for i in 0..<count { y[i] = Swift.abs(x[i]) }
