@@ -87,6 +87,20 @@ struct ConvKernel: Kernel {
         let image = px + (n * channels + g * groupChannels) * inSize
         let weights = pw + g * groupFeatures * depth
         let output = py + (n * features + g * groupFeatures) * outSize
+        if outSize < 2 * Self.minimumColumnsPerPart && groupFeatures >= 2 * Self.minimumColumnsPerPart {
+          // Few output positions (the late layers): unfold once, then split the features instead.
+          if !geometry.isPointwise {
+            geometry.im2col(image, channels: groupChannels, columns: 0..<outSize, into: columns!)
+          }
+          let source = geometry.isPointwise ? image : UnsafePointer(columns!)
+          Parallel.forEachRange(groupFeatures, costPerItem: outSize * depth) { rows in
+            Blas.serialGemm(
+              transA: false, transB: false, m: rows.count, n: outSize, k: depth, alpha: 1,
+              weights + rows.lowerBound * depth,
+              lda: depth, source, ldb: outSize, beta: 0, output + rows.lowerBound * outSize, ldc: outSize)
+          }
+          continue
+        }
         Parallel.forEachRange(outSize, costPerItem: groupFeatures * depth) { positions in
           let source: UnsafePointer<Float>
           if geometry.isPointwise {
@@ -102,6 +116,10 @@ struct ConvKernel: Kernel {
       }
     }
   }
+
+  /// Below this many output positions per core, a convolution splits its features across the
+  /// cores instead (GEMM kernels lose efficiency on narrow column blocks).
+  static let minimumColumnsPerPart = 64
 
   /// Depthwise convolution (one input channel per group) computed directly, plane by plane:
   /// for each kernel tap, a scaled input line is added to the output line.
