@@ -51,8 +51,8 @@ public struct OnnxGraphBuilder: Sendable {
     graph.input.append(Self.valueInfo(name, type, dimensions))
   }
 
-  /// Adds a graph output.
-  public mutating func output(_ name: String, _ type: DataType, _ dimensions: [Model.ValueSpec.Dimension]) {
+  /// Adds a graph output; nil `dimensions` declares no shape.
+  public mutating func output(_ name: String, _ type: DataType, _ dimensions: [Model.ValueSpec.Dimension]?) {
     graph.output.append(Self.valueInfo(name, type, dimensions))
   }
 
@@ -109,21 +109,23 @@ public struct OnnxGraphBuilder: Sendable {
   }
 
   private static func valueInfo(
-    _ name: String, _ type: DataType, _ dimensions: [Model.ValueSpec.Dimension]
+    _ name: String, _ type: DataType, _ dimensions: [Model.ValueSpec.Dimension]?
   ) -> Onnx.ValueInfoProto {
-    var shape = Onnx.TensorShapeProto()
-    shape.dim = dimensions.map { dimension in
-      var proto = Onnx.TensorShapeProto.Dimension()
-      switch dimension {
-      case .fixed(let size): proto.value = .dimValue(Int64(size))
-      case .symbolic(let name): proto.value = .dimParam(name)
-      case .unknown: break
-      }
-      return proto
-    }
     var tensor = Onnx.TypeProto.Tensor()
     tensor.elemType = type.onnxCode
-    tensor.shape = shape
+    if let dimensions {
+      var shape = Onnx.TensorShapeProto()
+      shape.dim = dimensions.map { dimension in
+        var proto = Onnx.TensorShapeProto.Dimension()
+        switch dimension {
+        case .fixed(let size): proto.value = .dimValue(Int64(size))
+        case .symbolic(let name): proto.value = .dimParam(name)
+        case .unknown: break
+        }
+        return proto
+      }
+      tensor.shape = shape
+    }
     var typeProto = Onnx.TypeProto()
     typeProto.value = .tensorType(tensor)
     var info = Onnx.ValueInfoProto()

@@ -1,0 +1,232 @@
+import Foundation
+import ShoalModel
+import ShoalTestSupport
+import Testing
+
+/// Single-operator graphs, especially the attribute and opset variants the conformance data does
+/// not reach, run by Shoal and by onnxruntime on the same random inputs.
+@Suite struct OperatorReferenceTests {
+  struct Case {
+    var name: String
+    var opset = 13
+    var inputs: [(String, Tensor)]
+    var initializers: [(String, Tensor)] = []
+    var nodes: [(op: String, inputs: [String], outputs: [String], attributes: [String: OnnxAttribute])]
+    var outputs: [String] = ["y"]
+
+    func model() -> [UInt8] {
+      var graph = OnnxGraphBuilder(name: name, opset: opset)
+      for (input, tensor) in inputs {
+        graph.input(input, tensor.dataType, tensor.shape.map { .fixed($0) })
+      }
+      for (name, tensor) in initializers { graph.initializer(name, tensor) }
+      for node in nodes { graph.node(node.op, node.inputs, node.outputs, attributes: node.attributes) }
+      for output in outputs { graph.output(output, .float32, nil) }
+      return graph.bytes()
+    }
+  }
+
+  static func random(_ shape: [Int], seed: UInt64, range: ClosedRange<Float> = -2...2) -> Tensor {
+    var generator = SplitMix64(seed: seed)
+    return Tensor(
+      shape: shape, elements: (0..<shape.reduce(1, *)).map { _ in Float.random(in: range, using: &generator) })
+  }
+
+  static func ints(_ values: [Int]) -> Tensor { Tensor(shape: [values.count], elements: values.map { Int64($0) }) }
+  static func floats(_ values: [Float]) -> Tensor { Tensor(shape: [values.count], elements: values) }
+
+  static func single(
+    _ name: String, _ op: String, opset: Int = 13, _ inputs: [(String, Tensor)], constants: [(String, Tensor)] = [],
+    inputNames: [String]? = nil, attributes: [String: OnnxAttribute] = [:]
+  ) -> Case {
+    Case(
+      name: name, opset: opset, inputs: inputs, initializers: constants,
+      nodes: [(op, inputNames ?? (inputs.map(\.0) + constants.map(\.0)), ["y"], attributes)])
+  }
+
+  static var cases: [Case] {
+    let image = random([2, 3, 5, 6], seed: 1)
+    return [
+      single(
+        "resize-nearest-asymmetric-floor", "Resize", [("x", image)],
+        constants: [("roi", floats([])), ("scales", floats([1, 1, 2, 1.5]))], inputNames: ["x", "roi", "scales"],
+        attributes: [
+          "mode": .string("nearest"), "coordinate_transformation_mode": .string("asymmetric"),
+          "nearest_mode": .string("floor"),
+        ]),
+      single(
+        "resize-nearest-half-pixel", "Resize", [("x", image)],
+        constants: [("roi", floats([])), ("scales", floats([1, 1, 1.7, 0.6]))], inputNames: ["x", "roi", "scales"]),
+      single(
+        "resize-linear-half-pixel", "Resize", [("x", image)],
+        constants: [("roi", floats([])), ("scales", floats([1, 1, 2, 2]))], inputNames: ["x", "roi", "scales"],
+        attributes: ["mode": .string("linear")]),
+      single(
+        "resize-linear-align-corners-sizes", "Resize", [("x", image)],
+        constants: [("roi", floats([])), ("scales", floats([])), ("sizes", ints([2, 3, 9, 4]))],
+        inputNames: ["x", "roi", "scales", "sizes"],
+        attributes: ["mode": .string("linear"), "coordinate_transformation_mode": .string("align_corners")]),
+      single(
+        "resize-linear-pytorch-half-pixel", "Resize", [("x", image)],
+        constants: [("roi", floats([])), ("scales", floats([1, 1, 0.5, 2.5]))], inputNames: ["x", "roi", "scales"],
+        attributes: ["mode": .string("linear"), "coordinate_transformation_mode": .string("pytorch_half_pixel")]),
+      single(
+        "upsample-opset9", "Upsample", opset: 9, [("x", image)], constants: [("scales", floats([1, 1, 2, 3]))],
+        attributes: ["mode": .string("nearest")]),
+      single(
+        "lrn", "LRN", [("x", image)],
+        attributes: ["size": .int(3), "alpha": .float(0.01), "beta": .float(0.6), "bias": .float(1.5)]),
+      single("global-max-pool", "GlobalMaxPool", [("x", image)]),
+      single(
+        "average-pool-ceil-include-pad", "AveragePool", [("x", image)],
+        attributes: [
+          "kernel_shape": .ints([3, 3]), "strides": .ints([2, 2]), "pads": .ints([1, 1, 1, 1]),
+          "ceil_mode": .int(1), "count_include_pad": .int(1),
+        ]),
+      single(
+        "max-pool-dilated", "MaxPool", [("x", image)],
+        attributes: ["kernel_shape": .ints([2, 2]), "dilations": .ints([2, 1]), "pads": .ints([1, 0, 1, 1])]),
+      single(
+        "conv-transpose-strided-output-padding", "ConvTranspose", [("x", random([1, 4, 3, 3], seed: 2))],
+        constants: [("w", random([4, 2, 3, 3], seed: 3)), ("b", random([4], seed: 4))],
+        attributes: [
+          "strides": .ints([2, 2]), "pads": .ints([1, 1, 1, 1]), "output_padding": .ints([1, 0]), "group": .int(2),
+        ]),
+      single(
+        "conv-same-lower-strided", "Conv", [("x", image)], constants: [("w", random([4, 3, 3, 2], seed: 5))],
+        attributes: ["auto_pad": .string("SAME_LOWER"), "strides": .ints([2, 1])]),
+      single(
+        "conv-dilated-padded", "Conv", [("x", image)], constants: [("w", random([4, 3, 3, 2], seed: 5))],
+        attributes: ["pads": .ints([2, 1, 1, 0]), "dilations": .ints([1, 2])]),
+      single(
+        "conv-depthwise-strided", "Conv", [("x", random([1, 6, 9, 8], seed: 6))],
+        constants: [("w", random([6, 1, 3, 3], seed: 7))],
+        attributes: ["group": .int(6), "strides": .ints([2, 2]), "pads": .ints([1, 0, 0, 1])]),
+      single(
+        "pad-reflect", "Pad", [("x", image)], constants: [("pads", ints([0, 0, 2, 1, 0, 0, 1, 3]))],
+        attributes: ["mode": .string("reflect")]),
+      single(
+        "pad-edge-negative", "Pad", [("x", image)], constants: [("pads", ints([0, 0, -1, 2, 0, 0, 1, -2]))],
+        attributes: ["mode": .string("edge")]),
+      single(
+        "pad-constant-value", "Pad", [("x", image)],
+        constants: [("pads", ints([0, 1, 1, 0, 0, 0, 2, 1])), ("value", Tensor(scalar: Float(7)))]),
+      single(
+        "slice-negative-steps", "Slice", [("x", image)],
+        constants: [
+          ("starts", ints([-1, 4])), ("ends", ints([-100, 0])), ("axes", ints([3, 2])), ("steps", ints([-2, -1])),
+        ]),
+      single(
+        "gather-negative-axis", "Gather", [("x", image)],
+        constants: [("i", Tensor(shape: [2, 2], elements: [Int64(-1), 0, 2, -3]))],
+        attributes: ["axis": .int(-1)]),
+      single("transpose", "Transpose", [("x", image)], attributes: ["perm": .ints([3, 1, 0, 2])]),
+      single("tile", "Tile", [("x", random([2, 3], seed: 8))], constants: [("r", ints([3, 2]))]),
+      single("expand", "Expand", [("x", random([3, 1], seed: 9))], constants: [("s", ints([2, 1, 4]))]),
+      Case(
+        name: "split-sizes", inputs: [("x", image)], initializers: [("split", ints([2, 4]))],
+        nodes: [("Split", ["x", "split"], ["y", "z"], ["axis": .int(3)])], outputs: ["y", "z"]),
+      single("hardmax", "Hardmax", [("x", image)], attributes: ["axis": .int(1)]),
+      single("softmax-opset11-flattens", "Softmax", opset: 11, [("x", image)], attributes: ["axis": .int(2)]),
+      single("log-softmax-axis", "LogSoftmax", [("x", image)], attributes: ["axis": .int(2)]),
+      single("reduce-max-keepdims", "ReduceMax", [("x", image)], attributes: ["axes": .ints([1, 3])]),
+      single("reduce-l2", "ReduceL2", [("x", image)], attributes: ["axes": .ints([2]), "keepdims": .int(0)]),
+      single("reduce-log-sum-exp", "ReduceLogSumExp", [("x", image)], attributes: ["axes": .ints([0, 2])]),
+      single("reduce-sum-axes-input", "ReduceSum", [("x", image)], constants: [("axes", ints([-1]))]),
+      single("reduce-mean-all", "ReduceMean", [("x", image)], attributes: ["keepdims": .int(0)]),
+      single(
+        "clip-inputs", "Clip", [("x", image)],
+        constants: [("lo", Tensor(scalar: Float(-0.5))), ("hi", Tensor(scalar: Float(1)))]),
+      single(
+        "instance-normalization", "InstanceNormalization", [("x", image)],
+        constants: [("s", random([3], seed: 10)), ("b", random([3], seed: 11))]),
+      single(
+        "batch-normalization", "BatchNormalization", [("x", image)],
+        constants: [
+          ("s", random([3], seed: 12)), ("b", random([3], seed: 13)), ("m", random([3], seed: 14)),
+          ("v", random([3], seed: 15, range: 0.5...2)),
+        ]),
+      single(
+        "gemm-transposed-broadcast-c", "Gemm", [("a", random([4, 3], seed: 16))],
+        constants: [("b", random([5, 4], seed: 17)), ("c", random([5], seed: 18))],
+        attributes: ["transA": .int(1), "transB": .int(1), "alpha": .float(0.5), "beta": .float(2)]),
+      single(
+        "matmul-batched-broadcast", "MatMul", [("a", random([2, 1, 3, 4], seed: 19))],
+        constants: [("b", random([3, 4, 5], seed: 20))]),
+      single(
+        "matmul-vector", "MatMul", [("a", random([4], seed: 21))], constants: [("b", random([2, 4, 3], seed: 22))]),
+      single("prelu-broadcast", "PRelu", [("x", image)], constants: [("slope", random([3, 1, 1], seed: 23))]),
+      single(
+        "pow", "Pow", [("x", random([3, 4], seed: 24, range: 0.1...2))], constants: [("e", random([4], seed: 25))]),
+      single(
+        "mean-variadic", "Mean", [("a", random([3, 1], seed: 26)), ("b", random([1, 4], seed: 27))],
+        constants: [("c", random([4], seed: 28))]),
+      single("div-broadcast", "Div", [("a", image)], constants: [("b", random([6], seed: 29, range: 0.5...2))]),
+      single("elu-selu-hardsigmoid", "Elu", [("x", image)], attributes: ["alpha": .float(0.7)]),
+      single("selu", "Selu", [("x", image)]),
+      single("hard-sigmoid", "HardSigmoid", [("x", image)], attributes: ["alpha": .float(0.3)]),
+      single("erf", "Erf", [("x", image)]),
+      Case(
+        name: "where-equal-cast", inputs: [("a", image), ("b", random([6], seed: 30))],
+        nodes: [
+          ("Less", ["a", "b"], ["mask"], [:]), ("Where", ["mask", "a", "b"], ["w"], [:]),
+          ("Cast", ["mask"], ["m"], ["to": .int(1)]), ("Add", ["w", "m"], ["y"], [:]),
+        ]),
+      Case(
+        name: "flatten-squeeze-unsqueeze-concat", inputs: [("x", random([2, 1, 3, 4], seed: 31))],
+        initializers: [("axes", ints([1])), ("at", ints([0, 3]))],
+        nodes: [
+          ("Squeeze", ["x", "axes"], ["s"], [:]), ("Unsqueeze", ["s", "at"], ["u"], [:]),
+          ("Flatten", ["u"], ["f"], ["axis": .int(2)]), ("Concat", ["f", "f"], ["y"], ["axis": .int(-1)]),
+        ]),
+    ]
+  }
+
+  @Test func operatorsMatchOnnxruntime() async throws {
+    let directory = try TemporaryDirectory()
+    let cases = Self.cases
+    for (index, testCase) in cases.enumerated() {
+      let path = directory.path("\(index)")
+      try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+      try Data(testCase.model()).write(to: URL(fileURLWithPath: path + "/model.onnx"))
+      for (name, tensor) in testCase.inputs { try tensor.writeNpy(to: path + "/input-\(name).npy") }
+    }
+    let script = """
+      import os, sys, numpy as np, onnxruntime as ort
+      root = sys.argv[1]
+      for case in sorted(os.listdir(root), key=int):
+          d = os.path.join(root, case)
+          options = ort.SessionOptions()
+          options.log_severity_level = 3
+          session = ort.InferenceSession(os.path.join(d, "model.onnx"), options, providers=["CPUExecutionProvider"])
+          feeds = {i.name: np.load(os.path.join(d, f"input-{i.name}.npy")) for i in session.get_inputs()}
+          for output, value in zip(session.get_outputs(), session.run(None, feeds)):
+              np.save(os.path.join(d, f"output-{output.name}.npy"), value)
+      """
+    let result = try await Subprocess.run(try TestEnvironment.python(), ["-c", script, directory.url.path])
+    #expect(result.status == 0, "onnxruntime failed: \(result.stderrText)")
+    for (index, testCase) in cases.enumerated() {
+      let path = directory.path("\(index)")
+      let outputs: [String: Tensor]
+      do {
+        outputs = try Model(onnx: testCase.model()).run(Dictionary(uniqueKeysWithValues: testCase.inputs))
+      } catch {
+        Issue.record("\(testCase.name): \(error)")
+        continue
+      }
+      for name in testCase.outputs {
+        let expected = try Tensor(npyFile: path + "/output-\(name).npy")
+        guard let actual = outputs[name] else {
+          Issue.record("\(testCase.name): no output \(name)")
+          continue
+        }
+        #expect(
+          actual.shape == expected.shape, "\(testCase.name): shape \(actual.shape), onnxruntime \(expected.shape)")
+        guard actual.shape == expected.shape else { continue }
+        let (a, e) = (actual.doubles(), expected.doubles())
+        let worst = zip(a, e).map { abs($0 - $1) / max(1, abs($1)) }.max() ?? 0
+        #expect(worst <= 1e-5, "\(testCase.name): differs from onnxruntime by \(worst)")
+      }
+    }
+  }
+}
