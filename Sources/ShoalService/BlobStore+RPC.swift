@@ -2,6 +2,20 @@ import ShoalProto
 public import ShoalRPC
 public import ShoalStore
 
+extension BlobDigest {
+  /// The digest an upload's header promises: nil when the header gives none.
+  ///
+  /// - Throws: INVALID_ARGUMENT naming the `sha256` field unless it is empty or 64 hex digits.
+  public init?(uploadHeader hex: String) throws(RPCError) {
+    guard !hex.isEmpty else { return nil }
+    do {
+      try self.init(hex: hex)
+    } catch {
+      throw RPCError(.invalidArgument, "sha256: \(error.message)")
+    }
+  }
+}
+
 extension BlobStore {
   /// Receives the file that follows an upload's header: every remaining message must be a chunk
   /// (`chunk` returns its bytes, nil for anything else). Returns the stored blob's digest and size.

@@ -203,14 +203,7 @@ public struct TrackingService: TrackingV1.Tracking.ServiceProtocol {
         .invalidArgument, "an upload starts with its header (ArtifactUploadHeader), then the file's chunks")
     }
     try TrackingStore.checkArtifactPath(header.path)
-    var expected: BlobDigest?
-    if !header.sha256.isEmpty {
-      do {
-        expected = try BlobDigest(hex: header.sha256)
-      } catch {
-        throw RPCError(.invalidArgument, "sha256: \(error.message)")
-      }
-    }
+    let expected = try BlobDigest(uploadHeader: header.sha256)
     let run = try await store.run(header.runId)
     guard run.lifecycle == .active else {
       throw RPCError(.failedPrecondition, "run '\(run.runId)' is deleted; restore it before adding artifacts")

@@ -44,7 +44,7 @@ extension TrackingStore {
   /// The artifacts of a run under `prefix` (a directory), by path.
   func artifacts(runID: String, prefix: String) async throws -> [TrackingV1.Artifact] {
     _ = try await run(runID)
-    let pattern = prefix.isEmpty ? "%" : Self.likeEscaped(prefix.hasSuffix("/") ? prefix : prefix + "/") + "%"
+    let pattern = prefix.isEmpty ? "%" : LikePattern.escaped(prefix.hasSuffix("/") ? prefix : prefix + "/") + "%"
     return try await database.read { connection in
       try connection.query(
         "SELECT * FROM artifacts WHERE run_id = $1 AND path LIKE $2 ESCAPE '\\' ORDER BY path", .text(runID),
@@ -78,14 +78,5 @@ extension TrackingStore {
     artifact.digest = try found.string("digest")
     artifact.createdAtMs = try found.int("created_at_ms")
     return artifact
-  }
-
-  static func likeEscaped(_ text: String) -> String {
-    var escaped = ""
-    for character in text {
-      if character == "%" || character == "_" || character == "\\" { escaped.append("\\") }
-      escaped.append(character)
-    }
-    return escaped
   }
 }

@@ -135,7 +135,8 @@ public struct TrackingStore: Sendable {
 
   /// Marks an experiment (and, in MLflow's way, its runs) deleted or active again.
   public func setExperiment(_ id: String, deleted: Bool) async throws -> TrackingV1.Experiment {
-    let experiment = try await experiment(id: id)
+    // An unknown experiment is NOT_FOUND before anything changes.
+    _ = try await experiment(id: id)
     let now = Self.now()
     try await database.transaction { connection in
       try connection.execute(
@@ -145,8 +146,7 @@ public struct TrackingStore: Sendable {
         "UPDATE runs SET deleted = $2, deleted_at_ms = $3 WHERE experiment_id = $1", .integer(Int64(id)!),
         .bool(deleted), .integer(deleted ? now : 0))
     }
-    _ = experiment
-    return try await self.experiment(id: id)
+    return try await experiment(id: id)
   }
 
   static func experiment(_ row: SQLRow, _ connection: any SQLConnection) throws -> TrackingV1.Experiment {

@@ -14,16 +14,26 @@ func withModelRegistry<T>(
   var config = RPCClient.Config.defaults
   if let token = location.token { config.interceptors = [BearerTokenInterceptor(token: token)] }
   let rpc = RPCClient(address: location.registry, config: config)
+  return try await reportingRPCErrors(command: command, closing: { await rpc.close() }) {
+    try await body(RegistryV1.ModelRegistry.Client(rpc))
+  }
+}
+
+/// Runs `body`, then `close`. An RPC failure is printed as `shoal COMMAND: CODE: message` and
+/// ends the command with exit status 1.
+func reportingRPCErrors<T>(
+  command: String, closing close: () async -> Void, _ body: () async throws -> T
+) async throws -> T {
   do {
-    let result = try await body(RegistryV1.ModelRegistry.Client(rpc))
-    await rpc.close()
+    let result = try await body()
+    await close()
     return result
   } catch let error as RPCError {
-    await rpc.close()
+    await close()
     logLine("shoal \(command)", "\(error.codeName): \(error.message)")
     throw ExitCode(1)
   } catch {
-    await rpc.close()
+    await close()
     throw error
   }
 }

@@ -41,7 +41,6 @@ struct StatusCommand: AsyncParsableCommand {
             return (instance.address, "bad address")
           }
           let rpc = RPCClient(address: address)
-          defer { _ = rpc }
           let status: String
           do {
             let response = try await rpc.unary(

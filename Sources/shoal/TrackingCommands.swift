@@ -11,17 +11,8 @@ func withTracking<T>(
   _ mesh: MeshOptions, command: String, _ body: (TrackingV1.Tracking.Client) async throws -> T
 ) async throws -> T {
   let shoal = ShoalClient(location: try mesh.location())
-  do {
-    let result = try await body(TrackingV1.Tracking.Client(shoal.channel(for: "tracking")))
-    await shoal.close()
-    return result
-  } catch let error as RPCError {
-    await shoal.close()
-    logLine("shoal \(command)", "\(error.codeName): \(error.message)")
-    throw ExitCode(1)
-  } catch {
-    await shoal.close()
-    throw error
+  return try await reportingRPCErrors(command: command, closing: { await shoal.close() }) {
+    try await body(TrackingV1.Tracking.Client(shoal.channel(for: "tracking")))
   }
 }
 

@@ -128,14 +128,7 @@ public struct ModelRegistryService: RegistryV1.ModelRegistry.ServiceProtocol {
     let organization = try organization(header.organization, caller)
     try RegistryNames.checkSemver(header.semver)
     try RegistryNames.checkTags(header.tags)
-    var expected: BlobDigest?
-    if !header.sha256.isEmpty {
-      do {
-        expected = try BlobDigest(hex: header.sha256)
-      } catch {
-        throw RPCError(.invalidArgument, "sha256: \(error.message)")
-      }
-    }
+    let expected = try BlobDigest(uploadHeader: header.sha256)
     let row = try await store.modelForWriting(organization, header.model, by: caller)
 
     let (digest, size) = try await blobs.receive(rest: &messages, limit: config.maxModelSize, expected: expected) {

@@ -88,7 +88,7 @@ extension RegistryStore {
     }
     if !caller.superuser { add({ Self.visible(caller, parameter: $0) }, .text(caller.organization)) }
     if !request.query.isEmpty {
-      let pattern = "%" + Self.likeEscaped(request.query.lowercased()) + "%"
+      let pattern = "%" + LikePattern.escaped(request.query.lowercased()) + "%"
       add({ "(lower(m.name) LIKE $\($0) ESCAPE '\\' OR lower(m.description) LIKE $\($0) ESCAPE '\\')" }, .text(pattern))
     }
     if !request.organization.isEmpty { add({ "m.organization = $\($0)" }, .text(request.organization)) }
@@ -133,15 +133,5 @@ extension RegistryStore {
       model.aliases[try alias.string("alias")] = try alias.int("version")
     }
     return ModelRow(id: id, model: model)
-  }
-
-  /// `text` with LIKE's wildcards and the escape character escaped.
-  static func likeEscaped(_ text: String) -> String {
-    var escaped = ""
-    for character in text {
-      if character == "%" || character == "_" || character == "\\" { escaped.append("\\") }
-      escaped.append(character)
-    }
-    return escaped
   }
 }

@@ -18,14 +18,6 @@ extension SQLValue: ExpressibleByIntegerLiteral, ExpressibleByStringLiteral, Exp
 }
 
 extension SQLValue {
-  /// An integer, or NULL for nil.
-  public static func int(_ value: (some BinaryInteger)?) -> SQLValue {
-    value.map { .integer(Int64($0)) } ?? .null
-  }
-
-  /// A string, or NULL for nil.
-  public static func string(_ value: String?) -> SQLValue { value.map { .text($0) } ?? .null }
-
   /// 1 or 0 (both back ends compare booleans stored this way alike).
   public static func bool(_ value: Bool) -> SQLValue { .integer(value ? 1 : 0) }
 }
@@ -82,12 +74,6 @@ public struct SQLRow: Sendable, Hashable {
     case .integer(let value): return String(value)
     case let other: throw StoreError(.internal, "column '\(name)' holds \(other), not text")
     }
-  }
-
-  /// The column `name` as a string, or nil when NULL.
-  public func optionalString(_ name: String) throws(StoreError) -> String? {
-    if case .null = self[name] { return nil }
-    return try string(name)
   }
 
   /// The column `name` as bytes.
