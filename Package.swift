@@ -123,7 +123,7 @@ let package = Package(
       swiftSettings: strictSwift
     ),
     .target(
-      name: "ShoalTestSupport", dependencies: ["ShoalStore", "ShoalProto"], path: "Tests/ShoalTestSupport",
+      name: "ShoalTestSupport", dependencies: ["ShoalStore", "ShoalProto", "ShoalModel"], path: "Tests/ShoalTestSupport",
       swiftSettings: strictSwift),
     .testTarget(
       name: "ShoalProtoTests",

@@ -303,18 +303,13 @@ struct DataMovementKernel: Kernel {
       let rowBytes = kept[rank - 1] * size
       let rows = kept.dropLast().reduce(1, *)
       var index = [Int](repeating: 0, count: max(rank - 1, 0))
+      let rowShape = Array(kept.dropLast())
       for row in 0..<rows {
         var offset = outOffset
         for axis in 0..<(rank - 1) { offset += index[axis] * outStrides[axis] }
         (out.buffer.pointer + offset * size).copyMemory(
           from: region.buffer.pointer + row * rowBytes, byteCount: rowBytes)
-        var axis = rank - 2
-        while axis >= 0 {
-          index[axis] += 1
-          if index[axis] < kept[axis] { break }
-          index[axis] = 0
-          axis -= 1
-        }
+        index.advance(within: rowShape)
       }
       return
     }
@@ -340,13 +335,7 @@ struct DataMovementKernel: Kernel {
         source += i * inStrides[axis]
       }
       (out.buffer.pointer + position * size).copyMemory(from: x.buffer.pointer + source * size, byteCount: size)
-      var axis = rank - 1
-      while axis >= 0 {
-        index[axis] += 1
-        if index[axis] < out.shape[axis] { break }
-        index[axis] = 0
-        axis -= 1
-      }
+      index.advance(within: out.shape)
     }
   }
 
@@ -359,13 +348,7 @@ struct DataMovementKernel: Kernel {
       var source = 0
       for axis in 0..<rank { source += (index[axis] % x.shape[axis]) * inStrides[axis] }
       (out.buffer.pointer + position * size).copyMemory(from: x.buffer.pointer + source * size, byteCount: size)
-      var axis = rank - 1
-      while axis >= 0 {
-        index[axis] += 1
-        if index[axis] < out.shape[axis] { break }
-        index[axis] = 0
-        axis -= 1
-      }
+      index.advance(within: out.shape)
     }
   }
 

@@ -120,13 +120,7 @@ struct ResizeKernel: Kernel {
         }
       }
       py[position] = value
-      var axis = rank - 1
-      while axis >= 0 {
-        index[axis] += 1
-        if index[axis] < shape[axis] { break }
-        index[axis] = 0
-        axis -= 1
-      }
+      index.advance(within: shape)
     }
   }
 

@@ -48,19 +48,21 @@ extension Tensor {
         mutablePointer(as: Int32.self).update(from: proto.int32Data, count: count)
       case .int8:
         try check(proto.int32Data.count, "int32_data")
-        for (index, value) in proto.int32Data.enumerated() {
-          mutablePointer(as: Int8.self)[index] = Int8(truncatingIfNeeded: value)
-        }
+        narrow(proto.int32Data) { Int8(truncatingIfNeeded: $0) }
       case .uint8:
         try check(proto.int32Data.count, "int32_data")
-        for (index, value) in proto.int32Data.enumerated() {
-          mutablePointer(as: UInt8.self)[index] = UInt8(truncatingIfNeeded: value)
-        }
+        narrow(proto.int32Data) { UInt8(truncatingIfNeeded: $0) }
       case .bool:
         try check(proto.int32Data.count, "int32_data")
-        for (index, value) in proto.int32Data.enumerated() { mutablePointer(as: Bool.self)[index] = value != 0 }
+        narrow(proto.int32Data) { $0 != 0 }
       }
     }
+  }
+
+  /// Stores ONNX's `int32_data` values as the tensor's narrower element type.
+  private func narrow<Element: TensorElement>(_ values: [Int32], _ convert: (Int32) -> Element) {
+    let pointer = mutablePointer(as: Element.self)
+    for (index, value) in values.enumerated() { pointer[index] = convert(value) }
   }
 
   private func loadExternal(_ proto: Onnx.TensorProto, baseDirectory: String?, label: String) throws(ModelError) {

@@ -129,6 +129,18 @@ extension Array where Element == Int {
   /// The number of elements of a tensor of this shape.
   var elementCount: Int { reduce(1, *) }
 
+  /// Steps this multi-dimensional index to the next element of a tensor of `shape` in row-major
+  /// order (the last axis fastest), wrapping to all zeros after the last element.
+  mutating func advance(within shape: [Int]) {
+    var axis = count - 1
+    while axis >= 0 {
+      self[axis] += 1
+      if self[axis] < shape[axis] { return }
+      self[axis] = 0
+      axis -= 1
+    }
+  }
+
   /// Row-major strides, in elements, for a tensor of this shape.
   var strides: [Int] {
     var strides = [Int](repeating: 1, count: count)
