@@ -7,7 +7,9 @@ extension TrackingStore {
   func collectDeleted(deletedBefore cutoff: Int64) async throws -> (runs: Int64, experiments: Int64) {
     try await database.transaction { connection in
       let doomed = "SELECT run_id FROM runs WHERE deleted = 1 AND deleted_at_ms <= $1"
-      for table in ["params", "run_tags", "metrics", "latest_metrics", "batch_requests", "run_inputs", "artifacts"] {
+      for table in [
+        "params", "run_tags", "metrics", "metric_chunks", "latest_metrics", "batch_requests", "run_inputs", "artifacts",
+      ] {
         try connection.execute("DELETE FROM \(table) WHERE run_id IN (\(doomed))", .integer(cutoff))
       }
       let runs = try connection.execute("DELETE FROM runs WHERE deleted = 1 AND deleted_at_ms <= $1", .integer(cutoff))

@@ -50,44 +50,43 @@ extension TrackingStore {
           """, .text(request.runId), .text(tag.key), .text(tag.value))
       }
       guard !request.metrics.isEmpty else { return response }
-      // Many rows per statement: one statement per 100 metrics instead of one per metric.
-      var start = 0
-      while start < request.metrics.count {
-        let rows = request.metrics[start..<min(start + 100, request.metrics.count)]
-        var parameters: [SQLValue] = [.text(request.runId)]
-        parameters.reserveCapacity(1 + rows.count * 5)
-        var tuples: [String] = []
-        for metric in rows {
-          let base = parameters.count
-          tuples.append("($1, $\(base + 1), $\(base + 2), $\(base + 3), $\(base + 4), $\(base + 5))")
-          parameters += [
-            .text(metric.key), .integer(metric.step), .integer(metric.timestampMs),
-            metric.value.isNaN ? .null : .real(metric.value), .bool(metric.value.isNaN),
-          ]
-        }
-        try connection.execute(
-          "INSERT INTO metrics (run_id, key, step, timestamp_ms, value, is_nan) VALUES \(tuples.joined(separator: ", "))",
-          parameters)
-        start += rows.count
-      }
-      // The latest value per key: highest step, then latest timestamp (MLflow's rule).
-      var latest: [String: TrackingV1.Metric] = [:]
+      // One row per key: the key's points of this batch, packed. Batches usually repeat a key
+      // many times in a row, so the key is looked up only when it changes.
+      var groups: [(key: String, metrics: [TrackingV1.Metric])] = []
+      var groupOfKey: [String: Int] = [:]
+      var current = -1
       for metric in request.metrics {
-        if let current = latest[metric.key], Self.order(current) >= Self.order(metric) { continue }
-        latest[metric.key] = metric
-      }
-      for (key, metric) in latest.sorted(by: { $0.key < $1.key }) {
-        if let stored = try connection.queryFirst(
-          "SELECT step, timestamp_ms FROM latest_metrics WHERE run_id = $1 AND key = $2", .text(request.runId),
-          .text(key))
-        {
-          guard (try stored.int("step"), try stored.int("timestamp_ms")) <= Self.order(metric) else { continue }
+        if current < 0 || groups[current].key != metric.key {
+          if let index = groupOfKey[metric.key] {
+            current = index
+          } else {
+            groups.append((metric.key, []))
+            current = groups.count - 1
+            groupOfKey[metric.key] = current
+          }
         }
+        groups[current].metrics.append(metric)
+      }
+      var latest: [(key: String, metric: TrackingV1.Metric)] = []
+      for group in groups {
+        try connection.execute(
+          "INSERT INTO metric_chunks (run_id, key, points) VALUES ($1, $2, $3)", .text(request.runId),
+          .text(group.key), .blob(MetricChunk.encode(group.metrics)))
+        // The latest value of the key: highest step, then latest timestamp (MLflow's rule).
+        var newest = group.metrics[0]
+        for metric in group.metrics.dropFirst() where Self.order(metric) > Self.order(newest) { newest = metric }
+        latest.append((group.key, newest))
+      }
+      // Kept only where it is at least as late as the stored one (sorted keys: the same lock order
+      // for every writer).
+      for (key, metric) in latest.sorted(by: { $0.key < $1.key }) {
         try connection.execute(
           """
           INSERT INTO latest_metrics (run_id, key, step, timestamp_ms, value, is_nan) VALUES ($1, $2, $3, $4, $5, $6)
           ON CONFLICT (run_id, key) DO UPDATE SET step = excluded.step, timestamp_ms = excluded.timestamp_ms,
             value = excluded.value, is_nan = excluded.is_nan
+          WHERE excluded.step > latest_metrics.step
+            OR (excluded.step = latest_metrics.step AND excluded.timestamp_ms >= latest_metrics.timestamp_ms)
           """, .text(request.runId), .text(key), .integer(metric.step), .integer(metric.timestampMs),
           metric.value.isNaN ? .null : .real(metric.value), .bool(metric.value.isNaN))
       }
@@ -116,12 +115,25 @@ extension TrackingStore {
       let thinning = request.maxPoints > 0
       let limit = thinning ? Int64.max : Int64(pageSize + 1)
       var points = try await database.read { connection in
-        try connection.query(
-          """
-          SELECT key, step, timestamp_ms, value, is_nan FROM metrics WHERE run_id = $1 AND key = $2
-          ORDER BY step, timestamp_ms, id LIMIT $3 OFFSET $4
-          """, .text(runID), .text(request.key), .integer(limit), .integer(offset)
+        // Points of earlier versions (a row each) came before any chunk.
+        var series = try connection.query(
+          "SELECT key, step, timestamp_ms, value, is_nan FROM metrics WHERE run_id = $1 AND key = $2 ORDER BY id",
+          .text(runID), .text(request.key)
         ).map(Self.metric)
+        for row in try connection.query(
+          "SELECT points FROM metric_chunks WHERE run_id = $1 AND key = $2 ORDER BY id", .text(runID),
+          .text(request.key))
+        {
+          series += try MetricChunk.decode(try row.bytes("points"), key: request.key)
+        }
+        return series
+      }
+      // Step order, then timestamp, then the order they were logged in.
+      points = points.enumerated().sorted { a, b in
+        (a.element.step, a.element.timestampMs, a.offset) < (b.element.step, b.element.timestampMs, b.offset)
+      }.map(\.element)
+      if !thinning {
+        points = Array(points.dropFirst(Int(offset)).prefix(Int(limit)))
       }
       if thinning {
         points = Self.thinned(points, to: Int(request.maxPoints))

@@ -3,8 +3,10 @@ public import ShoalProto
 import ShoalRPC
 public import ShoalStore
 
-/// The tracking service's tables and queries. Metric values are stored as doubles with a NaN flag
-/// beside them (SQLite turns a NaN into NULL), so NaN and ±infinity come back as they went in.
+/// The tracking service's tables and queries. Metric points are stored a batch and key to a row
+/// (`metric_chunks`, see `MetricChunk`), their values bit for bit; the latest value per key is
+/// kept beside them as a double with a NaN flag (SQLite turns a NaN into NULL). Rows in the
+/// one-point-per-row `metrics` table of earlier versions are still read.
 public struct TrackingStore: Sendable {
   /// The tracking service's migrations.
   public static let migrations = [
@@ -51,6 +53,13 @@ public struct TrackingStore: Sendable {
       CREATE TABLE artifacts (
         run_id TEXT NOT NULL REFERENCES runs (run_id), path TEXT NOT NULL, size BIGINT NOT NULL,
         digest TEXT NOT NULL, created_at_ms BIGINT NOT NULL, PRIMARY KEY (run_id, path));
+      """),
+    Migration(
+      4, "metric points a batch and key to a row",
+      """
+      CREATE TABLE metric_chunks (
+        id {id}, run_id TEXT NOT NULL REFERENCES runs (run_id), key TEXT NOT NULL, points {blob} NOT NULL);
+      CREATE INDEX metric_chunks_series ON metric_chunks (run_id, key, id);
       """),
   ]
 

@@ -1,0 +1,93 @@
+import ShoalProto
+import ShoalStore
+import ShoalTestSupport
+import Testing
+import Tracking
+
+/// Metric points packed a batch and key to a row, and the one-row-per-point table of earlier
+/// versions still read beside them.
+struct MetricStorageTests {
+  private func metric(_ key: String, _ value: Double, step: Int64, at time: Int64 = 1000) -> TrackingV1.Metric {
+    var metric = TrackingV1.Metric()
+    metric.key = key
+    metric.value = value
+    metric.step = step
+    metric.timestampMs = time
+    return metric
+  }
+
+  @Test func chunksKeepEveryValueBitForBit() throws {
+    let values: [Double] = [
+      0, -0.0, 1.5, .nan, -.nan, .infinity, -.infinity, .leastNonzeroMagnitude, .greatestFiniteMagnitude,
+    ]
+    let metrics = values.enumerated().map { metric("m", $1, step: Int64($0) - 3, at: Int64.max - Int64($0)) }
+    let decoded = try MetricChunk.decode(MetricChunk.encode(metrics), key: "m")
+    #expect(decoded.map(\.value.bitPattern) == values.map(\.bitPattern))
+    #expect(decoded.map(\.step) == metrics.map(\.step))
+    #expect(decoded.map(\.timestampMs) == metrics.map(\.timestampMs))
+    #expect(decoded.allSatisfy { $0.key == "m" })
+    #expect(throws: MetricChunkError.self) { try MetricChunk.decode([1, 2, 3], key: "m") }
+  }
+
+  @Test(arguments: Backend.available)
+  func historyMergesRowsOfEarlierVersionsWithChunks(_ backend: Backend) async throws {
+    try await backend.withDatabase { database, _ in
+      try await database.migrate(TrackingStore.migrations)
+      let store = TrackingStore(database: database)
+      var create = TrackingV1.CreateExperimentRequest()
+      create.name = "upgrade"
+      let experiment = try await store.createExperiment(create)
+      var runRequest = TrackingV1.CreateRunRequest()
+      runRequest.experimentId = experiment.experimentId
+      let run = try await store.createRun(runRequest)
+      // Two points as an earlier version stored them, one row each.
+      try await database.transaction { connection in
+        for (step, value) in [(Int64(0), 1.0), (Int64(2), 0.5)] {
+          try connection.execute(
+            "INSERT INTO metrics (run_id, key, step, timestamp_ms, value, is_nan) VALUES ($1, 'loss', $2, 1000, $3, 0)",
+            .text(run.runId), .integer(step), .real(value))
+        }
+      }
+      var batch = TrackingV1.LogBatchRequest()
+      batch.runId = run.runId
+      batch.metrics = [metric("loss", 0.75, step: 1), metric("loss", .nan, step: 3), metric("acc", 0.9, step: 3)]
+      _ = try await store.logBatch(batch)
+      var history = TrackingV1.GetMetricHistoryRequest()
+      history.runIds = [run.runId]
+      history.key = "loss"
+      let points = try await store.metricHistory(history).series[0].points
+      #expect(points.map(\.step) == [0, 1, 2, 3])
+      #expect(points[0].value == 1 && points[1].value == 0.75 && points[2].value == 0.5 && points[3].value.isNaN)
+      history.pageSize = 3
+      let page = try await store.metricHistory(history)
+      #expect(page.series[0].points.map(\.step) == [0, 1, 2])
+      history.pageToken = page.nextPageToken
+      #expect(try await store.metricHistory(history).series[0].points.map(\.step) == [3])
+    }
+  }
+
+  @Test(arguments: Backend.available)
+  func theLatestValueFollowsStepThenTimestampAcrossBatches(_ backend: Backend) async throws {
+    try await backend.withDatabase { database, _ in
+      try await database.migrate(TrackingStore.migrations)
+      let store = TrackingStore(database: database)
+      var create = TrackingV1.CreateExperimentRequest()
+      create.name = "latest"
+      var runRequest = TrackingV1.CreateRunRequest()
+      runRequest.experimentId = try await store.createExperiment(create).experimentId
+      let run = try await store.createRun(runRequest)
+      // (step, timestamp, value) logged one batch each; the value the run shows after each.
+      let steps: [(Int64, Int64, Double, Double)] = [
+        (5, 1000, 1, 1), (3, 2000, 2, 1), (5, 1500, 3, 3), (5, 1200, 4, 3), (6, 100, .nan, .nan),
+      ]
+      for (step, time, value, shown) in steps {
+        var batch = TrackingV1.LogBatchRequest()
+        batch.runId = run.runId
+        batch.metrics = [metric("loss", value, step: step, at: time)]
+        _ = try await store.logBatch(batch)
+        let latest = try await store.run(run.runId).metrics.first { $0.key == "loss" }
+        #expect(latest?.value == shown || (latest?.value.isNaN == true && shown.isNaN), "after step \(step) at \(time)")
+      }
+    }
+  }
+}
