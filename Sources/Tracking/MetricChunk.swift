@@ -8,6 +8,14 @@ public enum MetricChunk {
   /// Bytes per point.
   static let stride = 24
 
+  /// `metrics` (all of one key) in step order, then timestamp, then the order given: the order
+  /// a chunk stores its points in.
+  public static func sorted(_ metrics: [TrackingV1.Metric]) -> [TrackingV1.Metric] {
+    metrics.enumerated().sorted { a, b in
+      (a.element.step, a.element.timestampMs, a.offset) < (b.element.step, b.element.timestampMs, b.offset)
+    }.map(\.element)
+  }
+
   /// `metrics` (all of one key) packed in their order.
   public static func encode(_ metrics: some Collection<TrackingV1.Metric>) -> [UInt8] {
     var bytes = [UInt8](repeating: 0, count: metrics.count * stride)

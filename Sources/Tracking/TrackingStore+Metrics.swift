@@ -69,12 +69,21 @@ extension TrackingStore {
       }
       var latest: [(key: String, metric: TrackingV1.Metric)] = []
       for group in groups {
+        // Stored in step order, with the first and last point beside them, so that reading a
+        // page of history decodes only the chunks that hold it.
+        let points = MetricChunk.sorted(group.metrics)
+        let (first, last) = (points[0], points[points.count - 1])
         try connection.execute(
-          "INSERT INTO metric_chunks (run_id, key, points) VALUES ($1, $2, $3)", .text(request.runId),
-          .text(group.key), .blob(MetricChunk.encode(group.metrics)))
-        // The latest value of the key: highest step, then latest timestamp (MLflow's rule).
+          """
+          INSERT INTO metric_chunks (run_id, key, count, first_step, first_timestamp_ms, last_step, last_timestamp_ms, points)
+          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+          """, .text(request.runId), .text(group.key), .integer(Int64(points.count)), .integer(first.step),
+          .integer(first.timestampMs), .integer(last.step), .integer(last.timestampMs),
+          .blob(MetricChunk.encode(points)))
+        // The latest value of the key: highest step, then latest timestamp (MLflow's rule); of
+        // equals, the last logged.
         var newest = group.metrics[0]
-        for metric in group.metrics.dropFirst() where Self.order(metric) > Self.order(newest) { newest = metric }
+        for metric in group.metrics.dropFirst() where Self.order(metric) >= Self.order(newest) { newest = metric }
         latest.append((group.key, newest))
       }
       // Kept only where it is at least as late as the stored one (sorted keys: the same lock order
@@ -115,25 +124,7 @@ extension TrackingStore {
       let thinning = request.maxPoints > 0
       let limit = thinning ? Int64.max : Int64(pageSize + 1)
       var points = try await database.read { connection in
-        // Points of earlier versions (a row each) came before any chunk.
-        var series = try connection.query(
-          "SELECT key, step, timestamp_ms, value, is_nan FROM metrics WHERE run_id = $1 AND key = $2 ORDER BY id",
-          .text(runID), .text(request.key)
-        ).map(Self.metric)
-        for row in try connection.query(
-          "SELECT points FROM metric_chunks WHERE run_id = $1 AND key = $2 ORDER BY id", .text(runID),
-          .text(request.key))
-        {
-          series += try MetricChunk.decode(try row.bytes("points"), key: request.key)
-        }
-        return series
-      }
-      // Step order, then timestamp, then the order they were logged in.
-      points = points.enumerated().sorted { a, b in
-        (a.element.step, a.element.timestampMs, a.offset) < (b.element.step, b.element.timestampMs, b.offset)
-      }.map(\.element)
-      if !thinning {
-        points = Array(points.dropFirst(Int(offset)).prefix(Int(limit)))
+        try Self.series(runID, request.key, offset: thinning ? 0 : Int(offset), limit: Int(clamping: limit), connection)
       }
       if thinning {
         points = Self.thinned(points, to: Int(request.maxPoints))
@@ -147,6 +138,60 @@ extension TrackingStore {
       response.series.append(series)
     }
     return response
+  }
+
+  /// Points `offset ..< offset + limit` of a run's series of `key` in step order (then timestamp,
+  /// then the order logged). When the chunks follow each other in that order (a run logging steps
+  /// forward), only the chunks holding the page are decoded; otherwise the whole series is.
+  static func series(
+    _ runID: String, _ key: String, offset: Int, limit: Int, _ connection: any SQLConnection
+  ) throws -> [TrackingV1.Metric] {
+    let chunks = try connection.query(
+      """
+      SELECT id, count, first_step, first_timestamp_ms, last_step, last_timestamp_ms FROM metric_chunks
+      WHERE run_id = $1 AND key = $2 ORDER BY id
+      """, .text(runID), .text(key))
+    // Points of versions before chunks (a row each) came before any chunk.
+    let rows = try connection.query(
+      "SELECT key, step, timestamp_ms, value, is_nan FROM metrics WHERE run_id = $1 AND key = $2 ORDER BY id",
+      .text(runID), .text(key)
+    ).map(Self.metric)
+    var inOrder = rows.isEmpty
+    for (previous, next) in zip(chunks, chunks.dropFirst()) where inOrder {
+      inOrder =
+        (try previous.int("last_step"), try previous.int("last_timestamp_ms"))
+        <= (try next.int("first_step"), try next.int("first_timestamp_ms"))
+    }
+    func decode(_ ids: [Int64]) throws -> [TrackingV1.Metric] {
+      var points: [TrackingV1.Metric] = []
+      for id in ids {
+        guard let row = try connection.queryFirst("SELECT points FROM metric_chunks WHERE id = $1", .integer(id)) else {
+          continue
+        }
+        points += try MetricChunk.decode(try row.bytes("points"), key: key)
+      }
+      return points
+    }
+    guard inOrder else {
+      let all = MetricChunk.sorted(rows + (try decode(chunks.map { try $0.int("id") })))
+      return Array(all.dropFirst(offset).prefix(limit))
+    }
+    // Walk the chunks' counts to the ones that hold the page.
+    let end = limit > Int.max - offset ? Int.max : offset + limit
+    var start = 0
+    var wanted: [Int64] = []
+    var skipped = 0
+    for chunk in chunks {
+      let count = Int(try chunk.int("count"))
+      defer { start += count }
+      if start + count <= offset {
+        skipped = start + count
+        continue
+      }
+      if start >= end { break }
+      wanted.append(try chunk.int("id"))
+    }
+    return Array(try decode(wanted).dropFirst(offset - skipped).prefix(limit))
   }
 
   /// At most `count` points, evenly spaced by position, the first and last kept.

@@ -58,7 +58,9 @@ public struct TrackingStore: Sendable {
       4, "metric points a batch and key to a row",
       """
       CREATE TABLE metric_chunks (
-        id {id}, run_id TEXT NOT NULL REFERENCES runs (run_id), key TEXT NOT NULL, points {blob} NOT NULL);
+        id {id}, run_id TEXT NOT NULL REFERENCES runs (run_id), key TEXT NOT NULL, count BIGINT NOT NULL,
+        first_step BIGINT NOT NULL, first_timestamp_ms BIGINT NOT NULL, last_step BIGINT NOT NULL,
+        last_timestamp_ms BIGINT NOT NULL, points {blob} NOT NULL);
       CREATE INDEX metric_chunks_series ON metric_chunks (run_id, key, id);
       """),
   ]

@@ -90,4 +90,47 @@ struct MetricStorageTests {
       }
     }
   }
+
+  @Test(arguments: Backend.available)
+  func pagesComeInStepOrderWhetherBatchesArriveInOrderOrNot(_ backend: Backend) async throws {
+    try await backend.withDatabase { database, _ in
+      try await database.migrate(TrackingStore.migrations)
+      let store = TrackingStore(database: database)
+      var create = TrackingV1.CreateExperimentRequest()
+      create.name = "pages"
+      var runRequest = TrackingV1.CreateRunRequest()
+      runRequest.experimentId = try await store.createExperiment(create).experimentId
+      let run = try await store.createRun(runRequest)
+      func log(_ steps: [Int64]) async throws {
+        var batch = TrackingV1.LogBatchRequest()
+        batch.runId = run.runId
+        batch.metrics = steps.map { metric("loss", Double($0), step: $0) }
+        _ = try await store.logBatch(batch)
+      }
+      func pages(size: Int32) async throws -> [Int64] {
+        var request = TrackingV1.GetMetricHistoryRequest()
+        request.runIds = [run.runId]
+        request.key = "loss"
+        request.pageSize = size
+        var steps: [Int64] = []
+        while true {
+          let response = try await store.metricHistory(request)
+          steps += response.series[0].points.map(\.step)
+          if response.nextPageToken.isEmpty { return steps }
+          request.pageToken = response.nextPageToken
+        }
+      }
+      // In order, one batch reversed inside: each chunk is stored sorted, pages skip whole chunks.
+      for start in stride(from: Int64(0), to: 50, by: 10) { try await log(Array((start..<start + 10).reversed())) }
+      #expect(try await pages(size: 7) == Array(0..<50))
+      // A batch that goes back in steps: the series is sorted as a whole.
+      try await log([25, 3])
+      #expect(try await pages(size: 7) == Array(0..<50).flatMap { $0 == 3 || $0 == 25 ? [$0, $0] : [$0] })
+      var thinned = TrackingV1.GetMetricHistoryRequest()
+      thinned.runIds = [run.runId]
+      thinned.key = "loss"
+      thinned.maxPoints = 3
+      #expect(try await store.metricHistory(thinned).series[0].points.map(\.step) == [0, 25, 49])
+    }
+  }
 }
