@@ -180,8 +180,8 @@ struct DirectoryServiceTests {
         let client = ShoalClient(location: location)
         let channel = client.channel(for: "bench")
         let bench = BenchV1.Bench.Client(channel)
-        // Wait until the watch has delivered both instances.
-        let deadline = ContinuousClock.now + .seconds(5)
+        // Wait until the watch has delivered both instances (generously: CI machines are busy).
+        let deadline = ContinuousClock.now + .seconds(30)
         while channel.addresses.count < 2, ContinuousClock.now < deadline {
           try await Task.sleep(for: .milliseconds(20))
         }

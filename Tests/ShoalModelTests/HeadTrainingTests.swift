@@ -36,14 +36,17 @@ import Testing
     return (Tensor(shape: [count, 8], elements: features), labels)
   }
 
-  @Test func anMLPHeadLearnsThreeRings() throws {
+  @Test func anMLPHeadLearnsThreeRings() async throws {
     let (features, labels) = Self.rings(900, seed: 3)
     var config = HeadTrainer.Config.defaults
     config.hiddenSizes = [32, 16]
     config.learningRate = 1e-2
-    var seen: [HeadTrainer.Epoch] = []
-    let result = try HeadTrainer(config).train(features: features, labels: .classes(labels), classes: 3) {
-      seen.append($0)
+    let (result, seen) = try await onOwnThread { [config] in
+      var seen: [HeadTrainer.Epoch] = []
+      let result = try HeadTrainer(config).train(features: features, labels: .classes(labels), classes: 3) {
+        seen.append($0)
+      }
+      return (result, seen)
     }
     #expect(result.validationAccuracy >= 0.95, "validation accuracy \(result.validationAccuracy)")
     #expect(seen == result.epochs)
@@ -55,7 +58,9 @@ import Testing
     let diagonal = (0..<3).map { result.confusionMatrix[$0][$0] }.reduce(0, +)
     #expect(Double(diagonal) / 180 == result.validationAccuracy)
     // A linear head cannot separate rings.
-    let linear = try HeadTrainer().train(features: features, labels: .classes(labels), classes: 3)
+    let linear = try await onOwnThread {
+      try HeadTrainer().train(features: features, labels: .classes(labels), classes: 3)
+    }
     #expect(linear.validationAccuracy < 0.8)
   }
 
@@ -73,7 +78,7 @@ import Testing
     #expect(a.head.layers.map(\.weights) != c.head.layers.map(\.weights))
   }
 
-  @Test func classWeightsFavourTheRareClass() throws {
+  @Test func classWeightsFavourTheRareClass() async throws {
     // 90% class 0, 10% class 1, overlapping: weighting class 1 by 9 must raise its recall.
     var random = SplitMix64(seed: 5)
     var features: [Float] = []
@@ -86,14 +91,18 @@ import Testing
     let x = Tensor(shape: [1000, 1], elements: features)
     var config = HeadTrainer.Config.defaults
     config.learningRate = 1e-2
-    let plain = try HeadTrainer(config).train(features: x, labels: .classes(labels), classes: 2)
+    let plain = try await onOwnThread { [config, labels] in
+      try HeadTrainer(config).train(features: x, labels: .classes(labels), classes: 2)
+    }
     config.classWeights = [1, 9]
-    let weighted = try HeadTrainer(config).train(features: x, labels: .classes(labels), classes: 2)
+    let weighted = try await onOwnThread { [config, labels] in
+      try HeadTrainer(config).train(features: x, labels: .classes(labels), classes: 2)
+    }
     func recall(_ matrix: [[Int]]) -> Double { Double(matrix[1][1]) / Double(max(1, matrix[1][0] + matrix[1][1])) }
     #expect(recall(weighted.confusionMatrix) > recall(plain.confusionMatrix))
   }
 
-  @Test func sigmoidHeadsLearnSeveralLabelsPerExample() throws {
+  @Test func sigmoidHeadsLearnSeveralLabelsPerExample() async throws {
     let (features, labels) = Self.blobs(600, seed: 9)
     // Label 0 and 1 from the blob, label 2 whenever the first feature is large.
     var targets: [Float] = []
@@ -105,8 +114,10 @@ import Testing
     config.output = .sigmoid
     config.hiddenSizes = [16]
     config.learningRate = 1e-2
-    let result = try HeadTrainer(config).train(
-      features: features, labels: .multiHot(Tensor(shape: [600, 3], elements: targets)), classes: 3)
+    let result = try await onOwnThread { [config, targets] in
+      try HeadTrainer(config).train(
+        features: features, labels: .multiHot(Tensor(shape: [600, 3], elements: targets)), classes: 3)
+    }
     #expect(result.validationAccuracy >= 0.9, "all three labels right for \(result.validationAccuracy)")
   }
 

@@ -79,3 +79,18 @@ public enum Subprocess {
     return nil
   }
 }
+
+/// Runs CPU-bound `body` on a thread of its own and waits for it without holding a thread of
+/// the cooperative pool (which has one thread per core and runs every other test too).
+public func onOwnThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+  try await withCheckedThrowingContinuation { continuation in
+    let thread = Thread {
+      do {
+        continuation.resume(returning: try body())
+      } catch {
+        continuation.resume(throwing: error)
+      }
+    }
+    thread.start()
+  }
+}
