@@ -36,6 +36,8 @@ let package = Package(
     systemLibrary("CSQLite", pkgConfig: "sqlite3", apt: ["libsqlite3-dev"]),
     systemLibrary("COpenBLAS", pkgConfig: "openblas", apt: ["libopenblas-dev"]),
     systemLibrary("CCrypto", pkgConfig: "libcrypto", apt: ["libssl-dev"]),
+    // cairo: metric plots as PNG.
+    systemLibrary("CCairo", pkgConfig: "cairo", apt: ["libcairo2-dev"]),
 
     // Generated code: protoc-c output for Protos/ and the Swift types generated from the same files.
     .target(name: "ShoalProtoC", dependencies: ["CProtobufC"]),
@@ -109,7 +111,7 @@ let package = Package(
       name: "shoal",
       dependencies: [
         "ShoalProto", "ShoalRPC", "ShoalServiceStubs", "ShoalClient", "ShoalStore", "ShoalMesh", "Bench", "Registry",
-        "Tracking", "ShoalModel",
+        "Tracking", "ShoalModel", "CCairo",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Histogram", package: "hdrhistogram-swift"),
         .product(name: "NIOPosix", package: "swift-nio"),

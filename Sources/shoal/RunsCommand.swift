@@ -14,16 +14,18 @@ struct RunsCommand: AsyncParsableCommand {
 
   struct Plot: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-      abstract: "Draw a metric's curves of one or more runs as an SVG with axes, labels and a legend.")
+      abstract: "Draw a metric's curves of one or more runs, with axes, labels and a legend, as SVG or PNG.")
     @Argument(help: "The run ids.") var runs: [String]
     @Option(help: "The metric.") var metric: String
-    @Option(help: "The SVG file to write.") var out: String
+    @Option(help: "The file to write: .svg, or .png (drawn with cairo).") var out: String
     @Option(help: "Thin each curve to at most this many points.") var maxPoints: Int32 = 2000
     @OptionGroup var mesh: MeshOptions
 
     func run() async throws {
       guard !runs.isEmpty else { throw ValidationError("give at least one run") }
-      guard out.hasSuffix(".svg") else { throw ValidationError("--out must name an .svg file") }
+      guard out.hasSuffix(".svg") || out.hasSuffix(".png") else {
+        throw ValidationError("--out must name an .svg or .png file")
+      }
       let runs = runs
       let (series, names) = try await withTracking(mesh, command: "runs plot") { client in
         var request = TrackingV1.GetMetricHistoryRequest()
@@ -44,7 +46,11 @@ struct RunsCommand: AsyncParsableCommand {
         series: zip(series, names).map { line, name in
           MetricPlot.Series(label: "\(name) (\(line.runId.prefix(8)))", points: line.points.map { ($0.step, $0.value) })
         })
-      try Data(plot.svg.utf8).write(to: URL(fileURLWithPath: out), options: .atomic)
+      if out.hasSuffix(".png") {
+        try plot.writePNG(to: out)
+      } else {
+        try Data(plot.svg.utf8).write(to: URL(fileURLWithPath: out), options: .atomic)
+      }
       emit("wrote \(out): \(metric) of \(runs.count) run(s), \(series.map(\.points.count).reduce(0, +)) point(s)")
     }
   }

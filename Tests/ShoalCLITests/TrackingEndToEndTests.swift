@@ -68,6 +68,18 @@ struct TrackingEndToEndTests {
     let svg = try SVGSummary(contentsOf: data.path("loss.svg"))
     #expect(svg.polylineRuns == ["small (\(runIDs[0].prefix(8)))", "large (\(runIDs[1].prefix(8)))"])
     #expect(svg.texts.contains("loss") && svg.texts.contains("step") && svg.texts.contains("loss by step"))
+    // The same plot as PNG, decoded by Python's zlib: 800×480, both runs' colours and dark text drawn.
+    let png = try await run(
+      "runs", "plot", runIDs[0], runIDs[1], "--metric", "loss", "--out", data.path("loss.png"))
+    #expect(png.status == 0, "\(png.stderrText)")
+    let decoded = try await Subprocess.run(try TestEnvironment.python(), ["-c", Self.pngCensus, data.path("loss.png")])
+    #expect(decoded.stdoutText.hasPrefix("800x480 "), "\(decoded.stdoutText)\(decoded.stderrText)")
+    let counts = Dictionary(
+      uniqueKeysWithValues: decoded.stdoutText.split(separator: " ").dropFirst().compactMap { pair -> (String, Int)? in
+        let parts = pair.split(separator: "=")
+        return parts.count == 2 ? (String(parts[0]), Int(parts[1].filter(\.isNumber)) ?? 0) : nil
+      })
+    #expect((counts["blue"] ?? 0) > 100 && (counts["orange"] ?? 0) > 100 && (counts["dark"] ?? 0) > 200, "\(counts)")
 
     let history = try await run("runs", "history", runIDs[0], "--metric", "loss")
     #expect(history.stdoutText.split(separator: "\n").count == 4, "\(history.stdoutText)")
@@ -127,4 +139,45 @@ private final class SVGSummary: NSObject, XMLParserDelegate {
   func parser(_ parser: XMLParser, didEndElement name: String, namespaceURI: String?, qualifiedName: String?) {
     if name == "text" { texts.append(text) }
   }
+}
+
+extension TrackingEndToEndTests {
+  /// Prints a PNG's size and how many pixels are close to the first two series colours and dark
+  /// (text, frame): `WxH blue=N orange=N dark=N`. Only the standard library: zlib and the five
+  /// PNG filters.
+  static let pngCensus = """
+    import sys, struct, zlib
+    data = open(sys.argv[1], "rb").read()
+    assert data[:8] == b"\\x89PNG\\r\\n\\x1a\\n", "not a PNG"
+    pos, idat = 8, b""
+    while pos < len(data):
+        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        body = data[pos + 8:pos + 8 + length]
+        if kind == b"IHDR":
+            width, height, depth, colour = struct.unpack(">IIBB", body[:10])
+        elif kind == b"IDAT":
+            idat += body
+        pos += 12 + length
+    bpp = {2: 3, 6: 4}[colour]
+    raw, stride, rows, prev, i = zlib.decompress(idat), width * bpp, [], bytearray(width * bpp), 0
+    for _ in range(height):
+        kind, line = raw[i], bytearray(raw[i + 1:i + 1 + stride]); i += 1 + stride
+        for x in range(stride):
+            a = line[x - bpp] if x >= bpp else 0; b = prev[x]; c = prev[x - bpp] if x >= bpp else 0
+            if kind == 1: line[x] = (line[x] + a) & 255
+            elif kind == 2: line[x] = (line[x] + b) & 255
+            elif kind == 3: line[x] = (line[x] + (a + b) // 2) & 255
+            elif kind == 4:
+                p = a + b - c; pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                line[x] = (line[x] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
+        rows.append(line); prev = line
+    def near(r, g, b, target): return abs(r - target[0]) + abs(g - target[1]) + abs(b - target[2]) < 60
+    blue = orange = dark = 0
+    for line in rows:
+        for x in range(0, stride, bpp):
+            r, g, b = line[x], line[x + 1], line[x + 2]
+            blue += near(r, g, b, (0x1f, 0x77, 0xb4)); orange += near(r, g, b, (0xff, 0x7f, 0x0e))
+            dark += r + g + b < 150
+    print(f"{width}x{height} blue={blue} orange={orange} dark={dark}")
+    """
 }
