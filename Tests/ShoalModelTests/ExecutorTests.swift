@@ -119,4 +119,22 @@ import Testing
     }
     #expect(try model.summary(inputShapes: ["x": [4, 2, 3]]).steps == 1, "only the Reshape is left to run")
   }
+
+  @Test func anOutputThatViewsAnIntermediateKeepsItsMemory() throws {
+    // y is a Reshape (a view) of a; the steps after it must not reuse a's bytes.
+    var graph = OnnxGraphBuilder(name: "view-output", opset: 13)
+    graph.input("x", .float32, [.fixed(64)])
+    graph.initializer("shape", Tensor(shape: [2], elements: [Int64(8), 8]))
+    graph.node("Relu", ["x"], ["a"])
+    graph.node("Reshape", ["a", "shape"], ["y"])
+    graph.node("Neg", ["x"], ["b"])
+    graph.node("Exp", ["b"], ["c"])
+    graph.node("Abs", ["c"], ["z"])
+    graph.output("y", .float32, [.fixed(8), .fixed(8)])
+    graph.output("z", .float32, [.fixed(64)])
+    let x = Tensor(shape: [64], elements: (0..<64).map { Float($0) - 31.5 })
+    let outputs = try Model(onnx: graph.bytes()).run(["x": x])
+    #expect(outputs["y"]!.elements(as: Float.self) == x.elements(as: Float.self).map { max($0, 0) })
+    #expect(outputs["z"]!.elements(as: Float.self) == x.elements(as: Float.self).map { Float.exp(-$0) })
+  }
 }

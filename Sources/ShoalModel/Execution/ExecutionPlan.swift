@@ -128,6 +128,11 @@ final class ExecutionPlan: Sendable {
         if let source = root[input] { lastUse[source] = index }
       }
     }
+    // A graph output that views an intermediate (a Reshape at the end) keeps that memory to the end
+    // of the run, where the output is copied out.
+    for output in graphOutputs {
+      if let source = root[output], source != output { lastUse[source] = steps.count }
+    }
     var allocator = ArenaAllocator()
     for (index, step) in steps.enumerated() {
       for output in step.outputs {

@@ -26,7 +26,7 @@ struct Graph: Sendable {
   var overridable: Set<Int> = []
 
   init(
-    _ proto: Onnx.GraphProto, irVersion: Int64, opset: Int, opsets: [String: Int], baseDirectory: String?
+    _ proto: Onnx.GraphProto, irVersion: Int64, opset: Int, baseDirectory: String?
   ) throws(ModelError) {
     var ids: [String: Int] = [:]
     func id(_ name: String) -> Int {
@@ -48,20 +48,11 @@ struct Graph: Sendable {
       inputs[input.name] = (value, Model.ValueSpec(name: input.name, elementType: 0, dimensions: nil))
     }
     for input in proto.input where inputs[input.name] != nil {
-      guard case .tensorType(let tensor) = input.type?.value else {
+      guard case .tensorType = input.type?.value else {
         if constants[id(input.name)] != nil { continue }
         throw ModelError(.unsupported, "input '\(input.name)' is not a tensor; only tensor inputs are supported")
       }
-      let dimensions = tensor.shape.map { shape in
-        shape.dim.map { dimension -> Model.ValueSpec.Dimension in
-          switch dimension.value {
-          case .dimValue(let size): .fixed(Int(size))
-          case .dimParam(let name): .symbolic(name)
-          case nil: .unknown
-          }
-        }
-      }
-      inputs[input.name]?.spec = Model.ValueSpec(name: input.name, elementType: tensor.elemType, dimensions: dimensions)
+      inputs[input.name]?.spec = Model.spec(input)
     }
 
     var unsupported: [String] = []

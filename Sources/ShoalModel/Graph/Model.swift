@@ -78,11 +78,11 @@ public final class Model: Sendable {
     overridableInputs =
       proto.irVersion < 4 ? [] : graphProto.input.filter { initializerNames.contains($0.name) }.map(Self.spec)
     outputs = graphProto.output.map(Self.spec)
-    graph = try Graph(
-      graphProto, irVersion: proto.irVersion, opset: opsets[""] ?? 1, opsets: opsets, baseDirectory: baseDirectory)
+    graph = try Graph(graphProto, irVersion: proto.irVersion, opset: opsets[""] ?? 1, baseDirectory: baseDirectory)
   }
 
-  private static func spec(_ info: Onnx.ValueInfoProto) -> ValueSpec {
+  /// The declared type of a graph input or output.
+  static func spec(_ info: Onnx.ValueInfoProto) -> ValueSpec {
     guard case .tensorType(let tensor) = info.type?.value else {
       return ValueSpec(name: info.name, elementType: 0, dimensions: nil)
     }
