@@ -61,7 +61,8 @@ public struct TrackingStore: Sendable {
         id {id}, run_id TEXT NOT NULL REFERENCES runs (run_id), key TEXT NOT NULL, count BIGINT NOT NULL,
         first_step BIGINT NOT NULL, first_timestamp_ms BIGINT NOT NULL, last_step BIGINT NOT NULL,
         last_timestamp_ms BIGINT NOT NULL, points {blob} NOT NULL);
-      CREATE INDEX metric_chunks_series ON metric_chunks (run_id, key, id);
+      CREATE INDEX metric_chunks_series ON metric_chunks (
+        run_id, key, id, count, first_step, first_timestamp_ms, last_step, last_timestamp_ms);
       """),
   ]
 
