@@ -1,6 +1,10 @@
 import COpenBLAS
 import Dispatch
 
+#if canImport(Glibc)
+  import Glibc
+#endif
+
 /// Splits work across the machine's cores. The model core parallelises GEMM-shaped work itself
 /// (by output columns), so OpenBLAS runs single-threaded inside each part: one split per
 /// operator instead of OpenBLAS's thread hand-offs inside every call.
@@ -41,7 +45,3 @@ struct UncheckedSendable<Value>: @unchecked Sendable {
   let value: Value
   init(_ value: Value) { self.value = value }
 }
-
-#if canImport(Glibc)
-  import Glibc
-#endif
