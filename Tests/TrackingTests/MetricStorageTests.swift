@@ -16,6 +16,21 @@ struct MetricStorageTests {
     return metric
   }
 
+  /// A migrated store on `backend` with one experiment and one run in it.
+  private func withRun(
+    _ backend: Backend, _ body: (Database, TrackingStore, TrackingV1.Run) async throws -> Void
+  ) async throws {
+    try await backend.withDatabase { database, _ in
+      try await database.migrate(TrackingStore.migrations)
+      let store = TrackingStore(database: database)
+      var create = TrackingV1.CreateExperimentRequest()
+      create.name = "metrics"
+      var runRequest = TrackingV1.CreateRunRequest()
+      runRequest.experimentId = try await store.createExperiment(create).experimentId
+      try await body(database, store, try await store.createRun(runRequest))
+    }
+  }
+
   @Test func chunksKeepEveryValueBitForBit() throws {
     let values: [Double] = [
       0, -0.0, 1.5, .nan, -.nan, .infinity, -.infinity, .leastNonzeroMagnitude, .greatestFiniteMagnitude,
@@ -31,15 +46,7 @@ struct MetricStorageTests {
 
   @Test(arguments: Backend.available)
   func historyMergesRowsOfEarlierVersionsWithChunks(_ backend: Backend) async throws {
-    try await backend.withDatabase { database, _ in
-      try await database.migrate(TrackingStore.migrations)
-      let store = TrackingStore(database: database)
-      var create = TrackingV1.CreateExperimentRequest()
-      create.name = "upgrade"
-      let experiment = try await store.createExperiment(create)
-      var runRequest = TrackingV1.CreateRunRequest()
-      runRequest.experimentId = experiment.experimentId
-      let run = try await store.createRun(runRequest)
+    try await withRun(backend) { database, store, run in
       // Two points as an earlier version stored them, one row each.
       try await database.transaction { connection in
         for (step, value) in [(Int64(0), 1.0), (Int64(2), 0.5)] {
@@ -68,14 +75,7 @@ struct MetricStorageTests {
 
   @Test(arguments: Backend.available)
   func theLatestValueFollowsStepThenTimestampAcrossBatches(_ backend: Backend) async throws {
-    try await backend.withDatabase { database, _ in
-      try await database.migrate(TrackingStore.migrations)
-      let store = TrackingStore(database: database)
-      var create = TrackingV1.CreateExperimentRequest()
-      create.name = "latest"
-      var runRequest = TrackingV1.CreateRunRequest()
-      runRequest.experimentId = try await store.createExperiment(create).experimentId
-      let run = try await store.createRun(runRequest)
+    try await withRun(backend) { _, store, run in
       // (step, timestamp, value) logged one batch each; the value the run shows after each.
       let steps: [(Int64, Int64, Double, Double)] = [
         (5, 1000, 1, 1), (3, 2000, 2, 1), (5, 1500, 3, 3), (5, 1200, 4, 3), (6, 100, .nan, .nan),
@@ -93,14 +93,7 @@ struct MetricStorageTests {
 
   @Test(arguments: Backend.available)
   func pagesComeInStepOrderWhetherBatchesArriveInOrderOrNot(_ backend: Backend) async throws {
-    try await backend.withDatabase { database, _ in
-      try await database.migrate(TrackingStore.migrations)
-      let store = TrackingStore(database: database)
-      var create = TrackingV1.CreateExperimentRequest()
-      create.name = "pages"
-      var runRequest = TrackingV1.CreateRunRequest()
-      runRequest.experimentId = try await store.createExperiment(create).experimentId
-      let run = try await store.createRun(runRequest)
+    try await withRun(backend) { _, store, run in
       func log(_ steps: [Int64]) async throws {
         var batch = TrackingV1.LogBatchRequest()
         batch.runId = run.runId
