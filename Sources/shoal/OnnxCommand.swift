@@ -58,10 +58,8 @@ struct OnnxCommand: ParsableCommand {
       var shapes: [String: [Int]] = [:]
       for value in values {
         let parts = value.split(separator: "=", maxSplits: 1)
-        guard parts.count == 2, let dimensions = Optional(parts[1].split(separator: ",").compactMap { Int($0) }),
-          dimensions.count == parts[1].split(separator: ",").count
-        else { throw ValidationError("--shape takes NAME=D1,D2,…; got '\(value)'") }
-        shapes[String(parts[0])] = dimensions
+        guard parts.count == 2 else { throw ValidationError("--shape takes NAME=D1,D2,…; got '\(value)'") }
+        shapes[String(parts[0])] = try positiveIntegers(String(parts[1]), "--shape")
       }
       return shapes
     }
@@ -200,7 +198,7 @@ struct OnnxCommand: ParsableCommand {
       let x = try Tensor(npyFile: features)
       let y = try Tensor(npyFile: labels)
       var config = HeadTrainer.Config.defaults
-      config.hiddenSizes = try Self.integers(hidden, "--hidden")
+      config.hiddenSizes = try positiveIntegers(hidden, "--hidden")
       config.output = sigmoid ? .sigmoid : .softmax
       config.classWeights = try classWeights.map { text in
         try text.split(separator: ",").map { part in
@@ -242,14 +240,6 @@ struct OnnxCommand: ParsableCommand {
       print("wrote \(out)")
     }
 
-    static func integers(_ text: String, _ option: String) throws -> [Int] {
-      try text.split(separator: ",").map { part in
-        guard let value = Int(part), value > 0 else {
-          throw ValidationError("\(option) takes positive integers; got '\(part)'")
-        }
-        return value
-      }
-    }
   }
 
   struct Conformance: ParsableCommand {
@@ -295,5 +285,15 @@ struct OnnxCommand: ParsableCommand {
       print("\(passed) passed, \(failed) failed, \(skipped) skipped")
       if failed > 0 { throw ExitCode(1) }
     }
+  }
+}
+
+/// A comma-separated list of positive integers (`--shape`, `--hidden`); empty for an empty list.
+private func positiveIntegers(_ text: String, _ option: String) throws -> [Int] {
+  try text.split(separator: ",").map { part in
+    guard let value = Int(part), value > 0 else {
+      throw ValidationError("\(option) takes positive integers; got '\(part)'")
+    }
+    return value
   }
 }

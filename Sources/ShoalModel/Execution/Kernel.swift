@@ -43,8 +43,6 @@ protocol Kernel: Sendable {
 }
 
 extension Kernel {
-  func run(_ inputs: [Tensor?], _ outputs: [Tensor], scratch: UnsafeMutableRawPointer?) throws(ModelError) {}
-
   /// Data movement and shape arithmetic: no floating-point work.
   func flops(_ inputs: [ValueType?], _ outputs: [ValueType]) -> Int { 0 }
 }

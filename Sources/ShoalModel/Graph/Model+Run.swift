@@ -7,7 +7,8 @@ extension Model {
   /// - Throws: `.invalidInput` naming the input that is missing, unknown, or of the wrong element
   ///   type, rank or shape; errors of a node name the node.
   public func run(_ inputs: [String: Tensor]) throws(ModelError) -> [String: Tensor] {
-    try checkedRun(inputs)
+    let (plan, byID) = try plan(for: inputs)
+    return try plan.run(byID)
   }
 
   /// Runs the model as `run(_:)` does, timing every planned step, and returns the outputs with the
@@ -15,13 +16,9 @@ extension Model {
   public func profile(
     _ inputs: [String: Tensor]
   ) throws(ModelError) -> (outputs: [String: Tensor], operators: [OperatorProfile]) {
-    _ = try run(inputs)
-    guard let plan = plans.withLock({ plans in plans.first(where: { key, _ in Self.matches(key, inputs) })?.value })
-    else {
-      return (try run(inputs), [])
-    }
+    let (plan, byID) = try plan(for: inputs)
     var seconds = [Double](repeating: 0, count: plan.steps.count)
-    let outputs = try plan.run(try bind(inputs)) { index, duration in
+    let outputs = try plan.run(byID) { index, duration in
       seconds[index] += Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
     }
     var profiles: [String: OperatorProfile] = [:]
@@ -31,27 +28,9 @@ extension Model {
     return (outputs, profiles.values.sorted { $0.seconds > $1.seconds })
   }
 
-  private static func matches(_ key: PlanKey, _ inputs: [String: Tensor]) -> Bool {
-    key.inputs.count == inputs.count
-      && key.inputs.allSatisfy { input in
-        inputs[input.name].map {
-          $0.shape == input.shape && $0.dataType == input.dataType
-            && (input.values == nil || input.values == $0.integers())
-        } ?? false
-      }
-  }
-
-  private func bind(_ inputs: [String: Tensor]) throws(ModelError) -> [Int: Tensor] {
-    var byID: [Int: Tensor] = [:]
-    for (name, tensor) in inputs {
-      guard let input = graph.inputs[name] else { throw ModelError(.invalidInput, "the model has no input '\(name)'") }
-      byID[input.id] = tensor
-    }
-    return byID
-  }
-
-  /// Checks the inputs against the graph's declarations, plans if needed and runs.
-  private func checkedRun(_ inputs: [String: Tensor]) throws(ModelError) -> [String: Tensor] {
+  /// Checks the inputs against the graph's declarations and returns the plan for them (made
+  /// now if these shapes are new) with the inputs by value id.
+  private func plan(for inputs: [String: Tensor]) throws(ModelError) -> (ExecutionPlan, [Int: Tensor]) {
     var byID: [Int: Tensor] = [:]
     var key = PlanKey(inputs: [])
     let byValue = plansByInputValue.withLock { $0 }
@@ -68,13 +47,13 @@ extension Model {
     for input in self.inputs where inputs[input.name] == nil {
       throw ModelError(.invalidInput, "input '\(input.name)' is missing")
     }
-    if let plan = plans.withLock({ $0[key] }) { return try plan.run(byID) }
+    if let plan = plans.withLock({ $0[key] }) { return (plan, byID) }
     do {
-      return try makePlan(key, byID).run(byID)
+      return (try makePlan(key, byID), byID)
     } catch  where error.needsInputValues && !byValue {
       plansByInputValue.withLock { $0 = true }
       plans.withLock { $0.removeAll() }
-      return try checkedRun(inputs)
+      return try plan(for: inputs)
     }
   }
 

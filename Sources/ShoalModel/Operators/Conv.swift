@@ -28,13 +28,9 @@ struct ConvKernel: Kernel {
       throw ModelError(
         .invalidInput, "X has \(channels) channels; W \(w.shape) with group \(group) expects \(w.shape[1] * group)")
     }
-    if let b = inputs.optional(2), b.shape != [features] {
-      throw ModelError(.invalidInput, "B \(b.shape) must be [\(features)]")
-    }
     let depthwise = group > 1 && channels == group
     let columns = geometry.isPointwise || depthwise ? 0 : (channels / group) * geometry.kernelSize * geometry.outputSize
-    let shape = [x.shape[0], features] + geometry.output.suffix(x.rank - 2)
-    return KernelPlan(outputs: [ValueType(dataType: .float32, shape: shape)], scratchBytes: columns * 4)
+    return try convolutionPlan(x, features: features, geometry, bias: inputs.optional(2), columns: columns)
   }
 
   func run(_ inputs: [Tensor?], _ outputs: [Tensor], scratch: UnsafeMutableRawPointer?) throws(ModelError) {
@@ -275,12 +271,8 @@ struct ConvTransposeKernel: Kernel {
       throw ModelError(.invalidInput, "X has \(x.shape[1]) channels; W \(w.shape) expects \(w.shape[0])")
     }
     let features = w.shape[1] * group
-    if let b = inputs.optional(2), b.shape != [features] {
-      throw ModelError(.invalidInput, "B \(b.shape) must be [\(features)]")
-    }
     let columns = w.shape[1] * geometry.kernelSize * geometry.inputSize
-    let shape = [x.shape[0], features] + geometry.output.suffix(x.rank - 2)
-    return KernelPlan(outputs: [ValueType(dataType: .float32, shape: shape)], scratchBytes: columns * 4)
+    return try convolutionPlan(x, features: features, geometry, bias: inputs.optional(2), columns: columns)
   }
 
   func run(_ inputs: [Tensor?], _ outputs: [Tensor], scratch: UnsafeMutableRawPointer?) throws(ModelError) {
@@ -331,4 +323,16 @@ struct ConvTransposeKernel: Kernel {
         outputShape: context.attributes.ints("output_shape"))
     }
   ]
+}
+
+/// A (transposed) convolution's output, [N, features, spatial…], after checking its bias, with
+/// scratch for `columns` floats.
+private func convolutionPlan(
+  _ x: ValueType, features: Int, _ geometry: WindowGeometry, bias: ValueType?, columns: Int
+) throws(ModelError) -> KernelPlan {
+  if let bias, bias.shape != [features] {
+    throw ModelError(.invalidInput, "B \(bias.shape) must be [\(features)]")
+  }
+  let shape = [x.shape[0], features] + geometry.output.suffix(x.rank - 2)
+  return KernelPlan(outputs: [ValueType(dataType: .float32, shape: shape)], scratchBytes: columns * 4)
 }

@@ -187,7 +187,8 @@ struct DataMovementKernel: Kernel {
 
   func run(_ inputs: [Tensor?], _ outputs: [Tensor], scratch: UnsafeMutableRawPointer?) throws(ModelError) {
     let x = inputs[0]!
-    let types = inputs.map { $0.map { ValueType(dataType: $0.dataType, shape: $0.shape, value: $0) } }
+    // Slice and Pad read their amounts from their inputs as planning did.
+    var types: [ValueType?] { inputs.map { $0.map { ValueType($0) } } }
     switch kind {
     case .transpose(let perm):
       let order = try permutation(perm, rank: x.rank)
@@ -231,7 +232,7 @@ struct DataMovementKernel: Kernel {
       try gather(x, inputs[1]!, axis: normalisedAxis(axis, rank: x.rank), into: outputs[0])
     case .pad(let mode, let legacy):
       try pad(
-        x, pads: padAmounts(types[0]!, types, legacy), mode: mode, value: legacy?.value,
+        x, pads: padAmounts(ValueType(x), types, legacy), mode: mode, value: legacy?.value,
         constant: inputs.count > 2 ? inputs[2] : nil, into: outputs[0])
     case .tile:
       tile(x, into: outputs[0])

@@ -48,6 +48,11 @@ struct ViewKernel: Kernel {
     return KernelPlan(outputs: [ValueType(dataType: x.dataType, shape: shape)], aliasesInput: true)
   }
 
+  /// The executor shows the input under the new shape instead (`aliasesInput`); run, it copies.
+  func run(_ inputs: [Tensor?], _ outputs: [Tensor], scratch: UnsafeMutableRawPointer?) throws(ModelError) {
+    outputs[0].buffer.pointer.copyMemory(from: inputs[0]!.buffer.pointer, byteCount: outputs[0].byteCount)
+  }
+
   /// Reshape's rules: 0 keeps the input's dimension (unless `allowZero`), one -1 is inferred.
   static func reshaped(_ input: [Int], to requested: [Int], allowZero: Bool) throws(ModelError) -> [Int] {
     var shape = requested
@@ -113,6 +118,13 @@ struct ShapeKernel: Kernel {
       value = result
     }
     return KernelPlan(outputs: [ValueType(value)])
+  }
+
+  /// The planner keeps the planned value as a constant; run, the value is computed again.
+  func run(_ inputs: [Tensor?], _ outputs: [Tensor], scratch: UnsafeMutableRawPointer?) throws(ModelError) {
+    let types = inputs.map { $0.map { ValueType($0) } }
+    guard let value = try plan(types).outputs[0].value else { return }
+    outputs[0].buffer.pointer.copyMemory(from: value.buffer.pointer, byteCount: value.byteCount)
   }
 }
 

@@ -33,23 +33,8 @@ struct WindowGeometry: Sendable {
   /// The geometry of a forward window (Conv, pools) over `input` spatial sizes.
   init(input: [Int], kernel: [Int], attributes: Attributes) throws(ModelError) {
     let rank = input.count
-    guard (1...3).contains(rank), kernel.count == rank else {
-      throw ModelError(.unsupported, "\(rank) spatial axes with a kernel of \(kernel.count); 1 to 3 are supported")
-    }
-    self.input = input
-    self.kernel = kernel
-    strides = attributes.strides ?? [Int](repeating: 1, count: rank)
-    dilations = attributes.dilations ?? [Int](repeating: 1, count: rank)
-    let pads = attributes.pads ?? [Int](repeating: 0, count: 2 * rank)
-    guard strides.count == rank, dilations.count == rank, pads.count == 2 * rank,
-      strides.allSatisfy({ $0 > 0 }), dilations.allSatisfy({ $0 > 0 }), pads.allSatisfy({ $0 >= 0 })
-    else {
-      throw ModelError(
-        .invalidModel, "strides \(strides), dilations \(dilations) or pads \(pads) do not fit \(rank) spatial axes")
-    }
-    padBegin = Array(pads[0..<rank])
-    padEnd = Array(pads[rank...])
-    output = []
+    (self.input, self.kernel, output) = (input, kernel, [])
+    (strides, dilations, padBegin, padEnd) = try Self.steps(attributes, rank: rank, kernel: kernel)
     for axis in 0..<rank {
       let extent = (kernel[axis] - 1) * dilations[axis] + 1
       switch attributes.autoPad {
@@ -83,21 +68,12 @@ struct WindowGeometry: Sendable {
     transposedInput input: [Int], kernel: [Int], attributes: Attributes, outputPadding: [Int]?, outputShape: [Int]?
   ) throws(ModelError) {
     let rank = input.count
-    guard (1...3).contains(rank), kernel.count == rank else {
-      throw ModelError(.unsupported, "\(rank) spatial axes; 1 to 3 are supported")
-    }
-    self.input = input
-    self.kernel = kernel
-    strides = attributes.strides ?? [Int](repeating: 1, count: rank)
-    dilations = attributes.dilations ?? [Int](repeating: 1, count: rank)
+    (self.input, self.kernel, output) = (input, kernel, [])
+    (strides, dilations, padBegin, padEnd) = try Self.steps(attributes, rank: rank, kernel: kernel)
     let extra = outputPadding ?? [Int](repeating: 0, count: rank)
-    let pads = attributes.pads ?? [Int](repeating: 0, count: 2 * rank)
-    guard strides.count == rank, dilations.count == rank, pads.count == 2 * rank, extra.count == rank else {
-      throw ModelError(.invalidModel, "strides, dilations, pads or output_padding do not fit \(rank) spatial axes")
+    guard extra.count == rank else {
+      throw ModelError(.invalidModel, "output_padding \(extra) does not fit \(rank) spatial axes")
     }
-    padBegin = Array(pads[0..<rank])
-    padEnd = Array(pads[rank...])
-    output = []
     for axis in 0..<rank {
       let full = strides[axis] * (input[axis] - 1) + extra[axis] + (kernel[axis] - 1) * dilations[axis] + 1
       var target: Int? = outputShape.map { $0[$0.count - rank + axis] }
@@ -116,6 +92,25 @@ struct WindowGeometry: Sendable {
       }
     }
     widen()
+  }
+
+  /// Strides, dilations (both 1 by default) and pads (0), checked against `rank` spatial axes.
+  private static func steps(
+    _ attributes: Attributes, rank: Int, kernel: [Int]
+  ) throws(ModelError) -> (strides: [Int], dilations: [Int], padBegin: [Int], padEnd: [Int]) {
+    guard (1...3).contains(rank), kernel.count == rank else {
+      throw ModelError(.unsupported, "\(rank) spatial axes with a kernel of \(kernel.count); 1 to 3 are supported")
+    }
+    let strides = attributes.strides ?? [Int](repeating: 1, count: rank)
+    let dilations = attributes.dilations ?? [Int](repeating: 1, count: rank)
+    let pads = attributes.pads ?? [Int](repeating: 0, count: 2 * rank)
+    guard strides.count == rank, dilations.count == rank, pads.count == 2 * rank,
+      strides.allSatisfy({ $0 > 0 }), dilations.allSatisfy({ $0 > 0 }), pads.allSatisfy({ $0 >= 0 })
+    else {
+      throw ModelError(
+        .invalidModel, "strides \(strides), dilations \(dilations) or pads \(pads) do not fit \(rank) spatial axes")
+    }
+    return (strides, dilations, Array(pads[0..<rank]), Array(pads[rank...]))
   }
 
   /// Leading axes of size 1 up to three spatial axes.

@@ -33,36 +33,24 @@ extension Tensor {
         buffer.pointer.copyMemory(from: $0.baseAddress!, byteCount: min($0.count, byteCount))
       }
     } else {
+      // The typed field the element type uses, converted where ONNX widens it (int32_data).
+      func fill<Source, Element: TensorElement>(
+        _ values: [Source], _ field: String, _ convert: (Source) -> Element
+      ) throws(ModelError) {
+        try check(values.count, field)
+        let pointer = mutablePointer(as: Element.self)
+        for (index, value) in values.enumerated() { pointer[index] = convert(value) }
+      }
       switch dataType {
-      case .float32:
-        try check(proto.floatData.count, "float_data")
-        mutablePointer(as: Float.self).update(from: proto.floatData, count: count)
-      case .float64:
-        try check(proto.doubleData.count, "double_data")
-        mutablePointer(as: Double.self).update(from: proto.doubleData, count: count)
-      case .int64:
-        try check(proto.int64Data.count, "int64_data")
-        mutablePointer(as: Int64.self).update(from: proto.int64Data, count: count)
-      case .int32:
-        try check(proto.int32Data.count, "int32_data")
-        mutablePointer(as: Int32.self).update(from: proto.int32Data, count: count)
-      case .int8:
-        try check(proto.int32Data.count, "int32_data")
-        narrow(proto.int32Data) { Int8(truncatingIfNeeded: $0) }
-      case .uint8:
-        try check(proto.int32Data.count, "int32_data")
-        narrow(proto.int32Data) { UInt8(truncatingIfNeeded: $0) }
-      case .bool:
-        try check(proto.int32Data.count, "int32_data")
-        narrow(proto.int32Data) { $0 != 0 }
+      case .float32: try fill(proto.floatData, "float_data") { $0 }
+      case .float64: try fill(proto.doubleData, "double_data") { $0 }
+      case .int64: try fill(proto.int64Data, "int64_data") { $0 }
+      case .int32: try fill(proto.int32Data, "int32_data") { $0 }
+      case .int8: try fill(proto.int32Data, "int32_data") { Int8(truncatingIfNeeded: $0) }
+      case .uint8: try fill(proto.int32Data, "int32_data") { UInt8(truncatingIfNeeded: $0) }
+      case .bool: try fill(proto.int32Data, "int32_data") { $0 != 0 }
       }
     }
-  }
-
-  /// Stores ONNX's `int32_data` values as the tensor's narrower element type.
-  private func narrow<Element: TensorElement>(_ values: [Int32], _ convert: (Int32) -> Element) {
-    let pointer = mutablePointer(as: Element.self)
-    for (index, value) in values.enumerated() { pointer[index] = convert(value) }
   }
 
   private func loadExternal(_ proto: Onnx.TensorProto, baseDirectory: String?, label: String) throws(ModelError) {

@@ -49,15 +49,7 @@ public struct DenseHead: Sendable {
     for (index, layer) in layers.enumerated() {
       var next = [Float](repeating: 0, count: rows * layer.outputs)
       for row in 0..<rows { for j in 0..<layer.outputs { next[row * layer.outputs + j] = layer.bias[j] } }
-      current.withUnsafeBufferPointer { a in
-        layer.weights.withUnsafeBufferPointer { w in
-          next.withUnsafeMutableBufferPointer { c in
-            Blas.gemm(
-              transA: false, transB: false, m: rows, n: layer.outputs, k: layer.inputs, alpha: 1, a.baseAddress!,
-              lda: layer.inputs, w.baseAddress!, ldb: layer.outputs, beta: 1, c.baseAddress!, ldc: layer.outputs)
-          }
-        }
-      }
+      Self.multiply(current, layer.weights, m: rows, n: layer.outputs, k: layer.inputs, into: &next, adding: true)
       if index < layers.count - 1 {
         for i in next.indices where next[i] < 0 { next[i] = 0 }
         activations.append(next)
@@ -101,32 +93,32 @@ public struct DenseHead: Sendable {
       var bias = [Float](repeating: 0, count: layer.outputs)
       for row in 0..<rows { for j in 0..<layer.outputs { bias[j] += delta[row * layer.outputs + j] } }
       // dW = inputᵀ · delta
-      input.withUnsafeBufferPointer { a in
-        delta.withUnsafeBufferPointer { d in
-          weights.withUnsafeMutableBufferPointer { g in
-            Blas.gemm(
-              transA: true, transB: false, m: layer.inputs, n: layer.outputs, k: rows, alpha: 1, a.baseAddress!,
-              lda: layer.inputs, d.baseAddress!, ldb: layer.outputs, beta: 0, g.baseAddress!, ldc: layer.outputs)
-          }
-        }
-      }
+      Self.multiply(input, transposingA: true, delta, m: layer.inputs, n: layer.outputs, k: rows, into: &weights)
       gradients.append((weights, bias))
       guard index > 0 else { break }
       // delta of the layer below = (delta · Wᵀ) ⊙ relu'(its output)
       var below = [Float](repeating: 0, count: rows * layer.inputs)
-      delta.withUnsafeBufferPointer { d in
-        layer.weights.withUnsafeBufferPointer { w in
-          below.withUnsafeMutableBufferPointer { b in
-            Blas.gemm(
-              transA: false, transB: true, m: rows, n: layer.inputs, k: layer.outputs, alpha: 1, d.baseAddress!,
-              lda: layer.outputs, w.baseAddress!, ldb: layer.outputs, beta: 0, b.baseAddress!, ldc: layer.inputs)
-          }
-        }
-      }
+      Self.multiply(delta, layer.weights, transposingB: true, m: rows, n: layer.inputs, k: layer.outputs, into: &below)
       for i in below.indices where input[i] <= 0 { below[i] = 0 }
       delta = below
     }
     return gradients.reversed()
+  }
+
+  /// `c = op(a) · op(b)` (plus `c` when `adding`) for row-major matrices, `op(a)` m×k and `op(b)` k×n.
+  private static func multiply(
+    _ a: [Float], transposingA transA: Bool = false, _ b: [Float], transposingB transB: Bool = false, m: Int, n: Int,
+    k: Int, into c: inout [Float], adding: Bool = false
+  ) {
+    a.withUnsafeBufferPointer { a in
+      b.withUnsafeBufferPointer { b in
+        c.withUnsafeMutableBufferPointer { c in
+          Blas.gemm(
+            transA: transA, transB: transB, m: m, n: n, k: k, alpha: 1, a.baseAddress!, lda: transA ? m : k,
+            b.baseAddress!, ldb: transB ? k : n, beta: adding ? 1 : 0, c.baseAddress!, ldc: n)
+        }
+      }
+    }
   }
 
   /// Class probabilities for `features` ([rows, inputs]), computed as the exported ONNX graph does.
