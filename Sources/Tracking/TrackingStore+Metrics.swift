@@ -162,19 +162,16 @@ extension TrackingStore {
         (try previous.int("last_step"), try previous.int("last_timestamp_ms"))
         <= (try next.int("first_step"), try next.int("first_timestamp_ms"))
     }
-    func decode(_ ids: [Int64]) throws -> [TrackingV1.Metric] {
-      var points: [TrackingV1.Metric] = []
-      for id in ids {
-        guard let row = try connection.queryFirst("SELECT points FROM metric_chunks WHERE id = $1", .integer(id)) else {
-          continue
-        }
-        points += try MetricChunk.decode(try row.bytes("points"), key: key)
-      }
-      return points
+    // The points of the series' chunks with ids first…last, in one query.
+    func decode(_ first: Int64, _ last: Int64) throws -> [TrackingV1.Metric] {
+      try connection.query(
+        "SELECT points FROM metric_chunks WHERE run_id = $1 AND key = $2 AND id >= $3 AND id <= $4 ORDER BY id",
+        .text(runID), .text(key), .integer(first), .integer(last)
+      ).flatMap { try MetricChunk.decode(try $0.bytes("points"), key: key) }
     }
     guard inOrder else {
-      let all = MetricChunk.sorted(rows + (try decode(chunks.map { try $0.int("id") })))
-      return Array(all.dropFirst(offset).prefix(limit))
+      let all = try chunks.isEmpty ? rows : rows + decode(chunks[0].int("id"), chunks[chunks.count - 1].int("id"))
+      return Array(MetricChunk.sorted(all).dropFirst(offset).prefix(limit))
     }
     // Walk the chunks' counts to the ones that hold the page.
     let end = limit > Int.max - offset ? Int.max : offset + limit
@@ -191,7 +188,8 @@ extension TrackingStore {
       if start >= end { break }
       wanted.append(try chunk.int("id"))
     }
-    return Array(try decode(wanted).dropFirst(offset - skipped).prefix(limit))
+    guard let first = wanted.first, let last = wanted.last else { return [] }
+    return Array(try decode(first, last).dropFirst(offset - skipped).prefix(limit))
   }
 
   /// At most `count` points, evenly spaced by position, the first and last kept.

@@ -7,15 +7,6 @@ import Tracking
 /// Metric points packed a batch and key to a row, and the one-row-per-point table of earlier
 /// versions still read beside them.
 struct MetricStorageTests {
-  private func metric(_ key: String, _ value: Double, step: Int64, at time: Int64 = 1000) -> TrackingV1.Metric {
-    var metric = TrackingV1.Metric()
-    metric.key = key
-    metric.value = value
-    metric.step = step
-    metric.timestampMs = time
-    return metric
-  }
-
   /// A migrated store on `backend` with one experiment and one run in it.
   private func withRun(
     _ backend: Backend, _ body: (Database, TrackingStore, TrackingV1.Run) async throws -> Void

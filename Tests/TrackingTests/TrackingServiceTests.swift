@@ -44,15 +44,6 @@ struct TrackingServiceTests {
     return try await client.createRun(request)
   }
 
-  private func metric(_ key: String, _ value: Double, step: Int64, at time: Int64 = 1000) -> TrackingV1.Metric {
-    var metric = TrackingV1.Metric()
-    metric.key = key
-    metric.value = value
-    metric.step = step
-    metric.timestampMs = time
-    return metric
-  }
-
   private func param(_ key: String, _ value: String) -> TrackingV1.Param {
     var param = TrackingV1.Param()
     param.key = key

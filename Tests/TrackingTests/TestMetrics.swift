@@ -1,0 +1,11 @@
+import ShoalProto
+
+/// A metric point as the tests log it.
+func metric(_ key: String, _ value: Double, step: Int64, at time: Int64 = 1000) -> TrackingV1.Metric {
+  var metric = TrackingV1.Metric()
+  metric.key = key
+  metric.value = value
+  metric.step = step
+  metric.timestampMs = time
+  return metric
+}
