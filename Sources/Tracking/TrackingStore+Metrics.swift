@@ -3,104 +3,110 @@ import ShoalRPC
 import ShoalStore
 
 extension TrackingStore {
-  /// Stores a batch in one transaction: all of it, or (on a refused param) none of it. A batch
-  /// whose request id was stored before changes nothing and reports `duplicate`.
+  /// Stores a batch: all of it, or (on a refused param) none of it. A batch whose request id was
+  /// stored before changes nothing and reports `duplicate`. Batches logged at the same time are
+  /// committed together (`GroupCommit`), each still all or nothing.
   public func logBatch(_ request: TrackingV1.LogBatchRequest) async throws -> TrackingV1.LogBatchResponse {
-    return try await database.transaction { connection in
-      // Only the run's state is needed here, not the whole run with its params and metrics.
-      guard let state = try connection.queryFirst("SELECT deleted FROM runs WHERE run_id = $1", .text(request.runId))
-      else { throw RPCError(.notFound, "run '\(request.runId)' not found") }
-      guard try !state.bool("deleted") else {
-        throw RPCError(.failedPrecondition, "run '\(request.runId)' is deleted; restore it before logging to it")
-      }
-      var response = TrackingV1.LogBatchResponse()
-      if !request.requestId.isEmpty {
-        let seen = try connection.queryFirst(
-          "SELECT 1 AS one FROM batch_requests WHERE run_id = $1 AND request_id = $2", .text(request.runId),
-          .text(request.requestId))
-        if seen != nil {
-          response.duplicate = true
-          return response
-        }
-        try connection.execute(
-          "INSERT INTO batch_requests (run_id, request_id) VALUES ($1, $2)", .text(request.runId),
-          .text(request.requestId))
-      }
-      for param in request.params {
-        let existing = try connection.queryFirst(
-          "SELECT value FROM params WHERE run_id = $1 AND key = $2", .text(request.runId), .text(param.key))
-        if let existing {
-          let value = try existing.string("value")
-          guard value == param.value else {
-            throw RPCError(
-              .invalidArgument,
-              "param '\(param.key)' was logged as '\(value)'; params are write-once (not '\(param.value)')")
-          }
-          continue
-        }
-        try connection.execute(
-          "INSERT INTO params (run_id, key, value) VALUES ($1, $2, $3)", .text(request.runId), .text(param.key),
-          .text(param.value))
-      }
-      for tag in request.tags {
-        try connection.execute(
-          """
-          INSERT INTO run_tags (run_id, key, value) VALUES ($1, $2, $3)
-          ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value
-          """, .text(request.runId), .text(tag.key), .text(tag.value))
-      }
-      guard !request.metrics.isEmpty else { return response }
-      // One row per key: the key's points of this batch, packed. Batches usually repeat a key
-      // many times in a row, so the key is looked up only when it changes.
-      var groups: [(key: String, metrics: [TrackingV1.Metric])] = []
-      var groupOfKey: [String: Int] = [:]
-      var current = -1
-      for metric in request.metrics {
-        if current < 0 || groups[current].key != metric.key {
-          if let index = groupOfKey[metric.key] {
-            current = index
-          } else {
-            groups.append((metric.key, []))
-            current = groups.count - 1
-            groupOfKey[metric.key] = current
-          }
-        }
-        groups[current].metrics.append(metric)
-      }
-      var latest: [(key: String, metric: TrackingV1.Metric)] = []
-      for group in groups {
-        // Stored in step order, with the first and last point beside them, so that reading a
-        // page of history decodes only the chunks that hold it.
-        let points = MetricChunk.sorted(group.metrics)
-        let (first, last) = (points[0], points[points.count - 1])
-        try connection.execute(
-          """
-          INSERT INTO metric_chunks (run_id, key, count, first_step, first_timestamp_ms, last_step, last_timestamp_ms, points)
-          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-          """, .text(request.runId), .text(group.key), .integer(Int64(points.count)), .integer(first.step),
-          .integer(first.timestampMs), .integer(last.step), .integer(last.timestampMs),
-          .blob(MetricChunk.encode(points)))
-        // The latest value of the key: highest step, then latest timestamp (MLflow's rule); of
-        // equals, the last logged.
-        var newest = group.metrics[0]
-        for metric in group.metrics.dropFirst() where Self.order(metric) >= Self.order(newest) { newest = metric }
-        latest.append((group.key, newest))
-      }
-      // Kept only where it is at least as late as the stored one (sorted keys: the same lock order
-      // for every writer).
-      for (key, metric) in latest.sorted(by: { $0.key < $1.key }) {
-        try connection.execute(
-          """
-          INSERT INTO latest_metrics (run_id, key, step, timestamp_ms, value, is_nan) VALUES ($1, $2, $3, $4, $5, $6)
-          ON CONFLICT (run_id, key) DO UPDATE SET step = excluded.step, timestamp_ms = excluded.timestamp_ms,
-            value = excluded.value, is_nan = excluded.is_nan
-          WHERE excluded.step > latest_metrics.step
-            OR (excluded.step = latest_metrics.step AND excluded.timestamp_ms >= latest_metrics.timestamp_ms)
-          """, .text(request.runId), .text(key), .integer(metric.step), .integer(metric.timestampMs),
-          metric.value.isNaN ? .null : .real(metric.value), .bool(metric.value.isNaN))
-      }
-      return response
+    try await batches.submit(request)
+  }
+
+  /// Writes one batch inside the caller's transaction.
+  static func write(
+    _ request: TrackingV1.LogBatchRequest, on connection: any SQLConnection
+  ) throws -> TrackingV1.LogBatchResponse {
+    // Only the run's state is needed here, not the whole run with its params and metrics.
+    guard let state = try connection.queryFirst("SELECT deleted FROM runs WHERE run_id = $1", .text(request.runId))
+    else { throw RPCError(.notFound, "run '\(request.runId)' not found") }
+    guard try !state.bool("deleted") else {
+      throw RPCError(.failedPrecondition, "run '\(request.runId)' is deleted; restore it before logging to it")
     }
+    var response = TrackingV1.LogBatchResponse()
+    if !request.requestId.isEmpty {
+      let seen = try connection.queryFirst(
+        "SELECT 1 AS one FROM batch_requests WHERE run_id = $1 AND request_id = $2", .text(request.runId),
+        .text(request.requestId))
+      if seen != nil {
+        response.duplicate = true
+        return response
+      }
+      try connection.execute(
+        "INSERT INTO batch_requests (run_id, request_id) VALUES ($1, $2)", .text(request.runId),
+        .text(request.requestId))
+    }
+    for param in request.params {
+      let existing = try connection.queryFirst(
+        "SELECT value FROM params WHERE run_id = $1 AND key = $2", .text(request.runId), .text(param.key))
+      if let existing {
+        let value = try existing.string("value")
+        guard value == param.value else {
+          throw RPCError(
+            .invalidArgument,
+            "param '\(param.key)' was logged as '\(value)'; params are write-once (not '\(param.value)')")
+        }
+        continue
+      }
+      try connection.execute(
+        "INSERT INTO params (run_id, key, value) VALUES ($1, $2, $3)", .text(request.runId), .text(param.key),
+        .text(param.value))
+    }
+    for tag in request.tags {
+      try connection.execute(
+        """
+        INSERT INTO run_tags (run_id, key, value) VALUES ($1, $2, $3)
+        ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value
+        """, .text(request.runId), .text(tag.key), .text(tag.value))
+    }
+    guard !request.metrics.isEmpty else { return response }
+    // One row per key: the key's points of this batch, packed. Batches usually repeat a key
+    // many times in a row, so the key is looked up only when it changes.
+    var groups: [(key: String, metrics: [TrackingV1.Metric])] = []
+    var groupOfKey: [String: Int] = [:]
+    var current = -1
+    for metric in request.metrics {
+      if current < 0 || groups[current].key != metric.key {
+        if let index = groupOfKey[metric.key] {
+          current = index
+        } else {
+          groups.append((metric.key, []))
+          current = groups.count - 1
+          groupOfKey[metric.key] = current
+        }
+      }
+      groups[current].metrics.append(metric)
+    }
+    var latest: [(key: String, metric: TrackingV1.Metric)] = []
+    for group in groups {
+      // Stored in step order, with the first and last point beside them, so that reading a
+      // page of history decodes only the chunks that hold it.
+      let points = MetricChunk.sorted(group.metrics)
+      let (first, last) = (points[0], points[points.count - 1])
+      try connection.execute(
+        """
+        INSERT INTO metric_chunks (run_id, key, count, first_step, first_timestamp_ms, last_step, last_timestamp_ms, points)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+        """, .text(request.runId), .text(group.key), .integer(Int64(points.count)), .integer(first.step),
+        .integer(first.timestampMs), .integer(last.step), .integer(last.timestampMs),
+        .blob(MetricChunk.encode(points)))
+      // The latest value of the key: highest step, then latest timestamp (MLflow's rule); of
+      // equals, the last logged.
+      var newest = group.metrics[0]
+      for metric in group.metrics.dropFirst() where Self.order(metric) >= Self.order(newest) { newest = metric }
+      latest.append((group.key, newest))
+    }
+    // Kept only where it is at least as late as the stored one (sorted keys: the same lock order
+    // for every writer).
+    for (key, metric) in latest.sorted(by: { $0.key < $1.key }) {
+      try connection.execute(
+        """
+        INSERT INTO latest_metrics (run_id, key, step, timestamp_ms, value, is_nan) VALUES ($1, $2, $3, $4, $5, $6)
+        ON CONFLICT (run_id, key) DO UPDATE SET step = excluded.step, timestamp_ms = excluded.timestamp_ms,
+          value = excluded.value, is_nan = excluded.is_nan
+        WHERE excluded.step > latest_metrics.step
+          OR (excluded.step = latest_metrics.step AND excluded.timestamp_ms >= latest_metrics.timestamp_ms)
+        """, .text(request.runId), .text(key), .integer(metric.step), .integer(metric.timestampMs),
+        metric.value.isNaN ? .null : .real(metric.value), .bool(metric.value.isNaN))
+    }
+    return response
   }
 
   private static func order(_ metric: TrackingV1.Metric) -> (Int64, Int64) { (metric.step, metric.timestampMs) }

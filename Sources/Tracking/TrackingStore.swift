@@ -70,7 +70,16 @@ public struct TrackingStore: Sendable {
   public let database: Database
 
   /// A store over `database` (migrated with `migrations`).
-  public init(database: Database) { self.database = database }
+  /// Metric batches, committed a group at a time.
+  let batches: GroupCommit<TrackingV1.LogBatchRequest, TrackingV1.LogBatchResponse>
+
+  public init(database: Database) {
+    self.database = database
+    // SQLite has one writer, so its groups go one at a time; PostgreSQL commits two at once.
+    batches = GroupCommit(database: database, maxConcurrentGroups: database.dialect == .sqlite ? 1 : 2) {
+      connection, request in try Self.write(request, on: connection)
+    }
+  }
 
   static func now() -> Int64 { Int64((Date().timeIntervalSince1970 * 1000).rounded()) }
 

@@ -1,4 +1,5 @@
 import ShoalProto
+import ShoalRPC
 import ShoalStore
 import ShoalTestSupport
 import Testing
@@ -115,6 +116,49 @@ struct MetricStorageTests {
       thinned.key = "loss"
       thinned.maxPoints = 3
       #expect(try await store.metricHistory(thinned).series[0].points.map(\.step) == [0, 25, 49])
+    }
+  }
+
+  @Test(arguments: Backend.available)
+  func concurrentBatchesAreEachStoredOnceOrRefusedAlone(_ backend: Backend) async throws {
+    try await withRun(backend) { _, store, run in
+      var first = TrackingV1.LogBatchRequest()
+      first.runId = run.runId
+      first.params = [param("lr", "0.1")]
+      _ = try await store.logBatch(first)
+      // 48 batches at once, committed in groups: every request id sent twice (a retry racing
+      // its original), and every eighth batch re-logging the param with another value.
+      let outcomes = try await withThrowingTaskGroup(of: (Int, Bool?).self) { group in
+        for index in 0..<48 {
+          for _ in 0..<2 {
+            group.addTask {
+              var batch = TrackingV1.LogBatchRequest()
+              batch.runId = run.runId
+              batch.requestId = "request-\(index)"
+              batch.metrics = [metric("loss", Double(index), step: Int64(index))]
+              if index % 8 == 0 { batch.params = [param("lr", "0.2")] }
+              do {
+                return (index, try await store.logBatch(batch).duplicate)
+              } catch let error as RPCError where error.code == .invalidArgument {
+                return (index, nil)
+              }
+            }
+          }
+        }
+        return try await group.reduce(into: [Int: [Bool?]]()) { $0[$1.0, default: []].append($1.1) }
+      }
+      for index in 0..<48 {
+        if index % 8 == 0 {
+          #expect(outcomes[index] == [nil, nil], "batch \(index)")
+        } else {
+          #expect(outcomes[index]?.sorted { $1 == true } == [false, true], "batch \(index)")
+        }
+      }
+      var history = TrackingV1.GetMetricHistoryRequest()
+      history.runIds = [run.runId]
+      history.key = "loss"
+      let steps = try await store.metricHistory(history).series[0].points.map(\.step)
+      #expect(steps == (0..<48).filter { $0 % 8 != 0 }.map(Int64.init))
     }
   }
 }

@@ -9,3 +9,11 @@ func metric(_ key: String, _ value: Double, step: Int64, at time: Int64 = 1000) 
   metric.timestampMs = time
   return metric
 }
+
+/// A param as the tests log it.
+func param(_ key: String, _ value: String) -> TrackingV1.Param {
+  var param = TrackingV1.Param()
+  param.key = key
+  param.value = value
+  return param
+}

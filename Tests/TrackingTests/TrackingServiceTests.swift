@@ -44,13 +44,6 @@ struct TrackingServiceTests {
     return try await client.createRun(request)
   }
 
-  private func param(_ key: String, _ value: String) -> TrackingV1.Param {
-    var param = TrackingV1.Param()
-    param.key = key
-    param.value = value
-    return param
-  }
-
   private func expectCode(
     _ code: RpcV1.StatusCode, _ fragment: String, _ call: () async throws -> Void
   ) async {

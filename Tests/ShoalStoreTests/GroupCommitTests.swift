@@ -1,0 +1,104 @@
+import Foundation
+import ShoalTestSupport
+import Synchronization
+import Testing
+
+@testable import ShoalStore
+
+struct GroupCommitTests {
+  private struct Refused: Error, Equatable { let name: String }
+
+  /// Rows named by the requests; a request named `bad…` writes its row and then fails; the
+  /// first request applied holds its group open until `followers` requests wait behind it.
+  private static func makeCommitter(
+    _ database: Database, followers: Int
+  ) -> GroupCommit<String, Int64> {
+    let committer = Mutex<GroupCommit<String, Int64>?>(nil)
+    let first = Atomic(true)
+    let made = GroupCommit<String, Int64>(database: database) { connection, name in
+      if first.exchange(false, ordering: .relaxed) {
+        let deadline = Date().addingTimeInterval(30)
+        while (committer.withLock { $0?.waiting ?? 0 }) < followers, Date() < deadline { usleep(1000) }
+      }
+      try connection.execute("INSERT INTO items (name) VALUES ($1)", .text(name))
+      if name.hasPrefix("bad") { throw Refused(name: name) }
+      return try connection.query("SELECT count(*) AS n FROM items")[0].int("n")
+    }
+    committer.withLock { $0 = made }
+    return made
+  }
+
+  private static func storedNames(_ database: Database) async throws -> [String] {
+    try await database.read { connection in
+      try connection.query("SELECT name FROM items ORDER BY name").map { try $0.string("name") }
+    }
+  }
+
+  @Test(arguments: Backend.available)
+  func requestsThatArriveTogetherCommitAsOneGroupAndFailAlone(_ backend: Backend) async throws {
+    try await backend.withDatabase { database, _ in
+      try await database.transaction {
+        try $0.executeScript($0.dialect.ddl("CREATE TABLE items (id {id}, name TEXT NOT NULL UNIQUE)"))
+      }
+      let names = ["a", "b", "bad-1", "c", "leader", "d", "bad-2", "e", "f"]
+      let committer = Self.makeCommitter(database, followers: names.count)
+      let leader = Task { try await committer.submit("leader") }
+      while committer.inProgress == 0 { try await Task.sleep(for: .milliseconds(1)) }
+      // Behind the leader: five good rows, two requests that fail, and one that breaks the
+      // table's UNIQUE constraint (which aborts a PostgreSQL transaction unless rolled back to
+      // a savepoint).
+      let outcomes = await withTaskGroup(of: (String, Result<Int64, any Error>).self) { group in
+        for name in names {
+          group.addTask {
+            do { return (name, .success(try await committer.submit(name))) } catch { return (name, .failure(error)) }
+          }
+        }
+        return await group.reduce(into: [String: Result<Int64, any Error>]()) { $0[$1.0] = $1.1 }
+      }
+      #expect(try await leader.value == 1)
+      #expect(committer.groups == 2)
+      for name in ["a", "b", "c", "d", "e", "f"] {
+        let count = try outcomes[name]!.get()
+        #expect((2...7).contains(count), "\(name) saw \(count) rows")
+      }
+      for name in ["bad-1", "bad-2"] {
+        #expect(throws: Refused(name: name)) { try outcomes[name]!.get() }
+      }
+      let duplicate = #expect(throws: StoreError.self) { try outcomes["leader"]!.get() }
+      #expect(duplicate?.code == .alreadyExists)
+      #expect(try await Self.storedNames(database) == ["a", "b", "c", "d", "e", "f", "leader"])
+    }
+  }
+
+  @Test(arguments: Backend.available)
+  func aRequestAloneThatFailsWritesNothing(_ backend: Backend) async throws {
+    try await backend.withDatabase { database, _ in
+      try await database.transaction {
+        try $0.executeScript($0.dialect.ddl("CREATE TABLE items (id {id}, name TEXT NOT NULL UNIQUE)"))
+      }
+      let committer = Self.makeCommitter(database, followers: 0)
+      #expect(try await committer.submit("first") == 1)
+      await #expect(throws: Refused(name: "bad")) { try await committer.submit("bad") }
+      #expect(try await committer.submit("second") == 2)
+      #expect(committer.groups == 3)
+      #expect(try await Self.storedNames(database) == ["first", "second"])
+    }
+  }
+
+  @Test(arguments: Backend.available)
+  func manyConcurrentWritersLoseNothing(_ backend: Backend) async throws {
+    try await backend.withDatabase { database, _ in
+      try await database.transaction {
+        try $0.executeScript($0.dialect.ddl("CREATE TABLE items (id {id}, name TEXT NOT NULL UNIQUE)"))
+      }
+      let committer = Self.makeCommitter(database, followers: 0)
+      try await withThrowingTaskGroup(of: Void.self) { group in
+        for writer in 0..<16 {
+          group.addTask { for index in 0..<25 { _ = try await committer.submit("w\(writer)-\(index)") } }
+        }
+        try await group.waitForAll()
+      }
+      #expect(try await Self.storedNames(database).count == 400)
+    }
+  }
+}
