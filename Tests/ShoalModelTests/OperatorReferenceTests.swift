@@ -179,6 +179,49 @@ import Testing
           ("Squeeze", ["x", "axes"], ["s"], [:]), ("Unsqueeze", ["s", "at"], ["u"], [:]),
           ("Flatten", ["u"], ["f"], ["axis": .int(2)]), ("Concat", ["f", "f"], ["y"], ["axis": .int(-1)]),
         ]),
+    ] + largeCases
+  }
+
+  /// Shapes large enough to be split across the cores, with the activations the loader fuses
+  /// (small weights where long sums would otherwise differ in float32 rounding alone).
+  static var largeCases: [Case] {
+    [
+      Case(
+        name: "conv-depthwise-3x3-multiplier-bias-relu6", inputs: [("x", random([1, 16, 40, 40], seed: 40))],
+        initializers: [
+          ("w", random([32, 1, 3, 3], seed: 41)), ("b", random([32], seed: 42)), ("lo", Tensor(scalar: Float(0))),
+          ("hi", Tensor(scalar: Float(6))),
+        ],
+        nodes: [
+          ("Conv", ["x", "w", "b"], ["c"], ["group": .int(16), "pads": .ints([1, 1, 1, 1])]),
+          ("Clip", ["c", "lo", "hi"], ["y"], [:]),
+        ]),
+      single(
+        "conv-depthwise-3x3-stride2-odd", "Conv", [("x", random([1, 16, 41, 40], seed: 43))],
+        constants: [("w", random([16, 1, 3, 3], seed: 44))],
+        attributes: ["group": .int(16), "strides": .ints([2, 2]), "pads": .ints([1, 0, 1, 1])]),
+      Case(
+        name: "conv-3x3-bias-leaky-relu-columns", inputs: [("x", random([1, 8, 30, 30], seed: 45))],
+        initializers: [("w", random([16, 8, 3, 3], seed: 46)), ("b", random([16], seed: 47))],
+        nodes: [
+          ("Conv", ["x", "w", "b"], ["c"], ["pads": .ints([1, 1, 1, 1])]),
+          ("LeakyRelu", ["c"], ["y"], ["alpha": .float(0.1)]),
+        ]),
+      Case(
+        name: "conv-3x3-bias-relu-features", inputs: [("x", random([1, 64, 7, 7], seed: 48))],
+        initializers: [("w", random([128, 64, 3, 3], seed: 49, range: -0.25...0.25)), ("b", random([128], seed: 50))],
+        nodes: [("Conv", ["x", "w", "b"], ["c"], ["pads": .ints([1, 1, 1, 1])]), ("Relu", ["c"], ["y"], [:])]),
+      single("global-average-pool", "GlobalAveragePool", [("x", random([2, 32, 13, 11], seed: 51))]),
+      single(
+        "max-pool-3x3-stride2-ceil", "MaxPool", [("x", random([1, 16, 55, 55], seed: 52))],
+        attributes: ["kernel_shape": .ints([3, 3]), "strides": .ints([2, 2]), "ceil_mode": .int(1)]),
+      single(
+        "average-pool-3x3-stride2-padded", "AveragePool", [("x", random([1, 16, 55, 54], seed: 53))],
+        attributes: ["kernel_shape": .ints([3, 3]), "strides": .ints([2, 2]), "pads": .ints([1, 1, 0, 1])]),
+      Case(
+        name: "add-relu",
+        inputs: [("a", random([1, 16, 64, 65], seed: 54)), ("b", random([1, 16, 64, 65], seed: 55))],
+        nodes: [("Add", ["a", "b"], ["s"], [:]), ("Relu", ["s"], ["y"], [:])]),
     ]
   }
 

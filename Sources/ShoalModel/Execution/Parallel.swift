@@ -31,13 +31,19 @@ public enum Parallel {
     withoutActuallyEscaping(body) { body in
       // The parts touch disjoint memory; the closure only lives for this call.
       let shared = UncheckedSendable(body)
-      DispatchQueue.concurrentPerform(iterations: parts) { part in
+      let part = { @Sendable (part: Int) in
         let start = part * chunk
         let end = min(count, start + chunk)
         if start < end { shared.value(start..<end) }
       }
+      // The workers take one loop at a time; a loop that finds them busy (another model running
+      // at the same time) goes to Dispatch's threads.
+      if !workers.run(part) { DispatchQueue.concurrentPerform(iterations: parts, execute: part) }
     }
   }
+
+  /// Worker threads for the parts beyond the caller's own.
+  private static let workers = PartWorkers(count: parts - 1)
 }
 
 /// A value handed to parallel parts that use it without racing (each writes its own range).

@@ -144,14 +144,16 @@ struct BinaryKernel: Kernel {
     }
     let z = out.mutablePointer(as: T.self)
     if aShape == out.shape, bShape == out.shape, [.add, .sub, .mul].contains(operation) {
-      // Flat loops for the common case (residual additions, gates), then a fused activation.
-      let count = out.count
-      switch operation {
-      case .add: for i in 0..<count { z[i] = x[i] + y[i] }
-      case .sub: for i in 0..<count { z[i] = x[i] - y[i] }
-      default: for i in 0..<count { z[i] = x[i] * y[i] }
+      // Flat loops for the common case (residual additions, gates), then a fused activation,
+      // both on each core's share while it is in cache.
+      Parallel.forEachRange(out.count, costPerItem: 1) { range in
+        switch operation {
+        case .add: for i in range { z[i] = x[i] + y[i] }
+        case .sub: for i in range { z[i] = x[i] - y[i] }
+        default: for i in range { z[i] = x[i] * y[i] }
+        }
+        if let activation { UnaryKernel.apply(activation, z + range.lowerBound, z + range.lowerBound, range.count) }
       }
-      if let activation { UnaryKernel.apply(activation, z, z, count) }
       return true
     }
     switch operation {

@@ -43,36 +43,35 @@ struct ConvKernel: Kernel {
     let px = x.pointer(as: Float.self)
     let pw = w.pointer(as: Float.self)
     let py = y.mutablePointer(as: Float.self)
+    let bias = inputs.count > 2 ? inputs[2]?.pointer(as: Float.self) : nil
     if group > 1 && channels == group {
-      if geometry.kernel == [1, 3, 3] && geometry.dilations == [1, 1, 1] && geometry.input[0] == 1 {
-        depthwise3x3(geometry, px, pw, py, planes: batch * features, perChannel: features / group)
+      if geometry.kernel == [1, 3, 3] && geometry.dilations == [1, 1, 1] && geometry.input[0] == 1
+        && geometry.strides[1] <= 2 && geometry.strides[2] <= 2
+      {
+        depthwise3x3(geometry, px, pw, py, bias, planes: batch * features, perChannel: features / group)
       } else {
-        depthwise(geometry, px, pw, py, planes: batch * features, perChannel: features / group)
+        depthwise(geometry, px, pw, py, bias, planes: batch * features, perChannel: features / group)
       }
     } else {
       let columns = scratch?.assumingMemoryBound(to: Float.self)
-      unfoldAndMultiply(geometry, px, pw, py, columns, batch: batch, channels: channels, features: features)
+      unfoldAndMultiply(geometry, px, pw, py, bias, columns, batch: batch, channels: channels, features: features)
     }
-    // Bias and activation in one pass over each output plane.
-    let outSize = geometry.outputSize
-    let bias = inputs.count > 2 ? inputs[2]?.pointer(as: Float.self) : nil
-    guard bias != nil || activation != nil else { return }
-    for n in 0..<batch {
-      for m in 0..<features {
-        let plane = py + (n * features + m) * outSize
-        if let bias {
-          let value = bias[m]
-          for i in 0..<outSize { plane[i] += value }
-        }
-        if let activation { UnaryKernel.apply(activation, plane, plane, outSize) }
-      }
+  }
+
+  /// Adds feature `feature`'s bias to `count` outputs and applies the fused activation, in the
+  /// parallel part that computed them, while they are still in cache.
+  private func finish(_ output: UnsafeMutablePointer<Float>, count: Int, feature: Int, _ bias: UnsafePointer<Float>?) {
+    if let bias {
+      let value = bias[feature]
+      for i in 0..<count { output[i] += value }
     }
+    if let activation { UnaryKernel.apply(activation, output, output, count) }
   }
 
   /// im2col and `sgemm` per image and group, each core taking a range of output positions.
   private func unfoldAndMultiply(
     _ geometry: WindowGeometry, _ px: UnsafePointer<Float>, _ pw: UnsafePointer<Float>,
-    _ py: UnsafeMutablePointer<Float>,
+    _ py: UnsafeMutablePointer<Float>, _ bias: UnsafePointer<Float>?,
     _ columns: UnsafeMutablePointer<Float>?, batch: Int, channels: Int, features: Int
   ) {
     let (groupChannels, groupFeatures) = (channels / group, features / group)
@@ -94,6 +93,7 @@ struct ConvKernel: Kernel {
               transA: false, transB: false, m: rows.count, n: outSize, k: depth, alpha: 1,
               weights + rows.lowerBound * depth,
               lda: depth, source, ldb: outSize, beta: 0, output + rows.lowerBound * outSize, ldc: outSize)
+            for m in rows { finish(output + m * outSize, count: outSize, feature: g * groupFeatures + m, bias) }
           }
           continue
         }
@@ -108,6 +108,10 @@ struct ConvKernel: Kernel {
           Blas.serialGemm(
             transA: false, transB: false, m: groupFeatures, n: positions.count, k: depth, alpha: 1, weights,
             lda: depth, source, ldb: outSize, beta: 0, output + positions.lowerBound, ldc: outSize)
+          for m in 0..<groupFeatures {
+            finish(
+              output + m * outSize + positions.lowerBound, count: positions.count, feature: g * groupFeatures + m, bias)
+          }
         }
       }
     }
@@ -121,7 +125,7 @@ struct ConvKernel: Kernel {
   /// for each kernel tap, a scaled input line is added to the output line.
   private func depthwise(
     _ g: WindowGeometry, _ px: UnsafePointer<Float>, _ pw: UnsafePointer<Float>, _ py: UnsafeMutablePointer<Float>,
-    planes: Int, perChannel: Int
+    _ bias: UnsafePointer<Float>?, planes: Int, perChannel: Int
   ) {
     let (inD, inH, inW) = (g.input[0], g.input[1], g.input[2])
     let (outD, outH, outW) = (g.output[0], g.output[1], g.output[2])
@@ -169,65 +173,83 @@ struct ConvKernel: Kernel {
             }
           }
         }
+        finish(out, count: outSize, feature: plane % features, bias)
       }
     }
   }
 
-  /// 3×3 depthwise convolution (MobileNet's): each output element sums its nine products in one
-  /// pass; the rows and columns whose window leaves the input take the checked path.
+  /// 3×3 depthwise convolution (MobileNet's), stride 1 or 2: each input plane is first copied
+  /// into a zero-bordered plane, so every output element sums its nine products with no bounds
+  /// checks and contiguous loads. For stride 2 the copy splits each row into its even and odd
+  /// columns, so that the three taps of a row are again three contiguous lines.
   private func depthwise3x3(
     _ g: WindowGeometry, _ px: UnsafePointer<Float>, _ pw: UnsafePointer<Float>, _ py: UnsafeMutablePointer<Float>,
-    planes: Int, perChannel: Int
+    _ bias: UnsafePointer<Float>?, planes: Int, perChannel: Int
   ) {
     let (inH, inW, outH, outW) = (g.input[1], g.input[2], g.output[1], g.output[2])
     let (sH, sW, pH, pW) = (g.strides[1], g.strides[2], g.padBegin[1], g.padBegin[2])
     let (inSize, outSize) = (g.inputSize, g.outputSize)
     let features = perChannel * group
-    // Output columns whose three input columns are all inside the line.
-    let low = min(outW, (pW + sW - 1) / sW)
-    let high = max(low, min(outW, inW - 3 + pW < 0 ? 0 : (inW - 3 + pW) / sW + 1))
+    // The rows and columns the windows cover, borders included; for stride 2 a row holds its
+    // even columns, then its odd ones.
+    let (rows, width) = ((outH - 1) * sH + 3, (outW - 1) * sW + 3)
+    let evenWidth = (width + 1) / 2
+    let rowLength = sW == 1 ? width : 2 * evenWidth
+    let (low, high) = (min(pW, width), min(width, pW + inW))
     Parallel.forEachRange(planes, costPerItem: outSize * 9) { range in
+      let padded = UnsafeMutablePointer<Float>.allocate(capacity: rows * rowLength)
+      defer { padded.deallocate() }
       for plane in range {
         let image = px + (plane / perChannel) * inSize
-        let w = pw + (plane % features) * 9
-        let (w0, w1, w2, w3, w4, w5, w6, w7, w8) = (w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7], w[8])
-        for oh in 0..<outH {
-          let line = py + plane * outSize + oh * outW
-          let top = oh * sH - pH
-          func checked(_ ow: Int) -> Float {
-            var sum: Float = 0
-            for kh in 0..<3 where top + kh >= 0 && top + kh < inH {
-              for kw in 0..<3 {
-                let iw = ow * sW - pW + kw
-                if iw >= 0 && iw < inW { sum += w[kh * 3 + kw] * image[(top + kh) * inW + iw] }
-              }
-            }
-            return sum
-          }
-          guard top >= 0, top + 2 < inH else {
-            for ow in 0..<outW { line[ow] = checked(ow) }
+        for r in 0..<rows {
+          let row = padded + r * rowLength
+          let ih = r - pH
+          guard ih >= 0, ih < inH else {
+            row.update(repeating: 0, count: rowLength)
             continue
           }
-          let (r0, r1, r2) = (image + top * inW - pW, image + (top + 1) * inW - pW, image + (top + 2) * inW - pW)
-          for ow in 0..<low { line[ow] = checked(ow) }
+          // Padded columns low..<high hold input columns 0..<high - low.
+          let source = image + ih * inW - pW
           if sW == 1 {
-            for ow in low..<high {
+            row.update(repeating: 0, count: low)
+            (row + low).update(from: source + low, count: high - low)
+            (row + high).update(repeating: 0, count: width - high)
+          } else {
+            row.update(repeating: 0, count: rowLength)
+            let odd = row + evenWidth
+            let (firstEven, firstOdd) = (low + (low & 1), low | 1)
+            let (evens, odds) = (max(0, (high - firstEven + 1) / 2), max(0, (high - firstOdd + 1) / 2))
+            let (evenRow, evenSource) = (row + firstEven / 2, source + firstEven)
+            let (oddRow, oddSource) = (odd + firstOdd / 2, source + firstOdd)
+            for i in 0..<evens { evenRow[i] = evenSource[2 &* i] }
+            for i in 0..<odds { oddRow[i] = oddSource[2 &* i] }
+          }
+        }
+        let w = pw + (plane % features) * 9
+        let (w0, w1, w2, w3, w4, w5, w6, w7, w8) = (w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7], w[8])
+        let out = py + plane * outSize
+        for oh in 0..<outH {
+          let line = out + oh * outW
+          let r0 = UnsafePointer(padded + oh * sH * rowLength)
+          let (r1, r2) = (r0 + rowLength, r0 + 2 * rowLength)
+          if sW == 1 {
+            for ow in 0..<outW {
               let a = w0 * r0[ow] + w1 * r0[ow + 1] + w2 * r0[ow + 2]
               let b = w3 * r1[ow] + w4 * r1[ow + 1] + w5 * r1[ow + 2]
               let c = w6 * r2[ow] + w7 * r2[ow + 1] + w8 * r2[ow + 2]
               line[ow] = a + b + c
             }
           } else {
-            for ow in low..<high {
-              let i = ow * sW
-              let a = w0 * r0[i] + w1 * r0[i + 1] + w2 * r0[i + 2]
-              let b = w3 * r1[i] + w4 * r1[i + 1] + w5 * r1[i + 2]
-              let c = w6 * r2[i] + w7 * r2[i + 1] + w8 * r2[i + 2]
+            let (o0, o1, o2) = (r0 + evenWidth, r1 + evenWidth, r2 + evenWidth)
+            for ow in 0..<outW {
+              let a = w0 * r0[ow] + w1 * o0[ow] + w2 * r0[ow + 1]
+              let b = w3 * r1[ow] + w4 * o1[ow] + w5 * r1[ow + 1]
+              let c = w6 * r2[ow] + w7 * o2[ow] + w8 * r2[ow + 1]
               line[ow] = a + b + c
             }
           }
-          for ow in high..<outW { line[ow] = checked(ow) }
         }
+        finish(out, count: outSize, feature: plane % features, bias)
       }
     }
   }

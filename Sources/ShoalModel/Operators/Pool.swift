@@ -32,7 +32,9 @@ struct PoolKernel: Kernel {
     let twoDimensional = geometry.input[0] == 1 && geometry.dilations.allSatisfy { $0 == 1 }
     if x.dataType == .float32 {
       let (source, target) = (x.pointer(as: Float.self), outputs[0].mutablePointer(as: Float.self))
-      if twoDimensional {
+      if window == nil {
+        poolGlobally(geometry, source, target, planes: planes)
+      } else if twoDimensional {
         pool2D(geometry, source, target, planes: planes)
       } else {
         pool(geometry, source, target, planes: planes)
@@ -47,8 +49,9 @@ struct PoolKernel: Kernel {
     }
   }
 
-  /// Pools over two spatial axes without dilation, a line at a time: for each kernel tap the
-  /// whole output line is updated, so the inner loops run over contiguous memory.
+  /// Pools over two spatial axes without dilation, an output line at a time and in two passes:
+  /// the window's input rows are first combined into one line (contiguous, vectorised), then
+  /// each output takes its window's columns of that line.
   private func pool2D<T: BinaryFloatingPoint>(
     _ g: WindowGeometry, _ x: UnsafePointer<T>, _ y: UnsafeMutablePointer<T>, planes: Int
   ) {
@@ -69,36 +72,97 @@ struct PoolKernel: Kernel {
       return (0..<kW).filter { start + $0 >= low && start + $0 < high }.count
     }
     Parallel.forEachRange(planes, costPerItem: g.outputSize * g.kernelSize) { range in
+      let rows = UnsafeMutablePointer<T>.allocate(capacity: inW)
+      defer { rows.deallocate() }
       for plane in range {
         let image = x + plane * g.inputSize
         for oh in 0..<outH {
           let line = y + plane * g.outputSize + oh * outW
-          line.update(repeating: average ? 0 : -T.infinity, count: outW)
           let start = oh * sH - pH
-          var rows = 0
-          for kh in 0..<kH {
-            let ih = start + kh
-            if countIncludePad, ih >= -pH, ih < inH + g.padEnd[1] { rows += 1 }
-            guard ih >= 0, ih < inH else { continue }
-            if !countIncludePad { rows += 1 }
-            let source = image + ih * inW
-            for (shift, low, high) in spans where low < high {
-              if average {
-                for ow in low..<high { line[ow] += source[ow * sW + shift] }
-              } else {
-                for ow in low..<high {
-                  let value = source[ow * sW + shift]
-                  line[ow] = value > line[ow] || value != value ? value : line[ow]
-                }
+          let (first, end) = (max(0, start), min(inH, start + kH))
+          let divisor = countIncludePad ? min(start + kH, inH + g.padEnd[1]) - max(start, -pH) : end - first
+          guard first < end else {
+            line.update(repeating: average ? 0 : -T.infinity, count: outW)
+            continue
+          }
+          rows.update(from: image + first * inW, count: inW)
+          for ih in first + 1..<end { Self.combine(rows, image + ih * inW, inW, average: average) }
+          line.update(repeating: average ? 0 : -T.infinity, count: outW)
+          for (shift, low, high) in spans where low < high {
+            let source = rows + shift
+            if average {
+              for ow in low..<high { line[ow] += source[ow * sW] }
+            } else {
+              for ow in low..<high {
+                let value = source[ow * sW]
+                line[ow] = value > line[ow] || value != value ? value : line[ow]
               }
             }
           }
           if average {
             for ow in 0..<outW {
-              let count = rows * columnCounts[ow]
+              let count = divisor * columnCounts[ow]
               line[ow] = count > 0 ? line[ow] / T(count) : 0
             }
           }
+        }
+      }
+    }
+  }
+
+  /// `rows[i]` becomes the sum, or the maximum (NaN winning), of itself and `next[i]`.
+  private static func combine<T: BinaryFloatingPoint>(
+    _ rows: UnsafeMutablePointer<T>, _ next: UnsafePointer<T>, _ count: Int, average: Bool
+  ) {
+    if average {
+      for i in 0..<count { rows[i] += next[i] }
+      return
+    }
+    var i = 0
+    if T.self == Float.self {
+      let (target, source) = (UnsafeMutableRawPointer(rows), UnsafeRawPointer(next))
+      while i + 8 <= count {
+        let offset = i * MemoryLayout<Float>.stride
+        let value = source.loadUnaligned(fromByteOffset: offset, as: SIMD8<Float>.self)
+        let best = target.loadUnaligned(fromByteOffset: offset, as: SIMD8<Float>.self)
+        target.storeBytes(
+          of: best.replacing(with: value, where: value .> best .| value .!= value), toByteOffset: offset,
+          as: SIMD8<Float>.self)
+        i += 8
+      }
+    }
+    while i < count {
+      let value = next[i]
+      rows[i] = value > rows[i] || value != value ? value : rows[i]
+      i += 1
+    }
+  }
+
+  /// Global pooling over float32 planes: one contiguous pass per plane.
+  private func poolGlobally(
+    _ g: WindowGeometry, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, planes: Int
+  ) {
+    let size = g.inputSize
+    Parallel.forEachRange(planes, costPerItem: size) { range in
+      for plane in range {
+        let image = x + plane * size
+        if kind == .average {
+          var sums = SIMD8<Float>()
+          var i = 0
+          while i + 8 <= size {
+            sums += UnsafeRawPointer(image + i).loadUnaligned(as: SIMD8<Float>.self)
+            i += 8
+          }
+          var sum = sums.sum()
+          while i < size {
+            sum += image[i]
+            i += 1
+          }
+          y[plane] = size > 0 ? sum / Float(size) : 0
+        } else {
+          var best = -Float.infinity
+          for i in 0..<size where image[i] > best || image[i] != image[i] { best = image[i] }
+          y[plane] = best
         }
       }
     }
