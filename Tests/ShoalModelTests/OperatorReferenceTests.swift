@@ -208,9 +208,18 @@ import Testing
           ("LeakyRelu", ["c"], ["y"], ["alpha": .float(0.1)]),
         ]),
       Case(
-        name: "conv-3x3-bias-relu-features", inputs: [("x", random([1, 64, 7, 7], seed: 48))],
-        initializers: [("w", random([128, 64, 3, 3], seed: 49, range: -0.25...0.25)), ("b", random([128], seed: 50))],
+        name: "conv-2x2-bias-relu-features", inputs: [("x", random([1, 64, 7, 7], seed: 48))],
+        initializers: [("w", random([128, 64, 2, 2], seed: 49, range: -0.25...0.25)), ("b", random([128], seed: 50))],
         nodes: [("Conv", ["x", "w", "b"], ["c"], ["pads": .ints([1, 1, 1, 1])]), ("Relu", ["c"], ["y"], [:])]),
+      // 3×3, stride 1, constant weights and at least 16 channels each way: Winograd F(2×2, 3×3),
+      // here with odd output sizes (tiles cut at the edge), asymmetric padding and two images.
+      Case(
+        name: "conv-3x3-winograd-padded-odd-relu", inputs: [("x", random([2, 16, 13, 11], seed: 56))],
+        initializers: [("w", random([24, 16, 3, 3], seed: 57, range: -0.5...0.5)), ("b", random([24], seed: 58))],
+        nodes: [("Conv", ["x", "w", "b"], ["c"], ["pads": .ints([1, 0, 1, 2])]), ("Relu", ["c"], ["y"], [:])]),
+      single(
+        "conv-3x3-winograd-unpadded", "Conv", [("x", random([1, 32, 9, 8], seed: 59))],
+        constants: [("w", random([16, 32, 3, 3], seed: 60, range: -0.5...0.5))]),
       single("global-average-pool", "GlobalAveragePool", [("x", random([2, 32, 13, 11], seed: 51))]),
       single(
         "max-pool-3x3-stride2-ceil", "MaxPool", [("x", random([1, 16, 55, 55], seed: 52))],

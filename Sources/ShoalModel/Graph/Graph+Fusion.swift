@@ -4,6 +4,7 @@ extension Graph {
   mutating func fuse() {
     foldBatchNormalizations()
     fuseActivations()
+    prepareWinograd()
   }
 
   /// A constant no caller can override (initializers that are also graph inputs can be, from IR 4).
@@ -69,6 +70,21 @@ extension Graph {
       nodes[index].inputs = [nodes[index].inputs[0], newWeight, newBias]
       nodes[index].outputs = nodes[readerIndex].outputs
       nodes.remove(at: readerIndex)
+    }
+  }
+
+  /// 3×3 convolutions with stride 1 and constant weights get the weights Winograd's algorithm
+  /// multiplies with, transformed once here.
+  private mutating func prepareWinograd() {
+    for index in nodes.indices {
+      guard var conv = nodes[index].kernel as? ConvKernel, conv.group == 1,
+        conv.window.strides?.allSatisfy({ $0 == 1 }) ?? true, conv.window.dilations?.allSatisfy({ $0 == 1 }) ?? true,
+        nodes[index].inputs.count > 1, let weightID = nodes[index].inputs[1], let weight = fixedConstant(weightID),
+        weight.rank == 4, weight.shape[0] >= ConvKernel.winogradMinimumChannels,
+        weight.shape[1] >= ConvKernel.winogradMinimumChannels
+      else { continue }
+      conv.winograd = ConvKernel.winogradWeights(weight)
+      nodes[index].kernel = conv
     }
   }
 

@@ -4,6 +4,8 @@ struct ConvKernel: Kernel {
   var window: WindowGeometry.Attributes
   var group: Int
   var activation: UnaryKernel.Function? = nil
+  /// Constant 3×3 weights transformed at load for `winogradConvolution`, [16, features, channels].
+  var winograd: Tensor? = nil
 
   func geometry(_ x: ValueType, _ w: ValueType) throws(ModelError) -> WindowGeometry {
     guard x.rank >= 3, w.rank == x.rank else {
@@ -29,7 +31,12 @@ struct ConvKernel: Kernel {
         .invalidInput, "X has \(channels) channels; W \(w.shape) with group \(group) expects \(w.shape[1] * group)")
     }
     let depthwise = group > 1 && channels == group
-    let columns = geometry.isPointwise || depthwise ? 0 : (channels / group) * geometry.kernelSize * geometry.outputSize
+    let columns: Int
+    if usesWinograd(geometry, channels: channels) {
+      columns = Self.winogradScratch(geometry, batch: x.shape[0], channels: channels, features: features)
+    } else {
+      columns = geometry.isPointwise || depthwise ? 0 : (channels / group) * geometry.kernelSize * geometry.outputSize
+    }
     return try convolutionPlan(x, features: features, geometry, bias: inputs.optional(2), columns: columns)
   }
 
@@ -52,6 +59,10 @@ struct ConvKernel: Kernel {
       } else {
         depthwise(geometry, px, pw, py, bias, planes: batch * features, perChannel: features / group)
       }
+    } else if usesWinograd(geometry, channels: channels) {
+      winogradConvolution(
+        geometry, px, py, bias, scratch!.assumingMemoryBound(to: Float.self), batch: batch, channels: channels,
+        features: features)
     } else {
       let columns = scratch?.assumingMemoryBound(to: Float.self)
       unfoldAndMultiply(geometry, px, pw, py, bias, columns, batch: batch, channels: channels, features: features)
@@ -60,7 +71,7 @@ struct ConvKernel: Kernel {
 
   /// Adds feature `feature`'s bias to `count` outputs and applies the fused activation, in the
   /// parallel part that computed them, while they are still in cache.
-  private func finish(_ output: UnsafeMutablePointer<Float>, count: Int, feature: Int, _ bias: UnsafePointer<Float>?) {
+  func finish(_ output: UnsafeMutablePointer<Float>, count: Int, feature: Int, _ bias: UnsafePointer<Float>?) {
     if let bias {
       let value = bias[feature]
       for i in 0..<count { output[i] += value }

@@ -1,0 +1,185 @@
+/// Winograd's minimal filtering F(2×2, 3×3) for 3×3 convolutions with stride 1 (the bulk of
+/// ResNet's and VGG's work): each 2×2 block of outputs takes 16 multiplications per channel
+/// pair instead of 36, and those multiplications are 16 GEMMs, so OpenBLAS still does the work.
+///
+/// With `d` a 4×4 input tile and `g` a 3×3 filter, the 2×2 output tile is
+/// `Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A` (Lavin and Gray, "Fast Algorithms for Convolutional Neural
+/// Networks", 2015). `G g Gᵀ` is computed once at load (`winogradWeights`); per run, the input
+/// tiles are transformed, the 16 element positions multiplied as GEMMs over all channels and
+/// tiles, and the products transformed back.
+extension ConvKernel {
+  /// The fewest input channels and features for which the transforms pay for themselves.
+  static let winogradMinimumChannels = 16
+
+  /// Whether this convolution runs as F(2×2, 3×3) on `g` with `channels` input channels.
+  func usesWinograd(_ g: WindowGeometry, channels: Int) -> Bool {
+    guard let winograd, group == 1, channels >= Self.winogradMinimumChannels else { return false }
+    return winograd.shape[2] == channels && g.input[0] == 1 && g.kernel == [1, 3, 3] && g.strides == [1, 1, 1]
+      && g.dilations == [1, 1, 1]
+  }
+
+  /// The 2×2 output tiles of one image: rows and columns.
+  static func winogradTiles(_ g: WindowGeometry) -> (rows: Int, columns: Int) {
+    ((g.output[1] + 1) / 2, (g.output[2] + 1) / 2)
+  }
+
+  /// Scratch floats: the transformed inputs and the GEMMs' products, 16 matrices each.
+  static func winogradScratch(_ g: WindowGeometry, batch: Int, channels: Int, features: Int) -> Int {
+    let tiles = winogradTiles(g)
+    return 16 * (channels + features) * batch * tiles.rows * tiles.columns
+  }
+
+  /// `G g Gᵀ` for every filter `g` of `w` [features, channels, 3, 3], as 16 matrices
+  /// [features × channels], one per element of the 4×4 result; nil for other weights.
+  static func winogradWeights(_ w: Tensor) -> Tensor? {
+    guard w.dataType == .float32, w.rank == 4, w.shape[2] == 3, w.shape[3] == 3 else { return nil }
+    let (features, channels) = (w.shape[0], w.shape[1])
+    let filters = w.pointer(as: Float.self)
+    let stride = features * channels
+    var u = [Float](repeating: 0, count: 16 * stride)
+    // One row or column of three through G: [a, (a + b + c) / 2, (a − b + c) / 2, c].
+    func spread(_ a: Float, _ b: Float, _ c: Float) -> (Float, Float, Float, Float) {
+      (a, (a + b + c) / 2, (a - b + c) / 2, c)
+    }
+    for filter in 0..<stride {
+      let g = filters + filter * 9
+      // G g: 4×3, column by column.
+      let columns = (0..<3).map { j in spread(g[j], g[3 + j], g[6 + j]) }
+      let rows = [
+        (columns[0].0, columns[1].0, columns[2].0), (columns[0].1, columns[1].1, columns[2].1),
+        (columns[0].2, columns[1].2, columns[2].2), (columns[0].3, columns[1].3, columns[2].3),
+      ]
+      // (G g) Gᵀ: 4×4, row by row.
+      for (i, row) in rows.enumerated() {
+        let spreadRow = spread(row.0, row.1, row.2)
+        for (j, value) in [spreadRow.0, spreadRow.1, spreadRow.2, spreadRow.3].enumerated() {
+          u[(i * 4 + j) * stride + filter] = value
+        }
+      }
+    }
+    return Tensor(shape: [16, features, channels], elements: u)
+  }
+
+  /// The convolution of `batch` images as F(2×2, 3×3); bias and activation as in `finish`.
+  func winogradConvolution(
+    _ g: WindowGeometry, _ px: UnsafePointer<Float>, _ py: UnsafeMutablePointer<Float>, _ bias: UnsafePointer<Float>?,
+    _ scratch: UnsafeMutablePointer<Float>, batch: Int, channels: Int, features: Int
+  ) {
+    let u = winograd!.pointer(as: Float.self)
+    let (tileRows, tileColumns) = Self.winogradTiles(g)
+    let perImage = tileRows * tileColumns
+    let tiles = batch * perImage
+    let transformed = scratch
+    let products = scratch + 16 * channels * tiles
+    transformInputs(g, px, into: transformed, batch: batch, channels: channels)
+    // The 16 GEMMs [features × channels] · [channels × tiles], half of them on each core.
+    Parallel.forEachRange(16, costPerItem: features * channels * tiles) { positions in
+      for position in positions {
+        Blas.serialGemm(
+          transA: false, transB: false, m: features, n: tiles, k: channels, alpha: 1,
+          u + position * features * channels, lda: channels, transformed + position * channels * tiles, ldb: tiles,
+          beta: 0, products + position * features * tiles, ldc: tiles)
+      }
+    }
+    transformOutputs(g, products, into: py, bias, batch: batch, features: features)
+  }
+
+  /// `Bᵀ d B` for every 4×4 input tile `d` (overlapping by two): element (i, j) of channel `c`'s
+  /// tile `t` goes to `transformed[((i·4 + j)·channels + c)·tiles + t]`.
+  private func transformInputs(
+    _ g: WindowGeometry, _ px: UnsafePointer<Float>, into transformed: UnsafeMutablePointer<Float>,
+    batch: Int, channels: Int
+  ) {
+    let (inH, inW, pH, pW) = (g.input[1], g.input[2], g.padBegin[1], g.padBegin[2])
+    let (tileRows, tileColumns) = Self.winogradTiles(g)
+    let perImage = tileRows * tileColumns
+    let tiles = batch * perImage
+    // Each plane is first copied into a zero-bordered one that holds every tile.
+    let (rows, width) = (2 * tileRows + 2, 2 * tileColumns + 2)
+    let (low, high) = (min(pW, width), min(width, pW + inW))
+    let matrix = channels * tiles
+    Parallel.forEachRange(batch * channels, costPerItem: perImage * 64) { planes in
+      let padded = UnsafeMutablePointer<Float>.allocate(capacity: rows * width)
+      defer { padded.deallocate() }
+      for plane in planes {
+        let (n, c) = (plane / channels, plane % channels)
+        let image = px + plane * g.inputSize
+        for r in 0..<rows {
+          let row = padded + r * width
+          let ih = r - pH
+          guard ih >= 0, ih < inH else {
+            row.update(repeating: 0, count: width)
+            continue
+          }
+          let source = image + ih * inW - pW
+          row.update(repeating: 0, count: low)
+          (row + low).update(from: source + low, count: high - low)
+          (row + high).update(repeating: 0, count: width - high)
+        }
+        let out = transformed + c * tiles + n * perImage
+        for tileRow in 0..<tileRows {
+          let r0 = UnsafePointer(padded + 2 * tileRow * width)
+          let (r1, r2, r3) = (r0 + width, r0 + 2 * width, r0 + 3 * width)
+          let line = out + tileRow * tileColumns
+          for tile in 0..<tileColumns {
+            let x = 2 * tile
+            let d0 = SIMD4<Float>(r0[x], r0[x + 1], r0[x + 2], r0[x + 3])
+            let d1 = SIMD4<Float>(r1[x], r1[x + 1], r1[x + 2], r1[x + 3])
+            let d2 = SIMD4<Float>(r2[x], r2[x + 1], r2[x + 2], r2[x + 3])
+            let d3 = SIMD4<Float>(r3[x], r3[x + 1], r3[x + 2], r3[x + 3])
+            // Bᵀ d: rows d0 − d2, d1 + d2, d2 − d1, d1 − d3; then (Bᵀ d) B: the same on each
+            // row's four elements.
+            for (i, v) in [d0 - d2, d1 + d2, d2 - d1, d1 - d3].enumerated() {
+              let base = line + tile + i * 4 * matrix
+              base[0] = v[0] - v[2]
+              base[matrix] = v[1] + v[2]
+              base[2 * matrix] = v[2] - v[1]
+              base[3 * matrix] = v[1] - v[3]
+            }
+          }
+        }
+      }
+    }
+  }
+
+  /// `Aᵀ m A` for every tile's 4×4 products `m`: the 2×2 outputs, cut at the image's edge, then
+  /// the bias and activation.
+  private func transformOutputs(
+    _ g: WindowGeometry, _ products: UnsafePointer<Float>, into py: UnsafeMutablePointer<Float>,
+    _ bias: UnsafePointer<Float>?, batch: Int, features: Int
+  ) {
+    let (outH, outW) = (g.output[1], g.output[2])
+    let (tileRows, tileColumns) = Self.winogradTiles(g)
+    let perImage = tileRows * tileColumns
+    let tiles = batch * perImage
+    let matrix = features * tiles
+    Parallel.forEachRange(batch * features, costPerItem: perImage * 64) { planes in
+      for plane in planes {
+        let (n, k) = (plane / features, plane % features)
+        let source = products + k * tiles + n * perImage
+        let out = py + plane * g.outputSize
+        for tileRow in 0..<tileRows {
+          let oh = 2 * tileRow
+          for tile in 0..<tileColumns {
+            let m = source + tileRow * tileColumns + tile
+            // Aᵀ m: rows m0 + m1 + m2 and m1 − m2 − m3, for each of the four columns.
+            let m0 = SIMD4<Float>(m[0], m[matrix], m[2 * matrix], m[3 * matrix])
+            let m1 = SIMD4<Float>(m[4 * matrix], m[5 * matrix], m[6 * matrix], m[7 * matrix])
+            let m2 = SIMD4<Float>(m[8 * matrix], m[9 * matrix], m[10 * matrix], m[11 * matrix])
+            let m3 = SIMD4<Float>(m[12 * matrix], m[13 * matrix], m[14 * matrix], m[15 * matrix])
+            let (top, bottom) = (m0 + m1 + m2, m1 - m2 - m3)
+            let ow = 2 * tile
+            let line = out + oh * outW + ow
+            line[0] = top[0] + top[1] + top[2]
+            if ow + 1 < outW { line[1] = top[1] - top[2] - top[3] }
+            if oh + 1 < outH {
+              line[outW] = bottom[0] + bottom[1] + bottom[2]
+              if ow + 1 < outW { line[outW + 1] = bottom[1] - bottom[2] - bottom[3] }
+            }
+          }
+        }
+        finish(out, count: g.outputSize, feature: k, bias)
+      }
+    }
+  }
+}
