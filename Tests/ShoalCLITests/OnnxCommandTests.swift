@@ -53,6 +53,33 @@ import Testing
     #expect(wrong.stderrText.contains("dimension 1 must be 3"), "\(wrong.stderrText)")
   }
 
+  @Test func winogradCanBeSwitchedOffAndBothAgree() async throws {
+    let shoal = try TestEnvironment.product("shoal")
+    let directory = try TemporaryDirectory()
+    var random = SplitMix64(seed: 3)
+    func values(_ count: Int) -> [Float] { (0..<count).map { _ in Float.random(in: -1...1, using: &random) } }
+    // A 3×3 convolution with stride 1, constant weights and 16 channels: Winograd's by default.
+    var graph = OnnxGraphBuilder(name: "conv", opset: 13)
+    graph.input("x", .float32, [.fixed(1), .fixed(16), .fixed(12), .fixed(12)])
+    graph.initializer("w", Tensor(shape: [16, 16, 3, 3], elements: values(16 * 16 * 9)))
+    graph.node("Conv", ["x", "w"], ["y"], attributes: ["pads": .ints([1, 1, 1, 1])])
+    graph.output("y", .float32, nil)
+    let model = directory.path("conv.onnx")
+    try Data(graph.bytes()).write(to: URL(fileURLWithPath: model))
+    try Tensor(shape: [1, 16, 12, 12], elements: values(16 * 144)).writeNpy(to: directory.path("x.npy"))
+    var outputs: [[Float]] = []
+    for setting in ["on", "off"] {
+      let run = try await Subprocess.run(
+        shoal, ["onnx", "run", model, "--input", "x=\(directory.path("x.npy"))", "--out", directory.path(setting)],
+        environment: ["SHOAL_WINOGRAD": setting])
+      #expect(run.status == 0, "\(run.stderrText)")
+      outputs.append(try Tensor(npyFile: directory.path("\(setting)/y.npy")).elements(as: Float.self))
+    }
+    // Two algorithms: equal up to float32 rounding, and not bit for bit.
+    #expect(zip(outputs[0], outputs[1]).allSatisfy { abs($0 - $1) <= 1e-5 * max(1, abs($1)) })
+    #expect(outputs[0] != outputs[1])
+  }
+
   @Test func trainHeadWritesAModelThatClassifies() async throws {
     let shoal = try TestEnvironment.product("shoal")
     let directory = try TemporaryDirectory()

@@ -13,7 +13,7 @@ import Synchronization
 /// work itself.
 final class PartWorkers: @unchecked Sendable {
   /// How long a worker looks for the next loop before it sleeps.
-  static let spinNanoseconds: UInt64 = 2_000_000
+  static let spinNanoseconds: UInt64 = 200_000
 
   /// The number of worker threads (the caller takes one part itself).
   let count: Int

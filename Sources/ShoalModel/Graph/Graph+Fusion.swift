@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+  import Glibc
+#endif
+
 /// Load-time rewrites that make the graph cheaper to run without changing its results:
 /// BatchNormalization folded into the Conv before it, activations fused into Conv and Gemm.
 extension Graph {
@@ -74,8 +78,10 @@ extension Graph {
   }
 
   /// 3×3 convolutions with stride 1 and constant weights get the weights Winograd's algorithm
-  /// multiplies with, transformed once here.
+  /// multiplies with, transformed once here; `SHOAL_WINOGRAD=off` in the environment keeps them
+  /// on im2col and GEMM (to compare, or for results closer to a direct convolution's rounding).
   private mutating func prepareWinograd() {
+    if let setting = getenv("SHOAL_WINOGRAD"), String(cString: setting) == "off" { return }
     for index in nodes.indices {
       guard var conv = nodes[index].kernel as? ConvKernel, conv.group == 1,
         conv.window.strides?.allSatisfy({ $0 == 1 }) ?? true, conv.window.dilations?.allSatisfy({ $0 == 1 }) ?? true,

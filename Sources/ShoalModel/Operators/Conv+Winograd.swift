@@ -37,23 +37,27 @@ extension ConvKernel {
     let filters = w.pointer(as: Float.self)
     let stride = features * channels
     var u = [Float](repeating: 0, count: 16 * stride)
-    // One row or column of three through G: [a, (a + b + c) / 2, (a − b + c) / 2, c].
-    func spread(_ a: Float, _ b: Float, _ c: Float) -> (Float, Float, Float, Float) {
-      (a, (a + b + c) / 2, (a - b + c) / 2, c)
-    }
-    for filter in 0..<stride {
-      let g = filters + filter * 9
-      // G g: 4×3, column by column.
-      let columns = (0..<3).map { j in spread(g[j], g[3 + j], g[6 + j]) }
-      let rows = [
-        (columns[0].0, columns[1].0, columns[2].0), (columns[0].1, columns[1].1, columns[2].1),
-        (columns[0].2, columns[1].2, columns[2].2), (columns[0].3, columns[1].3, columns[2].3),
-      ]
-      // (G g) Gᵀ: 4×4, row by row.
-      for (i, row) in rows.enumerated() {
-        let spreadRow = spread(row.0, row.1, row.2)
-        for (j, value) in [spreadRow.0, spreadRow.1, spreadRow.2, spreadRow.3].enumerated() {
-          u[(i * 4 + j) * stride + filter] = value
+    u.withUnsafeMutableBufferPointer { u in
+      for filter in 0..<stride {
+        let g = filters + filter * 9
+        // G g (4×3): each column [a, b, c] becomes [a, (a + b + c) / 2, (a − b + c) / 2, c];
+        // then (G g) Gᵀ (4×4): the same on each row.
+        var t: (Float, Float, Float, Float, Float, Float, Float, Float, Float, Float, Float, Float) =
+          (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        withUnsafeMutableBytes(of: &t) { bytes in
+          let t = bytes.bindMemory(to: Float.self)
+          for j in 0..<3 {
+            let (a, b, c) = (g[j], g[3 + j], g[6 + j])
+            (t[j], t[3 + j], t[6 + j], t[9 + j]) = (a, (a + b + c) / 2, (a - b + c) / 2, c)
+          }
+          for i in 0..<4 {
+            let (a, b, c) = (t[i * 3], t[i * 3 + 1], t[i * 3 + 2])
+            let row = i * 4 * stride + filter
+            u[row] = a
+            u[row + stride] = (a + b + c) / 2
+            u[row + 2 * stride] = (a - b + c) / 2
+            u[row + 3 * stride] = c
+          }
         }
       }
     }

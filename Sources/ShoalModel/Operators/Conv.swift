@@ -93,6 +93,7 @@ struct ConvKernel: Kernel {
         let image = px + (n * channels + g * groupChannels) * inSize
         let weights = pw + g * groupFeatures * depth
         let output = py + (n * features + g * groupFeatures) * outSize
+        let groupBias = bias.map { $0 + g * groupFeatures }
         if outSize < 2 * Self.minimumColumnsPerPart && groupFeatures >= 2 * Self.minimumColumnsPerPart {
           // Few output positions (the late layers): unfold once, then split the features instead.
           if !geometry.isPointwise {
@@ -100,11 +101,12 @@ struct ConvKernel: Kernel {
           }
           let source = geometry.isPointwise ? image : UnsafePointer(columns!)
           Parallel.forEachRange(groupFeatures, costPerItem: outSize * depth) { rows in
+            let beta = Self.fillWithBias(output, rows, 0..<outSize, outSize, groupBias)
             Blas.serialGemm(
               transA: false, transB: false, m: rows.count, n: outSize, k: depth, alpha: 1,
               weights + rows.lowerBound * depth,
-              lda: depth, source, ldb: outSize, beta: 0, output + rows.lowerBound * outSize, ldc: outSize)
-            for m in rows { finish(output + m * outSize, count: outSize, feature: g * groupFeatures + m, bias) }
+              lda: depth, source, ldb: outSize, beta: beta, output + rows.lowerBound * outSize, ldc: outSize)
+            for m in rows { finish(output + m * outSize, count: outSize, feature: m, nil) }
           }
           continue
         }
@@ -116,16 +118,29 @@ struct ConvKernel: Kernel {
             geometry.im2col(image, channels: groupChannels, columns: positions, into: columns!)
             source = UnsafePointer(columns! + positions.lowerBound)
           }
+          let beta = Self.fillWithBias(output, 0..<groupFeatures, positions, outSize, groupBias)
           Blas.serialGemm(
             transA: false, transB: false, m: groupFeatures, n: positions.count, k: depth, alpha: 1, weights,
-            lda: depth, source, ldb: outSize, beta: 0, output + positions.lowerBound, ldc: outSize)
+            lda: depth, source, ldb: outSize, beta: beta, output + positions.lowerBound, ldc: outSize)
+          guard activation != nil else { return }
           for m in 0..<groupFeatures {
-            finish(
-              output + m * outSize + positions.lowerBound, count: positions.count, feature: g * groupFeatures + m, bias)
+            finish(output + m * outSize + positions.lowerBound, count: positions.count, feature: m, nil)
           }
         }
       }
     }
+  }
+
+  /// Fills `columns` of `rows` of the [features × outSize] output with each row's bias, so that
+  /// the GEMM adds onto it (beta 1) instead of first zeroing the output (beta 0, returned when
+  /// there is no bias).
+  private static func fillWithBias(
+    _ output: UnsafeMutablePointer<Float>, _ rows: Range<Int>, _ columns: Range<Int>, _ outSize: Int,
+    _ bias: UnsafePointer<Float>?
+  ) -> Double {
+    guard let bias else { return 0 }
+    for m in rows { (output + m * outSize + columns.lowerBound).update(repeating: bias[m], count: columns.count) }
+    return 1
   }
 
   /// Below this many output positions per core, a convolution splits its features across the
