@@ -28,6 +28,18 @@ struct GroupCommitTests {
     return made
   }
 
+  /// A database with an empty `items` table and a committer writing to it.
+  private static func withItems(
+    _ backend: Backend, followers: Int, _ body: (Database, GroupCommit<String, Int64>) async throws -> Void
+  ) async throws {
+    try await backend.withDatabase { database, _ in
+      try await database.transaction {
+        try $0.executeScript($0.dialect.ddl("CREATE TABLE items (id {id}, name TEXT NOT NULL UNIQUE)"))
+      }
+      try await body(database, makeCommitter(database, followers: followers))
+    }
+  }
+
   private static func storedNames(_ database: Database) async throws -> [String] {
     try await database.read { connection in
       try connection.query("SELECT name FROM items ORDER BY name").map { try $0.string("name") }
@@ -36,12 +48,8 @@ struct GroupCommitTests {
 
   @Test(arguments: Backend.available)
   func requestsThatArriveTogetherCommitAsOneGroupAndFailAlone(_ backend: Backend) async throws {
-    try await backend.withDatabase { database, _ in
-      try await database.transaction {
-        try $0.executeScript($0.dialect.ddl("CREATE TABLE items (id {id}, name TEXT NOT NULL UNIQUE)"))
-      }
-      let names = ["a", "b", "bad-1", "c", "leader", "d", "bad-2", "e", "f"]
-      let committer = Self.makeCommitter(database, followers: names.count)
+    let names = ["a", "b", "bad-1", "c", "leader", "d", "bad-2", "e", "f"]
+    try await Self.withItems(backend, followers: names.count) { database, committer async throws in
       let leader = Task { try await committer.submit("leader") }
       while committer.inProgress == 0 { try await Task.sleep(for: .milliseconds(1)) }
       // Behind the leader: five good rows, two requests that fail, and one that breaks the
@@ -72,11 +80,7 @@ struct GroupCommitTests {
 
   @Test(arguments: Backend.available)
   func aRequestAloneThatFailsWritesNothing(_ backend: Backend) async throws {
-    try await backend.withDatabase { database, _ in
-      try await database.transaction {
-        try $0.executeScript($0.dialect.ddl("CREATE TABLE items (id {id}, name TEXT NOT NULL UNIQUE)"))
-      }
-      let committer = Self.makeCommitter(database, followers: 0)
+    try await Self.withItems(backend, followers: 0) { database, committer async throws in
       #expect(try await committer.submit("first") == 1)
       await #expect(throws: Refused(name: "bad")) { try await committer.submit("bad") }
       #expect(try await committer.submit("second") == 2)
@@ -87,11 +91,7 @@ struct GroupCommitTests {
 
   @Test(arguments: Backend.available)
   func manyConcurrentWritersLoseNothing(_ backend: Backend) async throws {
-    try await backend.withDatabase { database, _ in
-      try await database.transaction {
-        try $0.executeScript($0.dialect.ddl("CREATE TABLE items (id {id}, name TEXT NOT NULL UNIQUE)"))
-      }
-      let committer = Self.makeCommitter(database, followers: 0)
+    try await Self.withItems(backend, followers: 0) { database, committer async throws in
       try await withThrowingTaskGroup(of: Void.self) { group in
         for writer in 0..<16 {
           group.addTask { for index in 0..<25 { _ = try await committer.submit("w\(writer)-\(index)") } }

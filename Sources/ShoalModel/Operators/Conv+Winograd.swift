@@ -109,16 +109,8 @@ extension ConvKernel {
         let (n, c) = (plane / channels, plane % channels)
         let image = px + plane * g.inputSize
         for r in 0..<rows {
-          let row = padded + r * width
-          let ih = r - pH
-          guard ih >= 0, ih < inH else {
-            row.update(repeating: 0, count: width)
-            continue
-          }
-          let source = image + ih * inW - pW
-          row.update(repeating: 0, count: low)
-          (row + low).update(from: source + low, count: high - low)
-          (row + high).update(repeating: 0, count: width - high)
+          Self.copyBordered(
+            image, inH, inW, row: r - pH, columns: low..<high, shift: pW, into: padded + r * width, width)
         }
         let out = transformed + c * tiles + n * perImage
         for tileRow in 0..<tileRows {

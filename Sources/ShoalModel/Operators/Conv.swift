@@ -229,19 +229,15 @@ struct ConvKernel: Kernel {
         let image = px + (plane / perChannel) * inSize
         for r in 0..<rows {
           let row = padded + r * rowLength
-          let ih = r - pH
-          guard ih >= 0, ih < inH else {
-            row.update(repeating: 0, count: rowLength)
+          if sW == 1 {
+            Self.copyBordered(image, inH, inW, row: r - pH, columns: low..<high, shift: pW, into: row, width)
             continue
           }
-          // Padded columns low..<high hold input columns 0..<high - low.
-          let source = image + ih * inW - pW
-          if sW == 1 {
-            row.update(repeating: 0, count: low)
-            (row + low).update(from: source + low, count: high - low)
-            (row + high).update(repeating: 0, count: width - high)
-          } else {
-            row.update(repeating: 0, count: rowLength)
+          let ih = r - pH
+          row.update(repeating: 0, count: rowLength)
+          if ih >= 0, ih < inH {
+            // Padded columns low..<high hold input columns 0..<high - low.
+            let source = image + ih * inW - pW
             let odd = row + evenWidth
             let (firstEven, firstOdd) = (low + (low & 1), low | 1)
             let (evens, odds) = (max(0, (high - firstEven + 1) / 2), max(0, (high - firstOdd + 1) / 2))
@@ -278,6 +274,22 @@ struct ConvKernel: Kernel {
         finish(out, count: outSize, feature: plane % features, bias)
       }
     }
+  }
+
+  /// Fills `row` (`width` floats) with input row `ih` of `image` [height × inW] placed at
+  /// padded columns `columns` (input column = padded column − `shift`), zeros elsewhere: one
+  /// row of a zero-bordered copy of the plane.
+  static func copyBordered(
+    _ image: UnsafePointer<Float>, _ height: Int, _ inW: Int, row ih: Int, columns: Range<Int>, shift: Int,
+    into row: UnsafeMutablePointer<Float>, _ width: Int
+  ) {
+    guard ih >= 0, ih < height else {
+      row.update(repeating: 0, count: width)
+      return
+    }
+    row.update(repeating: 0, count: columns.lowerBound)
+    (row + columns.lowerBound).update(from: image + ih * inW - shift + columns.lowerBound, count: columns.count)
+    (row + columns.upperBound).update(repeating: 0, count: width - columns.upperBound)
   }
 
   func flops(_ inputs: [ValueType?], _ outputs: [ValueType]) -> Int {
