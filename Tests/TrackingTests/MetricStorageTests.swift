@@ -12,13 +12,9 @@ struct MetricStorageTests {
   private func withRun(
     _ backend: Backend, _ body: (Database, TrackingStore, TrackingV1.Run) async throws -> Void
   ) async throws {
-    try await backend.withDatabase { database, _ in
-      try await database.migrate(TrackingStore.migrations)
-      let store = TrackingStore(database: database)
-      var create = TrackingV1.CreateExperimentRequest()
-      create.name = "metrics"
+    try await withExperiment(backend, named: "metrics") { database, store, experimentID in
       var runRequest = TrackingV1.CreateRunRequest()
-      runRequest.experimentId = try await store.createExperiment(create).experimentId
+      runRequest.experimentId = experimentID
       try await body(database, store, try await store.createRun(runRequest))
     }
   }

@@ -27,35 +27,22 @@ struct SearchRunsTests {
   private func withRuns(
     _ backend: Backend, _ body: (TrackingStore, String) async throws -> Void
   ) async throws {
-    try await backend.withDatabase { database, _ in
-      try await database.migrate(TrackingStore.migrations)
-      let store = TrackingStore(database: database)
-      var create = TrackingV1.CreateExperimentRequest()
-      create.name = "search"
-      let experiment = try await store.createExperiment(create)
+    try await withExperiment(backend, named: "search") { _, store, experimentID in
       for (index, (name, lr, stage, accuracy, status)) in Self.runs.enumerated() {
         var request = TrackingV1.CreateRunRequest()
-        request.experimentId = experiment.experimentId
+        request.experimentId = experimentID
         request.name = name
         request.user = index < 2 ? "ana" : "bo"
         request.startTimeMs = 1000 + Int64(index)
         let run = try await store.createRun(request)
         var batch = TrackingV1.LogBatchRequest()
         batch.runId = run.runId
-        var param = TrackingV1.Param()
-        param.key = "lr"
-        param.value = lr
-        batch.params = [param]
+        batch.params = [param("lr", lr)]
         var tag = TrackingV1.Tag()
         tag.key = "stage"
         tag.value = stage
         batch.tags = [tag]
-        if let accuracy {
-          var metric = TrackingV1.Metric()
-          metric.key = "acc"
-          metric.value = accuracy
-          batch.metrics = [metric]
-        }
+        if let accuracy { batch.metrics = [metric("acc", accuracy, step: 0, at: 0)] }
         _ = try await store.logBatch(batch)
         if index < 2 {
           var inputs = TrackingV1.LogInputsRequest()
@@ -74,7 +61,7 @@ struct SearchRunsTests {
         update.status = status
         _ = try await store.updateRun(update)
       }
-      try await body(store, experiment.experimentId)
+      try await body(store, experimentID)
     }
   }
 
