@@ -51,7 +51,8 @@ struct GroupCommitTests {
     let names = ["a", "b", "bad-1", "c", "leader", "d", "bad-2", "e", "f"]
     try await Self.withItems(backend, followers: names.count) { database, committer async throws in
       let leader = Task { try await committer.submit("leader") }
-      while committer.inProgress == 0 { try await Task.sleep(for: .milliseconds(1)) }
+      // The committer has taken the leader's group once it runs and nobody waits.
+      while committer.inProgress == 0 || committer.waiting > 0 { try await Task.sleep(for: .milliseconds(1)) }
       // Behind the leader: five good rows, two requests that fail, and one that breaks the
       // table's UNIQUE constraint (which aborts a PostgreSQL transaction unless rolled back to
       // a savepoint).
@@ -99,6 +100,17 @@ struct GroupCommitTests {
         try await group.waitForAll()
       }
       #expect(try await Self.storedNames(database).count == 400)
+    }
+  }
+
+  @Test(arguments: Backend.available)
+  func afterTheDatabaseClosesRequestsFailAsUnavailable(_ backend: Backend) async throws {
+    try await Self.withItems(backend, followers: 0) { database, committer async throws in
+      #expect(try await committer.submit("before") == 1)
+      await database.close()
+      let error = await #expect(throws: StoreError.self) { try await committer.submit("after") }
+      #expect(error?.code == .unavailable)
+      #expect(committer.inProgress == 0)
     }
   }
 }

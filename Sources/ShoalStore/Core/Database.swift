@@ -1,3 +1,4 @@
+import Foundation
 import NIOPosix
 import Synchronization
 
@@ -92,22 +93,67 @@ public final class Database: Sendable {
     var attempt = 0
     while true {
       do {
-        return try await withDriver { driver in
-          try driver.begin()
-          let result: T
-          do {
-            result = try body(driver)
-            try driver.commit()
-          } catch {
-            driver.rollback()
-            throw error
-          }
-          return result
-        }
+        return try await withDriver { driver in try Session.once(driver, body) }
       } catch let error as StoreError where error.code == .conflict && attempt < conflictRetries {
         attempt += 1
-        try await Task.sleep(for: .milliseconds(Int.random(in: 1...(5 * attempt))))
+        try await Task.sleep(for: Session.backoff(attempt))
       }
+    }
+  }
+
+  /// A connection lent to work that runs on a database thread (`detached`).
+  struct Session {
+    let driver: any DatabaseDriver
+    let conflictRetries: Int
+
+    /// `transaction`'s contract, run on this thread (a conflict's pause blocks it).
+    func transaction<T>(_ body: (any SQLConnection) throws -> T) throws -> T {
+      var attempt = 0
+      while true {
+        do {
+          return try Self.once(driver, body)
+        } catch let error as StoreError where error.code == .conflict && attempt < conflictRetries {
+          attempt += 1
+          let pause = Self.backoff(attempt).components
+          usleep(UInt32(pause.seconds * 1_000_000 + pause.attoseconds / 1_000_000_000_000))
+        }
+      }
+    }
+
+    /// One attempt: begin, `body`, commit; rolled back when anything throws.
+    static func once<T>(_ driver: any DatabaseDriver, _ body: (any SQLConnection) throws -> T) throws -> T {
+      try driver.begin()
+      do {
+        let result = try body(driver)
+        try driver.commit()
+        return result
+      } catch {
+        driver.rollback()
+        throw error
+      }
+    }
+
+    /// The pause before the `attempt`th rerun of a conflicted transaction.
+    static func backoff(_ attempt: Int) -> Duration { .milliseconds(Int.random(in: 1...(5 * attempt))) }
+  }
+
+  /// Runs `work` on a database thread with a connection and returns at once, for work that runs
+  /// several transactions back to back without leaving the thread (`GroupCommit`). `work` gets
+  /// the error instead when there is no connection (the database is closed or unreachable).
+  func detached(_ work: @escaping @Sendable (Result<Session, StoreError>) -> Void) {
+    guard !closed.load(ordering: .relaxed) else {
+      return work(.failure(closedError(cause: nil)))
+    }
+    threads.submit { [self] state in
+      guard case .active = state else { return work(.failure(closedError(cause: "the thread pool stopped"))) }
+      let box: DriverBox
+      do {
+        box = try borrowDriver()
+      } catch {
+        return work(.failure(error as? StoreError ?? StoreError(.unavailable, "\(error)")))
+      }
+      defer { giveBack(box) }
+      work(.success(Session(driver: box.driver, conflictRetries: conflictRetries)))
     }
   }
 
@@ -124,27 +170,36 @@ public final class Database: Sendable {
 
   /// Lends a connection to `body` on a database thread; opens one if this slot has none.
   private func withDriver<T: Sendable>(_ body: @escaping @Sendable (any DatabaseDriver) throws -> T) async throws -> T {
-    guard !closed.load(ordering: .relaxed) else {
-      throw StoreError(.unavailable, "the database \(location) is closed")
-    }
+    guard !closed.load(ordering: .relaxed) else { throw closedError(cause: nil) }
     do {
       return try await threads.runIfActive { [self] in
-        // Threads and slots are equal in number and a thread holds one slot at a time, so a
-        // slot is always free here.
-        let slot = idle.withLock { $0.popLast() } ?? nil
-        let box: DriverBox
-        do {
-          box = try slot ?? DriverBox(try openDriver())
-        } catch {
-          idle.withLock { $0.append(nil) }
-          throw error
-        }
-        defer { idle.withLock { $0.append(box.driver.isBroken ? nil : box) } }
+        let box = try borrowDriver()
+        defer { giveBack(box) }
         return try body(box.driver)
       }
     } catch let error as NIOThreadPoolError.ThreadPoolInactive {
-      throw StoreError(.unavailable, "the database \(location) is closed", cause: "\(error)")
+      throw closedError(cause: "\(error)")
     }
+  }
+
+  /// This thread's connection. Threads and slots are equal in number and a thread holds one slot
+  /// at a time, so a slot is always free here.
+  private func borrowDriver() throws -> DriverBox {
+    let slot = idle.withLock { $0.popLast() } ?? nil
+    do {
+      return try slot ?? DriverBox(try openDriver())
+    } catch {
+      idle.withLock { $0.append(nil) }
+      throw error
+    }
+  }
+
+  private func giveBack(_ box: DriverBox) {
+    idle.withLock { $0.append(box.driver.isBroken ? nil : box) }
+  }
+
+  private func closedError(cause: String?) -> StoreError {
+    StoreError(.unavailable, "the database \(location) is closed", cause: cause)
   }
 }
 
