@@ -220,6 +220,22 @@ import Testing
       single(
         "conv-3x3-winograd-unpadded", "Conv", [("x", random([1, 32, 9, 8], seed: 59))],
         constants: [("w", random([16, 32, 3, 3], seed: 60, range: -0.5...0.5))]),
+      // One row or one column of output (a fully connected layer at batch 1): matrix-vector
+      // products split across the cores, the vector strided when transposed.
+      Case(
+        name: "gemm-one-row-transposed-b-bias-relu", inputs: [("a", random([1, 512], seed: 61))],
+        initializers: [("b", random([300, 512], seed: 62, range: -0.25...0.25)), ("c", random([300], seed: 63))],
+        nodes: [("Gemm", ["a", "b", "c"], ["g"], ["transB": .int(1)]), ("Relu", ["g"], ["y"], [:])]),
+      single(
+        "gemm-one-row-transposed-a", "Gemm", [("a", random([512, 1], seed: 64))],
+        constants: [("b", random([512, 300], seed: 65, range: -0.25...0.25)), ("c", random([1, 300], seed: 66))],
+        attributes: ["transA": .int(1), "alpha": .float(2), "beta": .float(0.5)]),
+      single(
+        "gemm-one-column-both-transposed", "Gemm", [("a", random([512, 300], seed: 67, range: -0.25...0.25))],
+        constants: [("b", random([1, 512], seed: 68))], attributes: ["transA": .int(1), "transB": .int(1)]),
+      single(
+        "matmul-matrix-vector", "MatMul", [("a", random([300, 512], seed: 69, range: -0.25...0.25))],
+        constants: [("b", random([512], seed: 70))]),
       single("global-average-pool", "GlobalAveragePool", [("x", random([2, 32, 13, 11], seed: 51))]),
       single(
         "max-pool-3x3-stride2-ceil", "MaxPool", [("x", random([1, 16, 55, 55], seed: 52))],
