@@ -169,10 +169,18 @@ struct WindowGeometry: Sendable {
                 if stride == 1, ow0 + shift >= 0, ow0 + count - 1 + shift < inW {
                   out.update(from: line + ow0 + shift, count: count)
                 } else {
-                  for i in 0..<count {
-                    let iw = (ow0 + i) * stride + shift
-                    out[i] = iw >= 0 && iw < inW ? line[iw] : 0
+                  // Outputs i with 0 ≤ (ow0 + i)·stride + shift < inW read the line; the rest
+                  // are padding.
+                  let first = ow0 * stride + shift
+                  let low = min(count, first >= 0 ? 0 : (stride - 1 - first) / stride)
+                  let high = max(low, min(count, first >= inW ? 0 : (inW - 1 - first) / stride + 1))
+                  out.update(repeating: 0, count: low)
+                  var source = line + first + low * stride
+                  for i in low..<high {
+                    out[i] = source.pointee
+                    source += stride
                   }
+                  (out + high).update(repeating: 0, count: count - high)
                 }
               }
               column += count
