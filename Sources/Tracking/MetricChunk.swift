@@ -36,8 +36,21 @@ public enum MetricChunk {
   /// - Throws: when the bytes are not a whole number of points (a damaged row).
   public static func decode(_ bytes: [UInt8], key: String) throws(MetricChunkError) -> [TrackingV1.Metric] {
     guard bytes.count % stride == 0 else { throw MetricChunkError(bytes: bytes.count, key: key) }
+    return try decode(bytes, key: key, at: 0..<(bytes.count / stride))
+  }
+
+  /// The points at `indices` of a chunk of metric `key`, decoding nothing else.
+  ///
+  /// - Throws: when the bytes are not a whole number of points or do not reach an index (a
+  ///   damaged or missing row).
+  public static func decode(
+    _ bytes: [UInt8], key: String, at indices: some Collection<Int>
+  ) throws(MetricChunkError) -> [TrackingV1.Metric] {
+    guard bytes.count % stride == 0, indices.allSatisfy({ $0 >= 0 && $0 < bytes.count / stride }) else {
+      throw MetricChunkError(bytes: bytes.count, key: key)
+    }
     return bytes.withUnsafeBytes { buffer in
-      (0..<(bytes.count / stride)).map { index in
+      indices.map { index in
         let base = index * stride
         var metric = TrackingV1.Metric()
         metric.key = key
@@ -53,13 +66,15 @@ public enum MetricChunk {
   }
 }
 
-/// A stored chunk whose size is not a whole number of points: DATA_LOSS on the wire.
+/// A stored chunk whose size is not a whole number of points, or too small for the points its
+/// row counts: DATA_LOSS on the wire.
 public struct MetricChunkError: RPCErrorConvertible, CustomStringConvertible {
   public var bytes: Int
   public var key: String
 
   public var description: String {
-    "a stored chunk of metric '\(key)' has \(bytes) bytes, not a multiple of \(MetricChunk.stride)"
+    "a stored chunk of metric '\(key)' has \(bytes) bytes, not the whole points of \(MetricChunk.stride) bytes"
+      + " its row counts"
   }
 
   public var rpcError: RPCError { RPCError(.dataLoss, description) }

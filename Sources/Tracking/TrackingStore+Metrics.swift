@@ -128,13 +128,12 @@ extension TrackingStore {
     for runID in request.runIds {
       _ = try await run(runID)
       let thinning = request.maxPoints > 0
-      let limit = thinning ? Int64.max : Int64(pageSize + 1)
       var points = try await database.read { connection in
-        try Self.series(runID, request.key, offset: thinning ? 0 : Int(offset), limit: Int(clamping: limit), connection)
+        thinning
+          ? try Self.thinnedSeries(runID, request.key, to: Int(request.maxPoints), connection)
+          : try Self.series(runID, request.key, offset: Int(offset), limit: pageSize + 1, connection)
       }
-      if thinning {
-        points = Self.thinned(points, to: Int(request.maxPoints))
-      } else if points.count > pageSize {
+      if !thinning && points.count > pageSize {
         points.removeLast()
         response.nextPageToken = String(offset + Int64(pageSize))
       }
@@ -146,67 +145,134 @@ extension TrackingStore {
     return response
   }
 
-  /// Points `offset ..< offset + limit` of a run's series of `key` in step order (then timestamp,
-  /// then the order logged). When the chunks follow each other in that order (a run logging steps
-  /// forward), only the chunks holding the page are decoded; otherwise the whole series is.
-  static func series(
-    _ runID: String, _ key: String, offset: Int, limit: Int, _ connection: any SQLConnection
-  ) throws -> [TrackingV1.Metric] {
-    let chunks = try connection.query(
-      """
-      SELECT id, count, first_step, first_timestamp_ms, last_step, last_timestamp_ms FROM metric_chunks
-      WHERE run_id = $1 AND key = $2 ORDER BY id
-      """, .text(runID), .text(key))
-    // Points of versions before chunks (a row each) came before any chunk.
-    let rows = try connection.query(
-      "SELECT key, step, timestamp_ms, value, is_nan FROM metrics WHERE run_id = $1 AND key = $2 ORDER BY id",
-      .text(runID), .text(key)
-    ).map(Self.metric)
-    var inOrder = rows.isEmpty
-    for (previous, next) in zip(chunks, chunks.dropFirst()) where inOrder {
-      inOrder =
-        (try previous.int("last_step"), try previous.int("last_timestamp_ms"))
-        <= (try next.int("first_step"), try next.int("first_timestamp_ms"))
+  /// Where a run's series of `key` is stored: its chunks in id order, and the points of versions
+  /// before chunks (a row each), which came before any chunk.
+  private struct StoredSeries {
+    var chunks: [(id: Int64, count: Int)] = []
+    var rows: [TrackingV1.Metric] = []
+    /// The chunks follow each other in step order (a run logging steps forward) and there are no
+    /// rows, so positions in the series can be found from the chunks' counts alone.
+    var inOrder = true
+
+    init(_ runID: String, _ key: String, _ connection: any SQLConnection) throws {
+      var last: (Int64, Int64)?
+      for chunk in try connection.query(
+        """
+        SELECT id, count, first_step, first_timestamp_ms, last_step, last_timestamp_ms FROM metric_chunks
+        WHERE run_id = $1 AND key = $2 ORDER BY id
+        """, .text(runID), .text(key))
+      {
+        chunks.append((try chunk.int("id"), Int(try chunk.int("count"))))
+        let first = (try chunk.int("first_step"), try chunk.int("first_timestamp_ms"))
+        if let last, last > first { inOrder = false }
+        last = (try chunk.int("last_step"), try chunk.int("last_timestamp_ms"))
+      }
+      rows = try connection.query(
+        "SELECT key, step, timestamp_ms, value, is_nan FROM metrics WHERE run_id = $1 AND key = $2 ORDER BY id",
+        .text(runID), .text(key)
+      ).map(TrackingStore.metric)
+      if !rows.isEmpty { inOrder = false }
     }
-    // The points of the series' chunks with ids first…last, in one query.
-    func decode(_ first: Int64, _ last: Int64) throws -> [TrackingV1.Metric] {
+
+    /// Every point, sorted as a whole.
+    func all(_ runID: String, _ key: String, _ connection: any SQLConnection) throws -> [TrackingV1.Metric] {
+      guard let first = chunks.first?.id, let last = chunks.last?.id else { return MetricChunk.sorted(rows) }
+      return MetricChunk.sorted(rows + (try Self.decode(runID, key, first, last, connection)))
+    }
+
+    /// The points of the series' chunks with ids first…last, in one query.
+    static func decode(
+      _ runID: String, _ key: String, _ first: Int64, _ last: Int64, _ connection: any SQLConnection
+    ) throws -> [TrackingV1.Metric] {
       try connection.query(
         "SELECT points FROM metric_chunks WHERE run_id = $1 AND key = $2 AND id >= $3 AND id <= $4 ORDER BY id",
         .text(runID), .text(key), .integer(first), .integer(last)
       ).flatMap { try MetricChunk.decode(try $0.bytes("points"), key: key) }
     }
-    guard inOrder else {
-      let all = try chunks.isEmpty ? rows : rows + decode(chunks[0].int("id"), chunks[chunks.count - 1].int("id"))
-      return Array(MetricChunk.sorted(all).dropFirst(offset).prefix(limit))
-    }
+  }
+
+  /// Points `offset ..< offset + limit` of a run's series of `key` in step order (then timestamp,
+  /// then the order logged). When the chunks follow each other in that order, only the chunks
+  /// holding the page are decoded; otherwise the whole series is.
+  static func series(
+    _ runID: String, _ key: String, offset: Int, limit: Int, _ connection: any SQLConnection
+  ) throws -> [TrackingV1.Metric] {
+    let stored = try StoredSeries(runID, key, connection)
+    guard stored.inOrder else { return Array(try stored.all(runID, key, connection).dropFirst(offset).prefix(limit)) }
     // Walk the chunks' counts to the ones that hold the page.
     let end = limit > Int.max - offset ? Int.max : offset + limit
     var start = 0
     var wanted: [Int64] = []
     var skipped = 0
-    for chunk in chunks {
-      let count = Int(try chunk.int("count"))
-      defer { start += count }
-      if start + count <= offset {
-        skipped = start + count
+    for chunk in stored.chunks {
+      defer { start += chunk.count }
+      if start + chunk.count <= offset {
+        skipped = start + chunk.count
         continue
       }
       if start >= end { break }
-      wanted.append(try chunk.int("id"))
+      wanted.append(chunk.id)
     }
     guard let first = wanted.first, let last = wanted.last else { return [] }
-    return Array(try decode(first, last).dropFirst(offset - skipped).prefix(limit))
+    return Array(try StoredSeries.decode(runID, key, first, last, connection).dropFirst(offset - skipped).prefix(limit))
+  }
+
+  /// A run's series of `key` thinned to at most `count` points as `thinned` does. When the chunks
+  /// follow each other in step order, only the chunks holding a chosen point are read, and only
+  /// those points decoded: a chart of a long series does not decode all of it.
+  static func thinnedSeries(
+    _ runID: String, _ key: String, to count: Int, _ connection: any SQLConnection
+  ) throws -> [TrackingV1.Metric] {
+    let stored = try StoredSeries(runID, key, connection)
+    guard stored.inOrder else { return thinned(try stored.all(runID, key, connection), to: count) }
+    // The chosen positions, as indices within the chunks that hold them.
+    var wanted: [Int64: [Int]] = [:]
+    var order: [Int64] = []
+    var chunk = 0
+    var start = 0
+    for position in thinnedPositions(of: stored.chunks.reduce(0) { $0 + $1.count }, to: count) {
+      while position >= start + stored.chunks[chunk].count {
+        start += stored.chunks[chunk].count
+        chunk += 1
+      }
+      let id = stored.chunks[chunk].id
+      if wanted[id] == nil { order.append(id) }
+      wanted[id, default: []].append(position - start)
+    }
+    // A fixed number of ids a query (the last repeated), so that one prepared statement serves.
+    let perQuery = 64
+    let placeholders = (0..<perQuery).map { "$\($0 + 3)" }.joined(separator: ", ")
+    var blobs: [Int64: [UInt8]] = [:]
+    for first in stride(from: 0, to: order.count, by: perQuery) {
+      let ids = order[first..<min(order.count, first + perQuery)]
+      let padded = ids + Array(repeating: ids.last!, count: perQuery - ids.count)
+      for row in try connection.query(
+        "SELECT id, points FROM metric_chunks WHERE run_id = $1 AND key = $2 AND id IN (\(placeholders))",
+        [.text(runID), .text(key)] + padded.map { .integer($0) })
+      {
+        blobs[try row.int("id")] = try row.bytes("points")
+      }
+    }
+    // A chunk gone since the list was read (its run collected meanwhile) gives no points.
+    return try order.flatMap { id in
+      try blobs[id].map { try MetricChunk.decode($0, key: key, at: wanted[id]!) } ?? []
+    }
   }
 
   /// At most `count` points, evenly spaced by position, the first and last kept.
   static func thinned(_ points: [TrackingV1.Metric], to count: Int) -> [TrackingV1.Metric] {
-    guard points.count > count, count > 0 else { return points }
-    guard count > 1 else { return [points[points.count - 1]] }
+    thinnedPositions(of: points.count, to: count).map { points[$0] }
+  }
+
+  /// The positions `thinned` keeps of `total` points, in increasing order.
+  static func thinnedPositions(of total: Int, to count: Int) -> [Int] {
+    guard total > count, count > 0 else { return Array(0..<total) }
+    guard count > 1 else { return [total - 1] }
     var indices: [Int] = []
     for position in 0..<count {
-      let index = Int((Double(position) * Double(points.count - 1) / Double(count - 1)).rounded())
+      let index = Int((Double(position) * Double(total - 1) / Double(count - 1)).rounded())
       if indices.last != index { indices.append(index) }
     }
-    return indices.map { points[$0] }
+    return indices
   }
 }

@@ -116,6 +116,54 @@ struct MetricStorageTests {
   }
 
   @Test(arguments: Backend.available)
+  func thinningReadsChosenPointsAndKeepsThoseOfTheWholeSeries(_ backend: Backend) async throws {
+    try await withRun(backend) { _, store, run in
+      // 150 batches of 1–3 points in step order: a thinned read picks points from up to 100
+      // chunks (more than one query's worth of ids).
+      var step: Int64 = 0
+      for index in 0..<150 {
+        var batch = TrackingV1.LogBatchRequest()
+        batch.runId = run.runId
+        batch.metrics = (0..<(1 + index % 3)).map { _ in
+          defer { step += 1 }
+          return metric("loss", Double(step) / 7, step: step)
+        }
+        _ = try await store.logBatch(batch)
+      }
+      var request = TrackingV1.GetMetricHistoryRequest()
+      request.runIds = [run.runId]
+      request.key = "loss"
+      request.pageSize = 25_000
+      let all = try await store.metricHistory(request).series[0].points
+      #expect(all.count == 300)
+      request.pageSize = 0
+      for maxPoints in [1, 2, 3, 7, 100, 299, 300, 1000] {
+        request.maxPoints = Int32(maxPoints)
+        let thinned = try await store.metricHistory(request).series[0].points
+        // Evenly spaced positions, the first and last kept (the last alone for one point).
+        let positions =
+          maxPoints >= all.count
+          ? Array(0..<all.count)
+          : maxPoints == 1
+            ? [all.count - 1]
+            : (0..<maxPoints).map { Int((Double($0) * Double(all.count - 1) / Double(maxPoints - 1)).rounded()) }
+        let expected = positions.map { all[$0] }
+        #expect(thinned.map(\.step) == expected.map(\.step), "max_points \(maxPoints)")
+        #expect(thinned.map(\.value) == expected.map(\.value), "max_points \(maxPoints)")
+      }
+      request.maxPoints = 5
+      #expect(try await store.metricHistory(request).series[0].points.map(\.step) == [0, 75, 150, 224, 299])
+    }
+  }
+
+  @Test func pointsAreDecodedByIndexOrRefusedWhenTheChunkIsTooShort() throws {
+    let bytes = MetricChunk.encode((0..<5).map { metric("m", Double($0), step: Int64($0)) })
+    #expect(try MetricChunk.decode(bytes, key: "m", at: [1, 4]).map(\.step) == [1, 4])
+    let error = #expect(throws: MetricChunkError.self) { try MetricChunk.decode(bytes, key: "m", at: [5]) }
+    #expect(error?.rpcError.code == .dataLoss)
+  }
+
+  @Test(arguments: Backend.available)
   func concurrentBatchesAreEachStoredOnceOrRefusedAlone(_ backend: Backend) async throws {
     try await withRun(backend) { _, store, run in
       var first = TrackingV1.LogBatchRequest()
