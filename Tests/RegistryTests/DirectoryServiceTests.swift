@@ -206,7 +206,7 @@ struct DirectoryServiceTests {
     }
   }
 
-  @Test func withoutARegistryCallsFailWithinTheirDeadlineNamingTheAddress() async throws {
+  @Test func withoutARegistryCallsFailUnavailableBeforeTheirDeadlineNamingTheAddress() async throws {
     let directory = try TemporaryDirectory()
     let location = try RegistryLocation(data: directory.url.path, environment: [:])
     #expect(location.registry == .unix(path: directory.path("registry.sock")))
@@ -214,12 +214,11 @@ struct DirectoryServiceTests {
     config.instanceWait = .milliseconds(500)
     let client = ShoalClient(location: location, config: config)
     let bench = BenchV1.Bench.Client(client.channel(for: "bench"))
-    let start = ContinuousClock.now
+    // The call gives up after the wait for an instance, long before its deadline: UNAVAILABLE,
+    // not DEADLINE_EXCEEDED.
     let error = await #expect(throws: RPCError.self) {
-      try await bench.echo(BenchV1.BenchRequest(), options: CallOptions(timeout: .seconds(5)))
+      try await bench.echo(BenchV1.BenchRequest(), options: CallOptions(timeout: .seconds(120)))
     }
-    // Within the call's deadline (the wait for an instance is shorter).
-    #expect(ContinuousClock.now - start < .seconds(5))
     #expect(error?.code == .unavailable)
     #expect(error?.message.contains(directory.path("registry.sock")) == true, "\(String(describing: error))")
     await client.close()

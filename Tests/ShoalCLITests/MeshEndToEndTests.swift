@@ -216,7 +216,9 @@ struct MeshEndToEndTests {
     }
     let elapsed = ContinuousClock.now - killedAt.withLock { $0! }
     #expect(deleted?.reason == "lease expired")
-    #expect(elapsed < .seconds(2), "the instance stayed listed \(elapsed) after kill -9 with a 1 s TTL")
+    // Well under the default 10 s TTL, so the 1 s one given is what expired (with room for a
+    // loaded machine; expired leases are swept every 100 ms).
+    #expect(elapsed < .seconds(5), "the instance stayed listed \(elapsed) after kill -9 with a 1 s TTL")
     await client.close()
     #expect(try await registry.stop() == 0)
   }
