@@ -1,4 +1,5 @@
 import ShoalModel
+import ShoalTestSupport
 import Testing
 
 /// Bad models and bad inputs: each refused with an error that names what is wrong.
@@ -113,5 +114,42 @@ import Testing
     let outputs = try Model(onnx: graph.bytes()).run(["x": Tensor(shape: [1, 3], elements: [Float(1), .nan, 2])])
     #expect(outputs["s"]!.elements(as: Float.self).allSatisfy { $0.isNaN })
     #expect(outputs["p"]!.elements(as: Float.self).allSatisfy { $0.isNaN })
+  }
+
+  /// Max pooling, 8 outputs at a time inside the row and one at a time at its borders: a NaN
+  /// wins every window that holds it, and every other output is its window's maximum.
+  @Test(arguments: [1, 2])
+  func maxPoolingLetsNaNWinItsWindowsOnly(stride: Int) throws {
+    let (height, width) = (5, 41)
+    var generator = SplitMix64(seed: 7)
+    var values = (0..<(height * width)).map { _ in Float.random(in: -3...3, using: &generator) }
+    values[2 * width + 17] = .nan
+    values[4 * width + 40] = .nan
+    var graph = OnnxGraphBuilder(name: "max-pool")
+    graph.input("x", .float32, [.fixed(1), .fixed(1), .fixed(height), .fixed(width)])
+    graph.node(
+      "MaxPool", ["x"], ["y"],
+      attributes: [
+        "kernel_shape": .ints([3, 3]), "strides": .ints([stride, stride]), "pads": .ints([1, 1, 1, 1]),
+      ])
+    graph.output("y", .float32, nil)
+    let y = try Model(onnx: graph.bytes()).run(["x": Tensor(shape: [1, 1, height, width], elements: values)])["y"]!
+    let (outH, outW) = ((height - 1) / stride + 1, (width - 1) / stride + 1)
+    #expect(y.shape == [1, 1, outH, outW])
+    let pooled = y.elements(as: Float.self)
+    for oh in 0..<outH {
+      for ow in 0..<outW {
+        var window: [Float] = []
+        for ih in max(0, oh * stride - 1)...min(height - 1, oh * stride + 1) {
+          for iw in max(0, ow * stride - 1)...min(width - 1, ow * stride + 1) { window.append(values[ih * width + iw]) }
+        }
+        let value = pooled[oh * outW + ow]
+        if window.contains(where: \.isNaN) {
+          #expect(value.isNaN, "output (\(oh), \(ow))")
+        } else {
+          #expect(value == window.max()!, "output (\(oh), \(ow))")
+        }
+      }
+    }
   }
 }

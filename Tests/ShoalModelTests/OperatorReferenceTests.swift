@@ -241,6 +241,12 @@ import Testing
         "max-pool-3x3-stride2-ceil", "MaxPool", [("x", random([1, 16, 55, 55], seed: 52))],
         attributes: ["kernel_shape": .ints([3, 3]), "strides": .ints([2, 2]), "ceil_mode": .int(1)]),
       single(
+        "max-pool-3x3-stride1-padded", "MaxPool", [("x", random([1, 16, 28, 30], seed: 71))],
+        attributes: ["kernel_shape": .ints([3, 3]), "pads": .ints([1, 1, 1, 1])]),
+      single(
+        "average-pool-3x3-stride1-count-include-pad", "AveragePool", [("x", random([1, 16, 28, 30], seed: 72))],
+        attributes: ["kernel_shape": .ints([3, 3]), "pads": .ints([1, 1, 1, 1]), "count_include_pad": .int(1)]),
+      single(
         "average-pool-3x3-stride2-padded", "AveragePool", [("x", random([1, 16, 55, 54], seed: 53))],
         attributes: ["kernel_shape": .ints([3, 3]), "strides": .ints([2, 2]), "pads": .ints([1, 1, 0, 1])]),
       Case(

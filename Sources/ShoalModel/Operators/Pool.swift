@@ -58,13 +58,6 @@ struct PoolKernel: Kernel {
     let (inH, inW, outH, outW) = (g.input[1], g.input[2], g.output[1], g.output[2])
     let (kH, kW, sH, sW, pH, pW) = (g.kernel[1], g.kernel[2], g.strides[1], g.strides[2], g.padBegin[1], g.padBegin[2])
     let average = kind == .average
-    // Per kernel column: the output positions whose input position is inside the line.
-    let spans = (0..<kW).map { kw -> (shift: Int, low: Int, high: Int) in
-      let shift = kw - pW
-      let low = shift >= 0 ? 0 : (-shift + sW - 1) / sW
-      let high = min(outW, inW - 1 - shift < 0 ? 0 : (inW - 1 - shift) / sW + 1)
-      return (shift, low, high)
-    }
     // Per output column: how many window positions an average divides by along the line.
     let columnCounts = (0..<outW).map { ow -> Int in
       let start = ow * sW - pW
@@ -72,7 +65,9 @@ struct PoolKernel: Kernel {
       return (0..<kW).filter { start + $0 >= low && start + $0 < high }.count
     }
     Parallel.forEachRange(planes, costPerItem: g.outputSize * g.kernelSize) { range in
-      let rows = UnsafeMutablePointer<T>.allocate(capacity: inW)
+      // 16 spare elements: a stride-2 vector load reads one past the last window.
+      let rows = UnsafeMutablePointer<T>.allocate(capacity: inW + 16)
+      rows.initialize(repeating: 0, count: inW + 16)
       defer { rows.deallocate() }
       for plane in range {
         let image = x + plane * g.inputSize
@@ -87,18 +82,7 @@ struct PoolKernel: Kernel {
           }
           rows.update(from: image + first * inW, count: inW)
           for ih in first + 1..<end { Self.combine(rows, image + ih * inW, inW, average: average) }
-          line.update(repeating: average ? 0 : -T.infinity, count: outW)
-          for (shift, low, high) in spans where low < high {
-            let source = rows + shift
-            if average {
-              for ow in low..<high { line[ow] += source[ow * sW] }
-            } else {
-              for ow in low..<high {
-                let value = source[ow * sW]
-                line[ow] = value > line[ow] || value != value ? value : line[ow]
-              }
-            }
-          }
+          Self.poolLine(rows, inW, into: line, outW, kW, sW, pW, average: average)
           if average {
             for ow in 0..<outW {
               let count = divisor * columnCounts[ow]
@@ -110,6 +94,61 @@ struct PoolKernel: Kernel {
     }
   }
 
+  /// `line[ow]` becomes the sum, or the maximum (NaN winning), of `row` over output `ow`'s window,
+  /// `row[ow · sW − pW ..< + kW]`, leaving out positions outside `0..<inW`. Windows inside the row
+  /// go 8 at a time for strides 1 and 2 (a stride-2 load of 16 keeps its even lanes), the ones at
+  /// the borders one at a time.
+  private static func poolLine<T: BinaryFloatingPoint>(
+    _ row: UnsafePointer<T>, _ inW: Int, into line: UnsafeMutablePointer<T>, _ outW: Int, _ kW: Int, _ sW: Int,
+    _ pW: Int, average: Bool
+  ) {
+    let interiorLow = min(outW, (pW + sW - 1) / sW)
+    let interiorHigh = inW - kW + pW < 0 ? interiorLow : max(interiorLow, min(outW, (inW - kW + pW) / sW + 1))
+    var vectorEnd = interiorLow
+    if T.self == Float.self, sW <= 2 {
+      let (source, target) = (UnsafeRawPointer(row), UnsafeMutableRawPointer(line))
+      let size = MemoryLayout<Float>.stride
+      func load(_ index: Int) -> SIMD8<Float> {
+        sW == 1
+          ? source.loadUnaligned(fromByteOffset: index * size, as: SIMD8<Float>.self)
+          : source.loadUnaligned(fromByteOffset: index * size, as: SIMD16<Float>.self).evenHalf
+      }
+      func pool(from ow: Int) {
+        let base = ow * sW - pW
+        var best = load(base)
+        for kw in 1..<kW {
+          let value = load(base + kw)
+          best = average ? best + value : best.replacing(with: value, where: value .> best .| value .!= value)
+        }
+        target.storeBytes(of: best, toByteOffset: ow * size, as: SIMD8<Float>.self)
+      }
+      while vectorEnd + 8 <= interiorHigh {
+        pool(from: vectorEnd)
+        vectorEnd += 8
+      }
+      // The last few again as a block of 8 that overlaps the one before.
+      if vectorEnd < interiorHigh && interiorHigh - 8 >= interiorLow {
+        pool(from: interiorHigh - 8)
+        vectorEnd = interiorHigh
+      }
+    }
+    for ow in 0..<interiorLow { line[ow] = poolWindow(row, inW, start: ow * sW - pW, kW, average: average) }
+    for ow in vectorEnd..<outW { line[ow] = poolWindow(row, inW, start: ow * sW - pW, kW, average: average) }
+  }
+
+  /// The sum, or the maximum (NaN winning), of `row[start ..< start + kW]` inside `0..<inW`.
+  @inline(__always)
+  private static func poolWindow<T: BinaryFloatingPoint>(
+    _ row: UnsafePointer<T>, _ inW: Int, start: Int, _ kW: Int, average: Bool
+  ) -> T {
+    var best: T = average ? 0 : -T.infinity
+    for kw in max(0, -start)..<max(0, min(kW, inW - start)) {
+      let value = row[start + kw]
+      best = average ? best + value : (value > best || value != value ? value : best)
+    }
+    return best
+  }
+
   /// `rows[i]` becomes the sum, or the maximum (NaN winning), of itself and `next[i]`.
   private static func combine<T: BinaryFloatingPoint>(
     _ rows: UnsafeMutablePointer<T>, _ next: UnsafePointer<T>, _ count: Int, average: Bool
@@ -119,16 +158,24 @@ struct PoolKernel: Kernel {
       return
     }
     var i = 0
-    if T.self == Float.self {
+    if T.self == Float.self, count >= 8 {
       let (target, source) = (UnsafeMutableRawPointer(rows), UnsafeRawPointer(next))
-      while i + 8 <= count {
-        let offset = i * MemoryLayout<Float>.stride
+      func combine(at index: Int) {
+        let offset = index * MemoryLayout<Float>.stride
         let value = source.loadUnaligned(fromByteOffset: offset, as: SIMD8<Float>.self)
         let best = target.loadUnaligned(fromByteOffset: offset, as: SIMD8<Float>.self)
         target.storeBytes(
           of: best.replacing(with: value, where: value .> best .| value .!= value), toByteOffset: offset,
           as: SIMD8<Float>.self)
+      }
+      while i + 8 <= count {
+        combine(at: i)
         i += 8
+      }
+      // The rest as a block of 8 overlapping the one before: taking a maximum twice changes nothing.
+      if i < count {
+        combine(at: count - 8)
+        i = count
       }
     }
     while i < count {
