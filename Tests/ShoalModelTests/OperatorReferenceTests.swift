@@ -236,6 +236,12 @@ import Testing
       single(
         "matmul-matrix-vector", "MatMul", [("a", random([300, 512], seed: 69, range: -0.25...0.25))],
         constants: [("b", random([512], seed: 70))]),
+      // Stride 2 (not Winograd): im2col takes 8 columns at a time from a 16-wide load while the
+      // load stays inside the input line, the rest one at a time.
+      single(
+        "conv-3x3-stride2-odd-width-padded", "Conv", [("x", random([1, 8, 23, 41], seed: 73))],
+        constants: [("w", random([16, 8, 3, 3], seed: 74, range: -0.5...0.5))],
+        attributes: ["strides": .ints([2, 2]), "pads": .ints([1, 0, 0, 2])]),
       single("global-average-pool", "GlobalAveragePool", [("x", random([2, 32, 13, 11], seed: 51))]),
       single(
         "max-pool-3x3-stride2-ceil", "MaxPool", [("x", random([1, 16, 55, 55], seed: 52))],

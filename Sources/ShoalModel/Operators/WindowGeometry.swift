@@ -175,10 +175,20 @@ struct WindowGeometry: Sendable {
                   let low = min(count, first >= 0 ? 0 : (stride - 1 - first) / stride)
                   let high = max(low, min(count, first >= inW ? 0 : (inW - 1 - first) / stride + 1))
                   out.update(repeating: 0, count: low)
-                  var source = line + first + low * stride
-                  for i in low..<high {
+                  var i = low
+                  if stride == 2 {
+                    // 8 at a time: the even lanes of a 16-wide load that stays inside the line.
+                    while i + 8 <= high && first + 2 * i + 15 < inW {
+                      let pair = UnsafeRawPointer(line + first + 2 * i).loadUnaligned(as: SIMD16<Float>.self)
+                      UnsafeMutableRawPointer(out + i).storeBytes(of: pair.evenHalf, as: SIMD8<Float>.self)
+                      i += 8
+                    }
+                  }
+                  var source = line + first + i * stride
+                  while i < high {
                     out[i] = source.pointee
                     source += stride
+                    i += 1
                   }
                   (out + high).update(repeating: 0, count: count - high)
                 }
