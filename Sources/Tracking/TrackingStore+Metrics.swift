@@ -57,8 +57,86 @@ extension TrackingStore {
         """, .text(request.runId), .text(tag.key), .text(tag.value))
     }
     guard !request.metrics.isEmpty else { return response }
-    // One row per key: the key's points of this batch, packed. Batches usually repeat a key
-    // many times in a row, so the key is looked up only when it changes.
+    let (chunks, latest) = metricRows(request)
+    try connection.executeBatch(insertChunk, chunks)
+    // Sorted keys: the same lock order for every writer.
+    try connection.executeBatch(upsertLatest, latest.sorted { $0.key < $1.key }.map(\.row))
+    return response
+  }
+
+  /// Writes a group of batches inside the caller's transaction (`GroupCommit`). Batches of
+  /// metrics alone (no params, tags or request id: what a training loop logs) have their runs
+  /// checked in one query and their rows written in two batched statements for the whole group,
+  /// pipelined on PostgreSQL; a batch whose run is unknown or deleted fails alone and writes
+  /// nothing. The other batches are written one at a time, each under a savepoint.
+  static func write(
+    _ requests: [TrackingV1.LogBatchRequest], on connection: any SQLConnection
+  ) throws -> [Result<TrackingV1.LogBatchResponse, any Error>] {
+    let plain = requests.indices.filter {
+      let request = requests[$0]
+      return request.params.isEmpty && request.tags.isEmpty && request.requestId.isEmpty && !request.metrics.isEmpty
+    }
+    let others = requests.indices.filter { !plain.contains($0) }
+    var results = [Result<TrackingV1.LogBatchResponse, any Error>?](repeating: nil, count: requests.count)
+    let written = try GroupCommit<TrackingV1.LogBatchRequest, TrackingV1.LogBatchResponse>.eachUnderSavepoint(
+      others.map { requests[$0] }, on: connection
+    ) { connection, request in try write(request, on: connection) }
+    for (index, result) in zip(others, written) { results[index] = result }
+    guard !plain.isEmpty else { return results.map { $0! } }
+    let deleted = try runsDeleted(Set(plain.map { requests[$0].runId }), connection)
+    var chunks: [[SQLValue]] = []
+    var latest: [(key: String, row: [SQLValue])] = []
+    for index in plain {
+      let request = requests[index]
+      switch deleted[request.runId] {
+      case nil:
+        results[index] = .failure(RPCError(.notFound, "run '\(request.runId)' not found"))
+      case true?:
+        results[index] = .failure(
+          RPCError(.failedPrecondition, "run '\(request.runId)' is deleted; restore it before logging to it"))
+      case false?:
+        let rows = metricRows(request)
+        chunks += rows.chunks
+        latest += rows.latest.map { ("\(request.runId)\u{0}\($0.key)", $0.row) }
+        results[index] = .success(TrackingV1.LogBatchResponse())
+      }
+    }
+    try connection.executeBatch(insertChunk, chunks)
+    // Sorted by run and key (the same lock order for every writer); a stable sort keeps the
+    // order logged among a key's rows, so that of equal steps and timestamps the last one wins.
+    try connection.executeBatch(
+      upsertLatest,
+      latest.enumerated().sorted { ($0.element.key, $0.offset) < ($1.element.key, $1.offset) }.map(\.element.row))
+    return results.map { $0! }
+  }
+
+  /// Whether each of `runIDs` is deleted; runs that do not exist are left out.
+  private static func runsDeleted(_ runIDs: Set<String>, _ connection: any SQLConnection) throws -> [String: Bool] {
+    // A fixed number of ids a query (the last repeated), so that one prepared statement serves.
+    let perQuery = 64
+    let placeholders = (1...perQuery).map { "$\($0)" }.joined(separator: ", ")
+    let ids = Array(runIDs)
+    var deleted: [String: Bool] = [:]
+    for first in stride(from: 0, to: ids.count, by: perQuery) {
+      let part = ids[first..<min(ids.count, first + perQuery)]
+      let padded = part + Array(repeating: part.last!, count: perQuery - part.count)
+      for row in try connection.query(
+        "SELECT run_id, deleted FROM runs WHERE run_id IN (\(placeholders))", padded.map { .text($0) })
+      {
+        deleted[try row.string("run_id")] = try row.bool("deleted")
+      }
+    }
+    return deleted
+  }
+
+  /// A batch's metric rows: one `metric_chunks` row per key (the key's points, packed in step
+  /// order, with the first and last point beside them, so that reading a page of history decodes
+  /// only the chunks that hold it), and one `latest_metrics` upsert per key.
+  private static func metricRows(
+    _ request: TrackingV1.LogBatchRequest
+  ) -> (chunks: [[SQLValue]], latest: [(key: String, row: [SQLValue])]) {
+    // Batches usually repeat a key many times in a row, so the key is looked up only when it
+    // changes.
     var groups: [(key: String, metrics: [TrackingV1.Metric])] = []
     var groupOfKey: [String: Int] = [:]
     var current = -1
@@ -74,40 +152,45 @@ extension TrackingStore {
       }
       groups[current].metrics.append(metric)
     }
-    var latest: [(key: String, metric: TrackingV1.Metric)] = []
+    var chunks: [[SQLValue]] = []
+    var latest: [(key: String, row: [SQLValue])] = []
     for group in groups {
-      // Stored in step order, with the first and last point beside them, so that reading a
-      // page of history decodes only the chunks that hold it.
       let points = MetricChunk.sorted(group.metrics)
       let (first, last) = (points[0], points[points.count - 1])
-      try connection.execute(
-        """
-        INSERT INTO metric_chunks (run_id, key, count, first_step, first_timestamp_ms, last_step, last_timestamp_ms, points)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-        """, .text(request.runId), .text(group.key), .integer(Int64(points.count)), .integer(first.step),
+      chunks.append([
+        .text(request.runId), .text(group.key), .integer(Int64(points.count)), .integer(first.step),
         .integer(first.timestampMs), .integer(last.step), .integer(last.timestampMs),
-        .blob(MetricChunk.encode(points)))
+        .blob(MetricChunk.encode(points)),
+      ])
       // The latest value of the key: highest step, then latest timestamp (MLflow's rule); of
       // equals, the last logged.
       var newest = group.metrics[0]
       for metric in group.metrics.dropFirst() where Self.order(metric) >= Self.order(newest) { newest = metric }
-      latest.append((group.key, newest))
+      latest.append(
+        (
+          group.key,
+          [
+            .text(request.runId), .text(group.key), .integer(newest.step), .integer(newest.timestampMs),
+            newest.value.isNaN ? .null : .real(newest.value), .bool(newest.value.isNaN),
+          ]
+        ))
     }
-    // Kept only where it is at least as late as the stored one (sorted keys: the same lock order
-    // for every writer).
-    for (key, metric) in latest.sorted(by: { $0.key < $1.key }) {
-      try connection.execute(
-        """
-        INSERT INTO latest_metrics (run_id, key, step, timestamp_ms, value, is_nan) VALUES ($1, $2, $3, $4, $5, $6)
-        ON CONFLICT (run_id, key) DO UPDATE SET step = excluded.step, timestamp_ms = excluded.timestamp_ms,
-          value = excluded.value, is_nan = excluded.is_nan
-        WHERE excluded.step > latest_metrics.step
-          OR (excluded.step = latest_metrics.step AND excluded.timestamp_ms >= latest_metrics.timestamp_ms)
-        """, .text(request.runId), .text(key), .integer(metric.step), .integer(metric.timestampMs),
-        metric.value.isNaN ? .null : .real(metric.value), .bool(metric.value.isNaN))
-    }
-    return response
+    return (chunks, latest)
   }
+
+  private static let insertChunk = """
+    INSERT INTO metric_chunks (run_id, key, count, first_step, first_timestamp_ms, last_step, last_timestamp_ms, points)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+    """
+
+  /// Kept only where it is at least as late as the stored one.
+  private static let upsertLatest = """
+    INSERT INTO latest_metrics (run_id, key, step, timestamp_ms, value, is_nan) VALUES ($1, $2, $3, $4, $5, $6)
+    ON CONFLICT (run_id, key) DO UPDATE SET step = excluded.step, timestamp_ms = excluded.timestamp_ms,
+      value = excluded.value, is_nan = excluded.is_nan
+    WHERE excluded.step > latest_metrics.step
+      OR (excluded.step = latest_metrics.step AND excluded.timestamp_ms >= latest_metrics.timestamp_ms)
+    """
 
   private static func order(_ metric: TrackingV1.Metric) -> (Int64, Int64) { (metric.step, metric.timestampMs) }
 

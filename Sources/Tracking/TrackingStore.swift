@@ -76,9 +76,10 @@ public struct TrackingStore: Sendable {
   public init(database: Database) {
     self.database = database
     // SQLite has one writer, so its groups go one at a time; PostgreSQL commits two at once.
-    batches = GroupCommit(database: database, maxConcurrentGroups: database.dialect == .sqlite ? 1 : 2) {
-      connection, request in try Self.write(request, on: connection)
-    }
+    batches = GroupCommit(
+      database: database, maxConcurrentGroups: database.dialect == .sqlite ? 1 : 2,
+      apply: { connection, request in try Self.write(request, on: connection) },
+      applyGroup: { connection, requests in try Self.write(requests, on: connection) })
   }
 
   static func now() -> Int64 { Int64((Date().timeIntervalSince1970 * 1000).rounded()) }

@@ -3,7 +3,8 @@ import ShoalRPC
 import ShoalStore
 import ShoalTestSupport
 import Testing
-import Tracking
+
+@testable import Tracking
 
 /// Metric points packed a batch and key to a row, and the one-row-per-point table of earlier
 /// versions still read beside them.
@@ -161,6 +162,64 @@ struct MetricStorageTests {
     #expect(try MetricChunk.decode(bytes, key: "m", at: [1, 4]).map(\.step) == [1, 4])
     let error = #expect(throws: MetricChunkError.self) { try MetricChunk.decode(bytes, key: "m", at: [5]) }
     #expect(error?.rpcError.code == .dataLoss)
+  }
+
+  @Test(arguments: Backend.available)
+  func aGroupWritesPlainBatchesTogetherAndRefusesBadOnesAlone(_ backend: Backend) async throws {
+    try await withExperiment(backend, named: "group") { database, store, experimentID in
+      var runIDs: [String] = []
+      for _ in 0..<3 {
+        var request = TrackingV1.CreateRunRequest()
+        request.experimentId = experimentID
+        runIDs.append(try await store.createRun(request).runId)
+      }
+      let (a, b, deleted) = (runIDs[0], runIDs[1], runIDs[2])
+      _ = try await store.setRun(deleted, deleted: true)
+      func batch(
+        _ run: String, _ metrics: [TrackingV1.Metric], params: [TrackingV1.Param] = []
+      ) -> TrackingV1.LogBatchRequest {
+        var request = TrackingV1.LogBatchRequest()
+        request.runId = run
+        request.metrics = metrics
+        request.params = params
+        return request
+      }
+      // Plain batches (written together) around an unknown and a deleted run, and batches with
+      // params (each under a savepoint), one of them refused: it re-logs lr with another value.
+      let requests = [
+        batch(a, [metric("loss", 1, step: 0), metric("loss", 2, step: 1)]),
+        batch("no-such-run", [metric("loss", 9, step: 0)]),
+        batch(b, [metric("loss", 5, step: 0)]),
+        batch(a, [metric("acc", 0.5, step: 0)], params: [param("lr", "0.1")]),
+        batch(deleted, [metric("loss", 9, step: 0)]),
+        batch(a, [metric("loss", 3, step: 1)]),
+        batch(a, [metric("refused", 9, step: 0)], params: [param("lr", "0.2")]),
+      ]
+      let results = try await database.transaction { connection in
+        try TrackingStore.write(requests, on: connection).map { result -> RpcV1.StatusCode in
+          switch result {
+          case .success: .ok
+          case .failure(let error): RPCError(from: error).code
+          }
+        }
+      }
+      #expect(results == [.ok, .notFound, .ok, .ok, .failedPrecondition, .ok, .invalidArgument])
+      func steps(_ run: String, _ key: String) async throws -> [Int64] {
+        var request = TrackingV1.GetMetricHistoryRequest()
+        request.runIds = [run]
+        request.key = key
+        return try await store.metricHistory(request).series[0].points.map(\.step)
+      }
+      #expect(try await steps(a, "loss") == [0, 1, 1])
+      #expect(try await steps(a, "acc") == [0])
+      #expect(try await steps(a, "refused") == [])
+      #expect(try await steps(b, "loss") == [0])
+      let run = try await store.run(a)
+      // Of two points at step 1 with the same timestamp, the one logged last is the latest.
+      #expect(run.metrics.first { $0.key == "loss" }?.value == 3)
+      #expect(run.params.map(\.value) == ["0.1"])
+      #expect(try await store.run(deleted).metrics.isEmpty)
+    }
   }
 
   @Test(arguments: Backend.available)

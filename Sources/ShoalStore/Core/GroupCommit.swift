@@ -27,6 +27,7 @@ public final class GroupCommit<Request: Sendable, Response: Sendable>: Sendable 
   private let maxGroupSize: Int
   private let maxConcurrentGroups: Int
   private let apply: @Sendable (any SQLConnection, Request) throws -> Response
+  private let applyGroup: (@Sendable (any SQLConnection, [Request]) throws -> [Result<Response, any Error>])?
   private let state = Mutex(State())
   private let groupsStarted = Atomic(0)
 
@@ -38,15 +39,23 @@ public final class GroupCommit<Request: Sendable, Response: Sendable>: Sendable 
   var inProgress: Int { state.withLock { $0.committers } }
 
   /// Groups of at most `maxGroupSize` requests, `maxConcurrentGroups` of them committing at a
-  /// time (1 suits SQLite, which has one writer), each request written by `apply`.
+  /// time (1 suits SQLite, which has one writer). A request alone is written by `apply` in a
+  /// transaction of its own. A group is written by `applyGroup` when given: it gets every request
+  /// inside the group's transaction and returns a result for each, in order, for a writer that
+  /// can do a group's common work once (one query, or one pipelined batch, for all of them). It
+  /// must leave nothing of a request it fails (`eachUnderSavepoint` does that a request at a
+  /// time, and is what a group gets without `applyGroup`), and throw only for a failure of the
+  /// whole group.
   public init(
     database: Database, maxGroupSize: Int = 64, maxConcurrentGroups: Int = 1,
-    apply: @escaping @Sendable (any SQLConnection, Request) throws -> Response
+    apply: @escaping @Sendable (any SQLConnection, Request) throws -> Response,
+    applyGroup: (@Sendable (any SQLConnection, [Request]) throws -> [Result<Response, any Error>])? = nil
   ) {
     self.database = database
     self.maxGroupSize = max(1, maxGroupSize)
     self.maxConcurrentGroups = max(1, maxConcurrentGroups)
     self.apply = apply
+    self.applyGroup = applyGroup
   }
 
   /// Writes `request` in the next group and returns its response once that group committed.
@@ -91,21 +100,31 @@ public final class GroupCommit<Request: Sendable, Response: Sendable>: Sendable 
       return [Result { try session.transaction { connection in try apply(connection, requests[0]) } }]
     }
     return try session.transaction { connection in
-      var results: [Result<Response, any Error>] = []
-      results.reserveCapacity(requests.count)
-      for request in requests {
-        _ = try connection.execute("SAVEPOINT group_commit")
-        do {
-          results.append(.success(try apply(connection, request)))
-        } catch let error as StoreError where error.code == .unavailable || error.code == .conflict {
-          throw error
-        } catch {
-          _ = try connection.execute("ROLLBACK TO SAVEPOINT group_commit")
-          results.append(.failure(error))
-        }
-        _ = try connection.execute("RELEASE SAVEPOINT group_commit")
-      }
-      return results
+      try applyGroup?(connection, requests) ?? Self.eachUnderSavepoint(requests, on: connection, apply)
     }
+  }
+
+  /// Applies each request under a savepoint inside the caller's transaction: one that fails is
+  /// rolled back alone and fails alone. A database failure (unavailable, or a conflict that needs
+  /// the whole transaction again) is thrown for the whole group.
+  public static func eachUnderSavepoint(
+    _ requests: some Collection<Request>, on connection: any SQLConnection,
+    _ apply: (any SQLConnection, Request) throws -> Response
+  ) throws -> [Result<Response, any Error>] {
+    var results: [Result<Response, any Error>] = []
+    results.reserveCapacity(requests.count)
+    for request in requests {
+      _ = try connection.execute("SAVEPOINT group_commit")
+      do {
+        results.append(.success(try apply(connection, request)))
+      } catch let error as StoreError where error.code == .unavailable || error.code == .conflict {
+        throw error
+      } catch {
+        _ = try connection.execute("ROLLBACK TO SAVEPOINT group_commit")
+        results.append(.failure(error))
+      }
+      _ = try connection.execute("RELEASE SAVEPOINT group_commit")
+    }
+    return results
   }
 }
