@@ -14,7 +14,7 @@ extension ExecutionPlan {
         let byteCount = slot.shape.elementCount * slot.dataType.byteSize
         let view = TensorBuffer(viewing: arena.pointer + offset, byteCount: byteCount, owner: arena)
         values[id] = Tensor(dataType: slot.dataType, shape: slot.shape, buffer: view)
-      case .fresh: values[id] = Tensor(zeros: slot.shape, dataType: slot.dataType)
+      case .fresh: values[id] = Tensor(uninitialized: slot.shape, dataType: slot.dataType)
       case .alias: break
       }
     }

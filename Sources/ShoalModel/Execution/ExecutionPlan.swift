@@ -82,7 +82,7 @@ final class ExecutionPlan: Sendable {
       if plan.aliasesInput, let value = nodeInputs[0]?.value {
         outputs[0].value = value.reshaped(outputs[0].shape)
       } else if known && !plan.outputs.allSatisfy({ $0.value != nil }) {
-        let tensors = plan.outputs.map { Tensor(zeros: $0.shape, dataType: $0.dataType) }
+        let tensors = plan.outputs.map { Tensor(uninitialized: $0.shape, dataType: $0.dataType) }
         let scratch = plan.scratchBytes > 0 ? TensorBuffer(byteCount: plan.scratchBytes) : nil
         do throws(ModelError) {
           try node.kernel.run(nodeInputs.map { $0?.value }, tensors, scratch: scratch?.pointer)

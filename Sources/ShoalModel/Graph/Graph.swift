@@ -138,7 +138,7 @@ struct Graph: Sendable {
         if plan.aliasesInput, let source = inputs[0] ?? nil {
           results[0] = source.reshaped(plan.outputs[0].shape)
         } else if !results.allSatisfy({ $0 != nil }) {
-          let tensors = plan.outputs.map { Tensor(zeros: $0.shape, dataType: $0.dataType) }
+          let tensors = plan.outputs.map { Tensor(uninitialized: $0.shape, dataType: $0.dataType) }
           let scratch = plan.scratchBytes > 0 ? TensorBuffer(byteCount: plan.scratchBytes) : nil
           try node.kernel.run(inputs.map { $0 ?? nil }, tensors, scratch: scratch?.pointer)
           results = tensors

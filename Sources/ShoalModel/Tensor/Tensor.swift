@@ -18,6 +18,13 @@ public struct Tensor: @unchecked Sendable, CustomStringConvertible {
     buffer = TensorBuffer(byteCount: shape.elementCount * dataType.byteSize)
   }
 
+  /// A tensor whose elements are not set: for a kernel's output, which it writes whole.
+  init(uninitialized shape: [Int], dataType: DataType) {
+    self.dataType = dataType
+    self.shape = shape
+    buffer = TensorBuffer(byteCount: shape.elementCount * dataType.byteSize, zeroed: false)
+  }
+
   /// A tensor holding `elements` in row-major order.
   ///
   /// - Precondition: `elements.count` is the product of `shape`.

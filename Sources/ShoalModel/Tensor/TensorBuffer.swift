@@ -14,14 +14,22 @@ final class TensorBuffer: @unchecked Sendable {
   let byteCount: Int
   private let owner: AnyObject?
 
-  /// Zeroed, aligned memory of `byteCount` bytes (at least one cache line is reserved).
-  init(byteCount: Int) {
+  /// Aligned memory of `byteCount` bytes (at least one cache line is reserved), zeroed unless
+  /// the caller is about to write every byte.
+  init(byteCount: Int, zeroed: Bool = true) {
     var memory: UnsafeMutableRawPointer?
     let reserved = max(byteCount, 1).roundedUp(to: Self.alignment)
     guard posix_memalign(&memory, Self.alignment, reserved) == 0, let memory else {
       fatalError("out of memory allocating \(reserved) bytes for a tensor")
     }
-    memset(memory, 0, reserved)
+    if zeroed {
+      memset(memory, 0, reserved)
+    } else {
+      #if DEBUG
+        // NaN bits, so that an element a kernel forgot to write shows in the tests.
+        memset(memory, 0xFF, reserved)
+      #endif
+    }
     pointer = memory
     self.byteCount = byteCount
     owner = nil
