@@ -74,7 +74,9 @@ let package = Package(
 
     // Services.
     .target(name: "Bench", dependencies: ["ShoalProto", "ShoalRPC", "ShoalServiceStubs"], swiftSettings: strictSwift),
-    .target(name: "ShoalService", dependencies: ["ShoalProto", "ShoalRPC", "ShoalStore"], swiftSettings: strictSwift),
+    .target(
+      name: "ShoalService", dependencies: ["ShoalProto", "ShoalRPC", "ShoalServiceStubs", "ShoalStore"],
+      swiftSettings: strictSwift),
     .target(
       name: "Registry",
       dependencies: ["ShoalProto", "ShoalRPC", "ShoalServiceStubs", "ShoalStore", "ShoalService"],
@@ -110,8 +112,8 @@ let package = Package(
     .executableTarget(
       name: "shoal",
       dependencies: [
-        "ShoalProto", "ShoalRPC", "ShoalServiceStubs", "ShoalClient", "ShoalStore", "ShoalMesh", "Bench", "Registry",
-        "Tracking", "ShoalModel", "CCairo",
+        "ShoalProto", "ShoalRPC", "ShoalServiceStubs", "ShoalClient", "ShoalStore", "ShoalService", "ShoalMesh",
+        "Bench", "Registry", "Tracking", "ShoalModel", "CCairo",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Histogram", package: "hdrhistogram-swift"),
         .product(name: "NIOPosix", package: "swift-nio"),

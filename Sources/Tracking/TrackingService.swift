@@ -34,6 +34,21 @@ public struct TrackingService: TrackingV1.Tracking.ServiceProtocol {
   private let blobGracePeriod: Double
 
   /// The service over `store`, keeping artifacts in `blobs`.
+  /// The role each method needs from a caller over TCP (`RegistryAccessInterceptor`): reading
+  /// needs reader, logging and changing runs writer; what is not listed (garbage collection)
+  /// needs admin.
+  public static let requirements: [String: RegistryV1.Role] = {
+    let reads = [
+      "GetExperiment", "ListExperiments", "GetRun", "GetMetricHistory", "DownloadArtifact", "ListArtifacts", "WatchRun",
+      "SearchRuns",
+    ]
+    let writes = [
+      "CreateExperiment", "DeleteExperiment", "RestoreExperiment", "CreateRun", "UpdateRun", "DeleteRun", "RestoreRun",
+      "LogBatch", "LogInputs", "UploadArtifact",
+    ]
+    return Dictionary(uniqueKeysWithValues: reads.map { ($0, .reader) } + writes.map { ($0, .writer) })
+  }()
+
   public init(store: TrackingStore, blobs: BlobStore, maxArtifactSize: Int64 = 8 << 30, blobGracePeriod: Double = 600) {
     self.store = store
     self.blobs = blobs

@@ -5,6 +5,8 @@ import Registry
 import ShoalClient
 import ShoalProto
 import ShoalRPC
+import ShoalService
+import ShoalServiceStubs
 import ShoalStore
 import Tracking
 
@@ -85,6 +87,11 @@ struct ServeCommand: AsyncParsableCommand {
       databases.append(database)
       let blobs = try BlobStore(root: "\(location.dataDirectory)/tracking-blobs")
       TrackingService(store: TrackingStore(database: database), blobs: blobs).register(in: &router)
+      // Callers over TCP show a token that the registry vouches for.
+      interceptors.append(
+        RegistryAccessInterceptor(
+          service: TrackingV1.Tracking.fullName, requirements: TrackingService.requirements,
+          registry: RPCClient(address: location.registry)))
     default:
       throw ValidationError("unknown service '\(service)'; this build serves: \(Self.services.joined(separator: ", "))")
     }

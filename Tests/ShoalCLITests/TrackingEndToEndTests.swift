@@ -1,4 +1,8 @@
 import Foundation
+import ShoalClient
+import ShoalProto
+import ShoalRPC
+import ShoalServiceStubs
 import ShoalTestSupport
 import Testing
 
@@ -180,4 +184,71 @@ extension TrackingEndToEndTests {
             dark += r + g + b < 150
     print(f"{width}x{height} blue={blue} orange={orange} dark={dark}")
     """
+
+  /// Over TCP, tracking wants a token the registry vouches for, with the role the method needs;
+  /// its Unix socket stays open to local peers.
+  @Test func overTCPCallsNeedATokenWithTheRightRole() async throws {
+    let shoal = try TestEnvironment.product("shoal")
+    let data = try TemporaryDirectory()
+    let mesh = """
+      { "services": [ { "name": "registry" },
+                      { "name": "tracking", "listen": ["unix:tracking.sock", "tcp://127.0.0.1:0"] } ] }
+      """
+    try Data(mesh.utf8).write(to: data.url.appendingPathComponent("mesh.json"))
+    let up = try ServerProcess(shoal, ["up", "--mesh", data.path("mesh.json"), "--data", data.url.path])
+    _ = try await up.waitForLines(containing: "mesh up")
+    _ = try await up.waitForLines(containing: "registered tracking", count: 2)
+    func run(_ arguments: String...) async throws -> String {
+      let result = try await Subprocess.run(shoal, arguments + ["--data", data.url.path])
+      #expect(result.status == 0, "\(result.stderrText)")
+      return result.stdoutText.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+    _ = try await run("admin", "org", "create", "acme")
+    let reader = try await run("admin", "token", "create", "--org", "acme", "--role", "reader", "--name", "ana")
+    let writer = try await run("admin", "token", "create", "--org", "acme", "--role", "writer", "--name", "wes")
+
+    let client = ShoalClient(location: try RegistryLocation(data: data.url.path, environment: [:]))
+    var resolve = RegistryV1.ResolveRequest()
+    resolve.service = "tracking"
+    let addresses = try await client.directory.resolve(resolve).instances.map(\.address)
+    await client.close()
+    let tcp = try #require(addresses.first { $0.hasPrefix("tcp://") })
+    let unix = try #require(addresses.first { $0.hasPrefix("unix://") })
+    let overTCP = TrackingV1.Tracking.Client(RPCClient(address: try RPCAddress(parsing: tcp)))
+    let local = TrackingV1.Tracking.Client(RPCClient(address: try RPCAddress(parsing: unix)))
+    func with(_ token: String) -> CallOptions {
+      var options = CallOptions()
+      options.metadata.add("authorization", "Bearer \(token)")
+      return options
+    }
+    var experiment = TrackingV1.CreateExperimentRequest()
+    experiment.name = "roads"
+
+    let anonymous = await #expect(throws: RPCError.self) {
+      try await overTCP.listExperiments(TrackingV1.ListExperimentsRequest())
+    }
+    #expect(anonymous?.code == .unauthenticated && anonymous?.message.contains("SHOAL_TOKEN") == true)
+    let forged = await #expect(throws: RPCError.self) {
+      try await overTCP.listExperiments(TrackingV1.ListExperimentsRequest(), options: with("shoal_not-a-token"))
+    }
+    #expect(forged?.code == .unauthenticated)
+    _ = try await overTCP.listExperiments(TrackingV1.ListExperimentsRequest(), options: with(reader))
+    let readOnly = await #expect(throws: RPCError.self) {
+      try await overTCP.createExperiment(experiment, options: with(reader))
+    }
+    #expect(readOnly?.code == .permissionDenied && readOnly?.message.contains("needs role writer") == true)
+    #expect(try await overTCP.createExperiment(experiment, options: with(writer)).name == "roads")
+    let collect = await #expect(throws: RPCError.self) {
+      try await overTCP.garbageCollect(TrackingV1.GarbageCollectRequest(), options: with(writer))
+    }
+    #expect(collect?.code == .permissionDenied && collect?.message.contains("needs role admin") == true)
+    // A local peer needs no token.
+    experiment.name = "rivers"
+    _ = try await local.createExperiment(experiment)
+    #expect(try await local.listExperiments(TrackingV1.ListExperimentsRequest()).experiments.count == 2)
+    await (overTCP.rpc as? RPCClient)?.close()
+    await (local.rpc as? RPCClient)?.close()
+    #expect(!up.text.contains(reader) && !up.text.contains(writer), "a token appeared in the mesh's output")
+    #expect(try await up.stop() == 0)
+  }
 }

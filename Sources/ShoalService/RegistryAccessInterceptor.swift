@@ -1,0 +1,73 @@
+public import ShoalProto
+public import ShoalRPC
+import ShoalServiceStubs
+import Synchronization
+
+/// Access control for a service other than the registry, by the registry's tokens.
+///
+/// A peer on the service's Unix socket is trusted: the socket file's permissions decide who can be
+/// one. A call over TCP must carry `authorization: Bearer <token>`; the registry vouches for the
+/// token (WhoAmI, asked with that token), and the principal's role must cover what the method
+/// needs (a method not listed needs admin). The registry's answer is kept for `cacheFor`, so a
+/// token replaced in the registry stops working here within that time. Tokens are never logged.
+public final class RegistryAccessInterceptor: ServerInterceptor, Sendable {
+  private let service: String
+  private let requirements: [String: RegistryV1.Role]
+  private let registry: RegistryV1.ModelRegistry.Client
+  private let cacheFor: Duration
+  private let known = Mutex<[String: (principal: RegistryV1.Principal, until: ContinuousClock.Instant)]>([:])
+
+  /// Access to the methods of `service` (its full name), each needing the role `requirements`
+  /// gives, checked against the registry `registry` reaches.
+  public init(
+    service: String, requirements: [String: RegistryV1.Role], registry: any RPCChannel,
+    cacheFor: Duration = .seconds(30)
+  ) {
+    self.service = service
+    self.requirements = requirements
+    self.registry = RegistryV1.ModelRegistry.Client(registry)
+    self.cacheFor = cacheFor
+  }
+
+  public func intercept(_ context: ServerContext, next: @Sendable () async throws -> Void) async throws {
+    guard context.method.service == service, !context.isUnixSocketPeer else { return try await next() }
+    guard let header = context.metadata["authorization"], header.hasPrefix("Bearer ") else {
+      throw RPCError(
+        .unauthenticated,
+        "calls over TCP need a token: set SHOAL_TOKEN (an admin creates one with `shoal admin token create`)")
+    }
+    let principal = try await principal(forToken: String(header.dropFirst(7)))
+    let needed = requirements[context.method.name] ?? .admin
+    guard principal.superuser || principal.role.rawValue >= needed.rawValue else {
+      let name = { (role: RegistryV1.Role) in role.protoName?.lowercased() ?? "none" }
+      throw RPCError(
+        .permissionDenied,
+        "\(context.method.name) needs role \(name(needed)); \(principal.name)@\(principal.organization) is "
+          + name(principal.role))
+    }
+    try await next()
+  }
+
+  /// Who the registry says `token` belongs to (from the cache while that answer is fresh).
+  private func principal(forToken token: String) async throws -> RegistryV1.Principal {
+    let now = ContinuousClock.now
+    if let entry = known.withLock({ $0[token] }), entry.until > now { return entry.principal }
+    var options = CallOptions(timeout: .seconds(5))
+    options.metadata.add("authorization", "Bearer \(token)")
+    let principal: RegistryV1.Principal
+    do {
+      principal = try await registry.whoAmI(RegistryV1.WhoAmIRequest(), options: options)
+    } catch  where error.code == .unauthenticated {
+      throw RPCError(
+        .unauthenticated, "the token is not valid (malformed, unknown or replaced); ask an admin for a new one")
+    } catch {
+      throw RPCError(.unavailable, "cannot check the token with the registry: \(error.message)")
+    }
+    known.withLock { entries in
+      // Expired answers go when the cache grows, so that it holds only tokens in use.
+      if entries.count >= 1024 { entries = entries.filter { $0.value.until > now } }
+      entries[token] = (principal, now + cacheFor)
+    }
+    return principal
+  }
+}
