@@ -73,8 +73,8 @@ public struct MetricChunkError: RPCErrorConvertible, CustomStringConvertible {
   public var key: String
 
   public var description: String {
-    "a stored chunk of metric '\(key)' has \(bytes) bytes, not the whole points of \(MetricChunk.stride) bytes"
-      + " its row counts"
+    "a stored chunk of metric '\(key)' is damaged: its \(bytes) bytes are not whole \(MetricChunk.stride)-byte points"
+      + " or fewer than its row counts"
   }
 
   public var rpcError: RPCError { RPCError(.dataLoss, description) }

@@ -112,21 +112,30 @@ extension TrackingStore {
 
   /// Whether each of `runIDs` is deleted; runs that do not exist are left out.
   private static func runsDeleted(_ runIDs: Set<String>, _ connection: any SQLConnection) throws -> [String: Bool] {
-    // A fixed number of ids a query (the last repeated), so that one prepared statement serves.
-    let perQuery = 64
-    let placeholders = (1...perQuery).map { "$\($0)" }.joined(separator: ", ")
-    let ids = Array(runIDs)
+    let list = InList(runIDs.map { .text($0) }, from: 1)
     var deleted: [String: Bool] = [:]
-    for first in stride(from: 0, to: ids.count, by: perQuery) {
-      let part = ids[first..<min(ids.count, first + perQuery)]
-      let padded = part + Array(repeating: part.last!, count: perQuery - part.count)
-      for row in try connection.query(
-        "SELECT run_id, deleted FROM runs WHERE run_id IN (\(placeholders))", padded.map { .text($0) })
-      {
+    for part in list.parts {
+      for row in try connection.query("SELECT run_id, deleted FROM runs WHERE run_id IN (\(list.placeholders))", part) {
         deleted[try row.string("run_id")] = try row.bool("deleted")
       }
     }
     return deleted
+  }
+
+  /// The values of an IN list, 64 a query (the last part padded with its last value) so that one
+  /// prepared statement serves every part, with the placeholders from `$first` on.
+  private struct InList {
+    static let size = 64
+    let placeholders: String
+    let parts: [[SQLValue]]
+
+    init(_ values: [SQLValue], from first: Int) {
+      placeholders = (first..<first + Self.size).map { "$\($0)" }.joined(separator: ", ")
+      parts = stride(from: 0, to: values.count, by: Self.size).map { start in
+        let part = values[start..<min(values.count, start + Self.size)]
+        return part + Array(repeating: part.last!, count: Self.size - part.count)
+      }
+    }
   }
 
   /// A batch's metric rows: one `metric_chunks` row per key (the key's points, packed in step
@@ -322,16 +331,12 @@ extension TrackingStore {
       if wanted[id] == nil { order.append(id) }
       wanted[id, default: []].append(position - start)
     }
-    // A fixed number of ids a query (the last repeated), so that one prepared statement serves.
-    let perQuery = 64
-    let placeholders = (0..<perQuery).map { "$\($0 + 3)" }.joined(separator: ", ")
+    let list = InList(order.map { .integer($0) }, from: 3)
     var blobs: [Int64: [UInt8]] = [:]
-    for first in stride(from: 0, to: order.count, by: perQuery) {
-      let ids = order[first..<min(order.count, first + perQuery)]
-      let padded = ids + Array(repeating: ids.last!, count: perQuery - ids.count)
+    for part in list.parts {
       for row in try connection.query(
-        "SELECT id, points FROM metric_chunks WHERE run_id = $1 AND key = $2 AND id IN (\(placeholders))",
-        [.text(runID), .text(key)] + padded.map { .integer($0) })
+        "SELECT id, points FROM metric_chunks WHERE run_id = $1 AND key = $2 AND id IN (\(list.placeholders))",
+        [.text(runID), .text(key)] + part)
       {
         blobs[try row.int("id")] = try row.bytes("points")
       }

@@ -8,8 +8,9 @@ import Synchronization
 /// every request waiting (up to `maxGroupSize`), applies each in one transaction, commits,
 /// answers them and takes the next group, so groups follow each other without a hop back to the
 /// callers' threads in between. A request alone is applied as it would be in its own
-/// transaction. In a group each request runs under a savepoint, so one that fails (an unknown
-/// run, a conflicting value) is rolled back alone and fails alone; a failure of the database
+/// transaction. In a group each request runs under a savepoint (unless the writer takes the whole
+/// group at once), so one that fails (an unknown run, a conflicting value) is rolled back alone
+/// and fails alone; a failure of the database
 /// itself (unavailable, or a conflict that needs the whole transaction again) fails or reruns the
 /// group. Every request's response is given only after its group committed.
 public final class GroupCommit<Request: Sendable, Response: Sendable>: Sendable {
