@@ -60,6 +60,39 @@ struct DatabaseTests {
     }
   }
 
+  /// PostgreSQL sends a transaction's BEGIN with its first statement; whatever that statement is,
+  /// and whether it fails, the one connection goes on to the next transaction cleanly.
+  @Test(arguments: Backend.available)
+  func transactionsBeginWithAnyFirstStatementEvenOneThatFails(_ backend: Backend) async throws {
+    var config = Database.Config.defaults
+    config.connections = 1
+    try await backend.withDatabase(config: config) { database, _ in
+      try await database.transaction { try $0.executeScript($0.dialect.ddl(Self.table)) }
+      try await database.transaction { _ in }
+      try await database.transaction { try $0.execute("INSERT INTO items (name) VALUES ($1)", "a") }
+      let first = await #expect(throws: StoreError.self) {
+        try await database.transaction { try $0.execute("INSERT INTO items (name) VALUES ($1)", "a") }
+      }
+      #expect(first?.code == .alreadyExists)
+      let batch = await #expect(throws: StoreError.self) {
+        try await database.transaction {
+          try $0.executeBatch("INSERT INTO items (name) VALUES ($1)", [[.text("b")], [.text("a")]])
+        }
+      }
+      #expect(batch?.code == .alreadyExists)
+      let count = try await database.transaction { try $0.query("SELECT count(*) AS n FROM items")[0].int("n") }
+      #expect(count == 1)
+      try await database.transaction { connection in
+        try connection.executeBatch("INSERT INTO items (name) VALUES ($1)", [[.text("c")]])
+        try connection.execute("INSERT INTO items (name) VALUES ($1)", "d")
+      }
+      let names = try await database.read {
+        try $0.query("SELECT name FROM items ORDER BY name").map { try $0.string("name") }
+      }
+      #expect(names == ["a", "c", "d"])
+    }
+  }
+
   @Test(arguments: Backend.available)
   func constraintViolationsAreClassified(_ backend: Backend) async throws {
     try await backend.withDatabase { database, _ in

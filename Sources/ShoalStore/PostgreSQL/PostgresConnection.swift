@@ -12,6 +12,9 @@ final class PostgresConnection: DatabaseDriver {
   /// Statements sent in one pipeline before its results are read (keeps both sides' socket
   /// buffers from filling up).
   private static let pipelineDepth = 256
+  /// A transaction's BEGIN waits to go with its first statement, in the same round trip.
+  private var beginPending = false
+  private static let beginSQL = "BEGIN ISOLATION LEVEL SERIALIZABLE"
 
   init(conninfo: String, schema: String) throws(StoreError) {
     location = StoreURL.redacted(conninfo)
@@ -69,6 +72,11 @@ final class PostgresConnection: DatabaseDriver {
     let name = try prepare(sql)
     guard PQenterPipelineMode(connection) == 1 else { throw connectionError("cannot enter pipeline mode") }
     defer { PQexitPipelineMode(connection) }
+    if takeBegin() {
+      guard PQsendQueryParams(connection, Self.beginSQL, 0, nil, nil, nil, nil, 0) == 1 else {
+        throw connectionError("cannot send BEGIN")
+      }
+    }
     var start = 0
     while start < rows.count {
       let end = min(start + PostgresConnection.pipelineDepth, rows.count)
@@ -98,7 +106,7 @@ final class PostgresConnection: DatabaseDriver {
   }
 
   func executeScript(_ sql: String) throws(StoreError) {
-    let result = PQexec(connection, sql)
+    let result = PQexec(connection, takeBegin() ? "\(Self.beginSQL); \(sql)" : sql)
     defer { PQclear(result) }
     try check(result, sql)
   }
@@ -106,12 +114,23 @@ final class PostgresConnection: DatabaseDriver {
   // MARK: Transactions
 
   /// Serializable, like SQLite's single writer, so the same code is correct on both; a conflict
-  /// fails with `.conflict` and `Database.transaction` runs the closure again.
-  func begin() throws(StoreError) { try executeScript("BEGIN ISOLATION LEVEL SERIALIZABLE") }
-  func commit() throws(StoreError) { try executeScript("COMMIT") }
+  /// fails with `.conflict` and `Database.transaction` runs the closure again. BEGIN is sent with
+  /// the first statement, saving a round trip; a transaction that ran none has nothing to end.
+  func begin() throws(StoreError) { beginPending = true }
+  func commit() throws(StoreError) {
+    guard !takeBegin() else { return }
+    try executeScript("COMMIT")
+  }
   func rollback() {
+    beginPending = false
     guard let connection, PQtransactionStatus(connection) != PQTRANS_IDLE else { return }
     PQclear(PQexec(connection, "ROLLBACK"))
+  }
+
+  /// Whether BEGIN is still to be sent (it is about to be: the flag is cleared).
+  private func takeBegin() -> Bool {
+    defer { beginPending = false }
+    return beginPending
   }
 
   // MARK: Helpers
@@ -128,6 +147,7 @@ final class PostgresConnection: DatabaseDriver {
 
   private func run(_ sql: String, _ parameters: [SQLValue]) throws(StoreError) -> OpaquePointer {
     let name = try prepare(sql)
+    if takeBegin() { return try runAfterBegin(sql, name, parameters) }
     let result = PostgresConnection.withParameters(parameters) { values, lengths, formats in
       PQexecPrepared(connection, name, Int32(parameters.count), values, lengths, formats, 0)
     }
@@ -138,6 +158,51 @@ final class PostgresConnection: DatabaseDriver {
       throw error
     }
     return result!
+  }
+
+  /// A transaction's BEGIN and its first statement in one round trip (pipeline mode); the
+  /// statement's result.
+  private func runAfterBegin(
+    _ sql: String, _ name: String, _ parameters: [SQLValue]
+  ) throws(StoreError) -> OpaquePointer {
+    guard PQenterPipelineMode(connection) == 1 else { throw connectionError("cannot enter pipeline mode") }
+    defer { PQexitPipelineMode(connection) }
+    let sent =
+      PQsendQueryParams(connection, Self.beginSQL, 0, nil, nil, nil, nil, 0) == 1
+      && PostgresConnection.withParameters(parameters) { values, lengths, formats in
+        PQsendQueryPrepared(connection, name, Int32(parameters.count), values, lengths, formats, 0)
+      } == 1 && PQpipelineSync(connection) == 1
+    guard sent else { throw connectionError("cannot send a transaction's first statement") }
+    // BEGIN's result, the statement's, then the sync marker (each query's results end with a NULL).
+    var results: [OpaquePointer] = []
+    while true {
+      guard let result = PQgetResult(connection) else {
+        if isBroken {
+          for result in results { PQclear(result) }
+          throw connectionError("the connection broke during a statement")
+        }
+        continue
+      }
+      if PQresultStatus(result) == PGRES_PIPELINE_SYNC {
+        PQclear(result)
+        break
+      }
+      results.append(result)
+    }
+    guard results.count == 2 else {
+      for result in results { PQclear(result) }
+      throw connectionError("expected 2 results from BEGIN and a statement, got \(results.count)")
+    }
+    let (begun, result) = (results[0], results[1])
+    defer { PQclear(begun) }
+    do {
+      try check(begun, Self.beginSQL)
+      try check(result, sql)
+    } catch {
+      PQclear(result)
+      throw error
+    }
+    return result
   }
 
   private func check(_ result: OpaquePointer?, _ sql: String) throws(StoreError) {
