@@ -80,6 +80,42 @@ import Testing
     #expect(outputs[0] != outputs[1])
   }
 
+  @Test func thePortableKernelsCanBeChosenAndAgreeWithTheVectorOnes() async throws {
+    let shoal = try TestEnvironment.product("shoal")
+    let directory = try TemporaryDirectory()
+    var random = SplitMix64(seed: 4)
+    func values(_ count: Int) -> [Float] { (0..<count).map { _ in Float.random(in: -1...1, using: &random) } }
+    // Depthwise 3×3 rows of 13 (8 and an overlapping 8) and of 7 (masked), strides 1 and 2.
+    var graph = OnnxGraphBuilder(name: "depthwise", opset: 13)
+    graph.input("x", .float32, [.fixed(1), .fixed(8), .fixed(13), .fixed(13)])
+    graph.initializer("w", Tensor(shape: [8, 1, 3, 3], elements: values(72)))
+    graph.node("Conv", ["x", "w"], ["s1"], attributes: ["group": .int(8), "pads": .ints([1, 1, 1, 1])])
+    graph.node(
+      "Conv", ["x", "w"], ["s2"],
+      attributes: ["group": .int(8), "strides": .ints([2, 2]), "pads": .ints([1, 1, 1, 1])])
+    graph.output("s1", .float32, nil)
+    graph.output("s2", .float32, nil)
+    let model = directory.path("depthwise.onnx")
+    try Data(graph.bytes()).write(to: URL(fileURLWithPath: model))
+    try Tensor(shape: [1, 8, 13, 13], elements: values(8 * 169)).writeNpy(to: directory.path("x.npy"))
+    var outputs: [[Float]] = []
+    for setting in ["default", "portable"] {
+      let run = try await Subprocess.run(
+        shoal, ["onnx", "run", model, "--input", "x=\(directory.path("x.npy"))", "--out", directory.path(setting)],
+        environment: ["SHOAL_KERNELS": setting])
+      #expect(run.status == 0, "\(run.stderrText)")
+      outputs.append(
+        try ["s1", "s2"].flatMap {
+          try Tensor(npyFile: directory.path("\(setting)/\($0).npy")).elements(as: Float.self)
+        })
+    }
+    #expect(outputs[0].count == 8 * (169 + 49))
+    #expect(zip(outputs[0], outputs[1]).allSatisfy { abs($0 - $1) <= 1e-5 * max(1, abs($1)) })
+    // With AVX2 and FMA the default is the fused vector loop: equal up to rounding, not bit for bit.
+    let flags = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
+    if flags.contains(" avx2") && flags.contains(" fma") { #expect(outputs[0] != outputs[1]) }
+  }
+
   @Test func trainHeadWritesAModelThatClassifies() async throws {
     let shoal = try TestEnvironment.product("shoal")
     let directory = try TemporaryDirectory()

@@ -1,3 +1,5 @@
+import CModelKernels
+
 /// Conv: im2col and one `sgemm` per image and group (1×1 convolutions go straight to `sgemm`),
 /// grouped and depthwise included; bias and a fused activation are applied to the result.
 struct ConvKernel: Kernel {
@@ -248,28 +250,13 @@ struct ConvKernel: Kernel {
           }
         }
         let w = pw + (plane % features) * 9
-        let (w0, w1, w2, w3, w4, w5, w6, w7, w8) = (w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7], w[8])
         let out = py + plane * outSize
+        // A row's three taps for output ow are at ow, ow + tap1 and ow + tap2: neighbours for
+        // stride 1; for stride 2 the even column, the odd one, the next even one.
+        let (tap1, tap2) = sW == 1 ? (1, 2) : (evenWidth, 1)
         for oh in 0..<outH {
-          let line = out + oh * outW
           let r0 = UnsafePointer(padded + oh * sH * rowLength)
-          let (r1, r2) = (r0 + rowLength, r0 + 2 * rowLength)
-          if sW == 1 {
-            for ow in 0..<outW {
-              let a = w0 * r0[ow] + w1 * r0[ow + 1] + w2 * r0[ow + 2]
-              let b = w3 * r1[ow] + w4 * r1[ow + 1] + w5 * r1[ow + 2]
-              let c = w6 * r2[ow] + w7 * r2[ow + 1] + w8 * r2[ow + 2]
-              line[ow] = a + b + c
-            }
-          } else {
-            let (o0, o1, o2) = (r0 + evenWidth, r1 + evenWidth, r2 + evenWidth)
-            for ow in 0..<outW {
-              let a = w0 * r0[ow] + w1 * o0[ow] + w2 * r0[ow + 1]
-              let b = w3 * r1[ow] + w4 * o1[ow] + w5 * r1[ow + 1]
-              let c = w6 * r2[ow] + w7 * o2[ow] + w8 * r2[ow + 1]
-              line[ow] = a + b + c
-            }
-          }
+          shoal_depthwise3x3_row(r0, r0 + rowLength, r0 + 2 * rowLength, tap1, tap2, w, out + oh * outW, outW)
         }
         finish(out, count: outSize, feature: plane % features, bias)
       }
