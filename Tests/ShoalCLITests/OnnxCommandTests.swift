@@ -53,8 +53,29 @@ import Testing
     #expect(wrong.stderrText.contains("dimension 1 must be 3"), "\(wrong.stderrText)")
   }
 
-  @Test func winogradCanBeSwitchedOffAndBothAgree() async throws {
+  /// The outputs `names` (concatenated) of `graph` on input `x`, from `shoal onnx run` once for
+  /// each setting of the environment variable `variable`.
+  private static func outputs(
+    of graph: OnnxGraphBuilder, _ x: Tensor, _ names: [String], in directory: TemporaryDirectory, variable: String,
+    settings: [String]
+  ) async throws -> [[Float]] {
     let shoal = try TestEnvironment.product("shoal")
+    let model = directory.path("model.onnx")
+    try Data(graph.bytes()).write(to: URL(fileURLWithPath: model))
+    try x.writeNpy(to: directory.path("x.npy"))
+    var outputs: [[Float]] = []
+    for setting in settings {
+      let run = try await Subprocess.run(
+        shoal, ["onnx", "run", model, "--input", "x=\(directory.path("x.npy"))", "--out", directory.path(setting)],
+        environment: [variable: setting])
+      #expect(run.status == 0, "\(run.stderrText)")
+      outputs.append(
+        try names.flatMap { try Tensor(npyFile: directory.path("\(setting)/\($0).npy")).elements(as: Float.self) })
+    }
+    return outputs
+  }
+
+  @Test func winogradCanBeSwitchedOffAndBothAgree() async throws {
     let directory = try TemporaryDirectory()
     var random = SplitMix64(seed: 3)
     func values(_ count: Int) -> [Float] { (0..<count).map { _ in Float.random(in: -1...1, using: &random) } }
@@ -64,24 +85,15 @@ import Testing
     graph.initializer("w", Tensor(shape: [16, 16, 3, 3], elements: values(16 * 16 * 9)))
     graph.node("Conv", ["x", "w"], ["y"], attributes: ["pads": .ints([1, 1, 1, 1])])
     graph.output("y", .float32, nil)
-    let model = directory.path("conv.onnx")
-    try Data(graph.bytes()).write(to: URL(fileURLWithPath: model))
-    try Tensor(shape: [1, 16, 12, 12], elements: values(16 * 144)).writeNpy(to: directory.path("x.npy"))
-    var outputs: [[Float]] = []
-    for setting in ["on", "off"] {
-      let run = try await Subprocess.run(
-        shoal, ["onnx", "run", model, "--input", "x=\(directory.path("x.npy"))", "--out", directory.path(setting)],
-        environment: ["SHOAL_WINOGRAD": setting])
-      #expect(run.status == 0, "\(run.stderrText)")
-      outputs.append(try Tensor(npyFile: directory.path("\(setting)/y.npy")).elements(as: Float.self))
-    }
+    let x = Tensor(shape: [1, 16, 12, 12], elements: values(16 * 144))
+    let outputs = try await Self.outputs(
+      of: graph, x, ["y"], in: directory, variable: "SHOAL_WINOGRAD", settings: ["on", "off"])
     // Two algorithms: equal up to float32 rounding, and not bit for bit.
     #expect(zip(outputs[0], outputs[1]).allSatisfy { abs($0 - $1) <= 1e-5 * max(1, abs($1)) })
     #expect(outputs[0] != outputs[1])
   }
 
   @Test func thePortableKernelsCanBeChosenAndAgreeWithTheVectorOnes() async throws {
-    let shoal = try TestEnvironment.product("shoal")
     let directory = try TemporaryDirectory()
     var random = SplitMix64(seed: 4)
     func values(_ count: Int) -> [Float] { (0..<count).map { _ in Float.random(in: -1...1, using: &random) } }
@@ -95,20 +107,9 @@ import Testing
       attributes: ["group": .int(8), "strides": .ints([2, 2]), "pads": .ints([1, 1, 1, 1])])
     graph.output("s1", .float32, nil)
     graph.output("s2", .float32, nil)
-    let model = directory.path("depthwise.onnx")
-    try Data(graph.bytes()).write(to: URL(fileURLWithPath: model))
-    try Tensor(shape: [1, 8, 13, 13], elements: values(8 * 169)).writeNpy(to: directory.path("x.npy"))
-    var outputs: [[Float]] = []
-    for setting in ["default", "portable"] {
-      let run = try await Subprocess.run(
-        shoal, ["onnx", "run", model, "--input", "x=\(directory.path("x.npy"))", "--out", directory.path(setting)],
-        environment: ["SHOAL_KERNELS": setting])
-      #expect(run.status == 0, "\(run.stderrText)")
-      outputs.append(
-        try ["s1", "s2"].flatMap {
-          try Tensor(npyFile: directory.path("\(setting)/\($0).npy")).elements(as: Float.self)
-        })
-    }
+    let x = Tensor(shape: [1, 8, 13, 13], elements: values(8 * 169))
+    let outputs = try await Self.outputs(
+      of: graph, x, ["s1", "s2"], in: directory, variable: "SHOAL_KERNELS", settings: ["default", "portable"])
     #expect(outputs[0].count == 8 * (169 + 49))
     #expect(zip(outputs[0], outputs[1]).allSatisfy { abs($0 - $1) <= 1e-5 * max(1, abs($1)) })
     // With AVX2 and FMA the default is the fused vector loop: equal up to rounding, not bit for bit.
