@@ -17,14 +17,25 @@ public final class ServerProcess: @unchecked Sendable {
     }
     process.standardOutput = output
     process.standardError = output
-    output.fileHandleForReading.readabilityHandler = { [weak self] handle in
-      let data = handle.availableData
-      guard let self, !data.isEmpty else { return }
-      self.lock.lock()
-      self.collected += String(decoding: data, as: UTF8.self)
-      self.lock.unlock()
-    }
     try process.run()
+    // Read on a thread of its own with blocking reads until the child's end closes (`run` has
+    // closed ours), rather than with a `readabilityHandler`: its dispatch source is where
+    // libdispatch's manager thread was seen to crash on Linux (swift-bundler issue #150 reports
+    // the same signature). The thread holds the reading end, so its descriptor stays open until
+    // the thread has read to the end.
+    let handle = output.fileHandleForReading
+    let reader = Thread { [weak self] in
+      var buffer = [UInt8](repeating: 0, count: 1 << 16)
+      while true {
+        let count = buffer.withUnsafeMutableBytes { read(handle.fileDescriptor, $0.baseAddress, $0.count) }
+        if count < 0 && errno == EINTR { continue }
+        guard count > 0, let self else { return }
+        self.lock.lock()
+        self.collected += String(decoding: buffer[..<count], as: UTF8.self)
+        self.lock.unlock()
+      }
+    }
+    reader.start()
   }
 
   deinit {
