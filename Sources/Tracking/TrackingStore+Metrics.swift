@@ -15,11 +15,8 @@ extension TrackingStore {
     _ request: TrackingV1.LogBatchRequest, on connection: any SQLConnection
   ) throws -> TrackingV1.LogBatchResponse {
     // Only the run's state is needed here, not the whole run with its params and metrics.
-    guard let state = try connection.queryFirst("SELECT deleted FROM runs WHERE run_id = $1", .text(request.runId))
-    else { throw RPCError(.notFound, "run '\(request.runId)' not found") }
-    guard try !state.bool("deleted") else {
-      throw RPCError(.failedPrecondition, "run '\(request.runId)' is deleted; restore it before logging to it")
-    }
+    let state = try connection.queryFirst("SELECT deleted FROM runs WHERE run_id = $1", .text(request.runId))
+    try checkLoggable(request.runId, deleted: try state?.bool("deleted"))
     var response = TrackingV1.LogBatchResponse()
     if !request.requestId.isEmpty {
       let seen = try connection.queryFirst(
@@ -88,18 +85,16 @@ extension TrackingStore {
     var latest: [(key: String, row: [SQLValue])] = []
     for index in plain {
       let request = requests[index]
-      switch deleted[request.runId] {
-      case nil:
-        results[index] = .failure(RPCError(.notFound, "run '\(request.runId)' not found"))
-      case true?:
-        results[index] = .failure(
-          RPCError(.failedPrecondition, "run '\(request.runId)' is deleted; restore it before logging to it"))
-      case false?:
-        let rows = metricRows(request)
-        chunks += rows.chunks
-        latest += rows.latest.map { ("\(request.runId)\u{0}\($0.key)", $0.row) }
-        results[index] = .success(TrackingV1.LogBatchResponse())
+      do {
+        try checkLoggable(request.runId, deleted: deleted[request.runId])
+      } catch {
+        results[index] = .failure(error)
+        continue
       }
+      let rows = metricRows(request)
+      chunks += rows.chunks
+      latest += rows.latest.map { ("\(request.runId)\u{0}\($0.key)", $0.row) }
+      results[index] = .success(TrackingV1.LogBatchResponse())
     }
     try connection.executeBatch(insertChunk, chunks)
     // Sorted by run and key (the same lock order for every writer); a stable sort keeps the
@@ -108,6 +103,14 @@ extension TrackingStore {
       upsertLatest,
       latest.enumerated().sorted { ($0.element.key, $0.offset) < ($1.element.key, $1.offset) }.map(\.element.row))
     return results.map { $0! }
+  }
+
+  /// Refuses logging to a run that does not exist (`deleted` nil) or is deleted.
+  static func checkLoggable(_ runID: String, deleted: Bool?) throws(RPCError) {
+    guard let deleted else { throw RPCError(.notFound, "run '\(runID)' not found") }
+    guard !deleted else {
+      throw RPCError(.failedPrecondition, "run '\(runID)' is deleted; restore it before logging to it")
+    }
   }
 
   /// Whether each of `runIDs` is deleted; runs that do not exist are left out.
@@ -316,13 +319,15 @@ extension TrackingStore {
     _ runID: String, _ key: String, to count: Int, _ connection: any SQLConnection
   ) throws -> [TrackingV1.Metric] {
     let stored = try StoredSeries(runID, key, connection)
-    guard stored.inOrder else { return thinned(try stored.all(runID, key, connection), to: count) }
+    let total = stored.chunks.reduce(0) { $0 + $1.count }
+    // Out of order, or every point kept: the whole series, in one range read.
+    guard stored.inOrder, total > count else { return thinned(try stored.all(runID, key, connection), to: count) }
     // The chosen positions, as indices within the chunks that hold them.
     var wanted: [Int64: [Int]] = [:]
     var order: [Int64] = []
     var chunk = 0
     var start = 0
-    for position in thinnedPositions(of: stored.chunks.reduce(0) { $0 + $1.count }, to: count) {
+    for position in thinnedPositions(of: total, to: count) {
       while position >= start + stored.chunks[chunk].count {
         start += stored.chunks[chunk].count
         chunk += 1

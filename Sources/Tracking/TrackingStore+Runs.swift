@@ -63,9 +63,7 @@ extension TrackingStore {
   /// Records the datasets a run used; one already recorded in the same context is left as it is.
   public func logInputs(_ request: TrackingV1.LogInputsRequest) async throws {
     let run = try await run(request.runId)
-    guard run.lifecycle == .active else {
-      throw RPCError(.failedPrecondition, "run '\(request.runId)' is deleted; restore it before logging to it")
-    }
+    try Self.checkLoggable(request.runId, deleted: run.lifecycle != .active)
     try await database.transaction { connection in
       for input in request.datasets {
         try connection.execute(
