@@ -96,7 +96,7 @@ let package = Package(
       ],
       swiftSettings: strictSwift
     ),
-    // Inner loops built 8 wide with AVX2 and FMA per function, chosen at run time by the CPU.
+    // Inner loops built with AVX2 and FMA or AVX-512 per function, chosen at run time by the CPU.
     .target(name: "CModelKernels"),
 
     // The code generator: protoc-c's build of descriptor.proto, the generator library, its command.

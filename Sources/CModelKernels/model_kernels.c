@@ -71,3 +71,110 @@ void shoal_depthwise3x3_row(
     depthwise3x3_row_portable(row0, row1, row2, tap1, tap2, weights, out, count);
   }
 }
+
+int shoal_kernels_have_avx512(void) {
+  static int known = -1;
+  if (known < 0) {
+    const char *setting = getenv("SHOAL_KERNELS");
+    __builtin_cpu_init();
+    known = !(setting && strcmp(setting, "portable") == 0) && __builtin_cpu_supports("avx512f");
+  }
+  return known;
+}
+
+void shoal_pack_panels(const float *a, long rows, long depth, float *packed) {
+  long panels = (rows + SHOAL_PANEL_ROWS - 1) / SHOAL_PANEL_ROWS;
+  for (long p = 0; p < panels; p++) {
+    float *panel = packed + p * depth * SHOAL_PANEL_ROWS;
+    for (long r = 0; r < SHOAL_PANEL_ROWS; r++) {
+      long row = p * SHOAL_PANEL_ROWS + r;
+      for (long k = 0; k < depth; k++) panel[k * SHOAL_PANEL_ROWS + r] = row < rows ? a[row * depth + k] : 0;
+    }
+  }
+}
+
+void shoal_pack_tiles(const float *b, long depth, long columns, long ldb, long first_tile, long end_tile, float *packed) {
+  for (long t = first_tile; t < end_tile; t++) {
+    long start = t * SHOAL_TILE_COLUMNS;
+    long width = columns - start < SHOAL_TILE_COLUMNS ? columns - start : SHOAL_TILE_COLUMNS;
+    float *tile = packed + start * depth;
+    const float *source = b + start;
+    for (long k = 0; k < depth; k++) {
+      for (long j = 0; j < width; j++) tile[k * width + j] = source[k * ldb + j];
+    }
+  }
+}
+
+/// One panel of 32 rows × `WIDTH` columns: the 32 rows' sums run in two 16-wide registers per
+/// column, each step of k loading the panel's 32 weights once and broadcasting the tile's
+/// `WIDTH` values. The sums go out through a small transposing buffer, with the bias added and,
+/// if asked, negative values set to 0.
+__attribute__((target("avx512f"), always_inline)) static inline void panel_tile(
+    const int WIDTH, long depth, const float *a, const float *b, float *c, long ldc, long rows, const float *bias,
+    int relu) {
+  __m512 sum[SHOAL_TILE_COLUMNS][2];
+  for (int j = 0; j < WIDTH; j++) sum[j][0] = sum[j][1] = _mm512_setzero_ps();
+  for (long k = 0; k < depth; k++) {
+    __m512 a0 = _mm512_load_ps(a), a1 = _mm512_load_ps(a + 16);
+    for (int j = 0; j < WIDTH; j++) {
+      __m512 value = _mm512_set1_ps(b[j]);
+      sum[j][0] = _mm512_fmadd_ps(a0, value, sum[j][0]);
+      sum[j][1] = _mm512_fmadd_ps(a1, value, sum[j][1]);
+    }
+    a += SHOAL_PANEL_ROWS;
+    b += WIDTH;
+  }
+  __m512 b0 = _mm512_setzero_ps(), b1 = _mm512_setzero_ps();
+  if (bias) {
+    __mmask16 m0 = rows >= 16 ? 0xFFFF : (__mmask16)((1u << rows) - 1);
+    __mmask16 m1 = rows >= 32 ? 0xFFFF : rows <= 16 ? 0 : (__mmask16)((1u << (rows - 16)) - 1);
+    b0 = _mm512_maskz_loadu_ps(m0, bias);
+    b1 = _mm512_maskz_loadu_ps(m1, bias + 16);
+  }
+  float out[SHOAL_TILE_COLUMNS][SHOAL_PANEL_ROWS] __attribute__((aligned(64)));
+  for (int j = 0; j < WIDTH; j++) {
+    __m512 s0 = _mm512_add_ps(sum[j][0], b0), s1 = _mm512_add_ps(sum[j][1], b1);
+    if (relu) {
+      s0 = _mm512_max_ps(_mm512_setzero_ps(), s0);  // NaN stays NaN (the second operand wins)
+      s1 = _mm512_max_ps(_mm512_setzero_ps(), s1);
+    }
+    _mm512_store_ps(out[j], s0);
+    _mm512_store_ps(out[j] + 16, s1);
+  }
+  for (long r = 0; r < rows; r++) {
+    for (int j = 0; j < WIDTH; j++) c[r * ldc + j] = out[j][r];
+  }
+}
+
+__attribute__((target("avx512f"))) static void panel_tile_any(
+    long width, long depth, const float *a, const float *b, float *c, long ldc, long rows, const float *bias, int relu) {
+  switch (width) {
+  case 1: panel_tile(1, depth, a, b, c, ldc, rows, bias, relu); break;
+  case 2: panel_tile(2, depth, a, b, c, ldc, rows, bias, relu); break;
+  case 3: panel_tile(3, depth, a, b, c, ldc, rows, bias, relu); break;
+  case 4: panel_tile(4, depth, a, b, c, ldc, rows, bias, relu); break;
+  case 5: panel_tile(5, depth, a, b, c, ldc, rows, bias, relu); break;
+  case 6: panel_tile(6, depth, a, b, c, ldc, rows, bias, relu); break;
+  case 7: panel_tile(7, depth, a, b, c, ldc, rows, bias, relu); break;
+  case 8: panel_tile(8, depth, a, b, c, ldc, rows, bias, relu); break;
+  case 9: panel_tile(9, depth, a, b, c, ldc, rows, bias, relu); break;
+  case 10: panel_tile(10, depth, a, b, c, ldc, rows, bias, relu); break;
+  case 11: panel_tile(11, depth, a, b, c, ldc, rows, bias, relu); break;
+  default: panel_tile(12, depth, a, b, c, ldc, rows, bias, relu); break;
+  }
+}
+
+void shoal_gemm_panels(
+    const float *packed_a, long rows, long depth, const float *packed_b, long columns, float *c, long ldc,
+    const float *bias, int relu, long first, long end) {
+  long tiles = (columns + SHOAL_TILE_COLUMNS - 1) / SHOAL_TILE_COLUMNS;
+  for (long unit = first; unit < end; unit++) {
+    long p = unit / tiles, t = unit % tiles;
+    long start = t * SHOAL_TILE_COLUMNS, row = p * SHOAL_PANEL_ROWS;
+    long width = columns - start < SHOAL_TILE_COLUMNS ? columns - start : SHOAL_TILE_COLUMNS;
+    long count = rows - row < SHOAL_PANEL_ROWS ? rows - row : SHOAL_PANEL_ROWS;
+    panel_tile_any(
+        width, depth, packed_a + p * depth * SHOAL_PANEL_ROWS, packed_b + start * depth, c + row * ldc + start, ldc,
+        count, bias ? bias + row : 0, relu);
+  }
+}

@@ -116,6 +116,24 @@ import Testing
     #expect(outputs["p"]!.elements(as: Float.self).allSatisfy { $0.isNaN })
   }
 
+  /// A convolution with a fused ReLU (on AVX-512, the panel kernel, whose ReLU is a vector
+  /// maximum): a NaN input makes its position's outputs NaN, for every feature, and no others.
+  @Test func aNaNInputStaysNaNThroughConvAndRelu() throws {
+    var graph = OnnxGraphBuilder(name: "conv-relu")
+    graph.input("x", .float32, [.fixed(1), .fixed(2), .fixed(3), .fixed(3)])
+    graph.initializer("w", Tensor(shape: [40, 2, 1, 1], elements: (0..<80).map { Float($0 % 7) - 3 }))
+    graph.initializer("b", Tensor(shape: [40], elements: (0..<40).map { Float($0) }))
+    graph.node("Conv", ["x", "w", "b"], ["c"])
+    graph.node("Relu", ["c"], ["y"])
+    graph.output("y", .float32, [.fixed(1), .fixed(40), .fixed(3), .fixed(3)])
+    var x = [Float](repeating: 1, count: 18)
+    x[4] = .nan
+    let y = try Model(onnx: graph.bytes()).run(["x": Tensor(shape: [1, 2, 3, 3], elements: x)])["y"]!
+    for (index, value) in y.elements(as: Float.self).enumerated() {
+      #expect(value.isNaN == (index % 9 == 4), "output \(index)")
+    }
+  }
+
   /// Max pooling, 8 outputs at a time inside the row and one at a time at its borders: a NaN
   /// wins every window that holds it, and every other output is its window's maximum.
   @Test(arguments: [1, 2])

@@ -242,6 +242,23 @@ import Testing
         "conv-3x3-stride2-odd-width-padded", "Conv", [("x", random([1, 8, 23, 41], seed: 73))],
         constants: [("w", random([16, 8, 3, 3], seed: 74, range: -0.5...0.5))],
         attributes: ["strides": .ints([2, 2]), "pads": .ints([1, 0, 0, 2])]),
+      // At most 256 output positions, constant weights, AVX-512: the panel kernel (32 features ×
+      // 12 positions per tile). Features that leave a partial panel, positions that leave a
+      // one-column tile, two images; a fused ReLU, a LeakyRelu applied after, no bias.
+      Case(
+        name: "conv-1x1-panels-ragged-relu", inputs: [("x", random([2, 70, 7, 7], seed: 85))],
+        initializers: [("w", random([40, 70, 1, 1], seed: 86, range: -0.25...0.25)), ("b", random([40], seed: 87))],
+        nodes: [("Conv", ["x", "w", "b"], ["c"], [:]), ("Relu", ["c"], ["y"], [:])]),
+      Case(
+        name: "conv-3x3-panels-stride2-leaky-relu", inputs: [("x", random([1, 24, 13, 11], seed: 88))],
+        initializers: [("w", random([33, 24, 3, 3], seed: 89, range: -0.25...0.25)), ("b", random([33], seed: 90))],
+        nodes: [
+          ("Conv", ["x", "w", "b"], ["c"], ["strides": .ints([2, 2]), "pads": .ints([1, 1, 0, 1])]),
+          ("LeakyRelu", ["c"], ["y"], ["alpha": .float(0.1)]),
+        ]),
+      single(
+        "conv-1x1-stride2-panels-no-bias", "Conv", [("x", random([1, 16, 14, 13], seed: 91))],
+        constants: [("w", random([48, 16, 1, 1], seed: 92))], attributes: ["strides": .ints([2, 2])]),
       // Depthwise rows shorter than 8 outputs (masked lanes), stride 1 and 2.
       single(
         "conv-depthwise-3x3-narrow-rows", "Conv", [("x", random([1, 8, 6, 5], seed: 81))],

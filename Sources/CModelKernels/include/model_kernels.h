@@ -2,8 +2,8 @@
 #define SHOAL_MODEL_KERNELS_H
 
 /// Inner loops of the model core that the default Swift target (SSE2) runs 4 wide, built here
-/// with per-function target attributes so that a CPU with AVX2 and FMA runs them 8 wide; the
-/// choice is made once, at run time, from what the CPU reports.
+/// with per-function target attributes so that a CPU with AVX2 and FMA runs them 8 wide, and one
+/// with AVX-512 16 wide; the choice is made once, at run time, from what the CPU reports.
 
 /// Whether this CPU has AVX2 and FMA (and the kernels below use them); `SHOAL_KERNELS=portable`
 /// in the environment says no.
@@ -16,5 +16,33 @@ int shoal_kernels_have_avx2(void);
 void shoal_depthwise3x3_row(
     const float *row0, const float *row1, const float *row2, long tap1, long tap2, const float *weights,
     float *out, long count);
+
+/// Whether this CPU has AVX-512 (and `shoal_gemm_panels` may be called); `SHOAL_KERNELS=portable`
+/// in the environment says no.
+int shoal_kernels_have_avx512(void);
+
+/// The rows of a weight panel and the columns of a tile in `shoal_gemm_panels`.
+#define SHOAL_PANEL_ROWS 32
+#define SHOAL_TILE_COLUMNS 12
+
+/// Packs `a` [rows × depth] row-major into panels of 32 rows, each [depth][32] (a step of k
+/// holds the panel's 32 rows side by side), the last one padded with zero rows:
+/// ⌈rows / 32⌉ · depth · 32 floats, 64-byte aligned when `packed` is.
+void shoal_pack_panels(const float *a, long rows, long depth, float *packed);
+
+/// Packs tiles `first_tile..<end_tile` of `b` [depth × columns] (leading dimension `ldb`) into
+/// `packed` (depth · columns floats): tile t holds columns 12t..<min(12t + 12, columns), stored
+/// [depth][width] from float 12t · depth on.
+void shoal_pack_tiles(const float *b, long depth, long columns, long ldb, long first_tile, long end_tile, float *packed);
+
+/// C = A · B (+ bias per row, then max(0, ·) if `relu`) for the (panel, tile) units
+/// `first..<end`, unit u being panel u / tiles and tile u % tiles: `packed_a` from
+/// `shoal_pack_panels`, `packed_b` from `shoal_pack_tiles`, C [rows × columns] with leading
+/// dimension `ldc`. Every sum runs over the whole depth in registers, so C is written once.
+/// For narrow products (few columns: late convolution layers), where a GEMM that keeps a row's
+/// columns in its registers wastes lanes. AVX-512 only.
+void shoal_gemm_panels(
+    const float *packed_a, long rows, long depth, const float *packed_b, long columns, float *c, long ldc,
+    const float *bias, int relu, long first, long end);
 
 #endif

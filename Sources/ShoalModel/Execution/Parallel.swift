@@ -19,15 +19,18 @@ public enum Parallel {
   public static var blasCore: String { String(cString: openblas_get_corename()) }
 
   /// Calls `body` with consecutive ranges covering `0..<count`, in parallel when the work
-  /// (`count` × `costPerItem`) is large enough to pay for the hand-off.
-  static func forEachRange(_ count: Int, costPerItem: Int, _ body: (Range<Int>) -> Void) {
+  /// (`count` × `costPerItem`) is large enough to pay for the hand-off; the ranges start at
+  /// multiples of `multipleOf`.
+  static func forEachRange(
+    _ count: Int, costPerItem: Int, multipleOf granule: Int = 8, _ body: (Range<Int>) -> Void
+  ) {
     let parts = Self.parts
-    guard parts > 1, count >= 2 * 8, count * costPerItem >= 1 << 16 else {
+    guard parts > 1, count >= 2 * granule, count * costPerItem >= 1 << 16 else {
       body(0..<count)
       return
     }
-    // Ranges rounded to multiples of 8 columns, so each part's GEMM keeps aligned vector tails.
-    let chunk = ((count + parts - 1) / parts + 7) & ~7
+    // By default ranges of multiples of 8 columns, so each part's GEMM keeps aligned vector tails.
+    let chunk = ((count + parts - 1) / parts + granule - 1) / granule * granule
     withoutActuallyEscaping(body) { body in
       // The parts touch disjoint memory; the closure only lives for this call.
       let shared = UncheckedSendable(body)

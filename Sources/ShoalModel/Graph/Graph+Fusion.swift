@@ -9,6 +9,19 @@ extension Graph {
     foldBatchNormalizations()
     fuseActivations()
     prepareWinograd()
+    preparePanels()
+  }
+
+  /// Convolutions with constant weights (group 1) get them packed for `panelConvolution` too,
+  /// on CPUs with AVX-512.
+  private mutating func preparePanels() {
+    for index in nodes.indices {
+      guard var conv = nodes[index].kernel as? ConvKernel, conv.group == 1, nodes[index].inputs.count > 1,
+        let weightID = nodes[index].inputs[1], let weight = fixedConstant(weightID)
+      else { continue }
+      conv.panels = ConvKernel.panelWeights(weight)
+      nodes[index].kernel = conv
+    }
   }
 
   /// A constant no caller can override (initializers that are also graph inputs can be, from IR 4).

@@ -11,9 +11,15 @@ extension ConvKernel {
   /// The fewest input channels and features for which the transforms pay for themselves.
   static let winogradMinimumChannels = 16
 
+  /// The fewest 2×2 output tiles per image for which Winograd beats the panel kernel (on 7×7
+  /// outputs, 16 tiles, its 16 GEMMs are too narrow).
+  static let winogradMinimumTilesBesidePanels = 32
+
   /// Whether this convolution runs as F(2×2, 3×3) on `g` with `channels` input channels.
   func usesWinograd(_ g: WindowGeometry, channels: Int) -> Bool {
     guard let winograd, group == 1, channels >= Self.winogradMinimumChannels else { return false }
+    let tiles = Self.winogradTiles(g)
+    if panels != nil && tiles.rows * tiles.columns < Self.winogradMinimumTilesBesidePanels { return false }
     return winograd.shape[2] == channels && g.input[0] == 1 && g.kernel == [1, 3, 3] && g.strides == [1, 1, 1]
       && g.dilations == [1, 1, 1]
   }

@@ -8,6 +8,8 @@ struct ConvKernel: Kernel {
   var activation: UnaryKernel.Function? = nil
   /// Constant 3×3 weights transformed at load for `winogradConvolution`, [16, features, channels].
   var winograd: Tensor? = nil
+  /// Constant weights packed at load for `panelConvolution`, [features rounded up to 32, depth].
+  var panels: Tensor? = nil
 
   func geometry(_ x: ValueType, _ w: ValueType) throws(ModelError) -> WindowGeometry {
     guard x.rank >= 3, w.rank == x.rank else {
@@ -34,10 +36,14 @@ struct ConvKernel: Kernel {
     }
     let depthwise = group > 1 && channels == group
     let columns: Int
-    if usesWinograd(geometry, channels: channels) {
+    if depthwise {
+      columns = 0
+    } else if usesWinograd(geometry, channels: channels) {
       columns = Self.winogradScratch(geometry, batch: x.shape[0], channels: channels, features: features)
+    } else if usesPanels(geometry) {
+      columns = Self.panelScratch(geometry, channels: channels)
     } else {
-      columns = geometry.isPointwise || depthwise ? 0 : (channels / group) * geometry.kernelSize * geometry.outputSize
+      columns = geometry.isPointwise ? 0 : (channels / group) * geometry.kernelSize * geometry.outputSize
     }
     return try convolutionPlan(x, features: features, geometry, bias: inputs.optional(2), columns: columns)
   }
@@ -63,6 +69,10 @@ struct ConvKernel: Kernel {
       }
     } else if usesWinograd(geometry, channels: channels) {
       winogradConvolution(
+        geometry, px, py, bias, scratch!.assumingMemoryBound(to: Float.self), batch: batch, channels: channels,
+        features: features)
+    } else if usesPanels(geometry) {
+      panelConvolution(
         geometry, px, py, bias, scratch!.assumingMemoryBound(to: Float.self), batch: batch, channels: channels,
         features: features)
     } else {
@@ -124,9 +134,8 @@ struct ConvKernel: Kernel {
           Blas.serialGemm(
             transA: false, transB: false, m: groupFeatures, n: positions.count, k: depth, alpha: 1, weights,
             lda: depth, source, ldb: outSize, beta: beta, output + positions.lowerBound, ldc: outSize)
-          guard activation != nil else { return }
           for m in 0..<groupFeatures {
-            finish(output + m * outSize + positions.lowerBound, count: positions.count, feature: m, nil)
+            finish(output + m * outSize + positions.lowerBound, count: positions.count, feature: m, groupBias)
           }
         }
       }
@@ -141,6 +150,7 @@ struct ConvKernel: Kernel {
     _ bias: UnsafePointer<Float>?
   ) -> Double {
     guard let bias else { return 0 }
+    if true { return 0 }
     for m in rows { (output + m * outSize + columns.lowerBound).update(repeating: bias[m], count: columns.count) }
     return 1
   }

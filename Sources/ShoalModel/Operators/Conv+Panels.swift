@@ -1,0 +1,84 @@
+import CModelKernels
+
+/// Convolutions with few output positions (ResNet's last two stages: 14×14 and 7×7) on an AVX-512
+/// kernel that keeps 32 features, not a row of positions, in each pair of vector registers.
+///
+/// A GEMM that vectorises along a row of output positions wastes lanes when a row is short: 49
+/// positions fill four 16-wide vectors, a quarter of them idle, and OpenBLAS packs the whole
+/// weight matrix again on every call for those 49 columns. Here the weights are packed once at
+/// load into panels of 32 features ([depth][32]); per run the unfolded input is packed into
+/// tiles of 12 positions ([depth][12]), and each (panel, tile) pair sums over the whole depth in
+/// 24 registers, writing its outputs once with the bias and a fused ReLU applied.
+extension ConvKernel {
+  /// The most output positions (per image) for which the panel kernel runs instead of OpenBLAS.
+  static let panelMaximumPositions = 256
+
+  /// Whether this convolution runs on the panel kernel (`panels` packed at load, AVX-512).
+  func usesPanels(_ g: WindowGeometry) -> Bool {
+    panels != nil && group == 1 && g.outputSize <= Self.panelMaximumPositions
+  }
+
+  /// Scratch floats: the packed tiles, and the unfolded input they are packed from.
+  static func panelScratch(_ g: WindowGeometry, channels: Int) -> Int {
+    let depth = channels * g.kernelSize
+    return depth * g.outputSize * (g.isPointwise ? 1 : 2)
+  }
+
+  /// Constant weights [features, channels, kernel…] packed into panels of 32 features for
+  /// `shoal_gemm_panels`; nil when the CPU has no AVX-512 (or `SHOAL_KERNELS=portable`).
+  static func panelWeights(_ w: Tensor) -> Tensor? {
+    guard shoal_kernels_have_avx512() != 0, w.dataType == .float32, w.rank >= 3 else { return nil }
+    let features = w.shape[0]
+    let depth = w.count / max(1, features)
+    let rows = (features + Int(SHOAL_PANEL_ROWS) - 1) / Int(SHOAL_PANEL_ROWS) * Int(SHOAL_PANEL_ROWS)
+    let packed = Tensor(uninitialized: [rows, depth], dataType: .float32)
+    shoal_pack_panels(w.pointer(as: Float.self), features, depth, packed.mutablePointer(as: Float.self))
+    return packed
+  }
+
+  func panelConvolution(
+    _ g: WindowGeometry, _ px: UnsafePointer<Float>, _ py: UnsafeMutablePointer<Float>, _ bias: UnsafePointer<Float>?,
+    _ scratch: UnsafeMutablePointer<Float>, batch: Int, channels: Int, features: Int
+  ) {
+    let weights = panels!.pointer(as: Float.self)
+    let depth = channels * g.kernelSize
+    let (inSize, outSize) = (g.inputSize, g.outputSize)
+    let tileColumns = Int(SHOAL_TILE_COLUMNS)
+    let tiles = (outSize + tileColumns - 1) / tileColumns
+    let panelCount = (features + Int(SHOAL_PANEL_ROWS) - 1) / Int(SHOAL_PANEL_ROWS)
+    let packed = scratch
+    let columns = scratch + depth * outSize
+    let relu: Bool
+    if case .relu = activation { relu = true } else { relu = false }
+    for n in 0..<batch {
+      let image = px + n * channels * inSize
+      let output = py + n * features * outSize
+      Parallel.forEachRange(tiles, costPerItem: depth * tileColumns, multipleOf: 1) { range in
+        let positions = range.lowerBound * tileColumns..<min(outSize, range.upperBound * tileColumns)
+        var source = image
+        if !g.isPointwise {
+          g.im2col(image, channels: channels, columns: positions, into: columns)
+          source = UnsafePointer(columns)
+        }
+        shoal_pack_tiles(source, depth, outSize, outSize, range.lowerBound, range.upperBound, packed)
+      }
+      Parallel.forEachRange(
+        panelCount * tiles, costPerItem: depth * Int(SHOAL_PANEL_ROWS) * tileColumns, multipleOf: 1
+      ) { units in
+        shoal_gemm_panels(
+          weights, features, depth, packed, outSize, output, outSize, bias, relu ? 1 : 0, units.lowerBound,
+          units.upperBound)
+        guard let activation, !relu else { return }
+        for unit in units {
+          let (panel, tile) = unit.quotientAndRemainder(dividingBy: tiles)
+          let start = tile * tileColumns
+          let width = min(tileColumns, outSize - start)
+          for m in panel * Int(SHOAL_PANEL_ROWS)..<min(features, (panel + 1) * Int(SHOAL_PANEL_ROWS)) {
+            let line = output + m * outSize + start
+            UnaryKernel.apply(activation, line, line, width)
+          }
+        }
+      }
+    }
+  }
+}
