@@ -259,6 +259,57 @@ import Testing
       single(
         "conv-1x1-stride2-panels-no-bias", "Conv", [("x", random([1, 16, 14, 13], seed: 91))],
         constants: [("w", random([48, 16, 1, 1], seed: 92))], attributes: ["strides": .ints([2, 2])]),
+      // Conv → Add → Relu fused into one node (ResNet's residual connections), on each way a
+      // convolution runs: panels, im2col with the positions split, Winograd (the residual as the
+      // Add's first operand), depthwise, OpenBLAS with the features split (weights fed as an
+      // input, so nothing is packed at load), and residuals that broadcast either way.
+      Case(
+        name: "conv-add-relu-panels",
+        inputs: [("x", random([1, 16, 7, 7], seed: 93)), ("r", random([1, 40, 7, 7], seed: 94))],
+        initializers: [("w", random([40, 16, 1, 1], seed: 95, range: -0.25...0.25)), ("b", random([40], seed: 96))],
+        nodes: [("Conv", ["x", "w", "b"], ["c"], [:]), ("Add", ["c", "r"], ["s"], [:]), ("Relu", ["s"], ["y"], [:])]),
+      Case(
+        name: "conv-add-relu-columns",
+        inputs: [("x", random([1, 8, 30, 30], seed: 97)), ("r", random([1, 16, 30, 30], seed: 98))],
+        initializers: [("w", random([16, 8, 3, 3], seed: 99, range: -0.25...0.25)), ("b", random([16], seed: 100))],
+        nodes: [
+          ("Conv", ["x", "w", "b"], ["c"], ["pads": .ints([1, 1, 1, 1])]), ("Add", ["c", "r"], ["s"], [:]),
+          ("Relu", ["s"], ["y"], [:]),
+        ]),
+      Case(
+        name: "conv-add-relu-winograd",
+        inputs: [("x", random([1, 16, 13, 11], seed: 101)), ("r", random([1, 24, 13, 11], seed: 102))],
+        initializers: [("w", random([24, 16, 3, 3], seed: 103, range: -0.5...0.5))],
+        nodes: [
+          ("Conv", ["x", "w"], ["c"], ["pads": .ints([1, 1, 1, 1])]), ("Add", ["r", "c"], ["s"], [:]),
+          ("Relu", ["s"], ["y"], [:]),
+        ]),
+      Case(
+        name: "conv-add-depthwise",
+        inputs: [("x", random([1, 8, 9, 9], seed: 104)), ("r", random([1, 8, 9, 9], seed: 105))],
+        initializers: [("w", random([8, 1, 3, 3], seed: 106))],
+        nodes: [
+          ("Conv", ["x", "w"], ["c"], ["group": .int(8), "pads": .ints([1, 1, 1, 1])]),
+          ("Add", ["c", "r"], ["y"], [:]),
+        ]),
+      Case(
+        name: "conv-add-relu-features-split",
+        inputs: [
+          ("x", random([1, 8, 7, 7], seed: 107)), ("w", random([160, 8, 1, 1], seed: 108)),
+          ("r", random([1, 160, 7, 7], seed: 109)),
+        ],
+        initializers: [("b", random([160], seed: 110))],
+        nodes: [("Conv", ["x", "w", "b"], ["c"], [:]), ("Add", ["c", "r"], ["s"], [:]), ("Relu", ["s"], ["y"], [:])]),
+      Case(
+        name: "conv-add-relu-broadcast-residual",
+        inputs: [("x", random([1, 8, 6, 6], seed: 111)), ("r", random([1, 12, 1, 1], seed: 112))],
+        initializers: [("w", random([12, 8, 1, 1], seed: 113))],
+        nodes: [("Conv", ["x", "w"], ["c"], [:]), ("Add", ["c", "r"], ["s"], [:]), ("Relu", ["s"], ["y"], [:])]),
+      Case(
+        name: "conv-add-broadcast-convolution",
+        inputs: [("x", random([1, 8, 1, 1], seed: 114)), ("r", random([1, 12, 5, 5], seed: 115))],
+        initializers: [("w", random([12, 8, 1, 1], seed: 116))],
+        nodes: [("Conv", ["x", "w"], ["c"], [:]), ("Add", ["c", "r"], ["y"], [:])]),
       // Depthwise rows shorter than 8 outputs (masked lanes), stride 1 and 2.
       single(
         "conv-depthwise-3x3-narrow-rows", "Conv", [("x", random([1, 8, 6, 5], seed: 81))],

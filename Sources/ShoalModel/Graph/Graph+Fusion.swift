@@ -7,6 +7,7 @@
 extension Graph {
   mutating func fuse() {
     foldBatchNormalizations()
+    fuseResidualAdds()
     fuseActivations()
     prepareWinograd()
     preparePanels()
@@ -104,6 +105,34 @@ extension Graph {
       else { continue }
       conv.winograd = ConvKernel.winogradWeights(weight)
       nodes[index].kernel = conv
+    }
+  }
+
+  /// Conv → Add (of the convolution's output and another value, the convolution's only reader)
+  /// becomes one Conv with the other value as a fourth input, added as the outputs are finished;
+  /// a Relu after it then fuses in as well. The fused node takes the Add's place in the order,
+  /// where the other value has been computed.
+  private mutating func fuseResidualAdds() {
+    var index = 0
+    while index < nodes.count {
+      defer { index += 1 }
+      guard var conv = nodes[index].kernel as? ConvKernel, conv.activation == nil, conv.residual == nil,
+        nodes[index].outputs.count == 1, nodes[index].inputs.count <= 3,
+        let addIndex = soleReader(of: nodes[index].outputs[0], readerCounts()),
+        let add = nodes[addIndex].kernel as? BinaryKernel, add.operation == .add, add.legacyAxis == nil, !add.mean,
+        add.activation == nil, nodes[addIndex].inputs.count == 2, nodes[addIndex].outputs.count == 1
+      else { continue }
+      let output = nodes[index].outputs[0]
+      guard let other = nodes[addIndex].inputs.first(where: { $0 != output }) ?? nil else { continue }
+      conv.residual = add
+      var fused = nodes[index]
+      fused.kernel = conv
+      fused.inputs = (fused.inputs + [nil, nil]).prefix(3) + [other]
+      fused.outputs = nodes[addIndex].outputs
+      fused.opType += "+Add"
+      nodes[addIndex] = fused
+      nodes.remove(at: index)
+      index -= 1
     }
   }
 

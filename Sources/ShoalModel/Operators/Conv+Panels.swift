@@ -38,7 +38,7 @@ extension ConvKernel {
 
   func panelConvolution(
     _ g: WindowGeometry, _ px: UnsafePointer<Float>, _ py: UnsafeMutablePointer<Float>, _ bias: UnsafePointer<Float>?,
-    _ scratch: UnsafeMutablePointer<Float>, batch: Int, channels: Int, features: Int
+    _ residual: ResidualInput?, _ scratch: UnsafeMutablePointer<Float>, batch: Int, channels: Int, features: Int
   ) {
     let weights = panels!.pointer(as: Float.self)
     let depth = channels * g.kernelSize
@@ -48,8 +48,9 @@ extension ConvKernel {
     let panelCount = (features + Int(SHOAL_PANEL_ROWS) - 1) / Int(SHOAL_PANEL_ROWS)
     let packed = scratch
     let columns = scratch + depth * outSize
-    let relu: Bool
-    if case .relu = activation { relu = true } else { relu = false }
+    // The kernel applies a ReLU itself when nothing comes between the bias and it.
+    var relu = false
+    if case .relu = activation, residual == nil { relu = true }
     for n in 0..<batch {
       let image = px + n * channels * inSize
       let output = py + n * features * outSize
@@ -68,14 +69,13 @@ extension ConvKernel {
         shoal_gemm_panels(
           weights, features, depth, packed, outSize, output, outSize, bias, relu ? 1 : 0, units.lowerBound,
           units.upperBound)
-        guard let activation, !relu else { return }
+        guard (activation != nil && !relu) || residual != nil else { return }
         for unit in units {
           let (panel, tile) = unit.quotientAndRemainder(dividingBy: tiles)
           let start = tile * tileColumns
           let width = min(tileColumns, outSize - start)
           for m in panel * Int(SHOAL_PANEL_ROWS)..<min(features, (panel + 1) * Int(SHOAL_PANEL_ROWS)) {
-            let line = output + m * outSize + start
-            UnaryKernel.apply(activation, line, line, width)
+            finish(output + m * outSize + start, count: width, feature: m, nil, residual)
           }
         }
       }

@@ -73,7 +73,7 @@ extension ConvKernel {
   /// The convolution of `batch` images as F(2×2, 3×3); bias and activation as in `finish`.
   func winogradConvolution(
     _ g: WindowGeometry, _ px: UnsafePointer<Float>, _ py: UnsafeMutablePointer<Float>, _ bias: UnsafePointer<Float>?,
-    _ scratch: UnsafeMutablePointer<Float>, batch: Int, channels: Int, features: Int
+    _ residual: ResidualInput?, _ scratch: UnsafeMutablePointer<Float>, batch: Int, channels: Int, features: Int
   ) {
     let u = winograd!.pointer(as: Float.self)
     let (tileRows, tileColumns) = Self.winogradTiles(g)
@@ -91,7 +91,7 @@ extension ConvKernel {
           beta: 0, products + position * features * tiles, ldc: tiles)
       }
     }
-    transformOutputs(g, products, into: py, bias, batch: batch, features: features)
+    transformOutputs(g, products, into: py, bias, residual, batch: batch, features: features)
   }
 
   /// `Bᵀ d B` for every 4×4 input tile `d` (overlapping by two): element (i, j) of channel `c`'s
@@ -148,7 +148,7 @@ extension ConvKernel {
   /// the bias and activation.
   private func transformOutputs(
     _ g: WindowGeometry, _ products: UnsafePointer<Float>, into py: UnsafeMutablePointer<Float>,
-    _ bias: UnsafePointer<Float>?, batch: Int, features: Int
+    _ bias: UnsafePointer<Float>?, _ residual: ResidualInput?, batch: Int, features: Int
   ) {
     let (outH, outW) = (g.output[1], g.output[2])
     let (tileRows, tileColumns) = Self.winogradTiles(g)
@@ -180,7 +180,7 @@ extension ConvKernel {
             }
           }
         }
-        finish(out, count: g.outputSize, feature: k, bias)
+        finish(out, count: g.outputSize, feature: k, bias, residual)
       }
     }
   }

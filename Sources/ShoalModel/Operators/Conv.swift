@@ -10,6 +10,10 @@ struct ConvKernel: Kernel {
   var winograd: Tensor? = nil
   /// Constant weights packed at load for `panelConvolution`, [features rounded up to 32, depth].
   var panels: Tensor? = nil
+  /// An Add fused in at load (a residual connection): the output is the activation of
+  /// conv + bias + input 3, summed while each part's outputs are still in cache. When input 3
+  /// does not have the convolution's shape (broadcasting), this Add's kernel adds it afterwards.
+  var residual: BinaryKernel? = nil
 
   func geometry(_ x: ValueType, _ w: ValueType) throws(ModelError) -> WindowGeometry {
     guard x.rank >= 3, w.rank == x.rank else {
@@ -45,7 +49,11 @@ struct ConvKernel: Kernel {
     } else {
       columns = geometry.isPointwise ? 0 : (channels / group) * geometry.kernelSize * geometry.outputSize
     }
-    return try convolutionPlan(x, features: features, geometry, bias: inputs.optional(2), columns: columns)
+    let plan = try convolutionPlan(x, features: features, geometry, bias: inputs.optional(2), columns: columns)
+    guard let residual else { return plan }
+    let r = try inputs.required(3, "the residual")
+    if r.dataType == .float32 && r.shape == plan.outputs[0].shape { return plan }
+    return KernelPlan(outputs: try residual.plan([plan.outputs[0], r]).outputs, scratchBytes: plan.scratchBytes)
   }
 
   func run(_ inputs: [Tensor?], _ outputs: [Tensor], scratch: UnsafeMutableRawPointer?) throws(ModelError) {
@@ -59,34 +67,59 @@ struct ConvKernel: Kernel {
     let pw = w.pointer(as: Float.self)
     let py = y.mutablePointer(as: Float.self)
     let bias = inputs.count > 2 ? inputs[2]?.pointer(as: Float.self) : nil
+    var residual: ResidualInput? = nil
+    if let add = self.residual, let r = inputs[3] {
+      let shape = [batch, features] + geometry.output.suffix(x.rank - 2)
+      guard r.dataType == .float32 && r.shape == shape else {
+        // Broadcasting: the convolution alone, then the Add (and the activation) as a node would.
+        var plain = self
+        (plain.residual, plain.activation) = (nil, nil)
+        let convolved = Tensor(uninitialized: shape, dataType: .float32)
+        try plain.run(Array(inputs.prefix(3)), [convolved], scratch: scratch)
+        var combine = add
+        combine.activation = activation
+        try combine.run([convolved, r], outputs, scratch: nil)
+        return
+      }
+      residual = ResidualInput(source: r.pointer(as: Float.self), output: py)
+    }
     if group > 1 && channels == group {
       if geometry.kernel == [1, 3, 3] && geometry.dilations == [1, 1, 1] && geometry.input[0] == 1
         && geometry.strides[1] <= 2 && geometry.strides[2] <= 2
       {
-        depthwise3x3(geometry, px, pw, py, bias, planes: batch * features, perChannel: features / group)
+        depthwise3x3(
+          geometry, px, pw, py, bias, residual, planes: batch * features, perChannel: features / group)
       } else {
-        depthwise(geometry, px, pw, py, bias, planes: batch * features, perChannel: features / group)
+        depthwise(geometry, px, pw, py, bias, residual, planes: batch * features, perChannel: features / group)
       }
     } else if usesWinograd(geometry, channels: channels) {
       winogradConvolution(
-        geometry, px, py, bias, scratch!.assumingMemoryBound(to: Float.self), batch: batch, channels: channels,
-        features: features)
+        geometry, px, py, bias, residual, scratch!.assumingMemoryBound(to: Float.self), batch: batch,
+        channels: channels, features: features)
     } else if usesPanels(geometry) {
       panelConvolution(
-        geometry, px, py, bias, scratch!.assumingMemoryBound(to: Float.self), batch: batch, channels: channels,
-        features: features)
+        geometry, px, py, bias, residual, scratch!.assumingMemoryBound(to: Float.self), batch: batch,
+        channels: channels, features: features)
     } else {
       let columns = scratch?.assumingMemoryBound(to: Float.self)
-      unfoldAndMultiply(geometry, px, pw, py, bias, columns, batch: batch, channels: channels, features: features)
+      unfoldAndMultiply(
+        geometry, px, pw, py, bias, residual, columns, batch: batch, channels: channels, features: features)
     }
   }
 
-  /// Adds feature `feature`'s bias to `count` outputs and applies the fused activation, in the
-  /// parallel part that computed them, while they are still in cache.
-  func finish(_ output: UnsafeMutablePointer<Float>, count: Int, feature: Int, _ bias: UnsafePointer<Float>?) {
+  /// Adds feature `feature`'s bias and the fused residual to `count` outputs and applies the
+  /// fused activation, in the parallel part that computed them, while they are still in cache.
+  func finish(
+    _ output: UnsafeMutablePointer<Float>, count: Int, feature: Int, _ bias: UnsafePointer<Float>?,
+    _ residual: ResidualInput?
+  ) {
     if let bias {
       let value = bias[feature]
       for i in 0..<count { output[i] += value }
+    }
+    if let residual {
+      let source = residual.source + (output - residual.output)
+      for i in 0..<count { output[i] += source[i] }
     }
     if let activation { UnaryKernel.apply(activation, output, output, count) }
   }
@@ -94,7 +127,7 @@ struct ConvKernel: Kernel {
   /// im2col and `sgemm` per image and group, each core taking a range of output positions.
   private func unfoldAndMultiply(
     _ geometry: WindowGeometry, _ px: UnsafePointer<Float>, _ pw: UnsafePointer<Float>,
-    _ py: UnsafeMutablePointer<Float>, _ bias: UnsafePointer<Float>?,
+    _ py: UnsafeMutablePointer<Float>, _ bias: UnsafePointer<Float>?, _ residual: ResidualInput?,
     _ columns: UnsafeMutablePointer<Float>?, batch: Int, channels: Int, features: Int
   ) {
     let (groupChannels, groupFeatures) = (channels / group, features / group)
@@ -118,7 +151,7 @@ struct ConvKernel: Kernel {
               transA: false, transB: false, m: rows.count, n: outSize, k: depth, alpha: 1,
               weights + rows.lowerBound * depth,
               lda: depth, source, ldb: outSize, beta: beta, output + rows.lowerBound * outSize, ldc: outSize)
-            for m in rows { finish(output + m * outSize, count: outSize, feature: m, nil) }
+            for m in rows { finish(output + m * outSize, count: outSize, feature: m, nil, residual) }
           }
           continue
         }
@@ -134,8 +167,9 @@ struct ConvKernel: Kernel {
           Blas.serialGemm(
             transA: false, transB: false, m: groupFeatures, n: positions.count, k: depth, alpha: 1, weights,
             lda: depth, source, ldb: outSize, beta: beta, output + positions.lowerBound, ldc: outSize)
+          guard activation != nil || residual != nil else { return }
           for m in 0..<groupFeatures {
-            finish(output + m * outSize + positions.lowerBound, count: positions.count, feature: m, groupBias)
+            finish(output + m * outSize + positions.lowerBound, count: positions.count, feature: m, nil, residual)
           }
         }
       }
@@ -150,7 +184,6 @@ struct ConvKernel: Kernel {
     _ bias: UnsafePointer<Float>?
   ) -> Double {
     guard let bias else { return 0 }
-    if true { return 0 }
     for m in rows { (output + m * outSize + columns.lowerBound).update(repeating: bias[m], count: columns.count) }
     return 1
   }
@@ -163,7 +196,7 @@ struct ConvKernel: Kernel {
   /// for each kernel tap, a scaled input line is added to the output line.
   private func depthwise(
     _ g: WindowGeometry, _ px: UnsafePointer<Float>, _ pw: UnsafePointer<Float>, _ py: UnsafeMutablePointer<Float>,
-    _ bias: UnsafePointer<Float>?, planes: Int, perChannel: Int
+    _ bias: UnsafePointer<Float>?, _ residual: ResidualInput?, planes: Int, perChannel: Int
   ) {
     let (inD, inH, inW) = (g.input[0], g.input[1], g.input[2])
     let (outD, outH, outW) = (g.output[0], g.output[1], g.output[2])
@@ -211,7 +244,7 @@ struct ConvKernel: Kernel {
             }
           }
         }
-        finish(out, count: outSize, feature: plane % features, bias)
+        finish(out, count: outSize, feature: plane % features, bias, residual)
       }
     }
   }
@@ -222,7 +255,7 @@ struct ConvKernel: Kernel {
   /// columns, so that the three taps of a row are again three contiguous lines.
   private func depthwise3x3(
     _ g: WindowGeometry, _ px: UnsafePointer<Float>, _ pw: UnsafePointer<Float>, _ py: UnsafeMutablePointer<Float>,
-    _ bias: UnsafePointer<Float>?, planes: Int, perChannel: Int
+    _ bias: UnsafePointer<Float>?, _ residual: ResidualInput?, planes: Int, perChannel: Int
   ) {
     let (inH, inW, outH, outW) = (g.input[1], g.input[2], g.output[1], g.output[2])
     let (sH, sW, pH, pW) = (g.strides[1], g.strides[2], g.padBegin[1], g.padBegin[2])
@@ -268,7 +301,7 @@ struct ConvKernel: Kernel {
           let r0 = UnsafePointer(padded + oh * sH * rowLength)
           shoal_depthwise3x3_row(r0, r0 + rowLength, r0 + 2 * rowLength, tap1, tap2, w, out + oh * outW, outW)
         }
-        finish(out, count: outSize, feature: plane % features, bias)
+        finish(out, count: outSize, feature: plane % features, bias, residual)
       }
     }
   }
@@ -380,6 +413,12 @@ struct ConvTransposeKernel: Kernel {
         outputShape: context.attributes.ints("output_shape"))
     }
   ]
+}
+
+/// A fused residual's elements, `source`, laid out as the convolution's output at `output`.
+struct ResidualInput {
+  let source: UnsafePointer<Float>
+  let output: UnsafeMutablePointer<Float>
 }
 
 /// A (transposed) convolution's output, [N, features, spatial…], after checking its bias, with
