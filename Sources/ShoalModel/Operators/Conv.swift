@@ -146,12 +146,13 @@ struct ConvKernel: Kernel {
           }
           let source = geometry.isPointwise ? image : UnsafePointer(columns!)
           Parallel.forEachRange(groupFeatures, costPerItem: outSize * depth) { rows in
-            let beta = Self.fillWithBias(output, rows, 0..<outSize, outSize, groupBias)
+            let beta = Self.prefill(output, rows, 0..<outSize, outSize, groupBias, residual)
             Blas.serialGemm(
               transA: false, transB: false, m: rows.count, n: outSize, k: depth, alpha: 1,
               weights + rows.lowerBound * depth,
               lda: depth, source, ldb: outSize, beta: beta, output + rows.lowerBound * outSize, ldc: outSize)
-            for m in rows { finish(output + m * outSize, count: outSize, feature: m, nil, residual) }
+            guard activation != nil else { return }
+            for m in rows { finish(output + m * outSize, count: outSize, feature: m, nil, nil) }
           }
           continue
         }
@@ -163,26 +164,35 @@ struct ConvKernel: Kernel {
             geometry.im2col(image, channels: groupChannels, columns: positions, into: columns!)
             source = UnsafePointer(columns! + positions.lowerBound)
           }
-          let beta = Self.fillWithBias(output, 0..<groupFeatures, positions, outSize, groupBias)
+          let beta = Self.prefill(output, 0..<groupFeatures, positions, outSize, groupBias, residual)
           Blas.serialGemm(
             transA: false, transB: false, m: groupFeatures, n: positions.count, k: depth, alpha: 1, weights,
             lda: depth, source, ldb: outSize, beta: beta, output + positions.lowerBound, ldc: outSize)
-          guard activation != nil || residual != nil else { return }
+          guard activation != nil else { return }
           for m in 0..<groupFeatures {
-            finish(output + m * outSize + positions.lowerBound, count: positions.count, feature: m, nil, residual)
+            finish(output + m * outSize + positions.lowerBound, count: positions.count, feature: m, nil, nil)
           }
         }
       }
     }
   }
 
-  /// Fills `columns` of `rows` of the [features × outSize] output with each row's bias, so that
-  /// the GEMM adds onto it (beta 1) instead of first zeroing the output (beta 0, returned when
-  /// there is no bias).
-  private static func fillWithBias(
+  /// Fills `columns` of `rows` of the [features × outSize] output with each row's bias plus the
+  /// fused residual, so that the GEMM adds onto it (beta 1) instead of first zeroing the output
+  /// (beta 0, returned when there is neither).
+  private static func prefill(
     _ output: UnsafeMutablePointer<Float>, _ rows: Range<Int>, _ columns: Range<Int>, _ outSize: Int,
-    _ bias: UnsafePointer<Float>?
+    _ bias: UnsafePointer<Float>?, _ residual: ResidualInput?
   ) -> Double {
+    if let residual {
+      for m in rows {
+        let line = output + m * outSize + columns.lowerBound
+        let source = residual.source + (line - residual.output)
+        let value = bias?[m] ?? 0
+        for i in 0..<columns.count { line[i] = source[i] + value }
+      }
+      return 1
+    }
     guard let bias else { return 0 }
     for m in rows { (output + m * outSize + columns.lowerBound).update(repeating: bias[m], count: columns.count) }
     return 1
