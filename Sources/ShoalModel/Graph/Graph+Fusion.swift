@@ -104,6 +104,7 @@ extension Graph {
         weight.shape[1] >= ConvKernel.winogradMinimumChannels
       else { continue }
       conv.winograd = ConvKernel.winogradWeights(weight)
+      conv.winogradPanels = conv.winograd.flatMap(ConvKernel.winogradPanelWeights)
       nodes[index].kernel = conv
     }
   }

@@ -1,3 +1,5 @@
+import CModelKernels
+
 /// Winograd's minimal filtering F(2×2, 3×3) for 3×3 convolutions with stride 1 (the bulk of
 /// ResNet's and VGG's work): each 2×2 block of outputs takes 16 multiplications per channel
 /// pair instead of 36, and those multiplications are 16 GEMMs, so OpenBLAS still does the work.
@@ -11,15 +13,9 @@ extension ConvKernel {
   /// The fewest input channels and features for which the transforms pay for themselves.
   static let winogradMinimumChannels = 16
 
-  /// The fewest 2×2 output tiles per image for which Winograd beats the panel kernel (on 7×7
-  /// outputs, 16 tiles, its 16 GEMMs are too narrow).
-  static let winogradMinimumTilesBesidePanels = 32
-
   /// Whether this convolution runs as F(2×2, 3×3) on `g` with `channels` input channels.
   func usesWinograd(_ g: WindowGeometry, channels: Int) -> Bool {
     guard let winograd, group == 1, channels >= Self.winogradMinimumChannels else { return false }
-    let tiles = Self.winogradTiles(g)
-    if panels != nil && tiles.rows * tiles.columns < Self.winogradMinimumTilesBesidePanels { return false }
     return winograd.shape[2] == channels && g.input[0] == 1 && g.kernel == [1, 3, 3] && g.strides == [1, 1, 1]
       && g.dilations == [1, 1, 1]
   }
@@ -29,10 +25,32 @@ extension ConvKernel {
     ((g.output[1] + 1) / 2, (g.output[2] + 1) / 2)
   }
 
-  /// Scratch floats: the transformed inputs and the GEMMs' products, 16 matrices each.
-  static func winogradScratch(_ g: WindowGeometry, batch: Int, channels: Int, features: Int) -> Int {
-    let tiles = winogradTiles(g)
-    return 16 * (channels + features) * batch * tiles.rows * tiles.columns
+  /// Whether the 16 GEMMs, with `tiles` columns each, run on the panel kernel.
+  func winogradUsesPanels(tiles: Int) -> Bool {
+    winogradPanels != nil && tiles <= Self.panelMaximumPositions
+  }
+
+  /// Scratch floats: the transformed inputs and the GEMMs' products, 16 matrices each, and on
+  /// the panel kernel the transformed inputs packed into its tiles.
+  func winogradScratch(_ g: WindowGeometry, batch: Int, channels: Int, features: Int) -> Int {
+    let (rows, columns) = Self.winogradTiles(g)
+    let tiles = batch * rows * columns
+    return 16 * (channels + features + (winogradUsesPanels(tiles: tiles) ? channels : 0)) * tiles
+  }
+
+  /// The 16 matrices of `winogradWeights` packed into panels for `shoal_gemm_panels`, one after
+  /// the other; nil when the CPU has no AVX-512.
+  static func winogradPanelWeights(_ u: Tensor) -> Tensor? {
+    guard shoal_kernels_have_avx512() != 0 else { return nil }
+    let (features, channels) = (u.shape[1], u.shape[2])
+    let rows = (features + Int(SHOAL_PANEL_ROWS) - 1) / Int(SHOAL_PANEL_ROWS) * Int(SHOAL_PANEL_ROWS)
+    let packed = Tensor(uninitialized: [16, rows, channels], dataType: .float32)
+    for matrix in 0..<16 {
+      shoal_pack_panels(
+        u.pointer(as: Float.self) + matrix * features * channels, features, channels,
+        packed.mutablePointer(as: Float.self) + matrix * rows * channels)
+    }
+    return packed
   }
 
   /// `G g Gᵀ` for every filter `g` of `w` [features, channels, 3, 3], as 16 matrices
@@ -82,6 +100,11 @@ extension ConvKernel {
     let transformed = scratch
     let products = scratch + 16 * channels * tiles
     transformInputs(g, px, into: transformed, batch: batch, channels: channels)
+    if winogradUsesPanels(tiles: tiles) {
+      multiplyOnPanels(transformed, into: products, tiles: tiles, channels: channels, features: features)
+      transformOutputs(g, products, into: py, bias, residual, batch: batch, features: features)
+      return
+    }
     // The 16 GEMMs [features × channels] · [channels × tiles], half of them on each core.
     Parallel.forEachRange(16, costPerItem: features * channels * tiles) { positions in
       for position in positions {
@@ -92,6 +115,39 @@ extension ConvKernel {
       }
     }
     transformOutputs(g, products, into: py, bias, residual, batch: batch, features: features)
+  }
+
+  /// The 16 GEMMs on the panel kernel: the transformed inputs packed into tiles of 12, then
+  /// every (matrix, panel, tile) unit split across the cores.
+  private func multiplyOnPanels(
+    _ transformed: UnsafeMutablePointer<Float>, into products: UnsafeMutablePointer<Float>, tiles: Int, channels: Int,
+    features: Int
+  ) {
+    let weights = winogradPanels!.pointer(as: Float.self)
+    let packed = products + 16 * features * tiles
+    let tileCount = (tiles + Int(SHOAL_TILE_COLUMNS) - 1) / Int(SHOAL_TILE_COLUMNS)
+    let panelRows = winogradPanels!.shape[1]
+    Parallel.forEachRange(16 * tileCount, costPerItem: channels * Int(SHOAL_TILE_COLUMNS), multipleOf: 1) { items in
+      for item in items {
+        let (matrix, tile) = item.quotientAndRemainder(dividingBy: tileCount)
+        let offset = matrix * channels * tiles
+        shoal_pack_tiles(transformed + offset, channels, tiles, tiles, tile, tile + 1, packed + offset)
+      }
+    }
+    let perMatrix = panelRows / Int(SHOAL_PANEL_ROWS) * tileCount
+    Parallel.forEachRange(
+      16 * perMatrix, costPerItem: channels * Int(SHOAL_PANEL_ROWS) * Int(SHOAL_TILE_COLUMNS), multipleOf: 1
+    ) { units in
+      var unit = units.lowerBound
+      while unit < units.upperBound {
+        let matrix = unit / perMatrix
+        let end = min(units.upperBound, (matrix + 1) * perMatrix)
+        shoal_gemm_panels(
+          weights + matrix * panelRows * channels, features, channels, packed + matrix * channels * tiles, tiles,
+          products + matrix * features * tiles, tiles, nil, 0, unit - matrix * perMatrix, end - matrix * perMatrix)
+        unit = end
+      }
+    }
   }
 
   /// `Bᵀ d B` for every 4×4 input tile `d` (overlapping by two): element (i, j) of channel `c`'s

@@ -10,6 +10,8 @@ struct ConvKernel: Kernel {
   var winograd: Tensor? = nil
   /// Constant weights packed at load for `panelConvolution`, [features rounded up to 32, depth].
   var panels: Tensor? = nil
+  /// `winograd`'s 16 matrices packed the same way, [16, features rounded up to 32, channels].
+  var winogradPanels: Tensor? = nil
   /// An Add fused in at load (a residual connection): the output is the activation of
   /// conv + bias + input 3, summed while each part's outputs are still in cache. When input 3
   /// does not have the convolution's shape (broadcasting), this Add's kernel adds it afterwards.
@@ -43,7 +45,7 @@ struct ConvKernel: Kernel {
     if depthwise {
       columns = 0
     } else if usesWinograd(geometry, channels: channels) {
-      columns = Self.winogradScratch(geometry, batch: x.shape[0], channels: channels, features: features)
+      columns = winogradScratch(geometry, batch: x.shape[0], channels: channels, features: features)
     } else if usesPanels(geometry) {
       columns = Self.panelScratch(geometry, channels: channels)
     } else {
@@ -156,21 +158,25 @@ struct ConvKernel: Kernel {
           }
           continue
         }
-        Parallel.forEachRange(outSize, costPerItem: groupFeatures * depth) { positions in
-          let source: UnsafePointer<Float>
-          if geometry.isPointwise {
-            source = image + positions.lowerBound
-          } else {
-            geometry.im2col(image, channels: groupChannels, columns: positions, into: columns!)
-            source = UnsafePointer(columns! + positions.lowerBound)
-          }
-          let beta = Self.prefill(output, 0..<groupFeatures, positions, outSize, groupBias, residual)
-          Blas.serialGemm(
-            transA: false, transB: false, m: groupFeatures, n: positions.count, k: depth, alpha: 1, weights,
-            lda: depth, source, ldb: outSize, beta: beta, output + positions.lowerBound, ldc: outSize)
-          guard activation != nil else { return }
-          for m in 0..<groupFeatures {
-            finish(output + m * outSize + positions.lowerBound, count: positions.count, feature: m, nil, nil)
+        let block = Self.blockColumns(depth: depth, features: groupFeatures)
+        Parallel.forEachRange(outSize, costPerItem: groupFeatures * depth) { part in
+          for start in stride(from: part.lowerBound, to: part.upperBound, by: block) {
+            let positions = start..<min(part.upperBound, start + block)
+            let source: UnsafePointer<Float>
+            if geometry.isPointwise {
+              source = image + positions.lowerBound
+            } else {
+              geometry.im2col(image, channels: groupChannels, columns: positions, into: columns!)
+              source = UnsafePointer(columns! + positions.lowerBound)
+            }
+            let beta = Self.prefill(output, 0..<groupFeatures, positions, outSize, groupBias, residual)
+            Blas.serialGemm(
+              transA: false, transB: false, m: groupFeatures, n: positions.count, k: depth, alpha: 1, weights,
+              lda: depth, source, ldb: outSize, beta: beta, output + positions.lowerBound, ldc: outSize)
+            guard activation != nil else { continue }
+            for m in 0..<groupFeatures {
+              finish(output + m * outSize + positions.lowerBound, count: positions.count, feature: m, nil, nil)
+            }
           }
         }
       }
@@ -196,6 +202,13 @@ struct ConvKernel: Kernel {
     guard let bias else { return 0 }
     for m in rows { (output + m * outSize + columns.lowerBound).update(repeating: bias[m], count: columns.count) }
     return 1
+  }
+
+  /// The output positions a core unfolds, multiplies and finishes at a time: as many as keep
+  /// the unfolded columns and the outputs within about 512 KiB (in the core's L2 cache), and at
+  /// least 256 (so that OpenBLAS's packing of the weights, per call, stays a small cost).
+  static func blockColumns(depth: Int, features: Int) -> Int {
+    max(256, ((1 << 17) / max(1, depth + features)) & ~15)
   }
 
   /// Below this many output positions per core, a convolution splits its features across the
