@@ -9,15 +9,25 @@ extension Graph {
     foldBatchNormalizations()
     fuseResidualAdds()
     fuseActivations()
+    dropUnreadConstants()
     prepareWinograd()
     preparePanels()
   }
 
+  /// Constants no node reads any more (weights before BatchNormalization folded into them) are
+  /// released; graph outputs and initializers a caller may override stay.
+  private mutating func dropUnreadConstants() {
+    var read = Set(outputs.map(\.id)).union(overridable)
+    for node in nodes { read.formUnion(node.inputs.compactMap { $0 }) }
+    constants = constants.filter { read.contains($0.key) }
+  }
+
   /// Convolutions with constant weights (group 1) get them packed for `panelConvolution` too,
-  /// on CPUs with AVX-512.
+  /// on CPUs with AVX-512; not those Winograd runs (which has panels of its own).
   private mutating func preparePanels() {
     for index in nodes.indices {
-      guard var conv = nodes[index].kernel as? ConvKernel, conv.group == 1, nodes[index].inputs.count > 1,
+      guard var conv = nodes[index].kernel as? ConvKernel, conv.group == 1, conv.winograd == nil,
+        nodes[index].inputs.count > 1,
         let weightID = nodes[index].inputs[1], let weight = fixedConstant(weightID)
       else { continue }
       conv.panels = ConvKernel.panelWeights(weight)
