@@ -178,3 +178,130 @@ void shoal_gemm_panels(
         count, bias ? bias + row : 0, relu);
   }
 }
+
+// Winograd F(2×2, 3×3) transforms, 8 tiles at a time (AVX2), in the order of operations the
+// scalar loops use, so that both give the same floats.
+
+/// Tile t's 4×4 input block starts at column 2t of the rows.
+static void winograd_input_tiles_portable(const float *row0, long width, float *out, long matrix, long count) {
+  for (long t = 0; t < count; t++) {
+    const float *r[4] = {row0 + 2 * t, row0 + width + 2 * t, row0 + 2 * width + 2 * t, row0 + 3 * width + 2 * t};
+    float v[4][4];
+    for (int j = 0; j < 4; j++) {
+      v[0][j] = r[0][j] - r[2][j];
+      v[1][j] = r[1][j] + r[2][j];
+      v[2][j] = r[2][j] - r[1][j];
+      v[3][j] = r[1][j] - r[3][j];
+    }
+    for (int i = 0; i < 4; i++) {
+      float *base = out + t + i * 4 * matrix;
+      base[0] = v[i][0] - v[i][2];
+      base[matrix] = v[i][1] + v[i][2];
+      base[2 * matrix] = v[i][2] - v[i][1];
+      base[3 * matrix] = v[i][1] - v[i][3];
+    }
+  }
+}
+
+/// Columns x, x + 2, …, x + 14 and x + 1, x + 3, …, x + 15 of a row.
+__attribute__((target("avx2"), always_inline)) static inline void even_odd(const float *x, __m256 *even, __m256 *odd) {
+  __m256 a = _mm256_loadu_ps(x), b = _mm256_loadu_ps(x + 8);
+  // Within each 128-bit half: a0 a2 b0 b2 | a4 a6 b4 b6; the 64-bit permutation puts them in order.
+  *even = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0x88)), 0xD8));
+  *odd = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0xDD)), 0xD8));
+}
+
+__attribute__((target("avx2"), always_inline)) static inline void winograd_input_block(
+    const float *row0, long width, float *out, long matrix, long t) {
+  __m256 d[4][4];
+  for (int r = 0; r < 4; r++) {
+    const float *x = row0 + r * width + 2 * t;
+    even_odd(x, &d[r][0], &d[r][1]);
+    even_odd(x + 2, &d[r][2], &d[r][3]);
+  }
+  __m256 v[4][4];
+  for (int j = 0; j < 4; j++) {
+    v[0][j] = _mm256_sub_ps(d[0][j], d[2][j]);
+    v[1][j] = _mm256_add_ps(d[1][j], d[2][j]);
+    v[2][j] = _mm256_sub_ps(d[2][j], d[1][j]);
+    v[3][j] = _mm256_sub_ps(d[1][j], d[3][j]);
+  }
+  for (int i = 0; i < 4; i++) {
+    float *base = out + t + i * 4 * matrix;
+    _mm256_storeu_ps(base, _mm256_sub_ps(v[i][0], v[i][2]));
+    _mm256_storeu_ps(base + matrix, _mm256_add_ps(v[i][1], v[i][2]));
+    _mm256_storeu_ps(base + 2 * matrix, _mm256_sub_ps(v[i][2], v[i][1]));
+    _mm256_storeu_ps(base + 3 * matrix, _mm256_sub_ps(v[i][1], v[i][3]));
+  }
+}
+
+__attribute__((target("avx2"))) static void winograd_input_tiles_avx2(
+    const float *row0, long width, float *out, long matrix, long count) {
+  long t = 0;
+  for (; t + 8 <= count; t += 8) winograd_input_block(row0, width, out, matrix, t);
+  // The rest as a block overlapping the one before (it writes the same values again).
+  if (t < count) winograd_input_block(row0, width, out, matrix, count - 8);
+}
+
+void shoal_winograd_input_tiles(const float *row0, long width, float *out, long matrix, long count) {
+  if (count >= 8 && shoal_kernels_have_avx2()) {
+    winograd_input_tiles_avx2(row0, width, out, matrix, count);
+  } else {
+    winograd_input_tiles_portable(row0, width, out, matrix, count);
+  }
+}
+
+static void winograd_output_tiles_portable(const float *m, long matrix, float *out, long out_width, long count) {
+  for (long t = 0; t < count; t++) {
+    float top[4], bottom[4];
+    for (int j = 0; j < 4; j++) {
+      float m0 = m[t + j * matrix], m1 = m[t + (4 + j) * matrix], m2 = m[t + (8 + j) * matrix];
+      float m3 = m[t + (12 + j) * matrix];
+      top[j] = m0 + m1 + m2;
+      bottom[j] = m1 - m2 - m3;
+    }
+    float *line = out + 2 * t;
+    line[0] = top[0] + top[1] + top[2];
+    line[1] = top[1] - top[2] - top[3];
+    line[out_width] = bottom[0] + bottom[1] + bottom[2];
+    line[out_width + 1] = bottom[1] - bottom[2] - bottom[3];
+  }
+}
+
+__attribute__((target("avx2"), always_inline)) static inline void winograd_output_block(
+    const float *m, long matrix, float *out, long out_width, long t) {
+  __m256 top[4], bottom[4];
+  for (int j = 0; j < 4; j++) {
+    __m256 m0 = _mm256_loadu_ps(m + t + j * matrix), m1 = _mm256_loadu_ps(m + t + (4 + j) * matrix);
+    __m256 m2 = _mm256_loadu_ps(m + t + (8 + j) * matrix), m3 = _mm256_loadu_ps(m + t + (12 + j) * matrix);
+    top[j] = _mm256_add_ps(_mm256_add_ps(m0, m1), m2);
+    bottom[j] = _mm256_sub_ps(_mm256_sub_ps(m1, m2), m3);
+  }
+  __m256 y00 = _mm256_add_ps(_mm256_add_ps(top[0], top[1]), top[2]);
+  __m256 y01 = _mm256_sub_ps(_mm256_sub_ps(top[1], top[2]), top[3]);
+  __m256 y10 = _mm256_add_ps(_mm256_add_ps(bottom[0], bottom[1]), bottom[2]);
+  __m256 y11 = _mm256_sub_ps(_mm256_sub_ps(bottom[1], bottom[2]), bottom[3]);
+  // Interleave each pair: the 2 × 8 outputs of a row, in order.
+  __m256 lo = _mm256_unpacklo_ps(y00, y01), hi = _mm256_unpackhi_ps(y00, y01);
+  _mm256_storeu_ps(out + 2 * t, _mm256_permute2f128_ps(lo, hi, 0x20));
+  _mm256_storeu_ps(out + 2 * t + 8, _mm256_permute2f128_ps(lo, hi, 0x31));
+  lo = _mm256_unpacklo_ps(y10, y11);
+  hi = _mm256_unpackhi_ps(y10, y11);
+  _mm256_storeu_ps(out + out_width + 2 * t, _mm256_permute2f128_ps(lo, hi, 0x20));
+  _mm256_storeu_ps(out + out_width + 2 * t + 8, _mm256_permute2f128_ps(lo, hi, 0x31));
+}
+
+__attribute__((target("avx2"))) static void winograd_output_tiles_avx2(
+    const float *m, long matrix, float *out, long out_width, long count) {
+  long t = 0;
+  for (; t + 8 <= count; t += 8) winograd_output_block(m, matrix, out, out_width, t);
+  if (t < count) winograd_output_block(m, matrix, out, out_width, count - 8);
+}
+
+void shoal_winograd_output_tiles(const float *m, long matrix, float *out, long out_width, long count) {
+  if (count >= 8 && shoal_kernels_have_avx2()) {
+    winograd_output_tiles_avx2(m, matrix, out, out_width, count);
+  } else {
+    winograd_output_tiles_portable(m, matrix, out, out_width, count);
+  }
+}

@@ -217,6 +217,12 @@ import Testing
         name: "conv-3x3-winograd-padded-odd-relu", inputs: [("x", random([2, 16, 13, 11], seed: 56))],
         initializers: [("w", random([24, 16, 3, 3], seed: 57, range: -0.5...0.5)), ("b", random([24], seed: 58))],
         nodes: [("Conv", ["x", "w", "b"], ["c"], ["pads": .ints([1, 0, 1, 2])]), ("Relu", ["c"], ["y"], [:])]),
+      // Rows of 10 tiles (8 at a time, then 8 overlapping) and an odd output size: the last
+      // tile column and the last tile row are cut at the edge.
+      Case(
+        name: "conv-3x3-winograd-wide-odd-relu", inputs: [("x", random([1, 16, 21, 19], seed: 117))],
+        initializers: [("w", random([24, 16, 3, 3], seed: 118, range: -0.5...0.5)), ("b", random([24], seed: 119))],
+        nodes: [("Conv", ["x", "w", "b"], ["c"], ["pads": .ints([1, 1, 1, 1])]), ("Relu", ["c"], ["y"], [:])]),
       single(
         "conv-3x3-winograd-unpadded", "Conv", [("x", random([1, 32, 9, 8], seed: 59))],
         constants: [("w", random([16, 32, 3, 3], seed: 60, range: -0.5...0.5))]),

@@ -45,4 +45,14 @@ void shoal_gemm_panels(
     const float *packed_a, long rows, long depth, const float *packed_b, long columns, float *c, long ldc,
     const float *bias, int relu, long first, long end);
 
+/// Winograd F(2×2, 3×3)'s input transform `Bᵀ d B` for `count` consecutive tiles of one tile
+/// row: tile t's 4×4 block d starts at column 2t of `row0` and the three rows after it (`width`
+/// floats apart); element (i, j) of its result goes to `out[(4i + j) · matrix + t]`.
+void shoal_winograd_input_tiles(const float *row0, long width, float *out, long matrix, long count);
+
+/// Winograd F(2×2, 3×3)'s output transform `Aᵀ m A` for `count` consecutive tiles whose 2×2
+/// outputs lie inside the image: tile t's product (i, j) is `m[(4i + j) · matrix + t]`, its
+/// outputs go to `out[2t]`, `out[2t + 1]` and the same one row (`out_width`) below.
+void shoal_winograd_output_tiles(const float *m, long matrix, float *out, long out_width, long count);
+
 #endif
