@@ -291,29 +291,28 @@ struct ConvKernel: Kernel {
     let rowLength = sW == 1 ? width : 2 * evenWidth
     let (low, high) = (min(pW, width), min(width, pW + inW))
     Parallel.forEachRange(planes, costPerItem: outSize * 9) { range in
+      // Zeroed once: every plane writes the same interior, so the borders stay zero.
       let padded = UnsafeMutablePointer<Float>.allocate(capacity: rows * rowLength)
       defer { padded.deallocate() }
+      padded.update(repeating: 0, count: rows * rowLength)
+      let inputRows = max(0, pH)..<min(rows, pH + inH)
       for plane in range {
         let image = px + (plane / perChannel) * inSize
-        for r in 0..<rows {
+        for r in inputRows {
           let row = padded + r * rowLength
+          // Padded columns low..<high hold input columns 0..<high - low.
+          let source = image + (r - pH) * inW - pW
           if sW == 1 {
-            Self.copyBordered(image, inH, inW, row: r - pH, columns: low..<high, shift: pW, into: row, width)
+            for i in low..<high { row[i] = source[i] }
             continue
           }
-          let ih = r - pH
-          row.update(repeating: 0, count: rowLength)
-          if ih >= 0, ih < inH {
-            // Padded columns low..<high hold input columns 0..<high - low.
-            let source = image + ih * inW - pW
-            let odd = row + evenWidth
-            let (firstEven, firstOdd) = (low + (low & 1), low | 1)
-            let (evens, odds) = (max(0, (high - firstEven + 1) / 2), max(0, (high - firstOdd + 1) / 2))
-            let (evenRow, evenSource) = (row + firstEven / 2, source + firstEven)
-            let (oddRow, oddSource) = (odd + firstOdd / 2, source + firstOdd)
-            for i in 0..<evens { evenRow[i] = evenSource[2 &* i] }
-            for i in 0..<odds { oddRow[i] = oddSource[2 &* i] }
-          }
+          let odd = row + evenWidth
+          let (firstEven, firstOdd) = (low + (low & 1), low | 1)
+          let (evens, odds) = (max(0, (high - firstEven + 1) / 2), max(0, (high - firstOdd + 1) / 2))
+          let (evenRow, evenSource) = (row + firstEven / 2, source + firstEven)
+          let (oddRow, oddSource) = (odd + firstOdd / 2, source + firstOdd)
+          for i in 0..<evens { evenRow[i] = evenSource[2 &* i] }
+          for i in 0..<odds { oddRow[i] = oddSource[2 &* i] }
         }
         let w = pw + (plane % features) * 9
         let out = py + plane * outSize
