@@ -62,13 +62,18 @@ static void depthwise3x3_row_portable(
   }
 }
 
-void shoal_depthwise3x3_row(
-    const float *row0, const float *row1, const float *row2, long tap1, long tap2, const float *weights,
-    float *out, long count) {
-  if (shoal_kernels_have_avx2()) {
-    depthwise3x3_row_avx2(row0, row1, row2, tap1, tap2, weights, out, count);
-  } else {
-    depthwise3x3_row_portable(row0, row1, row2, tap1, tap2, weights, out, count);
+void shoal_depthwise3x3_plane(
+    const float *padded, long row_length, long row_step, long tap1, long tap2, const float *weights, float *out,
+    long out_height, long out_width) {
+  int vector = shoal_kernels_have_avx2();
+  for (long oh = 0; oh < out_height; oh++) {
+    const float *r0 = padded + oh * row_step;
+    if (vector) {
+      depthwise3x3_row_avx2(r0, r0 + row_length, r0 + 2 * row_length, tap1, tap2, weights, out + oh * out_width, out_width);
+    } else {
+      depthwise3x3_row_portable(
+          r0, r0 + row_length, r0 + 2 * row_length, tap1, tap2, weights, out + oh * out_width, out_width);
+    }
   }
 }
 

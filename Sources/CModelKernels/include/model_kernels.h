@@ -9,17 +9,18 @@
 /// in the environment says no.
 int shoal_kernels_have_avx2(void);
 
-/// One output row of a 3×3 depthwise convolution: out[i] = Σ over the three rows r of
-/// w[3r] · row_r[i] + w[3r + 1] · row_r[i + tap1] + w[3r + 2] · row_r[i + tap2], for i < count.
-/// (Stride 1: taps 1 and 2; stride 2 with each row split into even then odd columns: taps
-/// `even width` and 1.) Rows must be readable for count + tap1 and count + tap2 elements.
-void shoal_depthwise3x3_row(
-    const float *row0, const float *row1, const float *row2, long tap1, long tap2, const float *weights,
-    float *out, long count);
-
 /// Whether this CPU has AVX-512 (and `shoal_gemm_panels` may be called); `SHOAL_KERNELS=portable`
 /// in the environment says no.
 int shoal_kernels_have_avx512(void);
+
+/// One plane of a 3×3 depthwise convolution: output row oh is, for i < out_width,
+/// out[oh · out_width + i] = Σ over the three rows r of w[3r] · row_r[i] + w[3r + 1] · row_r[i + tap1]
+/// + w[3r + 2] · row_r[i + tap2], where row_r = padded + oh · row_step + r · row_length. (Stride 1:
+/// taps 1 and 2; stride 2 with each row split into even then odd columns: taps `even width` and
+/// 1.) Rows must be readable for out_width + tap1 and out_width + tap2 elements.
+void shoal_depthwise3x3_plane(
+    const float *padded, long row_length, long row_step, long tap1, long tap2, const float *weights, float *out,
+    long out_height, long out_width);
 
 /// The rows of a weight panel and the columns of a tile in `shoal_gemm_panels`.
 #define SHOAL_PANEL_ROWS 32

@@ -319,10 +319,7 @@ struct ConvKernel: Kernel {
         // A row's three taps for output ow are at ow, ow + tap1 and ow + tap2: neighbours for
         // stride 1; for stride 2 the even column, the odd one, the next even one.
         let (tap1, tap2) = sW == 1 ? (1, 2) : (evenWidth, 1)
-        for oh in 0..<outH {
-          let r0 = UnsafePointer(padded + oh * sH * rowLength)
-          shoal_depthwise3x3_row(r0, r0 + rowLength, r0 + 2 * rowLength, tap1, tap2, w, out + oh * outW, outW)
-        }
+        shoal_depthwise3x3_plane(padded, rowLength, sH * rowLength, tap1, tap2, w, out, outH, outW)
         finish(out, count: outSize, feature: plane % features, bias, residual)
       }
     }
