@@ -316,6 +316,17 @@ import Testing
         inputs: [("x", random([1, 8, 1, 1], seed: 114)), ("r", random([1, 12, 5, 5], seed: 115))],
         initializers: [("w", random([12, 8, 1, 1], seed: 116))],
         nodes: [("Conv", ["x", "w"], ["c"], [:]), ("Add", ["c", "r"], ["y"], [:])]),
+      // Stride 2 along the width with a wider kernel: each input line split once into even and
+      // odd columns, then one contiguous copy per kernel column (a 7×7 stem with padding 3 on an
+      // odd width, long enough lines for the 8-wide split; an even 4×4 kernel).
+      single(
+        "conv-7x7-stride2-stem-odd-width", "Conv", [("x", random([1, 3, 23, 41], seed: 120))],
+        constants: [("w", random([8, 3, 7, 7], seed: 121, range: -0.25...0.25))],
+        attributes: ["strides": .ints([2, 2]), "pads": .ints([3, 3, 3, 3])]),
+      single(
+        "conv-4x4-stride2-padded", "Conv", [("x", random([1, 4, 16, 15], seed: 122))],
+        constants: [("w", random([6, 4, 4, 4], seed: 123, range: -0.25...0.25))],
+        attributes: ["strides": .ints([2, 2]), "pads": .ints([1, 2, 1, 0])]),
       // Depthwise rows shorter than 8 outputs (masked lanes), stride 1 and 2.
       single(
         "conv-depthwise-3x3-narrow-rows", "Conv", [("x", random([1, 8, 6, 5], seed: 81))],

@@ -142,6 +142,10 @@ struct WindowGeometry: Sendable {
   /// ow). Only the columns in `columns` are written (rows are `outputSize` long), so cores can
   /// share the work.
   func im2col(_ x: UnsafePointer<Float>, channels: Int, columns: Range<Int>, into col: UnsafeMutablePointer<Float>) {
+    if strides[2] == 2 && dilations[2] == 1 && kernel[2] > 1 {
+      im2colSplittingLines(x, channels: channels, columns: columns, into: col)
+      return
+    }
     let (inD, inH, inW) = (input[0], input[1], input[2])
     let (outH, outW) = (output[1], output[2])
     var row = col
@@ -199,6 +203,81 @@ struct WindowGeometry: Sendable {
           }
         }
       }
+    }
+  }
+
+  /// `im2col` for stride 2 along the width (a ResNet stem's 7×7, the 3×3 that opens a stage):
+  /// each input line an output line reads is split once into its even and its odd columns
+  /// (zeros beyond the line), and each kernel column then copies a contiguous run from one of
+  /// the two, instead of every kernel column gathering every other element of the line again.
+  private func im2colSplittingLines(
+    _ x: UnsafePointer<Float>, channels: Int, columns: Range<Int>, into col: UnsafeMutablePointer<Float>
+  ) {
+    let (inD, inH, inW) = (input[0], input[1], input[2])
+    let (outH, outW, kW, pW) = (output[1], output[2], kernel[2], padBegin[2])
+    // Output ow (from ow0) and kernel column kw read padded column 2·(ow − ow0) + kw, that is
+    // evens[ow − ow0 + kw / 2] for even kw and odds[ow − ow0 + (kw − 1) / 2] for odd kw.
+    let split = UnsafeMutablePointer<Float>.allocate(capacity: 2 * (outW + kW / 2))
+    defer { split.deallocate() }
+    let rowLength = outputSize
+    var row = col
+    for c in 0..<channels {
+      let plane = x + c * inD * inH * inW
+      for kd in 0..<kernel[0] {
+        for kh in 0..<kernel[1] {
+          var column = columns.lowerBound
+          while column < columns.upperBound {
+            let ow0 = column % outW
+            let oh = (column / outW) % outH
+            let od = column / (outW * outH)
+            let count = min(outW - ow0, columns.upperBound - column)
+            let id = od * strides[0] - padBegin[0] + kd * dilations[0]
+            let ih = oh * strides[1] - padBegin[1] + kh * dilations[1]
+            defer { column += count }
+            guard id >= 0, id < inD, ih >= 0, ih < inH else {
+              for kw in 0..<kW { (row + kw * rowLength + column).update(repeating: 0, count: count) }
+              continue
+            }
+            let line = plane + (id * inH + ih) * inW
+            let length = count + kW / 2
+            let (evens, odds) = (split, split + length)
+            Self.splitEvenOdd(line, inW, from: 2 * ow0 - pW, length, evens, odds)
+            for kw in 0..<kW {
+              let source = kw % 2 == 0 ? evens + kw / 2 : odds + (kw - 1) / 2
+              (row + kw * rowLength + column).update(from: source, count: count)
+            }
+          }
+          row += kW * rowLength
+        }
+      }
+    }
+  }
+
+  /// evens[i] = line[first + 2i] and odds[i] = line[first + 2i + 1] for i < length, with 0 for
+  /// columns outside 0..<width.
+  private static func splitEvenOdd(
+    _ line: UnsafePointer<Float>, _ width: Int, from first: Int, _ length: Int, _ evens: UnsafeMutablePointer<Float>,
+    _ odds: UnsafeMutablePointer<Float>
+  ) {
+    var i = 0
+    // Pairs before the line (first + 2i + 1 < 0 for both), then the one that straddles its start.
+    while i < length && first + 2 * i < 0 {
+      evens[i] = 0
+      odds[i] = first + 2 * i + 1 >= 0 && first + 2 * i + 1 < width ? line[first + 2 * i + 1] : 0
+      i += 1
+    }
+    // 8 pairs at a time from 16-wide loads inside the line.
+    while i + 8 <= length && first + 2 * i + 15 < width {
+      let pairs = UnsafeRawPointer(line + first + 2 * i).loadUnaligned(as: SIMD16<Float>.self)
+      UnsafeMutableRawPointer(evens + i).storeBytes(of: pairs.evenHalf, as: SIMD8<Float>.self)
+      UnsafeMutableRawPointer(odds + i).storeBytes(of: pairs.oddHalf, as: SIMD8<Float>.self)
+      i += 8
+    }
+    while i < length {
+      let x = first + 2 * i
+      evens[i] = x < width ? line[x] : 0
+      odds[i] = x + 1 < width ? line[x + 1] : 0
+      i += 1
     }
   }
 
