@@ -310,3 +310,63 @@ void shoal_winograd_output_tiles(const float *m, long matrix, float *out, long o
     winograd_output_tiles_portable(m, matrix, out, out_width, count);
   }
 }
+
+/// Eight rows × 32 columns of C over the whole depth: the rows' weights broadcast from their
+/// panel (32 rows side by side per step of k), two 16-wide loads of packed B per step. The
+/// outputs get the bias, the residual (same layout as C) and a ReLU if asked, and are written
+/// once; `m0` and `m1` keep the columns that exist.
+__attribute__((target("avx512f"))) static void rows8_tile(
+    long depth, const float *a, const float *b, float *c, long ldc, long rows, __mmask16 m0, __mmask16 m1,
+    const float *bias, const float *residual, int relu) {
+  __m512 sum[8][2];
+  for (int r = 0; r < 8; r++) sum[r][0] = sum[r][1] = _mm512_setzero_ps();
+  for (long k = 0; k < depth; k++) {
+    __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
+    for (int r = 0; r < 8; r++) {
+      __m512 weight = _mm512_set1_ps(a[r]);
+      sum[r][0] = _mm512_fmadd_ps(weight, b0, sum[r][0]);
+      sum[r][1] = _mm512_fmadd_ps(weight, b1, sum[r][1]);
+    }
+    a += SHOAL_PANEL_ROWS;
+    b += 32;
+  }
+  for (long r = 0; r < rows; r++) {
+    __m512 s0 = sum[r][0], s1 = sum[r][1];
+    if (bias) {
+      __m512 value = _mm512_set1_ps(bias[r]);
+      s0 = _mm512_add_ps(s0, value);
+      s1 = _mm512_add_ps(s1, value);
+    }
+    if (residual) {
+      s0 = _mm512_add_ps(s0, _mm512_maskz_loadu_ps(m0, residual + r * ldc));
+      s1 = _mm512_add_ps(s1, _mm512_maskz_loadu_ps(m1, residual + r * ldc + 16));
+    }
+    if (relu) {
+      s0 = _mm512_max_ps(_mm512_setzero_ps(), s0);  // NaN stays NaN (the second operand wins)
+      s1 = _mm512_max_ps(_mm512_setzero_ps(), s1);
+    }
+    _mm512_mask_storeu_ps(c + r * ldc, m0, s0);
+    _mm512_mask_storeu_ps(c + r * ldc + 16, m1, s1);
+  }
+}
+
+void shoal_gemm_rows(
+    const float *packed_a, long rows, long depth, const float *b, long ldb, long columns, float *c, long ldc,
+    const float *bias, const float *residual, int relu, float *pack) {
+  for (long j = 0; j < columns; j += 32) {
+    long width = columns - j < 32 ? columns - j : 32;
+    for (long k = 0; k < depth; k++) {
+      memcpy(pack + k * 32, b + k * ldb + j, width * sizeof(float));
+      if (width < 32) memset(pack + k * 32 + width, 0, (32 - width) * sizeof(float));
+    }
+    __mmask16 m0 = width >= 16 ? 0xFFFF : (__mmask16)((1u << width) - 1);
+    __mmask16 m1 = width >= 32 ? 0xFFFF : width <= 16 ? 0 : (__mmask16)((1u << (width - 16)) - 1);
+    for (long r = 0; r < rows; r += 8) {
+      long count = rows - r < 8 ? rows - r : 8;
+      const float *a = packed_a + (r / SHOAL_PANEL_ROWS) * depth * SHOAL_PANEL_ROWS + r % SHOAL_PANEL_ROWS;
+      rows8_tile(
+          depth, a, pack, c + r * ldc + j, ldc, count, m0, m1, bias ? bias + r : 0,
+          residual ? residual + r * ldc + j : 0, relu);
+    }
+  }
+}

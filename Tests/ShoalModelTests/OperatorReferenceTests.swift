@@ -327,6 +327,17 @@ import Testing
         "conv-4x4-stride2-padded", "Conv", [("x", random([1, 4, 16, 15], seed: 122))],
         constants: [("w", random([6, 4, 4, 4], seed: 123, range: -0.25...0.25))],
         attributes: ["strides": .ints([2, 2]), "pads": .ints([1, 2, 1, 0])]),
+      // More than 256 positions, constant weights, AVX-512: 8 × 32 tiles over weights packed
+      // at load, with rows (13, 11 features) and columns (323, 460 per image) left over at the
+      // ends; a fused ReLU with a bias, none without; two images.
+      Case(
+        name: "conv-1x1-rows-bias-relu", inputs: [("x", random([2, 20, 19, 17], seed: 124))],
+        initializers: [("w", random([13, 20, 1, 1], seed: 125, range: -0.5...0.5)), ("b", random([13], seed: 126))],
+        nodes: [("Conv", ["x", "w", "b"], ["c"], [:]), ("Relu", ["c"], ["y"], [:])]),
+      single(
+        "conv-3x3-rows-stride2-no-bias", "Conv", [("x", random([1, 5, 45, 39], seed: 127))],
+        constants: [("w", random([11, 5, 3, 3], seed: 128, range: -0.5...0.5))],
+        attributes: ["strides": .ints([2, 2]), "pads": .ints([1, 1, 1, 1])]),
       // Depthwise rows shorter than 8 outputs (masked lanes), stride 1 and 2.
       single(
         "conv-depthwise-3x3-narrow-rows", "Conv", [("x", random([1, 8, 6, 5], seed: 81))],

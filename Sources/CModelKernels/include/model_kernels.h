@@ -56,4 +56,14 @@ void shoal_winograd_input_tiles(const float *row0, long width, float *out, long 
 /// outputs go to `out[2t]`, `out[2t + 1]` and the same one row (`out_width`) below.
 void shoal_winograd_output_tiles(const float *m, long matrix, float *out, long out_width, long count);
 
+/// C = A · B (+ bias per row, + residual, then max(0, ·) if `relu`) for all `rows` rows of
+/// `packed_a` (from `shoal_pack_panels`) and `columns` columns of `b` [depth × columns]
+/// (leading dimension `ldb`), 8 rows × 32 columns at a time with every sum over the whole
+/// depth in registers, so C (and the residual, laid out like it, leading dimension `ldc`) is
+/// touched once. `pack` holds depth · 32 floats (64-byte aligned) for a block of B.
+/// AVX-512 only.
+void shoal_gemm_rows(
+    const float *packed_a, long rows, long depth, const float *b, long ldb, long columns, float *c, long ldc,
+    const float *bias, const float *residual, int relu, float *pack);
+
 #endif

@@ -9,6 +9,9 @@ import CModelKernels
 /// load into panels of 32 features ([depth][32]); per run the unfolded input is packed into
 /// tiles of 12 positions ([depth][12]), and each (panel, tile) pair sums over the whole depth in
 /// 24 registers, writing its outputs once with the bias and a fused ReLU applied.
+///
+/// Convolutions with more positions use the same packed weights in `unfoldAndMultiply`, through
+/// `shoal_gemm_rows` (8 features × 32 positions per tile, vectorised along the positions).
 extension ConvKernel {
   /// The most output positions (per image) for which the panel kernel runs instead of OpenBLAS.
   static let panelMaximumPositions = 256

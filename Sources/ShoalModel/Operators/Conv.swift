@@ -126,7 +126,9 @@ struct ConvKernel: Kernel {
     if let activation { UnaryKernel.apply(activation, output, output, count) }
   }
 
-  /// im2col and `sgemm` per image and group, each core taking a range of output positions.
+  /// im2col and a GEMM per image and group, each core taking a range of output positions: with
+  /// weights packed at load (AVX-512) `shoal_gemm_rows`, otherwise OpenBLAS onto an output filled
+  /// with bias and residual.
   private func unfoldAndMultiply(
     _ geometry: WindowGeometry, _ px: UnsafePointer<Float>, _ pw: UnsafePointer<Float>,
     _ py: UnsafeMutablePointer<Float>, _ bias: UnsafePointer<Float>?, _ residual: ResidualInput?,
@@ -159,7 +161,16 @@ struct ConvKernel: Kernel {
           continue
         }
         let block = Self.blockColumns(depth: depth, features: groupFeatures)
+        let packedWeights = group == 1 ? panels?.pointer(as: Float.self) : nil
+        var relu = false
+        if case .relu = activation { relu = true }
         Parallel.forEachRange(outSize, costPerItem: groupFeatures * depth) { part in
+          // With weights packed at load (AVX-512), 8 × 32 tiles that write each output once.
+          let pack = packedWeights.map { _ in
+            UnsafeMutableRawPointer.allocate(byteCount: depth * 32 * 4, alignment: 64).bindMemory(
+              to: Float.self, capacity: depth * 32)
+          }
+          defer { pack?.deallocate() }
           for start in stride(from: part.lowerBound, to: part.upperBound, by: block) {
             let positions = start..<min(part.upperBound, start + block)
             let source: UnsafePointer<Float>
@@ -168,6 +179,18 @@ struct ConvKernel: Kernel {
             } else {
               geometry.im2col(image, channels: groupChannels, columns: positions, into: columns!)
               source = UnsafePointer(columns! + positions.lowerBound)
+            }
+            if let packedWeights, let pack {
+              let out = output + positions.lowerBound
+              shoal_gemm_rows(
+                packedWeights, groupFeatures, depth, source, outSize, positions.count, out, outSize, groupBias,
+                residual.map { UnsafePointer($0.source + (out - $0.output)) }, relu ? 1 : 0, pack)
+              guard let activation, !relu else { continue }
+              for m in 0..<groupFeatures {
+                let line = out + m * outSize
+                UnaryKernel.apply(activation, line, line, positions.count)
+              }
+              continue
             }
             let beta = Self.prefill(output, 0..<groupFeatures, positions, outSize, groupBias, residual)
             Blas.serialGemm(
