@@ -147,7 +147,6 @@ struct WindowGeometry: Sendable {
       return
     }
     let (inD, inH, inW) = (input[0], input[1], input[2])
-    let (outH, outW) = (output[1], output[2])
     var row = col
     for c in 0..<channels {
       let plane = x + c * inD * inH * inW
@@ -158,14 +157,8 @@ struct WindowGeometry: Sendable {
             let stride = strides[2]
             var column = columns.lowerBound
             while column < columns.upperBound {
-              // The output line holding `column`, and the part of it inside the range.
-              let ow0 = column % outW
-              let oh = (column / outW) % outH
-              let od = column / (outW * outH)
-              let count = min(outW - ow0, columns.upperBound - column)
+              let (ow0, count, id, ih) = outputLine(at: column, before: columns.upperBound, kd: kd, kh: kh)
               let out = row + column
-              let id = od * strides[0] - padBegin[0] + kd * dilations[0]
-              let ih = oh * strides[1] - padBegin[1] + kh * dilations[1]
               if id < 0 || id >= inD || ih < 0 || ih >= inH {
                 out.update(repeating: 0, count: count)
               } else {
@@ -206,6 +199,18 @@ struct WindowGeometry: Sendable {
     }
   }
 
+  /// The output line holding `column`: its first column in the range (ow0) and how many of its
+  /// columns are in the range (before `end`), and the input depth and row that kernel position
+  /// (kd, kh) reads for it.
+  private func outputLine(at column: Int, before end: Int, kd: Int, kh: Int) -> OutputLine {
+    let (outH, outW) = (output[1], output[2])
+    let ow0 = column % outW
+    let (oh, od) = ((column / outW) % outH, column / (outW * outH))
+    let id = od * strides[0] - padBegin[0] + kd * dilations[0]
+    let ih = oh * strides[1] - padBegin[1] + kh * dilations[1]
+    return (ow0, min(outW - ow0, end - column), id, ih)
+  }
+
   /// `im2col` for stride 2 along the width (a ResNet stem's 7×7, the 3×3 that opens a stage):
   /// each input line an output line reads is split once into its even and its odd columns
   /// (zeros beyond the line), and each kernel column then copies a contiguous run from one of
@@ -214,7 +219,7 @@ struct WindowGeometry: Sendable {
     _ x: UnsafePointer<Float>, channels: Int, columns: Range<Int>, into col: UnsafeMutablePointer<Float>
   ) {
     let (inD, inH, inW) = (input[0], input[1], input[2])
-    let (outH, outW, kW, pW) = (output[1], output[2], kernel[2], padBegin[2])
+    let (outW, kW, pW) = (output[2], kernel[2], padBegin[2])
     // Output ow (from ow0) and kernel column kw read padded column 2·(ow − ow0) + kw, that is
     // evens[ow − ow0 + kw / 2] for even kw and odds[ow − ow0 + (kw − 1) / 2] for odd kw.
     let split = UnsafeMutablePointer<Float>.allocate(capacity: 2 * (outW + kW / 2))
@@ -227,12 +232,7 @@ struct WindowGeometry: Sendable {
         for kh in 0..<kernel[1] {
           var column = columns.lowerBound
           while column < columns.upperBound {
-            let ow0 = column % outW
-            let oh = (column / outW) % outH
-            let od = column / (outW * outH)
-            let count = min(outW - ow0, columns.upperBound - column)
-            let id = od * strides[0] - padBegin[0] + kd * dilations[0]
-            let ih = oh * strides[1] - padBegin[1] + kh * dilations[1]
+            let (ow0, count, id, ih) = outputLine(at: column, before: columns.upperBound, kd: kd, kh: kh)
             defer { column += count }
             guard id >= 0, id < inD, ih >= 0, ih < inH else {
               for kw in 0..<kW { (row + kw * rowLength + column).update(repeating: 0, count: count) }
@@ -314,3 +314,7 @@ struct WindowGeometry: Sendable {
     }
   }
 }
+
+/// Part of an output line in a range of columns: its first column, how many columns, and the
+/// input depth and row one kernel position reads for it.
+private typealias OutputLine = (ow0: Int, count: Int, id: Int, ih: Int)
