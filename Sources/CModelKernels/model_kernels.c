@@ -19,8 +19,8 @@ int shoal_kernels_have_avx2(void) {
 /// Eight outputs from i on; `mask` keeps the lanes to load and store (all of them but at the end
 /// of a row shorter than eight).
 __attribute__((target("avx2,fma"), always_inline)) static inline void depthwise3x3_block(
-    const float *row0, const float *row1, const float *row2, long tap1, long tap2, const __m256 *w, float *out,
-    long i, __m256i mask) {
+    const float *row0, const float *row1, const float *row2, long tap1, long tap2, const __m256 *w, __m256 bias,
+    __m256 low, __m256 high, float *out, long i, __m256i mask) {
   __m256 sum = _mm256_mul_ps(w[0], _mm256_maskload_ps(row0 + i, mask));
   sum = _mm256_fmadd_ps(w[1], _mm256_maskload_ps(row0 + i + tap1, mask), sum);
   sum = _mm256_fmadd_ps(w[2], _mm256_maskload_ps(row0 + i + tap2, mask), sum);
@@ -30,49 +30,59 @@ __attribute__((target("avx2,fma"), always_inline)) static inline void depthwise3
   sum = _mm256_fmadd_ps(w[6], _mm256_maskload_ps(row2 + i, mask), sum);
   sum = _mm256_fmadd_ps(w[7], _mm256_maskload_ps(row2 + i + tap1, mask), sum);
   sum = _mm256_fmadd_ps(w[8], _mm256_maskload_ps(row2 + i + tap2, mask), sum);
+  // The bias, then the bounds; NaN passes both (the second operand wins).
+  sum = _mm256_min_ps(high, _mm256_max_ps(low, _mm256_add_ps(sum, bias)));
   _mm256_maskstore_ps(out + i, mask, sum);
 }
 
 __attribute__((target("avx2,fma"))) static void depthwise3x3_row_avx2(
-    const float *row0, const float *row1, const float *row2, long tap1, long tap2, const float *weights, float *out,
-    long count) {
+    const float *row0, const float *row1, const float *row2, long tap1, long tap2, const float *weights, float bias,
+    float low, float high, float *out, long count) {
   __m256 w[9];
   for (int k = 0; k < 9; k++) w[k] = _mm256_set1_ps(weights[k]);
+  const __m256 b = _mm256_set1_ps(bias), lo = _mm256_set1_ps(low), hi = _mm256_set1_ps(high);
   const __m256i all = _mm256_set1_epi32(-1);
   if (count < 8) {
     // Lanes 0..<count only.
     const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    depthwise3x3_block(row0, row1, row2, tap1, tap2, w, out, 0, _mm256_cmpgt_epi32(_mm256_set1_epi32((int)count), lanes));
+    depthwise3x3_block(
+        row0, row1, row2, tap1, tap2, w, b, lo, hi, out, 0, _mm256_cmpgt_epi32(_mm256_set1_epi32((int)count), lanes));
     return;
   }
   long i = 0;
-  for (; i + 8 <= count; i += 8) depthwise3x3_block(row0, row1, row2, tap1, tap2, w, out, i, all);
+  for (; i + 8 <= count; i += 8) depthwise3x3_block(row0, row1, row2, tap1, tap2, w, b, lo, hi, out, i, all);
   // The rest as a block of eight overlapping the one before (it writes the same values again).
-  if (i < count) depthwise3x3_block(row0, row1, row2, tap1, tap2, w, out, count - 8, all);
+  if (i < count) depthwise3x3_block(row0, row1, row2, tap1, tap2, w, b, lo, hi, out, count - 8, all);
 }
 
 static void depthwise3x3_row_portable(
-    const float *row0, const float *row1, const float *row2, long tap1, long tap2, const float *w, float *out,
-    long count) {
+    const float *row0, const float *row1, const float *row2, long tap1, long tap2, const float *w, float bias,
+    float low, float high, float *out, long count) {
   for (long i = 0; i < count; i++) {
     float a = w[0] * row0[i] + w[1] * row0[i + tap1] + w[2] * row0[i + tap2];
     float b = w[3] * row1[i] + w[4] * row1[i + tap1] + w[5] * row1[i + tap2];
     float c = w[6] * row2[i] + w[7] * row2[i + tap1] + w[8] * row2[i + tap2];
-    out[i] = a + b + c;
+    float value = a + b + c + bias;
+    // Comparisons are false for NaN, so NaN passes through.
+    value = value < low ? low : value;
+    out[i] = value > high ? high : value;
   }
 }
 
 void shoal_depthwise3x3_plane(
-    const float *padded, long row_length, long row_step, long tap1, long tap2, const float *weights, float *out,
-    long out_height, long out_width) {
+    const float *padded, long row_length, long row_step, long tap1, long tap2, const float *weights, float bias,
+    float low, float high, float *out, long out_height, long out_width) {
   int vector = shoal_kernels_have_avx2();
   for (long oh = 0; oh < out_height; oh++) {
     const float *r0 = padded + oh * row_step;
     if (vector) {
-      depthwise3x3_row_avx2(r0, r0 + row_length, r0 + 2 * row_length, tap1, tap2, weights, out + oh * out_width, out_width);
+      depthwise3x3_row_avx2(
+          r0, r0 + row_length, r0 + 2 * row_length, tap1, tap2, weights, bias, low, high, out + oh * out_width,
+          out_width);
     } else {
       depthwise3x3_row_portable(
-          r0, r0 + row_length, r0 + 2 * row_length, tap1, tap2, weights, out + oh * out_width, out_width);
+          r0, r0 + row_length, r0 + 2 * row_length, tap1, tap2, weights, bias, low, high, out + oh * out_width,
+          out_width);
     }
   }
 }

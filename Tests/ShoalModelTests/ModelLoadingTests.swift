@@ -134,6 +134,26 @@ import Testing
     }
   }
 
+  /// A depthwise 3×3 convolution with a bias and a ReLU, which its kernel applies as it writes:
+  /// a NaN input makes exactly the outputs whose windows hold it NaN, in its channel only.
+  @Test func aNaNInputStaysNaNThroughDepthwiseConvAndRelu() throws {
+    var graph = OnnxGraphBuilder(name: "depthwise-relu")
+    graph.input("x", .float32, [.fixed(1), .fixed(2), .fixed(5), .fixed(5)])
+    graph.initializer("w", Tensor(shape: [2, 1, 3, 3], elements: (0..<18).map { Float($0 % 5) - 2 }))
+    graph.initializer("b", Tensor(shape: [2], elements: [Float(-1), 1]))
+    graph.node("Conv", ["x", "w", "b"], ["c"], attributes: ["group": .int(2), "pads": .ints([1, 1, 1, 1])])
+    graph.node("Relu", ["c"], ["y"])
+    graph.output("y", .float32, [.fixed(1), .fixed(2), .fixed(5), .fixed(5)])
+    var x = [Float](repeating: 1, count: 50)
+    x[12] = .nan  // channel 0, row 2, column 2
+    let y = try Model(onnx: graph.bytes()).run(["x": Tensor(shape: [1, 2, 5, 5], elements: x)])["y"]!
+    for (index, value) in y.elements(as: Float.self).enumerated() {
+      let (row, column) = ((index % 25) / 5, index % 5)
+      let inWindow = index < 25 && (1...3).contains(row) && (1...3).contains(column)
+      #expect(value.isNaN == inWindow, "output \(index)")
+    }
+  }
+
   /// Max pooling, 8 outputs at a time inside the row and one at a time at its borders: a NaN
   /// wins every window that holds it, and every other output is its window's maximum.
   @Test(arguments: [1, 2])

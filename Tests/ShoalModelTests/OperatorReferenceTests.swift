@@ -196,6 +196,24 @@ import Testing
           ("Conv", ["x", "w", "b"], ["c"], ["group": .int(16), "pads": .ints([1, 1, 1, 1])]),
           ("Clip", ["c", "lo", "hi"], ["y"], [:]),
         ]),
+      // Bias and ReLU applied by the depthwise kernel as it writes; a LeakyRelu after it instead.
+      Case(
+        name: "conv-depthwise-3x3-stride2-bias-relu", inputs: [("x", random([1, 12, 15, 14], seed: 129))],
+        initializers: [("w", random([12, 1, 3, 3], seed: 130)), ("b", random([12], seed: 131))],
+        nodes: [
+          (
+            "Conv", ["x", "w", "b"], ["c"],
+            ["group": .int(12), "strides": .ints([2, 2]), "pads": .ints([1, 1, 1, 1])]
+          ),
+          ("Relu", ["c"], ["y"], [:]),
+        ]),
+      Case(
+        name: "conv-depthwise-3x3-bias-leaky-relu", inputs: [("x", random([1, 12, 15, 14], seed: 132))],
+        initializers: [("w", random([12, 1, 3, 3], seed: 133)), ("b", random([12], seed: 134))],
+        nodes: [
+          ("Conv", ["x", "w", "b"], ["c"], ["group": .int(12), "pads": .ints([1, 1, 1, 1])]),
+          ("LeakyRelu", ["c"], ["y"], ["alpha": .float(0.1)]),
+        ]),
       single(
         "conv-depthwise-3x3-stride2-odd", "Conv", [("x", random([1, 16, 41, 40], seed: 43))],
         constants: [("w", random([16, 1, 3, 3], seed: 44))],

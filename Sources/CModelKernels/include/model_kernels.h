@@ -17,10 +17,11 @@ int shoal_kernels_have_avx512(void);
 /// out[oh · out_width + i] = Σ over the three rows r of w[3r] · row_r[i] + w[3r + 1] · row_r[i + tap1]
 /// + w[3r + 2] · row_r[i + tap2], where row_r = padded + oh · row_step + r · row_length. (Stride 1:
 /// taps 1 and 2; stride 2 with each row split into even then odd columns: taps `even width` and
-/// 1.) Rows must be readable for out_width + tap1 and out_width + tap2 elements.
+/// 1.) Rows must be readable for out_width + tap1 and out_width + tap2 elements. Each output gets
+/// `bias` added and is then kept within [low, high] (±infinity for none), NaN passing through.
 void shoal_depthwise3x3_plane(
-    const float *padded, long row_length, long row_step, long tap1, long tap2, const float *weights, float *out,
-    long out_height, long out_width);
+    const float *padded, long row_length, long row_step, long tap1, long tap2, const float *weights, float bias,
+    float low, float high, float *out, long out_height, long out_width);
 
 /// The rows of a weight panel and the columns of a tile in `shoal_gemm_panels`.
 #define SHOAL_PANEL_ROWS 32

@@ -313,6 +313,16 @@ struct ConvKernel: Kernel {
     let evenWidth = (width + 1) / 2
     let rowLength = sW == 1 ? width : 2 * evenWidth
     let (low, high) = (min(pW, width), min(width, pW + inW))
+    // No activation, ReLU and Clip are bounds the kernel applies itself (without a residual).
+    var bounds: (Float, Float)? = nil
+    if residual == nil {
+      switch activation {
+      case nil: bounds = (-.infinity, .infinity)
+      case .relu: bounds = (0, .infinity)
+      case .clip(let lower, let upper): bounds = (Float(lower), Float(upper))
+      default: break
+      }
+    }
     Parallel.forEachRange(planes, costPerItem: outSize * 9) { range in
       // Zeroed once: every plane writes the same interior, so the borders stay zero.
       let padded = UnsafeMutablePointer<Float>.allocate(capacity: rows * rowLength)
@@ -342,7 +352,14 @@ struct ConvKernel: Kernel {
         // A row's three taps for output ow are at ow, ow + tap1 and ow + tap2: neighbours for
         // stride 1; for stride 2 the even column, the odd one, the next even one.
         let (tap1, tap2) = sW == 1 ? (1, 2) : (evenWidth, 1)
-        shoal_depthwise3x3_plane(padded, rowLength, sH * rowLength, tap1, tap2, w, out, outH, outW)
+        if let (low, high) = bounds {
+          // Bias and activation applied by the kernel as it writes.
+          let value = bias?[plane % features] ?? 0
+          shoal_depthwise3x3_plane(padded, rowLength, sH * rowLength, tap1, tap2, w, value, low, high, out, outH, outW)
+          continue
+        }
+        shoal_depthwise3x3_plane(
+          padded, rowLength, sH * rowLength, tap1, tap2, w, 0, -.infinity, .infinity, out, outH, outW)
         finish(out, count: outSize, feature: plane % features, bias, residual)
       }
     }
