@@ -380,3 +380,76 @@ void shoal_gemm_rows(
     }
   }
 }
+
+/// The larger of two values, NaN winning (either one).
+static inline float max_nan(float best, float value) { return value > best || value != value ? value : best; }
+
+__attribute__((target("avx2"), always_inline)) static inline __m256 max_nan8(__m256 best, __m256 value) {
+  __m256 take = _mm256_or_ps(_mm256_cmp_ps(value, best, _CMP_GT_OQ), _mm256_cmp_ps(value, value, _CMP_UNORD_Q));
+  return _mm256_blendv_ps(best, value, take);
+}
+
+/// Output `ow`'s window of `row` one value at a time, leaving out columns outside 0..<width.
+static inline float max_window(const float *row, long width, long ow, long kW, long sW, long pW) {
+  float best = -__builtin_inff();
+  for (long kw = 0; kw < kW; kw++) {
+    long column = ow * sW - pW + kw;
+    if (column >= 0 && column < width) best = max_nan(best, row[column]);
+  }
+  return best;
+}
+
+__attribute__((target("avx2"))) static void max_pool_plane_avx2(
+    const float *x, long inH, long inW, float *y, long outH, long outW, long kH, long kW, long sH, long sW, long pH,
+    long pW, float *row) {
+  // Outputs lo..<hi have their whole window inside the row.
+  long lo = (pW + sW - 1) / sW < outW ? (pW + sW - 1) / sW : outW;
+  long hi = inW - kW + pW < 0 ? lo : (inW - kW + pW) / sW + 1;
+  if (hi > outW) hi = outW;
+  if (hi < lo) hi = lo;
+  for (long oh = 0; oh < outH; oh++) {
+    float *out = y + oh * outW;
+    long start = oh * sH - pH;
+    long first = start > 0 ? start : 0, end = start + kH < inH ? start + kH : inH;
+    if (first >= end) {
+      for (long ow = 0; ow < outW; ow++) out[ow] = -__builtin_inff();
+      continue;
+    }
+    // The window's rows combined into `row`, 8 columns at a time.
+    memcpy(row, x + first * inW, inW * sizeof(float));
+    for (long ih = first + 1; ih < end; ih++) {
+      const float *next = x + ih * inW;
+      long i = 0;
+      for (; i + 8 <= inW; i += 8) _mm256_storeu_ps(row + i, max_nan8(_mm256_loadu_ps(row + i), _mm256_loadu_ps(next + i)));
+      for (; i < inW; i++) row[i] = max_nan(row[i], next[i]);
+    }
+    long ow = 0;
+    for (; ow < lo; ow++) out[ow] = max_window(row, inW, ow, kW, sW, pW);
+    // 8 windows at a time; for stride 2 the even lanes of 16 columns (one past the last window
+    // is read: `row` has spare room).
+    for (; ow + 8 <= hi; ow += 8) {
+      __m256 best = _mm256_set1_ps(-__builtin_inff());
+      for (long kw = 0; kw < kW; kw++) {
+        const float *source = row + ow * sW - pW + kw;
+        __m256 value;
+        if (sW == 1) {
+          value = _mm256_loadu_ps(source);
+        } else {
+          __m256 odd;
+          even_odd(source, &value, &odd);
+        }
+        best = max_nan8(best, value);
+      }
+      _mm256_storeu_ps(out + ow, best);
+    }
+    for (; ow < outW; ow++) out[ow] = max_window(row, inW, ow, kW, sW, pW);
+  }
+}
+
+int shoal_max_pool_plane(
+    const float *x, long inH, long inW, float *y, long outH, long outW, long kH, long kW, long sH, long sW, long pH,
+    long pW, float *row) {
+  if (!shoal_kernels_have_avx2() || sW < 1 || sW > 2) return 0;
+  max_pool_plane_avx2(x, inH, inW, y, outH, outW, kH, kW, sH, sW, pH, pW, row);
+  return 1;
+}

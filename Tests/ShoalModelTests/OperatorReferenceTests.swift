@@ -369,6 +369,10 @@ import Testing
       single(
         "max-pool-3x3-stride2-ceil", "MaxPool", [("x", random([1, 16, 55, 55], seed: 52))],
         attributes: ["kernel_shape": .ints([3, 3]), "strides": .ints([2, 2]), "ceil_mode": .int(1)]),
+      // The last window runs past an even width (ceil mode): it stays out of the 8-wide loop.
+      single(
+        "max-pool-3x3-stride2-ceil-even-width", "MaxPool", [("x", random([1, 4, 9, 32], seed: 135))],
+        attributes: ["kernel_shape": .ints([3, 3]), "strides": .ints([2, 2]), "ceil_mode": .int(1)]),
       single(
         "max-pool-3x3-stride1-padded", "MaxPool", [("x", random([1, 16, 28, 30], seed: 71))],
         attributes: ["kernel_shape": .ints([3, 3]), "pads": .ints([1, 1, 1, 1])]),

@@ -67,4 +67,12 @@ void shoal_gemm_rows(
     const float *packed_a, long rows, long depth, const float *b, long ldb, long columns, float *c, long ldc,
     const float *bias, const float *residual, int relu, float *pack);
 
+/// 2-D max pooling of one plane x [inH × inW] into y [outH × outW] (windows kH × kW, strides
+/// sH and sW, padding pH and pW before; positions outside the plane are left out, NaN wins its
+/// windows, a window with no row inside gives −infinity). `row` holds inW + 16 floats. Returns 0
+/// (and does nothing) unless the CPU has AVX2 and sW is 1 or 2, for the caller's own loop.
+int shoal_max_pool_plane(
+    const float *x, long inH, long inW, float *y, long outH, long outW, long kH, long kW, long sH, long sW, long pH,
+    long pW, float *row);
+
 #endif

@@ -1,3 +1,5 @@
+import CModelKernels
+
 /// MaxPool, AveragePool and their global forms over 1–3 spatial axes.
 struct PoolKernel: Kernel {
   enum Kind: Sendable { case max, average }
@@ -71,6 +73,14 @@ struct PoolKernel: Kernel {
       defer { rows.deallocate() }
       for plane in range {
         let image = x + plane * g.inputSize
+        if !average, T.self == Float.self {
+          // Max pooling in C, 8 windows at a time with AVX2 (0: not this CPU or stride).
+          let done = shoal_max_pool_plane(
+            UnsafeRawPointer(image).assumingMemoryBound(to: Float.self), inH, inW,
+            UnsafeMutableRawPointer(y + plane * g.outputSize).assumingMemoryBound(to: Float.self), outH, outW, kH, kW,
+            sH, sW, pH, pW, UnsafeMutableRawPointer(rows).assumingMemoryBound(to: Float.self))
+          if done != 0 { continue }
+        }
         for oh in 0..<outH {
           let line = y + plane * g.outputSize + oh * outW
           let start = oh * sH - pH
