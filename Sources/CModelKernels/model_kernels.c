@@ -4,14 +4,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+/// Whether SHOAL_KERNELS=portable asks for the portable loops (to compare both on one machine).
+static int portable_requested(void) {
+  const char *setting = getenv("SHOAL_KERNELS");
+  return setting && strcmp(setting, "portable") == 0;
+}
+
 int shoal_kernels_have_avx2(void) {
   static int known = -1;
   if (known < 0) {
-    // SHOAL_KERNELS=portable keeps the portable loops (to compare both on one machine).
-    const char *setting = getenv("SHOAL_KERNELS");
     __builtin_cpu_init();
-    known = !(setting && strcmp(setting, "portable") == 0) && __builtin_cpu_supports("avx2")
-            && __builtin_cpu_supports("fma");
+    known = !portable_requested() && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
   }
   return known;
 }
@@ -90,9 +93,8 @@ void shoal_depthwise3x3_plane(
 int shoal_kernels_have_avx512(void) {
   static int known = -1;
   if (known < 0) {
-    const char *setting = getenv("SHOAL_KERNELS");
     __builtin_cpu_init();
-    known = !(setting && strcmp(setting, "portable") == 0) && __builtin_cpu_supports("avx512f");
+    known = !portable_requested() && __builtin_cpu_supports("avx512f");
   }
   return known;
 }
