@@ -85,6 +85,9 @@ struct OnnxCommand: ParsableCommand {
     @Flag(help: "With --repeat, also time each operator.")
     var profile = false
 
+    @Flag(help: "With --repeat, also time each planned step (the median of the repeated runs), in the order they run.")
+    var profileSteps = false
+
     func run() throws {
       let model = try Model(contentsOf: file)
       var tensors: [String: Tensor] = [:]
@@ -119,10 +122,28 @@ struct OnnxCommand: ParsableCommand {
       let p90 = latencies[min(latencies.count - 1, Int((Double(latencies.count) * 0.9).rounded(.up)) - 1)]
       let gigaflops = Double(try model.summary(inputShapes: tensors.mapValues(\.shape)).flops) / 1e9
       if profile { try printProfile(model, tensors) }
+      if profileSteps { try printStepProfile(model, tensors) }
       print(
         String(
           format: "runs=%d median_ms=%.3f p90_ms=%.3f gflop=%.3f gflops=%.1f openblas=%@", latencies.count, median, p90,
           gigaflops, gigaflops / median * 1e3, Parallel.blasCore))
+    }
+
+    private func printStepProfile(_ model: Model, _ tensors: [String: Tensor]) throws {
+      var runs: [[StepProfile]] = []
+      for _ in 0..<`repeat` { runs.append(try model.profileSteps(tensors).steps) }
+      var table = TextTable("STEP", "NODE", "OPERATOR", "OUTPUT", "MEDIAN MS", "GFLOP/S")
+      var total = 0.0
+      for (index, step) in runs[0].enumerated() {
+        let seconds = runs.map { $0[index].seconds }.sorted()[runs.count / 2]
+        total += seconds
+        table.add(
+          "\(index)", step.node, step.opType, step.outputShape.map(String.init).joined(separator: "×"),
+          String(format: "%.3f", seconds * 1e3),
+          step.flops > 0 && seconds > 0 ? String(format: "%.1f", Double(step.flops) / seconds / 1e9) : "")
+      }
+      print(table.rendered)
+      print(String(format: "steps=%d sum_of_medians_ms=%.3f", runs[0].count, total * 1e3))
     }
 
     private func printProfile(_ model: Model, _ tensors: [String: Tensor]) throws {

@@ -38,6 +38,20 @@ import Testing
       ])
     #expect(run.status == 0, "\(run.stderrText)")
     #expect(run.stdoutText.contains("runs=5 median_ms="))
+
+    // One row per planned step, in order, with its output shape; then their sum.
+    let steps = try await Subprocess.run(
+      shoal,
+      [
+        "onnx", "run", model, "--input", "features=\(directory.path("x.npy"))", "--out", directory.path("out"),
+        "--repeat", "3", "--profile-steps",
+      ])
+    #expect(steps.status == 0, "\(steps.stderrText)")
+    let rows = steps.stdoutText.split(separator: "\n").filter { $0.hasPrefix("0 ") || $0.hasPrefix("1 ") }
+    #expect(rows.count == 2, "\(steps.stdoutText)")
+    #expect(rows.first?.contains("MatMul") == true && rows.first?.contains("2×2") == true, "\(steps.stdoutText)")
+    #expect(rows.last?.contains("Softmax") == true, "\(steps.stdoutText)")
+    #expect(steps.stdoutText.contains("steps=2 sum_of_medians_ms="), "\(steps.stdoutText)")
     let y = try Tensor(npyFile: directory.path("out/probabilities.npy"))
     #expect(y.shape == [2, 2])
     let expected = try Model(onnx: Self.classifier()).run(["features": x])["probabilities"]!

@@ -16,16 +16,32 @@ extension Model {
   public func profile(
     _ inputs: [String: Tensor]
   ) throws(ModelError) -> (outputs: [String: Tensor], operators: [OperatorProfile]) {
+    let (outputs, steps) = try profileSteps(inputs)
+    var profiles: [String: OperatorProfile] = [:]
+    for step in steps {
+      profiles[step.opType, default: OperatorProfile(name: step.opType)].add(seconds: step.seconds, flops: step.flops)
+    }
+    return (outputs, profiles.values.sorted { $0.seconds > $1.seconds })
+  }
+
+  /// Runs the model as `run(_:)` does and returns the outputs with the time and work of every
+  /// planned step, in the order they ran (a fused step once, named after its first node).
+  public func profileSteps(
+    _ inputs: [String: Tensor]
+  ) throws(ModelError) -> (
+    outputs: [String: Tensor], steps: [StepProfile]
+  ) {
     let (plan, byID) = try plan(for: inputs)
     var seconds = [Double](repeating: 0, count: plan.steps.count)
     let outputs = try plan.run(byID) { index, duration in
       seconds[index] += Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
     }
-    var profiles: [String: OperatorProfile] = [:]
-    for (index, step) in plan.steps.enumerated() {
-      profiles[step.opType, default: OperatorProfile(name: step.opType)].add(seconds: seconds[index], flops: step.flops)
+    let steps = plan.steps.enumerated().map { index, step in
+      StepProfile(
+        node: step.label, opType: step.opType, outputShape: step.outputs.first.flatMap { plan.slots[$0]?.shape } ?? [],
+        seconds: seconds[index], flops: step.flops)
     }
-    return (outputs, profiles.values.sorted { $0.seconds > $1.seconds })
+    return (outputs, steps)
   }
 
   /// Checks the inputs against the graph's declarations and returns the plan for them (made

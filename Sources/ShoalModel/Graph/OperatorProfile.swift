@@ -27,3 +27,16 @@ public struct OperatorProfile: Sendable, Hashable {
     self.flops += flops
   }
 }
+
+/// The time and work of one planned step in a profiled run.
+public struct StepProfile: Sendable, Hashable {
+  /// The node the step runs, as errors name it (`node 'conv1' (Conv)`).
+  public var node: String
+  /// The operator, fused nodes as `Conv+Relu`.
+  public var opType: String
+  /// The shape of the step's first output.
+  public var outputShape: [Int]
+  public var seconds: Double
+  /// Estimated floating-point operations.
+  public var flops: Int
+}
