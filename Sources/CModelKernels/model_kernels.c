@@ -128,7 +128,7 @@ void shoal_pack_tiles(const float *b, long depth, long columns, long ldb, long f
 /// if asked, negative values set to 0.
 __attribute__((target("avx512f"), always_inline)) static inline void panel_tile(
     const int WIDTH, long depth, const float *a, const float *b, float *c, long ldc, long rows, const float *bias,
-    int relu) {
+    const float *residual, int relu) {
   __m512 sum[SHOAL_TILE_COLUMNS][2];
   for (int j = 0; j < WIDTH; j++) sum[j][0] = sum[j][1] = _mm512_setzero_ps();
   for (long k = 0; k < depth; k++) {
@@ -149,41 +149,54 @@ __attribute__((target("avx512f"), always_inline)) static inline void panel_tile(
     b1 = _mm512_maskz_loadu_ps(m1, bias + 16);
   }
   float out[SHOAL_TILE_COLUMNS][SHOAL_PANEL_ROWS] __attribute__((aligned(64)));
+  // With a residual the ReLU comes after it, in the transposing loop below.
+  int relu_now = relu && !residual;
   for (int j = 0; j < WIDTH; j++) {
     __m512 s0 = _mm512_add_ps(sum[j][0], b0), s1 = _mm512_add_ps(sum[j][1], b1);
-    if (relu) {
+    if (relu_now) {
       s0 = _mm512_max_ps(_mm512_setzero_ps(), s0);  // NaN stays NaN (the second operand wins)
       s1 = _mm512_max_ps(_mm512_setzero_ps(), s1);
     }
     _mm512_store_ps(out[j], s0);
     _mm512_store_ps(out[j] + 16, s1);
   }
+  if (!residual) {
+    for (long r = 0; r < rows; r++) {
+      for (int j = 0; j < WIDTH; j++) c[r * ldc + j] = out[j][r];
+    }
+    return;
+  }
   for (long r = 0; r < rows; r++) {
-    for (int j = 0; j < WIDTH; j++) c[r * ldc + j] = out[j][r];
+    for (int j = 0; j < WIDTH; j++) {
+      float value = out[j][r] + residual[r * ldc + j];
+      // A comparison with NaN is false, so NaN stays NaN.
+      c[r * ldc + j] = relu && value < 0 ? 0 : value;
+    }
   }
 }
 
 __attribute__((target("avx512f"))) static void panel_tile_any(
-    long width, long depth, const float *a, const float *b, float *c, long ldc, long rows, const float *bias, int relu) {
+    long width, long depth, const float *a, const float *b, float *c, long ldc, long rows, const float *bias,
+    const float *residual, int relu) {
   switch (width) {
-  case 1: panel_tile(1, depth, a, b, c, ldc, rows, bias, relu); break;
-  case 2: panel_tile(2, depth, a, b, c, ldc, rows, bias, relu); break;
-  case 3: panel_tile(3, depth, a, b, c, ldc, rows, bias, relu); break;
-  case 4: panel_tile(4, depth, a, b, c, ldc, rows, bias, relu); break;
-  case 5: panel_tile(5, depth, a, b, c, ldc, rows, bias, relu); break;
-  case 6: panel_tile(6, depth, a, b, c, ldc, rows, bias, relu); break;
-  case 7: panel_tile(7, depth, a, b, c, ldc, rows, bias, relu); break;
-  case 8: panel_tile(8, depth, a, b, c, ldc, rows, bias, relu); break;
-  case 9: panel_tile(9, depth, a, b, c, ldc, rows, bias, relu); break;
-  case 10: panel_tile(10, depth, a, b, c, ldc, rows, bias, relu); break;
-  case 11: panel_tile(11, depth, a, b, c, ldc, rows, bias, relu); break;
-  default: panel_tile(12, depth, a, b, c, ldc, rows, bias, relu); break;
+  case 1: panel_tile(1, depth, a, b, c, ldc, rows, bias, residual, relu); break;
+  case 2: panel_tile(2, depth, a, b, c, ldc, rows, bias, residual, relu); break;
+  case 3: panel_tile(3, depth, a, b, c, ldc, rows, bias, residual, relu); break;
+  case 4: panel_tile(4, depth, a, b, c, ldc, rows, bias, residual, relu); break;
+  case 5: panel_tile(5, depth, a, b, c, ldc, rows, bias, residual, relu); break;
+  case 6: panel_tile(6, depth, a, b, c, ldc, rows, bias, residual, relu); break;
+  case 7: panel_tile(7, depth, a, b, c, ldc, rows, bias, residual, relu); break;
+  case 8: panel_tile(8, depth, a, b, c, ldc, rows, bias, residual, relu); break;
+  case 9: panel_tile(9, depth, a, b, c, ldc, rows, bias, residual, relu); break;
+  case 10: panel_tile(10, depth, a, b, c, ldc, rows, bias, residual, relu); break;
+  case 11: panel_tile(11, depth, a, b, c, ldc, rows, bias, residual, relu); break;
+  default: panel_tile(12, depth, a, b, c, ldc, rows, bias, residual, relu); break;
   }
 }
 
 void shoal_gemm_panels(
     const float *packed_a, long rows, long depth, const float *packed_b, long columns, float *c, long ldc,
-    const float *bias, int relu, long first, long end) {
+    const float *bias, const float *residual, int relu, long first, long end) {
   long tiles = (columns + SHOAL_TILE_COLUMNS - 1) / SHOAL_TILE_COLUMNS;
   for (long unit = first; unit < end; unit++) {
     long p = unit / tiles, t = unit % tiles;
@@ -192,7 +205,7 @@ void shoal_gemm_panels(
     long count = rows - row < SHOAL_PANEL_ROWS ? rows - row : SHOAL_PANEL_ROWS;
     panel_tile_any(
         width, depth, packed_a + p * depth * SHOAL_PANEL_ROWS, packed_b + start * depth, c + row * ldc + start, ldc,
-        count, bias ? bias + row : 0, relu);
+        count, bias ? bias + row : 0, residual ? residual + row * ldc + start : 0, relu);
   }
 }
 

@@ -37,15 +37,16 @@ void shoal_pack_panels(const float *a, long rows, long depth, float *packed);
 /// [depth][width] from float 12t · depth on.
 void shoal_pack_tiles(const float *b, long depth, long columns, long ldb, long first_tile, long end_tile, float *packed);
 
-/// C = A · B (+ bias per row, then max(0, ·) if `relu`) for the (panel, tile) units
+/// C = A · B (+ bias per row, + residual, then max(0, ·) if `relu`) for the (panel, tile) units
 /// `first..<end`, unit u being panel u / tiles and tile u % tiles: `packed_a` from
-/// `shoal_pack_panels`, `packed_b` from `shoal_pack_tiles`, C [rows × columns] with leading
-/// dimension `ldc`. Every sum runs over the whole depth in registers, so C is written once.
+/// `shoal_pack_panels`, `packed_b` from `shoal_pack_tiles`, C [rows × columns] (and the
+/// residual, laid out like it) with leading dimension `ldc`. Every sum runs over the whole depth
+/// in registers, so C is written once.
 /// For narrow products (few columns: late convolution layers), where a GEMM that keeps a row's
 /// columns in its registers wastes lanes. AVX-512 only.
 void shoal_gemm_panels(
     const float *packed_a, long rows, long depth, const float *packed_b, long columns, float *c, long ldc,
-    const float *bias, int relu, long first, long end);
+    const float *bias, const float *residual, int relu, long first, long end);
 
 /// Winograd F(2×2, 3×3)'s input transform `Bᵀ d B` for `count` consecutive tiles of one tile
 /// row: tile t's 4×4 block d starts at column 2t of `row0` and the three rows after it (`width`

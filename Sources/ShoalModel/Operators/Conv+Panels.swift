@@ -51,9 +51,9 @@ extension ConvKernel {
     let panelCount = (features + Int(SHOAL_PANEL_ROWS) - 1) / Int(SHOAL_PANEL_ROWS)
     let packed = scratch
     let columns = scratch + depth * outSize
-    // The kernel applies a ReLU itself when nothing comes between the bias and it.
+    // The kernel adds the residual and applies a ReLU itself; other activations come after.
     var relu = false
-    if case .relu = activation, residual == nil { relu = true }
+    if case .relu = activation { relu = true }
     for n in 0..<batch {
       let image = px + n * channels * inSize
       let output = py + n * features * outSize
@@ -70,15 +70,17 @@ extension ConvKernel {
         panelCount * tiles, costPerItem: depth * Int(SHOAL_PANEL_ROWS) * tileColumns, multipleOf: 1
       ) { units in
         shoal_gemm_panels(
-          weights, features, depth, packed, outSize, output, outSize, bias, relu ? 1 : 0, units.lowerBound,
+          weights, features, depth, packed, outSize, output, outSize, bias,
+          residual.map { UnsafePointer($0.source + (output - $0.output)) }, relu ? 1 : 0, units.lowerBound,
           units.upperBound)
-        guard (activation != nil && !relu) || residual != nil else { return }
+        guard let activation, !relu else { return }
         for unit in units {
           let (panel, tile) = unit.quotientAndRemainder(dividingBy: tiles)
           let start = tile * tileColumns
           let width = min(tileColumns, outSize - start)
           for m in panel * Int(SHOAL_PANEL_ROWS)..<min(features, (panel + 1) * Int(SHOAL_PANEL_ROWS)) {
-            finish(output + m * outSize + start, count: width, feature: m, nil, residual)
+            let line = output + m * outSize + start
+            UnaryKernel.apply(activation, line, line, width)
           }
         }
       }

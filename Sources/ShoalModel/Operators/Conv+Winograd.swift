@@ -144,7 +144,7 @@ extension ConvKernel {
         let end = min(units.upperBound, (matrix + 1) * perMatrix)
         shoal_gemm_panels(
           weights + matrix * panelRows * channels, features, channels, packed + matrix * channels * tiles, tiles,
-          products + matrix * features * tiles, tiles, nil, 0, unit - matrix * perMatrix, end - matrix * perMatrix)
+          products + matrix * features * tiles, tiles, nil, nil, 0, unit - matrix * perMatrix, end - matrix * perMatrix)
         unit = end
       }
     }
