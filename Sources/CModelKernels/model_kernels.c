@@ -336,13 +336,26 @@ void shoal_winograd_output_tiles(const float *m, long matrix, float *out, long o
   }
 }
 
+/// The 32 columns of C (and of the residual, if any) that the next tile writes, for
+/// `rows8_tile` to fetch into the cache while it computes.
+struct next_tile {
+  float *c;
+  const float *residual;
+  long rows;
+};
+
 /// Eight rows × 32 columns of C over the whole depth: the rows' weights broadcast from their
 /// panel (32 rows side by side per step of k), two 16-wide loads of packed B per step. The
 /// outputs get the bias, the residual (same layout as C) and a ReLU if asked, and are written
 /// once; `m0` and `m1` keep the columns that exist.
+///
+/// The rows of C lie `ldc` apart, so each row of a tile is a cache miss of its own when C (or
+/// the residual) is not in the cache, which the hardware prefetcher does not foresee: the first
+/// steps of k fetch the next tile's rows, one row per step, so that they have arrived when its
+/// outputs are written.
 __attribute__((target("avx512f"))) static void rows8_tile(
     long depth, const float *a, const float *b, float *c, long ldc, long rows, __mmask16 m0, __mmask16 m1,
-    const float *bias, const float *residual, int relu) {
+    const float *bias, const float *residual, int relu, struct next_tile next) {
   __m512 sum[8][2];
   for (int r = 0; r < 8; r++) sum[r][0] = sum[r][1] = _mm512_setzero_ps();
   for (long k = 0; k < depth; k++) {
@@ -351,6 +364,14 @@ __attribute__((target("avx512f"))) static void rows8_tile(
       __m512 weight = _mm512_set1_ps(a[r]);
       sum[r][0] = _mm512_fmadd_ps(weight, b0, sum[r][0]);
       sum[r][1] = _mm512_fmadd_ps(weight, b1, sum[r][1]);
+    }
+    if (k < next.rows) {
+      _m_prefetchw(next.c + k * ldc);
+      _m_prefetchw(next.c + k * ldc + 16);
+      if (next.residual) {
+        _mm_prefetch((const char *)(next.residual + k * ldc), _MM_HINT_T0);
+        _mm_prefetch((const char *)(next.residual + k * ldc + 16), _MM_HINT_T0);
+      }
     }
     a += SHOAL_PANEL_ROWS;
     b += 32;
@@ -389,9 +410,16 @@ void shoal_gemm_rows(
     for (long r = 0; r < rows; r += 8) {
       long count = rows - r < 8 ? rows - r : 8;
       const float *a = packed_a + (r / SHOAL_PANEL_ROWS) * depth * SHOAL_PANEL_ROWS + r % SHOAL_PANEL_ROWS;
+      // The tile below this one, or the first of the next columns.
+      long next_row = r + 8 < rows ? r + 8 : 0, next_column = r + 8 < rows ? j : j + 32;
+      struct next_tile next = {c + next_row * ldc + next_column, 0, 0};
+      if (next_column < columns) {
+        next.rows = rows - next_row < 8 ? rows - next_row : 8;
+        if (residual) next.residual = residual + next_row * ldc + next_column;
+      }
       rows8_tile(
           depth, a, pack, c + r * ldc + j, ldc, count, m0, m1, bias ? bias + r : 0,
-          residual ? residual + r * ldc + j : 0, relu);
+          residual ? residual + r * ldc + j : 0, relu, next);
     }
   }
 }
