@@ -356,6 +356,24 @@ import Testing
         "conv-3x3-rows-stride2-no-bias", "Conv", [("x", random([1, 5, 45, 39], seed: 127))],
         constants: [("w", random([11, 5, 3, 3], seed: 128, range: -0.5...0.5))],
         attributes: ["strides": .ints([2, 2]), "pads": .ints([1, 1, 1, 1])]),
+      // Large enough that each core unfolds several blocks of positions one after another into
+      // its own reused part of the scratch: a 5×5 stride-1 layer (5,184 positions, blocks of 288)
+      // with a residual and ReLU, and a 7×7 stride-2 stem on 3 channels (6,400 positions, blocks
+      // of 800) on the line-splitting unfold.
+      Case(
+        name: "conv-5x5-blocks-add-relu",
+        inputs: [("x", random([1, 16, 72, 72], seed: 141)), ("r", random([1, 32, 72, 72], seed: 142))],
+        initializers: [
+          ("w", random([32, 16, 5, 5], seed: 143, range: -0.1...0.1)), ("b", random([32], seed: 144)),
+        ],
+        nodes: [
+          ("Conv", ["x", "w", "b"], ["c"], ["pads": .ints([2, 2, 2, 2])]), ("Add", ["c", "r"], ["s"], [:]),
+          ("Relu", ["s"], ["y"], [:]),
+        ]),
+      single(
+        "conv-7x7-stride2-stem-blocks", "Conv", [("x", random([1, 3, 160, 160], seed: 145))],
+        constants: [("w", random([16, 3, 7, 7], seed: 146, range: -0.25...0.25))],
+        attributes: ["strides": .ints([2, 2]), "pads": .ints([3, 3, 3, 3])]),
       // Depthwise rows shorter than 8 outputs (masked lanes), stride 1 and 2.
       single(
         "conv-depthwise-3x3-narrow-rows", "Conv", [("x", random([1, 8, 6, 5], seed: 81))],

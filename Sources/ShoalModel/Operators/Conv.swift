@@ -173,17 +173,18 @@ struct ConvKernel: Kernel {
           defer { pack?.deallocate() }
           for start in stride(from: part.lowerBound, to: part.upperBound, by: block) {
             let positions = start..<min(part.upperBound, start + block)
-            let source: UnsafePointer<Float>
-            if geometry.isPointwise {
-              source = image + positions.lowerBound
-            } else {
-              geometry.im2col(image, channels: groupChannels, columns: positions, into: columns!)
-              source = UnsafePointer(columns! + positions.lowerBound)
+            var (source, ldb) = (image + positions.lowerBound, outSize)
+            if !geometry.isPointwise {
+              // Each block is unfolded into the same part of the scratch (this core's own, inside
+              // the columns its range would take), which stays in the core's cache.
+              let unfolded = columns! + part.lowerBound * depth
+              geometry.im2col(image, channels: groupChannels, columns: positions, into: unfolded, compact: true)
+              (source, ldb) = (UnsafePointer(unfolded), positions.count)
             }
             if let packedWeights, let pack {
               let out = output + positions.lowerBound
               shoal_gemm_rows(
-                packedWeights, groupFeatures, depth, source, outSize, positions.count, out, outSize, groupBias,
+                packedWeights, groupFeatures, depth, source, ldb, positions.count, out, outSize, groupBias,
                 residual.map { UnsafePointer($0.source + (out - $0.output)) }, relu ? 1 : 0, pack)
               guard let activation, !relu else { continue }
               for m in 0..<groupFeatures {
@@ -195,7 +196,7 @@ struct ConvKernel: Kernel {
             let beta = Self.prefill(output, 0..<groupFeatures, positions, outSize, groupBias, residual)
             Blas.serialGemm(
               transA: false, transB: false, m: groupFeatures, n: positions.count, k: depth, alpha: 1, weights,
-              lda: depth, source, ldb: outSize, beta: beta, output + positions.lowerBound, ldc: outSize)
+              lda: depth, source, ldb: ldb, beta: beta, output + positions.lowerBound, ldc: outSize)
             guard activation != nil else { continue }
             for m in 0..<groupFeatures {
               finish(output + m * outSize + positions.lowerBound, count: positions.count, feature: m, nil, nil)

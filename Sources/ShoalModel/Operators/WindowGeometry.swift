@@ -140,14 +140,20 @@ struct WindowGeometry: Sendable {
 
   /// Unfolds one image of `channels` planes into columns: row (c, kd, kh, kw), column (od, oh,
   /// ow). Only the columns in `columns` are written (rows are `outputSize` long), so cores can
-  /// share the work.
-  func im2col(_ x: UnsafePointer<Float>, channels: Int, columns: Range<Int>, into col: UnsafeMutablePointer<Float>) {
+  /// share the work; with `compact`, `col` holds just those columns (rows `columns.count` long),
+  /// so that a core unfolding block after block reuses one small buffer that stays in its cache.
+  func im2col(
+    _ x: UnsafePointer<Float>, channels: Int, columns: Range<Int>, into col: UnsafeMutablePointer<Float>,
+    compact: Bool = false
+  ) {
+    // Column c of a row is at row + c, the compact layout starting at the range's first column.
+    let (first, rowLength) = compact ? (col - columns.lowerBound, columns.count) : (col, outputSize)
     if strides[2] == 2 && dilations[2] == 1 && kernel[2] > 1 {
-      im2colSplittingLines(x, channels: channels, columns: columns, into: col)
+      im2colSplittingLines(x, channels: channels, columns: columns, into: first, rowLength: rowLength)
       return
     }
     let (inD, inH, inW) = (input[0], input[1], input[2])
-    var row = col
+    var row = first
     for c in 0..<channels {
       let plane = x + c * inD * inH * inW
       for kd in 0..<kernel[0] {
@@ -192,7 +198,7 @@ struct WindowGeometry: Sendable {
               }
               column += count
             }
-            row += outputSize
+            row += rowLength
           }
         }
       }
@@ -216,7 +222,8 @@ struct WindowGeometry: Sendable {
   /// (zeros beyond the line), and each kernel column then copies a contiguous run from one of
   /// the two, instead of every kernel column gathering every other element of the line again.
   private func im2colSplittingLines(
-    _ x: UnsafePointer<Float>, channels: Int, columns: Range<Int>, into col: UnsafeMutablePointer<Float>
+    _ x: UnsafePointer<Float>, channels: Int, columns: Range<Int>, into col: UnsafeMutablePointer<Float>,
+    rowLength: Int
   ) {
     let (inD, inH, inW) = (input[0], input[1], input[2])
     let (outW, kW, pW) = (output[2], kernel[2], padBegin[2])
@@ -224,7 +231,6 @@ struct WindowGeometry: Sendable {
     // evens[ow − ow0 + kw / 2] for even kw and odds[ow − ow0 + (kw − 1) / 2] for odd kw.
     let split = UnsafeMutablePointer<Float>.allocate(capacity: 2 * (outW + kW / 2))
     defer { split.deallocate() }
-    let rowLength = outputSize
     var row = col
     for c in 0..<channels {
       let plane = x + c * inD * inH * inW
