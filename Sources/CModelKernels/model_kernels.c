@@ -396,17 +396,26 @@ __attribute__((target("avx512f"))) static void rows8_tile(
   }
 }
 
-void shoal_gemm_rows(
+__attribute__((target("avx512f"))) void shoal_gemm_rows(
     const float *packed_a, long rows, long depth, const float *b, long ldb, long columns, float *c, long ldc,
     const float *bias, const float *residual, int relu, float *pack) {
   for (long j = 0; j < columns; j += 32) {
     long width = columns - j < 32 ? columns - j : 32;
-    for (long k = 0; k < depth; k++) {
-      memcpy(pack + k * 32, b + k * ldb + j, width * sizeof(float));
-      if (width < 32) memset(pack + k * 32 + width, 0, (32 - width) * sizeof(float));
-    }
     __mmask16 m0 = width >= 16 ? 0xFFFF : (__mmask16)((1u << width) - 1);
     __mmask16 m1 = width >= 32 ? 0xFFFF : width <= 16 ? 0 : (__mmask16)((1u << (width - 16)) - 1);
+    // B's rows lie `ldb` apart, each one a stream of its own that the hardware prefetcher does
+    // not follow: fetch the next block's piece of each row while this one is packed, so that it
+    // has arrived by the time all the row tiles below have been computed.
+    int fetch_next = j + 32 < columns;
+    for (long k = 0; k < depth; k++) {
+      const float *row = b + k * ldb + j;
+      _mm512_store_ps(pack + k * 32, _mm512_maskz_loadu_ps(m0, row));
+      _mm512_store_ps(pack + k * 32 + 16, _mm512_maskz_loadu_ps(m1, row + 16));
+      if (fetch_next) {
+        _mm_prefetch((const char *)(row + 32), _MM_HINT_T0);
+        _mm_prefetch((const char *)(row + 48), _MM_HINT_T0);
+      }
+    }
     for (long r = 0; r < rows; r += 8) {
       long count = rows - r < 8 ? rows - r : 8;
       const float *a = packed_a + (r / SHOAL_PANEL_ROWS) * depth * SHOAL_PANEL_ROWS + r % SHOAL_PANEL_ROWS;
