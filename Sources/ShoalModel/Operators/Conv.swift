@@ -160,8 +160,8 @@ struct ConvKernel: Kernel {
           }
           continue
         }
-        let block = Self.blockColumns(depth: depth, features: groupFeatures)
         let packedWeights = group == 1 ? panels?.pointer(as: Float.self) : nil
+        let block = Self.blockColumns(depth: depth, features: groupFeatures, packedWeights: packedWeights != nil)
         var relu = false
         if case .relu = activation { relu = true }
         Parallel.forEachRange(outSize, costPerItem: groupFeatures * depth) { part in
@@ -230,9 +230,11 @@ struct ConvKernel: Kernel {
 
   /// The output positions a core unfolds, multiplies and finishes at a time: as many as keep
   /// the unfolded columns and the outputs within about 512 KiB (in the core's L2 cache), and at
-  /// least 256 (so that OpenBLAS's packing of the weights, per call, stays a small cost).
-  static func blockColumns(depth: Int, features: Int) -> Int {
-    max(256, ((1 << 17) / max(1, depth + features)) & ~15)
+  /// least 256 for OpenBLAS (so that its packing of the weights, per call, stays a small cost);
+  /// with weights packed at load, whole blocks of 32 columns for `shoal_gemm_rows`, at least one.
+  static func blockColumns(depth: Int, features: Int, packedWeights: Bool = false) -> Int {
+    let fitting = (1 << 17) / max(1, depth + features)
+    return packedWeights ? max(32, fitting & ~31) : max(256, fitting & ~15)
   }
 
   /// Below this many output positions per core, a convolution splits its features across the
