@@ -244,6 +244,19 @@ import Testing
       single(
         "conv-3x3-winograd-unpadded", "Conv", [("x", random([1, 32, 9, 8], seed: 59))],
         constants: [("w", random([16, 32, 3, 3], seed: 60, range: -0.5...0.5))]),
+      // More than 256 tiles (18 × 17, ResNet's first stage has 28 × 28): the 16 GEMMs on the
+      // row kernel (AVX-512), with 40 features (a panel of 32 and a partial one), a bias, a
+      // residual and a ReLU after the output transform.
+      Case(
+        name: "conv-3x3-winograd-rows-add-relu",
+        inputs: [("x", random([1, 24, 36, 34], seed: 147)), ("r", random([1, 40, 36, 34], seed: 148))],
+        initializers: [
+          ("w", random([40, 24, 3, 3], seed: 149, range: -0.25...0.25)), ("b", random([40], seed: 150)),
+        ],
+        nodes: [
+          ("Conv", ["x", "w", "b"], ["c"], ["pads": .ints([1, 1, 1, 1])]), ("Add", ["c", "r"], ["s"], [:]),
+          ("Relu", ["s"], ["y"], [:]),
+        ]),
       // One row or one column of output (a fully connected layer at batch 1): matrix-vector
       // products split across the cores, the vector strided when transposed.
       Case(

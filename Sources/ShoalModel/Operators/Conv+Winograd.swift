@@ -105,7 +105,23 @@ extension ConvKernel {
       transformOutputs(g, products, into: py, bias, residual, batch: batch, features: features)
       return
     }
-    // The 16 GEMMs [features × channels] · [channels × tiles], half of them on each core.
+    // The 16 GEMMs [features × channels] · [channels × tiles], half of them on each core: with
+    // the weights packed at load (AVX-512), on `shoal_gemm_rows`, otherwise on OpenBLAS.
+    if let packed = winogradPanels?.pointer(as: Float.self) {
+      let panelRows = winogradPanels!.shape[1]
+      Parallel.forEachRange(16, costPerItem: features * channels * tiles, multipleOf: 1) { positions in
+        let pack = UnsafeMutableRawPointer.allocate(byteCount: channels * 32 * 4, alignment: 64).bindMemory(
+          to: Float.self, capacity: channels * 32)
+        defer { pack.deallocate() }
+        for position in positions {
+          shoal_gemm_rows(
+            packed + position * panelRows * channels, features, channels, transformed + position * channels * tiles,
+            tiles, tiles, products + position * features * tiles, tiles, nil, nil, 0, pack)
+        }
+      }
+      transformOutputs(g, products, into: py, bias, residual, batch: batch, features: features)
+      return
+    }
     Parallel.forEachRange(16, costPerItem: features * channels * tiles) { positions in
       for position in positions {
         Blas.serialGemm(
