@@ -298,9 +298,22 @@ __attribute__((target("avx2"))) static void winograd_input_tiles_avx2(
   if (t < count) winograd_input_block(row0, width, out, matrix, count - 8);
 }
 
+/// Fewer than 8 tiles (a 14×14 or 7×7 map has 7 or 4 a row): one block of 8 into a buffer of
+/// its own, of which the first `count` tiles are kept.
+__attribute__((target("avx2"))) static void winograd_input_few_tiles_avx2(
+    const float *row0, long width, float *out, long matrix, long count) {
+  float block[16 * 8];
+  winograd_input_block(row0, width, block, 8, 0);
+  for (long m = 0; m < 16; m++) {
+    for (long t = 0; t < count; t++) out[m * matrix + t] = block[m * 8 + t];
+  }
+}
+
 void shoal_winograd_input_tiles(const float *row0, long width, float *out, long matrix, long count) {
   if (count >= 8 && shoal_kernels_have_avx2()) {
     winograd_input_tiles_avx2(row0, width, out, matrix, count);
+  } else if (count > 0 && shoal_kernels_have_avx2()) {
+    winograd_input_few_tiles_avx2(row0, width, out, matrix, count);
   } else {
     winograd_input_tiles_portable(row0, width, out, matrix, count);
   }

@@ -50,7 +50,9 @@ void shoal_gemm_panels(
 
 /// Winograd F(2×2, 3×3)'s input transform `Bᵀ d B` for `count` consecutive tiles of one tile
 /// row: tile t's 4×4 block d starts at column 2t of `row0` and the three rows after it (`width`
-/// floats apart); element (i, j) of its result goes to `out[(4i + j) · matrix + t]`.
+/// floats apart); element (i, j) of its result goes to `out[(4i + j) · matrix + t]`. With
+/// fewer than 8 tiles, 18 floats are read from the start of each row (past its end, so the
+/// memory there must be readable).
 void shoal_winograd_input_tiles(const float *row0, long width, float *out, long matrix, long count);
 
 /// Winograd F(2×2, 3×3)'s output transform `Aᵀ m A` for `count` consecutive tiles whose 2×2

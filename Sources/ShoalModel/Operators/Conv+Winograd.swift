@@ -181,7 +181,9 @@ extension ConvKernel {
     let (low, high) = (min(pW, width), min(width, pW + inW))
     let matrix = channels * tiles
     Parallel.forEachRange(batch * channels, costPerItem: perImage * 64) { planes in
-      let padded = UnsafeMutablePointer<Float>.allocate(capacity: rows * width)
+      // Room after the last row: with fewer than 8 tiles a row, the transform reads 18 floats
+      // from the start of each row.
+      let padded = UnsafeMutablePointer<Float>.allocate(capacity: rows * width + 16)
       defer { padded.deallocate() }
       for plane in planes {
         let (n, c) = (plane / channels, plane % channels)
