@@ -1,5 +1,6 @@
 import COpenBLAS
 import Dispatch
+import Synchronization
 
 #if canImport(Glibc)
   import Glibc
@@ -21,6 +22,12 @@ public enum Parallel {
   /// Calls `body` with consecutive ranges covering `0..<count`, in parallel when the work
   /// (`count` × `costPerItem`) is large enough to pay for the hand-off; the ranges start at
   /// multiples of `multipleOf`.
+  ///
+  /// There is one range per core, and the threads claim them in order from a shared counter
+  /// rather than each taking its own: a thread that comes late (still waking up, or its core
+  /// taken for a while by another process on a shared machine) leaves its range to one that is
+  /// ready instead of being waited for. On this VM that removed most of ResNet-50's slow runs
+  /// (medians of 8 alternating processes: 20.4–28.0 ms before, 20.7–22.4 ms after).
   static func forEachRange(
     _ count: Int, costPerItem: Int, multipleOf granule: Int = 8, _ body: (Range<Int>) -> Void
   ) {
@@ -31,13 +38,16 @@ public enum Parallel {
     }
     // By default ranges of multiples of 8 columns, so each part's GEMM keeps aligned vector tails.
     let chunk = ((count + parts - 1) / parts + granule - 1) / granule * granule
+    let claimed = Atomic(0)
     withoutActuallyEscaping(body) { body in
-      // The parts touch disjoint memory; the closure only lives for this call.
+      // The ranges are disjoint memory; the closure only lives for this call.
       let shared = UncheckedSendable(body)
-      let part = { @Sendable (part: Int) in
-        let start = part * chunk
-        let end = min(count, start + chunk)
-        if start < end { shared.value(start..<end) }
+      let part = { @Sendable (_: Int) in
+        while true {
+          let start = claimed.add(1, ordering: .relaxed).oldValue * chunk
+          guard start < count else { return }
+          shared.value(start..<min(count, start + chunk))
+        }
       }
       // The workers take one loop at a time; a loop that finds them busy (another model running
       // at the same time) goes to Dispatch's threads.
