@@ -36,6 +36,7 @@ public struct StepProfile: Sendable, Hashable {
   public var opType: String
   /// The shape of the step's first output.
   public var outputShape: [Int]
+  /// How long the step took.
   public var seconds: Double
   /// Estimated floating-point operations.
   public var flops: Int
