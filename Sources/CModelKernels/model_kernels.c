@@ -123,6 +123,8 @@ static void pack_tile_rows(
   }
 }
 
+_Static_assert(SHOAL_TILE_COLUMNS == 12, "pack_full_tiles_avx2 moves a tile's row as 8 + 4 floats");
+
 /// Full tiles 12 floats at a time (8 + 4).
 __attribute__((target("avx2"))) static void pack_full_tiles_avx2(
     const float *b, long depth, long ldb, long first_tile, long end_tile, float *packed) {
@@ -140,7 +142,7 @@ __attribute__((target("avx2"))) static void pack_full_tiles_avx2(
 void shoal_pack_tiles(const float *b, long depth, long columns, long ldb, long first_tile, long end_tile, float *packed) {
   long full = columns / SHOAL_TILE_COLUMNS;
   long full_end = end_tile < full ? end_tile : full;
-  if (SHOAL_TILE_COLUMNS == 12 && shoal_kernels_have_avx2() && first_tile < full_end) {
+  if (shoal_kernels_have_avx2() && first_tile < full_end) {
     pack_full_tiles_avx2(b, depth, ldb, first_tile, full_end, packed);
     first_tile = full_end;
   }

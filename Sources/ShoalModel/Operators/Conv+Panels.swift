@@ -39,6 +39,13 @@ extension ConvKernel {
     return packed
   }
 
+  /// The buffer `shoal_gemm_rows` packs a block of 32 columns of B into: depth · 32 floats,
+  /// 64-byte aligned; the caller deallocates it.
+  static func rowPack(depth: Int) -> UnsafeMutablePointer<Float> {
+    UnsafeMutableRawPointer.allocate(byteCount: depth * 32 * MemoryLayout<Float>.size, alignment: 64).bindMemory(
+      to: Float.self, capacity: depth * 32)
+  }
+
   func panelConvolution(
     _ g: WindowGeometry, _ px: UnsafePointer<Float>, _ py: UnsafeMutablePointer<Float>, _ bias: UnsafePointer<Float>?,
     _ residual: ResidualInput?, _ scratch: UnsafeMutablePointer<Float>, batch: Int, channels: Int, features: Int

@@ -100,37 +100,42 @@ extension ConvKernel {
     let transformed = scratch
     let products = scratch + 16 * channels * tiles
     transformInputs(g, px, into: transformed, batch: batch, channels: channels)
+    // The 16 GEMMs [features × channels] · [channels × tiles]: with the weights packed at load
+    // (AVX-512) on the panel kernel or the row kernel, otherwise on OpenBLAS.
     if winogradUsesPanels(tiles: tiles) {
       multiplyOnPanels(transformed, into: products, tiles: tiles, channels: channels, features: features)
-      transformOutputs(g, products, into: py, bias, residual, batch: batch, features: features)
-      return
-    }
-    // The 16 GEMMs [features × channels] · [channels × tiles], half of them on each core: with
-    // the weights packed at load (AVX-512), on `shoal_gemm_rows`, otherwise on OpenBLAS.
-    if let packed = winogradPanels?.pointer(as: Float.self) {
-      let panelRows = winogradPanels!.shape[1]
-      Parallel.forEachRange(16, costPerItem: features * channels * tiles, multipleOf: 1) { positions in
-        let pack = UnsafeMutableRawPointer.allocate(byteCount: channels * 32 * 4, alignment: 64).bindMemory(
-          to: Float.self, capacity: channels * 32)
-        defer { pack.deallocate() }
+    } else if winogradPanels != nil {
+      multiplyOnRows(transformed, into: products, tiles: tiles, channels: channels, features: features)
+    } else {
+      Parallel.forEachRange(16, costPerItem: features * channels * tiles) { positions in
         for position in positions {
-          shoal_gemm_rows(
-            packed + position * panelRows * channels, features, channels, transformed + position * channels * tiles,
-            tiles, tiles, products + position * features * tiles, tiles, nil, nil, 0, pack)
+          Blas.serialGemm(
+            transA: false, transB: false, m: features, n: tiles, k: channels, alpha: 1,
+            u + position * features * channels, lda: channels, transformed + position * channels * tiles, ldb: tiles,
+            beta: 0, products + position * features * tiles, ldc: tiles)
         }
-      }
-      transformOutputs(g, products, into: py, bias, residual, batch: batch, features: features)
-      return
-    }
-    Parallel.forEachRange(16, costPerItem: features * channels * tiles) { positions in
-      for position in positions {
-        Blas.serialGemm(
-          transA: false, transB: false, m: features, n: tiles, k: channels, alpha: 1,
-          u + position * features * channels, lda: channels, transformed + position * channels * tiles, ldb: tiles,
-          beta: 0, products + position * features * tiles, ldc: tiles)
       }
     }
     transformOutputs(g, products, into: py, bias, residual, batch: batch, features: features)
+  }
+
+  /// The 16 GEMMs on the row kernel (more than 256 tile columns), half of the matrices on each
+  /// core.
+  private func multiplyOnRows(
+    _ transformed: UnsafeMutablePointer<Float>, into products: UnsafeMutablePointer<Float>, tiles: Int, channels: Int,
+    features: Int
+  ) {
+    let weights = winogradPanels!.pointer(as: Float.self)
+    let panelRows = winogradPanels!.shape[1]
+    Parallel.forEachRange(16, costPerItem: features * channels * tiles, multipleOf: 1) { positions in
+      let pack = Self.rowPack(depth: channels)
+      defer { pack.deallocate() }
+      for position in positions {
+        shoal_gemm_rows(
+          weights + position * panelRows * channels, features, channels, transformed + position * channels * tiles,
+          tiles, tiles, products + position * features * tiles, tiles, nil, nil, 0, pack)
+      }
+    }
   }
 
   /// The 16 GEMMs on the panel kernel: the transformed inputs packed into tiles of 12, then

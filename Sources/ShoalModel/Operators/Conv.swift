@@ -166,10 +166,7 @@ struct ConvKernel: Kernel {
         if case .relu = activation { relu = true }
         Parallel.forEachRange(outSize, costPerItem: groupFeatures * depth) { part in
           // With weights packed at load (AVX-512), 8 × 32 tiles that write each output once.
-          let pack = packedWeights.map { _ in
-            UnsafeMutableRawPointer.allocate(byteCount: depth * 32 * 4, alignment: 64).bindMemory(
-              to: Float.self, capacity: depth * 32)
-          }
+          let pack = packedWeights.map { _ in Self.rowPack(depth: depth) }
           defer { pack?.deallocate() }
           for start in stride(from: part.lowerBound, to: part.upperBound, by: block) {
             let positions = start..<min(part.upperBound, start + block)
