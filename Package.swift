@@ -163,7 +163,8 @@ let package = Package(
     ),
     .testTarget(
       name: "ShoalModelTests", dependencies: ["ShoalModel", "ShoalProto", "ShoalTestSupport"], swiftSettings: strictSwift),
-    .testTarget(name: "ShoalStoreTests", dependencies: ["ShoalStore", "ShoalTestSupport"], swiftSettings: strictSwift),
+    .testTarget(
+      name: "ShoalStoreTests", dependencies: ["ShoalStore", "ShoalRPC", "ShoalTestSupport"], swiftSettings: strictSwift),
     .testTarget(
       name: "ShoalProtoGenTests",
       dependencies: ["ShoalProtoGen", "ShoalTestSupport"],

@@ -69,15 +69,17 @@ public struct TrackingStore: Sendable {
   /// The database.
   public let database: Database
 
-  /// A store over `database` (migrated with `migrations`).
   /// Metric batches, committed a group at a time.
   let batches: GroupCommit<TrackingV1.LogBatchRequest, TrackingV1.LogBatchResponse>
 
+  /// A store over `database` (migrated with `migrations`).
   public init(database: Database) {
     self.database = database
-    // SQLite has one writer, so its groups go one at a time; PostgreSQL commits two at once.
+    // SQLite has one writer, so its groups go one at a time, and a lone batch is written on the
+    // caller's thread; PostgreSQL commits two groups at once.
+    let sqlite = database.dialect == .sqlite
     batches = GroupCommit(
-      database: database, maxConcurrentGroups: database.dialect == .sqlite ? 1 : 2,
+      database: database, maxConcurrentGroups: sqlite ? 1 : 2, commitsIdleOnCaller: sqlite,
       apply: { connection, request in try Self.write(request, on: connection) },
       applyGroup: { connection, requests in try Self.write(requests, on: connection) })
   }

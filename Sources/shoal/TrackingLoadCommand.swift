@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import NIOPosix
 import ShoalProto
 import ShoalRPC
 import ShoalServiceStubs
@@ -33,7 +34,11 @@ struct TrackingLoadCommand: AsyncParsableCommand {
   @Option(help: "Metrics per call in batch mode.") var batchSize = 1000
 
   func run() async throws {
-    let client = TrackingV1.Tracking.Client(RPCClient(address: try await mesh.address(of: address)))
+    // One event loop runs the connection and the loops' tasks, so a call does not cross threads
+    // on this side (as in `shoal load`).
+    let loops = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    let executor = EventLoopTaskExecutor(loops.next())
+    let client = TrackingV1.Tracking.Client(RPCClient(address: try await mesh.address(of: address), group: loops))
     var experiment = TrackingV1.CreateExperimentRequest()
     experiment.name = "load-\(UUID().uuidString.prefix(8))"
     let experimentID = try await client.createExperiment(experiment).experimentId
@@ -49,7 +54,7 @@ struct TrackingLoadCommand: AsyncParsableCommand {
     let end = start + .milliseconds(Int64(duration * 1000))
     let (sent, callCount, errorCount) = try await withThrowingTaskGroup(of: (Int, Int, Int).self) { group in
       for run in runs {
-        group.addTask {
+        group.addTask(executorPreference: executor) {
           var step: Int64 = 0
           var logged = 0
           var calls = 0
@@ -94,6 +99,7 @@ struct TrackingLoadCommand: AsyncParsableCommand {
       } while !history.pageToken.isEmpty
     }
     await (client.rpc as? RPCClient)?.close()
+    try? await loops.shutdownGracefully()
     emit(
       "mode=\(mode.rawValue) concurrency=\(concurrency) calls=\(callCount) metrics=\(sent) "
         + String(format: "calls_per_s=%.1f metrics_per_s=%.1f ", Double(callCount) / seconds, Double(sent) / seconds)

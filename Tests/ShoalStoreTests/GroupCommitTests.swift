@@ -1,4 +1,6 @@
 import Foundation
+import NIOPosix
+import ShoalRPC
 import ShoalTestSupport
 import Synchronization
 import Testing
@@ -11,11 +13,14 @@ struct GroupCommitTests {
   /// Rows named by the requests; a request named `bad…` writes its row and then fails; the
   /// first request applied holds its group open until `followers` requests wait behind it.
   private static func makeCommitter(
-    _ database: Database, followers: Int
+    _ database: Database, followers: Int, commitsIdleOnCaller: Bool = false,
+    onApply: @escaping @Sendable (String) -> Void = { _ in }
   ) -> GroupCommit<String, Int64> {
     let committer = Mutex<GroupCommit<String, Int64>?>(nil)
     let first = Atomic(true)
-    let made = GroupCommit<String, Int64>(database: database) { connection, name in
+    let made = GroupCommit<String, Int64>(database: database, commitsIdleOnCaller: commitsIdleOnCaller) {
+      connection, name in
+      onApply(name)
       if first.exchange(false, ordering: .relaxed) {
         let deadline = Date().addingTimeInterval(30)
         while (committer.withLock { $0?.waiting ?? 0 }) < followers, Date() < deadline { usleep(1000) }
@@ -100,6 +105,40 @@ struct GroupCommitTests {
         try await group.waitForAll()
       }
       #expect(try await Self.storedNames(database).count == 400)
+    }
+  }
+
+  /// With `commitsIdleOnCaller`: a lone request is written on the caller's thread (here an event
+  /// loop's), requests started in the same turn of that loop still share one group on a database
+  /// thread, and a lone failure still writes nothing.
+  @Test(arguments: Backend.available)
+  func idleCommitsRunOnTheCallerAndTogetherStillGroup(_ backend: Backend) async throws {
+    let loop = MultiThreadedEventLoopGroup.singleton.next()
+    let onLoop = Mutex<[String: Bool]>([:])
+    try await backend.withDatabase { database, _ in
+      try await database.transaction {
+        try $0.executeScript($0.dialect.ddl("CREATE TABLE items (id {id}, name TEXT NOT NULL UNIQUE)"))
+      }
+      let committer = Self.makeCommitter(database, followers: 0, commitsIdleOnCaller: true) { name in
+        onLoop.withLock { $0[name] = loop.inEventLoop }
+      }
+      try await withTaskExecutorPreference(EventLoopTaskExecutor(loop)) {
+        #expect(try await committer.submit("alone") == 1)
+        await #expect(throws: Refused(name: "bad")) { try await committer.submit("bad") }
+        #expect(committer.groups == 2)
+        // Child tasks start on the same loop, one after another: the first takes the committer
+        // and yields, the others queue behind it, and all of them go in one group.
+        try await withThrowingTaskGroup(of: Void.self) { group in
+          for index in 0..<8 { group.addTask { _ = try await committer.submit("together-\(index)") } }
+          try await group.waitForAll()
+        }
+      }
+      #expect(committer.groups == 3)
+      #expect(committer.inProgress == 0)
+      let applied = onLoop.withLock { $0 }
+      #expect(applied["alone"] == true && applied["bad"] == true)
+      #expect((0..<8).allSatisfy { applied["together-\($0)"] == false })
+      #expect(try await Self.storedNames(database).count == 9)
     }
   }
 

@@ -5,8 +5,9 @@ import Synchronization
 /// A service's database: SQLite (one file, WAL) or PostgreSQL (one schema), behind one API.
 ///
 /// Work is handed to `read` or `transaction` as a closure that runs on one of the database's own
-/// threads with a pooled connection, so blocking SQLite and libpq calls never run on an event
-/// loop or the cooperative pool. A transaction commits when its closure returns and rolls back
+/// threads with a pooled connection, so blocking SQLite and libpq calls do not run on an event
+/// loop or the cooperative pool (the one exception: `GroupCommit` writes a request that finds it
+/// idle on SQLite on the caller's thread, `onCallingThread`). A transaction commits when its closure returns and rolls back
 /// when it throws, so a failure never leaves a partial write.
 public final class Database: Sendable {
   /// Pool settings.
@@ -155,6 +156,23 @@ public final class Database: Sendable {
       defer { giveBack(box) }
       work(.success(Session(driver: box.driver, conflictRetries: conflictRetries)))
     }
+  }
+
+  /// Runs `work` at once on the calling thread with an idle connection, for a short write whose
+  /// caller would otherwise only wait for a database thread to wake (`GroupCommit` on SQLite,
+  /// whose one-writer commits take microseconds). Nil, with `work` not run, when every connection
+  /// is lent out or the database is closed.
+  func onCallingThread<T>(_ work: (Result<Session, StoreError>) -> T) -> T? {
+    guard !closed.load(ordering: .relaxed), let slot = idle.withLock({ $0.popLast() }) else { return nil }
+    let box: DriverBox
+    do {
+      box = try slot ?? DriverBox(try openDriver())
+    } catch {
+      idle.withLock { $0.append(nil) }
+      return work(.failure(error as? StoreError ?? StoreError(.unavailable, "\(error)")))
+    }
+    defer { giveBack(box) }
+    return work(.success(Session(driver: box.driver, conflictRetries: conflictRetries)))
   }
 
   /// Closes every connection and stops the threads; later calls fail with UNAVAILABLE.

@@ -12,7 +12,8 @@ import Synchronization
 /// group at once), so one that fails (an unknown run, a conflicting value) is rolled back alone
 /// and fails alone; a failure of the database
 /// itself (unavailable, or a conflict that needs the whole transaction again) fails or reruns the
-/// group. Every request's response is given only after its group committed.
+/// group. Every request's response is given only after its group committed. On SQLite a request
+/// that comes alone can instead be committed on its caller's thread (`commitsIdleOnCaller`).
 public final class GroupCommit<Request: Sendable, Response: Sendable>: Sendable {
   private struct Waiter {
     let request: Request
@@ -31,6 +32,7 @@ public final class GroupCommit<Request: Sendable, Response: Sendable>: Sendable 
   private let applyGroup: (@Sendable (any SQLConnection, [Request]) throws -> [Result<Response, any Error>])?
   private let state = Mutex(State())
   private let groupsStarted = Atomic(0)
+  private let commitsIdleOnCaller: Bool
 
   /// How many groups have been applied (committed or not) so far.
   public var groups: Int { groupsStarted.load(ordering: .relaxed) }
@@ -46,9 +48,11 @@ public final class GroupCommit<Request: Sendable, Response: Sendable>: Sendable 
   /// can do a group's common work once (one query, or one pipelined batch, for all of them). It
   /// must leave nothing of a request it fails (`eachUnderSavepoint` does that a request at a
   /// time, and is what a group gets without `applyGroup`), and throw only for a failure of the
-  /// whole group.
+  /// whole group. With `commitsIdleOnCaller`, a request that finds no group committing and
+  /// nobody waiting is committed at once on the caller's thread (for SQLite, whose local commits
+  /// are shorter than a thread's wake-up; not for a database across a network round trip).
   public init(
-    database: Database, maxGroupSize: Int = 64, maxConcurrentGroups: Int = 1,
+    database: Database, maxGroupSize: Int = 64, maxConcurrentGroups: Int = 1, commitsIdleOnCaller: Bool = false,
     apply: @escaping @Sendable (any SQLConnection, Request) throws -> Response,
     applyGroup: (@Sendable (any SQLConnection, [Request]) throws -> [Result<Response, any Error>])? = nil
   ) {
@@ -57,13 +61,37 @@ public final class GroupCommit<Request: Sendable, Response: Sendable>: Sendable 
     self.maxConcurrentGroups = max(1, maxConcurrentGroups)
     self.apply = apply
     self.applyGroup = applyGroup
+    self.commitsIdleOnCaller = commitsIdleOnCaller
   }
 
   /// Writes `request` in the next group and returns its response once that group committed.
   public func submit(_ request: Request) async throws -> Response {
+    // With `commitsIdleOnCaller`, a request that finds no committer running and nobody waiting
+    // takes the committer and yields once, so that the requests started in the same turn of the
+    // caller's event loop (one read of a connection) queue behind it. Alone still, it is
+    // committed on this thread, sparing the two thread wake-ups of a hop to a database thread and
+    // back (most of a lone call's time). Otherwise it heads the next group on a database thread,
+    // as it would have without the option.
+    var holdsCommitter = false
+    if commitsIdleOnCaller {
+      holdsCommitter = state.withLock { state in
+        guard state.waiting.isEmpty, state.committers < maxConcurrentGroups else { return false }
+        state.committers += 1
+        return true
+      }
+      if holdsCommitter {
+        await Task.yield()
+        if let result = commitAloneOnCaller(request) { return try result.get() }
+      }
+    }
     let result = await withCheckedContinuation { continuation in
       let starts = state.withLock { state in
-        state.waiting.append(Waiter(request: request, continuation: continuation))
+        let waiter = Waiter(request: request, continuation: continuation)
+        if holdsCommitter {
+          state.waiting.insert(waiter, at: 0)
+          return true
+        }
+        state.waiting.append(waiter)
         guard state.committers < maxConcurrentGroups else { return false }
         state.committers += 1
         return true
@@ -71,6 +99,29 @@ public final class GroupCommit<Request: Sendable, Response: Sendable>: Sendable 
       if starts { database.detached { session in self.commitWhileWaiting(session) } }
     }
     return try result.get()
+  }
+
+  /// For a request that holds the committer: commits it on the calling thread if nobody waits
+  /// and a connection is idle, then hands the committer to a database thread for whoever queued
+  /// meanwhile, or gives it up. Nil, with the committer still held, when it could not.
+  private func commitAloneOnCaller(_ request: Request) -> Result<Response, any Error>? {
+    guard state.withLock({ $0.waiting.isEmpty }) else { return nil }
+    let committed = database.onCallingThread { session -> Result<Response, any Error> in
+      groupsStarted.add(1, ordering: .relaxed)
+      do {
+        return try commit([request], in: session.get())[0]
+      } catch {
+        return .failure(error)
+      }
+    }
+    guard let committed else { return nil }
+    let handOver = state.withLock { state in
+      guard state.waiting.isEmpty else { return true }
+      state.committers -= 1
+      return false
+    }
+    if handOver { database.detached { session in self.commitWhileWaiting(session) } }
+    return committed
   }
 
   /// On a database thread: commits group after group until nobody waits.
