@@ -35,13 +35,17 @@ struct GroupCommitTests {
 
   /// A database with an empty `items` table and a committer writing to it.
   private static func withItems(
-    _ backend: Backend, followers: Int, _ body: (Database, GroupCommit<String, Int64>) async throws -> Void
+    _ backend: Backend, followers: Int, commitsIdleOnCaller: Bool = false,
+    onApply: @escaping @Sendable (String) -> Void = { _ in },
+    _ body: (Database, GroupCommit<String, Int64>) async throws -> Void
   ) async throws {
     try await backend.withDatabase { database, _ in
       try await database.transaction {
         try $0.executeScript($0.dialect.ddl("CREATE TABLE items (id {id}, name TEXT NOT NULL UNIQUE)"))
       }
-      try await body(database, makeCommitter(database, followers: followers))
+      try await body(
+        database,
+        makeCommitter(database, followers: followers, commitsIdleOnCaller: commitsIdleOnCaller, onApply: onApply))
     }
   }
 
@@ -115,13 +119,9 @@ struct GroupCommitTests {
   func idleCommitsRunOnTheCallerAndTogetherStillGroup(_ backend: Backend) async throws {
     let loop = MultiThreadedEventLoopGroup.singleton.next()
     let onLoop = Mutex<[String: Bool]>([:])
-    try await backend.withDatabase { database, _ in
-      try await database.transaction {
-        try $0.executeScript($0.dialect.ddl("CREATE TABLE items (id {id}, name TEXT NOT NULL UNIQUE)"))
-      }
-      let committer = Self.makeCommitter(database, followers: 0, commitsIdleOnCaller: true) { name in
-        onLoop.withLock { $0[name] = loop.inEventLoop }
-      }
+    let record: @Sendable (String) -> Void = { name in onLoop.withLock { $0[name] = loop.inEventLoop } }
+    try await Self.withItems(backend, followers: 0, commitsIdleOnCaller: true, onApply: record) {
+      database, committer async throws in
       try await withTaskExecutorPreference(EventLoopTaskExecutor(loop)) {
         #expect(try await committer.submit("alone") == 1)
         await #expect(throws: Refused(name: "bad")) { try await committer.submit("bad") }

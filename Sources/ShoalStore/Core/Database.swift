@@ -7,8 +7,8 @@ import Synchronization
 /// Work is handed to `read` or `transaction` as a closure that runs on one of the database's own
 /// threads with a pooled connection, so blocking SQLite and libpq calls do not run on an event
 /// loop or the cooperative pool (the one exception: `GroupCommit` writes a request that finds it
-/// idle on SQLite on the caller's thread, `onCallingThread`). A transaction commits when its closure returns and rolls back
-/// when it throws, so a failure never leaves a partial write.
+/// idle on SQLite on the caller's thread, `onCallingThread`). A transaction commits when its
+/// closure returns and rolls back when it throws, so a failure never leaves a partial write.
 public final class Database: Sendable {
   /// Pool settings.
   public struct Config: Sendable {
@@ -166,9 +166,8 @@ public final class Database: Sendable {
     guard !closed.load(ordering: .relaxed), let slot = idle.withLock({ $0.popLast() }) else { return nil }
     let box: DriverBox
     do {
-      box = try slot ?? DriverBox(try openDriver())
+      box = try driver(in: slot)
     } catch {
-      idle.withLock { $0.append(nil) }
       return work(.failure(error as? StoreError ?? StoreError(.unavailable, "\(error)")))
     }
     defer { giveBack(box) }
@@ -203,7 +202,12 @@ public final class Database: Sendable {
   /// This thread's connection. Threads and slots are equal in number and a thread holds one slot
   /// at a time, so a slot is always free here.
   private func borrowDriver() throws -> DriverBox {
-    let slot = idle.withLock { $0.popLast() } ?? nil
+    try driver(in: idle.withLock { $0.popLast() } ?? nil)
+  }
+
+  /// The connection of a slot taken from `idle`, opened if the slot has none; the slot goes back
+  /// empty when opening fails.
+  private func driver(in slot: DriverBox?) throws -> DriverBox {
     do {
       return try slot ?? DriverBox(try openDriver())
     } catch {

@@ -106,15 +106,9 @@ public final class GroupCommit<Request: Sendable, Response: Sendable>: Sendable 
   /// meanwhile, or gives it up. Nil, with the committer still held, when it could not.
   private func commitAloneOnCaller(_ request: Request) -> Result<Response, any Error>? {
     guard state.withLock({ $0.waiting.isEmpty }) else { return nil }
-    let committed = database.onCallingThread { session -> Result<Response, any Error> in
-      groupsStarted.add(1, ordering: .relaxed)
-      do {
-        return try commit([request], in: session.get())[0]
-      } catch {
-        return .failure(error)
-      }
+    guard let committed = database.onCallingThread({ session in commitGroup([request], session)[0] }) else {
+      return nil
     }
-    guard let committed else { return nil }
     let handOver = state.withLock { state in
       guard state.waiting.isEmpty else { return true }
       state.committers -= 1
@@ -134,14 +128,21 @@ public final class GroupCommit<Request: Sendable, Response: Sendable>: Sendable 
         return taken
       }
       guard !group.isEmpty else { return }
-      groupsStarted.add(1, ordering: .relaxed)
-      let results: [Result<Response, any Error>]
-      do {
-        results = try commit(group.map(\.request), in: session.get())
-      } catch {
-        results = Array(repeating: .failure(error), count: group.count)
-      }
+      let results = commitGroup(group.map(\.request), session)
       for (waiter, result) in zip(group, results) { waiter.continuation.resume(returning: result) }
+    }
+  }
+
+  /// Counts and commits one group; a failure of the whole group (or no connection) is every
+  /// request's result.
+  private func commitGroup(
+    _ requests: [Request], _ session: Result<Database.Session, StoreError>
+  ) -> [Result<Response, any Error>] {
+    groupsStarted.add(1, ordering: .relaxed)
+    do {
+      return try commit(requests, in: session.get())
+    } catch {
+      return Array(repeating: .failure(error), count: requests.count)
     }
   }
 
