@@ -436,6 +436,31 @@ __attribute__((target("avx512f"))) static void rows8_tile(
   }
 }
 
+/// C's block of (up to) 32 columns from column `j` on, for all `rows` rows, from that block of B
+/// packed [depth][32] in `pack`; `columns` is C's width, for the prefetch of the next block's
+/// first tile.
+__attribute__((target("avx512f"))) static void rows_block(
+    const float *packed_a, long rows, long depth, const float *pack, long j, long columns, float *c, long ldc,
+    const float *bias, const float *residual, int relu) {
+  long width = columns - j < 32 ? columns - j : 32;
+  __mmask16 m0 = width >= 16 ? 0xFFFF : (__mmask16)((1u << width) - 1);
+  __mmask16 m1 = width >= 32 ? 0xFFFF : width <= 16 ? 0 : (__mmask16)((1u << (width - 16)) - 1);
+  for (long r = 0; r < rows; r += 8) {
+    long count = rows - r < 8 ? rows - r : 8;
+    const float *a = packed_a + (r / SHOAL_PANEL_ROWS) * depth * SHOAL_PANEL_ROWS + r % SHOAL_PANEL_ROWS;
+    // The tile below this one, or the first of the next columns.
+    long next_row = r + 8 < rows ? r + 8 : 0, next_column = r + 8 < rows ? j : j + 32;
+    struct next_tile next = {c + next_row * ldc + next_column, 0, 0};
+    if (next_column < columns) {
+      next.rows = rows - next_row < 8 ? rows - next_row : 8;
+      if (residual) next.residual = residual + next_row * ldc + next_column;
+    }
+    rows8_tile(
+        depth, a, pack, c + r * ldc + j, ldc, count, m0, m1, bias ? bias + r : 0,
+        residual ? residual + r * ldc + j : 0, relu, next);
+  }
+}
+
 __attribute__((target("avx512f"))) void shoal_gemm_rows(
     const float *packed_a, long rows, long depth, const float *b, long ldb, long columns, float *c, long ldc,
     const float *bias, const float *residual, int relu, float *pack) {
@@ -456,20 +481,112 @@ __attribute__((target("avx512f"))) void shoal_gemm_rows(
         _mm_prefetch((const char *)(row + 48), _MM_HINT_T0);
       }
     }
-    for (long r = 0; r < rows; r += 8) {
-      long count = rows - r < 8 ? rows - r : 8;
-      const float *a = packed_a + (r / SHOAL_PANEL_ROWS) * depth * SHOAL_PANEL_ROWS + r % SHOAL_PANEL_ROWS;
-      // The tile below this one, or the first of the next columns.
-      long next_row = r + 8 < rows ? r + 8 : 0, next_column = r + 8 < rows ? j : j + 32;
-      struct next_tile next = {c + next_row * ldc + next_column, 0, 0};
-      if (next_column < columns) {
-        next.rows = rows - next_row < 8 ? rows - next_row : 8;
-        if (residual) next.residual = residual + next_row * ldc + next_column;
+    rows_block(packed_a, rows, depth, pack, j, columns, c, ldc, bias, residual, relu);
+  }
+}
+
+/// ⌈a / 2⌉ for either sign of a.
+static inline long half_up(long a) { return a >= 0 ? (a + 1) / 2 : -((-a) / 2); }
+
+/// The bits lo..<hi of a 64-bit mask (0 ≤ lo < hi ≤ 64).
+static inline unsigned long long bit_range(long lo, long hi) {
+  unsigned long long below_hi = hi >= 64 ? ~0ull : (1ull << hi) - 1;
+  return below_hi & ~((1ull << lo) - 1);
+}
+
+/// Columns `first..<first + count` (count ≤ 32) of the convolution's unfolded input, row k =
+/// (channel, kh, kw), packed into `pack` straight from the image, row k at `pack + k · step`:
+/// with a step of 32 as whole 32-float rows (64-byte aligned; lanes past `count` zero), with
+/// another step as `count` floats. Each kernel tap works out once, for all channels, where each
+/// output row that the columns cross reads its input row (masks keep the lanes inside the
+/// input); each step of k then fills two vectors with a masked load per such row (for stride
+/// 2, two loads and a permutation keeping the even elements). Padding reads as zero.
+__attribute__((target("avx512f"))) static void pack_conv_columns(
+    const float *image, const struct shoal_conv2d *g, long first, long count, float *pack, long step) {
+  // The output rows the columns cross: row oh, from column ow, lanes j..<j + length.
+  long row_of[32], column_of[32], lane_of[32], length_of[32];
+  int segments = 0;
+  for (long j = 0; j < count; segments++) {
+    long oh = (first + j) / g->out_w, ow = (first + j) % g->out_w;
+    long length = g->out_w - ow < count - j ? g->out_w - ow : count - j;
+    row_of[segments] = oh, column_of[segments] = ow, lane_of[segments] = j, length_of[segments] = length;
+    j += length;
+  }
+  const __m512i evens = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const long in_size = g->in_h * g->in_w, in_w = g->in_w, taps = g->k_h * g->k_w;
+  for (long kh = 0; kh < g->k_h; kh++) {
+    for (long kw = 0; kw < g->k_w; kw++) {
+      // Per output row that reads inside the input: where lane 0 would read, relative to a
+      // channel's plane, the lanes that read inside it and (stride 2) the elements loaded.
+      long offset[32];
+      unsigned long long lanes[32], elements[32];
+      int reading = 0;
+      for (int s = 0; s < segments; s++) {
+        long ih = row_of[s] * g->s_h - g->p_h + kh * g->d_h;
+        if (ih < 0 || ih >= g->in_h) continue;
+        // Lane j (of lane0..<lane0 + length) reads input column iw0 + stride · (j − lane0).
+        long iw0 = column_of[s] * g->s_w - g->p_w + kw * g->d_w, lane0 = lane_of[s], length = length_of[s];
+        long skip = g->s_w == 1 ? -iw0 : half_up(-iw0), fit = g->s_w == 1 ? in_w - iw0 : half_up(in_w - iw0);
+        long lo = lane0 + (skip > 0 ? skip : 0), hi = lane0 + (fit < length ? fit : length);
+        if (lo >= hi) continue;
+        offset[reading] = ih * in_w + iw0 - g->s_w * lane0;
+        lanes[reading] = bit_range(lo, hi);
+        // Lane j is element 2j; the odd elements between are loaded and dropped.
+        elements[reading] = g->s_w == 1 ? 0 : bit_range(2 * lo, 2 * hi - 1);
+        reading++;
       }
-      rows8_tile(
-          depth, a, pack, c + r * ldc + j, ldc, count, m0, m1, bias ? bias + r : 0,
-          residual ? residual + r * ldc + j : 0, relu, next);
+      float *to = pack + (kh * g->k_w + kw) * step;
+      for (long channel = 0; channel < g->channels; channel++, to += taps * step) {
+        const float *plane = image + channel * in_size;
+        __m512 v0 = _mm512_setzero_ps(), v1 = _mm512_setzero_ps();
+        for (int s = 0; s < reading; s++) {
+          const float *base = plane + offset[s];
+          __mmask16 low_lanes = (__mmask16)lanes[s], high_lanes = (__mmask16)(lanes[s] >> 16);
+          if (g->s_w == 1) {
+            v0 = _mm512_mask_loadu_ps(v0, low_lanes, base);
+            v1 = _mm512_mask_loadu_ps(v1, high_lanes, base + 16);
+            continue;
+          }
+          if (low_lanes) {
+            __m512 a = _mm512_maskz_loadu_ps((__mmask16)elements[s], base);
+            __m512 b = _mm512_maskz_loadu_ps((__mmask16)(elements[s] >> 16), base + 16);
+            v0 = _mm512_mask_mov_ps(v0, low_lanes, _mm512_permutex2var_ps(a, evens, b));
+          }
+          if (high_lanes) {
+            __m512 a = _mm512_maskz_loadu_ps((__mmask16)(elements[s] >> 32), base + 32);
+            __m512 b = _mm512_maskz_loadu_ps((__mmask16)(elements[s] >> 48), base + 48);
+            v1 = _mm512_mask_mov_ps(v1, high_lanes, _mm512_permutex2var_ps(a, evens, b));
+          }
+        }
+        if (step == 32) {
+          _mm512_store_ps(to, v0);
+          _mm512_store_ps(to + 16, v1);
+        } else {
+          _mm512_mask_storeu_ps(to, (__mmask16)bit_range(0, count), v0);
+          if (count > 16) _mm512_mask_storeu_ps(to + 16, (__mmask16)bit_range(0, count - 16), v1);
+        }
+      }
     }
+  }
+}
+
+__attribute__((target("avx512f"))) void shoal_conv_rows(
+    const float *packed_a, long rows, const float *image, const struct shoal_conv2d *g, long first, long columns,
+    float *c, long ldc, const float *bias, const float *residual, int relu, float *pack) {
+  long depth = g->channels * g->k_h * g->k_w;
+  for (long j = 0; j < columns; j += 32) {
+    pack_conv_columns(image, g, first + j, columns - j < 32 ? columns - j : 32, pack, 32);
+    rows_block(packed_a, rows, depth, pack, j, columns, c, ldc, bias, residual, relu);
+  }
+}
+
+__attribute__((target("avx512f"))) void shoal_pack_conv_tiles(
+    const float *image, const struct shoal_conv2d *g, long columns, long first_tile, long end_tile, float *packed) {
+  long depth = g->channels * g->k_h * g->k_w;
+  for (long t = first_tile; t < end_tile; t++) {
+    long start = t * SHOAL_TILE_COLUMNS;
+    long width = columns - start < SHOAL_TILE_COLUMNS ? columns - start : SHOAL_TILE_COLUMNS;
+    pack_conv_columns(image, g, start, width, packed + start * depth, width);
   }
 }
 

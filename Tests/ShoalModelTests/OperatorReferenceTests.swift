@@ -369,6 +369,37 @@ import Testing
         "conv-3x3-rows-stride2-no-bias", "Conv", [("x", random([1, 5, 45, 39], seed: 127))],
         constants: [("w", random([11, 5, 3, 3], seed: 128, range: -0.5...0.5))],
         attributes: ["strides": .ints([2, 2]), "pads": .ints([1, 1, 1, 1])]),
+      // More than 256 positions with a column stride of 1, or of 2 with at most 3 kernel columns:
+      // `shoal_conv_rows` packs each block of 32 positions straight from the image. A 1×1 stride-2
+      // downsampling with a fused residual and ReLU on two images; a dilated stride-2 3×3 with
+      // uneven padding and a Sigmoid; output rows of 5 (each block crosses seven of them); a 1-D
+      // stride-2 convolution.
+      Case(
+        name: "conv-1x1-stride2-rows-add-relu",
+        inputs: [("x", random([2, 24, 41, 39], seed: 150)), ("r", random([2, 40, 21, 20], seed: 151))],
+        initializers: [("w", random([40, 24, 1, 1], seed: 152, range: -0.25...0.25)), ("b", random([40], seed: 153))],
+        nodes: [
+          ("Conv", ["x", "w", "b"], ["c"], ["strides": .ints([2, 2])]), ("Add", ["c", "r"], ["s"], [:]),
+          ("Relu", ["s"], ["y"], [:]),
+        ]),
+      Case(
+        name: "conv-3x3-stride2-dilated-rows-sigmoid", inputs: [("x", random([1, 6, 50, 47], seed: 154))],
+        initializers: [("w", random([10, 6, 3, 3], seed: 155, range: -0.5...0.5)), ("b", random([10], seed: 156))],
+        nodes: [
+          (
+            "Conv", ["x", "w", "b"], ["c"],
+            ["strides": .ints([2, 2]), "dilations": .ints([2, 2]), "pads": .ints([2, 1, 0, 3])]
+          ),
+          ("Sigmoid", ["c"], ["y"], [:]),
+        ]),
+      single(
+        "conv-3x3-rows-narrow-output-rows", "Conv", [("x", random([1, 4, 60, 5], seed: 157))],
+        constants: [("w", random([9, 4, 3, 3], seed: 158, range: -0.5...0.5))],
+        attributes: ["pads": .ints([1, 1, 1, 1])]),
+      single(
+        "conv-1d-stride2-rows", "Conv", [("x", random([1, 8, 701], seed: 159))],
+        constants: [("w", random([12, 8, 3], seed: 160, range: -0.5...0.5)), ("b", random([12], seed: 161))],
+        attributes: ["strides": .ints([2]), "pads": .ints([1, 1])]),
       // Large enough that each core unfolds several blocks of positions one after another into
       // its own reused part of the scratch: a 5×5 stride-1 layer (5,184 positions, blocks of 288)
       // with a residual and ReLU, and a 7×7 stride-2 stem on 3 channels (6,400 positions, blocks

@@ -70,6 +70,26 @@ void shoal_gemm_rows(
     const float *packed_a, long rows, long depth, const float *b, long ldb, long columns, float *c, long ldc,
     const float *bias, const float *residual, int relu, float *pack);
 
+/// A 2-D convolution's geometry for `shoal_conv_rows`: the input's channels and plane size, the
+/// output's width, the kernel, strides (the column stride 1 or 2), padding before and dilations.
+struct shoal_conv2d {
+  long channels, in_h, in_w, out_w, k_h, k_w, s_h, s_w, p_h, p_w, d_h, d_w;
+};
+
+/// `shoal_gemm_rows` on the convolution's unfolded input without unfolding it: output positions
+/// `first..<first + columns` of one image [channels × in_h × in_w], 32 at a time, are packed into
+/// `pack` (depth · 32 floats, 64-byte aligned; depth = channels · k_h · k_w) straight from the
+/// image and multiplied; C (and the residual) start at position `first`. AVX-512 only.
+void shoal_conv_rows(
+    const float *packed_a, long rows, const float *image, const struct shoal_conv2d *g, long first, long columns,
+    float *c, long ldc, const float *bias, const float *residual, int relu, float *pack);
+
+/// `shoal_pack_tiles` of the convolution's unfolded input (`columns` output positions of one
+/// image) without unfolding it: tiles `first_tile..<end_tile` packed straight from the image.
+/// AVX-512 only.
+void shoal_pack_conv_tiles(
+    const float *image, const struct shoal_conv2d *g, long columns, long first_tile, long end_tile, float *packed);
+
 /// 2-D max pooling of one plane x [inH × inW] into y [outH × outW] (windows kH × kW, strides
 /// sH and sW, padding pH and pW before; positions outside the plane are left out, NaN wins its
 /// windows, a window with no row inside gives −infinity). `row` holds inW + 16 floats. Returns 0

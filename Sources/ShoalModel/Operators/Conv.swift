@@ -47,7 +47,9 @@ struct ConvKernel: Kernel {
     } else if usesWinograd(geometry, channels: channels) {
       columns = winogradScratch(geometry, batch: x.shape[0], channels: channels, features: features)
     } else if usesPanels(geometry) {
-      columns = Self.panelScratch(geometry, channels: channels)
+      columns = panelScratch(geometry, channels: channels)
+    } else if implicitUnfold(geometry, channels: channels) != nil {
+      columns = 0
     } else {
       columns = geometry.isPointwise ? 0 : (channels / group) * geometry.kernelSize * geometry.outputSize
     }
@@ -161,9 +163,25 @@ struct ConvKernel: Kernel {
           continue
         }
         let packedWeights = group == 1 ? panels?.pointer(as: Float.self) : nil
-        let block = Self.blockColumns(depth: depth, features: groupFeatures, packedWeights: packedWeights != nil)
         var relu = false
         if case .relu = activation { relu = true }
+        if let packedWeights, var conv = implicitUnfold(geometry, channels: channels) {
+          // Whole blocks of 32 positions per core.
+          Parallel.forEachRange(outSize, costPerItem: groupFeatures * depth, multipleOf: 32) { part in
+            let pack = Self.rowPack(depth: depth)
+            defer { pack.deallocate() }
+            let out = output + part.lowerBound
+            shoal_conv_rows(
+              packedWeights, groupFeatures, image, &conv, part.lowerBound, part.count, out, outSize, groupBias,
+              residual.map { UnsafePointer($0.source + (out - $0.output)) }, relu ? 1 : 0, pack)
+            guard let activation, !relu else { return }
+            for m in 0..<groupFeatures {
+              UnaryKernel.apply(activation, out + m * outSize, out + m * outSize, part.count)
+            }
+          }
+          continue
+        }
+        let block = Self.blockColumns(depth: depth, features: groupFeatures, packedWeights: packedWeights != nil)
         Parallel.forEachRange(outSize, costPerItem: groupFeatures * depth) { part in
           // With weights packed at load (AVX-512), 8 × 32 tiles that write each output once.
           let pack = packedWeights.map { _ in Self.rowPack(depth: depth) }
