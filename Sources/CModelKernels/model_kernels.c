@@ -393,17 +393,17 @@ struct next_tile {
 /// the residual) is not in the cache, which the hardware prefetcher does not foresee: the first
 /// steps of k fetch the next tile's rows, one row per step, so that they have arrived when its
 /// outputs are written.
-__attribute__((target("avx512f"))) static void rows8_tile(
-    long depth, const float *a, const float *b, float *c, long ldc, long rows, __mmask16 m0, __mmask16 m1,
-    const float *bias, const float *residual, int relu, struct next_tile next) {
+__attribute__((target("avx512f"), always_inline)) static inline void rows8_tile_of(
+    const int HALVES, long depth, const float *a, const float *b, float *c, long ldc, long rows, __mmask16 m0,
+    __mmask16 m1, const float *bias, const float *residual, int relu, struct next_tile next) {
   __m512 sum[8][2];
   for (int r = 0; r < 8; r++) sum[r][0] = sum[r][1] = _mm512_setzero_ps();
   for (long k = 0; k < depth; k++) {
-    __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
+    __m512 b0 = _mm512_load_ps(b), b1 = HALVES == 2 ? _mm512_load_ps(b + 16) : b0;
     for (int r = 0; r < 8; r++) {
       __m512 weight = _mm512_set1_ps(a[r]);
       sum[r][0] = _mm512_fmadd_ps(weight, b0, sum[r][0]);
-      sum[r][1] = _mm512_fmadd_ps(weight, b1, sum[r][1]);
+      if (HALVES == 2) sum[r][1] = _mm512_fmadd_ps(weight, b1, sum[r][1]);
     }
     if (k < next.rows) {
       _m_prefetchw(next.c + k * ldc);
@@ -425,15 +425,28 @@ __attribute__((target("avx512f"))) static void rows8_tile(
     }
     if (residual) {
       s0 = _mm512_add_ps(s0, _mm512_maskz_loadu_ps(m0, residual + r * ldc));
-      s1 = _mm512_add_ps(s1, _mm512_maskz_loadu_ps(m1, residual + r * ldc + 16));
+      if (HALVES == 2) s1 = _mm512_add_ps(s1, _mm512_maskz_loadu_ps(m1, residual + r * ldc + 16));
     }
     if (relu) {
       s0 = _mm512_max_ps(_mm512_setzero_ps(), s0);  // NaN stays NaN (the second operand wins)
       s1 = _mm512_max_ps(_mm512_setzero_ps(), s1);
     }
     _mm512_mask_storeu_ps(c + r * ldc, m0, s0);
-    _mm512_mask_storeu_ps(c + r * ldc + 16, m1, s1);
+    if (HALVES == 2) _mm512_mask_storeu_ps(c + r * ldc + 16, m1, s1);
   }
+}
+
+__attribute__((target("avx512f"))) static void rows8_tile(
+    long depth, const float *a, const float *b, float *c, long ldc, long rows, __mmask16 m0, __mmask16 m1,
+    const float *bias, const float *residual, int relu, struct next_tile next) {
+  rows8_tile_of(2, depth, a, b, c, ldc, rows, m0, m1, bias, residual, relu, next);
+}
+
+/// `rows8_tile` for a block of at most 16 columns (the last of a range): half the sums.
+__attribute__((target("avx512f"))) static void rows8_tile_16(
+    long depth, const float *a, const float *b, float *c, long ldc, long rows, __mmask16 m0, const float *bias,
+    const float *residual, int relu, struct next_tile next) {
+  rows8_tile_of(1, depth, a, b, c, ldc, rows, m0, 0, bias, residual, relu, next);
 }
 
 /// C's block of (up to) 32 columns from column `j` on, for all `rows` rows, from that block of B
@@ -454,6 +467,12 @@ __attribute__((target("avx512f"))) static void rows_block(
     if (next_column < columns) {
       next.rows = rows - next_row < 8 ? rows - next_row : 8;
       if (residual) next.residual = residual + next_row * ldc + next_column;
+    }
+    if (width <= 16) {
+      rows8_tile_16(
+          depth, a, pack, c + r * ldc + j, ldc, count, m0, bias ? bias + r : 0, residual ? residual + r * ldc + j : 0,
+          relu, next);
+      continue;
     }
     rows8_tile(
         depth, a, pack, c + r * ldc + j, ldc, count, m0, m1, bias ? bias + r : 0,

@@ -166,8 +166,7 @@ struct ConvKernel: Kernel {
         var relu = false
         if case .relu = activation { relu = true }
         if let packedWeights, var conv = implicitUnfold(geometry, channels: channels) {
-          // Whole blocks of 32 positions per core.
-          Parallel.forEachRange(outSize, costPerItem: groupFeatures * depth, multipleOf: 32) { part in
+          Parallel.forEachRange(outSize, costPerItem: groupFeatures * depth, multipleOf: Self.rowGranule) { part in
             let pack = Self.rowPack(depth: depth)
             defer { pack.deallocate() }
             let out = output + part.lowerBound
@@ -182,7 +181,8 @@ struct ConvKernel: Kernel {
           continue
         }
         let block = Self.blockColumns(depth: depth, features: groupFeatures, packedWeights: packedWeights != nil)
-        Parallel.forEachRange(outSize, costPerItem: groupFeatures * depth) { part in
+        let granule = packedWeights == nil ? 8 : Self.rowGranule
+        Parallel.forEachRange(outSize, costPerItem: groupFeatures * depth, multipleOf: granule) { part in
           // With weights packed at load (AVX-512), 8 × 32 tiles that write each output once.
           let pack = packedWeights.map { _ in Self.rowPack(depth: depth) }
           defer { pack?.deallocate() }
@@ -251,6 +251,11 @@ struct ConvKernel: Kernel {
     let fitting = (1 << 17) / max(1, depth + features)
     return packedWeights ? max(32, fitting & ~31) : max(256, fitting & ~15)
   }
+
+  /// The output positions per core on `shoal_gemm_rows` and `shoal_conv_rows` come in multiples
+  /// of 16: their tiles are 32 positions wide, a last one of at most 16 costs half, so 784
+  /// positions (28 × 28) make 12 and 12½ tiles rather than 12¼ (13) and 12¼ (13).
+  static let rowGranule = 16
 
   /// Below this many output positions per core, a convolution splits its features across the
   /// cores instead (GEMM kernels lose efficiency on narrow column blocks).
