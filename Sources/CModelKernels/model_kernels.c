@@ -149,6 +149,32 @@ void shoal_pack_tiles(const float *b, long depth, long columns, long ldb, long f
   pack_tile_rows(b, depth, columns, ldb, first_tile, end_tile, packed);
 }
 
+/// Transposes the 16 × 16 floats of `v` in place: lane i of vector j becomes lane j of vector i.
+__attribute__((target("avx512f"), always_inline)) static inline void transpose16(__m512 v[16]) {
+  __m512 t[16];
+  // Pairs of vectors interleaved 1 float at a time, then 2, then 4 (128-bit lanes), then 8.
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_ps(v[i], v[i + 1]);
+    t[i + 1] = _mm512_unpackhi_ps(v[i], v[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {
+    v[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
+    v[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
+    v[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
+    v[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
+  }
+  for (int i = 0; i < 16; i += 8) {
+    for (int q = 0; q < 4; q++) {
+      t[i + q] = _mm512_shuffle_f32x4(v[i + q], v[i + q + 4], 0x88);
+      t[i + q + 4] = _mm512_shuffle_f32x4(v[i + q], v[i + q + 4], 0xDD);
+    }
+  }
+  for (int q = 0; q < 8; q++) {
+    v[q] = _mm512_shuffle_f32x4(t[q], t[q + 8], 0x88);
+    v[q + 8] = _mm512_shuffle_f32x4(t[q], t[q + 8], 0xDD);
+  }
+}
+
 /// One panel of 32 rows × `WIDTH` columns: the 32 rows' sums run in two 16-wide registers per
 /// column, each step of k loading the panel's 32 weights once and broadcasting the tile's
 /// `WIDTH` values. The sums go out through a small transposing buffer, with the bias added and,
@@ -175,29 +201,22 @@ __attribute__((target("avx512f"), always_inline)) static inline void panel_tile(
     b0 = _mm512_maskz_loadu_ps(m0, bias);
     b1 = _mm512_maskz_loadu_ps(m1, bias + 16);
   }
-  float out[SHOAL_TILE_COLUMNS][SHOAL_PANEL_ROWS] __attribute__((aligned(64)));
-  // With a residual the ReLU comes after it, in the transposing loop below.
-  int relu_now = relu && !residual;
-  for (int j = 0; j < WIDTH; j++) {
-    __m512 s0 = _mm512_add_ps(sum[j][0], b0), s1 = _mm512_add_ps(sum[j][1], b1);
-    if (relu_now) {
-      s0 = _mm512_max_ps(_mm512_setzero_ps(), s0);  // NaN stays NaN (the second operand wins)
-      s1 = _mm512_max_ps(_mm512_setzero_ps(), s1);
-    }
-    _mm512_store_ps(out[j], s0);
-    _mm512_store_ps(out[j] + 16, s1);
-  }
-  if (!residual) {
-    for (long r = 0; r < rows; r++) {
-      for (int j = 0; j < WIDTH; j++) c[r * ldc + j] = out[j][r];
-    }
-    return;
-  }
-  for (long r = 0; r < rows; r++) {
-    for (int j = 0; j < WIDTH; j++) {
-      float value = out[j][r] + residual[r * ldc + j];
-      // A comparison with NaN is false, so NaN stays NaN.
-      c[r * ldc + j] = relu && value < 0 ? 0 : value;
+  // Each half of the panel (16 rows) is transposed in registers, so that a row's outputs
+  // (and its residual) are one masked vector of WIDTH lanes.
+  const __mmask16 columns = (__mmask16)((1u << WIDTH) - 1);
+  for (int h = 0; h < 2 && 16 * h < rows; h++) {
+    __m512 v[16];
+    __m512 half_bias = h == 0 ? b0 : b1;
+    for (int j = 0; j < 16; j++) v[j] = j < WIDTH ? _mm512_add_ps(sum[j][h], half_bias) : _mm512_setzero_ps();
+    transpose16(v);
+    long count = rows - 16 * h < 16 ? rows - 16 * h : 16;
+    float *out = c + 16 * h * ldc;
+    const float *add = residual ? residual + 16 * h * ldc : 0;
+    for (long r = 0; r < count; r++) {
+      __m512 value = v[r];
+      if (add) value = _mm512_add_ps(value, _mm512_maskz_loadu_ps(columns, add + r * ldc));
+      if (relu) value = _mm512_max_ps(_mm512_setzero_ps(), value);  // NaN stays NaN (the second operand wins)
+      _mm512_mask_storeu_ps(out + r * ldc, columns, value);
     }
   }
 }
