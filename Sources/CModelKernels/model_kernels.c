@@ -99,6 +99,50 @@ int shoal_kernels_have_avx512(void) {
   return known;
 }
 
+long shoal_depthwise3x3_blocks(long out_h, long out_w) { return (out_h * out_w + 15) / 16; }
+
+void shoal_depthwise3x3_prepare(long height, long width, long p_h, long p_w, struct shoal_depthwise_block *blocks) {
+  long size = height * width, count = shoal_depthwise3x3_blocks(height, width);
+  for (long v = 0; v < count; v++) {
+    struct shoal_depthwise_block *block = blocks + v;
+    // Output p's window starts at input p − p_h · width − p_w (the plane keeps its size).
+    block->start = 16 * v - p_h * width - p_w;
+    for (int t = 0; t < 9; t++) block->taps[t] = 0;
+    for (int lane = 0; lane < 16 && 16 * v + lane < size; lane++) {
+      long p = 16 * v + lane, ih = p / width - p_h, iw = p % width - p_w;
+      for (int kh = 0; kh < 3; kh++) {
+        for (int kw = 0; kw < 3; kw++) {
+          if (ih + kh >= 0 && ih + kh < height && iw + kw >= 0 && iw + kw < width) {
+            block->taps[3 * kh + kw] |= (unsigned short)(1u << lane);
+          }
+        }
+      }
+    }
+    block->outputs = (unsigned short)(size - 16 * v >= 16 ? 0xFFFF : (1u << (size - 16 * v)) - 1);
+  }
+}
+
+__attribute__((target("avx512f"))) void shoal_depthwise3x3_flat(
+    const float *in, long width, const struct shoal_depthwise_block *blocks, long count, const float *weights,
+    float bias, float low, float high, float *out) {
+  __m512 w[9];
+  for (int t = 0; t < 9; t++) w[t] = _mm512_set1_ps(weights[t]);
+  const __m512 b = _mm512_set1_ps(bias), lo = _mm512_set1_ps(low), hi = _mm512_set1_ps(high);
+  const long offset[9] = {0, 1, 2, width, width + 1, width + 2, 2 * width, 2 * width + 1, 2 * width + 2};
+  for (long v = 0; v < count; v++) {
+    const struct shoal_depthwise_block *block = blocks + v;
+    // The 16 windows start side by side; lanes whose tap falls in the padding are masked off.
+    const float *base = in + block->start;
+    __m512 sum = _mm512_setzero_ps();
+    for (int t = 0; t < 9; t++) {
+      sum = _mm512_fmadd_ps(w[t], _mm512_maskz_loadu_ps(block->taps[t], base + offset[t]), sum);
+    }
+    // The bias, then the bounds; NaN passes both (the second operand wins).
+    sum = _mm512_min_ps(hi, _mm512_max_ps(lo, _mm512_add_ps(sum, b)));
+    _mm512_mask_storeu_ps(out + 16 * v, block->outputs, sum);
+  }
+}
+
 void shoal_pack_panels(const float *a, long rows, long depth, float *packed) {
   long panels = (rows + SHOAL_PANEL_ROWS - 1) / SHOAL_PANEL_ROWS;
   for (long p = 0; p < panels; p++) {

@@ -214,6 +214,27 @@ import Testing
           ("Conv", ["x", "w", "b"], ["c"], ["group": .int(12), "pads": .ints([1, 1, 1, 1])]),
           ("LeakyRelu", ["c"], ["y"], ["alpha": .float(0.1)]),
         ]),
+      // Stride-1 planes narrower than 32 (with AVX-512, 16 outputs of the flattened plane at a
+      // time): a channel multiplier on two 7×7 images with bias and Clip in the kernel, and a
+      // 19-wide plane whose blocks cross rows, with a residual added after.
+      Case(
+        name: "conv-depthwise-3x3-flat-multiplier-clip", inputs: [("x", random([2, 8, 7, 7], seed: 162))],
+        initializers: [
+          ("w", random([16, 1, 3, 3], seed: 163)), ("b", random([16], seed: 164)), ("lo", Tensor(scalar: Float(0))),
+          ("hi", Tensor(scalar: Float(6))),
+        ],
+        nodes: [
+          ("Conv", ["x", "w", "b"], ["c"], ["group": .int(8), "pads": .ints([1, 1, 1, 1])]),
+          ("Clip", ["c", "lo", "hi"], ["y"], [:]),
+        ]),
+      Case(
+        name: "conv-depthwise-3x3-flat-add",
+        inputs: [("x", random([1, 6, 11, 19], seed: 165)), ("r", random([1, 6, 11, 19], seed: 166))],
+        initializers: [("w", random([6, 1, 3, 3], seed: 167)), ("b", random([6], seed: 168))],
+        nodes: [
+          ("Conv", ["x", "w", "b"], ["c"], ["group": .int(6), "pads": .ints([1, 1, 1, 1])]),
+          ("Add", ["c", "r"], ["y"], [:]),
+        ]),
       single(
         "conv-depthwise-3x3-stride2-odd", "Conv", [("x", random([1, 16, 41, 40], seed: 43))],
         constants: [("w", random([16, 1, 3, 3], seed: 44))],

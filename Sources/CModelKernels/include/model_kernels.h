@@ -23,6 +23,31 @@ void shoal_depthwise3x3_plane(
     const float *padded, long row_length, long row_step, long tap1, long tap2, const float *weights, float bias,
     float low, float high, float *out, long out_height, long out_width);
 
+/// 16 consecutive outputs of a stride-1 3×3 depthwise plane that keeps its size (padding 1 on
+/// each side, or as many rows and columns before as after), for `shoal_depthwise3x3_flat`:
+/// where the first lane's window starts in the input plane (its top-left tap, possibly in the
+/// padding), which lanes each tap (3 kh + kw) reads inside the input, which lanes are outputs.
+struct shoal_depthwise_block {
+  long start;
+  unsigned short taps[9];
+  unsigned short outputs;
+};
+
+/// The blocks of 16 outputs a [height × width] plane takes.
+long shoal_depthwise3x3_blocks(long height, long width);
+
+/// Fills `blocks` (`shoal_depthwise3x3_blocks` of them) for a [height × width] plane with
+/// padding p_h, p_w before: the same for every plane of a layer.
+void shoal_depthwise3x3_prepare(long height, long width, long p_h, long p_w, struct shoal_depthwise_block *blocks);
+
+/// One plane of a stride-1 3×3 depthwise convolution that keeps the plane's size, 16 outputs
+/// of the flattened plane at a time with masked loads straight from the input plane `in` (rows
+/// `width` long), padding read as zero. Each output gets `bias` added and is then kept within
+/// [low, high] (±infinity for none), NaN passing through. AVX-512 only.
+void shoal_depthwise3x3_flat(
+    const float *in, long width, const struct shoal_depthwise_block *blocks, long count, const float *weights,
+    float bias, float low, float high, float *out);
+
 /// The rows of a weight panel and the columns of a tile in `shoal_gemm_panels`.
 #define SHOAL_PANEL_ROWS 32
 #define SHOAL_TILE_COLUMNS 12
