@@ -23,8 +23,8 @@ void shoal_depthwise3x3_plane(
     const float *padded, long row_length, long row_step, long tap1, long tap2, const float *weights, float bias,
     float low, float high, float *out, long out_height, long out_width);
 
-/// 16 consecutive outputs of a stride-1 3×3 depthwise plane that keeps its size (padding 1 on
-/// each side, or as many rows and columns before as after), for `shoal_depthwise3x3_flat`:
+/// 16 consecutive outputs of a stride-1 3×3 depthwise plane that keeps its size (2 rows and 2
+/// columns of padding in all, before and after), for `shoal_depthwise3x3_flat`:
 /// where the first lane's window starts in the input plane (its top-left tap, possibly in the
 /// padding), which lanes each tap (3 kh + kw) reads inside the input, which lanes are outputs.
 struct shoal_depthwise_block {

@@ -253,8 +253,9 @@ struct ConvKernel: Kernel {
   }
 
   /// The output positions per core on `shoal_gemm_rows` and `shoal_conv_rows` come in multiples
-  /// of 16: their tiles are 32 positions wide, a last one of at most 16 costs half, so 784
-  /// positions (28 × 28) make 12 and 12½ tiles rather than 12¼ (13) and 12¼ (13).
+  /// of 16: their tiles are 32 positions wide and a last one of at most 16 costs half, so a
+  /// 28×28 layer's 784 positions cost the cores 12 and 12½ tiles (400 and 384 positions), where
+  /// 392 each would cost 13 and 13.
   static let rowGranule = 16
 
   /// Below this many output positions per core, a convolution splits its features across the
