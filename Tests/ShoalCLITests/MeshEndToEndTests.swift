@@ -89,8 +89,11 @@ struct MeshEndToEndTests {
       #expect(listed.instances.map(\.service) == ["bench", "registry", "tracking"])
       #expect(listed.instances[0].address == "unix://\(mesh.data.path("bench.sock"))")
 
-      // The bench server is reachable through the SDK, resolved by name.
-      let client = ShoalClient(location: mesh.location)
+      // The bench server is reachable through the SDK, resolved by name (the first call waits
+      // for the watch generously: a busy CI machine can take longer than the SDK's default 5 s).
+      var config = BalancedChannel.Config.defaults
+      config.instanceWait = .seconds(60)
+      let client = ShoalClient(location: mesh.location, config: config)
       let echoed = try await BenchV1.Bench.Client(client.channel(for: "bench")).echo(BenchV1.BenchRequest())
       #expect(echoed.requestsSeen == 1)
       // So is tracking, with its own SQLite file in the data directory.

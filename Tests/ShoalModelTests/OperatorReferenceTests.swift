@@ -472,14 +472,26 @@ import Testing
     ]
   }
 
+  /// What Shoal made of one case.
+  private struct ShoalRun: Sendable {
+    var name: String
+    var outputs: [String]
+    var result: Result<[String: Tensor], any Error>
+  }
+
   @Test func operatorsMatchOnnxruntime() async throws {
     let directory = try TemporaryDirectory()
-    let cases = Self.cases
-    for (index, testCase) in cases.enumerated() {
-      let path = directory.path("\(index)")
-      try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-      try Data(testCase.model()).write(to: URL(fileURLWithPath: path + "/model.onnx"))
-      for (name, tensor) in testCase.inputs { try tensor.writeNpy(to: path + "/input-\(name).npy") }
+    // Making the cases and running them in Shoal is CPU work: it runs on a thread of its own.
+    let runs = try await onOwnThread { [directory] in
+      try Self.cases.enumerated().map { index, testCase in
+        let path = directory.path("\(index)")
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        let model = testCase.model()
+        try Data(model).write(to: URL(fileURLWithPath: path + "/model.onnx"))
+        for (name, tensor) in testCase.inputs { try tensor.writeNpy(to: path + "/input-\(name).npy") }
+        let result = Result { try Model(onnx: model).run(Dictionary(uniqueKeysWithValues: testCase.inputs)) }
+        return ShoalRun(name: testCase.name, outputs: testCase.outputs, result: result)
+      }
     }
     let script = """
       import os, sys, numpy as np, onnxruntime as ort
@@ -495,12 +507,12 @@ import Testing
       """
     let result = try await Subprocess.run(try TestEnvironment.python(), ["-c", script, directory.url.path])
     #expect(result.status == 0, "onnxruntime failed: \(result.stderrText)")
-    for (index, testCase) in cases.enumerated() {
+    for (index, testCase) in runs.enumerated() {
       let path = directory.path("\(index)")
       let outputs: [String: Tensor]
-      do {
-        outputs = try Model(onnx: testCase.model()).run(Dictionary(uniqueKeysWithValues: testCase.inputs))
-      } catch {
+      switch testCase.result {
+      case .success(let produced): outputs = produced
+      case .failure(let error):
         Issue.record("\(testCase.name): \(error)")
         continue
       }

@@ -7,12 +7,12 @@ import Testing
 struct GeneratorErrorTests {
   private func generate(
     _ source: String, file: String = "bad/v1/bad.proto"
-  ) throws -> Result<Generator.Output, GenerationError> {
+  ) async throws -> Result<Generator.Output, GenerationError> {
     let directory = try TemporaryDirectory()
     try FileManager.default.createDirectory(atPath: directory.path("bad/v1"), withIntermediateDirectories: true)
     try Data(source.utf8).write(to: URL(fileURLWithPath: directory.path(file)))
     let descriptorSet = directory.path("set.pb")
-    let result = try Subprocess.runBlocking(
+    let result = try await Subprocess.run(
       try TestEnvironment.tool("protoc"),
       ["-I\(directory.url.path)", "-I/usr/include", "--include_imports", "--descriptor_set_out=\(descriptorSet)", file]
     )
@@ -21,8 +21,8 @@ struct GeneratorErrorTests {
     return Result { () throws(GenerationError) in try Generator.generate(descriptorSet: bytes) }
   }
 
-  private func expectFailure(_ source: String, mentioning fragments: [String]) throws {
-    switch try generate(source) {
+  private func expectFailure(_ source: String, mentioning fragments: [String]) async throws {
+    switch try await generate(source) {
     case .success: Issue.record("generation succeeded; expected an error mentioning \(fragments)")
     case .failure(let error):
       for fragment in fragments {
@@ -31,22 +31,22 @@ struct GeneratorErrorTests {
     }
   }
 
-  @Test func proto3OptionalNamesTheField() throws {
-    try expectFailure(
+  @Test func proto3OptionalNamesTheField() async throws {
+    try await expectFailure(
       "syntax = \"proto3\"; package bad.v1; message Thing { optional int32 size = 1; }",
       mentioning: ["bad/v1/bad.proto", "bad.v1.Thing", "size", "optional"]
     )
   }
 
-  @Test func proto2IsRefused() throws {
-    try expectFailure(
+  @Test func proto2IsRefused() async throws {
+    try await expectFailure(
       "syntax = \"proto2\"; package bad.v1; message Thing { required int32 size = 1; }",
       mentioning: ["bad/v1/bad.proto", "proto2"]
     )
   }
 
-  @Test func wellKnownTypesAreRefused() throws {
-    try expectFailure(
+  @Test func wellKnownTypesAreRefused() async throws {
+    try await expectFailure(
       """
       syntax = "proto3"; package bad.v1; import "google/protobuf/timestamp.proto";
       message Event { google.protobuf.Timestamp at = 1; }
@@ -55,15 +55,15 @@ struct GeneratorErrorTests {
     )
   }
 
-  @Test func enumValueThatCollidesWithUnrecognizedIsRefused() throws {
-    try expectFailure(
+  @Test func enumValueThatCollidesWithUnrecognizedIsRefused() async throws {
+    try await expectFailure(
       "syntax = \"proto3\"; package bad.v1; enum Mode { MODE_UNSPECIFIED = 0; MODE_UNRECOGNIZED = 1; }",
       mentioning: ["bad/v1/bad.proto", "bad.v1.Mode", "MODE_UNRECOGNIZED", "unrecognized"]
     )
   }
 
-  @Test func aValidFileGeneratesTypesAndAService() throws {
-    let output = try generate(
+  @Test func aValidFileGeneratesTypesAndAService() async throws {
+    let output = try await generate(
       """
       syntax = "proto3"; package bad.v1;
       message Ping { bytes data = 1; }

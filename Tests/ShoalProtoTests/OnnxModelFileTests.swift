@@ -6,13 +6,13 @@ import Testing
 /// Real `.onnx` files (the onnx package's backend test models) decode as the onnx package reads
 /// them, and what Shoal re-encodes loads in the onnx package the same way.
 struct OnnxModelFileTests {
-  @Test func everyBackendTestModelDecodesAndReEncodesAsTheReferenceReadsIt() throws {
-    let peer = try PythonPeer()
-    let dataDirectory = try peer.onnxDataDirectory()
+  @Test func everyBackendTestModelDecodesAndReEncodesAsTheReferenceReadsIt() async throws {
+    let peer = try await PythonPeer()
+    let dataDirectory = try await peer.onnxDataDirectory()
     let paths = try FileManager.default.subpathsOfDirectory(atPath: dataDirectory)
       .filter { $0.hasSuffix(".onnx") }.sorted().map { "\(dataDirectory)/\($0)" }
     #expect(paths.count >= 100)
-    let reference = try peer.onnxSummaries(paths)
+    let reference = try await peer.onnxSummaries(paths)
 
     let output = try TemporaryDirectory()
     var reEncoded: [String: String] = [:]
@@ -25,15 +25,15 @@ struct OnnxModelFileTests {
       try Data(model.serializedBytes()).write(to: URL(fileURLWithPath: copy))
       reEncoded[copy] = path
     }
-    let reread = try peer.onnxSummaries(Array(reEncoded.keys))
+    let reread = try await peer.onnxSummaries(Array(reEncoded.keys))
     for (copy, original) in reEncoded {
       #expect(reread[copy] == reference[original], "\(original) re-encoded by Shoal")
     }
   }
 
-  @Test func graphInputsAndOutputsOfAConvolutionModel() throws {
-    let peer = try PythonPeer()
-    let path = "\(try peer.onnxDataDirectory())/pytorch-operator/test_operator_conv/model.onnx"
+  @Test func graphInputsAndOutputsOfAConvolutionModel() async throws {
+    let peer = try await PythonPeer()
+    let path = "\(try await peer.onnxDataDirectory())/pytorch-operator/test_operator_conv/model.onnx"
     let model = try Onnx.ModelProto(serializedBytes: [UInt8](try Data(contentsOf: URL(fileURLWithPath: path))))
     let graph = try #require(model.graph)
     #expect(graph.node.contains { $0.opType == "Conv" })

@@ -6,11 +6,11 @@ struct PythonCompatibilityTests {
   /// Swift bytes read by Python come back as the same value through Python's JSON; Swift JSON
   /// parsed by Python encodes to bytes Swift decodes to the same value. Without maps the bytes
   /// are identical too (map entries may legally differ: Python writes default keys explicitly).
-  private func checkBothWays<M: ProtoMessage>(_ message: M, identicalBytes: Bool = true) throws {
-    let peer = try PythonPeer()
-    let pythonJSON = try peer.decode(M.protoMessageName, bytes: message.serializedBytes())
+  private func checkBothWays<M: ProtoMessage>(_ message: M, identicalBytes: Bool = true) async throws {
+    let peer = try await PythonPeer()
+    let pythonJSON = try await peer.decode(M.protoMessageName, bytes: message.serializedBytes())
     #expect(try M(jsonString: pythonJSON) == message)
-    let pythonBytes = try peer.encode(M.protoMessageName, json: message.jsonString())
+    let pythonBytes = try await peer.encode(M.protoMessageName, json: message.jsonString())
     #expect(try M(serializedBytes: pythonBytes) == message)
     if identicalBytes {
       let swiftBytes = message.serializedBytes()
@@ -19,25 +19,25 @@ struct PythonCompatibilityTests {
     }
   }
 
-  @Test func scalarsMatchTheReference() throws {
-    try checkBothWays(Samples.scalars)
+  @Test func scalarsMatchTheReference() async throws {
+    try await checkBothWays(Samples.scalars)
   }
 
-  @Test func repeatedFieldsMatchTheReference() throws {
-    try checkBothWays(Samples.repeated)
+  @Test func repeatedFieldsMatchTheReference() async throws {
+    try await checkBothWays(Samples.repeated)
   }
 
-  @Test func nestedMessagesMapsAndOneofsMatchTheReference() throws {
-    try checkBothWays(Samples.full, identicalBytes: false)
+  @Test func nestedMessagesMapsAndOneofsMatchTheReference() async throws {
+    try await checkBothWays(Samples.full, identicalBytes: false)
   }
 
-  @Test func unknownEnumNumbersMatchTheReference() throws {
+  @Test func unknownEnumNumbersMatchTheReference() async throws {
     var scalars = TestingV1.Scalars()
     scalars.fColour = .unrecognized(77)
-    try checkBothWays(scalars)
+    try await checkBothWays(scalars)
   }
 
-  @Test func wireProtocolMessagesMatchTheReference() throws {
+  @Test func wireProtocolMessagesMatchTheReference() async throws {
     var header = RpcV1.CallHeader()
     header.method = "/shoal.bench.v1.Bench/Echo"
     header.timeoutUs = 1_500_000
@@ -48,23 +48,23 @@ struct PythonCompatibilityTests {
     binary.key = "trace-bin"
     binary.value = .binary([0, 1, 2])
     header.metadata = [text, binary]
-    try checkBothWays(header)
+    try await checkBothWays(header)
     var status = RpcV1.Status()
     status.code = .resourceExhausted
     status.message = "message of 5 MiB exceeds the 4 MiB limit"
-    try checkBothWays(status)
+    try await checkBothWays(status)
   }
 
-  @Test func specialFloatsMatchTheReference() throws {
+  @Test func specialFloatsMatchTheReference() async throws {
     var scalars = TestingV1.Scalars()
     scalars.fDouble = -.infinity
     scalars.fFloat = .nan
-    let peer = try PythonPeer()
+    let peer = try await PythonPeer()
     let decoded = try TestingV1.Scalars(
-      jsonString: try peer.decode(TestingV1.Scalars.protoMessageName, bytes: scalars.serializedBytes()))
+      jsonString: try await peer.decode(TestingV1.Scalars.protoMessageName, bytes: scalars.serializedBytes()))
     #expect(decoded.fDouble == -.infinity)
     #expect(decoded.fFloat.isNaN)
-    let bytes = try peer.encode(TestingV1.Scalars.protoMessageName, json: scalars.jsonString())
+    let bytes = try await peer.encode(TestingV1.Scalars.protoMessageName, json: scalars.jsonString())
     let identical = bytes == scalars.serializedBytes()
     #expect(identical)
   }

@@ -26,14 +26,6 @@ public enum Subprocess {
     return try running.finish()
   }
 
-  /// The same, blocking the calling thread: for synchronous code only.
-  public static func runBlocking(
-    _ executable: String, _ arguments: [String], stdin: [UInt8] = [], environment: [String: String] = [:]
-  ) throws -> SubprocessResult {
-    let running = try Running(executable, arguments, stdin: stdin, environment: environment)
-    return try running.finish()
-  }
-
   /// A started child with its output files.
   private struct Running {
     let process = Process()
