@@ -77,10 +77,13 @@ struct CallFailureTests {
 
   @Test func cancellingTheCallerCancelsTheServerHandler() async throws {
     let cancelled = Probe(false)
-    try await TestServer.withServer(routes: slowRoutes(cancelled)) { _, address in
+    let started = Probe(0)
+    try await TestServer.withServer(routes: slowRoutes(cancelled, started: started)) { _, address in
       let client = RPCClient(address: address)
       let call = Task { try await client.unary(TestMethods.slow, TestServer.request(responseSize: 10_000)) }
-      try await Task.sleep(for: .milliseconds(100))
+      // Cancelled only once its handler runs: a call cancelled before that never starts its
+      // handler (a busy machine can take longer than any fixed sleep to get there).
+      #expect(await eventually(within: .seconds(60)) { started.value == 1 })
       call.cancel()
       await #expect {
         try await call.value
