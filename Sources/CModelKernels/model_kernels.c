@@ -4,17 +4,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-/// Whether SHOAL_KERNELS=portable asks for the portable loops (to compare both on one machine).
-static int portable_requested(void) {
+/// Whether SHOAL_KERNELS is `value`: `portable` asks for the portable loops, `avx2` for no
+/// AVX-512 (to compare them on one machine).
+static int kernels_requested(const char *value) {
   const char *setting = getenv("SHOAL_KERNELS");
-  return setting && strcmp(setting, "portable") == 0;
+  return setting && strcmp(setting, value) == 0;
 }
 
 int shoal_kernels_have_avx2(void) {
   static int known = -1;
   if (known < 0) {
     __builtin_cpu_init();
-    known = !portable_requested() && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    known = !kernels_requested("portable") && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
   }
   return known;
 }
@@ -94,7 +95,7 @@ int shoal_kernels_have_avx512(void) {
   static int known = -1;
   if (known < 0) {
     __builtin_cpu_init();
-    known = !portable_requested() && __builtin_cpu_supports("avx512f");
+    known = !kernels_requested("portable") && !kernels_requested("avx2") && __builtin_cpu_supports("avx512f");
   }
   return known;
 }
@@ -436,6 +437,320 @@ void shoal_winograd_output_tiles(const float *m, long matrix, float *out, long o
     winograd_output_tiles_avx2(m, matrix, out, out_width, count);
   } else {
     winograd_output_tiles_portable(m, matrix, out, out_width, count);
+  }
+}
+
+// Winograd F(4×4, 3×3) transforms on the points 0, 1/2, −1/2, 2, −2 (and ∞): in float32 their
+// rounding errors are about half those of the points 0, ±1, ±2 (measured on random 3×3
+// convolutions of 24 to 256 channels). Each one-dimensional transform is written once, for a
+// float and for 8 floats (AVX2), in the same order of operations, so both give the same results.
+//
+// Bᵀ = [1   0     −4.25  0     1  0]     Aᵀ = [1  1      1      1  1   0]
+//      [0  −2     −4     0.5   1  0]          [0  0.5   −0.5    2 −2   0]
+//      [0   2     −4    −0.5   1  0]          [0  0.25   0.25   4  4   0]
+//      [0  −0.5   −0.25  2     1  0]          [0  0.125 −0.125  8 −8   1]
+//      [0   0.5   −0.25 −2     1  0]
+//      [0   1      0    −4.25  0  1]
+
+static inline void winograd4_input_line(const float d[6], float r[6]) {
+  float s = d[4] - 4.0f * d[2], u = 0.5f * d[3] - 2.0f * d[1];
+  float s2 = d[4] - 0.25f * d[2], u2 = 2.0f * d[3] - 0.5f * d[1];
+  r[0] = (d[0] - 4.25f * d[2]) + d[4];
+  r[1] = s + u;
+  r[2] = s - u;
+  r[3] = s2 + u2;
+  r[4] = s2 - u2;
+  r[5] = (d[1] - 4.25f * d[3]) + d[5];
+}
+
+static inline void winograd4_output_line(const float m[6], float y[4]) {
+  float a = m[1] + m[2], b = m[1] - m[2], c = m[3] + m[4], e = m[3] - m[4];
+  y[0] = (m[0] + a) + c;
+  y[1] = 0.5f * b + 2.0f * e;
+  y[2] = 0.25f * a + 4.0f * c;
+  y[3] = (0.125f * b + 8.0f * e) + m[5];
+}
+
+/// Tile t's 6×6 input block starts at column 4t of the rows.
+static void winograd4_input_tiles_portable(const float *row0, long width, float *out, long matrix, long count) {
+  for (long t = 0; t < count; t++) {
+    float h[6][6];
+    for (int r = 0; r < 6; r++) winograd4_input_line(row0 + r * width + 4 * t, h[r]);
+    for (int k = 0; k < 6; k++) {
+      float column[6] = {h[0][k], h[1][k], h[2][k], h[3][k], h[4][k], h[5][k]}, v[6];
+      winograd4_input_line(column, v);
+      for (int i = 0; i < 6; i++) out[(6 * i + k) * matrix + t] = v[i];
+    }
+  }
+}
+
+#define WINOGRAD4_AVX2 __attribute__((target("avx2"), always_inline)) static inline
+
+WINOGRAD4_AVX2 void winograd4_input_line_avx2(const __m256 d[6], __m256 r[6]) {
+  __m256 s = _mm256_sub_ps(d[4], _mm256_mul_ps(_mm256_set1_ps(4.0f), d[2]));
+  __m256 u = _mm256_sub_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), d[3]), _mm256_mul_ps(_mm256_set1_ps(2.0f), d[1]));
+  __m256 s2 = _mm256_sub_ps(d[4], _mm256_mul_ps(_mm256_set1_ps(0.25f), d[2]));
+  __m256 u2 = _mm256_sub_ps(_mm256_mul_ps(_mm256_set1_ps(2.0f), d[3]), _mm256_mul_ps(_mm256_set1_ps(0.5f), d[1]));
+  r[0] = _mm256_add_ps(_mm256_sub_ps(d[0], _mm256_mul_ps(_mm256_set1_ps(4.25f), d[2])), d[4]);
+  r[1] = _mm256_add_ps(s, u);
+  r[2] = _mm256_sub_ps(s, u);
+  r[3] = _mm256_add_ps(s2, u2);
+  r[4] = _mm256_sub_ps(s2, u2);
+  r[5] = _mm256_add_ps(_mm256_sub_ps(d[1], _mm256_mul_ps(_mm256_set1_ps(4.25f), d[3])), d[5]);
+}
+
+WINOGRAD4_AVX2 void winograd4_output_line_avx2(const __m256 m[6], __m256 y[4]) {
+  __m256 a = _mm256_add_ps(m[1], m[2]), b = _mm256_sub_ps(m[1], m[2]);
+  __m256 c = _mm256_add_ps(m[3], m[4]), e = _mm256_sub_ps(m[3], m[4]);
+  y[0] = _mm256_add_ps(_mm256_add_ps(m[0], a), c);
+  y[1] = _mm256_add_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), b), _mm256_mul_ps(_mm256_set1_ps(2.0f), e));
+  y[2] = _mm256_add_ps(_mm256_mul_ps(_mm256_set1_ps(0.25f), a), _mm256_mul_ps(_mm256_set1_ps(4.0f), c));
+  y[3] = _mm256_add_ps(
+      _mm256_add_ps(_mm256_mul_ps(_mm256_set1_ps(0.125f), b), _mm256_mul_ps(_mm256_set1_ps(8.0f), e)), m[5]);
+}
+
+/// The 4 × 4 transpose within each 128-bit half of four vectors (its own inverse).
+WINOGRAD4_AVX2 void transpose4_halves(__m256 v[4]) {
+  __m256 t0 = _mm256_unpacklo_ps(v[0], v[1]), t1 = _mm256_unpackhi_ps(v[0], v[1]);
+  __m256 t2 = _mm256_unpacklo_ps(v[2], v[3]), t3 = _mm256_unpackhi_ps(v[2], v[3]);
+  v[0] = _mm256_shuffle_ps(t0, t2, 0x44);
+  v[1] = _mm256_shuffle_ps(t0, t2, 0xEE);
+  v[2] = _mm256_shuffle_ps(t1, t3, 0x44);
+  v[3] = _mm256_shuffle_ps(t1, t3, 0xEE);
+}
+
+/// Lane t of v[j] becomes x[4t + j], for the 32 floats from x.
+WINOGRAD4_AVX2 void columns_of_four(const float *x, __m256 v[4]) {
+  for (int k = 0; k < 4; k++) v[k] = _mm256_loadu_ps(x + 8 * k);
+  // Half h of vector k holds tile 2k + h: after the transpose, v[j] holds column j of tiles
+  // 0, 2, 4, 6 | 1, 3, 5, 7.
+  transpose4_halves(v);
+  const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  for (int j = 0; j < 4; j++) v[j] = _mm256_permutevar8x32_ps(v[j], order);
+}
+
+/// The lanes below `count` (at most 8) set.
+WINOGRAD4_AVX2 __m256i first_lanes(long count) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)count), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+/// The inverse of `columns_of_four`: x[4t + j] = lane t of v[j], for the first `count` of the
+/// 32 floats from x.
+WINOGRAD4_AVX2 void store_columns_of_four(__m256 v[4], float *x, long count) {
+  const __m256i order = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+  for (int j = 0; j < 4; j++) v[j] = _mm256_permutevar8x32_ps(v[j], order);
+  transpose4_halves(v);
+  for (int k = 0; k < 4 && 8 * k < count; k++) {
+    if (count >= 8 * k + 8) {
+      _mm256_storeu_ps(x + 8 * k, v[k]);
+    } else {
+      _mm256_maskstore_ps(x + 8 * k, first_lanes(count - 8 * k), v[k]);
+    }
+  }
+}
+
+/// Tiles t..t + 7 (8 lanes), of which the first `lanes` are stored; reads 36 floats from column
+/// 4t of each of the 6 rows.
+WINOGRAD4_AVX2 void winograd4_input_block(
+    const float *row0, long width, float *out, long matrix, long t, long lanes) {
+  __m256 h[6][6];
+  for (int r = 0; r < 6; r++) {
+    const float *x = row0 + r * width + 4 * t;
+    __m256 d[6], shifted[4];
+    columns_of_four(x, d);
+    columns_of_four(x + 4, shifted);
+    d[4] = shifted[0];
+    d[5] = shifted[1];
+    winograd4_input_line_avx2(d, h[r]);
+  }
+  for (int k = 0; k < 6; k++) {
+    __m256 column[6] = {h[0][k], h[1][k], h[2][k], h[3][k], h[4][k], h[5][k]}, v[6];
+    winograd4_input_line_avx2(column, v);
+    for (int i = 0; i < 6; i++) {
+      if (lanes == 8) {
+        _mm256_storeu_ps(out + (6 * i + k) * matrix + t, v[i]);
+      } else {
+        _mm256_maskstore_ps(out + (6 * i + k) * matrix + t, first_lanes(lanes), v[i]);
+      }
+    }
+  }
+}
+
+__attribute__((target("avx2"))) static void winograd4_input_tiles_avx2(
+    const float *row0, long width, float *out, long matrix, long count) {
+  if (count < 8) {
+    // Fewer than 8 tiles (a 28×28 map has 7 a row): one block, of which `count` lanes are stored.
+    winograd4_input_block(row0, width, out, matrix, 0, count);
+    return;
+  }
+  long t = 0;
+  for (; t + 8 <= count; t += 8) winograd4_input_block(row0, width, out, matrix, t, 8);
+  // The rest as a block overlapping the one before (it writes the same values again).
+  if (t < count) winograd4_input_block(row0, width, out, matrix, count - 8, 8);
+}
+
+// The same blocks with AVX-512's two-source permutations, which pick a row's columns 4t + j
+// of 8 tiles in one instruction (10 for a row's six columns, against 32 shuffles above), and
+// its masked stores, which are fast where AVX2's are not.
+#define WINOGRAD4_AVX512 __attribute__((target("avx512f,avx512vl"), always_inline)) static inline
+
+/// AVX-512 with its 256-bit forms (every AVX-512 CPU but the Xeon Phi).
+static int have_avx512vl(void) {
+  static int known = -1;
+  if (known < 0) {
+    __builtin_cpu_init();
+    known = shoal_kernels_have_avx512() && __builtin_cpu_supports("avx512vl");
+  }
+  return known;
+}
+
+WINOGRAD4_AVX512 void winograd4_input_block_avx512(
+    const float *row0, long width, float *out, long matrix, long t, long lanes) {
+  const __m512i column[4] = {
+      _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 0, 0, 0, 0, 0, 0, 0),
+      _mm512_setr_epi32(1, 5, 9, 13, 17, 21, 25, 29, 0, 0, 0, 0, 0, 0, 0, 0),
+      _mm512_setr_epi32(2, 6, 10, 14, 18, 22, 26, 30, 0, 0, 0, 0, 0, 0, 0, 0),
+      _mm512_setr_epi32(3, 7, 11, 15, 19, 23, 27, 31, 0, 0, 0, 0, 0, 0, 0, 0),
+  };
+  const __mmask8 keep = (__mmask8)((1u << lanes) - 1);
+  __m256 h[6][6];
+  for (int r = 0; r < 6; r++) {
+    const float *x = row0 + r * width + 4 * t;
+    __m512 lo = _mm512_loadu_ps(x), hi = _mm512_loadu_ps(x + 16);
+    __m512 lo4 = _mm512_loadu_ps(x + 4), hi4 = _mm512_loadu_ps(x + 20);
+    __m256 d[6];
+    for (int j = 0; j < 4; j++) d[j] = _mm512_castps512_ps256(_mm512_permutex2var_ps(lo, column[j], hi));
+    d[4] = _mm512_castps512_ps256(_mm512_permutex2var_ps(lo4, column[0], hi4));
+    d[5] = _mm512_castps512_ps256(_mm512_permutex2var_ps(lo4, column[1], hi4));
+    winograd4_input_line_avx2(d, h[r]);
+  }
+  for (int k = 0; k < 6; k++) {
+    __m256 c[6] = {h[0][k], h[1][k], h[2][k], h[3][k], h[4][k], h[5][k]}, v[6];
+    winograd4_input_line_avx2(c, v);
+    for (int i = 0; i < 6; i++) _mm256_mask_storeu_ps(out + (6 * i + k) * matrix + t, keep, v[i]);
+  }
+}
+
+__attribute__((target("avx512f,avx512vl"))) static void winograd4_input_tiles_avx512(
+    const float *row0, long width, float *out, long matrix, long count) {
+  long t = 0;
+  for (; t + 8 <= count; t += 8) winograd4_input_block_avx512(row0, width, out, matrix, t, 8);
+  if (t < count) winograd4_input_block_avx512(row0, width, out, matrix, t, count - t);
+}
+
+void shoal_winograd4_input_tiles(const float *row0, long width, float *out, long matrix, long count) {
+  if (count > 0 && have_avx512vl()) {
+    winograd4_input_tiles_avx512(row0, width, out, matrix, count);
+  } else if (count > 0 && shoal_kernels_have_avx2()) {
+    winograd4_input_tiles_avx2(row0, width, out, matrix, count);
+  } else {
+    winograd4_input_tiles_portable(row0, width, out, matrix, count);
+  }
+}
+
+/// Tile t's 4×4 outputs into `tile` (4 rows of 4).
+static void winograd4_output_tile_portable(const float *m, long matrix, long t, float tile[4][4]) {
+  float v[4][6];
+  for (int j = 0; j < 6; j++) {
+    float column[6], y[4];
+    for (int i = 0; i < 6; i++) column[i] = m[(6 * i + j) * matrix + t];
+    winograd4_output_line(column, y);
+    for (int i = 0; i < 4; i++) v[i][j] = y[i];
+  }
+  for (int i = 0; i < 4; i++) winograd4_output_line(v[i], tile[i]);
+}
+
+/// Tiles t..t + 7: the first `columns` (at most 32) of row i of their outputs, for the first
+/// `out_rows` rows, to `rows + i · stride`.
+WINOGRAD4_AVX2 void winograd4_output_block(
+    const float *m, long matrix, long t, float *rows, long stride, long out_rows, long columns) {
+  __m256 v[4][6];
+  for (int j = 0; j < 6; j++) {
+    __m256 column[6], y[4];
+    for (int i = 0; i < 6; i++) column[i] = _mm256_loadu_ps(m + (6 * i + j) * matrix + t);
+    winograd4_output_line_avx2(column, y);
+    for (int i = 0; i < 4; i++) v[i][j] = y[i];
+  }
+  for (int i = 0; i < out_rows; i++) {
+    __m256 y[4];
+    winograd4_output_line_avx2(v[i], y);
+    store_columns_of_four(y, rows + i * stride, columns);
+  }
+}
+
+__attribute__((target("avx2"))) static void winograd4_output_tiles_avx2(
+    const float *m, long matrix, float *out, long out_width, long out_rows, long count) {
+  long whole = out_width / 4;  // tiles whose columns are all inside
+  long t = 0;
+  for (; t + 8 <= whole; t += 8) winograd4_output_block(m, matrix, t, out + 4 * t, out_width, out_rows, 32);
+  if (t < whole && whole >= 8) {
+    // The rest of the whole tiles as a block overlapping the one before.
+    winograd4_output_block(m, matrix, whole - 8, out + 4 * (whole - 8), out_width, out_rows, 32);
+    t = whole;
+  }
+  // A tile cut at the right edge, and rows of fewer than 8 tiles: blocks of 8 (reading past the
+  // last tile, so `matrix` must leave room), stored up to the edge.
+  for (; t < count; t += 8) {
+    long columns = out_width - 4 * t < 32 ? out_width - 4 * t : 32;
+    winograd4_output_block(m, matrix, t, out + 4 * t, out_width, out_rows, columns);
+  }
+}
+
+/// `low` in lanes 0–7 and `high` in lanes 8–15.
+WINOGRAD4_AVX512 __m512 pair_of_halves(__m256 low, __m256 high) {
+  __m512d wide = _mm512_castpd256_pd512(_mm256_castps_pd(low));
+  return _mm512_castpd_ps(_mm512_insertf64x4(wide, _mm256_castps_pd(high), 1));
+}
+
+/// Tiles t..t + 7 as `winograd4_output_block`, the rows interleaved with two-source
+/// permutations and stored with masks up to `columns`.
+WINOGRAD4_AVX512 void winograd4_output_block_avx512(
+    const float *m, long matrix, long t, float *rows, long stride, long out_rows, long columns) {
+  // Output 4t + c of a row is lane t of y[c]: y[0] and y[1] are one source, y[2] and y[3] the other.
+  const __m512i first = _mm512_setr_epi32(0, 8, 16, 24, 1, 9, 17, 25, 2, 10, 18, 26, 3, 11, 19, 27);
+  const __m512i second = _mm512_setr_epi32(4, 12, 20, 28, 5, 13, 21, 29, 6, 14, 22, 30, 7, 15, 23, 31);
+  const __mmask16 keep0 = columns >= 16 ? 0xFFFF : (__mmask16)((1u << columns) - 1);
+  const __mmask16 keep1 = columns >= 32 ? 0xFFFF : columns <= 16 ? 0 : (__mmask16)((1u << (columns - 16)) - 1);
+  __m256 v[4][6];
+  for (int j = 0; j < 6; j++) {
+    __m256 c[6], y[4];
+    for (int i = 0; i < 6; i++) c[i] = _mm256_loadu_ps(m + (6 * i + j) * matrix + t);
+    winograd4_output_line_avx2(c, y);
+    for (int i = 0; i < 4; i++) v[i][j] = y[i];
+  }
+  for (int i = 0; i < out_rows; i++) {
+    __m256 y[4];
+    winograd4_output_line_avx2(v[i], y);
+    __m512 a = pair_of_halves(y[0], y[1]), b = pair_of_halves(y[2], y[3]);
+    float *x = rows + i * stride;
+    _mm512_mask_storeu_ps(x, keep0, _mm512_permutex2var_ps(a, first, b));
+    if (keep1) _mm512_mask_storeu_ps(x + 16, keep1, _mm512_permutex2var_ps(a, second, b));
+  }
+}
+
+__attribute__((target("avx512f,avx512vl"))) static void winograd4_output_tiles_avx512(
+    const float *m, long matrix, float *out, long out_width, long out_rows, long count) {
+  for (long t = 0; t < count; t += 8) {
+    long columns = out_width - 4 * t < 32 ? out_width - 4 * t : 32;
+    winograd4_output_block_avx512(m, matrix, t, out + 4 * t, out_width, out_rows, columns);
+  }
+}
+
+void shoal_winograd4_output_tiles(
+    const float *m, long matrix, float *out, long out_width, long out_rows, long count) {
+  if (have_avx512vl()) {
+    winograd4_output_tiles_avx512(m, matrix, out, out_width, out_rows, count);
+    return;
+  }
+  if (shoal_kernels_have_avx2()) {
+    winograd4_output_tiles_avx2(m, matrix, out, out_width, out_rows, count);
+    return;
+  }
+  for (long t = 0; t < count; t++) {
+    float tile[4][4];
+    winograd4_output_tile_portable(m, matrix, t, tile);
+    long columns = out_width - 4 * t < 4 ? out_width - 4 * t : 4;
+    for (long i = 0; i < out_rows; i++) memcpy(out + i * out_width + 4 * t, tile[i], (size_t)columns * sizeof(float));
   }
 }
 

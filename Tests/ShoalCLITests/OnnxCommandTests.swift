@@ -93,7 +93,8 @@ import Testing
     let directory = try TemporaryDirectory()
     var random = SplitMix64(seed: 3)
     func values(_ count: Int) -> [Float] { (0..<count).map { _ in Float.random(in: -1...1, using: &random) } }
-    // A 3×3 convolution with stride 1, constant weights and 16 channels: Winograd's by default.
+    // A 3×3 convolution with stride 1, constant weights and 16 channels: Winograd's F(4×4, 3×3)
+    // by default, F(2×2, 3×3) when asked.
     var graph = OnnxGraphBuilder(name: "conv", opset: 13)
     graph.input("x", .float32, [.fixed(1), .fixed(16), .fixed(12), .fixed(12)])
     graph.initializer("w", Tensor(shape: [16, 16, 3, 3], elements: values(16 * 16 * 9)))
@@ -101,10 +102,15 @@ import Testing
     graph.output("y", .float32, nil)
     let x = Tensor(shape: [1, 16, 12, 12], elements: values(16 * 144))
     let outputs = try await Self.outputs(
-      of: graph, x, ["y"], in: directory, variable: "SHOAL_WINOGRAD", settings: ["on", "off"])
-    // Two algorithms: equal up to float32 rounding, and not bit for bit.
-    #expect(zip(outputs[0], outputs[1]).allSatisfy { abs($0 - $1) <= 1e-5 * max(1, abs($1)) })
-    #expect(outputs[0] != outputs[1])
+      of: graph, x, ["y"], in: directory, variable: "SHOAL_WINOGRAD", settings: ["on", "off", "2x2"])
+    // Three algorithms: equal up to float32 rounding (F(4×4, 3×3)'s transforms round more), and
+    // not bit for bit.
+    func agree(_ a: [Float], _ b: [Float], within tolerance: Float) -> Bool {
+      zip(a, b).allSatisfy { abs($0 - $1) <= tolerance * max(1, abs($1)) }
+    }
+    #expect(agree(outputs[0], outputs[1], within: 5e-5))
+    #expect(agree(outputs[2], outputs[1], within: 1e-5))
+    #expect(outputs[0] != outputs[1] && outputs[0] != outputs[2] && outputs[2] != outputs[1])
   }
 
   @Test func thePortableKernelsCanBeChosenAndAgreeWithTheVectorOnes() async throws {
@@ -120,20 +126,28 @@ import Testing
       "Conv", ["x", "w"], ["s2"],
       attributes: ["group": .int(8), "strides": .ints([2, 2]), "pads": .ints([1, 1, 1, 1])])
     // 160 features on 7×7 outputs with a bias and a ReLU: with AVX-512 the panel kernel, in the
-    // portable setting OpenBLAS with the features split across the cores.
+    // portable setting OpenBLAS with the features split across the cores. 16 features of a 3×3
+    // convolution of those, padded to 7 × 33: Winograd's F(4×4, 3×3) on rows of 9 tiles (8 and
+    // the rest), the last column and row cut; `avx2` takes the AVX2 transforms.
     graph.initializer("w3", Tensor(shape: [160, 8, 1, 1], elements: values(160 * 8)))
     graph.initializer("b3", Tensor(shape: [160], elements: values(160)))
     graph.node("Conv", ["x", "w3", "b3"], ["c3"], attributes: ["strides": .ints([2, 2])])
     graph.node("Relu", ["c3"], ["s3"])
+    graph.initializer("w4", Tensor(shape: [16, 160, 3, 3], elements: values(16 * 160 * 9).map { $0 / 16 }))
+    graph.node("Conv", ["s3", "w4"], ["s4"], attributes: ["pads": .ints([1, 14, 1, 14])])
     graph.output("s1", .float32, nil)
     graph.output("s2", .float32, nil)
     graph.output("s3", .float32, nil)
+    graph.output("s4", .float32, nil)
     let x = Tensor(shape: [1, 8, 13, 13], elements: values(8 * 169))
     let outputs = try await Self.outputs(
-      of: graph, x, ["s1", "s2", "s3"], in: directory, variable: "SHOAL_KERNELS", settings: ["default", "portable"])
-    let expected = 8 * (169 + 49) + 160 * 49
+      of: graph, x, ["s1", "s2", "s3", "s4"], in: directory, variable: "SHOAL_KERNELS",
+      settings: ["default", "portable", "avx2"])
+    let expected = 8 * (169 + 49) + 160 * 49 + 16 * 7 * 33
     #expect(outputs[0].count == expected)
-    #expect(zip(outputs[0], outputs[1]).allSatisfy { abs($0 - $1) <= 1e-5 * max(1, abs($1)) })
+    for other in outputs.dropFirst() {
+      #expect(zip(outputs[0], other).allSatisfy { abs($0 - $1) <= 1e-5 * max(1, abs($1)) })
+    }
     // With AVX2 and FMA the default is the fused vector loop: equal up to rounding, not bit for bit.
     let flags = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
     if flags.contains(" avx2") && flags.contains(" fma") { #expect(outputs[0] != outputs[1]) }

@@ -10,7 +10,7 @@
 int shoal_kernels_have_avx2(void);
 
 /// Whether this CPU has AVX-512 (and `shoal_gemm_panels` may be called); `SHOAL_KERNELS=portable`
-/// in the environment says no.
+/// or `SHOAL_KERNELS=avx2` in the environment says no.
 int shoal_kernels_have_avx512(void);
 
 /// One plane of a 3×3 depthwise convolution: output row oh is, for i < out_width,
@@ -84,6 +84,21 @@ void shoal_winograd_input_tiles(const float *row0, long width, float *out, long 
 /// outputs lie inside the image: tile t's product (i, j) is `m[(4i + j) · matrix + t]`, its
 /// outputs go to `out[2t]`, `out[2t + 1]` and the same one row (`out_width`) below.
 void shoal_winograd_output_tiles(const float *m, long matrix, float *out, long out_width, long count);
+
+/// Winograd F(4×4, 3×3)'s input transform `Bᵀ d B` for `count` consecutive tiles of one tile
+/// row: tile t's 6×6 block d starts at column 4t of `row0` and the five rows after it (`width`
+/// floats apart); element (i, j) of its result goes to `out[(6i + j) · matrix + t]`. 36 floats
+/// are read from column 4t of each row of a block of 8 tiles (the last block ending at the
+/// last tile, or with fewer than 8, starting at the first), so the memory past the rows' ends
+/// must be readable.
+void shoal_winograd4_input_tiles(const float *row0, long width, float *out, long matrix, long count);
+
+/// Winograd F(4×4, 3×3)'s output transform `Aᵀ m A` for the `count` tiles of one tile row:
+/// tile t's product (i, j) is `m[(6i + j) · matrix + t]`; its outputs go to `out[4t…]` and the
+/// rows below it (`out_width` floats apart), cut to the `out_rows` rows (at most 4) and
+/// `out_width` columns of the image. Products are read for up to 7 tiles past the last one.
+void shoal_winograd4_output_tiles(
+    const float *m, long matrix, float *out, long out_width, long out_rows, long count);
 
 /// C = A · B (+ bias per row, + residual, then max(0, ·) if `relu`) for all `rows` rows of
 /// `packed_a` (from `shoal_pack_panels`) and `columns` columns of `b` [depth × columns]

@@ -102,10 +102,13 @@ extension Graph {
   }
 
   /// 3×3 convolutions with stride 1 and constant weights get the weights Winograd's algorithm
-  /// multiplies with, transformed once here; `SHOAL_WINOGRAD=off` in the environment keeps them
-  /// on im2col and GEMM (to compare, or for results closer to a direct convolution's rounding).
+  /// multiplies with, transformed once here: F(4×4, 3×3)'s up to `winograd4MaximumWeights`,
+  /// F(2×2, 3×3)'s above. In the environment, `SHOAL_WINOGRAD=2x2` keeps them all on
+  /// F(2×2, 3×3) and `SHOAL_WINOGRAD=off` on im2col and GEMM (to compare, or for results closer
+  /// to a direct convolution's rounding).
   private mutating func prepareWinograd() {
-    if let setting = getenv("SHOAL_WINOGRAD"), String(cString: setting) == "off" { return }
+    let setting = getenv("SHOAL_WINOGRAD").map { String(cString: $0) }
+    if setting == "off" { return }
     for index in nodes.indices {
       guard var conv = nodes[index].kernel as? ConvKernel, conv.group == 1,
         conv.window.strides?.allSatisfy({ $0 == 1 }) ?? true, conv.window.dilations?.allSatisfy({ $0 == 1 }) ?? true,
@@ -113,7 +116,8 @@ extension Graph {
         weight.rank == 4, weight.shape[0] >= ConvKernel.winogradMinimumChannels,
         weight.shape[1] >= ConvKernel.winogradMinimumChannels
       else { continue }
-      conv.winograd = ConvKernel.winogradWeights(weight)
+      let small = weight.shape[0] * weight.shape[1] <= ConvKernel.winograd4MaximumWeights
+      conv.winograd = ConvKernel.winogradWeights(weight, tile: small && setting != "2x2" ? 4 : 2)
       conv.winogradPanels = conv.winograd.flatMap(ConvKernel.winogradPanelWeights)
       nodes[index].kernel = conv
     }

@@ -29,7 +29,7 @@ extension ConvKernel {
   }
 
   /// Constant weights [features, channels, kernel…] packed into panels of 32 features for
-  /// `shoal_gemm_panels`; nil when the CPU has no AVX-512 (or `SHOAL_KERNELS=portable`).
+  /// `shoal_gemm_panels`; nil when the CPU has no AVX-512 (or `SHOAL_KERNELS` is `portable` or `avx2`).
   static func panelWeights(_ w: Tensor) -> Tensor? {
     guard shoal_kernels_have_avx512() != 0, w.dataType == .float32, w.rank >= 3 else { return nil }
     let features = w.shape[0]
