@@ -26,7 +26,7 @@ extension Graph {
   /// on CPUs with AVX-512; not those Winograd runs (which has panels of its own).
   private mutating func preparePanels() {
     for index in nodes.indices {
-      guard var conv = nodes[index].kernel as? ConvKernel, conv.group == 1, conv.winograd == nil,
+      guard var conv = nodes[index].kernel as? ConvKernel, conv.group == 1, conv.winogradShape == nil,
         nodes[index].inputs.count > 1,
         let weightID = nodes[index].inputs[1], let weight = fixedConstant(weightID)
       else { continue }
@@ -117,8 +117,13 @@ extension Graph {
         weight.shape[1] >= ConvKernel.winogradMinimumChannels
       else { continue }
       let small = weight.shape[0] * weight.shape[1] <= ConvKernel.winograd4MaximumWeights
-      conv.winograd = ConvKernel.winogradWeights(weight, tile: small && setting != "2x2" ? 4 : 2)
-      conv.winogradPanels = conv.winograd.flatMap(ConvKernel.winogradPanelWeights)
+      guard let transformed = ConvKernel.winogradWeights(weight, tile: small && setting != "2x2" ? 4 : 2) else {
+        continue
+      }
+      // One copy of the transformed weights: packed where the panel and row kernels run.
+      conv.winogradShape = transformed.shape
+      conv.winogradPanels = ConvKernel.winogradPanelWeights(transformed)
+      conv.winograd = conv.winogradPanels == nil ? transformed : nil
       nodes[index].kernel = conv
     }
   }

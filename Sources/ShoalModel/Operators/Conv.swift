@@ -6,11 +6,15 @@ struct ConvKernel: Kernel {
   var window: WindowGeometry.Attributes
   var group: Int
   var activation: UnaryKernel.Function? = nil
-  /// Constant 3×3 weights transformed at load for `winogradConvolution`, [16, features, channels].
+  /// The shape of the constant 3×3 weights transformed at load for `winogradConvolution`,
+  /// [36 or 16 matrices, features, channels]; nil when the convolution does not run as Winograd's.
+  var winogradShape: [Int]? = nil
+  /// Those weights, where `winogradPanels` are not (without AVX-512, for OpenBLAS).
   var winograd: Tensor? = nil
   /// Constant weights packed at load for `panelConvolution`, [features rounded up to 32, depth].
   var panels: Tensor? = nil
-  /// `winograd`'s 16 matrices packed the same way, [16, features rounded up to 32, channels].
+  /// The transformed weights' matrices packed the same way, [36 or 16, features rounded up to
+  /// 32, channels] (AVX-512).
   var winogradPanels: Tensor? = nil
   /// An Add fused in at load (a residual connection): the output is the activation of
   /// conv + bias + input 3, summed while each part's outputs are still in cache. When input 3
