@@ -660,17 +660,22 @@ static void winograd4_output_tile_portable(const float *m, long matrix, long t, 
   for (int i = 0; i < 4; i++) winograd4_output_line(v[i], tile[i]);
 }
 
-/// Tiles t..t + 7: the first `columns` (at most 32) of row i of their outputs, for the first
-/// `out_rows` rows, to `rows + i · stride`.
-WINOGRAD4_AVX2 void winograd4_output_block(
-    const float *m, long matrix, long t, float *rows, long stride, long out_rows, long columns) {
-  __m256 v[4][6];
+/// Aᵀ m for tiles t..t + 7: v[i][j] is row i of the products' column j.
+WINOGRAD4_AVX2 void winograd4_output_columns(const float *m, long matrix, long t, __m256 v[4][6]) {
   for (int j = 0; j < 6; j++) {
     __m256 column[6], y[4];
     for (int i = 0; i < 6; i++) column[i] = _mm256_loadu_ps(m + (6 * i + j) * matrix + t);
     winograd4_output_line_avx2(column, y);
     for (int i = 0; i < 4; i++) v[i][j] = y[i];
   }
+}
+
+/// Tiles t..t + 7: the first `columns` (at most 32) of row i of their outputs, for the first
+/// `out_rows` rows, to `rows + i · stride`.
+WINOGRAD4_AVX2 void winograd4_output_block(
+    const float *m, long matrix, long t, float *rows, long stride, long out_rows, long columns) {
+  __m256 v[4][6];
+  winograd4_output_columns(m, matrix, t, v);
   for (int i = 0; i < out_rows; i++) {
     __m256 y[4];
     winograd4_output_line_avx2(v[i], y);
@@ -712,12 +717,7 @@ WINOGRAD4_AVX512 void winograd4_output_block_avx512(
   const __mmask16 keep0 = columns >= 16 ? 0xFFFF : (__mmask16)((1u << columns) - 1);
   const __mmask16 keep1 = columns >= 32 ? 0xFFFF : columns <= 16 ? 0 : (__mmask16)((1u << (columns - 16)) - 1);
   __m256 v[4][6];
-  for (int j = 0; j < 6; j++) {
-    __m256 c[6], y[4];
-    for (int i = 0; i < 6; i++) c[i] = _mm256_loadu_ps(m + (6 * i + j) * matrix + t);
-    winograd4_output_line_avx2(c, y);
-    for (int i = 0; i < 4; i++) v[i][j] = y[i];
-  }
+  winograd4_output_columns(m, matrix, t, v);
   for (int i = 0; i < out_rows; i++) {
     __m256 y[4];
     winograd4_output_line_avx2(v[i], y);
