@@ -128,6 +128,17 @@ import Testing
       Case(
         name: "split-sizes", inputs: [("x", image)], initializers: [("split", ints([2, 4]))],
         nodes: [("Split", ["x", "split"], ["y", "z"], ["axis": .int(3)])], outputs: ["y", "z"]),
+      // Copies larger than the 64 KiB pieces the cores share out (145 KiB and 73 KiB a channel
+      // block per image), pieces ending inside a copy and at its end, and Split the same way.
+      Case(
+        name: "concat-split-in-pieces",
+        inputs: [("a", random([2, 40, 30, 31], seed: 154)), ("b", random([2, 20, 30, 31], seed: 155))],
+        initializers: [("split", ints([25, 35]))],
+        nodes: [
+          ("Concat", ["a", "b"], ["c"], ["axis": .int(1)]),
+          ("Split", ["c", "split"], ["y", "z"], ["axis": .int(1)]),
+        ],
+        outputs: ["c", "y", "z"]),
       single("hardmax", "Hardmax", [("x", image)], attributes: ["axis": .int(1)]),
       single("softmax-opset11-flattens", "Softmax", opset: 11, [("x", image)], attributes: ["axis": .int(2)]),
       single("log-softmax-axis", "LogSoftmax", [("x", image)], attributes: ["axis": .int(2)]),

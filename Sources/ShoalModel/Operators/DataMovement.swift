@@ -199,29 +199,35 @@ struct DataMovementKernel: Kernel {
       let outer = x.shape.prefix(a).reduce(1, *)
       let size = x.dataType.byteSize
       let rowBytes = outputs[0].shape.suffix(from: a).reduce(1, *) * size
-      var column = 0
+      var (column, copies) = (0, [MemoryCopy]())
       for part in inputs.compactMap({ $0 }) {
         let partBytes = part.shape.suffix(from: a).reduce(1, *) * size
         for o in 0..<outer {
-          (outputs[0].buffer.pointer + o * rowBytes + column).copyMemory(
-            from: part.buffer.pointer + o * partBytes, byteCount: partBytes)
+          copies.append(
+            MemoryCopy(
+              to: outputs[0].buffer.pointer + o * rowBytes + column, from: part.buffer.pointer + o * partBytes,
+              bytes: partBytes))
         }
         column += partBytes
       }
+      MemoryCopy.run(copies)
     case .split(let axis, _, _):
       let a = try normalisedAxis(axis, rank: x.rank)
       let outer = x.shape.prefix(a).reduce(1, *)
       let size = x.dataType.byteSize
       let rowBytes = x.shape.suffix(from: a).reduce(1, *) * size
-      var column = 0
+      var (column, copies) = (0, [MemoryCopy]())
       for part in outputs {
         let partBytes = part.shape.suffix(from: a).reduce(1, *) * size
         for o in 0..<outer {
-          (part.buffer.pointer + o * partBytes).copyMemory(
-            from: x.buffer.pointer + o * rowBytes + column, byteCount: partBytes)
+          copies.append(
+            MemoryCopy(
+              to: part.buffer.pointer + o * partBytes, from: x.buffer.pointer + o * rowBytes + column,
+              bytes: partBytes))
         }
         column += partBytes
       }
+      MemoryCopy.run(copies)
     case .slice(let legacy):
       let region = try sliceRegion(x.shape, types, legacy)
       let strides = x.shape.strides
@@ -447,4 +453,42 @@ struct DataMovementKernel: Kernel {
       return DataMovementKernel(kind: .cast(to: type))
     },
   ]
+}
+
+/// One contiguous copy of Concat's or Split's; `run` does a list of them in pieces of 64 KiB
+/// split across the cores (SqueezeNet's Concats of 6 MB at batch 8 took 0.9–1.1 ms on one core,
+/// onnxruntime's 0.5–0.7).
+struct MemoryCopy {
+  var to: UnsafeMutableRawPointer
+  var from: UnsafeRawPointer
+  var bytes: Int
+
+  static let pieceBytes = 1 << 16
+
+  static func run(_ copies: [MemoryCopy]) {
+    // The pieces numbered copy after copy: `ends[i]` is the number of pieces up to copy i's end.
+    var ends: [Int] = []
+    ends.reserveCapacity(copies.count)
+    for copy in copies { ends.append((ends.last ?? 0) + (copy.bytes + pieceBytes - 1) / pieceBytes) }
+    let pieces = ends.last ?? 0
+    copies.withUnsafeBufferPointer { copies in
+      ends.withUnsafeBufferPointer { ends in
+        Parallel.forEachRange(pieces, costPerItem: pieceBytes / 16, multipleOf: 1) { range in
+          // The copy holding the range's first piece: the first whose end passes it.
+          var (index, high) = (0, ends.count - 1)
+          while index < high {
+            let middle = (index + high) / 2
+            if ends[middle] > range.lowerBound { high = middle } else { index = middle + 1 }
+          }
+          for piece in range {
+            while ends[index] <= piece { index += 1 }
+            let copy = copies[index]
+            let first = piece - (index == 0 ? 0 : ends[index - 1])
+            let offset = first * pieceBytes
+            (copy.to + offset).copyMemory(from: copy.from + offset, byteCount: min(pieceBytes, copy.bytes - offset))
+          }
+        }
+      }
+    }
+  }
 }
