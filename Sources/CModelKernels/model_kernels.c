@@ -590,8 +590,9 @@ __attribute__((target("avx2"))) static void winograd4_input_tiles_avx2(
 }
 
 // The same blocks with AVX-512's two-source permutations, which pick a row's columns 4t + j
-// of 8 tiles in one instruction (10 for a row's six columns, against 32 shuffles above), and
-// its masked stores, which are fast where AVX2's are not.
+// of 8 tiles in one instruction (6 for a row's six columns, against 24 shuffles and
+// permutations above), and its masked stores: the input transform of a 28×28 map's 128
+// channels took 50 µs on one core, against 123–142 µs with AVX2.
 #define WINOGRAD4_AVX512 __attribute__((target("avx512f,avx512vl"), always_inline)) static inline
 
 /// AVX-512 with its 256-bit forms (every AVX-512 CPU but the Xeon Phi).

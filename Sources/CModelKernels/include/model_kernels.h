@@ -87,10 +87,9 @@ void shoal_winograd_output_tiles(const float *m, long matrix, float *out, long o
 
 /// Winograd F(4×4, 3×3)'s input transform `Bᵀ d B` for `count` consecutive tiles of one tile
 /// row: tile t's 6×6 block d starts at column 4t of `row0` and the five rows after it (`width`
-/// floats apart); element (i, j) of its result goes to `out[(6i + j) · matrix + t]`. 36 floats
-/// are read from column 4t of each row of a block of 8 tiles (the last block ending at the
-/// last tile, or with fewer than 8, starting at the first), so the memory past the rows' ends
-/// must be readable.
+/// floats apart); element (i, j) of its result goes to `out[(6i + j) · matrix + t]`. Tiles go
+/// 8 at a time, each block reading 36 floats of every row from its first tile's column, so up
+/// to 34 floats past the end of each row (4 · count + 2 floats) must be readable.
 void shoal_winograd4_input_tiles(const float *row0, long width, float *out, long matrix, long count);
 
 /// Winograd F(4×4, 3×3)'s output transform `Aᵀ m A` for the `count` tiles of one tile row:
