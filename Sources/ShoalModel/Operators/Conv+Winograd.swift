@@ -219,9 +219,9 @@ extension ConvKernel {
   }
 
   /// `Bᵀ d B` for every (m + 2)×(m + 2) input tile `d` (overlapping by two): element (i, j) of
-  /// channel `c`'s tile `t` goes to `transformed[(i·(m + 2) + j)·stride + c·tiles + t]`.
+  /// channel `c`'s tile `t` goes to `transformed[(i·(m + 2) + j)·matrix + c·tiles + t]`.
   private func transformInputs(
-    _ g: WindowGeometry, _ px: UnsafePointer<Float>, into transformed: UnsafeMutablePointer<Float>, stride: Int,
+    _ g: WindowGeometry, _ px: UnsafePointer<Float>, into transformed: UnsafeMutablePointer<Float>, stride matrix: Int,
     batch: Int, channels: Int
   ) {
     let (inH, inW, pH, pW) = (g.input[1], g.input[2], g.padBegin[1], g.padBegin[2])
@@ -232,7 +232,6 @@ extension ConvKernel {
     // Each plane is first copied into a zero-bordered one that holds every tile.
     let (rows, width) = (m * tileRows + 2, m * tileColumns + 2)
     let (low, high) = (min(pW, width), min(width, pW + inW))
-    let matrix = stride
     Parallel.forEachRange(batch * channels, costPerItem: perImage * 4 * matrices) { planes in
       // Room after the last row: the transforms read 8 tiles at a time, 18 or 36 floats from
       // the first tile's column.
@@ -263,7 +262,7 @@ extension ConvKernel {
   /// `Aᵀ m A` for every tile's products `m`: the m×m outputs, cut at the image's edge, then the
   /// bias and activation.
   private func transformOutputs(
-    _ g: WindowGeometry, _ products: UnsafePointer<Float>, stride: Int, into py: UnsafeMutablePointer<Float>,
+    _ g: WindowGeometry, _ products: UnsafePointer<Float>, stride matrix: Int, into py: UnsafeMutablePointer<Float>,
     _ bias: UnsafePointer<Float>?, _ residual: ResidualInput?, batch: Int, features: Int
   ) {
     let (outH, outW) = (g.output[1], g.output[2])
@@ -271,7 +270,6 @@ extension ConvKernel {
     let (tile, matrices) = (winogradTile, winogradShape![0])
     let perImage = tileRows * tileColumns
     let tiles = batch * perImage
-    let matrix = stride
     Parallel.forEachRange(batch * features, costPerItem: perImage * 4 * matrices) { planes in
       for plane in planes {
         let (n, k) = (plane / features, plane % features)
