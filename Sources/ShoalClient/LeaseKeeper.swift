@@ -61,7 +61,12 @@ public final class LeaseKeeper: Sendable {
         }
         failures += 1
         if failures == 1 {
-          log("cannot reach the registry at \(registryAddress): \(error.message); retrying")
+          let refused = error.code == .unauthenticated || error.code == .permissionDenied
+          log(
+            refused
+              ? "the registry at \(registryAddress) refused \(registration.service) at \(registration.address): "
+                + "\(error.message); retrying"
+              : "cannot reach the registry at \(registryAddress): \(error.message); retrying")
         }
         try? await Task.sleep(for: min(.milliseconds(100) * (1 << min(failures, 5)), ttl / 3))
       }

@@ -108,9 +108,18 @@ struct ServeCommand: AsyncParsableCommand {
     }
     for address in bound { emit("\(service) listening on \(address)") }
 
-    // The registry registers in itself, through its own first address.
-    let registryAddress = service == "registry" ? bound[0] : location.registry
-    let registryClient = RPCClient(address: registryAddress)
+    // The registry registers in itself, through its own Unix socket if it has one (trusted there),
+    // else its first address. Over TCP, registering needs an admin token of the mesh's
+    // organisation (`--token` / SHOAL_TOKEN).
+    let registryAddress =
+      service == "registry"
+      ? bound.first {
+        if case .unix = $0 { return true }
+        return false
+      } ?? bound[0] : location.registry
+    var registryConfig = RPCClient.Config.defaults
+    if let token = location.token { registryConfig.interceptors.append(BearerTokenInterceptor(token: token)) }
+    let registryClient = RPCClient(address: registryAddress, config: registryConfig)
     let service = service
     let keepers: [LeaseKeeper] =
       noRegister

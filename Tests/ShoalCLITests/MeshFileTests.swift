@@ -16,7 +16,10 @@ struct MeshFileTests {
     #expect(local.services.map(\.name).first == "registry")
     let tcp = try MeshFile(contentsOf: "\(root)/mesh/tcp.json")
     #expect(tcp.store.hasPrefix("postgres://"))
-    #expect(tcp.services.allSatisfy { $0.listen[0].hasPrefix("tcp://127.0.0.1:") })
+    // The services on this host register through the registry's Unix socket; other hosts reach it
+    // over TCP with an admin token of organisation `local`.
+    #expect(tcp.registry.listen == ["unix:registry.sock", "tcp://127.0.0.1:7400"])
+    #expect(tcp.services.dropFirst().allSatisfy { $0.listen[0].hasPrefix("tcp://127.0.0.1:") })
   }
 
   @Test func defaultsFillWhatIsLeftOut() throws {
