@@ -8,8 +8,10 @@ import Synchronization
 /// A peer on the service's Unix socket is trusted: the socket file's permissions decide who can be
 /// one. A call over TCP must carry `authorization: Bearer <token>`; the registry vouches for the
 /// token (WhoAmI, asked with that token), and the principal's role must cover what the method
-/// needs (a method not listed needs admin). The registry's answer is kept for `cacheFor`, so a
-/// token replaced in the registry stops working here within that time. Tokens are never logged.
+/// needs (a method not listed needs admin). The handler then runs with the principal's
+/// organisation as `CallerOrganization.current`. The registry's answer is kept for `cacheFor`,
+/// so a token replaced in the registry stops working here within that time. Tokens are never
+/// logged.
 public final class RegistryAccessInterceptor: ServerInterceptor, Sendable {
   private let service: String
   private let requirements: [String: RegistryV1.Role]
@@ -45,7 +47,9 @@ public final class RegistryAccessInterceptor: ServerInterceptor, Sendable {
         "\(context.method.name) needs role \(name(needed)); \(principal.name)@\(principal.organization) is "
           + name(principal.role))
     }
-    try await next()
+    try await CallerOrganization.$current.withValue(principal.superuser ? nil : principal.organization) {
+      try await next()
+    }
   }
 
   /// Who the registry says `token` belongs to (from the cache while that answer is fresh).

@@ -7,6 +7,11 @@ public import ShoalStore
 
 /// `shoal.tracking.v1.Tracking`: experiments, runs, params, tags and metrics, with MLflow's
 /// semantics and MLflow's limits as the minimum.
+///
+/// Every experiment belongs to a registry organisation. A caller with an organisation
+/// (`CallerOrganization`, a token's over TCP) sees only that organisation's experiments and their
+/// runs: any other is NOT_FOUND, exactly like one that does not exist. Peers on the Unix socket
+/// see every organisation's.
 public struct TrackingService: TrackingV1.Tracking.ServiceProtocol {
   /// MLflow's limits (a batch of 1,000 metrics, 100 params, 100 tags; key and value lengths).
   public enum Limits {
@@ -63,48 +68,66 @@ public struct TrackingService: TrackingV1.Tracking.ServiceProtocol {
       throw RPCError(.invalidArgument, "name: give an experiment name of 1–500 characters")
     }
     try Self.checkPairs(request.tags.map { ($0.key, $0.value) }, field: "tags", valueLength: Limits.tagValueLength)
-    return try await store.createExperiment(request)
+    let organization: String
+    switch (CallerOrganization.current, request.organization) {
+    case (nil, ""): organization = TrackingStore.defaultOrganization
+    case (nil, let named): organization = named
+    case (let own?, let named) where named.isEmpty || named == own: organization = own
+    case (let own?, let named):
+      throw RPCError(
+        .permissionDenied, "organization: a token of organisation '\(own)' creates experiments there, not in '\(named)'"
+      )
+    }
+    try CallerOrganization.checkName(organization)
+    return try await store.createExperiment(request, organization: organization)
   }
 
   public func getExperiment(
     _ request: TrackingV1.GetExperimentRequest, context: ServerContext
   ) async throws -> TrackingV1.Experiment {
-    if !request.experimentId.isEmpty { return try await store.experiment(id: request.experimentId) }
+    if !request.experimentId.isEmpty { return try await visibleExperiment(request.experimentId) }
     guard !request.name.isEmpty else { throw RPCError(.invalidArgument, "give experiment_id or name") }
-    return try await store.experiment(named: request.name)
+    let experiment = try await store.experiment(named: request.name)
+    guard Self.sees(experiment) else { throw RPCError(.notFound, "experiment named '\(request.name)' not found") }
+    return experiment
   }
 
   public func listExperiments(
     _ request: TrackingV1.ListExperimentsRequest, context: ServerContext
   ) async throws -> TrackingV1.ListExperimentsResponse {
-    try await store.experiments(request)
+    try await store.experiments(request, organization: CallerOrganization.current)
   }
 
   public func deleteExperiment(
     _ request: TrackingV1.ExperimentLifecycleRequest, context: ServerContext
   ) async throws -> TrackingV1.Experiment {
-    try await store.setExperiment(request.experimentId, deleted: true)
+    _ = try await visibleExperiment(request.experimentId)
+    return try await store.setExperiment(request.experimentId, deleted: true)
   }
 
   public func restoreExperiment(
     _ request: TrackingV1.ExperimentLifecycleRequest, context: ServerContext
   ) async throws -> TrackingV1.Experiment {
-    try await store.setExperiment(request.experimentId, deleted: false)
+    _ = try await visibleExperiment(request.experimentId)
+    return try await store.setExperiment(request.experimentId, deleted: false)
   }
 
   public func createRun(_ request: TrackingV1.CreateRunRequest, context: ServerContext) async throws -> TrackingV1.Run {
     try Self.checkPairs(request.tags.map { ($0.key, $0.value) }, field: "tags", valueLength: Limits.tagValueLength)
+    _ = try await visibleExperiment(request.experimentId)
     return try await store.createRun(request)
   }
 
   public func getRun(_ request: TrackingV1.GetRunRequest, context: ServerContext) async throws -> TrackingV1.Run {
-    try await store.run(request.runId)
+    try await checkVisible(run: request.runId)
+    return try await store.run(request.runId)
   }
 
   public func updateRun(_ request: TrackingV1.UpdateRunRequest, context: ServerContext) async throws -> TrackingV1.Run {
     if case .unrecognized(let value) = request.status {
       throw RPCError(.invalidArgument, "status: \(value) is not a run status")
     }
+    try await checkVisible(run: request.runId)
     let run = try await store.updateRun(request)
     if request.status != .unspecified {
       var event = TrackingV1.RunEvent()
@@ -118,6 +141,7 @@ public struct TrackingService: TrackingV1.Tracking.ServiceProtocol {
     _ request: TrackingV1.WatchRunRequest, responses: RPCResponseWriter<TrackingV1.RunEvent>, context: ServerContext
   ) async throws {
     let terminal: Set<TrackingV1.RunStatus> = [.finished, .failed, .killed]
+    try await checkVisible(run: request.runId)
     while !Task.isCancelled {
       // Subscribe first, then read the run, so that nothing falls between the two.
       let (token, live) = hub.subscribe(request.runId, backlog: 1024)
@@ -140,7 +164,8 @@ public struct TrackingService: TrackingV1.Tracking.ServiceProtocol {
   ) async throws
     -> TrackingV1.Run
   {
-    try await store.setRun(request.runId, deleted: true)
+    try await checkVisible(run: request.runId)
+    return try await store.setRun(request.runId, deleted: true)
   }
 
   public func restoreRun(
@@ -148,7 +173,8 @@ public struct TrackingService: TrackingV1.Tracking.ServiceProtocol {
   ) async throws
     -> TrackingV1.Run
   {
-    try await store.setRun(request.runId, deleted: false)
+    try await checkVisible(run: request.runId)
+    return try await store.setRun(request.runId, deleted: false)
   }
 
   public func logBatch(
@@ -174,6 +200,7 @@ public struct TrackingService: TrackingV1.Tracking.ServiceProtocol {
     guard request.requestId.count <= 128 else {
       throw RPCError(.invalidArgument, "request_id: at most 128 characters")
     }
+    try await checkVisible(run: request.runId)
     let response = try await store.logBatch(request)
     if !response.duplicate, !request.metrics.isEmpty {
       var batch = TrackingV1.MetricBatch()
@@ -199,6 +226,7 @@ public struct TrackingService: TrackingV1.Tracking.ServiceProtocol {
         throw RPCError(.invalidArgument, "datasets[\(index)]: digest, source or context is too long")
       }
     }
+    try await checkVisible(run: request.runId)
     try await store.logInputs(request)
     return TrackingV1.LogInputsResponse()
   }
@@ -206,7 +234,8 @@ public struct TrackingService: TrackingV1.Tracking.ServiceProtocol {
   public func getMetricHistory(
     _ request: TrackingV1.GetMetricHistoryRequest, context: ServerContext
   ) async throws -> TrackingV1.GetMetricHistoryResponse {
-    try await store.metricHistory(request)
+    for runID in request.runIds { try await checkVisible(run: runID) }
+    return try await store.metricHistory(request)
   }
 
   public func uploadArtifact(
@@ -219,6 +248,7 @@ public struct TrackingService: TrackingV1.Tracking.ServiceProtocol {
     }
     try TrackingStore.checkArtifactPath(header.path)
     let expected = try BlobDigest(uploadHeader: header.sha256)
+    try await checkVisible(run: header.runId)
     let run = try await store.run(header.runId)
     guard run.lifecycle == .active else {
       throw RPCError(.failedPrecondition, "run '\(run.runId)' is deleted; restore it before adding artifacts")
@@ -235,6 +265,7 @@ public struct TrackingService: TrackingV1.Tracking.ServiceProtocol {
     context: ServerContext
   ) async throws {
     try TrackingStore.checkArtifactPath(request.path)
+    try await checkVisible(run: request.runId)
     let artifact = try await store.artifact(runID: request.runId, path: request.path)
     var header = TrackingV1.DownloadArtifactResponse()
     header.part = .artifact(artifact)
@@ -251,6 +282,7 @@ public struct TrackingService: TrackingV1.Tracking.ServiceProtocol {
     _ request: TrackingV1.ListArtifactsRequest, context: ServerContext
   ) async throws -> TrackingV1.ListArtifactsResponse {
     if !request.prefix.isEmpty { try TrackingStore.checkArtifactPath(request.prefix, field: "prefix") }
+    try await checkVisible(run: request.runId)
     var response = TrackingV1.ListArtifactsResponse()
     response.artifacts = try await store.artifacts(runID: request.runId, prefix: request.prefix)
     return response
@@ -262,7 +294,8 @@ public struct TrackingService: TrackingV1.Tracking.ServiceProtocol {
     guard request.olderThanMs >= 0 else { throw RPCError(.invalidArgument, "older_than_ms must not be negative") }
     var response = TrackingV1.GarbageCollectResponse()
     let cutoff = TrackingStore.now() - request.olderThanMs
-    (response.runsRemoved, response.experimentsRemoved) = try await store.collectDeleted(deletedBefore: cutoff)
+    (response.runsRemoved, response.experimentsRemoved) = try await store.collectDeleted(
+      deletedBefore: cutoff, organization: CallerOrganization.current)
     let (removed, freed) = try await blobs.removeUnreferenced(
       keeping: try await store.referencedBlobs(), olderThan: .now.addingTimeInterval(-blobGracePeriod))
     response.blobsRemoved = Int64(removed)
@@ -276,7 +309,30 @@ public struct TrackingService: TrackingV1.Tracking.ServiceProtocol {
     guard request.filter.utf8.count <= 16_384 else {
       throw RPCError(.invalidArgument, "filter: at most 16 KiB")
     }
-    return try await store.searchRuns(request)
+    return try await store.searchRuns(request, organization: CallerOrganization.current)
+  }
+
+  // MARK: Organisations
+
+  /// Whether the caller's organisation may see `experiment`.
+  private static func sees(_ experiment: TrackingV1.Experiment) -> Bool {
+    CallerOrganization.current.map { $0 == experiment.organization } ?? true
+  }
+
+  /// The experiment `id`, if the caller may see it; NOT_FOUND otherwise, as for one that does not
+  /// exist.
+  private func visibleExperiment(_ id: String) async throws -> TrackingV1.Experiment {
+    let experiment = try await store.experiment(id: id)
+    guard Self.sees(experiment) else { throw RPCError(.notFound, "experiment '\(id)' not found") }
+    return experiment
+  }
+
+  /// Refuses a run of another organisation's experiment as NOT_FOUND, as one that does not exist.
+  private func checkVisible(run runID: String) async throws {
+    guard let own = CallerOrganization.current else { return }
+    guard try await store.organization(ofRun: runID) == own else {
+      throw RPCError(.notFound, "run '\(runID)' not found")
+    }
   }
 
   private static func checkPairs(_ pairs: [(String, String)], field: String, valueLength: Int) throws(RPCError) {

@@ -3,12 +3,19 @@ import ShoalRPC
 import ShoalStore
 
 extension TrackingStore {
-  /// The runs of `request.experimentIds` that match the filter, in the order asked for, one page.
-  public func searchRuns(_ request: TrackingV1.SearchRunsRequest) async throws -> TrackingV1.SearchRunsResponse {
+  /// The runs of `request.experimentIds` that match the filter, in the order asked for, one page;
+  /// only runs of `organization`'s experiments when it is given.
+  public func searchRuns(
+    _ request: TrackingV1.SearchRunsRequest, organization: String? = nil
+  ) async throws -> TrackingV1.SearchRunsResponse {
     let pageSize = try Self.pageSize(request.pageSize, default: 100, limit: 1000)
     let offset = try Self.pageToken(request.pageToken)
     var builder = RunQueryBuilder()
     var conditions = [Self.lifecycleFilter(request.view, column: "r.deleted")]
+    if let organization {
+      conditions.append(
+        "r.experiment_id IN (SELECT id FROM experiments WHERE organization = \(builder.bind(.text(organization))))")
+    }
     if !request.experimentIds.isEmpty {
       var placeholders: [String] = []
       for id in request.experimentIds {

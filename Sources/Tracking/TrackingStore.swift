@@ -2,6 +2,7 @@ import Foundation
 public import ShoalProto
 import ShoalRPC
 public import ShoalStore
+import Synchronization
 
 /// The tracking service's tables and queries. Metric points are stored a batch and key to a row
 /// (`metric_chunks`, see `MetricChunk`), their values bit for bit; the latest value per key is
@@ -64,13 +65,24 @@ public struct TrackingStore: Sendable {
       CREATE INDEX metric_chunks_series ON metric_chunks (
         run_id, key, id, count, first_step, first_timestamp_ms, last_step, last_timestamp_ms);
       """),
+    Migration(
+      5, "experiments owned by an organisation",
+      """
+      ALTER TABLE experiments ADD COLUMN organization TEXT NOT NULL DEFAULT 'local';
+      """),
   ]
+
+  /// The organisation of experiments created by a caller who names none and has none (a peer on
+  /// the Unix socket): the registry's built-in one.
+  public static let defaultOrganization = "local"
 
   /// The database.
   public let database: Database
 
   /// Metric batches, committed a group at a time.
   let batches: GroupCommit<TrackingV1.LogBatchRequest, TrackingV1.LogBatchResponse>
+  /// The organisation of each run asked about (a run never moves to another experiment).
+  private let runOrganizations = RunOrganizations()
 
   /// A store over `database` (migrated with `migrations`).
   public init(database: Database) {
@@ -88,17 +100,22 @@ public struct TrackingStore: Sendable {
 
   // MARK: Experiments
 
-  /// Creates an experiment.
+  /// Creates an experiment owned by `organization`.
   ///
-  /// - Throws: ALREADY_EXISTS when the name is taken (also by a deleted experiment).
-  public func createExperiment(_ request: TrackingV1.CreateExperimentRequest) async throws -> TrackingV1.Experiment {
+  /// - Throws: ALREADY_EXISTS when the name is taken (also by a deleted experiment); names are
+  ///   unique across organisations, as in MLflow.
+  public func createExperiment(
+    _ request: TrackingV1.CreateExperimentRequest, organization: String = TrackingStore.defaultOrganization
+  ) async throws -> TrackingV1.Experiment {
     let now = Self.now()
     let id: Int64
     do {
       id = try await database.transaction { connection in
         let id = try connection.query(
-          "INSERT INTO experiments (name, deleted, created_at_ms, updated_at_ms) VALUES ($1, 0, $2, $2) RETURNING id",
-          .text(request.name), .integer(now)
+          """
+          INSERT INTO experiments (name, organization, deleted, created_at_ms, updated_at_ms)
+          VALUES ($1, $2, 0, $3, $3) RETURNING id
+          """, .text(request.name), .text(organization), .integer(now)
         )[0].int("id")
         try connection.executeBatch(
           "INSERT INTO experiment_tags (experiment_id, key, value) VALUES ($1, $2, $3)",
@@ -106,6 +123,12 @@ public struct TrackingStore: Sendable {
         return id
       }
     } catch let error as StoreError where error.code == .alreadyExists {
+      let owner = try? await experiment(named: request.name).organization
+      guard owner == nil || owner == organization else {
+        throw RPCError(
+          .alreadyExists,
+          "the name '\(request.name)' is taken by another organisation's experiment (names are unique in the mesh)")
+      }
       throw RPCError(.alreadyExists, "experiment '\(request.name)' already exists (perhaps deleted: restore it)")
     }
     return try await experiment(id: String(id))
@@ -136,19 +159,24 @@ public struct TrackingStore: Sendable {
     return found
   }
 
-  /// One page of experiments, oldest first.
+  /// One page of experiments, oldest first: those of `organization`, or every organisation's
+  /// when it is nil.
   public func experiments(
-    _ request: TrackingV1.ListExperimentsRequest
+    _ request: TrackingV1.ListExperimentsRequest, organization: String? = nil
   ) async throws
     -> TrackingV1.ListExperimentsResponse
   {
     let pageSize = try Self.pageSize(request.pageSize, default: 100, limit: 1000)
     let after = try Self.pageToken(request.pageToken)
-    let filter = Self.lifecycleFilter(request.view, column: "deleted")
-    let rows = try await database.read { connection in
+    var parameters: [SQLValue] = [.integer(after), .integer(Int64(pageSize + 1))]
+    var filter = Self.lifecycleFilter(request.view, column: "deleted")
+    if let organization {
+      parameters.append(.text(organization))
+      filter += " AND organization = $3"
+    }
+    let rows = try await database.read { [parameters, filter] connection in
       try connection.query(
-        "SELECT * FROM experiments WHERE id > $1 AND \(filter) ORDER BY id LIMIT $2", .integer(after),
-        .integer(Int64(pageSize + 1))
+        "SELECT * FROM experiments WHERE id > $1 AND \(filter) ORDER BY id LIMIT $2", parameters
       ).map { (try $0.int("id"), try Self.experiment($0, connection)) }
     }
     var response = TrackingV1.ListExperimentsResponse()
@@ -178,6 +206,7 @@ public struct TrackingStore: Sendable {
     let id = try row.int("id")
     experiment.experimentId = String(id)
     experiment.name = try row.string("name")
+    experiment.organization = try row.string("organization")
     experiment.lifecycle = try row.bool("deleted") ? .deleted : .active
     experiment.createdAtMs = try row.int("created_at_ms")
     experiment.updatedAtMs = try row.int("updated_at_ms")
@@ -185,6 +214,21 @@ public struct TrackingStore: Sendable {
       experiment.tags[try tag.string("key")] = try tag.string("value")
     }
     return experiment
+  }
+
+  // MARK: Organisations
+
+  /// The organisation owning run `runID` (through its experiment); nil when there is no such run.
+  public func organization(ofRun runID: String) async throws -> String? {
+    if let known = runOrganizations.organization(of: runID) { return known }
+    let found = try await database.read { connection in
+      try connection.queryFirst(
+        "SELECT e.organization FROM runs r JOIN experiments e ON e.id = r.experiment_id WHERE r.run_id = $1",
+        .text(runID)
+      ).map { try $0.string("organization") }
+    }
+    if let found { runOrganizations.remember(found, of: runID) }
+    return found
   }
 
   // MARK: Paging helpers
@@ -210,6 +254,22 @@ public struct TrackingStore: Sendable {
     case .deletedOnly: "\(column) = 1"
     case .all: "1 = 1"
     default: "\(column) = 0"
+    }
+  }
+}
+
+/// Which organisation each run belongs to, as far as asked: a run never changes experiment, nor
+/// an experiment its organisation, so an answer stays true (and a run removed for good is
+/// NOT_FOUND anyway). Bounded: forgotten all at once past 65,536 runs.
+private final class RunOrganizations: Sendable {
+  private let known = Mutex<[String: String]>([:])
+
+  func organization(of runID: String) -> String? { known.withLock { $0[runID] } }
+
+  func remember(_ organization: String, of runID: String) {
+    known.withLock { known in
+      if known.count >= 1 << 16 { known.removeAll(keepingCapacity: true) }
+      known[runID] = organization
     }
   }
 }

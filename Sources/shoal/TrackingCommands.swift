@@ -34,6 +34,10 @@ struct ExperimentsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Create an experiment.")
     @Argument(help: "Its name.") var name: String
     @Option(name: .customLong("tag"), help: "A tag key=value (repeatable).") var tags: [String] = []
+    @Option(
+      name: .customLong("org"),
+      help: "The organisation that owns it (default: the token's; `local` on the Unix socket).")
+    var organization: String?
     @Flag(help: "Print JSON.") var json = false
     @OptionGroup var mesh: MeshOptions
 
@@ -41,13 +45,16 @@ struct ExperimentsCommand: AsyncParsableCommand {
       var request = TrackingV1.CreateExperimentRequest()
       request.name = name
       request.tags = try parsePairs(tags, option: "--tag")
+      request.organization = organization ?? ""
       let experiment = try await withTracking(mesh, command: "experiments create") {
         try await $0.createExperiment(request)
       }
       if json {
         emitJSON(experiment)
       } else {
-        emit("created experiment \(experiment.experimentId) '\(experiment.name)'")
+        emit(
+          "created experiment \(experiment.experimentId) '\(experiment.name)' in organisation \(experiment.organization)"
+        )
       }
     }
   }
@@ -76,10 +83,11 @@ struct ExperimentsCommand: AsyncParsableCommand {
         response.experiments = experiments
         return emitJSON(response)
       }
-      var table = TextTable("ID", "NAME", "STATE", "CREATED", "TAGS")
+      var table = TextTable("ID", "NAME", "ORGANIZATION", "STATE", "CREATED", "TAGS")
       for experiment in experiments {
         table.add(
-          experiment.experimentId, experiment.name, experiment.lifecycle.protoName?.lowercased() ?? "-",
+          experiment.experimentId, experiment.name, experiment.organization,
+          experiment.lifecycle.protoName?.lowercased() ?? "-",
           formatTime(experiment.createdAtMs),
           experiment.tags.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))
       }

@@ -28,7 +28,7 @@ struct TrackingEndToEndTests {
     }
 
     let created = try await run("experiments", "create", "roads", "--tag", "team=maps")
-    #expect(created.stdoutText.contains("created experiment 1 'roads'"), "\(created.stderrText)")
+    #expect(created.stdoutText.contains("created experiment 1 'roads' in organisation local"), "\(created.stderrText)")
     var runIDs: [String] = []
     for (name, lr) in [("small", "0.1"), ("large", "0.01")] {
       let made = try await run("runs", "create", "--experiment", "roads", "--name", name)
@@ -109,7 +109,8 @@ struct TrackingEndToEndTests {
       shown.stdoutText.contains("source       run \(runIDs[1]), artifact model/model.onnx"), "\(shown.stdoutText)")
 
     #expect(try await run("experiments", "delete", "roads").status == 0)
-    #expect(try await run("experiments", "list", "--deleted").stdoutText.contains("roads"))
+    let deleted = try await run("experiments", "list", "--deleted").stdoutText
+    #expect(deleted.contains("ORGANIZATION") && deleted.contains("roads") && deleted.contains("local"), "\(deleted)")
     #expect(try await run("experiments", "restore", "1").stdoutText.contains("restored experiment 1"))
     #expect(try await up.stop() == 0)
   }
@@ -185,9 +186,35 @@ extension TrackingEndToEndTests {
     print(f"{width}x{height} blue={blue} orange={orange} dark={dark}")
     """
 
-  /// Over TCP, tracking wants a token the registry vouches for, with the role the method needs;
-  /// its Unix socket stays open to local peers.
-  @Test func overTCPCallsNeedATokenWithTheRightRole() async throws {
+  /// A mesh of the registry and tracking (on its Unix socket and on TCP) started by `shoal up`,
+  /// with clients of tracking over each.
+  private struct TCPMesh {
+    let shoal: String
+    let data: TemporaryDirectory
+    let up: ServerProcess
+    let overTCP: TrackingV1.Tracking.Client
+    let local: TrackingV1.Tracking.Client
+
+    /// Runs `shoal ARGUMENTS… --data DATA`, expects it to succeed and returns its output.
+    func run(_ arguments: String...) async throws -> String {
+      let result = try await Subprocess.run(shoal, arguments + ["--data", data.url.path])
+      #expect(result.status == 0, "\(result.stderrText)")
+      return result.stdoutText.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// A new token of `organization` with `role`.
+    func token(_ organization: String, _ role: String, _ name: String) async throws -> String {
+      try await run("admin", "token", "create", "--org", organization, "--role", role, "--name", name)
+    }
+
+    func with(_ token: String) -> CallOptions {
+      var options = CallOptions()
+      options.metadata.add("authorization", "Bearer \(token)")
+      return options
+    }
+  }
+
+  private func withTCPMesh(_ body: (TCPMesh) async throws -> Void) async throws {
     let shoal = try TestEnvironment.product("shoal")
     let data = try TemporaryDirectory()
     let mesh = """
@@ -198,15 +225,6 @@ extension TrackingEndToEndTests {
     let up = try ServerProcess(shoal, ["up", "--mesh", data.path("mesh.json"), "--data", data.url.path])
     _ = try await up.waitForLines(containing: "mesh up")
     _ = try await up.waitForLines(containing: "registered tracking", count: 2)
-    func run(_ arguments: String...) async throws -> String {
-      let result = try await Subprocess.run(shoal, arguments + ["--data", data.url.path])
-      #expect(result.status == 0, "\(result.stderrText)")
-      return result.stdoutText.trimmingCharacters(in: .whitespacesAndNewlines)
-    }
-    _ = try await run("admin", "org", "create", "acme")
-    let reader = try await run("admin", "token", "create", "--org", "acme", "--role", "reader", "--name", "ana")
-    let writer = try await run("admin", "token", "create", "--org", "acme", "--role", "writer", "--name", "wes")
-
     let client = ShoalClient(location: try RegistryLocation(data: data.url.path, environment: [:]))
     var resolve = RegistryV1.ResolveRequest()
     resolve.service = "tracking"
@@ -214,41 +232,165 @@ extension TrackingEndToEndTests {
     await client.close()
     let tcp = try #require(addresses.first { $0.hasPrefix("tcp://") })
     let unix = try #require(addresses.first { $0.hasPrefix("unix://") })
-    let overTCP = TrackingV1.Tracking.Client(RPCClient(address: try RPCAddress(parsing: tcp)))
-    let local = TrackingV1.Tracking.Client(RPCClient(address: try RPCAddress(parsing: unix)))
-    func with(_ token: String) -> CallOptions {
-      var options = CallOptions()
-      options.metadata.add("authorization", "Bearer \(token)")
-      return options
-    }
-    var experiment = TrackingV1.CreateExperimentRequest()
-    experiment.name = "roads"
-
-    let anonymous = await #expect(throws: RPCError.self) {
-      try await overTCP.listExperiments(TrackingV1.ListExperimentsRequest())
-    }
-    #expect(anonymous?.code == .unauthenticated && anonymous?.message.contains("SHOAL_TOKEN") == true)
-    let forged = await #expect(throws: RPCError.self) {
-      try await overTCP.listExperiments(TrackingV1.ListExperimentsRequest(), options: with("shoal_not-a-token"))
-    }
-    #expect(forged?.code == .unauthenticated)
-    _ = try await overTCP.listExperiments(TrackingV1.ListExperimentsRequest(), options: with(reader))
-    let readOnly = await #expect(throws: RPCError.self) {
-      try await overTCP.createExperiment(experiment, options: with(reader))
-    }
-    #expect(readOnly?.code == .permissionDenied && readOnly?.message.contains("needs role writer") == true)
-    #expect(try await overTCP.createExperiment(experiment, options: with(writer)).name == "roads")
-    let collect = await #expect(throws: RPCError.self) {
-      try await overTCP.garbageCollect(TrackingV1.GarbageCollectRequest(), options: with(writer))
-    }
-    #expect(collect?.code == .permissionDenied && collect?.message.contains("needs role admin") == true)
-    // A local peer needs no token.
-    experiment.name = "rivers"
-    _ = try await local.createExperiment(experiment)
-    #expect(try await local.listExperiments(TrackingV1.ListExperimentsRequest()).experiments.count == 2)
-    await (overTCP.rpc as? RPCClient)?.close()
-    await (local.rpc as? RPCClient)?.close()
-    #expect(!up.text.contains(reader) && !up.text.contains(writer), "a token appeared in the mesh's output")
+    let overTCP = RPCClient(address: try RPCAddress(parsing: tcp))
+    let local = RPCClient(address: try RPCAddress(parsing: unix))
+    try await body(
+      TCPMesh(
+        shoal: shoal, data: data, up: up, overTCP: TrackingV1.Tracking.Client(overTCP),
+        local: TrackingV1.Tracking.Client(local)))
+    await overTCP.close()
+    await local.close()
     #expect(try await up.stop() == 0)
+  }
+
+  /// Over TCP, tracking wants a token the registry vouches for, with the role the method needs;
+  /// its Unix socket stays open to local peers.
+  @Test func overTCPCallsNeedATokenWithTheRightRole() async throws {
+    try await withTCPMesh { mesh in
+      let (overTCP, local) = (mesh.overTCP, mesh.local)
+      _ = try await mesh.run("admin", "org", "create", "acme")
+      let reader = try await mesh.token("acme", "reader", "ana")
+      let writer = try await mesh.token("acme", "writer", "wes")
+      var experiment = TrackingV1.CreateExperimentRequest()
+      experiment.name = "roads"
+
+      let anonymous = await #expect(throws: RPCError.self) {
+        try await overTCP.listExperiments(TrackingV1.ListExperimentsRequest())
+      }
+      #expect(anonymous?.code == .unauthenticated && anonymous?.message.contains("SHOAL_TOKEN") == true)
+      let forged = await #expect(throws: RPCError.self) {
+        try await overTCP.listExperiments(TrackingV1.ListExperimentsRequest(), options: mesh.with("shoal_not-a-token"))
+      }
+      #expect(forged?.code == .unauthenticated)
+      _ = try await overTCP.listExperiments(TrackingV1.ListExperimentsRequest(), options: mesh.with(reader))
+      let readOnly = await #expect(throws: RPCError.self) {
+        try await overTCP.createExperiment(experiment, options: mesh.with(reader))
+      }
+      #expect(readOnly?.code == .permissionDenied && readOnly?.message.contains("needs role writer") == true)
+      #expect(try await overTCP.createExperiment(experiment, options: mesh.with(writer)).name == "roads")
+      let collect = await #expect(throws: RPCError.self) {
+        try await overTCP.garbageCollect(TrackingV1.GarbageCollectRequest(), options: mesh.with(writer))
+      }
+      #expect(collect?.code == .permissionDenied && collect?.message.contains("needs role admin") == true)
+      // A local peer needs no token.
+      experiment.name = "rivers"
+      _ = try await local.createExperiment(experiment)
+      #expect(try await local.listExperiments(TrackingV1.ListExperimentsRequest()).experiments.count == 2)
+      #expect(
+        !mesh.up.text.contains(reader) && !mesh.up.text.contains(writer), "a token appeared in the mesh's output")
+    }
+  }
+
+  /// An experiment belongs to the organisation of the token that created it: another
+  /// organisation's callers find neither it nor its runs (NOT_FOUND, as if it did not exist), nor
+  /// them in lists, searches or garbage collection; local peers see every organisation's.
+  @Test func experimentsAndTheirRunsAreSeenOnlyByTheirOrganisation() async throws {
+    try await withTCPMesh { mesh in
+      let (overTCP, local) = (mesh.overTCP, mesh.local)
+      _ = try await mesh.run("admin", "org", "create", "acme")
+      _ = try await mesh.run("admin", "org", "create", "globex")
+      let acme = mesh.with(try await mesh.token("acme", "admin", "ana"))
+      let acmeReader = mesh.with(try await mesh.token("acme", "reader", "ari"))
+      let globex = mesh.with(try await mesh.token("globex", "admin", "gus"))
+
+      var request = TrackingV1.CreateExperimentRequest()
+      request.name = "roads"
+      let roads = try await overTCP.createExperiment(request, options: acme)
+      #expect(roads.organization == "acme")
+      var runRequest = TrackingV1.CreateRunRequest()
+      runRequest.experimentId = roads.experimentId
+      let run = try await overTCP.createRun(runRequest, options: acme)
+      var batch = TrackingV1.LogBatchRequest()
+      batch.runId = run.runId
+      var metric = TrackingV1.Metric()
+      metric.key = "loss"
+      metric.value = 0.5
+      batch.metrics = [metric]
+      _ = try await overTCP.logBatch(batch, options: acme)
+      request.name = "rivers"
+      request.organization = "acme"
+      let denied = await #expect(throws: RPCError.self) { try await overTCP.createExperiment(request, options: globex) }
+      #expect(denied?.code == .permissionDenied && denied?.message.contains("'globex'") == true)
+      request.organization = ""
+      let rivers = try await overTCP.createExperiment(request, options: globex)
+      #expect(rivers.organization == "globex")
+      // Names are unique in the mesh; the error does not say whose the name is.
+      request.name = "roads"
+      let taken = await #expect(throws: RPCError.self) { try await overTCP.createExperiment(request, options: globex) }
+      #expect(taken?.code == .alreadyExists && taken?.message.contains("acme") == false)
+
+      // What globex's token cannot see is NOT_FOUND, whatever the call.
+      var getExperiment = TrackingV1.GetExperimentRequest()
+      getExperiment.experimentId = roads.experimentId
+      var byName = TrackingV1.GetExperimentRequest()
+      byName.name = "roads"
+      var experimentLifecycle = TrackingV1.ExperimentLifecycleRequest()
+      experimentLifecycle.experimentId = roads.experimentId
+      var getRun = TrackingV1.GetRunRequest()
+      getRun.runId = run.runId
+      var runLifecycle = TrackingV1.RunLifecycleRequest()
+      runLifecycle.runId = run.runId
+      var update = TrackingV1.UpdateRunRequest()
+      update.runId = run.runId
+      update.status = .finished
+      var history = TrackingV1.GetMetricHistoryRequest()
+      history.runIds = [run.runId]
+      history.key = "loss"
+      var listArtifacts = TrackingV1.ListArtifactsRequest()
+      listArtifacts.runId = run.runId
+      var inputs = TrackingV1.LogInputsRequest()
+      inputs.runId = run.runId
+      var watch = TrackingV1.WatchRunRequest()
+      watch.runId = run.runId
+      let hidden: [(String, () async throws -> Void)] = [
+        ("GetExperiment", { _ = try await overTCP.getExperiment(getExperiment, options: globex) }),
+        ("GetExperiment by name", { _ = try await overTCP.getExperiment(byName, options: globex) }),
+        ("DeleteExperiment", { _ = try await overTCP.deleteExperiment(experimentLifecycle, options: globex) }),
+        ("RestoreExperiment", { _ = try await overTCP.restoreExperiment(experimentLifecycle, options: globex) }),
+        ("CreateRun", { _ = try await overTCP.createRun(runRequest, options: globex) }),
+        ("GetRun", { _ = try await overTCP.getRun(getRun, options: globex) }),
+        ("UpdateRun", { _ = try await overTCP.updateRun(update, options: globex) }),
+        ("DeleteRun", { _ = try await overTCP.deleteRun(runLifecycle, options: globex) }),
+        ("RestoreRun", { _ = try await overTCP.restoreRun(runLifecycle, options: globex) }),
+        ("LogBatch", { _ = try await overTCP.logBatch(batch, options: globex) }),
+        ("LogInputs", { _ = try await overTCP.logInputs(inputs, options: globex) }),
+        ("GetMetricHistory", { _ = try await overTCP.getMetricHistory(history, options: globex) }),
+        ("ListArtifacts", { _ = try await overTCP.listArtifacts(listArtifacts, options: globex) }),
+        (
+          "WatchRun",
+          {
+            try await overTCP.watchRun(watch, options: globex) { events in for try await _ in events { break } }
+          }
+        ),
+      ]
+      for (name, call) in hidden {
+        let error = await #expect(throws: RPCError.self, "\(name)") { try await call() }
+        #expect(error?.code == .notFound, "\(name): \(String(describing: error))")
+      }
+      let globexList = try await overTCP.listExperiments(TrackingV1.ListExperimentsRequest(), options: globex)
+      #expect(globexList.experiments.map(\.name) == ["rivers"])
+      let globexSearch = try await overTCP.searchRuns(TrackingV1.SearchRunsRequest(), options: globex)
+      #expect(globexSearch.runs.isEmpty)
+
+      // acme's reader sees acme's; nothing of it changed above.
+      #expect(try await overTCP.getRun(getRun, options: acmeReader).status == .running)
+      #expect(try await overTCP.getMetricHistory(history, options: acmeReader).series.first?.points.count == 1)
+      let acmeSearch = try await overTCP.searchRuns(TrackingV1.SearchRunsRequest(), options: acmeReader)
+      #expect(acmeSearch.runs.map(\.runId) == [run.runId])
+
+      // Garbage collection by globex's admin leaves acme's deleted run alone.
+      _ = try await overTCP.deleteRun(runLifecycle, options: acme)
+      var collect = TrackingV1.GarbageCollectRequest()
+      collect.olderThanMs = 0
+      #expect(try await overTCP.garbageCollect(collect, options: globex).runsRemoved == 0)
+      _ = try await overTCP.restoreRun(runLifecycle, options: acme)
+
+      // The local peer sees both organisations' experiments, and can create one for either.
+      let all = try await local.listExperiments(TrackingV1.ListExperimentsRequest()).experiments
+      #expect(all.map { "\($0.organization)/\($0.name)" } == ["acme/roads", "globex/rivers"])
+      request.name = "lakes"
+      request.organization = "globex"
+      #expect(try await local.createExperiment(request).organization == "globex")
+    }
   }
 }

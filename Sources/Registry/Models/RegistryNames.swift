@@ -1,16 +1,11 @@
 import ShoalRPC
+import ShoalService
 
 /// The rules for names users choose, with errors that name the field.
 enum RegistryNames {
   /// Organisations: [a-z0-9-], 2 to 40 characters, starting with a letter.
   static func checkOrganization(_ name: String, field: String = "organization") throws(RPCError) {
-    let bytes = Array(name.utf8)
-    guard (2...40).contains(bytes.count), (97...122).contains(bytes[0]),
-      bytes.allSatisfy({ (97...122).contains($0) || (48...57).contains($0) || $0 == 45 })
-    else {
-      throw RPCError(
-        .invalidArgument, "\(field) '\(name)' must be 2–40 lower-case letters, digits and '-', starting with a letter")
-    }
+    try CallerOrganization.checkName(name, field: field)
   }
 
   /// Principals: [A-Za-z0-9_.-], 1 to 64 characters.

@@ -26,6 +26,10 @@ extension TrackingV1 {
     /// Field 6, `updated_at_ms`.
     public var updatedAtMs: Int64 = 0
 
+    /// The registry organisation that owns it: only callers of that organisation (and peers on the
+    /// service's Unix socket) see it and its runs.
+    public var organization: String = ""
+
     /// A message with every field at its default value.
     public init() {}
   }
@@ -42,6 +46,10 @@ extension TrackingV1 {
 
     /// Field 2, `tags`.
     public var tags: [String: String] = [:]
+
+    /// Default: the caller's organisation (`local` for a peer on the Unix socket); a caller over TCP
+    /// may name only its own.
+    public var organization: String = ""
 
     /// A message with every field at its default value.
     public init() {}
@@ -918,6 +926,7 @@ extension TrackingV1.Experiment {
     w.map(3, self.tags) { e, k, v in e.string(0, k); e.string(1, v) }
     w.scalar(4, self.createdAtMs)
     w.scalar(5, self.updatedAtMs)
+    w.string(6, self.organization)
   }
 
   public init(_decoding r: CMessageReader) throws(ProtoError) {
@@ -928,6 +937,7 @@ extension TrackingV1.Experiment {
     self.tags = try r.map(3) { (e) throws(ProtoError) -> (String, String) in (try e.string(0), try e.string(1)) }
     self.createdAtMs = r.scalar(4, as: Int64.self)
     self.updatedAtMs = r.scalar(5, as: Int64.self)
+    self.organization = try r.string(6)
   }
 
   public func _encodeJSON(to j: inout JSONObjectWriter) {
@@ -937,6 +947,7 @@ extension TrackingV1.Experiment {
     j.map("tags", self.tags)
     j.value("createdAtMs", self.createdAtMs)
     j.value("updatedAtMs", self.updatedAtMs)
+    j.value("organization", self.organization)
   }
 
   public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
@@ -949,6 +960,7 @@ extension TrackingV1.Experiment {
         case "tags": self.tags = try j.map(json, key, as: [String: String].self)
         case "createdAtMs", "created_at_ms": self.createdAtMs = try j.value(json, key, as: Int64.self)
         case "updatedAtMs", "updated_at_ms": self.updatedAtMs = try j.value(json, key, as: Int64.self)
+        case "organization": self.organization = try j.value(json, key, as: String.self)
         default: throw j.unknownField(key)
       }
     }
@@ -961,17 +973,20 @@ extension TrackingV1.CreateExperimentRequest {
   public func _encode(to w: CMessageWriter) {
     w.string(0, self.name)
     w.map(1, self.tags) { e, k, v in e.string(0, k); e.string(1, v) }
+    w.string(2, self.organization)
   }
 
   public init(_decoding r: CMessageReader) throws(ProtoError) {
     self.init()
     self.name = try r.string(0)
     self.tags = try r.map(1) { (e) throws(ProtoError) -> (String, String) in (try e.string(0), try e.string(1)) }
+    self.organization = try r.string(2)
   }
 
   public func _encodeJSON(to j: inout JSONObjectWriter) {
     j.value("name", self.name)
     j.map("tags", self.tags)
+    j.value("organization", self.organization)
   }
 
   public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
@@ -980,6 +995,7 @@ extension TrackingV1.CreateExperimentRequest {
       switch key {
         case "name": self.name = try j.value(json, key, as: String.self)
         case "tags": self.tags = try j.map(json, key, as: [String: String].self)
+        case "organization": self.organization = try j.value(json, key, as: String.self)
         default: throw j.unknownField(key)
       }
     }

@@ -1708,7 +1708,7 @@ const ProtobufCMessageDescriptor shoal__tracking__v1__experiment__tags_entry__de
   (ProtobufCMessageInit) shoal__tracking__v1__experiment__tags_entry__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor shoal__tracking__v1__experiment__field_descriptors[6] =
+static const ProtobufCFieldDescriptor shoal__tracking__v1__experiment__field_descriptors[7] =
 {
   {
     "experiment_id",
@@ -1782,19 +1782,32 @@ static const ProtobufCFieldDescriptor shoal__tracking__v1__experiment__field_des
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "organization",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Tracking__V1__Experiment, organization),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned shoal__tracking__v1__experiment__field_indices_by_name[] = {
   4,   /* field[4] = created_at_ms */
   0,   /* field[0] = experiment_id */
   2,   /* field[2] = lifecycle */
   1,   /* field[1] = name */
+  6,   /* field[6] = organization */
   3,   /* field[3] = tags */
   5,   /* field[5] = updated_at_ms */
 };
 static const ProtobufCIntRange shoal__tracking__v1__experiment__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 6 }
+  { 0, 7 }
 };
 const ProtobufCMessageDescriptor shoal__tracking__v1__experiment__descriptor =
 {
@@ -1804,7 +1817,7 @@ const ProtobufCMessageDescriptor shoal__tracking__v1__experiment__descriptor =
   "Shoal__Tracking__V1__Experiment",
   "shoal.tracking.v1",
   sizeof(Shoal__Tracking__V1__Experiment),
-  6,
+  7,
   shoal__tracking__v1__experiment__field_descriptors,
   shoal__tracking__v1__experiment__field_indices_by_name,
   1,  shoal__tracking__v1__experiment__number_ranges,
@@ -1862,7 +1875,7 @@ const ProtobufCMessageDescriptor shoal__tracking__v1__create_experiment_request_
   (ProtobufCMessageInit) shoal__tracking__v1__create_experiment_request__tags_entry__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor shoal__tracking__v1__create_experiment_request__field_descriptors[2] =
+static const ProtobufCFieldDescriptor shoal__tracking__v1__create_experiment_request__field_descriptors[3] =
 {
   {
     "name",
@@ -1888,15 +1901,28 @@ static const ProtobufCFieldDescriptor shoal__tracking__v1__create_experiment_req
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "organization",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Tracking__V1__CreateExperimentRequest, organization),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned shoal__tracking__v1__create_experiment_request__field_indices_by_name[] = {
   0,   /* field[0] = name */
+  2,   /* field[2] = organization */
   1,   /* field[1] = tags */
 };
 static const ProtobufCIntRange shoal__tracking__v1__create_experiment_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 2 }
+  { 0, 3 }
 };
 const ProtobufCMessageDescriptor shoal__tracking__v1__create_experiment_request__descriptor =
 {
@@ -1906,7 +1932,7 @@ const ProtobufCMessageDescriptor shoal__tracking__v1__create_experiment_request_
   "Shoal__Tracking__V1__CreateExperimentRequest",
   "shoal.tracking.v1",
   sizeof(Shoal__Tracking__V1__CreateExperimentRequest),
-  2,
+  3,
   shoal__tracking__v1__create_experiment_request__field_descriptors,
   shoal__tracking__v1__create_experiment_request__field_indices_by_name,
   1,  shoal__tracking__v1__create_experiment_request__number_ranges,

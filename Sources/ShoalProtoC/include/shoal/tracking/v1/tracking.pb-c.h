@@ -108,10 +108,15 @@ struct  Shoal__Tracking__V1__Experiment
   Shoal__Tracking__V1__Experiment__TagsEntry **tags;
   int64_t created_at_ms;
   int64_t updated_at_ms;
+  /*
+   * The registry organisation that owns it: only callers of that organisation (and peers on the
+   * service's Unix socket) see it and its runs.
+   */
+  char *organization;
 };
 #define SHOAL__TRACKING__V1__EXPERIMENT__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&shoal__tracking__v1__experiment__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, SHOAL__TRACKING__V1__LIFECYCLE__LIFECYCLE_UNSPECIFIED, 0,NULL, 0, 0 }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, SHOAL__TRACKING__V1__LIFECYCLE__LIFECYCLE_UNSPECIFIED, 0,NULL, 0, 0, (char *)protobuf_c_empty_string }
 
 
 struct  Shoal__Tracking__V1__CreateExperimentRequest__TagsEntry
@@ -131,10 +136,15 @@ struct  Shoal__Tracking__V1__CreateExperimentRequest
   char *name;
   size_t n_tags;
   Shoal__Tracking__V1__CreateExperimentRequest__TagsEntry **tags;
+  /*
+   * Default: the caller's organisation (`local` for a peer on the Unix socket); a caller over TCP
+   * may name only its own.
+   */
+  char *organization;
 };
 #define SHOAL__TRACKING__V1__CREATE_EXPERIMENT_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&shoal__tracking__v1__create_experiment_request__descriptor) \
-    , (char *)protobuf_c_empty_string, 0,NULL }
+    , (char *)protobuf_c_empty_string, 0,NULL, (char *)protobuf_c_empty_string }
 
 
 /*

@@ -1,0 +1,21 @@
+public import ShoalRPC
+
+/// The registry organisation whose rows a call may see, set for the call's handler by
+/// `RegistryAccessInterceptor`: the organisation of the token's principal. Nil for a peer on the
+/// service's Unix socket and for a superuser, who see every organisation's rows.
+public enum CallerOrganization {
+  /// The calling principal's organisation, or nil for a caller who sees every organisation's.
+  @TaskLocal public static var current: String?
+
+  /// Refuses a name that is not an organisation's: 2–40 lower-case letters, digits and '-',
+  /// starting with a letter (the registry's rule, for every service that names one).
+  public static func checkName(_ name: String, field: String = "organization") throws(RPCError) {
+    let bytes = Array(name.utf8)
+    guard (2...40).contains(bytes.count), (97...122).contains(bytes[0]),
+      bytes.allSatisfy({ (97...122).contains($0) || (48...57).contains($0) || $0 == 45 })
+    else {
+      throw RPCError(
+        .invalidArgument, "\(field) '\(name)' must be 2–40 lower-case letters, digits and '-', starting with a letter")
+    }
+  }
+}
