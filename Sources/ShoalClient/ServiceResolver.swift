@@ -1,4 +1,5 @@
-import ShoalProto
+import Foundation
+public import ShoalProto
 public import ShoalRPC
 import ShoalServiceStubs
 
@@ -62,6 +63,30 @@ public struct ServiceResolver: Sendable {
 
   /// The instances' addresses, oldest registration first (stable round-robin order).
   static func addresses(of instances: [Int64: RegistryV1.Instance]) -> [RPCAddress] {
-    instances.values.sorted { $0.leaseId < $1.leaseId }.compactMap { try? RPCAddress(parsing: $0.address) }
+    addresses(of: Array(instances.values), localHost: ProcessInfo.processInfo.hostName)
+  }
+
+  /// One address per server, oldest registration first: a server that listens on several
+  /// addresses registers each (same `host` and `pid` metadata) and is called through one of
+  /// them — its Unix socket when it runs on `localHost` (faster, and trusted without a token),
+  /// else its first TCP address. A Unix socket registered from another host is out of reach and
+  /// left out. Instances without that metadata count as servers of their own, on this host.
+  public static func addresses(of instances: [RegistryV1.Instance], localHost: String) -> [RPCAddress] {
+    var servers: [String: [RegistryV1.Instance]] = [:]
+    for instance in instances {
+      let host = instance.metadata["host"] ?? localHost
+      let server = instance.metadata["pid"].map { "\(host) \($0)" } ?? "lease \(instance.leaseId)"
+      servers[server, default: []].append(instance)
+    }
+    return servers.values.compactMap { registrations -> (Int64, RPCAddress)? in
+      let ordered = registrations.sorted { $0.leaseId < $1.leaseId }
+      let local = (ordered[0].metadata["host"] ?? localHost) == localHost
+      let parsed = ordered.compactMap { instance in
+        (try? RPCAddress(parsing: instance.address)).map { (instance.leaseId, $0) }
+      }
+      let unix = parsed.first { if case .unix = $0.1 { true } else { false } }
+      let tcp = parsed.first { if case .tcp = $0.1 { true } else { false } }
+      return local ? unix ?? tcp : tcp
+    }.sorted { $0.0 < $1.0 }.map(\.1)
   }
 }

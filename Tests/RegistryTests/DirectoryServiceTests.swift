@@ -206,6 +206,30 @@ struct DirectoryServiceTests {
     }
   }
 
+  /// A server listening on a Unix socket and on TCP is one server to balance over, called through
+  /// its socket on its own host and over TCP from elsewhere.
+  @Test func theSDKCallsEachServerOnceThroughTheAddressItCanReach() throws {
+    func instance(_ lease: Int64, _ address: String, host: String?, pid: String?) -> RegistryV1.Instance {
+      var instance = RegistryV1.Instance()
+      instance.leaseId = lease
+      instance.address = address
+      if let host { instance.metadata["host"] = host }
+      if let pid { instance.metadata["pid"] = pid }
+      return instance
+    }
+    let instances = [
+      instance(1, "unix:///here/a.sock", host: "here", pid: "10"),
+      instance(2, "tcp://10.0.0.1:7401", host: "here", pid: "10"),
+      instance(3, "tcp://10.0.0.2:7401", host: "there", pid: "10"),
+      instance(4, "unix:///there/b.sock", host: "there", pid: "10"),
+      instance(5, "unix:///there/c.sock", host: "there", pid: "11"),
+      instance(6, "tcp://10.0.0.3:7401", host: nil, pid: nil),
+      instance(7, "tcp://10.0.0.1:7402", host: "here", pid: "12"),
+    ]
+    let chosen = ServiceResolver.addresses(of: instances.reversed(), localHost: "here").map(\.description)
+    #expect(chosen == ["unix:///here/a.sock", "tcp://10.0.0.2:7401", "tcp://10.0.0.3:7401", "tcp://10.0.0.1:7402"])
+  }
+
   @Test func withoutARegistryCallsFailUnavailableBeforeTheirDeadlineNamingTheAddress() async throws {
     let directory = try TemporaryDirectory()
     let location = try RegistryLocation(data: directory.url.path, environment: [:])

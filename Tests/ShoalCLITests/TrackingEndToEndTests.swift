@@ -391,6 +391,9 @@ extension TrackingEndToEndTests {
       request.name = "lakes"
       request.organization = "globex"
       #expect(try await local.createExperiment(request).organization == "globex")
+      // The CLI on this host, without a token, reaches tracking through its Unix socket.
+      let listed = try await mesh.run("experiments", "list")
+      #expect(listed.contains("ORGANIZATION") && listed.contains("acme") && listed.contains("lakes"), "\(listed)")
     }
   }
 }
