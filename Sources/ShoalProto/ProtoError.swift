@@ -6,6 +6,9 @@ public struct ProtoError: Error, Hashable, CustomStringConvertible {
     case malformedBinary
     /// A string field holds bytes that are not UTF-8.
     case invalidUTF8
+    /// A string field holds a NUL character, which protobuf-c (the codec) cannot carry: it keeps
+    /// strings NUL-terminated, so the string would be cut short there.
+    case stringWithNUL
     /// The text is not JSON.
     case malformedJSON
     /// The JSON is well-formed but does not fit the message (unknown field, wrong type, bad value).

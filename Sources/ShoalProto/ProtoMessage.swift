@@ -30,8 +30,10 @@ public protocol ProtoMessage: _JSONFieldValue {
 
 extension ProtoMessage {
   /// The message in the protobuf binary format.
-  public func serializedBytes() -> [UInt8] {
-    withSerializedSize { size, pack in
+  ///
+  /// - Throws: `ProtoError` `.stringWithNUL` for a string field holding a NUL character.
+  public func serializedBytes() throws(ProtoError) -> [UInt8] {
+    try withSerializedSize { size, pack in
       [UInt8](unsafeUninitializedCapacity: size) { buffer, count in
         pack(UnsafeMutableRawBufferPointer(buffer))
         count = size
@@ -42,13 +44,17 @@ extension ProtoMessage {
   /// Calls `body` with the encoded size and a function that packs exactly that many bytes into a
   /// buffer the caller owns (for example an outgoing frame), building the C tree only once.
   ///
-  /// The buffer given to `pack` must hold at least `size` bytes.
+  /// The buffer given to `pack` must hold at least `size` bytes. With `replacingNUL` (for
+  /// diagnostic text, such as a status message) a NUL in a string is sent as U+FFFD.
+  ///
+  /// - Throws: `ProtoError` `.stringWithNUL` naming the field, for a string holding a NUL
+  ///   character (protobuf-c would cut it short there); `body` is not called.
   public func withSerializedSize<Result>(
-    _ body: (_ size: Int, _ pack: (UnsafeMutableRawBufferPointer) -> Void) throws -> Result
-  ) rethrows -> Result {
-    try CMessageEncoder.withPackable(self) { message in
+    replacingNUL: Bool = false, _ body: (_ size: Int, _ pack: (UnsafeMutableRawBufferPointer) -> Void) -> Result
+  ) throws(ProtoError) -> Result {
+    try CMessageEncoder.withPackable(self, replacingNUL: replacingNUL) { message in
       let size = protobuf_c_message_get_packed_size(message)
-      return try body(size) { buffer in
+      return body(size) { buffer in
         precondition(buffer.count >= size, "buffer of \(buffer.count) bytes for a \(size)-byte message")
         _ = protobuf_c_message_pack(message, buffer.baseAddress!.assumingMemoryBound(to: UInt8.self))
       }

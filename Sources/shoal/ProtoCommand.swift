@@ -36,7 +36,7 @@ struct ProtoCommand: ParsableCommand {
       let messageType = try ProtoCommand.lookUp(type)
       let text = String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
       let message = try messageType.init(jsonString: text)
-      FileHandle.standardOutput.write(Data(message.serializedBytes()))
+      FileHandle.standardOutput.write(Data(try message.serializedBytes()))
     }
   }
 

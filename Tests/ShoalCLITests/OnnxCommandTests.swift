@@ -6,14 +6,14 @@ import Testing
 /// `shoal onnx info|run` on real files, as a user runs them.
 @Suite struct OnnxCommandTests {
   /// y = Softmax(x · W) for x of shape [batch, 3].
-  static func classifier() -> [UInt8] {
+  static func classifier() throws -> [UInt8] {
     var graph = OnnxGraphBuilder(name: "classifier", opset: 13)
     graph.input("features", .float32, [.symbolic("batch"), .fixed(3)])
     graph.initializer("W", Tensor(shape: [3, 2], elements: [Float(1), -1, 0.5, 0.5, -2, 2]))
     graph.node("MatMul", ["features", "W"], ["logits"])
     graph.node("Softmax", ["logits"], ["probabilities"])
     graph.output("probabilities", .float32, [.symbolic("batch"), .fixed(2)])
-    return graph.bytes()
+    return try graph.bytes()
   }
 
   @Test func infoRunAndRepeat() async throws {

@@ -6,7 +6,7 @@ import Testing
   /// Conv(3→4, 3×3, pad 1) → BatchNormalization → Relu → GlobalAveragePool → Flatten → Gemm(4→2),
   /// with random weights; `exposeConv` also makes the Conv's output a graph output, which keeps
   /// the planner from fusing anything into it.
-  static func convNet(exposeConv: Bool = false, seed: UInt64 = 7) -> [UInt8] {
+  static func convNet(exposeConv: Bool = false, seed: UInt64 = 7) throws -> [UInt8] {
     var random = SplitMix64(seed: seed)
     func tensor(_ shape: [Int], scale: Float = 1, offset: Float = 0) -> Tensor {
       Tensor(
@@ -32,7 +32,7 @@ import Testing
     graph.node("Gemm", ["flat", "G", "g"], ["logits"], attributes: ["transB": .int(1)])
     graph.output("logits", .float32, [.symbolic("batch"), .fixed(2)])
     if exposeConv { graph.output("conv", .float32, [.symbolic("batch"), .fixed(4), .fixed(8), .fixed(8)]) }
-    return graph.bytes()
+    return try graph.bytes()
   }
 
   static func images(_ batch: Int, seed: UInt64) -> Tensor {

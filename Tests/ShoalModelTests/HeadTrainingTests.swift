@@ -165,7 +165,7 @@ import Testing
     config.learningRate = 1e-2
     config.maxEpochs = 30
     let head = try HeadTrainer(config).train(features: features, labels: .classes(labels), classes: 3).head
-    let bytes = head.onnxModel()
+    let bytes = try head.onnxModel()
     let model = try Model(onnx: bytes)
     #expect(model.inputs.map(\.name) == ["features"])
     let shoal = try model.run(["features": features])["probabilities"]!

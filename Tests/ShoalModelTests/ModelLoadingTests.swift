@@ -30,7 +30,7 @@ import Testing
   }
 
   @Test func truncatedAndForeignBytesAreNotModels() throws {
-    let bytes = Self.dense().bytes()
+    let bytes = try Self.dense().bytes()
     let truncated = #expect(throws: ModelError.self) { try Model(onnx: Array(bytes.prefix(bytes.count / 2))) }
     #expect(truncated?.code == .invalidModel)
     let foreign = #expect(throws: ModelError.self) { try Model(onnx: Array("PK\u{3}\u{4} a zip file".utf8)) }

@@ -16,7 +16,7 @@ import Testing
     /// The largest difference allowed, relative to max(1, |onnxruntime's value|).
     var tolerance = 1e-5
 
-    func model() -> [UInt8] {
+    func model() throws -> [UInt8] {
       var graph = OnnxGraphBuilder(name: name, opset: opset)
       for (input, tensor) in inputs {
         graph.input(input, tensor.dataType, tensor.shape.map { .fixed($0) })
@@ -24,7 +24,7 @@ import Testing
       for (name, tensor) in initializers { graph.initializer(name, tensor) }
       for node in nodes { graph.node(node.op, node.inputs, node.outputs, attributes: node.attributes) }
       for output in outputs { graph.output(output, .float32, nil) }
-      return graph.bytes()
+      return try graph.bytes()
     }
   }
 
@@ -514,7 +514,7 @@ import Testing
       try Self.cases.enumerated().map { index, testCase in
         let path = directory.path("\(index)")
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-        let model = testCase.model()
+        let model = try testCase.model()
         try Data(model).write(to: URL(fileURLWithPath: path + "/model.onnx"))
         for (name, tensor) in testCase.inputs { try tensor.writeNpy(to: path + "/input-\(name).npy") }
         let result = Result { try Model(onnx: model).run(Dictionary(uniqueKeysWithValues: testCase.inputs)) }

@@ -23,12 +23,12 @@ struct BinaryRoundTripTests {
   }
 
   @Test func defaultMessageEncodesToNothing() throws {
-    #expect(TestingV1.Sample().serializedBytes().isEmpty)
+    #expect(try TestingV1.Sample().serializedBytes().isEmpty)
     #expect(try TestingV1.Sample(serializedBytes: []) == TestingV1.Sample())
   }
 
   @Test func messagesWithoutFieldsRoundTrip() throws {
-    #expect(RpcV1.ListServicesRequest().serializedBytes().isEmpty)
+    #expect(try RpcV1.ListServicesRequest().serializedBytes().isEmpty)
     #expect(try RpcV1.ListServicesRequest(serializedBytes: []) == RpcV1.ListServicesRequest())
     #expect(try RpcV1.ListServicesRequest(jsonString: "{}") == RpcV1.ListServicesRequest())
   }
@@ -36,7 +36,7 @@ struct BinaryRoundTripTests {
   @Test func oneofMemberAtItsDefaultValueIsStillSet() throws {
     var sample = TestingV1.Sample()
     sample.source = .offset(0)
-    let bytes = sample.serializedBytes()
+    let bytes = try sample.serializedBytes()
     #expect(bytes == [15 << 3, 0])
     #expect(try TestingV1.Sample(serializedBytes: bytes).source == .offset(0))
   }
@@ -52,12 +52,12 @@ struct BinaryRoundTripTests {
     #expect(TestingV1.Colour.unrecognized(2) == .green)
   }
 
-  @Test func wireBytesMatchTheProtobufEncoding() {
+  @Test func wireBytesMatchTheProtobufEncoding() throws {
     var point = TestingV1.Sample.Point()
     point.x = 150
     point.y = -1
     // Field 1 varint 150 = 0x96 0x01; field 2 varint -1 = ten bytes.
-    #expect(point.serializedBytes() == [0x08, 0x96, 0x01, 0x10] + [UInt8](repeating: 0xFF, count: 9) + [0x01])
+    #expect(try point.serializedBytes() == [0x08, 0x96, 0x01, 0x10] + [UInt8](repeating: 0xFF, count: 9) + [0x01])
   }
 
   @Test func largeBytesFieldsArePackedFromTheirOwnStorage() throws {
@@ -70,9 +70,9 @@ struct BinaryRoundTripTests {
     #expect(try roundTrip(many) == many)
   }
 
-  @Test func serializedSizeAndPackIntoACallerBuffer() {
-    let expected = Samples.full.serializedBytes()
-    let packed = Samples.full.withSerializedSize { size, pack in
+  @Test func serializedSizeAndPackIntoACallerBuffer() throws {
+    let expected = try Samples.full.serializedBytes()
+    let packed = try Samples.full.withSerializedSize { size, pack in
       var buffer = [UInt8](repeating: 0xAA, count: size + 4)
       buffer.withUnsafeMutableBytes { pack(UnsafeMutableRawBufferPointer(rebasing: $0[2..<(2 + size)])) }
       return buffer

@@ -5,8 +5,8 @@ import Testing
 /// Truncated, garbage and mistyped bytes decode to an error, never a crash or a leak.
 /// (`swift test --sanitize=address` runs these under AddressSanitizer.)
 struct MalformedBinaryTests {
-  @Test func everyTruncationOfAValidMessageIsHandled() {
-    let bytes = Samples.full.serializedBytes()
+  @Test func everyTruncationOfAValidMessageIsHandled() throws {
+    let bytes = try Samples.full.serializedBytes()
     var failures = 0
     for length in 0..<bytes.count {
       do {
@@ -31,8 +31,8 @@ struct MalformedBinaryTests {
     #expect(rejected > 10_000)
   }
 
-  @Test func mutatedValidMessagesNeverCrash() {
-    let valid = Samples.full.serializedBytes()
+  @Test func mutatedValidMessagesNeverCrash() throws {
+    let valid = try Samples.full.serializedBytes()
     var generator = SplitMix64(seed: 42)
     for _ in 0..<5_000 {
       var bytes = valid
@@ -41,7 +41,7 @@ struct MalformedBinaryTests {
       }
       if let decoded = try? TestingV1.Sample(serializedBytes: bytes) {
         // Whatever decodes must encode again.
-        _ = decoded.serializedBytes()
+        _ = try decoded.serializedBytes()
       }
     }
   }

@@ -13,7 +13,7 @@ struct PythonCompatibilityTests {
     let pythonBytes = try await peer.encode(M.protoMessageName, json: message.jsonString())
     #expect(try M(serializedBytes: pythonBytes) == message)
     if identicalBytes {
-      let swiftBytes = message.serializedBytes()
+      let swiftBytes = try message.serializedBytes()
       let identical = pythonBytes == swiftBytes
       #expect(identical, "Python wrote \(pythonBytes.count) bytes, Swift \(swiftBytes.count)")
     }
@@ -65,7 +65,7 @@ struct PythonCompatibilityTests {
     #expect(decoded.fDouble == -.infinity)
     #expect(decoded.fFloat.isNaN)
     let bytes = try await peer.encode(TestingV1.Scalars.protoMessageName, json: scalars.jsonString())
-    let identical = bytes == scalars.serializedBytes()
+    let identical = try bytes == scalars.serializedBytes()
     #expect(identical)
   }
 }

@@ -153,9 +153,9 @@ struct BadInputTests {
     hello.initialWindow = 1 << 20
     var compressed = BenchV1.BenchRequest()
     compressed.payload = [UInt8](repeating: 7, count: 4096)
-    let zstd = ZstdCompressor().compress(ByteBuffer(bytes: compressed.serializedBytes()))!
+    let zstd = ZstdCompressor().compress(ByteBuffer(bytes: WireFrames.bytes(compressed)))!
     let valid =
-      WireFrames.frame(.hello, stream: 0, hello.serializedBytes()) + WireFrames.call(1) + WireFrames.echoRequest(1)
+      WireFrames.frame(.hello, stream: 0, WireFrames.bytes(hello)) + WireFrames.call(1) + WireFrames.echoRequest(1)
       + WireFrames.frame(.ping, stream: 0, [1, 2, 3, 4, 5, 6, 7, 8]) + WireFrames.call(2)
       + WireFrames.frame(.message, flags: [.compressed, .endStream], stream: 2, Array(zstd.readableBytesView))
       + WireFrames.call(3, "/shoal.bench.v1.Bench/Chat") + WireFrames.echoRequest(3)

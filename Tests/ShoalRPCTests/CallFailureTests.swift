@@ -45,8 +45,8 @@ struct CallFailureTests {
       var request = BenchV1.BenchRequest()
       request.responseSize = 10_000
       socket.send(
-        WireFrames.hello() + WireFrames.frame(.call, stream: 1, header.serializedBytes())
-          + WireFrames.frame(.message, flags: .endStream, stream: 1, request.serializedBytes()))
+        WireFrames.hello() + WireFrames.frame(.call, stream: 1, WireFrames.bytes(header))
+          + WireFrames.frame(.message, flags: .endStream, stream: 1, WireFrames.bytes(request)))
       let (bytes, _) = socket.read { WireFrames.statuses(in: WireFrames.parse($0))[1] != nil }
       #expect(WireFrames.statuses(in: WireFrames.parse(bytes))[1]?.code == .deadlineExceeded)
       #expect(await eventually { cancelled.value })
@@ -206,8 +206,8 @@ struct CallFailureTests {
         request.responseSize = 65536
         let socket = try RawSocket(unixPath: path)
         socket.send(
-          WireFrames.frame(.hello, stream: 0, hello.serializedBytes()) + WireFrames.call(1)
-            + WireFrames.frame(.message, flags: .endStream, stream: 1, request.serializedBytes()))
+          WireFrames.frame(.hello, stream: 0, WireFrames.bytes(hello)) + WireFrames.call(1)
+            + WireFrames.frame(.message, flags: .endStream, stream: 1, WireFrames.bytes(request)))
         let (bytes, _) = socket.read { WireFrames.statuses(in: WireFrames.parse($0))[1] != nil }
         return WireFrames.parse(bytes).first { $0.type == .message }
       }

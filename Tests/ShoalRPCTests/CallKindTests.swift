@@ -114,6 +114,13 @@ struct CallKindTests {
       await #expect {
         try await client.unary(HealthV1.Health.check, request)
       } throws: { ($0 as? RPCError)?.code == .notFound }
+      // A string the codec would cut short at its NUL is refused before it is sent, and the
+      // connection carries on.
+      request.service = "shoal.bench.v1.Bench\u{0}.Nothing"
+      let nul = await #expect(throws: RPCError.self) { try await client.unary(HealthV1.Health.check, request) }
+      #expect(nul?.code == .invalidArgument && nul?.message.contains("string field 'service'") == true)
+      request.service = "shoal.bench.v1.Bench"
+      #expect(try await client.unary(HealthV1.Health.check, request).status == .serving)
 
       let services = try await client.unary(RpcV1.Reflection.listServices, RpcV1.ListServicesRequest()).services
       #expect(services.map(\.name).contains("shoal.bench.v1.Bench"))

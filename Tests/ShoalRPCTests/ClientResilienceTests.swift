@@ -111,7 +111,7 @@ private final class MuteServer: ChannelInboundHandler {
     hello.maxFrameSize = 4 << 20
     hello.initialWindow = 1 << 20
     var buffer = context.channel.allocator.buffer(capacity: 64)
-    Frame(type: .hello, stream: 0, payload: ByteBuffer(bytes: hello.serializedBytes())).write(to: &buffer)
+    Frame(type: .hello, stream: 0, payload: ByteBuffer(bytes: WireFrames.bytes(hello))).write(to: &buffer)
     context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
   }
 

@@ -2,11 +2,11 @@
 extension DenseHead {
   /// The head alone as an ONNX model: input `features` [batch, inputs], output `probabilities`
   /// [batch, classes].
-  public func onnxModel(opset: Int = 13) -> [UInt8] {
+  public func onnxModel(opset: Int = 13) throws(ModelError) -> [UInt8] {
     var graph = OnnxGraphBuilder(name: "dense-head", opset: opset)
     graph.input("features", .float32, [.symbolic("batch"), .fixed(inputs)])
     append(to: &graph, from: "features")
-    return graph.bytes()
+    return try graph.bytes()
   }
 
   /// A frozen backbone's ONNX model followed by the head: the backbone's output `backboneOutput`
@@ -27,7 +27,7 @@ extension DenseHead {
     graph.removeOutputs()
     graph.node("Flatten", [source], ["head/features"], name: "head/flatten", attributes: ["axis": .int(1)])
     append(to: &graph, from: "head/features")
-    return graph.bytes()
+    return try graph.bytes()
   }
 
   private func append(to graph: inout OnnxGraphBuilder, from input: String) {

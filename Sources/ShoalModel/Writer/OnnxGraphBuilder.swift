@@ -102,10 +102,17 @@ public struct OnnxGraphBuilder: Sendable {
   }
 
   /// The model as ONNX bytes.
-  public func bytes() -> [UInt8] {
+  ///
+  /// - Throws: `ModelError` `.invalidInput` for a name or string attribute holding a NUL
+  ///   character.
+  public func bytes() throws(ModelError) -> [UInt8] {
     var model = self.model
     model.graph = graph
-    return model.serializedBytes()
+    do {
+      return try model.serializedBytes()
+    } catch {
+      throw ModelError(.invalidInput, "cannot write the ONNX model: \(error.message)")
+    }
   }
 
   private static func valueInfo(

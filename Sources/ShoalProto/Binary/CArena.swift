@@ -1,4 +1,7 @@
 import CProtobufC
+#if canImport(Glibc)
+  import Glibc
+#endif
 
 /// A bump allocator for the C struct tree of one encode or decode; everything is freed together.
 /// Chunks start small (most messages are small) and double, so a call costs one or two mallocs.
@@ -10,8 +13,8 @@ final class CArena {
   private var nextChunkSize = CArena.firstChunkSize
 
   // The first chunk is kept apart so that a small message costs no array allocation.
-  private var firstChunk: UnsafeMutableRawPointer?
-  private var moreChunks: [UnsafeMutableRawPointer] = []
+  private var firstChunk: UnsafeMutableRawBufferPointer?
+  private var moreChunks: [UnsafeMutableRawBufferPointer] = []
   private var next: UnsafeMutableRawPointer?
   private var remaining = 0
 
@@ -26,9 +29,9 @@ final class CArena {
     if size > remaining {
       let chunkSize = max(size, nextChunkSize)
       nextChunkSize = min(nextChunkSize * 2, Self.largestChunkSize)
-      let chunk = UnsafeMutableRawPointer.allocate(byteCount: chunkSize, alignment: Self.alignment)
+      let chunk = UnsafeMutableRawBufferPointer.allocate(byteCount: chunkSize, alignment: Self.alignment)
       if firstChunk == nil { firstChunk = chunk } else { moreChunks.append(chunk) }
-      next = chunk
+      next = chunk.baseAddress!
       remaining = chunkSize
     }
     let pointer = next!
@@ -49,28 +52,46 @@ final class CArena {
     return pointer
   }
 
-  /// A NUL-terminated copy of a string's UTF-8.
-  func cString(_ string: String) -> UnsafeMutablePointer<CChar> {
+  /// A NUL-terminated copy of a string's UTF-8, and whether the string itself holds a NUL (so
+  /// that the copy reads as shorter than the string).
+  func cString(_ string: String) -> (pointer: UnsafeMutablePointer<CChar>, holdsNUL: Bool) {
     var string = string
     return string.withUTF8 { utf8 in
       let pointer = allocate(CChar.self, count: utf8.count + 1)
+      var holdsNUL = false
       if let base = utf8.baseAddress {
         UnsafeMutableRawPointer(pointer).copyMemory(from: base, byteCount: utf8.count)
+        holdsNUL = memchr(base, 0, utf8.count) != nil
       }
       pointer[utf8.count] = 0
-      return pointer
+      return (pointer, holdsNUL)
     }
   }
 
   /// A protobuf-c allocator that takes memory from this arena and frees nothing (the arena
-  /// frees it all at once), valid while the arena is alive.
+  /// frees it all at once), valid while the arena is alive. Each allocation is preceded by the
+  /// size asked for (`requestedSize(of:)`).
   var protobufCAllocator: ProtobufCAllocator {
     ProtobufCAllocator(
       alloc: { data, size in
-        Unmanaged<CArena>.fromOpaque(data!).takeUnretainedValue().allocate(size)
+        let block = Unmanaged<CArena>.fromOpaque(data!).takeUnretainedValue().allocate(size + CArena.alignment)
+        block.storeBytes(of: size, as: Int.self)
+        return block + CArena.alignment
       },
       free: { _, _ in },
       allocator_data: Unmanaged.passUnretained(self).toOpaque()
     )
+  }
+
+  /// The size protobuf-c asked for when it allocated `pointer` through `protobufCAllocator`; nil
+  /// for memory that is not this arena's (a static default value). protobuf-c unpacks a string of
+  /// n bytes into n + 1 (the bytes and a NUL), so a string that reads shorter held a NUL.
+  func requestedSize(of pointer: UnsafeRawPointer) -> Int? {
+    func holds(_ chunk: UnsafeMutableRawBufferPointer?) -> Bool {
+      guard let start = chunk?.baseAddress else { return false }
+      return pointer >= start && pointer < start + chunk!.count
+    }
+    guard holds(firstChunk) || moreChunks.contains(where: holds) else { return nil }
+    return (pointer - CArena.alignment).load(as: Int.self)
   }
 }

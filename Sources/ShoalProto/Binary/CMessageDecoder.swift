@@ -23,7 +23,7 @@ enum CMessageDecoder {
         .malformedBinary, "\(M.protoMessageName): \(bytes.count) bytes are not a valid encoding of this message")
     }
     return try withExtendedLifetime(arena) { () throws(ProtoError) -> M in
-      try CMessageReader.decode(M.self, at: UnsafeRawPointer(unpacked), path: M.protoMessageName)
+      try CMessageReader.decode(M.self, at: UnsafeRawPointer(unpacked), path: M.protoMessageName, arena: arena)
     }
   }
 }

@@ -13,17 +13,43 @@ final class CMessageEncoder {
 
   let arena = CArena()
   private var pinned: [(bytes: [UInt8], slot: UnsafeMutablePointer<ProtobufCBinaryData>)] = []
+  /// Whether a NUL in a string becomes U+FFFD instead of failing the encoding.
+  private let replacesNUL: Bool
+  /// The first string field found holding a NUL.
+  private var fieldWithNUL: String?
 
-  /// Builds `message`'s struct tree and calls `body` with its root while every pointer in it is valid.
+  private init(replacesNUL: Bool) { self.replacesNUL = replacesNUL }
+
+  /// Builds `message`'s struct tree and calls `body` with its root while every pointer in it is
+  /// valid.
+  ///
+  /// - Throws: `ProtoError` `.stringWithNUL` naming the field, for a string holding a NUL
+  ///   (unless `replacingNUL`, for diagnostic text, where each NUL becomes U+FFFD).
   static func withPackable<M: ProtoMessage, Result>(
-    _ message: M,
-    _ body: (UnsafePointer<ProtobufCMessage>) throws -> Result
-  ) rethrows -> Result {
-    let encoder = CMessageEncoder()
+    _ message: M, replacingNUL: Bool = false,
+    _ body: (UnsafePointer<ProtobufCMessage>) -> Result
+  ) throws(ProtoError) -> Result {
+    let encoder = CMessageEncoder(replacesNUL: replacingNUL)
     let root = encoder.build(message)
-    return try encoder.withPinnedBytes(from: 0) {
-      try body(UnsafePointer(root.assumingMemoryBound(to: ProtobufCMessage.self)))
+    if let field = encoder.fieldWithNUL {
+      throw ProtoError(
+        .stringWithNUL,
+        "\(M.protoMessageName): string field '\(field)' holds a NUL character, which Shoal's codec (protobuf-c) "
+          + "cannot carry; remove it")
     }
+    return encoder.withPinnedBytes(from: 0) {
+      body(UnsafePointer(root.assumingMemoryBound(to: ProtobufCMessage.self)))
+    }
+  }
+
+  /// A NUL-terminated copy of `value` for the string field `field`; a NUL inside it is noted (or
+  /// replaced).
+  func cString(_ value: String, field: ProtobufCFieldDescriptor) -> UnsafeMutablePointer<CChar> {
+    let (pointer, holdsNUL) = arena.cString(value)
+    guard holdsNUL else { return pointer }
+    if replacesNUL { return arena.cString(value.replacing("\u{0}", with: "\u{FFFD}")).pointer }
+    if fieldWithNUL == nil { fieldWithNUL = String(cString: field.name) }
+    return pointer
   }
 
   /// A C struct for `message`, allocated in the arena.

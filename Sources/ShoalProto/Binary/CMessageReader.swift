@@ -10,6 +10,8 @@ public struct CMessageReader {
   let base: UnsafeRawPointer
   let fields: UnsafePointer<ProtobufCFieldDescriptor>
   let path: String
+  /// The arena protobuf-c unpacked into, which knows each string's length on the wire.
+  let arena: CArena
 
   private func slot(_ index: Int) -> UnsafeRawPointer { base + Int(fields[index].offset) }
 
@@ -54,7 +56,7 @@ public struct CMessageReader {
   /// A singular message field; nil when absent.
   public func message<M: ProtoMessage>(_ index: Int, as type: M.Type = M.self) throws(ProtoError) -> M? {
     guard let child = slot(index).load(as: UnsafeRawPointer?.self) else { return nil }
-    return try Self.decode(M.self, at: child, path: fieldPath(index))
+    return try Self.decode(M.self, at: child, path: fieldPath(index), arena: arena)
   }
 
   /// A repeated numeric field.
@@ -85,7 +87,7 @@ public struct CMessageReader {
     var result: [M] = []
     let path = fieldPath(index)
     for child in elements(index, as: UnsafeRawPointer.self) {
-      result.append(try Self.decode(M.self, at: child, path: path))
+      result.append(try Self.decode(M.self, at: child, path: path, arena: arena))
     }
     return result
   }
@@ -100,20 +102,27 @@ public struct CMessageReader {
     var result: [Key: Value] = [:]
     let path = fieldPath(index)
     for child in elements(index, as: UnsafeRawPointer.self) {
-      let (key, value) = try entry(CMessageReader(base: child, fields: entryFields, path: path))
+      let (key, value) = try entry(CMessageReader(base: child, fields: entryFields, path: path, arena: arena))
       result[key] = value
     }
     return result
   }
 
-  static func decode<M: ProtoMessage>(_ type: M.Type, at base: UnsafeRawPointer, path: String) throws(ProtoError) -> M {
-    try M(_decoding: CMessageReader(base: base, fields: M._protobufC.fields, path: path))
+  static func decode<M: ProtoMessage>(
+    _ type: M.Type, at base: UnsafeRawPointer, path: String, arena: CArena
+  ) throws(ProtoError) -> M {
+    try M(_decoding: CMessageReader(base: base, fields: M._protobufC.fields, path: path, arena: arena))
   }
 
   private func decodeString(_ pointer: UnsafePointer<CChar>?, _ index: Int) throws(ProtoError) -> String {
     guard let pointer else { return "" }
-    let bytes = UnsafeBufferPointer(
-      start: UnsafeRawPointer(pointer).assumingMemoryBound(to: UInt8.self), count: Int(strlen(pointer)))
+    let length = Int(strlen(pointer))
+    if let size = arena.requestedSize(of: pointer), size != length + 1 {
+      throw ProtoError(
+        .stringWithNUL,
+        "\(fieldPath(index)): the string holds a NUL character, which Shoal's codec (protobuf-c) cannot carry")
+    }
+    let bytes = UnsafeBufferPointer(start: UnsafeRawPointer(pointer).assumingMemoryBound(to: UInt8.self), count: length)
     guard let string = String(validating: bytes, as: UTF8.self) else {
       throw ProtoError(.invalidUTF8, "\(fieldPath(index)): string is not valid UTF-8")
     }

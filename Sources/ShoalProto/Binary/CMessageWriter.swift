@@ -47,7 +47,8 @@ public struct CMessageWriter {
   /// A `string` field.
   public func string(_ index: Int, _ value: String) {
     if value.isEmpty && !isOneofMember(index) { return }
-    field(index).offset.storeBytes(of: encoder.arena.cString(value), as: UnsafeMutablePointer<CChar>.self)
+    field(index).offset.storeBytes(
+      of: encoder.cString(value, field: fields[index]), as: UnsafeMutablePointer<CChar>.self)
   }
 
   /// A `bytes` field.
@@ -88,7 +89,7 @@ public struct CMessageWriter {
   /// A repeated `string` field.
   public func repeatedString(_ index: Int, _ values: [String]) {
     storeRepeated(index, count: values.count) { (elements: UnsafeMutablePointer<UnsafeMutablePointer<CChar>>) in
-      for (i, value) in values.enumerated() { elements[i] = encoder.arena.cString(value) }
+      for (i, value) in values.enumerated() { elements[i] = encoder.cString(value, field: fields[index]) }
     }
   }
 

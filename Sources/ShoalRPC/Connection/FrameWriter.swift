@@ -31,12 +31,18 @@ final class FrameWriter {
   /// Appends a frame whose payload is a small control message (HELLO, CALL, STATUS, GOAWAY).
   func append<M: ProtoMessage>(_ type: FrameType, stream: UInt32, _ message: M) {
     guard !isClosed else { return }
-    message.withSerializedSize { size, pack in
-      Frame.writeHeader(type: type, flags: [], stream: stream, payloadLength: size, to: &buffer)
-      buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: size) {
-        pack(UnsafeMutableRawBufferPointer(rebasing: $0[0..<size]))
-        return size
+    do {
+      // Control messages carry diagnostic text (a status message, a GOAWAY reason): a NUL in it
+      // goes as U+FFFD rather than fail the frame.
+      try message.withSerializedSize(replacingNUL: true) { size, pack in
+        Frame.writeHeader(type: type, flags: [], stream: stream, payloadLength: size, to: &buffer)
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: size) {
+          pack(UnsafeMutableRawBufferPointer(rebasing: $0[0..<size]))
+          return size
+        }
       }
+    } catch {
+      assertionFailure("replacingNUL encodes every message: \(error)")
     }
     scheduleFlush()
   }

@@ -28,40 +28,46 @@ final class MessageCodec {
     let flags: FrameFlags = endStream ? .endStream : []
     let compress = compression.enabled && peerAcceptsZstd
     let threshold = compression.threshold
-    let result: Result<Void, RPCError> = message.withSerializedSize { size, pack in
-      guard size <= limit else {
-        return .failure(
-          RPCError(
-            .resourceExhausted, "\(M.protoMessageName) of \(size) bytes exceeds the peer's limit of \(limit) bytes"))
-      }
-      if compress && size >= threshold {
-        var raw = ByteBuffer()
-        raw.writeWithUnsafeMutableBytes(minimumWritableBytes: size) {
-          pack(UnsafeMutableRawBufferPointer(rebasing: $0[0..<size])); return size
+    let result: Result<Void, RPCError>
+    do {
+      result = try message.withSerializedSize { size, pack in
+        guard size <= limit else {
+          return .failure(
+            RPCError(
+              .resourceExhausted, "\(M.protoMessageName) of \(size) bytes exceeds the peer's limit of \(limit) bytes"))
         }
-        if compressor == nil { compressor = ZstdCompressor(level: compression.level) }
-        if var compressed = compressor!.compress(raw) {
-          Frame.writeHeader(
-            type: .message, flags: flags.union(.compressed), stream: stream, payloadLength: compressed.readableBytes,
-            to: &buffer)
-          buffer.writeBuffer(&compressed)
-        } else {
-          Frame.writeHeader(type: .message, flags: flags, stream: stream, payloadLength: size, to: &buffer)
-          buffer.writeBuffer(&raw)
+        if compress && size >= threshold {
+          var raw = ByteBuffer()
+          raw.writeWithUnsafeMutableBytes(minimumWritableBytes: size) {
+            pack(UnsafeMutableRawBufferPointer(rebasing: $0[0..<size])); return size
+          }
+          if compressor == nil { compressor = ZstdCompressor(level: compression.level) }
+          if var compressed = compressor!.compress(raw) {
+            Frame.writeHeader(
+              type: .message, flags: flags.union(.compressed), stream: stream, payloadLength: compressed.readableBytes,
+              to: &buffer)
+            buffer.writeBuffer(&compressed)
+          } else {
+            Frame.writeHeader(type: .message, flags: flags, stream: stream, payloadLength: size, to: &buffer)
+            buffer.writeBuffer(&raw)
+          }
+          return .success(())
+        }
+        if size == 0 && endStream {
+          // An empty MESSAGE with END_STREAM is a bare half-close, so an empty message goes first on its own.
+          Frame.writeHeader(type: .message, flags: [], stream: stream, payloadLength: 0, to: &buffer)
+        }
+        Frame.writeHeader(
+          type: .message, flags: size == 0 && endStream ? .endStream : flags, stream: stream, payloadLength: size,
+          to: &buffer)
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: size) {
+          pack(UnsafeMutableRawBufferPointer(rebasing: $0[0..<size])); return size
         }
         return .success(())
       }
-      if size == 0 && endStream {
-        // An empty MESSAGE with END_STREAM is a bare half-close, so an empty message goes first on its own.
-        Frame.writeHeader(type: .message, flags: [], stream: stream, payloadLength: 0, to: &buffer)
-      }
-      Frame.writeHeader(
-        type: .message, flags: size == 0 && endStream ? .endStream : flags, stream: stream, payloadLength: size,
-        to: &buffer)
-      buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: size) {
-        pack(UnsafeMutableRawBufferPointer(rebasing: $0[0..<size])); return size
-      }
-      return .success(())
+    } catch {
+      // A string with a NUL is the sender's input: refused before anything is sent.
+      throw RPCError(.invalidArgument, error.message, cause: error)
     }
     try result.get()
   }

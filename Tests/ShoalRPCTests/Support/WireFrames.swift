@@ -10,24 +10,29 @@ enum WireFrames {
     return Array(buffer.readableBytesView)
   }
 
+  /// A message's bytes; the messages built here hold no string with a NUL, so encoding cannot fail.
+  static func bytes(_ message: some ProtoMessage) -> [UInt8] {
+    try! message.serializedBytes()
+  }
+
   static func hello(version: UInt32 = 1) -> [UInt8] {
     var hello = RpcV1.Hello()
     hello.protocolVersion = version
     hello.maxFrameSize = 4 << 20
     hello.initialWindow = 1 << 20
-    return frame(.hello, stream: 0, hello.serializedBytes())
+    return frame(.hello, stream: 0, bytes(hello))
   }
 
   static func call(_ stream: UInt32, _ method: String = "/shoal.bench.v1.Bench/Echo") -> [UInt8] {
     var header = RpcV1.CallHeader()
     header.method = method
-    return frame(.call, stream: stream, header.serializedBytes())
+    return frame(.call, stream: stream, bytes(header))
   }
 
   static func echoRequest(_ stream: UInt32, _ payload: [UInt8] = [1, 2, 3]) -> [UInt8] {
     var request = BenchV1.BenchRequest()
     request.payload = payload
-    return frame(.message, flags: .endStream, stream: stream, request.serializedBytes())
+    return frame(.message, flags: .endStream, stream: stream, bytes(request))
   }
 
   /// Splits what a server sent into frames (the last one may be cut off).
