@@ -160,20 +160,28 @@ public final class BalancedChannel: RPCChannel {
   }
 
   /// Streaming calls fail over only when the stream could not be opened: once `body` has run,
-  /// moving elsewhere would repeat what it sent.
+  /// moving elsewhere would repeat what it sent. (`body`'s own failure is never taken for the
+  /// stream's, even a connect failure of a call it makes itself.)
   private func streaming<Result>(
-    options: CallOptions, _ open: (RPCClient, CallOptions) async throws -> Result
+    options: CallOptions, _ open: (RPCClient, CallOptions, _ bodyStarts: () -> Void) async throws -> Result
   ) async throws -> Result {
-    try await withFailover(
-      options: options, mayFailOver: { $0.code == .unavailable && $0.cause is ConnectFailure }, open)
+    var bodyStarted = false
+    return try await withFailover(
+      options: options, mayFailOver: { !bodyStarted && $0.code == .unavailable && $0.cause is ConnectFailure }
+    ) { client, options in
+      try await open(client, options) { bodyStarted = true }
+    }
   }
 
   public func serverStreaming<Input, Output, Result: Sendable>(
     _ method: TypedMethod<Input, Output>, _ request: Input, options: CallOptions,
     _ body: (RPCResponseStream<Output>) async throws -> Result
   ) async throws -> Result {
-    try await streaming(options: options) { client, options in
-      try await client.serverStreaming(method, request, options: options, body)
+    try await streaming(options: options) { client, options, bodyStarts in
+      try await client.serverStreaming(method, request, options: options) { responses in
+        bodyStarts()
+        return try await body(responses)
+      }
     }
   }
 
@@ -181,8 +189,11 @@ public final class BalancedChannel: RPCChannel {
     _ method: TypedMethod<Input, Output>, options: CallOptions,
     _ body: (RPCRequestSender<Input>) async throws -> Void
   ) async throws -> Output {
-    try await streaming(options: options) { client, options in
-      try await client.clientStreaming(method, options: options, body)
+    try await streaming(options: options) { client, options, bodyStarts in
+      try await client.clientStreaming(method, options: options) { sender in
+        bodyStarts()
+        try await body(sender)
+      }
     }
   }
 
@@ -190,8 +201,11 @@ public final class BalancedChannel: RPCChannel {
     _ method: TypedMethod<Input, Output>, options: CallOptions,
     _ body: (RPCRequestSender<Input>, RPCResponseStream<Output>) async throws -> Result
   ) async throws -> Result {
-    try await streaming(options: options) { client, options in
-      try await client.bidirectional(method, options: options, body)
+    try await streaming(options: options) { client, options, bodyStarts in
+      try await client.bidirectional(method, options: options) { sender, responses in
+        bodyStarts()
+        return try await body(sender, responses)
+      }
     }
   }
 }
