@@ -1007,14 +1007,14 @@ static inline float max_window(const float *row, long width, long ow, long kW, l
 }
 
 __attribute__((target("avx2"))) static void max_pool_plane_avx2(
-    const float *x, long inH, long inW, float *y, long outH, long outW, long kH, long kW, long sH, long sW, long pH,
-    long pW, float *row) {
+    const float *x, long inH, long inW, float *y, long first_row, long end_row, long outW, long kH, long kW, long sH,
+    long sW, long pH, long pW, float *row) {
   // Outputs lo..<hi have their whole window inside the row.
   long lo = (pW + sW - 1) / sW < outW ? (pW + sW - 1) / sW : outW;
   long hi = inW - kW + pW < 0 ? lo : (inW - kW + pW) / sW + 1;
   if (hi > outW) hi = outW;
   if (hi < lo) hi = lo;
-  for (long oh = 0; oh < outH; oh++) {
+  for (long oh = first_row; oh < end_row; oh++) {
     float *out = y + oh * outW;
     long start = oh * sH - pH;
     long first = start > 0 ? start : 0, end = start + kH < inH ? start + kH : inH;
@@ -1053,10 +1053,74 @@ __attribute__((target("avx2"))) static void max_pool_plane_avx2(
   }
 }
 
+/// `best` and `value` combined as `max_nan` does, 16 lanes at a time: max_ps returns its second
+/// operand when either is NaN, which keeps a NaN `best`; a NaN `value` is put back after.
+__attribute__((target("avx512f"), always_inline)) static inline __m512 max_nan16(__m512 best, __m512 value) {
+  return _mm512_mask_mov_ps(_mm512_max_ps(value, best), _mm512_cmp_ps_mask(value, value, _CMP_UNORD_Q), value);
+}
+
+long shoal_max_pool_row_floats(long inW, long outW, long kW, long sW, long pW) {
+  long last_block = (outW > 0 ? (outW - 1) / 16 : 0) * 16;
+  long reach = sW * last_block + kW + 32, data = pW + inW;
+  return (reach > data ? reach : data) + 16;
+}
+
+/// The window's rows are combined into `row` between −infinity borders (pW before, the rest
+/// after), so that every window, also one reaching over an edge, is 16 vector lanes of the same
+/// loads: −infinity changes no maximum and leaves a NaN a NaN.
+__attribute__((target("avx512f"))) static void max_pool_plane_avx512(
+    const float *x, long inH, long inW, float *y, long first_row, long end_row, long outW, long kH, long kW, long sH,
+    long sW, long pH, long pW, float *row) {
+  long floats = shoal_max_pool_row_floats(inW, outW, kW, sW, pW);
+  const __m512 lowest = _mm512_set1_ps(-__builtin_inff());
+  for (long i = 0; i < pW; i++) row[i] = -__builtin_inff();
+  for (long i = pW + inW; i < floats; i++) row[i] = -__builtin_inff();
+  float *data = row + pW;
+  const __m512i evens = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i odds = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+  for (long oh = first_row; oh < end_row; oh++) {
+    float *out = y + oh * outW;
+    long start = oh * sH - pH;
+    long first = start > 0 ? start : 0, end = start + kH < inH ? start + kH : inH;
+    if (first >= end) {
+      for (long ow = 0; ow < outW; ow++) out[ow] = -__builtin_inff();
+      continue;
+    }
+    for (long i = 0; i < inW; i += 16) {
+      __mmask16 lanes = inW - i >= 16 ? 0xFFFF : (__mmask16)((1u << (inW - i)) - 1);
+      __m512 best = _mm512_maskz_loadu_ps(lanes, x + first * inW + i);
+      for (long ih = first + 1; ih < end; ih++) best = max_nan16(best, _mm512_maskz_loadu_ps(lanes, x + ih * inW + i));
+      _mm512_mask_storeu_ps(data + i, lanes, best);
+    }
+    for (long ow = 0; ow < outW; ow += 16) {
+      __mmask16 lanes = outW - ow >= 16 ? 0xFFFF : (__mmask16)((1u << (outW - ow)) - 1);
+      const float *base = row + ow * sW;
+      __m512 best = lowest;
+      if (sW == 1) {
+        for (long kw = 0; kw < kW; kw++) best = max_nan16(best, _mm512_loadu_ps(base + kw));
+      } else {
+        // Window tap kw of 16 outputs is every other float from base + kw: an even tap and the
+        // odd one after it come from the same two loads.
+        for (long kw = 0; kw < kW; kw += 2) {
+          __m512 a = _mm512_loadu_ps(base + kw), b = _mm512_loadu_ps(base + kw + 16);
+          best = max_nan16(best, _mm512_permutex2var_ps(a, evens, b));
+          if (kw + 1 < kW) best = max_nan16(best, _mm512_permutex2var_ps(a, odds, b));
+        }
+      }
+      _mm512_mask_storeu_ps(out + ow, lanes, best);
+    }
+  }
+}
+
 int shoal_max_pool_plane(
-    const float *x, long inH, long inW, float *y, long outH, long outW, long kH, long kW, long sH, long sW, long pH,
-    long pW, float *row) {
-  if (!shoal_kernels_have_avx2() || sW < 1 || sW > 2) return 0;
-  max_pool_plane_avx2(x, inH, inW, y, outH, outW, kH, kW, sH, sW, pH, pW, row);
+    const float *x, long inH, long inW, float *y, long first_row, long end_row, long outW, long kH, long kW, long sH,
+    long sW, long pH, long pW, float *row) {
+  if (sW < 1 || sW > 2) return 0;
+  if (shoal_kernels_have_avx512()) {
+    max_pool_plane_avx512(x, inH, inW, y, first_row, end_row, outW, kH, kW, sH, sW, pH, pW, row);
+    return 1;
+  }
+  if (!shoal_kernels_have_avx2()) return 0;
+  max_pool_plane_avx2(x, inH, inW, y, first_row, end_row, outW, kH, kW, sH, sW, pH, pW, row);
   return 1;
 }

@@ -153,6 +153,40 @@ import Testing
     if flags.contains(" avx2") && flags.contains(" fma") { #expect(outputs[0] != outputs[1]) }
   }
 
+  /// Max pooling takes 16 windows at a time with AVX-512, 8 with AVX2, one in the portable loop:
+  /// all three give the same floats, a NaN winning its windows, over rows that end inside a
+  /// vector, windows over the padding and a ceil-mode window past the edge.
+  @Test func maxPoolingIsTheSameWithEveryKernelSetting() async throws {
+    let directory = try TemporaryDirectory()
+    var random = SplitMix64(seed: 5)
+    var values = (0..<(3 * 9 * 37)).map { _ in Float.random(in: -1...1, using: &random) }
+    values[40] = .nan
+    values[2 * 9 * 37 + 8 * 37 + 36] = .nan
+    var graph = OnnxGraphBuilder(name: "max-pool", opset: 13)
+    graph.input("x", .float32, [.fixed(1), .fixed(3), .fixed(9), .fixed(37)])
+    graph.node(
+      "MaxPool", ["x"], ["s1"], attributes: ["kernel_shape": .ints([3, 3]), "pads": .ints([1, 1, 1, 1])])
+    graph.node(
+      "MaxPool", ["x"], ["s2"],
+      attributes: [
+        "kernel_shape": .ints([3, 3]), "strides": .ints([2, 2]), "pads": .ints([1, 1, 0, 0]), "ceil_mode": .int(1),
+      ])
+    graph.node("MaxPool", ["x"], ["s3"], attributes: ["kernel_shape": .ints([2, 4]), "strides": .ints([1, 2])])
+    graph.output("s1", .float32, nil)
+    graph.output("s2", .float32, nil)
+    graph.output("s3", .float32, nil)
+    let outputs = try await Self.outputs(
+      of: graph, Tensor(shape: [1, 3, 9, 37], elements: values), ["s1", "s2", "s3"], in: directory,
+      variable: "SHOAL_KERNELS", settings: ["default", "portable", "avx2"])
+    let count: Int = 3 * (9 * 37 + 5 * 19 + 8 * 17)
+    #expect(outputs[0].count == count)
+    #expect(outputs[0].contains { $0.isNaN })
+    #expect(!outputs[0].contains(-Float.infinity))
+    for other in outputs.dropFirst() {
+      #expect(zip(outputs[0], other).allSatisfy { $0 == $1 || ($0.isNaN && $1.isNaN) })
+    }
+  }
+
   @Test func trainHeadWritesAModelThatClassifies() async throws {
     let shoal = try TestEnvironment.product("shoal")
     let directory = try TemporaryDirectory()

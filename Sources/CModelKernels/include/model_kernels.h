@@ -129,12 +129,16 @@ void shoal_conv_rows(
 void shoal_pack_conv_tiles(
     const float *image, const struct shoal_conv2d *g, long columns, long first_tile, long end_tile, float *packed);
 
-/// 2-D max pooling of one plane x [inH × inW] into y [outH × outW] (windows kH × kW, strides
-/// sH and sW, padding pH and pW before; positions outside the plane are left out, NaN wins its
-/// windows, a window with no row inside gives −infinity). `row` holds inW + 16 floats. Returns 0
-/// (and does nothing) unless the CPU has AVX2 and sW is 1 or 2, for the caller's own loop.
+/// The floats of the `row` buffer `shoal_max_pool_plane` needs (at least inW + 16).
+long shoal_max_pool_row_floats(long inW, long outW, long kW, long sW, long pW);
+
+/// 2-D max pooling of one plane x [inH × inW] into output rows first_row..<end_row of y [outH ×
+/// outW] (windows kH × kW, strides sH and sW, padding pH and pW before; positions outside the
+/// plane are left out, NaN wins its windows, a window with no row inside gives −infinity). `row`
+/// holds `shoal_max_pool_row_floats` floats. Returns 0 (and does nothing) unless the CPU has AVX2
+/// and sW is 1 or 2, for the caller's own loop; AVX-512 does 16 windows at a time.
 int shoal_max_pool_plane(
-    const float *x, long inH, long inW, float *y, long outH, long outW, long kH, long kW, long sH, long sW, long pH,
-    long pW, float *row);
+    const float *x, long inH, long inW, float *y, long first_row, long end_row, long outW, long kH, long kW, long sH,
+    long sW, long pH, long pW, float *row);
 
 #endif

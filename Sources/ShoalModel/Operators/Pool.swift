@@ -66,22 +66,26 @@ struct PoolKernel: Kernel {
       let (low, high) = countIncludePad ? (-pW, inW + g.padEnd[2]) : (0, inW)
       return (0..<kW).filter { start + $0 >= low && start + $0 < high }.count
     }
-    Parallel.forEachRange(planes, costPerItem: g.outputSize * g.kernelSize) { range in
-      // 16 spare elements: a stride-2 vector load reads one past the last window.
-      let rows = UnsafeMutablePointer<T>.allocate(capacity: inW + 16)
-      rows.initialize(repeating: 0, count: inW + 16)
+    // Split by output rows, every plane in each: the operator before (a convolution, which splits
+    // its output positions the same way) left each core's rows in that core's cache.
+    Parallel.forEachRange(outH, costPerItem: planes * outW * g.kernelSize, multipleOf: 1) { lines in
+      // Room for the C kernel's borders and vector loads past the last window (at least 16 spare).
+      let capacity = shoal_max_pool_row_floats(inW, outW, kW, sW, pW)
+      let rows = UnsafeMutablePointer<T>.allocate(capacity: capacity)
+      rows.initialize(repeating: 0, count: capacity)
       defer { rows.deallocate() }
-      for plane in range {
+      for plane in 0..<planes {
         let image = x + plane * g.inputSize
         if !average, T.self == Float.self {
-          // Max pooling in C, 8 windows at a time with AVX2 (0: not this CPU or stride).
+          // Max pooling in C, 16 or 8 windows at a time (0: not this CPU or stride).
           let done = shoal_max_pool_plane(
             UnsafeRawPointer(image).assumingMemoryBound(to: Float.self), inH, inW,
-            UnsafeMutableRawPointer(y + plane * g.outputSize).assumingMemoryBound(to: Float.self), outH, outW, kH, kW,
-            sH, sW, pH, pW, UnsafeMutableRawPointer(rows).assumingMemoryBound(to: Float.self))
+            UnsafeMutableRawPointer(y + plane * g.outputSize).assumingMemoryBound(to: Float.self), lines.lowerBound,
+            lines.upperBound, outW, kH, kW, sH, sW, pH, pW,
+            UnsafeMutableRawPointer(rows).assumingMemoryBound(to: Float.self))
           if done != 0 { continue }
         }
-        for oh in 0..<outH {
+        for oh in lines {
           let line = y + plane * g.outputSize + oh * outW
           let start = oh * sH - pH
           let (first, end) = (max(0, start), min(inH, start + kH))
