@@ -54,7 +54,9 @@ extension MeshOptions {
     case .failure(let error):
       throw ValidationError("cannot look up '\(target)' in the registry at \(location.registry): \(error.message)")
     case .success(let instances):
-      guard let first = instances.first, let address = try? RPCAddress(parsing: first.address) else {
+      // The first server, through the address the SDK would call it by (its Unix socket on this host).
+      guard let address = ServiceResolver.addresses(of: instances, localHost: ProcessInfo.processInfo.hostName).first
+      else {
         throw ValidationError(
           "no instance of service '\(target)' is registered in the registry at \(location.registry) (see `shoal services`)"
         )

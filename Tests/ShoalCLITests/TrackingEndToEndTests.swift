@@ -394,6 +394,8 @@ extension TrackingEndToEndTests {
       // The CLI on this host, without a token, reaches tracking through its Unix socket.
       let listed = try await mesh.run("experiments", "list")
       #expect(listed.contains("ORGANIZATION") && listed.contains("acme") && listed.contains("lakes"), "\(listed)")
+      let called = try await mesh.run("call", "tracking", "shoal.tracking.v1.Tracking/ListExperiments", "{}")
+      #expect(called.contains("lakes"), "\(called)")
     }
   }
 }
