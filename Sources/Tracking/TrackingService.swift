@@ -48,7 +48,8 @@ public struct TrackingService: TrackingV1.Tracking.ServiceProtocol {
       "SearchRuns",
     ]
     let writes = [
-      "CreateExperiment", "DeleteExperiment", "RestoreExperiment", "CreateRun", "UpdateRun", "DeleteRun", "RestoreRun",
+      "CreateExperiment", "UpdateExperiment", "DeleteExperiment", "RestoreExperiment", "CreateRun", "UpdateRun",
+      "DeleteRun", "RestoreRun",
       "LogBatch", "LogInputs", "UploadArtifact",
     ]
     return Dictionary(uniqueKeysWithValues: reads.map { ($0, .reader) } + writes.map { ($0, .writer) })
@@ -96,6 +97,26 @@ public struct TrackingService: TrackingV1.Tracking.ServiceProtocol {
     _ request: TrackingV1.ListExperimentsRequest, context: ServerContext
   ) async throws -> TrackingV1.ListExperimentsResponse {
     try await store.experiments(request, organization: CallerOrganization.current)
+  }
+
+  public func updateExperiment(
+    _ request: TrackingV1.UpdateExperimentRequest, context: ServerContext
+  ) async throws -> TrackingV1.Experiment {
+    guard request.newName.count <= 500 else {
+      throw RPCError(.invalidArgument, "new_name: give an experiment name of 1–500 characters")
+    }
+    try Self.checkPairs(request.tags.map { ($0.key, $0.value) }, field: "tags", valueLength: Limits.tagValueLength)
+    let experiment = try await visibleExperiment(request.experimentId)
+    if !request.organization.isEmpty, request.organization != experiment.organization {
+      if let own = CallerOrganization.current {
+        throw RPCError(
+          .permissionDenied,
+          "organization: moving an experiment to another organisation is for the mesh administrator (the tracking "
+            + "service's Unix socket); a token of '\(own)' cannot")
+      }
+      try CallerOrganization.checkName(request.organization)
+    }
+    return try await store.updateExperiment(request)
   }
 
   public func deleteExperiment(

@@ -185,6 +185,37 @@ public struct TrackingStore: Sendable {
     return response
   }
 
+  /// Renames an experiment, sets tags on it (overwriting, keeping the others) and moves it to
+  /// another organisation, each when asked.
+  ///
+  /// - Throws: NOT_FOUND for an unknown experiment; ALREADY_EXISTS when the new name is taken.
+  public func updateExperiment(_ request: TrackingV1.UpdateExperimentRequest) async throws -> TrackingV1.Experiment {
+    _ = try await experiment(id: request.experimentId)
+    let id = Int64(request.experimentId)!
+    let now = Self.now()
+    do {
+      try await database.transaction { connection in
+        if !request.newName.isEmpty {
+          try connection.execute("UPDATE experiments SET name = $2 WHERE id = $1", .integer(id), .text(request.newName))
+        }
+        if !request.organization.isEmpty {
+          try connection.execute(
+            "UPDATE experiments SET organization = $2 WHERE id = $1", .integer(id), .text(request.organization))
+        }
+        try connection.executeBatch(
+          """
+          INSERT INTO experiment_tags (experiment_id, key, value) VALUES ($1, $2, $3)
+          ON CONFLICT (experiment_id, key) DO UPDATE SET value = excluded.value
+          """, request.tags.sorted { $0.key < $1.key }.map { [.integer(id), .text($0.key), .text($0.value)] })
+        try connection.execute("UPDATE experiments SET updated_at_ms = $2 WHERE id = $1", .integer(id), .integer(now))
+      }
+    } catch let error as StoreError where error.code == .alreadyExists {
+      throw RPCError(.alreadyExists, "an experiment named '\(request.newName)' already exists (perhaps deleted)")
+    }
+    if !request.organization.isEmpty { runOrganizations.forgetAll() }
+    return try await experiment(id: request.experimentId)
+  }
+
   /// Marks an experiment (and, in MLflow's way, its runs) deleted or active again.
   public func setExperiment(_ id: String, deleted: Bool) async throws -> TrackingV1.Experiment {
     // An unknown experiment is NOT_FOUND before anything changes.
@@ -258,13 +289,16 @@ public struct TrackingStore: Sendable {
   }
 }
 
-/// Which organisation each run belongs to, as far as asked: a run never changes experiment, nor
-/// an experiment its organisation, so an answer stays true (and a run removed for good is
-/// NOT_FOUND anyway). Bounded: forgotten all at once past 65,536 runs.
+/// Which organisation each run belongs to, as far as asked: a run never changes experiment, and an
+/// experiment changes organisation only when the mesh administrator moves it, which forgets every
+/// answer (a run removed for good is NOT_FOUND anyway). Bounded: forgotten all at once past 65,536
+/// runs.
 private final class RunOrganizations: Sendable {
   private let known = Mutex<[String: String]>([:])
 
   func organization(of runID: String) -> String? { known.withLock { $0[runID] } }
+
+  func forgetAll() { known.withLock { $0.removeAll() } }
 
   func remember(_ organization: String, of runID: String) {
     known.withLock { known in

@@ -27,8 +27,8 @@ func experimentID(_ text: String, _ client: TrackingV1.Tracking.Client) async th
 /// `shoal experiments …`.
 struct ExperimentsCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
-    commandName: "experiments", abstract: "Create, list, delete and restore experiments.",
-    subcommands: [Create.self, List.self, Delete.self, Restore.self])
+    commandName: "experiments", abstract: "Create, list, update, delete and restore experiments.",
+    subcommands: [Create.self, List.self, Update.self, Delete.self, Restore.self])
 
   struct Create: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Create an experiment.")
@@ -92,6 +92,33 @@ struct ExperimentsCommand: AsyncParsableCommand {
           experiment.tags.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))
       }
       emit(table.rendered)
+    }
+  }
+
+  struct Update: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+      abstract: "Rename an experiment, set tags on it, or move it to another organisation.",
+      discussion: "Moving needs the tracking service's Unix socket (the mesh administrator).")
+    @Argument(help: "The experiment's id or name.") var experiment: String
+    @Option(help: "Its new name.") var rename: String?
+    @Option(name: .customLong("tag"), help: "A tag key=value to set (repeatable); other tags stay.")
+    var tags: [String] = []
+    @Option(name: .customLong("org"), help: "The organisation to move it to.") var organization: String?
+    @OptionGroup var mesh: MeshOptions
+
+    func run() async throws {
+      guard rename != nil || !tags.isEmpty || organization != nil else {
+        throw ValidationError("give --rename, --tag or --org")
+      }
+      var request = TrackingV1.UpdateExperimentRequest()
+      request.newName = rename ?? ""
+      request.tags = try parsePairs(tags, option: "--tag")
+      request.organization = organization ?? ""
+      let result = try await withTracking(mesh, command: "experiments update") { client in
+        request.experimentId = try await experimentID(experiment, client)
+        return try await client.updateExperiment(request)
+      }
+      emit("updated experiment \(result.experimentId) '\(result.name)' in organisation \(result.organization)")
     }
   }
 

@@ -396,6 +396,27 @@ extension TrackingEndToEndTests {
       #expect(listed.contains("ORGANIZATION") && listed.contains("acme") && listed.contains("lakes"), "\(listed)")
       let called = try await mesh.run("call", "tracking", "shoal.tracking.v1.Tracking/ListExperiments", "{}")
       #expect(called.contains("lakes"), "\(called)")
+
+      // A token renames and tags its own experiments (a name in use elsewhere is taken), and moves
+      // none; the local peer moves one, with its runs, which the other organisation then sees.
+      var change = TrackingV1.UpdateExperimentRequest()
+      change.experimentId = roads.experimentId
+      change.newName = "roads-v2"
+      change.tags = ["team": "maps"]
+      let renamed = try await overTCP.updateExperiment(change, options: acme)
+      #expect(renamed.name == "roads-v2" && renamed.tags == ["team": "maps"] && renamed.organization == "acme")
+      change.newName = "rivers"
+      let clash = await #expect(throws: RPCError.self) { try await overTCP.updateExperiment(change, options: acme) }
+      #expect(clash?.code == .alreadyExists)
+      change.newName = ""
+      change.organization = "globex"
+      let move = await #expect(throws: RPCError.self) { try await overTCP.updateExperiment(change, options: acme) }
+      #expect(move?.code == .permissionDenied)
+      let moved = try await mesh.run("experiments", "update", "roads-v2", "--org", "globex", "--tag", "stage=dev")
+      #expect(moved.contains("in organisation globex"), "\(moved)")
+      #expect(try await overTCP.getRun(getRun, options: globex).runId == run.runId)
+      let gone = await #expect(throws: RPCError.self) { try await overTCP.getRun(getRun, options: acmeReader) }
+      #expect(gone?.code == .notFound)
     }
   }
 }

@@ -56,6 +56,40 @@ struct TrackingServiceTests {
     }
   }
 
+  /// UpdateExperiment: MLflow's rename and set_experiment_tag, and a move between organisations.
+  @Test(arguments: Backend.available)
+  func experimentsAreRenamedTaggedAndMoved(_ backend: Backend) async throws {
+    try await withTracking(backend) { client in
+      let roads = try await experiment(client, "roads")
+      _ = try await experiment(client, "rivers")
+      #expect(roads.organization == "local")
+      var update = TrackingV1.UpdateExperimentRequest()
+      update.experimentId = roads.experimentId
+      update.newName = "roads-v2"
+      update.tags = ["team": "maps", "stage": "dev"]
+      _ = try await client.updateExperiment(update)
+      update.newName = ""
+      update.tags = ["stage": "prod"]
+      update.organization = "acme"
+      let updated = try await client.updateExperiment(update)
+      #expect(updated.name == "roads-v2" && updated.organization == "acme")
+      #expect(updated.tags == ["team": "maps", "stage": "prod"])
+      #expect(updated.updatedAtMs >= roads.updatedAtMs)
+      update.newName = "rivers"
+      await expectCode(.alreadyExists, "'rivers' already exists") { _ = try await client.updateExperiment(update) }
+      update.newName = ""
+      update.organization = "Not An Org"
+      await expectCode(.invalidArgument, "organization 'Not An Org'") { _ = try await client.updateExperiment(update) }
+      update.experimentId = "999"
+      update.organization = ""
+      await expectCode(.notFound, "experiment '999'") { _ = try await client.updateExperiment(update) }
+      // Nothing of the refused updates stuck.
+      var get = TrackingV1.GetExperimentRequest()
+      get.experimentId = roads.experimentId
+      #expect(try await client.getExperiment(get) == updated)
+    }
+  }
+
   @Test(arguments: Backend.available)
   func experimentsHaveALifecycle(_ backend: Backend) async throws {
     try await withTracking(backend) { client in

@@ -103,6 +103,7 @@ let generatedMessageTypes: [any ProtoMessage.Type] = [
   TrackingV1.GetExperimentRequest.self,
   TrackingV1.ListExperimentsRequest.self,
   TrackingV1.ListExperimentsResponse.self,
+  TrackingV1.UpdateExperimentRequest.self,
   TrackingV1.ExperimentLifecycleRequest.self,
   TrackingV1.Metric.self,
   TrackingV1.Param.self,

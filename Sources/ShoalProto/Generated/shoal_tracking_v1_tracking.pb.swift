@@ -111,6 +111,31 @@ extension TrackingV1 {
 }
 
 extension TrackingV1 {
+  /// MLflow's update_experiment (a new name) and set_experiment_tag (tags set, others kept), and a
+  /// move to another organisation, which only a caller who sees every organisation's (a peer on the
+  /// Unix socket) may make.
+  public struct UpdateExperimentRequest: ProtoMessage {
+    /// `shoal.tracking.v1.UpdateExperimentRequest`.
+    public static let protoMessageName = "shoal.tracking.v1.UpdateExperimentRequest"
+
+    /// Field 1, `experiment_id`.
+    public var experimentId: String = ""
+
+    /// Empty: the name stays.
+    public var newName: String = ""
+
+    /// Field 3, `tags`.
+    public var tags: [String: String] = [:]
+
+    /// Empty: the organisation stays.
+    public var organization: String = ""
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension TrackingV1 {
   /// The `shoal.tracking.v1.ExperimentLifecycleRequest` message.
   public struct ExperimentLifecycleRequest: ProtoMessage {
     /// `shoal.tracking.v1.ExperimentLifecycleRequest`.
@@ -1093,6 +1118,45 @@ extension TrackingV1.ListExperimentsResponse {
       switch key {
         case "experiments": self.experiments = try j.repeated(json, key, as: TrackingV1.Experiment.self)
         case "nextPageToken", "next_page_token": self.nextPageToken = try j.value(json, key, as: String.self)
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
+extension TrackingV1.UpdateExperimentRequest {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__tracking__v1__update_experiment_request()) }
+
+  public func _encode(to w: CMessageWriter) {
+    w.string(0, self.experimentId)
+    w.string(1, self.newName)
+    w.map(2, self.tags) { e, k, v in e.string(0, k); e.string(1, v) }
+    w.string(3, self.organization)
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    self.experimentId = try r.string(0)
+    self.newName = try r.string(1)
+    self.tags = try r.map(2) { (e) throws(ProtoError) -> (String, String) in (try e.string(0), try e.string(1)) }
+    self.organization = try r.string(3)
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    j.value("experimentId", self.experimentId)
+    j.value("newName", self.newName)
+    j.map("tags", self.tags)
+    j.value("organization", self.organization)
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "experimentId", "experiment_id": self.experimentId = try j.value(json, key, as: String.self)
+        case "newName", "new_name": self.newName = try j.value(json, key, as: String.self)
+        case "tags": self.tags = try j.map(json, key, as: [String: String].self)
+        case "organization": self.organization = try j.value(json, key, as: String.self)
         default: throw j.unknownField(key)
       }
     }
@@ -2230,6 +2294,9 @@ extension TrackingV1 {
     /// `ListExperiments`.
     public static let listExperiments = TypedMethod<TrackingV1.ListExperimentsRequest, TrackingV1.ListExperimentsResponse>(service: fullName, name: "ListExperiments", kind: .unary, idempotent: true)
 
+    /// `UpdateExperiment`.
+    public static let updateExperiment = TypedMethod<TrackingV1.UpdateExperimentRequest, TrackingV1.Experiment>(service: fullName, name: "UpdateExperiment", kind: .unary, idempotent: true)
+
     /// `DeleteExperiment`.
     public static let deleteExperiment = TypedMethod<TrackingV1.ExperimentLifecycleRequest, TrackingV1.Experiment>(service: fullName, name: "DeleteExperiment", kind: .unary, idempotent: true)
 
@@ -2279,6 +2346,6 @@ extension TrackingV1 {
     public static let searchRuns = TypedMethod<TrackingV1.SearchRunsRequest, TrackingV1.SearchRunsResponse>(service: fullName, name: "SearchRuns", kind: .unary, idempotent: true)
 
     /// The service's methods, for routers and reflection.
-    public static let descriptor = ServiceDescriptor(fullName: fullName, methods: [createExperiment.descriptor, getExperiment.descriptor, listExperiments.descriptor, deleteExperiment.descriptor, restoreExperiment.descriptor, createRun.descriptor, getRun.descriptor, updateRun.descriptor, deleteRun.descriptor, restoreRun.descriptor, logBatch.descriptor, logInputs.descriptor, getMetricHistory.descriptor, uploadArtifact.descriptor, downloadArtifact.descriptor, listArtifacts.descriptor, watchRun.descriptor, garbageCollect.descriptor, searchRuns.descriptor])
+    public static let descriptor = ServiceDescriptor(fullName: fullName, methods: [createExperiment.descriptor, getExperiment.descriptor, listExperiments.descriptor, updateExperiment.descriptor, deleteExperiment.descriptor, restoreExperiment.descriptor, createRun.descriptor, getRun.descriptor, updateRun.descriptor, deleteRun.descriptor, restoreRun.descriptor, logBatch.descriptor, logInputs.descriptor, getMetricHistory.descriptor, uploadArtifact.descriptor, downloadArtifact.descriptor, listArtifacts.descriptor, watchRun.descriptor, garbageCollect.descriptor, searchRuns.descriptor])
   }
 }

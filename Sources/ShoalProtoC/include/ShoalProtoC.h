@@ -111,6 +111,7 @@ static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__tracking
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__tracking__v1__get_experiment_request(void) { return &shoal__tracking__v1__get_experiment_request__descriptor; }
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__tracking__v1__list_experiments_request(void) { return &shoal__tracking__v1__list_experiments_request__descriptor; }
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__tracking__v1__list_experiments_response(void) { return &shoal__tracking__v1__list_experiments_response__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__tracking__v1__update_experiment_request(void) { return &shoal__tracking__v1__update_experiment_request__descriptor; }
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__tracking__v1__experiment_lifecycle_request(void) { return &shoal__tracking__v1__experiment_lifecycle_request__descriptor; }
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__tracking__v1__metric(void) { return &shoal__tracking__v1__metric__descriptor; }
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__tracking__v1__param(void) { return &shoal__tracking__v1__param__descriptor; }

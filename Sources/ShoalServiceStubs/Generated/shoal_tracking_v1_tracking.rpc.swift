@@ -15,6 +15,9 @@ extension TrackingV1.Tracking {
     /// `ListExperiments`.
     func listExperiments(_ request: TrackingV1.ListExperimentsRequest, context: ServerContext) async throws -> TrackingV1.ListExperimentsResponse
 
+    /// `UpdateExperiment`.
+    func updateExperiment(_ request: TrackingV1.UpdateExperimentRequest, context: ServerContext) async throws -> TrackingV1.Experiment
+
     /// `DeleteExperiment`.
     func deleteExperiment(_ request: TrackingV1.ExperimentLifecycleRequest, context: ServerContext) async throws -> TrackingV1.Experiment
 
@@ -85,6 +88,11 @@ extension TrackingV1.Tracking {
     /// `ListExperiments`.
     public func listExperiments(_ request: TrackingV1.ListExperimentsRequest, options: CallOptions = CallOptions()) async throws(RPCError) -> TrackingV1.ListExperimentsResponse {
       try await rpc.unary(TrackingV1.Tracking.listExperiments, request, options: options)
+    }
+
+    /// `UpdateExperiment`.
+    public func updateExperiment(_ request: TrackingV1.UpdateExperimentRequest, options: CallOptions = CallOptions()) async throws(RPCError) -> TrackingV1.Experiment {
+      try await rpc.unary(TrackingV1.Tracking.updateExperiment, request, options: options)
     }
 
     /// `DeleteExperiment`.
@@ -183,6 +191,7 @@ extension TrackingV1.Tracking.ServiceProtocol {
     router.unary(TrackingV1.Tracking.createExperiment) { try await self.createExperiment($0, context: $1) }
     router.unary(TrackingV1.Tracking.getExperiment) { try await self.getExperiment($0, context: $1) }
     router.unary(TrackingV1.Tracking.listExperiments) { try await self.listExperiments($0, context: $1) }
+    router.unary(TrackingV1.Tracking.updateExperiment) { try await self.updateExperiment($0, context: $1) }
     router.unary(TrackingV1.Tracking.deleteExperiment) { try await self.deleteExperiment($0, context: $1) }
     router.unary(TrackingV1.Tracking.restoreExperiment) { try await self.restoreExperiment($0, context: $1) }
     router.unary(TrackingV1.Tracking.createRun) { try await self.createRun($0, context: $1) }

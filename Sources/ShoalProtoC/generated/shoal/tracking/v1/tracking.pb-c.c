@@ -244,6 +244,57 @@ void   shoal__tracking__v1__list_experiments_response__free_unpacked
   assert(message->base.descriptor == &shoal__tracking__v1__list_experiments_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   shoal__tracking__v1__update_experiment_request__tags_entry__init
+                     (Shoal__Tracking__V1__UpdateExperimentRequest__TagsEntry         *message)
+{
+  static const Shoal__Tracking__V1__UpdateExperimentRequest__TagsEntry init_value = SHOAL__TRACKING__V1__UPDATE_EXPERIMENT_REQUEST__TAGS_ENTRY__INIT;
+  *message = init_value;
+}
+void   shoal__tracking__v1__update_experiment_request__init
+                     (Shoal__Tracking__V1__UpdateExperimentRequest         *message)
+{
+  static const Shoal__Tracking__V1__UpdateExperimentRequest init_value = SHOAL__TRACKING__V1__UPDATE_EXPERIMENT_REQUEST__INIT;
+  *message = init_value;
+}
+size_t shoal__tracking__v1__update_experiment_request__get_packed_size
+                     (const Shoal__Tracking__V1__UpdateExperimentRequest *message)
+{
+  assert(message->base.descriptor == &shoal__tracking__v1__update_experiment_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__tracking__v1__update_experiment_request__pack
+                     (const Shoal__Tracking__V1__UpdateExperimentRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__tracking__v1__update_experiment_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__tracking__v1__update_experiment_request__pack_to_buffer
+                     (const Shoal__Tracking__V1__UpdateExperimentRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__tracking__v1__update_experiment_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Tracking__V1__UpdateExperimentRequest *
+       shoal__tracking__v1__update_experiment_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Tracking__V1__UpdateExperimentRequest *)
+     protobuf_c_message_unpack (&shoal__tracking__v1__update_experiment_request__descriptor,
+                                allocator, len, data);
+}
+void   shoal__tracking__v1__update_experiment_request__free_unpacked
+                     (Shoal__Tracking__V1__UpdateExperimentRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__tracking__v1__update_experiment_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   shoal__tracking__v1__experiment_lifecycle_request__init
                      (Shoal__Tracking__V1__ExperimentLifecycleRequest         *message)
 {
@@ -2103,6 +2154,134 @@ const ProtobufCMessageDescriptor shoal__tracking__v1__list_experiments_response_
   shoal__tracking__v1__list_experiments_response__field_indices_by_name,
   1,  shoal__tracking__v1__list_experiments_response__number_ranges,
   (ProtobufCMessageInit) shoal__tracking__v1__list_experiments_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor shoal__tracking__v1__update_experiment_request__tags_entry__field_descriptors[2] =
+{
+  {
+    "key",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Tracking__V1__UpdateExperimentRequest__TagsEntry, key),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "value",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Tracking__V1__UpdateExperimentRequest__TagsEntry, value),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__tracking__v1__update_experiment_request__tags_entry__field_indices_by_name[] = {
+  0,   /* field[0] = key */
+  1,   /* field[1] = value */
+};
+static const ProtobufCIntRange shoal__tracking__v1__update_experiment_request__tags_entry__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor shoal__tracking__v1__update_experiment_request__tags_entry__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.tracking.v1.UpdateExperimentRequest.TagsEntry",
+  "TagsEntry",
+  "Shoal__Tracking__V1__UpdateExperimentRequest__TagsEntry",
+  "shoal.tracking.v1",
+  sizeof(Shoal__Tracking__V1__UpdateExperimentRequest__TagsEntry),
+  2,
+  shoal__tracking__v1__update_experiment_request__tags_entry__field_descriptors,
+  shoal__tracking__v1__update_experiment_request__tags_entry__field_indices_by_name,
+  1,  shoal__tracking__v1__update_experiment_request__tags_entry__number_ranges,
+  (ProtobufCMessageInit) shoal__tracking__v1__update_experiment_request__tags_entry__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor shoal__tracking__v1__update_experiment_request__field_descriptors[4] =
+{
+  {
+    "experiment_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Tracking__V1__UpdateExperimentRequest, experiment_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "new_name",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Tracking__V1__UpdateExperimentRequest, new_name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "tags",
+    3,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Shoal__Tracking__V1__UpdateExperimentRequest, n_tags),
+    offsetof(Shoal__Tracking__V1__UpdateExperimentRequest, tags),
+    &shoal__tracking__v1__update_experiment_request__tags_entry__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "organization",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Tracking__V1__UpdateExperimentRequest, organization),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__tracking__v1__update_experiment_request__field_indices_by_name[] = {
+  0,   /* field[0] = experiment_id */
+  1,   /* field[1] = new_name */
+  3,   /* field[3] = organization */
+  2,   /* field[2] = tags */
+};
+static const ProtobufCIntRange shoal__tracking__v1__update_experiment_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor shoal__tracking__v1__update_experiment_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.tracking.v1.UpdateExperimentRequest",
+  "UpdateExperimentRequest",
+  "Shoal__Tracking__V1__UpdateExperimentRequest",
+  "shoal.tracking.v1",
+  sizeof(Shoal__Tracking__V1__UpdateExperimentRequest),
+  4,
+  shoal__tracking__v1__update_experiment_request__field_descriptors,
+  shoal__tracking__v1__update_experiment_request__field_indices_by_name,
+  1,  shoal__tracking__v1__update_experiment_request__number_ranges,
+  (ProtobufCMessageInit) shoal__tracking__v1__update_experiment_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor shoal__tracking__v1__experiment_lifecycle_request__field_descriptors[1] =
@@ -4266,11 +4445,12 @@ const ProtobufCEnumDescriptor shoal__tracking__v1__run_status__descriptor =
   shoal__tracking__v1__run_status__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCMethodDescriptor shoal__tracking__v1__tracking__method_descriptors[19] =
+static const ProtobufCMethodDescriptor shoal__tracking__v1__tracking__method_descriptors[20] =
 {
   { "CreateExperiment", &shoal__tracking__v1__create_experiment_request__descriptor, &shoal__tracking__v1__experiment__descriptor },
   { "GetExperiment", &shoal__tracking__v1__get_experiment_request__descriptor, &shoal__tracking__v1__experiment__descriptor },
   { "ListExperiments", &shoal__tracking__v1__list_experiments_request__descriptor, &shoal__tracking__v1__list_experiments_response__descriptor },
+  { "UpdateExperiment", &shoal__tracking__v1__update_experiment_request__descriptor, &shoal__tracking__v1__experiment__descriptor },
   { "DeleteExperiment", &shoal__tracking__v1__experiment_lifecycle_request__descriptor, &shoal__tracking__v1__experiment__descriptor },
   { "RestoreExperiment", &shoal__tracking__v1__experiment_lifecycle_request__descriptor, &shoal__tracking__v1__experiment__descriptor },
   { "CreateRun", &shoal__tracking__v1__create_run_request__descriptor, &shoal__tracking__v1__run__descriptor },
@@ -4290,24 +4470,25 @@ static const ProtobufCMethodDescriptor shoal__tracking__v1__tracking__method_des
 };
 const unsigned shoal__tracking__v1__tracking__method_indices_by_name[] = {
   0,        /* CreateExperiment */
-  5,        /* CreateRun */
-  3,        /* DeleteExperiment */
-  8,        /* DeleteRun */
-  14,        /* DownloadArtifact */
-  17,        /* GarbageCollect */
+  6,        /* CreateRun */
+  4,        /* DeleteExperiment */
+  9,        /* DeleteRun */
+  15,        /* DownloadArtifact */
+  18,        /* GarbageCollect */
   1,        /* GetExperiment */
-  12,        /* GetMetricHistory */
-  6,        /* GetRun */
-  15,        /* ListArtifacts */
+  13,        /* GetMetricHistory */
+  7,        /* GetRun */
+  16,        /* ListArtifacts */
   2,        /* ListExperiments */
-  10,        /* LogBatch */
-  11,        /* LogInputs */
-  4,        /* RestoreExperiment */
-  9,        /* RestoreRun */
-  18,        /* SearchRuns */
-  7,        /* UpdateRun */
-  13,        /* UploadArtifact */
-  16         /* WatchRun */
+  11,        /* LogBatch */
+  12,        /* LogInputs */
+  5,        /* RestoreExperiment */
+  10,        /* RestoreRun */
+  19,        /* SearchRuns */
+  3,        /* UpdateExperiment */
+  8,        /* UpdateRun */
+  14,        /* UploadArtifact */
+  17         /* WatchRun */
 };
 const ProtobufCServiceDescriptor shoal__tracking__v1__tracking__descriptor =
 {
@@ -4316,7 +4497,7 @@ const ProtobufCServiceDescriptor shoal__tracking__v1__tracking__descriptor =
   "Tracking",
   "Shoal__Tracking__V1__Tracking",
   "shoal.tracking.v1",
-  19,
+  20,
   shoal__tracking__v1__tracking__method_descriptors,
   shoal__tracking__v1__tracking__method_indices_by_name
 };
@@ -4344,13 +4525,21 @@ void shoal__tracking__v1__tracking__list_experiments(ProtobufCService *service,
   assert(service->descriptor == &shoal__tracking__v1__tracking__descriptor);
   service->invoke(service, 2, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
+void shoal__tracking__v1__tracking__update_experiment(ProtobufCService *service,
+                                                      const Shoal__Tracking__V1__UpdateExperimentRequest *input,
+                                                      Shoal__Tracking__V1__Experiment_Closure closure,
+                                                      void *closure_data)
+{
+  assert(service->descriptor == &shoal__tracking__v1__tracking__descriptor);
+  service->invoke(service, 3, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
 void shoal__tracking__v1__tracking__delete_experiment(ProtobufCService *service,
                                                       const Shoal__Tracking__V1__ExperimentLifecycleRequest *input,
                                                       Shoal__Tracking__V1__Experiment_Closure closure,
                                                       void *closure_data)
 {
   assert(service->descriptor == &shoal__tracking__v1__tracking__descriptor);
-  service->invoke(service, 3, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 4, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void shoal__tracking__v1__tracking__restore_experiment(ProtobufCService *service,
                                                        const Shoal__Tracking__V1__ExperimentLifecycleRequest *input,
@@ -4358,7 +4547,7 @@ void shoal__tracking__v1__tracking__restore_experiment(ProtobufCService *service
                                                        void *closure_data)
 {
   assert(service->descriptor == &shoal__tracking__v1__tracking__descriptor);
-  service->invoke(service, 4, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 5, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void shoal__tracking__v1__tracking__create_run(ProtobufCService *service,
                                                const Shoal__Tracking__V1__CreateRunRequest *input,
@@ -4366,7 +4555,7 @@ void shoal__tracking__v1__tracking__create_run(ProtobufCService *service,
                                                void *closure_data)
 {
   assert(service->descriptor == &shoal__tracking__v1__tracking__descriptor);
-  service->invoke(service, 5, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 6, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void shoal__tracking__v1__tracking__get_run(ProtobufCService *service,
                                             const Shoal__Tracking__V1__GetRunRequest *input,
@@ -4374,7 +4563,7 @@ void shoal__tracking__v1__tracking__get_run(ProtobufCService *service,
                                             void *closure_data)
 {
   assert(service->descriptor == &shoal__tracking__v1__tracking__descriptor);
-  service->invoke(service, 6, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 7, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void shoal__tracking__v1__tracking__update_run(ProtobufCService *service,
                                                const Shoal__Tracking__V1__UpdateRunRequest *input,
@@ -4382,7 +4571,7 @@ void shoal__tracking__v1__tracking__update_run(ProtobufCService *service,
                                                void *closure_data)
 {
   assert(service->descriptor == &shoal__tracking__v1__tracking__descriptor);
-  service->invoke(service, 7, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 8, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void shoal__tracking__v1__tracking__delete_run(ProtobufCService *service,
                                                const Shoal__Tracking__V1__RunLifecycleRequest *input,
@@ -4390,7 +4579,7 @@ void shoal__tracking__v1__tracking__delete_run(ProtobufCService *service,
                                                void *closure_data)
 {
   assert(service->descriptor == &shoal__tracking__v1__tracking__descriptor);
-  service->invoke(service, 8, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 9, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void shoal__tracking__v1__tracking__restore_run(ProtobufCService *service,
                                                 const Shoal__Tracking__V1__RunLifecycleRequest *input,
@@ -4398,7 +4587,7 @@ void shoal__tracking__v1__tracking__restore_run(ProtobufCService *service,
                                                 void *closure_data)
 {
   assert(service->descriptor == &shoal__tracking__v1__tracking__descriptor);
-  service->invoke(service, 9, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 10, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void shoal__tracking__v1__tracking__log_batch(ProtobufCService *service,
                                               const Shoal__Tracking__V1__LogBatchRequest *input,
@@ -4406,7 +4595,7 @@ void shoal__tracking__v1__tracking__log_batch(ProtobufCService *service,
                                               void *closure_data)
 {
   assert(service->descriptor == &shoal__tracking__v1__tracking__descriptor);
-  service->invoke(service, 10, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 11, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void shoal__tracking__v1__tracking__log_inputs(ProtobufCService *service,
                                                const Shoal__Tracking__V1__LogInputsRequest *input,
@@ -4414,7 +4603,7 @@ void shoal__tracking__v1__tracking__log_inputs(ProtobufCService *service,
                                                void *closure_data)
 {
   assert(service->descriptor == &shoal__tracking__v1__tracking__descriptor);
-  service->invoke(service, 11, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 12, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void shoal__tracking__v1__tracking__get_metric_history(ProtobufCService *service,
                                                        const Shoal__Tracking__V1__GetMetricHistoryRequest *input,
@@ -4422,7 +4611,7 @@ void shoal__tracking__v1__tracking__get_metric_history(ProtobufCService *service
                                                        void *closure_data)
 {
   assert(service->descriptor == &shoal__tracking__v1__tracking__descriptor);
-  service->invoke(service, 12, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 13, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void shoal__tracking__v1__tracking__upload_artifact(ProtobufCService *service,
                                                     const Shoal__Tracking__V1__UploadArtifactRequest *input,
@@ -4430,7 +4619,7 @@ void shoal__tracking__v1__tracking__upload_artifact(ProtobufCService *service,
                                                     void *closure_data)
 {
   assert(service->descriptor == &shoal__tracking__v1__tracking__descriptor);
-  service->invoke(service, 13, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 14, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void shoal__tracking__v1__tracking__download_artifact(ProtobufCService *service,
                                                       const Shoal__Tracking__V1__DownloadArtifactRequest *input,
@@ -4438,7 +4627,7 @@ void shoal__tracking__v1__tracking__download_artifact(ProtobufCService *service,
                                                       void *closure_data)
 {
   assert(service->descriptor == &shoal__tracking__v1__tracking__descriptor);
-  service->invoke(service, 14, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 15, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void shoal__tracking__v1__tracking__list_artifacts(ProtobufCService *service,
                                                    const Shoal__Tracking__V1__ListArtifactsRequest *input,
@@ -4446,7 +4635,7 @@ void shoal__tracking__v1__tracking__list_artifacts(ProtobufCService *service,
                                                    void *closure_data)
 {
   assert(service->descriptor == &shoal__tracking__v1__tracking__descriptor);
-  service->invoke(service, 15, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 16, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void shoal__tracking__v1__tracking__watch_run(ProtobufCService *service,
                                               const Shoal__Tracking__V1__WatchRunRequest *input,
@@ -4454,7 +4643,7 @@ void shoal__tracking__v1__tracking__watch_run(ProtobufCService *service,
                                               void *closure_data)
 {
   assert(service->descriptor == &shoal__tracking__v1__tracking__descriptor);
-  service->invoke(service, 16, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 17, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void shoal__tracking__v1__tracking__garbage_collect(ProtobufCService *service,
                                                     const Shoal__Tracking__V1__GarbageCollectRequest *input,
@@ -4462,7 +4651,7 @@ void shoal__tracking__v1__tracking__garbage_collect(ProtobufCService *service,
                                                     void *closure_data)
 {
   assert(service->descriptor == &shoal__tracking__v1__tracking__descriptor);
-  service->invoke(service, 17, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 18, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void shoal__tracking__v1__tracking__search_runs(ProtobufCService *service,
                                                 const Shoal__Tracking__V1__SearchRunsRequest *input,
@@ -4470,7 +4659,7 @@ void shoal__tracking__v1__tracking__search_runs(ProtobufCService *service,
                                                 void *closure_data)
 {
   assert(service->descriptor == &shoal__tracking__v1__tracking__descriptor);
-  service->invoke(service, 18, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 19, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void shoal__tracking__v1__tracking__init (Shoal__Tracking__V1__Tracking_Service *service,
                                           Shoal__Tracking__V1__Tracking_ServiceDestroy destroy)

@@ -22,6 +22,8 @@ typedef struct Shoal__Tracking__V1__CreateExperimentRequest__TagsEntry Shoal__Tr
 typedef struct Shoal__Tracking__V1__GetExperimentRequest Shoal__Tracking__V1__GetExperimentRequest;
 typedef struct Shoal__Tracking__V1__ListExperimentsRequest Shoal__Tracking__V1__ListExperimentsRequest;
 typedef struct Shoal__Tracking__V1__ListExperimentsResponse Shoal__Tracking__V1__ListExperimentsResponse;
+typedef struct Shoal__Tracking__V1__UpdateExperimentRequest Shoal__Tracking__V1__UpdateExperimentRequest;
+typedef struct Shoal__Tracking__V1__UpdateExperimentRequest__TagsEntry Shoal__Tracking__V1__UpdateExperimentRequest__TagsEntry;
 typedef struct Shoal__Tracking__V1__ExperimentLifecycleRequest Shoal__Tracking__V1__ExperimentLifecycleRequest;
 typedef struct Shoal__Tracking__V1__Metric Shoal__Tracking__V1__Metric;
 typedef struct Shoal__Tracking__V1__Param Shoal__Tracking__V1__Param;
@@ -183,6 +185,42 @@ struct  Shoal__Tracking__V1__ListExperimentsResponse
 #define SHOAL__TRACKING__V1__LIST_EXPERIMENTS_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&shoal__tracking__v1__list_experiments_response__descriptor) \
     , 0,NULL, (char *)protobuf_c_empty_string }
+
+
+struct  Shoal__Tracking__V1__UpdateExperimentRequest__TagsEntry
+{
+  ProtobufCMessage base;
+  char *key;
+  char *value;
+};
+#define SHOAL__TRACKING__V1__UPDATE_EXPERIMENT_REQUEST__TAGS_ENTRY__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__tracking__v1__update_experiment_request__tags_entry__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+
+
+/*
+ * MLflow's update_experiment (a new name) and set_experiment_tag (tags set, others kept), and a
+ * move to another organisation, which only a caller who sees every organisation's (a peer on the
+ * Unix socket) may make.
+ */
+struct  Shoal__Tracking__V1__UpdateExperimentRequest
+{
+  ProtobufCMessage base;
+  char *experiment_id;
+  /*
+   * Empty: the name stays.
+   */
+  char *new_name;
+  size_t n_tags;
+  Shoal__Tracking__V1__UpdateExperimentRequest__TagsEntry **tags;
+  /*
+   * Empty: the organisation stays.
+   */
+  char *organization;
+};
+#define SHOAL__TRACKING__V1__UPDATE_EXPERIMENT_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__tracking__v1__update_experiment_request__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, (char *)protobuf_c_empty_string }
 
 
 struct  Shoal__Tracking__V1__ExperimentLifecycleRequest
@@ -858,6 +896,28 @@ Shoal__Tracking__V1__ListExperimentsResponse *
 void   shoal__tracking__v1__list_experiments_response__free_unpacked
                      (Shoal__Tracking__V1__ListExperimentsResponse *message,
                       ProtobufCAllocator *allocator);
+/* Shoal__Tracking__V1__UpdateExperimentRequest__TagsEntry methods */
+void   shoal__tracking__v1__update_experiment_request__tags_entry__init
+                     (Shoal__Tracking__V1__UpdateExperimentRequest__TagsEntry         *message);
+/* Shoal__Tracking__V1__UpdateExperimentRequest methods */
+void   shoal__tracking__v1__update_experiment_request__init
+                     (Shoal__Tracking__V1__UpdateExperimentRequest         *message);
+size_t shoal__tracking__v1__update_experiment_request__get_packed_size
+                     (const Shoal__Tracking__V1__UpdateExperimentRequest   *message);
+size_t shoal__tracking__v1__update_experiment_request__pack
+                     (const Shoal__Tracking__V1__UpdateExperimentRequest   *message,
+                      uint8_t             *out);
+size_t shoal__tracking__v1__update_experiment_request__pack_to_buffer
+                     (const Shoal__Tracking__V1__UpdateExperimentRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Shoal__Tracking__V1__UpdateExperimentRequest *
+       shoal__tracking__v1__update_experiment_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shoal__tracking__v1__update_experiment_request__free_unpacked
+                     (Shoal__Tracking__V1__UpdateExperimentRequest *message,
+                      ProtobufCAllocator *allocator);
 /* Shoal__Tracking__V1__ExperimentLifecycleRequest methods */
 void   shoal__tracking__v1__experiment_lifecycle_request__init
                      (Shoal__Tracking__V1__ExperimentLifecycleRequest         *message);
@@ -1479,6 +1539,12 @@ typedef void (*Shoal__Tracking__V1__ListExperimentsRequest_Closure)
 typedef void (*Shoal__Tracking__V1__ListExperimentsResponse_Closure)
                  (const Shoal__Tracking__V1__ListExperimentsResponse *message,
                   void *closure_data);
+typedef void (*Shoal__Tracking__V1__UpdateExperimentRequest__TagsEntry_Closure)
+                 (const Shoal__Tracking__V1__UpdateExperimentRequest__TagsEntry *message,
+                  void *closure_data);
+typedef void (*Shoal__Tracking__V1__UpdateExperimentRequest_Closure)
+                 (const Shoal__Tracking__V1__UpdateExperimentRequest *message,
+                  void *closure_data);
 typedef void (*Shoal__Tracking__V1__ExperimentLifecycleRequest_Closure)
                  (const Shoal__Tracking__V1__ExperimentLifecycleRequest *message,
                   void *closure_data);
@@ -1600,6 +1666,10 @@ struct Shoal__Tracking__V1__Tracking_Service
                            const Shoal__Tracking__V1__ListExperimentsRequest *input,
                            Shoal__Tracking__V1__ListExperimentsResponse_Closure closure,
                            void *closure_data);
+  void (*update_experiment)(Shoal__Tracking__V1__Tracking_Service *service,
+                            const Shoal__Tracking__V1__UpdateExperimentRequest *input,
+                            Shoal__Tracking__V1__Experiment_Closure closure,
+                            void *closure_data);
   void (*delete_experiment)(Shoal__Tracking__V1__Tracking_Service *service,
                             const Shoal__Tracking__V1__ExperimentLifecycleRequest *input,
                             Shoal__Tracking__V1__Experiment_Closure closure,
@@ -1675,6 +1745,7 @@ void shoal__tracking__v1__tracking__init (Shoal__Tracking__V1__Tracking_Service 
       function_prefix__ ## create_experiment,\
       function_prefix__ ## get_experiment,\
       function_prefix__ ## list_experiments,\
+      function_prefix__ ## update_experiment,\
       function_prefix__ ## delete_experiment,\
       function_prefix__ ## restore_experiment,\
       function_prefix__ ## create_run,\
@@ -1703,6 +1774,10 @@ void shoal__tracking__v1__tracking__list_experiments(ProtobufCService *service,
                                                      const Shoal__Tracking__V1__ListExperimentsRequest *input,
                                                      Shoal__Tracking__V1__ListExperimentsResponse_Closure closure,
                                                      void *closure_data);
+void shoal__tracking__v1__tracking__update_experiment(ProtobufCService *service,
+                                                      const Shoal__Tracking__V1__UpdateExperimentRequest *input,
+                                                      Shoal__Tracking__V1__Experiment_Closure closure,
+                                                      void *closure_data);
 void shoal__tracking__v1__tracking__delete_experiment(ProtobufCService *service,
                                                       const Shoal__Tracking__V1__ExperimentLifecycleRequest *input,
                                                       Shoal__Tracking__V1__Experiment_Closure closure,
@@ -1780,6 +1855,8 @@ extern const ProtobufCMessageDescriptor shoal__tracking__v1__create_experiment_r
 extern const ProtobufCMessageDescriptor shoal__tracking__v1__get_experiment_request__descriptor;
 extern const ProtobufCMessageDescriptor shoal__tracking__v1__list_experiments_request__descriptor;
 extern const ProtobufCMessageDescriptor shoal__tracking__v1__list_experiments_response__descriptor;
+extern const ProtobufCMessageDescriptor shoal__tracking__v1__update_experiment_request__descriptor;
+extern const ProtobufCMessageDescriptor shoal__tracking__v1__update_experiment_request__tags_entry__descriptor;
 extern const ProtobufCMessageDescriptor shoal__tracking__v1__experiment_lifecycle_request__descriptor;
 extern const ProtobufCMessageDescriptor shoal__tracking__v1__metric__descriptor;
 extern const ProtobufCMessageDescriptor shoal__tracking__v1__param__descriptor;
