@@ -105,6 +105,7 @@ public struct TrackingService: TrackingV1.Tracking.ServiceProtocol {
     guard request.newName.count <= 500 else {
       throw RPCError(.invalidArgument, "new_name: give an experiment name of 1–500 characters")
     }
+    try Self.checkTagKeys(request.deleteTags)
     try Self.checkPairs(request.tags.map { ($0.key, $0.value) }, field: "tags", valueLength: Limits.tagValueLength)
     let experiment = try await visibleExperiment(request.experimentId)
     if !request.organization.isEmpty, request.organization != experiment.organization {
@@ -148,6 +149,7 @@ public struct TrackingService: TrackingV1.Tracking.ServiceProtocol {
     if case .unrecognized(let value) = request.status {
       throw RPCError(.invalidArgument, "status: \(value) is not a run status")
     }
+    try Self.checkTagKeys(request.deleteTags)
     try await checkVisible(run: request.runId)
     let run = try await store.updateRun(request)
     if request.status != .unspecified {
@@ -353,6 +355,16 @@ public struct TrackingService: TrackingV1.Tracking.ServiceProtocol {
     guard let own = CallerOrganization.current else { return }
     guard try await store.organization(ofRun: runID) == own else {
       throw RPCError(.notFound, "run '\(runID)' not found")
+    }
+  }
+
+  /// Tags to remove: at most MLflow's 100 a call, each a key of 1–250 characters.
+  private static func checkTagKeys(_ keys: [String]) throws(RPCError) {
+    guard keys.count <= Limits.tags else {
+      throw RPCError(.invalidArgument, "delete_tags: at most \(Limits.tags) per call, given \(keys.count)")
+    }
+    for key in keys where key.isEmpty || key.count > Limits.keyLength {
+      throw RPCError(.invalidArgument, "delete_tags: key '\(key.prefix(40))' must be 1–\(Limits.keyLength) characters")
     }
   }
 

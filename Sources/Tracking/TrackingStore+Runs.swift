@@ -56,6 +56,11 @@ extension TrackingStore {
       try connection.execute(
         "UPDATE runs SET status = $2, end_time_ms = $3, name = $4 WHERE run_id = $1", .text(updated.runId),
         .integer(Int64(updated.status.rawValue)), .integer(updated.endTimeMs), .text(updated.name))
+      for key in request.deleteTags {
+        let removed = try connection.execute(
+          "DELETE FROM run_tags WHERE run_id = $1 AND key = $2", .text(updated.runId), .text(key))
+        guard removed > 0 else { throw RPCError(.notFound, "run '\(updated.runId)' has no tag '\(key)'") }
+      }
     }
     return try await self.run(request.runId)
   }

@@ -185,12 +185,13 @@ public struct TrackingStore: Sendable {
     return response
   }
 
-  /// Renames an experiment, sets tags on it (overwriting, keeping the others) and moves it to
-  /// another organisation, each when asked.
+  /// Renames an experiment, removes and sets tags on it (overwriting, keeping the others) and
+  /// moves it to another organisation, each when asked; all of it or, on an error, nothing.
   ///
-  /// - Throws: NOT_FOUND for an unknown experiment; ALREADY_EXISTS when the new name is taken.
+  /// - Throws: NOT_FOUND for an unknown experiment or a tag to remove that it does not have;
+  ///   ALREADY_EXISTS when the new name is taken.
   public func updateExperiment(_ request: TrackingV1.UpdateExperimentRequest) async throws -> TrackingV1.Experiment {
-    _ = try await experiment(id: request.experimentId)
+    let current = try await experiment(id: request.experimentId)
     let id = Int64(request.experimentId)!
     let now = Self.now()
     do {
@@ -201,6 +202,11 @@ public struct TrackingStore: Sendable {
         if !request.organization.isEmpty {
           try connection.execute(
             "UPDATE experiments SET organization = $2 WHERE id = $1", .integer(id), .text(request.organization))
+        }
+        for key in request.deleteTags {
+          let removed = try connection.execute(
+            "DELETE FROM experiment_tags WHERE experiment_id = $1 AND key = $2", .integer(id), .text(key))
+          guard removed > 0 else { throw RPCError(.notFound, "experiment '\(current.name)' has no tag '\(key)'") }
         }
         try connection.executeBatch(
           """

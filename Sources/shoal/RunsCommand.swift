@@ -139,6 +139,8 @@ struct RunsCommand: AsyncParsableCommand {
     @Option(name: .customLong("tag"), help: "key=value (repeatable).") var tags: [String] = []
     @Option(name: .customLong("dataset"), help: "name:context[:digest[:source]] (repeatable).") var datasets: [String] =
       []
+    @Option(name: .customLong("delete-tag"), help: "A tag key to remove, after the batch (repeatable).")
+    var deleteTags: [String] = []
     @OptionGroup var mesh: MeshOptions
 
     func run() async throws {
@@ -187,13 +189,19 @@ struct RunsCommand: AsyncParsableCommand {
       }
       let inputsRequest = inputs
       let batchRequest = batch
+      var removal = TrackingV1.UpdateRunRequest()
+      removal.runId = run
+      removal.deleteTags = deleteTags
+      let removalRequest = removal
       try await withTracking(mesh, command: "runs log") { client in
         _ = try await client.logBatch(batchRequest)
         if !inputsRequest.datasets.isEmpty { _ = try await client.logInputs(inputsRequest) }
+        if !removalRequest.deleteTags.isEmpty { _ = try await client.updateRun(removalRequest) }
       }
       emit(
         "logged \(batch.metrics.count) metric(s), \(batch.params.count) param(s), \(batch.tags.count) tag(s), "
-          + "\(inputs.datasets.count) dataset(s) to \(run)")
+          + "\(inputs.datasets.count) dataset(s) to \(run)"
+          + (deleteTags.isEmpty ? "" : "; removed \(deleteTags.count) tag(s)"))
     }
   }
 

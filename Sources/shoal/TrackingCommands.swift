@@ -103,16 +103,18 @@ struct ExperimentsCommand: AsyncParsableCommand {
     @Option(help: "Its new name.") var rename: String?
     @Option(name: .customLong("tag"), help: "A tag key=value to set (repeatable); other tags stay.")
     var tags: [String] = []
+    @Option(name: .customLong("delete-tag"), help: "A tag key to remove (repeatable).") var deleteTags: [String] = []
     @Option(name: .customLong("org"), help: "The organisation to move it to.") var organization: String?
     @OptionGroup var mesh: MeshOptions
 
     func run() async throws {
-      guard rename != nil || !tags.isEmpty || organization != nil else {
-        throw ValidationError("give --rename, --tag or --org")
+      guard rename != nil || !tags.isEmpty || !deleteTags.isEmpty || organization != nil else {
+        throw ValidationError("give --rename, --tag, --delete-tag or --org")
       }
       var request = TrackingV1.UpdateExperimentRequest()
       request.newName = rename ?? ""
       request.tags = try parsePairs(tags, option: "--tag")
+      request.deleteTags = deleteTags
       request.organization = organization ?? ""
       let result = try await withTracking(mesh, command: "experiments update") { client in
         request.experimentId = try await experimentID(experiment, client)

@@ -55,10 +55,18 @@ struct TrackingEndToEndTests {
     let clash = try await run("runs", "log", runIDs[0], "--param", "lr=0.5")
     #expect(clash.status == 1 && clash.stderrText.contains("param 'lr' was logged as '0.1'"), "\(clash.stderrText)")
     #expect(try await run("runs", "end", runIDs[0]).stdoutText.contains("finished"))
+    #expect(try await run("runs", "log", runIDs[0], "--tag", "draft=yes", "--tag", "owner=ana").status == 0)
+    let untagged = try await run("runs", "log", runIDs[0], "--delete-tag", "draft")
+    #expect(untagged.stdoutText.contains("removed 1 tag(s)"), "\(untagged.stderrText)")
+    let retagged = try await run("experiments", "update", "roads", "--tag", "stage=dev", "--delete-tag", "team")
+    #expect(retagged.status == 0, "\(retagged.stderrText)")
 
     let show = try await run("runs", "show", runIDs[0])
     #expect(show.stdoutText.contains("lr=0.1") && show.stdoutText.contains("loss=1.0@2"), "\(show.stdoutText)")
     #expect(show.stdoutText.contains("tiles (training)") && show.stdoutText.contains("status       finished"))
+    #expect(show.stdoutText.contains("owner=ana") && !show.stdoutText.contains("draft"), "\(show.stdoutText)")
+    let experiments = try await run("experiments", "list").stdoutText
+    #expect(experiments.contains("stage=dev") && !experiments.contains("team=maps"), "\(experiments)")
 
     let search = try await run(
       "runs", "search", "--experiment", "roads", "--filter", "metrics.loss < 0.8 AND datasets.context = 'training'")

@@ -87,6 +87,42 @@ struct TrackingServiceTests {
       var get = TrackingV1.GetExperimentRequest()
       get.experimentId = roads.experimentId
       #expect(try await client.getExperiment(get) == updated)
+
+      // MLflow's delete_experiment_tag: a key it lacks is NOT_FOUND and removes nothing.
+      update = TrackingV1.UpdateExperimentRequest()
+      update.experimentId = roads.experimentId
+      update.deleteTags = ["stage", "nope"]
+      await expectCode(.notFound, "has no tag 'nope'") { _ = try await client.updateExperiment(update) }
+      #expect(try await client.getExperiment(get).tags == ["team": "maps", "stage": "prod"])
+      update.deleteTags = ["stage"]
+      #expect(try await client.updateExperiment(update).tags == ["team": "maps"])
+    }
+  }
+
+  /// MLflow's delete_tag on a run: gone from the run, a key it lacks is NOT_FOUND and removes nothing.
+  @Test(arguments: Backend.available)
+  func runTagsAreRemoved(_ backend: Backend) async throws {
+    try await withTracking(backend) { client in
+      let running = try await run(client, try await experiment(client, "roads"))
+      var batch = TrackingV1.LogBatchRequest()
+      batch.runId = running.runId
+      batch.tags = ["a", "b", "c"].map {
+        var tag = TrackingV1.Tag()
+        tag.key = $0
+        tag.value = $0.uppercased()
+        return tag
+      }
+      _ = try await client.logBatch(batch)
+      var update = TrackingV1.UpdateRunRequest()
+      update.runId = running.runId
+      update.deleteTags = ["a", "zzz"]
+      await expectCode(.notFound, "has no tag 'zzz'") { _ = try await client.updateRun(update) }
+      update.deleteTags = ["a", "b"]
+      update.name = "renamed"
+      let updated = try await client.updateRun(update)
+      #expect(updated.tags == ["c": "C"] && updated.name == "renamed")
+      update.deleteTags = [String](repeating: "c", count: 101)
+      await expectCode(.invalidArgument, "at most 100") { _ = try await client.updateRun(update) }
     }
   }
 

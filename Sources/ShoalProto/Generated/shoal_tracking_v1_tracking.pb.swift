@@ -130,6 +130,9 @@ extension TrackingV1 {
     /// Empty: the organisation stays.
     public var organization: String = ""
 
+    /// Tags to remove (MLflow's delete_experiment_tag): a key it does not have is NOT_FOUND.
+    public var deleteTags: [String] = []
+
     /// A message with every field at its default value.
     public init() {}
   }
@@ -361,6 +364,9 @@ extension TrackingV1 {
 
     /// Unchanged when empty.
     public var name: String = ""
+
+    /// Tags to remove (MLflow's delete_tag): a key the run does not have is NOT_FOUND.
+    public var deleteTags: [String] = []
 
     /// A message with every field at its default value.
     public init() {}
@@ -1132,6 +1138,7 @@ extension TrackingV1.UpdateExperimentRequest {
     w.string(1, self.newName)
     w.map(2, self.tags) { e, k, v in e.string(0, k); e.string(1, v) }
     w.string(3, self.organization)
+    w.repeatedString(4, self.deleteTags)
   }
 
   public init(_decoding r: CMessageReader) throws(ProtoError) {
@@ -1140,6 +1147,7 @@ extension TrackingV1.UpdateExperimentRequest {
     self.newName = try r.string(1)
     self.tags = try r.map(2) { (e) throws(ProtoError) -> (String, String) in (try e.string(0), try e.string(1)) }
     self.organization = try r.string(3)
+    self.deleteTags = try r.repeatedString(4)
   }
 
   public func _encodeJSON(to j: inout JSONObjectWriter) {
@@ -1147,6 +1155,7 @@ extension TrackingV1.UpdateExperimentRequest {
     j.value("newName", self.newName)
     j.map("tags", self.tags)
     j.value("organization", self.organization)
+    j.repeated("deleteTags", self.deleteTags)
   }
 
   public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
@@ -1157,6 +1166,7 @@ extension TrackingV1.UpdateExperimentRequest {
         case "newName", "new_name": self.newName = try j.value(json, key, as: String.self)
         case "tags": self.tags = try j.map(json, key, as: [String: String].self)
         case "organization": self.organization = try j.value(json, key, as: String.self)
+        case "deleteTags", "delete_tags": self.deleteTags = try j.repeated(json, key, as: String.self)
         default: throw j.unknownField(key)
       }
     }
@@ -1529,6 +1539,7 @@ extension TrackingV1.UpdateRunRequest {
     w.enumValue(1, self.status)
     w.scalar(2, self.endTimeMs)
     w.string(3, self.name)
+    w.repeatedString(4, self.deleteTags)
   }
 
   public init(_decoding r: CMessageReader) throws(ProtoError) {
@@ -1537,6 +1548,7 @@ extension TrackingV1.UpdateRunRequest {
     self.status = r.enumValue(1, as: TrackingV1.RunStatus.self)
     self.endTimeMs = r.scalar(2, as: Int64.self)
     self.name = try r.string(3)
+    self.deleteTags = try r.repeatedString(4)
   }
 
   public func _encodeJSON(to j: inout JSONObjectWriter) {
@@ -1544,6 +1556,7 @@ extension TrackingV1.UpdateRunRequest {
     j.value("status", self.status)
     j.value("endTimeMs", self.endTimeMs)
     j.value("name", self.name)
+    j.repeated("deleteTags", self.deleteTags)
   }
 
   public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
@@ -1554,6 +1567,7 @@ extension TrackingV1.UpdateRunRequest {
         case "status": self.status = try j.value(json, key, as: TrackingV1.RunStatus.self)
         case "endTimeMs", "end_time_ms": self.endTimeMs = try j.value(json, key, as: Int64.self)
         case "name": self.name = try j.value(json, key, as: String.self)
+        case "deleteTags", "delete_tags": self.deleteTags = try j.repeated(json, key, as: String.self)
         default: throw j.unknownField(key)
       }
     }

@@ -2207,7 +2207,7 @@ const ProtobufCMessageDescriptor shoal__tracking__v1__update_experiment_request_
   (ProtobufCMessageInit) shoal__tracking__v1__update_experiment_request__tags_entry__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor shoal__tracking__v1__update_experiment_request__field_descriptors[4] =
+static const ProtobufCFieldDescriptor shoal__tracking__v1__update_experiment_request__field_descriptors[5] =
 {
   {
     "experiment_id",
@@ -2257,8 +2257,21 @@ static const ProtobufCFieldDescriptor shoal__tracking__v1__update_experiment_req
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "delete_tags",
+    5,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Shoal__Tracking__V1__UpdateExperimentRequest, n_delete_tags),
+    offsetof(Shoal__Tracking__V1__UpdateExperimentRequest, delete_tags),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned shoal__tracking__v1__update_experiment_request__field_indices_by_name[] = {
+  4,   /* field[4] = delete_tags */
   0,   /* field[0] = experiment_id */
   1,   /* field[1] = new_name */
   3,   /* field[3] = organization */
@@ -2267,7 +2280,7 @@ static const unsigned shoal__tracking__v1__update_experiment_request__field_indi
 static const ProtobufCIntRange shoal__tracking__v1__update_experiment_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 4 }
+  { 0, 5 }
 };
 const ProtobufCMessageDescriptor shoal__tracking__v1__update_experiment_request__descriptor =
 {
@@ -2277,7 +2290,7 @@ const ProtobufCMessageDescriptor shoal__tracking__v1__update_experiment_request_
   "Shoal__Tracking__V1__UpdateExperimentRequest",
   "shoal.tracking.v1",
   sizeof(Shoal__Tracking__V1__UpdateExperimentRequest),
-  4,
+  5,
   shoal__tracking__v1__update_experiment_request__field_descriptors,
   shoal__tracking__v1__update_experiment_request__field_indices_by_name,
   1,  shoal__tracking__v1__update_experiment_request__number_ranges,
@@ -3109,7 +3122,7 @@ const ProtobufCMessageDescriptor shoal__tracking__v1__get_run_request__descripto
   (ProtobufCMessageInit) shoal__tracking__v1__get_run_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor shoal__tracking__v1__update_run_request__field_descriptors[4] =
+static const ProtobufCFieldDescriptor shoal__tracking__v1__update_run_request__field_descriptors[5] =
 {
   {
     "run_id",
@@ -3159,8 +3172,21 @@ static const ProtobufCFieldDescriptor shoal__tracking__v1__update_run_request__f
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "delete_tags",
+    5,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Shoal__Tracking__V1__UpdateRunRequest, n_delete_tags),
+    offsetof(Shoal__Tracking__V1__UpdateRunRequest, delete_tags),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned shoal__tracking__v1__update_run_request__field_indices_by_name[] = {
+  4,   /* field[4] = delete_tags */
   2,   /* field[2] = end_time_ms */
   3,   /* field[3] = name */
   0,   /* field[0] = run_id */
@@ -3169,7 +3195,7 @@ static const unsigned shoal__tracking__v1__update_run_request__field_indices_by_
 static const ProtobufCIntRange shoal__tracking__v1__update_run_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 4 }
+  { 0, 5 }
 };
 const ProtobufCMessageDescriptor shoal__tracking__v1__update_run_request__descriptor =
 {
@@ -3179,7 +3205,7 @@ const ProtobufCMessageDescriptor shoal__tracking__v1__update_run_request__descri
   "Shoal__Tracking__V1__UpdateRunRequest",
   "shoal.tracking.v1",
   sizeof(Shoal__Tracking__V1__UpdateRunRequest),
-  4,
+  5,
   shoal__tracking__v1__update_run_request__field_descriptors,
   shoal__tracking__v1__update_run_request__field_indices_by_name,
   1,  shoal__tracking__v1__update_run_request__number_ranges,

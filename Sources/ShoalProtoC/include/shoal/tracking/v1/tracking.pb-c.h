@@ -217,10 +217,15 @@ struct  Shoal__Tracking__V1__UpdateExperimentRequest
    * Empty: the organisation stays.
    */
   char *organization;
+  /*
+   * Tags to remove (MLflow's delete_experiment_tag): a key it does not have is NOT_FOUND.
+   */
+  size_t n_delete_tags;
+  char **delete_tags;
 };
 #define SHOAL__TRACKING__V1__UPDATE_EXPERIMENT_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&shoal__tracking__v1__update_experiment_request__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, (char *)protobuf_c_empty_string, 0,NULL }
 
 
 struct  Shoal__Tracking__V1__ExperimentLifecycleRequest
@@ -431,10 +436,15 @@ struct  Shoal__Tracking__V1__UpdateRunRequest
    * Unchanged when empty.
    */
   char *name;
+  /*
+   * Tags to remove (MLflow's delete_tag): a key the run does not have is NOT_FOUND.
+   */
+  size_t n_delete_tags;
+  char **delete_tags;
 };
 #define SHOAL__TRACKING__V1__UPDATE_RUN_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&shoal__tracking__v1__update_run_request__descriptor) \
-    , (char *)protobuf_c_empty_string, SHOAL__TRACKING__V1__RUN_STATUS__RUN_STATUS_UNSPECIFIED, 0, (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, SHOAL__TRACKING__V1__RUN_STATUS__RUN_STATUS_UNSPECIFIED, 0, (char *)protobuf_c_empty_string, 0,NULL }
 
 
 struct  Shoal__Tracking__V1__RunLifecycleRequest
