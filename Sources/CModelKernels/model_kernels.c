@@ -1006,6 +1006,18 @@ static inline float max_window(const float *row, long width, long ow, long kW, l
   return best;
 }
 
+/// The input rows first..<end that output row oh's windows cover; 0 when none does, with the
+/// output row set to −infinity.
+static inline int window_rows(
+    long oh, long sH, long pH, long kH, long inH, float *out, long outW, long *first, long *end) {
+  long start = oh * sH - pH;
+  *first = start > 0 ? start : 0;
+  *end = start + kH < inH ? start + kH : inH;
+  if (*first < *end) return 1;
+  for (long ow = 0; ow < outW; ow++) out[ow] = -__builtin_inff();
+  return 0;
+}
+
 __attribute__((target("avx2"))) static void max_pool_plane_avx2(
     const float *x, long inH, long inW, float *y, long first_row, long end_row, long outW, long kH, long kW, long sH,
     long sW, long pH, long pW, float *row) {
@@ -1016,12 +1028,8 @@ __attribute__((target("avx2"))) static void max_pool_plane_avx2(
   if (hi < lo) hi = lo;
   for (long oh = first_row; oh < end_row; oh++) {
     float *out = y + oh * outW;
-    long start = oh * sH - pH;
-    long first = start > 0 ? start : 0, end = start + kH < inH ? start + kH : inH;
-    if (first >= end) {
-      for (long ow = 0; ow < outW; ow++) out[ow] = -__builtin_inff();
-      continue;
-    }
+    long first, end;
+    if (!window_rows(oh, sH, pH, kH, inH, out, outW, &first, &end)) continue;
     // The window's rows combined into `row`, 8 columns at a time.
     memcpy(row, x + first * inW, inW * sizeof(float));
     for (long ih = first + 1; ih < end; ih++) {
@@ -1080,12 +1088,8 @@ __attribute__((target("avx512f"))) static void max_pool_plane_avx512(
   const __m512i odds = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
   for (long oh = first_row; oh < end_row; oh++) {
     float *out = y + oh * outW;
-    long start = oh * sH - pH;
-    long first = start > 0 ? start : 0, end = start + kH < inH ? start + kH : inH;
-    if (first >= end) {
-      for (long ow = 0; ow < outW; ow++) out[ow] = -__builtin_inff();
-      continue;
-    }
+    long first, end;
+    if (!window_rows(oh, sH, pH, kH, inH, out, outW, &first, &end)) continue;
     for (long i = 0; i < inW; i += 16) {
       __mmask16 lanes = inW - i >= 16 ? 0xFFFF : (__mmask16)((1u << (inW - i)) - 1);
       __m512 best = _mm512_maskz_loadu_ps(lanes, x + first * inW + i);
