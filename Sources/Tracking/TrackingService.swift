@@ -96,7 +96,8 @@ public struct TrackingService: TrackingV1.Tracking.ServiceProtocol {
   public func listExperiments(
     _ request: TrackingV1.ListExperimentsRequest, context: ServerContext
   ) async throws -> TrackingV1.ListExperimentsResponse {
-    try await store.experiments(request, organization: CallerOrganization.current)
+    guard request.filter.utf8.count <= 16_384 else { throw RPCError(.invalidArgument, "filter: at most 16 KiB") }
+    return try await store.experiments(request, organization: CallerOrganization.current)
   }
 
   public func updateExperiment(

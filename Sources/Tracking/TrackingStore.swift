@@ -159,8 +159,10 @@ public struct TrackingStore: Sendable {
     return found
   }
 
-  /// One page of experiments, oldest first: those of `organization`, or every organisation's
-  /// when it is nil.
+  /// One page of experiments, oldest first, that match `request.filter` (MLflow's
+  /// search_experiments): those of `organization`, or every organisation's when it is nil.
+  ///
+  /// - Throws: INVALID_ARGUMENT for a malformed filter, with the position of the error.
   public func experiments(
     _ request: TrackingV1.ListExperimentsRequest, organization: String? = nil
   ) async throws
@@ -168,16 +170,25 @@ public struct TrackingStore: Sendable {
   {
     let pageSize = try Self.pageSize(request.pageSize, default: 100, limit: 1000)
     let after = try Self.pageToken(request.pageToken)
-    var parameters: [SQLValue] = [.integer(after), .integer(Int64(pageSize + 1))]
-    var filter = Self.lifecycleFilter(request.view, column: "deleted")
-    if let organization {
-      parameters.append(.text(organization))
-      filter += " AND organization = $3"
+    var builder = RunQueryBuilder()
+    builder.overExperiments = true
+    var conditions = [
+      "e.id > \(builder.bind(.integer(after)))", Self.lifecycleFilter(request.view, column: "e.deleted"),
+    ]
+    if let organization { conditions.append("e.organization = \(builder.bind(.text(organization)))") }
+    do {
+      if let filter = try RunFilterParser.parse(request.filter, experiments: true) {
+        conditions.append(try builder.condition(filter))
+      }
+    } catch {
+      throw RPCError(.invalidArgument, "filter: \(error)")
     }
-    let rows = try await database.read { [parameters, filter] connection in
-      try connection.query(
-        "SELECT * FROM experiments WHERE id > $1 AND \(filter) ORDER BY id LIMIT $2", parameters
-      ).map { (try $0.int("id"), try Self.experiment($0, connection)) }
+    let sql =
+      "SELECT e.* FROM experiments e WHERE \(conditions.joined(separator: " AND ")) ORDER BY e.id LIMIT "
+      + builder.bind(.integer(Int64(pageSize + 1)))
+    let parameters = builder.parameters
+    let rows = try await database.read { connection in
+      try connection.query(sql, parameters).map { (try $0.int("id"), try Self.experiment($0, connection)) }
     }
     var response = TrackingV1.ListExperimentsResponse()
     response.experiments = rows.prefix(pageSize).map(\.1)

@@ -63,12 +63,17 @@ struct ExperimentsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "List experiments (active ones by default).")
     @Flag(help: "Deleted ones only.") var deleted = false
     @Flag(help: "Active and deleted.") var all = false
+    @Option(
+      help:
+        "A filter: name, creation_time, last_update_time, tags.<key> (\"name LIKE 'road%' AND tags.team = 'maps'\").")
+    var filter = ""
     @Flag(help: "Print JSON.") var json = false
     @OptionGroup var mesh: MeshOptions
 
     func run() async throws {
       var request = TrackingV1.ListExperimentsRequest()
       request.view = all ? .all : deleted ? .deletedOnly : .activeOnly
+      request.filter = filter
       let first = request
       let experiments = try await withTracking(mesh, command: "experiments list") { client in
         try await allPages { token in

@@ -67,6 +67,10 @@ struct TrackingEndToEndTests {
     #expect(show.stdoutText.contains("owner=ana") && !show.stdoutText.contains("draft"), "\(show.stdoutText)")
     let experiments = try await run("experiments", "list").stdoutText
     #expect(experiments.contains("stage=dev") && !experiments.contains("team=maps"), "\(experiments)")
+    let filtered = try await run("experiments", "list", "--filter", "tags.stage = 'dev' AND name LIKE 'ro%'")
+    #expect(filtered.stdoutText.contains("roads"), "\(filtered.stderrText)")
+    let none = try await run("experiments", "list", "--filter", "tags.stage = 'prod'")
+    #expect(none.status == 0 && !none.stdoutText.contains("roads"), "\(none.stdoutText)")
 
     let search = try await run(
       "runs", "search", "--experiment", "roads", "--filter", "metrics.loss < 0.8 AND datasets.context = 'training'")

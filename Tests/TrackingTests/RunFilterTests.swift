@@ -20,6 +20,39 @@ struct RunFilterTests {
     #expect(try parse("(metrics.a > 1 OR params.b = 'x') AND tags.c != 'y'") == .and(.or(a, b), c))
   }
 
+  /// The same grammar over experiments: attributes bare or after `attributes.`, and tags.
+  @Test func experimentFiltersNameAttributesAndTags() throws {
+    func experiments(_ text: String) throws(RunFilterError) -> RunFilter? {
+      try RunFilterParser.parse(text, experiments: true)
+    }
+    #expect(
+      try experiments("name LIKE 'road%' OR tags.team = 'maps' AND creation_time > 5")
+        == .or(
+          compare(.experiment(.name), .like, .string("road%")),
+          .and(
+            compare(.tag("team"), .equal, .string("maps")), compare(.experiment(.creationTime), .greater, .number(5)))
+        ))
+    #expect(
+      try experiments("attributes.last_update_time <= 7")
+        == compare(.experiment(.lastUpdateTime), .lessOrEqual, .number(7)))
+    #expect(try experiments("tags.`the team` = 'x'") == compare(.tag("the team"), .equal, .string("x")))
+    for (text, message) in [
+      ("metrics.acc > 1", "'metrics' is not tags or attributes"),
+      ("attributes.status = 'x'", "not an experiment attribute"),
+      ("owner = 'x'", "'owner' is not name, creation_time, last_update_time or tags.<key>"),
+      ("name =", "at position 7: expected a number"),
+    ] {
+      #expect(throws: RunFilterError.self, "\(text)") { try experiments(text) }
+      do {
+        _ = try experiments(text)
+      } catch {
+        #expect(error.description.contains(message), "\(text): \(error)")
+      }
+    }
+    // A run filter names no experiment attribute.
+    #expect(throws: RunFilterError.self) { try parse("name = 'x'") }
+  }
+
   @Test func everyEntityOperatorAndValueForm() throws {
     #expect(try parse("") == nil)
     #expect(try parse("   ") == nil)

@@ -99,6 +99,32 @@ struct TrackingServiceTests {
     }
   }
 
+  /// MLflow's search_experiments: a filter on name, times and tags, over the page of experiments.
+  @Test(arguments: Backend.available)
+  func experimentsAreFiltered(_ backend: Backend) async throws {
+    try await withTracking(backend) { client in
+      for (name, team) in [("roads", "maps"), ("roads-v2", "maps"), ("rivers", "water"), ("lakes", "")] {
+        var request = TrackingV1.CreateExperimentRequest()
+        request.name = name
+        if !team.isEmpty { request.tags = ["team": team] }
+        _ = try await client.createExperiment(request)
+      }
+      func names(_ filter: String) async throws -> [String] {
+        var request = TrackingV1.ListExperimentsRequest()
+        request.filter = filter
+        return try await client.listExperiments(request).experiments.map(\.name)
+      }
+      #expect(try await names("") == ["roads", "roads-v2", "rivers", "lakes"])
+      #expect(try await names("name LIKE 'road%'") == ["roads", "roads-v2"])
+      #expect(try await names("tags.team = 'maps' AND name != 'roads'") == ["roads-v2"])
+      #expect(try await names("tags.team IN ('water') OR attributes.name ILIKE 'LAKE%'") == ["rivers", "lakes"])
+      #expect(try await names("creation_time > 0 AND last_update_time > 0").count == 4)
+      #expect(try await names("creation_time < 0").isEmpty)
+      await expectCode(.invalidArgument, "at position 10") { _ = try await names("name LIKE") }
+      await expectCode(.invalidArgument, "'metrics' is not tags or attributes") { _ = try await names("metrics.a > 1") }
+    }
+  }
+
   /// MLflow's delete_tag on a run: gone from the run, a key it lacks is NOT_FOUND and removes nothing.
   @Test(arguments: Backend.available)
   func runTagsAreRemoved(_ backend: Backend) async throws {

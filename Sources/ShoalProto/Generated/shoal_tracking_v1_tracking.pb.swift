@@ -88,6 +88,10 @@ extension TrackingV1 {
     /// Field 3, `page_token`.
     public var pageToken: String = ""
 
+    /// MLflow's search_experiments filter: name (or attributes.name), creation_time, last_update_time
+    /// and tags.<key>, with SearchRuns' operators, AND, OR and parentheses.
+    public var filter: String = ""
+
     /// A message with every field at its default value.
     public init() {}
   }
@@ -1071,6 +1075,7 @@ extension TrackingV1.ListExperimentsRequest {
     w.enumValue(0, self.view)
     w.scalar(1, self.pageSize)
     w.string(2, self.pageToken)
+    w.string(3, self.filter)
   }
 
   public init(_decoding r: CMessageReader) throws(ProtoError) {
@@ -1078,12 +1083,14 @@ extension TrackingV1.ListExperimentsRequest {
     self.view = r.enumValue(0, as: TrackingV1.ViewType.self)
     self.pageSize = r.scalar(1, as: Int32.self)
     self.pageToken = try r.string(2)
+    self.filter = try r.string(3)
   }
 
   public func _encodeJSON(to j: inout JSONObjectWriter) {
     j.value("view", self.view)
     j.value("pageSize", self.pageSize)
     j.value("pageToken", self.pageToken)
+    j.value("filter", self.filter)
   }
 
   public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
@@ -1093,6 +1100,7 @@ extension TrackingV1.ListExperimentsRequest {
         case "view": self.view = try j.value(json, key, as: TrackingV1.ViewType.self)
         case "pageSize", "page_size": self.pageSize = try j.value(json, key, as: Int32.self)
         case "pageToken", "page_token": self.pageToken = try j.value(json, key, as: String.self)
+        case "filter": self.filter = try j.value(json, key, as: String.self)
         default: throw j.unknownField(key)
       }
     }

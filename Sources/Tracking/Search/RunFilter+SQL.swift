@@ -1,11 +1,14 @@
 import ShoalProto
 import ShoalStore
 
-/// SQL for filters and orderings over `runs r`. User input only ever becomes bound parameters;
-/// the SQL text is built from the grammar's fixed pieces.
+/// SQL for filters and orderings over `runs r` (or, for an experiments filter, `experiments e`).
+/// User input only ever becomes bound parameters; the SQL text is built from the grammar's fixed
+/// pieces.
 struct RunQueryBuilder {
   /// The parameters bound so far, in `$N` order.
   private(set) var parameters: [SQLValue] = []
+  /// Whether the filter is over `experiments e` rather than `runs r`.
+  var overExperiments = false
 
   /// Adds a parameter and returns its placeholder.
   mutating func bind(_ value: SQLValue) -> String {
@@ -37,6 +40,10 @@ struct RunQueryBuilder {
       let keyParameter = bind(.text(key))
       return
         "EXISTS (SELECT 1 FROM params p WHERE p.run_id = r.run_id AND p.key = \(keyParameter) AND \(try stringTest("p.value", comparison, name: "params.\(key)")))"
+    case .tag(let key) where overExperiments:
+      let keyParameter = bind(.text(key))
+      return
+        "EXISTS (SELECT 1 FROM experiment_tags t WHERE t.experiment_id = e.id AND t.key = \(keyParameter) AND \(try stringTest("t.value", comparison, name: "tags.\(key)")))"
     case .tag(let key):
       let keyParameter = bind(.text(key))
       return
@@ -44,6 +51,16 @@ struct RunQueryBuilder {
     case .dataset(let field):
       return
         "EXISTS (SELECT 1 FROM run_inputs d WHERE d.run_id = r.run_id AND \(try stringTest("d.\(field.rawValue)", comparison, name: "datasets.\(field.rawValue)")))"
+    case .experiment(let attribute):
+      guard overExperiments else {
+        throw RunFilterError(position: 0, message: "\(attribute.rawValue) is an experiment's, not a run's")
+      }
+      guard attribute != .name else { return try stringTest("e.name", comparison, name: "name") }
+      guard ![.like, .ilike, .in, .notIn].contains(op) else {
+        throw RunFilterError(position: 0, message: "\(attribute.rawValue) compares numbers")
+      }
+      let column = attribute == .creationTime ? "(e.created_at_ms + 0.0)" : "(e.updated_at_ms + 0.0)"
+      return "\(column) \(op.rawValue) \(try numericSide(comparison, name: attribute.rawValue))"
     case .attribute(let attribute):
       switch attribute {
       case .startTime, .endTime:
@@ -140,6 +157,8 @@ struct RunQueryBuilder {
         expression = "(SELECT t.value FROM run_tags t WHERE t.run_id = r.run_id AND t.key = \(bind(.text(key))))"
       case .dataset(let field):
         expression = "(SELECT min(d.\(field.rawValue)) FROM run_inputs d WHERE d.run_id = r.run_id)"
+      case .experiment(let attribute):
+        throw RunFilterError(position: 0, message: "order_by[\(index)]: \(attribute.rawValue) is not a run's")
       case .attribute(let attribute):
         expression =
           switch attribute {

@@ -1,6 +1,8 @@
 /// A parsed SearchRuns filter: comparisons on `metrics.`, `params.`, `tags.`, `attributes.` and
 /// `datasets.` (a run matches when one of its dataset inputs does),
-/// combined with AND (which binds tighter), OR and parentheses.
+/// combined with AND (which binds tighter), OR and parentheses. The same grammar filters
+/// experiments (ListExperiments), on `name`, `creation_time`, `last_update_time` (bare or after
+/// `attributes.`) and `tags.`.
 ///
 /// ```
 /// filter     := or
@@ -28,6 +30,14 @@ public indirect enum RunFilter: Sendable, Equatable {
     case tag(String)
     case attribute(Attribute)
     case dataset(DatasetField)
+    case experiment(ExperimentAttribute)
+  }
+
+  /// The experiment attributes an experiments filter can name.
+  public enum ExperimentAttribute: String, Sendable, Equatable, CaseIterable {
+    case name
+    case creationTime = "creation_time"
+    case lastUpdateTime = "last_update_time"
   }
 
   /// The fields of a dataset input a filter can name.

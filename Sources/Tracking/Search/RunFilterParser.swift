@@ -12,10 +12,14 @@ struct RunFilterParser {
   private var tokens: [(token: Token, position: Int)] = []
   private var index = 0
   private let length: Int
+  /// Whether the filter is over experiments (name, times, tags) rather than runs.
+  private var experiments = false
 
-  /// Parses `text`; nil for an empty (or blank) filter.
-  static func parse(_ text: String) throws(RunFilterError) -> RunFilter? {
+  /// Parses `text`, a filter over runs or (`experiments`) over experiments; nil for an empty (or
+  /// blank) filter.
+  static func parse(_ text: String, experiments: Bool = false) throws(RunFilterError) -> RunFilter? {
     var parser = try RunFilterParser(text)
+    parser.experiments = experiments
     guard !parser.tokens.isEmpty else { return nil }
     let filter = try parser.parseOr()
     if parser.index < parser.tokens.count {
@@ -170,6 +174,7 @@ struct RunFilterParser {
   }
 
   private mutating func parseEntity() throws(RunFilterError) -> RunFilter.Entity {
+    if experiments { return try parseExperimentEntity() }
     guard case .word(let word)? = current else {
       throw error("expected metrics.<key>, params.<key>, tags.<key> or attributes.<name>, found \(describe(current))")
     }
@@ -209,6 +214,41 @@ struct RunFilterParser {
     default:
       throw RunFilterError(
         position: position, message: "'\(prefix)' is not metrics, params, tags, attributes or datasets")
+    }
+  }
+
+  /// An experiments filter's entity: an attribute, bare or after `attributes.`, or `tags.<key>`.
+  private mutating func parseExperimentEntity() throws(RunFilterError) -> RunFilter.Entity {
+    let names = RunFilter.ExperimentAttribute.allCases.map(\.rawValue).joined(separator: ", ")
+    guard case .word(let word)? = current else {
+      throw error("expected \(names) or tags.<key>, found \(describe(current))")
+    }
+    let position = tokens[index].position
+    index += 1
+    if let attribute = RunFilter.ExperimentAttribute(rawValue: word.lowercased()) { return .experiment(attribute) }
+    guard let dot = word.firstIndex(of: ".") else {
+      throw RunFilterError(position: position, message: "'\(word)' is not \(names) or tags.<key>")
+    }
+    let (prefix, key) = (word[..<dot].lowercased(), String(word[word.index(after: dot)...]))
+    switch prefix {
+    case "tags", "tag":
+      if key.isEmpty, case .quotedName(let quoted)? = current {
+        index += 1
+        return .tag(quoted)
+      }
+      guard !key.isEmpty else {
+        throw RunFilterError(position: position, message: "'\(word)' needs a key after the dot (tags.team)")
+      }
+      return .tag(key)
+    case "attributes", "attribute", "attr":
+      guard let attribute = RunFilter.ExperimentAttribute(rawValue: key) else {
+        throw RunFilterError(position: position, message: "'\(key)' is not an experiment attribute (\(names))")
+      }
+      return .experiment(attribute)
+    default:
+      throw RunFilterError(
+        position: position,
+        message: "'\(prefix)' is not tags or attributes: experiments are filtered by \(names) and tags")
     }
   }
 

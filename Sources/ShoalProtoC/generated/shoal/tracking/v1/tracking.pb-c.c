@@ -2041,7 +2041,7 @@ const ProtobufCMessageDescriptor shoal__tracking__v1__get_experiment_request__de
   (ProtobufCMessageInit) shoal__tracking__v1__get_experiment_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor shoal__tracking__v1__list_experiments_request__field_descriptors[3] =
+static const ProtobufCFieldDescriptor shoal__tracking__v1__list_experiments_request__field_descriptors[4] =
 {
   {
     "view",
@@ -2079,8 +2079,21 @@ static const ProtobufCFieldDescriptor shoal__tracking__v1__list_experiments_requ
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "filter",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Tracking__V1__ListExperimentsRequest, filter),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned shoal__tracking__v1__list_experiments_request__field_indices_by_name[] = {
+  3,   /* field[3] = filter */
   1,   /* field[1] = page_size */
   2,   /* field[2] = page_token */
   0,   /* field[0] = view */
@@ -2088,7 +2101,7 @@ static const unsigned shoal__tracking__v1__list_experiments_request__field_indic
 static const ProtobufCIntRange shoal__tracking__v1__list_experiments_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 3 }
+  { 0, 4 }
 };
 const ProtobufCMessageDescriptor shoal__tracking__v1__list_experiments_request__descriptor =
 {
@@ -2098,7 +2111,7 @@ const ProtobufCMessageDescriptor shoal__tracking__v1__list_experiments_request__
   "Shoal__Tracking__V1__ListExperimentsRequest",
   "shoal.tracking.v1",
   sizeof(Shoal__Tracking__V1__ListExperimentsRequest),
-  3,
+  4,
   shoal__tracking__v1__list_experiments_request__field_descriptors,
   shoal__tracking__v1__list_experiments_request__field_indices_by_name,
   1,  shoal__tracking__v1__list_experiments_request__number_ranges,

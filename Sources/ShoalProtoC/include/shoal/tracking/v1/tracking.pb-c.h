@@ -169,10 +169,15 @@ struct  Shoal__Tracking__V1__ListExperimentsRequest
   Shoal__Tracking__V1__ViewType view;
   int32_t page_size;
   char *page_token;
+  /*
+   * MLflow's search_experiments filter: name (or attributes.name), creation_time, last_update_time
+   * and tags.<key>, with SearchRuns' operators, AND, OR and parentheses.
+   */
+  char *filter;
 };
 #define SHOAL__TRACKING__V1__LIST_EXPERIMENTS_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&shoal__tracking__v1__list_experiments_request__descriptor) \
-    , SHOAL__TRACKING__V1__VIEW_TYPE__ACTIVE_ONLY, 0, (char *)protobuf_c_empty_string }
+    , SHOAL__TRACKING__V1__VIEW_TYPE__ACTIVE_ONLY, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
 
 
 struct  Shoal__Tracking__V1__ListExperimentsResponse
