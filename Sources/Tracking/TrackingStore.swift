@@ -268,14 +268,15 @@ public struct TrackingStore: Sendable {
 
   /// The organisation owning run `runID` (through its experiment); nil when there is no such run.
   public func organization(ofRun runID: String) async throws -> String? {
-    if let known = runOrganizations.organization(of: runID) { return known }
+    let (known, generation) = runOrganizations.organization(of: runID)
+    if let known { return known }
     let found = try await database.read { connection in
       try connection.queryFirst(
         "SELECT e.organization FROM runs r JOIN experiments e ON e.id = r.experiment_id WHERE r.run_id = $1",
         .text(runID)
       ).map { try $0.string("organization") }
     }
-    if let found { runOrganizations.remember(found, of: runID) }
+    if let found { runOrganizations.remember(found, of: runID, readIn: generation) }
     return found
   }
 
@@ -308,19 +309,35 @@ public struct TrackingStore: Sendable {
 
 /// Which organisation each run belongs to, as far as asked: a run never changes experiment, and an
 /// experiment changes organisation only when the mesh administrator moves it, which forgets every
-/// answer (a run removed for good is NOT_FOUND anyway). Bounded: forgotten all at once past 65,536
-/// runs.
+/// answer (a run removed for good is NOT_FOUND anyway). An answer read before a move and
+/// remembered after it is dropped (`generation`), so a moved run is never seen with its old
+/// organisation. Bounded: forgotten all at once past 65,536 runs.
 private final class RunOrganizations: Sendable {
-  private let known = Mutex<[String: String]>([:])
+  private struct State {
+    var known: [String: String] = [:]
+    var generation = 0
+  }
 
-  func organization(of runID: String) -> String? { known.withLock { $0[runID] } }
+  private let state = Mutex(State())
 
-  func forgetAll() { known.withLock { $0.removeAll() } }
+  /// The remembered organisation of `runID`, and the generation to remember a fresh answer with.
+  func organization(of runID: String) -> (organization: String?, generation: Int) {
+    state.withLock { ($0.known[runID], $0.generation) }
+  }
 
-  func remember(_ organization: String, of runID: String) {
-    known.withLock { known in
-      if known.count >= 1 << 16 { known.removeAll(keepingCapacity: true) }
-      known[runID] = organization
+  func forgetAll() {
+    state.withLock { state in
+      state.known.removeAll()
+      state.generation += 1
+    }
+  }
+
+  /// Remembers an answer read in `generation`, unless everything was forgotten since.
+  func remember(_ organization: String, of runID: String, readIn generation: Int) {
+    state.withLock { state in
+      guard state.generation == generation else { return }
+      if state.known.count >= 1 << 16 { state.known.removeAll(keepingCapacity: true) }
+      state.known[runID] = organization
     }
   }
 }
