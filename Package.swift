@@ -72,14 +72,31 @@ let package = Package(
     // The mesh: mesh files and the `shoal up` supervisor.
     .target(name: "ShoalMesh", dependencies: ["ShoalProto", "ShoalRPC"], swiftSettings: strictSwift),
 
+    // Metrics in Prometheus' text format, served over HTTP by every service.
+    .target(
+      name: "ShoalMetrics",
+      dependencies: [
+        .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "NIOHTTP1", package: "swift-nio"),
+      ],
+      swiftSettings: strictSwift
+    ),
+
     // Services.
     .target(name: "Bench", dependencies: ["ShoalProto", "ShoalRPC", "ShoalServiceStubs"], swiftSettings: strictSwift),
     .target(
-      name: "ShoalService", dependencies: ["ShoalProto", "ShoalRPC", "ShoalServiceStubs", "ShoalStore"],
+      name: "ShoalService", dependencies: ["ShoalProto", "ShoalRPC", "ShoalServiceStubs", "ShoalStore", "ShoalMetrics"],
       swiftSettings: strictSwift),
     .target(
       name: "Registry",
       dependencies: ["ShoalProto", "ShoalRPC", "ShoalServiceStubs", "ShoalStore", "ShoalService"],
+      swiftSettings: strictSwift
+    ),
+    .target(
+      name: "Inference",
+      dependencies: [
+        "ShoalProto", "ShoalRPC", "ShoalServiceStubs", "ShoalStore", "ShoalService", "ShoalModel", "ShoalMetrics",
+      ],
       swiftSettings: strictSwift
     ),
     .target(
@@ -117,7 +134,7 @@ let package = Package(
       name: "shoal",
       dependencies: [
         "ShoalProto", "ShoalRPC", "ShoalServiceStubs", "ShoalClient", "ShoalStore", "ShoalService", "ShoalMesh",
-        "Bench", "Registry", "Tracking", "ShoalModel", "CCairo",
+        "Bench", "Registry", "Tracking", "Inference", "ShoalMetrics", "ShoalModel", "CCairo",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Histogram", package: "hdrhistogram-swift"),
         .product(name: "NIOPosix", package: "swift-nio"),
@@ -159,6 +176,11 @@ let package = Package(
     .testTarget(
       name: "TrackingTests",
       dependencies: ["Tracking", "ShoalRPC", "ShoalServiceStubs", "ShoalStore", "ShoalTestSupport"],
+      swiftSettings: strictSwift
+    ),
+    .testTarget(
+      name: "InferenceTests",
+      dependencies: ["Inference", "ShoalModel", "ShoalMetrics", "ShoalProto", "ShoalRPC", "ShoalTestSupport"],
       swiftSettings: strictSwift
     ),
     .testTarget(

@@ -25,7 +25,27 @@ public struct MeshFile: Sendable, Equatable {
     public var store: String?
     /// False keeps the service listed but not started.
     public var enabled: Bool
+    /// Where it serves GET /metrics (`HOST:PORT`, or `off`); nil: loopback, a port the OS chooses.
+    public var metrics: String? = nil
+    /// inference: the models loaded at start, as `REF[,key=value…]` (`shoal serve --load`).
+    public var models: [String] = []
+    /// inference: the default batching, as `key=value,…` (`shoal serve --batching`).
+    public var batching: String? = nil
+
+    /// The settings of `shoal serve` that this entry gives beyond its addresses and store.
+    public var serveArguments: [String] {
+      var arguments: [String] = []
+      if let metrics { arguments += ["--metrics", metrics] }
+      if let batching { arguments += ["--batching", batching] }
+      for model in models { arguments += ["--load", model] }
+      return arguments
+    }
   }
+
+  /// The batching settings a mesh file may give (`batching` and each of `models`).
+  static let batchingKeys: Set<String> = [
+    "max_batch_size", "max_queue_delay_us", "preferred_batch_sizes", "max_queue_size", "instances",
+  ]
 
   /// The store URL every service uses unless it names its own: `sqlite` or `postgres://…`.
   public var store: String
@@ -80,7 +100,8 @@ public struct MeshFile: Sendable, Equatable {
       guard let entry = entry as? [String: Any] else {
         throw MeshFileError(file: file, key: at, "must be an object with a \"name\"")
       }
-      try reader.allowOnly(["name", "listen", "store", "enabled"], in: entry, at: at)
+      try reader.allowOnly(
+        ["name", "listen", "store", "enabled", "metrics", "models", "batching"], in: entry, at: at)
       guard let name = try reader.string(entry["name"], at: "\(at).name"), !name.isEmpty else {
         throw MeshFileError(file: file, key: "\(at).name", "is missing")
       }
@@ -97,10 +118,34 @@ public struct MeshFile: Sendable, Equatable {
           file: file, key: "\(at).listen[\(position)]",
           "'\(address)' is not an address (unix:relative/path, unix:///abs/path or tcp://host:port)")
       }
-      services.append(
-        Service(
-          name: name, listen: listen, store: try reader.string(entry["store"], at: "\(at).store"),
-          enabled: try reader.bool(entry["enabled"], at: "\(at).enabled") ?? true))
+      var service = Service(
+        name: name, listen: listen, store: try reader.string(entry["store"], at: "\(at).store"),
+        enabled: try reader.bool(entry["enabled"], at: "\(at).enabled") ?? true)
+      service.metrics = try reader.string(entry["metrics"], at: "\(at).metrics")
+      if let batching = entry["batching"] {
+        service.batching = try reader.batching(batching, at: "\(at).batching", allowing: [])
+      }
+      if let models = entry["models"] {
+        guard let list = models as? [Any] else {
+          throw MeshFileError(
+            file: file, key: "\(at).models", "must be an array of references or {\"model\": …} objects")
+        }
+        for (position, model) in list.enumerated() {
+          let key = "\(at).models[\(position)]"
+          if let reference = model as? String, !reference.isEmpty {
+            service.models.append(reference)
+          } else if let object = model as? [String: Any] {
+            guard let reference = try reader.string(object["model"], at: "\(key).model"), !reference.isEmpty else {
+              throw MeshFileError(file: file, key: "\(key).model", "is missing")
+            }
+            let settings = try reader.batching(object, at: key, allowing: ["model"])
+            service.models.append(settings.isEmpty ? reference : "\(reference),\(settings)")
+          } else {
+            throw MeshFileError(file: file, key: key, "must be a model reference or an object with \"model\"")
+          }
+        }
+      }
+      services.append(service)
     }
     guard services.contains(where: { $0.name == "registry" && $0.enabled }) else {
       throw MeshFileError(
@@ -164,6 +209,31 @@ private struct Reader {
       throw MeshFileError(file: file, key: key, "must be a number")
     }
     return number.doubleValue
+  }
+
+  /// Batching settings as `key=value,…` (sizes of `preferred_batch_sizes` joined by `/`).
+  func batching(_ value: Any, at path: String, allowing extra: Set<String>) throws(MeshFileError) -> String {
+    guard let object = value as? [String: Any] else {
+      throw MeshFileError(file: file, key: path, "must be an object of batching settings")
+    }
+    try allowOnly(MeshFile.batchingKeys.union(extra), in: object, at: path)
+    var pairs: [String] = []
+    for key in object.keys.sorted() where MeshFile.batchingKeys.contains(key) {
+      if key == "preferred_batch_sizes" {
+        guard let sizes = object[key] as? [NSNumber] else {
+          throw MeshFileError(file: file, key: "\(path).\(key)", "must be an array of whole numbers")
+        }
+        pairs.append("\(key)=\(sizes.map { "\($0.intValue)" }.joined(separator: "/"))")
+      } else {
+        guard let number = object[key] as? NSNumber, !(object[key] is Bool),
+          number.doubleValue == number.doubleValue.rounded()
+        else {
+          throw MeshFileError(file: file, key: "\(path).\(key)", "must be a whole number")
+        }
+        pairs.append("\(key)=\(number.int64Value)")
+      }
+    }
+    return pairs.joined(separator: ",")
   }
 
   func bool(_ value: Any?, at key: String) throws(MeshFileError) -> Bool? {

@@ -156,6 +156,7 @@ public final class Supervisor: Sendable {
       "--registry", registryAddress.description, "--lease-ttl", "\(config.mesh.leaseTTLSeconds)", "--exit-with-parent",
     ]
     for address in service.listen { arguments += ["--listen", address] }
+    arguments += service.serveArguments
     process.arguments = arguments
     process.currentDirectoryURL = URL(fileURLWithPath: config.dataDirectory)
     let name = service.name

@@ -116,25 +116,8 @@ struct LoadCommand: AsyncParsableCommand {
   }
 
   private func report(_ result: LoopResult, seconds: Double, sent: Int, received: Int) {
-    let h = result.histogram
-    func micros(_ nanos: UInt64) -> String { String(format: "%.1f", Double(nanos) / 1000) }
-    let fields: [(String, String)] = [
-      ("requests", "\(result.requests)"),
-      ("rps", String(format: "%.0f", seconds > 0 ? Double(result.requests) / seconds : 0)),
-      ("p50_us", micros(h.valueAtPercentile(50))),
-      ("p90_us", micros(h.valueAtPercentile(90))),
-      ("p99_us", micros(h.valueAtPercentile(99))),
-      ("max_us", micros(h.max)),
-      ("errors", "\(result.errors)"),
-      ("sent_bytes", "\(sent)"),
-      ("received_bytes", "\(received)"),
-    ]
-    if let message = result.firstError { FileHandle.standardError.write(Data("first error: \(message)\n".utf8)) }
-    if json {
-      print("{" + fields.map { "\"\($0.0)\":\($0.1)" }.joined(separator: ",") + "}")
-    } else {
-      print(fields.map { "\($0.0)=\($0.1)" }.joined(separator: " "))
-    }
+    result.report(
+      seconds: seconds, json: json, extra: [("sent_bytes", "\(sent)"), ("received_bytes", "\(received)")])
   }
 
   struct LoopResult: Sendable {
@@ -149,6 +132,48 @@ struct LoadCommand: AsyncParsableCommand {
       errors += other.errors
       firstError = firstError ?? other.firstError
     }
+
+    /// Records one call issued at `issued` that ended now, if it ended inside the window.
+    mutating func record(
+      _ issued: ContinuousClock.Instant, _ outcome: Result<Void, any Error>, window: ContinuousClock.Instant,
+      end: ContinuousClock.Instant?
+    ) {
+      let done = ContinuousClock.now
+      guard done >= window, end.map({ done <= $0 }) ?? true else { return }
+      switch outcome {
+      case .success:
+        let elapsed = done - issued
+        histogram.record(
+          UInt64(elapsed.components.seconds) * 1_000_000_000 + UInt64(elapsed.components.attoseconds / 1_000_000_000))
+        requests += 1
+      case .failure(let error):
+        errors += 1
+        firstError = firstError ?? "\(error)"
+      }
+    }
+
+    /// Prints `requests=… rps=… p50_us=… p90_us=… p99_us=… max_us=… errors=…` and `extra`, or a
+    /// JSON object of the same; the first error goes to standard error.
+    func report(seconds: Double, json: Bool, extra: [(String, String)]) {
+      func micros(_ nanos: UInt64) -> String { String(format: "%.1f", Double(nanos) / 1000) }
+      let fields: [(String, String)] =
+        [
+          ("requests", "\(requests)"),
+          ("rps", String(format: "%.0f", seconds > 0 ? Double(requests) / seconds : 0)),
+          ("p50_us", micros(histogram.valueAtPercentile(50))),
+          ("p90_us", micros(histogram.valueAtPercentile(90))),
+          ("p99_us", micros(histogram.valueAtPercentile(99))),
+          ("max_us", micros(histogram.max)),
+          ("errors", "\(errors)"),
+        ] + extra
+      if let firstError { FileHandle.standardError.write(Data("first error: \(firstError)\n".utf8)) }
+      if json {
+        print(
+          "{" + fields.map { "\"\($0.0)\":\(Double($0.1) != nil ? $0.1 : "\"\($0.1)\"")" }.joined(separator: ",") + "}")
+      } else {
+        print(fields.map { "\($0.0)=\($0.1)" }.joined(separator: " "))
+      }
+    }
   }
 
   /// One closed loop: call, wait, record, repeat until the window ends or the budget is spent.
@@ -158,18 +183,7 @@ struct LoadCommand: AsyncParsableCommand {
   ) async -> LoopResult {
     var result = LoopResult()
     func record(_ issued: ContinuousClock.Instant, _ outcome: Result<Void, any Error>) {
-      let done = ContinuousClock.now
-      guard done >= window, end.map({ done <= $0 }) ?? true else { return }
-      switch outcome {
-      case .success:
-        let elapsed = done - issued
-        result.histogram.record(
-          UInt64(elapsed.components.seconds) * 1_000_000_000 + UInt64(elapsed.components.attoseconds / 1_000_000_000))
-        result.requests += 1
-      case .failure(let error):
-        result.errors += 1
-        result.firstError = result.firstError ?? "\(error)"
-      }
+      result.record(issued, outcome, window: window, end: end)
     }
     func more() -> Bool { end.map { ContinuousClock.now < $0 } ?? budget.take() }
 

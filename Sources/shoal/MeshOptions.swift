@@ -73,5 +73,10 @@ func logLine(_ component: String, _ message: String) {
 
 /// One line on standard output, written at once (not buffered), so a reader of a pipe sees it.
 func emit(_ line: String) {
-  FileHandle.standardOutput.write(Data("\(line)\n".utf8))
+  do {
+    try FileHandle.standardOutput.write(contentsOf: Data("\(line)\n".utf8))
+  } catch {
+    // The reader went away (`shoal … | head`): stop quietly, as a tool killed by SIGPIPE does.
+    exit(0)
+  }
 }

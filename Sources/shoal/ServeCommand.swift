@@ -1,13 +1,16 @@
 import ArgumentParser
 import Bench
 import Foundation
+import Inference
 import Registry
 import ShoalClient
+import ShoalMetrics
 import ShoalProto
 import ShoalRPC
 import ShoalService
 import ShoalServiceStubs
 import ShoalStore
+import Synchronization
 import Tracking
 
 /// `shoal serve SERVICE`: runs one service, registers each of its addresses in the registry
@@ -21,7 +24,7 @@ struct ServeCommand: AsyncParsableCommand {
   )
 
   /// What this build can serve.
-  static let services = ["registry", "tracking", "bench"]
+  static let services = ["registry", "tracking", "inference", "bench"]
 
   @Argument(help: "The service to run.")
   var service: String
@@ -54,6 +57,28 @@ struct ServeCommand: AsyncParsableCommand {
   @Flag(help: "Do not compress responses (and refuse compressed requests).")
   var noCompression = false
 
+  @Option(
+    help: """
+      Where to serve GET /metrics (Prometheus' text format): HOST:PORT (port 0: one the OS chooses; \
+      the address is registered with the service), or off.
+      """)
+  var metrics = "127.0.0.1:0"
+
+  @Option(
+    name: .customLong("load"),
+    help: "inference: a model to load at start, REF[,key=value…] with batching settings (repeatable).")
+  var models: [String] = []
+
+  @Option(
+    help: """
+      inference: the default batching of every model, key=value pairs joined by commas: max_batch_size, \
+      max_queue_delay_us, preferred_batch_sizes (4/8), max_queue_size, instances.
+      """)
+  var batching: String?
+
+  @Option(help: "inference: the most bytes of model files kept in the cache.")
+  var cacheSize: Int64 = 4 << 30
+
   func run() async throws {
     let location = try mesh.location()
     let storeURL: StoreURL
@@ -66,8 +91,11 @@ struct ServeCommand: AsyncParsableCommand {
     var databases: [Database] = []
 
     var router = ServiceRouter()
-    var interceptors: [any ServerInterceptor] = []
+    let metricsRegistry = MetricsRegistry()
+    var interceptors: [any ServerInterceptor] = [RPCMetricsInterceptor(registry: metricsRegistry)]
     var background: [@Sendable () async -> Void] = []
+    var shutdownSteps: [@Sendable () async -> Void] = []
+    let health = HealthRelay()
     switch service {
     case "bench":
       BenchService().register(in: &router)
@@ -92,6 +120,24 @@ struct ServeCommand: AsyncParsableCommand {
         RegistryAccessInterceptor(
           service: TrackingV1.Tracking.fullName, requirements: TrackingService.requirements,
           registry: RPCClient(address: location.registry)))
+    case "inference":
+      let host = try makeModelHost(location, metrics: metricsRegistry, health: health)
+      InferenceService(host: host).register(in: &router)
+      interceptors.append(
+        RegistryAccessInterceptor(
+          service: InferenceV1.Inference.fullName, requirements: InferenceService.requirements,
+          registry: RPCClient(address: location.registry)))
+      let requests = try models.map { spec in
+        do {
+          return try InferenceV1.LoadModelRequest(spec: spec)
+        } catch {
+          throw ValidationError("--load: \(error)")
+        }
+      }
+      background.append {
+        for request in requests { await host.loadAtStart(request) }
+      }
+      shutdownSteps.append { await host.shutdown() }
     default:
       throw ValidationError("unknown service '\(service)'; this build serves: \(Self.services.joined(separator: ", "))")
     }
@@ -101,12 +147,15 @@ struct ServeCommand: AsyncParsableCommand {
     config.connection.compression.enabled = !noCompression
     config.connection.peerName = "shoal-\(service)/\(ShoalVersion.current) pid \(getpid())"
     let server = RPCServer(router: router, config: config, interceptors: interceptors)
+    health.attach(server.health)
     var bound: [RPCAddress] = []
     for text in listen.isEmpty ? ["unix:\(service).sock"] : listen {
       let address = try RPCAddress(parsing: text, relativeTo: location.dataDirectory)
       bound.append(try await server.bind(to: address))
     }
     for address in bound { emit("\(service) listening on \(address)") }
+    let metricsServer = try await startMetrics(metricsRegistry)
+    if let metricsServer { emit("\(service) metrics at \(metricsServer.url)") }
 
     // The registry registers in itself, through its own Unix socket if it has one (trusted there),
     // else its first address. Over TCP, registering needs an admin token of the mesh's
@@ -130,12 +179,14 @@ struct ServeCommand: AsyncParsableCommand {
         registration.address = address.description
         registration.version = ShoalVersion.current
         registration.metadata = ["pid": "\(getpid())", "host": ProcessInfo.processInfo.hostName]
+        if let metricsServer { registration.metadata["metrics"] = metricsServer.url }
         registration.ttlMs = UInt32((leaseTTL * 1000).rounded())
         return LeaseKeeper(registration: registration, registry: registryClient) { logLine(service, $0) }
       }
     let helpers: [@Sendable () async -> Void] =
       keepers.map { (keeper: LeaseKeeper) -> @Sendable () async -> Void in { await keeper.run() } } + background
-    try await runUntilSignalled(server: server, helpers: helpers)
+    try await runUntilSignalled(server: server, helpers: helpers, shutdownSteps: shutdownSteps)
+    await metricsServer?.close()
     await registryClient.close()
     for database in databases { await database.close() }
   }
@@ -156,9 +207,55 @@ struct ServeCommand: AsyncParsableCommand {
     }
   }
 
+  /// The inference service's models: the cache in the data directory, the defaults of --batching.
+  private func makeModelHost(
+    _ location: RegistryLocation, metrics: MetricsRegistry, health: HealthRelay
+  ) throws -> ModelHost {
+    var defaults = BatchingPolicy.defaults
+    if let batching {
+      do {
+        let pairs = try batching.split(separator: ",").map { part throws -> (key: String, value: String) in
+          guard let equals = part.firstIndex(of: "=") else {
+            throw ValidationError("--batching: '\(part)' is not key=value")
+          }
+          return (String(part[..<equals]), String(part[part.index(after: equals)...]))
+        }
+        defaults = defaults.overridden(by: try InferenceV1.BatchingConfig(pairs: pairs))
+      } catch let error as BatchingSpecError {
+        throw ValidationError("--batching: \(error)")
+      }
+      if let problem = defaults.problem { throw ValidationError("--batching: \(problem)") }
+    }
+    let blobs = try BlobStore(root: "\(location.dataDirectory)/inference-cache")
+    var registryConfig = RPCClient.Config.defaults
+    if let token = location.token { registryConfig.interceptors.append(BearerTokenInterceptor(token: token)) }
+    let service = service
+    return ModelHost(
+      registry: RPCClient(address: location.registry, config: registryConfig),
+      cache: ModelCache(blobs: blobs, limit: cacheSize), metrics: metrics, defaults: defaults,
+      setHealth: { reference, serving in health.set(reference, serving) }, log: { logLine(service, $0) })
+  }
+
+  /// The HTTP listener of GET /metrics, unless --metrics is off.
+  private func startMetrics(_ registry: MetricsRegistry) async throws -> MetricsHTTPServer? {
+    guard metrics != "off" else { return nil }
+    guard let colon = metrics.lastIndex(of: ":"), let port = Int(metrics[metrics.index(after: colon)...]),
+      (0...65535).contains(port)
+    else { throw ValidationError("--metrics: '\(metrics)' is not HOST:PORT or off") }
+    let host = String(metrics[..<colon]).trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+    do {
+      return try await MetricsHTTPServer(registry: registry, host: host, port: port)
+    } catch {
+      logLine(service, "cannot serve metrics on \(metrics): \(error)")
+      throw ExitCode(1)
+    }
+  }
+
   /// Serves until SIGINT, SIGTERM or (with --exit-with-parent) the parent's death; then cancels the
-  /// helpers (lease keepers deregister) and shuts the server down gracefully.
-  private func runUntilSignalled(server: RPCServer, helpers: [@Sendable () async -> Void]) async throws {
+  /// helpers (lease keepers deregister), shuts the server down gracefully, then runs `shutdownSteps`.
+  private func runUntilSignalled(
+    server: RPCServer, helpers: [@Sendable () async -> Void], shutdownSteps: [@Sendable () async -> Void]
+  ) async throws {
     let (stops, stop) = AsyncStream.makeStream(of: String.self)
     let sources = [SIGINT, SIGTERM].map { number -> any DispatchSourceSignal in
       Foundation.signal(number, SIG_IGN)
@@ -186,8 +283,28 @@ struct ServeCommand: AsyncParsableCommand {
           running.cancelAll()
         }
         await server.shutdown()
+        for step in shutdownSteps { await step() }
       }
       try await group.waitForAll()
     }
+  }
+}
+
+/// Hands a service's health changes to its server once the server exists (the service is made
+/// before it).
+final class HealthRelay: Sendable {
+  private let target = Mutex<HealthService?>(nil)
+
+  func attach(_ health: HealthService) { target.withLock { $0 = health } }
+
+  /// `serving` true: SERVING, false: NOT_SERVING, nil: SERVICE_UNKNOWN.
+  func set(_ name: String, _ serving: Bool?) {
+    let status: HealthService.Status =
+      switch serving {
+      case true?: .serving
+      case false?: .notServing
+      case nil: .serviceUnknown
+      }
+    target.withLock { $0 }?.set(name, status)
   }
 }

@@ -13,9 +13,10 @@ struct Shoal: AsyncParsableCommand {
     version: ShoalVersion.current,
     subcommands: [
       UpCommand.self, StatusCommand.self, ServicesCommand.self, ModelsCommand.self, AdminCommand.self,
-      ExperimentsCommand.self, RunsCommand.self, ArtifactsCommand.self,
+      ExperimentsCommand.self, RunsCommand.self, ArtifactsCommand.self, InferenceCommand.self, PredictCommand.self,
       ServeCommand.self, CallCommand.self,
-      OnnxCommand.self, HealthCommand.self, LoadCommand.self, TrackingLoadCommand.self, ProtoCommand.self,
+      OnnxCommand.self, HealthCommand.self, LoadCommand.self, TrackingLoadCommand.self, InferenceLoadCommand.self,
+      MetricsCommand.self, ProtoCommand.self,
     ]
   )
 }

@@ -11,12 +11,14 @@ import Testing
 /// Unix sockets in a temporary data directory.
 @Suite(.serialized)
 struct MeshEndToEndTests {
-  /// A mesh of the registry and bench with 1 s leases (inference is listed but not in this build).
+  /// A mesh of the registry, tracking, inference and bench with 1 s leases (feedback is listed but
+  /// not in this build).
   private static let mesh = """
     {
       "lease_ttl_seconds": 1,
       "services": [
         { "name": "registry" },
+        { "name": "feedback" },
         { "name": "inference" },
         { "name": "tracking" },
         { "name": "bench", "listen": ["unix:bench.sock"] }
@@ -37,7 +39,9 @@ struct MeshEndToEndTests {
     try Data(Self.mesh.utf8).write(to: data.url.appendingPathComponent("mesh.json"))
     let up = try ServerProcess(shoal, ["up", "--mesh", data.path("mesh.json"), "--data", data.url.path])
     _ = try await up.waitForLines(containing: "mesh up")
-    _ = try await up.waitForLines(containing: "registered bench")
+    for service in ["bench", "inference", "tracking"] {
+      _ = try await up.waitForLines(containing: "registered \(service)")
+    }
     let mesh = Mesh(up: up, data: data, shoal: shoal)
     do {
       try await body(mesh)
@@ -86,7 +90,7 @@ struct MeshEndToEndTests {
       let services = try await Subprocess.run(mesh.shoal, ["services", "--data", mesh.data.url.path, "--json"])
       #expect(services.status == 0, "\(services.stderrText)")
       let listed = try RegistryV1.ResolveResponse(jsonString: services.stdoutText)
-      #expect(listed.instances.map(\.service) == ["bench", "registry", "tracking"])
+      #expect(listed.instances.map(\.service) == ["bench", "inference", "registry", "tracking"])
       #expect(listed.instances[0].address == "unix://\(mesh.data.path("bench.sock"))")
 
       // The bench server is reachable through the SDK, resolved by name (the first call waits

@@ -137,3 +137,13 @@ extension Model {
     }
   }
 }
+
+extension Model {
+  /// The bytes the model holds: its constant tensors and the working memory of the plans made so
+  /// far (one arena and scratch area each). Weights a kernel re-lays at load are not counted.
+  public var memoryBytes: Int {
+    let constants = graph.constants.values.reduce(0) { $0 + $1.byteCount }
+    let planned = plans.withLock { plans in plans.values.reduce(0) { $0 + $1.arenaBytes + $1.scratchBytes } }
+    return constants + planned
+  }
+}

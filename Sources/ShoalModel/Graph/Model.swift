@@ -26,6 +26,13 @@ public final class Model: Sendable {
     public var elementType: Int32
     /// The dimensions, or nil when the file declares no shape.
     public var dimensions: [Dimension]?
+
+    /// A declared value.
+    public init(name: String, elementType: Int32, dimensions: [Dimension]?) {
+      self.name = name
+      self.elementType = elementType
+      self.dimensions = dimensions
+    }
   }
 
   /// The inputs a caller provides (graph inputs that are not initializers).

@@ -9,6 +9,9 @@ public enum BenchV1 {}
 /// Types generated from the `shoal.health.v1` proto package.
 public enum HealthV1 {}
 
+/// Types generated from the `shoal.inference.v1` proto package.
+public enum InferenceV1 {}
+
 /// Types generated from the `shoal.registry.v1` proto package.
 public enum RegistryV1 {}
 
@@ -43,17 +46,6 @@ let generatedMessageTypes: [any ProtoMessage.Type] = [
   BenchV1.BenchResponse.self,
   HealthV1.HealthCheckRequest.self,
   HealthV1.HealthCheckResponse.self,
-  RegistryV1.Instance.self,
-  RegistryV1.RegisterRequest.self,
-  RegistryV1.RegisterResponse.self,
-  RegistryV1.KeepAliveRequest.self,
-  RegistryV1.KeepAliveResponse.self,
-  RegistryV1.DeregisterRequest.self,
-  RegistryV1.DeregisterResponse.self,
-  RegistryV1.ResolveRequest.self,
-  RegistryV1.ResolveResponse.self,
-  RegistryV1.WatchRequest.self,
-  RegistryV1.WatchEvent.self,
   RegistryV1.Organization.self,
   RegistryV1.Principal.self,
   RegistryV1.CreateOrganizationRequest.self,
@@ -85,6 +77,37 @@ let generatedMessageTypes: [any ProtoMessage.Type] = [
   RegistryV1.AliasHistoryResponse.self,
   RegistryV1.WatchModelRequest.self,
   RegistryV1.ModelEvent.self,
+  InferenceV1.BatchingConfig.self,
+  InferenceV1.ModelConfig.self,
+  InferenceV1.LoadedModel.self,
+  InferenceV1.LoadModelRequest.self,
+  InferenceV1.UnloadModelRequest.self,
+  InferenceV1.ModelStatusRequest.self,
+  InferenceV1.ModelStatusResponse.self,
+  InferenceV1.WatchModelsRequest.self,
+  InferenceV1.ModelStatusEvent.self,
+  InferenceV1.TensorMetadata.self,
+  InferenceV1.ModelMetadataRequest.self,
+  InferenceV1.ModelMetadataResponse.self,
+  InferenceV1.InferParameter.self,
+  InferenceV1.InferTensor.self,
+  InferenceV1.RequestedOutput.self,
+  InferenceV1.PredictRequest.self,
+  InferenceV1.ClassScore.self,
+  InferenceV1.TopClasses.self,
+  InferenceV1.PredictResponse.self,
+  InferenceV1.PredictStreamResponse.self,
+  RegistryV1.Instance.self,
+  RegistryV1.RegisterRequest.self,
+  RegistryV1.RegisterResponse.self,
+  RegistryV1.KeepAliveRequest.self,
+  RegistryV1.KeepAliveResponse.self,
+  RegistryV1.DeregisterRequest.self,
+  RegistryV1.DeregisterResponse.self,
+  RegistryV1.ResolveRequest.self,
+  RegistryV1.ResolveResponse.self,
+  RegistryV1.WatchRequest.self,
+  RegistryV1.WatchEvent.self,
   RpcV1.ListServicesRequest.self,
   RpcV1.ListServicesResponse.self,
   RpcV1.ServiceInfo.self,
@@ -140,8 +163,9 @@ let generatedMessageTypes: [any ProtoMessage.Type] = [
 let generatedServices: [ServiceDescriptor] = [
   BenchV1.Bench.descriptor,
   HealthV1.Health.descriptor,
-  RegistryV1.Directory.descriptor,
   RegistryV1.ModelRegistry.descriptor,
+  InferenceV1.Inference.descriptor,
+  RegistryV1.Directory.descriptor,
   RpcV1.Reflection.descriptor,
   TrackingV1.Tracking.descriptor,
 ]

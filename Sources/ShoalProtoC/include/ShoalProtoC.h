@@ -6,8 +6,9 @@
 #include "onnx/onnx.pb-c.h"
 #include "shoal/bench/v1/bench.pb-c.h"
 #include "shoal/health/v1/health.pb-c.h"
-#include "shoal/registry/v1/directory.pb-c.h"
 #include "shoal/registry/v1/models.pb-c.h"
+#include "shoal/inference/v1/inference.pb-c.h"
+#include "shoal/registry/v1/directory.pb-c.h"
 #include "shoal/rpc/v1/reflection.pb-c.h"
 #include "shoal/rpc/v1/rpc.pb-c.h"
 #include "shoal/testing/v1/sample.pb-c.h"
@@ -39,19 +40,6 @@ static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__bench__v
 // shoal/health/v1/health.proto
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__health__v1__health_check_request(void) { return &shoal__health__v1__health_check_request__descriptor; }
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__health__v1__health_check_response(void) { return &shoal__health__v1__health_check_response__descriptor; }
-
-// shoal/registry/v1/directory.proto
-static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__registry__v1__instance(void) { return &shoal__registry__v1__instance__descriptor; }
-static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__registry__v1__register_request(void) { return &shoal__registry__v1__register_request__descriptor; }
-static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__registry__v1__register_response(void) { return &shoal__registry__v1__register_response__descriptor; }
-static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__registry__v1__keep_alive_request(void) { return &shoal__registry__v1__keep_alive_request__descriptor; }
-static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__registry__v1__keep_alive_response(void) { return &shoal__registry__v1__keep_alive_response__descriptor; }
-static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__registry__v1__deregister_request(void) { return &shoal__registry__v1__deregister_request__descriptor; }
-static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__registry__v1__deregister_response(void) { return &shoal__registry__v1__deregister_response__descriptor; }
-static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__registry__v1__resolve_request(void) { return &shoal__registry__v1__resolve_request__descriptor; }
-static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__registry__v1__resolve_response(void) { return &shoal__registry__v1__resolve_response__descriptor; }
-static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__registry__v1__watch_request(void) { return &shoal__registry__v1__watch_request__descriptor; }
-static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__registry__v1__watch_event(void) { return &shoal__registry__v1__watch_event__descriptor; }
 
 // shoal/registry/v1/models.proto
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__registry__v1__organization(void) { return &shoal__registry__v1__organization__descriptor; }
@@ -85,6 +73,41 @@ static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__registry
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__registry__v1__alias_history_response(void) { return &shoal__registry__v1__alias_history_response__descriptor; }
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__registry__v1__watch_model_request(void) { return &shoal__registry__v1__watch_model_request__descriptor; }
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__registry__v1__model_event(void) { return &shoal__registry__v1__model_event__descriptor; }
+
+// shoal/inference/v1/inference.proto
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__inference__v1__batching_config(void) { return &shoal__inference__v1__batching_config__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__inference__v1__model_config(void) { return &shoal__inference__v1__model_config__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__inference__v1__loaded_model(void) { return &shoal__inference__v1__loaded_model__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__inference__v1__load_model_request(void) { return &shoal__inference__v1__load_model_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__inference__v1__unload_model_request(void) { return &shoal__inference__v1__unload_model_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__inference__v1__model_status_request(void) { return &shoal__inference__v1__model_status_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__inference__v1__model_status_response(void) { return &shoal__inference__v1__model_status_response__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__inference__v1__watch_models_request(void) { return &shoal__inference__v1__watch_models_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__inference__v1__model_status_event(void) { return &shoal__inference__v1__model_status_event__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__inference__v1__tensor_metadata(void) { return &shoal__inference__v1__tensor_metadata__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__inference__v1__model_metadata_request(void) { return &shoal__inference__v1__model_metadata_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__inference__v1__model_metadata_response(void) { return &shoal__inference__v1__model_metadata_response__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__inference__v1__infer_parameter(void) { return &shoal__inference__v1__infer_parameter__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__inference__v1__infer_tensor(void) { return &shoal__inference__v1__infer_tensor__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__inference__v1__requested_output(void) { return &shoal__inference__v1__requested_output__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__inference__v1__predict_request(void) { return &shoal__inference__v1__predict_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__inference__v1__class_score(void) { return &shoal__inference__v1__class_score__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__inference__v1__top_classes(void) { return &shoal__inference__v1__top_classes__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__inference__v1__predict_response(void) { return &shoal__inference__v1__predict_response__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__inference__v1__predict_stream_response(void) { return &shoal__inference__v1__predict_stream_response__descriptor; }
+
+// shoal/registry/v1/directory.proto
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__registry__v1__instance(void) { return &shoal__registry__v1__instance__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__registry__v1__register_request(void) { return &shoal__registry__v1__register_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__registry__v1__register_response(void) { return &shoal__registry__v1__register_response__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__registry__v1__keep_alive_request(void) { return &shoal__registry__v1__keep_alive_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__registry__v1__keep_alive_response(void) { return &shoal__registry__v1__keep_alive_response__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__registry__v1__deregister_request(void) { return &shoal__registry__v1__deregister_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__registry__v1__deregister_response(void) { return &shoal__registry__v1__deregister_response__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__registry__v1__resolve_request(void) { return &shoal__registry__v1__resolve_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__registry__v1__resolve_response(void) { return &shoal__registry__v1__resolve_response__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__registry__v1__watch_request(void) { return &shoal__registry__v1__watch_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__registry__v1__watch_event(void) { return &shoal__registry__v1__watch_event__descriptor; }
 
 // shoal/rpc/v1/reflection.proto
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__rpc__v1__list_services_request(void) { return &shoal__rpc__v1__list_services_request__descriptor; }

@@ -1,0 +1,201 @@
+import Foundation
+import ShoalModel
+public import ShoalProto
+public import ShoalRPC
+import ShoalService
+public import ShoalServiceStubs
+
+/// `shoal.inference.v1.Inference`: registry models served by reference, with dynamic batching.
+///
+/// A reference resolves in the registry with the caller's identity: a caller over TCP with a
+/// token of one organisation loads and predicts only with models the registry shows that token,
+/// and gets the registry's NOT_FOUND for any other. Peers on the Unix socket act as the mesh's
+/// administrator.
+public struct InferenceService: InferenceV1.Inference.ServiceProtocol {
+  /// The role each method needs from a caller over TCP: predicting and reading need reader,
+  /// loading and unloading writer.
+  public static let requirements: [String: RegistryV1.Role] = [
+    "ModelStatus": .reader, "WatchModels": .reader, "ModelMetadata": .reader, "Predict": .reader,
+    "PredictStream": .reader, "LoadModel": .writer, "UnloadModel": .writer,
+  ]
+
+  private let host: ModelHost
+
+  /// The service over `host`.
+  public init(host: ModelHost) {
+    self.host = host
+  }
+
+  static func identity(_ context: ServerContext) -> ModelHost.Identity {
+    ModelHost.Identity(
+      authorization: context.isUnixSocketPeer ? nil : context.metadata["authorization"],
+      organization: CallerOrganization.current)
+  }
+
+  public func loadModel(
+    _ request: InferenceV1.LoadModelRequest, context: ServerContext
+  ) async throws -> InferenceV1.LoadedModel {
+    try await host.load(request, as: Self.identity(context))
+  }
+
+  public func unloadModel(
+    _ request: InferenceV1.UnloadModelRequest, context: ServerContext
+  ) async throws -> InferenceV1.LoadedModel {
+    try await host.unload(request.model, as: Self.identity(context))
+  }
+
+  public func modelStatus(
+    _ request: InferenceV1.ModelStatusRequest, context: ServerContext
+  ) async throws -> InferenceV1.ModelStatusResponse {
+    var response = InferenceV1.ModelStatusResponse()
+    response.models = try await host.statuses(request.model, as: Self.identity(context))
+    return response
+  }
+
+  public func watchModels(
+    _ request: InferenceV1.WatchModelsRequest, responses: RPCResponseWriter<InferenceV1.ModelStatusEvent>,
+    context: ServerContext
+  ) async throws {
+    let identity = Self.identity(context)
+    let (token, events, current) = await host.watch(as: identity)
+    defer { host.endWatch(token) }
+    for model in current {
+      var event = InferenceV1.ModelStatusEvent()
+      event.model = model
+      try await responses.send(event)
+    }
+    for await event in events {
+      guard identity.organization == nil || event.model?.organization == identity.organization else { continue }
+      try await responses.send(event)
+    }
+  }
+
+  public func modelMetadata(
+    _ request: InferenceV1.ModelMetadataRequest, context: ServerContext
+  ) async throws -> InferenceV1.ModelMetadataResponse {
+    let served = try await servedVersion(request.model, context: context)
+    var response = InferenceV1.ModelMetadataResponse()
+    response.name = served.qualifiedName
+    response.version = served.version.version
+    response.versions = ["\(served.version.version)"]
+    response.platform = "onnx"
+    response.inputs = served.model.inputs.map(InferenceV1.TensorMetadata.init)
+    response.outputs = served.model.outputs.map(InferenceV1.TensorMetadata.init)
+    response.task = served.task
+    response.classes = served.version.signature?.classes ?? []
+    response.preprocessing = served.version.signature?.preprocessing
+    return response
+  }
+
+  public func predict(
+    _ request: InferenceV1.PredictRequest, context: ServerContext
+  ) async throws -> InferenceV1.PredictResponse {
+    try await answer(request, context: context)
+  }
+
+  public func predictStream(
+    _ requests: RPCRequestStream<InferenceV1.PredictRequest>,
+    responses: RPCResponseWriter<InferenceV1.PredictStreamResponse>, context: ServerContext
+  ) async throws {
+    // Requests run concurrently (so that they can share batches); answers go out as they finish.
+    try await withThrowingTaskGroup(of: InferenceV1.PredictStreamResponse.self) { group in
+      var inFlight = 0
+      var iterator = requests.makeAsyncIterator()
+      var more = true
+      while more || inFlight > 0 {
+        if more, inFlight < 256, let request = try await iterator.next() {
+          inFlight += 1
+          group.addTask {
+            var answer = InferenceV1.PredictStreamResponse()
+            answer.id = request.id
+            do {
+              answer.response = try await self.answer(request, context: context)
+            } catch {
+              let error = RPCError(from: error)
+              answer.errorCode = Int32(error.code.rawValue)
+              answer.errorMessage = error.message
+            }
+            return answer
+          }
+          continue
+        }
+        more = false
+        guard let answer = try await group.next() else { break }
+        inFlight -= 1
+        try await responses.send(answer)
+      }
+    }
+  }
+
+  // MARK: Predict
+
+  private func servedVersion(_ model: String, context: ServerContext) async throws -> ServedVersion {
+    let identity = Self.identity(context)
+    let key = try ModelReference(parsing: model).qualified(defaultOrganization: identity.defaultOrganization)
+      .description
+    guard let served = host.serving(key) else {
+      throw RPCError(.notFound, "model \(key) is not loaded here; load it with `shoal inference load \(model)`")
+    }
+    try await host.checkVisible(served, to: identity)
+    return served
+  }
+
+  private func answer(
+    _ request: InferenceV1.PredictRequest, context: ServerContext
+  ) async throws -> InferenceV1.PredictResponse {
+    let started = ContinuousClock.now
+    let served = try await servedVersion(request.model, context: context)
+    do {
+      let response = try await run(request, on: served, deadline: context.deadline)
+      served.metrics.record(.success(()), seconds: DynamicBatcher.seconds(.now - started))
+      return response
+    } catch {
+      served.metrics.record(.failure(RPCError(from: error)), seconds: DynamicBatcher.seconds(.now - started))
+      throw error
+    }
+  }
+
+  private func run(
+    _ request: InferenceV1.PredictRequest, on served: ServedVersion, deadline: ContinuousClock.Instant?
+  ) async throws -> InferenceV1.PredictResponse {
+    var inputs: [String: Tensor] = [:]
+    for input in request.inputs {
+      guard let spec = served.inputs[input.name] else {
+        throw RPCError(
+          .invalidArgument,
+          "input '\(input.name)' is not an input of \(served.qualifiedName) (its inputs: "
+            + "\(served.model.inputs.map(\.name).joined(separator: ", ")))")
+      }
+      guard inputs[input.name] == nil else { throw RPCError(.invalidArgument, "input '\(input.name)' is given twice") }
+      inputs[input.name] = try input.tensor(for: spec)
+    }
+    if let missing = served.model.inputs.first(where: { inputs[$0.name] == nil }) {
+      throw RPCError(
+        .invalidArgument,
+        "input '\(missing.name)' is missing (\(InferDatatype.name(onnxCode: missing.elementType)) "
+          + "\(missing.dimensions.map(InferenceV1.TensorMetadata.shape(of:)) ?? []))")
+    }
+    let outputNames = served.model.outputs.map(\.name)
+    for wanted in request.outputs where !outputNames.contains(wanted.name) {
+      throw RPCError(
+        .invalidArgument,
+        "output '\(wanted.name)' is not an output of \(served.qualifiedName) (its outputs: "
+          + "\(outputNames.joined(separator: ", ")))")
+    }
+    guard (0...1000).contains(request.topK) else { throw RPCError(.invalidArgument, "top_k must be 0–1000") }
+    let outputs = try await served.batcher.submit(inputs, deadline: deadline)
+
+    var response = InferenceV1.PredictResponse()
+    response.model = served.qualifiedName
+    response.modelVersion = "\(served.version.version)"
+    response.id = request.id
+    let wanted = request.outputs.isEmpty ? outputNames : request.outputs.map(\.name)
+    response.outputs = wanted.compactMap { name in outputs[name].map { InferenceV1.InferTensor(name: name, tensor: $0) }
+    }
+    if request.topK > 0 {
+      response.topClasses = try TopClasses.rows(
+        of: outputs, outputNames: outputNames, classes: served.version.signature?.classes ?? [], k: Int(request.topK))
+    }
+    return response
+  }
+}
