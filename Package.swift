@@ -196,7 +196,7 @@ let package = Package(
       name: "ShoalCLITests",
       dependencies: [
         "shoal", "ShoalTestSupport", "ShoalMesh", "ShoalClient", "ShoalProto", "ShoalRPC", "ShoalServiceStubs",
-        "ShoalModel",
+        "ShoalModel", "Inference",
       ],
       swiftSettings: strictSwift
     ),

@@ -29,8 +29,37 @@ struct MeshFileTests {
     #expect(mesh.services[1].enabled == false)
   }
 
+  @Test func inferenceModelsBatchingAndMetricsBecomeServeArguments() throws {
+    let mesh = try parse(
+      #"""
+      {"services": [{"name": "registry", "metrics": "off"}, {"name": "inference", "metrics": "127.0.0.1:9464",
+        "batching": {"max_batch_size": 8, "max_queue_delay_us": 2000, "preferred_batch_sizes": [4, 8]},
+        "cache_size": 1048576,
+        "models": ["roads@production", {"model": "ships/3", "instances": 2}]}]}
+      """#)
+    #expect(mesh.services[0].serveArguments == ["--metrics", "off"])
+    #expect(
+      mesh.services[1].serveArguments == [
+        "--metrics", "127.0.0.1:9464", "--batching",
+        "max_batch_size=8,max_queue_delay_us=2000,preferred_batch_sizes=4/8",
+        "--cache-size", "1048576", "--load", "roads@production", "--load", "ships/3,instances=2",
+      ])
+  }
+
   @Test(arguments: [
     (#"{"services": [{"name": "registry"}], "servces": 1}"#, "key 'servces' is not known"),
+    (
+      #"{"services": [{"name": "registry"}, {"name": "inference", "batching": {"max_batch": 8}}]}"#,
+      "key 'services[1].batching.max_batch' is not known"
+    ),
+    (
+      #"{"services": [{"name": "registry"}, {"name": "inference", "models": [{"instances": 2}]}]}"#,
+      "key 'services[1].models[0].model' is missing"
+    ),
+    (
+      #"{"services": [{"name": "registry"}, {"name": "inference", "models": [{"model": "a", "instances": "2"}]}]}"#,
+      "key 'services[1].models[0].instances' must be a whole number"
+    ),
     (
       #"{"services": [{"name": "registry"}, {"name": "bench", "listen": "unix:b.sock"}]}"#,
       "key 'services[1].listen' must be an array"

@@ -1,0 +1,344 @@
+import Foundation
+import Inference
+import ShoalClient
+import ShoalModel
+import ShoalProto
+import ShoalRPC
+import ShoalServiceStubs
+import ShoalTestSupport
+import Testing
+
+/// The inference service under `shoal up`, as real processes: models made and checked by the
+/// Python peer (onnx, onnxruntime), pushed to the registry, loaded by alias, predicted with,
+/// swapped while under load, unloaded while calls wait, evicted from the cache, and loaded again
+/// after a `kill -9`.
+@Suite(.serialized)
+struct InferenceEndToEndTests {
+  /// Three tiny CNNs (Conv → Relu → GlobalAveragePool → Gemm → Softmax on [N, 3, 16, 16], the
+  /// shape of MLServer's peer model, smaller), inputs of 1 and 3 rows, and onnxruntime's outputs.
+  static let makeModels = #"""
+    import sys, numpy as np, onnx, onnxruntime as ort
+    from onnx import helper, TensorProto, numpy_helper
+    out = sys.argv[1]
+    inputs = {"one": np.random.default_rng(10).standard_normal((1, 3, 16, 16)).astype(np.float32),
+              "three": np.random.default_rng(11).standard_normal((3, 3, 16, 16)).astype(np.float32)}
+    for name, x in inputs.items(): np.save(f"{out}/{name}.npy", x)
+    for seed in (1, 2, 3):
+        rng = np.random.default_rng(seed)
+        init = [numpy_helper.from_array((rng.standard_normal((8, 3, 3, 3)) * 0.3).astype(np.float32), "wc"),
+                numpy_helper.from_array(np.zeros(8, np.float32), "bc"),
+                numpy_helper.from_array(rng.standard_normal((4, 8)).astype(np.float32), "wg"),
+                numpy_helper.from_array(rng.standard_normal(4).astype(np.float32), "bg")]
+        nodes = [helper.make_node("Conv", ["x", "wc", "bc"], ["c"], pads=[1, 1, 1, 1]),
+                 helper.make_node("Relu", ["c"], ["r"]), helper.make_node("GlobalAveragePool", ["r"], ["g"]),
+                 helper.make_node("Flatten", ["g"], ["f"]),
+                 helper.make_node("Gemm", ["f", "wg", "bg"], ["l"], transB=1),
+                 helper.make_node("Softmax", ["l"], ["probs"], axis=1)]
+        graph = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 16, 16])],
+                                  [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["N", 4])], init)
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+        model.ir_version = 8
+        onnx.checker.check_model(model)
+        onnx.save(model, f"{out}/tiny{seed}.onnx")
+        session = ort.InferenceSession(f"{out}/tiny{seed}.onnx", providers=["CPUExecutionProvider"])
+        for name, x in inputs.items():
+            np.save(f"{out}/expected{seed}-{name}.npy", session.run(None, {"x": x})[0])
+    """#
+
+  private static func mesh(cacheSize: Int) -> String {
+    """
+    {
+      "services": [
+        { "name": "registry", "listen": ["unix:registry.sock", "tcp://127.0.0.1:0"] },
+        { "name": "inference", "listen": ["unix:inference.sock", "tcp://127.0.0.1:0"], "cache_size": \(cacheSize),
+          "models": ["tiny@production"] }
+      ]
+    }
+    """
+  }
+
+  private struct Mesh {
+    let up: ServerProcess
+    let data: TemporaryDirectory
+    let shoal: String
+
+    func run(_ arguments: String..., environment: [String: String] = [:]) async throws -> SubprocessResult {
+      try await Subprocess.run(shoal, arguments + ["--data", data.url.path], environment: environment)
+    }
+
+    var location: RegistryLocation { try! RegistryLocation(data: data.url.path, environment: [:]) }
+
+    /// The inference service's client over its Unix socket (the mesh's administrator).
+    func inference() throws -> (InferenceV1.Inference.Client, RPCClient) {
+      let rpc = RPCClient(address: try RPCAddress(parsing: "unix:inference.sock", relativeTo: data.url.path))
+      return (InferenceV1.Inference.Client(rpc), rpc)
+    }
+
+    func file(_ name: String) -> String { data.path(name) }
+  }
+
+  /// `shoal up` on a mesh whose inference loads `tiny@production` at start, with the models made.
+  private func withMesh(cacheSize: Int = 1 << 30, _ body: (Mesh) async throws -> Void) async throws {
+    let shoal = try TestEnvironment.product("shoal")
+    let data = try TemporaryDirectory()
+    let made = try await Subprocess.run(try TestEnvironment.python(), ["-c", Self.makeModels, data.url.path])
+    try #require(made.status == 0, "\(made.stderrText)")
+    try Data(Self.mesh(cacheSize: cacheSize).utf8).write(to: data.url.appendingPathComponent("mesh.json"))
+    let up = try ServerProcess(shoal, ["up", "--mesh", data.path("mesh.json"), "--data", data.url.path])
+    _ = try await up.waitForLines(containing: "mesh up")
+    _ = try await up.waitForLines(containing: "registered inference", count: 2)
+    let mesh = Mesh(up: up, data: data, shoal: shoal)
+    do {
+      try await body(mesh)
+    } catch {
+      _ = try? await up.stop()
+      throw error
+    }
+    #expect(try await up.stop(signal: SIGTERM) == 0, "\(up.text)")
+  }
+
+  static func predictRequest(_ model: String, _ file: String) throws -> InferenceV1.PredictRequest {
+    var request = InferenceV1.PredictRequest()
+    request.model = model
+    request.inputs = [InferenceV1.InferTensor(name: "x", tensor: try Tensor(npyFile: file))]
+    return request
+  }
+
+  static func largestDifference(_ response: InferenceV1.PredictResponse, _ expected: String) throws -> Float {
+    let output = try #require(response.outputs.first { $0.name == "probs" })
+    let expected = try Tensor(npyFile: expected)
+    let got = output.rawContents.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+    #expect(output.shape == expected.shape.map { Int64($0) } && output.datatype == "FP32")
+    return zip(got, expected.elements(as: Float.self)).map { abs($0 - $1) }.max() ?? .infinity
+  }
+
+  @Test func loadPredictSwapUnloadAndAccess() async throws {
+    try await withMesh { mesh in
+      #expect(try await mesh.run("models", "create", "tiny", "--task", "classification").status == 0)
+      let push = try await mesh.run(
+        "models", "push", "tiny", mesh.file("tiny1.onnx"), "--alias", "production", "--class", "calm:#00ff00",
+        "--class", "whale", "--class", "ship", "--class", "rain")
+      #expect(push.status == 0, "\(push.stderrText)")
+      #expect(try await mesh.run("models", "push", "tiny", mesh.file("tiny2.onnx")).status == 0)
+
+      // The mesh file's model loads once it exists (the service tries again with backoff).
+      let (client, rpc) = try mesh.inference()
+      defer { Task { await rpc.close() } }
+      _ = try await mesh.up.waitForLines(containing: "local/tiny@production: serving v1", seconds: 60)
+      let health = try await mesh.run("health", "inference", "--service", "tiny@production")
+      #expect(health.status == 0 && health.stdoutText.contains("SERVING"), "\(health.stdoutText)\(health.stderrText)")
+
+      // Predict equals onnxruntime, batch of one and of three, and names the version.
+      let one = try await client.predict(try Self.predictRequest("tiny@production", mesh.file("one.npy")))
+      #expect(one.model == "local/tiny" && one.modelVersion == "1")
+      #expect(try Self.largestDifference(one, mesh.file("expected1-one.npy")) <= 1e-5)
+      var three = try Self.predictRequest("tiny@production", mesh.file("three.npy"))
+      three.topK = 2
+      three.id = "req-3"
+      let answered = try await client.predict(three)
+      #expect(try Self.largestDifference(answered, mesh.file("expected1-three.npy")) <= 1e-5)
+      #expect(answered.id == "req-3" && answered.topClasses.count == 3)
+      #expect(answered.topClasses.allSatisfy { $0.classes.count == 2 && $0.classes[0].score >= $0.classes[1].score })
+      let names = Set(answered.topClasses.flatMap { $0.classes.map(\.name) })
+      #expect(names.isSubset(of: ["calm", "whale", "ship", "rain"]), "\(names)")
+
+      // The CLI: status, predict with --out, metrics.
+      let status = try await mesh.run("inference", "status")
+      #expect(status.stdoutText.contains("local/tiny@production") && status.stdoutText.contains("AVAILABLE"))
+      let predicted = try await mesh.run(
+        "predict", "tiny@production", "--input", "x=\(mesh.file("three.npy"))", "--top", "1", "--out", mesh.file("out"))
+      #expect(predicted.status == 0 && predicted.stdoutText.contains("row 2:"), "\(predicted.stderrText)")
+      let written = try Tensor(npyFile: mesh.file("out/probs.npy"))
+      let expected = try Tensor(npyFile: mesh.file("expected1-three.npy"))
+      #expect(
+        zip(written.elements(as: Float.self), expected.elements(as: Float.self)).allSatisfy { abs($0 - $1) <= 1e-5 })
+      let metrics = try await mesh.run("metrics", "inference", "--prefix", "shoal_inference_requests_total")
+      #expect(
+        metrics.stdoutText.contains(#"shoal_inference_requests_total{model="local/tiny",outcome="ok",version="1"}"#))
+
+      // Bad input is refused, naming what was wrong.
+      await Self.expectError(.notFound, "local/nothing@production") {
+        _ = try await client.predict(try Self.predictRequest("nothing@production", mesh.file("one.npy")))
+      }
+      var renamed = try Self.predictRequest("tiny@production", mesh.file("one.npy"))
+      renamed.inputs[0].name = "image"
+      await Self.expectError(.invalidArgument, "input 'image' is not an input") {
+        _ = try await client.predict(renamed)
+      }
+      var cut = try Self.predictRequest("tiny@production", mesh.file("one.npy"))
+      cut.inputs[0].rawContents.removeLast()
+      await Self.expectError(.invalidArgument, "raw_contents holds 3071 bytes") { _ = try await client.predict(cut) }
+      var wrongType = cut
+      wrongType.inputs[0].datatype = "INT64"
+      await Self.expectError(.invalidArgument, "expects FP32, got INT64") { _ = try await client.predict(wrongType) }
+
+      // The alias moves while load-inference runs: no call fails, and v2 answers after.
+      let load = Task {
+        try await mesh.run(
+          "load-inference", "tiny@production", "--input", "x=\(mesh.file("one.npy"))", "--concurrency", "4",
+          "--duration", "4", "--warmup", "0.2")
+      }
+      try await Task.sleep(for: .seconds(1.5))
+      #expect(try await mesh.run("models", "alias", "tiny", "production", "2").status == 0)
+      let loadResult = try await load.value
+      let line = loadResult.stdoutText
+      #expect(
+        line.contains("errors=0") && line.contains("v1:") && line.contains("v2:"), "\(line)\(loadResult.stderrText)")
+      let after = try await client.predict(try Self.predictRequest("tiny@production", mesh.file("one.npy")))
+      #expect(after.modelVersion == "2")
+      #expect(try Self.largestDifference(after, mesh.file("expected2-one.npy")) <= 1e-5)
+
+      // Queue limit and a deadline in the queue, on a pinned version whose batches wait 2 s.
+      var pinned = InferenceV1.LoadModelRequest()
+      pinned.model = "tiny/1"
+      var batching = InferenceV1.BatchingConfig()
+      batching.maxBatch = .maxBatchSize(64)
+      batching.maxDelay = .maxQueueDelayUs(2_000_000)
+      batching.maxQueue = .maxQueueSize(2)
+      pinned.config = InferenceV1.ModelConfig()
+      pinned.config!.batching = batching
+      #expect(try await client.loadModel(pinned).version == 1)
+      let waiting = Task { try await client.predict(try Self.predictRequest("tiny/1", mesh.file("one.npy"))) }
+      try await Task.sleep(for: .milliseconds(200))
+      await Self.expectError(.deadlineExceeded, "") {
+        _ = try await client.predict(
+          try Self.predictRequest("tiny/1", mesh.file("one.npy")), options: CallOptions(timeout: .milliseconds(300)))
+      }
+      let second = Task { try await client.predict(try Self.predictRequest("tiny/1", mesh.file("three.npy"))) }
+      try await Task.sleep(for: .milliseconds(200))
+      await Self.expectError(.resourceExhausted, "max_queue_size") {
+        _ = try await client.predict(try Self.predictRequest("tiny/1", mesh.file("one.npy")))
+      }
+      // The two waiting requests run together, and each gets its own rows.
+      #expect(try Self.largestDifference(try await waiting.value, mesh.file("expected1-one.npy")) <= 1e-5)
+      #expect(try Self.largestDifference(try await second.value, mesh.file("expected1-three.npy")) <= 1e-5)
+      let batches = try await mesh.run("metrics", "inference", "--prefix", "shoal_inference_batch_size")
+      #expect(
+        batches.stdoutText.contains(#"shoal_inference_batch_size_bucket{model="local/tiny",version="1",le="4"} 1"#),
+        "\(batches.stdoutText)")
+
+      // Unloading while calls wait in the queue: they finish, then the model is gone.
+      let inFlight = (0..<2).map { _ in
+        Task { try await client.predict(try Self.predictRequest("tiny/1", mesh.file("one.npy"))) }
+      }
+      try await Task.sleep(for: .milliseconds(200))
+      var unload = InferenceV1.UnloadModelRequest()
+      unload.model = "tiny/1"
+      _ = try await client.unloadModel(unload)
+      for call in inFlight { #expect(try await call.value.modelVersion == "1") }
+      await Self.expectError(.notFound, "local/tiny/1 is not loaded") {
+        _ = try await client.predict(try Self.predictRequest("tiny/1", mesh.file("one.npy")))
+      }
+
+      // Over TCP, a token of another organisation sees neither the model nor its predictions.
+      #expect(try await mesh.run("admin", "org", "create", "acme").status == 0)
+      let token = try await mesh.run("admin", "token", "create", "--org", "acme", "--role", "writer", "--name", "ana")
+      let tcp = try #require(
+        try await Self.tcpAddress(of: "inference", mesh), "inference registered no TCP address")
+      var config = RPCClient.Config.defaults
+      config.interceptors = [
+        BearerTokenInterceptor(token: token.stdoutText.trimmingCharacters(in: .whitespacesAndNewlines))
+      ]
+      let outsider = RPCClient(address: tcp, config: config)
+      defer { Task { await outsider.close() } }
+      let theirs = InferenceV1.Inference.Client(outsider)
+      await Self.expectError(.notFound, "model 'tiny' not found in organisation 'local'") {
+        _ = try await theirs.predict(try Self.predictRequest("local/tiny@production", mesh.file("one.npy")))
+      }
+      var steal = InferenceV1.LoadModelRequest()
+      steal.model = "local/tiny@production"
+      await Self.expectError(.notFound, "model 'tiny' not found in organisation 'local'") {
+        _ = try await theirs.loadModel(steal)
+      }
+      #expect(try await theirs.modelStatus(InferenceV1.ModelStatusRequest()).models.isEmpty)
+    }
+  }
+
+  /// A version's file stays cached while it is loaded; past the cache's limit the least recently
+  /// used unloaded file goes first. After `kill -9`, the mesh file's model is loaded again from
+  /// the cache and answers.
+  @Test func cacheEvictionAndReloadAfterKill() async throws {
+    // Room for two of the tiny models' files (1.4 KB each), not three.
+    try await withMesh(cacheSize: 3200) { mesh in
+      #expect(try await mesh.run("models", "create", "tiny").status == 0)
+      for seed in 1...3 {
+        let push = try await mesh.run("models", "push", "tiny", mesh.file("tiny\(seed).onnx"), "--json")
+        #expect(push.status == 0, "\(push.stderrText)")
+      }
+      #expect(try await mesh.run("models", "alias", "tiny", "production", "3").status == 0)
+      _ = try await mesh.up.waitForLines(containing: "local/tiny@production: serving v3", seconds: 60)
+      let (client, rpc) = try mesh.inference()
+      defer { Task { await rpc.close() } }
+      func digest(_ version: Int) async throws -> String {
+        var request = RegistryV1.GetVersionRequest()
+        request.model = "tiny"
+        request.version = Int64(version)
+        let rpc = RPCClient(address: mesh.location.registry)
+        defer { Task { await rpc.close() } }
+        let artifact = try await RegistryV1.ModelRegistry.Client(rpc).getVersion(request).artifact
+        return String(artifact.dropFirst("blob:sha256:".count))
+      }
+      func cached(_ version: Int) async throws -> Bool {
+        let hex = try await digest(version)
+        return FileManager.default.fileExists(atPath: mesh.file("inference-cache/sha256/\(hex.prefix(2))/\(hex)"))
+      }
+      for version in [1, 2] {
+        var load = InferenceV1.LoadModelRequest()
+        load.model = "tiny/\(version)"
+        #expect(try await client.loadModel(load).state == .available)
+        var unload = InferenceV1.UnloadModelRequest()
+        unload.model = "tiny/\(version)"
+        _ = try await client.unloadModel(unload)
+      }
+      // v3 is loaded and v2 the most recently used: v1 went.
+      let kept = [try await cached(1), try await cached(2), try await cached(3)]
+      #expect(kept == [false, true, true])
+
+      // kill -9: shoal up restarts inference, which loads tiny@production again, from the cache.
+      let status = try await mesh.run("status", "--json")
+      let pid = try #require(Self.pid(of: "inference", inStatus: status.stdoutText), "\(status.stdoutText)")
+      kill(pid, SIGKILL)
+      _ = try await mesh.up.waitForLines(containing: "local/tiny@production: loaded v3", count: 2, seconds: 60)
+      #expect(mesh.up.text.contains("local/tiny@production: loaded v3 (1") && mesh.up.text.contains("cached)"))
+      var answer: InferenceV1.PredictResponse?
+      for _ in 0..<100 where answer == nil {
+        answer = try? await client.predict(
+          try Self.predictRequest("tiny@production", mesh.file("one.npy")), options: CallOptions(timeout: .seconds(5)))
+        if answer == nil { try await Task.sleep(for: .milliseconds(100)) }
+      }
+      let answered = try #require(answer)
+      #expect(answered.modelVersion == "3")
+      #expect(try Self.largestDifference(answered, mesh.file("expected3-one.npy")) <= 1e-5)
+    }
+  }
+
+  static func expectError(
+    _ code: RpcV1.StatusCode, _ fragment: String, sourceLocation: SourceLocation = #_sourceLocation,
+    _ body: () async throws -> Void
+  ) async {
+    do {
+      try await body()
+      Issue.record("expected \(code) (\(fragment)), got an answer", sourceLocation: sourceLocation)
+    } catch let error as RPCError {
+      #expect(error.code == code, "\(error)", sourceLocation: sourceLocation)
+      #expect(fragment.isEmpty || error.message.contains(fragment), "\(error)", sourceLocation: sourceLocation)
+    } catch {
+      Issue.record("expected an RPCError, got \(error)", sourceLocation: sourceLocation)
+    }
+  }
+
+  private static func tcpAddress(of service: String, _ mesh: Mesh) async throws -> RPCAddress? {
+    let client = ShoalClient(location: mesh.location)
+    defer { Task { await client.close() } }
+    var request = RegistryV1.ResolveRequest()
+    request.service = service
+    let instances = try await client.directory.resolve(request).instances
+    return try instances.first { $0.address.hasPrefix("tcp://") }.map { try RPCAddress(parsing: $0.address) }
+  }
+
+  private static func pid(of service: String, inStatus json: String) -> Int32? {
+    guard let object = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any] else { return nil }
+    let services = (object["services"] as? [[String: Any]]) ?? []
+    return (services.first { $0["name"] as? String == service }?["pid"] as? Int).map { Int32($0) }
+  }
+}
