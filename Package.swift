@@ -36,6 +36,9 @@ let package = Package(
     systemLibrary("CSQLite", pkgConfig: "sqlite3", apt: ["libsqlite3-dev"]),
     systemLibrary("COpenBLAS", pkgConfig: "openblas", apt: ["libopenblas-dev"]),
     systemLibrary("CCrypto", pkgConfig: "libcrypto", apt: ["libssl-dev"]),
+    // Images: PNG and JPEG decoding for model inputs.
+    systemLibrary("CPNG", pkgConfig: "libpng", apt: ["libpng-dev"]),
+    systemLibrary("CJPEG", pkgConfig: "libjpeg", apt: ["libjpeg62-turbo-dev"]),
     // cairo: metric plots as PNG.
     systemLibrary("CCairo", pkgConfig: "cairo", apt: ["libcairo2-dev"]),
 
@@ -96,6 +99,7 @@ let package = Package(
       name: "Inference",
       dependencies: [
         "ShoalProto", "ShoalRPC", "ShoalServiceStubs", "ShoalStore", "ShoalService", "ShoalModel", "ShoalMetrics",
+        "ShoalImage",
       ],
       swiftSettings: strictSwift
     ),
@@ -113,6 +117,10 @@ let package = Package(
       ],
       swiftSettings: strictSwift
     ),
+    // libpng and libjpeg behind functions that return errors instead of jumping.
+    .target(name: "CImageCodecs", dependencies: ["CPNG", "CJPEG"]),
+    // Image decoding, resizing and model-input preprocessing.
+    .target(name: "ShoalImage", dependencies: ["CImageCodecs", "ShoalModel"], swiftSettings: strictSwift),
     // Inner loops built with AVX2 and FMA or AVX-512 per function, chosen at run time by the CPU.
     .target(name: "CModelKernels"),
 
@@ -183,6 +191,9 @@ let package = Package(
       dependencies: ["Inference", "ShoalModel", "ShoalMetrics", "ShoalProto", "ShoalRPC", "ShoalTestSupport"],
       swiftSettings: strictSwift
     ),
+    .testTarget(
+      name: "ShoalImageTests", dependencies: ["ShoalImage", "ShoalModel", "ShoalTestSupport"],
+      swiftSettings: strictSwift),
     .testTarget(
       name: "ShoalModelTests", dependencies: ["ShoalModel", "ShoalProto", "ShoalTestSupport"], swiftSettings: strictSwift),
     .testTarget(

@@ -167,7 +167,10 @@ public struct InferenceService: InferenceV1.Inference.ServiceProtocol {
             + "\(served.model.inputs.map(\.name).joined(separator: ", ")))")
       }
       guard inputs[input.name] == nil else { throw RPCError(.invalidArgument, "input '\(input.name)' is given twice") }
-      inputs[input.name] = try input.tensor(for: spec)
+      inputs[input.name] =
+        input.isImage(for: spec)
+        ? try input.imageTensor(for: spec, preprocessing: served.version.signature?.preprocessing)
+        : try input.tensor(for: spec)
     }
     if let missing = served.model.inputs.first(where: { inputs[$0.name] == nil }) {
       throw RPCError(

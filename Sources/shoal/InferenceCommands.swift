@@ -155,6 +155,10 @@ struct PredictCommand: AsyncParsableCommand {
 
   @Argument(help: "The model reference.") var reference: String
   @Option(name: .customLong("input"), help: "An input NAME=FILE.npy (repeatable).") var inputs: [String] = []
+  @Option(
+    name: .customLong("image"),
+    help: "A PNG or JPEG for the model's image input, or NAME=FILE (repeatable: a batch of images).")
+  var images: [String] = []
   @Option(help: "The k best classes of each row, for a classification model.") var top: Int32 = 0
   @Option(help: "A directory to write each output to as NAME.npy.") var out: String?
   @Option(help: "Only these outputs (repeatable).") var output: [String] = []
@@ -163,7 +167,9 @@ struct PredictCommand: AsyncParsableCommand {
   @OptionGroup var mesh: MeshOptions
 
   func validate() throws {
-    guard !inputs.isEmpty else { throw ValidationError("give at least one --input NAME=FILE.npy") }
+    guard !inputs.isEmpty || !images.isEmpty else {
+      throw ValidationError("give at least one --input NAME=FILE.npy or --image FILE")
+    }
   }
 
   func run() async throws {
@@ -176,15 +182,11 @@ struct PredictCommand: AsyncParsableCommand {
       wanted.name = name
       return wanted
     }
-    for (name, file) in try parsePairs(inputs, option: "--input").sorted(by: { $0.key < $1.key }) {
-      do {
-        request.inputs.append(InferenceV1.InferTensor(name: name, tensor: try Tensor(npyFile: file)))
-      } catch {
-        throw ValidationError("--input \(name)=\(file): \(error)")
-      }
-    }
+    request.inputs = try npyInputs(inputs)
+    let images = images
     let response = try await withInference(mesh, command: "predict") { client in
-      try await client.predict(request, options: CallOptions(timeout: .milliseconds(Int64(timeout * 1000))))
+      request.inputs += try await imageInputs(images, model: request.model, client: client)
+      return try await client.predict(request, options: CallOptions(timeout: .milliseconds(Int64(timeout * 1000))))
     }
     if json { return emitJSON(response) }
     emit("\(response.model) v\(response.modelVersion)")
@@ -203,6 +205,56 @@ struct PredictCommand: AsyncParsableCommand {
       emit("  row \(row): \(line)")
     }
   }
+}
+
+/// `--input NAME=FILE.npy` options as tensors.
+func npyInputs(_ options: [String]) throws -> [InferenceV1.InferTensor] {
+  try parsePairs(options, option: "--input").sorted(by: { $0.key < $1.key }).map { name, file in
+    do {
+      return InferenceV1.InferTensor(name: name, tensor: try Tensor(npyFile: file))
+    } catch {
+      throw ValidationError("--input \(name)=\(file): \(error)")
+    }
+  }
+}
+
+/// `--image FILE` or `--image NAME=FILE` options as BYTES tensors, one per input, the files of an
+/// input in order. Without a name, the image goes to the model's image input (its first rank-4
+/// FP32 input), asked of the service.
+func imageInputs(
+  _ options: [String], model: String, client: InferenceV1.Inference.Client
+) async throws -> [InferenceV1.InferTensor] {
+  guard !options.isEmpty else { return [] }
+  var byName: [(String, [[UInt8]])] = []
+  var defaultName: String?
+  for option in options {
+    var name: String
+    var file = option
+    if let equals = option.firstIndex(of: "="), !FileManager.default.fileExists(atPath: option) {
+      name = String(option[..<equals])
+      file = String(option[option.index(after: equals)...])
+    } else {
+      if defaultName == nil {
+        var request = InferenceV1.ModelMetadataRequest()
+        request.model = model
+        let metadata = try await client.modelMetadata(request)
+        guard let input = metadata.inputs.first(where: { $0.datatype == "FP32" && $0.shape.count == 4 }) else {
+          throw ValidationError("\(model) has no image input (FP32 of rank 4); name one with --image NAME=FILE")
+        }
+        defaultName = input.name
+      }
+      name = defaultName!
+    }
+    guard let bytes = FileManager.default.contents(atPath: file) else {
+      throw ValidationError("--image \(option): cannot read \(file)")
+    }
+    if let index = byName.firstIndex(where: { $0.0 == name }) {
+      byName[index].1.append([UInt8](bytes))
+    } else {
+      byName.append((name, [[UInt8](bytes)]))
+    }
+  }
+  return byName.map { InferenceV1.InferTensor(name: $0.0, files: $0.1) }
 }
 
 extension InferenceV1.InferTensor {

@@ -16,7 +16,7 @@ struct InferenceLoadCommand: AsyncParsableCommand {
     abstract: "Load-test Predict on one model.",
     discussion: """
       CONCURRENCY closed loops share one connection to the inference service, each sending the same inputs \
-      (--input NAME=FILE.npy) and waiting for the answer. Calls completed during the --warmup are not counted. \
+      (--input NAME=FILE.npy, --image FILE) and waiting for the answer. Calls completed during the --warmup are not counted. \
       The last line is requests=… rps=… p50_us=… p90_us=… p99_us=… max_us=… errors=… versions=… \
       (versions: each answering version and its count, v1:120/v2:4000).
       """)
@@ -24,6 +24,8 @@ struct InferenceLoadCommand: AsyncParsableCommand {
   @Argument(help: "The model reference.") var reference: String
   @Option(help: "The inference service's address, or its name in the registry.") var address = "inference"
   @Option(name: .customLong("input"), help: "An input NAME=FILE.npy (repeatable).") var inputs: [String] = []
+  @Option(name: .customLong("image"), help: "A PNG or JPEG for the model's image input, or NAME=FILE (repeatable).")
+  var images: [String] = []
   @Option(help: "Calls in flight (closed loops).") var concurrency = 1
   @Option(help: "Seconds to measure (after the warm-up).") var duration: Double = 10
   @Option(help: "Seconds of warm-up before measuring.") var warmup: Double = 1
@@ -32,20 +34,16 @@ struct InferenceLoadCommand: AsyncParsableCommand {
   @OptionGroup var mesh: MeshOptions
 
   func validate() throws {
-    guard !inputs.isEmpty else { throw ValidationError("give at least one --input NAME=FILE.npy") }
+    guard !inputs.isEmpty || !images.isEmpty else {
+      throw ValidationError("give at least one --input NAME=FILE.npy or --image FILE")
+    }
     guard concurrency >= 1 else { throw ValidationError("--concurrency must be at least 1") }
   }
 
   func run() async throws {
     var request = InferenceV1.PredictRequest()
     request.model = reference
-    for (name, file) in try parsePairs(inputs, option: "--input").sorted(by: { $0.key < $1.key }) {
-      do {
-        request.inputs.append(InferenceV1.InferTensor(name: name, tensor: try Tensor(npyFile: file)))
-      } catch {
-        throw ValidationError("--input \(name)=\(file): \(error)")
-      }
-    }
+    request.inputs = try npyInputs(inputs)
     // One event loop runs the connection and the loops, as in `shoal load`.
     let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
     let executor = EventLoopTaskExecutor(group.next())
@@ -54,11 +52,15 @@ struct InferenceLoadCommand: AsyncParsableCommand {
     let rpc = RPCClient(address: try await mesh.address(of: address), config: config, group: group)
     let client = InferenceV1.Inference.Client(rpc)
     do {
+      request.inputs += try await imageInputs(images, model: reference, client: client)
       _ = try await client.predict(request, options: CallOptions(timeout: .seconds(60)))
-    } catch {
+    } catch let error as RPCError {
       logLine("shoal load-inference", "\(error.codeName): \(error.message)")
       await rpc.close()
       throw ExitCode(1)
+    } catch {
+      await rpc.close()
+      throw error
     }
     let start = ContinuousClock.now
     let window = start + .milliseconds(Int64(warmup * 1000))

@@ -312,6 +312,60 @@ struct InferenceEndToEndTests {
     }
   }
 
+  /// A PNG and a JPEG tile (32 × 24, resized to the model's 16 × 16) and what onnxruntime answers
+  /// for them after Pillow's decoding and bilinear resize and the version's mean and std.
+  static let makeImages = #"""
+    import sys, numpy as np, onnxruntime as ort
+    from PIL import Image
+    out = sys.argv[1]
+    yy, xx = np.mgrid[0:24, 0:32]
+    tile = np.stack([(xx * 8) % 256, (yy * 10) % 256, ((xx * yy) * 3) % 256], -1).astype(np.uint8)
+    Image.fromarray(tile, "RGB").save(f"{out}/tile.png")
+    Image.fromarray(tile, "RGB").save(f"{out}/tile.jpg", quality=92)
+    session = ort.InferenceSession(f"{out}/tiny1.onnx", providers=["CPUExecutionProvider"])
+    mean, std = np.array([0.5, 0.4, 0.3], np.float32), np.array([0.25, 0.5, 1.0], np.float32)
+    for name in ("tile.png", "tile.jpg"):
+        image = np.asarray(Image.open(f"{out}/{name}").convert("RGB").resize((16, 16), Image.BILINEAR), np.float32)
+        x = ((image / 255 - mean) / std).transpose(2, 0, 1)[None].astype(np.float32)
+        np.save(f"{out}/expected-{name}.npy", session.run(None, {"x": x})[0])
+    """#
+
+  @Test func imageInputsArePreprocessedWithTheVersionsSettings() async throws {
+    try await withMesh { mesh in
+      let made = try await Subprocess.run(try TestEnvironment.python(), ["-c", Self.makeImages, mesh.data.url.path])
+      try #require(made.status == 0, "\(made.stderrText)")
+      #expect(try await mesh.run("models", "create", "tiny").status == 0)
+      let push = try await mesh.run(
+        "models", "push", "tiny", mesh.file("tiny1.onnx"), "--alias", "production", "--tile-size", "16", "--mean",
+        "0.5,0.4,0.3", "--std", "0.25,0.5,1")
+      #expect(push.status == 0, "\(push.stderrText)")
+      _ = try await mesh.up.waitForLines(containing: "local/tiny@production: serving v1", seconds: 60)
+      let (client, rpc) = try mesh.inference()
+      defer { Task { await rpc.close() } }
+      for (name, tolerance) in [("tile.png", Float(1e-5)), ("tile.jpg", Float(2e-3))] {
+        var request = InferenceV1.PredictRequest()
+        request.model = "tiny@production"
+        request.inputs = [
+          InferenceV1.InferTensor(
+            name: "x", files: [try [UInt8](Data(contentsOf: URL(fileURLWithPath: mesh.file(name))))])
+        ]
+        let answer = try await client.predict(request)
+        #expect(try Self.largestDifference(answer, mesh.file("expected-\(name).npy")) <= tolerance, "\(name)")
+      }
+      let cli = try await mesh.run(
+        "predict", "tiny@production", "--image", mesh.file("tile.png"), "--image", mesh.file("tile.jpg"))
+      #expect(cli.status == 0 && cli.stdoutText.contains("probs FP32 [2, 4]"), "\(cli.stdoutText)\(cli.stderrText)")
+
+      var corrupt = InferenceV1.PredictRequest()
+      corrupt.model = "tiny@production"
+      let png = try [UInt8](Data(contentsOf: URL(fileURLWithPath: mesh.file("tile.png"))))
+      corrupt.inputs = [InferenceV1.InferTensor(name: "x", files: [png, Array(png.prefix(60))])]
+      await Self.expectError(.invalidArgument, "input 'x': image 1: PNG: ") { _ = try await client.predict(corrupt) }
+      corrupt.inputs = [InferenceV1.InferTensor(name: "x", files: [Array("not an image".utf8)])]
+      await Self.expectError(.invalidArgument, "not a PNG or JPEG") { _ = try await client.predict(corrupt) }
+    }
+  }
+
   static func expectError(
     _ code: RpcV1.StatusCode, _ fragment: String, sourceLocation: SourceLocation = #_sourceLocation,
     _ body: () async throws -> Void
