@@ -134,6 +134,11 @@ public struct InferenceService: InferenceV1.Inference.ServiceProtocol {
     let key = try ModelReference(parsing: model).qualified(defaultOrganization: identity.defaultOrganization)
       .description
     guard let served = host.serving(key) else {
+      if let unavailable = host.unavailability(key),
+        identity.organization == nil || key.hasPrefix("\(identity.organization!)/")
+      {
+        throw unavailable
+      }
       throw RPCError(.notFound, "model \(key) is not loaded here; load it with `shoal inference load \(model)`")
     }
     try await host.checkVisible(served, to: identity)

@@ -65,7 +65,12 @@ struct InferenceLoadCommand: AsyncParsableCommand {
     let start = ContinuousClock.now
     let window = start + .milliseconds(Int64(warmup * 1000))
     let end = window + .milliseconds(Int64(duration * 1000))
-    let options = CallOptions(timeout: .milliseconds(Int64(timeout * 1000)))
+    // Predict is idempotent: a call that meets a restarting service (UNAVAILABLE) is tried again
+    // within its timeout, as long as the restart takes.
+    var patient = CallOptions(timeout: .milliseconds(Int64(timeout * 1000)))
+    patient.retries.maxAttempts = 40
+    patient.retries.maxBackoff = .milliseconds(500)
+    let options = patient
     let loopRequest = request
     let (result, versions) = await withTaskGroup(of: (LoadCommand.LoopResult, [String: Int]).self) { tasks in
       for _ in 0..<concurrency {

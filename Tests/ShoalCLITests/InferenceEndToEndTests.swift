@@ -255,8 +255,8 @@ struct InferenceEndToEndTests {
   }
 
   /// A version's file stays cached while it is loaded; past the cache's limit the least recently
-  /// used unloaded file goes first. After `kill -9`, the mesh file's model is loaded again from
-  /// the cache and answers.
+  /// used unloaded file goes first. After `kill -9` under load, the mesh file's model is loaded
+  /// again from the cache and no call failed.
   @Test func cacheEvictionAndReloadAfterKill() async throws {
     // Room for two of the tiny models' files (1.4 KB each), not three.
     try await withMesh(cacheSize: 3200) { mesh in
@@ -294,11 +294,23 @@ struct InferenceEndToEndTests {
       let kept = [try await cached(1), try await cached(2), try await cached(3)]
       #expect(kept == [false, true, true])
 
-      // kill -9: shoal up restarts inference, which loads tiny@production again, from the cache.
+      // kill -9 under load: shoal up restarts inference, which loads tiny@production again, from
+      // the cache, and the load's calls (idempotent, tried again while the service is away) all
+      // go through.
+      let load = Task {
+        try await mesh.run(
+          "load-inference", "tiny@production", "--input", "x=\(mesh.file("one.npy"))", "--concurrency", "2",
+          "--duration", "8", "--warmup", "0")
+      }
+      try await Task.sleep(for: .seconds(1.5))
       let status = try await mesh.run("status", "--json")
       let pid = try #require(Self.pid(of: "inference", inStatus: status.stdoutText), "\(status.stdoutText)")
       kill(pid, SIGKILL)
       _ = try await mesh.up.waitForLines(containing: "local/tiny@production: loaded v3", count: 2, seconds: 60)
+      let loaded = try await load.value
+      #expect(
+        loaded.stdoutText.contains("errors=0") && loaded.stdoutText.contains("v3:"),
+        "\(loaded.stdoutText)\(loaded.stderrText)")
       #expect(mesh.up.text.contains("local/tiny@production: loaded v3 (1") && mesh.up.text.contains("cached)"))
       var answer: InferenceV1.PredictResponse?
       for _ in 0..<100 where answer == nil {
@@ -330,7 +342,7 @@ struct InferenceEndToEndTests {
         np.save(f"{out}/expected-{name}.npy", session.run(None, {"x": x})[0])
     """#
 
-  @Test func imageInputsArePreprocessedWithTheVersionsSettings() async throws {
+  @Test func imageInputsMetadataStreamsAndWatches() async throws {
     try await withMesh { mesh in
       let made = try await Subprocess.run(try TestEnvironment.python(), ["-c", Self.makeImages, mesh.data.url.path])
       try #require(made.status == 0, "\(made.stderrText)")
@@ -363,6 +375,54 @@ struct InferenceEndToEndTests {
       await Self.expectError(.invalidArgument, "input 'x': image 1: PNG: ") { _ = try await client.predict(corrupt) }
       corrupt.inputs = [InferenceV1.InferTensor(name: "x", files: [Array("not an image".utf8)])]
       await Self.expectError(.invalidArgument, "not a PNG or JPEG") { _ = try await client.predict(corrupt) }
+
+      // Metadata in OIP's terms, with the version's preprocessing.
+      var metadataRequest = InferenceV1.ModelMetadataRequest()
+      metadataRequest.model = "tiny@production"
+      let metadata = try await client.modelMetadata(metadataRequest)
+      #expect(metadata.name == "local/tiny" && metadata.platform == "onnx" && metadata.versions == ["1"])
+      #expect(metadata.inputs.map(\.shape) == [[-1, 3, 16, 16]] && metadata.outputs.map(\.datatype) == ["FP32"])
+      #expect(metadata.preprocessing?.tileSize == 16)
+
+      // Many requests on one stream, answered by id; a bad one fails alone.
+      let good = try Self.predictRequest("tiny@production", mesh.file("one.npy"))
+      var bad = good
+      bad.inputs[0].datatype = "INT8"
+      let answers = try await client.predictStream { requests, responses in
+        for (index, request) in [good, bad, good].enumerated() {
+          var request = request
+          request.id = "r\(index)"
+          try await requests.send(request)
+        }
+        requests.close()
+        var answers: [String: InferenceV1.PredictStreamResponse] = [:]
+        for try await answer in responses { answers[answer.id] = answer }
+        return answers
+      }
+      #expect(Set(answers.keys) == ["r0", "r1", "r2"])
+      #expect(answers["r0"]?.response?.modelVersion == "1" && answers["r2"]?.errorCode == 0)
+      #expect(answers["r1"]?.errorCode == 3 && answers["r1"]?.errorMessage.contains("INT8") == true)
+
+      // WatchModels: the current models, then a load's LOADING and AVAILABLE.
+      let events = Task {
+        var options = CallOptions()
+        options.timeout = .seconds(30)
+        return try await client.watchModels(InferenceV1.WatchModelsRequest(), options: options) { stream in
+          var seen: [String] = []
+          for try await event in stream {
+            seen.append("\(event.model?.reference ?? "") \(event.model?.state.protoName ?? "")")
+            if seen.contains("local/tiny/1 AVAILABLE") { break }
+          }
+          return seen
+        }
+      }
+      try await Task.sleep(for: .milliseconds(300))
+      var load = InferenceV1.LoadModelRequest()
+      load.model = "tiny/1"
+      _ = try await client.loadModel(load)
+      let seen = try await events.value
+      #expect(seen.first == "local/tiny@production AVAILABLE", "\(seen)")
+      #expect(seen.suffix(2) == ["local/tiny/1 LOADING", "local/tiny/1 AVAILABLE"], "\(seen)")
     }
   }
 

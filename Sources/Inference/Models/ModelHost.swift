@@ -62,6 +62,9 @@ public actor ModelHost {
   private var loadWaiters: [String: [CheckedContinuation<Void, Never>]] = [:]
   private var draining: [Task<Void, Never>] = []
   private let routes = Locked<[String: ServedVersion]>([:])
+  /// Why a reference that serves no version yet cannot answer: loading (UNAVAILABLE, call again)
+  /// or failed (FAILED_PRECONDITION), for Predict's answer instead of NOT_FOUND.
+  private let notReady = Locked<[String: RPCError]>([:])
   private let visibility = Locked<[String: ContinuousClock.Instant]>([:])
   private let hub = EventHub<Int, InferenceV1.ModelStatusEvent>()
 
@@ -93,6 +96,11 @@ public actor ModelHost {
   /// The version serving `key` (a qualified reference's description), without waiting.
   public nonisolated func serving(_ key: String) -> ServedVersion? {
     routes.withLock { $0[key] }
+  }
+
+  /// Why `key` serves nothing though it is being loaded or failed to; nil when it is not known.
+  public nonisolated func unavailability(_ key: String) -> RPCError? {
+    notReady.withLock { $0[key] }
   }
 
   /// Refuses a caller who could not see the version's model in the registry, exactly as the
@@ -150,6 +158,11 @@ public actor ModelHost {
   /// Loads `reference` in the background, trying again while the registry cannot be reached or
   /// the model does not exist yet (the mesh file's models at start).
   public func loadAtStart(_ request: InferenceV1.LoadModelRequest) {
+    if let key = try? ModelReference(parsing: request.model).qualified(defaultOrganization: "local").description {
+      notReady.withLock {
+        $0[key] = RPCError(.unavailable, "model \(key) is listed in the mesh file and not loaded yet; call again")
+      }
+    }
     draining.append(
       Task {
         var wait = Duration.milliseconds(500)
@@ -161,6 +174,7 @@ public actor ModelHost {
           } catch {
             let message = (error as? RPCError)?.description ?? "\(error)"
             self.log("cannot load \(request.model) yet: \(message); trying again in \(wait)")
+            self.markStarting(request.model, because: message)
           }
           try? await Task.sleep(for: wait)
           wait = min(wait * 2, .seconds(30))
@@ -182,6 +196,7 @@ public actor ModelHost {
     let answer = status(of: slot)
     publish(slot)
     _ = routes.withLock { $0.removeValue(forKey: key) }
+    _ = notReady.withLock { $0.removeValue(forKey: key) }
     setHealth(key, nil)
     if let served = slot.serving { await retire(served) }
     slots[key] = nil
@@ -230,6 +245,17 @@ public actor ModelHost {
   }
 
   // MARK: Internals
+
+  /// A mesh file model that could not load yet stays UNAVAILABLE, with the reason.
+  private func markStarting(_ model: String, because reason: String) {
+    guard let key = try? ModelReference(parsing: model).qualified(defaultOrganization: "local").description,
+      routes.withLock({ $0[key] == nil })
+    else { return }
+    notReady.withLock {
+      $0[key] = RPCError(
+        .unavailable, "model \(key) is listed in the mesh file and not loaded yet (\(reason)); call again")
+    }
+  }
 
   private func status(of slot: Slot) -> InferenceV1.LoadedModel {
     var status = InferenceV1.LoadedModel()
@@ -295,7 +321,11 @@ public actor ModelHost {
     guard var slot = slots[key] else { return }
     slot.loading = true
     slot.pendingVersion = version.version
-    if slot.serving == nil { slot.state = .loading }
+    if slot.serving == nil {
+      slot.state = .loading
+      let error = RPCError(.unavailable, "model \(key) is loading v\(version.version); call again")
+      notReady.withLock { $0[key] = error }
+    }
     slots[key] = slot
     publish(slot)
     if slot.serving == nil { setHealth(key, false) }
@@ -311,6 +341,7 @@ public actor ModelHost {
       }
       let old = slots[key]!.serving
       routes.withLock { $0[key] = served }
+      _ = notReady.withLock { $0.removeValue(forKey: key) }
       slots[key]!.serving = served
       slots[key]!.state = .available
       slots[key]!.reason = ""
@@ -325,7 +356,11 @@ public actor ModelHost {
       let message = (error as? RPCError)?.message ?? "\(error)"
       slots[key]?.pendingVersion = 0
       slots[key]?.reason = "v\(version.version): \(message)"
-      if slots[key]?.serving == nil { slots[key]?.state = .failed }
+      if slots[key]?.serving == nil {
+        slots[key]?.state = .failed
+        let failure = RPCError(.failedPrecondition, "model \(key) failed to load: v\(version.version): \(message)")
+        notReady.withLock { $0[key] = failure }
+      }
       if let slot = slots[key] { publish(slot) }
       log("\(key): cannot load v\(version.version): \(message)")
       throw error
