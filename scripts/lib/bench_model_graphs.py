@@ -1,5 +1,6 @@
 """ResNet-50-, SqueezeNet-1.1-, MobileNet-v2- and VGG-16-shaped ONNX graphs with random weights,
-built with the onnx package's helper API for scripts/bench-model. Usage: bench_model_graphs.py DIR"""
+built with the onnx package's helper API for scripts/bench-model and scripts/bench-inference.
+Usage: bench_model_graphs.py DIR [NAME…]   (default: all four, the inputs and the sgemm graph)"""
 import sys
 
 import numpy as np
@@ -131,9 +132,14 @@ def vgg16():
 
 if __name__ == "__main__":
     directory = sys.argv[1]
+    chosen = set(sys.argv[2:])
     for name, build in [("resnet50", resnet50), ("squeezenet", squeezenet), ("mobilenetv2", mobilenetv2), ("vgg16", vgg16)]:
+        if chosen and name not in chosen:
+            continue
         graph, output = build()
         graph.save(output, f"{directory}/{name}.onnx")
+    if chosen:
+        sys.exit(0)
     for batch in (1, 8):
         np.save(f"{directory}/input{batch}.npy", rng.random((batch, 3, 224, 224), dtype=np.float32))
     n = 2048
