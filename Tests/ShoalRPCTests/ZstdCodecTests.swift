@@ -1,7 +1,9 @@
 import CZstd
 import NIOCore
-import ShoalRPC
+import ShoalProto
 import Testing
+
+@testable import ShoalRPC
 
 /// zstd with a size threshold, "keep only if smaller", and decompression bounded before allocating.
 struct ZstdCodecTests {
@@ -65,5 +67,44 @@ struct ZstdCodecTests {
     #expect {
       try ZstdDecompressor().decompress(bomb, limit: 1 << 20)
     } throws: { ($0 as? DecompressionError)?.code == .tooLarge }
+  }
+}
+
+/// What the sender compresses: only savings of an eighth or more, and a message type that did not
+/// compress goes raw for a while without being tried.
+struct CompressionChoiceTests {
+  static func frameIsCompressed(_ buffer: ByteBuffer) -> Bool {
+    // length:u32 type:u8 flags:u8 …
+    (buffer.getInteger(at: buffer.readerIndex + 5, as: UInt8.self)! & 0x01) != 0
+  }
+
+  @Test func aTypeThatDidNotCompressIsNotTriedForAWhile() throws {
+    var config = ConnectionConfig.defaults
+    config.compression.enabled = true
+    let codec = MessageCodec(config: config)
+    codec.peerAcceptsZstd = true
+    var generator = SystemRandomNumberGenerator()
+    var random = BenchV1.BenchRequest()
+    random.payload = (0..<4096).map { _ in UInt8.random(in: 0...255, using: &generator) }
+    var compressible = BenchV1.BenchRequest()
+    compressible.payload = [UInt8](repeating: 7, count: 4096)
+    func send(_ message: BenchV1.BenchRequest) throws -> Bool {
+      var buffer = ByteBuffer()
+      try codec.writeMessage(message, stream: 1, endStream: false, to: &buffer)
+      return Self.frameIsCompressed(buffer)
+    }
+    #expect(try send(compressible))
+    #expect(try !send(random))
+    // The next 8 go raw, however well they would compress; then the type is tried again.
+    for _ in 0..<8 { #expect(try !send(compressible)) }
+    #expect(try send(compressible))
+    #expect(try send(compressible))
+  }
+
+  @Test func aSmallSavingIsNotWorthIt() {
+    var generator = SystemRandomNumberGenerator()
+    // Random bytes with every eighth one zero: zstd saves a little, less than an eighth.
+    let input = ByteBuffer(bytes: (0..<8192).map { $0 % 16 == 0 ? 0 : UInt8.random(in: 0...255, using: &generator) })
+    #expect(ZstdCompressor().compress(input) == nil)
   }
 }

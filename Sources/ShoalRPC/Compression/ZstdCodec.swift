@@ -40,7 +40,8 @@ public final class ZstdCompressor {
 
   deinit { ZSTD_freeCCtx(context) }
 
-  /// The compressed form of `input`, or nil when compressing does not make it smaller.
+  /// The compressed form of `input`, or nil when compressing saves less than an eighth: a small
+  /// saving costs the receiver more to decompress than it saves on the wire.
   public func compress(_ input: ByteBuffer) -> ByteBuffer? {
     input.withUnsafeReadableBytes { source -> ByteBuffer? in
       let bound = ZSTD_compressBound(source.count)
@@ -50,7 +51,7 @@ public final class ZstdCompressor {
         let result = ZSTD_compressCCtx(context, destination.baseAddress, bound, source.baseAddress, source.count, level)
         return ZSTD_isError(result) != 0 ? 0 : result
       }
-      return written > 0 && written < source.count ? output : nil
+      return written > 0 && written <= source.count - source.count / 8 ? output : nil
     }
   }
 }

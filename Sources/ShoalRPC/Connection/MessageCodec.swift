@@ -12,6 +12,11 @@ final class MessageCodec {
   var maxSendSize: Int
   /// Whether the peer accepts zstd, from its HELLO.
   var peerAcceptsZstd = false
+  /// Per message type, how many more messages go uncompressed without trying: messages of a
+  /// type that did not compress (tensors of floats, files already compressed) are not tried
+  /// again for a while, since trying costs as much as sending them raw and more. Types that
+  /// do compress are always tried.
+  private var skips: [ObjectIdentifier: (remaining: Int, next: Int)] = [:]
 
   init(config: ConnectionConfig) {
     compression = config.compression
@@ -36,13 +41,15 @@ final class MessageCodec {
             RPCError(
               .resourceExhausted, "\(M.protoMessageName) of \(size) bytes exceeds the peer's limit of \(limit) bytes"))
         }
-        if compress && size >= threshold {
+        if compress && size >= threshold && shouldTry(M.self) {
           var raw = ByteBuffer()
           raw.writeWithUnsafeMutableBytes(minimumWritableBytes: size) {
             pack(UnsafeMutableRawBufferPointer(rebasing: $0[0..<size])); return size
           }
           if compressor == nil { compressor = ZstdCompressor(level: compression.level) }
-          if var compressed = compressor!.compress(raw) {
+          let compressed = compressor!.compress(raw)
+          remember(M.self, compressed: compressed != nil)
+          if var compressed {
             Frame.writeHeader(
               type: .message, flags: flags.union(.compressed), stream: stream, payloadLength: compressed.readableBytes,
               to: &buffer)
@@ -70,6 +77,26 @@ final class MessageCodec {
       throw RPCError(.invalidArgument, error.message, cause: error)
     }
     try result.get()
+  }
+
+  /// Whether to try compressing a message of type `type` now.
+  private func shouldTry<M>(_ type: M.Type) -> Bool {
+    guard var skip = skips[ObjectIdentifier(type)], skip.remaining > 0 else { return true }
+    skip.remaining -= 1
+    skips[ObjectIdentifier(type)] = skip
+    return false
+  }
+
+  /// After a failed try, the next 8 messages of the type go raw, doubling to 256 while tries keep
+  /// failing; a try that pays clears it.
+  private func remember<M>(_ type: M.Type, compressed: Bool) {
+    let key = ObjectIdentifier(type)
+    guard !compressed else {
+      skips[key] = nil
+      return
+    }
+    let next = skips[key]?.next ?? 8
+    skips[key] = (next, min(next * 2, 256))
   }
 
   /// The uncompressed payload of a received MESSAGE frame.
