@@ -19,6 +19,10 @@ public struct InferenceService: InferenceV1.Inference.ServiceProtocol {
     "PredictStream": .reader, "LoadModel": .writer, "UnloadModel": .writer,
   ]
 
+  /// The largest request or response the service takes by default: a batch of eight 224 × 224
+  /// images as FP32 is 4.8 MB, past gRPC's 4 MiB.
+  public static let maxMessageSize = 64 << 20
+
   private let host: ModelHost
 
   /// The service over `host`.

@@ -12,7 +12,9 @@ import ShoalServiceStubs
 func withInference<T>(
   _ mesh: MeshOptions, command: String, _ body: (InferenceV1.Inference.Client) async throws -> T
 ) async throws -> T {
-  let shoal = ShoalClient(location: try mesh.location())
+  var config = BalancedChannel.Config.defaults
+  config.client.connection.maxMessageSize = InferenceService.maxMessageSize
+  let shoal = ShoalClient(location: try mesh.location(), config: config)
   return try await reportingRPCErrors(command: command, closing: { await shoal.close() }) {
     try await body(InferenceV1.Inference.Client(shoal.channel(for: "inference")))
   }

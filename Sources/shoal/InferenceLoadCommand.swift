@@ -48,6 +48,7 @@ struct InferenceLoadCommand: AsyncParsableCommand {
     let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
     let executor = EventLoopTaskExecutor(group.next())
     var config = RPCClient.Config.defaults
+    config.connection.maxMessageSize = InferenceService.maxMessageSize
     if let token = try mesh.location().token { config.interceptors.append(BearerTokenInterceptor(token: token)) }
     let rpc = RPCClient(address: try await mesh.address(of: address), config: config, group: group)
     let client = InferenceV1.Inference.Client(rpc)

@@ -51,8 +51,8 @@ struct ServeCommand: AsyncParsableCommand {
   @Flag(help: .hidden)
   var exitWithParent = false
 
-  @Option(help: "The largest message accepted, in bytes.")
-  var maxMessageSize: Int = ConnectionConfig.defaults.maxMessageSize
+  @Option(help: "The largest message accepted, in bytes (default 4 MiB; inference 64 MiB, for batches of images).")
+  var maxMessageSize: Int?
 
   @Flag(help: "Do not compress responses (and refuse compressed requests).")
   var noCompression = false
@@ -143,7 +143,9 @@ struct ServeCommand: AsyncParsableCommand {
     }
 
     var config = RPCServer.Config.defaults
-    config.connection.maxMessageSize = maxMessageSize
+    config.connection.maxMessageSize =
+      maxMessageSize
+      ?? (service == "inference" ? InferenceService.maxMessageSize : ConnectionConfig.defaults.maxMessageSize)
     config.connection.compression.enabled = !noCompression
     config.connection.peerName = "shoal-\(service)/\(ShoalVersion.current) pid \(getpid())"
     let server = RPCServer(router: router, config: config, interceptors: interceptors)

@@ -192,14 +192,15 @@ public actor ModelHost {
     slot.watch?.cancel()
     slot.watch = nil
     slot.state = .unloading
-    slots[key] = slot
     let answer = status(of: slot)
     publish(slot)
+    // Out of the tables at once: new requests are refused, and a load of the same reference
+    // starts afresh while this version drains.
+    slots[key] = nil
     _ = routes.withLock { $0.removeValue(forKey: key) }
     _ = notReady.withLock { $0.removeValue(forKey: key) }
     setHealth(key, nil)
     if let served = slot.serving { await retire(served) }
-    slots[key] = nil
     var event = InferenceV1.ModelStatusEvent()
     event.model = answer
     event.removed = true
