@@ -119,6 +119,35 @@ struct DynamicBatcherTests {
     }
   }
 
+  /// Once the model is known to be fast, a lone request with no batch delay runs on the caller's
+  /// thread; requests that come while one runs wait for the instance thread.
+  @Test func loneRequestsToAFastModelRunOnTheCallersThread() async throws {
+    let model = try Model(onnx: TestOnnx.classifier())
+    let executions = Mutex<[Bool]>([])
+    let batcher = DynamicBatcher(model: model, name: "fast", policy: Self.policy(max: 1), batchable: true) {
+      execution in executions.withLock { $0.append(execution.onCallerThread) }
+    }
+    for seed in 0..<5 {
+      let input = Self.rows(1, seed: UInt64(seed))
+      let output = try await batcher.submit(["x": input], deadline: nil)["probs"]!
+      #expect(output.elements(as: Float.self) == (try model.run(["x": input]))["probs"]!.elements(as: Float.self))
+    }
+    #expect(executions.withLock { $0 } == [false, true, true, true, true])
+    try await withThrowingTaskGroup(of: Void.self) { group in
+      for seed in 0..<40 {
+        group.addTask {
+          let input = Self.rows(1, seed: UInt64(seed))
+          let output = try await batcher.submit(["x": input], deadline: nil)["probs"]!
+          #expect(output.elements(as: Float.self) == (try model.run(["x": input]))["probs"]!.elements(as: Float.self))
+        }
+      }
+      try await group.waitForAll()
+    }
+    let all = executions.withLock { $0 }
+    #expect(all.count == 45 && all.contains(false))
+    await batcher.drain()
+  }
+
   @Test func nanInGivesNanOut() async throws {
     let model = try Model(onnx: TestOnnx.classifier())
     let batcher = DynamicBatcher(model: model, name: "nan", policy: Self.policy(), batchable: true)

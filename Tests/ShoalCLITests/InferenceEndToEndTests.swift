@@ -189,6 +189,8 @@ struct InferenceEndToEndTests {
       #expect(try Self.largestDifference(after, mesh.file("expected2-one.npy")) <= 1e-5)
 
       // Queue limit and a deadline in the queue, on a pinned version whose batches wait 2 s.
+      // (v1's series count what production's v1 ran too: batches of 3 or 4 rows are counted here.)
+      let threeOrFourBefore = try await Self.batchesOfThreeOrFour(mesh)
       var pinned = InferenceV1.LoadModelRequest()
       pinned.model = "tiny/1"
       var batching = InferenceV1.BatchingConfig()
@@ -212,10 +214,7 @@ struct InferenceEndToEndTests {
       // The two waiting requests run together, and each gets its own rows.
       #expect(try Self.largestDifference(try await waiting.value, mesh.file("expected1-one.npy")) <= 1e-5)
       #expect(try Self.largestDifference(try await second.value, mesh.file("expected1-three.npy")) <= 1e-5)
-      let batches = try await mesh.run("metrics", "inference", "--prefix", "shoal_inference_batch_size")
-      #expect(
-        batches.stdoutText.contains(#"shoal_inference_batch_size_bucket{model="local/tiny",version="1",le="4"} 1"#),
-        "\(batches.stdoutText)")
+      #expect(try await Self.batchesOfThreeOrFour(mesh) == threeOrFourBefore + 1)
 
       // Unloading while calls wait in the queue: they finish, then the model is gone.
       let inFlight = (0..<2).map { _ in
@@ -424,6 +423,16 @@ struct InferenceEndToEndTests {
       #expect(seen.first == "local/tiny@production AVAILABLE", "\(seen)")
       #expect(seen.suffix(2) == ["local/tiny/1 LOADING", "local/tiny/1 AVAILABLE"], "\(seen)")
     }
+  }
+
+  /// Executions of v1 with 3 or 4 rows so far, from `shoal metrics`.
+  private static func batchesOfThreeOrFour(_ mesh: Mesh) async throws -> Int {
+    let text = try await mesh.run("metrics", "inference", "--prefix", "shoal_inference_batch_size").stdoutText
+    func bucket(_ bound: String) -> Int {
+      let prefix = #"shoal_inference_batch_size_bucket{model="local/tiny",version="1",le="\#(bound)"} "#
+      return text.split(separator: "\n").first { $0.hasPrefix(prefix) }.flatMap { Int($0.dropFirst(prefix.count)) } ?? 0
+    }
+    return bucket("4") - bucket("2")
   }
 
   static func expectError(

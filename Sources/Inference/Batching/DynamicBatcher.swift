@@ -22,6 +22,8 @@ public final class DynamicBatcher: @unchecked Sendable {
     public var computeSeconds: Double
     /// Requests that failed.
     public var failures: Int
+    /// Whether it ran on the caller's thread (a lone request to a fast model).
+    public var onCallerThread = false
   }
 
   struct Payload {
@@ -46,6 +48,13 @@ public final class DynamicBatcher: @unchecked Sendable {
   private var drainWaiters: [CheckedContinuation<Void, Never>] = []
   /// Set once a batch's outputs did not keep its rows: every request then runs alone.
   private var splitFailed = false
+  /// The recent compute time of one execution, in seconds (nil before the first).
+  private var recentCompute: Double?
+
+  /// A lone request runs on the caller's thread when the model computes faster than this: handing
+  /// it to an instance thread and back costs two thread wake-ups, tens of µs each on a VM, which is
+  /// most of a small model's time. Longer runs go to the instance threads, off the event loop.
+  static let inlineComputeLimit = 0.001
 
   /// A batcher for `model` (named `name` in errors) under `policy`; `batchable` is false when
   /// the model's dimension 0 is fixed. `observe` hears of every execution. Its threads start now.
@@ -95,6 +104,7 @@ public final class DynamicBatcher: @unchecked Sendable {
         BatchKey.Input(name: name, dataType: tensor.dataType.onnxCode, rowShape: Array(tensor.shape.dropFirst())))
       if declaredBatchable { rows = tensor.shape.first ?? 1 }
     }
+    if let outputs = try runInlineIfIdle(inputs, rows: rows) { return outputs }
     let id = locked {
       defer { nextID += 1 }
       return nextID
@@ -127,6 +137,41 @@ public final class DynamicBatcher: @unchecked Sendable {
       entry?.payload.continuation.resume(throwing: Self.abandoned(deadline))
       if entry != nil { self.finishedIfDrained() }
     }
+  }
+
+  /// Runs `inputs` at once on this thread when nothing is queued or running, the batch delay is 0
+  /// (so the request would not wait for others anyway) and the model is fast; nil otherwise.
+  private func runInlineIfIdle(_ inputs: [String: Tensor], rows: Int) throws -> [String: Tensor]? {
+    let mayRun = locked { () -> Bool in
+      guard !closed, executing == 0, queue.count == 0, policy.maxQueueDelayMicroseconds == 0 || !batches,
+        let recent = recentCompute, recent < Self.inlineComputeLimit
+      else { return false }
+      executing += 1
+      return true
+    }
+    guard mayRun else { return nil }
+    let started = ContinuousClock.now
+    var outputs: [String: Tensor]?
+    var failure: (any Error)?
+    do {
+      outputs = try model.run(inputs)
+    } catch {
+      failure = error
+    }
+    let seconds = Self.seconds(.now - started)
+    locked {
+      executing -= 1
+      recentCompute = 0.8 * (recentCompute ?? seconds) + 0.2 * seconds
+      // Requests that came meanwhile wait for an instance thread.
+      if queue.count > 0 { condition.signal() }
+    }
+    finishedIfDrained()
+    observe(
+      Execution(
+        requests: 1, rows: rows, queueSeconds: [0], computeSeconds: seconds, failures: failure == nil ? 0 : 1,
+        onCallerThread: true))
+    if let failure { throw Self.rpcError(failure, model: name) }
+    return outputs
   }
 
   /// Refuses new requests, lets the queued and running ones finish, then stops the threads.
@@ -173,14 +218,23 @@ public final class DynamicBatcher: @unchecked Sendable {
         condition.lock()
         continue
       }
+      // A request run on its caller's thread counts as an execution in flight.
+      if executing >= policy.instances {
+        condition.wait()
+        continue
+      }
       switch queue.next(now: closed ? .now + .seconds(86_400) : now) {
       case .run(let batch):
         executing += 1
         let alone = splitFailed
         condition.unlock()
-        execute(batch, alone: alone)
+        let answers = execute(batch, alone: alone)
         condition.lock()
         executing -= 1
+        if queue.count > 0 { condition.signal() }
+        condition.unlock()
+        for (continuation, result) in answers { continuation.resume(with: result) }
+        condition.lock()
       case .wait(let until):
         // Wake for the batch's delay or the first deadline, whichever comes first.
         let wake = min(until, queue.earliestDeadline ?? until)
@@ -198,41 +252,49 @@ public final class DynamicBatcher: @unchecked Sendable {
     }
   }
 
-  private func execute(_ batch: [BatchQueue<Payload>.Entry], alone: Bool) {
+  /// Runs a batch and returns each request's answer, to be handed over once the execution no
+  /// longer counts as in flight.
+  private func execute(
+    _ batch: [BatchQueue<Payload>.Entry], alone: Bool
+  ) -> [(CheckedContinuation<[String: Tensor], any Error>, Result<[String: Tensor], RPCError>)] {
     let started = ContinuousClock.now
     let queueSeconds = batch.map { Self.seconds(started - $0.enqueuedAt) }
-    var failures = 0
-    if batch.count == 1 || alone {
-      for entry in batch {
+    func runEach() -> [Result<[String: Tensor], RPCError>] {
+      batch.map { entry in
         do {
-          entry.payload.continuation.resume(returning: try model.run(entry.payload.inputs))
+          return .success(try model.run(entry.payload.inputs))
         } catch {
-          failures += 1
-          entry.payload.continuation.resume(throwing: Self.rpcError(error, model: name))
+          return .failure(Self.rpcError(error, model: name))
         }
       }
+    }
+    var results: [Result<[String: Tensor], RPCError>]
+    if batch.count == 1 || alone {
+      results = runEach()
     } else if let outputs = runStacked(batch) {
       var offset = 0
-      for entry in batch {
+      results = batch.map { entry in
         let range = offset..<(offset + entry.rows)
         offset += entry.rows
-        entry.payload.continuation.resume(returning: outputs.mapValues { $0.rows(range) })
+        return .success(outputs.mapValues { $0.rows(range) })
       }
     } else {
       // One bad request, or a model whose outputs lose the batch: each request on its own.
-      for entry in batch {
-        do {
-          entry.payload.continuation.resume(returning: try model.run(entry.payload.inputs))
-        } catch {
-          failures += 1
-          entry.payload.continuation.resume(throwing: Self.rpcError(error, model: name))
-        }
-      }
+      results = runEach()
+    }
+    let seconds = Self.seconds(.now - started)
+    if batch.count == 1 {
+      locked { recentCompute = 0.8 * (recentCompute ?? seconds) + 0.2 * seconds }
     }
     observe(
       Execution(
         requests: batch.count, rows: batch.reduce(0) { $0 + $1.rows }, queueSeconds: queueSeconds,
-        computeSeconds: Self.seconds(.now - started), failures: failures))
+        computeSeconds: seconds,
+        failures: results.filter {
+          if case .failure = $0 { return true }
+          return false
+        }.count))
+    return zip(batch.map(\.payload.continuation), results).map { ($0, $1) }
   }
 
   /// The batch's outputs, or nil when it failed or an output does not have the batch's rows.
