@@ -39,6 +39,8 @@ let package = Package(
     // Images: PNG and JPEG decoding for model inputs.
     systemLibrary("CPNG", pkgConfig: "libpng", apt: ["libpng-dev"]),
     systemLibrary("CJPEG", pkgConfig: "libjpeg", apt: ["libjpeg62-turbo-dev"]),
+    // GEOS: polygon validity and simplification.
+    systemLibrary("CGEOS", pkgConfig: "geos", apt: ["libgeos-dev"]),
     // cairo: metric plots as PNG.
     systemLibrary("CCairo", pkgConfig: "cairo", apt: ["libcairo2-dev"]),
 
@@ -117,6 +119,8 @@ let package = Package(
       ],
       swiftSettings: strictSwift
     ),
+    // Web-Mercator tiles, quadkeys, covers and GeoJSON.
+    .target(name: "ShoalGeo", dependencies: ["CGEOS"], swiftSettings: strictSwift),
     // libpng and libjpeg behind functions that return errors instead of jumping.
     .target(name: "CImageCodecs", dependencies: ["CPNG", "CJPEG"]),
     // Image decoding, resizing and model-input preprocessing.
@@ -142,7 +146,7 @@ let package = Package(
       name: "shoal",
       dependencies: [
         "ShoalProto", "ShoalRPC", "ShoalServiceStubs", "ShoalClient", "ShoalStore", "ShoalService", "ShoalMesh",
-        "Bench", "Registry", "Tracking", "Inference", "ShoalMetrics", "ShoalModel", "CCairo",
+        "Bench", "Registry", "Tracking", "Inference", "ShoalMetrics", "ShoalModel", "ShoalGeo", "CCairo",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Histogram", package: "hdrhistogram-swift"),
         .product(name: "NIOPosix", package: "swift-nio"),
@@ -191,6 +195,8 @@ let package = Package(
       dependencies: ["Inference", "ShoalModel", "ShoalMetrics", "ShoalProto", "ShoalRPC", "ShoalTestSupport"],
       swiftSettings: strictSwift
     ),
+    .testTarget(
+      name: "ShoalGeoTests", dependencies: ["ShoalGeo", "ShoalTestSupport"], swiftSettings: strictSwift),
     .testTarget(
       name: "ShoalImageTests", dependencies: ["ShoalImage", "ShoalModel", "ShoalTestSupport"],
       swiftSettings: strictSwift),

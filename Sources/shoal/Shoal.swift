@@ -16,7 +16,7 @@ struct Shoal: AsyncParsableCommand {
       ExperimentsCommand.self, RunsCommand.self, ArtifactsCommand.self, InferenceCommand.self, PredictCommand.self,
       ServeCommand.self, CallCommand.self,
       OnnxCommand.self, HealthCommand.self, LoadCommand.self, TrackingLoadCommand.self, InferenceLoadCommand.self,
-      MetricsCommand.self, ProtoCommand.self,
+      MetricsCommand.self, GeoCommand.self, ProtoCommand.self,
     ]
   )
 }
