@@ -106,6 +106,11 @@ let package = Package(
       swiftSettings: strictSwift
     ),
     .target(
+      name: "Feedback",
+      dependencies: ["ShoalProto", "ShoalRPC", "ShoalServiceStubs", "ShoalStore", "ShoalService", "ShoalGeo"],
+      swiftSettings: strictSwift
+    ),
+    .target(
       name: "Tracking",
       dependencies: ["ShoalProto", "ShoalRPC", "ShoalServiceStubs", "ShoalStore", "ShoalService"],
       swiftSettings: strictSwift
@@ -146,7 +151,7 @@ let package = Package(
       name: "shoal",
       dependencies: [
         "ShoalProto", "ShoalRPC", "ShoalServiceStubs", "ShoalClient", "ShoalStore", "ShoalService", "ShoalMesh",
-        "Bench", "Registry", "Tracking", "Inference", "ShoalMetrics", "ShoalModel", "ShoalGeo", "CCairo",
+        "Bench", "Registry", "Tracking", "Inference", "Feedback", "ShoalMetrics", "ShoalModel", "ShoalGeo", "CCairo",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Histogram", package: "hdrhistogram-swift"),
         .product(name: "NIOPosix", package: "swift-nio"),
@@ -193,6 +198,11 @@ let package = Package(
     .testTarget(
       name: "InferenceTests",
       dependencies: ["Inference", "ShoalModel", "ShoalMetrics", "ShoalProto", "ShoalRPC", "ShoalTestSupport"],
+      swiftSettings: strictSwift
+    ),
+    .testTarget(
+      name: "FeedbackTests",
+      dependencies: ["Feedback", "ShoalGeo", "ShoalProto", "ShoalRPC", "ShoalServiceStubs", "ShoalStore", "ShoalTestSupport"],
       swiftSettings: strictSwift
     ),
     .testTarget(

@@ -36,7 +36,8 @@ public struct QuadkeyRange: Hashable, Sendable, CustomStringConvertible {
     return ranges
   }
 
-  init(zoom: Int, first: Int64, last: Int64) {
+  /// The quadkey numbers `first` through `last` at `zoom`.
+  public init(zoom: Int, first: Int64, last: Int64) {
     self.zoom = zoom
     self.first = first
     self.last = last

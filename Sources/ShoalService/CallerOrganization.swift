@@ -19,3 +19,13 @@ public enum CallerOrganization {
     }
   }
 }
+
+/// Who makes the call, as `name@organization`, set for the call's handler by
+/// `RegistryAccessInterceptor` from the token's principal; nil for a peer on the service's Unix
+/// socket, who acts as the mesh's administrator (`local@local`).
+public enum CallerPrincipal {
+  @TaskLocal public static var current: String?
+
+  /// The caller's name for records of who did what.
+  public static var name: String { current ?? "local@local" }
+}

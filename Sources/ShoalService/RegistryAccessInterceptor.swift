@@ -48,7 +48,9 @@ public final class RegistryAccessInterceptor: ServerInterceptor, Sendable {
           + name(principal.role))
     }
     try await CallerOrganization.$current.withValue(principal.superuser ? nil : principal.organization) {
-      try await next()
+      try await CallerPrincipal.$current.withValue("\(principal.name)@\(principal.organization)") {
+        try await next()
+      }
     }
   }
 

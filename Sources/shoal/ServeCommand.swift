@@ -1,5 +1,6 @@
 import ArgumentParser
 import Bench
+import Feedback
 import Foundation
 import Inference
 import Registry
@@ -24,7 +25,7 @@ struct ServeCommand: AsyncParsableCommand {
   )
 
   /// What this build can serve.
-  static let services = ["registry", "tracking", "inference", "bench"]
+  static let services = ["registry", "tracking", "inference", "feedback", "bench"]
 
   @Argument(help: "The service to run.")
   var service: String
@@ -119,6 +120,14 @@ struct ServeCommand: AsyncParsableCommand {
       interceptors.append(
         RegistryAccessInterceptor(
           service: TrackingV1.Tracking.fullName, requirements: TrackingService.requirements,
+          registry: RPCClient(address: location.registry)))
+    case "feedback":
+      let database = try await openDatabase(storeURL, location.dataDirectory, migrations: FeedbackStore.migrations)
+      databases.append(database)
+      FeedbackService(store: FeedbackStore(database: database)).register(in: &router)
+      interceptors.append(
+        RegistryAccessInterceptor(
+          service: FeedbackV1.Feedback.fullName, requirements: FeedbackService.requirements,
           registry: RPCClient(address: location.registry)))
     case "inference":
       let host = try makeModelHost(location, metrics: metricsRegistry, health: health)

@@ -6,6 +6,9 @@ public enum Onnx {}
 /// Types generated from the `shoal.bench.v1` proto package.
 public enum BenchV1 {}
 
+/// Types generated from the `shoal.feedback.v1` proto package.
+public enum FeedbackV1 {}
+
 /// Types generated from the `shoal.health.v1` proto package.
 public enum HealthV1 {}
 
@@ -44,8 +47,6 @@ let generatedMessageTypes: [any ProtoMessage.Type] = [
   Onnx.OperatorSetIdProto.self,
   BenchV1.BenchRequest.self,
   BenchV1.BenchResponse.self,
-  HealthV1.HealthCheckRequest.self,
-  HealthV1.HealthCheckResponse.self,
   RegistryV1.Organization.self,
   RegistryV1.Principal.self,
   RegistryV1.CreateOrganizationRequest.self,
@@ -77,6 +78,33 @@ let generatedMessageTypes: [any ProtoMessage.Type] = [
   RegistryV1.AliasHistoryResponse.self,
   RegistryV1.WatchModelRequest.self,
   RegistryV1.ModelEvent.self,
+  FeedbackV1.DisplayColors.self,
+  FeedbackV1.PredictionSet.self,
+  FeedbackV1.CreateSetRequest.self,
+  FeedbackV1.GetSetRequest.self,
+  FeedbackV1.ListSetsRequest.self,
+  FeedbackV1.ListSetsResponse.self,
+  FeedbackV1.UpdateSetRequest.self,
+  FeedbackV1.Feature.self,
+  FeedbackV1.PredictedTile.self,
+  FeedbackV1.PutPredictionsRequest.self,
+  FeedbackV1.PutPredictionsResponse.self,
+  FeedbackV1.BoundingBox.self,
+  FeedbackV1.QueryTilesRequest.self,
+  FeedbackV1.ClassValidity.self,
+  FeedbackV1.TileRecord.self,
+  FeedbackV1.QueryTilesResponse.self,
+  FeedbackV1.ValidityChange.self,
+  FeedbackV1.SetValidityRequest.self,
+  FeedbackV1.SetValidityResponse.self,
+  FeedbackV1.ValidityHistoryRequest.self,
+  FeedbackV1.ValidityHistoryEntry.self,
+  FeedbackV1.ValidityHistoryResponse.self,
+  FeedbackV1.StatsRequest.self,
+  FeedbackV1.ClassStats.self,
+  FeedbackV1.StatsResponse.self,
+  HealthV1.HealthCheckRequest.self,
+  HealthV1.HealthCheckResponse.self,
   InferenceV1.BatchingConfig.self,
   InferenceV1.ModelConfig.self,
   InferenceV1.LoadedModel.self,
@@ -162,8 +190,9 @@ let generatedMessageTypes: [any ProtoMessage.Type] = [
 
 let generatedServices: [ServiceDescriptor] = [
   BenchV1.Bench.descriptor,
-  HealthV1.Health.descriptor,
   RegistryV1.ModelRegistry.descriptor,
+  FeedbackV1.Feedback.descriptor,
+  HealthV1.Health.descriptor,
   InferenceV1.Inference.descriptor,
   RegistryV1.Directory.descriptor,
   RpcV1.Reflection.descriptor,

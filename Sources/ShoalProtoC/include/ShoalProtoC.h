@@ -5,8 +5,9 @@
 #include <protobuf-c/protobuf-c.h>
 #include "onnx/onnx.pb-c.h"
 #include "shoal/bench/v1/bench.pb-c.h"
-#include "shoal/health/v1/health.pb-c.h"
 #include "shoal/registry/v1/models.pb-c.h"
+#include "shoal/feedback/v1/feedback.pb-c.h"
+#include "shoal/health/v1/health.pb-c.h"
 #include "shoal/inference/v1/inference.pb-c.h"
 #include "shoal/registry/v1/directory.pb-c.h"
 #include "shoal/rpc/v1/reflection.pb-c.h"
@@ -36,10 +37,6 @@ static inline const ProtobufCMessageDescriptor *shoal_descriptor_onnx__operator_
 // shoal/bench/v1/bench.proto
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__bench__v1__bench_request(void) { return &shoal__bench__v1__bench_request__descriptor; }
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__bench__v1__bench_response(void) { return &shoal__bench__v1__bench_response__descriptor; }
-
-// shoal/health/v1/health.proto
-static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__health__v1__health_check_request(void) { return &shoal__health__v1__health_check_request__descriptor; }
-static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__health__v1__health_check_response(void) { return &shoal__health__v1__health_check_response__descriptor; }
 
 // shoal/registry/v1/models.proto
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__registry__v1__organization(void) { return &shoal__registry__v1__organization__descriptor; }
@@ -73,6 +70,37 @@ static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__registry
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__registry__v1__alias_history_response(void) { return &shoal__registry__v1__alias_history_response__descriptor; }
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__registry__v1__watch_model_request(void) { return &shoal__registry__v1__watch_model_request__descriptor; }
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__registry__v1__model_event(void) { return &shoal__registry__v1__model_event__descriptor; }
+
+// shoal/feedback/v1/feedback.proto
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__feedback__v1__display_colors(void) { return &shoal__feedback__v1__display_colors__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__feedback__v1__prediction_set(void) { return &shoal__feedback__v1__prediction_set__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__feedback__v1__create_set_request(void) { return &shoal__feedback__v1__create_set_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__feedback__v1__get_set_request(void) { return &shoal__feedback__v1__get_set_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__feedback__v1__list_sets_request(void) { return &shoal__feedback__v1__list_sets_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__feedback__v1__list_sets_response(void) { return &shoal__feedback__v1__list_sets_response__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__feedback__v1__update_set_request(void) { return &shoal__feedback__v1__update_set_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__feedback__v1__feature(void) { return &shoal__feedback__v1__feature__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__feedback__v1__predicted_tile(void) { return &shoal__feedback__v1__predicted_tile__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__feedback__v1__put_predictions_request(void) { return &shoal__feedback__v1__put_predictions_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__feedback__v1__put_predictions_response(void) { return &shoal__feedback__v1__put_predictions_response__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__feedback__v1__bounding_box(void) { return &shoal__feedback__v1__bounding_box__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__feedback__v1__query_tiles_request(void) { return &shoal__feedback__v1__query_tiles_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__feedback__v1__class_validity(void) { return &shoal__feedback__v1__class_validity__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__feedback__v1__tile_record(void) { return &shoal__feedback__v1__tile_record__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__feedback__v1__query_tiles_response(void) { return &shoal__feedback__v1__query_tiles_response__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__feedback__v1__validity_change(void) { return &shoal__feedback__v1__validity_change__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__feedback__v1__set_validity_request(void) { return &shoal__feedback__v1__set_validity_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__feedback__v1__set_validity_response(void) { return &shoal__feedback__v1__set_validity_response__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__feedback__v1__validity_history_request(void) { return &shoal__feedback__v1__validity_history_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__feedback__v1__validity_history_entry(void) { return &shoal__feedback__v1__validity_history_entry__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__feedback__v1__validity_history_response(void) { return &shoal__feedback__v1__validity_history_response__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__feedback__v1__stats_request(void) { return &shoal__feedback__v1__stats_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__feedback__v1__class_stats(void) { return &shoal__feedback__v1__class_stats__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__feedback__v1__stats_response(void) { return &shoal__feedback__v1__stats_response__descriptor; }
+
+// shoal/health/v1/health.proto
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__health__v1__health_check_request(void) { return &shoal__health__v1__health_check_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__health__v1__health_check_response(void) { return &shoal__health__v1__health_check_response__descriptor; }
 
 // shoal/inference/v1/inference.proto
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__inference__v1__batching_config(void) { return &shoal__inference__v1__batching_config__descriptor; }

@@ -1,0 +1,347 @@
+import Foundation
+import ShoalGeo
+public import ShoalProto
+public import ShoalRPC
+import ShoalService
+public import ShoalServiceStubs
+import ShoalStore
+
+/// `shoal.feedback.v1.Feedback`: prediction sets stored as quadkey-indexed tiles, and what people
+/// say of them, valid or invalid per class, with the history of every change.
+///
+/// Sets belong to a registry organisation, as experiments do: a caller with a token sees only its
+/// organisation's sets (any other is NOT_FOUND); peers on the Unix socket see every organisation's.
+public struct FeedbackService: FeedbackV1.Feedback.ServiceProtocol {
+  /// The role each method needs over TCP: reading needs reader, reviewing and writing writer.
+  public static let requirements: [String: RegistryV1.Role] = [
+    "GetSet": .reader, "ListSets": .reader, "QueryTiles": .reader, "ValidityHistory": .reader, "Stats": .reader,
+    "CreateSet": .writer, "UpdateSet": .writer, "PutPredictions": .writer, "SetValidity": .writer,
+  ]
+
+  /// The most quadkey ranges one query sends to the database; a cover with more is widened to
+  /// that many (merging the closest ranges) and filtered exactly afterwards.
+  static let maxRanges = 256
+
+  private let store: FeedbackStore
+
+  /// The service over `store`.
+  public init(store: FeedbackStore) { self.store = store }
+
+  public func createSet(
+    _ request: FeedbackV1.CreateSetRequest, context: ServerContext
+  ) async throws -> FeedbackV1.PredictionSet {
+    guard !request.model.isEmpty else { throw RPCError(.invalidArgument, "model: give the model reference") }
+    guard (0...Tile.maxZoom).contains(Int(request.zoom)) else {
+      throw RPCError(.invalidArgument, "zoom \(request.zoom) is outside 0–\(Tile.maxZoom)")
+    }
+    let names = request.classes.map(\.name)
+    guard !names.isEmpty, Set(names).count == names.count, names.allSatisfy({ !$0.isEmpty }) else {
+      throw RPCError(.invalidArgument, "classes: give one or more distinct, non-empty class names")
+    }
+    if !request.aoi.isEmpty {
+      do {
+        _ = try GeoJSON.features(from: Data(request.aoi.utf8))
+      } catch {
+        throw RPCError(.invalidArgument, "aoi: \(error.message)")
+      }
+    }
+    let organization: String
+    switch (CallerOrganization.current, request.organization) {
+    case (nil, ""): organization = FeedbackStore.defaultOrganization
+    case (nil, let named): organization = named
+    case (let own?, let named) where named.isEmpty || named == own: organization = own
+    case (let own?, let named):
+      throw RPCError(.permissionDenied, "organization: a token of '\(own)' creates sets there, not in '\(named)'")
+    }
+    try CallerOrganization.checkName(organization)
+    return try await store.createSet(request, organization: organization, principal: CallerPrincipal.name)
+  }
+
+  public func getSet(
+    _ request: FeedbackV1.GetSetRequest, context: ServerContext
+  ) async throws -> FeedbackV1.PredictionSet {
+    try await store.set(request.setId, visibleTo: CallerOrganization.current)
+  }
+
+  public func listSets(
+    _ request: FeedbackV1.ListSetsRequest, context: ServerContext
+  ) async throws -> FeedbackV1.ListSetsResponse {
+    try await store.sets(request, visibleTo: CallerOrganization.current)
+  }
+
+  public func updateSet(
+    _ request: FeedbackV1.UpdateSetRequest, context: ServerContext
+  ) async throws -> FeedbackV1.PredictionSet {
+    switch request.status {
+    case .open, .complete, .cancelled: break
+    default: throw RPCError(.invalidArgument, "status: give OPEN, COMPLETE or CANCELLED")
+    }
+    return try await store.updateStatus(request.setId, request.status, visibleTo: CallerOrganization.current)
+  }
+
+  public func putPredictions(
+    _ requests: RPCRequestStream<FeedbackV1.PutPredictionsRequest>, context: ServerContext
+  ) async throws -> FeedbackV1.PutPredictionsResponse {
+    var response = FeedbackV1.PutPredictionsResponse()
+    var sets: [String: FeedbackV1.PredictionSet] = [:]
+    var batch = 0
+    for try await request in requests {
+      defer { batch += 1 }
+      let set: FeedbackV1.PredictionSet
+      if let known = sets[request.setId] {
+        set = known
+      } else {
+        set = try await store.set(request.setId, visibleTo: CallerOrganization.current)
+        sets[request.setId] = set
+      }
+      guard set.status == .open else {
+        throw RPCError(
+          .failedPrecondition,
+          "prediction set \(set.setId) is \(set.status.protoName ?? "closed"); only OPEN sets take predictions")
+      }
+      let classes = Set(set.classes.map(\.name))
+      let tiles = try request.tiles.enumerated().map { index, predicted throws(RPCError) in
+        let at = "batch \(batch), tiles[\(index)]"
+        let tile: Tile
+        do throws(GeoError) {
+          tile =
+            predicted.quadkey.isEmpty
+            ? try Tile(z: Int(predicted.z), x: Int(clamping: predicted.x), y: Int(clamping: predicted.y))
+            : try Tile(quadkey: predicted.quadkey)
+        } catch {
+          throw RPCError(.invalidArgument, "\(at): \(error.message)")
+        }
+        guard tile.z == Int(set.zoom) else {
+          throw RPCError(
+            .invalidArgument, "\(at): tile \(tile) is at zoom \(tile.z); the set's tiles are at \(set.zoom)")
+        }
+        if let unknown = predicted.scores.keys.first(where: { !classes.contains($0) }) {
+          throw RPCError(.invalidArgument, "\(at): the set has no class '\(unknown)'")
+        }
+        if let bad = predicted.scores.first(where: { !$0.value.isFinite }) {
+          throw RPCError(.invalidArgument, "\(at): the score of '\(bad.key)' is \(bad.value)")
+        }
+        for (number, feature) in predicted.features.enumerated() {
+          guard classes.contains(feature.className) else {
+            throw RPCError(.invalidArgument, "\(at).features[\(number)]: the set has no class '\(feature.className)'")
+          }
+          do throws(GeoError) {
+            let geometry = try GeoJSON.features(from: Data(feature.geometry.utf8))
+            guard geometry.count == 1, geometry[0].geometry != nil else { throw GeoError("not one geometry") }
+          } catch {
+            throw RPCError(.invalidArgument, "\(at).features[\(number)].geometry: \(error.message)")
+          }
+        }
+        return (tile, predicted.scores, predicted.features)
+      }
+      if let stored = try await store.putBatch(setID: Int64(set.setId)!, requestID: request.requestId, tiles: tiles) {
+        response.tilesStored += Int64(stored)
+        response.batchesStored += 1
+      } else {
+        response.batchesRepeated += 1
+      }
+    }
+    return response
+  }
+
+  public func queryTiles(
+    _ request: FeedbackV1.QueryTilesRequest, context: ServerContext
+  ) async throws -> FeedbackV1.QueryTilesResponse {
+    let set = try await store.set(request.setId, visibleTo: CallerOrganization.current)
+    let classes = Set(set.classes.map(\.name))
+    guard request.className.isEmpty || classes.contains(request.className) else {
+      throw RPCError(.notFound, "class_name: the set has no class '\(request.className)'")
+    }
+    let pageSize = request.pageSize == 0 ? 1000 : Int(request.pageSize)
+    guard (1...10_000).contains(pageSize) else { throw RPCError(.invalidArgument, "page_size must be 1–10000") }
+    var after: Int64 = 0
+    if !request.pageToken.isEmpty {
+      guard let token = Int64(request.pageToken) else { throw RPCError(.invalidArgument, "page_token is malformed") }
+      after = token
+    }
+    let zoom = Int(set.zoom)
+    var cover: Set<Tile>?
+    var ranges: [QuadkeyRange]?
+    do throws(GeoError) {
+      switch request.area {
+      case .bbox(let box)?:
+        let tiles = try TileCover.tiles(
+          in: BoundingBox(west: box.west, south: box.south, east: box.east, north: box.north), zoom: zoom)
+        cover = Set(tiles)
+        ranges = Self.widened(QuadkeyRange.ranges(covering: tiles))
+      case .geojson(let text)?:
+        let polygons = try GeoJSON.features(from: Data(text.utf8)).flatMap { $0.geometry?.polygons ?? [] }
+        guard !polygons.isEmpty else { throw GeoError("geojson holds no Polygon or MultiPolygon") }
+        let tiles = try TileCover.tiles(covering: polygons, zoom: zoom)
+        cover = Set(tiles)
+        ranges = Self.widened(QuadkeyRange.ranges(covering: tiles))
+      case nil:
+        break
+      }
+    } catch {
+      throw RPCError(.invalidArgument, "area: \(error.message)")
+    }
+    var records: [FeedbackV1.TileRecord] = []
+    var more = true
+    while records.count < pageSize && more {
+      let batch = try await store.tiles(
+        setID: Int64(set.setId)!, zoom: zoom, ranges: ranges, after: after, limit: max(2 * pageSize, 500))
+      more = !batch.isEmpty
+      guard let last = batch.last else { break }
+      let candidates = batch.filter { stored in
+        (cover?.contains(stored.tile) ?? true) && Self.score(stored, request.className) >= request.minScore
+      }
+      let validity = try await store.validity(of: candidates.map(\.id))
+      var kept: [(FeedbackStore.StoredTile, [FeedbackV1.ClassValidity])] = []
+      for stored in candidates {
+        let marks = (validity[stored.id] ?? []).filter { $0.feature == 0 }.map(\.record)
+        let state = Self.state(marks, request.className)
+        let wanted: Bool =
+          switch request.status {
+          case .anyStatus: true
+          case .onlyUnvalidated: state == .unvalidated
+          case .onlyValid: state == .valid
+          case .onlyInvalid: state == .invalid
+          case .unrecognized: true
+          }
+        if wanted { kept.append((stored, marks)) }
+        if records.count + kept.count == pageSize {
+          after = stored.id
+          break
+        }
+      }
+      if records.count + kept.count < pageSize { after = last.id }
+      let features = try await store.features(of: kept.map(\.0.id))
+      for (stored, marks) in kept {
+        var record = FeedbackV1.TileRecord()
+        record.tileId = "\(stored.tile)"
+        record.z = Int32(stored.tile.z)
+        record.x = Int64(stored.tile.x)
+        record.y = Int64(stored.tile.y)
+        record.quadkey = stored.tile.quadkey
+        record.scores = stored.scores
+        record.validity = marks
+        let colors = set.colors ?? FeedbackV1.DisplayColors()
+        switch Self.state(marks, request.className) {
+        case .valid: record.color = colors.valid
+        case .invalid: record.color = colors.invalid
+        default: record.color = colors.unvalidated
+        }
+        record.features = features[stored.id] ?? []
+        records.append(record)
+      }
+    }
+    var response = FeedbackV1.QueryTilesResponse()
+    response.tiles = records
+    if records.count == pageSize { response.nextPageToken = String(after) }
+    return response
+  }
+
+  public func setValidity(
+    _ request: FeedbackV1.SetValidityRequest, context: ServerContext
+  ) async throws -> FeedbackV1.SetValidityResponse {
+    guard !request.changes.isEmpty, request.changes.count <= 10_000 else {
+      throw RPCError(.invalidArgument, "changes: give 1–10000 changes")
+    }
+    let set = try await store.set(request.setId, visibleTo: CallerOrganization.current)
+    var response = FeedbackV1.SetValidityResponse()
+    response.applied = Int32(
+      try await store.setValidity(
+        setID: Int64(set.setId)!, classes: Set(set.classes.map(\.name)), changes: request.changes,
+        by: CallerPrincipal.name))
+    return response
+  }
+
+  public func validityHistory(
+    _ request: FeedbackV1.ValidityHistoryRequest, context: ServerContext
+  ) async throws -> FeedbackV1.ValidityHistoryResponse {
+    let set = try await store.set(request.setId, visibleTo: CallerOrganization.current)
+    var tile: Tile?
+    if !request.tileId.isEmpty {
+      do {
+        tile = try Tile(parsing: request.tileId)
+      } catch {
+        throw RPCError(.invalidArgument, "tile_id: \(error.message)")
+      }
+    }
+    var response = FeedbackV1.ValidityHistoryResponse()
+    response.entries = try await store.history(setID: Int64(set.setId)!, tile: tile)
+    return response
+  }
+
+  public func stats(_ request: FeedbackV1.StatsRequest, context: ServerContext) async throws -> FeedbackV1.StatsResponse
+  {
+    let set = try await store.set(request.setId, visibleTo: CallerOrganization.current)
+    let threshold = request.threshold == 0 ? 0.5 : request.threshold
+    var perClass = Dictionary(uniqueKeysWithValues: set.classes.map { ($0.name, (0, 0, 0, 0)) })
+    var response = FeedbackV1.StatsResponse()
+    var after: Int64 = 0
+    while true {
+      let batch = try await store.tiles(
+        setID: Int64(set.setId)!, zoom: Int(set.zoom), ranges: nil, after: after, limit: 5000)
+      guard let last = batch.last else { break }
+      after = last.id
+      let validity = try await store.validity(of: batch.map(\.id))
+      for stored in batch {
+        response.tiles += 1
+        let marks = (validity[stored.id] ?? []).filter { $0.feature == 0 }.map(\.record)
+        if !marks.isEmpty { response.validatedTiles += 1 }
+        for (name, score) in stored.scores where score >= threshold {
+          guard var counts = perClass[name] else { continue }
+          counts.0 += 1
+          switch marks.first(where: { $0.className == name })?.validity {
+          case .valid?: counts.1 += 1
+          case .invalid?: counts.2 += 1
+          default: counts.3 += 1
+          }
+          perClass[name] = counts
+        }
+      }
+    }
+    response.classes = set.classes.map { label in
+      let (predicted, valid, invalid, unvalidated) = perClass[label.name]!
+      var stats = FeedbackV1.ClassStats()
+      stats.className = label.name
+      stats.predicted = Int64(predicted)
+      stats.valid = Int64(valid)
+      stats.invalid = Int64(invalid)
+      stats.unvalidated = Int64(unvalidated)
+      stats.precision = valid + invalid == 0 ? 0 : Double(valid) / Double(valid + invalid)
+      return stats
+    }
+    return response
+  }
+
+  // MARK: Helpers
+
+  /// A tile's score for `className`, or its best score when no class is named.
+  static func score(_ tile: FeedbackStore.StoredTile, _ className: String) -> Double {
+    className.isEmpty ? tile.scores.values.max() ?? 0 : tile.scores[className] ?? 0
+  }
+
+  /// What was said of a tile for `className`, or for any class (valid if any class is valid,
+  /// else invalid if any is, else unvalidated).
+  static func state(_ marks: [FeedbackV1.ClassValidity], _ className: String) -> FeedbackV1.Validity {
+    let relevant = className.isEmpty ? marks : marks.filter { $0.className == className }
+    if relevant.contains(where: { $0.validity == .valid }) { return .valid }
+    if relevant.contains(where: { $0.validity == .invalid }) { return .invalid }
+    return .unvalidated
+  }
+
+  /// At most `maxRanges` ranges holding `ranges`: the closest neighbours merged first.
+  static func widened(_ ranges: [QuadkeyRange]) -> [QuadkeyRange] {
+    guard ranges.count > maxRanges else { return ranges }
+    var bounds = ranges.map { ($0.first, $0.last) }
+    let gaps = (1..<bounds.count).map { bounds[$0].0 - bounds[$0 - 1].1 }.sorted()
+    let cutoff = gaps[gaps.count - maxRanges]
+    var merged: [(Int64, Int64)] = [bounds.removeFirst()]
+    for range in bounds {
+      if range.0 - merged[merged.count - 1].1 < cutoff {
+        merged[merged.count - 1].1 = range.1
+      } else {
+        merged.append(range)
+      }
+    }
+    return merged.map { QuadkeyRange(zoom: ranges[0].zoom, first: $0.0, last: $0.1) }
+  }
+}

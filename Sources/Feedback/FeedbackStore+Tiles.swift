@@ -1,0 +1,220 @@
+import Foundation
+import ShoalGeo
+import ShoalProto
+import ShoalRPC
+import ShoalStore
+
+extension FeedbackStore {
+  /// One tile as stored.
+  struct StoredTile {
+    var id: Int64
+    var tile: Tile
+    var scores: [String: Double]
+  }
+
+  /// Stores one batch of a set's tiles, unless its request id was stored before. A tile already in
+  /// the set keeps what it had (a resumed job writes it again). Returns the tiles stored, or nil
+  /// for a repeated batch.
+  func putBatch(
+    setID: Int64, requestID: String, tiles: [(Tile, [String: Double], [FeedbackV1.Feature])]
+  ) async throws
+    -> Int?
+  {
+    let rows = try tiles.map { tile, scores, features in
+      (tile, try Self.json(scores), features)
+    }
+    return try await database.transaction { connection -> Int? in
+      if !requestID.isEmpty {
+        let inserted = try connection.execute(
+          "INSERT INTO put_requests (set_id, request_id) VALUES ($1, $2) ON CONFLICT DO NOTHING", .integer(setID),
+          .text(requestID))
+        if inserted == 0 { return nil }
+      }
+      var stored = 0
+      for (tile, scores, features) in rows {
+        let id = try connection.query(
+          """
+          INSERT INTO tiles (set_id, z, x, y, qk, scores) VALUES ($1, $2, $3, $4, $5, $6)
+          ON CONFLICT (set_id, z, x, y) DO NOTHING RETURNING id
+          """,
+          [
+            .integer(setID), .integer(Int64(tile.z)), .integer(Int64(tile.x)), .integer(Int64(tile.y)),
+            .integer(QuadkeyRange.number(of: tile)), .text(scores),
+          ]
+        ).first.map { try $0.int("id") }
+        guard let id else { continue }
+        stored += 1
+        try connection.executeBatch(
+          "INSERT INTO features (tile_id, class_name, score, geometry) VALUES ($1, $2, $3, $4)",
+          features.map { [.integer(id), .text($0.className), .real($0.score), .text($0.geometry)] })
+      }
+      return stored
+    }
+  }
+
+  /// The tiles of set `setID` at `zoom` after tile id `after`, in id order, at most `limit`, within
+  /// `ranges` of quadkey numbers (nil: everywhere).
+  func tiles(setID: Int64, zoom: Int, ranges: [QuadkeyRange]?, after: Int64, limit: Int) async throws -> [StoredTile] {
+    var conditions = ""
+    var parameters: [SQLValue] = [.integer(setID), .integer(Int64(zoom)), .integer(after), .integer(Int64(limit))]
+    if let ranges {
+      guard !ranges.isEmpty else { return [] }
+      conditions =
+        " AND ("
+        + ranges.map { range -> String in
+          parameters += [.integer(range.first), .integer(range.last)]
+          return "qk BETWEEN $\(parameters.count - 1) AND $\(parameters.count)"
+        }.joined(separator: " OR ") + ")"
+    }
+    let sql =
+      "SELECT id, z, x, y, scores FROM tiles WHERE set_id = $1 AND z = $2 AND id > $3\(conditions) ORDER BY id LIMIT $4"
+    let rows = try await database.read { [parameters] connection in try connection.query(sql, parameters) }
+    return try rows.map { row in
+      let scores =
+        try JSONSerialization.jsonObject(with: Data(try row.string("scores").utf8)) as? [String: Double] ?? [:]
+      return StoredTile(
+        id: try row.int("id"),
+        tile: try Tile(z: Int(try row.int("z")), x: Int(try row.int("x")), y: Int(try row.int("y"))), scores: scores)
+    }
+  }
+
+  /// What was said of each of `tileIDs` (tiles and their features), by tile id.
+  func validity(of tileIDs: [Int64]) async throws -> [Int64: [(feature: Int64, record: FeedbackV1.ClassValidity)]] {
+    guard !tileIDs.isEmpty else { return [:] }
+    var result: [Int64: [(Int64, FeedbackV1.ClassValidity)]] = [:]
+    for chunk in stride(from: 0, to: tileIDs.count, by: 500).map({ Array(tileIDs[$0..<min($0 + 500, tileIDs.count)]) })
+    {
+      let placeholders = chunk.indices.map { "$\($0 + 1)" }.joined(separator: ", ")
+      let rows = try await database.read { connection in
+        try connection.query(
+          "SELECT * FROM validity WHERE tile_id IN (\(placeholders)) AND state != 0", chunk.map { .integer($0) })
+      }
+      for row in rows {
+        var record = FeedbackV1.ClassValidity()
+        record.className = try row.string("class_name")
+        record.validity = FeedbackV1.Validity(rawValue: Int32(try row.int("state")))
+        record.by = try row.string("by_principal")
+        record.atMs = try row.int("at_ms")
+        result[try row.int("tile_id"), default: []].append((try row.int("feature_id"), record))
+      }
+    }
+    return result
+  }
+
+  /// The features of `tileIDs`, by tile id.
+  func features(of tileIDs: [Int64]) async throws -> [Int64: [FeedbackV1.Feature]] {
+    guard !tileIDs.isEmpty else { return [:] }
+    var result: [Int64: [FeedbackV1.Feature]] = [:]
+    for chunk in stride(from: 0, to: tileIDs.count, by: 500).map({ Array(tileIDs[$0..<min($0 + 500, tileIDs.count)]) })
+    {
+      let placeholders = chunk.indices.map { "$\($0 + 1)" }.joined(separator: ", ")
+      let rows = try await database.read { connection in
+        try connection.query(
+          "SELECT * FROM features WHERE tile_id IN (\(placeholders)) ORDER BY id", chunk.map { .integer($0) })
+      }
+      for row in rows {
+        var feature = FeedbackV1.Feature()
+        feature.featureId = String(try row.int("id"))
+        feature.className = try row.string("class_name")
+        feature.score = try row.double("score")
+        feature.geometry = try row.string("geometry")
+        result[try row.int("tile_id"), default: []].append(feature)
+      }
+    }
+    return result
+  }
+
+  /// Applies every change or none: a tile (z/x/y), feature or class the set does not have is
+  /// NOT_FOUND naming it. Each change is kept in the history with who made it and when.
+  func setValidity(
+    setID: Int64, classes: Set<String>, changes: [FeedbackV1.ValidityChange], by principal: String
+  ) async throws -> Int {
+    let now = Self.now()
+    return try await database.transaction { connection -> Int in
+      var applied = 0
+      for (index, change) in changes.enumerated() {
+        guard classes.contains(change.className) else {
+          throw RPCError(
+            .notFound,
+            "changes[\(index)]: the set has no class '\(change.className)' (its classes: "
+              + "\(classes.sorted().joined(separator: ", ")))")
+        }
+        let tileID: Int64
+        var featureID: Int64 = 0
+        switch change.target {
+        case .tileId(let text)?:
+          let tile: Tile
+          do throws(GeoError) {
+            tile = try Tile(parsing: text)
+          } catch {
+            throw RPCError(.notFound, "changes[\(index)]: tile '\(text)' is not in the set (\(error.message))")
+          }
+          guard
+            let row = try connection.queryFirst(
+              "SELECT id FROM tiles WHERE set_id = $1 AND z = $2 AND x = $3 AND y = $4", .integer(setID),
+              .integer(Int64(tile.z)), .integer(Int64(tile.x)), .integer(Int64(tile.y)))
+          else { throw RPCError(.notFound, "changes[\(index)]: tile \(text) is not in the set") }
+          tileID = try row.int("id")
+        case .featureId(let text)?:
+          guard let number = Int64(text),
+            let row = try connection.queryFirst(
+              "SELECT f.tile_id FROM features f JOIN tiles t ON t.id = f.tile_id WHERE f.id = $1 AND t.set_id = $2",
+              .integer(number), .integer(setID))
+          else { throw RPCError(.notFound, "changes[\(index)]: feature '\(text)' is not in the set") }
+          tileID = try row.int("tile_id")
+          featureID = number
+        case nil:
+          throw RPCError(.invalidArgument, "changes[\(index)]: give tile_id or feature_id")
+        }
+        let previous =
+          try connection.queryFirst(
+            "SELECT state FROM validity WHERE tile_id = $1 AND feature_id = $2 AND class_name = $3", .integer(tileID),
+            .integer(featureID), .text(change.className)
+          ).map { try $0.int("state") } ?? 0
+        let state = Int64(change.validity.rawValue)
+        _ = try connection.execute(
+          """
+          INSERT INTO validity (tile_id, feature_id, class_name, state, by_principal, at_ms) VALUES ($1, $2, $3, $4, $5, $6)
+          ON CONFLICT (tile_id, feature_id, class_name) DO UPDATE SET state = excluded.state,
+            by_principal = excluded.by_principal, at_ms = excluded.at_ms
+          """, .integer(tileID), .integer(featureID), .text(change.className), .integer(state), .text(principal),
+          .integer(now))
+        _ = try connection.execute(
+          """
+          INSERT INTO validity_history (set_id, tile_id, feature_id, class_name, state, previous, by_principal, at_ms)
+          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+          """, .integer(setID), .integer(tileID), .integer(featureID), .text(change.className), .integer(state),
+          .integer(previous), .text(principal), .integer(now))
+        applied += 1
+      }
+      return applied
+    }
+  }
+
+  /// Every change of the set's validity (of one tile when `tile` is given), oldest first.
+  func history(setID: Int64, tile: Tile?) async throws -> [FeedbackV1.ValidityHistoryEntry] {
+    let rows = try await database.read { connection in
+      try connection.query(
+        """
+        SELECT h.*, t.z, t.x, t.y FROM validity_history h JOIN tiles t ON t.id = h.tile_id
+        WHERE h.set_id = $1 AND ($2 < 0 OR (t.z = $2 AND t.x = $3 AND t.y = $4)) ORDER BY h.id
+        """,
+        [
+          .integer(setID), .integer(Int64(tile?.z ?? -1)), .integer(Int64(tile?.x ?? 0)),
+          .integer(Int64(tile?.y ?? 0)),
+        ])
+    }
+    return try rows.map { row in
+      var entry = FeedbackV1.ValidityHistoryEntry()
+      entry.tileId = "\(try row.int("z"))/\(try row.int("x"))/\(try row.int("y"))"
+      let feature = try row.int("feature_id")
+      entry.featureId = feature == 0 ? "" : String(feature)
+      entry.className = try row.string("class_name")
+      entry.validity = FeedbackV1.Validity(rawValue: Int32(try row.int("state")))
+      entry.previous = FeedbackV1.Validity(rawValue: Int32(try row.int("previous")))
+      entry.by = try row.string("by_principal")
+      entry.atMs = try row.int("at_ms")
+      return entry
+    }
+  }
+}

@@ -1,0 +1,219 @@
+import ArgumentParser
+import Foundation
+import ShoalClient
+import ShoalGeo
+import ShoalProto
+import ShoalRPC
+import ShoalServiceStubs
+
+/// Runs `body` with a client of the feedback service, found through the registry; an RPC failure
+/// is printed as `shoal COMMAND: CODE: message` and exits with status 1.
+func withFeedback<T>(
+  _ mesh: MeshOptions, command: String, _ body: (FeedbackV1.Feedback.Client) async throws -> T
+) async throws -> T {
+  let shoal = ShoalClient(location: try mesh.location())
+  return try await reportingRPCErrors(command: command, closing: { await shoal.close() }) {
+    try await body(FeedbackV1.Feedback.Client(shoal.channel(for: "feedback")))
+  }
+}
+
+/// `shoal feedback …`.
+struct FeedbackCommand: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "feedback", abstract: "Prediction sets, their tiles, and what reviewers say of them.",
+    subcommands: [Create.self, Sets.self, Tiles.self, Tag.self, History.self, Stats.self])
+
+  struct Create: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Create a prediction set (jobs make their own).")
+    @Argument(help: "The model reference the predictions are of.") var model: String
+    @Option(help: "The tiles' zoom.") var zoom: Int32
+    @Option(name: .customLong("class"), help: "A class NAME or NAME:#rrggbb (repeatable).") var classes: [String]
+    @Option(help: "The model version that predicted.") var version: Int64 = 0
+    @Option(help: "The imagery source's name.") var imagery = ""
+    @Option(help: "A GeoJSON file with the area of interest.") var aoi: String?
+    @OptionGroup var mesh: MeshOptions
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() async throws {
+      var request = FeedbackV1.CreateSetRequest()
+      request.model = model
+      request.modelVersion = version
+      request.zoom = zoom
+      request.imagery = imagery
+      request.classes = classes.map { text in
+        var label = RegistryV1.ClassLabel()
+        let parts = text.split(separator: ":", maxSplits: 1).map(String.init)
+        label.name = parts[0]
+        label.color = parts.count > 1 ? parts[1] : ""
+        return label
+      }
+      if let aoi {
+        guard let data = FileManager.default.contents(atPath: aoi) else { throw ValidationError("cannot read \(aoi)") }
+        request.aoi = String(decoding: data, as: UTF8.self)
+      }
+      let set = try await withFeedback(mesh, command: "feedback create") { try await $0.createSet(request) }
+      if json { return emitJSON(set) }
+      emit("created prediction set \(set.setId) of \(set.model) at zoom \(set.zoom)")
+    }
+  }
+
+  struct Sets: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "List prediction sets, newest first.")
+    @Option(help: "Only sets of this model reference.") var model = ""
+    @OptionGroup var mesh: MeshOptions
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() async throws {
+      var request = FeedbackV1.ListSetsRequest()
+      request.model = model
+      request.pageSize = 1000
+      let response = try await withFeedback(mesh, command: "feedback sets") { try await $0.listSets(request) }
+      if json { return emitJSON(response) }
+      var table = TextTable(
+        "SET", "MODEL", "VERSION", "ZOOM", "TILES", "STATUS", "ORGANIZATION", "CREATED BY", "CREATED")
+      for set in response.sets {
+        table.add(
+          set.setId, set.model, "v\(set.modelVersion)", "\(set.zoom)", "\(set.tileCount)", set.status.protoName ?? "",
+          set.organization, set.createdBy, formatTime(set.createdAtMs))
+      }
+      emit(table.rendered)
+    }
+  }
+
+  struct Tiles: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+      abstract: "A set's tiles in an area, by status, class and score, with their validity and colour.")
+    @Argument(help: "The set.") var set: String
+    @Option(help: "west,south,east,north.") var bbox: String?
+    @Option(help: "A GeoJSON file whose polygons the tiles must meet.") var geojson: String?
+    @Option(help: "any, unvalidated, valid or invalid.") var status = "any"
+    @Option(name: .customLong("class"), help: "Only this class.") var className = ""
+    @Option(help: "Only tiles scoring at least this.") var minScore: Double = 0
+    @Option(help: "At most this many tiles.") var limit = 1000
+    @OptionGroup var mesh: MeshOptions
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() async throws {
+      var request = FeedbackV1.QueryTilesRequest()
+      request.setId = set
+      request.className = className
+      request.minScore = minScore
+      request.pageSize = Int32(min(limit, 10_000))
+      switch status {
+      case "any": request.status = .anyStatus
+      case "unvalidated": request.status = .onlyUnvalidated
+      case "valid": request.status = .onlyValid
+      case "invalid": request.status = .onlyInvalid
+      default: throw ValidationError("--status takes any, unvalidated, valid or invalid")
+      }
+      if let bbox {
+        let box: BoundingBox
+        do {
+          box = try BoundingBox(parsing: bbox)
+        } catch {
+          throw ValidationError("--bbox: \(error.message)")
+        }
+        var area = FeedbackV1.BoundingBox()
+        (area.west, area.south, area.east, area.north) = (box.west, box.south, box.east, box.north)
+        request.area = .bbox(area)
+      } else if let geojson {
+        guard let data = FileManager.default.contents(atPath: geojson) else {
+          throw ValidationError("cannot read \(geojson)")
+        }
+        request.area = .geojson(String(decoding: data, as: UTF8.self))
+      }
+      let response = try await withFeedback(mesh, command: "feedback tiles") { try await $0.queryTiles(request) }
+      if json { return emitJSON(response) }
+      var table = TextTable("TILE", "QUADKEY", "SCORES", "VALIDITY", "COLOR")
+      for tile in response.tiles {
+        let scores = tile.scores.sorted { $0.key < $1.key }.map { "\($0.key)=\(String(format: "%.3f", $0.value))" }
+        let validity = tile.validity.map { "\($0.className)=\($0.validity.protoName?.lowercased() ?? "")" }
+        table.add(
+          tile.tileId, tile.quadkey, scores.joined(separator: " "),
+          validity.isEmpty ? "-" : validity.joined(separator: " "),
+          tile.color)
+      }
+      emit(table.rendered)
+    }
+  }
+
+  struct Tag: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+      abstract: "Mark tiles (z/x/y) or features valid or invalid for a class, or clear the mark.")
+    @Argument(help: "The set.") var set: String
+    @Argument(help: "valid, invalid or clear.") var validity: String
+    @Option(name: .customLong("class"), help: "The class.") var className: String
+    @Argument(help: "Tiles as z/x/y, or features as f:ID.") var targets: [String]
+    @OptionGroup var mesh: MeshOptions
+
+    func run() async throws {
+      let state: FeedbackV1.Validity
+      switch validity {
+      case "valid": state = .valid
+      case "invalid": state = .invalid
+      case "clear": state = .unvalidated
+      default: throw ValidationError("the validity is valid, invalid or clear")
+      }
+      var request = FeedbackV1.SetValidityRequest()
+      request.setId = set
+      request.changes = targets.map { target in
+        var change = FeedbackV1.ValidityChange()
+        change.target = target.hasPrefix("f:") ? .featureId(String(target.dropFirst(2))) : .tileId(target)
+        change.className = className
+        change.validity = state
+        return change
+      }
+      let response = try await withFeedback(mesh, command: "feedback tag") { try await $0.setValidity(request) }
+      emit("\(response.applied) marked \(validity) for \(className)")
+    }
+  }
+
+  struct History: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+      abstract: "Every validity change of a set or a tile: who, what, when.")
+    @Argument(help: "The set.") var set: String
+    @Argument(help: "One tile, z/x/y.") var tile = ""
+    @OptionGroup var mesh: MeshOptions
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() async throws {
+      var request = FeedbackV1.ValidityHistoryRequest()
+      request.setId = set
+      request.tileId = tile
+      let response = try await withFeedback(mesh, command: "feedback history") { try await $0.validityHistory(request) }
+      if json { return emitJSON(response) }
+      var table = TextTable("WHEN", "TILE", "FEATURE", "CLASS", "FROM", "TO", "BY")
+      for entry in response.entries {
+        table.add(
+          formatTime(entry.atMs), entry.tileId, entry.featureId.isEmpty ? "-" : entry.featureId, entry.className,
+          entry.previous.protoName?.lowercased() ?? "", entry.validity.protoName?.lowercased() ?? "", entry.by)
+      }
+      emit(table.rendered)
+    }
+  }
+
+  struct Stats: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+      abstract: "Counts by class and status, and precision per class on what reviewers validated.")
+    @Argument(help: "The set.") var set: String
+    @Option(help: "A tile predicts a class when its score is at least this.") var threshold: Double = 0.5
+    @OptionGroup var mesh: MeshOptions
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() async throws {
+      var request = FeedbackV1.StatsRequest()
+      request.setId = set
+      request.threshold = threshold
+      let response = try await withFeedback(mesh, command: "feedback stats") { try await $0.stats(request) }
+      if json { return emitJSON(response) }
+      emit("\(response.tiles) tiles, \(response.validatedTiles) validated")
+      var table = TextTable("CLASS", "PREDICTED", "VALID", "INVALID", "UNVALIDATED", "PRECISION")
+      for stats in response.classes {
+        table.add(
+          stats.className, "\(stats.predicted)", "\(stats.valid)", "\(stats.invalid)", "\(stats.unvalidated)",
+          stats.valid + stats.invalid == 0 ? "-" : String(format: "%.3f", stats.precision))
+      }
+      emit(table.rendered)
+    }
+  }
+}

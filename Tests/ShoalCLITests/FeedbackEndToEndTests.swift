@@ -1,0 +1,108 @@
+import Foundation
+import ShoalClient
+import ShoalProto
+import ShoalRPC
+import ShoalServiceStubs
+import ShoalTestSupport
+import Testing
+
+/// The feedback service under `shoal up` and its CLI, as real processes: a set made with the CLI,
+/// predictions put through the SDK, then tiles queried, tagged, counted and traced back; over TCP a
+/// token of another organisation sees nothing.
+struct FeedbackEndToEndTests {
+  private static let mesh = """
+    { "services": [
+      { "name": "registry", "listen": ["unix:registry.sock", "tcp://127.0.0.1:0"] },
+      { "name": "feedback", "listen": ["unix:feedback.sock", "tcp://127.0.0.1:0"] } ] }
+    """
+
+  @Test func createPutQueryTagAndCount() async throws {
+    let shoal = try TestEnvironment.product("shoal")
+    let data = try TemporaryDirectory()
+    try Data(Self.mesh.utf8).write(to: data.url.appendingPathComponent("mesh.json"))
+    let up = try ServerProcess(shoal, ["up", "--mesh", data.path("mesh.json"), "--data", data.url.path])
+    _ = try await up.waitForLines(containing: "registered feedback", count: 2)
+    func run(_ arguments: String...) async throws -> SubprocessResult {
+      try await Subprocess.run(shoal, arguments + ["--data", data.url.path])
+    }
+    do {
+      let created = try await run(
+        "feedback", "create", "roads@production", "--zoom", "16", "--class", "road:#ff8800", "--class", "building",
+        "--json")
+      #expect(created.status == 0, "\(created.stderrText)")
+      let set = try FeedbackV1.PredictionSet(jsonString: created.stdoutText)
+      #expect(set.classes.map(\.name) == ["road", "building"] && set.colors?.unvalidated == "#ff0000")
+
+      // Four tiles of a 2 × 2 block at zoom 16 near Berlin's centre.
+      let rpc = RPCClient(address: try RPCAddress(parsing: "unix:feedback.sock", relativeTo: data.url.path))
+      let client = FeedbackV1.Feedback.Client(rpc)
+      let stored = try await client.putPredictions { sender in
+        var request = FeedbackV1.PutPredictionsRequest()
+        request.setId = set.setId
+        request.requestId = "job-1/0"
+        request.tiles = [(35205, 21494, 0.9), (35206, 21494, 0.8), (35205, 21495, 0.3), (35206, 21495, 0.7)].map {
+          x, y, score in
+          var tile = FeedbackV1.PredictedTile()
+          (tile.z, tile.x, tile.y) = (16, Int64(x), Int64(y))
+          tile.scores = ["road": score, "building": 1 - score]
+          return tile
+        }
+        try await sender.send(request)
+        try await sender.send(request)
+      }
+      await rpc.close()
+      #expect(stored.tilesStored == 4 && stored.batchesRepeated == 1)
+
+      let tiles = try await run("feedback", "tiles", set.setId, "--bbox", "13.39,52.51,13.41,52.53", "--class", "road")
+      #expect(
+        tiles.status == 0 && tiles.stdoutText.contains("16/35205/21494"), "\(tiles.stdoutText)\(tiles.stderrText)")
+      #expect(tiles.stdoutText.split(separator: "\n").count == 5)
+      let tagged = try await run(
+        "feedback", "tag", set.setId, "valid", "--class", "road", "16/35205/21494", "16/35206/21494")
+      #expect(tagged.stdoutText.contains("2 marked valid"), "\(tagged.stderrText)")
+      let wrong = try await run("feedback", "tag", set.setId, "invalid", "--class", "road", "16/35206/21495", "16/1/1")
+      #expect(wrong.status == 1 && wrong.stderrText.contains("NOT_FOUND") && wrong.stderrText.contains("16/1/1"))
+      _ = try await run("feedback", "tag", set.setId, "invalid", "--class", "road", "16/35206/21495")
+      let stats = try await run("feedback", "stats", set.setId, "--json")
+      let counted = try FeedbackV1.StatsResponse(jsonString: stats.stdoutText)
+      let road = try #require(counted.classes.first { $0.className == "road" })
+      #expect(road.predicted == 3 && road.valid == 2 && road.invalid == 1 && abs(road.precision - 2.0 / 3) < 1e-9)
+      let valid = try await run("feedback", "tiles", set.setId, "--status", "valid", "--json")
+      let validTiles = try FeedbackV1.QueryTilesResponse(jsonString: valid.stdoutText).tiles
+      #expect(validTiles.count == 2 && validTiles.allSatisfy { $0.color == "#00ff00" })
+      let history = try await run("feedback", "history", set.setId, "16/35206/21495")
+      #expect(history.stdoutText.contains("unvalidated") && history.stdoutText.contains("local@local"))
+      #expect(try await run("feedback", "sets").stdoutText.contains("roads@production"))
+
+      // Over TCP, a token of another organisation sees no set.
+      #expect(try await run("admin", "org", "create", "acme").status == 0)
+      let token = try await run("admin", "token", "create", "--org", "acme", "--role", "writer", "--name", "ana")
+      let location = try RegistryLocation(data: data.url.path, environment: [:])
+      let sdk = ShoalClient(location: location)
+      var resolve = RegistryV1.ResolveRequest()
+      resolve.service = "feedback"
+      let address = try #require(
+        try await sdk.directory.resolve(resolve).instances.first { $0.address.hasPrefix("tcp://") })
+      await sdk.close()
+      var config = RPCClient.Config.defaults
+      config.interceptors = [
+        BearerTokenInterceptor(token: token.stdoutText.trimmingCharacters(in: .whitespacesAndNewlines))
+      ]
+      let outsider = RPCClient(address: try RPCAddress(parsing: address.address), config: config)
+      var get = FeedbackV1.GetSetRequest()
+      get.setId = set.setId
+      do {
+        _ = try await FeedbackV1.Feedback.Client(outsider).getSet(get)
+        Issue.record("another organisation's token saw the set")
+      } catch {
+        #expect(error.code == .notFound, "\(error)")
+      }
+      #expect(try await FeedbackV1.Feedback.Client(outsider).listSets(FeedbackV1.ListSetsRequest()).sets.isEmpty)
+      await outsider.close()
+    } catch {
+      _ = try? await up.stop()
+      throw error
+    }
+    #expect(try await up.stop() == 0)
+  }
+}
