@@ -51,17 +51,19 @@ public final class DynamicBatcher: @unchecked Sendable {
   /// The recent compute time of one execution, in seconds (nil before the first).
   private var recentCompute: Double?
 
-  /// A lone request runs on the caller's thread when the model computes faster than this: handing
-  /// it to an instance thread and back costs two thread wake-ups, tens of µs each on a VM, which is
-  /// most of a small model's time. Longer runs go to the instance threads, off the event loop.
-  static let inlineComputeLimit = 0.001
+  /// A lone request runs on the caller's thread when the model computes faster than this (1 ms by
+  /// default): handing it to an instance thread and back costs two thread wake-ups, tens of µs
+  /// each on a VM, which is most of a small model's time. Longer runs go to the instance threads,
+  /// off the event loop.
+  private let inlineComputeLimit: Double
 
   /// A batcher for `model` (named `name` in errors) under `policy`; `batchable` is false when
   /// the model's dimension 0 is fixed. `observe` hears of every execution. Its threads start now.
   public init(
-    model: Model, name: String, policy: BatchingPolicy, batchable: Bool,
+    model: Model, name: String, policy: BatchingPolicy, batchable: Bool, inlineComputeLimit: Double = 0.001,
     observe: @escaping @Sendable (Execution) -> Void = { _ in }
   ) {
+    self.inlineComputeLimit = inlineComputeLimit
     self.model = model
     self.name = name
     self.policy = policy
@@ -144,7 +146,7 @@ public final class DynamicBatcher: @unchecked Sendable {
   private func runInlineIfIdle(_ inputs: [String: Tensor], rows: Int) throws -> [String: Tensor]? {
     let mayRun = locked { () -> Bool in
       guard !closed, executing == 0, queue.count == 0, policy.maxQueueDelayMicroseconds == 0 || !batches,
-        let recent = recentCompute, recent < Self.inlineComputeLimit
+        let recent = recentCompute, recent < inlineComputeLimit
       else { return false }
       executing += 1
       return true
