@@ -45,15 +45,7 @@ public struct FeedbackService: FeedbackV1.Feedback.ServiceProtocol {
         throw RPCError(.invalidArgument, "aoi: \(error.message)")
       }
     }
-    let organization: String
-    switch (CallerOrganization.current, request.organization) {
-    case (nil, ""): organization = FeedbackStore.defaultOrganization
-    case (nil, let named): organization = named
-    case (let own?, let named) where named.isEmpty || named == own: organization = own
-    case (let own?, let named):
-      throw RPCError(.permissionDenied, "organization: a token of '\(own)' creates sets there, not in '\(named)'")
-    }
-    try CallerOrganization.checkName(organization)
+    let organization = try CallerOrganization.owner(named: request.organization, of: "sets")
     return try await store.createSet(request, organization: organization, principal: CallerPrincipal.name)
   }
 

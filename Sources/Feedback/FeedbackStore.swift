@@ -39,9 +39,6 @@ public struct FeedbackStore: Sendable {
       """)
   ]
 
-  /// The organisation of sets created by a caller who names none and has none.
-  public static let defaultOrganization = "local"
-
   /// The database.
   public let database: Database
 

@@ -20,6 +20,27 @@ public enum CallerOrganization {
   }
 }
 
+extension CallerOrganization {
+  /// The organisation a new row (`things`: "experiments", "sets") belongs to: the caller's, or for a
+  /// caller who sees every organisation's, the one it names (`local` by default), checked.
+  ///
+  /// - Throws: PERMISSION_DENIED when a caller of one organisation names another; INVALID_ARGUMENT
+  ///   for a malformed name.
+  public static func owner(named: String, of things: String) throws(RPCError) -> String {
+    let organization: String
+    switch (current, named) {
+    case (nil, ""): organization = "local"
+    case (nil, let named): organization = named
+    case (let own?, let named) where named.isEmpty || named == own: organization = own
+    case (let own?, let named):
+      throw RPCError(
+        .permissionDenied, "organization: a token of organisation '\(own)' creates \(things) there, not in '\(named)'")
+    }
+    try checkName(organization)
+    return organization
+  }
+}
+
 /// Who makes the call, as `name@organization`, set for the call's handler by
 /// `RegistryAccessInterceptor` from the token's principal; nil for a peer on the service's Unix
 /// socket, who acts as the mesh's administrator (`local@local`).

@@ -69,17 +69,7 @@ public struct TrackingService: TrackingV1.Tracking.ServiceProtocol {
       throw RPCError(.invalidArgument, "name: give an experiment name of 1–500 characters")
     }
     try Self.checkPairs(request.tags.map { ($0.key, $0.value) }, field: "tags", valueLength: Limits.tagValueLength)
-    let organization: String
-    switch (CallerOrganization.current, request.organization) {
-    case (nil, ""): organization = TrackingStore.defaultOrganization
-    case (nil, let named): organization = named
-    case (let own?, let named) where named.isEmpty || named == own: organization = own
-    case (let own?, let named):
-      throw RPCError(
-        .permissionDenied, "organization: a token of organisation '\(own)' creates experiments there, not in '\(named)'"
-      )
-    }
-    try CallerOrganization.checkName(organization)
+    let organization = try CallerOrganization.owner(named: request.organization, of: "experiments")
     return try await store.createExperiment(request, organization: organization)
   }
 
