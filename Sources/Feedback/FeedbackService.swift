@@ -16,6 +16,7 @@ public struct FeedbackService: FeedbackV1.Feedback.ServiceProtocol {
   public static let requirements: [String: RegistryV1.Role] = [
     "GetSet": .reader, "ListSets": .reader, "QueryTiles": .reader, "ValidityHistory": .reader, "Stats": .reader,
     "CreateSet": .writer, "UpdateSet": .writer, "PutPredictions": .writer, "SetValidity": .writer,
+    "NextForReview": .writer, "ReleaseLocks": .writer,
   ]
 
   /// The most quadkey ranges one query sends to the database; a cover with more is widened to
@@ -301,6 +302,63 @@ public struct FeedbackService: FeedbackV1.Feedback.ServiceProtocol {
       stats.precision = valid + invalid == 0 ? 0 : Double(valid) / Double(valid + invalid)
       return stats
     }
+    return response
+  }
+
+  public func nextForReview(
+    _ request: FeedbackV1.NextForReviewRequest, context: ServerContext
+  ) async throws -> FeedbackV1.NextForReviewResponse {
+    let set = try await store.set(request.setId, visibleTo: CallerOrganization.current)
+    let n = request.n == 0 ? 10 : Int(request.n)
+    guard (1...100).contains(n) else { throw RPCError(.invalidArgument, "n must be 1–100") }
+    let seconds = request.lockSeconds == 0 ? 300 : Int64(request.lockSeconds)
+    guard (1...86_400).contains(seconds) else { throw RPCError(.invalidArgument, "lock_seconds must be 1–86400") }
+    guard request.className.isEmpty || set.classes.contains(where: { $0.name == request.className }) else {
+      throw RPCError(.notFound, "class_name: the set has no class '\(request.className)'")
+    }
+    switch request.strategy {
+    case .leastConfidence, .margin, .entropy: break
+    case .unrecognized(let value): throw RPCError(.invalidArgument, "strategy \(value) is not a review strategy")
+    }
+    let chosen = try await store.nextForReview(
+      setID: Int64(set.setId)!, strategy: request.strategy,
+      className: request.className.isEmpty ? nil : request.className, n: n, holder: CallerPrincipal.name,
+      lockMs: seconds * 1000)
+    let features = try await store.features(of: chosen.map(\.tile.id))
+    var response = FeedbackV1.NextForReviewResponse()
+    response.items = chosen.map { stored, uncertainty, until in
+      var record = FeedbackV1.TileRecord()
+      record.tileId = "\(stored.tile)"
+      record.z = Int32(stored.tile.z)
+      record.x = Int64(stored.tile.x)
+      record.y = Int64(stored.tile.y)
+      record.quadkey = stored.tile.quadkey
+      record.scores = stored.scores
+      record.color = set.colors?.unvalidated ?? ""
+      record.features = features[stored.id] ?? []
+      var item = FeedbackV1.ReviewItem()
+      item.tile = record
+      item.uncertainty = uncertainty
+      item.lockedUntilMs = until
+      return item
+    }
+    return response
+  }
+
+  public func releaseLocks(
+    _ request: FeedbackV1.ReleaseLocksRequest, context: ServerContext
+  ) async throws -> FeedbackV1.ReleaseLocksResponse {
+    let set = try await store.set(request.setId, visibleTo: CallerOrganization.current)
+    let tiles = try request.tileIds.map { text throws(RPCError) in
+      do throws(GeoError) {
+        return try Tile(parsing: text)
+      } catch {
+        throw RPCError(.invalidArgument, "tile_ids: \(error.message)")
+      }
+    }
+    var response = FeedbackV1.ReleaseLocksResponse()
+    response.released = Int32(
+      try await store.releaseLocks(setID: Int64(set.setId)!, holder: CallerPrincipal.name, tiles: tiles))
     return response
   }
 

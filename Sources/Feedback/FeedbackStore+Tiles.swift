@@ -21,7 +21,7 @@ extension FeedbackStore {
     -> Int?
   {
     let rows = try tiles.map { tile, scores, features in
-      (tile, try Self.json(scores), features)
+      (tile, try Self.json(scores), features, Uncertainty(scores.values.map { $0 }))
     }
     return try await database.transaction { connection -> Int? in
       if !requestID.isEmpty {
@@ -31,15 +31,17 @@ extension FeedbackStore {
         if inserted == 0 { return nil }
       }
       var stored = 0
-      for (tile, scores, features) in rows {
+      for (tile, scores, features, uncertainty) in rows {
         let id = try connection.query(
           """
-          INSERT INTO tiles (set_id, z, x, y, qk, scores) VALUES ($1, $2, $3, $4, $5, $6)
+          INSERT INTO tiles (set_id, z, x, y, qk, scores, least_confidence, margin, entropy)
+          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
           ON CONFLICT (set_id, z, x, y) DO NOTHING RETURNING id
           """,
           [
             .integer(setID), .integer(Int64(tile.z)), .integer(Int64(tile.x)), .integer(Int64(tile.y)),
-            .integer(QuadkeyRange.number(of: tile)), .text(scores),
+            .integer(QuadkeyRange.number(of: tile)), .text(scores), .real(uncertainty.leastConfidence),
+            .real(uncertainty.margin), .real(uncertainty.entropy),
           ]
         ).first.map { try $0.int("id") }
         guard let id else { continue }
@@ -69,13 +71,7 @@ extension FeedbackStore {
     let sql =
       "SELECT id, z, x, y, scores FROM tiles WHERE set_id = $1 AND z = $2 AND id > $3\(conditions) ORDER BY id LIMIT $4"
     let rows = try await database.read { [parameters] connection in try connection.query(sql, parameters) }
-    return try rows.map { row in
-      let scores =
-        try JSONSerialization.jsonObject(with: Data(try row.string("scores").utf8)) as? [String: Double] ?? [:]
-      return StoredTile(
-        id: try row.int("id"),
-        tile: try Tile(z: Int(try row.int("z")), x: Int(try row.int("x")), y: Int(try row.int("y"))), scores: scores)
-    }
+    return try rows.map(Self.storedTile)
   }
 
   /// What was said of each of `tileIDs` (tiles and their features), by tile id.

@@ -36,7 +36,19 @@ public struct FeedbackStore: Sendable {
       CREATE TABLE put_requests (
         set_id BIGINT NOT NULL REFERENCES prediction_sets (id), request_id TEXT NOT NULL,
         PRIMARY KEY (set_id, request_id));
-      """)
+      """),
+    Migration(
+      2, "review ranks and locks",
+      """
+      ALTER TABLE tiles ADD COLUMN least_confidence {real} NOT NULL DEFAULT 0;
+      ALTER TABLE tiles ADD COLUMN margin {real} NOT NULL DEFAULT 0;
+      ALTER TABLE tiles ADD COLUMN entropy {real} NOT NULL DEFAULT 0;
+      CREATE INDEX tiles_least_confidence ON tiles (set_id, least_confidence);
+      CREATE TABLE review_locks (
+        tile_id BIGINT PRIMARY KEY REFERENCES tiles (id), set_id BIGINT NOT NULL, holder TEXT NOT NULL,
+        until_ms BIGINT NOT NULL);
+      CREATE INDEX review_locks_set ON review_locks (set_id, holder);
+      """),
   ]
 
   /// The database.

@@ -21,7 +21,7 @@ func withFeedback<T>(
 struct FeedbackCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "feedback", abstract: "Prediction sets, their tiles, and what reviewers say of them.",
-    subcommands: [Create.self, Sets.self, Tiles.self, Tag.self, History.self, Stats.self])
+    subcommands: [Create.self, Sets.self, Tiles.self, Tag.self, Review.self, History.self, Stats.self])
 
   struct Create: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Create a prediction set (jobs make their own).")
@@ -165,6 +165,85 @@ struct FeedbackCommand: AsyncParsableCommand {
       }
       let response = try await withFeedback(mesh, command: "feedback tag") { try await $0.setValidity(request) }
       emit("\(response.applied) marked \(validity) for \(className)")
+    }
+  }
+
+  struct Review: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+      abstract: "Review a set's least certain tiles one at a time in the terminal.",
+      discussion: """
+        Each tile is locked to you while you look at it (NextForReview), so that two reviewers never get the same one. \
+        For each class type v (valid), i (invalid) or s (skip the class); q stops and gives your locks back.
+        """)
+    @Argument(help: "The set.") var set: String
+    @Option(help: "least-confidence, margin or entropy.") var strategy = "least-confidence"
+    @Option(name: .customLong("class"), help: "Review only this class.") var className = ""
+    @Option(help: "Stop after this many tiles.") var limit = 100
+    @OptionGroup var mesh: MeshOptions
+
+    func run() async throws {
+      var next = FeedbackV1.NextForReviewRequest()
+      next.setId = set
+      next.n = 1
+      next.className = className
+      switch strategy {
+      case "least-confidence": next.strategy = .leastConfidence
+      case "margin": next.strategy = .margin
+      case "entropy": next.strategy = .entropy
+      default: throw ValidationError("--strategy takes least-confidence, margin or entropy")
+      }
+      let setID = set
+      let only = className
+      let limit = limit
+      try await withFeedback(mesh, command: "feedback review") { client in
+        var get = FeedbackV1.GetSetRequest()
+        get.setId = setID
+        let classes = only.isEmpty ? try await client.getSet(get).classes.map(\.name) : [only]
+        var reviewed = 0
+        defer { emit("reviewed \(reviewed) tiles") }
+        var skipped: [String] = []
+        while reviewed < limit {
+          guard
+            let item = try await client.nextForReview(next).items.first(where: {
+              !skipped.contains($0.tile?.tileId ?? "")
+            }),
+            let tile = item.tile
+          else {
+            emit("nothing left to review")
+            break
+          }
+          let scores = tile.scores.sorted { $0.key < $1.key }.map { "\($0.key) \(String(format: "%.3f", $0.value))" }
+          emit(
+            "\(tile.tileId) (\(tile.quadkey)): \(scores.joined(separator: ", ")), uncertainty \(String(format: "%.3f", item.uncertainty))"
+          )
+          var changes: [FeedbackV1.ValidityChange] = []
+          for name in classes {
+            FileHandle.standardOutput.write(Data("  \(name): [v]alid [i]nvalid [s]kip [q]uit? ".utf8))
+            guard let answer = readLine()?.trimmingCharacters(in: .whitespaces).lowercased(), answer != "q" else {
+              var release = FeedbackV1.ReleaseLocksRequest()
+              release.setId = setID
+              _ = try await client.releaseLocks(release)
+              return
+            }
+            guard answer == "v" || answer == "i" else { continue }
+            var change = FeedbackV1.ValidityChange()
+            change.target = .tileId(tile.tileId)
+            change.className = name
+            change.validity = answer == "v" ? .valid : .invalid
+            changes.append(change)
+          }
+          if changes.isEmpty {
+            skipped.append(tile.tileId)
+            next.n = Int32(min(100, skipped.count + 1))
+            continue
+          }
+          var request = FeedbackV1.SetValidityRequest()
+          request.setId = setID
+          request.changes = changes
+          _ = try await client.setValidity(request)
+          reviewed += 1
+        }
+      }
     }
   }
 

@@ -74,6 +74,17 @@ struct FeedbackEndToEndTests {
       #expect(history.stdoutText.contains("unvalidated") && history.stdoutText.contains("local@local"))
       #expect(try await run("feedback", "sets").stdoutText.contains("roads@production"))
 
+      // The terminal review: the one tile nobody validated, both classes answered, then quit.
+      let review = try await Subprocess.run(
+        shoal, ["feedback", "review", set.setId, "--data", data.url.path], stdin: Array("v\ni\nq\n".utf8))
+      #expect(review.status == 0, "\(review.stderrText)")
+      #expect(
+        review.stdoutText.contains("16/35205/21495") && review.stdoutText.contains("reviewed 1 tiles"),
+        "\(review.stdoutText)")
+      let reviewed = try await run("feedback", "history", set.setId, "16/35205/21495")
+      #expect(
+        reviewed.stdoutText.contains("road") && reviewed.stdoutText.contains("building"), "\(reviewed.stdoutText)")
+
       // Over TCP, a token of another organisation sees no set.
       #expect(try await run("admin", "org", "create", "acme").status == 0)
       let token = try await run("admin", "token", "create", "--org", "acme", "--role", "writer", "--name", "ana")

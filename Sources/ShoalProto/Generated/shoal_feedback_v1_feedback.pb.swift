@@ -610,6 +610,97 @@ extension FeedbackV1 {
 }
 
 extension FeedbackV1 {
+  /// The `shoal.feedback.v1.NextForReviewRequest` message.
+  public struct NextForReviewRequest: ProtoMessage {
+    /// `shoal.feedback.v1.NextForReviewRequest`.
+    public static let protoMessageName = "shoal.feedback.v1.NextForReviewRequest"
+
+    /// Field 1, `set_id`.
+    public var setId: String = ""
+
+    /// Field 2, `strategy`.
+    public var strategy: FeedbackV1.ReviewStrategy = FeedbackV1.ReviewStrategy()
+
+    /// 1 to 100; default 10.
+    public var n: Int32 = 0
+
+    /// Only tiles scoring at least this for the class (or their best); rank by this class alone.
+    public var className: String = ""
+
+    /// How long the items stay locked to the caller; default 300 s.
+    public var lockSeconds: Int32 = 0
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension FeedbackV1 {
+  /// The `shoal.feedback.v1.ReviewItem` message.
+  public struct ReviewItem: ProtoMessage {
+    /// `shoal.feedback.v1.ReviewItem`.
+    public static let protoMessageName = "shoal.feedback.v1.ReviewItem"
+
+    /// Field 1, `tile`.
+    public var tile: FeedbackV1.TileRecord? = nil
+
+    /// The strategy's measure (higher: less certain).
+    public var uncertainty: Double = 0
+
+    /// Field 3, `locked_until_ms`.
+    public var lockedUntilMs: Int64 = 0
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension FeedbackV1 {
+  /// The `shoal.feedback.v1.NextForReviewResponse` message.
+  public struct NextForReviewResponse: ProtoMessage {
+    /// `shoal.feedback.v1.NextForReviewResponse`.
+    public static let protoMessageName = "shoal.feedback.v1.NextForReviewResponse"
+
+    /// Field 1, `items`.
+    public var items: [FeedbackV1.ReviewItem] = []
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension FeedbackV1 {
+  /// The `shoal.feedback.v1.ReleaseLocksRequest` message.
+  public struct ReleaseLocksRequest: ProtoMessage {
+    /// `shoal.feedback.v1.ReleaseLocksRequest`.
+    public static let protoMessageName = "shoal.feedback.v1.ReleaseLocksRequest"
+
+    /// Field 1, `set_id`.
+    public var setId: String = ""
+
+    /// z/x/y; empty: every lock the caller holds in the set.
+    public var tileIds: [String] = []
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension FeedbackV1 {
+  /// The `shoal.feedback.v1.ReleaseLocksResponse` message.
+  public struct ReleaseLocksResponse: ProtoMessage {
+    /// `shoal.feedback.v1.ReleaseLocksResponse`.
+    public static let protoMessageName = "shoal.feedback.v1.ReleaseLocksResponse"
+
+    /// Field 1, `released`.
+    public var released: Int32 = 0
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension FeedbackV1 {
   /// The `shoal.feedback.v1.SetStatus` enum.
   public enum SetStatus: ProtoEnum {
     /// `SET_STATUS_UNSPECIFIED` (0).
@@ -786,6 +877,64 @@ extension FeedbackV1 {
     }
 
     public static func == (lhs: StatusFilter, rhs: StatusFilter) -> Bool { lhs.rawValue == rhs.rawValue }
+
+    public func hash(into hasher: inout Hasher) { hasher.combine(rawValue) }
+  }
+}
+
+extension FeedbackV1 {
+  /// How NextForReview ranks what is least certain first.
+  public enum ReviewStrategy: ProtoEnum {
+    /// 1 − the highest class score, largest first.
+    case leastConfidence
+    /// The highest score minus the second (with one class, p − (1 − p)), smallest first.
+    case margin
+    /// Shannon entropy of the scores (with one class, of p and 1 − p), largest first: for one class
+    /// the same order as |0.5 − p|, smallest first.
+    case entropy
+    /// A number this version of the contract has no name for; kept so that it round-trips.
+    case unrecognized(Int32)
+
+    /// `shoal.feedback.v1.ReviewStrategy`.
+    public static let protoEnumName = "shoal.feedback.v1.ReviewStrategy"
+
+    /// Every named value, in declaration order.
+    public static let knownValues: [ReviewStrategy] = [.leastConfidence, .margin, .entropy]
+
+    /// `.leastConfidence`, the proto3 default.
+    public init() { self = .leastConfidence }
+
+    /// The value for a number; numbers without a name become `unrecognized(_:)`.
+    public init(rawValue: Int32) {
+      switch rawValue {
+        case 0: self = .leastConfidence
+        case 1: self = .margin
+        case 2: self = .entropy
+        default: self = .unrecognized(rawValue)
+      }
+    }
+
+    /// The value's number.
+    public var rawValue: Int32 {
+      switch self {
+        case .leastConfidence: 0
+        case .margin: 1
+        case .entropy: 2
+        case .unrecognized(let number): number
+      }
+    }
+
+    /// The value's name in the `.proto` file; nil for an unrecognized number.
+    public var protoName: String? {
+      switch self {
+        case .leastConfidence: "LEAST_CONFIDENCE"
+        case .margin: "MARGIN"
+        case .entropy: "ENTROPY"
+        case .unrecognized: nil
+      }
+    }
+
+    public static func == (lhs: ReviewStrategy, rhs: ReviewStrategy) -> Bool { lhs.rawValue == rhs.rawValue }
 
     public func hash(into hasher: inout Hasher) { hasher.combine(rawValue) }
   }
@@ -1828,6 +1977,169 @@ extension FeedbackV1.StatsResponse {
   }
 }
 
+extension FeedbackV1.NextForReviewRequest {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__feedback__v1__next_for_review_request()) }
+
+  public func _encode(to w: CMessageWriter) {
+    w.string(0, self.setId)
+    w.enumValue(1, self.strategy)
+    w.scalar(2, self.n)
+    w.string(3, self.className)
+    w.scalar(4, self.lockSeconds)
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    self.setId = try r.string(0)
+    self.strategy = r.enumValue(1, as: FeedbackV1.ReviewStrategy.self)
+    self.n = r.scalar(2, as: Int32.self)
+    self.className = try r.string(3)
+    self.lockSeconds = r.scalar(4, as: Int32.self)
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    j.value("setId", self.setId)
+    j.value("strategy", self.strategy)
+    j.value("n", self.n)
+    j.value("className", self.className)
+    j.value("lockSeconds", self.lockSeconds)
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "setId", "set_id": self.setId = try j.value(json, key, as: String.self)
+        case "strategy": self.strategy = try j.value(json, key, as: FeedbackV1.ReviewStrategy.self)
+        case "n": self.n = try j.value(json, key, as: Int32.self)
+        case "className", "class_name": self.className = try j.value(json, key, as: String.self)
+        case "lockSeconds", "lock_seconds": self.lockSeconds = try j.value(json, key, as: Int32.self)
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
+extension FeedbackV1.ReviewItem {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__feedback__v1__review_item()) }
+
+  public func _encode(to w: CMessageWriter) {
+    if let v = self.tile { w.message(0, v) }
+    w.scalar(1, self.uncertainty)
+    w.scalar(2, self.lockedUntilMs)
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    self.tile = try r.message(0, as: FeedbackV1.TileRecord.self)
+    self.uncertainty = r.scalar(1, as: Double.self)
+    self.lockedUntilMs = r.scalar(2, as: Int64.self)
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    if let v = self.tile { j.value("tile", v, always: true) }
+    j.value("uncertainty", self.uncertainty)
+    j.value("lockedUntilMs", self.lockedUntilMs)
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "tile": self.tile = try json == .null ? nil : j.value(json, key, as: FeedbackV1.TileRecord.self)
+        case "uncertainty": self.uncertainty = try j.value(json, key, as: Double.self)
+        case "lockedUntilMs", "locked_until_ms": self.lockedUntilMs = try j.value(json, key, as: Int64.self)
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
+extension FeedbackV1.NextForReviewResponse {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__feedback__v1__next_for_review_response()) }
+
+  public func _encode(to w: CMessageWriter) {
+    w.repeatedMessage(0, self.items)
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    self.items = try r.repeatedMessage(0, as: FeedbackV1.ReviewItem.self)
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    j.repeated("items", self.items)
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "items": self.items = try j.repeated(json, key, as: FeedbackV1.ReviewItem.self)
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
+extension FeedbackV1.ReleaseLocksRequest {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__feedback__v1__release_locks_request()) }
+
+  public func _encode(to w: CMessageWriter) {
+    w.string(0, self.setId)
+    w.repeatedString(1, self.tileIds)
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    self.setId = try r.string(0)
+    self.tileIds = try r.repeatedString(1)
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    j.value("setId", self.setId)
+    j.repeated("tileIds", self.tileIds)
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "setId", "set_id": self.setId = try j.value(json, key, as: String.self)
+        case "tileIds", "tile_ids": self.tileIds = try j.repeated(json, key, as: String.self)
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
+extension FeedbackV1.ReleaseLocksResponse {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__feedback__v1__release_locks_response()) }
+
+  public func _encode(to w: CMessageWriter) {
+    w.scalar(0, self.released)
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    self.released = r.scalar(0, as: Int32.self)
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    j.value("released", self.released)
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "released": self.released = try j.value(json, key, as: Int32.self)
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
 extension FeedbackV1 {
   /// The `shoal.feedback.v1.Feedback` service.
   public enum Feedback {
@@ -1861,7 +2173,14 @@ extension FeedbackV1 {
     /// `Stats`.
     public static let stats = TypedMethod<FeedbackV1.StatsRequest, FeedbackV1.StatsResponse>(service: fullName, name: "Stats", kind: .unary, idempotent: true)
 
+    /// The least certain unvalidated tiles nobody else holds, locked to the caller for a while, so
+    /// that two reviewers never get the same item; expired locks return to the pool.
+    public static let nextForReview = TypedMethod<FeedbackV1.NextForReviewRequest, FeedbackV1.NextForReviewResponse>(service: fullName, name: "NextForReview", kind: .unary, idempotent: false)
+
+    /// `ReleaseLocks`.
+    public static let releaseLocks = TypedMethod<FeedbackV1.ReleaseLocksRequest, FeedbackV1.ReleaseLocksResponse>(service: fullName, name: "ReleaseLocks", kind: .unary, idempotent: true)
+
     /// The service's methods, for routers and reflection.
-    public static let descriptor = ServiceDescriptor(fullName: fullName, methods: [createSet.descriptor, getSet.descriptor, listSets.descriptor, updateSet.descriptor, putPredictions.descriptor, queryTiles.descriptor, setValidity.descriptor, validityHistory.descriptor, stats.descriptor])
+    public static let descriptor = ServiceDescriptor(fullName: fullName, methods: [createSet.descriptor, getSet.descriptor, listSets.descriptor, updateSet.descriptor, putPredictions.descriptor, queryTiles.descriptor, setValidity.descriptor, validityHistory.descriptor, stats.descriptor, nextForReview.descriptor, releaseLocks.descriptor])
   }
 }

@@ -32,6 +32,13 @@ extension FeedbackV1.Feedback {
 
     /// `Stats`.
     func stats(_ request: FeedbackV1.StatsRequest, context: ServerContext) async throws -> FeedbackV1.StatsResponse
+
+    /// The least certain unvalidated tiles nobody else holds, locked to the caller for a while, so
+    /// that two reviewers never get the same item; expired locks return to the pool.
+    func nextForReview(_ request: FeedbackV1.NextForReviewRequest, context: ServerContext) async throws -> FeedbackV1.NextForReviewResponse
+
+    /// `ReleaseLocks`.
+    func releaseLocks(_ request: FeedbackV1.ReleaseLocksRequest, context: ServerContext) async throws -> FeedbackV1.ReleaseLocksResponse
   }
 
   /// Calls `shoal.feedback.v1.Feedback` on a server.
@@ -88,6 +95,17 @@ extension FeedbackV1.Feedback {
     public func stats(_ request: FeedbackV1.StatsRequest, options: CallOptions = CallOptions()) async throws(RPCError) -> FeedbackV1.StatsResponse {
       try await rpc.unary(FeedbackV1.Feedback.stats, request, options: options)
     }
+
+    /// The least certain unvalidated tiles nobody else holds, locked to the caller for a while, so
+    /// that two reviewers never get the same item; expired locks return to the pool.
+    public func nextForReview(_ request: FeedbackV1.NextForReviewRequest, options: CallOptions = CallOptions()) async throws(RPCError) -> FeedbackV1.NextForReviewResponse {
+      try await rpc.unary(FeedbackV1.Feedback.nextForReview, request, options: options)
+    }
+
+    /// `ReleaseLocks`.
+    public func releaseLocks(_ request: FeedbackV1.ReleaseLocksRequest, options: CallOptions = CallOptions()) async throws(RPCError) -> FeedbackV1.ReleaseLocksResponse {
+      try await rpc.unary(FeedbackV1.Feedback.releaseLocks, request, options: options)
+    }
   }
 }
 
@@ -103,5 +121,7 @@ extension FeedbackV1.Feedback.ServiceProtocol {
     router.unary(FeedbackV1.Feedback.setValidity) { try await self.setValidity($0, context: $1) }
     router.unary(FeedbackV1.Feedback.validityHistory) { try await self.validityHistory($0, context: $1) }
     router.unary(FeedbackV1.Feedback.stats) { try await self.stats($0, context: $1) }
+    router.unary(FeedbackV1.Feedback.nextForReview) { try await self.nextForReview($0, context: $1) }
+    router.unary(FeedbackV1.Feedback.releaseLocks) { try await self.releaseLocks($0, context: $1) }
   }
 }

@@ -1144,6 +1144,231 @@ void   shoal__feedback__v1__stats_response__free_unpacked
   assert(message->base.descriptor == &shoal__feedback__v1__stats_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   shoal__feedback__v1__next_for_review_request__init
+                     (Shoal__Feedback__V1__NextForReviewRequest         *message)
+{
+  static const Shoal__Feedback__V1__NextForReviewRequest init_value = SHOAL__FEEDBACK__V1__NEXT_FOR_REVIEW_REQUEST__INIT;
+  *message = init_value;
+}
+size_t shoal__feedback__v1__next_for_review_request__get_packed_size
+                     (const Shoal__Feedback__V1__NextForReviewRequest *message)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__next_for_review_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__feedback__v1__next_for_review_request__pack
+                     (const Shoal__Feedback__V1__NextForReviewRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__next_for_review_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__feedback__v1__next_for_review_request__pack_to_buffer
+                     (const Shoal__Feedback__V1__NextForReviewRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__next_for_review_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Feedback__V1__NextForReviewRequest *
+       shoal__feedback__v1__next_for_review_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Feedback__V1__NextForReviewRequest *)
+     protobuf_c_message_unpack (&shoal__feedback__v1__next_for_review_request__descriptor,
+                                allocator, len, data);
+}
+void   shoal__feedback__v1__next_for_review_request__free_unpacked
+                     (Shoal__Feedback__V1__NextForReviewRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__feedback__v1__next_for_review_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   shoal__feedback__v1__review_item__init
+                     (Shoal__Feedback__V1__ReviewItem         *message)
+{
+  static const Shoal__Feedback__V1__ReviewItem init_value = SHOAL__FEEDBACK__V1__REVIEW_ITEM__INIT;
+  *message = init_value;
+}
+size_t shoal__feedback__v1__review_item__get_packed_size
+                     (const Shoal__Feedback__V1__ReviewItem *message)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__review_item__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__feedback__v1__review_item__pack
+                     (const Shoal__Feedback__V1__ReviewItem *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__review_item__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__feedback__v1__review_item__pack_to_buffer
+                     (const Shoal__Feedback__V1__ReviewItem *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__review_item__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Feedback__V1__ReviewItem *
+       shoal__feedback__v1__review_item__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Feedback__V1__ReviewItem *)
+     protobuf_c_message_unpack (&shoal__feedback__v1__review_item__descriptor,
+                                allocator, len, data);
+}
+void   shoal__feedback__v1__review_item__free_unpacked
+                     (Shoal__Feedback__V1__ReviewItem *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__feedback__v1__review_item__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   shoal__feedback__v1__next_for_review_response__init
+                     (Shoal__Feedback__V1__NextForReviewResponse         *message)
+{
+  static const Shoal__Feedback__V1__NextForReviewResponse init_value = SHOAL__FEEDBACK__V1__NEXT_FOR_REVIEW_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t shoal__feedback__v1__next_for_review_response__get_packed_size
+                     (const Shoal__Feedback__V1__NextForReviewResponse *message)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__next_for_review_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__feedback__v1__next_for_review_response__pack
+                     (const Shoal__Feedback__V1__NextForReviewResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__next_for_review_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__feedback__v1__next_for_review_response__pack_to_buffer
+                     (const Shoal__Feedback__V1__NextForReviewResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__next_for_review_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Feedback__V1__NextForReviewResponse *
+       shoal__feedback__v1__next_for_review_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Feedback__V1__NextForReviewResponse *)
+     protobuf_c_message_unpack (&shoal__feedback__v1__next_for_review_response__descriptor,
+                                allocator, len, data);
+}
+void   shoal__feedback__v1__next_for_review_response__free_unpacked
+                     (Shoal__Feedback__V1__NextForReviewResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__feedback__v1__next_for_review_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   shoal__feedback__v1__release_locks_request__init
+                     (Shoal__Feedback__V1__ReleaseLocksRequest         *message)
+{
+  static const Shoal__Feedback__V1__ReleaseLocksRequest init_value = SHOAL__FEEDBACK__V1__RELEASE_LOCKS_REQUEST__INIT;
+  *message = init_value;
+}
+size_t shoal__feedback__v1__release_locks_request__get_packed_size
+                     (const Shoal__Feedback__V1__ReleaseLocksRequest *message)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__release_locks_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__feedback__v1__release_locks_request__pack
+                     (const Shoal__Feedback__V1__ReleaseLocksRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__release_locks_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__feedback__v1__release_locks_request__pack_to_buffer
+                     (const Shoal__Feedback__V1__ReleaseLocksRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__release_locks_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Feedback__V1__ReleaseLocksRequest *
+       shoal__feedback__v1__release_locks_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Feedback__V1__ReleaseLocksRequest *)
+     protobuf_c_message_unpack (&shoal__feedback__v1__release_locks_request__descriptor,
+                                allocator, len, data);
+}
+void   shoal__feedback__v1__release_locks_request__free_unpacked
+                     (Shoal__Feedback__V1__ReleaseLocksRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__feedback__v1__release_locks_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   shoal__feedback__v1__release_locks_response__init
+                     (Shoal__Feedback__V1__ReleaseLocksResponse         *message)
+{
+  static const Shoal__Feedback__V1__ReleaseLocksResponse init_value = SHOAL__FEEDBACK__V1__RELEASE_LOCKS_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t shoal__feedback__v1__release_locks_response__get_packed_size
+                     (const Shoal__Feedback__V1__ReleaseLocksResponse *message)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__release_locks_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__feedback__v1__release_locks_response__pack
+                     (const Shoal__Feedback__V1__ReleaseLocksResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__release_locks_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__feedback__v1__release_locks_response__pack_to_buffer
+                     (const Shoal__Feedback__V1__ReleaseLocksResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__release_locks_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Feedback__V1__ReleaseLocksResponse *
+       shoal__feedback__v1__release_locks_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Feedback__V1__ReleaseLocksResponse *)
+     protobuf_c_message_unpack (&shoal__feedback__v1__release_locks_response__descriptor,
+                                allocator, len, data);
+}
+void   shoal__feedback__v1__release_locks_response__free_unpacked
+                     (Shoal__Feedback__V1__ReleaseLocksResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__feedback__v1__release_locks_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 static const ProtobufCFieldDescriptor shoal__feedback__v1__display_colors__field_descriptors[3] =
 {
   {
@@ -3262,6 +3487,287 @@ const ProtobufCMessageDescriptor shoal__feedback__v1__stats_response__descriptor
   (ProtobufCMessageInit) shoal__feedback__v1__stats_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
+static const ProtobufCFieldDescriptor shoal__feedback__v1__next_for_review_request__field_descriptors[5] =
+{
+  {
+    "set_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__NextForReviewRequest, set_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "strategy",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__NextForReviewRequest, strategy),
+    &shoal__feedback__v1__review_strategy__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "n",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__NextForReviewRequest, n),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "class_name",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__NextForReviewRequest, class_name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "lock_seconds",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__NextForReviewRequest, lock_seconds),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__feedback__v1__next_for_review_request__field_indices_by_name[] = {
+  3,   /* field[3] = class_name */
+  4,   /* field[4] = lock_seconds */
+  2,   /* field[2] = n */
+  0,   /* field[0] = set_id */
+  1,   /* field[1] = strategy */
+};
+static const ProtobufCIntRange shoal__feedback__v1__next_for_review_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 5 }
+};
+const ProtobufCMessageDescriptor shoal__feedback__v1__next_for_review_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.feedback.v1.NextForReviewRequest",
+  "NextForReviewRequest",
+  "Shoal__Feedback__V1__NextForReviewRequest",
+  "shoal.feedback.v1",
+  sizeof(Shoal__Feedback__V1__NextForReviewRequest),
+  5,
+  shoal__feedback__v1__next_for_review_request__field_descriptors,
+  shoal__feedback__v1__next_for_review_request__field_indices_by_name,
+  1,  shoal__feedback__v1__next_for_review_request__number_ranges,
+  (ProtobufCMessageInit) shoal__feedback__v1__next_for_review_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor shoal__feedback__v1__review_item__field_descriptors[3] =
+{
+  {
+    "tile",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__ReviewItem, tile),
+    &shoal__feedback__v1__tile_record__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "uncertainty",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__ReviewItem, uncertainty),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "locked_until_ms",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__ReviewItem, locked_until_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__feedback__v1__review_item__field_indices_by_name[] = {
+  2,   /* field[2] = locked_until_ms */
+  0,   /* field[0] = tile */
+  1,   /* field[1] = uncertainty */
+};
+static const ProtobufCIntRange shoal__feedback__v1__review_item__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor shoal__feedback__v1__review_item__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.feedback.v1.ReviewItem",
+  "ReviewItem",
+  "Shoal__Feedback__V1__ReviewItem",
+  "shoal.feedback.v1",
+  sizeof(Shoal__Feedback__V1__ReviewItem),
+  3,
+  shoal__feedback__v1__review_item__field_descriptors,
+  shoal__feedback__v1__review_item__field_indices_by_name,
+  1,  shoal__feedback__v1__review_item__number_ranges,
+  (ProtobufCMessageInit) shoal__feedback__v1__review_item__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor shoal__feedback__v1__next_for_review_response__field_descriptors[1] =
+{
+  {
+    "items",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Shoal__Feedback__V1__NextForReviewResponse, n_items),
+    offsetof(Shoal__Feedback__V1__NextForReviewResponse, items),
+    &shoal__feedback__v1__review_item__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__feedback__v1__next_for_review_response__field_indices_by_name[] = {
+  0,   /* field[0] = items */
+};
+static const ProtobufCIntRange shoal__feedback__v1__next_for_review_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor shoal__feedback__v1__next_for_review_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.feedback.v1.NextForReviewResponse",
+  "NextForReviewResponse",
+  "Shoal__Feedback__V1__NextForReviewResponse",
+  "shoal.feedback.v1",
+  sizeof(Shoal__Feedback__V1__NextForReviewResponse),
+  1,
+  shoal__feedback__v1__next_for_review_response__field_descriptors,
+  shoal__feedback__v1__next_for_review_response__field_indices_by_name,
+  1,  shoal__feedback__v1__next_for_review_response__number_ranges,
+  (ProtobufCMessageInit) shoal__feedback__v1__next_for_review_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor shoal__feedback__v1__release_locks_request__field_descriptors[2] =
+{
+  {
+    "set_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__ReleaseLocksRequest, set_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "tile_ids",
+    2,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Shoal__Feedback__V1__ReleaseLocksRequest, n_tile_ids),
+    offsetof(Shoal__Feedback__V1__ReleaseLocksRequest, tile_ids),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__feedback__v1__release_locks_request__field_indices_by_name[] = {
+  0,   /* field[0] = set_id */
+  1,   /* field[1] = tile_ids */
+};
+static const ProtobufCIntRange shoal__feedback__v1__release_locks_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor shoal__feedback__v1__release_locks_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.feedback.v1.ReleaseLocksRequest",
+  "ReleaseLocksRequest",
+  "Shoal__Feedback__V1__ReleaseLocksRequest",
+  "shoal.feedback.v1",
+  sizeof(Shoal__Feedback__V1__ReleaseLocksRequest),
+  2,
+  shoal__feedback__v1__release_locks_request__field_descriptors,
+  shoal__feedback__v1__release_locks_request__field_indices_by_name,
+  1,  shoal__feedback__v1__release_locks_request__number_ranges,
+  (ProtobufCMessageInit) shoal__feedback__v1__release_locks_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor shoal__feedback__v1__release_locks_response__field_descriptors[1] =
+{
+  {
+    "released",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__ReleaseLocksResponse, released),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__feedback__v1__release_locks_response__field_indices_by_name[] = {
+  0,   /* field[0] = released */
+};
+static const ProtobufCIntRange shoal__feedback__v1__release_locks_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor shoal__feedback__v1__release_locks_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.feedback.v1.ReleaseLocksResponse",
+  "ReleaseLocksResponse",
+  "Shoal__Feedback__V1__ReleaseLocksResponse",
+  "shoal.feedback.v1",
+  sizeof(Shoal__Feedback__V1__ReleaseLocksResponse),
+  1,
+  shoal__feedback__v1__release_locks_response__field_descriptors,
+  shoal__feedback__v1__release_locks_response__field_indices_by_name,
+  1,  shoal__feedback__v1__release_locks_response__number_ranges,
+  (ProtobufCMessageInit) shoal__feedback__v1__release_locks_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
 static const ProtobufCEnumValue shoal__feedback__v1__set_status__enum_values_by_number[4] =
 {
   { "SET_STATUS_UNSPECIFIED", "SHOAL__FEEDBACK__V1__SET_STATUS__SET_STATUS_UNSPECIFIED", 0 },
@@ -3356,7 +3862,37 @@ const ProtobufCEnumDescriptor shoal__feedback__v1__status_filter__descriptor =
   shoal__feedback__v1__status_filter__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCMethodDescriptor shoal__feedback__v1__feedback__method_descriptors[9] =
+static const ProtobufCEnumValue shoal__feedback__v1__review_strategy__enum_values_by_number[3] =
+{
+  { "LEAST_CONFIDENCE", "SHOAL__FEEDBACK__V1__REVIEW_STRATEGY__LEAST_CONFIDENCE", 0 },
+  { "MARGIN", "SHOAL__FEEDBACK__V1__REVIEW_STRATEGY__MARGIN", 1 },
+  { "ENTROPY", "SHOAL__FEEDBACK__V1__REVIEW_STRATEGY__ENTROPY", 2 },
+};
+static const ProtobufCIntRange shoal__feedback__v1__review_strategy__value_ranges[] = {
+{0, 0},{0, 3}
+};
+static const ProtobufCEnumValueIndex shoal__feedback__v1__review_strategy__enum_values_by_name[3] =
+{
+  { "ENTROPY", 2 },
+  { "LEAST_CONFIDENCE", 0 },
+  { "MARGIN", 1 },
+};
+const ProtobufCEnumDescriptor shoal__feedback__v1__review_strategy__descriptor =
+{
+  PROTOBUF_C__ENUM_DESCRIPTOR_MAGIC,
+  "shoal.feedback.v1.ReviewStrategy",
+  "ReviewStrategy",
+  "Shoal__Feedback__V1__ReviewStrategy",
+  "shoal.feedback.v1",
+  3,
+  shoal__feedback__v1__review_strategy__enum_values_by_number,
+  3,
+  shoal__feedback__v1__review_strategy__enum_values_by_name,
+  1,
+  shoal__feedback__v1__review_strategy__value_ranges,
+  NULL,NULL,NULL,NULL   /* reserved[1234] */
+};
+static const ProtobufCMethodDescriptor shoal__feedback__v1__feedback__method_descriptors[11] =
 {
   { "CreateSet", &shoal__feedback__v1__create_set_request__descriptor, &shoal__feedback__v1__prediction_set__descriptor },
   { "GetSet", &shoal__feedback__v1__get_set_request__descriptor, &shoal__feedback__v1__prediction_set__descriptor },
@@ -3367,13 +3903,17 @@ static const ProtobufCMethodDescriptor shoal__feedback__v1__feedback__method_des
   { "SetValidity", &shoal__feedback__v1__set_validity_request__descriptor, &shoal__feedback__v1__set_validity_response__descriptor },
   { "ValidityHistory", &shoal__feedback__v1__validity_history_request__descriptor, &shoal__feedback__v1__validity_history_response__descriptor },
   { "Stats", &shoal__feedback__v1__stats_request__descriptor, &shoal__feedback__v1__stats_response__descriptor },
+  { "NextForReview", &shoal__feedback__v1__next_for_review_request__descriptor, &shoal__feedback__v1__next_for_review_response__descriptor },
+  { "ReleaseLocks", &shoal__feedback__v1__release_locks_request__descriptor, &shoal__feedback__v1__release_locks_response__descriptor },
 };
 const unsigned shoal__feedback__v1__feedback__method_indices_by_name[] = {
   0,        /* CreateSet */
   1,        /* GetSet */
   2,        /* ListSets */
+  9,        /* NextForReview */
   4,        /* PutPredictions */
   5,        /* QueryTiles */
+  10,        /* ReleaseLocks */
   6,        /* SetValidity */
   8,        /* Stats */
   3,        /* UpdateSet */
@@ -3386,7 +3926,7 @@ const ProtobufCServiceDescriptor shoal__feedback__v1__feedback__descriptor =
   "Feedback",
   "Shoal__Feedback__V1__Feedback",
   "shoal.feedback.v1",
-  9,
+  11,
   shoal__feedback__v1__feedback__method_descriptors,
   shoal__feedback__v1__feedback__method_indices_by_name
 };
@@ -3461,6 +4001,22 @@ void shoal__feedback__v1__feedback__stats(ProtobufCService *service,
 {
   assert(service->descriptor == &shoal__feedback__v1__feedback__descriptor);
   service->invoke(service, 8, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void shoal__feedback__v1__feedback__next_for_review(ProtobufCService *service,
+                                                    const Shoal__Feedback__V1__NextForReviewRequest *input,
+                                                    Shoal__Feedback__V1__NextForReviewResponse_Closure closure,
+                                                    void *closure_data)
+{
+  assert(service->descriptor == &shoal__feedback__v1__feedback__descriptor);
+  service->invoke(service, 9, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void shoal__feedback__v1__feedback__release_locks(ProtobufCService *service,
+                                                  const Shoal__Feedback__V1__ReleaseLocksRequest *input,
+                                                  Shoal__Feedback__V1__ReleaseLocksResponse_Closure closure,
+                                                  void *closure_data)
+{
+  assert(service->descriptor == &shoal__feedback__v1__feedback__descriptor);
+  service->invoke(service, 10, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void shoal__feedback__v1__feedback__init (Shoal__Feedback__V1__Feedback_Service *service,
                                           Shoal__Feedback__V1__Feedback_ServiceDestroy destroy)

@@ -43,6 +43,11 @@ typedef struct Shoal__Feedback__V1__ValidityHistoryResponse Shoal__Feedback__V1_
 typedef struct Shoal__Feedback__V1__StatsRequest Shoal__Feedback__V1__StatsRequest;
 typedef struct Shoal__Feedback__V1__ClassStats Shoal__Feedback__V1__ClassStats;
 typedef struct Shoal__Feedback__V1__StatsResponse Shoal__Feedback__V1__StatsResponse;
+typedef struct Shoal__Feedback__V1__NextForReviewRequest Shoal__Feedback__V1__NextForReviewRequest;
+typedef struct Shoal__Feedback__V1__ReviewItem Shoal__Feedback__V1__ReviewItem;
+typedef struct Shoal__Feedback__V1__NextForReviewResponse Shoal__Feedback__V1__NextForReviewResponse;
+typedef struct Shoal__Feedback__V1__ReleaseLocksRequest Shoal__Feedback__V1__ReleaseLocksRequest;
+typedef struct Shoal__Feedback__V1__ReleaseLocksResponse Shoal__Feedback__V1__ReleaseLocksResponse;
 
 
 /* --- enums --- */
@@ -74,6 +79,25 @@ typedef enum _Shoal__Feedback__V1__StatusFilter {
   SHOAL__FEEDBACK__V1__STATUS_FILTER__ONLY_INVALID = 3
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(SHOAL__FEEDBACK__V1__STATUS_FILTER)
 } Shoal__Feedback__V1__StatusFilter;
+/*
+ * How NextForReview ranks what is least certain first.
+ */
+typedef enum _Shoal__Feedback__V1__ReviewStrategy {
+  /*
+   * 1 − the highest class score, largest first.
+   */
+  SHOAL__FEEDBACK__V1__REVIEW_STRATEGY__LEAST_CONFIDENCE = 0,
+  /*
+   * The highest score minus the second (with one class, p − (1 − p)), smallest first.
+   */
+  SHOAL__FEEDBACK__V1__REVIEW_STRATEGY__MARGIN = 1,
+  /*
+   * Shannon entropy of the scores (with one class, of p and 1 − p), largest first: for one class
+   * the same order as |0.5 − p|, smallest first.
+   */
+  SHOAL__FEEDBACK__V1__REVIEW_STRATEGY__ENTROPY = 2
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(SHOAL__FEEDBACK__V1__REVIEW_STRATEGY)
+} Shoal__Feedback__V1__ReviewStrategy;
 
 /* --- messages --- */
 
@@ -544,6 +568,80 @@ struct  Shoal__Feedback__V1__StatsResponse
 #define SHOAL__FEEDBACK__V1__STATS_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&shoal__feedback__v1__stats_response__descriptor) \
     , 0, 0, 0,NULL }
+
+
+struct  Shoal__Feedback__V1__NextForReviewRequest
+{
+  ProtobufCMessage base;
+  char *set_id;
+  Shoal__Feedback__V1__ReviewStrategy strategy;
+  /*
+   * 1 to 100; default 10.
+   */
+  int32_t n;
+  /*
+   * Only tiles scoring at least this for the class (or their best); rank by this class alone.
+   */
+  char *class_name;
+  /*
+   * How long the items stay locked to the caller; default 300 s.
+   */
+  int32_t lock_seconds;
+};
+#define SHOAL__FEEDBACK__V1__NEXT_FOR_REVIEW_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__feedback__v1__next_for_review_request__descriptor) \
+    , (char *)protobuf_c_empty_string, SHOAL__FEEDBACK__V1__REVIEW_STRATEGY__LEAST_CONFIDENCE, 0, (char *)protobuf_c_empty_string, 0 }
+
+
+struct  Shoal__Feedback__V1__ReviewItem
+{
+  ProtobufCMessage base;
+  Shoal__Feedback__V1__TileRecord *tile;
+  /*
+   * The strategy's measure (higher: less certain).
+   */
+  double uncertainty;
+  int64_t locked_until_ms;
+};
+#define SHOAL__FEEDBACK__V1__REVIEW_ITEM__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__feedback__v1__review_item__descriptor) \
+    , NULL, 0, 0 }
+
+
+struct  Shoal__Feedback__V1__NextForReviewResponse
+{
+  ProtobufCMessage base;
+  size_t n_items;
+  Shoal__Feedback__V1__ReviewItem **items;
+};
+#define SHOAL__FEEDBACK__V1__NEXT_FOR_REVIEW_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__feedback__v1__next_for_review_response__descriptor) \
+    , 0,NULL }
+
+
+struct  Shoal__Feedback__V1__ReleaseLocksRequest
+{
+  ProtobufCMessage base;
+  char *set_id;
+  /*
+   * z/x/y; empty: every lock the caller holds in the set.
+   */
+  size_t n_tile_ids;
+  char **tile_ids;
+};
+#define SHOAL__FEEDBACK__V1__RELEASE_LOCKS_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__feedback__v1__release_locks_request__descriptor) \
+    , (char *)protobuf_c_empty_string, 0,NULL }
+
+
+struct  Shoal__Feedback__V1__ReleaseLocksResponse
+{
+  ProtobufCMessage base;
+  int32_t released;
+};
+#define SHOAL__FEEDBACK__V1__RELEASE_LOCKS_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__feedback__v1__release_locks_response__descriptor) \
+    , 0 }
 
 
 /* Shoal__Feedback__V1__DisplayColors methods */
@@ -1027,6 +1125,101 @@ Shoal__Feedback__V1__StatsResponse *
 void   shoal__feedback__v1__stats_response__free_unpacked
                      (Shoal__Feedback__V1__StatsResponse *message,
                       ProtobufCAllocator *allocator);
+/* Shoal__Feedback__V1__NextForReviewRequest methods */
+void   shoal__feedback__v1__next_for_review_request__init
+                     (Shoal__Feedback__V1__NextForReviewRequest         *message);
+size_t shoal__feedback__v1__next_for_review_request__get_packed_size
+                     (const Shoal__Feedback__V1__NextForReviewRequest   *message);
+size_t shoal__feedback__v1__next_for_review_request__pack
+                     (const Shoal__Feedback__V1__NextForReviewRequest   *message,
+                      uint8_t             *out);
+size_t shoal__feedback__v1__next_for_review_request__pack_to_buffer
+                     (const Shoal__Feedback__V1__NextForReviewRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Shoal__Feedback__V1__NextForReviewRequest *
+       shoal__feedback__v1__next_for_review_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shoal__feedback__v1__next_for_review_request__free_unpacked
+                     (Shoal__Feedback__V1__NextForReviewRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Shoal__Feedback__V1__ReviewItem methods */
+void   shoal__feedback__v1__review_item__init
+                     (Shoal__Feedback__V1__ReviewItem         *message);
+size_t shoal__feedback__v1__review_item__get_packed_size
+                     (const Shoal__Feedback__V1__ReviewItem   *message);
+size_t shoal__feedback__v1__review_item__pack
+                     (const Shoal__Feedback__V1__ReviewItem   *message,
+                      uint8_t             *out);
+size_t shoal__feedback__v1__review_item__pack_to_buffer
+                     (const Shoal__Feedback__V1__ReviewItem   *message,
+                      ProtobufCBuffer     *buffer);
+Shoal__Feedback__V1__ReviewItem *
+       shoal__feedback__v1__review_item__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shoal__feedback__v1__review_item__free_unpacked
+                     (Shoal__Feedback__V1__ReviewItem *message,
+                      ProtobufCAllocator *allocator);
+/* Shoal__Feedback__V1__NextForReviewResponse methods */
+void   shoal__feedback__v1__next_for_review_response__init
+                     (Shoal__Feedback__V1__NextForReviewResponse         *message);
+size_t shoal__feedback__v1__next_for_review_response__get_packed_size
+                     (const Shoal__Feedback__V1__NextForReviewResponse   *message);
+size_t shoal__feedback__v1__next_for_review_response__pack
+                     (const Shoal__Feedback__V1__NextForReviewResponse   *message,
+                      uint8_t             *out);
+size_t shoal__feedback__v1__next_for_review_response__pack_to_buffer
+                     (const Shoal__Feedback__V1__NextForReviewResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Shoal__Feedback__V1__NextForReviewResponse *
+       shoal__feedback__v1__next_for_review_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shoal__feedback__v1__next_for_review_response__free_unpacked
+                     (Shoal__Feedback__V1__NextForReviewResponse *message,
+                      ProtobufCAllocator *allocator);
+/* Shoal__Feedback__V1__ReleaseLocksRequest methods */
+void   shoal__feedback__v1__release_locks_request__init
+                     (Shoal__Feedback__V1__ReleaseLocksRequest         *message);
+size_t shoal__feedback__v1__release_locks_request__get_packed_size
+                     (const Shoal__Feedback__V1__ReleaseLocksRequest   *message);
+size_t shoal__feedback__v1__release_locks_request__pack
+                     (const Shoal__Feedback__V1__ReleaseLocksRequest   *message,
+                      uint8_t             *out);
+size_t shoal__feedback__v1__release_locks_request__pack_to_buffer
+                     (const Shoal__Feedback__V1__ReleaseLocksRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Shoal__Feedback__V1__ReleaseLocksRequest *
+       shoal__feedback__v1__release_locks_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shoal__feedback__v1__release_locks_request__free_unpacked
+                     (Shoal__Feedback__V1__ReleaseLocksRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Shoal__Feedback__V1__ReleaseLocksResponse methods */
+void   shoal__feedback__v1__release_locks_response__init
+                     (Shoal__Feedback__V1__ReleaseLocksResponse         *message);
+size_t shoal__feedback__v1__release_locks_response__get_packed_size
+                     (const Shoal__Feedback__V1__ReleaseLocksResponse   *message);
+size_t shoal__feedback__v1__release_locks_response__pack
+                     (const Shoal__Feedback__V1__ReleaseLocksResponse   *message,
+                      uint8_t             *out);
+size_t shoal__feedback__v1__release_locks_response__pack_to_buffer
+                     (const Shoal__Feedback__V1__ReleaseLocksResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Shoal__Feedback__V1__ReleaseLocksResponse *
+       shoal__feedback__v1__release_locks_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shoal__feedback__v1__release_locks_response__free_unpacked
+                     (Shoal__Feedback__V1__ReleaseLocksResponse *message,
+                      ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
 typedef void (*Shoal__Feedback__V1__DisplayColors_Closure)
@@ -1110,6 +1303,21 @@ typedef void (*Shoal__Feedback__V1__ClassStats_Closure)
 typedef void (*Shoal__Feedback__V1__StatsResponse_Closure)
                  (const Shoal__Feedback__V1__StatsResponse *message,
                   void *closure_data);
+typedef void (*Shoal__Feedback__V1__NextForReviewRequest_Closure)
+                 (const Shoal__Feedback__V1__NextForReviewRequest *message,
+                  void *closure_data);
+typedef void (*Shoal__Feedback__V1__ReviewItem_Closure)
+                 (const Shoal__Feedback__V1__ReviewItem *message,
+                  void *closure_data);
+typedef void (*Shoal__Feedback__V1__NextForReviewResponse_Closure)
+                 (const Shoal__Feedback__V1__NextForReviewResponse *message,
+                  void *closure_data);
+typedef void (*Shoal__Feedback__V1__ReleaseLocksRequest_Closure)
+                 (const Shoal__Feedback__V1__ReleaseLocksRequest *message,
+                  void *closure_data);
+typedef void (*Shoal__Feedback__V1__ReleaseLocksResponse_Closure)
+                 (const Shoal__Feedback__V1__ReleaseLocksResponse *message,
+                  void *closure_data);
 
 /* --- services --- */
 
@@ -1153,6 +1361,14 @@ struct Shoal__Feedback__V1__Feedback_Service
                 const Shoal__Feedback__V1__StatsRequest *input,
                 Shoal__Feedback__V1__StatsResponse_Closure closure,
                 void *closure_data);
+  void (*next_for_review)(Shoal__Feedback__V1__Feedback_Service *service,
+                          const Shoal__Feedback__V1__NextForReviewRequest *input,
+                          Shoal__Feedback__V1__NextForReviewResponse_Closure closure,
+                          void *closure_data);
+  void (*release_locks)(Shoal__Feedback__V1__Feedback_Service *service,
+                        const Shoal__Feedback__V1__ReleaseLocksRequest *input,
+                        Shoal__Feedback__V1__ReleaseLocksResponse_Closure closure,
+                        void *closure_data);
 };
 typedef void (*Shoal__Feedback__V1__Feedback_ServiceDestroy)(Shoal__Feedback__V1__Feedback_Service *);
 void shoal__feedback__v1__feedback__init (Shoal__Feedback__V1__Feedback_Service *service,
@@ -1169,7 +1385,9 @@ void shoal__feedback__v1__feedback__init (Shoal__Feedback__V1__Feedback_Service 
       function_prefix__ ## query_tiles,\
       function_prefix__ ## set_validity,\
       function_prefix__ ## validity_history,\
-      function_prefix__ ## stats  }
+      function_prefix__ ## stats,\
+      function_prefix__ ## next_for_review,\
+      function_prefix__ ## release_locks  }
 void shoal__feedback__v1__feedback__create_set(ProtobufCService *service,
                                                const Shoal__Feedback__V1__CreateSetRequest *input,
                                                Shoal__Feedback__V1__PredictionSet_Closure closure,
@@ -1206,12 +1424,21 @@ void shoal__feedback__v1__feedback__stats(ProtobufCService *service,
                                           const Shoal__Feedback__V1__StatsRequest *input,
                                           Shoal__Feedback__V1__StatsResponse_Closure closure,
                                           void *closure_data);
+void shoal__feedback__v1__feedback__next_for_review(ProtobufCService *service,
+                                                    const Shoal__Feedback__V1__NextForReviewRequest *input,
+                                                    Shoal__Feedback__V1__NextForReviewResponse_Closure closure,
+                                                    void *closure_data);
+void shoal__feedback__v1__feedback__release_locks(ProtobufCService *service,
+                                                  const Shoal__Feedback__V1__ReleaseLocksRequest *input,
+                                                  Shoal__Feedback__V1__ReleaseLocksResponse_Closure closure,
+                                                  void *closure_data);
 
 /* --- descriptors --- */
 
 extern const ProtobufCEnumDescriptor    shoal__feedback__v1__set_status__descriptor;
 extern const ProtobufCEnumDescriptor    shoal__feedback__v1__validity__descriptor;
 extern const ProtobufCEnumDescriptor    shoal__feedback__v1__status_filter__descriptor;
+extern const ProtobufCEnumDescriptor    shoal__feedback__v1__review_strategy__descriptor;
 extern const ProtobufCMessageDescriptor shoal__feedback__v1__display_colors__descriptor;
 extern const ProtobufCMessageDescriptor shoal__feedback__v1__prediction_set__descriptor;
 extern const ProtobufCMessageDescriptor shoal__feedback__v1__create_set_request__descriptor;
@@ -1239,6 +1466,11 @@ extern const ProtobufCMessageDescriptor shoal__feedback__v1__validity_history_re
 extern const ProtobufCMessageDescriptor shoal__feedback__v1__stats_request__descriptor;
 extern const ProtobufCMessageDescriptor shoal__feedback__v1__class_stats__descriptor;
 extern const ProtobufCMessageDescriptor shoal__feedback__v1__stats_response__descriptor;
+extern const ProtobufCMessageDescriptor shoal__feedback__v1__next_for_review_request__descriptor;
+extern const ProtobufCMessageDescriptor shoal__feedback__v1__review_item__descriptor;
+extern const ProtobufCMessageDescriptor shoal__feedback__v1__next_for_review_response__descriptor;
+extern const ProtobufCMessageDescriptor shoal__feedback__v1__release_locks_request__descriptor;
+extern const ProtobufCMessageDescriptor shoal__feedback__v1__release_locks_response__descriptor;
 extern const ProtobufCServiceDescriptor shoal__feedback__v1__feedback__descriptor;
 
 PROTOBUF_C__END_DECLS
