@@ -175,8 +175,8 @@ struct InferenceEndToEndTests {
       // The alias moves while load-inference runs: no call fails, and v2 answers after.
       let load = Task {
         try await mesh.run(
-          "load-inference", "tiny@production", "--input", "x=\(mesh.file("one.npy"))", "--concurrency", "4",
-          "--duration", "4", "--warmup", "0.2")
+          "load-inference", "tiny@production", "--input", "x=\(mesh.file("one.npy"))", "--concurrency", "2",
+          "--duration", "3", "--warmup", "0.2")
       }
       try await Task.sleep(for: .seconds(1.5))
       #expect(try await mesh.run("models", "alias", "tiny", "production", "2").status == 0)
