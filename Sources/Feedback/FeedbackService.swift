@@ -16,14 +16,14 @@ public struct FeedbackService: FeedbackV1.Feedback.ServiceProtocol {
   public static let requirements: [String: RegistryV1.Role] = [
     "GetSet": .reader, "ListSets": .reader, "QueryTiles": .reader, "ValidityHistory": .reader, "Stats": .reader,
     "CreateSet": .writer, "UpdateSet": .writer, "PutPredictions": .writer, "SetValidity": .writer,
-    "NextForReview": .writer, "ReleaseLocks": .writer,
+    "NextForReview": .writer, "ReleaseLocks": .writer, "Export": .reader,
   ]
 
   /// The most quadkey ranges one query sends to the database; a cover with more is widened to
   /// that many (merging the closest ranges) and filtered exactly afterwards.
   static let maxRanges = 256
 
-  private let store: FeedbackStore
+  let store: FeedbackStore
 
   /// The service over `store`.
   public init(store: FeedbackStore) { self.store = store }

@@ -21,7 +21,7 @@ func withFeedback<T>(
 struct FeedbackCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "feedback", abstract: "Prediction sets, their tiles, and what reviewers say of them.",
-    subcommands: [Create.self, Sets.self, Tiles.self, Tag.self, Review.self, History.self, Stats.self])
+    subcommands: [Create.self, Sets.self, Tiles.self, Tag.self, Review.self, History.self, Stats.self, Export.self])
 
   struct Create: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Create a prediction set (jobs make their own).")
@@ -268,6 +268,76 @@ struct FeedbackCommand: AsyncParsableCommand {
           entry.previous.protoName?.lowercased() ?? "", entry.validity.protoName?.lowercased() ?? "", entry.by)
       }
       emit(table.rendered)
+    }
+  }
+
+  struct Export: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+      abstract: "Export a set's tiles (validated ones by default) as GeoJSON, GeoJSONSeq or CSV.")
+    @Argument(help: "The set.") var set: String
+    @Option(help: "geojson, geojsonseq or csv.") var format = "geojson"
+    @Option(help: "validated, valid, invalid or all.") var filter = "validated"
+    @Option(name: .customLong("class"), help: "Only this class (repeatable).") var classes: [String] = []
+    @Option(help: "Only tiles scoring at least this for an exported class.") var threshold: Double = 0
+    @Option(help: "The file to write (default: standard output).") var out: String?
+    @OptionGroup var mesh: MeshOptions
+
+    func run() async throws {
+      var request = FeedbackV1.ExportRequest()
+      request.setId = set
+      request.classes = classes
+      request.threshold = threshold
+      switch format {
+      case "geojson": request.format = .geojson
+      case "geojsonseq": request.format = .geojsonseq
+      case "csv": request.format = .csv
+      default: throw ValidationError("--format takes geojson, geojsonseq or csv")
+      }
+      switch filter {
+      case "validated": request.filter = .validated
+      case "valid": request.filter = .onlyValidatedValid
+      case "invalid": request.filter = .onlyValidatedInvalid
+      case "all": request.filter = .allTiles
+      default: throw ValidationError("--filter takes validated, valid, invalid or all")
+      }
+      let out = out
+      // Written to a temporary file beside the target and renamed at the end: a failed export
+      // leaves no file.
+      let temporary = out.map { "\($0).partial-\(getpid())" }
+      let bytes = try await withFeedback(mesh, command: "feedback export") { client in
+        try await client.export(request) { chunks in
+          var total = 0
+          let handle: FileHandle
+          if let temporary {
+            _ = FileManager.default.createFile(atPath: temporary, contents: nil)
+            guard let file = FileHandle(forWritingAtPath: temporary) else {
+              throw ValidationError("cannot write \(temporary)")
+            }
+            handle = file
+          } else {
+            handle = FileHandle.standardOutput
+          }
+          do {
+            for try await chunk in chunks {
+              try handle.write(contentsOf: Data(chunk.data))
+              total += chunk.data.count
+            }
+          } catch {
+            if let temporary {
+              try? handle.close()
+              try? FileManager.default.removeItem(atPath: temporary)
+            }
+            throw error
+          }
+          if temporary != nil { try handle.close() }
+          return total
+        }
+      }
+      if let out, let temporary {
+        _ = try? FileManager.default.removeItem(atPath: out)
+        try FileManager.default.moveItem(atPath: temporary, toPath: out)
+        logLine("shoal feedback export", "wrote \(bytes) bytes to \(out)")
+      }
     }
   }
 

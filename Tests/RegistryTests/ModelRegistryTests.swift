@@ -240,7 +240,8 @@ struct ModelRegistryTests {
         for index in 0..<20 { _ = try await client.alias("", "roads", "production", Int64(index % 2 + 1)) }
         return try await group.next()!
       }
-      #expect(moves == (0..<20).map { Int64($0 % 2 + 1) })
+      let expected: [Int64] = (0..<20).map { Int64($0 % 2 + 1) }
+      #expect(moves == expected)
       await rpc.close()
     }
   }

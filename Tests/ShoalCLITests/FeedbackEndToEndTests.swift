@@ -16,6 +16,23 @@ struct FeedbackEndToEndTests {
       { "name": "feedback", "listen": ["unix:feedback.sock", "tcp://127.0.0.1:0"] } ] }
     """
 
+  /// Reads an export back with shapely and the csv module: every geometry valid and right-handed
+  /// (exterior counter-clockwise), validity and colours in the properties.
+  static let readExports = #"""
+    import csv, json, sys
+    from shapely.geometry import shape
+    collection = json.load(open(sys.argv[1]))
+    out = []
+    for feature in collection["features"]:
+        geometry = shape(feature["geometry"])
+        assert geometry.is_valid, feature
+        assert geometry.exterior.is_ccw, feature
+        assert feature["geometry"]["bbox"], feature
+        out.append([feature["properties"]["tile"], feature["properties"]["validity"]["road"], feature["properties"]["color"]])
+    rows = list(csv.DictReader(open(sys.argv[2])))
+    print(json.dumps({"geojson": sorted(out), "csv": sorted([r["quadkey"], r["road_validity"], r["road"]] for r in rows)}))
+    """#
+
   @Test func createPutQueryTagAndCount() async throws {
     let shoal = try TestEnvironment.product("shoal")
     let data = try TemporaryDirectory()
@@ -81,6 +98,28 @@ struct FeedbackEndToEndTests {
       #expect(
         review.stdoutText.contains("16/35205/21495") && review.stdoutText.contains("reviewed 1 tiles"),
         "\(review.stdoutText)")
+      // Exports of the validated tiles, read back by shapely and csv.
+      let geojson = try await run("feedback", "export", set.setId, "--out", data.path("set.geojson"))
+      #expect(geojson.status == 0, "\(geojson.stderrText)")
+      let csv = try await run("feedback", "export", set.setId, "--format", "csv", "--out", data.path("set.csv"))
+      #expect(csv.status == 0, "\(csv.stderrText)")
+      let read = try await Subprocess.run(
+        try TestEnvironment.python(), ["-c", Self.readExports, data.path("set.geojson"), data.path("set.csv")])
+      #expect(read.status == 0, "\(read.stderrText)")
+      let exported = try JSONSerialization.jsonObject(with: Data(read.stdoutText.utf8)) as? [String: [[String]]]
+      #expect(
+        exported?["geojson"] == [
+          ["16/35205/21494", "valid", "#00ff00"], ["16/35205/21495", "valid", "#00ff00"],
+          ["16/35206/21494", "valid", "#00ff00"], ["16/35206/21495", "invalid", "#ffffff"],
+        ], "\(read.stdoutText)")
+      #expect(exported?["csv"]?.count == 4)
+      // Nothing to export says so, and writes no file.
+      _ = try await run("feedback", "tag", set.setId, "clear", "--class", "road", "16/35206/21495")
+      // (The review above marked one tile's building invalid: the road class alone has none now.)
+      let none = try await run(
+        "feedback", "export", set.setId, "--filter", "invalid", "--class", "road", "--out", data.path("none.geojson"))
+      #expect(none.status == 1 && none.stderrText.contains("nothing to export"), "\(none.stderrText)")
+      #expect(!FileManager.default.fileExists(atPath: data.path("none.geojson")))
       let reviewed = try await run("feedback", "history", set.setId, "16/35205/21495")
       #expect(
         reviewed.stdoutText.contains("road") && reviewed.stdoutText.contains("building"), "\(reviewed.stdoutText)")

@@ -108,6 +108,8 @@ let generatedMessageTypes: [any ProtoMessage.Type] = [
   FeedbackV1.NextForReviewResponse.self,
   FeedbackV1.ReleaseLocksRequest.self,
   FeedbackV1.ReleaseLocksResponse.self,
+  FeedbackV1.ExportRequest.self,
+  FeedbackV1.ExportChunk.self,
   HealthV1.HealthCheckRequest.self,
   HealthV1.HealthCheckResponse.self,
   InferenceV1.BatchingConfig.self,

@@ -701,6 +701,46 @@ extension FeedbackV1 {
 }
 
 extension FeedbackV1 {
+  /// The `shoal.feedback.v1.ExportRequest` message.
+  public struct ExportRequest: ProtoMessage {
+    /// `shoal.feedback.v1.ExportRequest`.
+    public static let protoMessageName = "shoal.feedback.v1.ExportRequest"
+
+    /// Field 1, `set_id`.
+    public var setId: String = ""
+
+    /// Field 2, `format`.
+    public var format: FeedbackV1.ExportFormat = FeedbackV1.ExportFormat()
+
+    /// Field 3, `filter`.
+    public var filter: FeedbackV1.ExportFilter = FeedbackV1.ExportFilter()
+
+    /// Only these classes (their scores, their validity); empty: every class.
+    public var classes: [String] = []
+
+    /// Only tiles whose score for an exported class is at least this.
+    public var threshold: Double = 0
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension FeedbackV1 {
+  /// The export in pieces, in order.
+  public struct ExportChunk: ProtoMessage {
+    /// `shoal.feedback.v1.ExportChunk`.
+    public static let protoMessageName = "shoal.feedback.v1.ExportChunk"
+
+    /// Field 1, `data`.
+    public var data: [UInt8] = []
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension FeedbackV1 {
   /// The `shoal.feedback.v1.SetStatus` enum.
   public enum SetStatus: ProtoEnum {
     /// `SET_STATUS_UNSPECIFIED` (0).
@@ -935,6 +975,126 @@ extension FeedbackV1 {
     }
 
     public static func == (lhs: ReviewStrategy, rhs: ReviewStrategy) -> Bool { lhs.rawValue == rhs.rawValue }
+
+    public func hash(into hasher: inout Hasher) { hasher.combine(rawValue) }
+  }
+}
+
+extension FeedbackV1 {
+  /// The `shoal.feedback.v1.ExportFormat` enum.
+  public enum ExportFormat: ProtoEnum {
+    /// A FeatureCollection: each tile as its polygon (and each feature as its own), with scores,
+    /// validity and display colour in the properties.
+    case geojson
+    /// The same features, one per line (RFC 8142 without the record separators).
+    case geojsonseq
+    /// quadkey, z, x, y, centroid lon/lat, a score and a validity column per class.
+    case csv
+    /// A number this version of the contract has no name for; kept so that it round-trips.
+    case unrecognized(Int32)
+
+    /// `shoal.feedback.v1.ExportFormat`.
+    public static let protoEnumName = "shoal.feedback.v1.ExportFormat"
+
+    /// Every named value, in declaration order.
+    public static let knownValues: [ExportFormat] = [.geojson, .geojsonseq, .csv]
+
+    /// `.geojson`, the proto3 default.
+    public init() { self = .geojson }
+
+    /// The value for a number; numbers without a name become `unrecognized(_:)`.
+    public init(rawValue: Int32) {
+      switch rawValue {
+        case 0: self = .geojson
+        case 1: self = .geojsonseq
+        case 2: self = .csv
+        default: self = .unrecognized(rawValue)
+      }
+    }
+
+    /// The value's number.
+    public var rawValue: Int32 {
+      switch self {
+        case .geojson: 0
+        case .geojsonseq: 1
+        case .csv: 2
+        case .unrecognized(let number): number
+      }
+    }
+
+    /// The value's name in the `.proto` file; nil for an unrecognized number.
+    public var protoName: String? {
+      switch self {
+        case .geojson: "GEOJSON"
+        case .geojsonseq: "GEOJSONSEQ"
+        case .csv: "CSV"
+        case .unrecognized: nil
+      }
+    }
+
+    public static func == (lhs: ExportFormat, rhs: ExportFormat) -> Bool { lhs.rawValue == rhs.rawValue }
+
+    public func hash(into hasher: inout Hasher) { hasher.combine(rawValue) }
+  }
+}
+
+extension FeedbackV1 {
+  /// Which tiles an export takes, by what reviewers said of them (of the classes exported).
+  public enum ExportFilter: ProtoEnum {
+    /// Tiles validated for a class, valid or invalid: training data.
+    case validated
+    /// `ONLY_VALIDATED_VALID` (1).
+    case onlyValidatedValid
+    /// `ONLY_VALIDATED_INVALID` (2).
+    case onlyValidatedInvalid
+    /// `ALL_TILES` (3).
+    case allTiles
+    /// A number this version of the contract has no name for; kept so that it round-trips.
+    case unrecognized(Int32)
+
+    /// `shoal.feedback.v1.ExportFilter`.
+    public static let protoEnumName = "shoal.feedback.v1.ExportFilter"
+
+    /// Every named value, in declaration order.
+    public static let knownValues: [ExportFilter] = [.validated, .onlyValidatedValid, .onlyValidatedInvalid, .allTiles]
+
+    /// `.validated`, the proto3 default.
+    public init() { self = .validated }
+
+    /// The value for a number; numbers without a name become `unrecognized(_:)`.
+    public init(rawValue: Int32) {
+      switch rawValue {
+        case 0: self = .validated
+        case 1: self = .onlyValidatedValid
+        case 2: self = .onlyValidatedInvalid
+        case 3: self = .allTiles
+        default: self = .unrecognized(rawValue)
+      }
+    }
+
+    /// The value's number.
+    public var rawValue: Int32 {
+      switch self {
+        case .validated: 0
+        case .onlyValidatedValid: 1
+        case .onlyValidatedInvalid: 2
+        case .allTiles: 3
+        case .unrecognized(let number): number
+      }
+    }
+
+    /// The value's name in the `.proto` file; nil for an unrecognized number.
+    public var protoName: String? {
+      switch self {
+        case .validated: "VALIDATED"
+        case .onlyValidatedValid: "ONLY_VALIDATED_VALID"
+        case .onlyValidatedInvalid: "ONLY_VALIDATED_INVALID"
+        case .allTiles: "ALL_TILES"
+        case .unrecognized: nil
+      }
+    }
+
+    public static func == (lhs: ExportFilter, rhs: ExportFilter) -> Bool { lhs.rawValue == rhs.rawValue }
 
     public func hash(into hasher: inout Hasher) { hasher.combine(rawValue) }
   }
@@ -2140,6 +2300,76 @@ extension FeedbackV1.ReleaseLocksResponse {
   }
 }
 
+extension FeedbackV1.ExportRequest {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__feedback__v1__export_request()) }
+
+  public func _encode(to w: CMessageWriter) {
+    w.string(0, self.setId)
+    w.enumValue(1, self.format)
+    w.enumValue(2, self.filter)
+    w.repeatedString(3, self.classes)
+    w.scalar(4, self.threshold)
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    self.setId = try r.string(0)
+    self.format = r.enumValue(1, as: FeedbackV1.ExportFormat.self)
+    self.filter = r.enumValue(2, as: FeedbackV1.ExportFilter.self)
+    self.classes = try r.repeatedString(3)
+    self.threshold = r.scalar(4, as: Double.self)
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    j.value("setId", self.setId)
+    j.value("format", self.format)
+    j.value("filter", self.filter)
+    j.repeated("classes", self.classes)
+    j.value("threshold", self.threshold)
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "setId", "set_id": self.setId = try j.value(json, key, as: String.self)
+        case "format": self.format = try j.value(json, key, as: FeedbackV1.ExportFormat.self)
+        case "filter": self.filter = try j.value(json, key, as: FeedbackV1.ExportFilter.self)
+        case "classes": self.classes = try j.repeated(json, key, as: String.self)
+        case "threshold": self.threshold = try j.value(json, key, as: Double.self)
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
+extension FeedbackV1.ExportChunk {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__feedback__v1__export_chunk()) }
+
+  public func _encode(to w: CMessageWriter) {
+    w.bytes(0, self.data)
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    self.data = r.bytes(0)
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    j.bytes("data", self.data)
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "data": self.data = try j.bytes(json, key)
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
 extension FeedbackV1 {
   /// The `shoal.feedback.v1.Feedback` service.
   public enum Feedback {
@@ -2180,7 +2410,11 @@ extension FeedbackV1 {
     /// `ReleaseLocks`.
     public static let releaseLocks = TypedMethod<FeedbackV1.ReleaseLocksRequest, FeedbackV1.ReleaseLocksResponse>(service: fullName, name: "ReleaseLocks", kind: .unary, idempotent: true)
 
+    /// Streams the set's tiles in a format; a filter that leaves nothing is FAILED_PRECONDITION
+    /// saying so, before anything is sent.
+    public static let export = TypedMethod<FeedbackV1.ExportRequest, FeedbackV1.ExportChunk>(service: fullName, name: "Export", kind: .serverStreaming, idempotent: true)
+
     /// The service's methods, for routers and reflection.
-    public static let descriptor = ServiceDescriptor(fullName: fullName, methods: [createSet.descriptor, getSet.descriptor, listSets.descriptor, updateSet.descriptor, putPredictions.descriptor, queryTiles.descriptor, setValidity.descriptor, validityHistory.descriptor, stats.descriptor, nextForReview.descriptor, releaseLocks.descriptor])
+    public static let descriptor = ServiceDescriptor(fullName: fullName, methods: [createSet.descriptor, getSet.descriptor, listSets.descriptor, updateSet.descriptor, putPredictions.descriptor, queryTiles.descriptor, setValidity.descriptor, validityHistory.descriptor, stats.descriptor, nextForReview.descriptor, releaseLocks.descriptor, export.descriptor])
   }
 }

@@ -102,6 +102,8 @@ static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__feedback
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__feedback__v1__next_for_review_response(void) { return &shoal__feedback__v1__next_for_review_response__descriptor; }
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__feedback__v1__release_locks_request(void) { return &shoal__feedback__v1__release_locks_request__descriptor; }
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__feedback__v1__release_locks_response(void) { return &shoal__feedback__v1__release_locks_response__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__feedback__v1__export_request(void) { return &shoal__feedback__v1__export_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__feedback__v1__export_chunk(void) { return &shoal__feedback__v1__export_chunk__descriptor; }
 
 // shoal/health/v1/health.proto
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__health__v1__health_check_request(void) { return &shoal__health__v1__health_check_request__descriptor; }

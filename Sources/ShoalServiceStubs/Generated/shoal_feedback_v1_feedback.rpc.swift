@@ -39,6 +39,10 @@ extension FeedbackV1.Feedback {
 
     /// `ReleaseLocks`.
     func releaseLocks(_ request: FeedbackV1.ReleaseLocksRequest, context: ServerContext) async throws -> FeedbackV1.ReleaseLocksResponse
+
+    /// Streams the set's tiles in a format; a filter that leaves nothing is FAILED_PRECONDITION
+    /// saying so, before anything is sent.
+    func export(_ request: FeedbackV1.ExportRequest, responses: RPCResponseWriter<FeedbackV1.ExportChunk>, context: ServerContext) async throws
   }
 
   /// Calls `shoal.feedback.v1.Feedback` on a server.
@@ -106,6 +110,15 @@ extension FeedbackV1.Feedback {
     public func releaseLocks(_ request: FeedbackV1.ReleaseLocksRequest, options: CallOptions = CallOptions()) async throws(RPCError) -> FeedbackV1.ReleaseLocksResponse {
       try await rpc.unary(FeedbackV1.Feedback.releaseLocks, request, options: options)
     }
+
+    /// Streams the set's tiles in a format; a filter that leaves nothing is FAILED_PRECONDITION
+    /// saying so, before anything is sent.
+    public func export<Result: Sendable>(
+      _ request: FeedbackV1.ExportRequest, options: CallOptions = CallOptions(),
+      _ responses: (RPCResponseStream<FeedbackV1.ExportChunk>) async throws -> Result
+    ) async throws -> Result {
+      try await rpc.serverStreaming(FeedbackV1.Feedback.export, request, options: options, responses)
+    }
   }
 }
 
@@ -123,5 +136,6 @@ extension FeedbackV1.Feedback.ServiceProtocol {
     router.unary(FeedbackV1.Feedback.stats) { try await self.stats($0, context: $1) }
     router.unary(FeedbackV1.Feedback.nextForReview) { try await self.nextForReview($0, context: $1) }
     router.unary(FeedbackV1.Feedback.releaseLocks) { try await self.releaseLocks($0, context: $1) }
+    router.serverStreaming(FeedbackV1.Feedback.export) { try await self.export($0, responses: $1, context: $2) }
   }
 }

@@ -1369,6 +1369,96 @@ void   shoal__feedback__v1__release_locks_response__free_unpacked
   assert(message->base.descriptor == &shoal__feedback__v1__release_locks_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   shoal__feedback__v1__export_request__init
+                     (Shoal__Feedback__V1__ExportRequest         *message)
+{
+  static const Shoal__Feedback__V1__ExportRequest init_value = SHOAL__FEEDBACK__V1__EXPORT_REQUEST__INIT;
+  *message = init_value;
+}
+size_t shoal__feedback__v1__export_request__get_packed_size
+                     (const Shoal__Feedback__V1__ExportRequest *message)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__export_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__feedback__v1__export_request__pack
+                     (const Shoal__Feedback__V1__ExportRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__export_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__feedback__v1__export_request__pack_to_buffer
+                     (const Shoal__Feedback__V1__ExportRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__export_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Feedback__V1__ExportRequest *
+       shoal__feedback__v1__export_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Feedback__V1__ExportRequest *)
+     protobuf_c_message_unpack (&shoal__feedback__v1__export_request__descriptor,
+                                allocator, len, data);
+}
+void   shoal__feedback__v1__export_request__free_unpacked
+                     (Shoal__Feedback__V1__ExportRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__feedback__v1__export_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   shoal__feedback__v1__export_chunk__init
+                     (Shoal__Feedback__V1__ExportChunk         *message)
+{
+  static const Shoal__Feedback__V1__ExportChunk init_value = SHOAL__FEEDBACK__V1__EXPORT_CHUNK__INIT;
+  *message = init_value;
+}
+size_t shoal__feedback__v1__export_chunk__get_packed_size
+                     (const Shoal__Feedback__V1__ExportChunk *message)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__export_chunk__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__feedback__v1__export_chunk__pack
+                     (const Shoal__Feedback__V1__ExportChunk *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__export_chunk__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__feedback__v1__export_chunk__pack_to_buffer
+                     (const Shoal__Feedback__V1__ExportChunk *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__export_chunk__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Feedback__V1__ExportChunk *
+       shoal__feedback__v1__export_chunk__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Feedback__V1__ExportChunk *)
+     protobuf_c_message_unpack (&shoal__feedback__v1__export_chunk__descriptor,
+                                allocator, len, data);
+}
+void   shoal__feedback__v1__export_chunk__free_unpacked
+                     (Shoal__Feedback__V1__ExportChunk *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__feedback__v1__export_chunk__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 static const ProtobufCFieldDescriptor shoal__feedback__v1__display_colors__field_descriptors[3] =
 {
   {
@@ -3768,6 +3858,134 @@ const ProtobufCMessageDescriptor shoal__feedback__v1__release_locks_response__de
   (ProtobufCMessageInit) shoal__feedback__v1__release_locks_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
+static const ProtobufCFieldDescriptor shoal__feedback__v1__export_request__field_descriptors[5] =
+{
+  {
+    "set_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__ExportRequest, set_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "format",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__ExportRequest, format),
+    &shoal__feedback__v1__export_format__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "filter",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__ExportRequest, filter),
+    &shoal__feedback__v1__export_filter__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "classes",
+    4,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Shoal__Feedback__V1__ExportRequest, n_classes),
+    offsetof(Shoal__Feedback__V1__ExportRequest, classes),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "threshold",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__ExportRequest, threshold),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__feedback__v1__export_request__field_indices_by_name[] = {
+  3,   /* field[3] = classes */
+  2,   /* field[2] = filter */
+  1,   /* field[1] = format */
+  0,   /* field[0] = set_id */
+  4,   /* field[4] = threshold */
+};
+static const ProtobufCIntRange shoal__feedback__v1__export_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 5 }
+};
+const ProtobufCMessageDescriptor shoal__feedback__v1__export_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.feedback.v1.ExportRequest",
+  "ExportRequest",
+  "Shoal__Feedback__V1__ExportRequest",
+  "shoal.feedback.v1",
+  sizeof(Shoal__Feedback__V1__ExportRequest),
+  5,
+  shoal__feedback__v1__export_request__field_descriptors,
+  shoal__feedback__v1__export_request__field_indices_by_name,
+  1,  shoal__feedback__v1__export_request__number_ranges,
+  (ProtobufCMessageInit) shoal__feedback__v1__export_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor shoal__feedback__v1__export_chunk__field_descriptors[1] =
+{
+  {
+    "data",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BYTES,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__ExportChunk, data),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__feedback__v1__export_chunk__field_indices_by_name[] = {
+  0,   /* field[0] = data */
+};
+static const ProtobufCIntRange shoal__feedback__v1__export_chunk__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor shoal__feedback__v1__export_chunk__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.feedback.v1.ExportChunk",
+  "ExportChunk",
+  "Shoal__Feedback__V1__ExportChunk",
+  "shoal.feedback.v1",
+  sizeof(Shoal__Feedback__V1__ExportChunk),
+  1,
+  shoal__feedback__v1__export_chunk__field_descriptors,
+  shoal__feedback__v1__export_chunk__field_indices_by_name,
+  1,  shoal__feedback__v1__export_chunk__number_ranges,
+  (ProtobufCMessageInit) shoal__feedback__v1__export_chunk__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
 static const ProtobufCEnumValue shoal__feedback__v1__set_status__enum_values_by_number[4] =
 {
   { "SET_STATUS_UNSPECIFIED", "SHOAL__FEEDBACK__V1__SET_STATUS__SET_STATUS_UNSPECIFIED", 0 },
@@ -3892,7 +4110,69 @@ const ProtobufCEnumDescriptor shoal__feedback__v1__review_strategy__descriptor =
   shoal__feedback__v1__review_strategy__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCMethodDescriptor shoal__feedback__v1__feedback__method_descriptors[11] =
+static const ProtobufCEnumValue shoal__feedback__v1__export_format__enum_values_by_number[3] =
+{
+  { "GEOJSON", "SHOAL__FEEDBACK__V1__EXPORT_FORMAT__GEOJSON", 0 },
+  { "GEOJSONSEQ", "SHOAL__FEEDBACK__V1__EXPORT_FORMAT__GEOJSONSEQ", 1 },
+  { "CSV", "SHOAL__FEEDBACK__V1__EXPORT_FORMAT__CSV", 2 },
+};
+static const ProtobufCIntRange shoal__feedback__v1__export_format__value_ranges[] = {
+{0, 0},{0, 3}
+};
+static const ProtobufCEnumValueIndex shoal__feedback__v1__export_format__enum_values_by_name[3] =
+{
+  { "CSV", 2 },
+  { "GEOJSON", 0 },
+  { "GEOJSONSEQ", 1 },
+};
+const ProtobufCEnumDescriptor shoal__feedback__v1__export_format__descriptor =
+{
+  PROTOBUF_C__ENUM_DESCRIPTOR_MAGIC,
+  "shoal.feedback.v1.ExportFormat",
+  "ExportFormat",
+  "Shoal__Feedback__V1__ExportFormat",
+  "shoal.feedback.v1",
+  3,
+  shoal__feedback__v1__export_format__enum_values_by_number,
+  3,
+  shoal__feedback__v1__export_format__enum_values_by_name,
+  1,
+  shoal__feedback__v1__export_format__value_ranges,
+  NULL,NULL,NULL,NULL   /* reserved[1234] */
+};
+static const ProtobufCEnumValue shoal__feedback__v1__export_filter__enum_values_by_number[4] =
+{
+  { "VALIDATED", "SHOAL__FEEDBACK__V1__EXPORT_FILTER__VALIDATED", 0 },
+  { "ONLY_VALIDATED_VALID", "SHOAL__FEEDBACK__V1__EXPORT_FILTER__ONLY_VALIDATED_VALID", 1 },
+  { "ONLY_VALIDATED_INVALID", "SHOAL__FEEDBACK__V1__EXPORT_FILTER__ONLY_VALIDATED_INVALID", 2 },
+  { "ALL_TILES", "SHOAL__FEEDBACK__V1__EXPORT_FILTER__ALL_TILES", 3 },
+};
+static const ProtobufCIntRange shoal__feedback__v1__export_filter__value_ranges[] = {
+{0, 0},{0, 4}
+};
+static const ProtobufCEnumValueIndex shoal__feedback__v1__export_filter__enum_values_by_name[4] =
+{
+  { "ALL_TILES", 3 },
+  { "ONLY_VALIDATED_INVALID", 2 },
+  { "ONLY_VALIDATED_VALID", 1 },
+  { "VALIDATED", 0 },
+};
+const ProtobufCEnumDescriptor shoal__feedback__v1__export_filter__descriptor =
+{
+  PROTOBUF_C__ENUM_DESCRIPTOR_MAGIC,
+  "shoal.feedback.v1.ExportFilter",
+  "ExportFilter",
+  "Shoal__Feedback__V1__ExportFilter",
+  "shoal.feedback.v1",
+  4,
+  shoal__feedback__v1__export_filter__enum_values_by_number,
+  4,
+  shoal__feedback__v1__export_filter__enum_values_by_name,
+  1,
+  shoal__feedback__v1__export_filter__value_ranges,
+  NULL,NULL,NULL,NULL   /* reserved[1234] */
+};
+static const ProtobufCMethodDescriptor shoal__feedback__v1__feedback__method_descriptors[12] =
 {
   { "CreateSet", &shoal__feedback__v1__create_set_request__descriptor, &shoal__feedback__v1__prediction_set__descriptor },
   { "GetSet", &shoal__feedback__v1__get_set_request__descriptor, &shoal__feedback__v1__prediction_set__descriptor },
@@ -3905,9 +4185,11 @@ static const ProtobufCMethodDescriptor shoal__feedback__v1__feedback__method_des
   { "Stats", &shoal__feedback__v1__stats_request__descriptor, &shoal__feedback__v1__stats_response__descriptor },
   { "NextForReview", &shoal__feedback__v1__next_for_review_request__descriptor, &shoal__feedback__v1__next_for_review_response__descriptor },
   { "ReleaseLocks", &shoal__feedback__v1__release_locks_request__descriptor, &shoal__feedback__v1__release_locks_response__descriptor },
+  { "Export", &shoal__feedback__v1__export_request__descriptor, &shoal__feedback__v1__export_chunk__descriptor },
 };
 const unsigned shoal__feedback__v1__feedback__method_indices_by_name[] = {
   0,        /* CreateSet */
+  11,        /* Export */
   1,        /* GetSet */
   2,        /* ListSets */
   9,        /* NextForReview */
@@ -3926,7 +4208,7 @@ const ProtobufCServiceDescriptor shoal__feedback__v1__feedback__descriptor =
   "Feedback",
   "Shoal__Feedback__V1__Feedback",
   "shoal.feedback.v1",
-  11,
+  12,
   shoal__feedback__v1__feedback__method_descriptors,
   shoal__feedback__v1__feedback__method_indices_by_name
 };
@@ -4017,6 +4299,14 @@ void shoal__feedback__v1__feedback__release_locks(ProtobufCService *service,
 {
   assert(service->descriptor == &shoal__feedback__v1__feedback__descriptor);
   service->invoke(service, 10, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void shoal__feedback__v1__feedback__export(ProtobufCService *service,
+                                           const Shoal__Feedback__V1__ExportRequest *input,
+                                           Shoal__Feedback__V1__ExportChunk_Closure closure,
+                                           void *closure_data)
+{
+  assert(service->descriptor == &shoal__feedback__v1__feedback__descriptor);
+  service->invoke(service, 11, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void shoal__feedback__v1__feedback__init (Shoal__Feedback__V1__Feedback_Service *service,
                                           Shoal__Feedback__V1__Feedback_ServiceDestroy destroy)

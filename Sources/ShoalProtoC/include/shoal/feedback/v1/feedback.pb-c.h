@@ -48,6 +48,8 @@ typedef struct Shoal__Feedback__V1__ReviewItem Shoal__Feedback__V1__ReviewItem;
 typedef struct Shoal__Feedback__V1__NextForReviewResponse Shoal__Feedback__V1__NextForReviewResponse;
 typedef struct Shoal__Feedback__V1__ReleaseLocksRequest Shoal__Feedback__V1__ReleaseLocksRequest;
 typedef struct Shoal__Feedback__V1__ReleaseLocksResponse Shoal__Feedback__V1__ReleaseLocksResponse;
+typedef struct Shoal__Feedback__V1__ExportRequest Shoal__Feedback__V1__ExportRequest;
+typedef struct Shoal__Feedback__V1__ExportChunk Shoal__Feedback__V1__ExportChunk;
 
 
 /* --- enums --- */
@@ -98,6 +100,35 @@ typedef enum _Shoal__Feedback__V1__ReviewStrategy {
   SHOAL__FEEDBACK__V1__REVIEW_STRATEGY__ENTROPY = 2
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(SHOAL__FEEDBACK__V1__REVIEW_STRATEGY)
 } Shoal__Feedback__V1__ReviewStrategy;
+typedef enum _Shoal__Feedback__V1__ExportFormat {
+  /*
+   * A FeatureCollection: each tile as its polygon (and each feature as its own), with scores,
+   * validity and display colour in the properties.
+   */
+  SHOAL__FEEDBACK__V1__EXPORT_FORMAT__GEOJSON = 0,
+  /*
+   * The same features, one per line (RFC 8142 without the record separators).
+   */
+  SHOAL__FEEDBACK__V1__EXPORT_FORMAT__GEOJSONSEQ = 1,
+  /*
+   * quadkey, z, x, y, centroid lon/lat, a score and a validity column per class.
+   */
+  SHOAL__FEEDBACK__V1__EXPORT_FORMAT__CSV = 2
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(SHOAL__FEEDBACK__V1__EXPORT_FORMAT)
+} Shoal__Feedback__V1__ExportFormat;
+/*
+ * Which tiles an export takes, by what reviewers said of them (of the classes exported).
+ */
+typedef enum _Shoal__Feedback__V1__ExportFilter {
+  /*
+   * Tiles validated for a class, valid or invalid: training data.
+   */
+  SHOAL__FEEDBACK__V1__EXPORT_FILTER__VALIDATED = 0,
+  SHOAL__FEEDBACK__V1__EXPORT_FILTER__ONLY_VALIDATED_VALID = 1,
+  SHOAL__FEEDBACK__V1__EXPORT_FILTER__ONLY_VALIDATED_INVALID = 2,
+  SHOAL__FEEDBACK__V1__EXPORT_FILTER__ALL_TILES = 3
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(SHOAL__FEEDBACK__V1__EXPORT_FILTER)
+} Shoal__Feedback__V1__ExportFilter;
 
 /* --- messages --- */
 
@@ -642,6 +673,40 @@ struct  Shoal__Feedback__V1__ReleaseLocksResponse
 #define SHOAL__FEEDBACK__V1__RELEASE_LOCKS_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&shoal__feedback__v1__release_locks_response__descriptor) \
     , 0 }
+
+
+struct  Shoal__Feedback__V1__ExportRequest
+{
+  ProtobufCMessage base;
+  char *set_id;
+  Shoal__Feedback__V1__ExportFormat format;
+  Shoal__Feedback__V1__ExportFilter filter;
+  /*
+   * Only these classes (their scores, their validity); empty: every class.
+   */
+  size_t n_classes;
+  char **classes;
+  /*
+   * Only tiles whose score for an exported class is at least this.
+   */
+  double threshold;
+};
+#define SHOAL__FEEDBACK__V1__EXPORT_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__feedback__v1__export_request__descriptor) \
+    , (char *)protobuf_c_empty_string, SHOAL__FEEDBACK__V1__EXPORT_FORMAT__GEOJSON, SHOAL__FEEDBACK__V1__EXPORT_FILTER__VALIDATED, 0,NULL, 0 }
+
+
+/*
+ * The export in pieces, in order.
+ */
+struct  Shoal__Feedback__V1__ExportChunk
+{
+  ProtobufCMessage base;
+  ProtobufCBinaryData data;
+};
+#define SHOAL__FEEDBACK__V1__EXPORT_CHUNK__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__feedback__v1__export_chunk__descriptor) \
+    , {0,NULL} }
 
 
 /* Shoal__Feedback__V1__DisplayColors methods */
@@ -1220,6 +1285,44 @@ Shoal__Feedback__V1__ReleaseLocksResponse *
 void   shoal__feedback__v1__release_locks_response__free_unpacked
                      (Shoal__Feedback__V1__ReleaseLocksResponse *message,
                       ProtobufCAllocator *allocator);
+/* Shoal__Feedback__V1__ExportRequest methods */
+void   shoal__feedback__v1__export_request__init
+                     (Shoal__Feedback__V1__ExportRequest         *message);
+size_t shoal__feedback__v1__export_request__get_packed_size
+                     (const Shoal__Feedback__V1__ExportRequest   *message);
+size_t shoal__feedback__v1__export_request__pack
+                     (const Shoal__Feedback__V1__ExportRequest   *message,
+                      uint8_t             *out);
+size_t shoal__feedback__v1__export_request__pack_to_buffer
+                     (const Shoal__Feedback__V1__ExportRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Shoal__Feedback__V1__ExportRequest *
+       shoal__feedback__v1__export_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shoal__feedback__v1__export_request__free_unpacked
+                     (Shoal__Feedback__V1__ExportRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Shoal__Feedback__V1__ExportChunk methods */
+void   shoal__feedback__v1__export_chunk__init
+                     (Shoal__Feedback__V1__ExportChunk         *message);
+size_t shoal__feedback__v1__export_chunk__get_packed_size
+                     (const Shoal__Feedback__V1__ExportChunk   *message);
+size_t shoal__feedback__v1__export_chunk__pack
+                     (const Shoal__Feedback__V1__ExportChunk   *message,
+                      uint8_t             *out);
+size_t shoal__feedback__v1__export_chunk__pack_to_buffer
+                     (const Shoal__Feedback__V1__ExportChunk   *message,
+                      ProtobufCBuffer     *buffer);
+Shoal__Feedback__V1__ExportChunk *
+       shoal__feedback__v1__export_chunk__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shoal__feedback__v1__export_chunk__free_unpacked
+                     (Shoal__Feedback__V1__ExportChunk *message,
+                      ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
 typedef void (*Shoal__Feedback__V1__DisplayColors_Closure)
@@ -1318,6 +1421,12 @@ typedef void (*Shoal__Feedback__V1__ReleaseLocksRequest_Closure)
 typedef void (*Shoal__Feedback__V1__ReleaseLocksResponse_Closure)
                  (const Shoal__Feedback__V1__ReleaseLocksResponse *message,
                   void *closure_data);
+typedef void (*Shoal__Feedback__V1__ExportRequest_Closure)
+                 (const Shoal__Feedback__V1__ExportRequest *message,
+                  void *closure_data);
+typedef void (*Shoal__Feedback__V1__ExportChunk_Closure)
+                 (const Shoal__Feedback__V1__ExportChunk *message,
+                  void *closure_data);
 
 /* --- services --- */
 
@@ -1369,6 +1478,10 @@ struct Shoal__Feedback__V1__Feedback_Service
                         const Shoal__Feedback__V1__ReleaseLocksRequest *input,
                         Shoal__Feedback__V1__ReleaseLocksResponse_Closure closure,
                         void *closure_data);
+  void (*export)(Shoal__Feedback__V1__Feedback_Service *service,
+                 const Shoal__Feedback__V1__ExportRequest *input,
+                 Shoal__Feedback__V1__ExportChunk_Closure closure,
+                 void *closure_data);
 };
 typedef void (*Shoal__Feedback__V1__Feedback_ServiceDestroy)(Shoal__Feedback__V1__Feedback_Service *);
 void shoal__feedback__v1__feedback__init (Shoal__Feedback__V1__Feedback_Service *service,
@@ -1387,7 +1500,8 @@ void shoal__feedback__v1__feedback__init (Shoal__Feedback__V1__Feedback_Service 
       function_prefix__ ## validity_history,\
       function_prefix__ ## stats,\
       function_prefix__ ## next_for_review,\
-      function_prefix__ ## release_locks  }
+      function_prefix__ ## release_locks,\
+      function_prefix__ ## export  }
 void shoal__feedback__v1__feedback__create_set(ProtobufCService *service,
                                                const Shoal__Feedback__V1__CreateSetRequest *input,
                                                Shoal__Feedback__V1__PredictionSet_Closure closure,
@@ -1432,6 +1546,10 @@ void shoal__feedback__v1__feedback__release_locks(ProtobufCService *service,
                                                   const Shoal__Feedback__V1__ReleaseLocksRequest *input,
                                                   Shoal__Feedback__V1__ReleaseLocksResponse_Closure closure,
                                                   void *closure_data);
+void shoal__feedback__v1__feedback__export(ProtobufCService *service,
+                                           const Shoal__Feedback__V1__ExportRequest *input,
+                                           Shoal__Feedback__V1__ExportChunk_Closure closure,
+                                           void *closure_data);
 
 /* --- descriptors --- */
 
@@ -1439,6 +1557,8 @@ extern const ProtobufCEnumDescriptor    shoal__feedback__v1__set_status__descrip
 extern const ProtobufCEnumDescriptor    shoal__feedback__v1__validity__descriptor;
 extern const ProtobufCEnumDescriptor    shoal__feedback__v1__status_filter__descriptor;
 extern const ProtobufCEnumDescriptor    shoal__feedback__v1__review_strategy__descriptor;
+extern const ProtobufCEnumDescriptor    shoal__feedback__v1__export_format__descriptor;
+extern const ProtobufCEnumDescriptor    shoal__feedback__v1__export_filter__descriptor;
 extern const ProtobufCMessageDescriptor shoal__feedback__v1__display_colors__descriptor;
 extern const ProtobufCMessageDescriptor shoal__feedback__v1__prediction_set__descriptor;
 extern const ProtobufCMessageDescriptor shoal__feedback__v1__create_set_request__descriptor;
@@ -1471,6 +1591,8 @@ extern const ProtobufCMessageDescriptor shoal__feedback__v1__review_item__descri
 extern const ProtobufCMessageDescriptor shoal__feedback__v1__next_for_review_response__descriptor;
 extern const ProtobufCMessageDescriptor shoal__feedback__v1__release_locks_request__descriptor;
 extern const ProtobufCMessageDescriptor shoal__feedback__v1__release_locks_response__descriptor;
+extern const ProtobufCMessageDescriptor shoal__feedback__v1__export_request__descriptor;
+extern const ProtobufCMessageDescriptor shoal__feedback__v1__export_chunk__descriptor;
 extern const ProtobufCServiceDescriptor shoal__feedback__v1__feedback__descriptor;
 
 PROTOBUF_C__END_DECLS

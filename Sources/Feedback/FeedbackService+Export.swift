@@ -1,0 +1,151 @@
+import Foundation
+import ShoalGeo
+public import ShoalProto
+public import ShoalRPC
+import ShoalService
+import ShoalServiceStubs
+
+extension FeedbackService {
+  public func export(
+    _ request: FeedbackV1.ExportRequest, responses: RPCResponseWriter<FeedbackV1.ExportChunk>, context: ServerContext
+  ) async throws {
+    let set = try await store.set(request.setId, visibleTo: CallerOrganization.current)
+    let known = set.classes.map(\.name)
+    if let unknown = request.classes.first(where: { !known.contains($0) }) {
+      throw RPCError(.notFound, "classes: the set has no class '\(unknown)'")
+    }
+    let classes = request.classes.isEmpty ? known : request.classes
+    let colors = set.colors ?? FeedbackV1.DisplayColors()
+    var writer = ExportWriter(format: request.format, classes: classes, responses: responses)
+    var after: Int64 = 0
+    var exported = 0
+    while true {
+      let batch = try await store.tiles(
+        setID: Int64(set.setId)!, zoom: Int(set.zoom), ranges: nil, after: after, limit: 2000)
+      guard let last = batch.last else { break }
+      after = last.id
+      let validity = try await store.validity(of: batch.map(\.id))
+      let features = try await store.features(of: batch.map(\.id))
+      for stored in batch {
+        let marks = (validity[stored.id] ?? []).filter { $0.feature == 0 && classes.contains($0.record.className) }
+          .map(\.record)
+        let states = Set(marks.map(\.validity))
+        let wanted: Bool =
+          switch request.filter {
+          case .validated: !marks.isEmpty
+          case .onlyValidatedValid: states.contains(.valid)
+          case .onlyValidatedInvalid: states.contains(.invalid)
+          case .allTiles, .unrecognized: true
+          }
+        guard wanted, classes.contains(where: { (stored.scores[$0] ?? 0) >= request.threshold }) else { continue }
+        let state = Self.state(marks, "")
+        let color =
+          state == .valid ? colors.valid : state == .invalid ? colors.invalid : colors.unvalidated
+        try await writer.add(
+          stored, marks: marks, color: color,
+          features: (features[stored.id] ?? []).filter { classes.contains($0.className) })
+        exported += 1
+      }
+    }
+    guard exported > 0 else {
+      throw RPCError(
+        .failedPrecondition,
+        "nothing to export: no tile of set \(set.setId) passes the filter \(request.filter.protoName ?? "") "
+          + "(validate some tiles first, or export ALL_TILES)")
+    }
+    try await writer.finish()
+  }
+}
+
+/// Writes tiles in an export format, sending pieces of about 256 KiB as they fill. Nothing is
+/// sent before the first tile, so an empty export can still be refused.
+private struct ExportWriter {
+  let format: FeedbackV1.ExportFormat
+  let classes: [String]
+  let responses: RPCResponseWriter<FeedbackV1.ExportChunk>
+  private var buffer: [UInt8] = []
+  private var started = false
+
+  init(format: FeedbackV1.ExportFormat, classes: [String], responses: RPCResponseWriter<FeedbackV1.ExportChunk>) {
+    self.format = format
+    self.classes = classes
+    self.responses = responses
+  }
+
+  mutating func add(
+    _ stored: FeedbackStore.StoredTile, marks: [FeedbackV1.ClassValidity], color: String,
+    features: [FeedbackV1.Feature]
+  ) async throws {
+    if !started {
+      started = true
+      switch format {
+      case .csv:
+        let columns = ["quadkey", "z", "x", "y", "lon", "lat"] + classes + classes.map { "\($0)_validity" }
+        buffer += Array((columns.map(Self.csvField).joined(separator: ",") + "\n").utf8)
+      case .geojson: buffer += Array(#"{"type":"FeatureCollection","features":["#.utf8)
+      default: break
+      }
+    }
+    let validity = Dictionary(
+      uniqueKeysWithValues: marks.map { ($0.className, $0.validity.protoName?.lowercased() ?? "") })
+    switch format {
+    case .csv:
+      let center = stored.tile.lonLat(pixelX: 0.5, pixelY: 0.5, size: 1)
+      var fields = [
+        stored.tile.quadkey, "\(stored.tile.z)", "\(stored.tile.x)", "\(stored.tile.y)", "\(center.longitude)",
+        "\(center.latitude)",
+      ]
+      fields += classes.map { stored.scores[$0].map { "\($0)" } ?? "" }
+      fields += classes.map { validity[$0] ?? "unvalidated" }
+      buffer += Array((fields.map(Self.csvField).joined(separator: ",") + "\n").utf8)
+    case .geojson, .geojsonseq, .unrecognized:
+      var properties: [String: Any] = [
+        "tile": "\(stored.tile)", "quadkey": stored.tile.quadkey, "color": color,
+        "scores": stored.scores.filter { classes.contains($0.key) },
+        "validity": Dictionary(uniqueKeysWithValues: classes.map { ($0, validity[$0] ?? "unvalidated") }),
+      ]
+      var objects: [[String: Any]] = [
+        [
+          "type": "Feature", "geometry": GeoJSON.object(.polygon(Polygon(stored.tile.bounds))),
+          "properties": properties,
+        ]
+      ]
+      for feature in features {
+        guard let geometry = try? GeoJSON.features(from: Data(feature.geometry.utf8), validate: false).first?.geometry
+        else { continue }
+        properties["feature"] = feature.featureId
+        properties["class"] = feature.className
+        properties["score"] = feature.score
+        objects.append(["type": "Feature", "geometry": GeoJSON.object(geometry), "properties": properties])
+      }
+      for object in objects {
+        let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+        if format == .geojsonseq {
+          buffer += Array(data) + [0x0A]
+        } else {
+          if buffer.last != UInt8(ascii: "[") { buffer.append(UInt8(ascii: ",")) }
+          buffer += Array(data)
+        }
+      }
+    }
+    if buffer.count >= 256 << 10 { try await flush() }
+  }
+
+  mutating func finish() async throws {
+    if format == .geojson { buffer += Array("]}\n".utf8) }
+    try await flush()
+  }
+
+  private mutating func flush() async throws {
+    guard !buffer.isEmpty else { return }
+    var chunk = FeedbackV1.ExportChunk()
+    chunk.data = buffer
+    buffer = []
+    try await responses.send(chunk)
+  }
+
+  static func csvField(_ text: String) -> String {
+    guard text.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" }) else { return text }
+    return "\"" + text.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+  }
+}
