@@ -65,6 +65,7 @@ private struct ExportWriter {
   let responses: RPCResponseWriter<FeedbackV1.ExportChunk>
   private var buffer: [UInt8] = []
   private var started = false
+  private var npz = NpzWriter()
 
   init(format: FeedbackV1.ExportFormat, classes: [String], responses: RPCResponseWriter<FeedbackV1.ExportChunk>) {
     self.format = format
@@ -89,6 +90,10 @@ private struct ExportWriter {
     let validity = Dictionary(
       uniqueKeysWithValues: marks.map { ($0.className, $0.validity.protoName?.lowercased() ?? "") })
     switch format {
+    case .npz:
+      npz.add(
+        "\(stored.tile.x)-\(stored.tile.y)-\(stored.tile.z)", classes.map { validity[$0] == "valid" ? 1 : 0 })
+      buffer += npz.take()
     case .csv:
       let center = stored.tile.lonLat(pixelX: 0.5, pixelY: 0.5, size: 1)
       var fields = [
@@ -133,6 +138,7 @@ private struct ExportWriter {
 
   mutating func finish() async throws {
     if format == .geojson { buffer += Array("]}\n".utf8) }
+    if format == .npz { buffer += npz.finish() }
     try await flush()
   }
 

@@ -273,9 +273,9 @@ struct FeedbackCommand: AsyncParsableCommand {
 
   struct Export: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-      abstract: "Export a set's tiles (validated ones by default) as GeoJSON, GeoJSONSeq or CSV.")
+      abstract: "Export a set's tiles (validated ones by default) as GeoJSON, GeoJSONSeq, CSV or ML Enabler's npz.")
     @Argument(help: "The set.") var set: String
-    @Option(help: "geojson, geojsonseq or csv.") var format = "geojson"
+    @Option(help: "geojson, geojsonseq, csv or npz.") var format = "geojson"
     @Option(help: "validated, valid, invalid or all.") var filter = "validated"
     @Option(name: .customLong("class"), help: "Only this class (repeatable).") var classes: [String] = []
     @Option(help: "Only tiles scoring at least this for an exported class.") var threshold: Double = 0
@@ -291,7 +291,8 @@ struct FeedbackCommand: AsyncParsableCommand {
       case "geojson": request.format = .geojson
       case "geojsonseq": request.format = .geojsonseq
       case "csv": request.format = .csv
-      default: throw ValidationError("--format takes geojson, geojsonseq or csv")
+      case "npz": request.format = .npz
+      default: throw ValidationError("--format takes geojson, geojsonseq, csv or npz")
       }
       switch filter {
       case "validated": request.filter = .validated

@@ -20,6 +20,7 @@ struct FeedbackEndToEndTests {
   /// (exterior counter-clockwise), validity and colours in the properties.
   static let readExports = #"""
     import csv, json, sys
+    import numpy as np
     from shapely.geometry import shape
     collection = json.load(open(sys.argv[1]))
     out = []
@@ -30,7 +31,10 @@ struct FeedbackEndToEndTests {
         assert feature["geometry"]["bbox"], feature
         out.append([feature["properties"]["tile"], feature["properties"]["validity"]["road"], feature["properties"]["color"]])
     rows = list(csv.DictReader(open(sys.argv[2])))
-    print(json.dumps({"geojson": sorted(out), "csv": sorted([r["quadkey"], r["road_validity"], r["road"]] for r in rows)}))
+    labels = np.load(sys.argv[3])
+    npz = sorted([key] + [str(v) for v in labels[key].tolist()] for key in labels.files)
+    print(json.dumps({"geojson": sorted(out), "csv": sorted([r["quadkey"], r["road_validity"], r["road"]] for r in rows),
+                      "npz": npz}))
     """#
 
   @Test func createPutQueryTagAndCount() async throws {
@@ -103,8 +107,11 @@ struct FeedbackEndToEndTests {
       #expect(geojson.status == 0, "\(geojson.stderrText)")
       let csv = try await run("feedback", "export", set.setId, "--format", "csv", "--out", data.path("set.csv"))
       #expect(csv.status == 0, "\(csv.stderrText)")
+      let npz = try await run("feedback", "export", set.setId, "--format", "npz", "--out", data.path("labels.npz"))
+      #expect(npz.status == 0, "\(npz.stderrText)")
       let read = try await Subprocess.run(
-        try TestEnvironment.python(), ["-c", Self.readExports, data.path("set.geojson"), data.path("set.csv")])
+        try TestEnvironment.python(),
+        ["-c", Self.readExports, data.path("set.geojson"), data.path("set.csv"), data.path("labels.npz")])
       #expect(read.status == 0, "\(read.stderrText)")
       let exported = try JSONSerialization.jsonObject(with: Data(read.stdoutText.utf8)) as? [String: [[String]]]
       #expect(
@@ -113,6 +120,12 @@ struct FeedbackEndToEndTests {
           ["16/35206/21494", "valid", "#00ff00"], ["16/35206/21495", "invalid", "#ffffff"],
         ], "\(read.stdoutText)")
       #expect(exported?["csv"]?.count == 4)
+      // ML Enabler's labels: x-y-z keys, road then building, 1 where marked valid.
+      #expect(
+        exported?["npz"] == [
+          ["35205-21494-16", "1", "0"], ["35205-21495-16", "1", "0"], ["35206-21494-16", "1", "0"],
+          ["35206-21495-16", "0", "0"],
+        ], "\(read.stdoutText)")
       // Nothing to export says so, and writes no file.
       _ = try await run("feedback", "tag", set.setId, "clear", "--class", "road", "16/35206/21495")
       // (The review above marked one tile's building invalid: the road class alone has none now.)

@@ -990,6 +990,9 @@ extension FeedbackV1 {
     case geojsonseq
     /// quadkey, z, x, y, centroid lon/lat, a score and a validity column per class.
     case csv
+    /// ML Enabler's numpy archive of validated labels: one uint8 array per tile under the key
+    /// `x-y-z`, 1 where the tile was marked valid for the class and 0 elsewhere, classes in order.
+    case npz
     /// A number this version of the contract has no name for; kept so that it round-trips.
     case unrecognized(Int32)
 
@@ -997,7 +1000,7 @@ extension FeedbackV1 {
     public static let protoEnumName = "shoal.feedback.v1.ExportFormat"
 
     /// Every named value, in declaration order.
-    public static let knownValues: [ExportFormat] = [.geojson, .geojsonseq, .csv]
+    public static let knownValues: [ExportFormat] = [.geojson, .geojsonseq, .csv, .npz]
 
     /// `.geojson`, the proto3 default.
     public init() { self = .geojson }
@@ -1008,6 +1011,7 @@ extension FeedbackV1 {
         case 0: self = .geojson
         case 1: self = .geojsonseq
         case 2: self = .csv
+        case 3: self = .npz
         default: self = .unrecognized(rawValue)
       }
     }
@@ -1018,6 +1022,7 @@ extension FeedbackV1 {
         case .geojson: 0
         case .geojsonseq: 1
         case .csv: 2
+        case .npz: 3
         case .unrecognized(let number): number
       }
     }
@@ -1028,6 +1033,7 @@ extension FeedbackV1 {
         case .geojson: "GEOJSON"
         case .geojsonseq: "GEOJSONSEQ"
         case .csv: "CSV"
+        case .npz: "NPZ"
         case .unrecognized: nil
       }
     }

@@ -4110,20 +4110,22 @@ const ProtobufCEnumDescriptor shoal__feedback__v1__review_strategy__descriptor =
   shoal__feedback__v1__review_strategy__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCEnumValue shoal__feedback__v1__export_format__enum_values_by_number[3] =
+static const ProtobufCEnumValue shoal__feedback__v1__export_format__enum_values_by_number[4] =
 {
   { "GEOJSON", "SHOAL__FEEDBACK__V1__EXPORT_FORMAT__GEOJSON", 0 },
   { "GEOJSONSEQ", "SHOAL__FEEDBACK__V1__EXPORT_FORMAT__GEOJSONSEQ", 1 },
   { "CSV", "SHOAL__FEEDBACK__V1__EXPORT_FORMAT__CSV", 2 },
+  { "NPZ", "SHOAL__FEEDBACK__V1__EXPORT_FORMAT__NPZ", 3 },
 };
 static const ProtobufCIntRange shoal__feedback__v1__export_format__value_ranges[] = {
-{0, 0},{0, 3}
+{0, 0},{0, 4}
 };
-static const ProtobufCEnumValueIndex shoal__feedback__v1__export_format__enum_values_by_name[3] =
+static const ProtobufCEnumValueIndex shoal__feedback__v1__export_format__enum_values_by_name[4] =
 {
   { "CSV", 2 },
   { "GEOJSON", 0 },
   { "GEOJSONSEQ", 1 },
+  { "NPZ", 3 },
 };
 const ProtobufCEnumDescriptor shoal__feedback__v1__export_format__descriptor =
 {
@@ -4132,9 +4134,9 @@ const ProtobufCEnumDescriptor shoal__feedback__v1__export_format__descriptor =
   "ExportFormat",
   "Shoal__Feedback__V1__ExportFormat",
   "shoal.feedback.v1",
-  3,
+  4,
   shoal__feedback__v1__export_format__enum_values_by_number,
-  3,
+  4,
   shoal__feedback__v1__export_format__enum_values_by_name,
   1,
   shoal__feedback__v1__export_format__value_ranges,

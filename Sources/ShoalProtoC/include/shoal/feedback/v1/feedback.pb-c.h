@@ -113,7 +113,12 @@ typedef enum _Shoal__Feedback__V1__ExportFormat {
   /*
    * quadkey, z, x, y, centroid lon/lat, a score and a validity column per class.
    */
-  SHOAL__FEEDBACK__V1__EXPORT_FORMAT__CSV = 2
+  SHOAL__FEEDBACK__V1__EXPORT_FORMAT__CSV = 2,
+  /*
+   * ML Enabler's numpy archive of validated labels: one uint8 array per tile under the key
+   * `x-y-z`, 1 where the tile was marked valid for the class and 0 elsewhere, classes in order.
+   */
+  SHOAL__FEEDBACK__V1__EXPORT_FORMAT__NPZ = 3
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(SHOAL__FEEDBACK__V1__EXPORT_FORMAT)
 } Shoal__Feedback__V1__ExportFormat;
 /*
