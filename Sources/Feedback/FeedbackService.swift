@@ -206,22 +206,14 @@ public struct FeedbackService: FeedbackV1.Feedback.ServiceProtocol {
       if records.count + kept.count < pageSize { after = last.id }
       let features = try await store.features(of: kept.map(\.0.id))
       for (stored, marks) in kept {
-        var record = FeedbackV1.TileRecord()
-        record.tileId = "\(stored.tile)"
-        record.z = Int32(stored.tile.z)
-        record.x = Int64(stored.tile.x)
-        record.y = Int64(stored.tile.y)
-        record.quadkey = stored.tile.quadkey
-        record.scores = stored.scores
-        record.validity = marks
         let colors = set.colors ?? FeedbackV1.DisplayColors()
-        switch Self.state(marks, request.className) {
-        case .valid: record.color = colors.valid
-        case .invalid: record.color = colors.invalid
-        default: record.color = colors.unvalidated
-        }
-        record.features = features[stored.id] ?? []
-        records.append(record)
+        let color: String =
+          switch Self.state(marks, request.className) {
+          case .valid: colors.valid
+          case .invalid: colors.invalid
+          default: colors.unvalidated
+          }
+        records.append(Self.record(stored, validity: marks, color: color, features: features[stored.id] ?? []))
       }
     }
     var response = FeedbackV1.QueryTilesResponse()
@@ -327,17 +319,9 @@ public struct FeedbackService: FeedbackV1.Feedback.ServiceProtocol {
     let features = try await store.features(of: chosen.map(\.tile.id))
     var response = FeedbackV1.NextForReviewResponse()
     response.items = chosen.map { stored, uncertainty, until in
-      var record = FeedbackV1.TileRecord()
-      record.tileId = "\(stored.tile)"
-      record.z = Int32(stored.tile.z)
-      record.x = Int64(stored.tile.x)
-      record.y = Int64(stored.tile.y)
-      record.quadkey = stored.tile.quadkey
-      record.scores = stored.scores
-      record.color = set.colors?.unvalidated ?? ""
-      record.features = features[stored.id] ?? []
       var item = FeedbackV1.ReviewItem()
-      item.tile = record
+      item.tile = Self.record(
+        stored, validity: [], color: set.colors?.unvalidated ?? "", features: features[stored.id] ?? [])
       item.uncertainty = uncertainty
       item.lockedUntilMs = until
       return item
@@ -363,6 +347,24 @@ public struct FeedbackService: FeedbackV1.Feedback.ServiceProtocol {
   }
 
   // MARK: Helpers
+
+  /// A stored tile as the service answers it.
+  static func record(
+    _ stored: FeedbackStore.StoredTile, validity: [FeedbackV1.ClassValidity], color: String,
+    features: [FeedbackV1.Feature]
+  ) -> FeedbackV1.TileRecord {
+    var record = FeedbackV1.TileRecord()
+    record.tileId = "\(stored.tile)"
+    record.z = Int32(stored.tile.z)
+    record.x = Int64(stored.tile.x)
+    record.y = Int64(stored.tile.y)
+    record.quadkey = stored.tile.quadkey
+    record.scores = stored.scores
+    record.validity = validity
+    record.color = color
+    record.features = features
+    return record
+  }
 
   /// A tile's score for `className`, or its best score when no class is named.
   static func score(_ tile: FeedbackStore.StoredTile, _ className: String) -> Double {
