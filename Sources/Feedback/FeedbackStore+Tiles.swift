@@ -76,48 +76,42 @@ extension FeedbackStore {
 
   /// What was said of each of `tileIDs` (tiles and their features), by tile id.
   func validity(of tileIDs: [Int64]) async throws -> [Int64: [(feature: Int64, record: FeedbackV1.ClassValidity)]] {
-    guard !tileIDs.isEmpty else { return [:] }
     var result: [Int64: [(Int64, FeedbackV1.ClassValidity)]] = [:]
-    for chunk in stride(from: 0, to: tileIDs.count, by: 500).map({ Array(tileIDs[$0..<min($0 + 500, tileIDs.count)]) })
-    {
-      let placeholders = chunk.indices.map { "$\($0 + 1)" }.joined(separator: ", ")
-      let rows = try await database.read { connection in
-        try connection.query(
-          "SELECT * FROM validity WHERE tile_id IN (\(placeholders)) AND state != 0", chunk.map { .integer($0) })
-      }
-      for row in rows {
-        var record = FeedbackV1.ClassValidity()
-        record.className = try row.string("class_name")
-        record.validity = FeedbackV1.Validity(rawValue: Int32(try row.int("state")))
-        record.by = try row.string("by_principal")
-        record.atMs = try row.int("at_ms")
-        result[try row.int("tile_id"), default: []].append((try row.int("feature_id"), record))
-      }
+    for row in try await rows(forTiles: tileIDs, { "SELECT * FROM validity WHERE tile_id IN (\($0)) AND state != 0" }) {
+      var record = FeedbackV1.ClassValidity()
+      record.className = try row.string("class_name")
+      record.validity = FeedbackV1.Validity(rawValue: Int32(try row.int("state")))
+      record.by = try row.string("by_principal")
+      record.atMs = try row.int("at_ms")
+      result[try row.int("tile_id"), default: []].append((try row.int("feature_id"), record))
     }
     return result
   }
 
   /// The features of `tileIDs`, by tile id.
   func features(of tileIDs: [Int64]) async throws -> [Int64: [FeedbackV1.Feature]] {
-    guard !tileIDs.isEmpty else { return [:] }
     var result: [Int64: [FeedbackV1.Feature]] = [:]
-    for chunk in stride(from: 0, to: tileIDs.count, by: 500).map({ Array(tileIDs[$0..<min($0 + 500, tileIDs.count)]) })
-    {
-      let placeholders = chunk.indices.map { "$\($0 + 1)" }.joined(separator: ", ")
-      let rows = try await database.read { connection in
-        try connection.query(
-          "SELECT * FROM features WHERE tile_id IN (\(placeholders)) ORDER BY id", chunk.map { .integer($0) })
-      }
-      for row in rows {
-        var feature = FeedbackV1.Feature()
-        feature.featureId = String(try row.int("id"))
-        feature.className = try row.string("class_name")
-        feature.score = try row.double("score")
-        feature.geometry = try row.string("geometry")
-        result[try row.int("tile_id"), default: []].append(feature)
-      }
+    for row in try await rows(forTiles: tileIDs, { "SELECT * FROM features WHERE tile_id IN (\($0)) ORDER BY id" }) {
+      var feature = FeedbackV1.Feature()
+      feature.featureId = String(try row.int("id"))
+      feature.className = try row.string("class_name")
+      feature.score = try row.double("score")
+      feature.geometry = try row.string("geometry")
+      result[try row.int("tile_id"), default: []].append(feature)
     }
     return result
+  }
+
+  /// The rows `sql` selects for `tileIDs`, 500 ids to a query: `sql` gets the placeholders to put
+  /// in its `IN (…)`.
+  private func rows(forTiles tileIDs: [Int64], _ sql: (String) -> String) async throws -> [SQLRow] {
+    var rows: [SQLRow] = []
+    for start in stride(from: 0, to: tileIDs.count, by: 500) {
+      let chunk = Array(tileIDs[start..<min(start + 500, tileIDs.count)])
+      let query = sql(chunk.indices.map { "$\($0 + 1)" }.joined(separator: ", "))
+      rows += try await database.read { connection in try connection.query(query, chunk.map { .integer($0) }) }
+    }
+    return rows
   }
 
   /// Applies every change or none: a tile (z/x/y), feature or class the set does not have is
