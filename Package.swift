@@ -41,6 +41,8 @@ let package = Package(
     systemLibrary("CJPEG", pkgConfig: "libjpeg", apt: ["libjpeg62-turbo-dev"]),
     // GEOS: polygon validity and simplification.
     systemLibrary("CGEOS", pkgConfig: "geos", apt: ["libgeos-dev"]),
+    // libcurl: imagery tiles over HTTP(S).
+    systemLibrary("CCurl", pkgConfig: "libcurl", apt: ["libcurl4-openssl-dev"]),
     // cairo: metric plots as PNG.
     systemLibrary("CCairo", pkgConfig: "cairo", apt: ["libcairo2-dev"]),
 
@@ -90,7 +92,8 @@ let package = Package(
     // Services.
     .target(name: "Bench", dependencies: ["ShoalProto", "ShoalRPC", "ShoalServiceStubs"], swiftSettings: strictSwift),
     .target(
-      name: "ShoalService", dependencies: ["ShoalProto", "ShoalRPC", "ShoalServiceStubs", "ShoalStore", "ShoalMetrics"],
+      name: "ShoalService",
+      dependencies: ["ShoalProto", "ShoalRPC", "ShoalServiceStubs", "ShoalStore", "ShoalMetrics"],
       swiftSettings: strictSwift),
     .target(
       name: "Registry",
@@ -107,7 +110,9 @@ let package = Package(
     ),
     .target(
       name: "Feedback",
-      dependencies: ["ShoalProto", "ShoalRPC", "ShoalServiceStubs", "ShoalStore", "ShoalService", "ShoalGeo"],
+      dependencies: [
+        "ShoalProto", "ShoalRPC", "ShoalServiceStubs", "ShoalStore", "ShoalService", "ShoalGeo", "ShoalImagery",
+      ],
       swiftSettings: strictSwift
     ),
     .target(
@@ -128,6 +133,10 @@ let package = Package(
     .target(name: "ShoalGeo", dependencies: ["CGEOS"], swiftSettings: strictSwift),
     // libpng and libjpeg behind functions that return errors instead of jumping.
     .target(name: "CImageCodecs", dependencies: ["CPNG", "CJPEG"]),
+    // One blocking GET on a reusable libcurl handle (libcurl's options are C varargs).
+    .target(name: "CHTTPGet", dependencies: ["CCurl"]),
+    // Imagery sources: URL templates, fetching with retries and a concurrency limit, a tile cache.
+    .target(name: "ShoalImagery", dependencies: ["CHTTPGet", "ShoalGeo", "ShoalStore"], swiftSettings: strictSwift),
     // Image decoding, resizing and model-input preprocessing.
     .target(name: "ShoalImage", dependencies: ["CImageCodecs", "ShoalModel"], swiftSettings: strictSwift),
     // Inner loops built with AVX2 and FMA or AVX-512 per function, chosen at run time by the CPU.
@@ -152,6 +161,7 @@ let package = Package(
       dependencies: [
         "ShoalProto", "ShoalRPC", "ShoalServiceStubs", "ShoalClient", "ShoalStore", "ShoalService", "ShoalMesh",
         "Bench", "Registry", "Tracking", "Inference", "Feedback", "ShoalMetrics", "ShoalModel", "ShoalGeo", "CCairo",
+        "ShoalImagery",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Histogram", package: "hdrhistogram-swift"),
         .product(name: "NIOPosix", package: "swift-nio"),
@@ -165,7 +175,12 @@ let package = Package(
       swiftSettings: strictSwift
     ),
     .target(
-      name: "ShoalTestSupport", dependencies: ["ShoalStore", "ShoalProto", "ShoalModel"], path: "Tests/ShoalTestSupport",
+      name: "ShoalTestSupport",
+      dependencies: [
+        "ShoalStore", "ShoalProto", "ShoalModel", .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
+      ],
+      path: "Tests/ShoalTestSupport",
       swiftSettings: strictSwift),
     .testTarget(
       name: "ShoalProtoTests",
@@ -202,16 +217,23 @@ let package = Package(
     ),
     .testTarget(
       name: "FeedbackTests",
-      dependencies: ["Feedback", "ShoalGeo", "ShoalProto", "ShoalRPC", "ShoalServiceStubs", "ShoalStore", "ShoalTestSupport"],
+      dependencies: [
+        "Feedback", "ShoalGeo", "ShoalImagery", "ShoalProto", "ShoalRPC", "ShoalServiceStubs", "ShoalStore",
+        "ShoalTestSupport",
+      ],
       swiftSettings: strictSwift
     ),
     .testTarget(
       name: "ShoalGeoTests", dependencies: ["ShoalGeo", "ShoalTestSupport"], swiftSettings: strictSwift),
     .testTarget(
+      name: "ShoalImageryTests", dependencies: ["ShoalImagery", "ShoalGeo", "ShoalTestSupport"],
+      swiftSettings: strictSwift),
+    .testTarget(
       name: "ShoalImageTests", dependencies: ["ShoalImage", "ShoalModel", "ShoalTestSupport"],
       swiftSettings: strictSwift),
     .testTarget(
-      name: "ShoalModelTests", dependencies: ["ShoalModel", "ShoalProto", "ShoalTestSupport"], swiftSettings: strictSwift),
+      name: "ShoalModelTests", dependencies: ["ShoalModel", "ShoalProto", "ShoalTestSupport"],
+      swiftSettings: strictSwift),
     .testTarget(
       name: "ShoalStoreTests", dependencies: ["ShoalStore", "ShoalRPC", "ShoalTestSupport"], swiftSettings: strictSwift),
     .testTarget(

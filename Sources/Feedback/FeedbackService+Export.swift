@@ -16,7 +16,9 @@ extension FeedbackService {
     }
     let classes = request.classes.isEmpty ? known : request.classes
     let colors = set.colors ?? FeedbackV1.DisplayColors()
-    var writer = ExportWriter(format: request.format, classes: classes, responses: responses)
+    var writer = ExportWriter(
+      format: request.format, filter: request.filter, classes: classes, images: try await imageContext(of: set),
+      responses: responses)
     var after: Int64 = 0
     var exported = 0
     while true {
@@ -27,12 +29,21 @@ extension FeedbackService {
       let validity = try await store.validity(of: batch.map(\.id))
       let features = try await store.features(of: batch.map(\.id))
       for stored in batch {
-        let marks = (validity[stored.id] ?? []).filter { $0.feature == 0 && classes.contains($0.record.className) }
-          .map(\.record)
-        let states = Set(marks.map(\.validity))
+        let all = validity[stored.id] ?? []
+        let marks = all.filter { $0.feature == 0 && classes.contains($0.record.className) }.map(\.record)
+        // A feature's own mark, else its tile's for its class.
+        let featureMarks = Dictionary(
+          all.filter { $0.feature != 0 }.map { (String($0.feature), $0.record.validity) },
+          uniquingKeysWith: { a, _ in a })
+        let tileMarks = Dictionary(marks.map { ($0.className, $0.validity) }, uniquingKeysWith: { a, _ in a })
+        let judged = (features[stored.id] ?? []).filter { classes.contains($0.className) }.map { feature in
+          (feature, featureMarks[feature.featureId] ?? tileMarks[feature.className] ?? .unvalidated)
+        }
+        let states = Set(marks.map(\.validity)).union(
+          judged.compactMap { featureMarks[$0.0.featureId] == nil ? nil : $0.1 })
         let wanted: Bool =
           switch request.filter {
-          case .validated: !marks.isEmpty
+          case .validated: !states.isEmpty
           case .onlyValidatedValid: states.contains(.valid)
           case .onlyValidatedInvalid: states.contains(.invalid)
           case .allTiles, .unrecognized: true
@@ -41,9 +52,7 @@ extension FeedbackService {
         let state = Self.state(marks, "")
         let color =
           state == .valid ? colors.valid : state == .invalid ? colors.invalid : colors.unvalidated
-        try await writer.add(
-          stored, marks: marks, color: color,
-          features: (features[stored.id] ?? []).filter { classes.contains($0.className) })
+        try await writer.add(stored, marks: marks, color: color, features: judged)
         exported += 1
       }
     }
@@ -55,27 +64,66 @@ extension FeedbackService {
     }
     try await writer.finish()
   }
+
+  /// What the set's images are: the tile size and URLs of its imagery source when it has one
+  /// (256-pixel PNGs named z/x/y otherwise), and the model that predicted.
+  private func imageContext(of set: FeedbackV1.PredictionSet) async throws -> ExportImages {
+    var images = ExportImages(
+      size: 256, format: "png", location: nil, task: set.task,
+      modelVersion: set.modelVersion > 0 ? "\(set.model) v\(set.modelVersion)" : set.model)
+    if !set.imagery.isEmpty,
+      let stored = try? await store.imagery(set.imagery, organization: set.organization),
+      let source = try? Self.imagerySource(stored.source, headers: [:])
+    {
+      images.size = source.tileSize
+      if !source.format.isEmpty { images.format = source.format == "jpeg" ? "jpg" : source.format }
+      if !source.template.isFile { images.location = { source.template.location(of: $0) } }
+    }
+    return images
+  }
+}
+
+/// The images of an export's tiles.
+struct ExportImages {
+  var size: Int
+  /// The file extension.
+  var format: String
+  /// A tile's URL at its imagery source, if it has one over HTTP.
+  var location: (@Sendable (Tile) -> String)?
+  var task: RegistryV1.ModelTask
+  var modelVersion: String
+
+  func fileName(_ tile: Tile) -> String { "\(tile.z)/\(tile.x)/\(tile.y).\(format)" }
 }
 
 /// Writes tiles in an export format, sending pieces of about 256 KiB as they fill. Nothing is
 /// sent before the first tile, so an empty export can still be refused.
 private struct ExportWriter {
   let format: FeedbackV1.ExportFormat
+  let filter: FeedbackV1.ExportFilter
   let classes: [String]
+  let images: ExportImages
   let responses: RPCResponseWriter<FeedbackV1.ExportChunk>
   private var buffer: [UInt8] = []
   private var started = false
   private var npz = NpzWriter()
+  private var coco: CocoWriter
 
-  init(format: FeedbackV1.ExportFormat, classes: [String], responses: RPCResponseWriter<FeedbackV1.ExportChunk>) {
+  init(
+    format: FeedbackV1.ExportFormat, filter: FeedbackV1.ExportFilter, classes: [String], images: ExportImages,
+    responses: RPCResponseWriter<FeedbackV1.ExportChunk>
+  ) {
     self.format = format
+    self.filter = filter
     self.classes = classes
+    self.images = images
     self.responses = responses
+    coco = CocoWriter(classes: classes, images: images)
   }
 
   mutating func add(
     _ stored: FeedbackStore.StoredTile, marks: [FeedbackV1.ClassValidity], color: String,
-    features: [FeedbackV1.Feature]
+    features: [(FeedbackV1.Feature, FeedbackV1.Validity)]
   ) async throws {
     if !started {
       started = true
@@ -84,12 +132,21 @@ private struct ExportWriter {
         let columns = ["quadkey", "z", "x", "y", "lon", "lat"] + classes + classes.map { "\($0)_validity" }
         buffer += Array((columns.map(Self.csvField).joined(separator: ",") + "\n").utf8)
       case .geojson: buffer += Array(#"{"type":"FeatureCollection","features":["#.utf8)
+      case .coco: buffer += try coco.datasetHead()
+      case .cocoResults, .labelStudio: buffer += Array("[".utf8)
       default: break
       }
     }
     let validity = Dictionary(
       uniqueKeysWithValues: marks.map { ($0.className, $0.validity.protoName?.lowercased() ?? "") })
     switch format {
+    case .coco:
+      buffer += try coco.image(stored)
+      try coco.annotations(stored, marks: marks, features: features, filter: filter)
+    case .cocoResults:
+      for result in try coco.results(stored, features: features.map(\.0)) { try append(result) }
+    case .labelStudio:
+      try append(try coco.labelStudioTask(stored, features: features.map(\.0)))
     case .npz:
       npz.add(
         "\(stored.tile.x)-\(stored.tile.y)-\(stored.tile.z)", classes.map { validity[$0] == "valid" ? 1 : 0 })
@@ -115,7 +172,7 @@ private struct ExportWriter {
           "properties": properties,
         ]
       ]
-      for feature in features {
+      for (feature, _) in features {
         guard let geometry = try? GeoJSON.features(from: Data(feature.geometry.utf8), validate: false).first?.geometry
         else { continue }
         properties["feature"] = feature.featureId
@@ -136,8 +193,20 @@ private struct ExportWriter {
     if buffer.count >= 256 << 10 { try await flush() }
   }
 
+  /// Appends one element of a JSON array.
+  private mutating func append(_ object: Any) throws {
+    let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+    if buffer.last != UInt8(ascii: "[") { buffer.append(UInt8(ascii: ",")) }
+    buffer += Array(data)
+  }
+
   mutating func finish() async throws {
     if format == .geojson { buffer += Array("]}\n".utf8) }
+    if format == .cocoResults || format == .labelStudio { buffer += Array("]\n".utf8) }
+    if format == .coco {
+      try await flush()
+      try await coco.finishDataset { try await responses.send($0) }
+    }
     if format == .npz { buffer += npz.finish() }
     try await flush()
   }

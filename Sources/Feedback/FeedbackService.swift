@@ -1,5 +1,6 @@
 import Foundation
 import ShoalGeo
+public import ShoalImagery
 public import ShoalProto
 public import ShoalRPC
 import ShoalService
@@ -17,6 +18,8 @@ public struct FeedbackService: FeedbackV1.Feedback.ServiceProtocol {
     "GetSet": .reader, "ListSets": .reader, "QueryTiles": .reader, "ValidityHistory": .reader, "Stats": .reader,
     "CreateSet": .writer, "UpdateSet": .writer, "PutPredictions": .writer, "SetValidity": .writer,
     "NextForReview": .writer, "ReleaseLocks": .writer, "Export": .reader,
+    "AddImagery": .writer, "RemoveImagery": .writer, "GetImagery": .reader, "ListImagery": .reader,
+    "FetchTiles": .reader, "AddArea": .writer, "GetArea": .reader, "ListAreas": .reader,
   ]
 
   /// The most quadkey ranges one query sends to the database; a cover with more is widened to
@@ -24,9 +27,13 @@ public struct FeedbackService: FeedbackV1.Feedback.ServiceProtocol {
   static let maxRanges = 256
 
   let store: FeedbackStore
+  let fetcher: TileFetcher
 
-  /// The service over `store`.
-  public init(store: FeedbackStore) { self.store = store }
+  /// The service over `store`, fetching imagery with `fetcher`.
+  public init(store: FeedbackStore, fetcher: TileFetcher = TileFetcher()) {
+    self.store = store
+    self.fetcher = fetcher
+  }
 
   public func createSet(
     _ request: FeedbackV1.CreateSetRequest, context: ServerContext
@@ -251,49 +258,6 @@ public struct FeedbackService: FeedbackV1.Feedback.ServiceProtocol {
     }
     var response = FeedbackV1.ValidityHistoryResponse()
     response.entries = try await store.history(setID: Int64(set.setId)!, tile: tile)
-    return response
-  }
-
-  public func stats(_ request: FeedbackV1.StatsRequest, context: ServerContext) async throws -> FeedbackV1.StatsResponse
-  {
-    let set = try await store.set(request.setId, visibleTo: CallerOrganization.current)
-    let threshold = request.threshold == 0 ? 0.5 : request.threshold
-    var perClass = Dictionary(uniqueKeysWithValues: set.classes.map { ($0.name, (0, 0, 0, 0)) })
-    var response = FeedbackV1.StatsResponse()
-    var after: Int64 = 0
-    while true {
-      let batch = try await store.tiles(
-        setID: Int64(set.setId)!, zoom: Int(set.zoom), ranges: nil, after: after, limit: 5000)
-      guard let last = batch.last else { break }
-      after = last.id
-      let validity = try await store.validity(of: batch.map(\.id))
-      for stored in batch {
-        response.tiles += 1
-        let marks = (validity[stored.id] ?? []).filter { $0.feature == 0 }.map(\.record)
-        if !marks.isEmpty { response.validatedTiles += 1 }
-        for (name, score) in stored.scores where score >= threshold {
-          guard var counts = perClass[name] else { continue }
-          counts.0 += 1
-          switch marks.first(where: { $0.className == name })?.validity {
-          case .valid?: counts.1 += 1
-          case .invalid?: counts.2 += 1
-          default: counts.3 += 1
-          }
-          perClass[name] = counts
-        }
-      }
-    }
-    response.classes = set.classes.map { label in
-      let (predicted, valid, invalid, unvalidated) = perClass[label.name]!
-      var stats = FeedbackV1.ClassStats()
-      stats.className = label.name
-      stats.predicted = Int64(predicted)
-      stats.valid = Int64(valid)
-      stats.invalid = Int64(invalid)
-      stats.unvalidated = Int64(unvalidated)
-      stats.precision = valid + invalid == 0 ? 0 : Double(valid) / Double(valid + invalid)
-      return stats
-    }
     return response
   }
 

@@ -208,3 +208,24 @@ extension FeedbackStore {
     }
   }
 }
+
+extension FeedbackStore {
+  /// Each reviewer's latest verdict (valid or invalid) on each item of a set, by item
+  /// ("tile/feature/class"), from the history; a cleared mark is no verdict.
+  func verdicts(setID: Int64) async throws -> [String: [String: FeedbackV1.Validity]] {
+    let rows = try await database.read { connection in
+      try connection.query(
+        """
+        SELECT tile_id, feature_id, class_name, state, by_principal FROM validity_history WHERE set_id = $1
+        ORDER BY id
+        """, .integer(setID))
+    }
+    var verdicts: [String: [String: FeedbackV1.Validity]] = [:]
+    for row in rows {
+      let item = "\(try row.int("tile_id"))/\(try row.int("feature_id"))/\(try row.string("class_name"))"
+      let state = FeedbackV1.Validity(rawValue: Int32(try row.int("state")))
+      verdicts[item, default: [:]][try row.string("by_principal")] = state == .unvalidated ? nil : state
+    }
+    return verdicts
+  }
+}

@@ -49,6 +49,16 @@ public struct FeedbackStore: Sendable {
         until_ms BIGINT NOT NULL);
       CREATE INDEX review_locks_set ON review_locks (set_id, holder);
       """),
+    Migration(
+      3, "imagery sources and areas of interest",
+      """
+      CREATE TABLE imagery_sources (
+        organization TEXT NOT NULL, name TEXT NOT NULL, spec TEXT NOT NULL, headers TEXT NOT NULL,
+        created_by TEXT NOT NULL, created_at_ms BIGINT NOT NULL, PRIMARY KEY (organization, name));
+      CREATE TABLE areas (
+        organization TEXT NOT NULL, name TEXT NOT NULL, geojson TEXT NOT NULL, description TEXT NOT NULL,
+        created_by TEXT NOT NULL, created_at_ms BIGINT NOT NULL, PRIMARY KEY (organization, name));
+      """),
   ]
 
   /// The database.

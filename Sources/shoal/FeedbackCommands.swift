@@ -273,9 +273,12 @@ struct FeedbackCommand: AsyncParsableCommand {
 
   struct Export: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-      abstract: "Export a set's tiles (validated ones by default) as GeoJSON, GeoJSONSeq, CSV or ML Enabler's npz.")
+      abstract: """
+        Export a set's tiles (validated ones by default) as GeoJSON, GeoJSONSeq, CSV, ML Enabler's npz, COCO \
+        (ground truth, or results for loadRes) or Label Studio tasks.
+        """)
     @Argument(help: "The set.") var set: String
-    @Option(help: "geojson, geojsonseq, csv or npz.") var format = "geojson"
+    @Option(help: "geojson, geojsonseq, csv, npz, coco, coco-results or label-studio.") var format = "geojson"
     @Option(help: "validated, valid, invalid or all.") var filter = "validated"
     @Option(name: .customLong("class"), help: "Only this class (repeatable).") var classes: [String] = []
     @Option(help: "Only tiles scoring at least this for an exported class.") var threshold: Double = 0
@@ -292,7 +295,10 @@ struct FeedbackCommand: AsyncParsableCommand {
       case "geojsonseq": request.format = .geojsonseq
       case "csv": request.format = .csv
       case "npz": request.format = .npz
-      default: throw ValidationError("--format takes geojson, geojsonseq, csv or npz")
+      case "coco": request.format = .coco
+      case "coco-results": request.format = .cocoResults
+      case "label-studio": request.format = .labelStudio
+      default: throw ValidationError("--format takes geojson, geojsonseq, csv, npz, coco, coco-results or label-studio")
       }
       switch filter {
       case "validated": request.filter = .validated
@@ -344,19 +350,25 @@ struct FeedbackCommand: AsyncParsableCommand {
 
   struct Stats: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-      abstract: "Counts by class and status, and precision per class on what reviewers validated.")
-    @Argument(help: "The set.") var set: String
+      abstract: """
+        Counts by class and status, precision per class on what reviewers validated, the confusion table \
+        by model version, and agreement between reviewers.
+        """)
+    @Argument(help: "The set (or give --model).") var set: String?
+    @Option(help: "Every set of this model reference instead of one.") var model: String?
     @Option(help: "A tile predicts a class when its score is at least this.") var threshold: Double = 0.5
     @OptionGroup var mesh: MeshOptions
     @Flag(help: "Print JSON.") var json = false
 
     func run() async throws {
+      guard (set == nil) != (model == nil) else { throw ValidationError("give a set or --model, not both") }
       var request = FeedbackV1.StatsRequest()
-      request.setId = set
+      request.setId = set ?? ""
+      request.model = model ?? ""
       request.threshold = threshold
       let response = try await withFeedback(mesh, command: "feedback stats") { try await $0.stats(request) }
       if json { return emitJSON(response) }
-      emit("\(response.tiles) tiles, \(response.validatedTiles) validated")
+      emit("\(response.sets) sets, \(response.tiles) tiles, \(response.validatedTiles) validated")
       var table = TextTable("CLASS", "PREDICTED", "VALID", "INVALID", "UNVALIDATED", "PRECISION")
       for stats in response.classes {
         table.add(
@@ -364,6 +376,27 @@ struct FeedbackCommand: AsyncParsableCommand {
           stats.valid + stats.invalid == 0 ? "-" : String(format: "%.3f", stats.precision))
       }
       emit(table.rendered)
+      if !response.confusion.isEmpty {
+        emit("\nconfusion (predicted → what reviewers said; - is nothing):")
+        var confusion = TextTable("VERSION", "PREDICTED", "ACTUAL", "COUNT")
+        for cell in response.confusion {
+          confusion.add(
+            "v\(cell.modelVersion)", cell.predicted.isEmpty ? "-" : cell.predicted,
+            cell.actual.isEmpty ? "-" : cell.actual,
+            "\(cell.count)")
+        }
+        emit(confusion.rendered)
+      }
+      if let agreement = response.agreement, agreement.items > 0 {
+        emit(
+          "\nagreement: \(agreement.items) items judged by several reviewers, \(agreement.unanimous) unanimous, "
+            + String(format: "%.1f%% of pairs agree", agreement.pairwise * 100))
+        var pairs = TextTable("REVIEWER", "REVIEWER", "ITEMS", "AGREED", "KAPPA")
+        for pair in agreement.pairs {
+          pairs.add(pair.first, pair.second, "\(pair.items)", "\(pair.agreed)", String(format: "%.3f", pair.kappa))
+        }
+        emit(pairs.rendered)
+      }
     }
   }
 }

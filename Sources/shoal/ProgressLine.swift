@@ -5,15 +5,18 @@ import Synchronization
 final class ProgressLine: Sendable {
   private let label: String
   private let total: Int
+  /// What is counted, e.g. "tiles"; nil: bytes, shown in MiB.
+  private let unit: String?
   private let enabled = isatty(STDERR_FILENO) == 1
   private let lastDrawn = Mutex<Int>(-1)
 
-  init(label: String, total: Int) {
+  init(label: String, total: Int, unit: String? = nil) {
     self.label = label
     self.total = max(total, 1)
+    self.unit = unit
   }
 
-  /// Redraws for `done` bytes (at most once per percent).
+  /// Redraws for `done` bytes or items (at most once per percent).
   func update(_ done: Int) {
     guard enabled else { return }
     let percent = min(100, done * 100 / total)
@@ -25,8 +28,10 @@ final class ProgressLine: Sendable {
     let width = 30
     let filled = percent * width / 100
     let bar = String(repeating: "█", count: filled) + String(repeating: "·", count: width - filled)
-    let line = String(
-      format: "\r%@ %@ %3d%% %.1f/%.1f MiB", label, bar, percent, Double(done) / 1_048_576, Double(total) / 1_048_576)
+    let count =
+      unit.map { "\(done)/\(total) \($0)" }
+      ?? String(format: "%.1f/%.1f MiB", Double(done) / 1_048_576, Double(total) / 1_048_576)
+    let line = "\r\(label) \(bar) \(String(format: "%3d", percent))% \(count)"
     FileHandle.standardError.write(Data(line.utf8))
   }
 

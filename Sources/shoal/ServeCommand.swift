@@ -5,6 +5,7 @@ import Foundation
 import Inference
 import Registry
 import ShoalClient
+import ShoalImagery
 import ShoalMetrics
 import ShoalProto
 import ShoalRPC
@@ -77,7 +78,7 @@ struct ServeCommand: AsyncParsableCommand {
       """)
   var batching: String?
 
-  @Option(help: "inference: the most bytes of model files kept in the cache.")
+  @Option(help: "The most bytes kept in the service's cache: model files (inference), imagery tiles (feedback).")
   var cacheSize: Int64 = 4 << 30
 
   func run() async throws {
@@ -124,7 +125,9 @@ struct ServeCommand: AsyncParsableCommand {
     case "feedback":
       let database = try await openDatabase(storeURL, location.dataDirectory, migrations: FeedbackStore.migrations)
       databases.append(database)
-      FeedbackService(store: FeedbackStore(database: database)).register(in: &router)
+      let tiles = try TileCache(root: "\(location.dataDirectory)/imagery-cache", limit: cacheSize)
+      FeedbackService(store: FeedbackStore(database: database), fetcher: TileFetcher(cache: tiles))
+        .register(in: &router)
       interceptors.append(
         RegistryAccessInterceptor(
           service: FeedbackV1.Feedback.fullName, requirements: FeedbackService.requirements,

@@ -10,30 +10,7 @@ import Testing
 
 /// The feedback service over a real Unix socket, on SQLite and PostgreSQL.
 struct FeedbackServiceTests {
-  private typealias Client = FeedbackV1.Feedback.Client
-
-  private func withFeedback(_ backend: Backend, _ body: (Client, FeedbackStore) async throws -> Void) async throws {
-    try await backend.withDatabase { database, directory in
-      try await database.migrate(FeedbackStore.migrations)
-      let store = FeedbackStore(database: database)
-      var router = ServiceRouter()
-      FeedbackService(store: store).register(in: &router)
-      let server = RPCServer(router: router)
-      let address = try await server.bind(to: .unix(path: directory.path("feedback.sock")))
-      let rpc = RPCClient(address: address)
-      do {
-        try await body(Client(rpc), store)
-      } catch {
-        await rpc.close()
-        await server.shutdown()
-        throw error
-      }
-      await rpc.close()
-      await server.shutdown()
-    }
-  }
-
-  private func makeSet(_ client: Client, zoom: Int32 = 15) async throws -> FeedbackV1.PredictionSet {
+  private func makeSet(_ client: FeedbackClient, zoom: Int32 = 15) async throws -> FeedbackV1.PredictionSet {
     var request = FeedbackV1.CreateSetRequest()
     request.model = "roads@production"
     request.modelVersion = 3
@@ -46,17 +23,6 @@ struct FeedbackServiceTests {
     request.zoom = zoom
     request.imagery = "osm"
     return try await client.createSet(request)
-  }
-
-  private func expectCode(_ code: RpcV1.StatusCode, _ fragment: String, _ call: () async throws -> Void) async {
-    do {
-      try await call()
-      Issue.record("expected \(code) (\(fragment))")
-    } catch let error as RPCError {
-      #expect(error.code == code && error.message.contains(fragment), "\(error)")
-    } catch {
-      Issue.record("\(error)")
-    }
   }
 
   /// `count` random tiles at `zoom` in a city-sized area, with random scores.
@@ -79,7 +45,7 @@ struct FeedbackServiceTests {
   }
 
   private func put(
-    _ client: Client, _ set: FeedbackV1.PredictionSet, _ tiles: [FeedbackV1.PredictedTile], batch: Int = 500
+    _ client: FeedbackClient, _ set: FeedbackV1.PredictionSet, _ tiles: [FeedbackV1.PredictedTile], batch: Int = 500
   )
     async throws -> FeedbackV1.PutPredictionsResponse
   {
@@ -95,7 +61,7 @@ struct FeedbackServiceTests {
   }
 
   private func allTiles(
-    _ client: Client, _ request: FeedbackV1.QueryTilesRequest
+    _ client: FeedbackClient, _ request: FeedbackV1.QueryTilesRequest
   ) async throws -> [FeedbackV1.TileRecord] {
     var request = request
     var tiles: [FeedbackV1.TileRecord] = []

@@ -140,9 +140,10 @@ struct ModelRegistryTests {
           throw Cut()
         }
       }
-      // The server notices the cancelled stream and drops the partial file.
+      // The server notices the cancelled stream and drops the partial file (within 10 s, for a
+      // machine busy with the rest of the suite).
       var left: [BlobDigest] = []
-      for _ in 0..<100 {
+      for _ in 0..<500 {
         left = try await harness.blobs.list()
         let temporary = try FileManager.default.contentsOfDirectory(atPath: harness.blobs.root + "/tmp")
         if left.isEmpty && temporary.isEmpty { break }

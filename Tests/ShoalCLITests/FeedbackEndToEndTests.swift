@@ -168,4 +168,68 @@ struct FeedbackEndToEndTests {
     }
     #expect(try await up.stop() == 0)
   }
+
+  /// Imagery and areas from the CLI against a real HTTP tile server: a source with a key added,
+  /// listed and shown without the key, an area saved, and its tiles fetched to a directory with a
+  /// failing tile reported (status and URL) while the rest are written.
+  @Test func imageryAndAreasFromTheCLI() async throws {
+    let shoal = try TestEnvironment.product("shoal")
+    let data = try TemporaryDirectory()
+    try Data(Self.mesh.utf8).write(to: data.url.appendingPathComponent("mesh.json"))
+    let bad = "/17/70410/42988.png"
+    let server = try await TestHTTPServer { request in
+      request.path.hasPrefix(bad) ? .init(status: 503) : .init(body: pngLike(request.path))
+    }
+    let up = try ServerProcess(shoal, ["up", "--mesh", data.path("mesh.json"), "--data", data.url.path])
+    _ = try await up.waitForLines(containing: "registered feedback", count: 2)
+    func run(_ arguments: String...) async throws -> SubprocessResult {
+      try await Subprocess.run(
+        shoal, arguments + ["--data", data.url.path], environment: ["TILE_KEY": "Bearer sk-cli-secret"])
+    }
+    do {
+      let refused = try await run("imagery", "add", "broken", "https://tiles.example/{x}/{y}.png")
+      #expect(refused.status == 1 && refused.stderrText.contains("INVALID_ARGUMENT"), "\(refused.stderrText)")
+      let added = try await run(
+        "imagery", "add", "aerial", "\(server.base)/{z}/{x}/{y}.png", "--max-zoom", "19", "--attribution", "© test",
+        "--header-env", "Authorization=TILE_KEY")
+      #expect(added.status == 0 && added.stdoutText.contains("with Authorization"), "\(added.stderrText)")
+      let shown = try await run("imagery", "show", "aerial")
+      #expect(shown.stdoutText.contains("Authorization (values hidden)"), "\(shown.stdoutText)")
+      let listed = try await run("imagery", "list", "--json")
+      #expect(try FeedbackV1.ListImageryResponse(jsonString: listed.stdoutText).sources.map(\.name) == ["aerial"])
+
+      let square = """
+        {"type": "Polygon", "coordinates": [[[13.386, 52.512], [13.392, 52.512], [13.392, 52.515], [13.386, 52.515], [13.386, 52.512]]]}
+        """
+      try Data(square.utf8).write(to: data.url.appendingPathComponent("square.geojson"))
+      let area = try await run("aoi", "add", "mitte", "--geojson", data.path("square.geojson"))
+      #expect(area.status == 0, "\(area.stderrText)")
+      #expect(try await run("aoi", "list").stdoutText.contains("mitte"))
+
+      let cover = try await Subprocess.run(
+        shoal, ["geo", "cover", "--zoom", "17", "--geojson", data.path("square.geojson")])
+      let expected = Set(cover.stdoutText.split(separator: "\n").map(String.init))
+      #expect(expected.contains(String(bad.dropFirst().dropLast(4))), "\(cover.stdoutText)")
+      let fetched = try await run(
+        "imagery", "fetch", "aerial", "--aoi", "mitte", "--zoom", "17", "--out", data.path("tiles"))
+      #expect(fetched.status == 1, "\(fetched.stderrText)")
+      #expect(
+        fetched.stderrText.contains("17/70410/42988: HTTP 503 \(server.base)\(bad)"), "\(fetched.stderrText)")
+      #expect(fetched.stderrText.contains("\(expected.count - 1) tiles fetched (0 from the cache), 1 failed"))
+      for tile in expected where "/\(tile).png" != bad {
+        #expect(FileManager.default.contents(atPath: data.path("tiles/\(tile).png")) == pngLike("/\(tile).png"))
+      }
+      #expect(server.requests.allSatisfy { $0.headers["authorization"] == "Bearer sk-cli-secret" })
+      // The key is in no output of the commands or the services.
+      for text in [added.stdoutText, shown.stdoutText, listed.stdoutText, fetched.stderrText, up.text] {
+        #expect(!text.contains("sk-cli-secret"))
+      }
+    } catch {
+      _ = try? await up.stop()
+      await server.close()
+      throw error
+    }
+    #expect(try await up.stop() == 0)
+    await server.close()
+  }
 }

@@ -555,6 +555,10 @@ extension FeedbackV1 {
     /// A tile predicts a class when its score is at least this; default 0.5.
     public var threshold: Double = 0
 
+    /// Instead of one set: every set of this model reference the caller sees, summed, with the
+    /// confusion table by the model version that predicted.
+    public var model: String = ""
+
     /// A message with every field at its default value.
     public init() {}
   }
@@ -590,6 +594,80 @@ extension FeedbackV1 {
 }
 
 extension FeedbackV1 {
+  /// How often a model version predicted one class where reviewers said another: from features a
+  /// reviewer corrected (marked valid for another class, or invalid), and from tiles' class marks.
+  /// An empty class is "nothing": `predicted` empty is a miss, `actual` empty a false positive.
+  public struct ConfusionCell: ProtoMessage {
+    /// `shoal.feedback.v1.ConfusionCell`.
+    public static let protoMessageName = "shoal.feedback.v1.ConfusionCell"
+
+    /// Field 1, `model_version`.
+    public var modelVersion: Int64 = 0
+
+    /// Field 2, `predicted`.
+    public var predicted: String = ""
+
+    /// Field 3, `actual`.
+    public var actual: String = ""
+
+    /// Field 4, `count`.
+    public var count: Int64 = 0
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension FeedbackV1 {
+  /// Two reviewers over the items (tile or feature, class) both judged, by their latest word.
+  public struct ReviewerPair: ProtoMessage {
+    /// `shoal.feedback.v1.ReviewerPair`.
+    public static let protoMessageName = "shoal.feedback.v1.ReviewerPair"
+
+    /// Field 1, `first`.
+    public var first: String = ""
+
+    /// Field 2, `second`.
+    public var second: String = ""
+
+    /// Field 3, `items`.
+    public var items: Int64 = 0
+
+    /// Field 4, `agreed`.
+    public var agreed: Int64 = 0
+
+    /// Cohen's kappa over valid/invalid; 1 when they agree and chance alone would too.
+    public var kappa: Double = 0
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension FeedbackV1 {
+  /// The `shoal.feedback.v1.ReviewerAgreement` message.
+  public struct ReviewerAgreement: ProtoMessage {
+    /// `shoal.feedback.v1.ReviewerAgreement`.
+    public static let protoMessageName = "shoal.feedback.v1.ReviewerAgreement"
+
+    /// Items judged by two or more reviewers, and those where all said the same.
+    public var items: Int64 = 0
+
+    /// Field 2, `unanimous`.
+    public var unanimous: Int64 = 0
+
+    /// Agreeing pairs of verdicts over all pairs on those items.
+    public var pairwise: Double = 0
+
+    /// Field 4, `pairs`.
+    public var pairs: [FeedbackV1.ReviewerPair] = []
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension FeedbackV1 {
   /// The `shoal.feedback.v1.StatsResponse` message.
   public struct StatsResponse: ProtoMessage {
     /// `shoal.feedback.v1.StatsResponse`.
@@ -603,6 +681,15 @@ extension FeedbackV1 {
 
     /// Field 3, `classes`.
     public var classes: [FeedbackV1.ClassStats] = []
+
+    /// Field 4, `confusion`.
+    public var confusion: [FeedbackV1.ConfusionCell] = []
+
+    /// Field 5, `agreement`.
+    public var agreement: FeedbackV1.ReviewerAgreement? = nil
+
+    /// The sets counted.
+    public var sets: Int32 = 0
 
     /// A message with every field at its default value.
     public init() {}
@@ -734,6 +821,344 @@ extension FeedbackV1 {
 
     /// Field 1, `data`.
     public var data: [UInt8] = []
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension FeedbackV1 {
+  /// A named imagery source of an organisation: where its tiles come from.
+  public struct ImagerySource: ProtoMessage {
+    /// `shoal.feedback.v1.ImagerySource`.
+    public static let protoMessageName = "shoal.feedback.v1.ImagerySource"
+
+    /// Field 1, `name`.
+    public var name: String = ""
+
+    /// Field 2, `organization`.
+    public var organization: String = ""
+
+    /// http(s):// or file:// with {z}/{x}/{y}, {-y} (TMS), {quadkey} and {s} (a subdomain).
+    public var urlTemplate: String = ""
+
+    /// Field 4, `subdomains`.
+    public var subdomains: [String] = []
+
+    /// Pixels; default 256.
+    public var tileSize: Int32 = 0
+
+    /// Field 6, `min_zoom`.
+    public var minZoom: Int32 = 0
+
+    /// Default 22.
+    public var maxZoom: Int32 = 0
+
+    /// png, jpeg, webp or tiff; empty: whatever the server sends.
+    public var format: String = ""
+
+    /// Field 9, `attribution`.
+    public var attribution: String = ""
+
+    /// The request headers it sends, by name only: their values (keys) are never returned.
+    public var headerNames: [String] = []
+
+    /// Field 11, `created_by`.
+    public var createdBy: String = ""
+
+    /// Field 12, `created_at_ms`.
+    public var createdAtMs: Int64 = 0
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension FeedbackV1 {
+  /// The `shoal.feedback.v1.AddImageryRequest` message.
+  public struct AddImageryRequest: ProtoMessage {
+    /// `shoal.feedback.v1.AddImageryRequest`.
+    public static let protoMessageName = "shoal.feedback.v1.AddImageryRequest"
+
+    /// `header_names` is ignored: give the headers below.
+    public var source: FeedbackV1.ImagerySource? = nil
+
+    /// Sent with every request for the source's tiles; kept, never returned or logged.
+    public var headers: [String: String] = [:]
+
+    /// Replace a source of the same name (without it, that is ALREADY_EXISTS).
+    public var replace: Bool = false
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension FeedbackV1 {
+  /// The `shoal.feedback.v1.GetImageryRequest` message.
+  public struct GetImageryRequest: ProtoMessage {
+    /// `shoal.feedback.v1.GetImageryRequest`.
+    public static let protoMessageName = "shoal.feedback.v1.GetImageryRequest"
+
+    /// Field 1, `name`.
+    public var name: String = ""
+
+    /// For a caller who sees every organisation's (the Unix socket): whose; default `local`.
+    public var organization: String = ""
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension FeedbackV1 {
+  /// The `shoal.feedback.v1.ListImageryRequest` message.
+  public struct ListImageryRequest: ProtoMessage {
+    /// `shoal.feedback.v1.ListImageryRequest`.
+    public static let protoMessageName = "shoal.feedback.v1.ListImageryRequest"
+
+    /// Field 1, `organization`.
+    public var organization: String = ""
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension FeedbackV1 {
+  /// The `shoal.feedback.v1.ListImageryResponse` message.
+  public struct ListImageryResponse: ProtoMessage {
+    /// `shoal.feedback.v1.ListImageryResponse`.
+    public static let protoMessageName = "shoal.feedback.v1.ListImageryResponse"
+
+    /// Field 1, `sources`.
+    public var sources: [FeedbackV1.ImagerySource] = []
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension FeedbackV1 {
+  /// The `shoal.feedback.v1.RemoveImageryRequest` message.
+  public struct RemoveImageryRequest: ProtoMessage {
+    /// `shoal.feedback.v1.RemoveImageryRequest`.
+    public static let protoMessageName = "shoal.feedback.v1.RemoveImageryRequest"
+
+    /// Field 1, `name`.
+    public var name: String = ""
+
+    /// Field 2, `organization`.
+    public var organization: String = ""
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension FeedbackV1 {
+  /// The `shoal.feedback.v1.RemoveImageryResponse` message.
+  public struct RemoveImageryResponse: ProtoMessage {
+    /// `shoal.feedback.v1.RemoveImageryResponse`.
+    public static let protoMessageName = "shoal.feedback.v1.RemoveImageryResponse"
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension FeedbackV1 {
+  /// The `shoal.feedback.v1.FetchTilesRequest` message.
+  public struct FetchTilesRequest: ProtoMessage {
+    /// `shoal.feedback.v1.FetchTilesRequest`.
+    public static let protoMessageName = "shoal.feedback.v1.FetchTilesRequest"
+
+    /// Field 1, `imagery`.
+    public var imagery: String = ""
+
+    /// Field 2, `organization`.
+    public var organization: String = ""
+
+    /// The tiles as z/x/y or quadkeys; or, when empty, the cover of the area at `zoom`.
+    public var tiles: [String] = []
+
+    /// Field 4, `zoom`.
+    public var zoom: Int32 = 0
+
+    /// Send each image (false: only fetch into the service's cache and report).
+    public var withData: Bool = false
+
+    /// The `area` oneof: at most one of its fields is set.
+    public var area: Area? = nil
+
+    /// The fields of the `area` oneof.
+    public enum Area: Sendable, Hashable {
+      /// Field 5, `bbox`.
+      case bbox(FeedbackV1.BoundingBox)
+      /// Field 6, `geojson`.
+      case geojson(String)
+      /// A saved area of interest.
+      case areaName(String)
+    }
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension FeedbackV1 {
+  /// Why a tile could not be fetched: the last HTTP status (0: no response), the URL (key-like
+  /// query values hidden) and the reason.
+  public struct TileFailure: ProtoMessage {
+    /// `shoal.feedback.v1.TileFailure`.
+    public static let protoMessageName = "shoal.feedback.v1.TileFailure"
+
+    /// Field 1, `status`.
+    public var status: Int32 = 0
+
+    /// Field 2, `url`.
+    public var url: String = ""
+
+    /// Field 3, `message`.
+    public var message: String = ""
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension FeedbackV1 {
+  /// One tile's outcome, in the order they finish.
+  public struct FetchedTile: ProtoMessage {
+    /// `shoal.feedback.v1.FetchedTile`.
+    public static let protoMessageName = "shoal.feedback.v1.FetchedTile"
+
+    /// z/x/y.
+    public var tileId: String = ""
+
+    /// Field 2, `data`.
+    public var data: [UInt8] = []
+
+    /// Field 3, `format`.
+    public var format: String = ""
+
+    /// Field 4, `from_cache`.
+    public var fromCache: Bool = false
+
+    /// Field 5, `attempts`.
+    public var attempts: Int32 = 0
+
+    /// Set when the tile could not be fetched.
+    public var failure: FeedbackV1.TileFailure? = nil
+
+    /// The tiles asked for, and those answered so far (this one included).
+    public var total: Int64 = 0
+
+    /// Field 8, `done`.
+    public var done: Int64 = 0
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension FeedbackV1 {
+  /// A named area of interest of an organisation: a GeoJSON Polygon or MultiPolygon.
+  public struct Area: ProtoMessage {
+    /// `shoal.feedback.v1.Area`.
+    public static let protoMessageName = "shoal.feedback.v1.Area"
+
+    /// Field 1, `name`.
+    public var name: String = ""
+
+    /// Field 2, `organization`.
+    public var organization: String = ""
+
+    /// A GeoJSON geometry, Feature or FeatureCollection of polygons, as given.
+    public var geojson: String = ""
+
+    /// Field 4, `description`.
+    public var description: String = ""
+
+    /// Field 5, `bbox`.
+    public var bbox: FeedbackV1.BoundingBox? = nil
+
+    /// Field 6, `created_by`.
+    public var createdBy: String = ""
+
+    /// Field 7, `created_at_ms`.
+    public var createdAtMs: Int64 = 0
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension FeedbackV1 {
+  /// The `shoal.feedback.v1.AddAreaRequest` message.
+  public struct AddAreaRequest: ProtoMessage {
+    /// `shoal.feedback.v1.AddAreaRequest`.
+    public static let protoMessageName = "shoal.feedback.v1.AddAreaRequest"
+
+    /// Field 1, `name`.
+    public var name: String = ""
+
+    /// Field 2, `organization`.
+    public var organization: String = ""
+
+    /// Field 3, `geojson`.
+    public var geojson: String = ""
+
+    /// Field 4, `description`.
+    public var description: String = ""
+
+    /// Field 5, `replace`.
+    public var replace: Bool = false
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension FeedbackV1 {
+  /// The `shoal.feedback.v1.GetAreaRequest` message.
+  public struct GetAreaRequest: ProtoMessage {
+    /// `shoal.feedback.v1.GetAreaRequest`.
+    public static let protoMessageName = "shoal.feedback.v1.GetAreaRequest"
+
+    /// Field 1, `name`.
+    public var name: String = ""
+
+    /// Field 2, `organization`.
+    public var organization: String = ""
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension FeedbackV1 {
+  /// The `shoal.feedback.v1.ListAreasRequest` message.
+  public struct ListAreasRequest: ProtoMessage {
+    /// `shoal.feedback.v1.ListAreasRequest`.
+    public static let protoMessageName = "shoal.feedback.v1.ListAreasRequest"
+
+    /// Field 1, `organization`.
+    public var organization: String = ""
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension FeedbackV1 {
+  /// The `shoal.feedback.v1.ListAreasResponse` message.
+  public struct ListAreasResponse: ProtoMessage {
+    /// `shoal.feedback.v1.ListAreasResponse`.
+    public static let protoMessageName = "shoal.feedback.v1.ListAreasResponse"
+
+    /// Field 1, `areas`.
+    public var areas: [FeedbackV1.Area] = []
 
     /// A message with every field at its default value.
     public init() {}
@@ -993,6 +1418,20 @@ extension FeedbackV1 {
     /// ML Enabler's numpy archive of validated labels: one uint8 array per tile under the key
     /// `x-y-z`, 1 where the tile was marked valid for the class and 0 elsewhere, classes in order.
     case npz
+    /// A COCO dataset: an image per tile (`z/x/y.png`, the imagery's tile size), categories in the
+    /// set's order from 1, and an annotation per feature that the filter keeps (by its own validity,
+    /// else its tile's for its class): pixel bbox [x, y, w, h], polygon segmentation, or for a
+    /// polygon with holes a column-major RLE mask. A classification tile's class is a whole-image box.
+    /// image_id is the tile's id in the store, the same in every export of the set.
+    case coco
+    /// COCO results for pycocotools' loadRes: every predicted feature (or class score) on the
+    /// tiles the filter keeps, with its score, under the same image ids as COCO.
+    case cocoResults
+    /// Label Studio tasks with predictions, for pre-annotation: data.image (the imagery's URL of the
+    /// tile, never with its headers), and results as rectanglelabels (detection), polygonlabels
+    /// (segmentation) or choices (classification), in percent of the image, with score and
+    /// model_version.
+    case labelStudio
     /// A number this version of the contract has no name for; kept so that it round-trips.
     case unrecognized(Int32)
 
@@ -1000,7 +1439,7 @@ extension FeedbackV1 {
     public static let protoEnumName = "shoal.feedback.v1.ExportFormat"
 
     /// Every named value, in declaration order.
-    public static let knownValues: [ExportFormat] = [.geojson, .geojsonseq, .csv, .npz]
+    public static let knownValues: [ExportFormat] = [.geojson, .geojsonseq, .csv, .npz, .coco, .cocoResults, .labelStudio]
 
     /// `.geojson`, the proto3 default.
     public init() { self = .geojson }
@@ -1012,6 +1451,9 @@ extension FeedbackV1 {
         case 1: self = .geojsonseq
         case 2: self = .csv
         case 3: self = .npz
+        case 4: self = .coco
+        case 5: self = .cocoResults
+        case 6: self = .labelStudio
         default: self = .unrecognized(rawValue)
       }
     }
@@ -1023,6 +1465,9 @@ extension FeedbackV1 {
         case .geojsonseq: 1
         case .csv: 2
         case .npz: 3
+        case .coco: 4
+        case .cocoResults: 5
+        case .labelStudio: 6
         case .unrecognized(let number): number
       }
     }
@@ -1034,6 +1479,9 @@ extension FeedbackV1 {
         case .geojsonseq: "GEOJSONSEQ"
         case .csv: "CSV"
         case .npz: "NPZ"
+        case .coco: "COCO"
+        case .cocoResults: "COCO_RESULTS"
+        case .labelStudio: "LABEL_STUDIO"
         case .unrecognized: nil
       }
     }
@@ -2036,17 +2484,20 @@ extension FeedbackV1.StatsRequest {
   public func _encode(to w: CMessageWriter) {
     w.string(0, self.setId)
     w.scalar(1, self.threshold)
+    w.string(2, self.model)
   }
 
   public init(_decoding r: CMessageReader) throws(ProtoError) {
     self.init()
     self.setId = try r.string(0)
     self.threshold = r.scalar(1, as: Double.self)
+    self.model = try r.string(2)
   }
 
   public func _encodeJSON(to j: inout JSONObjectWriter) {
     j.value("setId", self.setId)
     j.value("threshold", self.threshold)
+    j.value("model", self.model)
   }
 
   public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
@@ -2055,6 +2506,7 @@ extension FeedbackV1.StatsRequest {
       switch key {
         case "setId", "set_id": self.setId = try j.value(json, key, as: String.self)
         case "threshold": self.threshold = try j.value(json, key, as: Double.self)
+        case "model": self.model = try j.value(json, key, as: String.self)
         default: throw j.unknownField(key)
       }
     }
@@ -2108,6 +2560,127 @@ extension FeedbackV1.ClassStats {
   }
 }
 
+extension FeedbackV1.ConfusionCell {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__feedback__v1__confusion_cell()) }
+
+  public func _encode(to w: CMessageWriter) {
+    w.scalar(0, self.modelVersion)
+    w.string(1, self.predicted)
+    w.string(2, self.actual)
+    w.scalar(3, self.count)
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    self.modelVersion = r.scalar(0, as: Int64.self)
+    self.predicted = try r.string(1)
+    self.actual = try r.string(2)
+    self.count = r.scalar(3, as: Int64.self)
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    j.value("modelVersion", self.modelVersion)
+    j.value("predicted", self.predicted)
+    j.value("actual", self.actual)
+    j.value("count", self.count)
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "modelVersion", "model_version": self.modelVersion = try j.value(json, key, as: Int64.self)
+        case "predicted": self.predicted = try j.value(json, key, as: String.self)
+        case "actual": self.actual = try j.value(json, key, as: String.self)
+        case "count": self.count = try j.value(json, key, as: Int64.self)
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
+extension FeedbackV1.ReviewerPair {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__feedback__v1__reviewer_pair()) }
+
+  public func _encode(to w: CMessageWriter) {
+    w.string(0, self.first)
+    w.string(1, self.second)
+    w.scalar(2, self.items)
+    w.scalar(3, self.agreed)
+    w.scalar(4, self.kappa)
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    self.first = try r.string(0)
+    self.second = try r.string(1)
+    self.items = r.scalar(2, as: Int64.self)
+    self.agreed = r.scalar(3, as: Int64.self)
+    self.kappa = r.scalar(4, as: Double.self)
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    j.value("first", self.first)
+    j.value("second", self.second)
+    j.value("items", self.items)
+    j.value("agreed", self.agreed)
+    j.value("kappa", self.kappa)
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "first": self.first = try j.value(json, key, as: String.self)
+        case "second": self.second = try j.value(json, key, as: String.self)
+        case "items": self.items = try j.value(json, key, as: Int64.self)
+        case "agreed": self.agreed = try j.value(json, key, as: Int64.self)
+        case "kappa": self.kappa = try j.value(json, key, as: Double.self)
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
+extension FeedbackV1.ReviewerAgreement {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__feedback__v1__reviewer_agreement()) }
+
+  public func _encode(to w: CMessageWriter) {
+    w.scalar(0, self.items)
+    w.scalar(1, self.unanimous)
+    w.scalar(2, self.pairwise)
+    w.repeatedMessage(3, self.pairs)
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    self.items = r.scalar(0, as: Int64.self)
+    self.unanimous = r.scalar(1, as: Int64.self)
+    self.pairwise = r.scalar(2, as: Double.self)
+    self.pairs = try r.repeatedMessage(3, as: FeedbackV1.ReviewerPair.self)
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    j.value("items", self.items)
+    j.value("unanimous", self.unanimous)
+    j.value("pairwise", self.pairwise)
+    j.repeated("pairs", self.pairs)
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "items": self.items = try j.value(json, key, as: Int64.self)
+        case "unanimous": self.unanimous = try j.value(json, key, as: Int64.self)
+        case "pairwise": self.pairwise = try j.value(json, key, as: Double.self)
+        case "pairs": self.pairs = try j.repeated(json, key, as: FeedbackV1.ReviewerPair.self)
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
 extension FeedbackV1.StatsResponse {
   public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__feedback__v1__stats_response()) }
 
@@ -2115,6 +2688,9 @@ extension FeedbackV1.StatsResponse {
     w.scalar(0, self.tiles)
     w.scalar(1, self.validatedTiles)
     w.repeatedMessage(2, self.classes)
+    w.repeatedMessage(3, self.confusion)
+    if let v = self.agreement { w.message(4, v) }
+    w.scalar(5, self.sets)
   }
 
   public init(_decoding r: CMessageReader) throws(ProtoError) {
@@ -2122,12 +2698,18 @@ extension FeedbackV1.StatsResponse {
     self.tiles = r.scalar(0, as: Int64.self)
     self.validatedTiles = r.scalar(1, as: Int64.self)
     self.classes = try r.repeatedMessage(2, as: FeedbackV1.ClassStats.self)
+    self.confusion = try r.repeatedMessage(3, as: FeedbackV1.ConfusionCell.self)
+    self.agreement = try r.message(4, as: FeedbackV1.ReviewerAgreement.self)
+    self.sets = r.scalar(5, as: Int32.self)
   }
 
   public func _encodeJSON(to j: inout JSONObjectWriter) {
     j.value("tiles", self.tiles)
     j.value("validatedTiles", self.validatedTiles)
     j.repeated("classes", self.classes)
+    j.repeated("confusion", self.confusion)
+    if let v = self.agreement { j.value("agreement", v, always: true) }
+    j.value("sets", self.sets)
   }
 
   public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
@@ -2137,6 +2719,9 @@ extension FeedbackV1.StatsResponse {
         case "tiles": self.tiles = try j.value(json, key, as: Int64.self)
         case "validatedTiles", "validated_tiles": self.validatedTiles = try j.value(json, key, as: Int64.self)
         case "classes": self.classes = try j.repeated(json, key, as: FeedbackV1.ClassStats.self)
+        case "confusion": self.confusion = try j.repeated(json, key, as: FeedbackV1.ConfusionCell.self)
+        case "agreement": self.agreement = try json == .null ? nil : j.value(json, key, as: FeedbackV1.ReviewerAgreement.self)
+        case "sets": self.sets = try j.value(json, key, as: Int32.self)
         default: throw j.unknownField(key)
       }
     }
@@ -2376,6 +2961,592 @@ extension FeedbackV1.ExportChunk {
   }
 }
 
+extension FeedbackV1.ImagerySource {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__feedback__v1__imagery_source()) }
+
+  public func _encode(to w: CMessageWriter) {
+    w.string(0, self.name)
+    w.string(1, self.organization)
+    w.string(2, self.urlTemplate)
+    w.repeatedString(3, self.subdomains)
+    w.scalar(4, self.tileSize)
+    w.scalar(5, self.minZoom)
+    w.scalar(6, self.maxZoom)
+    w.string(7, self.format)
+    w.string(8, self.attribution)
+    w.repeatedString(9, self.headerNames)
+    w.string(10, self.createdBy)
+    w.scalar(11, self.createdAtMs)
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    self.name = try r.string(0)
+    self.organization = try r.string(1)
+    self.urlTemplate = try r.string(2)
+    self.subdomains = try r.repeatedString(3)
+    self.tileSize = r.scalar(4, as: Int32.self)
+    self.minZoom = r.scalar(5, as: Int32.self)
+    self.maxZoom = r.scalar(6, as: Int32.self)
+    self.format = try r.string(7)
+    self.attribution = try r.string(8)
+    self.headerNames = try r.repeatedString(9)
+    self.createdBy = try r.string(10)
+    self.createdAtMs = r.scalar(11, as: Int64.self)
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    j.value("name", self.name)
+    j.value("organization", self.organization)
+    j.value("urlTemplate", self.urlTemplate)
+    j.repeated("subdomains", self.subdomains)
+    j.value("tileSize", self.tileSize)
+    j.value("minZoom", self.minZoom)
+    j.value("maxZoom", self.maxZoom)
+    j.value("format", self.format)
+    j.value("attribution", self.attribution)
+    j.repeated("headerNames", self.headerNames)
+    j.value("createdBy", self.createdBy)
+    j.value("createdAtMs", self.createdAtMs)
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "name": self.name = try j.value(json, key, as: String.self)
+        case "organization": self.organization = try j.value(json, key, as: String.self)
+        case "urlTemplate", "url_template": self.urlTemplate = try j.value(json, key, as: String.self)
+        case "subdomains": self.subdomains = try j.repeated(json, key, as: String.self)
+        case "tileSize", "tile_size": self.tileSize = try j.value(json, key, as: Int32.self)
+        case "minZoom", "min_zoom": self.minZoom = try j.value(json, key, as: Int32.self)
+        case "maxZoom", "max_zoom": self.maxZoom = try j.value(json, key, as: Int32.self)
+        case "format": self.format = try j.value(json, key, as: String.self)
+        case "attribution": self.attribution = try j.value(json, key, as: String.self)
+        case "headerNames", "header_names": self.headerNames = try j.repeated(json, key, as: String.self)
+        case "createdBy", "created_by": self.createdBy = try j.value(json, key, as: String.self)
+        case "createdAtMs", "created_at_ms": self.createdAtMs = try j.value(json, key, as: Int64.self)
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
+extension FeedbackV1.AddImageryRequest {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__feedback__v1__add_imagery_request()) }
+
+  public func _encode(to w: CMessageWriter) {
+    if let v = self.source { w.message(0, v) }
+    w.map(1, self.headers) { e, k, v in e.string(0, k); e.string(1, v) }
+    w.bool(2, self.replace)
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    self.source = try r.message(0, as: FeedbackV1.ImagerySource.self)
+    self.headers = try r.map(1) { (e) throws(ProtoError) -> (String, String) in (try e.string(0), try e.string(1)) }
+    self.replace = r.bool(2)
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    if let v = self.source { j.value("source", v, always: true) }
+    j.map("headers", self.headers)
+    j.value("replace", self.replace)
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "source": self.source = try json == .null ? nil : j.value(json, key, as: FeedbackV1.ImagerySource.self)
+        case "headers": self.headers = try j.map(json, key, as: [String: String].self)
+        case "replace": self.replace = try j.value(json, key, as: Bool.self)
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
+extension FeedbackV1.GetImageryRequest {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__feedback__v1__get_imagery_request()) }
+
+  public func _encode(to w: CMessageWriter) {
+    w.string(0, self.name)
+    w.string(1, self.organization)
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    self.name = try r.string(0)
+    self.organization = try r.string(1)
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    j.value("name", self.name)
+    j.value("organization", self.organization)
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "name": self.name = try j.value(json, key, as: String.self)
+        case "organization": self.organization = try j.value(json, key, as: String.self)
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
+extension FeedbackV1.ListImageryRequest {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__feedback__v1__list_imagery_request()) }
+
+  public func _encode(to w: CMessageWriter) {
+    w.string(0, self.organization)
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    self.organization = try r.string(0)
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    j.value("organization", self.organization)
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "organization": self.organization = try j.value(json, key, as: String.self)
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
+extension FeedbackV1.ListImageryResponse {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__feedback__v1__list_imagery_response()) }
+
+  public func _encode(to w: CMessageWriter) {
+    w.repeatedMessage(0, self.sources)
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    self.sources = try r.repeatedMessage(0, as: FeedbackV1.ImagerySource.self)
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    j.repeated("sources", self.sources)
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "sources": self.sources = try j.repeated(json, key, as: FeedbackV1.ImagerySource.self)
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
+extension FeedbackV1.RemoveImageryRequest {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__feedback__v1__remove_imagery_request()) }
+
+  public func _encode(to w: CMessageWriter) {
+    w.string(0, self.name)
+    w.string(1, self.organization)
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    self.name = try r.string(0)
+    self.organization = try r.string(1)
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    j.value("name", self.name)
+    j.value("organization", self.organization)
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "name": self.name = try j.value(json, key, as: String.self)
+        case "organization": self.organization = try j.value(json, key, as: String.self)
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
+extension FeedbackV1.RemoveImageryResponse {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__feedback__v1__remove_imagery_response()) }
+
+  public func _encode(to w: CMessageWriter) {
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    if let (key, _) = j.members.first { throw j.unknownField(key) }
+  }
+}
+
+extension FeedbackV1.FetchTilesRequest {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__feedback__v1__fetch_tiles_request()) }
+
+  public func _encode(to w: CMessageWriter) {
+    w.string(0, self.imagery)
+    w.string(1, self.organization)
+    w.repeatedString(2, self.tiles)
+    w.scalar(3, self.zoom)
+    w.bool(7, self.withData)
+    switch self.area {
+      case .bbox(let v)?: w.message(4, v)
+      case .geojson(let v)?: w.string(5, v)
+      case .areaName(let v)?: w.string(6, v)
+      case nil: break
+    }
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    self.imagery = try r.string(0)
+    self.organization = try r.string(1)
+    self.tiles = try r.repeatedString(2)
+    self.zoom = r.scalar(3, as: Int32.self)
+    self.withData = r.bool(7)
+    switch r.oneofCase(4) {
+      case 5: self.area = .bbox(try r.message(4, as: FeedbackV1.BoundingBox.self) ?? FeedbackV1.BoundingBox())
+      case 6: self.area = .geojson(try r.string(5))
+      case 7: self.area = .areaName(try r.string(6))
+      default: break
+    }
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    j.value("imagery", self.imagery)
+    j.value("organization", self.organization)
+    j.repeated("tiles", self.tiles)
+    j.value("zoom", self.zoom)
+    j.value("withData", self.withData)
+    switch self.area {
+      case .bbox(let v)?: j.value("bbox", v, always: true)
+      case .geojson(let v)?: j.value("geojson", v, always: true)
+      case .areaName(let v)?: j.value("areaName", v, always: true)
+      case nil: break
+    }
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "imagery": self.imagery = try j.value(json, key, as: String.self)
+        case "organization": self.organization = try j.value(json, key, as: String.self)
+        case "tiles": self.tiles = try j.repeated(json, key, as: String.self)
+        case "zoom": self.zoom = try j.value(json, key, as: Int32.self)
+        case "bbox":
+          if case .null = json { continue }
+          guard self.area == nil else { throw j.oneofConflict(key, oneof: "area") }
+          self.area = .bbox(try j.value(json, key, as: FeedbackV1.BoundingBox.self))
+
+        case "geojson":
+          if case .null = json { continue }
+          guard self.area == nil else { throw j.oneofConflict(key, oneof: "area") }
+          self.area = .geojson(try j.value(json, key, as: String.self))
+
+        case "areaName", "area_name":
+          if case .null = json { continue }
+          guard self.area == nil else { throw j.oneofConflict(key, oneof: "area") }
+          self.area = .areaName(try j.value(json, key, as: String.self))
+
+        case "withData", "with_data": self.withData = try j.value(json, key, as: Bool.self)
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
+extension FeedbackV1.TileFailure {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__feedback__v1__tile_failure()) }
+
+  public func _encode(to w: CMessageWriter) {
+    w.scalar(0, self.status)
+    w.string(1, self.url)
+    w.string(2, self.message)
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    self.status = r.scalar(0, as: Int32.self)
+    self.url = try r.string(1)
+    self.message = try r.string(2)
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    j.value("status", self.status)
+    j.value("url", self.url)
+    j.value("message", self.message)
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "status": self.status = try j.value(json, key, as: Int32.self)
+        case "url": self.url = try j.value(json, key, as: String.self)
+        case "message": self.message = try j.value(json, key, as: String.self)
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
+extension FeedbackV1.FetchedTile {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__feedback__v1__fetched_tile()) }
+
+  public func _encode(to w: CMessageWriter) {
+    w.string(0, self.tileId)
+    w.bytes(1, self.data)
+    w.string(2, self.format)
+    w.bool(3, self.fromCache)
+    w.scalar(4, self.attempts)
+    if let v = self.failure { w.message(5, v) }
+    w.scalar(6, self.total)
+    w.scalar(7, self.done)
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    self.tileId = try r.string(0)
+    self.data = r.bytes(1)
+    self.format = try r.string(2)
+    self.fromCache = r.bool(3)
+    self.attempts = r.scalar(4, as: Int32.self)
+    self.failure = try r.message(5, as: FeedbackV1.TileFailure.self)
+    self.total = r.scalar(6, as: Int64.self)
+    self.done = r.scalar(7, as: Int64.self)
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    j.value("tileId", self.tileId)
+    j.bytes("data", self.data)
+    j.value("format", self.format)
+    j.value("fromCache", self.fromCache)
+    j.value("attempts", self.attempts)
+    if let v = self.failure { j.value("failure", v, always: true) }
+    j.value("total", self.total)
+    j.value("done", self.done)
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "tileId", "tile_id": self.tileId = try j.value(json, key, as: String.self)
+        case "data": self.data = try j.bytes(json, key)
+        case "format": self.format = try j.value(json, key, as: String.self)
+        case "fromCache", "from_cache": self.fromCache = try j.value(json, key, as: Bool.self)
+        case "attempts": self.attempts = try j.value(json, key, as: Int32.self)
+        case "failure": self.failure = try json == .null ? nil : j.value(json, key, as: FeedbackV1.TileFailure.self)
+        case "total": self.total = try j.value(json, key, as: Int64.self)
+        case "done": self.done = try j.value(json, key, as: Int64.self)
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
+extension FeedbackV1.Area {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__feedback__v1__area()) }
+
+  public func _encode(to w: CMessageWriter) {
+    w.string(0, self.name)
+    w.string(1, self.organization)
+    w.string(2, self.geojson)
+    w.string(3, self.description)
+    if let v = self.bbox { w.message(4, v) }
+    w.string(5, self.createdBy)
+    w.scalar(6, self.createdAtMs)
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    self.name = try r.string(0)
+    self.organization = try r.string(1)
+    self.geojson = try r.string(2)
+    self.description = try r.string(3)
+    self.bbox = try r.message(4, as: FeedbackV1.BoundingBox.self)
+    self.createdBy = try r.string(5)
+    self.createdAtMs = r.scalar(6, as: Int64.self)
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    j.value("name", self.name)
+    j.value("organization", self.organization)
+    j.value("geojson", self.geojson)
+    j.value("description", self.description)
+    if let v = self.bbox { j.value("bbox", v, always: true) }
+    j.value("createdBy", self.createdBy)
+    j.value("createdAtMs", self.createdAtMs)
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "name": self.name = try j.value(json, key, as: String.self)
+        case "organization": self.organization = try j.value(json, key, as: String.self)
+        case "geojson": self.geojson = try j.value(json, key, as: String.self)
+        case "description": self.description = try j.value(json, key, as: String.self)
+        case "bbox": self.bbox = try json == .null ? nil : j.value(json, key, as: FeedbackV1.BoundingBox.self)
+        case "createdBy", "created_by": self.createdBy = try j.value(json, key, as: String.self)
+        case "createdAtMs", "created_at_ms": self.createdAtMs = try j.value(json, key, as: Int64.self)
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
+extension FeedbackV1.AddAreaRequest {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__feedback__v1__add_area_request()) }
+
+  public func _encode(to w: CMessageWriter) {
+    w.string(0, self.name)
+    w.string(1, self.organization)
+    w.string(2, self.geojson)
+    w.string(3, self.description)
+    w.bool(4, self.replace)
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    self.name = try r.string(0)
+    self.organization = try r.string(1)
+    self.geojson = try r.string(2)
+    self.description = try r.string(3)
+    self.replace = r.bool(4)
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    j.value("name", self.name)
+    j.value("organization", self.organization)
+    j.value("geojson", self.geojson)
+    j.value("description", self.description)
+    j.value("replace", self.replace)
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "name": self.name = try j.value(json, key, as: String.self)
+        case "organization": self.organization = try j.value(json, key, as: String.self)
+        case "geojson": self.geojson = try j.value(json, key, as: String.self)
+        case "description": self.description = try j.value(json, key, as: String.self)
+        case "replace": self.replace = try j.value(json, key, as: Bool.self)
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
+extension FeedbackV1.GetAreaRequest {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__feedback__v1__get_area_request()) }
+
+  public func _encode(to w: CMessageWriter) {
+    w.string(0, self.name)
+    w.string(1, self.organization)
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    self.name = try r.string(0)
+    self.organization = try r.string(1)
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    j.value("name", self.name)
+    j.value("organization", self.organization)
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "name": self.name = try j.value(json, key, as: String.self)
+        case "organization": self.organization = try j.value(json, key, as: String.self)
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
+extension FeedbackV1.ListAreasRequest {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__feedback__v1__list_areas_request()) }
+
+  public func _encode(to w: CMessageWriter) {
+    w.string(0, self.organization)
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    self.organization = try r.string(0)
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    j.value("organization", self.organization)
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "organization": self.organization = try j.value(json, key, as: String.self)
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
+extension FeedbackV1.ListAreasResponse {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__feedback__v1__list_areas_response()) }
+
+  public func _encode(to w: CMessageWriter) {
+    w.repeatedMessage(0, self.areas)
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    self.areas = try r.repeatedMessage(0, as: FeedbackV1.Area.self)
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    j.repeated("areas", self.areas)
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "areas": self.areas = try j.repeated(json, key, as: FeedbackV1.Area.self)
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
 extension FeedbackV1 {
   /// The `shoal.feedback.v1.Feedback` service.
   public enum Feedback {
@@ -2420,7 +3591,32 @@ extension FeedbackV1 {
     /// saying so, before anything is sent.
     public static let export = TypedMethod<FeedbackV1.ExportRequest, FeedbackV1.ExportChunk>(service: fullName, name: "Export", kind: .serverStreaming, idempotent: true)
 
+    /// Imagery sources and areas of interest, by name, per organisation.
+    public static let addImagery = TypedMethod<FeedbackV1.AddImageryRequest, FeedbackV1.ImagerySource>(service: fullName, name: "AddImagery", kind: .unary, idempotent: false)
+
+    /// `GetImagery`.
+    public static let getImagery = TypedMethod<FeedbackV1.GetImageryRequest, FeedbackV1.ImagerySource>(service: fullName, name: "GetImagery", kind: .unary, idempotent: true)
+
+    /// `ListImagery`.
+    public static let listImagery = TypedMethod<FeedbackV1.ListImageryRequest, FeedbackV1.ListImageryResponse>(service: fullName, name: "ListImagery", kind: .unary, idempotent: true)
+
+    /// `RemoveImagery`.
+    public static let removeImagery = TypedMethod<FeedbackV1.RemoveImageryRequest, FeedbackV1.RemoveImageryResponse>(service: fullName, name: "RemoveImagery", kind: .unary, idempotent: true)
+
+    /// Fetches tiles of a source (through the service's cache), each reported as it finishes; a
+    /// tile that fails is reported with its status and URL, and the others go on.
+    public static let fetchTiles = TypedMethod<FeedbackV1.FetchTilesRequest, FeedbackV1.FetchedTile>(service: fullName, name: "FetchTiles", kind: .serverStreaming, idempotent: true)
+
+    /// `AddArea`.
+    public static let addArea = TypedMethod<FeedbackV1.AddAreaRequest, FeedbackV1.Area>(service: fullName, name: "AddArea", kind: .unary, idempotent: false)
+
+    /// `GetArea`.
+    public static let getArea = TypedMethod<FeedbackV1.GetAreaRequest, FeedbackV1.Area>(service: fullName, name: "GetArea", kind: .unary, idempotent: true)
+
+    /// `ListAreas`.
+    public static let listAreas = TypedMethod<FeedbackV1.ListAreasRequest, FeedbackV1.ListAreasResponse>(service: fullName, name: "ListAreas", kind: .unary, idempotent: true)
+
     /// The service's methods, for routers and reflection.
-    public static let descriptor = ServiceDescriptor(fullName: fullName, methods: [createSet.descriptor, getSet.descriptor, listSets.descriptor, updateSet.descriptor, putPredictions.descriptor, queryTiles.descriptor, setValidity.descriptor, validityHistory.descriptor, stats.descriptor, nextForReview.descriptor, releaseLocks.descriptor, export.descriptor])
+    public static let descriptor = ServiceDescriptor(fullName: fullName, methods: [createSet.descriptor, getSet.descriptor, listSets.descriptor, updateSet.descriptor, putPredictions.descriptor, queryTiles.descriptor, setValidity.descriptor, validityHistory.descriptor, stats.descriptor, nextForReview.descriptor, releaseLocks.descriptor, export.descriptor, addImagery.descriptor, getImagery.descriptor, listImagery.descriptor, removeImagery.descriptor, fetchTiles.descriptor, addArea.descriptor, getArea.descriptor, listAreas.descriptor])
   }
 }

@@ -43,6 +43,31 @@ extension FeedbackV1.Feedback {
     /// Streams the set's tiles in a format; a filter that leaves nothing is FAILED_PRECONDITION
     /// saying so, before anything is sent.
     func export(_ request: FeedbackV1.ExportRequest, responses: RPCResponseWriter<FeedbackV1.ExportChunk>, context: ServerContext) async throws
+
+    /// Imagery sources and areas of interest, by name, per organisation.
+    func addImagery(_ request: FeedbackV1.AddImageryRequest, context: ServerContext) async throws -> FeedbackV1.ImagerySource
+
+    /// `GetImagery`.
+    func getImagery(_ request: FeedbackV1.GetImageryRequest, context: ServerContext) async throws -> FeedbackV1.ImagerySource
+
+    /// `ListImagery`.
+    func listImagery(_ request: FeedbackV1.ListImageryRequest, context: ServerContext) async throws -> FeedbackV1.ListImageryResponse
+
+    /// `RemoveImagery`.
+    func removeImagery(_ request: FeedbackV1.RemoveImageryRequest, context: ServerContext) async throws -> FeedbackV1.RemoveImageryResponse
+
+    /// Fetches tiles of a source (through the service's cache), each reported as it finishes; a
+    /// tile that fails is reported with its status and URL, and the others go on.
+    func fetchTiles(_ request: FeedbackV1.FetchTilesRequest, responses: RPCResponseWriter<FeedbackV1.FetchedTile>, context: ServerContext) async throws
+
+    /// `AddArea`.
+    func addArea(_ request: FeedbackV1.AddAreaRequest, context: ServerContext) async throws -> FeedbackV1.Area
+
+    /// `GetArea`.
+    func getArea(_ request: FeedbackV1.GetAreaRequest, context: ServerContext) async throws -> FeedbackV1.Area
+
+    /// `ListAreas`.
+    func listAreas(_ request: FeedbackV1.ListAreasRequest, context: ServerContext) async throws -> FeedbackV1.ListAreasResponse
   }
 
   /// Calls `shoal.feedback.v1.Feedback` on a server.
@@ -119,6 +144,50 @@ extension FeedbackV1.Feedback {
     ) async throws -> Result {
       try await rpc.serverStreaming(FeedbackV1.Feedback.export, request, options: options, responses)
     }
+
+    /// Imagery sources and areas of interest, by name, per organisation.
+    public func addImagery(_ request: FeedbackV1.AddImageryRequest, options: CallOptions = CallOptions()) async throws(RPCError) -> FeedbackV1.ImagerySource {
+      try await rpc.unary(FeedbackV1.Feedback.addImagery, request, options: options)
+    }
+
+    /// `GetImagery`.
+    public func getImagery(_ request: FeedbackV1.GetImageryRequest, options: CallOptions = CallOptions()) async throws(RPCError) -> FeedbackV1.ImagerySource {
+      try await rpc.unary(FeedbackV1.Feedback.getImagery, request, options: options)
+    }
+
+    /// `ListImagery`.
+    public func listImagery(_ request: FeedbackV1.ListImageryRequest, options: CallOptions = CallOptions()) async throws(RPCError) -> FeedbackV1.ListImageryResponse {
+      try await rpc.unary(FeedbackV1.Feedback.listImagery, request, options: options)
+    }
+
+    /// `RemoveImagery`.
+    public func removeImagery(_ request: FeedbackV1.RemoveImageryRequest, options: CallOptions = CallOptions()) async throws(RPCError) -> FeedbackV1.RemoveImageryResponse {
+      try await rpc.unary(FeedbackV1.Feedback.removeImagery, request, options: options)
+    }
+
+    /// Fetches tiles of a source (through the service's cache), each reported as it finishes; a
+    /// tile that fails is reported with its status and URL, and the others go on.
+    public func fetchTiles<Result: Sendable>(
+      _ request: FeedbackV1.FetchTilesRequest, options: CallOptions = CallOptions(),
+      _ responses: (RPCResponseStream<FeedbackV1.FetchedTile>) async throws -> Result
+    ) async throws -> Result {
+      try await rpc.serverStreaming(FeedbackV1.Feedback.fetchTiles, request, options: options, responses)
+    }
+
+    /// `AddArea`.
+    public func addArea(_ request: FeedbackV1.AddAreaRequest, options: CallOptions = CallOptions()) async throws(RPCError) -> FeedbackV1.Area {
+      try await rpc.unary(FeedbackV1.Feedback.addArea, request, options: options)
+    }
+
+    /// `GetArea`.
+    public func getArea(_ request: FeedbackV1.GetAreaRequest, options: CallOptions = CallOptions()) async throws(RPCError) -> FeedbackV1.Area {
+      try await rpc.unary(FeedbackV1.Feedback.getArea, request, options: options)
+    }
+
+    /// `ListAreas`.
+    public func listAreas(_ request: FeedbackV1.ListAreasRequest, options: CallOptions = CallOptions()) async throws(RPCError) -> FeedbackV1.ListAreasResponse {
+      try await rpc.unary(FeedbackV1.Feedback.listAreas, request, options: options)
+    }
   }
 }
 
@@ -137,5 +206,13 @@ extension FeedbackV1.Feedback.ServiceProtocol {
     router.unary(FeedbackV1.Feedback.nextForReview) { try await self.nextForReview($0, context: $1) }
     router.unary(FeedbackV1.Feedback.releaseLocks) { try await self.releaseLocks($0, context: $1) }
     router.serverStreaming(FeedbackV1.Feedback.export) { try await self.export($0, responses: $1, context: $2) }
+    router.unary(FeedbackV1.Feedback.addImagery) { try await self.addImagery($0, context: $1) }
+    router.unary(FeedbackV1.Feedback.getImagery) { try await self.getImagery($0, context: $1) }
+    router.unary(FeedbackV1.Feedback.listImagery) { try await self.listImagery($0, context: $1) }
+    router.unary(FeedbackV1.Feedback.removeImagery) { try await self.removeImagery($0, context: $1) }
+    router.serverStreaming(FeedbackV1.Feedback.fetchTiles) { try await self.fetchTiles($0, responses: $1, context: $2) }
+    router.unary(FeedbackV1.Feedback.addArea) { try await self.addArea($0, context: $1) }
+    router.unary(FeedbackV1.Feedback.getArea) { try await self.getArea($0, context: $1) }
+    router.unary(FeedbackV1.Feedback.listAreas) { try await self.listAreas($0, context: $1) }
   }
 }

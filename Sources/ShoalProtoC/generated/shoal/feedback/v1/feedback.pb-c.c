@@ -1099,6 +1099,141 @@ void   shoal__feedback__v1__class_stats__free_unpacked
   assert(message->base.descriptor == &shoal__feedback__v1__class_stats__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   shoal__feedback__v1__confusion_cell__init
+                     (Shoal__Feedback__V1__ConfusionCell         *message)
+{
+  static const Shoal__Feedback__V1__ConfusionCell init_value = SHOAL__FEEDBACK__V1__CONFUSION_CELL__INIT;
+  *message = init_value;
+}
+size_t shoal__feedback__v1__confusion_cell__get_packed_size
+                     (const Shoal__Feedback__V1__ConfusionCell *message)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__confusion_cell__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__feedback__v1__confusion_cell__pack
+                     (const Shoal__Feedback__V1__ConfusionCell *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__confusion_cell__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__feedback__v1__confusion_cell__pack_to_buffer
+                     (const Shoal__Feedback__V1__ConfusionCell *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__confusion_cell__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Feedback__V1__ConfusionCell *
+       shoal__feedback__v1__confusion_cell__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Feedback__V1__ConfusionCell *)
+     protobuf_c_message_unpack (&shoal__feedback__v1__confusion_cell__descriptor,
+                                allocator, len, data);
+}
+void   shoal__feedback__v1__confusion_cell__free_unpacked
+                     (Shoal__Feedback__V1__ConfusionCell *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__feedback__v1__confusion_cell__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   shoal__feedback__v1__reviewer_pair__init
+                     (Shoal__Feedback__V1__ReviewerPair         *message)
+{
+  static const Shoal__Feedback__V1__ReviewerPair init_value = SHOAL__FEEDBACK__V1__REVIEWER_PAIR__INIT;
+  *message = init_value;
+}
+size_t shoal__feedback__v1__reviewer_pair__get_packed_size
+                     (const Shoal__Feedback__V1__ReviewerPair *message)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__reviewer_pair__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__feedback__v1__reviewer_pair__pack
+                     (const Shoal__Feedback__V1__ReviewerPair *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__reviewer_pair__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__feedback__v1__reviewer_pair__pack_to_buffer
+                     (const Shoal__Feedback__V1__ReviewerPair *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__reviewer_pair__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Feedback__V1__ReviewerPair *
+       shoal__feedback__v1__reviewer_pair__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Feedback__V1__ReviewerPair *)
+     protobuf_c_message_unpack (&shoal__feedback__v1__reviewer_pair__descriptor,
+                                allocator, len, data);
+}
+void   shoal__feedback__v1__reviewer_pair__free_unpacked
+                     (Shoal__Feedback__V1__ReviewerPair *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__feedback__v1__reviewer_pair__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   shoal__feedback__v1__reviewer_agreement__init
+                     (Shoal__Feedback__V1__ReviewerAgreement         *message)
+{
+  static const Shoal__Feedback__V1__ReviewerAgreement init_value = SHOAL__FEEDBACK__V1__REVIEWER_AGREEMENT__INIT;
+  *message = init_value;
+}
+size_t shoal__feedback__v1__reviewer_agreement__get_packed_size
+                     (const Shoal__Feedback__V1__ReviewerAgreement *message)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__reviewer_agreement__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__feedback__v1__reviewer_agreement__pack
+                     (const Shoal__Feedback__V1__ReviewerAgreement *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__reviewer_agreement__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__feedback__v1__reviewer_agreement__pack_to_buffer
+                     (const Shoal__Feedback__V1__ReviewerAgreement *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__reviewer_agreement__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Feedback__V1__ReviewerAgreement *
+       shoal__feedback__v1__reviewer_agreement__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Feedback__V1__ReviewerAgreement *)
+     protobuf_c_message_unpack (&shoal__feedback__v1__reviewer_agreement__descriptor,
+                                allocator, len, data);
+}
+void   shoal__feedback__v1__reviewer_agreement__free_unpacked
+                     (Shoal__Feedback__V1__ReviewerAgreement *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__feedback__v1__reviewer_agreement__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   shoal__feedback__v1__stats_response__init
                      (Shoal__Feedback__V1__StatsResponse         *message)
 {
@@ -1457,6 +1592,687 @@ void   shoal__feedback__v1__export_chunk__free_unpacked
   if(!message)
     return;
   assert(message->base.descriptor == &shoal__feedback__v1__export_chunk__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   shoal__feedback__v1__imagery_source__init
+                     (Shoal__Feedback__V1__ImagerySource         *message)
+{
+  static const Shoal__Feedback__V1__ImagerySource init_value = SHOAL__FEEDBACK__V1__IMAGERY_SOURCE__INIT;
+  *message = init_value;
+}
+size_t shoal__feedback__v1__imagery_source__get_packed_size
+                     (const Shoal__Feedback__V1__ImagerySource *message)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__imagery_source__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__feedback__v1__imagery_source__pack
+                     (const Shoal__Feedback__V1__ImagerySource *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__imagery_source__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__feedback__v1__imagery_source__pack_to_buffer
+                     (const Shoal__Feedback__V1__ImagerySource *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__imagery_source__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Feedback__V1__ImagerySource *
+       shoal__feedback__v1__imagery_source__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Feedback__V1__ImagerySource *)
+     protobuf_c_message_unpack (&shoal__feedback__v1__imagery_source__descriptor,
+                                allocator, len, data);
+}
+void   shoal__feedback__v1__imagery_source__free_unpacked
+                     (Shoal__Feedback__V1__ImagerySource *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__feedback__v1__imagery_source__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   shoal__feedback__v1__add_imagery_request__headers_entry__init
+                     (Shoal__Feedback__V1__AddImageryRequest__HeadersEntry         *message)
+{
+  static const Shoal__Feedback__V1__AddImageryRequest__HeadersEntry init_value = SHOAL__FEEDBACK__V1__ADD_IMAGERY_REQUEST__HEADERS_ENTRY__INIT;
+  *message = init_value;
+}
+void   shoal__feedback__v1__add_imagery_request__init
+                     (Shoal__Feedback__V1__AddImageryRequest         *message)
+{
+  static const Shoal__Feedback__V1__AddImageryRequest init_value = SHOAL__FEEDBACK__V1__ADD_IMAGERY_REQUEST__INIT;
+  *message = init_value;
+}
+size_t shoal__feedback__v1__add_imagery_request__get_packed_size
+                     (const Shoal__Feedback__V1__AddImageryRequest *message)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__add_imagery_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__feedback__v1__add_imagery_request__pack
+                     (const Shoal__Feedback__V1__AddImageryRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__add_imagery_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__feedback__v1__add_imagery_request__pack_to_buffer
+                     (const Shoal__Feedback__V1__AddImageryRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__add_imagery_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Feedback__V1__AddImageryRequest *
+       shoal__feedback__v1__add_imagery_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Feedback__V1__AddImageryRequest *)
+     protobuf_c_message_unpack (&shoal__feedback__v1__add_imagery_request__descriptor,
+                                allocator, len, data);
+}
+void   shoal__feedback__v1__add_imagery_request__free_unpacked
+                     (Shoal__Feedback__V1__AddImageryRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__feedback__v1__add_imagery_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   shoal__feedback__v1__get_imagery_request__init
+                     (Shoal__Feedback__V1__GetImageryRequest         *message)
+{
+  static const Shoal__Feedback__V1__GetImageryRequest init_value = SHOAL__FEEDBACK__V1__GET_IMAGERY_REQUEST__INIT;
+  *message = init_value;
+}
+size_t shoal__feedback__v1__get_imagery_request__get_packed_size
+                     (const Shoal__Feedback__V1__GetImageryRequest *message)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__get_imagery_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__feedback__v1__get_imagery_request__pack
+                     (const Shoal__Feedback__V1__GetImageryRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__get_imagery_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__feedback__v1__get_imagery_request__pack_to_buffer
+                     (const Shoal__Feedback__V1__GetImageryRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__get_imagery_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Feedback__V1__GetImageryRequest *
+       shoal__feedback__v1__get_imagery_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Feedback__V1__GetImageryRequest *)
+     protobuf_c_message_unpack (&shoal__feedback__v1__get_imagery_request__descriptor,
+                                allocator, len, data);
+}
+void   shoal__feedback__v1__get_imagery_request__free_unpacked
+                     (Shoal__Feedback__V1__GetImageryRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__feedback__v1__get_imagery_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   shoal__feedback__v1__list_imagery_request__init
+                     (Shoal__Feedback__V1__ListImageryRequest         *message)
+{
+  static const Shoal__Feedback__V1__ListImageryRequest init_value = SHOAL__FEEDBACK__V1__LIST_IMAGERY_REQUEST__INIT;
+  *message = init_value;
+}
+size_t shoal__feedback__v1__list_imagery_request__get_packed_size
+                     (const Shoal__Feedback__V1__ListImageryRequest *message)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__list_imagery_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__feedback__v1__list_imagery_request__pack
+                     (const Shoal__Feedback__V1__ListImageryRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__list_imagery_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__feedback__v1__list_imagery_request__pack_to_buffer
+                     (const Shoal__Feedback__V1__ListImageryRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__list_imagery_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Feedback__V1__ListImageryRequest *
+       shoal__feedback__v1__list_imagery_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Feedback__V1__ListImageryRequest *)
+     protobuf_c_message_unpack (&shoal__feedback__v1__list_imagery_request__descriptor,
+                                allocator, len, data);
+}
+void   shoal__feedback__v1__list_imagery_request__free_unpacked
+                     (Shoal__Feedback__V1__ListImageryRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__feedback__v1__list_imagery_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   shoal__feedback__v1__list_imagery_response__init
+                     (Shoal__Feedback__V1__ListImageryResponse         *message)
+{
+  static const Shoal__Feedback__V1__ListImageryResponse init_value = SHOAL__FEEDBACK__V1__LIST_IMAGERY_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t shoal__feedback__v1__list_imagery_response__get_packed_size
+                     (const Shoal__Feedback__V1__ListImageryResponse *message)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__list_imagery_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__feedback__v1__list_imagery_response__pack
+                     (const Shoal__Feedback__V1__ListImageryResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__list_imagery_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__feedback__v1__list_imagery_response__pack_to_buffer
+                     (const Shoal__Feedback__V1__ListImageryResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__list_imagery_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Feedback__V1__ListImageryResponse *
+       shoal__feedback__v1__list_imagery_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Feedback__V1__ListImageryResponse *)
+     protobuf_c_message_unpack (&shoal__feedback__v1__list_imagery_response__descriptor,
+                                allocator, len, data);
+}
+void   shoal__feedback__v1__list_imagery_response__free_unpacked
+                     (Shoal__Feedback__V1__ListImageryResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__feedback__v1__list_imagery_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   shoal__feedback__v1__remove_imagery_request__init
+                     (Shoal__Feedback__V1__RemoveImageryRequest         *message)
+{
+  static const Shoal__Feedback__V1__RemoveImageryRequest init_value = SHOAL__FEEDBACK__V1__REMOVE_IMAGERY_REQUEST__INIT;
+  *message = init_value;
+}
+size_t shoal__feedback__v1__remove_imagery_request__get_packed_size
+                     (const Shoal__Feedback__V1__RemoveImageryRequest *message)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__remove_imagery_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__feedback__v1__remove_imagery_request__pack
+                     (const Shoal__Feedback__V1__RemoveImageryRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__remove_imagery_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__feedback__v1__remove_imagery_request__pack_to_buffer
+                     (const Shoal__Feedback__V1__RemoveImageryRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__remove_imagery_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Feedback__V1__RemoveImageryRequest *
+       shoal__feedback__v1__remove_imagery_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Feedback__V1__RemoveImageryRequest *)
+     protobuf_c_message_unpack (&shoal__feedback__v1__remove_imagery_request__descriptor,
+                                allocator, len, data);
+}
+void   shoal__feedback__v1__remove_imagery_request__free_unpacked
+                     (Shoal__Feedback__V1__RemoveImageryRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__feedback__v1__remove_imagery_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   shoal__feedback__v1__remove_imagery_response__init
+                     (Shoal__Feedback__V1__RemoveImageryResponse         *message)
+{
+  static const Shoal__Feedback__V1__RemoveImageryResponse init_value = SHOAL__FEEDBACK__V1__REMOVE_IMAGERY_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t shoal__feedback__v1__remove_imagery_response__get_packed_size
+                     (const Shoal__Feedback__V1__RemoveImageryResponse *message)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__remove_imagery_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__feedback__v1__remove_imagery_response__pack
+                     (const Shoal__Feedback__V1__RemoveImageryResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__remove_imagery_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__feedback__v1__remove_imagery_response__pack_to_buffer
+                     (const Shoal__Feedback__V1__RemoveImageryResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__remove_imagery_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Feedback__V1__RemoveImageryResponse *
+       shoal__feedback__v1__remove_imagery_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Feedback__V1__RemoveImageryResponse *)
+     protobuf_c_message_unpack (&shoal__feedback__v1__remove_imagery_response__descriptor,
+                                allocator, len, data);
+}
+void   shoal__feedback__v1__remove_imagery_response__free_unpacked
+                     (Shoal__Feedback__V1__RemoveImageryResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__feedback__v1__remove_imagery_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   shoal__feedback__v1__fetch_tiles_request__init
+                     (Shoal__Feedback__V1__FetchTilesRequest         *message)
+{
+  static const Shoal__Feedback__V1__FetchTilesRequest init_value = SHOAL__FEEDBACK__V1__FETCH_TILES_REQUEST__INIT;
+  *message = init_value;
+}
+size_t shoal__feedback__v1__fetch_tiles_request__get_packed_size
+                     (const Shoal__Feedback__V1__FetchTilesRequest *message)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__fetch_tiles_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__feedback__v1__fetch_tiles_request__pack
+                     (const Shoal__Feedback__V1__FetchTilesRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__fetch_tiles_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__feedback__v1__fetch_tiles_request__pack_to_buffer
+                     (const Shoal__Feedback__V1__FetchTilesRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__fetch_tiles_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Feedback__V1__FetchTilesRequest *
+       shoal__feedback__v1__fetch_tiles_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Feedback__V1__FetchTilesRequest *)
+     protobuf_c_message_unpack (&shoal__feedback__v1__fetch_tiles_request__descriptor,
+                                allocator, len, data);
+}
+void   shoal__feedback__v1__fetch_tiles_request__free_unpacked
+                     (Shoal__Feedback__V1__FetchTilesRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__feedback__v1__fetch_tiles_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   shoal__feedback__v1__tile_failure__init
+                     (Shoal__Feedback__V1__TileFailure         *message)
+{
+  static const Shoal__Feedback__V1__TileFailure init_value = SHOAL__FEEDBACK__V1__TILE_FAILURE__INIT;
+  *message = init_value;
+}
+size_t shoal__feedback__v1__tile_failure__get_packed_size
+                     (const Shoal__Feedback__V1__TileFailure *message)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__tile_failure__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__feedback__v1__tile_failure__pack
+                     (const Shoal__Feedback__V1__TileFailure *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__tile_failure__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__feedback__v1__tile_failure__pack_to_buffer
+                     (const Shoal__Feedback__V1__TileFailure *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__tile_failure__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Feedback__V1__TileFailure *
+       shoal__feedback__v1__tile_failure__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Feedback__V1__TileFailure *)
+     protobuf_c_message_unpack (&shoal__feedback__v1__tile_failure__descriptor,
+                                allocator, len, data);
+}
+void   shoal__feedback__v1__tile_failure__free_unpacked
+                     (Shoal__Feedback__V1__TileFailure *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__feedback__v1__tile_failure__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   shoal__feedback__v1__fetched_tile__init
+                     (Shoal__Feedback__V1__FetchedTile         *message)
+{
+  static const Shoal__Feedback__V1__FetchedTile init_value = SHOAL__FEEDBACK__V1__FETCHED_TILE__INIT;
+  *message = init_value;
+}
+size_t shoal__feedback__v1__fetched_tile__get_packed_size
+                     (const Shoal__Feedback__V1__FetchedTile *message)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__fetched_tile__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__feedback__v1__fetched_tile__pack
+                     (const Shoal__Feedback__V1__FetchedTile *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__fetched_tile__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__feedback__v1__fetched_tile__pack_to_buffer
+                     (const Shoal__Feedback__V1__FetchedTile *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__fetched_tile__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Feedback__V1__FetchedTile *
+       shoal__feedback__v1__fetched_tile__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Feedback__V1__FetchedTile *)
+     protobuf_c_message_unpack (&shoal__feedback__v1__fetched_tile__descriptor,
+                                allocator, len, data);
+}
+void   shoal__feedback__v1__fetched_tile__free_unpacked
+                     (Shoal__Feedback__V1__FetchedTile *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__feedback__v1__fetched_tile__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   shoal__feedback__v1__area__init
+                     (Shoal__Feedback__V1__Area         *message)
+{
+  static const Shoal__Feedback__V1__Area init_value = SHOAL__FEEDBACK__V1__AREA__INIT;
+  *message = init_value;
+}
+size_t shoal__feedback__v1__area__get_packed_size
+                     (const Shoal__Feedback__V1__Area *message)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__area__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__feedback__v1__area__pack
+                     (const Shoal__Feedback__V1__Area *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__area__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__feedback__v1__area__pack_to_buffer
+                     (const Shoal__Feedback__V1__Area *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__area__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Feedback__V1__Area *
+       shoal__feedback__v1__area__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Feedback__V1__Area *)
+     protobuf_c_message_unpack (&shoal__feedback__v1__area__descriptor,
+                                allocator, len, data);
+}
+void   shoal__feedback__v1__area__free_unpacked
+                     (Shoal__Feedback__V1__Area *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__feedback__v1__area__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   shoal__feedback__v1__add_area_request__init
+                     (Shoal__Feedback__V1__AddAreaRequest         *message)
+{
+  static const Shoal__Feedback__V1__AddAreaRequest init_value = SHOAL__FEEDBACK__V1__ADD_AREA_REQUEST__INIT;
+  *message = init_value;
+}
+size_t shoal__feedback__v1__add_area_request__get_packed_size
+                     (const Shoal__Feedback__V1__AddAreaRequest *message)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__add_area_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__feedback__v1__add_area_request__pack
+                     (const Shoal__Feedback__V1__AddAreaRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__add_area_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__feedback__v1__add_area_request__pack_to_buffer
+                     (const Shoal__Feedback__V1__AddAreaRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__add_area_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Feedback__V1__AddAreaRequest *
+       shoal__feedback__v1__add_area_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Feedback__V1__AddAreaRequest *)
+     protobuf_c_message_unpack (&shoal__feedback__v1__add_area_request__descriptor,
+                                allocator, len, data);
+}
+void   shoal__feedback__v1__add_area_request__free_unpacked
+                     (Shoal__Feedback__V1__AddAreaRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__feedback__v1__add_area_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   shoal__feedback__v1__get_area_request__init
+                     (Shoal__Feedback__V1__GetAreaRequest         *message)
+{
+  static const Shoal__Feedback__V1__GetAreaRequest init_value = SHOAL__FEEDBACK__V1__GET_AREA_REQUEST__INIT;
+  *message = init_value;
+}
+size_t shoal__feedback__v1__get_area_request__get_packed_size
+                     (const Shoal__Feedback__V1__GetAreaRequest *message)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__get_area_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__feedback__v1__get_area_request__pack
+                     (const Shoal__Feedback__V1__GetAreaRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__get_area_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__feedback__v1__get_area_request__pack_to_buffer
+                     (const Shoal__Feedback__V1__GetAreaRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__get_area_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Feedback__V1__GetAreaRequest *
+       shoal__feedback__v1__get_area_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Feedback__V1__GetAreaRequest *)
+     protobuf_c_message_unpack (&shoal__feedback__v1__get_area_request__descriptor,
+                                allocator, len, data);
+}
+void   shoal__feedback__v1__get_area_request__free_unpacked
+                     (Shoal__Feedback__V1__GetAreaRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__feedback__v1__get_area_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   shoal__feedback__v1__list_areas_request__init
+                     (Shoal__Feedback__V1__ListAreasRequest         *message)
+{
+  static const Shoal__Feedback__V1__ListAreasRequest init_value = SHOAL__FEEDBACK__V1__LIST_AREAS_REQUEST__INIT;
+  *message = init_value;
+}
+size_t shoal__feedback__v1__list_areas_request__get_packed_size
+                     (const Shoal__Feedback__V1__ListAreasRequest *message)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__list_areas_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__feedback__v1__list_areas_request__pack
+                     (const Shoal__Feedback__V1__ListAreasRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__list_areas_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__feedback__v1__list_areas_request__pack_to_buffer
+                     (const Shoal__Feedback__V1__ListAreasRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__list_areas_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Feedback__V1__ListAreasRequest *
+       shoal__feedback__v1__list_areas_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Feedback__V1__ListAreasRequest *)
+     protobuf_c_message_unpack (&shoal__feedback__v1__list_areas_request__descriptor,
+                                allocator, len, data);
+}
+void   shoal__feedback__v1__list_areas_request__free_unpacked
+                     (Shoal__Feedback__V1__ListAreasRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__feedback__v1__list_areas_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   shoal__feedback__v1__list_areas_response__init
+                     (Shoal__Feedback__V1__ListAreasResponse         *message)
+{
+  static const Shoal__Feedback__V1__ListAreasResponse init_value = SHOAL__FEEDBACK__V1__LIST_AREAS_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t shoal__feedback__v1__list_areas_response__get_packed_size
+                     (const Shoal__Feedback__V1__ListAreasResponse *message)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__list_areas_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__feedback__v1__list_areas_response__pack
+                     (const Shoal__Feedback__V1__ListAreasResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__list_areas_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__feedback__v1__list_areas_response__pack_to_buffer
+                     (const Shoal__Feedback__V1__ListAreasResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__list_areas_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Feedback__V1__ListAreasResponse *
+       shoal__feedback__v1__list_areas_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Feedback__V1__ListAreasResponse *)
+     protobuf_c_message_unpack (&shoal__feedback__v1__list_areas_response__descriptor,
+                                allocator, len, data);
+}
+void   shoal__feedback__v1__list_areas_response__free_unpacked
+                     (Shoal__Feedback__V1__ListAreasResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__feedback__v1__list_areas_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
 static const ProtobufCFieldDescriptor shoal__feedback__v1__display_colors__field_descriptors[3] =
@@ -3359,7 +4175,7 @@ const ProtobufCMessageDescriptor shoal__feedback__v1__validity_history_response_
   (ProtobufCMessageInit) shoal__feedback__v1__validity_history_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor shoal__feedback__v1__stats_request__field_descriptors[2] =
+static const ProtobufCFieldDescriptor shoal__feedback__v1__stats_request__field_descriptors[3] =
 {
   {
     "set_id",
@@ -3385,15 +4201,28 @@ static const ProtobufCFieldDescriptor shoal__feedback__v1__stats_request__field_
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "model",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__StatsRequest, model),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned shoal__feedback__v1__stats_request__field_indices_by_name[] = {
+  2,   /* field[2] = model */
   0,   /* field[0] = set_id */
   1,   /* field[1] = threshold */
 };
 static const ProtobufCIntRange shoal__feedback__v1__stats_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 2 }
+  { 0, 3 }
 };
 const ProtobufCMessageDescriptor shoal__feedback__v1__stats_request__descriptor =
 {
@@ -3403,7 +4232,7 @@ const ProtobufCMessageDescriptor shoal__feedback__v1__stats_request__descriptor 
   "Shoal__Feedback__V1__StatsRequest",
   "shoal.feedback.v1",
   sizeof(Shoal__Feedback__V1__StatsRequest),
-  2,
+  3,
   shoal__feedback__v1__stats_request__field_descriptors,
   shoal__feedback__v1__stats_request__field_indices_by_name,
   1,  shoal__feedback__v1__stats_request__number_ranges,
@@ -3513,7 +4342,251 @@ const ProtobufCMessageDescriptor shoal__feedback__v1__class_stats__descriptor =
   (ProtobufCMessageInit) shoal__feedback__v1__class_stats__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor shoal__feedback__v1__stats_response__field_descriptors[3] =
+static const ProtobufCFieldDescriptor shoal__feedback__v1__confusion_cell__field_descriptors[4] =
+{
+  {
+    "model_version",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__ConfusionCell, model_version),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "predicted",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__ConfusionCell, predicted),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "actual",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__ConfusionCell, actual),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "count",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__ConfusionCell, count),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__feedback__v1__confusion_cell__field_indices_by_name[] = {
+  2,   /* field[2] = actual */
+  3,   /* field[3] = count */
+  0,   /* field[0] = model_version */
+  1,   /* field[1] = predicted */
+};
+static const ProtobufCIntRange shoal__feedback__v1__confusion_cell__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor shoal__feedback__v1__confusion_cell__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.feedback.v1.ConfusionCell",
+  "ConfusionCell",
+  "Shoal__Feedback__V1__ConfusionCell",
+  "shoal.feedback.v1",
+  sizeof(Shoal__Feedback__V1__ConfusionCell),
+  4,
+  shoal__feedback__v1__confusion_cell__field_descriptors,
+  shoal__feedback__v1__confusion_cell__field_indices_by_name,
+  1,  shoal__feedback__v1__confusion_cell__number_ranges,
+  (ProtobufCMessageInit) shoal__feedback__v1__confusion_cell__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor shoal__feedback__v1__reviewer_pair__field_descriptors[5] =
+{
+  {
+    "first",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__ReviewerPair, first),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "second",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__ReviewerPair, second),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "items",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__ReviewerPair, items),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "agreed",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__ReviewerPair, agreed),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "kappa",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__ReviewerPair, kappa),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__feedback__v1__reviewer_pair__field_indices_by_name[] = {
+  3,   /* field[3] = agreed */
+  0,   /* field[0] = first */
+  2,   /* field[2] = items */
+  4,   /* field[4] = kappa */
+  1,   /* field[1] = second */
+};
+static const ProtobufCIntRange shoal__feedback__v1__reviewer_pair__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 5 }
+};
+const ProtobufCMessageDescriptor shoal__feedback__v1__reviewer_pair__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.feedback.v1.ReviewerPair",
+  "ReviewerPair",
+  "Shoal__Feedback__V1__ReviewerPair",
+  "shoal.feedback.v1",
+  sizeof(Shoal__Feedback__V1__ReviewerPair),
+  5,
+  shoal__feedback__v1__reviewer_pair__field_descriptors,
+  shoal__feedback__v1__reviewer_pair__field_indices_by_name,
+  1,  shoal__feedback__v1__reviewer_pair__number_ranges,
+  (ProtobufCMessageInit) shoal__feedback__v1__reviewer_pair__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor shoal__feedback__v1__reviewer_agreement__field_descriptors[4] =
+{
+  {
+    "items",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__ReviewerAgreement, items),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "unanimous",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__ReviewerAgreement, unanimous),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "pairwise",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__ReviewerAgreement, pairwise),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "pairs",
+    4,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Shoal__Feedback__V1__ReviewerAgreement, n_pairs),
+    offsetof(Shoal__Feedback__V1__ReviewerAgreement, pairs),
+    &shoal__feedback__v1__reviewer_pair__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__feedback__v1__reviewer_agreement__field_indices_by_name[] = {
+  0,   /* field[0] = items */
+  3,   /* field[3] = pairs */
+  2,   /* field[2] = pairwise */
+  1,   /* field[1] = unanimous */
+};
+static const ProtobufCIntRange shoal__feedback__v1__reviewer_agreement__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor shoal__feedback__v1__reviewer_agreement__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.feedback.v1.ReviewerAgreement",
+  "ReviewerAgreement",
+  "Shoal__Feedback__V1__ReviewerAgreement",
+  "shoal.feedback.v1",
+  sizeof(Shoal__Feedback__V1__ReviewerAgreement),
+  4,
+  shoal__feedback__v1__reviewer_agreement__field_descriptors,
+  shoal__feedback__v1__reviewer_agreement__field_indices_by_name,
+  1,  shoal__feedback__v1__reviewer_agreement__number_ranges,
+  (ProtobufCMessageInit) shoal__feedback__v1__reviewer_agreement__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor shoal__feedback__v1__stats_response__field_descriptors[6] =
 {
   {
     "tiles",
@@ -3551,16 +4624,55 @@ static const ProtobufCFieldDescriptor shoal__feedback__v1__stats_response__field
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "confusion",
+    4,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Shoal__Feedback__V1__StatsResponse, n_confusion),
+    offsetof(Shoal__Feedback__V1__StatsResponse, confusion),
+    &shoal__feedback__v1__confusion_cell__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "agreement",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__StatsResponse, agreement),
+    &shoal__feedback__v1__reviewer_agreement__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "sets",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__StatsResponse, sets),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned shoal__feedback__v1__stats_response__field_indices_by_name[] = {
+  4,   /* field[4] = agreement */
   2,   /* field[2] = classes */
+  3,   /* field[3] = confusion */
+  5,   /* field[5] = sets */
   0,   /* field[0] = tiles */
   1,   /* field[1] = validated_tiles */
 };
 static const ProtobufCIntRange shoal__feedback__v1__stats_response__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 3 }
+  { 0, 6 }
 };
 const ProtobufCMessageDescriptor shoal__feedback__v1__stats_response__descriptor =
 {
@@ -3570,7 +4682,7 @@ const ProtobufCMessageDescriptor shoal__feedback__v1__stats_response__descriptor
   "Shoal__Feedback__V1__StatsResponse",
   "shoal.feedback.v1",
   sizeof(Shoal__Feedback__V1__StatsResponse),
-  3,
+  6,
   shoal__feedback__v1__stats_response__field_descriptors,
   shoal__feedback__v1__stats_response__field_indices_by_name,
   1,  shoal__feedback__v1__stats_response__number_ranges,
@@ -3986,6 +5098,1153 @@ const ProtobufCMessageDescriptor shoal__feedback__v1__export_chunk__descriptor =
   (ProtobufCMessageInit) shoal__feedback__v1__export_chunk__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
+static const ProtobufCFieldDescriptor shoal__feedback__v1__imagery_source__field_descriptors[12] =
+{
+  {
+    "name",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__ImagerySource, name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "organization",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__ImagerySource, organization),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "url_template",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__ImagerySource, url_template),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "subdomains",
+    4,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Shoal__Feedback__V1__ImagerySource, n_subdomains),
+    offsetof(Shoal__Feedback__V1__ImagerySource, subdomains),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "tile_size",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__ImagerySource, tile_size),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "min_zoom",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__ImagerySource, min_zoom),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "max_zoom",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__ImagerySource, max_zoom),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "format",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__ImagerySource, format),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "attribution",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__ImagerySource, attribution),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "header_names",
+    10,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Shoal__Feedback__V1__ImagerySource, n_header_names),
+    offsetof(Shoal__Feedback__V1__ImagerySource, header_names),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "created_by",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__ImagerySource, created_by),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "created_at_ms",
+    12,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__ImagerySource, created_at_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__feedback__v1__imagery_source__field_indices_by_name[] = {
+  8,   /* field[8] = attribution */
+  11,   /* field[11] = created_at_ms */
+  10,   /* field[10] = created_by */
+  7,   /* field[7] = format */
+  9,   /* field[9] = header_names */
+  6,   /* field[6] = max_zoom */
+  5,   /* field[5] = min_zoom */
+  0,   /* field[0] = name */
+  1,   /* field[1] = organization */
+  3,   /* field[3] = subdomains */
+  4,   /* field[4] = tile_size */
+  2,   /* field[2] = url_template */
+};
+static const ProtobufCIntRange shoal__feedback__v1__imagery_source__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 12 }
+};
+const ProtobufCMessageDescriptor shoal__feedback__v1__imagery_source__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.feedback.v1.ImagerySource",
+  "ImagerySource",
+  "Shoal__Feedback__V1__ImagerySource",
+  "shoal.feedback.v1",
+  sizeof(Shoal__Feedback__V1__ImagerySource),
+  12,
+  shoal__feedback__v1__imagery_source__field_descriptors,
+  shoal__feedback__v1__imagery_source__field_indices_by_name,
+  1,  shoal__feedback__v1__imagery_source__number_ranges,
+  (ProtobufCMessageInit) shoal__feedback__v1__imagery_source__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor shoal__feedback__v1__add_imagery_request__headers_entry__field_descriptors[2] =
+{
+  {
+    "key",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__AddImageryRequest__HeadersEntry, key),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "value",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__AddImageryRequest__HeadersEntry, value),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__feedback__v1__add_imagery_request__headers_entry__field_indices_by_name[] = {
+  0,   /* field[0] = key */
+  1,   /* field[1] = value */
+};
+static const ProtobufCIntRange shoal__feedback__v1__add_imagery_request__headers_entry__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor shoal__feedback__v1__add_imagery_request__headers_entry__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.feedback.v1.AddImageryRequest.HeadersEntry",
+  "HeadersEntry",
+  "Shoal__Feedback__V1__AddImageryRequest__HeadersEntry",
+  "shoal.feedback.v1",
+  sizeof(Shoal__Feedback__V1__AddImageryRequest__HeadersEntry),
+  2,
+  shoal__feedback__v1__add_imagery_request__headers_entry__field_descriptors,
+  shoal__feedback__v1__add_imagery_request__headers_entry__field_indices_by_name,
+  1,  shoal__feedback__v1__add_imagery_request__headers_entry__number_ranges,
+  (ProtobufCMessageInit) shoal__feedback__v1__add_imagery_request__headers_entry__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor shoal__feedback__v1__add_imagery_request__field_descriptors[3] =
+{
+  {
+    "source",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__AddImageryRequest, source),
+    &shoal__feedback__v1__imagery_source__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "headers",
+    2,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Shoal__Feedback__V1__AddImageryRequest, n_headers),
+    offsetof(Shoal__Feedback__V1__AddImageryRequest, headers),
+    &shoal__feedback__v1__add_imagery_request__headers_entry__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "replace",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__AddImageryRequest, replace),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__feedback__v1__add_imagery_request__field_indices_by_name[] = {
+  1,   /* field[1] = headers */
+  2,   /* field[2] = replace */
+  0,   /* field[0] = source */
+};
+static const ProtobufCIntRange shoal__feedback__v1__add_imagery_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor shoal__feedback__v1__add_imagery_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.feedback.v1.AddImageryRequest",
+  "AddImageryRequest",
+  "Shoal__Feedback__V1__AddImageryRequest",
+  "shoal.feedback.v1",
+  sizeof(Shoal__Feedback__V1__AddImageryRequest),
+  3,
+  shoal__feedback__v1__add_imagery_request__field_descriptors,
+  shoal__feedback__v1__add_imagery_request__field_indices_by_name,
+  1,  shoal__feedback__v1__add_imagery_request__number_ranges,
+  (ProtobufCMessageInit) shoal__feedback__v1__add_imagery_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor shoal__feedback__v1__get_imagery_request__field_descriptors[2] =
+{
+  {
+    "name",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__GetImageryRequest, name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "organization",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__GetImageryRequest, organization),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__feedback__v1__get_imagery_request__field_indices_by_name[] = {
+  0,   /* field[0] = name */
+  1,   /* field[1] = organization */
+};
+static const ProtobufCIntRange shoal__feedback__v1__get_imagery_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor shoal__feedback__v1__get_imagery_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.feedback.v1.GetImageryRequest",
+  "GetImageryRequest",
+  "Shoal__Feedback__V1__GetImageryRequest",
+  "shoal.feedback.v1",
+  sizeof(Shoal__Feedback__V1__GetImageryRequest),
+  2,
+  shoal__feedback__v1__get_imagery_request__field_descriptors,
+  shoal__feedback__v1__get_imagery_request__field_indices_by_name,
+  1,  shoal__feedback__v1__get_imagery_request__number_ranges,
+  (ProtobufCMessageInit) shoal__feedback__v1__get_imagery_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor shoal__feedback__v1__list_imagery_request__field_descriptors[1] =
+{
+  {
+    "organization",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__ListImageryRequest, organization),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__feedback__v1__list_imagery_request__field_indices_by_name[] = {
+  0,   /* field[0] = organization */
+};
+static const ProtobufCIntRange shoal__feedback__v1__list_imagery_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor shoal__feedback__v1__list_imagery_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.feedback.v1.ListImageryRequest",
+  "ListImageryRequest",
+  "Shoal__Feedback__V1__ListImageryRequest",
+  "shoal.feedback.v1",
+  sizeof(Shoal__Feedback__V1__ListImageryRequest),
+  1,
+  shoal__feedback__v1__list_imagery_request__field_descriptors,
+  shoal__feedback__v1__list_imagery_request__field_indices_by_name,
+  1,  shoal__feedback__v1__list_imagery_request__number_ranges,
+  (ProtobufCMessageInit) shoal__feedback__v1__list_imagery_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor shoal__feedback__v1__list_imagery_response__field_descriptors[1] =
+{
+  {
+    "sources",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Shoal__Feedback__V1__ListImageryResponse, n_sources),
+    offsetof(Shoal__Feedback__V1__ListImageryResponse, sources),
+    &shoal__feedback__v1__imagery_source__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__feedback__v1__list_imagery_response__field_indices_by_name[] = {
+  0,   /* field[0] = sources */
+};
+static const ProtobufCIntRange shoal__feedback__v1__list_imagery_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor shoal__feedback__v1__list_imagery_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.feedback.v1.ListImageryResponse",
+  "ListImageryResponse",
+  "Shoal__Feedback__V1__ListImageryResponse",
+  "shoal.feedback.v1",
+  sizeof(Shoal__Feedback__V1__ListImageryResponse),
+  1,
+  shoal__feedback__v1__list_imagery_response__field_descriptors,
+  shoal__feedback__v1__list_imagery_response__field_indices_by_name,
+  1,  shoal__feedback__v1__list_imagery_response__number_ranges,
+  (ProtobufCMessageInit) shoal__feedback__v1__list_imagery_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor shoal__feedback__v1__remove_imagery_request__field_descriptors[2] =
+{
+  {
+    "name",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__RemoveImageryRequest, name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "organization",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__RemoveImageryRequest, organization),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__feedback__v1__remove_imagery_request__field_indices_by_name[] = {
+  0,   /* field[0] = name */
+  1,   /* field[1] = organization */
+};
+static const ProtobufCIntRange shoal__feedback__v1__remove_imagery_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor shoal__feedback__v1__remove_imagery_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.feedback.v1.RemoveImageryRequest",
+  "RemoveImageryRequest",
+  "Shoal__Feedback__V1__RemoveImageryRequest",
+  "shoal.feedback.v1",
+  sizeof(Shoal__Feedback__V1__RemoveImageryRequest),
+  2,
+  shoal__feedback__v1__remove_imagery_request__field_descriptors,
+  shoal__feedback__v1__remove_imagery_request__field_indices_by_name,
+  1,  shoal__feedback__v1__remove_imagery_request__number_ranges,
+  (ProtobufCMessageInit) shoal__feedback__v1__remove_imagery_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+#define shoal__feedback__v1__remove_imagery_response__field_descriptors NULL
+#define shoal__feedback__v1__remove_imagery_response__field_indices_by_name NULL
+#define shoal__feedback__v1__remove_imagery_response__number_ranges NULL
+const ProtobufCMessageDescriptor shoal__feedback__v1__remove_imagery_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.feedback.v1.RemoveImageryResponse",
+  "RemoveImageryResponse",
+  "Shoal__Feedback__V1__RemoveImageryResponse",
+  "shoal.feedback.v1",
+  sizeof(Shoal__Feedback__V1__RemoveImageryResponse),
+  0,
+  shoal__feedback__v1__remove_imagery_response__field_descriptors,
+  shoal__feedback__v1__remove_imagery_response__field_indices_by_name,
+  0,  shoal__feedback__v1__remove_imagery_response__number_ranges,
+  (ProtobufCMessageInit) shoal__feedback__v1__remove_imagery_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor shoal__feedback__v1__fetch_tiles_request__field_descriptors[8] =
+{
+  {
+    "imagery",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__FetchTilesRequest, imagery),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "organization",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__FetchTilesRequest, organization),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "tiles",
+    3,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Shoal__Feedback__V1__FetchTilesRequest, n_tiles),
+    offsetof(Shoal__Feedback__V1__FetchTilesRequest, tiles),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "zoom",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__FetchTilesRequest, zoom),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "bbox",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Shoal__Feedback__V1__FetchTilesRequest, area_case),
+    offsetof(Shoal__Feedback__V1__FetchTilesRequest, bbox),
+    &shoal__feedback__v1__bounding_box__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "geojson",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Shoal__Feedback__V1__FetchTilesRequest, area_case),
+    offsetof(Shoal__Feedback__V1__FetchTilesRequest, geojson),
+    NULL,
+    &protobuf_c_empty_string,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "area_name",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Shoal__Feedback__V1__FetchTilesRequest, area_case),
+    offsetof(Shoal__Feedback__V1__FetchTilesRequest, area_name),
+    NULL,
+    &protobuf_c_empty_string,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "with_data",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__FetchTilesRequest, with_data),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__feedback__v1__fetch_tiles_request__field_indices_by_name[] = {
+  6,   /* field[6] = area_name */
+  4,   /* field[4] = bbox */
+  5,   /* field[5] = geojson */
+  0,   /* field[0] = imagery */
+  1,   /* field[1] = organization */
+  2,   /* field[2] = tiles */
+  7,   /* field[7] = with_data */
+  3,   /* field[3] = zoom */
+};
+static const ProtobufCIntRange shoal__feedback__v1__fetch_tiles_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 8 }
+};
+const ProtobufCMessageDescriptor shoal__feedback__v1__fetch_tiles_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.feedback.v1.FetchTilesRequest",
+  "FetchTilesRequest",
+  "Shoal__Feedback__V1__FetchTilesRequest",
+  "shoal.feedback.v1",
+  sizeof(Shoal__Feedback__V1__FetchTilesRequest),
+  8,
+  shoal__feedback__v1__fetch_tiles_request__field_descriptors,
+  shoal__feedback__v1__fetch_tiles_request__field_indices_by_name,
+  1,  shoal__feedback__v1__fetch_tiles_request__number_ranges,
+  (ProtobufCMessageInit) shoal__feedback__v1__fetch_tiles_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor shoal__feedback__v1__tile_failure__field_descriptors[3] =
+{
+  {
+    "status",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__TileFailure, status),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "url",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__TileFailure, url),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "message",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__TileFailure, message),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__feedback__v1__tile_failure__field_indices_by_name[] = {
+  2,   /* field[2] = message */
+  0,   /* field[0] = status */
+  1,   /* field[1] = url */
+};
+static const ProtobufCIntRange shoal__feedback__v1__tile_failure__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor shoal__feedback__v1__tile_failure__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.feedback.v1.TileFailure",
+  "TileFailure",
+  "Shoal__Feedback__V1__TileFailure",
+  "shoal.feedback.v1",
+  sizeof(Shoal__Feedback__V1__TileFailure),
+  3,
+  shoal__feedback__v1__tile_failure__field_descriptors,
+  shoal__feedback__v1__tile_failure__field_indices_by_name,
+  1,  shoal__feedback__v1__tile_failure__number_ranges,
+  (ProtobufCMessageInit) shoal__feedback__v1__tile_failure__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor shoal__feedback__v1__fetched_tile__field_descriptors[8] =
+{
+  {
+    "tile_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__FetchedTile, tile_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "data",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BYTES,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__FetchedTile, data),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "format",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__FetchedTile, format),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "from_cache",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__FetchedTile, from_cache),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "attempts",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__FetchedTile, attempts),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "failure",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__FetchedTile, failure),
+    &shoal__feedback__v1__tile_failure__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "total",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__FetchedTile, total),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "done",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__FetchedTile, done),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__feedback__v1__fetched_tile__field_indices_by_name[] = {
+  4,   /* field[4] = attempts */
+  1,   /* field[1] = data */
+  7,   /* field[7] = done */
+  5,   /* field[5] = failure */
+  2,   /* field[2] = format */
+  3,   /* field[3] = from_cache */
+  0,   /* field[0] = tile_id */
+  6,   /* field[6] = total */
+};
+static const ProtobufCIntRange shoal__feedback__v1__fetched_tile__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 8 }
+};
+const ProtobufCMessageDescriptor shoal__feedback__v1__fetched_tile__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.feedback.v1.FetchedTile",
+  "FetchedTile",
+  "Shoal__Feedback__V1__FetchedTile",
+  "shoal.feedback.v1",
+  sizeof(Shoal__Feedback__V1__FetchedTile),
+  8,
+  shoal__feedback__v1__fetched_tile__field_descriptors,
+  shoal__feedback__v1__fetched_tile__field_indices_by_name,
+  1,  shoal__feedback__v1__fetched_tile__number_ranges,
+  (ProtobufCMessageInit) shoal__feedback__v1__fetched_tile__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor shoal__feedback__v1__area__field_descriptors[7] =
+{
+  {
+    "name",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__Area, name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "organization",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__Area, organization),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "geojson",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__Area, geojson),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "description",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__Area, description),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "bbox",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__Area, bbox),
+    &shoal__feedback__v1__bounding_box__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "created_by",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__Area, created_by),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "created_at_ms",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__Area, created_at_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__feedback__v1__area__field_indices_by_name[] = {
+  4,   /* field[4] = bbox */
+  6,   /* field[6] = created_at_ms */
+  5,   /* field[5] = created_by */
+  3,   /* field[3] = description */
+  2,   /* field[2] = geojson */
+  0,   /* field[0] = name */
+  1,   /* field[1] = organization */
+};
+static const ProtobufCIntRange shoal__feedback__v1__area__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 7 }
+};
+const ProtobufCMessageDescriptor shoal__feedback__v1__area__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.feedback.v1.Area",
+  "Area",
+  "Shoal__Feedback__V1__Area",
+  "shoal.feedback.v1",
+  sizeof(Shoal__Feedback__V1__Area),
+  7,
+  shoal__feedback__v1__area__field_descriptors,
+  shoal__feedback__v1__area__field_indices_by_name,
+  1,  shoal__feedback__v1__area__number_ranges,
+  (ProtobufCMessageInit) shoal__feedback__v1__area__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor shoal__feedback__v1__add_area_request__field_descriptors[5] =
+{
+  {
+    "name",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__AddAreaRequest, name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "organization",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__AddAreaRequest, organization),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "geojson",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__AddAreaRequest, geojson),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "description",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__AddAreaRequest, description),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "replace",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__AddAreaRequest, replace),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__feedback__v1__add_area_request__field_indices_by_name[] = {
+  3,   /* field[3] = description */
+  2,   /* field[2] = geojson */
+  0,   /* field[0] = name */
+  1,   /* field[1] = organization */
+  4,   /* field[4] = replace */
+};
+static const ProtobufCIntRange shoal__feedback__v1__add_area_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 5 }
+};
+const ProtobufCMessageDescriptor shoal__feedback__v1__add_area_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.feedback.v1.AddAreaRequest",
+  "AddAreaRequest",
+  "Shoal__Feedback__V1__AddAreaRequest",
+  "shoal.feedback.v1",
+  sizeof(Shoal__Feedback__V1__AddAreaRequest),
+  5,
+  shoal__feedback__v1__add_area_request__field_descriptors,
+  shoal__feedback__v1__add_area_request__field_indices_by_name,
+  1,  shoal__feedback__v1__add_area_request__number_ranges,
+  (ProtobufCMessageInit) shoal__feedback__v1__add_area_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor shoal__feedback__v1__get_area_request__field_descriptors[2] =
+{
+  {
+    "name",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__GetAreaRequest, name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "organization",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__GetAreaRequest, organization),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__feedback__v1__get_area_request__field_indices_by_name[] = {
+  0,   /* field[0] = name */
+  1,   /* field[1] = organization */
+};
+static const ProtobufCIntRange shoal__feedback__v1__get_area_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor shoal__feedback__v1__get_area_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.feedback.v1.GetAreaRequest",
+  "GetAreaRequest",
+  "Shoal__Feedback__V1__GetAreaRequest",
+  "shoal.feedback.v1",
+  sizeof(Shoal__Feedback__V1__GetAreaRequest),
+  2,
+  shoal__feedback__v1__get_area_request__field_descriptors,
+  shoal__feedback__v1__get_area_request__field_indices_by_name,
+  1,  shoal__feedback__v1__get_area_request__number_ranges,
+  (ProtobufCMessageInit) shoal__feedback__v1__get_area_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor shoal__feedback__v1__list_areas_request__field_descriptors[1] =
+{
+  {
+    "organization",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__ListAreasRequest, organization),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__feedback__v1__list_areas_request__field_indices_by_name[] = {
+  0,   /* field[0] = organization */
+};
+static const ProtobufCIntRange shoal__feedback__v1__list_areas_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor shoal__feedback__v1__list_areas_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.feedback.v1.ListAreasRequest",
+  "ListAreasRequest",
+  "Shoal__Feedback__V1__ListAreasRequest",
+  "shoal.feedback.v1",
+  sizeof(Shoal__Feedback__V1__ListAreasRequest),
+  1,
+  shoal__feedback__v1__list_areas_request__field_descriptors,
+  shoal__feedback__v1__list_areas_request__field_indices_by_name,
+  1,  shoal__feedback__v1__list_areas_request__number_ranges,
+  (ProtobufCMessageInit) shoal__feedback__v1__list_areas_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor shoal__feedback__v1__list_areas_response__field_descriptors[1] =
+{
+  {
+    "areas",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Shoal__Feedback__V1__ListAreasResponse, n_areas),
+    offsetof(Shoal__Feedback__V1__ListAreasResponse, areas),
+    &shoal__feedback__v1__area__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__feedback__v1__list_areas_response__field_indices_by_name[] = {
+  0,   /* field[0] = areas */
+};
+static const ProtobufCIntRange shoal__feedback__v1__list_areas_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor shoal__feedback__v1__list_areas_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.feedback.v1.ListAreasResponse",
+  "ListAreasResponse",
+  "Shoal__Feedback__V1__ListAreasResponse",
+  "shoal.feedback.v1",
+  sizeof(Shoal__Feedback__V1__ListAreasResponse),
+  1,
+  shoal__feedback__v1__list_areas_response__field_descriptors,
+  shoal__feedback__v1__list_areas_response__field_indices_by_name,
+  1,  shoal__feedback__v1__list_areas_response__number_ranges,
+  (ProtobufCMessageInit) shoal__feedback__v1__list_areas_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
 static const ProtobufCEnumValue shoal__feedback__v1__set_status__enum_values_by_number[4] =
 {
   { "SET_STATUS_UNSPECIFIED", "SHOAL__FEEDBACK__V1__SET_STATUS__SET_STATUS_UNSPECIFIED", 0 },
@@ -4110,21 +6369,27 @@ const ProtobufCEnumDescriptor shoal__feedback__v1__review_strategy__descriptor =
   shoal__feedback__v1__review_strategy__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCEnumValue shoal__feedback__v1__export_format__enum_values_by_number[4] =
+static const ProtobufCEnumValue shoal__feedback__v1__export_format__enum_values_by_number[7] =
 {
   { "GEOJSON", "SHOAL__FEEDBACK__V1__EXPORT_FORMAT__GEOJSON", 0 },
   { "GEOJSONSEQ", "SHOAL__FEEDBACK__V1__EXPORT_FORMAT__GEOJSONSEQ", 1 },
   { "CSV", "SHOAL__FEEDBACK__V1__EXPORT_FORMAT__CSV", 2 },
   { "NPZ", "SHOAL__FEEDBACK__V1__EXPORT_FORMAT__NPZ", 3 },
+  { "COCO", "SHOAL__FEEDBACK__V1__EXPORT_FORMAT__COCO", 4 },
+  { "COCO_RESULTS", "SHOAL__FEEDBACK__V1__EXPORT_FORMAT__COCO_RESULTS", 5 },
+  { "LABEL_STUDIO", "SHOAL__FEEDBACK__V1__EXPORT_FORMAT__LABEL_STUDIO", 6 },
 };
 static const ProtobufCIntRange shoal__feedback__v1__export_format__value_ranges[] = {
-{0, 0},{0, 4}
+{0, 0},{0, 7}
 };
-static const ProtobufCEnumValueIndex shoal__feedback__v1__export_format__enum_values_by_name[4] =
+static const ProtobufCEnumValueIndex shoal__feedback__v1__export_format__enum_values_by_name[7] =
 {
+  { "COCO", 4 },
+  { "COCO_RESULTS", 5 },
   { "CSV", 2 },
   { "GEOJSON", 0 },
   { "GEOJSONSEQ", 1 },
+  { "LABEL_STUDIO", 6 },
   { "NPZ", 3 },
 };
 const ProtobufCEnumDescriptor shoal__feedback__v1__export_format__descriptor =
@@ -4134,9 +6399,9 @@ const ProtobufCEnumDescriptor shoal__feedback__v1__export_format__descriptor =
   "ExportFormat",
   "Shoal__Feedback__V1__ExportFormat",
   "shoal.feedback.v1",
-  4,
+  7,
   shoal__feedback__v1__export_format__enum_values_by_number,
-  4,
+  7,
   shoal__feedback__v1__export_format__enum_values_by_name,
   1,
   shoal__feedback__v1__export_format__value_ranges,
@@ -4174,7 +6439,7 @@ const ProtobufCEnumDescriptor shoal__feedback__v1__export_filter__descriptor =
   shoal__feedback__v1__export_filter__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCMethodDescriptor shoal__feedback__v1__feedback__method_descriptors[12] =
+static const ProtobufCMethodDescriptor shoal__feedback__v1__feedback__method_descriptors[20] =
 {
   { "CreateSet", &shoal__feedback__v1__create_set_request__descriptor, &shoal__feedback__v1__prediction_set__descriptor },
   { "GetSet", &shoal__feedback__v1__get_set_request__descriptor, &shoal__feedback__v1__prediction_set__descriptor },
@@ -4188,16 +6453,32 @@ static const ProtobufCMethodDescriptor shoal__feedback__v1__feedback__method_des
   { "NextForReview", &shoal__feedback__v1__next_for_review_request__descriptor, &shoal__feedback__v1__next_for_review_response__descriptor },
   { "ReleaseLocks", &shoal__feedback__v1__release_locks_request__descriptor, &shoal__feedback__v1__release_locks_response__descriptor },
   { "Export", &shoal__feedback__v1__export_request__descriptor, &shoal__feedback__v1__export_chunk__descriptor },
+  { "AddImagery", &shoal__feedback__v1__add_imagery_request__descriptor, &shoal__feedback__v1__imagery_source__descriptor },
+  { "GetImagery", &shoal__feedback__v1__get_imagery_request__descriptor, &shoal__feedback__v1__imagery_source__descriptor },
+  { "ListImagery", &shoal__feedback__v1__list_imagery_request__descriptor, &shoal__feedback__v1__list_imagery_response__descriptor },
+  { "RemoveImagery", &shoal__feedback__v1__remove_imagery_request__descriptor, &shoal__feedback__v1__remove_imagery_response__descriptor },
+  { "FetchTiles", &shoal__feedback__v1__fetch_tiles_request__descriptor, &shoal__feedback__v1__fetched_tile__descriptor },
+  { "AddArea", &shoal__feedback__v1__add_area_request__descriptor, &shoal__feedback__v1__area__descriptor },
+  { "GetArea", &shoal__feedback__v1__get_area_request__descriptor, &shoal__feedback__v1__area__descriptor },
+  { "ListAreas", &shoal__feedback__v1__list_areas_request__descriptor, &shoal__feedback__v1__list_areas_response__descriptor },
 };
 const unsigned shoal__feedback__v1__feedback__method_indices_by_name[] = {
+  17,        /* AddArea */
+  12,        /* AddImagery */
   0,        /* CreateSet */
   11,        /* Export */
+  16,        /* FetchTiles */
+  18,        /* GetArea */
+  13,        /* GetImagery */
   1,        /* GetSet */
+  19,        /* ListAreas */
+  14,        /* ListImagery */
   2,        /* ListSets */
   9,        /* NextForReview */
   4,        /* PutPredictions */
   5,        /* QueryTiles */
   10,        /* ReleaseLocks */
+  15,        /* RemoveImagery */
   6,        /* SetValidity */
   8,        /* Stats */
   3,        /* UpdateSet */
@@ -4210,7 +6491,7 @@ const ProtobufCServiceDescriptor shoal__feedback__v1__feedback__descriptor =
   "Feedback",
   "Shoal__Feedback__V1__Feedback",
   "shoal.feedback.v1",
-  12,
+  20,
   shoal__feedback__v1__feedback__method_descriptors,
   shoal__feedback__v1__feedback__method_indices_by_name
 };
@@ -4309,6 +6590,70 @@ void shoal__feedback__v1__feedback__export(ProtobufCService *service,
 {
   assert(service->descriptor == &shoal__feedback__v1__feedback__descriptor);
   service->invoke(service, 11, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void shoal__feedback__v1__feedback__add_imagery(ProtobufCService *service,
+                                                const Shoal__Feedback__V1__AddImageryRequest *input,
+                                                Shoal__Feedback__V1__ImagerySource_Closure closure,
+                                                void *closure_data)
+{
+  assert(service->descriptor == &shoal__feedback__v1__feedback__descriptor);
+  service->invoke(service, 12, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void shoal__feedback__v1__feedback__get_imagery(ProtobufCService *service,
+                                                const Shoal__Feedback__V1__GetImageryRequest *input,
+                                                Shoal__Feedback__V1__ImagerySource_Closure closure,
+                                                void *closure_data)
+{
+  assert(service->descriptor == &shoal__feedback__v1__feedback__descriptor);
+  service->invoke(service, 13, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void shoal__feedback__v1__feedback__list_imagery(ProtobufCService *service,
+                                                 const Shoal__Feedback__V1__ListImageryRequest *input,
+                                                 Shoal__Feedback__V1__ListImageryResponse_Closure closure,
+                                                 void *closure_data)
+{
+  assert(service->descriptor == &shoal__feedback__v1__feedback__descriptor);
+  service->invoke(service, 14, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void shoal__feedback__v1__feedback__remove_imagery(ProtobufCService *service,
+                                                   const Shoal__Feedback__V1__RemoveImageryRequest *input,
+                                                   Shoal__Feedback__V1__RemoveImageryResponse_Closure closure,
+                                                   void *closure_data)
+{
+  assert(service->descriptor == &shoal__feedback__v1__feedback__descriptor);
+  service->invoke(service, 15, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void shoal__feedback__v1__feedback__fetch_tiles(ProtobufCService *service,
+                                                const Shoal__Feedback__V1__FetchTilesRequest *input,
+                                                Shoal__Feedback__V1__FetchedTile_Closure closure,
+                                                void *closure_data)
+{
+  assert(service->descriptor == &shoal__feedback__v1__feedback__descriptor);
+  service->invoke(service, 16, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void shoal__feedback__v1__feedback__add_area(ProtobufCService *service,
+                                             const Shoal__Feedback__V1__AddAreaRequest *input,
+                                             Shoal__Feedback__V1__Area_Closure closure,
+                                             void *closure_data)
+{
+  assert(service->descriptor == &shoal__feedback__v1__feedback__descriptor);
+  service->invoke(service, 17, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void shoal__feedback__v1__feedback__get_area(ProtobufCService *service,
+                                             const Shoal__Feedback__V1__GetAreaRequest *input,
+                                             Shoal__Feedback__V1__Area_Closure closure,
+                                             void *closure_data)
+{
+  assert(service->descriptor == &shoal__feedback__v1__feedback__descriptor);
+  service->invoke(service, 18, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void shoal__feedback__v1__feedback__list_areas(ProtobufCService *service,
+                                               const Shoal__Feedback__V1__ListAreasRequest *input,
+                                               Shoal__Feedback__V1__ListAreasResponse_Closure closure,
+                                               void *closure_data)
+{
+  assert(service->descriptor == &shoal__feedback__v1__feedback__descriptor);
+  service->invoke(service, 19, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void shoal__feedback__v1__feedback__init (Shoal__Feedback__V1__Feedback_Service *service,
                                           Shoal__Feedback__V1__Feedback_ServiceDestroy destroy)

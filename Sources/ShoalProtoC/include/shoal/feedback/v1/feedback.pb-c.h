@@ -42,6 +42,9 @@ typedef struct Shoal__Feedback__V1__ValidityHistoryEntry Shoal__Feedback__V1__Va
 typedef struct Shoal__Feedback__V1__ValidityHistoryResponse Shoal__Feedback__V1__ValidityHistoryResponse;
 typedef struct Shoal__Feedback__V1__StatsRequest Shoal__Feedback__V1__StatsRequest;
 typedef struct Shoal__Feedback__V1__ClassStats Shoal__Feedback__V1__ClassStats;
+typedef struct Shoal__Feedback__V1__ConfusionCell Shoal__Feedback__V1__ConfusionCell;
+typedef struct Shoal__Feedback__V1__ReviewerPair Shoal__Feedback__V1__ReviewerPair;
+typedef struct Shoal__Feedback__V1__ReviewerAgreement Shoal__Feedback__V1__ReviewerAgreement;
 typedef struct Shoal__Feedback__V1__StatsResponse Shoal__Feedback__V1__StatsResponse;
 typedef struct Shoal__Feedback__V1__NextForReviewRequest Shoal__Feedback__V1__NextForReviewRequest;
 typedef struct Shoal__Feedback__V1__ReviewItem Shoal__Feedback__V1__ReviewItem;
@@ -50,6 +53,22 @@ typedef struct Shoal__Feedback__V1__ReleaseLocksRequest Shoal__Feedback__V1__Rel
 typedef struct Shoal__Feedback__V1__ReleaseLocksResponse Shoal__Feedback__V1__ReleaseLocksResponse;
 typedef struct Shoal__Feedback__V1__ExportRequest Shoal__Feedback__V1__ExportRequest;
 typedef struct Shoal__Feedback__V1__ExportChunk Shoal__Feedback__V1__ExportChunk;
+typedef struct Shoal__Feedback__V1__ImagerySource Shoal__Feedback__V1__ImagerySource;
+typedef struct Shoal__Feedback__V1__AddImageryRequest Shoal__Feedback__V1__AddImageryRequest;
+typedef struct Shoal__Feedback__V1__AddImageryRequest__HeadersEntry Shoal__Feedback__V1__AddImageryRequest__HeadersEntry;
+typedef struct Shoal__Feedback__V1__GetImageryRequest Shoal__Feedback__V1__GetImageryRequest;
+typedef struct Shoal__Feedback__V1__ListImageryRequest Shoal__Feedback__V1__ListImageryRequest;
+typedef struct Shoal__Feedback__V1__ListImageryResponse Shoal__Feedback__V1__ListImageryResponse;
+typedef struct Shoal__Feedback__V1__RemoveImageryRequest Shoal__Feedback__V1__RemoveImageryRequest;
+typedef struct Shoal__Feedback__V1__RemoveImageryResponse Shoal__Feedback__V1__RemoveImageryResponse;
+typedef struct Shoal__Feedback__V1__FetchTilesRequest Shoal__Feedback__V1__FetchTilesRequest;
+typedef struct Shoal__Feedback__V1__TileFailure Shoal__Feedback__V1__TileFailure;
+typedef struct Shoal__Feedback__V1__FetchedTile Shoal__Feedback__V1__FetchedTile;
+typedef struct Shoal__Feedback__V1__Area Shoal__Feedback__V1__Area;
+typedef struct Shoal__Feedback__V1__AddAreaRequest Shoal__Feedback__V1__AddAreaRequest;
+typedef struct Shoal__Feedback__V1__GetAreaRequest Shoal__Feedback__V1__GetAreaRequest;
+typedef struct Shoal__Feedback__V1__ListAreasRequest Shoal__Feedback__V1__ListAreasRequest;
+typedef struct Shoal__Feedback__V1__ListAreasResponse Shoal__Feedback__V1__ListAreasResponse;
 
 
 /* --- enums --- */
@@ -118,7 +137,27 @@ typedef enum _Shoal__Feedback__V1__ExportFormat {
    * ML Enabler's numpy archive of validated labels: one uint8 array per tile under the key
    * `x-y-z`, 1 where the tile was marked valid for the class and 0 elsewhere, classes in order.
    */
-  SHOAL__FEEDBACK__V1__EXPORT_FORMAT__NPZ = 3
+  SHOAL__FEEDBACK__V1__EXPORT_FORMAT__NPZ = 3,
+  /*
+   * A COCO dataset: an image per tile (`z/x/y.png`, the imagery's tile size), categories in the
+   * set's order from 1, and an annotation per feature that the filter keeps (by its own validity,
+   * else its tile's for its class): pixel bbox [x, y, w, h], polygon segmentation, or for a
+   * polygon with holes a column-major RLE mask. A classification tile's class is a whole-image box.
+   * image_id is the tile's id in the store, the same in every export of the set.
+   */
+  SHOAL__FEEDBACK__V1__EXPORT_FORMAT__COCO = 4,
+  /*
+   * COCO results for pycocotools' loadRes: every predicted feature (or class score) on the
+   * tiles the filter keeps, with its score, under the same image ids as COCO.
+   */
+  SHOAL__FEEDBACK__V1__EXPORT_FORMAT__COCO_RESULTS = 5,
+  /*
+   * Label Studio tasks with predictions, for pre-annotation: data.image (the imagery's URL of the
+   * tile, never with its headers), and results as rectanglelabels (detection), polygonlabels
+   * (segmentation) or choices (classification), in percent of the image, with score and
+   * model_version.
+   */
+  SHOAL__FEEDBACK__V1__EXPORT_FORMAT__LABEL_STUDIO = 6
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(SHOAL__FEEDBACK__V1__EXPORT_FORMAT)
 } Shoal__Feedback__V1__ExportFormat;
 /*
@@ -566,10 +605,15 @@ struct  Shoal__Feedback__V1__StatsRequest
    * A tile predicts a class when its score is at least this; default 0.5.
    */
   double threshold;
+  /*
+   * Instead of one set: every set of this model reference the caller sees, summed, with the
+   * confusion table by the model version that predicted.
+   */
+  char *model;
 };
 #define SHOAL__FEEDBACK__V1__STATS_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&shoal__feedback__v1__stats_request__descriptor) \
-    , (char *)protobuf_c_empty_string, 0 }
+    , (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string }
 
 
 struct  Shoal__Feedback__V1__ClassStats
@@ -593,6 +637,64 @@ struct  Shoal__Feedback__V1__ClassStats
     , (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0 }
 
 
+/*
+ * How often a model version predicted one class where reviewers said another: from features a
+ * reviewer corrected (marked valid for another class, or invalid), and from tiles' class marks.
+ * An empty class is "nothing": `predicted` empty is a miss, `actual` empty a false positive.
+ */
+struct  Shoal__Feedback__V1__ConfusionCell
+{
+  ProtobufCMessage base;
+  int64_t model_version;
+  char *predicted;
+  char *actual;
+  int64_t count;
+};
+#define SHOAL__FEEDBACK__V1__CONFUSION_CELL__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__feedback__v1__confusion_cell__descriptor) \
+    , 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0 }
+
+
+/*
+ * Two reviewers over the items (tile or feature, class) both judged, by their latest word.
+ */
+struct  Shoal__Feedback__V1__ReviewerPair
+{
+  ProtobufCMessage base;
+  char *first;
+  char *second;
+  int64_t items;
+  int64_t agreed;
+  /*
+   * Cohen's kappa over valid/invalid; 1 when they agree and chance alone would too.
+   */
+  double kappa;
+};
+#define SHOAL__FEEDBACK__V1__REVIEWER_PAIR__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__feedback__v1__reviewer_pair__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0 }
+
+
+struct  Shoal__Feedback__V1__ReviewerAgreement
+{
+  ProtobufCMessage base;
+  /*
+   * Items judged by two or more reviewers, and those where all said the same.
+   */
+  int64_t items;
+  int64_t unanimous;
+  /*
+   * Agreeing pairs of verdicts over all pairs on those items.
+   */
+  double pairwise;
+  size_t n_pairs;
+  Shoal__Feedback__V1__ReviewerPair **pairs;
+};
+#define SHOAL__FEEDBACK__V1__REVIEWER_AGREEMENT__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__feedback__v1__reviewer_agreement__descriptor) \
+    , 0, 0, 0, 0,NULL }
+
+
 struct  Shoal__Feedback__V1__StatsResponse
 {
   ProtobufCMessage base;
@@ -600,10 +702,17 @@ struct  Shoal__Feedback__V1__StatsResponse
   int64_t validated_tiles;
   size_t n_classes;
   Shoal__Feedback__V1__ClassStats **classes;
+  size_t n_confusion;
+  Shoal__Feedback__V1__ConfusionCell **confusion;
+  Shoal__Feedback__V1__ReviewerAgreement *agreement;
+  /*
+   * The sets counted.
+   */
+  int32_t sets;
 };
 #define SHOAL__FEEDBACK__V1__STATS_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&shoal__feedback__v1__stats_response__descriptor) \
-    , 0, 0, 0,NULL }
+    , 0, 0, 0,NULL, 0,NULL, NULL, 0 }
 
 
 struct  Shoal__Feedback__V1__NextForReviewRequest
@@ -712,6 +821,286 @@ struct  Shoal__Feedback__V1__ExportChunk
 #define SHOAL__FEEDBACK__V1__EXPORT_CHUNK__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&shoal__feedback__v1__export_chunk__descriptor) \
     , {0,NULL} }
+
+
+/*
+ * A named imagery source of an organisation: where its tiles come from.
+ */
+struct  Shoal__Feedback__V1__ImagerySource
+{
+  ProtobufCMessage base;
+  char *name;
+  char *organization;
+  /*
+   * http(s):// or file:// with {z}/{x}/{y}, {-y} (TMS), {quadkey} and {s} (a subdomain).
+   */
+  char *url_template;
+  size_t n_subdomains;
+  char **subdomains;
+  /*
+   * Pixels; default 256.
+   */
+  int32_t tile_size;
+  int32_t min_zoom;
+  /*
+   * Default 22.
+   */
+  int32_t max_zoom;
+  /*
+   * png, jpeg, webp or tiff; empty: whatever the server sends.
+   */
+  char *format;
+  char *attribution;
+  /*
+   * The request headers it sends, by name only: their values (keys) are never returned.
+   */
+  size_t n_header_names;
+  char **header_names;
+  char *created_by;
+  int64_t created_at_ms;
+};
+#define SHOAL__FEEDBACK__V1__IMAGERY_SOURCE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__feedback__v1__imagery_source__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0, 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, (char *)protobuf_c_empty_string, 0 }
+
+
+struct  Shoal__Feedback__V1__AddImageryRequest__HeadersEntry
+{
+  ProtobufCMessage base;
+  char *key;
+  char *value;
+};
+#define SHOAL__FEEDBACK__V1__ADD_IMAGERY_REQUEST__HEADERS_ENTRY__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__feedback__v1__add_imagery_request__headers_entry__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+
+
+struct  Shoal__Feedback__V1__AddImageryRequest
+{
+  ProtobufCMessage base;
+  /*
+   * `header_names` is ignored: give the headers below.
+   */
+  Shoal__Feedback__V1__ImagerySource *source;
+  /*
+   * Sent with every request for the source's tiles; kept, never returned or logged.
+   */
+  size_t n_headers;
+  Shoal__Feedback__V1__AddImageryRequest__HeadersEntry **headers;
+  /*
+   * Replace a source of the same name (without it, that is ALREADY_EXISTS).
+   */
+  protobuf_c_boolean replace;
+};
+#define SHOAL__FEEDBACK__V1__ADD_IMAGERY_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__feedback__v1__add_imagery_request__descriptor) \
+    , NULL, 0,NULL, 0 }
+
+
+struct  Shoal__Feedback__V1__GetImageryRequest
+{
+  ProtobufCMessage base;
+  char *name;
+  /*
+   * For a caller who sees every organisation's (the Unix socket): whose; default `local`.
+   */
+  char *organization;
+};
+#define SHOAL__FEEDBACK__V1__GET_IMAGERY_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__feedback__v1__get_imagery_request__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+
+
+struct  Shoal__Feedback__V1__ListImageryRequest
+{
+  ProtobufCMessage base;
+  char *organization;
+};
+#define SHOAL__FEEDBACK__V1__LIST_IMAGERY_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__feedback__v1__list_imagery_request__descriptor) \
+    , (char *)protobuf_c_empty_string }
+
+
+struct  Shoal__Feedback__V1__ListImageryResponse
+{
+  ProtobufCMessage base;
+  size_t n_sources;
+  Shoal__Feedback__V1__ImagerySource **sources;
+};
+#define SHOAL__FEEDBACK__V1__LIST_IMAGERY_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__feedback__v1__list_imagery_response__descriptor) \
+    , 0,NULL }
+
+
+struct  Shoal__Feedback__V1__RemoveImageryRequest
+{
+  ProtobufCMessage base;
+  char *name;
+  char *organization;
+};
+#define SHOAL__FEEDBACK__V1__REMOVE_IMAGERY_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__feedback__v1__remove_imagery_request__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+
+
+struct  Shoal__Feedback__V1__RemoveImageryResponse
+{
+  ProtobufCMessage base;
+};
+#define SHOAL__FEEDBACK__V1__REMOVE_IMAGERY_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__feedback__v1__remove_imagery_response__descriptor) \
+     }
+
+
+typedef enum {
+  SHOAL__FEEDBACK__V1__FETCH_TILES_REQUEST__AREA__NOT_SET = 0,
+  SHOAL__FEEDBACK__V1__FETCH_TILES_REQUEST__AREA_BBOX = 5,
+  SHOAL__FEEDBACK__V1__FETCH_TILES_REQUEST__AREA_GEOJSON = 6,
+  SHOAL__FEEDBACK__V1__FETCH_TILES_REQUEST__AREA_AREA_NAME = 7
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(SHOAL__FEEDBACK__V1__FETCH_TILES_REQUEST__AREA__CASE)
+} Shoal__Feedback__V1__FetchTilesRequest__AreaCase;
+
+struct  Shoal__Feedback__V1__FetchTilesRequest
+{
+  ProtobufCMessage base;
+  char *imagery;
+  char *organization;
+  /*
+   * The tiles as z/x/y or quadkeys; or, when empty, the cover of the area at `zoom`.
+   */
+  size_t n_tiles;
+  char **tiles;
+  int32_t zoom;
+  /*
+   * Send each image (false: only fetch into the service's cache and report).
+   */
+  protobuf_c_boolean with_data;
+  Shoal__Feedback__V1__FetchTilesRequest__AreaCase area_case;
+  union {
+    Shoal__Feedback__V1__BoundingBox *bbox;
+    char *geojson;
+    /*
+     * A saved area of interest.
+     */
+    char *area_name;
+  };
+};
+#define SHOAL__FEEDBACK__V1__FETCH_TILES_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__feedback__v1__fetch_tiles_request__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0, 0, SHOAL__FEEDBACK__V1__FETCH_TILES_REQUEST__AREA__NOT_SET, {0} }
+
+
+/*
+ * Why a tile could not be fetched: the last HTTP status (0: no response), the URL (key-like
+ * query values hidden) and the reason.
+ */
+struct  Shoal__Feedback__V1__TileFailure
+{
+  ProtobufCMessage base;
+  int32_t status;
+  char *url;
+  char *message;
+};
+#define SHOAL__FEEDBACK__V1__TILE_FAILURE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__feedback__v1__tile_failure__descriptor) \
+    , 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+
+
+/*
+ * One tile's outcome, in the order they finish.
+ */
+struct  Shoal__Feedback__V1__FetchedTile
+{
+  ProtobufCMessage base;
+  /*
+   * z/x/y.
+   */
+  char *tile_id;
+  ProtobufCBinaryData data;
+  char *format;
+  protobuf_c_boolean from_cache;
+  int32_t attempts;
+  /*
+   * Set when the tile could not be fetched.
+   */
+  Shoal__Feedback__V1__TileFailure *failure;
+  /*
+   * The tiles asked for, and those answered so far (this one included).
+   */
+  int64_t total;
+  int64_t done;
+};
+#define SHOAL__FEEDBACK__V1__FETCHED_TILE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__feedback__v1__fetched_tile__descriptor) \
+    , (char *)protobuf_c_empty_string, {0,NULL}, (char *)protobuf_c_empty_string, 0, 0, NULL, 0, 0 }
+
+
+/*
+ * A named area of interest of an organisation: a GeoJSON Polygon or MultiPolygon.
+ */
+struct  Shoal__Feedback__V1__Area
+{
+  ProtobufCMessage base;
+  char *name;
+  char *organization;
+  /*
+   * A GeoJSON geometry, Feature or FeatureCollection of polygons, as given.
+   */
+  char *geojson;
+  char *description;
+  Shoal__Feedback__V1__BoundingBox *bbox;
+  char *created_by;
+  int64_t created_at_ms;
+};
+#define SHOAL__FEEDBACK__V1__AREA__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__feedback__v1__area__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NULL, (char *)protobuf_c_empty_string, 0 }
+
+
+struct  Shoal__Feedback__V1__AddAreaRequest
+{
+  ProtobufCMessage base;
+  char *name;
+  char *organization;
+  char *geojson;
+  char *description;
+  protobuf_c_boolean replace;
+};
+#define SHOAL__FEEDBACK__V1__ADD_AREA_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__feedback__v1__add_area_request__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0 }
+
+
+struct  Shoal__Feedback__V1__GetAreaRequest
+{
+  ProtobufCMessage base;
+  char *name;
+  char *organization;
+};
+#define SHOAL__FEEDBACK__V1__GET_AREA_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__feedback__v1__get_area_request__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+
+
+struct  Shoal__Feedback__V1__ListAreasRequest
+{
+  ProtobufCMessage base;
+  char *organization;
+};
+#define SHOAL__FEEDBACK__V1__LIST_AREAS_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__feedback__v1__list_areas_request__descriptor) \
+    , (char *)protobuf_c_empty_string }
+
+
+struct  Shoal__Feedback__V1__ListAreasResponse
+{
+  ProtobufCMessage base;
+  size_t n_areas;
+  Shoal__Feedback__V1__Area **areas;
+};
+#define SHOAL__FEEDBACK__V1__LIST_AREAS_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__feedback__v1__list_areas_response__descriptor) \
+    , 0,NULL }
 
 
 /* Shoal__Feedback__V1__DisplayColors methods */
@@ -1176,6 +1565,63 @@ Shoal__Feedback__V1__ClassStats *
 void   shoal__feedback__v1__class_stats__free_unpacked
                      (Shoal__Feedback__V1__ClassStats *message,
                       ProtobufCAllocator *allocator);
+/* Shoal__Feedback__V1__ConfusionCell methods */
+void   shoal__feedback__v1__confusion_cell__init
+                     (Shoal__Feedback__V1__ConfusionCell         *message);
+size_t shoal__feedback__v1__confusion_cell__get_packed_size
+                     (const Shoal__Feedback__V1__ConfusionCell   *message);
+size_t shoal__feedback__v1__confusion_cell__pack
+                     (const Shoal__Feedback__V1__ConfusionCell   *message,
+                      uint8_t             *out);
+size_t shoal__feedback__v1__confusion_cell__pack_to_buffer
+                     (const Shoal__Feedback__V1__ConfusionCell   *message,
+                      ProtobufCBuffer     *buffer);
+Shoal__Feedback__V1__ConfusionCell *
+       shoal__feedback__v1__confusion_cell__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shoal__feedback__v1__confusion_cell__free_unpacked
+                     (Shoal__Feedback__V1__ConfusionCell *message,
+                      ProtobufCAllocator *allocator);
+/* Shoal__Feedback__V1__ReviewerPair methods */
+void   shoal__feedback__v1__reviewer_pair__init
+                     (Shoal__Feedback__V1__ReviewerPair         *message);
+size_t shoal__feedback__v1__reviewer_pair__get_packed_size
+                     (const Shoal__Feedback__V1__ReviewerPair   *message);
+size_t shoal__feedback__v1__reviewer_pair__pack
+                     (const Shoal__Feedback__V1__ReviewerPair   *message,
+                      uint8_t             *out);
+size_t shoal__feedback__v1__reviewer_pair__pack_to_buffer
+                     (const Shoal__Feedback__V1__ReviewerPair   *message,
+                      ProtobufCBuffer     *buffer);
+Shoal__Feedback__V1__ReviewerPair *
+       shoal__feedback__v1__reviewer_pair__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shoal__feedback__v1__reviewer_pair__free_unpacked
+                     (Shoal__Feedback__V1__ReviewerPair *message,
+                      ProtobufCAllocator *allocator);
+/* Shoal__Feedback__V1__ReviewerAgreement methods */
+void   shoal__feedback__v1__reviewer_agreement__init
+                     (Shoal__Feedback__V1__ReviewerAgreement         *message);
+size_t shoal__feedback__v1__reviewer_agreement__get_packed_size
+                     (const Shoal__Feedback__V1__ReviewerAgreement   *message);
+size_t shoal__feedback__v1__reviewer_agreement__pack
+                     (const Shoal__Feedback__V1__ReviewerAgreement   *message,
+                      uint8_t             *out);
+size_t shoal__feedback__v1__reviewer_agreement__pack_to_buffer
+                     (const Shoal__Feedback__V1__ReviewerAgreement   *message,
+                      ProtobufCBuffer     *buffer);
+Shoal__Feedback__V1__ReviewerAgreement *
+       shoal__feedback__v1__reviewer_agreement__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shoal__feedback__v1__reviewer_agreement__free_unpacked
+                     (Shoal__Feedback__V1__ReviewerAgreement *message,
+                      ProtobufCAllocator *allocator);
 /* Shoal__Feedback__V1__StatsResponse methods */
 void   shoal__feedback__v1__stats_response__init
                      (Shoal__Feedback__V1__StatsResponse         *message);
@@ -1328,6 +1774,294 @@ Shoal__Feedback__V1__ExportChunk *
 void   shoal__feedback__v1__export_chunk__free_unpacked
                      (Shoal__Feedback__V1__ExportChunk *message,
                       ProtobufCAllocator *allocator);
+/* Shoal__Feedback__V1__ImagerySource methods */
+void   shoal__feedback__v1__imagery_source__init
+                     (Shoal__Feedback__V1__ImagerySource         *message);
+size_t shoal__feedback__v1__imagery_source__get_packed_size
+                     (const Shoal__Feedback__V1__ImagerySource   *message);
+size_t shoal__feedback__v1__imagery_source__pack
+                     (const Shoal__Feedback__V1__ImagerySource   *message,
+                      uint8_t             *out);
+size_t shoal__feedback__v1__imagery_source__pack_to_buffer
+                     (const Shoal__Feedback__V1__ImagerySource   *message,
+                      ProtobufCBuffer     *buffer);
+Shoal__Feedback__V1__ImagerySource *
+       shoal__feedback__v1__imagery_source__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shoal__feedback__v1__imagery_source__free_unpacked
+                     (Shoal__Feedback__V1__ImagerySource *message,
+                      ProtobufCAllocator *allocator);
+/* Shoal__Feedback__V1__AddImageryRequest__HeadersEntry methods */
+void   shoal__feedback__v1__add_imagery_request__headers_entry__init
+                     (Shoal__Feedback__V1__AddImageryRequest__HeadersEntry         *message);
+/* Shoal__Feedback__V1__AddImageryRequest methods */
+void   shoal__feedback__v1__add_imagery_request__init
+                     (Shoal__Feedback__V1__AddImageryRequest         *message);
+size_t shoal__feedback__v1__add_imagery_request__get_packed_size
+                     (const Shoal__Feedback__V1__AddImageryRequest   *message);
+size_t shoal__feedback__v1__add_imagery_request__pack
+                     (const Shoal__Feedback__V1__AddImageryRequest   *message,
+                      uint8_t             *out);
+size_t shoal__feedback__v1__add_imagery_request__pack_to_buffer
+                     (const Shoal__Feedback__V1__AddImageryRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Shoal__Feedback__V1__AddImageryRequest *
+       shoal__feedback__v1__add_imagery_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shoal__feedback__v1__add_imagery_request__free_unpacked
+                     (Shoal__Feedback__V1__AddImageryRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Shoal__Feedback__V1__GetImageryRequest methods */
+void   shoal__feedback__v1__get_imagery_request__init
+                     (Shoal__Feedback__V1__GetImageryRequest         *message);
+size_t shoal__feedback__v1__get_imagery_request__get_packed_size
+                     (const Shoal__Feedback__V1__GetImageryRequest   *message);
+size_t shoal__feedback__v1__get_imagery_request__pack
+                     (const Shoal__Feedback__V1__GetImageryRequest   *message,
+                      uint8_t             *out);
+size_t shoal__feedback__v1__get_imagery_request__pack_to_buffer
+                     (const Shoal__Feedback__V1__GetImageryRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Shoal__Feedback__V1__GetImageryRequest *
+       shoal__feedback__v1__get_imagery_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shoal__feedback__v1__get_imagery_request__free_unpacked
+                     (Shoal__Feedback__V1__GetImageryRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Shoal__Feedback__V1__ListImageryRequest methods */
+void   shoal__feedback__v1__list_imagery_request__init
+                     (Shoal__Feedback__V1__ListImageryRequest         *message);
+size_t shoal__feedback__v1__list_imagery_request__get_packed_size
+                     (const Shoal__Feedback__V1__ListImageryRequest   *message);
+size_t shoal__feedback__v1__list_imagery_request__pack
+                     (const Shoal__Feedback__V1__ListImageryRequest   *message,
+                      uint8_t             *out);
+size_t shoal__feedback__v1__list_imagery_request__pack_to_buffer
+                     (const Shoal__Feedback__V1__ListImageryRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Shoal__Feedback__V1__ListImageryRequest *
+       shoal__feedback__v1__list_imagery_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shoal__feedback__v1__list_imagery_request__free_unpacked
+                     (Shoal__Feedback__V1__ListImageryRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Shoal__Feedback__V1__ListImageryResponse methods */
+void   shoal__feedback__v1__list_imagery_response__init
+                     (Shoal__Feedback__V1__ListImageryResponse         *message);
+size_t shoal__feedback__v1__list_imagery_response__get_packed_size
+                     (const Shoal__Feedback__V1__ListImageryResponse   *message);
+size_t shoal__feedback__v1__list_imagery_response__pack
+                     (const Shoal__Feedback__V1__ListImageryResponse   *message,
+                      uint8_t             *out);
+size_t shoal__feedback__v1__list_imagery_response__pack_to_buffer
+                     (const Shoal__Feedback__V1__ListImageryResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Shoal__Feedback__V1__ListImageryResponse *
+       shoal__feedback__v1__list_imagery_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shoal__feedback__v1__list_imagery_response__free_unpacked
+                     (Shoal__Feedback__V1__ListImageryResponse *message,
+                      ProtobufCAllocator *allocator);
+/* Shoal__Feedback__V1__RemoveImageryRequest methods */
+void   shoal__feedback__v1__remove_imagery_request__init
+                     (Shoal__Feedback__V1__RemoveImageryRequest         *message);
+size_t shoal__feedback__v1__remove_imagery_request__get_packed_size
+                     (const Shoal__Feedback__V1__RemoveImageryRequest   *message);
+size_t shoal__feedback__v1__remove_imagery_request__pack
+                     (const Shoal__Feedback__V1__RemoveImageryRequest   *message,
+                      uint8_t             *out);
+size_t shoal__feedback__v1__remove_imagery_request__pack_to_buffer
+                     (const Shoal__Feedback__V1__RemoveImageryRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Shoal__Feedback__V1__RemoveImageryRequest *
+       shoal__feedback__v1__remove_imagery_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shoal__feedback__v1__remove_imagery_request__free_unpacked
+                     (Shoal__Feedback__V1__RemoveImageryRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Shoal__Feedback__V1__RemoveImageryResponse methods */
+void   shoal__feedback__v1__remove_imagery_response__init
+                     (Shoal__Feedback__V1__RemoveImageryResponse         *message);
+size_t shoal__feedback__v1__remove_imagery_response__get_packed_size
+                     (const Shoal__Feedback__V1__RemoveImageryResponse   *message);
+size_t shoal__feedback__v1__remove_imagery_response__pack
+                     (const Shoal__Feedback__V1__RemoveImageryResponse   *message,
+                      uint8_t             *out);
+size_t shoal__feedback__v1__remove_imagery_response__pack_to_buffer
+                     (const Shoal__Feedback__V1__RemoveImageryResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Shoal__Feedback__V1__RemoveImageryResponse *
+       shoal__feedback__v1__remove_imagery_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shoal__feedback__v1__remove_imagery_response__free_unpacked
+                     (Shoal__Feedback__V1__RemoveImageryResponse *message,
+                      ProtobufCAllocator *allocator);
+/* Shoal__Feedback__V1__FetchTilesRequest methods */
+void   shoal__feedback__v1__fetch_tiles_request__init
+                     (Shoal__Feedback__V1__FetchTilesRequest         *message);
+size_t shoal__feedback__v1__fetch_tiles_request__get_packed_size
+                     (const Shoal__Feedback__V1__FetchTilesRequest   *message);
+size_t shoal__feedback__v1__fetch_tiles_request__pack
+                     (const Shoal__Feedback__V1__FetchTilesRequest   *message,
+                      uint8_t             *out);
+size_t shoal__feedback__v1__fetch_tiles_request__pack_to_buffer
+                     (const Shoal__Feedback__V1__FetchTilesRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Shoal__Feedback__V1__FetchTilesRequest *
+       shoal__feedback__v1__fetch_tiles_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shoal__feedback__v1__fetch_tiles_request__free_unpacked
+                     (Shoal__Feedback__V1__FetchTilesRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Shoal__Feedback__V1__TileFailure methods */
+void   shoal__feedback__v1__tile_failure__init
+                     (Shoal__Feedback__V1__TileFailure         *message);
+size_t shoal__feedback__v1__tile_failure__get_packed_size
+                     (const Shoal__Feedback__V1__TileFailure   *message);
+size_t shoal__feedback__v1__tile_failure__pack
+                     (const Shoal__Feedback__V1__TileFailure   *message,
+                      uint8_t             *out);
+size_t shoal__feedback__v1__tile_failure__pack_to_buffer
+                     (const Shoal__Feedback__V1__TileFailure   *message,
+                      ProtobufCBuffer     *buffer);
+Shoal__Feedback__V1__TileFailure *
+       shoal__feedback__v1__tile_failure__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shoal__feedback__v1__tile_failure__free_unpacked
+                     (Shoal__Feedback__V1__TileFailure *message,
+                      ProtobufCAllocator *allocator);
+/* Shoal__Feedback__V1__FetchedTile methods */
+void   shoal__feedback__v1__fetched_tile__init
+                     (Shoal__Feedback__V1__FetchedTile         *message);
+size_t shoal__feedback__v1__fetched_tile__get_packed_size
+                     (const Shoal__Feedback__V1__FetchedTile   *message);
+size_t shoal__feedback__v1__fetched_tile__pack
+                     (const Shoal__Feedback__V1__FetchedTile   *message,
+                      uint8_t             *out);
+size_t shoal__feedback__v1__fetched_tile__pack_to_buffer
+                     (const Shoal__Feedback__V1__FetchedTile   *message,
+                      ProtobufCBuffer     *buffer);
+Shoal__Feedback__V1__FetchedTile *
+       shoal__feedback__v1__fetched_tile__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shoal__feedback__v1__fetched_tile__free_unpacked
+                     (Shoal__Feedback__V1__FetchedTile *message,
+                      ProtobufCAllocator *allocator);
+/* Shoal__Feedback__V1__Area methods */
+void   shoal__feedback__v1__area__init
+                     (Shoal__Feedback__V1__Area         *message);
+size_t shoal__feedback__v1__area__get_packed_size
+                     (const Shoal__Feedback__V1__Area   *message);
+size_t shoal__feedback__v1__area__pack
+                     (const Shoal__Feedback__V1__Area   *message,
+                      uint8_t             *out);
+size_t shoal__feedback__v1__area__pack_to_buffer
+                     (const Shoal__Feedback__V1__Area   *message,
+                      ProtobufCBuffer     *buffer);
+Shoal__Feedback__V1__Area *
+       shoal__feedback__v1__area__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shoal__feedback__v1__area__free_unpacked
+                     (Shoal__Feedback__V1__Area *message,
+                      ProtobufCAllocator *allocator);
+/* Shoal__Feedback__V1__AddAreaRequest methods */
+void   shoal__feedback__v1__add_area_request__init
+                     (Shoal__Feedback__V1__AddAreaRequest         *message);
+size_t shoal__feedback__v1__add_area_request__get_packed_size
+                     (const Shoal__Feedback__V1__AddAreaRequest   *message);
+size_t shoal__feedback__v1__add_area_request__pack
+                     (const Shoal__Feedback__V1__AddAreaRequest   *message,
+                      uint8_t             *out);
+size_t shoal__feedback__v1__add_area_request__pack_to_buffer
+                     (const Shoal__Feedback__V1__AddAreaRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Shoal__Feedback__V1__AddAreaRequest *
+       shoal__feedback__v1__add_area_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shoal__feedback__v1__add_area_request__free_unpacked
+                     (Shoal__Feedback__V1__AddAreaRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Shoal__Feedback__V1__GetAreaRequest methods */
+void   shoal__feedback__v1__get_area_request__init
+                     (Shoal__Feedback__V1__GetAreaRequest         *message);
+size_t shoal__feedback__v1__get_area_request__get_packed_size
+                     (const Shoal__Feedback__V1__GetAreaRequest   *message);
+size_t shoal__feedback__v1__get_area_request__pack
+                     (const Shoal__Feedback__V1__GetAreaRequest   *message,
+                      uint8_t             *out);
+size_t shoal__feedback__v1__get_area_request__pack_to_buffer
+                     (const Shoal__Feedback__V1__GetAreaRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Shoal__Feedback__V1__GetAreaRequest *
+       shoal__feedback__v1__get_area_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shoal__feedback__v1__get_area_request__free_unpacked
+                     (Shoal__Feedback__V1__GetAreaRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Shoal__Feedback__V1__ListAreasRequest methods */
+void   shoal__feedback__v1__list_areas_request__init
+                     (Shoal__Feedback__V1__ListAreasRequest         *message);
+size_t shoal__feedback__v1__list_areas_request__get_packed_size
+                     (const Shoal__Feedback__V1__ListAreasRequest   *message);
+size_t shoal__feedback__v1__list_areas_request__pack
+                     (const Shoal__Feedback__V1__ListAreasRequest   *message,
+                      uint8_t             *out);
+size_t shoal__feedback__v1__list_areas_request__pack_to_buffer
+                     (const Shoal__Feedback__V1__ListAreasRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Shoal__Feedback__V1__ListAreasRequest *
+       shoal__feedback__v1__list_areas_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shoal__feedback__v1__list_areas_request__free_unpacked
+                     (Shoal__Feedback__V1__ListAreasRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Shoal__Feedback__V1__ListAreasResponse methods */
+void   shoal__feedback__v1__list_areas_response__init
+                     (Shoal__Feedback__V1__ListAreasResponse         *message);
+size_t shoal__feedback__v1__list_areas_response__get_packed_size
+                     (const Shoal__Feedback__V1__ListAreasResponse   *message);
+size_t shoal__feedback__v1__list_areas_response__pack
+                     (const Shoal__Feedback__V1__ListAreasResponse   *message,
+                      uint8_t             *out);
+size_t shoal__feedback__v1__list_areas_response__pack_to_buffer
+                     (const Shoal__Feedback__V1__ListAreasResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Shoal__Feedback__V1__ListAreasResponse *
+       shoal__feedback__v1__list_areas_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shoal__feedback__v1__list_areas_response__free_unpacked
+                     (Shoal__Feedback__V1__ListAreasResponse *message,
+                      ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
 typedef void (*Shoal__Feedback__V1__DisplayColors_Closure)
@@ -1408,6 +2142,15 @@ typedef void (*Shoal__Feedback__V1__StatsRequest_Closure)
 typedef void (*Shoal__Feedback__V1__ClassStats_Closure)
                  (const Shoal__Feedback__V1__ClassStats *message,
                   void *closure_data);
+typedef void (*Shoal__Feedback__V1__ConfusionCell_Closure)
+                 (const Shoal__Feedback__V1__ConfusionCell *message,
+                  void *closure_data);
+typedef void (*Shoal__Feedback__V1__ReviewerPair_Closure)
+                 (const Shoal__Feedback__V1__ReviewerPair *message,
+                  void *closure_data);
+typedef void (*Shoal__Feedback__V1__ReviewerAgreement_Closure)
+                 (const Shoal__Feedback__V1__ReviewerAgreement *message,
+                  void *closure_data);
 typedef void (*Shoal__Feedback__V1__StatsResponse_Closure)
                  (const Shoal__Feedback__V1__StatsResponse *message,
                   void *closure_data);
@@ -1431,6 +2174,54 @@ typedef void (*Shoal__Feedback__V1__ExportRequest_Closure)
                   void *closure_data);
 typedef void (*Shoal__Feedback__V1__ExportChunk_Closure)
                  (const Shoal__Feedback__V1__ExportChunk *message,
+                  void *closure_data);
+typedef void (*Shoal__Feedback__V1__ImagerySource_Closure)
+                 (const Shoal__Feedback__V1__ImagerySource *message,
+                  void *closure_data);
+typedef void (*Shoal__Feedback__V1__AddImageryRequest__HeadersEntry_Closure)
+                 (const Shoal__Feedback__V1__AddImageryRequest__HeadersEntry *message,
+                  void *closure_data);
+typedef void (*Shoal__Feedback__V1__AddImageryRequest_Closure)
+                 (const Shoal__Feedback__V1__AddImageryRequest *message,
+                  void *closure_data);
+typedef void (*Shoal__Feedback__V1__GetImageryRequest_Closure)
+                 (const Shoal__Feedback__V1__GetImageryRequest *message,
+                  void *closure_data);
+typedef void (*Shoal__Feedback__V1__ListImageryRequest_Closure)
+                 (const Shoal__Feedback__V1__ListImageryRequest *message,
+                  void *closure_data);
+typedef void (*Shoal__Feedback__V1__ListImageryResponse_Closure)
+                 (const Shoal__Feedback__V1__ListImageryResponse *message,
+                  void *closure_data);
+typedef void (*Shoal__Feedback__V1__RemoveImageryRequest_Closure)
+                 (const Shoal__Feedback__V1__RemoveImageryRequest *message,
+                  void *closure_data);
+typedef void (*Shoal__Feedback__V1__RemoveImageryResponse_Closure)
+                 (const Shoal__Feedback__V1__RemoveImageryResponse *message,
+                  void *closure_data);
+typedef void (*Shoal__Feedback__V1__FetchTilesRequest_Closure)
+                 (const Shoal__Feedback__V1__FetchTilesRequest *message,
+                  void *closure_data);
+typedef void (*Shoal__Feedback__V1__TileFailure_Closure)
+                 (const Shoal__Feedback__V1__TileFailure *message,
+                  void *closure_data);
+typedef void (*Shoal__Feedback__V1__FetchedTile_Closure)
+                 (const Shoal__Feedback__V1__FetchedTile *message,
+                  void *closure_data);
+typedef void (*Shoal__Feedback__V1__Area_Closure)
+                 (const Shoal__Feedback__V1__Area *message,
+                  void *closure_data);
+typedef void (*Shoal__Feedback__V1__AddAreaRequest_Closure)
+                 (const Shoal__Feedback__V1__AddAreaRequest *message,
+                  void *closure_data);
+typedef void (*Shoal__Feedback__V1__GetAreaRequest_Closure)
+                 (const Shoal__Feedback__V1__GetAreaRequest *message,
+                  void *closure_data);
+typedef void (*Shoal__Feedback__V1__ListAreasRequest_Closure)
+                 (const Shoal__Feedback__V1__ListAreasRequest *message,
+                  void *closure_data);
+typedef void (*Shoal__Feedback__V1__ListAreasResponse_Closure)
+                 (const Shoal__Feedback__V1__ListAreasResponse *message,
                   void *closure_data);
 
 /* --- services --- */
@@ -1487,6 +2278,38 @@ struct Shoal__Feedback__V1__Feedback_Service
                  const Shoal__Feedback__V1__ExportRequest *input,
                  Shoal__Feedback__V1__ExportChunk_Closure closure,
                  void *closure_data);
+  void (*add_imagery)(Shoal__Feedback__V1__Feedback_Service *service,
+                      const Shoal__Feedback__V1__AddImageryRequest *input,
+                      Shoal__Feedback__V1__ImagerySource_Closure closure,
+                      void *closure_data);
+  void (*get_imagery)(Shoal__Feedback__V1__Feedback_Service *service,
+                      const Shoal__Feedback__V1__GetImageryRequest *input,
+                      Shoal__Feedback__V1__ImagerySource_Closure closure,
+                      void *closure_data);
+  void (*list_imagery)(Shoal__Feedback__V1__Feedback_Service *service,
+                       const Shoal__Feedback__V1__ListImageryRequest *input,
+                       Shoal__Feedback__V1__ListImageryResponse_Closure closure,
+                       void *closure_data);
+  void (*remove_imagery)(Shoal__Feedback__V1__Feedback_Service *service,
+                         const Shoal__Feedback__V1__RemoveImageryRequest *input,
+                         Shoal__Feedback__V1__RemoveImageryResponse_Closure closure,
+                         void *closure_data);
+  void (*fetch_tiles)(Shoal__Feedback__V1__Feedback_Service *service,
+                      const Shoal__Feedback__V1__FetchTilesRequest *input,
+                      Shoal__Feedback__V1__FetchedTile_Closure closure,
+                      void *closure_data);
+  void (*add_area)(Shoal__Feedback__V1__Feedback_Service *service,
+                   const Shoal__Feedback__V1__AddAreaRequest *input,
+                   Shoal__Feedback__V1__Area_Closure closure,
+                   void *closure_data);
+  void (*get_area)(Shoal__Feedback__V1__Feedback_Service *service,
+                   const Shoal__Feedback__V1__GetAreaRequest *input,
+                   Shoal__Feedback__V1__Area_Closure closure,
+                   void *closure_data);
+  void (*list_areas)(Shoal__Feedback__V1__Feedback_Service *service,
+                     const Shoal__Feedback__V1__ListAreasRequest *input,
+                     Shoal__Feedback__V1__ListAreasResponse_Closure closure,
+                     void *closure_data);
 };
 typedef void (*Shoal__Feedback__V1__Feedback_ServiceDestroy)(Shoal__Feedback__V1__Feedback_Service *);
 void shoal__feedback__v1__feedback__init (Shoal__Feedback__V1__Feedback_Service *service,
@@ -1506,7 +2329,15 @@ void shoal__feedback__v1__feedback__init (Shoal__Feedback__V1__Feedback_Service 
       function_prefix__ ## stats,\
       function_prefix__ ## next_for_review,\
       function_prefix__ ## release_locks,\
-      function_prefix__ ## export  }
+      function_prefix__ ## export,\
+      function_prefix__ ## add_imagery,\
+      function_prefix__ ## get_imagery,\
+      function_prefix__ ## list_imagery,\
+      function_prefix__ ## remove_imagery,\
+      function_prefix__ ## fetch_tiles,\
+      function_prefix__ ## add_area,\
+      function_prefix__ ## get_area,\
+      function_prefix__ ## list_areas  }
 void shoal__feedback__v1__feedback__create_set(ProtobufCService *service,
                                                const Shoal__Feedback__V1__CreateSetRequest *input,
                                                Shoal__Feedback__V1__PredictionSet_Closure closure,
@@ -1555,6 +2386,38 @@ void shoal__feedback__v1__feedback__export(ProtobufCService *service,
                                            const Shoal__Feedback__V1__ExportRequest *input,
                                            Shoal__Feedback__V1__ExportChunk_Closure closure,
                                            void *closure_data);
+void shoal__feedback__v1__feedback__add_imagery(ProtobufCService *service,
+                                                const Shoal__Feedback__V1__AddImageryRequest *input,
+                                                Shoal__Feedback__V1__ImagerySource_Closure closure,
+                                                void *closure_data);
+void shoal__feedback__v1__feedback__get_imagery(ProtobufCService *service,
+                                                const Shoal__Feedback__V1__GetImageryRequest *input,
+                                                Shoal__Feedback__V1__ImagerySource_Closure closure,
+                                                void *closure_data);
+void shoal__feedback__v1__feedback__list_imagery(ProtobufCService *service,
+                                                 const Shoal__Feedback__V1__ListImageryRequest *input,
+                                                 Shoal__Feedback__V1__ListImageryResponse_Closure closure,
+                                                 void *closure_data);
+void shoal__feedback__v1__feedback__remove_imagery(ProtobufCService *service,
+                                                   const Shoal__Feedback__V1__RemoveImageryRequest *input,
+                                                   Shoal__Feedback__V1__RemoveImageryResponse_Closure closure,
+                                                   void *closure_data);
+void shoal__feedback__v1__feedback__fetch_tiles(ProtobufCService *service,
+                                                const Shoal__Feedback__V1__FetchTilesRequest *input,
+                                                Shoal__Feedback__V1__FetchedTile_Closure closure,
+                                                void *closure_data);
+void shoal__feedback__v1__feedback__add_area(ProtobufCService *service,
+                                             const Shoal__Feedback__V1__AddAreaRequest *input,
+                                             Shoal__Feedback__V1__Area_Closure closure,
+                                             void *closure_data);
+void shoal__feedback__v1__feedback__get_area(ProtobufCService *service,
+                                             const Shoal__Feedback__V1__GetAreaRequest *input,
+                                             Shoal__Feedback__V1__Area_Closure closure,
+                                             void *closure_data);
+void shoal__feedback__v1__feedback__list_areas(ProtobufCService *service,
+                                               const Shoal__Feedback__V1__ListAreasRequest *input,
+                                               Shoal__Feedback__V1__ListAreasResponse_Closure closure,
+                                               void *closure_data);
 
 /* --- descriptors --- */
 
@@ -1590,6 +2453,9 @@ extern const ProtobufCMessageDescriptor shoal__feedback__v1__validity_history_en
 extern const ProtobufCMessageDescriptor shoal__feedback__v1__validity_history_response__descriptor;
 extern const ProtobufCMessageDescriptor shoal__feedback__v1__stats_request__descriptor;
 extern const ProtobufCMessageDescriptor shoal__feedback__v1__class_stats__descriptor;
+extern const ProtobufCMessageDescriptor shoal__feedback__v1__confusion_cell__descriptor;
+extern const ProtobufCMessageDescriptor shoal__feedback__v1__reviewer_pair__descriptor;
+extern const ProtobufCMessageDescriptor shoal__feedback__v1__reviewer_agreement__descriptor;
 extern const ProtobufCMessageDescriptor shoal__feedback__v1__stats_response__descriptor;
 extern const ProtobufCMessageDescriptor shoal__feedback__v1__next_for_review_request__descriptor;
 extern const ProtobufCMessageDescriptor shoal__feedback__v1__review_item__descriptor;
@@ -1598,6 +2464,22 @@ extern const ProtobufCMessageDescriptor shoal__feedback__v1__release_locks_reque
 extern const ProtobufCMessageDescriptor shoal__feedback__v1__release_locks_response__descriptor;
 extern const ProtobufCMessageDescriptor shoal__feedback__v1__export_request__descriptor;
 extern const ProtobufCMessageDescriptor shoal__feedback__v1__export_chunk__descriptor;
+extern const ProtobufCMessageDescriptor shoal__feedback__v1__imagery_source__descriptor;
+extern const ProtobufCMessageDescriptor shoal__feedback__v1__add_imagery_request__descriptor;
+extern const ProtobufCMessageDescriptor shoal__feedback__v1__add_imagery_request__headers_entry__descriptor;
+extern const ProtobufCMessageDescriptor shoal__feedback__v1__get_imagery_request__descriptor;
+extern const ProtobufCMessageDescriptor shoal__feedback__v1__list_imagery_request__descriptor;
+extern const ProtobufCMessageDescriptor shoal__feedback__v1__list_imagery_response__descriptor;
+extern const ProtobufCMessageDescriptor shoal__feedback__v1__remove_imagery_request__descriptor;
+extern const ProtobufCMessageDescriptor shoal__feedback__v1__remove_imagery_response__descriptor;
+extern const ProtobufCMessageDescriptor shoal__feedback__v1__fetch_tiles_request__descriptor;
+extern const ProtobufCMessageDescriptor shoal__feedback__v1__tile_failure__descriptor;
+extern const ProtobufCMessageDescriptor shoal__feedback__v1__fetched_tile__descriptor;
+extern const ProtobufCMessageDescriptor shoal__feedback__v1__area__descriptor;
+extern const ProtobufCMessageDescriptor shoal__feedback__v1__add_area_request__descriptor;
+extern const ProtobufCMessageDescriptor shoal__feedback__v1__get_area_request__descriptor;
+extern const ProtobufCMessageDescriptor shoal__feedback__v1__list_areas_request__descriptor;
+extern const ProtobufCMessageDescriptor shoal__feedback__v1__list_areas_response__descriptor;
 extern const ProtobufCServiceDescriptor shoal__feedback__v1__feedback__descriptor;
 
 PROTOBUF_C__END_DECLS
