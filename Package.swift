@@ -112,6 +112,7 @@ let package = Package(
       name: "Feedback",
       dependencies: [
         "ShoalProto", "ShoalRPC", "ShoalServiceStubs", "ShoalStore", "ShoalService", "ShoalGeo", "ShoalImagery",
+        "ShoalImage",
       ],
       swiftSettings: strictSwift
     ),
@@ -218,8 +219,8 @@ let package = Package(
     .testTarget(
       name: "FeedbackTests",
       dependencies: [
-        "Feedback", "ShoalGeo", "ShoalImagery", "ShoalProto", "ShoalRPC", "ShoalServiceStubs", "ShoalStore",
-        "ShoalTestSupport",
+        "Feedback", "ShoalGeo", "ShoalImagery", "ShoalImage", "ShoalProto", "ShoalRPC", "ShoalServiceStubs",
+        "ShoalStore", "ShoalTestSupport", "Tracking",
       ],
       swiftSettings: strictSwift
     ),

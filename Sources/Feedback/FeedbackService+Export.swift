@@ -10,17 +10,56 @@ extension FeedbackService {
     _ request: FeedbackV1.ExportRequest, responses: RPCResponseWriter<FeedbackV1.ExportChunk>, context: ServerContext
   ) async throws {
     let set = try await store.set(request.setId, visibleTo: CallerOrganization.current)
-    let known = set.classes.map(\.name)
-    if let unknown = request.classes.first(where: { !known.contains($0) }) {
-      throw RPCError(.notFound, "classes: the set has no class '\(unknown)'")
-    }
-    let classes = request.classes.isEmpty ? known : request.classes
-    let colors = set.colors ?? FeedbackV1.DisplayColors()
+    let classes = try Self.exportedClasses(request.classes, of: set)
     var writer = ExportWriter(
       format: request.format, filter: request.filter, classes: classes, images: try await imageContext(of: set),
       responses: responses)
+    let exported = try await forEachSelected(
+      in: set, filter: request.filter, classes: classes, threshold: request.threshold
+    ) { tile in
+      try await writer.add(tile.stored, marks: tile.marks, color: tile.color, features: tile.features)
+    }
+    guard exported > 0 else { throw Self.nothingToExport(set, request.filter) }
+    try await writer.finish()
+  }
+
+  static func nothingToExport(_ set: FeedbackV1.PredictionSet, _ filter: FeedbackV1.ExportFilter) -> RPCError {
+    RPCError(
+      .failedPrecondition,
+      "nothing to export: no tile of set \(set.setId) passes the filter \(filter.protoName ?? "") "
+        + "(validate some tiles first, or export ALL_TILES)")
+  }
+
+  /// The classes asked for (every class of the set when none is).
+  ///
+  /// - Throws: NOT_FOUND naming a class the set does not have.
+  static func exportedClasses(_ asked: [String], of set: FeedbackV1.PredictionSet) throws(RPCError) -> [String] {
+    let known = set.classes.map(\.name)
+    if let unknown = asked.first(where: { !known.contains($0) }) {
+      throw RPCError(.notFound, "classes: the set has no class '\(unknown)'")
+    }
+    return asked.isEmpty ? known : asked
+  }
+
+  /// A tile an export takes: its marks for the exported classes (of the tile itself), its display
+  /// colour, and its features of those classes with their validity (their own mark, else the
+  /// tile's for their class).
+  struct SelectedTile {
+    var stored: FeedbackStore.StoredTile
+    var marks: [FeedbackV1.ClassValidity]
+    var color: String
+    var features: [(FeedbackV1.Feature, FeedbackV1.Validity)]
+  }
+
+  /// Calls `body` with each tile of `set` that `filter` (by what reviewers said of the tile or its
+  /// features) and `threshold` (a score of an exported class) keep, in store order; returns how many.
+  func forEachSelected(
+    in set: FeedbackV1.PredictionSet, filter: FeedbackV1.ExportFilter, classes: [String], threshold: Double,
+    _ body: (SelectedTile) async throws -> Void
+  ) async throws -> Int {
+    let colors = set.colors ?? FeedbackV1.DisplayColors()
     var after: Int64 = 0
-    var exported = 0
+    var selected = 0
     while true {
       let batch = try await store.tiles(
         setID: Int64(set.setId)!, zoom: Int(set.zoom), ranges: nil, after: after, limit: 2000)
@@ -31,7 +70,6 @@ extension FeedbackService {
       for stored in batch {
         let all = validity[stored.id] ?? []
         let marks = all.filter { $0.feature == 0 && classes.contains($0.record.className) }.map(\.record)
-        // A feature's own mark, else its tile's for its class.
         let featureMarks = Dictionary(
           all.filter { $0.feature != 0 }.map { (String($0.feature), $0.record.validity) },
           uniquingKeysWith: { a, _ in a })
@@ -42,32 +80,27 @@ extension FeedbackService {
         let states = Set(marks.map(\.validity)).union(
           judged.compactMap { featureMarks[$0.0.featureId] == nil ? nil : $0.1 })
         let wanted: Bool =
-          switch request.filter {
+          switch filter {
           case .validated: !states.isEmpty
           case .onlyValidatedValid: states.contains(.valid)
           case .onlyValidatedInvalid: states.contains(.invalid)
           case .allTiles, .unrecognized: true
           }
-        guard wanted, classes.contains(where: { (stored.scores[$0] ?? 0) >= request.threshold }) else { continue }
+        let scoring =
+          classes.contains { (stored.scores[$0] ?? 0) >= threshold } || judged.contains { $0.0.score >= threshold }
+        guard wanted, scoring else { continue }
         let state = Self.state(marks, "")
-        let color =
-          state == .valid ? colors.valid : state == .invalid ? colors.invalid : colors.unvalidated
-        try await writer.add(stored, marks: marks, color: color, features: judged)
-        exported += 1
+        let color = state == .valid ? colors.valid : state == .invalid ? colors.invalid : colors.unvalidated
+        try await body(SelectedTile(stored: stored, marks: marks, color: color, features: judged))
+        selected += 1
       }
     }
-    guard exported > 0 else {
-      throw RPCError(
-        .failedPrecondition,
-        "nothing to export: no tile of set \(set.setId) passes the filter \(request.filter.protoName ?? "") "
-          + "(validate some tiles first, or export ALL_TILES)")
-    }
-    try await writer.finish()
+    return selected
   }
 
   /// What the set's images are: the tile size and URLs of its imagery source when it has one
   /// (256-pixel PNGs named z/x/y otherwise), and the model that predicted.
-  private func imageContext(of set: FeedbackV1.PredictionSet) async throws -> ExportImages {
+  func imageContext(of set: FeedbackV1.PredictionSet) async throws -> ExportImages {
     var images = ExportImages(
       size: 256, format: "png", location: nil, task: set.task,
       modelVersion: set.modelVersion > 0 ? "\(set.model) v\(set.modelVersion)" : set.model)

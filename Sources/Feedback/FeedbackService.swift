@@ -5,7 +5,7 @@ public import ShoalProto
 public import ShoalRPC
 import ShoalService
 public import ShoalServiceStubs
-import ShoalStore
+public import ShoalStore
 
 /// `shoal.feedback.v1.Feedback`: prediction sets stored as quadkey-indexed tiles, and what people
 /// say of them, valid or invalid per class, with the history of every change.
@@ -20,6 +20,7 @@ public struct FeedbackService: FeedbackV1.Feedback.ServiceProtocol {
     "NextForReview": .writer, "ReleaseLocks": .writer, "Export": .reader,
     "AddImagery": .writer, "RemoveImagery": .writer, "GetImagery": .reader, "ListImagery": .reader,
     "FetchTiles": .reader, "AddArea": .writer, "GetArea": .reader, "ListAreas": .reader,
+    "BuildTrainingSet": .reader, "ListTrainingSets": .reader, "DownloadTrainingSet": .reader,
   ]
 
   /// The most quadkey ranges one query sends to the database; a cover with more is widened to
@@ -28,11 +29,19 @@ public struct FeedbackService: FeedbackV1.Feedback.ServiceProtocol {
 
   let store: FeedbackStore
   let fetcher: TileFetcher
+  let blobs: BlobStore?
+  let tracking: TrackingV1.Tracking.Client?
 
-  /// The service over `store`, fetching imagery with `fetcher`.
-  public init(store: FeedbackStore, fetcher: TileFetcher = TileFetcher()) {
+  /// The service over `store`, fetching imagery with `fetcher`, keeping training sets in `blobs`
+  /// and recording them in `tracking`.
+  public init(
+    store: FeedbackStore, fetcher: TileFetcher = TileFetcher(), blobs: BlobStore? = nil,
+    tracking: TrackingV1.Tracking.Client? = nil
+  ) {
     self.store = store
     self.fetcher = fetcher
+    self.blobs = blobs
+    self.tracking = tracking
   }
 
   public func createSet(

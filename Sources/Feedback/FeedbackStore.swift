@@ -59,6 +59,16 @@ public struct FeedbackStore: Sendable {
         organization TEXT NOT NULL, name TEXT NOT NULL, geojson TEXT NOT NULL, description TEXT NOT NULL,
         created_by TEXT NOT NULL, created_at_ms BIGINT NOT NULL, PRIMARY KEY (organization, name));
       """),
+    Migration(
+      4, "training sets",
+      """
+      CREATE TABLE training_sets (
+        id {id}, organization TEXT NOT NULL, set_id BIGINT NOT NULL REFERENCES prediction_sets (id),
+        name TEXT NOT NULL, digest TEXT NOT NULL, size_bytes BIGINT NOT NULL, tiles BIGINT NOT NULL,
+        skipped BIGINT NOT NULL, task BIGINT NOT NULL, classes TEXT NOT NULL, run_id TEXT NOT NULL,
+        created_by TEXT NOT NULL, created_at_ms BIGINT NOT NULL);
+      CREATE INDEX training_sets_set ON training_sets (organization, set_id);
+      """),
   ]
 
   /// The database.

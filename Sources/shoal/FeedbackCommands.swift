@@ -21,7 +21,35 @@ func withFeedback<T>(
 struct FeedbackCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "feedback", abstract: "Prediction sets, their tiles, and what reviewers say of them.",
-    subcommands: [Create.self, Sets.self, Tiles.self, Tag.self, Review.self, History.self, Stats.self, Export.self])
+    subcommands: [
+      Create.self, Sets.self, Tiles.self, Tag.self, Review.self, History.self, Stats.self, Export.self,
+      TrainingSets.self,
+    ])
+
+  struct TrainingSets: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+      commandName: "training-sets", abstract: "List the training sets built from prediction sets, newest first.")
+    @Argument(help: "Only those of this set.") var set: String?
+    @OptionGroup var mesh: MeshOptions
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() async throws {
+      var request = FeedbackV1.ListTrainingSetsRequest()
+      request.setId = set ?? ""
+      let response = try await withFeedback(mesh, command: "feedback training-sets") {
+        try await $0.listTrainingSets(request)
+      }
+      if json { return emitJSON(response) }
+      var table = TextTable("ID", "SET", "NAME", "TILES", "LEFT OUT", "BYTES", "RUN", "DIGEST", "CREATED")
+      for item in response.trainingSets {
+        table.add(
+          item.trainingSetId, item.setId, item.name, "\(item.tiles)", "\(item.skipped)", "\(item.sizeBytes)",
+          item.runId.isEmpty ? "-" : item.runId, String(item.digest.dropFirst("blob:sha256:".count).prefix(12)),
+          formatTime(item.createdAtMs))
+      }
+      emit(table.rendered)
+    }
+  }
 
   struct Create: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Create a prediction set (jobs make their own).")
@@ -275,17 +303,27 @@ struct FeedbackCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
       abstract: """
         Export a set's tiles (validated ones by default) as GeoJSON, GeoJSONSeq, CSV, ML Enabler's npz, COCO \
-        (ground truth, or results for loadRes) or Label Studio tasks.
+        (ground truth, or results for loadRes), Label Studio tasks, or a labelled training set.
+        """,
+      discussion: """
+        training-set fetches the tiles' images from the set's imagery source and stores them with their labels \
+        (a tar with manifest.jsonl) in the feedback service; --run records it in a tracking run as a training \
+        input with its digest, and --out downloads it.
         """)
     @Argument(help: "The set.") var set: String
-    @Option(help: "geojson, geojsonseq, csv, npz, coco, coco-results or label-studio.") var format = "geojson"
+    @Option(help: "geojson, geojsonseq, csv, npz, coco, coco-results, label-studio or training-set.")
+    var format = "geojson"
     @Option(help: "validated, valid, invalid or all.") var filter = "validated"
     @Option(name: .customLong("class"), help: "Only this class (repeatable).") var classes: [String] = []
     @Option(help: "Only tiles scoring at least this for an exported class.") var threshold: Double = 0
-    @Option(help: "The file to write (default: standard output).") var out: String?
+    @Option(help: "The file to write (default: standard output; for a training set, none).") var out: String?
+    @Option(help: "training-set: the tracking run to record it in.") var run: String?
+    @Option(help: "training-set: its name (default feedback-set-SET).") var name: String?
     @OptionGroup var mesh: MeshOptions
 
     func run() async throws {
+      if format == "training-set" { return try await buildTrainingSet() }
+      guard run == nil, name == nil else { throw ValidationError("--run and --name are for --format training-set") }
       var request = FeedbackV1.ExportRequest()
       request.setId = set
       request.classes = classes
@@ -298,21 +336,75 @@ struct FeedbackCommand: AsyncParsableCommand {
       case "coco": request.format = .coco
       case "coco-results": request.format = .cocoResults
       case "label-studio": request.format = .labelStudio
-      default: throw ValidationError("--format takes geojson, geojsonseq, csv, npz, coco, coco-results or label-studio")
+      default:
+        throw ValidationError(
+          "--format takes geojson, geojsonseq, csv, npz, coco, coco-results, label-studio or training-set")
       }
-      switch filter {
-      case "validated": request.filter = .validated
-      case "valid": request.filter = .onlyValidatedValid
-      case "invalid": request.filter = .onlyValidatedInvalid
-      case "all": request.filter = .allTiles
+      request.filter = try Self.filter(filter)
+      try await write(command: "feedback export") { client, body in try await client.export(request, body) }
+    }
+
+    static func filter(_ text: String) throws -> FeedbackV1.ExportFilter {
+      switch text {
+      case "validated": .validated
+      case "valid": .onlyValidatedValid
+      case "invalid": .onlyValidatedInvalid
+      case "all": .allTiles
       default: throw ValidationError("--filter takes validated, valid, invalid or all")
       }
+    }
+
+    /// Builds a training set with a progress bar, then downloads it to --out if given.
+    func buildTrainingSet() async throws {
+      var request = FeedbackV1.BuildTrainingSetRequest()
+      request.setId = set
+      request.filter = try Self.filter(filter)
+      request.classes = classes
+      request.threshold = threshold
+      request.runId = run ?? ""
+      request.name = name ?? ""
+      let built = try await withFeedback(mesh, command: "feedback export") { client in
+        try await client.buildTrainingSet(request) { responses in
+          var progress: ProgressLine?
+          var result: FeedbackV1.TrainingSet?
+          for try await step in responses {
+            if let failure = step.failure {
+              let status = failure.status == 0 ? "" : "HTTP \(failure.status) "
+              logLine("shoal feedback export", "\(step.tileId) left out: \(status)\(failure.url): \(failure.message)")
+            }
+            if progress == nil {
+              progress = ProgressLine(label: "fetching images", total: Int(step.total), unit: "tiles")
+            }
+            progress?.update(Int(step.done))
+            if let set = step.trainingSet { result = set }
+          }
+          progress?.finish()
+          return result
+        }
+      }
+      guard let built else { throw ValidationError("the service sent no training set") }
+      emit(
+        "training set \(built.trainingSetId) (\(built.name)): \(built.tiles) tiles, \(built.skipped) left out, "
+          + "\(built.sizeBytes) bytes, \(built.digest)"
+          + (built.runId.isEmpty ? "" : ", recorded in run \(built.runId)"))
+      guard out != nil else { return }
+      var download = FeedbackV1.DownloadTrainingSetRequest()
+      download.trainingSetId = built.trainingSetId
+      try await write(command: "feedback export") { client, body in try await client.downloadTrainingSet(download, body)
+      }
+    }
+
+    /// Writes the chunks `call` streams to --out (through a temporary file beside it, so that a
+    /// failure leaves none) or to standard output.
+    func write(
+      command: String,
+      _ call: (FeedbackV1.Feedback.Client, (RPCResponseStream<FeedbackV1.ExportChunk>) async throws -> Int)
+        async throws -> Int
+    ) async throws {
       let out = out
-      // Written to a temporary file beside the target and renamed at the end: a failed export
-      // leaves no file.
       let temporary = out.map { "\($0).partial-\(getpid())" }
-      let bytes = try await withFeedback(mesh, command: "feedback export") { client in
-        try await client.export(request) { chunks in
+      let bytes = try await withFeedback(mesh, command: command) { client in
+        try await call(client) { chunks in
           var total = 0
           let handle: FileHandle
           if let temporary {
@@ -343,7 +435,7 @@ struct FeedbackCommand: AsyncParsableCommand {
       if let out, let temporary {
         _ = try? FileManager.default.removeItem(atPath: out)
         try FileManager.default.moveItem(atPath: temporary, toPath: out)
-        logLine("shoal feedback export", "wrote \(bytes) bytes to \(out)")
+        logLine("shoal \(command)", "wrote \(bytes) bytes to \(out)")
       }
     }
   }

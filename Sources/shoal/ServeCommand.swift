@@ -126,8 +126,14 @@ struct ServeCommand: AsyncParsableCommand {
       let database = try await openDatabase(storeURL, location.dataDirectory, migrations: FeedbackStore.migrations)
       databases.append(database)
       let tiles = try TileCache(root: "\(location.dataDirectory)/imagery-cache", limit: cacheSize)
-      FeedbackService(store: FeedbackStore(database: database), fetcher: TileFetcher(cache: tiles))
-        .register(in: &router)
+      let blobs = try BlobStore(root: "\(location.dataDirectory)/feedback-blobs")
+      // Training sets are recorded in tracking, found through the registry.
+      let mesh = ShoalClient(location: location)
+      FeedbackService(
+        store: FeedbackStore(database: database), fetcher: TileFetcher(cache: tiles), blobs: blobs,
+        tracking: TrackingV1.Tracking.Client(mesh.channel(for: "tracking"))
+      ).register(in: &router)
+      shutdownSteps.append { await mesh.close() }
       interceptors.append(
         RegistryAccessInterceptor(
           service: FeedbackV1.Feedback.fullName, requirements: FeedbackService.requirements,

@@ -10,16 +10,19 @@ import Testing
 typealias FeedbackClient = FeedbackV1.Feedback.Client
 
 /// Runs `body` with a client of a feedback service on a real Unix socket, over a fresh database of
-/// `backend`, fetching imagery with `fetcher`.
+/// `backend`, fetching imagery with `fetcher`, keeping blobs in the test's directory and recording
+/// training sets in `tracking`.
 func withFeedback(
-  _ backend: Backend, fetcher: TileFetcher = TileFetcher(),
+  _ backend: Backend, fetcher: TileFetcher = TileFetcher(), tracking: TrackingV1.Tracking.Client? = nil,
   _ body: (FeedbackClient, FeedbackStore) async throws -> Void
 ) async throws {
   try await backend.withDatabase { database, directory in
     try await database.migrate(FeedbackStore.migrations)
     let store = FeedbackStore(database: database)
     var router = ServiceRouter()
-    FeedbackService(store: store, fetcher: fetcher).register(in: &router)
+    FeedbackService(
+      store: store, fetcher: fetcher, blobs: try BlobStore(root: directory.path("blobs")), tracking: tracking
+    ).register(in: &router)
     let server = RPCServer(router: router)
     let address = try await server.bind(to: .unix(path: directory.path("feedback.sock")))
     let rpc = RPCClient(address: address)

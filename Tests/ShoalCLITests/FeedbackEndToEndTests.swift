@@ -175,13 +175,19 @@ struct FeedbackEndToEndTests {
   @Test func imageryAndAreasFromTheCLI() async throws {
     let shoal = try TestEnvironment.product("shoal")
     let data = try TemporaryDirectory()
-    try Data(Self.mesh.utf8).write(to: data.url.appendingPathComponent("mesh.json"))
+    let mesh = """
+      { "services": [
+        { "name": "registry", "listen": ["unix:registry.sock"] }, { "name": "tracking", "listen": ["unix:tracking.sock"] },
+        { "name": "feedback", "listen": ["unix:feedback.sock"] } ] }
+      """
+    try Data(mesh.utf8).write(to: data.url.appendingPathComponent("mesh.json"))
     let bad = "/17/70410/42988.png"
     let server = try await TestHTTPServer { request in
       request.path.hasPrefix(bad) ? .init(status: 503) : .init(body: pngLike(request.path))
     }
     let up = try ServerProcess(shoal, ["up", "--mesh", data.path("mesh.json"), "--data", data.url.path])
-    _ = try await up.waitForLines(containing: "registered feedback", count: 2)
+    _ = try await up.waitForLines(containing: "registered feedback")
+    _ = try await up.waitForLines(containing: "registered tracking")
     func run(_ arguments: String...) async throws -> SubprocessResult {
       try await Subprocess.run(
         shoal, arguments + ["--data", data.url.path], environment: ["TILE_KEY": "Bearer sk-cli-secret"])
@@ -220,6 +226,44 @@ struct FeedbackEndToEndTests {
         #expect(FileManager.default.contents(atPath: data.path("tiles/\(tile).png")) == pngLike("/\(tile).png"))
       }
       #expect(server.requests.allSatisfy { $0.headers["authorization"] == "Bearer sk-cli-secret" })
+
+      // A training set of two validated tiles (one of them the failing one), recorded in a run.
+      let created = try await run(
+        "feedback", "create", "roads@production", "--zoom", "17", "--class", "road", "--imagery", "aerial", "--json")
+      let set = try FeedbackV1.PredictionSet(jsonString: created.stdoutText)
+      let rpc = RPCClient(address: try RPCAddress(parsing: "unix:feedback.sock", relativeTo: data.url.path))
+      _ = try await FeedbackV1.Feedback.Client(rpc).putPredictions { sender in
+        var request = FeedbackV1.PutPredictionsRequest()
+        request.setId = set.setId
+        request.requestId = "0"
+        request.tiles = ["17/70409/42988", "17/70410/42988"].map { id in
+          var tile = FeedbackV1.PredictedTile()
+          let parts = id.split(separator: "/").map { Int64($0)! }
+          (tile.z, tile.x, tile.y) = (Int32(parts[0]), parts[1], parts[2])
+          tile.scores = ["road": 0.8]
+          return tile
+        }
+        try await sender.send(request)
+      }
+      await rpc.close()
+      _ = try await run("feedback", "tag", set.setId, "valid", "--class", "road", "17/70409/42988", "17/70410/42988")
+      _ = try await run("experiments", "create", "roads")
+      let runID = try await run("runs", "create", "--experiment", "roads").stdoutText
+        .trimmingCharacters(in: .whitespacesAndNewlines)
+      let trained = try await run(
+        "feedback", "export", set.setId, "--format", "training-set", "--run", runID, "--out", data.path("set.tar"))
+      #expect(trained.status == 0, "\(trained.stderrText)")
+      #expect(trained.stdoutText.contains("1 tiles, 1 left out") && trained.stdoutText.contains("recorded in run"))
+      #expect(trained.stderrText.contains("17/70410/42988 left out: HTTP 503"), "\(trained.stderrText)")
+      let listedSets = try await run("feedback", "training-sets", set.setId, "--json")
+      let trainingSet = try #require(
+        try FeedbackV1.ListTrainingSetsResponse(jsonString: listedSets.stdoutText).trainingSets.first)
+      let tar = try #require(FileManager.default.contents(atPath: data.path("set.tar")))
+      #expect(Int64(tar.count) == trainingSet.sizeBytes)
+      let shownRun = try await run("runs", "show", runID, "--json")
+      let input = try #require(try TrackingV1.Run(jsonString: shownRun.stdoutText).inputs.first)
+      #expect("blob:sha256:\(input.digest)" == trainingSet.digest && input.context == "training")
+
       // The key is in no output of the commands or the services.
       for text in [added.stdoutText, shown.stdoutText, listed.stdoutText, fetched.stderrText, up.text] {
         #expect(!text.contains("sk-cli-secret"))

@@ -1166,6 +1166,158 @@ extension FeedbackV1 {
 }
 
 extension FeedbackV1 {
+  /// A labelled training set built from a prediction set: a tar of `manifest.jsonl`, the tiles'
+  /// images fetched from the set's imagery source (`images/Z/X/Y.EXT`) and, for segmentation,
+  /// class masks (`masks/Z/X/Y.png`, 8-bit, 0 background and class i + 1 for the set's class i).
+  /// Each manifest line is a tile: its image, `labels` (class → 1 marked valid, else 0) and
+  /// `validated` (the classes reviewers judged), `boxes` of valid features ([x, y, w, h] in pixels,
+  /// with their class) for detection, `mask` for segmentation. Stored as a blob in feedback's store.
+  public struct TrainingSet: ProtoMessage {
+    /// `shoal.feedback.v1.TrainingSet`.
+    public static let protoMessageName = "shoal.feedback.v1.TrainingSet"
+
+    /// Field 1, `training_set_id`.
+    public var trainingSetId: String = ""
+
+    /// Field 2, `set_id`.
+    public var setId: String = ""
+
+    /// Field 3, `name`.
+    public var name: String = ""
+
+    /// blob:sha256:<hex> of the tar.
+    public var digest: String = ""
+
+    /// Field 5, `size_bytes`.
+    public var sizeBytes: Int64 = 0
+
+    /// Field 6, `tiles`.
+    public var tiles: Int64 = 0
+
+    /// Tiles left out because their image could not be fetched.
+    public var skipped: Int64 = 0
+
+    /// Field 8, `task`.
+    public var task: RegistryV1.ModelTask = RegistryV1.ModelTask()
+
+    /// Field 9, `classes`.
+    public var classes: [String] = []
+
+    /// The tracking run it was recorded in (LogInputs, context "training"), if any.
+    public var runId: String = ""
+
+    /// Field 11, `created_by`.
+    public var createdBy: String = ""
+
+    /// Field 12, `created_at_ms`.
+    public var createdAtMs: Int64 = 0
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension FeedbackV1 {
+  /// The `shoal.feedback.v1.BuildTrainingSetRequest` message.
+  public struct BuildTrainingSetRequest: ProtoMessage {
+    /// `shoal.feedback.v1.BuildTrainingSetRequest`.
+    public static let protoMessageName = "shoal.feedback.v1.BuildTrainingSetRequest"
+
+    /// Field 1, `set_id`.
+    public var setId: String = ""
+
+    /// Which tiles, as for Export (default: validated ones).
+    public var filter: FeedbackV1.ExportFilter = FeedbackV1.ExportFilter()
+
+    /// Field 3, `classes`.
+    public var classes: [String] = []
+
+    /// Field 4, `threshold`.
+    public var threshold: Double = 0
+
+    /// Default: `feedback-set-<set id>`.
+    public var name: String = ""
+
+    /// A tracking run of the set's organisation to record the set in as a dataset input.
+    public var runId: String = ""
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension FeedbackV1 {
+  /// Progress of a build, then the training set in the last message.
+  public struct TrainingSetProgress: ProtoMessage {
+    /// `shoal.feedback.v1.TrainingSetProgress`.
+    public static let protoMessageName = "shoal.feedback.v1.TrainingSetProgress"
+
+    /// Field 1, `total`.
+    public var total: Int64 = 0
+
+    /// Field 2, `done`.
+    public var done: Int64 = 0
+
+    /// Field 3, `failed`.
+    public var failed: Int64 = 0
+
+    /// The tile just handled, and why it was left out if it was.
+    public var tileId: String = ""
+
+    /// Field 5, `failure`.
+    public var failure: FeedbackV1.TileFailure? = nil
+
+    /// Field 6, `training_set`.
+    public var trainingSet: FeedbackV1.TrainingSet? = nil
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension FeedbackV1 {
+  /// The `shoal.feedback.v1.ListTrainingSetsRequest` message.
+  public struct ListTrainingSetsRequest: ProtoMessage {
+    /// `shoal.feedback.v1.ListTrainingSetsRequest`.
+    public static let protoMessageName = "shoal.feedback.v1.ListTrainingSetsRequest"
+
+    /// Empty: every training set the caller sees.
+    public var setId: String = ""
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension FeedbackV1 {
+  /// The `shoal.feedback.v1.ListTrainingSetsResponse` message.
+  public struct ListTrainingSetsResponse: ProtoMessage {
+    /// `shoal.feedback.v1.ListTrainingSetsResponse`.
+    public static let protoMessageName = "shoal.feedback.v1.ListTrainingSetsResponse"
+
+    /// Field 1, `training_sets`.
+    public var trainingSets: [FeedbackV1.TrainingSet] = []
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension FeedbackV1 {
+  /// The `shoal.feedback.v1.DownloadTrainingSetRequest` message.
+  public struct DownloadTrainingSetRequest: ProtoMessage {
+    /// `shoal.feedback.v1.DownloadTrainingSetRequest`.
+    public static let protoMessageName = "shoal.feedback.v1.DownloadTrainingSetRequest"
+
+    /// Field 1, `training_set_id`.
+    public var trainingSetId: String = ""
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension FeedbackV1 {
   /// The `shoal.feedback.v1.SetStatus` enum.
   public enum SetStatus: ProtoEnum {
     /// `SET_STATUS_UNSPECIFIED` (0).
@@ -3547,6 +3699,252 @@ extension FeedbackV1.ListAreasResponse {
   }
 }
 
+extension FeedbackV1.TrainingSet {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__feedback__v1__training_set()) }
+
+  public func _encode(to w: CMessageWriter) {
+    w.string(0, self.trainingSetId)
+    w.string(1, self.setId)
+    w.string(2, self.name)
+    w.string(3, self.digest)
+    w.scalar(4, self.sizeBytes)
+    w.scalar(5, self.tiles)
+    w.scalar(6, self.skipped)
+    w.enumValue(7, self.task)
+    w.repeatedString(8, self.classes)
+    w.string(9, self.runId)
+    w.string(10, self.createdBy)
+    w.scalar(11, self.createdAtMs)
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    self.trainingSetId = try r.string(0)
+    self.setId = try r.string(1)
+    self.name = try r.string(2)
+    self.digest = try r.string(3)
+    self.sizeBytes = r.scalar(4, as: Int64.self)
+    self.tiles = r.scalar(5, as: Int64.self)
+    self.skipped = r.scalar(6, as: Int64.self)
+    self.task = r.enumValue(7, as: RegistryV1.ModelTask.self)
+    self.classes = try r.repeatedString(8)
+    self.runId = try r.string(9)
+    self.createdBy = try r.string(10)
+    self.createdAtMs = r.scalar(11, as: Int64.self)
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    j.value("trainingSetId", self.trainingSetId)
+    j.value("setId", self.setId)
+    j.value("name", self.name)
+    j.value("digest", self.digest)
+    j.value("sizeBytes", self.sizeBytes)
+    j.value("tiles", self.tiles)
+    j.value("skipped", self.skipped)
+    j.value("task", self.task)
+    j.repeated("classes", self.classes)
+    j.value("runId", self.runId)
+    j.value("createdBy", self.createdBy)
+    j.value("createdAtMs", self.createdAtMs)
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "trainingSetId", "training_set_id": self.trainingSetId = try j.value(json, key, as: String.self)
+        case "setId", "set_id": self.setId = try j.value(json, key, as: String.self)
+        case "name": self.name = try j.value(json, key, as: String.self)
+        case "digest": self.digest = try j.value(json, key, as: String.self)
+        case "sizeBytes", "size_bytes": self.sizeBytes = try j.value(json, key, as: Int64.self)
+        case "tiles": self.tiles = try j.value(json, key, as: Int64.self)
+        case "skipped": self.skipped = try j.value(json, key, as: Int64.self)
+        case "task": self.task = try j.value(json, key, as: RegistryV1.ModelTask.self)
+        case "classes": self.classes = try j.repeated(json, key, as: String.self)
+        case "runId", "run_id": self.runId = try j.value(json, key, as: String.self)
+        case "createdBy", "created_by": self.createdBy = try j.value(json, key, as: String.self)
+        case "createdAtMs", "created_at_ms": self.createdAtMs = try j.value(json, key, as: Int64.self)
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
+extension FeedbackV1.BuildTrainingSetRequest {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__feedback__v1__build_training_set_request()) }
+
+  public func _encode(to w: CMessageWriter) {
+    w.string(0, self.setId)
+    w.enumValue(1, self.filter)
+    w.repeatedString(2, self.classes)
+    w.scalar(3, self.threshold)
+    w.string(4, self.name)
+    w.string(5, self.runId)
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    self.setId = try r.string(0)
+    self.filter = r.enumValue(1, as: FeedbackV1.ExportFilter.self)
+    self.classes = try r.repeatedString(2)
+    self.threshold = r.scalar(3, as: Double.self)
+    self.name = try r.string(4)
+    self.runId = try r.string(5)
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    j.value("setId", self.setId)
+    j.value("filter", self.filter)
+    j.repeated("classes", self.classes)
+    j.value("threshold", self.threshold)
+    j.value("name", self.name)
+    j.value("runId", self.runId)
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "setId", "set_id": self.setId = try j.value(json, key, as: String.self)
+        case "filter": self.filter = try j.value(json, key, as: FeedbackV1.ExportFilter.self)
+        case "classes": self.classes = try j.repeated(json, key, as: String.self)
+        case "threshold": self.threshold = try j.value(json, key, as: Double.self)
+        case "name": self.name = try j.value(json, key, as: String.self)
+        case "runId", "run_id": self.runId = try j.value(json, key, as: String.self)
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
+extension FeedbackV1.TrainingSetProgress {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__feedback__v1__training_set_progress()) }
+
+  public func _encode(to w: CMessageWriter) {
+    w.scalar(0, self.total)
+    w.scalar(1, self.done)
+    w.scalar(2, self.failed)
+    w.string(3, self.tileId)
+    if let v = self.failure { w.message(4, v) }
+    if let v = self.trainingSet { w.message(5, v) }
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    self.total = r.scalar(0, as: Int64.self)
+    self.done = r.scalar(1, as: Int64.self)
+    self.failed = r.scalar(2, as: Int64.self)
+    self.tileId = try r.string(3)
+    self.failure = try r.message(4, as: FeedbackV1.TileFailure.self)
+    self.trainingSet = try r.message(5, as: FeedbackV1.TrainingSet.self)
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    j.value("total", self.total)
+    j.value("done", self.done)
+    j.value("failed", self.failed)
+    j.value("tileId", self.tileId)
+    if let v = self.failure { j.value("failure", v, always: true) }
+    if let v = self.trainingSet { j.value("trainingSet", v, always: true) }
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "total": self.total = try j.value(json, key, as: Int64.self)
+        case "done": self.done = try j.value(json, key, as: Int64.self)
+        case "failed": self.failed = try j.value(json, key, as: Int64.self)
+        case "tileId", "tile_id": self.tileId = try j.value(json, key, as: String.self)
+        case "failure": self.failure = try json == .null ? nil : j.value(json, key, as: FeedbackV1.TileFailure.self)
+        case "trainingSet", "training_set": self.trainingSet = try json == .null ? nil : j.value(json, key, as: FeedbackV1.TrainingSet.self)
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
+extension FeedbackV1.ListTrainingSetsRequest {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__feedback__v1__list_training_sets_request()) }
+
+  public func _encode(to w: CMessageWriter) {
+    w.string(0, self.setId)
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    self.setId = try r.string(0)
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    j.value("setId", self.setId)
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "setId", "set_id": self.setId = try j.value(json, key, as: String.self)
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
+extension FeedbackV1.ListTrainingSetsResponse {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__feedback__v1__list_training_sets_response()) }
+
+  public func _encode(to w: CMessageWriter) {
+    w.repeatedMessage(0, self.trainingSets)
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    self.trainingSets = try r.repeatedMessage(0, as: FeedbackV1.TrainingSet.self)
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    j.repeated("trainingSets", self.trainingSets)
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "trainingSets", "training_sets": self.trainingSets = try j.repeated(json, key, as: FeedbackV1.TrainingSet.self)
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
+extension FeedbackV1.DownloadTrainingSetRequest {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__feedback__v1__download_training_set_request()) }
+
+  public func _encode(to w: CMessageWriter) {
+    w.string(0, self.trainingSetId)
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    self.trainingSetId = try r.string(0)
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    j.value("trainingSetId", self.trainingSetId)
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "trainingSetId", "training_set_id": self.trainingSetId = try j.value(json, key, as: String.self)
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
 extension FeedbackV1 {
   /// The `shoal.feedback.v1.Feedback` service.
   public enum Feedback {
@@ -3616,7 +4014,17 @@ extension FeedbackV1 {
     /// `ListAreas`.
     public static let listAreas = TypedMethod<FeedbackV1.ListAreasRequest, FeedbackV1.ListAreasResponse>(service: fullName, name: "ListAreas", kind: .unary, idempotent: true)
 
+    /// Fetches the images of the tiles an export would take and stores them with their labels as
+    /// one blob, recorded in tracking when a run is named; streams progress.
+    public static let buildTrainingSet = TypedMethod<FeedbackV1.BuildTrainingSetRequest, FeedbackV1.TrainingSetProgress>(service: fullName, name: "BuildTrainingSet", kind: .serverStreaming, idempotent: false)
+
+    /// `ListTrainingSets`.
+    public static let listTrainingSets = TypedMethod<FeedbackV1.ListTrainingSetsRequest, FeedbackV1.ListTrainingSetsResponse>(service: fullName, name: "ListTrainingSets", kind: .unary, idempotent: true)
+
+    /// The training set's tar, in pieces.
+    public static let downloadTrainingSet = TypedMethod<FeedbackV1.DownloadTrainingSetRequest, FeedbackV1.ExportChunk>(service: fullName, name: "DownloadTrainingSet", kind: .serverStreaming, idempotent: true)
+
     /// The service's methods, for routers and reflection.
-    public static let descriptor = ServiceDescriptor(fullName: fullName, methods: [createSet.descriptor, getSet.descriptor, listSets.descriptor, updateSet.descriptor, putPredictions.descriptor, queryTiles.descriptor, setValidity.descriptor, validityHistory.descriptor, stats.descriptor, nextForReview.descriptor, releaseLocks.descriptor, export.descriptor, addImagery.descriptor, getImagery.descriptor, listImagery.descriptor, removeImagery.descriptor, fetchTiles.descriptor, addArea.descriptor, getArea.descriptor, listAreas.descriptor])
+    public static let descriptor = ServiceDescriptor(fullName: fullName, methods: [createSet.descriptor, getSet.descriptor, listSets.descriptor, updateSet.descriptor, putPredictions.descriptor, queryTiles.descriptor, setValidity.descriptor, validityHistory.descriptor, stats.descriptor, nextForReview.descriptor, releaseLocks.descriptor, export.descriptor, addImagery.descriptor, getImagery.descriptor, listImagery.descriptor, removeImagery.descriptor, fetchTiles.descriptor, addArea.descriptor, getArea.descriptor, listAreas.descriptor, buildTrainingSet.descriptor, listTrainingSets.descriptor, downloadTrainingSet.descriptor])
   }
 }

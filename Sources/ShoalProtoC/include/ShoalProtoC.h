@@ -122,6 +122,12 @@ static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__feedback
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__feedback__v1__get_area_request(void) { return &shoal__feedback__v1__get_area_request__descriptor; }
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__feedback__v1__list_areas_request(void) { return &shoal__feedback__v1__list_areas_request__descriptor; }
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__feedback__v1__list_areas_response(void) { return &shoal__feedback__v1__list_areas_response__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__feedback__v1__training_set(void) { return &shoal__feedback__v1__training_set__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__feedback__v1__build_training_set_request(void) { return &shoal__feedback__v1__build_training_set_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__feedback__v1__training_set_progress(void) { return &shoal__feedback__v1__training_set_progress__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__feedback__v1__list_training_sets_request(void) { return &shoal__feedback__v1__list_training_sets_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__feedback__v1__list_training_sets_response(void) { return &shoal__feedback__v1__list_training_sets_response__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__feedback__v1__download_training_set_request(void) { return &shoal__feedback__v1__download_training_set_request__descriptor; }
 
 // shoal/health/v1/health.proto
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__health__v1__health_check_request(void) { return &shoal__health__v1__health_check_request__descriptor; }

@@ -68,6 +68,16 @@ extension FeedbackV1.Feedback {
 
     /// `ListAreas`.
     func listAreas(_ request: FeedbackV1.ListAreasRequest, context: ServerContext) async throws -> FeedbackV1.ListAreasResponse
+
+    /// Fetches the images of the tiles an export would take and stores them with their labels as
+    /// one blob, recorded in tracking when a run is named; streams progress.
+    func buildTrainingSet(_ request: FeedbackV1.BuildTrainingSetRequest, responses: RPCResponseWriter<FeedbackV1.TrainingSetProgress>, context: ServerContext) async throws
+
+    /// `ListTrainingSets`.
+    func listTrainingSets(_ request: FeedbackV1.ListTrainingSetsRequest, context: ServerContext) async throws -> FeedbackV1.ListTrainingSetsResponse
+
+    /// The training set's tar, in pieces.
+    func downloadTrainingSet(_ request: FeedbackV1.DownloadTrainingSetRequest, responses: RPCResponseWriter<FeedbackV1.ExportChunk>, context: ServerContext) async throws
   }
 
   /// Calls `shoal.feedback.v1.Feedback` on a server.
@@ -188,6 +198,28 @@ extension FeedbackV1.Feedback {
     public func listAreas(_ request: FeedbackV1.ListAreasRequest, options: CallOptions = CallOptions()) async throws(RPCError) -> FeedbackV1.ListAreasResponse {
       try await rpc.unary(FeedbackV1.Feedback.listAreas, request, options: options)
     }
+
+    /// Fetches the images of the tiles an export would take and stores them with their labels as
+    /// one blob, recorded in tracking when a run is named; streams progress.
+    public func buildTrainingSet<Result: Sendable>(
+      _ request: FeedbackV1.BuildTrainingSetRequest, options: CallOptions = CallOptions(),
+      _ responses: (RPCResponseStream<FeedbackV1.TrainingSetProgress>) async throws -> Result
+    ) async throws -> Result {
+      try await rpc.serverStreaming(FeedbackV1.Feedback.buildTrainingSet, request, options: options, responses)
+    }
+
+    /// `ListTrainingSets`.
+    public func listTrainingSets(_ request: FeedbackV1.ListTrainingSetsRequest, options: CallOptions = CallOptions()) async throws(RPCError) -> FeedbackV1.ListTrainingSetsResponse {
+      try await rpc.unary(FeedbackV1.Feedback.listTrainingSets, request, options: options)
+    }
+
+    /// The training set's tar, in pieces.
+    public func downloadTrainingSet<Result: Sendable>(
+      _ request: FeedbackV1.DownloadTrainingSetRequest, options: CallOptions = CallOptions(),
+      _ responses: (RPCResponseStream<FeedbackV1.ExportChunk>) async throws -> Result
+    ) async throws -> Result {
+      try await rpc.serverStreaming(FeedbackV1.Feedback.downloadTrainingSet, request, options: options, responses)
+    }
   }
 }
 
@@ -214,5 +246,8 @@ extension FeedbackV1.Feedback.ServiceProtocol {
     router.unary(FeedbackV1.Feedback.addArea) { try await self.addArea($0, context: $1) }
     router.unary(FeedbackV1.Feedback.getArea) { try await self.getArea($0, context: $1) }
     router.unary(FeedbackV1.Feedback.listAreas) { try await self.listAreas($0, context: $1) }
+    router.serverStreaming(FeedbackV1.Feedback.buildTrainingSet) { try await self.buildTrainingSet($0, responses: $1, context: $2) }
+    router.unary(FeedbackV1.Feedback.listTrainingSets) { try await self.listTrainingSets($0, context: $1) }
+    router.serverStreaming(FeedbackV1.Feedback.downloadTrainingSet) { try await self.downloadTrainingSet($0, responses: $1, context: $2) }
   }
 }

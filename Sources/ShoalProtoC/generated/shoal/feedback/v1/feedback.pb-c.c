@@ -2275,6 +2275,276 @@ void   shoal__feedback__v1__list_areas_response__free_unpacked
   assert(message->base.descriptor == &shoal__feedback__v1__list_areas_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   shoal__feedback__v1__training_set__init
+                     (Shoal__Feedback__V1__TrainingSet         *message)
+{
+  static const Shoal__Feedback__V1__TrainingSet init_value = SHOAL__FEEDBACK__V1__TRAINING_SET__INIT;
+  *message = init_value;
+}
+size_t shoal__feedback__v1__training_set__get_packed_size
+                     (const Shoal__Feedback__V1__TrainingSet *message)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__training_set__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__feedback__v1__training_set__pack
+                     (const Shoal__Feedback__V1__TrainingSet *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__training_set__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__feedback__v1__training_set__pack_to_buffer
+                     (const Shoal__Feedback__V1__TrainingSet *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__training_set__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Feedback__V1__TrainingSet *
+       shoal__feedback__v1__training_set__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Feedback__V1__TrainingSet *)
+     protobuf_c_message_unpack (&shoal__feedback__v1__training_set__descriptor,
+                                allocator, len, data);
+}
+void   shoal__feedback__v1__training_set__free_unpacked
+                     (Shoal__Feedback__V1__TrainingSet *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__feedback__v1__training_set__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   shoal__feedback__v1__build_training_set_request__init
+                     (Shoal__Feedback__V1__BuildTrainingSetRequest         *message)
+{
+  static const Shoal__Feedback__V1__BuildTrainingSetRequest init_value = SHOAL__FEEDBACK__V1__BUILD_TRAINING_SET_REQUEST__INIT;
+  *message = init_value;
+}
+size_t shoal__feedback__v1__build_training_set_request__get_packed_size
+                     (const Shoal__Feedback__V1__BuildTrainingSetRequest *message)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__build_training_set_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__feedback__v1__build_training_set_request__pack
+                     (const Shoal__Feedback__V1__BuildTrainingSetRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__build_training_set_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__feedback__v1__build_training_set_request__pack_to_buffer
+                     (const Shoal__Feedback__V1__BuildTrainingSetRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__build_training_set_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Feedback__V1__BuildTrainingSetRequest *
+       shoal__feedback__v1__build_training_set_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Feedback__V1__BuildTrainingSetRequest *)
+     protobuf_c_message_unpack (&shoal__feedback__v1__build_training_set_request__descriptor,
+                                allocator, len, data);
+}
+void   shoal__feedback__v1__build_training_set_request__free_unpacked
+                     (Shoal__Feedback__V1__BuildTrainingSetRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__feedback__v1__build_training_set_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   shoal__feedback__v1__training_set_progress__init
+                     (Shoal__Feedback__V1__TrainingSetProgress         *message)
+{
+  static const Shoal__Feedback__V1__TrainingSetProgress init_value = SHOAL__FEEDBACK__V1__TRAINING_SET_PROGRESS__INIT;
+  *message = init_value;
+}
+size_t shoal__feedback__v1__training_set_progress__get_packed_size
+                     (const Shoal__Feedback__V1__TrainingSetProgress *message)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__training_set_progress__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__feedback__v1__training_set_progress__pack
+                     (const Shoal__Feedback__V1__TrainingSetProgress *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__training_set_progress__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__feedback__v1__training_set_progress__pack_to_buffer
+                     (const Shoal__Feedback__V1__TrainingSetProgress *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__training_set_progress__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Feedback__V1__TrainingSetProgress *
+       shoal__feedback__v1__training_set_progress__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Feedback__V1__TrainingSetProgress *)
+     protobuf_c_message_unpack (&shoal__feedback__v1__training_set_progress__descriptor,
+                                allocator, len, data);
+}
+void   shoal__feedback__v1__training_set_progress__free_unpacked
+                     (Shoal__Feedback__V1__TrainingSetProgress *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__feedback__v1__training_set_progress__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   shoal__feedback__v1__list_training_sets_request__init
+                     (Shoal__Feedback__V1__ListTrainingSetsRequest         *message)
+{
+  static const Shoal__Feedback__V1__ListTrainingSetsRequest init_value = SHOAL__FEEDBACK__V1__LIST_TRAINING_SETS_REQUEST__INIT;
+  *message = init_value;
+}
+size_t shoal__feedback__v1__list_training_sets_request__get_packed_size
+                     (const Shoal__Feedback__V1__ListTrainingSetsRequest *message)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__list_training_sets_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__feedback__v1__list_training_sets_request__pack
+                     (const Shoal__Feedback__V1__ListTrainingSetsRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__list_training_sets_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__feedback__v1__list_training_sets_request__pack_to_buffer
+                     (const Shoal__Feedback__V1__ListTrainingSetsRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__list_training_sets_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Feedback__V1__ListTrainingSetsRequest *
+       shoal__feedback__v1__list_training_sets_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Feedback__V1__ListTrainingSetsRequest *)
+     protobuf_c_message_unpack (&shoal__feedback__v1__list_training_sets_request__descriptor,
+                                allocator, len, data);
+}
+void   shoal__feedback__v1__list_training_sets_request__free_unpacked
+                     (Shoal__Feedback__V1__ListTrainingSetsRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__feedback__v1__list_training_sets_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   shoal__feedback__v1__list_training_sets_response__init
+                     (Shoal__Feedback__V1__ListTrainingSetsResponse         *message)
+{
+  static const Shoal__Feedback__V1__ListTrainingSetsResponse init_value = SHOAL__FEEDBACK__V1__LIST_TRAINING_SETS_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t shoal__feedback__v1__list_training_sets_response__get_packed_size
+                     (const Shoal__Feedback__V1__ListTrainingSetsResponse *message)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__list_training_sets_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__feedback__v1__list_training_sets_response__pack
+                     (const Shoal__Feedback__V1__ListTrainingSetsResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__list_training_sets_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__feedback__v1__list_training_sets_response__pack_to_buffer
+                     (const Shoal__Feedback__V1__ListTrainingSetsResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__list_training_sets_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Feedback__V1__ListTrainingSetsResponse *
+       shoal__feedback__v1__list_training_sets_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Feedback__V1__ListTrainingSetsResponse *)
+     protobuf_c_message_unpack (&shoal__feedback__v1__list_training_sets_response__descriptor,
+                                allocator, len, data);
+}
+void   shoal__feedback__v1__list_training_sets_response__free_unpacked
+                     (Shoal__Feedback__V1__ListTrainingSetsResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__feedback__v1__list_training_sets_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   shoal__feedback__v1__download_training_set_request__init
+                     (Shoal__Feedback__V1__DownloadTrainingSetRequest         *message)
+{
+  static const Shoal__Feedback__V1__DownloadTrainingSetRequest init_value = SHOAL__FEEDBACK__V1__DOWNLOAD_TRAINING_SET_REQUEST__INIT;
+  *message = init_value;
+}
+size_t shoal__feedback__v1__download_training_set_request__get_packed_size
+                     (const Shoal__Feedback__V1__DownloadTrainingSetRequest *message)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__download_training_set_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__feedback__v1__download_training_set_request__pack
+                     (const Shoal__Feedback__V1__DownloadTrainingSetRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__download_training_set_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__feedback__v1__download_training_set_request__pack_to_buffer
+                     (const Shoal__Feedback__V1__DownloadTrainingSetRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__download_training_set_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Feedback__V1__DownloadTrainingSetRequest *
+       shoal__feedback__v1__download_training_set_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Feedback__V1__DownloadTrainingSetRequest *)
+     protobuf_c_message_unpack (&shoal__feedback__v1__download_training_set_request__descriptor,
+                                allocator, len, data);
+}
+void   shoal__feedback__v1__download_training_set_request__free_unpacked
+                     (Shoal__Feedback__V1__DownloadTrainingSetRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__feedback__v1__download_training_set_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 static const ProtobufCFieldDescriptor shoal__feedback__v1__display_colors__field_descriptors[3] =
 {
   {
@@ -6245,6 +6515,507 @@ const ProtobufCMessageDescriptor shoal__feedback__v1__list_areas_response__descr
   (ProtobufCMessageInit) shoal__feedback__v1__list_areas_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
+static const ProtobufCFieldDescriptor shoal__feedback__v1__training_set__field_descriptors[12] =
+{
+  {
+    "training_set_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__TrainingSet, training_set_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "set_id",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__TrainingSet, set_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "name",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__TrainingSet, name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "digest",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__TrainingSet, digest),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "size_bytes",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__TrainingSet, size_bytes),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "tiles",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__TrainingSet, tiles),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "skipped",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__TrainingSet, skipped),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "task",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__TrainingSet, task),
+    &shoal__registry__v1__model_task__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "classes",
+    9,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Shoal__Feedback__V1__TrainingSet, n_classes),
+    offsetof(Shoal__Feedback__V1__TrainingSet, classes),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "run_id",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__TrainingSet, run_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "created_by",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__TrainingSet, created_by),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "created_at_ms",
+    12,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__TrainingSet, created_at_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__feedback__v1__training_set__field_indices_by_name[] = {
+  8,   /* field[8] = classes */
+  11,   /* field[11] = created_at_ms */
+  10,   /* field[10] = created_by */
+  3,   /* field[3] = digest */
+  2,   /* field[2] = name */
+  9,   /* field[9] = run_id */
+  1,   /* field[1] = set_id */
+  4,   /* field[4] = size_bytes */
+  6,   /* field[6] = skipped */
+  7,   /* field[7] = task */
+  5,   /* field[5] = tiles */
+  0,   /* field[0] = training_set_id */
+};
+static const ProtobufCIntRange shoal__feedback__v1__training_set__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 12 }
+};
+const ProtobufCMessageDescriptor shoal__feedback__v1__training_set__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.feedback.v1.TrainingSet",
+  "TrainingSet",
+  "Shoal__Feedback__V1__TrainingSet",
+  "shoal.feedback.v1",
+  sizeof(Shoal__Feedback__V1__TrainingSet),
+  12,
+  shoal__feedback__v1__training_set__field_descriptors,
+  shoal__feedback__v1__training_set__field_indices_by_name,
+  1,  shoal__feedback__v1__training_set__number_ranges,
+  (ProtobufCMessageInit) shoal__feedback__v1__training_set__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor shoal__feedback__v1__build_training_set_request__field_descriptors[6] =
+{
+  {
+    "set_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__BuildTrainingSetRequest, set_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "filter",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__BuildTrainingSetRequest, filter),
+    &shoal__feedback__v1__export_filter__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "classes",
+    3,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Shoal__Feedback__V1__BuildTrainingSetRequest, n_classes),
+    offsetof(Shoal__Feedback__V1__BuildTrainingSetRequest, classes),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "threshold",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__BuildTrainingSetRequest, threshold),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "name",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__BuildTrainingSetRequest, name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "run_id",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__BuildTrainingSetRequest, run_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__feedback__v1__build_training_set_request__field_indices_by_name[] = {
+  2,   /* field[2] = classes */
+  1,   /* field[1] = filter */
+  4,   /* field[4] = name */
+  5,   /* field[5] = run_id */
+  0,   /* field[0] = set_id */
+  3,   /* field[3] = threshold */
+};
+static const ProtobufCIntRange shoal__feedback__v1__build_training_set_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 6 }
+};
+const ProtobufCMessageDescriptor shoal__feedback__v1__build_training_set_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.feedback.v1.BuildTrainingSetRequest",
+  "BuildTrainingSetRequest",
+  "Shoal__Feedback__V1__BuildTrainingSetRequest",
+  "shoal.feedback.v1",
+  sizeof(Shoal__Feedback__V1__BuildTrainingSetRequest),
+  6,
+  shoal__feedback__v1__build_training_set_request__field_descriptors,
+  shoal__feedback__v1__build_training_set_request__field_indices_by_name,
+  1,  shoal__feedback__v1__build_training_set_request__number_ranges,
+  (ProtobufCMessageInit) shoal__feedback__v1__build_training_set_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor shoal__feedback__v1__training_set_progress__field_descriptors[6] =
+{
+  {
+    "total",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__TrainingSetProgress, total),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "done",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__TrainingSetProgress, done),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "failed",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__TrainingSetProgress, failed),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "tile_id",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__TrainingSetProgress, tile_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "failure",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__TrainingSetProgress, failure),
+    &shoal__feedback__v1__tile_failure__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "training_set",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__TrainingSetProgress, training_set),
+    &shoal__feedback__v1__training_set__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__feedback__v1__training_set_progress__field_indices_by_name[] = {
+  1,   /* field[1] = done */
+  2,   /* field[2] = failed */
+  4,   /* field[4] = failure */
+  3,   /* field[3] = tile_id */
+  0,   /* field[0] = total */
+  5,   /* field[5] = training_set */
+};
+static const ProtobufCIntRange shoal__feedback__v1__training_set_progress__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 6 }
+};
+const ProtobufCMessageDescriptor shoal__feedback__v1__training_set_progress__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.feedback.v1.TrainingSetProgress",
+  "TrainingSetProgress",
+  "Shoal__Feedback__V1__TrainingSetProgress",
+  "shoal.feedback.v1",
+  sizeof(Shoal__Feedback__V1__TrainingSetProgress),
+  6,
+  shoal__feedback__v1__training_set_progress__field_descriptors,
+  shoal__feedback__v1__training_set_progress__field_indices_by_name,
+  1,  shoal__feedback__v1__training_set_progress__number_ranges,
+  (ProtobufCMessageInit) shoal__feedback__v1__training_set_progress__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor shoal__feedback__v1__list_training_sets_request__field_descriptors[1] =
+{
+  {
+    "set_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__ListTrainingSetsRequest, set_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__feedback__v1__list_training_sets_request__field_indices_by_name[] = {
+  0,   /* field[0] = set_id */
+};
+static const ProtobufCIntRange shoal__feedback__v1__list_training_sets_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor shoal__feedback__v1__list_training_sets_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.feedback.v1.ListTrainingSetsRequest",
+  "ListTrainingSetsRequest",
+  "Shoal__Feedback__V1__ListTrainingSetsRequest",
+  "shoal.feedback.v1",
+  sizeof(Shoal__Feedback__V1__ListTrainingSetsRequest),
+  1,
+  shoal__feedback__v1__list_training_sets_request__field_descriptors,
+  shoal__feedback__v1__list_training_sets_request__field_indices_by_name,
+  1,  shoal__feedback__v1__list_training_sets_request__number_ranges,
+  (ProtobufCMessageInit) shoal__feedback__v1__list_training_sets_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor shoal__feedback__v1__list_training_sets_response__field_descriptors[1] =
+{
+  {
+    "training_sets",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Shoal__Feedback__V1__ListTrainingSetsResponse, n_training_sets),
+    offsetof(Shoal__Feedback__V1__ListTrainingSetsResponse, training_sets),
+    &shoal__feedback__v1__training_set__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__feedback__v1__list_training_sets_response__field_indices_by_name[] = {
+  0,   /* field[0] = training_sets */
+};
+static const ProtobufCIntRange shoal__feedback__v1__list_training_sets_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor shoal__feedback__v1__list_training_sets_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.feedback.v1.ListTrainingSetsResponse",
+  "ListTrainingSetsResponse",
+  "Shoal__Feedback__V1__ListTrainingSetsResponse",
+  "shoal.feedback.v1",
+  sizeof(Shoal__Feedback__V1__ListTrainingSetsResponse),
+  1,
+  shoal__feedback__v1__list_training_sets_response__field_descriptors,
+  shoal__feedback__v1__list_training_sets_response__field_indices_by_name,
+  1,  shoal__feedback__v1__list_training_sets_response__number_ranges,
+  (ProtobufCMessageInit) shoal__feedback__v1__list_training_sets_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor shoal__feedback__v1__download_training_set_request__field_descriptors[1] =
+{
+  {
+    "training_set_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__DownloadTrainingSetRequest, training_set_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__feedback__v1__download_training_set_request__field_indices_by_name[] = {
+  0,   /* field[0] = training_set_id */
+};
+static const ProtobufCIntRange shoal__feedback__v1__download_training_set_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor shoal__feedback__v1__download_training_set_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.feedback.v1.DownloadTrainingSetRequest",
+  "DownloadTrainingSetRequest",
+  "Shoal__Feedback__V1__DownloadTrainingSetRequest",
+  "shoal.feedback.v1",
+  sizeof(Shoal__Feedback__V1__DownloadTrainingSetRequest),
+  1,
+  shoal__feedback__v1__download_training_set_request__field_descriptors,
+  shoal__feedback__v1__download_training_set_request__field_indices_by_name,
+  1,  shoal__feedback__v1__download_training_set_request__number_ranges,
+  (ProtobufCMessageInit) shoal__feedback__v1__download_training_set_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
 static const ProtobufCEnumValue shoal__feedback__v1__set_status__enum_values_by_number[4] =
 {
   { "SET_STATUS_UNSPECIFIED", "SHOAL__FEEDBACK__V1__SET_STATUS__SET_STATUS_UNSPECIFIED", 0 },
@@ -6439,7 +7210,7 @@ const ProtobufCEnumDescriptor shoal__feedback__v1__export_filter__descriptor =
   shoal__feedback__v1__export_filter__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCMethodDescriptor shoal__feedback__v1__feedback__method_descriptors[20] =
+static const ProtobufCMethodDescriptor shoal__feedback__v1__feedback__method_descriptors[23] =
 {
   { "CreateSet", &shoal__feedback__v1__create_set_request__descriptor, &shoal__feedback__v1__prediction_set__descriptor },
   { "GetSet", &shoal__feedback__v1__get_set_request__descriptor, &shoal__feedback__v1__prediction_set__descriptor },
@@ -6461,11 +7232,16 @@ static const ProtobufCMethodDescriptor shoal__feedback__v1__feedback__method_des
   { "AddArea", &shoal__feedback__v1__add_area_request__descriptor, &shoal__feedback__v1__area__descriptor },
   { "GetArea", &shoal__feedback__v1__get_area_request__descriptor, &shoal__feedback__v1__area__descriptor },
   { "ListAreas", &shoal__feedback__v1__list_areas_request__descriptor, &shoal__feedback__v1__list_areas_response__descriptor },
+  { "BuildTrainingSet", &shoal__feedback__v1__build_training_set_request__descriptor, &shoal__feedback__v1__training_set_progress__descriptor },
+  { "ListTrainingSets", &shoal__feedback__v1__list_training_sets_request__descriptor, &shoal__feedback__v1__list_training_sets_response__descriptor },
+  { "DownloadTrainingSet", &shoal__feedback__v1__download_training_set_request__descriptor, &shoal__feedback__v1__export_chunk__descriptor },
 };
 const unsigned shoal__feedback__v1__feedback__method_indices_by_name[] = {
   17,        /* AddArea */
   12,        /* AddImagery */
+  20,        /* BuildTrainingSet */
   0,        /* CreateSet */
+  22,        /* DownloadTrainingSet */
   11,        /* Export */
   16,        /* FetchTiles */
   18,        /* GetArea */
@@ -6474,6 +7250,7 @@ const unsigned shoal__feedback__v1__feedback__method_indices_by_name[] = {
   19,        /* ListAreas */
   14,        /* ListImagery */
   2,        /* ListSets */
+  21,        /* ListTrainingSets */
   9,        /* NextForReview */
   4,        /* PutPredictions */
   5,        /* QueryTiles */
@@ -6491,7 +7268,7 @@ const ProtobufCServiceDescriptor shoal__feedback__v1__feedback__descriptor =
   "Feedback",
   "Shoal__Feedback__V1__Feedback",
   "shoal.feedback.v1",
-  20,
+  23,
   shoal__feedback__v1__feedback__method_descriptors,
   shoal__feedback__v1__feedback__method_indices_by_name
 };
@@ -6654,6 +7431,30 @@ void shoal__feedback__v1__feedback__list_areas(ProtobufCService *service,
 {
   assert(service->descriptor == &shoal__feedback__v1__feedback__descriptor);
   service->invoke(service, 19, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void shoal__feedback__v1__feedback__build_training_set(ProtobufCService *service,
+                                                       const Shoal__Feedback__V1__BuildTrainingSetRequest *input,
+                                                       Shoal__Feedback__V1__TrainingSetProgress_Closure closure,
+                                                       void *closure_data)
+{
+  assert(service->descriptor == &shoal__feedback__v1__feedback__descriptor);
+  service->invoke(service, 20, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void shoal__feedback__v1__feedback__list_training_sets(ProtobufCService *service,
+                                                       const Shoal__Feedback__V1__ListTrainingSetsRequest *input,
+                                                       Shoal__Feedback__V1__ListTrainingSetsResponse_Closure closure,
+                                                       void *closure_data)
+{
+  assert(service->descriptor == &shoal__feedback__v1__feedback__descriptor);
+  service->invoke(service, 21, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void shoal__feedback__v1__feedback__download_training_set(ProtobufCService *service,
+                                                          const Shoal__Feedback__V1__DownloadTrainingSetRequest *input,
+                                                          Shoal__Feedback__V1__ExportChunk_Closure closure,
+                                                          void *closure_data)
+{
+  assert(service->descriptor == &shoal__feedback__v1__feedback__descriptor);
+  service->invoke(service, 22, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void shoal__feedback__v1__feedback__init (Shoal__Feedback__V1__Feedback_Service *service,
                                           Shoal__Feedback__V1__Feedback_ServiceDestroy destroy)

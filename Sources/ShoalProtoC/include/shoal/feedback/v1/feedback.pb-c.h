@@ -69,6 +69,12 @@ typedef struct Shoal__Feedback__V1__AddAreaRequest Shoal__Feedback__V1__AddAreaR
 typedef struct Shoal__Feedback__V1__GetAreaRequest Shoal__Feedback__V1__GetAreaRequest;
 typedef struct Shoal__Feedback__V1__ListAreasRequest Shoal__Feedback__V1__ListAreasRequest;
 typedef struct Shoal__Feedback__V1__ListAreasResponse Shoal__Feedback__V1__ListAreasResponse;
+typedef struct Shoal__Feedback__V1__TrainingSet Shoal__Feedback__V1__TrainingSet;
+typedef struct Shoal__Feedback__V1__BuildTrainingSetRequest Shoal__Feedback__V1__BuildTrainingSetRequest;
+typedef struct Shoal__Feedback__V1__TrainingSetProgress Shoal__Feedback__V1__TrainingSetProgress;
+typedef struct Shoal__Feedback__V1__ListTrainingSetsRequest Shoal__Feedback__V1__ListTrainingSetsRequest;
+typedef struct Shoal__Feedback__V1__ListTrainingSetsResponse Shoal__Feedback__V1__ListTrainingSetsResponse;
+typedef struct Shoal__Feedback__V1__DownloadTrainingSetRequest Shoal__Feedback__V1__DownloadTrainingSetRequest;
 
 
 /* --- enums --- */
@@ -1103,6 +1109,125 @@ struct  Shoal__Feedback__V1__ListAreasResponse
     , 0,NULL }
 
 
+/*
+ * A labelled training set built from a prediction set: a tar of `manifest.jsonl`, the tiles'
+ * images fetched from the set's imagery source (`images/Z/X/Y.EXT`) and, for segmentation,
+ * class masks (`masks/Z/X/Y.png`, 8-bit, 0 background and class i + 1 for the set's class i).
+ * Each manifest line is a tile: its image, `labels` (class → 1 marked valid, else 0) and
+ * `validated` (the classes reviewers judged), `boxes` of valid features ([x, y, w, h] in pixels,
+ * with their class) for detection, `mask` for segmentation. Stored as a blob in feedback's store.
+ */
+struct  Shoal__Feedback__V1__TrainingSet
+{
+  ProtobufCMessage base;
+  char *training_set_id;
+  char *set_id;
+  char *name;
+  /*
+   * blob:sha256:<hex> of the tar.
+   */
+  char *digest;
+  int64_t size_bytes;
+  int64_t tiles;
+  /*
+   * Tiles left out because their image could not be fetched.
+   */
+  int64_t skipped;
+  Shoal__Registry__V1__ModelTask task;
+  size_t n_classes;
+  char **classes;
+  /*
+   * The tracking run it was recorded in (LogInputs, context "training"), if any.
+   */
+  char *run_id;
+  char *created_by;
+  int64_t created_at_ms;
+};
+#define SHOAL__FEEDBACK__V1__TRAINING_SET__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__feedback__v1__training_set__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0, SHOAL__REGISTRY__V1__MODEL_TASK__MODEL_TASK_UNSPECIFIED, 0,NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0 }
+
+
+struct  Shoal__Feedback__V1__BuildTrainingSetRequest
+{
+  ProtobufCMessage base;
+  char *set_id;
+  /*
+   * Which tiles, as for Export (default: validated ones).
+   */
+  Shoal__Feedback__V1__ExportFilter filter;
+  size_t n_classes;
+  char **classes;
+  double threshold;
+  /*
+   * Default: `feedback-set-<set id>`.
+   */
+  char *name;
+  /*
+   * A tracking run of the set's organisation to record the set in as a dataset input.
+   */
+  char *run_id;
+};
+#define SHOAL__FEEDBACK__V1__BUILD_TRAINING_SET_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__feedback__v1__build_training_set_request__descriptor) \
+    , (char *)protobuf_c_empty_string, SHOAL__FEEDBACK__V1__EXPORT_FILTER__VALIDATED, 0,NULL, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+
+
+/*
+ * Progress of a build, then the training set in the last message.
+ */
+struct  Shoal__Feedback__V1__TrainingSetProgress
+{
+  ProtobufCMessage base;
+  int64_t total;
+  int64_t done;
+  int64_t failed;
+  /*
+   * The tile just handled, and why it was left out if it was.
+   */
+  char *tile_id;
+  Shoal__Feedback__V1__TileFailure *failure;
+  Shoal__Feedback__V1__TrainingSet *training_set;
+};
+#define SHOAL__FEEDBACK__V1__TRAINING_SET_PROGRESS__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__feedback__v1__training_set_progress__descriptor) \
+    , 0, 0, 0, (char *)protobuf_c_empty_string, NULL, NULL }
+
+
+struct  Shoal__Feedback__V1__ListTrainingSetsRequest
+{
+  ProtobufCMessage base;
+  /*
+   * Empty: every training set the caller sees.
+   */
+  char *set_id;
+};
+#define SHOAL__FEEDBACK__V1__LIST_TRAINING_SETS_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__feedback__v1__list_training_sets_request__descriptor) \
+    , (char *)protobuf_c_empty_string }
+
+
+struct  Shoal__Feedback__V1__ListTrainingSetsResponse
+{
+  ProtobufCMessage base;
+  size_t n_training_sets;
+  Shoal__Feedback__V1__TrainingSet **training_sets;
+};
+#define SHOAL__FEEDBACK__V1__LIST_TRAINING_SETS_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__feedback__v1__list_training_sets_response__descriptor) \
+    , 0,NULL }
+
+
+struct  Shoal__Feedback__V1__DownloadTrainingSetRequest
+{
+  ProtobufCMessage base;
+  char *training_set_id;
+};
+#define SHOAL__FEEDBACK__V1__DOWNLOAD_TRAINING_SET_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__feedback__v1__download_training_set_request__descriptor) \
+    , (char *)protobuf_c_empty_string }
+
+
 /* Shoal__Feedback__V1__DisplayColors methods */
 void   shoal__feedback__v1__display_colors__init
                      (Shoal__Feedback__V1__DisplayColors         *message);
@@ -2062,6 +2187,120 @@ Shoal__Feedback__V1__ListAreasResponse *
 void   shoal__feedback__v1__list_areas_response__free_unpacked
                      (Shoal__Feedback__V1__ListAreasResponse *message,
                       ProtobufCAllocator *allocator);
+/* Shoal__Feedback__V1__TrainingSet methods */
+void   shoal__feedback__v1__training_set__init
+                     (Shoal__Feedback__V1__TrainingSet         *message);
+size_t shoal__feedback__v1__training_set__get_packed_size
+                     (const Shoal__Feedback__V1__TrainingSet   *message);
+size_t shoal__feedback__v1__training_set__pack
+                     (const Shoal__Feedback__V1__TrainingSet   *message,
+                      uint8_t             *out);
+size_t shoal__feedback__v1__training_set__pack_to_buffer
+                     (const Shoal__Feedback__V1__TrainingSet   *message,
+                      ProtobufCBuffer     *buffer);
+Shoal__Feedback__V1__TrainingSet *
+       shoal__feedback__v1__training_set__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shoal__feedback__v1__training_set__free_unpacked
+                     (Shoal__Feedback__V1__TrainingSet *message,
+                      ProtobufCAllocator *allocator);
+/* Shoal__Feedback__V1__BuildTrainingSetRequest methods */
+void   shoal__feedback__v1__build_training_set_request__init
+                     (Shoal__Feedback__V1__BuildTrainingSetRequest         *message);
+size_t shoal__feedback__v1__build_training_set_request__get_packed_size
+                     (const Shoal__Feedback__V1__BuildTrainingSetRequest   *message);
+size_t shoal__feedback__v1__build_training_set_request__pack
+                     (const Shoal__Feedback__V1__BuildTrainingSetRequest   *message,
+                      uint8_t             *out);
+size_t shoal__feedback__v1__build_training_set_request__pack_to_buffer
+                     (const Shoal__Feedback__V1__BuildTrainingSetRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Shoal__Feedback__V1__BuildTrainingSetRequest *
+       shoal__feedback__v1__build_training_set_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shoal__feedback__v1__build_training_set_request__free_unpacked
+                     (Shoal__Feedback__V1__BuildTrainingSetRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Shoal__Feedback__V1__TrainingSetProgress methods */
+void   shoal__feedback__v1__training_set_progress__init
+                     (Shoal__Feedback__V1__TrainingSetProgress         *message);
+size_t shoal__feedback__v1__training_set_progress__get_packed_size
+                     (const Shoal__Feedback__V1__TrainingSetProgress   *message);
+size_t shoal__feedback__v1__training_set_progress__pack
+                     (const Shoal__Feedback__V1__TrainingSetProgress   *message,
+                      uint8_t             *out);
+size_t shoal__feedback__v1__training_set_progress__pack_to_buffer
+                     (const Shoal__Feedback__V1__TrainingSetProgress   *message,
+                      ProtobufCBuffer     *buffer);
+Shoal__Feedback__V1__TrainingSetProgress *
+       shoal__feedback__v1__training_set_progress__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shoal__feedback__v1__training_set_progress__free_unpacked
+                     (Shoal__Feedback__V1__TrainingSetProgress *message,
+                      ProtobufCAllocator *allocator);
+/* Shoal__Feedback__V1__ListTrainingSetsRequest methods */
+void   shoal__feedback__v1__list_training_sets_request__init
+                     (Shoal__Feedback__V1__ListTrainingSetsRequest         *message);
+size_t shoal__feedback__v1__list_training_sets_request__get_packed_size
+                     (const Shoal__Feedback__V1__ListTrainingSetsRequest   *message);
+size_t shoal__feedback__v1__list_training_sets_request__pack
+                     (const Shoal__Feedback__V1__ListTrainingSetsRequest   *message,
+                      uint8_t             *out);
+size_t shoal__feedback__v1__list_training_sets_request__pack_to_buffer
+                     (const Shoal__Feedback__V1__ListTrainingSetsRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Shoal__Feedback__V1__ListTrainingSetsRequest *
+       shoal__feedback__v1__list_training_sets_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shoal__feedback__v1__list_training_sets_request__free_unpacked
+                     (Shoal__Feedback__V1__ListTrainingSetsRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Shoal__Feedback__V1__ListTrainingSetsResponse methods */
+void   shoal__feedback__v1__list_training_sets_response__init
+                     (Shoal__Feedback__V1__ListTrainingSetsResponse         *message);
+size_t shoal__feedback__v1__list_training_sets_response__get_packed_size
+                     (const Shoal__Feedback__V1__ListTrainingSetsResponse   *message);
+size_t shoal__feedback__v1__list_training_sets_response__pack
+                     (const Shoal__Feedback__V1__ListTrainingSetsResponse   *message,
+                      uint8_t             *out);
+size_t shoal__feedback__v1__list_training_sets_response__pack_to_buffer
+                     (const Shoal__Feedback__V1__ListTrainingSetsResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Shoal__Feedback__V1__ListTrainingSetsResponse *
+       shoal__feedback__v1__list_training_sets_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shoal__feedback__v1__list_training_sets_response__free_unpacked
+                     (Shoal__Feedback__V1__ListTrainingSetsResponse *message,
+                      ProtobufCAllocator *allocator);
+/* Shoal__Feedback__V1__DownloadTrainingSetRequest methods */
+void   shoal__feedback__v1__download_training_set_request__init
+                     (Shoal__Feedback__V1__DownloadTrainingSetRequest         *message);
+size_t shoal__feedback__v1__download_training_set_request__get_packed_size
+                     (const Shoal__Feedback__V1__DownloadTrainingSetRequest   *message);
+size_t shoal__feedback__v1__download_training_set_request__pack
+                     (const Shoal__Feedback__V1__DownloadTrainingSetRequest   *message,
+                      uint8_t             *out);
+size_t shoal__feedback__v1__download_training_set_request__pack_to_buffer
+                     (const Shoal__Feedback__V1__DownloadTrainingSetRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Shoal__Feedback__V1__DownloadTrainingSetRequest *
+       shoal__feedback__v1__download_training_set_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shoal__feedback__v1__download_training_set_request__free_unpacked
+                     (Shoal__Feedback__V1__DownloadTrainingSetRequest *message,
+                      ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
 typedef void (*Shoal__Feedback__V1__DisplayColors_Closure)
@@ -2223,6 +2462,24 @@ typedef void (*Shoal__Feedback__V1__ListAreasRequest_Closure)
 typedef void (*Shoal__Feedback__V1__ListAreasResponse_Closure)
                  (const Shoal__Feedback__V1__ListAreasResponse *message,
                   void *closure_data);
+typedef void (*Shoal__Feedback__V1__TrainingSet_Closure)
+                 (const Shoal__Feedback__V1__TrainingSet *message,
+                  void *closure_data);
+typedef void (*Shoal__Feedback__V1__BuildTrainingSetRequest_Closure)
+                 (const Shoal__Feedback__V1__BuildTrainingSetRequest *message,
+                  void *closure_data);
+typedef void (*Shoal__Feedback__V1__TrainingSetProgress_Closure)
+                 (const Shoal__Feedback__V1__TrainingSetProgress *message,
+                  void *closure_data);
+typedef void (*Shoal__Feedback__V1__ListTrainingSetsRequest_Closure)
+                 (const Shoal__Feedback__V1__ListTrainingSetsRequest *message,
+                  void *closure_data);
+typedef void (*Shoal__Feedback__V1__ListTrainingSetsResponse_Closure)
+                 (const Shoal__Feedback__V1__ListTrainingSetsResponse *message,
+                  void *closure_data);
+typedef void (*Shoal__Feedback__V1__DownloadTrainingSetRequest_Closure)
+                 (const Shoal__Feedback__V1__DownloadTrainingSetRequest *message,
+                  void *closure_data);
 
 /* --- services --- */
 
@@ -2310,6 +2567,18 @@ struct Shoal__Feedback__V1__Feedback_Service
                      const Shoal__Feedback__V1__ListAreasRequest *input,
                      Shoal__Feedback__V1__ListAreasResponse_Closure closure,
                      void *closure_data);
+  void (*build_training_set)(Shoal__Feedback__V1__Feedback_Service *service,
+                             const Shoal__Feedback__V1__BuildTrainingSetRequest *input,
+                             Shoal__Feedback__V1__TrainingSetProgress_Closure closure,
+                             void *closure_data);
+  void (*list_training_sets)(Shoal__Feedback__V1__Feedback_Service *service,
+                             const Shoal__Feedback__V1__ListTrainingSetsRequest *input,
+                             Shoal__Feedback__V1__ListTrainingSetsResponse_Closure closure,
+                             void *closure_data);
+  void (*download_training_set)(Shoal__Feedback__V1__Feedback_Service *service,
+                                const Shoal__Feedback__V1__DownloadTrainingSetRequest *input,
+                                Shoal__Feedback__V1__ExportChunk_Closure closure,
+                                void *closure_data);
 };
 typedef void (*Shoal__Feedback__V1__Feedback_ServiceDestroy)(Shoal__Feedback__V1__Feedback_Service *);
 void shoal__feedback__v1__feedback__init (Shoal__Feedback__V1__Feedback_Service *service,
@@ -2337,7 +2606,10 @@ void shoal__feedback__v1__feedback__init (Shoal__Feedback__V1__Feedback_Service 
       function_prefix__ ## fetch_tiles,\
       function_prefix__ ## add_area,\
       function_prefix__ ## get_area,\
-      function_prefix__ ## list_areas  }
+      function_prefix__ ## list_areas,\
+      function_prefix__ ## build_training_set,\
+      function_prefix__ ## list_training_sets,\
+      function_prefix__ ## download_training_set  }
 void shoal__feedback__v1__feedback__create_set(ProtobufCService *service,
                                                const Shoal__Feedback__V1__CreateSetRequest *input,
                                                Shoal__Feedback__V1__PredictionSet_Closure closure,
@@ -2418,6 +2690,18 @@ void shoal__feedback__v1__feedback__list_areas(ProtobufCService *service,
                                                const Shoal__Feedback__V1__ListAreasRequest *input,
                                                Shoal__Feedback__V1__ListAreasResponse_Closure closure,
                                                void *closure_data);
+void shoal__feedback__v1__feedback__build_training_set(ProtobufCService *service,
+                                                       const Shoal__Feedback__V1__BuildTrainingSetRequest *input,
+                                                       Shoal__Feedback__V1__TrainingSetProgress_Closure closure,
+                                                       void *closure_data);
+void shoal__feedback__v1__feedback__list_training_sets(ProtobufCService *service,
+                                                       const Shoal__Feedback__V1__ListTrainingSetsRequest *input,
+                                                       Shoal__Feedback__V1__ListTrainingSetsResponse_Closure closure,
+                                                       void *closure_data);
+void shoal__feedback__v1__feedback__download_training_set(ProtobufCService *service,
+                                                          const Shoal__Feedback__V1__DownloadTrainingSetRequest *input,
+                                                          Shoal__Feedback__V1__ExportChunk_Closure closure,
+                                                          void *closure_data);
 
 /* --- descriptors --- */
 
@@ -2480,6 +2764,12 @@ extern const ProtobufCMessageDescriptor shoal__feedback__v1__add_area_request__d
 extern const ProtobufCMessageDescriptor shoal__feedback__v1__get_area_request__descriptor;
 extern const ProtobufCMessageDescriptor shoal__feedback__v1__list_areas_request__descriptor;
 extern const ProtobufCMessageDescriptor shoal__feedback__v1__list_areas_response__descriptor;
+extern const ProtobufCMessageDescriptor shoal__feedback__v1__training_set__descriptor;
+extern const ProtobufCMessageDescriptor shoal__feedback__v1__build_training_set_request__descriptor;
+extern const ProtobufCMessageDescriptor shoal__feedback__v1__training_set_progress__descriptor;
+extern const ProtobufCMessageDescriptor shoal__feedback__v1__list_training_sets_request__descriptor;
+extern const ProtobufCMessageDescriptor shoal__feedback__v1__list_training_sets_response__descriptor;
+extern const ProtobufCMessageDescriptor shoal__feedback__v1__download_training_set_request__descriptor;
 extern const ProtobufCServiceDescriptor shoal__feedback__v1__feedback__descriptor;
 
 PROTOBUF_C__END_DECLS
