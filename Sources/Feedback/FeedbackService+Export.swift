@@ -65,8 +65,8 @@ extension FeedbackService {
         setID: Int64(set.setId)!, zoom: Int(set.zoom), ranges: nil, after: after, limit: 2000)
       guard let last = batch.last else { break }
       after = last.id
-      let validity = try await store.validity(of: batch.map(\.id))
-      let features = try await store.features(of: batch.map(\.id))
+      let validity = try await store.validity(of: batch.filter(\.marked).map(\.id))
+      let features = try await store.features(of: batch.filter(\.featured).map(\.id))
       for stored in batch {
         let all = validity[stored.id] ?? []
         let marks = all.filter { $0.feature == 0 && classes.contains($0.record.className) }.map(\.record)

@@ -56,8 +56,8 @@ private struct StatsTally {
         setID: Int64(set.setId)!, zoom: Int(set.zoom), ranges: nil, after: after, limit: 5000)
       guard let last = batch.last else { break }
       after = last.id
-      let validity = try await store.validity(of: batch.map(\.id))
-      let features = try await store.features(of: batch.map(\.id))
+      let validity = try await store.validity(of: batch.filter(\.marked).map(\.id))
+      let features = try await store.features(of: batch.filter(\.featured).map(\.id))
       for stored in batch {
         tiles += 1
         let all = validity[stored.id] ?? []

@@ -91,11 +91,55 @@ public struct FeedbackService: FeedbackV1.Feedback.ServiceProtocol {
   public func putPredictions(
     _ requests: RPCRequestStream<FeedbackV1.PutPredictionsRequest>, context: ServerContext
   ) async throws -> FeedbackV1.PutPredictionsResponse {
-    var response = FeedbackV1.PutPredictionsResponse()
+    // Batches are read and checked while earlier ones are written; the writer takes whatever has
+    // arrived (up to 10,000 tiles) into one transaction, so a fast client's batches share commits
+    // and a slow client's are stored as each comes.
+    let handoff = BatchHandoff(limit: 20_000)
+    let store = store
+    let writer = Task {
+      var response = FeedbackV1.PutPredictionsResponse()
+      do {
+        while let group = await handoff.take(upTo: 10_000) {
+          for stored in try await store.putBatches(group) {
+            if let stored {
+              response.tilesStored += Int64(stored)
+              response.batchesStored += 1
+            } else {
+              response.batchesRepeated += 1
+            }
+          }
+        }
+      } catch {
+        await handoff.fail()
+        throw error
+      }
+      return response
+    }
+    do {
+      try await readBatches(requests, into: handoff)
+    } catch {
+      // What was read and checked before the failure is still stored, as batches are one by one.
+      await handoff.finish()
+      _ = try? await writer.value
+      throw error
+    }
+    await handoff.finish()
+    return try await withTaskCancellationHandler {
+      try await writer.value
+    } onCancel: {
+      writer.cancel()
+    }
+  }
+
+  /// Reads and checks PutPredictions batches, handing each to the writer.
+  private func readBatches(
+    _ requests: RPCRequestStream<FeedbackV1.PutPredictionsRequest>, into handoff: BatchHandoff
+  ) async throws {
     var sets: [String: FeedbackV1.PredictionSet] = [:]
     var batch = 0
     for try await request in requests {
       defer { batch += 1 }
+      if await handoff.failed { return }
       let set: FeedbackV1.PredictionSet
       if let known = sets[request.setId] {
         set = known
@@ -143,14 +187,8 @@ public struct FeedbackService: FeedbackV1.Feedback.ServiceProtocol {
         }
         return (tile, predicted.scores, predicted.features)
       }
-      if let stored = try await store.putBatch(setID: Int64(set.setId)!, requestID: request.requestId, tiles: tiles) {
-        response.tilesStored += Int64(stored)
-        response.batchesStored += 1
-      } else {
-        response.batchesRepeated += 1
-      }
+      await handoff.put(FeedbackStore.PutBatch(setID: Int64(set.setId)!, requestID: request.requestId, tiles: tiles))
     }
-    return response
   }
 
   public func queryTiles(
@@ -163,7 +201,8 @@ public struct FeedbackService: FeedbackV1.Feedback.ServiceProtocol {
     }
     let pageSize = request.pageSize == 0 ? 1000 : Int(request.pageSize)
     guard (1...10_000).contains(pageSize) else { throw RPCError(.invalidArgument, "page_size must be 1–10000") }
-    var after: Int64 = 0
+    // A cursor: the last tile's id, or for an area's query its quadkey number (-1: from the start).
+    var after: Int64 = request.area == nil ? 0 : -1
     if !request.pageToken.isEmpty {
       guard let token = Int64(request.pageToken) else { throw RPCError(.invalidArgument, "page_token is malformed") }
       after = token
@@ -193,14 +232,17 @@ public struct FeedbackService: FeedbackV1.Feedback.ServiceProtocol {
     var records: [FeedbackV1.TileRecord] = []
     var more = true
     while records.count < pageSize && more {
+      // Without filters every tile read is kept, so one page's worth is read; with them, more.
+      let filtered = request.status != .anyStatus || request.minScore > 0
       let batch = try await store.tiles(
-        setID: Int64(set.setId)!, zoom: zoom, ranges: ranges, after: after, limit: max(2 * pageSize, 500))
+        setID: Int64(set.setId)!, zoom: zoom, ranges: ranges, after: after,
+        limit: filtered ? max(2 * pageSize, 500) : pageSize)
       more = !batch.isEmpty
       guard let last = batch.last else { break }
       let candidates = batch.filter { stored in
         (cover?.contains(stored.tile) ?? true) && Self.score(stored, request.className) >= request.minScore
       }
-      let validity = try await store.validity(of: candidates.map(\.id))
+      let validity = try await store.validity(of: candidates.filter(\.marked).map(\.id))
       var kept: [(FeedbackStore.StoredTile, [FeedbackV1.ClassValidity])] = []
       for stored in candidates {
         let marks = (validity[stored.id] ?? []).filter { $0.feature == 0 }.map(\.record)
@@ -215,12 +257,12 @@ public struct FeedbackService: FeedbackV1.Feedback.ServiceProtocol {
           }
         if wanted { kept.append((stored, marks)) }
         if records.count + kept.count == pageSize {
-          after = stored.id
+          after = Self.cursor(stored, byQuadkey: ranges != nil)
           break
         }
       }
-      if records.count + kept.count < pageSize { after = last.id }
-      let features = try await store.features(of: kept.map(\.0.id))
+      if records.count + kept.count < pageSize { after = Self.cursor(last, byQuadkey: ranges != nil) }
+      let features = try await store.features(of: kept.map(\.0).filter(\.featured).map(\.id))
       for (stored, marks) in kept {
         let colors = set.colors ?? FeedbackV1.DisplayColors()
         let color: String =
@@ -289,7 +331,7 @@ public struct FeedbackService: FeedbackV1.Feedback.ServiceProtocol {
       setID: Int64(set.setId)!, strategy: request.strategy,
       className: request.className.isEmpty ? nil : request.className, n: n, holder: CallerPrincipal.name,
       lockMs: seconds * 1000)
-    let features = try await store.features(of: chosen.map(\.tile.id))
+    let features = try await store.features(of: chosen.map(\.tile).filter(\.featured).map(\.id))
     var response = FeedbackV1.NextForReviewResponse()
     response.items = chosen.map { stored, uncertainty, until in
       var item = FeedbackV1.ReviewItem()
@@ -340,6 +382,12 @@ public struct FeedbackService: FeedbackV1.Feedback.ServiceProtocol {
   }
 
   /// A tile's score for `className`, or its best score when no class is named.
+  /// Where a page of tiles ends: the last tile's quadkey number for an area's query (in quadkey
+  /// order), else its id.
+  static func cursor(_ tile: FeedbackStore.StoredTile, byQuadkey: Bool) -> Int64 {
+    byQuadkey ? QuadkeyRange.number(of: tile.tile) : tile.id
+  }
+
   static func score(_ tile: FeedbackStore.StoredTile, _ className: String) -> Double {
     className.isEmpty ? tile.scores.values.max() ?? 0 : tile.scores[className] ?? 0
   }

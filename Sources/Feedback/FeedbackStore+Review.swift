@@ -90,10 +90,15 @@ extension FeedbackStore {
   }
 
   static func storedTile(_ row: SQLRow) throws -> StoredTile {
-    let scores = try JSONSerialization.jsonObject(with: Data(try row.string("scores").utf8)) as? [String: Double] ?? [:]
-    return StoredTile(
+    let scores = ScoresJSON.decode(try row.string("scores"))
+    var stored = StoredTile(
       id: try row.int("id"),
       tile: try Tile(z: Int(try row.int("z")), x: Int(try row.int("x")), y: Int(try row.int("y"))),
       scores: scores)
+    if row.columns.contains("marked") {
+      stored.marked = try row.int("marked") != 0
+      stored.featured = try row.int("featured") != 0
+    }
+    return stored
   }
 }

@@ -10,6 +10,17 @@ extension FeedbackStore {
     var id: Int64
     var tile: Tile
     var scores: [String: Double]
+    /// Whether anyone marked the tile or its features, and whether it has features (true when the
+    /// query did not say): tiles without are left out of the lookups of marks and features.
+    var marked = true
+    var featured = true
+  }
+
+  /// One batch of PutPredictions: a set's tiles under a request id.
+  struct PutBatch: Sendable {
+    var setID: Int64
+    var requestID: String
+    var tiles: [(Tile, [String: Double], [FeedbackV1.Feature])]
   }
 
   /// Stores one batch of a set's tiles, unless its request id was stored before. A tile already in
@@ -17,59 +28,102 @@ extension FeedbackStore {
   /// for a repeated batch.
   func putBatch(
     setID: Int64, requestID: String, tiles: [(Tile, [String: Double], [FeedbackV1.Feature])]
-  ) async throws
-    -> Int?
-  {
-    let rows = try tiles.map { tile, scores, features in
-      (tile, try Self.json(scores), features, Uncertainty(scores.values.map { $0 }))
+  ) async throws -> Int? {
+    try await putBatches([PutBatch(setID: setID, requestID: requestID, tiles: tiles)])[0]
+  }
+
+  /// Stores `batches` in one transaction, each as `putBatch` would; returns each one's tiles
+  /// stored, or nil for a repeated one. One commit for many batches writes each index page that
+  /// they touch once, not once per batch.
+  func putBatches(_ batches: [PutBatch]) async throws -> [Int?] {
+    let encoded = batches.map { batch in
+      (
+        batch.setID, batch.requestID,
+        batch.tiles.map { tile, scores, features in
+          (tile, ScoresJSON.encode(scores), features, Uncertainty(scores.values.map { $0 }))
+        }
+      )
     }
-    return try await database.transaction { connection -> Int? in
-      if !requestID.isEmpty {
-        let inserted = try connection.execute(
-          "INSERT INTO put_requests (set_id, request_id) VALUES ($1, $2) ON CONFLICT DO NOTHING", .integer(setID),
-          .text(requestID))
-        if inserted == 0 { return nil }
+    return try await database.transaction { connection -> [Int?] in
+      try encoded.map { setID, requestID, rows in
+        try Self.put(setID: setID, requestID: requestID, rows: rows, on: connection)
       }
-      var stored = 0
-      for (tile, scores, features, uncertainty) in rows {
-        let id = try connection.query(
-          """
-          INSERT INTO tiles (set_id, z, x, y, qk, scores, least_confidence, margin, entropy)
-          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-          ON CONFLICT (set_id, z, x, y) DO NOTHING RETURNING id
-          """,
-          [
-            .integer(setID), .integer(Int64(tile.z)), .integer(Int64(tile.x)), .integer(Int64(tile.y)),
-            .integer(QuadkeyRange.number(of: tile)), .text(scores), .real(uncertainty.leastConfidence),
-            .real(uncertainty.margin), .real(uncertainty.entropy),
-          ]
-        ).first.map { try $0.int("id") }
-        guard let id else { continue }
-        stored += 1
-        try connection.executeBatch(
-          "INSERT INTO features (tile_id, class_name, score, geometry) VALUES ($1, $2, $3, $4)",
-          features.map { [.integer(id), .text($0.className), .real($0.score), .text($0.geometry)] })
-      }
-      return stored
     }
   }
 
-  /// The tiles of set `setID` at `zoom` after tile id `after`, in id order, at most `limit`, within
-  /// `ranges` of quadkey numbers (nil: everywhere).
-  func tiles(setID: Int64, zoom: Int, ranges: [QuadkeyRange]?, after: Int64, limit: Int) async throws -> [StoredTile] {
-    var conditions = ""
-    var parameters: [SQLValue] = [.integer(setID), .integer(Int64(zoom)), .integer(after), .integer(Int64(limit))]
-    if let ranges {
-      guard !ranges.isEmpty else { return [] }
-      conditions =
-        " AND ("
-        + ranges.map { range -> String in
-          parameters += [.integer(range.first), .integer(range.last)]
-          return "qk BETWEEN $\(parameters.count - 1) AND $\(parameters.count)"
-        }.joined(separator: " OR ") + ")"
+  private static func put(
+    setID: Int64, requestID: String, rows: [(Tile, String, [FeedbackV1.Feature], Uncertainty)],
+    on connection: any SQLConnection
+  ) throws -> Int? {
+    if !requestID.isEmpty {
+      let inserted = try connection.execute(
+        "INSERT INTO put_requests (set_id, request_id) VALUES ($1, $2) ON CONFLICT DO NOTHING", .integer(setID),
+        .text(requestID))
+      if inserted == 0 { return nil }
     }
-    let sql =
-      "SELECT id, z, x, y, scores FROM tiles WHERE set_id = $1 AND z = $2 AND id > $3\(conditions) ORDER BY id LIMIT $4"
+    var stored = 0
+    let insert = """
+      INSERT INTO tiles (set_id, z, x, y, qk, scores, least_confidence, margin, entropy)
+      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+      ON CONFLICT (set_id, z, x, y) DO NOTHING
+      """
+    for (tile, scores, features, uncertainty) in rows {
+      let values: [SQLValue] = [
+        .integer(setID), .integer(Int64(tile.z)), .integer(Int64(tile.x)), .integer(Int64(tile.y)),
+        .integer(QuadkeyRange.number(of: tile)), .text(scores), .real(uncertainty.leastConfidence),
+        .real(uncertainty.margin), .real(uncertainty.entropy),
+      ]
+      // Only a tile with features needs its id back.
+      guard !features.isEmpty else {
+        stored += try connection.execute(insert, values)
+        continue
+      }
+      guard let id = try connection.query(insert + " RETURNING id", values).first.map({ try $0.int("id") }) else {
+        continue
+      }
+      stored += 1
+      try connection.executeBatch(
+        "INSERT INTO features (tile_id, class_name, score, geometry) VALUES ($1, $2, $3, $4)",
+        features.map { [.integer(id), .text($0.className), .real($0.score), .text($0.geometry)] })
+    }
+    _ = try connection.execute(
+      "UPDATE prediction_sets SET tile_count = tile_count + $1 WHERE id = $2", .integer(Int64(stored)),
+      .integer(setID))
+    return stored
+  }
+
+  /// Whether a tile `t` has marks and features, as columns.
+  static let flags = """
+    CASE WHEN EXISTS (SELECT 1 FROM validity v WHERE v.tile_id = t.id AND v.state != 0) THEN 1 ELSE 0 END AS marked,
+    CASE WHEN EXISTS (SELECT 1 FROM features f WHERE f.tile_id = t.id) THEN 1 ELSE 0 END AS featured
+    """
+
+  /// The tiles of set `setID` at `zoom`, at most `limit`: everywhere in id order after tile id
+  /// `after` (ranges nil), or within `ranges` of quadkey numbers in quadkey order after the quadkey
+  /// number `after` (so that the quadkey index serves both the filter and the order).
+  func tiles(setID: Int64, zoom: Int, ranges: [QuadkeyRange]?, after: Int64, limit: Int) async throws -> [StoredTile] {
+    var parameters: [SQLValue] = [.integer(setID), .integer(Int64(zoom)), .integer(after), .integer(Int64(limit))]
+    let sql: String
+    if let ranges {
+      // The ranges as rows, joined first (CROSS JOIN fixes SQLite's join order): the quadkey index
+      // is searched once per range. SQLite scans the whole set for an OR of BETWEENs on one column,
+      // and left to choose, it walks the index in qk order (to spare the sort) probing every range.
+      let values = ranges.filter { $0.last > after }.map { range -> String in
+        parameters += [.integer(max(range.first, after + 1)), .integer(range.last)]
+        return "(CAST($\(parameters.count - 1) AS BIGINT), CAST($\(parameters.count) AS BIGINT))"
+      }
+      guard !values.isEmpty else { return [] }
+      sql = """
+        WITH r (lo, hi) AS (VALUES \(values.joined(separator: ", ")))
+        SELECT t.id, t.z, t.x, t.y, t.scores, \(Self.flags) FROM r CROSS JOIN tiles t
+        WHERE t.set_id = $1 AND t.z = $2 AND t.qk BETWEEN r.lo AND r.hi AND t.qk > $3 ORDER BY t.qk LIMIT $4
+        """
+    } else {
+      sql = """
+        SELECT t.id, t.z, t.x, t.y, t.scores, \(Self.flags) FROM tiles t
+        WHERE t.set_id = $1 AND t.z = $2 AND t.id > $3 ORDER BY t.id LIMIT $4
+        """
+    }
     let rows = try await database.read { [parameters] connection in try connection.query(sql, parameters) }
     return try rows.map(Self.storedTile)
   }

@@ -69,6 +69,12 @@ public struct FeedbackStore: Sendable {
         created_by TEXT NOT NULL, created_at_ms BIGINT NOT NULL);
       CREATE INDEX training_sets_set ON training_sets (organization, set_id);
       """),
+    Migration(
+      5, "a count of each set's tiles, kept as they are stored (counting a large set on every call was slow)",
+      """
+      ALTER TABLE prediction_sets ADD COLUMN tile_count BIGINT NOT NULL DEFAULT 0;
+      UPDATE prediction_sets SET tile_count = (SELECT COUNT(*) FROM tiles t WHERE t.set_id = prediction_sets.id);
+      """),
   ]
 
   /// The database.
@@ -117,8 +123,7 @@ public struct FeedbackStore: Sendable {
     let row = try await database.read { connection in
       try connection.queryFirst(
         """
-        SELECT s.*, (SELECT COUNT(*) FROM tiles t WHERE t.set_id = s.id) AS tile_count
-        FROM prediction_sets s WHERE s.id = $1
+        SELECT s.* FROM prediction_sets s WHERE s.id = $1
         """, .integer(number))
     }
     guard let row else { throw RPCError(.notFound, "prediction set '\(id)' not found") }
@@ -138,7 +143,7 @@ public struct FeedbackStore: Sendable {
     let rows = try await database.read { connection in
       try connection.query(
         """
-        SELECT s.*, (SELECT COUNT(*) FROM tiles t WHERE t.set_id = s.id) AS tile_count FROM prediction_sets s
+        SELECT s.* FROM prediction_sets s
         WHERE s.id < $1 AND ($2 = '' OR s.model = $2) AND ($3 = '' OR s.organization = $3)
         ORDER BY s.id DESC LIMIT $4
         """, [.integer(before), .text(request.model), .text(organization ?? ""), .integer(size + 1)])

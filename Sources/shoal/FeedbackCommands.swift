@@ -173,6 +173,7 @@ struct FeedbackCommand: AsyncParsableCommand {
     @Option(name: .customLong("class"), help: "The class.") var className: String
     @Argument(help: "Tiles as z/x/y, or features as f:ID.") var targets: [String]
     @OptionGroup var mesh: MeshOptions
+    @Flag(help: "Print JSON.") var json = false
 
     func run() async throws {
       let state: FeedbackV1.Validity
@@ -192,6 +193,7 @@ struct FeedbackCommand: AsyncParsableCommand {
         return change
       }
       let response = try await withFeedback(mesh, command: "feedback tag") { try await $0.setValidity(request) }
+      if json { return emitJSON(response) }
       emit("\(response.applied) marked \(validity) for \(className)")
     }
   }

@@ -1,6 +1,7 @@
 # Sourced by scripts that need a PostgreSQL server of their own: start_throwaway_postgres starts
 # one in a temporary directory on a free loopback port, exports SHOAL_TEST_POSTGRES with its URL,
-# and stops and removes it when the calling script exits.
+# and stops and removes it when the calling script exits. PG_THROWAWAY_SETTINGS replaces its
+# durability settings (default "-c fsync=off", for tests).
 
 start_throwaway_postgres() {
   local initdb
@@ -26,7 +27,7 @@ start_throwaway_postgres() {
   "${PG_THROWAWAY_AS[@]}" "$initdb" -D "$PG_THROWAWAY_DIR/data" --auth=trust -U postgres >"$PG_THROWAWAY_DIR/initdb.log" 2>&1 \
     || { cat "$PG_THROWAWAY_DIR/initdb.log" >&2; return 1; }
   "${PG_THROWAWAY_AS[@]}" "$PG_THROWAWAY_CTL" -D "$PG_THROWAWAY_DIR/data" -l "$PG_THROWAWAY_DIR/server.log" -w \
-    -o "-p $port -k $PG_THROWAWAY_DIR/sock -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null \
+    -o "-p $port -k $PG_THROWAWAY_DIR/sock -c listen_addresses=127.0.0.1 ${PG_THROWAWAY_SETTINGS:--c fsync=off}" start >/dev/null \
     || { cat "$PG_THROWAWAY_DIR/server.log" >&2; return 1; }
   trap stop_throwaway_postgres EXIT
   export SHOAL_TEST_POSTGRES="postgres://postgres@127.0.0.1:$port/postgres"

@@ -22,8 +22,14 @@ final class SQLiteConnection: DatabaseDriver {
     sqlite3_busy_timeout(handle, Int32(clamping: busyTimeout.components.seconds * 1000))
     sqlite3_extended_result_codes(handle, 1)
     // LIKE is case-sensitive, as in PostgreSQL (ILIKE-style matching is written with lower()).
+    // Up to 32 MiB of page cache per connection (SQLite's default is 2 MiB, which a table of a
+    // million indexed rows outgrows: every index insert then reads pages back from the file), and
+    // reads through a 256 MiB map of the file instead of a pread per page.
     try executeScript(
-      "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA case_sensitive_like=ON;")
+      """
+      PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA case_sensitive_like=ON;
+      PRAGMA cache_size=-32768; PRAGMA mmap_size=268435456;
+      """)
   }
 
   func close() {
