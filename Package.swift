@@ -104,7 +104,7 @@ let package = Package(
       name: "Inference",
       dependencies: [
         "ShoalProto", "ShoalRPC", "ShoalServiceStubs", "ShoalStore", "ShoalService", "ShoalModel", "ShoalMetrics",
-        "ShoalImage",
+        "ShoalImage", "ShoalGeo",
       ],
       swiftSettings: strictSwift
     ),
@@ -213,7 +213,9 @@ let package = Package(
     ),
     .testTarget(
       name: "InferenceTests",
-      dependencies: ["Inference", "ShoalModel", "ShoalMetrics", "ShoalProto", "ShoalRPC", "ShoalTestSupport"],
+      dependencies: [
+        "Inference", "ShoalGeo", "ShoalModel", "ShoalMetrics", "ShoalProto", "ShoalRPC", "ShoalTestSupport",
+      ],
       swiftSettings: strictSwift
     ),
     .testTarget(
