@@ -23,15 +23,43 @@ public enum GeometryCheck {
       defer { GEOSGeom_destroy_r(context, geometry) }
       guard let simple = GEOSTopologyPreserveSimplify_r(context, geometry, tolerance) else { return nil }
       defer { GEOSGeom_destroy_r(context, simple) }
-      guard GEOSGeomTypeId_r(context, simple) == Int32(GEOS_POLYGON.rawValue), GEOSisEmpty_r(context, simple) == 0,
-        let exterior = GEOSGetExteriorRing_r(context, simple)
+      guard GEOSGeomTypeId_r(context, simple) == Int32(GEOS_POLYGON.rawValue), GEOSisEmpty_r(context, simple) == 0
       else { return nil }
-      var rings = [positions(exterior, context)]
-      for index in 0..<max(0, GEOSGetNumInteriorRings_r(context, simple)) {
-        if let hole = GEOSGetInteriorRingN_r(context, simple, index) { rings.append(positions(hole, context)) }
-      }
-      return Polygon(rings: rings)
+      return Self.polygon(simple, context)
     }
+  }
+
+  /// The union of `polygons`: those that overlap or share an edge become one (with the holes
+  /// the union has); the rest stay as they are. Polygons GEOS cannot build are left out.
+  public static func union(_ polygons: [Polygon]) -> [Polygon] {
+    guard polygons.count > 1 else { return polygons }
+    return withContext { context in
+      var parts: [OpaquePointer?] = polygons.compactMap { make($0, context) }
+      guard
+        let collection = parts.withUnsafeMutableBufferPointer({ buffer in
+          GEOSGeom_createCollection_r(
+            context, Int32(GEOS_MULTIPOLYGON.rawValue), buffer.baseAddress, UInt32(buffer.count))
+        })
+      else { return polygons }
+      defer { GEOSGeom_destroy_r(context, collection) }
+      guard let merged = GEOSUnaryUnion_r(context, collection) else { return polygons }
+      defer { GEOSGeom_destroy_r(context, merged) }
+      return (0..<max(0, GEOSGetNumGeometries_r(context, merged))).compactMap { index in
+        guard let part = GEOSGetGeometryN_r(context, merged, index),
+          GEOSGeomTypeId_r(context, part) == Int32(GEOS_POLYGON.rawValue), GEOSisEmpty_r(context, part) == 0
+        else { return nil }
+        return polygon(part, context)
+      }
+    }
+  }
+
+  private static func polygon(_ geometry: OpaquePointer, _ context: GEOSContextHandle_t) -> Polygon? {
+    guard let exterior = GEOSGetExteriorRing_r(context, geometry) else { return nil }
+    var rings = [positions(exterior, context)]
+    for index in 0..<max(0, GEOSGetNumInteriorRings_r(context, geometry)) {
+      if let hole = GEOSGetInteriorRingN_r(context, geometry, index) { rings.append(positions(hole, context)) }
+    }
+    return Polygon(rings: rings)
   }
 
   private static func withContext<T>(_ body: (GEOSContextHandle_t) -> T) -> T {

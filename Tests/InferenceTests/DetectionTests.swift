@@ -1,3 +1,4 @@
+import Foundation
 import Inference
 import ShoalGeo
 import ShoalModel
@@ -115,5 +116,26 @@ struct DetectionTests {
     #expect(abs(polygon.bounds.west - bounds.west) < 1e-9 && abs(polygon.bounds.north - bounds.north) < 1e-9)
     #expect(abs(polygon.bounds.east - bounds.east) < 1e-9 && abs(polygon.bounds.south - bounds.south) < 1e-9)
     #expect(polygon.rightHanded == polygon)
+  }
+}
+
+/// Classification scores as probabilities, from softmax, sigmoid or logit outputs.
+struct ClassScoresTests {
+  @Test func outputsBecomeProbabilities() throws {
+    let softmax = try ClassScores.probabilities(Tensor(shape: [1, 3], elements: [Float]([0.7, 0.2, 0.1])))
+    #expect(softmax.count == 1 && zip(softmax[0], [0.7, 0.2, 0.1]).allSatisfy { abs($0 - $1) < 1e-6 })
+    // Sigmoids (multi-label) are kept; they need not sum to 1.
+    let sigmoid = try ClassScores.probabilities(Tensor(shape: [2, 2], elements: [Float]([0.9, 0.8, 0.1, 0.3])))
+    #expect(abs(sigmoid[0][1] - 0.8) < 1e-6 && abs(sigmoid[1][0] - 0.1) < 1e-6)
+    // Logits: a softmax per row (shifted by the row's maximum, so large logits do not overflow).
+    let logits = try ClassScores.probabilities(
+      Tensor(shape: [1, 2], elements: [Float]([1000, 1000 + Float(log(3.0))])))
+    #expect(abs(logits[0][0] - 0.25) < 1e-4 && abs(logits[0][1] - 0.75) < 1e-4)
+    // One logit: a sigmoid.
+    let single = try ClassScores.probabilities(Tensor(shape: [1, 1], elements: [Float]([2])))
+    #expect(abs(single[0][0] - 1 / (1 + exp(-2))) < 1e-6)
+    #expect(throws: DetectionOutputError.self) {
+      try ClassScores.probabilities(Tensor(shape: [1, 2], elements: [Float]([.nan, 1])))
+    }
   }
 }

@@ -78,4 +78,30 @@ struct SegmentationTests {
     #expect(large.classes == [0, 2])
     #expect(large.labels[0] == 0 && large.labels[6] == 2 && large.labels[4 * 7] == 2 && large.labels[4 * 7 + 6] == 0)
   }
+
+  /// A roof over two neighbouring tiles, traced on each, is one polygon in the set after a union;
+  /// a roof elsewhere stays apart.
+  @Test func polygonsOverTileBordersMergeIntoOne() throws {
+    let west = try Tile(containing: 13.4, 52.5, zoom: 18)
+    let east = try Tile(z: 18, x: west.x + 1, y: west.y)
+    func map(_ columns: Range<Int>, _ rows: Range<Int>) -> ClassMap {
+      var labels = [Int](repeating: -1, count: 64 * 64)
+      for y in rows { for x in columns { labels[y * 64 + x] = 1 } }
+      return ClassMap(width: 64, height: 64, labels: labels)
+    }
+    let westMap = map(50..<64, 10..<30)
+    let eastMap = map(0..<12, 10..<30)
+    let apart = map(0..<5, 50..<60)
+    var pieces: [Polygon] = []
+    for polygon in westMap.polygons(of: 1) { pieces += [try #require(westMap.geographic(polygon, on: west))] }
+    for polygon in eastMap.polygons(of: 1) { pieces += [try #require(eastMap.geographic(polygon, on: east))] }
+    for polygon in apart.polygons(of: 1) { pieces += [try #require(apart.geographic(polygon, on: east))] }
+    let merged = GeometryCheck.union(pieces)
+    #expect(merged.count == 2)
+    let roof = try #require(merged.max { $0.bounds.east - $0.bounds.west < $1.bounds.east - $1.bounds.west })
+    let tileWidth = west.bounds.east - west.bounds.west
+    #expect(abs(roof.bounds.west - (west.bounds.west + tileWidth * 50 / 64)) < 1e-9)
+    #expect(abs(roof.bounds.east - (east.bounds.west + tileWidth * 12 / 64)) < 1e-9)
+    #expect(roof.rings.count == 1 && GeometryCheck.problem(in: roof) == nil)
+  }
 }
