@@ -32,6 +32,21 @@ extension FeedbackService {
     return try await store.imagery(request.name, organization: organization).source
   }
 
+  public func revealImagery(
+    _ request: FeedbackV1.GetImageryRequest, context: ServerContext
+  ) async throws -> FeedbackV1.RevealedImagery {
+    guard context.isUnixSocketPeer else {
+      throw RPCError(
+        .permissionDenied, "RevealImagery is for the mesh's services on this host (the Unix socket), not over TCP")
+    }
+    let organization = try CallerOrganization.owner(named: request.organization, of: "imagery sources")
+    let stored = try await store.imagery(request.name, organization: organization)
+    var revealed = FeedbackV1.RevealedImagery()
+    revealed.source = stored.source
+    revealed.headers = stored.headers
+    return revealed
+  }
+
   public func listImagery(
     _ request: FeedbackV1.ListImageryRequest, context: ServerContext
   ) async throws -> FeedbackV1.ListImageryResponse {

@@ -19,6 +19,8 @@ public struct FeedbackService: FeedbackV1.Feedback.ServiceProtocol {
     "CreateSet": .writer, "UpdateSet": .writer, "PutPredictions": .writer, "SetValidity": .writer,
     "NextForReview": .writer, "ReleaseLocks": .writer, "Export": .reader,
     "AddImagery": .writer, "RemoveImagery": .writer, "GetImagery": .reader, "ListImagery": .reader,
+    // Refused over TCP by the service itself too: a key is never shown to a person.
+    "RevealImagery": .admin,
     "FetchTiles": .reader, "AddArea": .writer, "GetArea": .reader, "ListAreas": .reader,
     "BuildTrainingSet": .reader, "ListTrainingSets": .reader, "DownloadTrainingSet": .reader,
   ]

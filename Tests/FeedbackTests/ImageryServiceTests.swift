@@ -177,4 +177,30 @@ struct ImageryServiceTests {
       }
     }
   }
+
+  /// The mesh's services on this host get a source's headers (to fetch for jobs); over TCP nobody
+  /// does, whatever their token.
+  @Test func onlyTheUnixSocketSeesTheHeaders() async throws {
+    try await Backend.sqlite.withDatabase { database, directory in
+      try await database.migrate(FeedbackStore.migrations)
+      var router = ServiceRouter()
+      FeedbackService(store: FeedbackStore(database: database)).register(in: &router)
+      let server = RPCServer(router: router)
+      let unix = RPCClient(address: try await server.bind(to: .unix(path: directory.path("feedback.sock"))))
+      let tcp = RPCClient(address: try await server.bind(to: .tcp(host: "127.0.0.1", port: 0)))
+      defer {
+        Task {
+          await unix.close()
+          await tcp.close()
+          await server.shutdown()
+        }
+      }
+      _ = try await FeedbackClient(unix).addImagery(Self.addRequest("https://tiles.example/{z}/{x}/{y}.png"))
+      var request = FeedbackV1.GetImageryRequest()
+      request.name = "aerial"
+      let revealed = try await FeedbackClient(unix).revealImagery(request)
+      #expect(revealed.headers == ["Authorization": Self.secret] && revealed.source?.name == "aerial")
+      await expectCode(.permissionDenied, "not over TCP") { _ = try await FeedbackClient(tcp).revealImagery(request) }
+    }
+  }
 }

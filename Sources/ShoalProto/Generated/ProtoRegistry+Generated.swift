@@ -118,6 +118,7 @@ let generatedMessageTypes: [any ProtoMessage.Type] = [
   FeedbackV1.GetImageryRequest.self,
   FeedbackV1.ListImageryRequest.self,
   FeedbackV1.ListImageryResponse.self,
+  FeedbackV1.RevealedImagery.self,
   FeedbackV1.RemoveImageryRequest.self,
   FeedbackV1.RemoveImageryResponse.self,
   FeedbackV1.FetchTilesRequest.self,

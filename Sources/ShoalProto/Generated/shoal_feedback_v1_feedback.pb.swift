@@ -940,6 +940,24 @@ extension FeedbackV1 {
 }
 
 extension FeedbackV1 {
+  /// A source with its headers, for the mesh's own services that fetch its tiles (inference's
+  /// jobs); see RevealImagery.
+  public struct RevealedImagery: ProtoMessage {
+    /// `shoal.feedback.v1.RevealedImagery`.
+    public static let protoMessageName = "shoal.feedback.v1.RevealedImagery"
+
+    /// Field 1, `source`.
+    public var source: FeedbackV1.ImagerySource? = nil
+
+    /// Field 2, `headers`.
+    public var headers: [String: String] = [:]
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension FeedbackV1 {
   /// The `shoal.feedback.v1.RemoveImageryRequest` message.
   public struct RemoveImageryRequest: ProtoMessage {
     /// `shoal.feedback.v1.RemoveImageryRequest`.
@@ -3304,6 +3322,37 @@ extension FeedbackV1.ListImageryResponse {
   }
 }
 
+extension FeedbackV1.RevealedImagery {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__feedback__v1__revealed_imagery()) }
+
+  public func _encode(to w: CMessageWriter) {
+    if let v = self.source { w.message(0, v) }
+    w.map(1, self.headers) { e, k, v in e.string(0, k); e.string(1, v) }
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    self.source = try r.message(0, as: FeedbackV1.ImagerySource.self)
+    self.headers = try r.map(1) { (e) throws(ProtoError) -> (String, String) in (try e.string(0), try e.string(1)) }
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    if let v = self.source { j.value("source", v, always: true) }
+    j.map("headers", self.headers)
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "source": self.source = try json == .null ? nil : j.value(json, key, as: FeedbackV1.ImagerySource.self)
+        case "headers": self.headers = try j.map(json, key, as: [String: String].self)
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
 extension FeedbackV1.RemoveImageryRequest {
   public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__feedback__v1__remove_imagery_request()) }
 
@@ -3998,6 +4047,11 @@ extension FeedbackV1 {
     /// `ListImagery`.
     public static let listImagery = TypedMethod<FeedbackV1.ListImageryRequest, FeedbackV1.ListImageryResponse>(service: fullName, name: "ListImagery", kind: .unary, idempotent: true)
 
+    /// The source with its headers, for the mesh's services on this host only: a peer on the
+    /// service's Unix socket. Over TCP it is PERMISSION_DENIED for every token, so a key is never
+    /// shown to a person.
+    public static let revealImagery = TypedMethod<FeedbackV1.GetImageryRequest, FeedbackV1.RevealedImagery>(service: fullName, name: "RevealImagery", kind: .unary, idempotent: true)
+
     /// `RemoveImagery`.
     public static let removeImagery = TypedMethod<FeedbackV1.RemoveImageryRequest, FeedbackV1.RemoveImageryResponse>(service: fullName, name: "RemoveImagery", kind: .unary, idempotent: true)
 
@@ -4025,6 +4079,6 @@ extension FeedbackV1 {
     public static let downloadTrainingSet = TypedMethod<FeedbackV1.DownloadTrainingSetRequest, FeedbackV1.ExportChunk>(service: fullName, name: "DownloadTrainingSet", kind: .serverStreaming, idempotent: true)
 
     /// The service's methods, for routers and reflection.
-    public static let descriptor = ServiceDescriptor(fullName: fullName, methods: [createSet.descriptor, getSet.descriptor, listSets.descriptor, updateSet.descriptor, putPredictions.descriptor, queryTiles.descriptor, setValidity.descriptor, validityHistory.descriptor, stats.descriptor, nextForReview.descriptor, releaseLocks.descriptor, export.descriptor, addImagery.descriptor, getImagery.descriptor, listImagery.descriptor, removeImagery.descriptor, fetchTiles.descriptor, addArea.descriptor, getArea.descriptor, listAreas.descriptor, buildTrainingSet.descriptor, listTrainingSets.descriptor, downloadTrainingSet.descriptor])
+    public static let descriptor = ServiceDescriptor(fullName: fullName, methods: [createSet.descriptor, getSet.descriptor, listSets.descriptor, updateSet.descriptor, putPredictions.descriptor, queryTiles.descriptor, setValidity.descriptor, validityHistory.descriptor, stats.descriptor, nextForReview.descriptor, releaseLocks.descriptor, export.descriptor, addImagery.descriptor, getImagery.descriptor, listImagery.descriptor, revealImagery.descriptor, removeImagery.descriptor, fetchTiles.descriptor, addArea.descriptor, getArea.descriptor, listAreas.descriptor, buildTrainingSet.descriptor, listTrainingSets.descriptor, downloadTrainingSet.descriptor])
   }
 }

@@ -112,6 +112,7 @@ static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__feedback
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__feedback__v1__get_imagery_request(void) { return &shoal__feedback__v1__get_imagery_request__descriptor; }
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__feedback__v1__list_imagery_request(void) { return &shoal__feedback__v1__list_imagery_request__descriptor; }
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__feedback__v1__list_imagery_response(void) { return &shoal__feedback__v1__list_imagery_response__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__feedback__v1__revealed_imagery(void) { return &shoal__feedback__v1__revealed_imagery__descriptor; }
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__feedback__v1__remove_imagery_request(void) { return &shoal__feedback__v1__remove_imagery_request__descriptor; }
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__feedback__v1__remove_imagery_response(void) { return &shoal__feedback__v1__remove_imagery_response__descriptor; }
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__feedback__v1__fetch_tiles_request(void) { return &shoal__feedback__v1__fetch_tiles_request__descriptor; }

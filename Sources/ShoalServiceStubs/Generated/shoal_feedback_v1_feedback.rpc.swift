@@ -53,6 +53,11 @@ extension FeedbackV1.Feedback {
     /// `ListImagery`.
     func listImagery(_ request: FeedbackV1.ListImageryRequest, context: ServerContext) async throws -> FeedbackV1.ListImageryResponse
 
+    /// The source with its headers, for the mesh's services on this host only: a peer on the
+    /// service's Unix socket. Over TCP it is PERMISSION_DENIED for every token, so a key is never
+    /// shown to a person.
+    func revealImagery(_ request: FeedbackV1.GetImageryRequest, context: ServerContext) async throws -> FeedbackV1.RevealedImagery
+
     /// `RemoveImagery`.
     func removeImagery(_ request: FeedbackV1.RemoveImageryRequest, context: ServerContext) async throws -> FeedbackV1.RemoveImageryResponse
 
@@ -170,6 +175,13 @@ extension FeedbackV1.Feedback {
       try await rpc.unary(FeedbackV1.Feedback.listImagery, request, options: options)
     }
 
+    /// The source with its headers, for the mesh's services on this host only: a peer on the
+    /// service's Unix socket. Over TCP it is PERMISSION_DENIED for every token, so a key is never
+    /// shown to a person.
+    public func revealImagery(_ request: FeedbackV1.GetImageryRequest, options: CallOptions = CallOptions()) async throws(RPCError) -> FeedbackV1.RevealedImagery {
+      try await rpc.unary(FeedbackV1.Feedback.revealImagery, request, options: options)
+    }
+
     /// `RemoveImagery`.
     public func removeImagery(_ request: FeedbackV1.RemoveImageryRequest, options: CallOptions = CallOptions()) async throws(RPCError) -> FeedbackV1.RemoveImageryResponse {
       try await rpc.unary(FeedbackV1.Feedback.removeImagery, request, options: options)
@@ -241,6 +253,7 @@ extension FeedbackV1.Feedback.ServiceProtocol {
     router.unary(FeedbackV1.Feedback.addImagery) { try await self.addImagery($0, context: $1) }
     router.unary(FeedbackV1.Feedback.getImagery) { try await self.getImagery($0, context: $1) }
     router.unary(FeedbackV1.Feedback.listImagery) { try await self.listImagery($0, context: $1) }
+    router.unary(FeedbackV1.Feedback.revealImagery) { try await self.revealImagery($0, context: $1) }
     router.unary(FeedbackV1.Feedback.removeImagery) { try await self.removeImagery($0, context: $1) }
     router.serverStreaming(FeedbackV1.Feedback.fetchTiles) { try await self.fetchTiles($0, responses: $1, context: $2) }
     router.unary(FeedbackV1.Feedback.addArea) { try await self.addArea($0, context: $1) }

@@ -1825,6 +1825,57 @@ void   shoal__feedback__v1__list_imagery_response__free_unpacked
   assert(message->base.descriptor == &shoal__feedback__v1__list_imagery_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   shoal__feedback__v1__revealed_imagery__headers_entry__init
+                     (Shoal__Feedback__V1__RevealedImagery__HeadersEntry         *message)
+{
+  static const Shoal__Feedback__V1__RevealedImagery__HeadersEntry init_value = SHOAL__FEEDBACK__V1__REVEALED_IMAGERY__HEADERS_ENTRY__INIT;
+  *message = init_value;
+}
+void   shoal__feedback__v1__revealed_imagery__init
+                     (Shoal__Feedback__V1__RevealedImagery         *message)
+{
+  static const Shoal__Feedback__V1__RevealedImagery init_value = SHOAL__FEEDBACK__V1__REVEALED_IMAGERY__INIT;
+  *message = init_value;
+}
+size_t shoal__feedback__v1__revealed_imagery__get_packed_size
+                     (const Shoal__Feedback__V1__RevealedImagery *message)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__revealed_imagery__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__feedback__v1__revealed_imagery__pack
+                     (const Shoal__Feedback__V1__RevealedImagery *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__revealed_imagery__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__feedback__v1__revealed_imagery__pack_to_buffer
+                     (const Shoal__Feedback__V1__RevealedImagery *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__feedback__v1__revealed_imagery__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Feedback__V1__RevealedImagery *
+       shoal__feedback__v1__revealed_imagery__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Feedback__V1__RevealedImagery *)
+     protobuf_c_message_unpack (&shoal__feedback__v1__revealed_imagery__descriptor,
+                                allocator, len, data);
+}
+void   shoal__feedback__v1__revealed_imagery__free_unpacked
+                     (Shoal__Feedback__V1__RevealedImagery *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__feedback__v1__revealed_imagery__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   shoal__feedback__v1__remove_imagery_request__init
                      (Shoal__Feedback__V1__RemoveImageryRequest         *message)
 {
@@ -5791,6 +5842,108 @@ const ProtobufCMessageDescriptor shoal__feedback__v1__list_imagery_response__des
   (ProtobufCMessageInit) shoal__feedback__v1__list_imagery_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
+static const ProtobufCFieldDescriptor shoal__feedback__v1__revealed_imagery__headers_entry__field_descriptors[2] =
+{
+  {
+    "key",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__RevealedImagery__HeadersEntry, key),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "value",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__RevealedImagery__HeadersEntry, value),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__feedback__v1__revealed_imagery__headers_entry__field_indices_by_name[] = {
+  0,   /* field[0] = key */
+  1,   /* field[1] = value */
+};
+static const ProtobufCIntRange shoal__feedback__v1__revealed_imagery__headers_entry__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor shoal__feedback__v1__revealed_imagery__headers_entry__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.feedback.v1.RevealedImagery.HeadersEntry",
+  "HeadersEntry",
+  "Shoal__Feedback__V1__RevealedImagery__HeadersEntry",
+  "shoal.feedback.v1",
+  sizeof(Shoal__Feedback__V1__RevealedImagery__HeadersEntry),
+  2,
+  shoal__feedback__v1__revealed_imagery__headers_entry__field_descriptors,
+  shoal__feedback__v1__revealed_imagery__headers_entry__field_indices_by_name,
+  1,  shoal__feedback__v1__revealed_imagery__headers_entry__number_ranges,
+  (ProtobufCMessageInit) shoal__feedback__v1__revealed_imagery__headers_entry__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor shoal__feedback__v1__revealed_imagery__field_descriptors[2] =
+{
+  {
+    "source",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__RevealedImagery, source),
+    &shoal__feedback__v1__imagery_source__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "headers",
+    2,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Shoal__Feedback__V1__RevealedImagery, n_headers),
+    offsetof(Shoal__Feedback__V1__RevealedImagery, headers),
+    &shoal__feedback__v1__revealed_imagery__headers_entry__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__feedback__v1__revealed_imagery__field_indices_by_name[] = {
+  1,   /* field[1] = headers */
+  0,   /* field[0] = source */
+};
+static const ProtobufCIntRange shoal__feedback__v1__revealed_imagery__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor shoal__feedback__v1__revealed_imagery__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.feedback.v1.RevealedImagery",
+  "RevealedImagery",
+  "Shoal__Feedback__V1__RevealedImagery",
+  "shoal.feedback.v1",
+  sizeof(Shoal__Feedback__V1__RevealedImagery),
+  2,
+  shoal__feedback__v1__revealed_imagery__field_descriptors,
+  shoal__feedback__v1__revealed_imagery__field_indices_by_name,
+  1,  shoal__feedback__v1__revealed_imagery__number_ranges,
+  (ProtobufCMessageInit) shoal__feedback__v1__revealed_imagery__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
 static const ProtobufCFieldDescriptor shoal__feedback__v1__remove_imagery_request__field_descriptors[2] =
 {
   {
@@ -7210,7 +7363,7 @@ const ProtobufCEnumDescriptor shoal__feedback__v1__export_filter__descriptor =
   shoal__feedback__v1__export_filter__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCMethodDescriptor shoal__feedback__v1__feedback__method_descriptors[23] =
+static const ProtobufCMethodDescriptor shoal__feedback__v1__feedback__method_descriptors[24] =
 {
   { "CreateSet", &shoal__feedback__v1__create_set_request__descriptor, &shoal__feedback__v1__prediction_set__descriptor },
   { "GetSet", &shoal__feedback__v1__get_set_request__descriptor, &shoal__feedback__v1__prediction_set__descriptor },
@@ -7227,6 +7380,7 @@ static const ProtobufCMethodDescriptor shoal__feedback__v1__feedback__method_des
   { "AddImagery", &shoal__feedback__v1__add_imagery_request__descriptor, &shoal__feedback__v1__imagery_source__descriptor },
   { "GetImagery", &shoal__feedback__v1__get_imagery_request__descriptor, &shoal__feedback__v1__imagery_source__descriptor },
   { "ListImagery", &shoal__feedback__v1__list_imagery_request__descriptor, &shoal__feedback__v1__list_imagery_response__descriptor },
+  { "RevealImagery", &shoal__feedback__v1__get_imagery_request__descriptor, &shoal__feedback__v1__revealed_imagery__descriptor },
   { "RemoveImagery", &shoal__feedback__v1__remove_imagery_request__descriptor, &shoal__feedback__v1__remove_imagery_response__descriptor },
   { "FetchTiles", &shoal__feedback__v1__fetch_tiles_request__descriptor, &shoal__feedback__v1__fetched_tile__descriptor },
   { "AddArea", &shoal__feedback__v1__add_area_request__descriptor, &shoal__feedback__v1__area__descriptor },
@@ -7237,25 +7391,26 @@ static const ProtobufCMethodDescriptor shoal__feedback__v1__feedback__method_des
   { "DownloadTrainingSet", &shoal__feedback__v1__download_training_set_request__descriptor, &shoal__feedback__v1__export_chunk__descriptor },
 };
 const unsigned shoal__feedback__v1__feedback__method_indices_by_name[] = {
-  17,        /* AddArea */
+  18,        /* AddArea */
   12,        /* AddImagery */
-  20,        /* BuildTrainingSet */
+  21,        /* BuildTrainingSet */
   0,        /* CreateSet */
-  22,        /* DownloadTrainingSet */
+  23,        /* DownloadTrainingSet */
   11,        /* Export */
-  16,        /* FetchTiles */
-  18,        /* GetArea */
+  17,        /* FetchTiles */
+  19,        /* GetArea */
   13,        /* GetImagery */
   1,        /* GetSet */
-  19,        /* ListAreas */
+  20,        /* ListAreas */
   14,        /* ListImagery */
   2,        /* ListSets */
-  21,        /* ListTrainingSets */
+  22,        /* ListTrainingSets */
   9,        /* NextForReview */
   4,        /* PutPredictions */
   5,        /* QueryTiles */
   10,        /* ReleaseLocks */
-  15,        /* RemoveImagery */
+  16,        /* RemoveImagery */
+  15,        /* RevealImagery */
   6,        /* SetValidity */
   8,        /* Stats */
   3,        /* UpdateSet */
@@ -7268,7 +7423,7 @@ const ProtobufCServiceDescriptor shoal__feedback__v1__feedback__descriptor =
   "Feedback",
   "Shoal__Feedback__V1__Feedback",
   "shoal.feedback.v1",
-  23,
+  24,
   shoal__feedback__v1__feedback__method_descriptors,
   shoal__feedback__v1__feedback__method_indices_by_name
 };
@@ -7392,13 +7547,21 @@ void shoal__feedback__v1__feedback__list_imagery(ProtobufCService *service,
   assert(service->descriptor == &shoal__feedback__v1__feedback__descriptor);
   service->invoke(service, 14, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
+void shoal__feedback__v1__feedback__reveal_imagery(ProtobufCService *service,
+                                                   const Shoal__Feedback__V1__GetImageryRequest *input,
+                                                   Shoal__Feedback__V1__RevealedImagery_Closure closure,
+                                                   void *closure_data)
+{
+  assert(service->descriptor == &shoal__feedback__v1__feedback__descriptor);
+  service->invoke(service, 15, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
 void shoal__feedback__v1__feedback__remove_imagery(ProtobufCService *service,
                                                    const Shoal__Feedback__V1__RemoveImageryRequest *input,
                                                    Shoal__Feedback__V1__RemoveImageryResponse_Closure closure,
                                                    void *closure_data)
 {
   assert(service->descriptor == &shoal__feedback__v1__feedback__descriptor);
-  service->invoke(service, 15, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 16, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void shoal__feedback__v1__feedback__fetch_tiles(ProtobufCService *service,
                                                 const Shoal__Feedback__V1__FetchTilesRequest *input,
@@ -7406,7 +7569,7 @@ void shoal__feedback__v1__feedback__fetch_tiles(ProtobufCService *service,
                                                 void *closure_data)
 {
   assert(service->descriptor == &shoal__feedback__v1__feedback__descriptor);
-  service->invoke(service, 16, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 17, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void shoal__feedback__v1__feedback__add_area(ProtobufCService *service,
                                              const Shoal__Feedback__V1__AddAreaRequest *input,
@@ -7414,7 +7577,7 @@ void shoal__feedback__v1__feedback__add_area(ProtobufCService *service,
                                              void *closure_data)
 {
   assert(service->descriptor == &shoal__feedback__v1__feedback__descriptor);
-  service->invoke(service, 17, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 18, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void shoal__feedback__v1__feedback__get_area(ProtobufCService *service,
                                              const Shoal__Feedback__V1__GetAreaRequest *input,
@@ -7422,7 +7585,7 @@ void shoal__feedback__v1__feedback__get_area(ProtobufCService *service,
                                              void *closure_data)
 {
   assert(service->descriptor == &shoal__feedback__v1__feedback__descriptor);
-  service->invoke(service, 18, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 19, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void shoal__feedback__v1__feedback__list_areas(ProtobufCService *service,
                                                const Shoal__Feedback__V1__ListAreasRequest *input,
@@ -7430,7 +7593,7 @@ void shoal__feedback__v1__feedback__list_areas(ProtobufCService *service,
                                                void *closure_data)
 {
   assert(service->descriptor == &shoal__feedback__v1__feedback__descriptor);
-  service->invoke(service, 19, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 20, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void shoal__feedback__v1__feedback__build_training_set(ProtobufCService *service,
                                                        const Shoal__Feedback__V1__BuildTrainingSetRequest *input,
@@ -7438,7 +7601,7 @@ void shoal__feedback__v1__feedback__build_training_set(ProtobufCService *service
                                                        void *closure_data)
 {
   assert(service->descriptor == &shoal__feedback__v1__feedback__descriptor);
-  service->invoke(service, 20, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 21, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void shoal__feedback__v1__feedback__list_training_sets(ProtobufCService *service,
                                                        const Shoal__Feedback__V1__ListTrainingSetsRequest *input,
@@ -7446,7 +7609,7 @@ void shoal__feedback__v1__feedback__list_training_sets(ProtobufCService *service
                                                        void *closure_data)
 {
   assert(service->descriptor == &shoal__feedback__v1__feedback__descriptor);
-  service->invoke(service, 21, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 22, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void shoal__feedback__v1__feedback__download_training_set(ProtobufCService *service,
                                                           const Shoal__Feedback__V1__DownloadTrainingSetRequest *input,
@@ -7454,7 +7617,7 @@ void shoal__feedback__v1__feedback__download_training_set(ProtobufCService *serv
                                                           void *closure_data)
 {
   assert(service->descriptor == &shoal__feedback__v1__feedback__descriptor);
-  service->invoke(service, 22, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 23, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void shoal__feedback__v1__feedback__init (Shoal__Feedback__V1__Feedback_Service *service,
                                           Shoal__Feedback__V1__Feedback_ServiceDestroy destroy)

@@ -59,6 +59,8 @@ typedef struct Shoal__Feedback__V1__AddImageryRequest__HeadersEntry Shoal__Feedb
 typedef struct Shoal__Feedback__V1__GetImageryRequest Shoal__Feedback__V1__GetImageryRequest;
 typedef struct Shoal__Feedback__V1__ListImageryRequest Shoal__Feedback__V1__ListImageryRequest;
 typedef struct Shoal__Feedback__V1__ListImageryResponse Shoal__Feedback__V1__ListImageryResponse;
+typedef struct Shoal__Feedback__V1__RevealedImagery Shoal__Feedback__V1__RevealedImagery;
+typedef struct Shoal__Feedback__V1__RevealedImagery__HeadersEntry Shoal__Feedback__V1__RevealedImagery__HeadersEntry;
 typedef struct Shoal__Feedback__V1__RemoveImageryRequest Shoal__Feedback__V1__RemoveImageryRequest;
 typedef struct Shoal__Feedback__V1__RemoveImageryResponse Shoal__Feedback__V1__RemoveImageryResponse;
 typedef struct Shoal__Feedback__V1__FetchTilesRequest Shoal__Feedback__V1__FetchTilesRequest;
@@ -936,6 +938,33 @@ struct  Shoal__Feedback__V1__ListImageryResponse
 #define SHOAL__FEEDBACK__V1__LIST_IMAGERY_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&shoal__feedback__v1__list_imagery_response__descriptor) \
     , 0,NULL }
+
+
+struct  Shoal__Feedback__V1__RevealedImagery__HeadersEntry
+{
+  ProtobufCMessage base;
+  char *key;
+  char *value;
+};
+#define SHOAL__FEEDBACK__V1__REVEALED_IMAGERY__HEADERS_ENTRY__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__feedback__v1__revealed_imagery__headers_entry__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+
+
+/*
+ * A source with its headers, for the mesh's own services that fetch its tiles (inference's
+ * jobs); see RevealImagery.
+ */
+struct  Shoal__Feedback__V1__RevealedImagery
+{
+  ProtobufCMessage base;
+  Shoal__Feedback__V1__ImagerySource *source;
+  size_t n_headers;
+  Shoal__Feedback__V1__RevealedImagery__HeadersEntry **headers;
+};
+#define SHOAL__FEEDBACK__V1__REVEALED_IMAGERY__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__feedback__v1__revealed_imagery__descriptor) \
+    , NULL, 0,NULL }
 
 
 struct  Shoal__Feedback__V1__RemoveImageryRequest
@@ -1997,6 +2026,28 @@ Shoal__Feedback__V1__ListImageryResponse *
 void   shoal__feedback__v1__list_imagery_response__free_unpacked
                      (Shoal__Feedback__V1__ListImageryResponse *message,
                       ProtobufCAllocator *allocator);
+/* Shoal__Feedback__V1__RevealedImagery__HeadersEntry methods */
+void   shoal__feedback__v1__revealed_imagery__headers_entry__init
+                     (Shoal__Feedback__V1__RevealedImagery__HeadersEntry         *message);
+/* Shoal__Feedback__V1__RevealedImagery methods */
+void   shoal__feedback__v1__revealed_imagery__init
+                     (Shoal__Feedback__V1__RevealedImagery         *message);
+size_t shoal__feedback__v1__revealed_imagery__get_packed_size
+                     (const Shoal__Feedback__V1__RevealedImagery   *message);
+size_t shoal__feedback__v1__revealed_imagery__pack
+                     (const Shoal__Feedback__V1__RevealedImagery   *message,
+                      uint8_t             *out);
+size_t shoal__feedback__v1__revealed_imagery__pack_to_buffer
+                     (const Shoal__Feedback__V1__RevealedImagery   *message,
+                      ProtobufCBuffer     *buffer);
+Shoal__Feedback__V1__RevealedImagery *
+       shoal__feedback__v1__revealed_imagery__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shoal__feedback__v1__revealed_imagery__free_unpacked
+                     (Shoal__Feedback__V1__RevealedImagery *message,
+                      ProtobufCAllocator *allocator);
 /* Shoal__Feedback__V1__RemoveImageryRequest methods */
 void   shoal__feedback__v1__remove_imagery_request__init
                      (Shoal__Feedback__V1__RemoveImageryRequest         *message);
@@ -2432,6 +2483,12 @@ typedef void (*Shoal__Feedback__V1__ListImageryRequest_Closure)
 typedef void (*Shoal__Feedback__V1__ListImageryResponse_Closure)
                  (const Shoal__Feedback__V1__ListImageryResponse *message,
                   void *closure_data);
+typedef void (*Shoal__Feedback__V1__RevealedImagery__HeadersEntry_Closure)
+                 (const Shoal__Feedback__V1__RevealedImagery__HeadersEntry *message,
+                  void *closure_data);
+typedef void (*Shoal__Feedback__V1__RevealedImagery_Closure)
+                 (const Shoal__Feedback__V1__RevealedImagery *message,
+                  void *closure_data);
 typedef void (*Shoal__Feedback__V1__RemoveImageryRequest_Closure)
                  (const Shoal__Feedback__V1__RemoveImageryRequest *message,
                   void *closure_data);
@@ -2547,6 +2604,10 @@ struct Shoal__Feedback__V1__Feedback_Service
                        const Shoal__Feedback__V1__ListImageryRequest *input,
                        Shoal__Feedback__V1__ListImageryResponse_Closure closure,
                        void *closure_data);
+  void (*reveal_imagery)(Shoal__Feedback__V1__Feedback_Service *service,
+                         const Shoal__Feedback__V1__GetImageryRequest *input,
+                         Shoal__Feedback__V1__RevealedImagery_Closure closure,
+                         void *closure_data);
   void (*remove_imagery)(Shoal__Feedback__V1__Feedback_Service *service,
                          const Shoal__Feedback__V1__RemoveImageryRequest *input,
                          Shoal__Feedback__V1__RemoveImageryResponse_Closure closure,
@@ -2602,6 +2663,7 @@ void shoal__feedback__v1__feedback__init (Shoal__Feedback__V1__Feedback_Service 
       function_prefix__ ## add_imagery,\
       function_prefix__ ## get_imagery,\
       function_prefix__ ## list_imagery,\
+      function_prefix__ ## reveal_imagery,\
       function_prefix__ ## remove_imagery,\
       function_prefix__ ## fetch_tiles,\
       function_prefix__ ## add_area,\
@@ -2670,6 +2732,10 @@ void shoal__feedback__v1__feedback__list_imagery(ProtobufCService *service,
                                                  const Shoal__Feedback__V1__ListImageryRequest *input,
                                                  Shoal__Feedback__V1__ListImageryResponse_Closure closure,
                                                  void *closure_data);
+void shoal__feedback__v1__feedback__reveal_imagery(ProtobufCService *service,
+                                                   const Shoal__Feedback__V1__GetImageryRequest *input,
+                                                   Shoal__Feedback__V1__RevealedImagery_Closure closure,
+                                                   void *closure_data);
 void shoal__feedback__v1__feedback__remove_imagery(ProtobufCService *service,
                                                    const Shoal__Feedback__V1__RemoveImageryRequest *input,
                                                    Shoal__Feedback__V1__RemoveImageryResponse_Closure closure,
@@ -2754,6 +2820,8 @@ extern const ProtobufCMessageDescriptor shoal__feedback__v1__add_imagery_request
 extern const ProtobufCMessageDescriptor shoal__feedback__v1__get_imagery_request__descriptor;
 extern const ProtobufCMessageDescriptor shoal__feedback__v1__list_imagery_request__descriptor;
 extern const ProtobufCMessageDescriptor shoal__feedback__v1__list_imagery_response__descriptor;
+extern const ProtobufCMessageDescriptor shoal__feedback__v1__revealed_imagery__descriptor;
+extern const ProtobufCMessageDescriptor shoal__feedback__v1__revealed_imagery__headers_entry__descriptor;
 extern const ProtobufCMessageDescriptor shoal__feedback__v1__remove_imagery_request__descriptor;
 extern const ProtobufCMessageDescriptor shoal__feedback__v1__remove_imagery_response__descriptor;
 extern const ProtobufCMessageDescriptor shoal__feedback__v1__fetch_tiles_request__descriptor;
