@@ -70,25 +70,31 @@ struct CocoWriter {
     }
   }
 
+  /// A shape's pixel box [x, y, w, h], clipped to the image: features cut by a tile's edge may
+  /// reach past it.
+  func box(_ shape: Shape) -> [Double] {
+    let size = Double(images.size)
+    let box = CocoMasks.box(shape.polygons.map { $0[0] })
+    let x0 = min(max(box[0], 0), size)
+    let y0 = min(max(box[1], 0), size)
+    let x1 = min(max(box[0] + box[2], 0), size)
+    let y1 = min(max(box[1] + box[3], 0), size)
+    return [x0, y0, x1 - x0, y1 - y0]
+  }
+
   /// A shape's COCO fields: segmentation (polygons, or RLE when a polygon has holes), bbox, area.
   func cocoFields(_ shape: Shape) -> [String: Any] {
     let size = images.size
     let exteriors = shape.polygons.map { $0[0] }
-    var box = CocoMasks.box(exteriors)
-    // Clipped to the image: features cut by a tile's edge may reach past it.
-    let x0 = min(max(box[0], 0), Double(size))
-    let y0 = min(max(box[1], 0), Double(size))
-    let x1 = min(max(box[0] + box[2], 0), Double(size))
-    let y1 = min(max(box[1] + box[3], 0), Double(size))
-    box = [x0, y0, x1 - x0, y1 - y0]
+    let bbox = box(shape)
     if shape.polygons.contains(where: { $0.count > 1 }) {
       let mask = CocoMasks.mask(shape.polygons.flatMap { $0 }, width: size, height: size)
       return [
         "segmentation": ["counts": CocoMasks.runLengths(mask, width: size, height: size), "size": [size, size]],
-        "bbox": box, "area": mask.filter { $0 }.count,
+        "bbox": bbox, "area": mask.filter { $0 }.count,
       ]
     }
-    return ["segmentation": exteriors, "bbox": box, "area": exteriors.map(CocoMasks.area).reduce(0, +)]
+    return ["segmentation": exteriors, "bbox": bbox, "area": exteriors.map(CocoMasks.area).reduce(0, +)]
   }
 
   /// Spools the tile's ground-truth annotations: the shapes whose validity the filter keeps.
@@ -195,12 +201,12 @@ struct CocoWriter {
           result["type"] = "polygonlabels"
           result["value"] = ["points": points, "polygonlabels": [label], "closed": true]
         } else {
-          let box = cocoFields(shape)["bbox"] as! [Double]
+          let bbox = box(shape)
           result["from_name"] = "label"
           result["type"] = "rectanglelabels"
           result["value"] = [
-            "x": box[0] / size * 100, "y": box[1] / size * 100, "width": box[2] / size * 100,
-            "height": box[3] / size * 100, "rotation": 0, "rectanglelabels": [label],
+            "x": bbox[0] / size * 100, "y": bbox[1] / size * 100, "width": bbox[2] / size * 100,
+            "height": bbox[3] / size * 100, "rotation": 0, "rectanglelabels": [label],
           ]
         }
         results.append(result)

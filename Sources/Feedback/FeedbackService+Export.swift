@@ -58,42 +58,32 @@ extension FeedbackService {
     _ body: (SelectedTile) async throws -> Void
   ) async throws -> Int {
     let colors = set.colors ?? FeedbackV1.DisplayColors()
-    var after: Int64 = 0
     var selected = 0
-    while true {
-      let batch = try await store.tiles(
-        setID: Int64(set.setId)!, zoom: Int(set.zoom), ranges: nil, after: after, limit: 2000)
-      guard let last = batch.last else { break }
-      after = last.id
-      let validity = try await store.validity(of: batch.filter(\.marked).map(\.id))
-      let features = try await store.features(of: batch.filter(\.featured).map(\.id))
-      for stored in batch {
-        let all = validity[stored.id] ?? []
-        let marks = all.filter { $0.feature == 0 && classes.contains($0.record.className) }.map(\.record)
-        let featureMarks = Dictionary(
-          all.filter { $0.feature != 0 }.map { (String($0.feature), $0.record.validity) },
-          uniquingKeysWith: { a, _ in a })
-        let tileMarks = Dictionary(marks.map { ($0.className, $0.validity) }, uniquingKeysWith: { a, _ in a })
-        let judged = (features[stored.id] ?? []).filter { classes.contains($0.className) }.map { feature in
-          (feature, featureMarks[feature.featureId] ?? tileMarks[feature.className] ?? .unvalidated)
-        }
-        let states = Set(marks.map(\.validity)).union(
-          judged.compactMap { featureMarks[$0.0.featureId] == nil ? nil : $0.1 })
-        let wanted: Bool =
-          switch filter {
-          case .validated: !states.isEmpty
-          case .onlyValidatedValid: states.contains(.valid)
-          case .onlyValidatedInvalid: states.contains(.invalid)
-          case .allTiles, .unrecognized: true
-          }
-        let scoring =
-          classes.contains { (stored.scores[$0] ?? 0) >= threshold } || judged.contains { $0.0.score >= threshold }
-        guard wanted, scoring else { continue }
-        let state = Self.state(marks, "")
-        let color = state == .valid ? colors.valid : state == .invalid ? colors.invalid : colors.unvalidated
-        try await body(SelectedTile(stored: stored, marks: marks, color: color, features: judged))
-        selected += 1
+    try await store.forEachTile(setID: Int64(set.setId)!, zoom: Int(set.zoom)) { stored, all, tileFeatures in
+      let marks = all.filter { $0.feature == 0 && classes.contains($0.record.className) }.map(\.record)
+      let featureMarks = Dictionary(
+        all.filter { $0.feature != 0 }.map { (String($0.feature), $0.record.validity) },
+        uniquingKeysWith: { a, _ in a })
+      let tileMarks = Dictionary(marks.map { ($0.className, $0.validity) }, uniquingKeysWith: { a, _ in a })
+      let judged = tileFeatures.filter { classes.contains($0.className) }.map { feature in
+        (feature, featureMarks[feature.featureId] ?? tileMarks[feature.className] ?? .unvalidated)
       }
+      let states = Set(marks.map(\.validity)).union(
+        judged.compactMap { featureMarks[$0.0.featureId] == nil ? nil : $0.1 })
+      let wanted: Bool =
+        switch filter {
+        case .validated: !states.isEmpty
+        case .onlyValidatedValid: states.contains(.valid)
+        case .onlyValidatedInvalid: states.contains(.invalid)
+        case .allTiles, .unrecognized: true
+        }
+      let scoring =
+        classes.contains { (stored.scores[$0] ?? 0) >= threshold } || judged.contains { $0.0.score >= threshold }
+      guard wanted, scoring else { return }
+      let state = Self.state(marks, "")
+      let color = state == .valid ? colors.valid : state == .invalid ? colors.invalid : colors.unvalidated
+      try await body(SelectedTile(stored: stored, marks: marks, color: color, features: judged))
+      selected += 1
     }
     return selected
   }

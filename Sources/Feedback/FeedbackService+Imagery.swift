@@ -5,6 +5,7 @@ public import ShoalProto
 public import ShoalRPC
 import ShoalService
 import ShoalServiceStubs
+import Synchronization
 
 /// Imagery sources and areas of interest: named, per organisation, and the fetching of tiles.
 extension FeedbackService {
@@ -85,11 +86,14 @@ extension FeedbackService {
         "tile \(outside) is at zoom \(outside.z); '\(source.name)' has zooms \(source.minZoom)–\(source.maxZoom)")
     }
     let total = Int64(tiles.count)
-    let done = Counter()
+    let done = Mutex<Int64>(0)
     await fetcher.fetch(tiles, from: source, owner: organization) { result in
       var answer = FeedbackV1.FetchedTile()
       answer.total = total
-      answer.done = done.next()
+      answer.done = done.withLock { done in
+        done += 1
+        return done
+      }
       switch result {
       case .success(let fetched):
         answer.tileId = fetched.tile.description
@@ -161,7 +165,7 @@ extension FeedbackService {
     case .bbox(let box)?:
       do throws(GeoError) {
         return try TileCover.tiles(
-          in: BoundingBox(west: box.west, south: box.south, east: box.east, north: box.north), zoom: zoom)
+          in: BoundingBox(box), zoom: zoom)
       } catch {
         throw RPCError(.invalidArgument, "bbox: \(error.message)")
       }
@@ -194,13 +198,7 @@ extension FeedbackService {
 
   static func withBounds(_ area: FeedbackV1.Area) throws -> FeedbackV1.Area {
     var area = area
-    let boxes = try areaPolygons(area.geojson).map(\.bounds)
-    var box = FeedbackV1.BoundingBox()
-    box.west = boxes.map(\.west).min()!
-    box.south = boxes.map(\.south).min()!
-    box.east = boxes.map(\.east).max()!
-    box.north = boxes.map(\.north).max()!
-    area.bbox = box
+    area.bbox = FeedbackV1.BoundingBox(Geometry.multiPolygon(try areaPolygons(area.geojson)).bounds)
     return area
   }
 
@@ -218,18 +216,5 @@ extension FeedbackService {
     } catch {
       throw RPCError(.invalidArgument, error.message)
     }
-  }
-}
-
-/// Counts answers sent from concurrent fetches.
-private final class Counter: @unchecked Sendable {
-  private let lock = NSLock()
-  private var value: Int64 = 0
-
-  func next() -> Int64 {
-    lock.lock()
-    defer { lock.unlock() }
-    value += 1
-    return value
   }
 }

@@ -50,49 +50,40 @@ private struct StatsTally {
   mutating func add(_ set: FeedbackV1.PredictionSet, threshold: Double, store: FeedbackStore) async throws {
     var perClass = Dictionary(uniqueKeysWithValues: set.classes.map { ($0.name, [Int64](repeating: 0, count: 4)) })
     let version = set.modelVersion
-    var after: Int64 = 0
-    while true {
-      let batch = try await store.tiles(
-        setID: Int64(set.setId)!, zoom: Int(set.zoom), ranges: nil, after: after, limit: 5000)
-      guard let last = batch.last else { break }
-      after = last.id
-      let validity = try await store.validity(of: batch.filter(\.marked).map(\.id))
-      let features = try await store.features(of: batch.filter(\.featured).map(\.id))
-      for stored in batch {
-        tiles += 1
-        let all = validity[stored.id] ?? []
-        let marks = all.filter { $0.feature == 0 }.map(\.record)
-        if !marks.isEmpty { validatedTiles += 1 }
-        let said = Dictionary(marks.map { ($0.className, $0.validity) }, uniquingKeysWith: { a, _ in a })
-        for name in set.classes.map(\.name) {
-          let predicted = (stored.scores[name] ?? 0) >= threshold && stored.scores[name] != nil
-          if predicted {
-            perClass[name]![0] += 1
-            switch said[name] {
-            case .valid?: perClass[name]![1] += 1
-            case .invalid?: perClass[name]![2] += 1
-            default: perClass[name]![3] += 1
-            }
-          }
-          // Tiles' class marks: a hit, a false positive, or a miss.
-          switch (predicted, said[name]) {
-          case (true, .valid?): count(version, name, name)
-          case (true, .invalid?): count(version, name, "")
-          case (false, .valid?): count(version, "", name)
-          default: break
+    let names = set.classes.map(\.name)
+    try await store.forEachTile(setID: Int64(set.setId)!, zoom: Int(set.zoom)) { stored, all, tileFeatures in
+      tiles += 1
+      let marks = all.filter { $0.feature == 0 }.map(\.record)
+      if !marks.isEmpty { validatedTiles += 1 }
+      let said = Dictionary(marks.map { ($0.className, $0.validity) }, uniquingKeysWith: { a, _ in a })
+      for name in names {
+        let predicted = (stored.scores[name] ?? 0) >= threshold && stored.scores[name] != nil
+        if predicted {
+          perClass[name]![0] += 1
+          switch said[name] {
+          case .valid?: perClass[name]![1] += 1
+          case .invalid?: perClass[name]![2] += 1
+          default: perClass[name]![3] += 1
           }
         }
-        // Features a reviewer judged: valid for its class is a hit; valid for another, a confusion;
-        // only invalid, a false positive.
-        for feature in features[stored.id] ?? [] {
-          let own = all.filter { String($0.feature) == feature.featureId }.map(\.record)
-          guard !own.isEmpty else { continue }
-          let valid = own.filter { $0.validity == .valid }.map(\.className)
-          if valid.isEmpty {
-            count(version, feature.className, "")
-          } else {
-            for actual in valid { count(version, feature.className, actual) }
-          }
+        // Tiles' class marks: a hit, a false positive, or a miss.
+        switch (predicted, said[name]) {
+        case (true, .valid?): count(version, name, name)
+        case (true, .invalid?): count(version, name, "")
+        case (false, .valid?): count(version, "", name)
+        default: break
+        }
+      }
+      // Features a reviewer judged: valid for its class is a hit; valid for another, a confusion;
+      // only invalid, a false positive.
+      for feature in tileFeatures {
+        let own = all.filter { String($0.feature) == feature.featureId }.map(\.record)
+        guard !own.isEmpty else { continue }
+        let valid = own.filter { $0.validity == .valid }.map(\.className)
+        if valid.isEmpty {
+          count(version, feature.className, "")
+        } else {
+          for actual in valid { count(version, feature.className, actual) }
         }
       }
     }

@@ -224,7 +224,7 @@ struct TrainingLabels: Sendable {
     switch task {
     case .detection:
       line["boxes"] = shapes.map { shape, _ in
-        ["class": classes[shape.category - 1], "bbox": coco.cocoFields(shape)["bbox"]!] as [String: Any]
+        ["class": classes[shape.category - 1], "bbox": coco.box(shape)] as [String: Any]
       }
     case .segmentation:
       var mask = [UInt8](repeating: 0, count: images.size * images.size)

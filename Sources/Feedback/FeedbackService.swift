@@ -216,7 +216,7 @@ public struct FeedbackService: FeedbackV1.Feedback.ServiceProtocol {
       switch request.area {
       case .bbox(let box)?:
         let tiles = try TileCover.tiles(
-          in: BoundingBox(west: box.west, south: box.south, east: box.east, north: box.north), zoom: zoom)
+          in: BoundingBox(box), zoom: zoom)
         cover = Set(tiles)
         ranges = Self.widened(QuadkeyRange.ranges(covering: tiles))
       case .geojson(let text)?:

@@ -23,18 +23,10 @@ extension FeedbackStore {
     var tiles: [(Tile, [String: Double], [FeedbackV1.Feature])]
   }
 
-  /// Stores one batch of a set's tiles, unless its request id was stored before. A tile already in
-  /// the set keeps what it had (a resumed job writes it again). Returns the tiles stored, or nil
-  /// for a repeated batch.
-  func putBatch(
-    setID: Int64, requestID: String, tiles: [(Tile, [String: Double], [FeedbackV1.Feature])]
-  ) async throws -> Int? {
-    try await putBatches([PutBatch(setID: setID, requestID: requestID, tiles: tiles)])[0]
-  }
-
-  /// Stores `batches` in one transaction, each as `putBatch` would; returns each one's tiles
-  /// stored, or nil for a repeated one. One commit for many batches writes each index page that
-  /// they touch once, not once per batch.
+  /// Stores `batches` in one transaction: each batch unless its request id was stored before, a
+  /// tile already in the set keeping what it had (a resumed job writes it again). Returns each
+  /// batch's tiles stored, or nil for a repeated one. One commit for many batches writes each index
+  /// page that they touch once, not once per batch.
   func putBatches(_ batches: [PutBatch]) async throws -> [Int?] {
     let encoded = batches.map { batch in
       (
@@ -140,6 +132,24 @@ extension FeedbackStore {
       result[try row.int("tile_id"), default: []].append((try row.int("feature_id"), record))
     }
     return result
+  }
+
+  /// Calls `body` with every tile of a set in id order, with its marks (of the tile: feature 0,
+  /// and of its features) and its features, reading 2,000 tiles at a time.
+  func forEachTile(
+    setID: Int64, zoom: Int,
+    _ body: (StoredTile, [(feature: Int64, record: FeedbackV1.ClassValidity)], [FeedbackV1.Feature]) async throws
+      -> Void
+  ) async throws {
+    var after: Int64 = 0
+    while true {
+      let batch = try await tiles(setID: setID, zoom: zoom, ranges: nil, after: after, limit: 2000)
+      guard let last = batch.last else { return }
+      after = last.id
+      let validity = try await validity(of: batch.filter(\.marked).map(\.id))
+      let features = try await features(of: batch.filter(\.featured).map(\.id))
+      for stored in batch { try await body(stored, validity[stored.id] ?? [], features[stored.id] ?? []) }
+    }
   }
 
   /// The features of `tileIDs`, by tile id.

@@ -64,24 +64,7 @@ public final class TileFetcher: Sendable {
   public func fetch(
     _ tile: Tile, from source: ImagerySource, owner: String
   ) async -> Result<FetchedTile, TileFetchFailure> {
-    let location = source.template.location(of: tile)
-    let shown = source.template.isFile ? "file://\(location)" : Self.redacted(location)
-    guard source.serves(zoom: tile.z) else {
-      return .failure(
-        TileFetchFailure(
-          tile: tile, status: 0, url: shown,
-          message: "the source '\(source.name)' has zooms \(source.minZoom)–\(source.maxZoom)", attempts: 0))
-    }
-    let key = source.cacheKey(owner: owner)
-    if let data = cache?.get(key, tile), let format = Self.imageFormat(data) {
-      return .success(FetchedTile(tile: tile, data: data, format: format, fromCache: true, attempts: 0))
-    }
-    let result =
-      source.template.isFile
-      ? await readFile(tile, path: location, shown: shown)
-      : await download(tile, url: location, shown: shown, headers: source.headers)
-    if case .success(let fetched) = result { cache?.put(key, tile, fetched.data) }
-    return result
+    await fetch(tile, Request(source, owner: owner))
   }
 
   /// Fetches `tiles` with at most `policy.concurrency` at once, handing each result to `handle` as
@@ -90,11 +73,12 @@ public final class TileFetcher: Sendable {
     _ tiles: [Tile], from source: ImagerySource, owner: String,
     handle: @Sendable (Result<FetchedTile, TileFetchFailure>) async -> Void
   ) async {
+    let request = Request(source, owner: owner)
     await withTaskGroup(of: Result<FetchedTile, TileFetchFailure>.self) { group in
       var next = tiles.makeIterator()
       var running = 0
       while running < policy.concurrency * 2, let tile = next.next() {
-        group.addTask { await self.fetch(tile, from: source, owner: owner) }
+        group.addTask { await self.fetch(tile, request) }
         running += 1
       }
       while let result = await group.next() {
@@ -103,27 +87,65 @@ public final class TileFetcher: Sendable {
           group.cancelAll()
           continue
         }
-        if let tile = next.next() { group.addTask { await self.fetch(tile, from: source, owner: owner) } }
+        if let tile = next.next() { group.addTask { await self.fetch(tile, request) } }
       }
     }
   }
 
-  private func readFile(_ tile: Tile, path: String, shown: String) async -> Result<FetchedTile, TileFetchFailure> {
+  /// What every tile of one source's fetch shares: the cache key and the header lines.
+  struct Request: Sendable {
+    var source: ImagerySource
+    var cacheKey: String
+    var headerLines: [String]
+
+    init(_ source: ImagerySource, owner: String) {
+      self.source = source
+      cacheKey = source.cacheKey(owner: owner)
+      headerLines = source.headers.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }
+    }
+
+    /// The URL or path of `location` as reports show it.
+    func shown(_ location: String) -> String {
+      source.template.isFile ? "file://\(location)" : TileFetcher.redacted(location)
+    }
+  }
+
+  private func fetch(_ tile: Tile, _ request: Request) async -> Result<FetchedTile, TileFetchFailure> {
+    let source = request.source
+    let location = source.template.location(of: tile)
+    guard source.serves(zoom: tile.z) else {
+      return .failure(
+        TileFetchFailure(
+          tile: tile, status: 0, url: request.shown(location),
+          message: "the source '\(source.name)' has zooms \(source.minZoom)–\(source.maxZoom)", attempts: 0))
+    }
+    if let data = cache?.get(request.cacheKey, tile), let format = Self.imageFormat(data) {
+      return .success(FetchedTile(tile: tile, data: data, format: format, fromCache: true, attempts: 0))
+    }
+    let result =
+      source.template.isFile
+      ? await readFile(tile, path: location, request)
+      : await download(tile, url: location, request)
+    if case .success(let fetched) = result { cache?.put(request.cacheKey, tile, fetched.data) }
+    return result
+  }
+
+  private func readFile(_ tile: Tile, path: String, _ request: Request) async -> Result<FetchedTile, TileFetchFailure> {
     let data = await workers.run { _ in FileManager.default.contents(atPath: path) }
     guard let data else {
-      return .failure(TileFetchFailure(tile: tile, status: 0, url: shown, message: "no such file", attempts: 1))
+      return .failure(
+        TileFetchFailure(tile: tile, status: 0, url: request.shown(path), message: "no such file", attempts: 1))
     }
     guard let format = Self.imageFormat(data) else {
       return .failure(
-        TileFetchFailure(tile: tile, status: 0, url: shown, message: "the file is not an image", attempts: 1))
+        TileFetchFailure(
+          tile: tile, status: 0, url: request.shown(path), message: "the file is not an image", attempts: 1))
     }
     return .success(FetchedTile(tile: tile, data: data, format: format, fromCache: false, attempts: 1))
   }
 
-  private func download(
-    _ tile: Tile, url: String, shown: String, headers: [String: String]
-  ) async -> Result<FetchedTile, TileFetchFailure> {
-    let lines = headers.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }
+  private func download(_ tile: Tile, url: String, _ request: Request) async -> Result<FetchedTile, TileFetchFailure> {
+    let lines = request.headerLines
     let policy = policy
     var attempt = 0
     var wait = policy.backoff
@@ -149,7 +171,8 @@ public final class TileFetcher: Sendable {
       }
       guard failure.retry, attempt < policy.attempts, !Task.isCancelled else {
         return .failure(
-          TileFetchFailure(tile: tile, status: failure.status, url: shown, message: failure.message, attempts: attempt))
+          TileFetchFailure(
+            tile: tile, status: failure.status, url: request.shown(url), message: failure.message, attempts: attempt))
       }
       let pause = failure.after >= 0 ? min(.seconds(failure.after), policy.maxBackoff) : wait
       try? await Task.sleep(for: pause)

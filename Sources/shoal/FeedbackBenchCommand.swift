@@ -183,9 +183,7 @@ final class ShoalTarget: FeedbackBenchTarget, @unchecked Sendable {
   func query(_ box: BoundingBox) async throws -> Int {
     var request = FeedbackV1.QueryTilesRequest()
     request.setId = setID
-    var area = FeedbackV1.BoundingBox()
-    (area.west, area.south, area.east, area.north) = (box.west, box.south, box.east, box.north)
-    request.area = .bbox(area)
+    request.area = .bbox(FeedbackV1.BoundingBox(box))
     request.pageSize = 10_000
     var count = 0
     repeat {

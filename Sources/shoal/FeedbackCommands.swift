@@ -17,6 +17,21 @@ func withFeedback<T>(
   }
 }
 
+/// `--bbox W,S,E,N` as the contract's box.
+func boundingBoxOption(_ text: String) throws -> FeedbackV1.BoundingBox {
+  do {
+    return FeedbackV1.BoundingBox(try BoundingBox(parsing: text))
+  } catch {
+    throw ValidationError("--bbox: \(error.message)")
+  }
+}
+
+/// A text file named by an option (a GeoJSON file), whole.
+func textFile(_ path: String) throws -> String {
+  guard let data = FileManager.default.contents(atPath: path) else { throw ValidationError("cannot read \(path)") }
+  return String(decoding: data, as: UTF8.self)
+}
+
 /// `shoal feedback …`.
 struct FeedbackCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
@@ -76,8 +91,7 @@ struct FeedbackCommand: AsyncParsableCommand {
         return label
       }
       if let aoi {
-        guard let data = FileManager.default.contents(atPath: aoi) else { throw ValidationError("cannot read \(aoi)") }
-        request.aoi = String(decoding: data, as: UTF8.self)
+        request.aoi = try textFile(aoi)
       }
       let set = try await withFeedback(mesh, command: "feedback create") { try await $0.createSet(request) }
       if json { return emitJSON(set) }
@@ -135,20 +149,9 @@ struct FeedbackCommand: AsyncParsableCommand {
       default: throw ValidationError("--status takes any, unvalidated, valid or invalid")
       }
       if let bbox {
-        let box: BoundingBox
-        do {
-          box = try BoundingBox(parsing: bbox)
-        } catch {
-          throw ValidationError("--bbox: \(error.message)")
-        }
-        var area = FeedbackV1.BoundingBox()
-        (area.west, area.south, area.east, area.north) = (box.west, box.south, box.east, box.north)
-        request.area = .bbox(area)
+        request.area = .bbox(try boundingBoxOption(bbox))
       } else if let geojson {
-        guard let data = FileManager.default.contents(atPath: geojson) else {
-          throw ValidationError("cannot read \(geojson)")
-        }
-        request.area = .geojson(String(decoding: data, as: UTF8.self))
+        request.area = .geojson(try textFile(geojson))
       }
       let response = try await withFeedback(mesh, command: "feedback tiles") { try await $0.queryTiles(request) }
       if json { return emitJSON(response) }

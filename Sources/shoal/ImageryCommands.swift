@@ -160,20 +160,10 @@ struct ImageryCommand: AsyncParsableCommand {
         request.zoom = zoom
       }
       if let bbox {
-        let parsed: BoundingBox
-        do { parsed = try BoundingBox(parsing: bbox) } catch { throw ValidationError("--bbox: \(error.message)") }
-        var box = FeedbackV1.BoundingBox()
-        box.west = parsed.west
-        box.south = parsed.south
-        box.east = parsed.east
-        box.north = parsed.north
-        request.area = .bbox(box)
+        request.area = .bbox(try boundingBoxOption(bbox))
       }
       if let geojson {
-        guard let data = FileManager.default.contents(atPath: geojson) else {
-          throw ValidationError("cannot read \(geojson)")
-        }
-        request.area = .geojson(String(decoding: data, as: UTF8.self))
+        request.area = .geojson(try textFile(geojson))
       }
       if let aoi { request.area = .areaName(aoi) }
       let out = out
@@ -240,12 +230,9 @@ struct AreaCommand: AsyncParsableCommand {
     @Flag(help: "Print JSON.") var json = false
 
     func run() async throws {
-      guard let data = FileManager.default.contents(atPath: geojson) else {
-        throw ValidationError("cannot read \(geojson)")
-      }
       var request = FeedbackV1.AddAreaRequest()
       request.name = name
-      request.geojson = String(decoding: data, as: UTF8.self)
+      request.geojson = try textFile(geojson)
       request.description = description
       request.replace = replace
       let area = try await withFeedback(mesh, command: "aoi add") { try await $0.addArea(request) }

@@ -76,11 +76,7 @@ struct ExportFormatTests {
       create.modelVersion = 7
       create.task = .detection
       create.zoom = 18
-      create.classes = ["building", "car"].map { name in
-        var label = RegistryV1.ClassLabel()
-        label.name = name
-        return label
-      }
+      create.classes = classLabels("building", "car")
       let set = try await client.createSet(create)
       let origin = try Tile(containing: 13.4, 52.5, zoom: 18)
       let tiles = try (0..<3).map { try Tile(z: 18, x: origin.x + $0, y: origin.y) }

@@ -15,11 +15,7 @@ struct FeedbackServiceTests {
     request.model = "roads@production"
     request.modelVersion = 3
     request.task = .classification
-    request.classes = ["road", "building"].map { name in
-      var label = RegistryV1.ClassLabel()
-      label.name = name
-      return label
-    }
+    request.classes = classLabels("road", "building")
     request.zoom = zoom
     request.imagery = "osm"
     return try await client.createSet(request)
@@ -237,11 +233,7 @@ struct FeedbackServiceTests {
       request.zoom = 12
       request.classes = []
       await expectCode(.invalidArgument, "classes") { _ = try await client.createSet(request) }
-      request.classes = [
-        {
-          var l = RegistryV1.ClassLabel(); l.name = "road"; return l
-        }()
-      ]
+      request.classes = classLabels("road")
       request.aoi = #"{"type":"Polygon","coordinates":[[[0,0],[1,0],[1,1],[0,1]]]}"#
       await expectCode(.invalidArgument, "aoi: geometry.coordinates[0]: the ring is not closed") {
         _ = try await client.createSet(request)

@@ -49,3 +49,12 @@ func expectCode(_ code: RpcV1.StatusCode, _ fragment: String, _ call: () async t
     Issue.record("\(error)")
   }
 }
+
+/// Classes of a prediction set, by name.
+func classLabels(_ names: String...) -> [RegistryV1.ClassLabel] {
+  names.map { name in
+    var label = RegistryV1.ClassLabel()
+    label.name = name
+    return label
+  }
+}

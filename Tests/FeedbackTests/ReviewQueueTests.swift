@@ -20,19 +20,17 @@ struct ReviewQueueTests {
       var request = FeedbackV1.CreateSetRequest()
       request.model = "roads"
       request.zoom = 14
-      request.classes = [
-        {
-          var label = RegistryV1.ClassLabel(); label.name = "road"; return label
-        }()
-      ]
+      request.classes = classLabels("road")
       let set = try await store.createSet(request, organization: "local", principal: "local@local")
       var random = SplitMix64(seed: 5)
       var scores: [Tile: Double] = [:]
       for index in 0..<60 {
         scores[try Tile(z: 14, x: 8000 + index % 10, y: 5000 + index / 10)] = Double(random.next() % 1000) / 1000
       }
-      _ = try await store.putBatch(
-        setID: Int64(set.setId)!, requestID: "", tiles: scores.map { ($0.key, ["road": $0.value], []) })
+      _ = try await store.putBatches([
+        FeedbackStore.PutBatch(
+          setID: Int64(set.setId)!, requestID: "", tiles: scores.map { ($0.key, ["road": $0.value], []) })
+      ])
       try await body(store, Int64(set.setId)!, scores)
     }
   }

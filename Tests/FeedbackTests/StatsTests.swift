@@ -17,11 +17,7 @@ struct StatsTests {
     request.modelVersion = version
     request.task = .classification
     request.zoom = 16
-    request.classes = ["road", "building"].map { name in
-      var label = RegistryV1.ClassLabel()
-      label.name = name
-      return label
-    }
+    request.classes = classLabels("road", "building")
     return try await client.createSet(request)
   }
 

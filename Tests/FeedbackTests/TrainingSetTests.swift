@@ -83,11 +83,7 @@ struct TrainingSetTests {
       create.task = .segmentation
       create.zoom = 17
       create.imagery = "aerial"
-      create.classes = ["roof", "pool"].map { name in
-        var label = RegistryV1.ClassLabel()
-        label.name = name
-        return label
-      }
+      create.classes = classLabels("roof", "pool")
       let set = try await client.createSet(create)
       // Tile 0: a 64 × 64 roof; tile 1: a 32 × 32 pool; tile 2's image fails; tile 3 is unreviewed.
       func feature(_ tile: Tile, _ side: Double, _ className: String) -> FeedbackV1.Feature {

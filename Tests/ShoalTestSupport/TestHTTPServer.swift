@@ -93,12 +93,7 @@ public final class TestHTTPServer: Sendable {
         let keepAlive = head.isKeepAlive
         let loop = context.eventLoop
         let bound = NIOLoopBound((self, context), eventLoop: loop)
-        loop.scheduleTask(
-          in: .nanoseconds(
-            Int64(
-              response.delay.components.seconds * 1_000_000_000
-                + response.delay.components.attoseconds / 1_000_000_000))
-        ) {
+        loop.scheduleTask(in: TimeAmount(response.delay)) {
           let (handler, context) = bound.value
           handler.write(response, keepAlive: keepAlive, version: head.version, context: context)
         }

@@ -170,23 +170,44 @@ public struct TileDetections: Sendable {
       return index
     }
     let size = Double(tileSize)
-    func nearEdge(_ value: Double) -> Double? {
-      let edge = (value / size).rounded() * size
-      return abs(value - edge) <= tolerance ? edge : nil
+    /// The tile line (a multiple of the tile size, counted in tiles) within `tolerance` of `value`.
+    func nearEdge(_ value: Double) -> Int? {
+      let line = (value / size).rounded()
+      return abs(value - line * size) <= tolerance ? Int(line) : nil
     }
     func overlapping(_ a0: Double, _ a1: Double, _ b0: Double, _ b1: Double) -> Bool {
       let shared = min(a1, b1) - max(a0, b0)
       return shared > 0 && shared >= overlap * min(a1 - a0, b1 - b0)
     }
-    for i in detections.indices {
-      for j in detections.indices where j != i && detections[j].classIndex == detections[i].classIndex {
-        let a = detections[i].box
-        let b = detections[j].box
-        // a ends at a vertical edge where b starts, or at a horizontal one.
-        let across =
-          (nearEdge(a.x1).map { edge in nearEdge(b.x0) == edge && overlapping(a.y0, a.y1, b.y0, b.y1) } ?? false)
-          || (nearEdge(a.y1).map { edge in nearEdge(b.y0) == edge && overlapping(a.x0, a.x1, b.x0, b.x1) } ?? false)
-        if across { parent[root(j)] = root(i) }
+    // The boxes that start at each vertical and horizontal tile line, by class: a box ending at a
+    // line is compared with those only, not with every box of the job.
+    struct Line: Hashable {
+      var line: Int
+      var classIndex: Int
+    }
+    var startingAtX: [Line: [Int]] = [:]
+    var startingAtY: [Line: [Int]] = [:]
+    for (index, detection) in detections.enumerated() {
+      if let line = nearEdge(detection.box.x0) {
+        startingAtX[Line(line: line, classIndex: detection.classIndex), default: []].append(index)
+      }
+      if let line = nearEdge(detection.box.y0) {
+        startingAtY[Line(line: line, classIndex: detection.classIndex), default: []].append(index)
+      }
+    }
+    for (i, detection) in detections.enumerated() {
+      let a = detection.box
+      if let line = nearEdge(a.x1) {
+        for j in startingAtX[Line(line: line, classIndex: detection.classIndex)] ?? []
+        where j != i && overlapping(a.y0, a.y1, detections[j].box.y0, detections[j].box.y1) {
+          parent[root(j)] = root(i)
+        }
+      }
+      if let line = nearEdge(a.y1) {
+        for j in startingAtY[Line(line: line, classIndex: detection.classIndex)] ?? []
+        where j != i && overlapping(a.x0, a.x1, detections[j].box.x0, detections[j].box.x1) {
+          parent[root(j)] = root(i)
+        }
       }
     }
     var groups: [Int: Detection] = [:]
