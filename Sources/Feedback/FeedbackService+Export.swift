@@ -61,15 +61,19 @@ extension FeedbackService {
     var selected = 0
     try await store.forEachTile(setID: Int64(set.setId)!, zoom: Int(set.zoom)) { stored, all, tileFeatures in
       let marks = all.filter { $0.feature == 0 && classes.contains($0.record.className) }.map(\.record)
+      // A feature's own mark for its own class (a reviewer may also have marked it valid for
+      // another class, correcting it).
       let featureMarks = Dictionary(
-        all.filter { $0.feature != 0 }.map { (String($0.feature), $0.record.validity) },
+        all.filter { $0.feature != 0 }.map { ("\($0.feature)/\($0.record.className)", $0.record.validity) },
         uniquingKeysWith: { a, _ in a })
+      func ownMark(_ feature: FeedbackV1.Feature) -> FeedbackV1.Validity? {
+        featureMarks["\(feature.featureId)/\(feature.className)"]
+      }
       let tileMarks = Dictionary(marks.map { ($0.className, $0.validity) }, uniquingKeysWith: { a, _ in a })
       let judged = tileFeatures.filter { classes.contains($0.className) }.map { feature in
-        (feature, featureMarks[feature.featureId] ?? tileMarks[feature.className] ?? .unvalidated)
+        (feature, ownMark(feature) ?? tileMarks[feature.className] ?? .unvalidated)
       }
-      let states = Set(marks.map(\.validity)).union(
-        judged.compactMap { featureMarks[$0.0.featureId] == nil ? nil : $0.1 })
+      let states = Set(marks.map(\.validity)).union(judged.compactMap { ownMark($0.0) })
       let wanted: Bool =
         switch filter {
         case .validated: !states.isEmpty
