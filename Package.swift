@@ -104,7 +104,7 @@ let package = Package(
       name: "Inference",
       dependencies: [
         "ShoalProto", "ShoalRPC", "ShoalServiceStubs", "ShoalStore", "ShoalService", "ShoalModel", "ShoalMetrics",
-        "ShoalImage", "ShoalGeo",
+        "ShoalImage", "ShoalGeo", "ShoalImagery",
       ],
       swiftSettings: strictSwift
     ),
@@ -137,7 +137,8 @@ let package = Package(
     // One blocking GET on a reusable libcurl handle (libcurl's options are C varargs).
     .target(name: "CHTTPGet", dependencies: ["CCurl"]),
     // Imagery sources: URL templates, fetching with retries and a concurrency limit, a tile cache.
-    .target(name: "ShoalImagery", dependencies: ["CHTTPGet", "ShoalGeo", "ShoalStore"], swiftSettings: strictSwift),
+    .target(
+      name: "ShoalImagery", dependencies: ["CHTTPGet", "ShoalGeo", "ShoalStore", "ShoalProto"], swiftSettings: strictSwift),
     // Image decoding, resizing and model-input preprocessing.
     .target(name: "ShoalImage", dependencies: ["CImageCodecs", "ShoalModel"], swiftSettings: strictSwift),
     // Inner loops built with AVX2 and FMA or AVX-512 per function, chosen at run time by the CPU.
@@ -162,7 +163,7 @@ let package = Package(
       dependencies: [
         "ShoalProto", "ShoalRPC", "ShoalServiceStubs", "ShoalClient", "ShoalStore", "ShoalService", "ShoalMesh",
         "Bench", "Registry", "Tracking", "Inference", "Feedback", "ShoalMetrics", "ShoalModel", "ShoalGeo", "CCairo",
-        "ShoalImagery",
+        "ShoalImagery", "ShoalImage",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Histogram", package: "hdrhistogram-swift"),
         .product(name: "NIOPosix", package: "swift-nio"),
@@ -248,7 +249,7 @@ let package = Package(
       name: "ShoalCLITests",
       dependencies: [
         "shoal", "ShoalTestSupport", "ShoalMesh", "ShoalClient", "ShoalProto", "ShoalRPC", "ShoalServiceStubs",
-        "ShoalModel", "Inference",
+        "ShoalModel", "Inference", "ShoalGeo", "ShoalImage",
       ],
       swiftSettings: strictSwift
     ),

@@ -188,9 +188,7 @@ extension FeedbackService {
   /// - Throws: INVALID_ARGUMENT naming what is wrong.
   static func areaPolygons(_ text: String) throws(RPCError) -> [Polygon] {
     do throws(GeoError) {
-      let polygons = try GeoJSON.features(from: Data(text.utf8)).flatMap { $0.geometry?.polygons ?? [] }
-      guard !polygons.isEmpty else { throw GeoError("it holds no Polygon or MultiPolygon") }
-      return polygons
+      return try GeoJSON.areaPolygons(text)
     } catch {
       throw RPCError(.invalidArgument, "geojson: \(error.message)")
     }
@@ -209,10 +207,7 @@ extension FeedbackService {
     _ source: FeedbackV1.ImagerySource, headers: [String: String]
   ) throws(RPCError) -> ImagerySource {
     do throws(ImageryError) {
-      return try ImagerySource(
-        name: source.name, template: try TileTemplate(source.urlTemplate, subdomains: source.subdomains),
-        tileSize: Int(source.tileSize), minZoom: Int(source.minZoom), maxZoom: Int(source.maxZoom),
-        format: source.format, attribution: source.attribution, headers: headers)
+      return try ImagerySource(source, headers: headers)
     } catch {
       throw RPCError(.invalidArgument, error.message)
     }

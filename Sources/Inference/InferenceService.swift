@@ -16,7 +16,8 @@ public struct InferenceService: InferenceV1.Inference.ServiceProtocol {
   /// loading and unloading writer.
   public static let requirements: [String: RegistryV1.Role] = [
     "ModelStatus": .reader, "WatchModels": .reader, "ModelMetadata": .reader, "Predict": .reader,
-    "PredictStream": .reader, "LoadModel": .writer, "UnloadModel": .writer,
+    "PredictStream": .reader, "LoadModel": .writer, "UnloadModel": .writer, "StartJob": .writer,
+    "CancelJob": .writer, "WatchJob": .reader, "ListJobs": .reader,
   ]
 
   /// The largest request or response the service takes by default: a batch of eight 224 × 224
@@ -24,10 +25,12 @@ public struct InferenceService: InferenceV1.Inference.ServiceProtocol {
   public static let maxMessageSize = 64 << 20
 
   private let host: ModelHost
+  private let jobs: JobBoard?
 
-  /// The service over `host`.
-  public init(host: ModelHost) {
+  /// The service over `host`, with AOI jobs on `jobs` (without, the job calls are UNIMPLEMENTED).
+  public init(host: ModelHost, jobs: JobBoard? = nil) {
     self.host = host
+    self.jobs = jobs
   }
 
   static func identity(_ context: ServerContext) -> ModelHost.Identity {
@@ -208,6 +211,51 @@ public struct InferenceService: InferenceV1.Inference.ServiceProtocol {
       response.topClasses = try TopClasses.rows(
         of: outputs, outputNames: outputNames, classes: served.version.signature?.classes ?? [], k: Int(request.topK))
     }
+    return response
+  }
+
+  // MARK: AOI jobs
+
+  private func jobBoard() throws(RPCError) -> JobBoard {
+    guard let jobs else {
+      throw RPCError(.unimplemented, "this inference service runs no AOI jobs (it has no feedback service to write to)")
+    }
+    return jobs
+  }
+
+  public func startJob(_ request: InferenceV1.StartJobRequest, context: ServerContext) async throws -> InferenceV1.Job {
+    try await jobBoard().start(request, as: Self.identity(context))
+  }
+
+  public func watchJob(
+    _ request: InferenceV1.WatchJobRequest, responses: RPCResponseWriter<InferenceV1.Job>, context: ServerContext
+  ) async throws {
+    let board = try jobBoard()
+    var (job, events, token) = try await board.watch(request.jobId, organization: CallerOrganization.current)
+    try await responses.send(job)
+    while let stream = events {
+      defer { board.endWatch(request.jobId, token: token) }
+      for await event in stream {
+        job = event
+        try await responses.send(event)
+      }
+      // The stream ends with the job, or when this watcher fell behind: then catch up.
+      guard job.state == .queued || job.state == .running else { return }
+      (job, events, token) = try await board.watch(request.jobId, organization: CallerOrganization.current)
+      try await responses.send(job)
+    }
+  }
+
+  public func cancelJob(_ request: InferenceV1.CancelJobRequest, context: ServerContext) async throws -> InferenceV1.Job
+  {
+    try await jobBoard().cancel(request.jobId, organization: CallerOrganization.current)
+  }
+
+  public func listJobs(
+    _ request: InferenceV1.ListJobsRequest, context: ServerContext
+  ) async throws -> InferenceV1.ListJobsResponse {
+    var response = InferenceV1.ListJobsResponse()
+    response.jobs = try await jobBoard().list(request, organization: CallerOrganization.current)
     return response
   }
 }

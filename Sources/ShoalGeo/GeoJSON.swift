@@ -16,6 +16,16 @@ public enum GeoJSON {
     }
   }
 
+  /// The polygons of an area of interest: a Polygon or MultiPolygon, as a geometry, a Feature or
+  /// a FeatureCollection's features.
+  ///
+  /// - Throws: `GeoError` as `features(from:)` does, or when it holds no polygon.
+  public static func areaPolygons(_ text: String) throws(GeoError) -> [Polygon] {
+    let polygons = try features(from: Data(text.utf8)).flatMap { $0.geometry?.polygons ?? [] }
+    guard !polygons.isEmpty else { throw GeoError("it holds no Polygon or MultiPolygon") }
+    return polygons
+  }
+
   /// Every geometry of a GeoJSON text: a geometry, a Feature or a FeatureCollection's features.
   ///
   /// - Throws: `GeoError` naming the part that is wrong (`features[2].geometry.coordinates[0]`):

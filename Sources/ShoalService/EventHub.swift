@@ -42,4 +42,10 @@ public final class EventHub<Topic: Hashable & Sendable, Event: Sendable>: Sendab
       }
     }
   }
+
+  /// Ends every watcher of `topic` (it has no more events).
+  public func finish(_ topic: Topic) {
+    let ended = watchers.withLock { $0.byTopic.removeValue(forKey: topic) }
+    for continuation in (ended ?? [:]).values { continuation.finish() }
+  }
 }

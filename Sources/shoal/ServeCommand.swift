@@ -78,7 +78,10 @@ struct ServeCommand: AsyncParsableCommand {
       """)
   var batching: String?
 
-  @Option(help: "The most bytes kept in the service's cache: model files (inference), imagery tiles (feedback).")
+  @Option(
+    help:
+      "The most bytes kept in the service's cache: model files (inference, and a quarter more for AOI jobs' tiles), imagery tiles (feedback)."
+  )
   var cacheSize: Int64 = 4 << 30
 
   func run() async throws {
@@ -140,7 +143,17 @@ struct ServeCommand: AsyncParsableCommand {
           registry: RPCClient(address: location.registry)))
     case "inference":
       let host = try makeModelHost(location, metrics: metricsRegistry, health: health)
-      InferenceService(host: host).register(in: &router)
+      // AOI jobs: recorded in the service's store, tiles from feedback's imagery sources (fetched
+      // here, cached apart from feedback's), predictions written to feedback's sets.
+      let database = try await openDatabase(storeURL, location.dataDirectory, migrations: JobStore.migrations)
+      databases.append(database)
+      let tiles = try TileCache(root: "\(location.dataDirectory)/inference-tiles", limit: cacheSize / 4)
+      let mesh = ShoalClient(location: location)
+      let service = service
+      let jobs = JobBoard(
+        host: host, feedback: mesh.channel(for: "feedback"), fetcher: TileFetcher(cache: tiles),
+        store: JobStore(database: database), log: { logLine(service, $0) })
+      InferenceService(host: host, jobs: jobs).register(in: &router)
       interceptors.append(
         RegistryAccessInterceptor(
           service: InferenceV1.Inference.fullName, requirements: InferenceService.requirements,
@@ -154,8 +167,13 @@ struct ServeCommand: AsyncParsableCommand {
       }
       background.append {
         for request in requests { await host.loadAtStart(request) }
+        await jobs.resumeInterrupted()
       }
-      shutdownSteps.append { await host.shutdown() }
+      shutdownSteps.append {
+        await jobs.shutdown()
+        await host.shutdown()
+        await mesh.close()
+      }
     default:
       throw ValidationError("unknown service '\(service)'; this build serves: \(Self.services.joined(separator: ", "))")
     }

@@ -471,6 +471,227 @@ extension InferenceV1 {
 }
 
 extension InferenceV1 {
+  /// Predictions over an area: every tile of the area at `zoom` from an imagery source, through a
+  /// model, into a new prediction set in feedback.
+  public struct StartJobRequest: ProtoMessage {
+    /// `shoal.inference.v1.StartJobRequest`.
+    public static let protoMessageName = "shoal.inference.v1.StartJobRequest"
+
+    /// A model reference, as LoadModel takes; loaded if it is not served yet. The version serving
+    /// when the job starts predicts every tile.
+    public var model: String = ""
+
+    /// An imagery source of feedback's (`shoal imagery add`).
+    public var imagery: String = ""
+
+    /// Field 6, `zoom`.
+    public var zoom: Int32 = 0
+
+    /// ML Enabler's supertiles: the four children of each tile one zoom up stitched into one input.
+    public var supertile: Bool = false
+
+    /// Tiles fetched, decoded and predicted at once; default 32.
+    public var concurrency: Int32 = 0
+
+    /// Default: the caller's organisation.
+    public var organization: String = ""
+
+    /// The `area` oneof: at most one of its fields is set.
+    public var area: Area? = nil
+
+    /// The fields of the `area` oneof.
+    public enum Area: Sendable, Hashable {
+      /// Field 3, `bbox`.
+      case bbox(FeedbackV1.BoundingBox)
+      /// A GeoJSON Polygon or MultiPolygon (geometry, Feature or FeatureCollection).
+      case geojson(String)
+      /// A saved area of interest (`shoal aoi add`).
+      case areaName(String)
+    }
+
+    /// Detections and segmentation probability maps below it are dropped; default 0.5.
+    public var threshold: Threshold? = nil
+
+    /// The fields of the `threshold` oneof.
+    public enum Threshold: Sendable, Hashable {
+      /// Field 8, `score_threshold`.
+      case scoreThreshold(Double)
+    }
+
+    /// Per-class non-maximum suppression of detections; default 0.5.
+    public var iou: Iou? = nil
+
+    /// The fields of the `iou` oneof.
+    public enum Iou: Sendable, Hashable {
+      /// Field 9, `iou_threshold`.
+      case iouThreshold(Double)
+    }
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension InferenceV1 {
+  /// Why one tile could not be predicted.
+  public struct JobTileFailure: ProtoMessage {
+    /// `shoal.inference.v1.JobTileFailure`.
+    public static let protoMessageName = "shoal.inference.v1.JobTileFailure"
+
+    /// z/x/y.
+    public var tileId: String = ""
+
+    /// The imagery server's HTTP status (0: none, or not a fetch failure).
+    public var status: Int32 = 0
+
+    /// Field 3, `message`.
+    public var message: String = ""
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension InferenceV1 {
+  /// The `shoal.inference.v1.Job` message.
+  public struct Job: ProtoMessage {
+    /// `shoal.inference.v1.Job`.
+    public static let protoMessageName = "shoal.inference.v1.Job"
+
+    /// Field 1, `job_id`.
+    public var jobId: String = ""
+
+    /// Field 2, `organization`.
+    public var organization: String = ""
+
+    /// The reference as given and the version predicting.
+    public var model: String = ""
+
+    /// Field 4, `model_version`.
+    public var modelVersion: Int64 = 0
+
+    /// Field 5, `imagery`.
+    public var imagery: String = ""
+
+    /// Field 6, `zoom`.
+    public var zoom: Int32 = 0
+
+    /// Field 7, `supertile`.
+    public var supertile: Bool = false
+
+    /// Field 8, `score_threshold`.
+    public var scoreThreshold: Double = 0
+
+    /// The area as GeoJSON.
+    public var aoi: String = ""
+
+    /// The prediction set in feedback that the tiles go to.
+    public var setId: String = ""
+
+    /// Field 11, `state`.
+    public var state: InferenceV1.JobState = InferenceV1.JobState()
+
+    /// Field 12, `tiles_total`.
+    public var tilesTotal: Int64 = 0
+
+    /// Tiles written to the set, and tiles that failed (each counted once).
+    public var tilesDone: Int64 = 0
+
+    /// Field 14, `tiles_failed`.
+    public var tilesFailed: Int64 = 0
+
+    /// The first failures (at most 20).
+    public var failures: [InferenceV1.JobTileFailure] = []
+
+    /// Since the job (or its resumption) started.
+    public var tilesPerSecond: Double = 0
+
+    /// Field 17, `eta_ms`.
+    public var etaMs: Int64 = 0
+
+    /// Why the job failed or was cancelled.
+    public var message: String = ""
+
+    /// Field 19, `created_by`.
+    public var createdBy: String = ""
+
+    /// Field 20, `created_at_ms`.
+    public var createdAtMs: Int64 = 0
+
+    /// Field 21, `finished_at_ms`.
+    public var finishedAtMs: Int64 = 0
+
+    /// How many times a restart resumed it.
+    public var resumed: Int32 = 0
+
+    /// Field 23, `iou_threshold`.
+    public var iouThreshold: Double = 0
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension InferenceV1 {
+  /// The `shoal.inference.v1.WatchJobRequest` message.
+  public struct WatchJobRequest: ProtoMessage {
+    /// `shoal.inference.v1.WatchJobRequest`.
+    public static let protoMessageName = "shoal.inference.v1.WatchJobRequest"
+
+    /// Field 1, `job_id`.
+    public var jobId: String = ""
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension InferenceV1 {
+  /// The `shoal.inference.v1.CancelJobRequest` message.
+  public struct CancelJobRequest: ProtoMessage {
+    /// `shoal.inference.v1.CancelJobRequest`.
+    public static let protoMessageName = "shoal.inference.v1.CancelJobRequest"
+
+    /// Field 1, `job_id`.
+    public var jobId: String = ""
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension InferenceV1 {
+  /// The `shoal.inference.v1.ListJobsRequest` message.
+  public struct ListJobsRequest: ProtoMessage {
+    /// `shoal.inference.v1.ListJobsRequest`.
+    public static let protoMessageName = "shoal.inference.v1.ListJobsRequest"
+
+    /// Only jobs in this state (unspecified: every state).
+    public var state: InferenceV1.JobState = InferenceV1.JobState()
+
+    /// 1 to 500; default 100, newest first.
+    public var pageSize: Int32 = 0
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension InferenceV1 {
+  /// The `shoal.inference.v1.ListJobsResponse` message.
+  public struct ListJobsResponse: ProtoMessage {
+    /// `shoal.inference.v1.ListJobsResponse`.
+    public static let protoMessageName = "shoal.inference.v1.ListJobsResponse"
+
+    /// Field 1, `jobs`.
+    public var jobs: [InferenceV1.Job] = []
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension InferenceV1 {
   /// The state of a loaded model (TF-Serving's, without START and END).
   public enum ModelState: ProtoEnum {
     /// `MODEL_STATE_UNSPECIFIED` (0).
@@ -532,6 +753,78 @@ extension InferenceV1 {
     }
 
     public static func == (lhs: ModelState, rhs: ModelState) -> Bool { lhs.rawValue == rhs.rawValue }
+
+    public func hash(into hasher: inout Hasher) { hasher.combine(rawValue) }
+  }
+}
+
+extension InferenceV1 {
+  /// An AOI job's state. QUEUED and RUNNING jobs resume when the service restarts.
+  public enum JobState: ProtoEnum {
+    /// `JOB_STATE_UNSPECIFIED` (0).
+    case unspecified
+    /// `QUEUED` (1).
+    case queued
+    /// `RUNNING` (2).
+    case running
+    /// `SUCCEEDED` (3).
+    case succeeded
+    /// Every tile failed, or the job could not go on (its reason says why).
+    case jobFailed
+    /// `CANCELLED` (5).
+    case cancelled
+    /// A number this version of the contract has no name for; kept so that it round-trips.
+    case unrecognized(Int32)
+
+    /// `shoal.inference.v1.JobState`.
+    public static let protoEnumName = "shoal.inference.v1.JobState"
+
+    /// Every named value, in declaration order.
+    public static let knownValues: [JobState] = [.unspecified, .queued, .running, .succeeded, .jobFailed, .cancelled]
+
+    /// `.unspecified`, the proto3 default.
+    public init() { self = .unspecified }
+
+    /// The value for a number; numbers without a name become `unrecognized(_:)`.
+    public init(rawValue: Int32) {
+      switch rawValue {
+        case 0: self = .unspecified
+        case 1: self = .queued
+        case 2: self = .running
+        case 3: self = .succeeded
+        case 4: self = .jobFailed
+        case 5: self = .cancelled
+        default: self = .unrecognized(rawValue)
+      }
+    }
+
+    /// The value's number.
+    public var rawValue: Int32 {
+      switch self {
+        case .unspecified: 0
+        case .queued: 1
+        case .running: 2
+        case .succeeded: 3
+        case .jobFailed: 4
+        case .cancelled: 5
+        case .unrecognized(let number): number
+      }
+    }
+
+    /// The value's name in the `.proto` file; nil for an unrecognized number.
+    public var protoName: String? {
+      switch self {
+        case .unspecified: "JOB_STATE_UNSPECIFIED"
+        case .queued: "QUEUED"
+        case .running: "RUNNING"
+        case .succeeded: "SUCCEEDED"
+        case .jobFailed: "JOB_FAILED"
+        case .cancelled: "CANCELLED"
+        case .unrecognized: nil
+      }
+    }
+
+    public static func == (lhs: JobState, rhs: JobState) -> Bool { lhs.rawValue == rhs.rawValue }
 
     public func hash(into hasher: inout Hasher) { hasher.combine(rawValue) }
   }
@@ -1358,6 +1651,382 @@ extension InferenceV1.PredictStreamResponse {
   }
 }
 
+extension InferenceV1.StartJobRequest {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__inference__v1__start_job_request()) }
+
+  public func _encode(to w: CMessageWriter) {
+    w.string(0, self.model)
+    w.string(1, self.imagery)
+    w.scalar(5, self.zoom)
+    w.bool(6, self.supertile)
+    w.scalar(9, self.concurrency)
+    w.string(10, self.organization)
+    switch self.area {
+      case .bbox(let v)?: w.message(2, v)
+      case .geojson(let v)?: w.string(3, v)
+      case .areaName(let v)?: w.string(4, v)
+      case nil: break
+    }
+    switch self.threshold {
+      case .scoreThreshold(let v)?: w.scalar(7, v)
+      case nil: break
+    }
+    switch self.iou {
+      case .iouThreshold(let v)?: w.scalar(8, v)
+      case nil: break
+    }
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    self.model = try r.string(0)
+    self.imagery = try r.string(1)
+    self.zoom = r.scalar(5, as: Int32.self)
+    self.supertile = r.bool(6)
+    self.concurrency = r.scalar(9, as: Int32.self)
+    self.organization = try r.string(10)
+    switch r.oneofCase(2) {
+      case 3: self.area = .bbox(try r.message(2, as: FeedbackV1.BoundingBox.self) ?? FeedbackV1.BoundingBox())
+      case 4: self.area = .geojson(try r.string(3))
+      case 5: self.area = .areaName(try r.string(4))
+      default: break
+    }
+    switch r.oneofCase(7) {
+      case 8: self.threshold = .scoreThreshold(r.scalar(7, as: Double.self))
+      default: break
+    }
+    switch r.oneofCase(8) {
+      case 9: self.iou = .iouThreshold(r.scalar(8, as: Double.self))
+      default: break
+    }
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    j.value("model", self.model)
+    j.value("imagery", self.imagery)
+    j.value("zoom", self.zoom)
+    j.value("supertile", self.supertile)
+    j.value("concurrency", self.concurrency)
+    j.value("organization", self.organization)
+    switch self.area {
+      case .bbox(let v)?: j.value("bbox", v, always: true)
+      case .geojson(let v)?: j.value("geojson", v, always: true)
+      case .areaName(let v)?: j.value("areaName", v, always: true)
+      case nil: break
+    }
+    switch self.threshold {
+      case .scoreThreshold(let v)?: j.value("scoreThreshold", v, always: true)
+      case nil: break
+    }
+    switch self.iou {
+      case .iouThreshold(let v)?: j.value("iouThreshold", v, always: true)
+      case nil: break
+    }
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "model": self.model = try j.value(json, key, as: String.self)
+        case "imagery": self.imagery = try j.value(json, key, as: String.self)
+        case "bbox":
+          if case .null = json { continue }
+          guard self.area == nil else { throw j.oneofConflict(key, oneof: "area") }
+          self.area = .bbox(try j.value(json, key, as: FeedbackV1.BoundingBox.self))
+
+        case "geojson":
+          if case .null = json { continue }
+          guard self.area == nil else { throw j.oneofConflict(key, oneof: "area") }
+          self.area = .geojson(try j.value(json, key, as: String.self))
+
+        case "areaName", "area_name":
+          if case .null = json { continue }
+          guard self.area == nil else { throw j.oneofConflict(key, oneof: "area") }
+          self.area = .areaName(try j.value(json, key, as: String.self))
+
+        case "zoom": self.zoom = try j.value(json, key, as: Int32.self)
+        case "supertile": self.supertile = try j.value(json, key, as: Bool.self)
+        case "scoreThreshold", "score_threshold":
+          if case .null = json { continue }
+          guard self.threshold == nil else { throw j.oneofConflict(key, oneof: "threshold") }
+          self.threshold = .scoreThreshold(try j.value(json, key, as: Double.self))
+
+        case "iouThreshold", "iou_threshold":
+          if case .null = json { continue }
+          guard self.iou == nil else { throw j.oneofConflict(key, oneof: "iou") }
+          self.iou = .iouThreshold(try j.value(json, key, as: Double.self))
+
+        case "concurrency": self.concurrency = try j.value(json, key, as: Int32.self)
+        case "organization": self.organization = try j.value(json, key, as: String.self)
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
+extension InferenceV1.JobTileFailure {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__inference__v1__job_tile_failure()) }
+
+  public func _encode(to w: CMessageWriter) {
+    w.string(0, self.tileId)
+    w.scalar(1, self.status)
+    w.string(2, self.message)
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    self.tileId = try r.string(0)
+    self.status = r.scalar(1, as: Int32.self)
+    self.message = try r.string(2)
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    j.value("tileId", self.tileId)
+    j.value("status", self.status)
+    j.value("message", self.message)
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "tileId", "tile_id": self.tileId = try j.value(json, key, as: String.self)
+        case "status": self.status = try j.value(json, key, as: Int32.self)
+        case "message": self.message = try j.value(json, key, as: String.self)
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
+extension InferenceV1.Job {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__inference__v1__job()) }
+
+  public func _encode(to w: CMessageWriter) {
+    w.string(0, self.jobId)
+    w.string(1, self.organization)
+    w.string(2, self.model)
+    w.scalar(3, self.modelVersion)
+    w.string(4, self.imagery)
+    w.scalar(5, self.zoom)
+    w.bool(6, self.supertile)
+    w.scalar(7, self.scoreThreshold)
+    w.string(8, self.aoi)
+    w.string(9, self.setId)
+    w.enumValue(10, self.state)
+    w.scalar(11, self.tilesTotal)
+    w.scalar(12, self.tilesDone)
+    w.scalar(13, self.tilesFailed)
+    w.repeatedMessage(14, self.failures)
+    w.scalar(15, self.tilesPerSecond)
+    w.scalar(16, self.etaMs)
+    w.string(17, self.message)
+    w.string(18, self.createdBy)
+    w.scalar(19, self.createdAtMs)
+    w.scalar(20, self.finishedAtMs)
+    w.scalar(21, self.resumed)
+    w.scalar(22, self.iouThreshold)
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    self.jobId = try r.string(0)
+    self.organization = try r.string(1)
+    self.model = try r.string(2)
+    self.modelVersion = r.scalar(3, as: Int64.self)
+    self.imagery = try r.string(4)
+    self.zoom = r.scalar(5, as: Int32.self)
+    self.supertile = r.bool(6)
+    self.scoreThreshold = r.scalar(7, as: Double.self)
+    self.aoi = try r.string(8)
+    self.setId = try r.string(9)
+    self.state = r.enumValue(10, as: InferenceV1.JobState.self)
+    self.tilesTotal = r.scalar(11, as: Int64.self)
+    self.tilesDone = r.scalar(12, as: Int64.self)
+    self.tilesFailed = r.scalar(13, as: Int64.self)
+    self.failures = try r.repeatedMessage(14, as: InferenceV1.JobTileFailure.self)
+    self.tilesPerSecond = r.scalar(15, as: Double.self)
+    self.etaMs = r.scalar(16, as: Int64.self)
+    self.message = try r.string(17)
+    self.createdBy = try r.string(18)
+    self.createdAtMs = r.scalar(19, as: Int64.self)
+    self.finishedAtMs = r.scalar(20, as: Int64.self)
+    self.resumed = r.scalar(21, as: Int32.self)
+    self.iouThreshold = r.scalar(22, as: Double.self)
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    j.value("jobId", self.jobId)
+    j.value("organization", self.organization)
+    j.value("model", self.model)
+    j.value("modelVersion", self.modelVersion)
+    j.value("imagery", self.imagery)
+    j.value("zoom", self.zoom)
+    j.value("supertile", self.supertile)
+    j.value("scoreThreshold", self.scoreThreshold)
+    j.value("aoi", self.aoi)
+    j.value("setId", self.setId)
+    j.value("state", self.state)
+    j.value("tilesTotal", self.tilesTotal)
+    j.value("tilesDone", self.tilesDone)
+    j.value("tilesFailed", self.tilesFailed)
+    j.repeated("failures", self.failures)
+    j.value("tilesPerSecond", self.tilesPerSecond)
+    j.value("etaMs", self.etaMs)
+    j.value("message", self.message)
+    j.value("createdBy", self.createdBy)
+    j.value("createdAtMs", self.createdAtMs)
+    j.value("finishedAtMs", self.finishedAtMs)
+    j.value("resumed", self.resumed)
+    j.value("iouThreshold", self.iouThreshold)
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "jobId", "job_id": self.jobId = try j.value(json, key, as: String.self)
+        case "organization": self.organization = try j.value(json, key, as: String.self)
+        case "model": self.model = try j.value(json, key, as: String.self)
+        case "modelVersion", "model_version": self.modelVersion = try j.value(json, key, as: Int64.self)
+        case "imagery": self.imagery = try j.value(json, key, as: String.self)
+        case "zoom": self.zoom = try j.value(json, key, as: Int32.self)
+        case "supertile": self.supertile = try j.value(json, key, as: Bool.self)
+        case "scoreThreshold", "score_threshold": self.scoreThreshold = try j.value(json, key, as: Double.self)
+        case "aoi": self.aoi = try j.value(json, key, as: String.self)
+        case "setId", "set_id": self.setId = try j.value(json, key, as: String.self)
+        case "state": self.state = try j.value(json, key, as: InferenceV1.JobState.self)
+        case "tilesTotal", "tiles_total": self.tilesTotal = try j.value(json, key, as: Int64.self)
+        case "tilesDone", "tiles_done": self.tilesDone = try j.value(json, key, as: Int64.self)
+        case "tilesFailed", "tiles_failed": self.tilesFailed = try j.value(json, key, as: Int64.self)
+        case "failures": self.failures = try j.repeated(json, key, as: InferenceV1.JobTileFailure.self)
+        case "tilesPerSecond", "tiles_per_second": self.tilesPerSecond = try j.value(json, key, as: Double.self)
+        case "etaMs", "eta_ms": self.etaMs = try j.value(json, key, as: Int64.self)
+        case "message": self.message = try j.value(json, key, as: String.self)
+        case "createdBy", "created_by": self.createdBy = try j.value(json, key, as: String.self)
+        case "createdAtMs", "created_at_ms": self.createdAtMs = try j.value(json, key, as: Int64.self)
+        case "finishedAtMs", "finished_at_ms": self.finishedAtMs = try j.value(json, key, as: Int64.self)
+        case "resumed": self.resumed = try j.value(json, key, as: Int32.self)
+        case "iouThreshold", "iou_threshold": self.iouThreshold = try j.value(json, key, as: Double.self)
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
+extension InferenceV1.WatchJobRequest {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__inference__v1__watch_job_request()) }
+
+  public func _encode(to w: CMessageWriter) {
+    w.string(0, self.jobId)
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    self.jobId = try r.string(0)
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    j.value("jobId", self.jobId)
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "jobId", "job_id": self.jobId = try j.value(json, key, as: String.self)
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
+extension InferenceV1.CancelJobRequest {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__inference__v1__cancel_job_request()) }
+
+  public func _encode(to w: CMessageWriter) {
+    w.string(0, self.jobId)
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    self.jobId = try r.string(0)
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    j.value("jobId", self.jobId)
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "jobId", "job_id": self.jobId = try j.value(json, key, as: String.self)
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
+extension InferenceV1.ListJobsRequest {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__inference__v1__list_jobs_request()) }
+
+  public func _encode(to w: CMessageWriter) {
+    w.enumValue(0, self.state)
+    w.scalar(1, self.pageSize)
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    self.state = r.enumValue(0, as: InferenceV1.JobState.self)
+    self.pageSize = r.scalar(1, as: Int32.self)
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    j.value("state", self.state)
+    j.value("pageSize", self.pageSize)
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "state": self.state = try j.value(json, key, as: InferenceV1.JobState.self)
+        case "pageSize", "page_size": self.pageSize = try j.value(json, key, as: Int32.self)
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
+extension InferenceV1.ListJobsResponse {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__inference__v1__list_jobs_response()) }
+
+  public func _encode(to w: CMessageWriter) {
+    w.repeatedMessage(0, self.jobs)
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    self.jobs = try r.repeatedMessage(0, as: InferenceV1.Job.self)
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    j.repeated("jobs", self.jobs)
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "jobs": self.jobs = try j.repeated(json, key, as: InferenceV1.Job.self)
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
 extension InferenceV1 {
   /// The `shoal.inference.v1.Inference` service.
   public enum Inference {
@@ -1386,7 +2055,19 @@ extension InferenceV1 {
     /// Many requests on one stream; each answer carries its request's id.
     public static let predictStream = TypedMethod<InferenceV1.PredictRequest, InferenceV1.PredictStreamResponse>(service: fullName, name: "PredictStream", kind: .bidirectionalStreaming, idempotent: false)
 
+    /// Starts predicting over an area; answers at once with the job (QUEUED or RUNNING).
+    public static let startJob = TypedMethod<InferenceV1.StartJobRequest, InferenceV1.Job>(service: fullName, name: "StartJob", kind: .unary, idempotent: false)
+
+    /// The job now, then each change of its progress, until it ends.
+    public static let watchJob = TypedMethod<InferenceV1.WatchJobRequest, InferenceV1.Job>(service: fullName, name: "WatchJob", kind: .serverStreaming, idempotent: true)
+
+    /// Stops fetching and predicting; what was done stays in the set, marked CANCELLED.
+    public static let cancelJob = TypedMethod<InferenceV1.CancelJobRequest, InferenceV1.Job>(service: fullName, name: "CancelJob", kind: .unary, idempotent: true)
+
+    /// `ListJobs`.
+    public static let listJobs = TypedMethod<InferenceV1.ListJobsRequest, InferenceV1.ListJobsResponse>(service: fullName, name: "ListJobs", kind: .unary, idempotent: true)
+
     /// The service's methods, for routers and reflection.
-    public static let descriptor = ServiceDescriptor(fullName: fullName, methods: [loadModel.descriptor, unloadModel.descriptor, modelStatus.descriptor, watchModels.descriptor, modelMetadata.descriptor, predict.descriptor, predictStream.descriptor])
+    public static let descriptor = ServiceDescriptor(fullName: fullName, methods: [loadModel.descriptor, unloadModel.descriptor, modelStatus.descriptor, watchModels.descriptor, modelMetadata.descriptor, predict.descriptor, predictStream.descriptor, startJob.descriptor, watchJob.descriptor, cancelJob.descriptor, listJobs.descriptor])
   }
 }

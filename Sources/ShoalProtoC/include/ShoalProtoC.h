@@ -155,6 +155,13 @@ static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__inferenc
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__inference__v1__top_classes(void) { return &shoal__inference__v1__top_classes__descriptor; }
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__inference__v1__predict_response(void) { return &shoal__inference__v1__predict_response__descriptor; }
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__inference__v1__predict_stream_response(void) { return &shoal__inference__v1__predict_stream_response__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__inference__v1__start_job_request(void) { return &shoal__inference__v1__start_job_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__inference__v1__job_tile_failure(void) { return &shoal__inference__v1__job_tile_failure__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__inference__v1__job(void) { return &shoal__inference__v1__job__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__inference__v1__watch_job_request(void) { return &shoal__inference__v1__watch_job_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__inference__v1__cancel_job_request(void) { return &shoal__inference__v1__cancel_job_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__inference__v1__list_jobs_request(void) { return &shoal__inference__v1__list_jobs_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__inference__v1__list_jobs_response(void) { return &shoal__inference__v1__list_jobs_response__descriptor; }
 
 // shoal/registry/v1/directory.proto
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__registry__v1__instance(void) { return &shoal__registry__v1__instance__descriptor; }

@@ -27,6 +27,18 @@ extension InferenceV1.Inference {
 
     /// Many requests on one stream; each answer carries its request's id.
     func predictStream(_ requests: RPCRequestStream<InferenceV1.PredictRequest>, responses: RPCResponseWriter<InferenceV1.PredictStreamResponse>, context: ServerContext) async throws
+
+    /// Starts predicting over an area; answers at once with the job (QUEUED or RUNNING).
+    func startJob(_ request: InferenceV1.StartJobRequest, context: ServerContext) async throws -> InferenceV1.Job
+
+    /// The job now, then each change of its progress, until it ends.
+    func watchJob(_ request: InferenceV1.WatchJobRequest, responses: RPCResponseWriter<InferenceV1.Job>, context: ServerContext) async throws
+
+    /// Stops fetching and predicting; what was done stays in the set, marked CANCELLED.
+    func cancelJob(_ request: InferenceV1.CancelJobRequest, context: ServerContext) async throws -> InferenceV1.Job
+
+    /// `ListJobs`.
+    func listJobs(_ request: InferenceV1.ListJobsRequest, context: ServerContext) async throws -> InferenceV1.ListJobsResponse
   }
 
   /// Calls `shoal.inference.v1.Inference` on a server.
@@ -78,6 +90,29 @@ extension InferenceV1.Inference {
     ) async throws -> Result {
       try await rpc.bidirectional(InferenceV1.Inference.predictStream, options: options, body)
     }
+
+    /// Starts predicting over an area; answers at once with the job (QUEUED or RUNNING).
+    public func startJob(_ request: InferenceV1.StartJobRequest, options: CallOptions = CallOptions()) async throws(RPCError) -> InferenceV1.Job {
+      try await rpc.unary(InferenceV1.Inference.startJob, request, options: options)
+    }
+
+    /// The job now, then each change of its progress, until it ends.
+    public func watchJob<Result: Sendable>(
+      _ request: InferenceV1.WatchJobRequest, options: CallOptions = CallOptions(),
+      _ responses: (RPCResponseStream<InferenceV1.Job>) async throws -> Result
+    ) async throws -> Result {
+      try await rpc.serverStreaming(InferenceV1.Inference.watchJob, request, options: options, responses)
+    }
+
+    /// Stops fetching and predicting; what was done stays in the set, marked CANCELLED.
+    public func cancelJob(_ request: InferenceV1.CancelJobRequest, options: CallOptions = CallOptions()) async throws(RPCError) -> InferenceV1.Job {
+      try await rpc.unary(InferenceV1.Inference.cancelJob, request, options: options)
+    }
+
+    /// `ListJobs`.
+    public func listJobs(_ request: InferenceV1.ListJobsRequest, options: CallOptions = CallOptions()) async throws(RPCError) -> InferenceV1.ListJobsResponse {
+      try await rpc.unary(InferenceV1.Inference.listJobs, request, options: options)
+    }
   }
 }
 
@@ -91,5 +126,9 @@ extension InferenceV1.Inference.ServiceProtocol {
     router.unary(InferenceV1.Inference.modelMetadata) { try await self.modelMetadata($0, context: $1) }
     router.unary(InferenceV1.Inference.predict) { try await self.predict($0, context: $1) }
     router.bidirectional(InferenceV1.Inference.predictStream) { try await self.predictStream($0, responses: $1, context: $2) }
+    router.unary(InferenceV1.Inference.startJob) { try await self.startJob($0, context: $1) }
+    router.serverStreaming(InferenceV1.Inference.watchJob) { try await self.watchJob($0, responses: $1, context: $2) }
+    router.unary(InferenceV1.Inference.cancelJob) { try await self.cancelJob($0, context: $1) }
+    router.unary(InferenceV1.Inference.listJobs) { try await self.listJobs($0, context: $1) }
   }
 }

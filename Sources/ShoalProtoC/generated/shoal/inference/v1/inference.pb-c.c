@@ -931,6 +931,321 @@ void   shoal__inference__v1__predict_stream_response__free_unpacked
   assert(message->base.descriptor == &shoal__inference__v1__predict_stream_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   shoal__inference__v1__start_job_request__init
+                     (Shoal__Inference__V1__StartJobRequest         *message)
+{
+  static const Shoal__Inference__V1__StartJobRequest init_value = SHOAL__INFERENCE__V1__START_JOB_REQUEST__INIT;
+  *message = init_value;
+}
+size_t shoal__inference__v1__start_job_request__get_packed_size
+                     (const Shoal__Inference__V1__StartJobRequest *message)
+{
+  assert(message->base.descriptor == &shoal__inference__v1__start_job_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__inference__v1__start_job_request__pack
+                     (const Shoal__Inference__V1__StartJobRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__inference__v1__start_job_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__inference__v1__start_job_request__pack_to_buffer
+                     (const Shoal__Inference__V1__StartJobRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__inference__v1__start_job_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Inference__V1__StartJobRequest *
+       shoal__inference__v1__start_job_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Inference__V1__StartJobRequest *)
+     protobuf_c_message_unpack (&shoal__inference__v1__start_job_request__descriptor,
+                                allocator, len, data);
+}
+void   shoal__inference__v1__start_job_request__free_unpacked
+                     (Shoal__Inference__V1__StartJobRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__inference__v1__start_job_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   shoal__inference__v1__job_tile_failure__init
+                     (Shoal__Inference__V1__JobTileFailure         *message)
+{
+  static const Shoal__Inference__V1__JobTileFailure init_value = SHOAL__INFERENCE__V1__JOB_TILE_FAILURE__INIT;
+  *message = init_value;
+}
+size_t shoal__inference__v1__job_tile_failure__get_packed_size
+                     (const Shoal__Inference__V1__JobTileFailure *message)
+{
+  assert(message->base.descriptor == &shoal__inference__v1__job_tile_failure__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__inference__v1__job_tile_failure__pack
+                     (const Shoal__Inference__V1__JobTileFailure *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__inference__v1__job_tile_failure__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__inference__v1__job_tile_failure__pack_to_buffer
+                     (const Shoal__Inference__V1__JobTileFailure *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__inference__v1__job_tile_failure__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Inference__V1__JobTileFailure *
+       shoal__inference__v1__job_tile_failure__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Inference__V1__JobTileFailure *)
+     protobuf_c_message_unpack (&shoal__inference__v1__job_tile_failure__descriptor,
+                                allocator, len, data);
+}
+void   shoal__inference__v1__job_tile_failure__free_unpacked
+                     (Shoal__Inference__V1__JobTileFailure *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__inference__v1__job_tile_failure__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   shoal__inference__v1__job__init
+                     (Shoal__Inference__V1__Job         *message)
+{
+  static const Shoal__Inference__V1__Job init_value = SHOAL__INFERENCE__V1__JOB__INIT;
+  *message = init_value;
+}
+size_t shoal__inference__v1__job__get_packed_size
+                     (const Shoal__Inference__V1__Job *message)
+{
+  assert(message->base.descriptor == &shoal__inference__v1__job__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__inference__v1__job__pack
+                     (const Shoal__Inference__V1__Job *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__inference__v1__job__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__inference__v1__job__pack_to_buffer
+                     (const Shoal__Inference__V1__Job *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__inference__v1__job__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Inference__V1__Job *
+       shoal__inference__v1__job__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Inference__V1__Job *)
+     protobuf_c_message_unpack (&shoal__inference__v1__job__descriptor,
+                                allocator, len, data);
+}
+void   shoal__inference__v1__job__free_unpacked
+                     (Shoal__Inference__V1__Job *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__inference__v1__job__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   shoal__inference__v1__watch_job_request__init
+                     (Shoal__Inference__V1__WatchJobRequest         *message)
+{
+  static const Shoal__Inference__V1__WatchJobRequest init_value = SHOAL__INFERENCE__V1__WATCH_JOB_REQUEST__INIT;
+  *message = init_value;
+}
+size_t shoal__inference__v1__watch_job_request__get_packed_size
+                     (const Shoal__Inference__V1__WatchJobRequest *message)
+{
+  assert(message->base.descriptor == &shoal__inference__v1__watch_job_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__inference__v1__watch_job_request__pack
+                     (const Shoal__Inference__V1__WatchJobRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__inference__v1__watch_job_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__inference__v1__watch_job_request__pack_to_buffer
+                     (const Shoal__Inference__V1__WatchJobRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__inference__v1__watch_job_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Inference__V1__WatchJobRequest *
+       shoal__inference__v1__watch_job_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Inference__V1__WatchJobRequest *)
+     protobuf_c_message_unpack (&shoal__inference__v1__watch_job_request__descriptor,
+                                allocator, len, data);
+}
+void   shoal__inference__v1__watch_job_request__free_unpacked
+                     (Shoal__Inference__V1__WatchJobRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__inference__v1__watch_job_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   shoal__inference__v1__cancel_job_request__init
+                     (Shoal__Inference__V1__CancelJobRequest         *message)
+{
+  static const Shoal__Inference__V1__CancelJobRequest init_value = SHOAL__INFERENCE__V1__CANCEL_JOB_REQUEST__INIT;
+  *message = init_value;
+}
+size_t shoal__inference__v1__cancel_job_request__get_packed_size
+                     (const Shoal__Inference__V1__CancelJobRequest *message)
+{
+  assert(message->base.descriptor == &shoal__inference__v1__cancel_job_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__inference__v1__cancel_job_request__pack
+                     (const Shoal__Inference__V1__CancelJobRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__inference__v1__cancel_job_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__inference__v1__cancel_job_request__pack_to_buffer
+                     (const Shoal__Inference__V1__CancelJobRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__inference__v1__cancel_job_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Inference__V1__CancelJobRequest *
+       shoal__inference__v1__cancel_job_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Inference__V1__CancelJobRequest *)
+     protobuf_c_message_unpack (&shoal__inference__v1__cancel_job_request__descriptor,
+                                allocator, len, data);
+}
+void   shoal__inference__v1__cancel_job_request__free_unpacked
+                     (Shoal__Inference__V1__CancelJobRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__inference__v1__cancel_job_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   shoal__inference__v1__list_jobs_request__init
+                     (Shoal__Inference__V1__ListJobsRequest         *message)
+{
+  static const Shoal__Inference__V1__ListJobsRequest init_value = SHOAL__INFERENCE__V1__LIST_JOBS_REQUEST__INIT;
+  *message = init_value;
+}
+size_t shoal__inference__v1__list_jobs_request__get_packed_size
+                     (const Shoal__Inference__V1__ListJobsRequest *message)
+{
+  assert(message->base.descriptor == &shoal__inference__v1__list_jobs_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__inference__v1__list_jobs_request__pack
+                     (const Shoal__Inference__V1__ListJobsRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__inference__v1__list_jobs_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__inference__v1__list_jobs_request__pack_to_buffer
+                     (const Shoal__Inference__V1__ListJobsRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__inference__v1__list_jobs_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Inference__V1__ListJobsRequest *
+       shoal__inference__v1__list_jobs_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Inference__V1__ListJobsRequest *)
+     protobuf_c_message_unpack (&shoal__inference__v1__list_jobs_request__descriptor,
+                                allocator, len, data);
+}
+void   shoal__inference__v1__list_jobs_request__free_unpacked
+                     (Shoal__Inference__V1__ListJobsRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__inference__v1__list_jobs_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   shoal__inference__v1__list_jobs_response__init
+                     (Shoal__Inference__V1__ListJobsResponse         *message)
+{
+  static const Shoal__Inference__V1__ListJobsResponse init_value = SHOAL__INFERENCE__V1__LIST_JOBS_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t shoal__inference__v1__list_jobs_response__get_packed_size
+                     (const Shoal__Inference__V1__ListJobsResponse *message)
+{
+  assert(message->base.descriptor == &shoal__inference__v1__list_jobs_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__inference__v1__list_jobs_response__pack
+                     (const Shoal__Inference__V1__ListJobsResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__inference__v1__list_jobs_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__inference__v1__list_jobs_response__pack_to_buffer
+                     (const Shoal__Inference__V1__ListJobsResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__inference__v1__list_jobs_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Inference__V1__ListJobsResponse *
+       shoal__inference__v1__list_jobs_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Inference__V1__ListJobsResponse *)
+     protobuf_c_message_unpack (&shoal__inference__v1__list_jobs_response__descriptor,
+                                allocator, len, data);
+}
+void   shoal__inference__v1__list_jobs_response__free_unpacked
+                     (Shoal__Inference__V1__ListJobsResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__inference__v1__list_jobs_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 static const ProtobufCFieldDescriptor shoal__inference__v1__batching_config__field_descriptors[5] =
 {
   {
@@ -2564,6 +2879,727 @@ const ProtobufCMessageDescriptor shoal__inference__v1__predict_stream_response__
   (ProtobufCMessageInit) shoal__inference__v1__predict_stream_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
+static const ProtobufCFieldDescriptor shoal__inference__v1__start_job_request__field_descriptors[11] =
+{
+  {
+    "model",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__StartJobRequest, model),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "imagery",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__StartJobRequest, imagery),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "bbox",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Shoal__Inference__V1__StartJobRequest, area_case),
+    offsetof(Shoal__Inference__V1__StartJobRequest, bbox),
+    &shoal__feedback__v1__bounding_box__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "geojson",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Shoal__Inference__V1__StartJobRequest, area_case),
+    offsetof(Shoal__Inference__V1__StartJobRequest, geojson),
+    NULL,
+    &protobuf_c_empty_string,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "area_name",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Shoal__Inference__V1__StartJobRequest, area_case),
+    offsetof(Shoal__Inference__V1__StartJobRequest, area_name),
+    NULL,
+    &protobuf_c_empty_string,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "zoom",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__StartJobRequest, zoom),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "supertile",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__StartJobRequest, supertile),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "score_threshold",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    offsetof(Shoal__Inference__V1__StartJobRequest, threshold_case),
+    offsetof(Shoal__Inference__V1__StartJobRequest, score_threshold),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "iou_threshold",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    offsetof(Shoal__Inference__V1__StartJobRequest, iou_case),
+    offsetof(Shoal__Inference__V1__StartJobRequest, iou_threshold),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "concurrency",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__StartJobRequest, concurrency),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "organization",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__StartJobRequest, organization),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__inference__v1__start_job_request__field_indices_by_name[] = {
+  4,   /* field[4] = area_name */
+  2,   /* field[2] = bbox */
+  9,   /* field[9] = concurrency */
+  3,   /* field[3] = geojson */
+  1,   /* field[1] = imagery */
+  8,   /* field[8] = iou_threshold */
+  0,   /* field[0] = model */
+  10,   /* field[10] = organization */
+  7,   /* field[7] = score_threshold */
+  6,   /* field[6] = supertile */
+  5,   /* field[5] = zoom */
+};
+static const ProtobufCIntRange shoal__inference__v1__start_job_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 11 }
+};
+const ProtobufCMessageDescriptor shoal__inference__v1__start_job_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.inference.v1.StartJobRequest",
+  "StartJobRequest",
+  "Shoal__Inference__V1__StartJobRequest",
+  "shoal.inference.v1",
+  sizeof(Shoal__Inference__V1__StartJobRequest),
+  11,
+  shoal__inference__v1__start_job_request__field_descriptors,
+  shoal__inference__v1__start_job_request__field_indices_by_name,
+  1,  shoal__inference__v1__start_job_request__number_ranges,
+  (ProtobufCMessageInit) shoal__inference__v1__start_job_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor shoal__inference__v1__job_tile_failure__field_descriptors[3] =
+{
+  {
+    "tile_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__JobTileFailure, tile_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "status",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__JobTileFailure, status),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "message",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__JobTileFailure, message),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__inference__v1__job_tile_failure__field_indices_by_name[] = {
+  2,   /* field[2] = message */
+  1,   /* field[1] = status */
+  0,   /* field[0] = tile_id */
+};
+static const ProtobufCIntRange shoal__inference__v1__job_tile_failure__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor shoal__inference__v1__job_tile_failure__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.inference.v1.JobTileFailure",
+  "JobTileFailure",
+  "Shoal__Inference__V1__JobTileFailure",
+  "shoal.inference.v1",
+  sizeof(Shoal__Inference__V1__JobTileFailure),
+  3,
+  shoal__inference__v1__job_tile_failure__field_descriptors,
+  shoal__inference__v1__job_tile_failure__field_indices_by_name,
+  1,  shoal__inference__v1__job_tile_failure__number_ranges,
+  (ProtobufCMessageInit) shoal__inference__v1__job_tile_failure__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor shoal__inference__v1__job__field_descriptors[23] =
+{
+  {
+    "job_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__Job, job_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "organization",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__Job, organization),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "model",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__Job, model),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "model_version",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__Job, model_version),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "imagery",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__Job, imagery),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "zoom",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__Job, zoom),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "supertile",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__Job, supertile),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "score_threshold",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__Job, score_threshold),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "aoi",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__Job, aoi),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "set_id",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__Job, set_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "state",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__Job, state),
+    &shoal__inference__v1__job_state__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "tiles_total",
+    12,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__Job, tiles_total),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "tiles_done",
+    13,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__Job, tiles_done),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "tiles_failed",
+    14,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__Job, tiles_failed),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "failures",
+    15,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Shoal__Inference__V1__Job, n_failures),
+    offsetof(Shoal__Inference__V1__Job, failures),
+    &shoal__inference__v1__job_tile_failure__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "tiles_per_second",
+    16,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__Job, tiles_per_second),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "eta_ms",
+    17,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__Job, eta_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "message",
+    18,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__Job, message),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "created_by",
+    19,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__Job, created_by),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "created_at_ms",
+    20,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__Job, created_at_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "finished_at_ms",
+    21,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__Job, finished_at_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "resumed",
+    22,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__Job, resumed),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "iou_threshold",
+    23,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__Job, iou_threshold),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__inference__v1__job__field_indices_by_name[] = {
+  8,   /* field[8] = aoi */
+  19,   /* field[19] = created_at_ms */
+  18,   /* field[18] = created_by */
+  16,   /* field[16] = eta_ms */
+  14,   /* field[14] = failures */
+  20,   /* field[20] = finished_at_ms */
+  4,   /* field[4] = imagery */
+  22,   /* field[22] = iou_threshold */
+  0,   /* field[0] = job_id */
+  17,   /* field[17] = message */
+  2,   /* field[2] = model */
+  3,   /* field[3] = model_version */
+  1,   /* field[1] = organization */
+  21,   /* field[21] = resumed */
+  7,   /* field[7] = score_threshold */
+  9,   /* field[9] = set_id */
+  10,   /* field[10] = state */
+  6,   /* field[6] = supertile */
+  12,   /* field[12] = tiles_done */
+  13,   /* field[13] = tiles_failed */
+  15,   /* field[15] = tiles_per_second */
+  11,   /* field[11] = tiles_total */
+  5,   /* field[5] = zoom */
+};
+static const ProtobufCIntRange shoal__inference__v1__job__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 23 }
+};
+const ProtobufCMessageDescriptor shoal__inference__v1__job__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.inference.v1.Job",
+  "Job",
+  "Shoal__Inference__V1__Job",
+  "shoal.inference.v1",
+  sizeof(Shoal__Inference__V1__Job),
+  23,
+  shoal__inference__v1__job__field_descriptors,
+  shoal__inference__v1__job__field_indices_by_name,
+  1,  shoal__inference__v1__job__number_ranges,
+  (ProtobufCMessageInit) shoal__inference__v1__job__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor shoal__inference__v1__watch_job_request__field_descriptors[1] =
+{
+  {
+    "job_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__WatchJobRequest, job_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__inference__v1__watch_job_request__field_indices_by_name[] = {
+  0,   /* field[0] = job_id */
+};
+static const ProtobufCIntRange shoal__inference__v1__watch_job_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor shoal__inference__v1__watch_job_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.inference.v1.WatchJobRequest",
+  "WatchJobRequest",
+  "Shoal__Inference__V1__WatchJobRequest",
+  "shoal.inference.v1",
+  sizeof(Shoal__Inference__V1__WatchJobRequest),
+  1,
+  shoal__inference__v1__watch_job_request__field_descriptors,
+  shoal__inference__v1__watch_job_request__field_indices_by_name,
+  1,  shoal__inference__v1__watch_job_request__number_ranges,
+  (ProtobufCMessageInit) shoal__inference__v1__watch_job_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor shoal__inference__v1__cancel_job_request__field_descriptors[1] =
+{
+  {
+    "job_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__CancelJobRequest, job_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__inference__v1__cancel_job_request__field_indices_by_name[] = {
+  0,   /* field[0] = job_id */
+};
+static const ProtobufCIntRange shoal__inference__v1__cancel_job_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor shoal__inference__v1__cancel_job_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.inference.v1.CancelJobRequest",
+  "CancelJobRequest",
+  "Shoal__Inference__V1__CancelJobRequest",
+  "shoal.inference.v1",
+  sizeof(Shoal__Inference__V1__CancelJobRequest),
+  1,
+  shoal__inference__v1__cancel_job_request__field_descriptors,
+  shoal__inference__v1__cancel_job_request__field_indices_by_name,
+  1,  shoal__inference__v1__cancel_job_request__number_ranges,
+  (ProtobufCMessageInit) shoal__inference__v1__cancel_job_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor shoal__inference__v1__list_jobs_request__field_descriptors[2] =
+{
+  {
+    "state",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__ListJobsRequest, state),
+    &shoal__inference__v1__job_state__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "page_size",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__ListJobsRequest, page_size),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__inference__v1__list_jobs_request__field_indices_by_name[] = {
+  1,   /* field[1] = page_size */
+  0,   /* field[0] = state */
+};
+static const ProtobufCIntRange shoal__inference__v1__list_jobs_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor shoal__inference__v1__list_jobs_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.inference.v1.ListJobsRequest",
+  "ListJobsRequest",
+  "Shoal__Inference__V1__ListJobsRequest",
+  "shoal.inference.v1",
+  sizeof(Shoal__Inference__V1__ListJobsRequest),
+  2,
+  shoal__inference__v1__list_jobs_request__field_descriptors,
+  shoal__inference__v1__list_jobs_request__field_indices_by_name,
+  1,  shoal__inference__v1__list_jobs_request__number_ranges,
+  (ProtobufCMessageInit) shoal__inference__v1__list_jobs_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor shoal__inference__v1__list_jobs_response__field_descriptors[1] =
+{
+  {
+    "jobs",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Shoal__Inference__V1__ListJobsResponse, n_jobs),
+    offsetof(Shoal__Inference__V1__ListJobsResponse, jobs),
+    &shoal__inference__v1__job__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__inference__v1__list_jobs_response__field_indices_by_name[] = {
+  0,   /* field[0] = jobs */
+};
+static const ProtobufCIntRange shoal__inference__v1__list_jobs_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor shoal__inference__v1__list_jobs_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.inference.v1.ListJobsResponse",
+  "ListJobsResponse",
+  "Shoal__Inference__V1__ListJobsResponse",
+  "shoal.inference.v1",
+  sizeof(Shoal__Inference__V1__ListJobsResponse),
+  1,
+  shoal__inference__v1__list_jobs_response__field_descriptors,
+  shoal__inference__v1__list_jobs_response__field_indices_by_name,
+  1,  shoal__inference__v1__list_jobs_response__number_ranges,
+  (ProtobufCMessageInit) shoal__inference__v1__list_jobs_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
 static const ProtobufCEnumValue shoal__inference__v1__model_state__enum_values_by_number[5] =
 {
   { "MODEL_STATE_UNSPECIFIED", "SHOAL__INFERENCE__V1__MODEL_STATE__MODEL_STATE_UNSPECIFIED", 0 },
@@ -2598,7 +3634,43 @@ const ProtobufCEnumDescriptor shoal__inference__v1__model_state__descriptor =
   shoal__inference__v1__model_state__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCMethodDescriptor shoal__inference__v1__inference__method_descriptors[7] =
+static const ProtobufCEnumValue shoal__inference__v1__job_state__enum_values_by_number[6] =
+{
+  { "JOB_STATE_UNSPECIFIED", "SHOAL__INFERENCE__V1__JOB_STATE__JOB_STATE_UNSPECIFIED", 0 },
+  { "QUEUED", "SHOAL__INFERENCE__V1__JOB_STATE__QUEUED", 1 },
+  { "RUNNING", "SHOAL__INFERENCE__V1__JOB_STATE__RUNNING", 2 },
+  { "SUCCEEDED", "SHOAL__INFERENCE__V1__JOB_STATE__SUCCEEDED", 3 },
+  { "JOB_FAILED", "SHOAL__INFERENCE__V1__JOB_STATE__JOB_FAILED", 4 },
+  { "CANCELLED", "SHOAL__INFERENCE__V1__JOB_STATE__CANCELLED", 5 },
+};
+static const ProtobufCIntRange shoal__inference__v1__job_state__value_ranges[] = {
+{0, 0},{0, 6}
+};
+static const ProtobufCEnumValueIndex shoal__inference__v1__job_state__enum_values_by_name[6] =
+{
+  { "CANCELLED", 5 },
+  { "JOB_FAILED", 4 },
+  { "JOB_STATE_UNSPECIFIED", 0 },
+  { "QUEUED", 1 },
+  { "RUNNING", 2 },
+  { "SUCCEEDED", 3 },
+};
+const ProtobufCEnumDescriptor shoal__inference__v1__job_state__descriptor =
+{
+  PROTOBUF_C__ENUM_DESCRIPTOR_MAGIC,
+  "shoal.inference.v1.JobState",
+  "JobState",
+  "Shoal__Inference__V1__JobState",
+  "shoal.inference.v1",
+  6,
+  shoal__inference__v1__job_state__enum_values_by_number,
+  6,
+  shoal__inference__v1__job_state__enum_values_by_name,
+  1,
+  shoal__inference__v1__job_state__value_ranges,
+  NULL,NULL,NULL,NULL   /* reserved[1234] */
+};
+static const ProtobufCMethodDescriptor shoal__inference__v1__inference__method_descriptors[11] =
 {
   { "LoadModel", &shoal__inference__v1__load_model_request__descriptor, &shoal__inference__v1__loaded_model__descriptor },
   { "UnloadModel", &shoal__inference__v1__unload_model_request__descriptor, &shoal__inference__v1__loaded_model__descriptor },
@@ -2607,14 +3679,22 @@ static const ProtobufCMethodDescriptor shoal__inference__v1__inference__method_d
   { "ModelMetadata", &shoal__inference__v1__model_metadata_request__descriptor, &shoal__inference__v1__model_metadata_response__descriptor },
   { "Predict", &shoal__inference__v1__predict_request__descriptor, &shoal__inference__v1__predict_response__descriptor },
   { "PredictStream", &shoal__inference__v1__predict_request__descriptor, &shoal__inference__v1__predict_stream_response__descriptor },
+  { "StartJob", &shoal__inference__v1__start_job_request__descriptor, &shoal__inference__v1__job__descriptor },
+  { "WatchJob", &shoal__inference__v1__watch_job_request__descriptor, &shoal__inference__v1__job__descriptor },
+  { "CancelJob", &shoal__inference__v1__cancel_job_request__descriptor, &shoal__inference__v1__job__descriptor },
+  { "ListJobs", &shoal__inference__v1__list_jobs_request__descriptor, &shoal__inference__v1__list_jobs_response__descriptor },
 };
 const unsigned shoal__inference__v1__inference__method_indices_by_name[] = {
+  9,        /* CancelJob */
+  10,        /* ListJobs */
   0,        /* LoadModel */
   4,        /* ModelMetadata */
   2,        /* ModelStatus */
   5,        /* Predict */
   6,        /* PredictStream */
+  7,        /* StartJob */
   1,        /* UnloadModel */
+  8,        /* WatchJob */
   3         /* WatchModels */
 };
 const ProtobufCServiceDescriptor shoal__inference__v1__inference__descriptor =
@@ -2624,7 +3704,7 @@ const ProtobufCServiceDescriptor shoal__inference__v1__inference__descriptor =
   "Inference",
   "Shoal__Inference__V1__Inference",
   "shoal.inference.v1",
-  7,
+  11,
   shoal__inference__v1__inference__method_descriptors,
   shoal__inference__v1__inference__method_indices_by_name
 };
@@ -2683,6 +3763,38 @@ void shoal__inference__v1__inference__predict_stream(ProtobufCService *service,
 {
   assert(service->descriptor == &shoal__inference__v1__inference__descriptor);
   service->invoke(service, 6, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void shoal__inference__v1__inference__start_job(ProtobufCService *service,
+                                                const Shoal__Inference__V1__StartJobRequest *input,
+                                                Shoal__Inference__V1__Job_Closure closure,
+                                                void *closure_data)
+{
+  assert(service->descriptor == &shoal__inference__v1__inference__descriptor);
+  service->invoke(service, 7, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void shoal__inference__v1__inference__watch_job(ProtobufCService *service,
+                                                const Shoal__Inference__V1__WatchJobRequest *input,
+                                                Shoal__Inference__V1__Job_Closure closure,
+                                                void *closure_data)
+{
+  assert(service->descriptor == &shoal__inference__v1__inference__descriptor);
+  service->invoke(service, 8, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void shoal__inference__v1__inference__cancel_job(ProtobufCService *service,
+                                                 const Shoal__Inference__V1__CancelJobRequest *input,
+                                                 Shoal__Inference__V1__Job_Closure closure,
+                                                 void *closure_data)
+{
+  assert(service->descriptor == &shoal__inference__v1__inference__descriptor);
+  service->invoke(service, 9, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void shoal__inference__v1__inference__list_jobs(ProtobufCService *service,
+                                                const Shoal__Inference__V1__ListJobsRequest *input,
+                                                Shoal__Inference__V1__ListJobsResponse_Closure closure,
+                                                void *closure_data)
+{
+  assert(service->descriptor == &shoal__inference__v1__inference__descriptor);
+  service->invoke(service, 10, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void shoal__inference__v1__inference__init (Shoal__Inference__V1__Inference_Service *service,
                                             Shoal__Inference__V1__Inference_ServiceDestroy destroy)

@@ -15,6 +15,7 @@ PROTOBUF_C__BEGIN_DECLS
 #endif
 
 #include "shoal/registry/v1/models.pb-c.h"
+#include "shoal/feedback/v1/feedback.pb-c.h"
 
 typedef struct Shoal__Inference__V1__BatchingConfig Shoal__Inference__V1__BatchingConfig;
 typedef struct Shoal__Inference__V1__ModelConfig Shoal__Inference__V1__ModelConfig;
@@ -40,6 +41,13 @@ typedef struct Shoal__Inference__V1__TopClasses Shoal__Inference__V1__TopClasses
 typedef struct Shoal__Inference__V1__PredictResponse Shoal__Inference__V1__PredictResponse;
 typedef struct Shoal__Inference__V1__PredictResponse__ParametersEntry Shoal__Inference__V1__PredictResponse__ParametersEntry;
 typedef struct Shoal__Inference__V1__PredictStreamResponse Shoal__Inference__V1__PredictStreamResponse;
+typedef struct Shoal__Inference__V1__StartJobRequest Shoal__Inference__V1__StartJobRequest;
+typedef struct Shoal__Inference__V1__JobTileFailure Shoal__Inference__V1__JobTileFailure;
+typedef struct Shoal__Inference__V1__Job Shoal__Inference__V1__Job;
+typedef struct Shoal__Inference__V1__WatchJobRequest Shoal__Inference__V1__WatchJobRequest;
+typedef struct Shoal__Inference__V1__CancelJobRequest Shoal__Inference__V1__CancelJobRequest;
+typedef struct Shoal__Inference__V1__ListJobsRequest Shoal__Inference__V1__ListJobsRequest;
+typedef struct Shoal__Inference__V1__ListJobsResponse Shoal__Inference__V1__ListJobsResponse;
 
 
 /* --- enums --- */
@@ -55,6 +63,21 @@ typedef enum _Shoal__Inference__V1__ModelState {
   SHOAL__INFERENCE__V1__MODEL_STATE__UNLOADING = 4
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(SHOAL__INFERENCE__V1__MODEL_STATE)
 } Shoal__Inference__V1__ModelState;
+/*
+ * An AOI job's state. QUEUED and RUNNING jobs resume when the service restarts.
+ */
+typedef enum _Shoal__Inference__V1__JobState {
+  SHOAL__INFERENCE__V1__JOB_STATE__JOB_STATE_UNSPECIFIED = 0,
+  SHOAL__INFERENCE__V1__JOB_STATE__QUEUED = 1,
+  SHOAL__INFERENCE__V1__JOB_STATE__RUNNING = 2,
+  SHOAL__INFERENCE__V1__JOB_STATE__SUCCEEDED = 3,
+  /*
+   * Every tile failed, or the job could not go on (its reason says why).
+   */
+  SHOAL__INFERENCE__V1__JOB_STATE__JOB_FAILED = 4,
+  SHOAL__INFERENCE__V1__JOB_STATE__CANCELLED = 5
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(SHOAL__INFERENCE__V1__JOB_STATE)
+} Shoal__Inference__V1__JobState;
 
 /* --- messages --- */
 
@@ -517,6 +540,207 @@ struct  Shoal__Inference__V1__PredictStreamResponse
     , (char *)protobuf_c_empty_string, NULL, 0, (char *)protobuf_c_empty_string }
 
 
+typedef enum {
+  SHOAL__INFERENCE__V1__START_JOB_REQUEST__AREA__NOT_SET = 0,
+  SHOAL__INFERENCE__V1__START_JOB_REQUEST__AREA_BBOX = 3,
+  SHOAL__INFERENCE__V1__START_JOB_REQUEST__AREA_GEOJSON = 4,
+  SHOAL__INFERENCE__V1__START_JOB_REQUEST__AREA_AREA_NAME = 5
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(SHOAL__INFERENCE__V1__START_JOB_REQUEST__AREA__CASE)
+} Shoal__Inference__V1__StartJobRequest__AreaCase;
+
+typedef enum {
+  SHOAL__INFERENCE__V1__START_JOB_REQUEST__THRESHOLD__NOT_SET = 0,
+  SHOAL__INFERENCE__V1__START_JOB_REQUEST__THRESHOLD_SCORE_THRESHOLD = 8
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(SHOAL__INFERENCE__V1__START_JOB_REQUEST__THRESHOLD__CASE)
+} Shoal__Inference__V1__StartJobRequest__ThresholdCase;
+
+typedef enum {
+  SHOAL__INFERENCE__V1__START_JOB_REQUEST__IOU__NOT_SET = 0,
+  SHOAL__INFERENCE__V1__START_JOB_REQUEST__IOU_IOU_THRESHOLD = 9
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(SHOAL__INFERENCE__V1__START_JOB_REQUEST__IOU__CASE)
+} Shoal__Inference__V1__StartJobRequest__IouCase;
+
+/*
+ * Predictions over an area: every tile of the area at `zoom` from an imagery source, through a
+ * model, into a new prediction set in feedback.
+ */
+struct  Shoal__Inference__V1__StartJobRequest
+{
+  ProtobufCMessage base;
+  /*
+   * A model reference, as LoadModel takes; loaded if it is not served yet. The version serving
+   * when the job starts predicts every tile.
+   */
+  char *model;
+  /*
+   * An imagery source of feedback's (`shoal imagery add`).
+   */
+  char *imagery;
+  int32_t zoom;
+  /*
+   * ML Enabler's supertiles: the four children of each tile one zoom up stitched into one input.
+   */
+  protobuf_c_boolean supertile;
+  /*
+   * Tiles fetched, decoded and predicted at once; default 32.
+   */
+  int32_t concurrency;
+  /*
+   * Default: the caller's organisation.
+   */
+  char *organization;
+  Shoal__Inference__V1__StartJobRequest__AreaCase area_case;
+  union {
+    Shoal__Feedback__V1__BoundingBox *bbox;
+    /*
+     * A GeoJSON Polygon or MultiPolygon (geometry, Feature or FeatureCollection).
+     */
+    char *geojson;
+    /*
+     * A saved area of interest (`shoal aoi add`).
+     */
+    char *area_name;
+  };
+  Shoal__Inference__V1__StartJobRequest__ThresholdCase threshold_case;
+  union {
+    double score_threshold;
+  };
+  Shoal__Inference__V1__StartJobRequest__IouCase iou_case;
+  union {
+    double iou_threshold;
+  };
+};
+#define SHOAL__INFERENCE__V1__START_JOB_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__inference__v1__start_job_request__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0, (char *)protobuf_c_empty_string, SHOAL__INFERENCE__V1__START_JOB_REQUEST__AREA__NOT_SET, {0}, SHOAL__INFERENCE__V1__START_JOB_REQUEST__THRESHOLD__NOT_SET, {0}, SHOAL__INFERENCE__V1__START_JOB_REQUEST__IOU__NOT_SET, {0} }
+
+
+/*
+ * Why one tile could not be predicted.
+ */
+struct  Shoal__Inference__V1__JobTileFailure
+{
+  ProtobufCMessage base;
+  /*
+   * z/x/y.
+   */
+  char *tile_id;
+  /*
+   * The imagery server's HTTP status (0: none, or not a fetch failure).
+   */
+  int32_t status;
+  char *message;
+};
+#define SHOAL__INFERENCE__V1__JOB_TILE_FAILURE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__inference__v1__job_tile_failure__descriptor) \
+    , (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string }
+
+
+struct  Shoal__Inference__V1__Job
+{
+  ProtobufCMessage base;
+  char *job_id;
+  char *organization;
+  /*
+   * The reference as given and the version predicting.
+   */
+  char *model;
+  int64_t model_version;
+  char *imagery;
+  int32_t zoom;
+  protobuf_c_boolean supertile;
+  double score_threshold;
+  /*
+   * The area as GeoJSON.
+   */
+  char *aoi;
+  /*
+   * The prediction set in feedback that the tiles go to.
+   */
+  char *set_id;
+  Shoal__Inference__V1__JobState state;
+  int64_t tiles_total;
+  /*
+   * Tiles written to the set, and tiles that failed (each counted once).
+   */
+  int64_t tiles_done;
+  int64_t tiles_failed;
+  /*
+   * The first failures (at most 20).
+   */
+  size_t n_failures;
+  Shoal__Inference__V1__JobTileFailure **failures;
+  /*
+   * Since the job (or its resumption) started.
+   */
+  double tiles_per_second;
+  int64_t eta_ms;
+  /*
+   * Why the job failed or was cancelled.
+   */
+  char *message;
+  char *created_by;
+  int64_t created_at_ms;
+  int64_t finished_at_ms;
+  /*
+   * How many times a restart resumed it.
+   */
+  int32_t resumed;
+  double iou_threshold;
+};
+#define SHOAL__INFERENCE__V1__JOB__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__inference__v1__job__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, 0, 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, SHOAL__INFERENCE__V1__JOB_STATE__JOB_STATE_UNSPECIFIED, 0, 0, 0, 0,NULL, 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0, 0 }
+
+
+struct  Shoal__Inference__V1__WatchJobRequest
+{
+  ProtobufCMessage base;
+  char *job_id;
+};
+#define SHOAL__INFERENCE__V1__WATCH_JOB_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__inference__v1__watch_job_request__descriptor) \
+    , (char *)protobuf_c_empty_string }
+
+
+struct  Shoal__Inference__V1__CancelJobRequest
+{
+  ProtobufCMessage base;
+  char *job_id;
+};
+#define SHOAL__INFERENCE__V1__CANCEL_JOB_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__inference__v1__cancel_job_request__descriptor) \
+    , (char *)protobuf_c_empty_string }
+
+
+struct  Shoal__Inference__V1__ListJobsRequest
+{
+  ProtobufCMessage base;
+  /*
+   * Only jobs in this state (unspecified: every state).
+   */
+  Shoal__Inference__V1__JobState state;
+  /*
+   * 1 to 500; default 100, newest first.
+   */
+  int32_t page_size;
+};
+#define SHOAL__INFERENCE__V1__LIST_JOBS_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__inference__v1__list_jobs_request__descriptor) \
+    , SHOAL__INFERENCE__V1__JOB_STATE__JOB_STATE_UNSPECIFIED, 0 }
+
+
+struct  Shoal__Inference__V1__ListJobsResponse
+{
+  ProtobufCMessage base;
+  size_t n_jobs;
+  Shoal__Inference__V1__Job **jobs;
+};
+#define SHOAL__INFERENCE__V1__LIST_JOBS_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__inference__v1__list_jobs_response__descriptor) \
+    , 0,NULL }
+
+
 /* Shoal__Inference__V1__BatchingConfig methods */
 void   shoal__inference__v1__batching_config__init
                      (Shoal__Inference__V1__BatchingConfig         *message);
@@ -909,6 +1133,139 @@ Shoal__Inference__V1__PredictStreamResponse *
 void   shoal__inference__v1__predict_stream_response__free_unpacked
                      (Shoal__Inference__V1__PredictStreamResponse *message,
                       ProtobufCAllocator *allocator);
+/* Shoal__Inference__V1__StartJobRequest methods */
+void   shoal__inference__v1__start_job_request__init
+                     (Shoal__Inference__V1__StartJobRequest         *message);
+size_t shoal__inference__v1__start_job_request__get_packed_size
+                     (const Shoal__Inference__V1__StartJobRequest   *message);
+size_t shoal__inference__v1__start_job_request__pack
+                     (const Shoal__Inference__V1__StartJobRequest   *message,
+                      uint8_t             *out);
+size_t shoal__inference__v1__start_job_request__pack_to_buffer
+                     (const Shoal__Inference__V1__StartJobRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Shoal__Inference__V1__StartJobRequest *
+       shoal__inference__v1__start_job_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shoal__inference__v1__start_job_request__free_unpacked
+                     (Shoal__Inference__V1__StartJobRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Shoal__Inference__V1__JobTileFailure methods */
+void   shoal__inference__v1__job_tile_failure__init
+                     (Shoal__Inference__V1__JobTileFailure         *message);
+size_t shoal__inference__v1__job_tile_failure__get_packed_size
+                     (const Shoal__Inference__V1__JobTileFailure   *message);
+size_t shoal__inference__v1__job_tile_failure__pack
+                     (const Shoal__Inference__V1__JobTileFailure   *message,
+                      uint8_t             *out);
+size_t shoal__inference__v1__job_tile_failure__pack_to_buffer
+                     (const Shoal__Inference__V1__JobTileFailure   *message,
+                      ProtobufCBuffer     *buffer);
+Shoal__Inference__V1__JobTileFailure *
+       shoal__inference__v1__job_tile_failure__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shoal__inference__v1__job_tile_failure__free_unpacked
+                     (Shoal__Inference__V1__JobTileFailure *message,
+                      ProtobufCAllocator *allocator);
+/* Shoal__Inference__V1__Job methods */
+void   shoal__inference__v1__job__init
+                     (Shoal__Inference__V1__Job         *message);
+size_t shoal__inference__v1__job__get_packed_size
+                     (const Shoal__Inference__V1__Job   *message);
+size_t shoal__inference__v1__job__pack
+                     (const Shoal__Inference__V1__Job   *message,
+                      uint8_t             *out);
+size_t shoal__inference__v1__job__pack_to_buffer
+                     (const Shoal__Inference__V1__Job   *message,
+                      ProtobufCBuffer     *buffer);
+Shoal__Inference__V1__Job *
+       shoal__inference__v1__job__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shoal__inference__v1__job__free_unpacked
+                     (Shoal__Inference__V1__Job *message,
+                      ProtobufCAllocator *allocator);
+/* Shoal__Inference__V1__WatchJobRequest methods */
+void   shoal__inference__v1__watch_job_request__init
+                     (Shoal__Inference__V1__WatchJobRequest         *message);
+size_t shoal__inference__v1__watch_job_request__get_packed_size
+                     (const Shoal__Inference__V1__WatchJobRequest   *message);
+size_t shoal__inference__v1__watch_job_request__pack
+                     (const Shoal__Inference__V1__WatchJobRequest   *message,
+                      uint8_t             *out);
+size_t shoal__inference__v1__watch_job_request__pack_to_buffer
+                     (const Shoal__Inference__V1__WatchJobRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Shoal__Inference__V1__WatchJobRequest *
+       shoal__inference__v1__watch_job_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shoal__inference__v1__watch_job_request__free_unpacked
+                     (Shoal__Inference__V1__WatchJobRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Shoal__Inference__V1__CancelJobRequest methods */
+void   shoal__inference__v1__cancel_job_request__init
+                     (Shoal__Inference__V1__CancelJobRequest         *message);
+size_t shoal__inference__v1__cancel_job_request__get_packed_size
+                     (const Shoal__Inference__V1__CancelJobRequest   *message);
+size_t shoal__inference__v1__cancel_job_request__pack
+                     (const Shoal__Inference__V1__CancelJobRequest   *message,
+                      uint8_t             *out);
+size_t shoal__inference__v1__cancel_job_request__pack_to_buffer
+                     (const Shoal__Inference__V1__CancelJobRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Shoal__Inference__V1__CancelJobRequest *
+       shoal__inference__v1__cancel_job_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shoal__inference__v1__cancel_job_request__free_unpacked
+                     (Shoal__Inference__V1__CancelJobRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Shoal__Inference__V1__ListJobsRequest methods */
+void   shoal__inference__v1__list_jobs_request__init
+                     (Shoal__Inference__V1__ListJobsRequest         *message);
+size_t shoal__inference__v1__list_jobs_request__get_packed_size
+                     (const Shoal__Inference__V1__ListJobsRequest   *message);
+size_t shoal__inference__v1__list_jobs_request__pack
+                     (const Shoal__Inference__V1__ListJobsRequest   *message,
+                      uint8_t             *out);
+size_t shoal__inference__v1__list_jobs_request__pack_to_buffer
+                     (const Shoal__Inference__V1__ListJobsRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Shoal__Inference__V1__ListJobsRequest *
+       shoal__inference__v1__list_jobs_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shoal__inference__v1__list_jobs_request__free_unpacked
+                     (Shoal__Inference__V1__ListJobsRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Shoal__Inference__V1__ListJobsResponse methods */
+void   shoal__inference__v1__list_jobs_response__init
+                     (Shoal__Inference__V1__ListJobsResponse         *message);
+size_t shoal__inference__v1__list_jobs_response__get_packed_size
+                     (const Shoal__Inference__V1__ListJobsResponse   *message);
+size_t shoal__inference__v1__list_jobs_response__pack
+                     (const Shoal__Inference__V1__ListJobsResponse   *message,
+                      uint8_t             *out);
+size_t shoal__inference__v1__list_jobs_response__pack_to_buffer
+                     (const Shoal__Inference__V1__ListJobsResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Shoal__Inference__V1__ListJobsResponse *
+       shoal__inference__v1__list_jobs_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shoal__inference__v1__list_jobs_response__free_unpacked
+                     (Shoal__Inference__V1__ListJobsResponse *message,
+                      ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
 typedef void (*Shoal__Inference__V1__BatchingConfig_Closure)
@@ -983,6 +1340,27 @@ typedef void (*Shoal__Inference__V1__PredictResponse_Closure)
 typedef void (*Shoal__Inference__V1__PredictStreamResponse_Closure)
                  (const Shoal__Inference__V1__PredictStreamResponse *message,
                   void *closure_data);
+typedef void (*Shoal__Inference__V1__StartJobRequest_Closure)
+                 (const Shoal__Inference__V1__StartJobRequest *message,
+                  void *closure_data);
+typedef void (*Shoal__Inference__V1__JobTileFailure_Closure)
+                 (const Shoal__Inference__V1__JobTileFailure *message,
+                  void *closure_data);
+typedef void (*Shoal__Inference__V1__Job_Closure)
+                 (const Shoal__Inference__V1__Job *message,
+                  void *closure_data);
+typedef void (*Shoal__Inference__V1__WatchJobRequest_Closure)
+                 (const Shoal__Inference__V1__WatchJobRequest *message,
+                  void *closure_data);
+typedef void (*Shoal__Inference__V1__CancelJobRequest_Closure)
+                 (const Shoal__Inference__V1__CancelJobRequest *message,
+                  void *closure_data);
+typedef void (*Shoal__Inference__V1__ListJobsRequest_Closure)
+                 (const Shoal__Inference__V1__ListJobsRequest *message,
+                  void *closure_data);
+typedef void (*Shoal__Inference__V1__ListJobsResponse_Closure)
+                 (const Shoal__Inference__V1__ListJobsResponse *message,
+                  void *closure_data);
 
 /* --- services --- */
 
@@ -1018,6 +1396,22 @@ struct Shoal__Inference__V1__Inference_Service
                          const Shoal__Inference__V1__PredictRequest *input,
                          Shoal__Inference__V1__PredictStreamResponse_Closure closure,
                          void *closure_data);
+  void (*start_job)(Shoal__Inference__V1__Inference_Service *service,
+                    const Shoal__Inference__V1__StartJobRequest *input,
+                    Shoal__Inference__V1__Job_Closure closure,
+                    void *closure_data);
+  void (*watch_job)(Shoal__Inference__V1__Inference_Service *service,
+                    const Shoal__Inference__V1__WatchJobRequest *input,
+                    Shoal__Inference__V1__Job_Closure closure,
+                    void *closure_data);
+  void (*cancel_job)(Shoal__Inference__V1__Inference_Service *service,
+                     const Shoal__Inference__V1__CancelJobRequest *input,
+                     Shoal__Inference__V1__Job_Closure closure,
+                     void *closure_data);
+  void (*list_jobs)(Shoal__Inference__V1__Inference_Service *service,
+                    const Shoal__Inference__V1__ListJobsRequest *input,
+                    Shoal__Inference__V1__ListJobsResponse_Closure closure,
+                    void *closure_data);
 };
 typedef void (*Shoal__Inference__V1__Inference_ServiceDestroy)(Shoal__Inference__V1__Inference_Service *);
 void shoal__inference__v1__inference__init (Shoal__Inference__V1__Inference_Service *service,
@@ -1032,7 +1426,11 @@ void shoal__inference__v1__inference__init (Shoal__Inference__V1__Inference_Serv
       function_prefix__ ## watch_models,\
       function_prefix__ ## model_metadata,\
       function_prefix__ ## predict,\
-      function_prefix__ ## predict_stream  }
+      function_prefix__ ## predict_stream,\
+      function_prefix__ ## start_job,\
+      function_prefix__ ## watch_job,\
+      function_prefix__ ## cancel_job,\
+      function_prefix__ ## list_jobs  }
 void shoal__inference__v1__inference__load_model(ProtobufCService *service,
                                                  const Shoal__Inference__V1__LoadModelRequest *input,
                                                  Shoal__Inference__V1__LoadedModel_Closure closure,
@@ -1061,10 +1459,27 @@ void shoal__inference__v1__inference__predict_stream(ProtobufCService *service,
                                                      const Shoal__Inference__V1__PredictRequest *input,
                                                      Shoal__Inference__V1__PredictStreamResponse_Closure closure,
                                                      void *closure_data);
+void shoal__inference__v1__inference__start_job(ProtobufCService *service,
+                                                const Shoal__Inference__V1__StartJobRequest *input,
+                                                Shoal__Inference__V1__Job_Closure closure,
+                                                void *closure_data);
+void shoal__inference__v1__inference__watch_job(ProtobufCService *service,
+                                                const Shoal__Inference__V1__WatchJobRequest *input,
+                                                Shoal__Inference__V1__Job_Closure closure,
+                                                void *closure_data);
+void shoal__inference__v1__inference__cancel_job(ProtobufCService *service,
+                                                 const Shoal__Inference__V1__CancelJobRequest *input,
+                                                 Shoal__Inference__V1__Job_Closure closure,
+                                                 void *closure_data);
+void shoal__inference__v1__inference__list_jobs(ProtobufCService *service,
+                                                const Shoal__Inference__V1__ListJobsRequest *input,
+                                                Shoal__Inference__V1__ListJobsResponse_Closure closure,
+                                                void *closure_data);
 
 /* --- descriptors --- */
 
 extern const ProtobufCEnumDescriptor    shoal__inference__v1__model_state__descriptor;
+extern const ProtobufCEnumDescriptor    shoal__inference__v1__job_state__descriptor;
 extern const ProtobufCMessageDescriptor shoal__inference__v1__batching_config__descriptor;
 extern const ProtobufCMessageDescriptor shoal__inference__v1__model_config__descriptor;
 extern const ProtobufCMessageDescriptor shoal__inference__v1__loaded_model__descriptor;
@@ -1089,6 +1504,13 @@ extern const ProtobufCMessageDescriptor shoal__inference__v1__top_classes__descr
 extern const ProtobufCMessageDescriptor shoal__inference__v1__predict_response__descriptor;
 extern const ProtobufCMessageDescriptor shoal__inference__v1__predict_response__parameters_entry__descriptor;
 extern const ProtobufCMessageDescriptor shoal__inference__v1__predict_stream_response__descriptor;
+extern const ProtobufCMessageDescriptor shoal__inference__v1__start_job_request__descriptor;
+extern const ProtobufCMessageDescriptor shoal__inference__v1__job_tile_failure__descriptor;
+extern const ProtobufCMessageDescriptor shoal__inference__v1__job__descriptor;
+extern const ProtobufCMessageDescriptor shoal__inference__v1__watch_job_request__descriptor;
+extern const ProtobufCMessageDescriptor shoal__inference__v1__cancel_job_request__descriptor;
+extern const ProtobufCMessageDescriptor shoal__inference__v1__list_jobs_request__descriptor;
+extern const ProtobufCMessageDescriptor shoal__inference__v1__list_jobs_response__descriptor;
 extern const ProtobufCServiceDescriptor shoal__inference__v1__inference__descriptor;
 
 PROTOBUF_C__END_DECLS
