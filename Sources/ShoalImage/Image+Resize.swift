@@ -30,18 +30,44 @@ extension Image {
     var samples = pixels
     var currentWidth = width
     if newWidth != width {
-      let weights = Self.weights(from: width, to: newWidth, filter: filter)
+      let table = WeightTable(Self.weights(from: width, to: newWidth, filter: filter))
       var output = [UInt8](repeating: 0, count: newWidth * height * channels)
-      for y in 0..<height {
-        let row = y * width * channels
-        for x in 0..<newWidth {
-          let (start, coefficients) = weights[x]
-          for channel in 0..<channels {
-            var sum: Int64 = 1 << (Self.precisionBits - 1)
-            for (offset, coefficient) in coefficients.enumerated() {
-              sum += Int64(samples[row + (start + offset) * channels + channel]) * Int64(coefficient)
+      let channels = channels
+      let width = width
+      samples.withUnsafeBufferPointer { source in
+        output.withUnsafeMutableBufferPointer { target in
+          table.flat.withUnsafeBufferPointer { weights in
+            for y in 0..<height {
+              let row = source.baseAddress! + y * width * channels
+              let out = target.baseAddress! + y * newWidth * channels
+              for x in 0..<newWidth {
+                let first = row + table.starts[x] * channels
+                let coefficients = weights.baseAddress! + x * table.stride
+                // Pillow sums in 32 bits: 8-bit samples times non-negative 22-bit weights that
+                // add up to one stay below 2^31.
+                var sums = (Int32(1 << 21), Int32(1 << 21), Int32(1 << 21))
+                if channels == 3 {
+                  for offset in 0..<table.counts[x] {
+                    let weight = coefficients[offset]
+                    let sample = first + offset * 3
+                    sums.0 &+= Int32(sample[0]) &* weight
+                    sums.1 &+= Int32(sample[1]) &* weight
+                    sums.2 &+= Int32(sample[2]) &* weight
+                  }
+                  out[x * 3] = Self.clip(sums.0)
+                  out[x * 3 + 1] = Self.clip(sums.1)
+                  out[x * 3 + 2] = Self.clip(sums.2)
+                  continue
+                }
+                for channel in 0..<channels {
+                  var sum = Int32(1 << 21)
+                  for offset in 0..<table.counts[x] {
+                    sum &+= Int32(first[offset * channels + channel]) &* coefficients[offset]
+                  }
+                  out[x * channels + channel] = Self.clip(sum)
+                }
+              }
             }
-            output[(y * newWidth + x) * channels + channel] = Self.clip(sum)
           }
         }
       }
@@ -49,17 +75,25 @@ extension Image {
       currentWidth = newWidth
     }
     if newHeight != height {
-      let weights = Self.weights(from: height, to: newHeight, filter: filter)
+      let table = WeightTable(Self.weights(from: height, to: newHeight, filter: filter))
       let stride = currentWidth * channels
       var output = [UInt8](repeating: 0, count: newHeight * stride)
-      for y in 0..<newHeight {
-        let (start, coefficients) = weights[y]
-        for column in 0..<stride {
-          var sum: Int64 = 1 << (Self.precisionBits - 1)
-          for (offset, coefficient) in coefficients.enumerated() {
-            sum += Int64(samples[(start + offset) * stride + column]) * Int64(coefficient)
+      samples.withUnsafeBufferPointer { source in
+        output.withUnsafeMutableBufferPointer { target in
+          // One output row at a time, summed over its source rows column by column.
+          var sums = [Int32](repeating: 0, count: stride)
+          sums.withUnsafeMutableBufferPointer { sums in
+            for y in 0..<newHeight {
+              for column in 0..<stride { sums[column] = 1 << (Self.precisionBits - 1) }
+              for offset in 0..<table.counts[y] {
+                let line = source.baseAddress! + (table.starts[y] + offset) * stride
+                let weight = table.flat[y * table.stride + offset]
+                for column in 0..<stride { sums[column] &+= Int32(line[column]) &* weight }
+              }
+              let out = target.baseAddress! + y * stride
+              for column in 0..<stride { out[column] = Self.clip(sums[column]) }
+            }
           }
-          output[y * stride + column] = Self.clip(sum)
         }
       }
       samples = output
@@ -67,12 +101,31 @@ extension Image {
     return Image(width: newWidth, height: newHeight, channels: channels, pixels: samples)
   }
 
+  /// Resampling weights laid out flat: each output position's first source index, and its
+  /// coefficients in one array at a fixed stride (the widest window), padded with zeros.
+  private struct WeightTable {
+    let starts: [Int]
+    let counts: [Int]
+    let stride: Int
+    let flat: [Int32]
+
+    init(_ weights: [(Int, [Int32])]) {
+      starts = weights.map(\.0)
+      counts = weights.map(\.1.count)
+      stride = max(1, counts.max() ?? 1)
+      var flat = [Int32](repeating: 0, count: weights.count * stride)
+      for (position, (_, coefficients)) in weights.enumerated() {
+        for (offset, coefficient) in coefficients.enumerated() { flat[position * stride + offset] = coefficient }
+      }
+      self.flat = flat
+    }
+  }
+
   /// Pillow's precision for 8-bit resampling weights: 32 − 8 − 2 bits.
   static let precisionBits = 22
 
-  static func clip(_ sum: Int64) -> UInt8 {
-    let value = sum >> Int64(precisionBits)
-    return UInt8(clamping: value)
+  static func clip(_ sum: Int32) -> UInt8 {
+    UInt8(clamping: sum >> Int32(precisionBits))
   }
 
   /// For each output position, the first source index and the fixed-point weights from there

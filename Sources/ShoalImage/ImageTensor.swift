@@ -61,6 +61,11 @@ public struct ImageTensorFormat: Sendable, Equatable {
     let width = self.width ?? images[0].width
     var values = [Float](repeating: 0, count: images.count * channels * height * width)
     let plane = height * width
+    // Each channel's 256 values, computed as (sample / 255 − mean) / std, then looked up.
+    let tables = (0..<channels).map { channel in
+      (0..<256).map { (Float($0) / 255 - mean[channel]) / std[channel] }
+    }
+    let reversed = channelOrder == "BGR" && channels == 3
     for (index, original) in images.enumerated() {
       var image = channels == 3 ? original.rgb() : original.gray()
       if image.width != width || image.height != height {
@@ -70,16 +75,22 @@ public struct ImageTensorFormat: Sendable, Equatable {
         image = image.resized(width: width, height: height, filter: filter)
       }
       let base = index * channels * plane
-      for y in 0..<height {
-        for x in 0..<width {
-          let pixel = (y * width + x) * channels
+      image.pixels.withUnsafeBufferPointer { source in
+        values.withUnsafeMutableBufferPointer { target in
           for channel in 0..<channels {
             // BGR takes the samples in reverse order.
-            let source = channelOrder == "BGR" && channels == 3 ? 2 - channel : channel
-            let value = (Float(image.pixels[pixel + source]) / 255 - mean[channel]) / std[channel]
-            let target =
-              layout == .nchw ? base + channel * plane + y * width + x : base + (y * width + x) * channels + channel
-            values[target] = value
+            let sourceChannel = reversed ? 2 - channel : channel
+            tables[channel].withUnsafeBufferPointer { table in
+              if layout == .nchw {
+                let out = target.baseAddress! + base + channel * plane
+                for pixel in 0..<plane { out[pixel] = table[Int(source[pixel * channels + sourceChannel])] }
+              } else {
+                let out = target.baseAddress! + base + channel
+                for pixel in 0..<plane {
+                  out[pixel * channels] = table[Int(source[pixel * channels + sourceChannel])]
+                }
+              }
+            }
           }
         }
       }

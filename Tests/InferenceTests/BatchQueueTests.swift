@@ -89,6 +89,16 @@ struct BatchQueueTests {
     #expect(ids(queue.next(now: start)) == [1])
   }
 
+  /// An online call (priority 0) behind a job's rows (10) runs first, in a batch of its own.
+  @Test func prioritiesNeverShareABatch() {
+    var queue = Queue(policy: policy(max: 4), batchable: true)
+    for id in 0..<6 { _ = queue.enqueue(entry(UInt64(id), priority: 10)) }
+    _ = queue.enqueue(entry(6, priority: 0))
+    _ = queue.enqueue(entry(7, priority: 0))
+    #expect(ids(queue.next(now: start + .seconds(1))) == [6, 7])
+    #expect(ids(queue.next(now: start + .seconds(1))) == [0, 1, 2, 3])
+  }
+
   @Test func theQueueLimitExpiryAndRemoval() {
     var queue = Queue(policy: policy(queue: 2), batchable: true)
     var expiring = entry(0)

@@ -57,10 +57,10 @@ class Graph:
         x = self.node("Flatten", [self.node("GlobalAveragePool", [x])], axis=1)
         return self.fc(x, channels, classes)
 
-    def save(self, output, path):
+    def save(self, output, path, classes=1000):
         graph = helper.make_graph(
             self.nodes, self.name, [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, 224, 224])],
-            [helper.make_tensor_value_info(output, TensorProto.FLOAT, ["batch", 1000])], self.inits)
+            [helper.make_tensor_value_info(output, TensorProto.FLOAT, ["batch", classes])], self.inits)
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], producer_name="bench-model")
         model.ir_version = 8
         onnx.save(model, path)
@@ -99,7 +99,7 @@ def squeezenet():
     return g, g.node("Flatten", [g.node("GlobalAveragePool", [x])], axis=1)
 
 
-def mobilenetv2():
+def mobilenetv2(classes=1000):
     g = Graph("mobilenetv2")
     x = g.conv("input", 3, 32, 3, stride=2, act="relu6")
     cin = 32
@@ -113,7 +113,7 @@ def mobilenetv2():
             x = g.node("Add", [x, y]) if stride == 1 and cin == c else y
             cin = c
     x = g.conv(x, cin, 1280, 1, pad=0, act="relu6")
-    return g, g.head(x, 1280)
+    return g, g.head(x, 1280, classes)
 
 
 def vgg16():

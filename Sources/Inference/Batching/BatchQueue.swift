@@ -2,8 +2,10 @@
 /// a batch, or how long to wait for more. A pure state machine; `DynamicBatcher` runs it.
 ///
 /// Requests are taken by priority (lower first), then in arrival order. A batch is the first
-/// request and the later ones whose inputs match it except in dimension 0, up to the policy's
-/// rows; a request with more rows than that runs alone. A batch is sent when it is full, when it
+/// request and the later ones of its priority whose inputs match it except in dimension 0, up to
+/// the policy's rows; a request with more rows than that runs alone. Priorities never share a
+/// batch: an online call queued behind a job's rows runs in a batch of online calls only, as
+/// small and quick as they make it, not in one the job's rows fill. A batch is sent when it is full, when it
 /// reaches the largest preferred size, or when its first request has waited the policy's delay.
 struct BatchQueue<Payload> {
   /// One waiting request.
@@ -78,7 +80,8 @@ struct BatchQueue<Payload> {
     var chosen = [0]
     var rows = first.rows
     var full = false
-    for index in entries.indices.dropFirst() where entries[index].key == first.key {
+    for index in entries.indices.dropFirst()
+    where entries[index].key == first.key && entries[index].priority == first.priority {
       guard rows + entries[index].rows <= policy.maxBatchSize else {
         full = true
         break

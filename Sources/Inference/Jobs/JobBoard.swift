@@ -37,6 +37,8 @@ public actor JobBoard {
   private var live: [String: InferenceV1.Job] = [:]
   private var cancelling: Set<String> = []
   private let hub = EventHub<String, InferenceV1.Job>()
+  /// Every job's decoding, below the models' threads.
+  private let decoders = BackgroundThreads(count: 2)
 
   /// Jobs predicting with `host`'s models on tiles `fetcher` fetches from `feedback`'s imagery
   /// sources, into `feedback`'s sets, recorded in `store`.
@@ -51,6 +53,9 @@ public actor JobBoard {
     self.limits = limits
     self.log = log
   }
+
+  /// Every call to feedback: without a deadline, a mesh with no feedback service would wait forever.
+  static let feedbackCall = CallOptions(timeout: .seconds(30))
 
   static func nowMs() -> Int64 { Int64((Date().timeIntervalSince1970 * 1000).rounded()) }
 
@@ -102,7 +107,7 @@ public actor JobBoard {
     var job = InferenceV1.Job()
     job.jobId = "job-" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "").prefix(16)
     set.jobId = job.jobId
-    let created = try await feedback.createSet(set)
+    let created = try await feedback.createSet(set, options: JobBoard.feedbackCall)
 
     job.organization = organization
     job.model = request.model
@@ -304,7 +309,7 @@ public actor JobBoard {
     var request = FeedbackV1.GetImageryRequest()
     request.name = name
     request.organization = organization
-    let revealed = try await feedback.revealImagery(request)
+    let revealed = try await feedback.revealImagery(request, options: JobBoard.feedbackCall)
     do throws(ImageryError) {
       return try ImagerySource(revealed.source ?? FeedbackV1.ImagerySource(), headers: revealed.headers)
     } catch {
@@ -335,7 +340,7 @@ public actor JobBoard {
       var get = FeedbackV1.GetAreaRequest()
       get.name = name
       get.organization = organization
-      text = try await feedback.getArea(get).geojson
+      text = try await feedback.getArea(get, options: JobBoard.feedbackCall).geojson
     case nil:
       throw RPCError(.invalidArgument, "give the area: a bbox, a GeoJSON polygon or a saved area's name")
     }
@@ -382,7 +387,7 @@ public actor JobBoard {
     live[job.jobId] = job
     let run = JobRun(
       board: self, feedback: feedback, fetcher: fetcher, served: served, plan: plan, source: source, tiles: tiles,
-      request: request, limits: limits, log: log)
+      request: request, limits: limits, decoders: decoders, log: log)
     let task = Task { await run.run(job, resuming: resuming) }
     tasks[job.jobId] = task
   }

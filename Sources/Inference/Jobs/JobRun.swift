@@ -20,6 +20,7 @@ struct JobRun: Sendable {
   let tiles: [Tile]
   let request: InferenceV1.StartJobRequest
   let limits: JobBoard.Limits
+  let decoders: BackgroundThreads
   let log: @Sendable (String) -> Void
 
   /// What goes through the model at once: a tile, or a supertile's parent and its children in
@@ -175,7 +176,7 @@ struct JobRun: Sendable {
     update.setId = job.setId
     update.status = state == .succeeded ? .complete : .cancelled
     do {
-      _ = try await feedback.updateSet(update)
+      _ = try await feedback.updateSet(update, options: JobBoard.feedbackCall)
     } catch {
       log("job \(job.jobId): cannot mark set \(job.setId) \(update.status): \(error)")
     }
@@ -192,7 +193,7 @@ struct JobRun: Sendable {
     batch.requestId = "\(job.jobId)/\(job.resumed)/\(sequence)"
     batch.tiles = tiles
     sequence += 1
-    _ = try await feedback.putPredictions { try await $0.send(batch) }
+    _ = try await feedback.putPredictions(options: JobBoard.feedbackCall) { try await $0.send(batch) }
   }
 
   /// The tiles the set holds already (a resumed job skips them).
@@ -202,7 +203,7 @@ struct JobRun: Sendable {
     query.setId = setId
     query.pageSize = 10_000
     repeat {
-      let page = try await feedback.queryTiles(query)
+      let page = try await feedback.queryTiles(query, options: JobBoard.feedbackCall)
       for record in page.tiles {
         if let tile = try? Tile(z: Int(record.z), x: Int(record.x), y: Int(record.y)) { stored.insert(tile) }
       }
@@ -227,62 +228,82 @@ struct JobRun: Sendable {
   /// Fetches, decodes and predicts one unit.
   private func process(_ unit: Unit, tileSize: Int, organization: String) async -> Outcome {
     var outcome = Outcome()
-    let fetched = await withTaskGroup(of: (Tile, Result<Image, Failure>).self) { group in
+    let fetched = await withTaskGroup(of: (Tile, Result<FetchedTile, Failure>).self) { group in
       for tile in unit.children {
-        group.addTask { (tile, await self.image(of: tile, tileSize: tileSize, organization: organization)) }
+        group.addTask {
+          switch await self.fetcher.fetch(tile, from: self.source, owner: organization) {
+          case .success(let fetched): return (tile, .success(fetched))
+          case .failure(let failure):
+            return (
+              tile,
+              .failure(Failure(tile: tile, status: failure.status, message: "\(failure.message) (\(failure.url))"))
+            )
+          }
+        }
       }
-      var images: [Tile: Image] = [:]
+      var files: [Tile: FetchedTile] = [:]
       for await (tile, result) in group {
         switch result {
-        case .success(let image): images[tile] = image
+        case .success(let file): files[tile] = file
         case .failure(let failure): outcome.failures.append(failure)
         }
       }
-      return images
+      return files
     }
     guard !fetched.isEmpty else { return outcome }
     let supertile = request.supertile ? Supertile(parent: unit.tile, size: tileSize) : nil
-    func failAll(_ message: String) {
-      outcome.failures += fetched.keys.sorted().map { Failure(tile: $0, status: 0, message: message) }
-    }
-    do {
-      let image = try supertile?.stitch(fetched) ?? fetched[unit.tile]!
-      let inputs: [String: Tensor]
-      do throws(ImageError) {
-        inputs = try plan.inputs(image)
-      } catch {
-        failAll("cannot make the model's input: \(error.message)")
-        return outcome
+    // Decoding, stitching and the input tensor on the job's lower-priority threads.
+    let plan = plan
+    let prepared = await decoders.run { () -> (image: Int, inputs: [String: Tensor]?, failures: [Failure]) in
+      var images: [Tile: Image] = [:]
+      var failures: [Failure] = []
+      for (tile, file) in fetched {
+        switch Self.decode(file, tileSize: tileSize) {
+        case .success(let image): images[tile] = image
+        case .failure(let failure): failures.append(failure)
+        }
       }
+      guard !images.isEmpty else { return (0, nil, failures) }
+      do {
+        let image = try supertile?.stitch(images) ?? images[unit.tile]!
+        return (image.width, try plan.inputs(image), failures)
+      } catch {
+        return (
+          0, nil,
+          failures
+            + images.keys.map { Failure(tile: $0, status: 0, message: "cannot make the model's input: \(error)") }
+        )
+      }
+    }
+    outcome.failures += prepared.failures
+    guard let inputs = prepared.inputs else { return outcome }
+    let wanted = Set(fetched.keys).subtracting(prepared.failures.map(\.tile))
+    do {
       let outputs = try await served.batcher.submit(inputs, priority: limits.priority, deadline: nil)
       outcome.predictions = try plan.predictions(
-        outputs, size: image.width, tileSize: tileSize, tile: unit.tile, supertile: supertile,
-        wanted: Set(fetched.keys))
+        outputs, size: prepared.image, tileSize: tileSize, tile: unit.tile, supertile: supertile, wanted: wanted)
     } catch {
       if Task.isCancelled {
         outcome.cancelled = true
         return outcome
       }
-      failAll("\(served.qualifiedName) v\(served.version.version): \(error)")
+      outcome.failures += wanted.sorted().map {
+        Failure(tile: $0, status: 0, message: "\(served.qualifiedName) v\(served.version.version): \(error)")
+      }
     }
     return outcome
   }
 
   /// One tile's image, decoded and at the source's tile size.
-  private func image(of tile: Tile, tileSize: Int, organization: String) async -> Result<Image, Failure> {
-    switch await fetcher.fetch(tile, from: source, owner: organization) {
-    case .failure(let failure):
-      return .failure(Failure(tile: tile, status: failure.status, message: "\(failure.message) (\(failure.url))"))
-    case .success(let fetched):
-      do throws(ImageError) {
-        // One channel layout for every tile, so that a supertile's children stitch.
-        let image = try Image(decoding: [UInt8](fetched.data)).rgb()
-        guard image.width != tileSize || image.height != tileSize else { return .success(image) }
-        return .success(image.resized(width: tileSize, height: tileSize))
-      } catch {
-        return .failure(
-          Failure(tile: tile, status: 0, message: "cannot decode the \(fetched.format): \(error.message)"))
-      }
+  private static func decode(_ fetched: FetchedTile, tileSize: Int) -> Result<Image, Failure> {
+    do throws(ImageError) {
+      // One channel layout for every tile, so that a supertile's children stitch.
+      let image = try Image(decoding: [UInt8](fetched.data)).rgb()
+      guard image.width != tileSize || image.height != tileSize else { return .success(image) }
+      return .success(image.resized(width: tileSize, height: tileSize))
+    } catch {
+      return .failure(
+        Failure(tile: fetched.tile, status: 0, message: "cannot decode the \(fetched.format): \(error.message)"))
     }
   }
 }
