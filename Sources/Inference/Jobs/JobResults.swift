@@ -27,7 +27,8 @@ struct JobResults {
   /// Tiles held until the end.
   var heldCount: Int { held.count }
 
-  mutating func add(_ prediction: TilePrediction, plan: JobPlan) {
+  /// Adds a tile's predictions; `named` gives a class index's name (nil: not a class of the model).
+  mutating func add(_ prediction: TilePrediction, named: (Int) -> String?) {
     let tile = prediction.tile
     var record = FeedbackV1.PredictedTile()
     (record.z, record.x, record.y) = (Int32(tile.z), Int64(tile.x), Int64(tile.y))
@@ -38,7 +39,7 @@ struct JobResults {
     var insideNames: [String] = []
     var edge: [Detection] = []
     for detection in prediction.detections {
-      guard let name = plan.className(detection.classIndex) else { continue }
+      guard let name = named(detection.classIndex) else { continue }
       let box = detection.box
       if box.x0 <= tolerance || box.y0 <= tolerance || box.x1 >= size - tolerance || box.y1 >= size - tolerance {
         edge.append(detection)

@@ -70,7 +70,7 @@ struct JobRun: Sendable {
     var problem: String?
 
     func note(_ outcome: Outcome) {
-      for prediction in outcome.predictions { results.add(prediction, plan: plan) }
+      for prediction in outcome.predictions { results.add(prediction, named: plan.className) }
       for failure in outcome.failures {
         job.tilesFailed += 1
         if job.failures.count < 20 {
