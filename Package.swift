@@ -45,6 +45,11 @@ let package = Package(
     systemLibrary("CCurl", pkgConfig: "libcurl", apt: ["libcurl4-openssl-dev"]),
     // cairo: metric plots as PNG.
     systemLibrary("CCairo", pkgConfig: "cairo", apt: ["libcairo2-dev"]),
+    // Audio: decoding (WAV, FLAC, OGG/Vorbis and Opus, MP3), resampling, and the FFT (BSD).
+    systemLibrary("CSndfile", pkgConfig: "sndfile", apt: ["libsndfile1-dev"]),
+    systemLibrary("CSoxr", pkgConfig: "soxr", apt: ["libsoxr-dev"]),
+    // kissfft's pkg-config file sets -D flags, which SwiftPM refuses: its header path instead.
+    .systemLibrary(name: "CKissFFT", path: "Sources/CKissFFT", providers: [.apt(["libkissfft-dev"])]),
 
     // Generated code: protoc-c output for Protos/ and the Swift types generated from the same files.
     .target(name: "ShoalProtoC", dependencies: ["CProtobufC"]),
@@ -139,6 +144,9 @@ let package = Package(
     // Imagery sources: URL templates, fetching with retries and a concurrency limit, a tile cache.
     .target(
       name: "ShoalImagery", dependencies: ["CHTTPGet", "ShoalGeo", "ShoalStore", "ShoalProto"], swiftSettings: strictSwift),
+    // Audio decoding, resampling and spectrograms as librosa computes them.
+    .target(
+      name: "ShoalAudio", dependencies: ["CSndfile", "CSoxr", "CKissFFT", "ShoalImage"], swiftSettings: strictSwift),
     // Image decoding, resizing and model-input preprocessing.
     .target(name: "ShoalImage", dependencies: ["CImageCodecs", "ShoalModel"], swiftSettings: strictSwift),
     // Inner loops built with AVX2 and FMA or AVX-512 per function, chosen at run time by the CPU.
@@ -163,7 +171,7 @@ let package = Package(
       dependencies: [
         "ShoalProto", "ShoalRPC", "ShoalServiceStubs", "ShoalClient", "ShoalStore", "ShoalService", "ShoalMesh",
         "Bench", "Registry", "Tracking", "Inference", "Feedback", "ShoalMetrics", "ShoalModel", "ShoalGeo", "CCairo",
-        "ShoalImagery", "ShoalImage",
+        "ShoalImagery", "ShoalImage", "ShoalAudio",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Histogram", package: "hdrhistogram-swift"),
         .product(name: "NIOPosix", package: "swift-nio"),
@@ -231,6 +239,9 @@ let package = Package(
       name: "ShoalGeoTests", dependencies: ["ShoalGeo", "ShoalTestSupport"], swiftSettings: strictSwift),
     .testTarget(
       name: "ShoalImageryTests", dependencies: ["ShoalImagery", "ShoalGeo", "ShoalTestSupport"],
+      swiftSettings: strictSwift),
+    .testTarget(
+      name: "ShoalAudioTests", dependencies: ["ShoalAudio", "ShoalModel", "ShoalTestSupport"],
       swiftSettings: strictSwift),
     .testTarget(
       name: "ShoalImageTests", dependencies: ["ShoalImage", "ShoalModel", "ShoalTestSupport"],
