@@ -1,5 +1,6 @@
 import CKissFFT
 import Foundation
+import Synchronization
 
 /// A time–frequency matrix: `rows` frequency (or mel) bins by `columns` frames, row-major, as
 /// librosa's arrays of shape (bins, frames).
@@ -28,42 +29,75 @@ public enum Spectrogram {
   /// The FFT is kissfft's in single precision; librosa's is numpy's on the window's float64
   /// products, rounded to single precision after.
   public static func stft(_ y: [Float], nFFT: Int = 2048, hop: Int = 512, power: Double = 2) -> Spectrum {
+    let bins = 1 + nFFT / 2
+    var frames = 0
+    var values: [Float] = []
+    forEachFrame(y, nFFT: nFFT, hop: hop, power: power) { count in
+      frames = count
+      values = [Float](repeating: 0, count: bins * count)
+    } body: { column, spectrum in
+      for bin in 0..<bins { values[bin * frames + column] = spectrum[bin] }
+    }
+    return Spectrum(rows: bins, columns: frames, values: values)
+  }
+
+  /// Each frame's `|FFT|^power` (its `1 + nFFT / 2` bins), in order: `start` hears the number of
+  /// frames first. Frames are taken from the signal as if padded with `nFFT / 2` zeros at each
+  /// end, without copying it.
+  static func forEachFrame(
+    _ y: [Float], nFFT: Int, hop: Int, power: Double, start: (Int) -> Void,
+    body: (Int, UnsafeBufferPointer<Float>) -> Void
+  ) {
     precondition(nFFT >= 2 && nFFT % 2 == 0 && hop >= 1, "n_fft must be even and hop positive")
     let pad = nFFT / 2
-    let padded = [Float](repeating: 0, count: pad) + y + [Float](repeating: 0, count: pad)
-    let frames = padded.count >= nFFT ? 1 + (padded.count - nFFT) / hop : 0
+    let length = y.count + 2 * pad
+    let frames = length >= nFFT ? 1 + (length - nFFT) / hop : 0
     let bins = 1 + nFFT / 2
-    // scipy's get_window("hann", n, fftbins=True): 0.5 − 0.5 cos(2πn / N), in double precision.
-    let window = (0..<nFFT).map { Float(0.5 - 0.5 * cos(2 * Double.pi * Double($0) / Double(nFFT))) }
-    var values = [Float](repeating: 0, count: bins * frames)
-    guard frames > 0, let plan = kiss_fftr_alloc(Int32(nFFT), 0, nil, nil) else {
-      return Spectrum(rows: bins, columns: frames, values: values)
-    }
+    start(frames)
+    let window = Self.window(nFFT)
+    guard frames > 0, let plan = kiss_fftr_alloc(Int32(nFFT), 0, nil, nil) else { return }
     defer { free(UnsafeMutableRawPointer(plan)) }  // kiss_fftr_free is a macro for free
     var frame = [Float](repeating: 0, count: nFFT)
     var spectrum = [kiss_fft_cpx](repeating: kiss_fft_cpx(), count: bins)
-    padded.withUnsafeBufferPointer { signal in
+    var magnitudes = [Float](repeating: 0, count: bins)
+    y.withUnsafeBufferPointer { signal in
       window.withUnsafeBufferPointer { window in
-        values.withUnsafeMutableBufferPointer { out in
+        frame.withUnsafeMutableBufferPointer { frame in
           for column in 0..<frames {
-            let start = signal.baseAddress! + column * hop
-            for index in 0..<nFFT { frame[index] = start[index] * window[index] }
-            kiss_fftr(plan, frame, &spectrum)
-            for bin in 0..<bins {
-              let (re, im) = (spectrum[bin].r, spectrum[bin].i)
-              let squared = re * re + im * im
-              out[bin * frames + column] =
-                power == 2 ? squared : (power == 1 ? squared.squareRoot() : Float(pow(Double(squared), power / 2)))
+            // Frame `column` covers padded samples column·hop ..< +nFFT, signal sample − pad.
+            let first = column * hop - pad
+            let inside = max(0, -first)..<min(nFFT, y.count - first)
+            if inside.count < nFFT { frame.update(repeating: 0) }
+            for index in inside { frame[index] = signal[first + index] * window[index] }
+            kiss_fftr(plan, frame.baseAddress, &spectrum)
+            magnitudes.withUnsafeMutableBufferPointer { out in
+              for bin in 0..<bins {
+                let (re, im) = (spectrum[bin].r, spectrum[bin].i)
+                let squared = re * re + im * im
+                out[bin] =
+                  power == 2 ? squared : (power == 1 ? squared.squareRoot() : Float(pow(Double(squared), power / 2)))
+              }
+              body(column, UnsafeBufferPointer(out))
             }
           }
         }
       }
     }
-    return Spectrum(rows: bins, columns: frames, values: values)
+  }
+
+  private static let windows = Mutex<[Int: [Float]]>([:])
+
+  /// scipy's get_window("hann", n, fftbins=True): 0.5 − 0.5 cos(2πn / N), in double precision;
+  /// made once per size.
+  static func window(_ size: Int) -> [Float] {
+    if let window = windows.withLock({ $0[size] }) { return window }
+    let window = (0..<size).map { Float(0.5 - 0.5 * cos(2 * Double.pi * Double($0) / Double(size))) }
+    windows.withLock { $0[size] = window }
+    return window
   }
 
   /// Mel scales: Slaney's (linear below 1 kHz, logarithmic above; librosa's default) or HTK's.
-  public enum MelScale: String, Sendable {
+  public enum MelScale: String, Sendable, Hashable {
     case slaney, htk
 
     func mel(_ hz: Double) -> Double {
@@ -115,36 +149,80 @@ public enum Spectrogram {
   }
 
   /// The mel spectrogram (`librosa.feature.melspectrogram`): the filterbank times the STFT's
-  /// `power` spectrum.
+  /// `power` spectrum. Each frame's spectrum goes straight into its mel bands (each band sums
+  /// only the bins its triangle covers), without the whole STFT kept.
   public static func mel(
     _ y: [Float], sampleRate: Int, nFFT: Int = 2048, hop: Int = 512, mels: Int = 128, fmin: Double = 0,
     fmax: Double? = nil, scale: MelScale = .slaney, power: Double = 2
   ) -> Spectrum {
-    let spectrum = stft(y, nFFT: nFFT, hop: hop, power: power)
-    let bank = melFilterbank(sampleRate: sampleRate, nFFT: nFFT, mels: mels, fmin: fmin, fmax: fmax, scale: scale)
-    return multiply(bank, spectrum)
-  }
-
-  /// `a × b`, sums in double precision.
-  static func multiply(_ a: Spectrum, _ b: Spectrum) -> Spectrum {
-    precondition(a.columns == b.rows, "a is \(a.rows)×\(a.columns), b \(b.rows)×\(b.columns)")
-    var out = [Float](repeating: 0, count: a.rows * b.columns)
-    var row = [Double](repeating: 0, count: b.columns)
-    a.values.withUnsafeBufferPointer { a0 in
-      b.values.withUnsafeBufferPointer { b0 in
-        for i in 0..<a.rows {
-          for j in 0..<b.columns { row[j] = 0 }
-          for k in 0..<a.columns {
-            let weight = Double(a0[i * a.columns + k])
-            guard weight != 0 else { continue }
-            let line = b0.baseAddress! + k * b.columns
-            for j in 0..<b.columns { row[j] += weight * Double(line[j]) }
+    let bands = SparseBank.cached(
+      BankKey(sampleRate: sampleRate, nFFT: nFFT, mels: mels, fmin: fmin, fmax: fmax ?? -1, scale: scale))
+    var frames = 0
+    var values: [Float] = []
+    forEachFrame(y, nFFT: nFFT, hop: hop, power: power) { count in
+      frames = count
+      values = [Float](repeating: 0, count: mels * count)
+    } body: { column, spectrum in
+      bands.weights.withUnsafeBufferPointer { weights in
+        values.withUnsafeMutableBufferPointer { out in
+          for band in 0..<mels {
+            let (first, offset, count) = bands.spans[band]
+            var sum: Float = 0
+            for index in 0..<count { sum += weights[offset + index] * spectrum[first + index] }
+            out[band * frames + column] = sum
           }
-          for j in 0..<b.columns { out[i * b.columns + j] = Float(row[j]) }
         }
       }
     }
-    return Spectrum(rows: a.rows, columns: b.columns, values: out)
+    return Spectrum(rows: mels, columns: frames, values: values)
+  }
+
+  /// What a filterbank is made from.
+  struct BankKey: Hashable {
+    var sampleRate: Int
+    var nFFT: Int
+    var mels: Int
+    var fmin: Double
+    var fmax: Double
+    var scale: MelScale
+  }
+
+  /// A filterbank as each band's non-zero weights (its first bin, where its weights start, how
+  /// many), made once per set of parameters.
+  final class SparseBank: Sendable {
+    let spans: [(first: Int, offset: Int, count: Int)]
+    let weights: [Float]
+
+    private static let made = Mutex<[BankKey: SparseBank]>([:])
+
+    static func cached(_ key: BankKey) -> SparseBank {
+      if let bank = made.withLock({ $0[key] }) { return bank }
+      let bank = SparseBank(
+        melFilterbank(
+          sampleRate: key.sampleRate, nFFT: key.nFFT, mels: key.mels, fmin: key.fmin,
+          fmax: key.fmax < 0 ? nil : key.fmax, scale: key.scale))
+      made.withLock { banks in
+        if banks.count > 64 { banks = [:] }
+        banks[key] = bank
+      }
+      return bank
+    }
+
+    init(_ bank: Spectrum) {
+      var spans: [(Int, Int, Int)] = []
+      var weights: [Float] = []
+      for band in 0..<bank.rows {
+        let row = Array(bank.values[(band * bank.columns)..<((band + 1) * bank.columns)])
+        guard let first = row.firstIndex(where: { $0 != 0 }), let last = row.lastIndex(where: { $0 != 0 }) else {
+          spans.append((0, weights.count, 0))
+          continue
+        }
+        spans.append((first, weights.count, last - first + 1))
+        weights += row[first...last]
+      }
+      self.spans = spans
+      self.weights = weights
+    }
   }
 
   /// `librosa.power_to_db(S, ref, amin, top_db)`: 10 log₁₀(max(amin, S)) − 10 log₁₀(max(amin,

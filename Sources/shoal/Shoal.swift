@@ -17,7 +17,7 @@ struct Shoal: AsyncParsableCommand {
       FeedbackCommand.self, ImageryCommand.self, AreaCommand.self, JobsCommand.self, AudioCommand.self,
       ServeCommand.self, CallCommand.self,
       OnnxCommand.self, HealthCommand.self, LoadCommand.self, TrackingLoadCommand.self, InferenceLoadCommand.self,
-      MetricsCommand.self, GeoCommand.self, ProtoCommand.self, FeedbackBenchCommand.self,
+      MetricsCommand.self, GeoCommand.self, ProtoCommand.self, FeedbackBenchCommand.self, AudioBenchCommand.self,
     ]
   )
 }
