@@ -87,6 +87,24 @@ public struct Audio: Sendable, Equatable {
     return Audio(sampleRate: Int(info.samplerate), channels: channels, samples: samples)
   }
 
+  /// Writes the audio as a WAV file of 16-bit samples (or 32-bit floats with `float`).
+  ///
+  /// - Throws: `AudioError` with libsndfile's reason.
+  public func writeWAV(to path: String, float: Bool = false) throws(AudioError) {
+    var info = SF_INFO()
+    info.samplerate = Int32(sampleRate)
+    info.channels = Int32(channels)
+    info.format = Int32(SF_FORMAT_WAV | (float ? SF_FORMAT_FLOAT : SF_FORMAT_PCM_16))
+    guard let file = sf_open(path, Int32(SFM_WRITE), &info) else {
+      throw AudioError("cannot write \(path): \(String(cString: sf_strerror(nil)))")
+    }
+    let written = samples.withUnsafeBufferPointer { sf_writef_float(file, $0.baseAddress, sf_count_t(frames)) }
+    let failure = sf_error(file) != 0 ? String(cString: sf_strerror(file)) : nil
+    sf_close(file)
+    if let failure { throw AudioError("cannot write \(path): \(failure)") }
+    guard written == frames else { throw AudioError("cannot write \(path): \(written) of \(frames) frames written") }
+  }
+
   /// One channel, the mean of all (librosa's `to_mono`).
   public func mono() -> Audio {
     guard channels > 1 else { return self }

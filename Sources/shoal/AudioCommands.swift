@@ -7,7 +7,45 @@ import ShoalModel
 struct AudioCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "audio", abstract: "Audio clips: spectrograms as librosa computes them.",
-    subcommands: [SpectrogramCommand.self])
+    subcommands: [SpectrogramCommand.self, Ingest.self])
+
+  struct Ingest: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+      abstract: "Cut an HLS stream (Orcasound's live input) into clips named LOCATION_UNIXTIME.wav.",
+      discussion: """
+        SOURCE is an .m3u8 URL or file, or a directory of a stream's .ts segments (its playlist if \
+        it has one). The stream is decoded by ffmpeg (Debian's) to mono at --sr and cut into clips \
+        of --seconds, 16-bit WAV; the start time comes from --start, else from a Unix time in \
+        SOURCE's path (Orcasound's …/hls/1600000000/live.m3u8). A last piece of at least a second \
+        is padded to a whole clip.
+        """)
+    @Argument(help: "The stream: a URL, a playlist or a directory of segments.") var source: String
+    @Option(help: "The hydrophone's name (orcasound_lab).") var location: String
+    @Option(help: "The stream's start, Unix seconds.") var start: Int?
+    @Option(help: "Seconds per clip.") var seconds = 3.0
+    @Option(help: "The clips' sample rate.") var sr = 48_000
+    @Option(help: "The directory the clips go to.") var out: String
+
+    func run() async throws {
+      guard let start = start ?? HLSIngest.startTime(in: source) else {
+        throw ValidationError("--start: SOURCE's path holds no Unix time; give the stream's start")
+      }
+      guard seconds > 0, seconds <= 600 else { throw ValidationError("--seconds: give 0–600") }
+      guard Audio.sampleRates.contains(sr) else { throw ValidationError("--sr: give 8000–192000 Hz") }
+      var ingest = HLSIngest(location: location, start: start)
+      ingest.clipSeconds = seconds
+      ingest.sampleRate = sr
+      do {
+        let clips = try ingest.run(source, into: out)
+        emit(
+          "wrote \(clips.count) clips of \(seconds) s into \(out)\(clips.first.map { ", from \(($0 as NSString).lastPathComponent)" } ?? "")"
+        )
+      } catch {
+        logLine("shoal audio ingest", error.message)
+        throw ExitCode(1)
+      }
+    }
+  }
 
   struct SpectrogramCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
