@@ -32,53 +32,102 @@ public enum Spectrogram {
     let bins = 1 + nFFT / 2
     var frames = 0
     var values: [Float] = []
-    forEachFrame(y, nFFT: nFFT, hop: hop, power: power) { count in
+    forEachGroup(y, nFFT: nFFT, hop: hop, power: power) { count in
       frames = count
       values = [Float](repeating: 0, count: bins * count)
-    } body: { column, spectrum in
-      for bin in 0..<bins { values[bin * frames + column] = spectrum[bin] }
+    } body: { first, count, powers in
+      for bin in 0..<bins {
+        for lane in 0..<count { values[bin * frames + first + lane] = powers[bin][lane] }
+      }
     }
     return Spectrum(rows: bins, columns: frames, values: values)
   }
 
-  /// Each frame's `|FFT|^power` (its `1 + nFFT / 2` bins), in order: `start` hears the number of
-  /// frames first. Frames are taken from the signal as if padded with `nFFT / 2` zeros at each
-  /// end, without copying it.
-  static func forEachFrame(
+  /// Each frame's `|FFT|^power` (its `1 + nFFT / 2` bins), 8 frames at a time: `start` hears
+  /// the number of frames first, then `body` gets the first frame's column, how many of the 8
+  /// lanes hold frames, and the bins as vectors (bin b of lane l at b · 8 + l). Frames are taken
+  /// from the signal as if padded with `nFFT / 2` zeros at each end, without copying it.
+  static func forEachGroup(
     _ y: [Float], nFFT: Int, hop: Int, power: Double, start: (Int) -> Void,
-    body: (Int, UnsafeBufferPointer<Float>) -> Void
+    body: (Int, Int, UnsafePointer<FrameFFT.Lanes>) -> Void
   ) {
     precondition(nFFT >= 2 && nFFT % 2 == 0 && hop >= 1, "n_fft must be even and hop positive")
     let pad = nFFT / 2
     let length = y.count + 2 * pad
     let frames = length >= nFFT ? 1 + (length - nFFT) / hop : 0
     let bins = 1 + nFFT / 2
+    let lanes = FrameFFT.lanes
     start(frames)
     let window = Self.window(nFFT)
-    guard frames > 0, let plan = kiss_fftr_alloc(Int32(nFFT), 0, nil, nil) else { return }
+    guard frames > 0 else { return }
+    /// One frame's windowed samples (zeros where it hangs over the padding), `stride` apart.
+    func fill(_ frame: UnsafeMutablePointer<Float>, stride: Int, column: Int, _ signal: UnsafeBufferPointer<Float>) {
+      // Frame `column` covers padded samples column·hop ..< +nFFT, signal sample − pad.
+      let first = column * hop - pad
+      let inside = max(0, -first)..<min(nFFT, y.count - first)
+      if inside.count < nFFT { for index in 0..<nFFT { frame[index * stride] = 0 } }
+      for index in inside { frame[index * stride] = signal[first + index] * window[index] }
+    }
+    var powers = [FrameFFT.Lanes](repeating: .zero, count: bins)
+    func finish(_ powers: UnsafeMutablePointer<FrameFFT.Lanes>) {
+      guard power != 2 else { return }
+      for bin in 0..<bins {
+        powers[bin] =
+          power == 1
+          ? powers[bin].squareRoot()
+          : FrameFFT.Lanes(powers[bin].indices.map { Float(pow(Double(powers[bin][$0]), power / 2)) })
+      }
+    }
+    if let fft = FrameFFT(size: nFFT) {
+      // Power-of-two sizes: 8 frames at a time, one per vector lane.
+      var packed = [FrameFFT.Lanes](repeating: .zero, count: nFFT)
+      var re = [FrameFFT.Lanes](repeating: .zero, count: nFFT / 2)
+      var im = [FrameFFT.Lanes](repeating: .zero, count: nFFT / 2)
+      y.withUnsafeBufferPointer { signal in
+        packed.withUnsafeMutableBufferPointer { packed in
+          powers.withUnsafeMutableBufferPointer { powers in
+            re.withUnsafeMutableBufferPointer { re in
+              im.withUnsafeMutableBufferPointer { im in
+                let samples = UnsafeMutableRawPointer(packed.baseAddress!).assumingMemoryBound(to: Float.self)
+                for group in stride(from: 0, to: frames, by: lanes) {
+                  let count = min(lanes, frames - group)
+                  for lane in 0..<lanes {
+                    if lane < count {
+                      fill(samples + lane, stride: lanes, column: group + lane, signal)
+                    } else {
+                      for index in 0..<nFFT { samples[index * lanes + lane] = 0 }
+                    }
+                  }
+                  fft.power(packed.baseAddress!, into: powers.baseAddress!, re: re.baseAddress!, im: im.baseAddress!)
+                  finish(powers.baseAddress!)
+                  body(group, count, powers.baseAddress!)
+                }
+              }
+            }
+          }
+        }
+      }
+      return
+    }
+    // Other even sizes: kissfft, a frame at a time, put in the lanes.
+    guard let plan = kiss_fftr_alloc(Int32(nFFT), 0, nil, nil) else { return }
     defer { free(UnsafeMutableRawPointer(plan)) }  // kiss_fftr_free is a macro for free
     var frame = [Float](repeating: 0, count: nFFT)
     var spectrum = [kiss_fft_cpx](repeating: kiss_fft_cpx(), count: bins)
-    var magnitudes = [Float](repeating: 0, count: bins)
     y.withUnsafeBufferPointer { signal in
-      window.withUnsafeBufferPointer { window in
-        frame.withUnsafeMutableBufferPointer { frame in
-          for column in 0..<frames {
-            // Frame `column` covers padded samples column·hop ..< +nFFT, signal sample − pad.
-            let first = column * hop - pad
-            let inside = max(0, -first)..<min(nFFT, y.count - first)
-            if inside.count < nFFT { frame.update(repeating: 0) }
-            for index in inside { frame[index] = signal[first + index] * window[index] }
-            kiss_fftr(plan, frame.baseAddress, &spectrum)
-            magnitudes.withUnsafeMutableBufferPointer { out in
+      frame.withUnsafeMutableBufferPointer { frame in
+        powers.withUnsafeMutableBufferPointer { powers in
+          for group in stride(from: 0, to: frames, by: lanes) {
+            let count = min(lanes, frames - group)
+            for lane in 0..<count {
+              fill(frame.baseAddress!, stride: 1, column: group + lane, signal)
+              kiss_fftr(plan, frame.baseAddress, &spectrum)
               for bin in 0..<bins {
-                let (re, im) = (spectrum[bin].r, spectrum[bin].i)
-                let squared = re * re + im * im
-                out[bin] =
-                  power == 2 ? squared : (power == 1 ? squared.squareRoot() : Float(pow(Double(squared), power / 2)))
+                powers[bin][lane] = spectrum[bin].r * spectrum[bin].r + spectrum[bin].i * spectrum[bin].i
               }
-              body(column, UnsafeBufferPointer(out))
             }
+            finish(powers.baseAddress!)
+            body(group, count, powers.baseAddress!)
           }
         }
       }
@@ -159,17 +208,18 @@ public enum Spectrogram {
       BankKey(sampleRate: sampleRate, nFFT: nFFT, mels: mels, fmin: fmin, fmax: fmax ?? -1, scale: scale))
     var frames = 0
     var values: [Float] = []
-    forEachFrame(y, nFFT: nFFT, hop: hop, power: power) { count in
+    forEachGroup(y, nFFT: nFFT, hop: hop, power: power) { count in
       frames = count
       values = [Float](repeating: 0, count: mels * count)
-    } body: { column, spectrum in
+    } body: { column, lanes, powers in
+      // Each band of 8 frames at once.
       bands.weights.withUnsafeBufferPointer { weights in
         values.withUnsafeMutableBufferPointer { out in
           for band in 0..<mels {
             let (first, offset, count) = bands.spans[band]
-            var sum: Float = 0
-            for index in 0..<count { sum += weights[offset + index] * spectrum[first + index] }
-            out[band * frames + column] = sum
+            var sum = FrameFFT.Lanes.zero
+            for index in 0..<count { sum += weights[offset + index] * powers[first + index] }
+            for lane in 0..<lanes { out[band * frames + column + lane] = sum[lane] }
           }
         }
       }
