@@ -41,6 +41,7 @@ struct LibrosaConformanceTests {
     # Features of the 16-bit WAV, from librosa's own load, with librosa's defaults.
     y, _ = librosa.load(f"{out}/pcm16.wav", sr=22050)
     save(f"{out}/stft.npy", np.abs(librosa.stft(y)) ** 2)
+    save(f"{out}/stft1200.npy", np.abs(librosa.stft(y, n_fft=1200, hop_length=300)) ** 2)
     mel = librosa.feature.melspectrogram(y=y, sr=22050)
     save(f"{out}/logmel.npy", librosa.power_to_db(mel))
     save(f"{out}/logmel64.npy", librosa.power_to_db(librosa.feature.melspectrogram(y=y, sr=22050, n_mels=64, fmin=50, fmax=8000), top_db=None))
@@ -96,6 +97,12 @@ struct LibrosaConformanceTests {
     #expect(
       Self.largest(power.values, librosaPower) <= peak * 1e-5,
       "STFT: \(Self.largest(power.values, librosaPower)) of \(peak)")
+
+    // A size that is not a power of two goes through kissfft.
+    let odd = Spectrogram.stft(y, nFFT: 1200, hop: 300)
+    let librosaOdd = try Self.load(directory.path("stft1200.npy"))
+    #expect(odd.rows == 601 && odd.values.count == librosaOdd.count)
+    #expect(Self.largest(odd.values, librosaOdd) <= librosaOdd.max()! * 1e-5)
 
     let logMel = Spectrogram.powerToDB(Spectrogram.mel(y, sampleRate: 22_050))
     let librosaLogMel = try Self.load(directory.path("logmel.npy"))
