@@ -52,12 +52,15 @@ public struct TileFetchFailure: Error, Sendable, CustomStringConvertible {
 public final class TileFetcher: Sendable {
   public let policy: FetchPolicy
   public let cache: TileCache?
-  private let workers: HTTPWorkers
+  /// Threads that each own a libcurl handle.
+  private let workers: WorkerThreads<OpaquePointer>
 
   public init(policy: FetchPolicy = FetchPolicy(), cache: TileCache? = nil) {
     self.policy = policy
     self.cache = cache
-    workers = HTTPWorkers(count: max(1, policy.concurrency))
+    workers = WorkerThreads(
+      count: max(1, policy.concurrency), name: "shoal-imagery", setUp: { shoal_http_handle_new()! },
+      tearDown: { shoal_http_handle_free($0) })
   }
 
   /// Fetches `tile` of `source`, owned by `owner` (which keys the cache).

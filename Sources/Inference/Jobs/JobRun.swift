@@ -20,7 +20,7 @@ struct JobRun: Sendable {
   let tiles: [Tile]
   let request: InferenceV1.StartJobRequest
   let limits: JobBoard.Limits
-  let decoders: BackgroundThreads
+  let decoders: WorkerThreads<Void>
   let log: @Sendable (String) -> Void
 
   /// What goes through the model at once: a tile, or a supertile's parent and its children in
@@ -254,7 +254,7 @@ struct JobRun: Sendable {
     let supertile = request.supertile ? Supertile(parent: unit.tile, size: tileSize) : nil
     // Decoding, stitching and the input tensor on the job's lower-priority threads.
     let plan = plan
-    let prepared = await decoders.run { () -> (image: Int, inputs: [String: Tensor]?, failures: [Failure]) in
+    let prepared = await decoders.run { _ -> (image: Int, inputs: [String: Tensor]?, failures: [Failure]) in
       var images: [Tile: Image] = [:]
       var failures: [Failure] = []
       for (tile, file) in fetched {
