@@ -260,7 +260,7 @@ let package = Package(
       name: "ShoalCLITests",
       dependencies: [
         "shoal", "ShoalTestSupport", "ShoalMesh", "ShoalClient", "ShoalProto", "ShoalRPC", "ShoalServiceStubs",
-        "ShoalModel", "Inference", "ShoalGeo", "ShoalImage", "ShoalAudio",
+        "ShoalModel", "Inference", "ShoalGeo", "ShoalImage", "ShoalAudio", "ShoalImagery",
       ],
       swiftSettings: strictSwift
     ),

@@ -1,6 +1,8 @@
 import Foundation
+import ShoalClient
 import ShoalGeo
 import ShoalImage
+import ShoalImagery
 import ShoalModel
 import ShoalProto
 import ShoalRPC
@@ -141,7 +143,7 @@ struct AOIJobEndToEndTests {
     { "services": [
       { "name": "registry", "listen": ["unix:registry.sock"] },
       { "name": "feedback", "listen": ["unix:feedback.sock"] },
-      { "name": "inference", "listen": ["unix:inference.sock"] } ] }
+      { "name": "inference", "listen": ["unix:inference.sock", "tcp://127.0.0.1:0"] } ] }
     """
 
   /// IoU of each expected square with the best-matching predicted polygon, by shapely.
@@ -335,6 +337,36 @@ struct AOIJobEndToEndTests {
       let features = try #require((collection as? [String: Any])?["features"] as? [[String: Any]])
       #expect(features.count == 4)
       #expect(features.allSatisfy { ($0["properties"] as? [String: Any])?["fill"] as? String == "#ff0000" })
+
+      // Over TCP, a token of another organisation sees none of these jobs and cannot start one
+      // with this organisation's model.
+      #expect(try await mesh.run("admin", "org", "create", "acme").status == 0)
+      let token = try await mesh.run("admin", "token", "create", "--org", "acme", "--role", "writer", "--name", "ana")
+      let sdk = ShoalClient(location: try RegistryLocation(data: mesh.data.url.path, environment: [:]))
+      var resolve = RegistryV1.ResolveRequest()
+      resolve.service = "inference"
+      let address = try #require(
+        try await sdk.directory.resolve(resolve).instances.first { $0.address.hasPrefix("tcp://") })
+      await sdk.close()
+      var config = RPCClient.Config.defaults
+      config.interceptors = [
+        BearerTokenInterceptor(token: token.stdoutText.trimmingCharacters(in: .whitespacesAndNewlines))
+      ]
+      let outsider = RPCClient(address: try RPCAddress(parsing: address.address), config: config)
+      let client = InferenceV1.Inference.Client(outsider)
+      var list = InferenceV1.ListJobsRequest()
+      list.pageSize = 100
+      #expect(try await client.listJobs(list).jobs.isEmpty)
+      var cancel = InferenceV1.CancelJobRequest()
+      cancel.jobId = detected.jobId
+      await #expect { _ = try await client.cancelJob(cancel) } throws: { ($0 as? RPCError)?.code == .notFound }
+      var start = InferenceV1.StartJobRequest()
+      start.model = "local/bright-tiles@production"
+      start.imagery = "fast"
+      start.zoom = 16
+      start.area = .bbox(try FeedbackV1.BoundingBox(BoundingBox(parsing: Self.area)))
+      await #expect { _ = try await client.startJob(start) } throws: { ($0 as? RPCError)?.code == .notFound }
+      await outsider.close()
     }
   }
 
