@@ -122,6 +122,14 @@ let package = Package(
       swiftSettings: strictSwift
     ),
     .target(
+      name: "AudioClassifier",
+      dependencies: [
+        "ShoalProto", "ShoalRPC", "ShoalServiceStubs", "ShoalStore", "ShoalService", "ShoalAudio", "ShoalImage",
+        "ShoalImagery",
+      ],
+      swiftSettings: strictSwift
+    ),
+    .target(
       name: "Tracking",
       dependencies: ["ShoalProto", "ShoalRPC", "ShoalServiceStubs", "ShoalStore", "ShoalService"],
       swiftSettings: strictSwift
@@ -171,7 +179,7 @@ let package = Package(
       dependencies: [
         "ShoalProto", "ShoalRPC", "ShoalServiceStubs", "ShoalClient", "ShoalStore", "ShoalService", "ShoalMesh",
         "Bench", "Registry", "Tracking", "Inference", "Feedback", "ShoalMetrics", "ShoalModel", "ShoalGeo", "CCairo",
-        "ShoalImagery", "ShoalImage", "ShoalAudio",
+        "ShoalImagery", "ShoalImage", "ShoalAudio", "AudioClassifier",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Histogram", package: "hdrhistogram-swift"),
         .product(name: "NIOPosix", package: "swift-nio"),
@@ -240,6 +248,8 @@ let package = Package(
     .testTarget(
       name: "ShoalImageryTests", dependencies: ["ShoalImagery", "ShoalGeo", "ShoalTestSupport"],
       swiftSettings: strictSwift),
+    .testTarget(
+      name: "AudioClassifierTests", dependencies: ["AudioClassifier", "ShoalTestSupport"], swiftSettings: strictSwift),
     .testTarget(
       name: "ShoalAudioTests", dependencies: ["ShoalAudio", "ShoalModel", "ShoalTestSupport"],
       swiftSettings: strictSwift),

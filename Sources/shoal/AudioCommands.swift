@@ -1,13 +1,136 @@
 import ArgumentParser
 import Foundation
 import ShoalAudio
+import ShoalClient
 import ShoalModel
+import ShoalProto
+import ShoalRPC
+import ShoalServiceStubs
+
+/// Runs `body` with the audio classifier's client, reporting RPC errors as the CLI does.
+func withAudio<T>(
+  _ mesh: MeshOptions, command: String, _ body: (AudioV1.AudioClassifier.Client) async throws -> T
+) async throws -> T {
+  let shoal = ShoalClient(location: try mesh.location())
+  return try await reportingRPCErrors(command: command, closing: { await shoal.close() }) {
+    try await body(AudioV1.AudioClassifier.Client(shoal.channel(for: "audio-classifier")))
+  }
+}
 
 /// `shoal audio …`: audio clips' features, as the audio classifier computes them.
 struct AudioCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "audio", abstract: "Audio clips: spectrograms as librosa computes them.",
-    subcommands: [SpectrogramCommand.self, Ingest.self])
+    subcommands: [SpectrogramCommand.self, Ingest.self, Import.self, Datasets.self, Clips.self])
+
+  struct Import: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+      abstract: "Import clips into a dataset of the audio classifier, stored by digest.",
+      discussion: """
+        SOURCE is a directory (a subdirectory per class, named by its label; or clips directly, \
+        unlabelled), or a .csv or .jsonl manifest with path or url, and optionally label, location, \
+        timestamp and duration. Paths are read by the service, on this host. A clip that cannot be \
+        read or decoded is reported with the reason, and the rest go on; the command then exits 1.
+        """)
+    @Argument(help: "A directory or a manifest.") var source: String
+    @Option(help: "The dataset's name (a new one, or one to add to).") var name: String
+    @OptionGroup var mesh: MeshOptions
+    @Flag(help: "Print the dataset as JSON at the end.") var json = false
+
+    func run() async throws {
+      var request = AudioV1.ImportDatasetRequest()
+      request.name = name
+      let path = URL(fileURLWithPath: source).standardizedFileURL.path
+      var isDirectory: ObjCBool = false
+      guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+        throw ValidationError("\(source): no such file or directory")
+      }
+      if isDirectory.boolValue {
+        request.source = .directory(path)
+      } else {
+        guard [".csv", ".jsonl", ".json"].contains(where: { path.lowercased().hasSuffix($0) }) else {
+          throw ValidationError("\(source): give a directory, or a manifest ending in .csv or .jsonl")
+        }
+        request.source = .manifest(try textFile(path))
+        request.baseDirectory = (path as NSString).deletingLastPathComponent
+      }
+      let json = json
+      let (dataset, failed) = try await withAudio(mesh, command: "audio import") { client in
+        try await client.importDataset(request) { answers -> (AudioV1.Dataset?, Int64) in
+          var bar: ProgressLine?
+          var last: AudioV1.ImportProgress?
+          for try await progress in answers {
+            if bar == nil { bar = ProgressLine(label: "importing", total: Int(progress.total), unit: "clips") }
+            bar?.update(Int(progress.done))
+            if let failure = progress.failure {
+              logLine("shoal audio import", "\(failure.source): \(failure.message)")
+            }
+            last = progress
+          }
+          bar?.finish()
+          return (last?.dataset, last?.failed ?? 0)
+        }
+      }
+      guard let dataset else { throw RPCError(.unavailable, "the import ended without the dataset") }
+      if json {
+        emitJSON(dataset)
+      } else {
+        let labels = dataset.labelCounts.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }
+        emit(
+          "dataset \(dataset.name) (\(dataset.datasetId)): \(dataset.clips) clips, "
+            + (labels + (dataset.unlabelled > 0 ? ["unlabelled \(dataset.unlabelled)"] : [])).joined(separator: ", ")
+            + (failed > 0 ? "; \(failed) not imported" : ""))
+      }
+      if failed > 0 { throw ExitCode(1) }
+    }
+  }
+
+  struct Datasets: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "List the audio classifier's datasets.")
+    @OptionGroup var mesh: MeshOptions
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() async throws {
+      let response = try await withAudio(mesh, command: "audio datasets") {
+        try await $0.listDatasets(AudioV1.ListDatasetsRequest())
+      }
+      if json { return emitJSON(response) }
+      var table = TextTable("ID", "NAME", "CLIPS", "LABELS", "UNLABELLED", "HOURS", "CREATED")
+      for dataset in response.datasets {
+        table.add(
+          dataset.datasetId, dataset.name, "\(dataset.clips)",
+          dataset.labelCounts.sorted { $0.key < $1.key }.map { "\($0.key):\($0.value)" }.joined(separator: " "),
+          "\(dataset.unlabelled)", String(format: "%.2f", dataset.seconds / 3600), formatTime(dataset.createdAtMs))
+      }
+      emit(table.rendered)
+    }
+  }
+
+  struct Clips: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "List a dataset's clips.")
+    @Argument(help: "The dataset's id.") var dataset: String
+    @Option(help: "Only this label (unlabelled: those without).") var label: String?
+    @Option(help: "At most this many.") var limit: Int32 = 1000
+    @OptionGroup var mesh: MeshOptions
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() async throws {
+      var request = AudioV1.ListClipsRequest()
+      request.datasetId = dataset
+      request.label = label ?? ""
+      request.pageSize = limit
+      let response = try await withAudio(mesh, command: "audio clips") { try await $0.listClips(request) }
+      if json { return emitJSON(response) }
+      var table = TextTable("DIGEST", "NAME", "LABEL", "SECONDS", "RATE", "LOCATION", "TIME")
+      for clip in response.clips {
+        table.add(
+          String(clip.digest.prefix(12)), clip.name, clip.label.isEmpty ? "-" : clip.label,
+          String(format: "%.2f", clip.duration), "\(clip.sampleRate)", clip.location.isEmpty ? "-" : clip.location,
+          clip.timestamp == 0 ? "-" : formatTime(clip.timestamp * 1000))
+      }
+      emit(table.rendered)
+    }
+  }
 
   struct Ingest: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

@@ -1,9 +1,11 @@
 import ArgumentParser
+import AudioClassifier
 import Bench
 import Feedback
 import Foundation
 import Inference
 import Registry
+import ShoalAudio
 import ShoalClient
 import ShoalImagery
 import ShoalMetrics
@@ -26,7 +28,7 @@ struct ServeCommand: AsyncParsableCommand {
   )
 
   /// What this build can serve.
-  static let services = ["registry", "tracking", "inference", "feedback", "bench"]
+  static let services = ["registry", "tracking", "inference", "feedback", "audio-classifier", "bench"]
 
   @Argument(help: "The service to run.")
   var service: String
@@ -140,6 +142,17 @@ struct ServeCommand: AsyncParsableCommand {
       interceptors.append(
         RegistryAccessInterceptor(
           service: FeedbackV1.Feedback.fullName, requirements: FeedbackService.requirements,
+          registry: RPCClient(address: location.registry)))
+    case "audio-classifier":
+      let database = try await openDatabase(storeURL, location.dataDirectory, migrations: AudioStore.migrations)
+      databases.append(database)
+      AudioMemory.keepLargeBuffers()
+      AudioClassifierService(
+        store: AudioStore(database: database), blobs: try BlobStore(root: "\(location.dataDirectory)/audio-blobs")
+      ).register(in: &router)
+      interceptors.append(
+        RegistryAccessInterceptor(
+          service: AudioV1.AudioClassifier.fullName, requirements: AudioClassifierService.requirements,
           registry: RPCClient(address: location.registry)))
     case "inference":
       let host = try makeModelHost(location, metrics: metricsRegistry, health: health)

@@ -3,6 +3,9 @@
 /// Types generated from the `onnx` proto package.
 public enum Onnx {}
 
+/// Types generated from the `shoal.audio.v1` proto package.
+public enum AudioV1 {}
+
 /// Types generated from the `shoal.bench.v1` proto package.
 public enum BenchV1 {}
 
@@ -45,6 +48,18 @@ let generatedMessageTypes: [any ProtoMessage.Type] = [
   Onnx.TypeProto.OptionalMessage.self,
   Onnx.TypeProto.SparseTensor.self,
   Onnx.OperatorSetIdProto.self,
+  AudioV1.Clip.self,
+  AudioV1.Dataset.self,
+  AudioV1.ImportDatasetRequest.self,
+  AudioV1.ClipFailure.self,
+  AudioV1.ImportProgress.self,
+  AudioV1.GetDatasetRequest.self,
+  AudioV1.ListDatasetsRequest.self,
+  AudioV1.ListDatasetsResponse.self,
+  AudioV1.ListClipsRequest.self,
+  AudioV1.ListClipsResponse.self,
+  AudioV1.SpectrogramRequest.self,
+  AudioV1.SpectrogramResponse.self,
   BenchV1.BenchRequest.self,
   BenchV1.BenchResponse.self,
   RegistryV1.Organization.self,
@@ -228,6 +243,7 @@ let generatedMessageTypes: [any ProtoMessage.Type] = [
 ]
 
 let generatedServices: [ServiceDescriptor] = [
+  AudioV1.AudioClassifier.descriptor,
   BenchV1.Bench.descriptor,
   RegistryV1.ModelRegistry.descriptor,
   FeedbackV1.Feedback.descriptor,

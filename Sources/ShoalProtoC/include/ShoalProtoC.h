@@ -4,6 +4,7 @@
 
 #include <protobuf-c/protobuf-c.h>
 #include "onnx/onnx.pb-c.h"
+#include "shoal/audio/v1/audio.pb-c.h"
 #include "shoal/bench/v1/bench.pb-c.h"
 #include "shoal/registry/v1/models.pb-c.h"
 #include "shoal/feedback/v1/feedback.pb-c.h"
@@ -33,6 +34,20 @@ static inline const ProtobufCMessageDescriptor *shoal_descriptor_onnx__type_prot
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_onnx__type_proto__optional(void) { return &onnx__type_proto__optional__descriptor; }
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_onnx__type_proto__sparse_tensor(void) { return &onnx__type_proto__sparse_tensor__descriptor; }
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_onnx__operator_set_id_proto(void) { return &onnx__operator_set_id_proto__descriptor; }
+
+// shoal/audio/v1/audio.proto
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__audio__v1__clip(void) { return &shoal__audio__v1__clip__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__audio__v1__dataset(void) { return &shoal__audio__v1__dataset__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__audio__v1__import_dataset_request(void) { return &shoal__audio__v1__import_dataset_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__audio__v1__clip_failure(void) { return &shoal__audio__v1__clip_failure__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__audio__v1__import_progress(void) { return &shoal__audio__v1__import_progress__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__audio__v1__get_dataset_request(void) { return &shoal__audio__v1__get_dataset_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__audio__v1__list_datasets_request(void) { return &shoal__audio__v1__list_datasets_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__audio__v1__list_datasets_response(void) { return &shoal__audio__v1__list_datasets_response__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__audio__v1__list_clips_request(void) { return &shoal__audio__v1__list_clips_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__audio__v1__list_clips_response(void) { return &shoal__audio__v1__list_clips_response__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__audio__v1__spectrogram_request(void) { return &shoal__audio__v1__spectrogram_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__audio__v1__spectrogram_response(void) { return &shoal__audio__v1__spectrogram_response__descriptor; }
 
 // shoal/bench/v1/bench.proto
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__bench__v1__bench_request(void) { return &shoal__bench__v1__bench_request__descriptor; }

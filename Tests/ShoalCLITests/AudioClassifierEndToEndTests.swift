@@ -1,0 +1,169 @@
+import Foundation
+import ShoalClient
+import ShoalImage
+import ShoalProto
+import ShoalRPC
+import ShoalServiceStubs
+import ShoalTestSupport
+import Testing
+
+/// The audio classifier's datasets under `shoal up`, as real processes: a directory per class and
+/// a manifest (paths, a URL on a local HTTP server, Orcasound-named clips), with the clips that
+/// cannot be imported reported and the rest stored by digest; clips listed by label; their
+/// spectrograms.
+@Suite(.serialized)
+struct AudioClassifierEndToEndTests {
+  static let mesh = """
+    { "services": [ { "name": "registry" },
+      { "name": "audio-classifier", "listen": ["unix:audio-classifier.sock", "tcp://127.0.0.1:0"] } ] }
+    """
+
+  static let makeClips = #"""
+    import sys
+    import numpy as np, soundfile as sf
+    out = sys.argv[1]
+    rng = np.random.default_rng(5)
+    sr = 48000
+    t = np.arange(3 * sr) / sr
+    def whistle(f): return (0.3 * np.sin(2 * np.pi * (f + 800 * t) * t) + 0.02 * rng.standard_normal(t.size)).astype(np.float32)
+    def noise(): return (0.1 * rng.standard_normal(t.size)).astype(np.float32)
+    for i in range(3):
+        sf.write(f"{out}/set/calls/whistle{i}.wav", whistle(3000 + 500 * i), sr, subtype="PCM_16")
+        sf.write(f"{out}/set/noise/noise{i}.flac", noise(), sr, subtype="PCM_16")
+    sf.write(f"{out}/set/calls/whistle3.mp3", whistle(6000), sr, format="MP3")
+    open(f"{out}/set/noise/broken.wav", "wb").write(b"RIFF\x10\x00\x00\x00WAVEnot really")
+    sf.write(f"{out}/pool/orcasound_lab_1600000000.wav", whistle(4000), sr, subtype="PCM_16")
+    sf.write(f"{out}/pool/short.wav", noise()[: sr], sr, subtype="PCM_16")
+    sf.write(f"{out}/served.wav", noise(), 22050, subtype="PCM_16")
+    """#
+
+  @Test func datasetsFromADirectoryAndAManifest() async throws {
+    let shoal = try TestEnvironment.product("shoal")
+    let data = try TemporaryDirectory()
+    for directory in ["set/calls", "set/noise", "pool"] {
+      try FileManager.default.createDirectory(atPath: data.path(directory), withIntermediateDirectories: true)
+    }
+    let made = try await Subprocess.run(try TestEnvironment.python(), ["-c", Self.makeClips, data.url.path])
+    try #require(made.status == 0, "\(made.stderrText)")
+    let served = try Data(contentsOf: URL(fileURLWithPath: data.path("served.wav")))
+    let server = try await TestHTTPServer { request in
+      request.path == "/clips/served.wav"
+        ? .init(headers: ["Content-Type": "audio/wav"], body: served) : .init(status: 404)
+    }
+    try Data(Self.mesh.utf8).write(to: data.url.appendingPathComponent("mesh.json"))
+    let up = try ServerProcess(shoal, ["up", "--mesh", data.path("mesh.json"), "--data", data.url.path])
+    _ = try await up.waitForLines(containing: "registered audio-classifier", seconds: 60)
+    func run(_ arguments: String...) async throws -> SubprocessResult {
+      try await Subprocess.run(shoal, arguments + ["--data", data.url.path])
+    }
+    do {
+      // A directory per class: the broken file is reported, the rest imported.
+      let imported = try await run("audio", "import", data.path("set"), "--name", "orcas")
+      #expect(imported.status == 1, "\(imported.stdoutText)\(imported.stderrText)")
+      #expect(imported.stdoutText.contains("7 clips, calls 4, noise 3; 1 not imported"), "\(imported.stdoutText)")
+      #expect(imported.stderrText.contains("broken.wav: cannot decode it"), "\(imported.stderrText)")
+
+      // A manifest: a relative path, an Orcasound-named clip, a URL, a wrong duration, a missing
+      // file, and a clip already in the dataset under another label.
+      let manifest = """
+        path,label,location,timestamp,duration
+        pool/orcasound_lab_1600000000.wav,,,,3
+        \(server.base)/clips/served.wav,,bush_point,1650000000,
+        pool/short.wav,,,,3
+        pool/missing.wav,,,,
+        set/calls/whistle0.wav,calls,,,
+        """
+      try Data(manifest.utf8).write(to: data.url.appendingPathComponent("pool.csv"))
+      let pooled = try await run("audio", "import", data.path("pool.csv"), "--name", "pool", "--json")
+      #expect(pooled.status == 1)
+      let pool = try AudioV1.Dataset(jsonString: pooled.stdoutText)
+      #expect(pool.clips == 3 && pool.unlabelled == 2 && pool.labelCounts == ["calls": 1], "\(pool)")
+      #expect(pooled.stderrText.contains("short.wav: its duration is 1.00 s, the manifest says 3.0 s"))
+      #expect(pooled.stderrText.contains("missing.wav: no such file"), "\(pooled.stderrText)")
+      let again = try await run("audio", "import", data.path("set/noise/noise0.flac"), "--name", "x")
+      #expect(
+        again.status != 0 && again.stderrText.contains("a manifest ending in .csv or .jsonl"), "\(again.stderrText)")
+      try Data("path,label\nset/noise/noise0.flac,calls\n".utf8).write(
+        to: data.url.appendingPathComponent("relabel.csv"))
+      let relabel = try await run("audio", "import", data.path("relabel.csv"), "--name", "orcas")
+      #expect(relabel.stderrText.contains("in the dataset already, labelled 'noise'"), "\(relabel.stderrText)")
+
+      // Listed by label, with what the names and the manifest say.
+      let rpc = RPCClient(address: try RPCAddress(parsing: "unix:audio-classifier.sock", relativeTo: data.url.path))
+      defer { Task { await rpc.close() } }
+      let client = AudioV1.AudioClassifier.Client(rpc)
+      var clips = AudioV1.ListClipsRequest()
+      clips.datasetId = pool.datasetId
+      clips.label = "unlabelled"
+      let unlabelled = try await client.listClips(clips).clips
+      #expect(unlabelled.count == 2)
+      let named = try #require(unlabelled.first { $0.name == "orcasound_lab_1600000000.wav" })
+      #expect(named.location == "orcasound_lab" && named.timestamp == 1_600_000_000 && named.sampleRate == 48_000)
+      let fetched = try #require(unlabelled.first { $0.name == "served.wav" })
+      #expect(fetched.location == "bush_point" && fetched.sampleRate == 22_050 && fetched.source.hasPrefix("http://"))
+      let listing = try await run("audio", "datasets")
+      #expect(
+        listing.stdoutText.contains("orcas") && listing.stdoutText.contains("calls:4 noise:3"), "\(listing.stdoutText)")
+
+      // A stored clip's spectrogram, as values and as a picture.
+      var spectrogram = AudioV1.SpectrogramRequest()
+      spectrogram.digest = named.digest
+      spectrogram.mels = 64
+      spectrogram.seconds = 3
+      let values = try await client.spectrogram(spectrogram)
+      #expect(values.bands == 64 && values.frames == 130 && values.values.count == 64 * 130)
+      spectrogram.png = true
+      spectrogram.pcen = true
+      let picture = try Image(decoding: try await client.spectrogram(spectrogram).png)
+      #expect(picture.width == 130 * 4 && picture.height == 64 * 4)
+
+      // Bad input names what is wrong.
+      var nameless = AudioV1.ImportDatasetRequest()
+      nameless.source = .directory(data.path("set"))
+      await #expect {
+        try await client.importDataset(nameless) { for try await _ in $0 {} }
+      } throws: { ($0 as? RPCError)?.code == .invalidArgument && "\($0)".contains("name") }
+      var relative = AudioV1.ImportDatasetRequest()
+      relative.name = "relative"
+      relative.source = .directory("set")
+      await #expect {
+        try await client.importDataset(relative) { for try await _ in $0 {} }
+      } throws: { ($0 as? RPCError)?.code == .invalidArgument && "\($0)".contains("'set'") }
+      var unknown = AudioV1.GetDatasetRequest()
+      unknown.datasetId = "999"
+      await #expect { _ = try await client.getDataset(unknown) } throws: { ($0 as? RPCError)?.code == .notFound }
+      let stored = named.digest
+      spectrogram.digest = String(repeating: "ab", count: 32)
+      await #expect { _ = try await client.spectrogram(spectrogram) } throws: { ($0 as? RPCError)?.code == .notFound }
+
+      // Over TCP, a token of another organisation sees none of these datasets or clips.
+      #expect(try await run("admin", "org", "create", "acme").status == 0)
+      let token = try await run("admin", "token", "create", "--org", "acme", "--role", "writer", "--name", "ana")
+      let sdk = ShoalClient(location: try RegistryLocation(data: data.url.path, environment: [:]))
+      var resolve = RegistryV1.ResolveRequest()
+      resolve.service = "audio-classifier"
+      let address = try #require(
+        try await sdk.directory.resolve(resolve).instances.first { $0.address.hasPrefix("tcp://") })
+      await sdk.close()
+      var config = RPCClient.Config.defaults
+      config.interceptors = [
+        BearerTokenInterceptor(token: token.stdoutText.trimmingCharacters(in: .whitespacesAndNewlines))
+      ]
+      let outsider = RPCClient(address: try RPCAddress(parsing: address.address), config: config)
+      let other = AudioV1.AudioClassifier.Client(outsider)
+      #expect(try await other.listDatasets(AudioV1.ListDatasetsRequest()).datasets.isEmpty)
+      var theirs = AudioV1.GetDatasetRequest()
+      theirs.datasetId = pool.datasetId
+      await #expect { _ = try await other.getDataset(theirs) } throws: { ($0 as? RPCError)?.code == .notFound }
+      spectrogram.digest = stored
+      await #expect { _ = try await other.spectrogram(spectrogram) } throws: { ($0 as? RPCError)?.code == .notFound }
+      await outsider.close()
+    } catch {
+      _ = try? await up.stop()
+      await server.close()
+      throw error
+    }
+    #expect(try await up.stop(signal: SIGTERM) == 0, "\(up.text)")
+    await server.close()
+  }
+}
