@@ -256,14 +256,7 @@ public struct AudioClassifierService: AudioV1.AudioClassifier.ServiceProtocol {
       throw RPCError(.dataLoss, error.message)
     }
     if request.seconds > 0 { audio = audio.fitted(to: Int((request.seconds * Double(rate)).rounded())) }
-    let spectrum: Spectrum
-    if request.pcen {
-      var magnitude = Spectrogram.mel(audio.samples, sampleRate: rate, mels: mels, power: 1)
-      magnitude.values = magnitude.values.map { $0 * Float(1 << 31) }
-      spectrum = Spectrogram.pcen(magnitude, sampleRate: rate)
-    } else {
-      spectrum = Spectrogram.powerToDB(Spectrogram.mel(audio.samples, sampleRate: rate, mels: mels))
-    }
+    let spectrum = Spectrogram.features(audio.samples, sampleRate: rate, mels: mels, pcen: request.pcen)
     var response = AudioV1.SpectrogramResponse()
     response.bands = Int32(spectrum.rows)
     response.frames = Int32(spectrum.columns)

@@ -227,6 +227,23 @@ public enum Spectrogram {
     return Spectrum(rows: mels, columns: frames, values: values)
   }
 
+  /// A clip's features as the audio classifier computes them: the log-mel spectrogram
+  /// (`power_to_db` of the power mel spectrogram, top 80 dB), or with `pcen` the PCEN of the
+  /// magnitude mel spectrogram scaled by 2³¹ (librosa's example for PCEN).
+  public static func features(
+    _ y: [Float], sampleRate: Int, nFFT: Int = 2048, hop: Int = 512, mels: Int = 128, fmin: Double = 0,
+    fmax: Double? = nil, scale: MelScale = .slaney, pcen usePCEN: Bool = false
+  ) -> Spectrum {
+    guard usePCEN else {
+      return powerToDB(
+        mel(y, sampleRate: sampleRate, nFFT: nFFT, hop: hop, mels: mels, fmin: fmin, fmax: fmax, scale: scale))
+    }
+    var magnitude = mel(
+      y, sampleRate: sampleRate, nFFT: nFFT, hop: hop, mels: mels, fmin: fmin, fmax: fmax, scale: scale, power: 1)
+    magnitude.values = magnitude.values.map { $0 * Float(1 << 31) }
+    return pcen(magnitude, sampleRate: sampleRate, hop: hop)
+  }
+
   /// What a filterbank is made from.
   struct BankKey: Hashable {
     var sampleRate: Int

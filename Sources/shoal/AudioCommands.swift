@@ -213,18 +213,9 @@ struct AudioCommand: AsyncParsableCommand {
         throw ExitCode(1)
       }
       let melScale: Spectrogram.MelScale = htk ? .htk : .slaney
-      let spectrum: Spectrum
-      if pcen {
-        var magnitude = Spectrogram.mel(
-          audio.samples, sampleRate: sr, nFFT: nFFT, hop: hop, mels: mels, fmin: fmin, fmax: fmax, scale: melScale,
-          power: 1)
-        magnitude.values = magnitude.values.map { $0 * Float(1 << 31) }
-        spectrum = Spectrogram.pcen(magnitude, sampleRate: sr, hop: hop)
-      } else {
-        spectrum = Spectrogram.powerToDB(
-          Spectrogram.mel(
-            audio.samples, sampleRate: sr, nFFT: nFFT, hop: hop, mels: mels, fmin: fmin, fmax: fmax, scale: melScale))
-      }
+      let spectrum = Spectrogram.features(
+        audio.samples, sampleRate: sr, nFFT: nFFT, hop: hop, mels: mels, fmin: fmin, fmax: fmax, scale: melScale,
+        pcen: pcen)
       if lower.hasSuffix(".npy") {
         try Tensor(shape: [spectrum.rows, spectrum.columns], elements: spectrum.values).writeNpy(to: out)
       } else {

@@ -340,19 +340,7 @@ struct AOIJobEndToEndTests {
 
       // Over TCP, a token of another organisation sees none of these jobs and cannot start one
       // with this organisation's model.
-      #expect(try await mesh.run("admin", "org", "create", "acme").status == 0)
-      let token = try await mesh.run("admin", "token", "create", "--org", "acme", "--role", "writer", "--name", "ana")
-      let sdk = ShoalClient(location: try RegistryLocation(data: mesh.data.url.path, environment: [:]))
-      var resolve = RegistryV1.ResolveRequest()
-      resolve.service = "inference"
-      let address = try #require(
-        try await sdk.directory.resolve(resolve).instances.first { $0.address.hasPrefix("tcp://") })
-      await sdk.close()
-      var config = RPCClient.Config.defaults
-      config.interceptors = [
-        BearerTokenInterceptor(token: token.stdoutText.trimmingCharacters(in: .whitespacesAndNewlines))
-      ]
-      let outsider = RPCClient(address: try RPCAddress(parsing: address.address), config: config)
+      let outsider = try await outsiderClient(service: "inference", shoal: mesh.shoal, data: mesh.data)
       let client = InferenceV1.Inference.Client(outsider)
       var list = InferenceV1.ListJobsRequest()
       list.pageSize = 100

@@ -137,19 +137,7 @@ struct AudioClassifierEndToEndTests {
       await #expect { _ = try await client.spectrogram(spectrogram) } throws: { ($0 as? RPCError)?.code == .notFound }
 
       // Over TCP, a token of another organisation sees none of these datasets or clips.
-      #expect(try await run("admin", "org", "create", "acme").status == 0)
-      let token = try await run("admin", "token", "create", "--org", "acme", "--role", "writer", "--name", "ana")
-      let sdk = ShoalClient(location: try RegistryLocation(data: data.url.path, environment: [:]))
-      var resolve = RegistryV1.ResolveRequest()
-      resolve.service = "audio-classifier"
-      let address = try #require(
-        try await sdk.directory.resolve(resolve).instances.first { $0.address.hasPrefix("tcp://") })
-      await sdk.close()
-      var config = RPCClient.Config.defaults
-      config.interceptors = [
-        BearerTokenInterceptor(token: token.stdoutText.trimmingCharacters(in: .whitespacesAndNewlines))
-      ]
-      let outsider = RPCClient(address: try RPCAddress(parsing: address.address), config: config)
+      let outsider = try await outsiderClient(service: "audio-classifier", shoal: shoal, data: data)
       let other = AudioV1.AudioClassifier.Client(outsider)
       #expect(try await other.listDatasets(AudioV1.ListDatasetsRequest()).datasets.isEmpty)
       var theirs = AudioV1.GetDatasetRequest()

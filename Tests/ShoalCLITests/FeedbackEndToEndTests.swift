@@ -138,20 +138,7 @@ struct FeedbackEndToEndTests {
         reviewed.stdoutText.contains("road") && reviewed.stdoutText.contains("building"), "\(reviewed.stdoutText)")
 
       // Over TCP, a token of another organisation sees no set.
-      #expect(try await run("admin", "org", "create", "acme").status == 0)
-      let token = try await run("admin", "token", "create", "--org", "acme", "--role", "writer", "--name", "ana")
-      let location = try RegistryLocation(data: data.url.path, environment: [:])
-      let sdk = ShoalClient(location: location)
-      var resolve = RegistryV1.ResolveRequest()
-      resolve.service = "feedback"
-      let address = try #require(
-        try await sdk.directory.resolve(resolve).instances.first { $0.address.hasPrefix("tcp://") })
-      await sdk.close()
-      var config = RPCClient.Config.defaults
-      config.interceptors = [
-        BearerTokenInterceptor(token: token.stdoutText.trimmingCharacters(in: .whitespacesAndNewlines))
-      ]
-      let outsider = RPCClient(address: try RPCAddress(parsing: address.address), config: config)
+      let outsider = try await outsiderClient(service: "feedback", shoal: shoal, data: data)
       var get = FeedbackV1.GetSetRequest()
       get.setId = set.setId
       do {
