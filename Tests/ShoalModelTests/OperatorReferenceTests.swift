@@ -479,6 +479,10 @@ import Testing
       single(
         "max-pool-3x3-stride2-ceil", "MaxPool", [("x", random([1, 16, 55, 55], seed: 52))],
         attributes: ["kernel_shape": .ints([3, 3]), "strides": .ints([2, 2]), "ceil_mode": .int(1)]),
+      // An input over 8 MB is split across the cores by planes, not by output rows.
+      single(
+        "max-pool-3x3-stride2-ceil-large", "MaxPool", [("x", random([2, 64, 111, 111], seed: 53))],
+        attributes: ["kernel_shape": .ints([3, 3]), "strides": .ints([2, 2]), "ceil_mode": .int(1)]),
       // The last window runs past an even width (ceil mode): it stays out of the 8-wide loop.
       single(
         "max-pool-3x3-stride2-ceil-even-width", "MaxPool", [("x", random([1, 4, 9, 32], seed: 135))],
