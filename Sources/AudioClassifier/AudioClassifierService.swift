@@ -10,7 +10,8 @@ public import ShoalStore
 import Synchronization
 
 /// `shoal.audio.v1.AudioClassifier`: datasets of labelled and unlabelled clips, stored by digest,
-/// and their spectrograms. Training, prediction and active learning (issue 24) come next.
+/// their spectrograms, and training into the registry. Prediction and active learning (issue 24)
+/// come next.
 ///
 /// Over TCP a caller with a token of one organisation sees and imports into that organisation's
 /// datasets only; peers on the Unix socket see every organisation's.
@@ -18,7 +19,7 @@ public struct AudioClassifierService: AudioV1.AudioClassifier.ServiceProtocol {
   /// The role each method needs from a caller over TCP.
   public static let requirements: [String: RegistryV1.Role] = [
     "ImportDataset": .writer, "GetDataset": .reader, "ListDatasets": .reader, "ListClips": .reader,
-    "Spectrogram": .reader,
+    "Spectrogram": .reader, "Train": .writer,
   ]
 
   /// Clips imported at once.
@@ -26,14 +27,23 @@ public struct AudioClassifierService: AudioV1.AudioClassifier.ServiceProtocol {
   /// The largest clip taken, in bytes.
   static let maxClipBytes = 256 << 20
 
-  private let store: AudioStore
-  private let blobs: BlobStore
+  let store: AudioStore
+  let blobs: BlobStore
   private let downloader: FileDownloader
+  /// Where trained versions go, and where their runs are recorded (nil: training is refused).
+  let registry: RegistryV1.ModelRegistry.Client?
+  let tracking: TrackingV1.Tracking.Client?
 
-  public init(store: AudioStore, blobs: BlobStore, downloader: FileDownloader = FileDownloader()) {
+  public init(
+    store: AudioStore, blobs: BlobStore, downloader: FileDownloader = FileDownloader(),
+    registry: (any RPCChannel)? = nil,
+    tracking: (any RPCChannel)? = nil
+  ) {
     self.store = store
     self.blobs = blobs
     self.downloader = downloader
+    self.registry = registry.map { RegistryV1.ModelRegistry.Client($0) }
+    self.tracking = tracking.map { TrackingV1.Tracking.Client($0) }
   }
 
   // MARK: Datasets
@@ -185,7 +195,7 @@ public struct AudioClassifierService: AudioV1.AudioClassifier.ServiceProtocol {
     try await dataset(id: request.datasetId, name: request.name, organization: request.organization)
   }
 
-  private func dataset(id: String, name: String, organization: String) async throws -> AudioV1.Dataset {
+  func dataset(id: String, name: String, organization: String) async throws -> AudioV1.Dataset {
     let caller = CallerOrganization.current
     let found: AudioV1.Dataset?
     if !id.isEmpty {

@@ -21,7 +21,74 @@ func withAudio<T>(
 struct AudioCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "audio", abstract: "Audio clips: spectrograms as librosa computes them.",
-    subcommands: [SpectrogramCommand.self, Ingest.self, Import.self, Datasets.self, Clips.self])
+    subcommands: [SpectrogramCommand.self, Ingest.self, Import.self, Datasets.self, Clips.self, Train.self])
+
+  struct Train: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+      abstract: "Train a classifier on a dataset's labelled clips into a new registry version.",
+      discussion: """
+        Each clip becomes a 64-band log-mel (or --pcen) spectrogram of 3 s, standardised, through \
+        a fixed convolutional embedding run by the model core; a dense head is trained for each \
+        --hidden size and the best on the validation split is pushed to the registry (the model is \
+        made, task audio, if it does not exist) and recorded in tracking. Shows a progress bar for \
+        the clips, then each epoch.
+        """)
+    @Argument(help: "The dataset's id.") var dataset: String
+    @Option(help: "The registry model the version goes to.") var model: String
+    @Option(help: "The most epochs per candidate.") var epochs: Int32 = 100
+    @Option(name: .customLong("hidden"), help: "A hidden size to try (repeatable; default 128, 256 and 512).")
+    var hidden: [Int32] = []
+    @Option(help: "The share of clips held out for validation.") var validationSplit = 0.2
+    @Option(help: "The seed of the embedding and of training.") var seed: UInt64 = 42
+    @Flag(help: "PCEN instead of log-mel.") var pcen = false
+    @Option(help: "Mel bands.") var mels: Int32 = 64
+    @Option(help: "The class whose probability predictions give (default: the first not called noise).")
+    var positive: String?
+    @OptionGroup var mesh: MeshOptions
+    @Flag(help: "Print the result as JSON.") var json = false
+
+    func run() async throws {
+      var request = AudioV1.TrainRequest()
+      request.datasetId = dataset
+      request.model = model
+      request.epochs = epochs
+      request.hiddenSizes = hidden
+      request.validationSplit = validationSplit
+      request.seed = seed
+      request.pcen = pcen
+      request.mels = mels
+      request.positiveClass = positive ?? ""
+      let json = json
+      let result = try await withAudio(mesh, command: "audio train") { client in
+        try await client.train(request) { answers -> AudioV1.TrainResult? in
+          var bar: ProgressLine?
+          for try await progress in answers {
+            if let result = progress.result { return result }
+            if let epoch = progress.epoch {
+              if !json {
+                emit(
+                  String(
+                    format: "hidden %d epoch %3d  acc %.3f  loss %.4f  val_acc %.3f  val_loss %.4f", epoch.hiddenSize,
+                    epoch.epoch, epoch.acc, epoch.loss, epoch.valAcc, epoch.valLoss))
+              }
+            } else {
+              if bar == nil { bar = ProgressLine(label: "features", total: Int(progress.total), unit: "clips") }
+              bar?.update(Int(progress.done))
+              if progress.done == progress.total { bar?.finish() }
+            }
+          }
+          return nil
+        }
+      }
+      guard let result else { throw RPCError(.unavailable, "training ended without a result") }
+      if json { return emitJSON(result) }
+      emit(
+        "\(result.model) v\(result.version): hidden \(result.hiddenSize), validation accuracy "
+          + String(format: "%.3f", result.modelAcc) + ", loss " + String(format: "%.4f", result.modelLoss)
+          + " on \(result.labeledFiles) clips; cm \(result.cm) (\(result.classes.joined(separator: ", "))); run \(result.runId)"
+      )
+    }
+  }
 
   struct Import: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

@@ -147,9 +147,13 @@ struct ServeCommand: AsyncParsableCommand {
       let database = try await openDatabase(storeURL, location.dataDirectory, migrations: AudioStore.migrations)
       databases.append(database)
       AudioMemory.keepLargeBuffers()
+      // Trained versions go to the registry and their runs to tracking, found through the registry.
+      let mesh = ShoalClient(location: location)
       AudioClassifierService(
-        store: AudioStore(database: database), blobs: try BlobStore(root: "\(location.dataDirectory)/audio-blobs")
+        store: AudioStore(database: database), blobs: try BlobStore(root: "\(location.dataDirectory)/audio-blobs"),
+        registry: mesh.channel(for: "registry"), tracking: mesh.channel(for: "tracking")
       ).register(in: &router)
+      shutdownSteps.append { await mesh.close() }
       interceptors.append(
         RegistryAccessInterceptor(
           service: AudioV1.AudioClassifier.fullName, requirements: AudioClassifierService.requirements,

@@ -154,4 +154,99 @@ struct AudioClassifierEndToEndTests {
     #expect(try await up.stop(signal: SIGTERM) == 0, "\(up.text)")
     await server.close()
   }
+
+  /// Whistles and pulsed calls against shipping-like noise (a low hum and broadband noise), 16
+  /// clips a class, at varying gains; and a single-class dataset.
+  static let makeTrainingSet = #"""
+    import sys
+    import numpy as np, soundfile as sf
+    out = sys.argv[1]
+    rng = np.random.default_rng(9)
+    sr = 32000
+    t = np.arange(3 * sr) / sr
+    def noise():
+        hum = 0.05 * np.sin(2 * np.pi * rng.uniform(40, 120) * t)
+        return hum + rng.uniform(0.02, 0.08) * rng.standard_normal(t.size)
+    for i in range(16):
+        gain = rng.uniform(0.3, 1.5)
+        f = rng.uniform(2000, 7000)
+        call = 0.2 * np.sin(2 * np.pi * (f * t + rng.uniform(-300, 300) * t ** 2)) * (np.sin(2 * np.pi * rng.uniform(1, 4) * t) > -0.2)
+        sf.write(f"{out}/train/call/c{i:02d}.wav", (gain * (call + noise())).astype(np.float32), sr, subtype="PCM_16")
+        sf.write(f"{out}/train/noise/n{i:02d}.wav", (gain * noise()).astype(np.float32), sr, subtype="PCM_16")
+    for i in range(3):
+        sf.write(f"{out}/one/call/c{i}.wav", noise().astype(np.float32), sr, subtype="PCM_16")
+    """#
+
+  /// Reads the pulled version with onnx and onnxruntime: its metadata, and probabilities for a
+  /// spectrogram-shaped input.
+  static let readModel = #"""
+    import json, sys
+    import numpy as np, onnx, onnxruntime as ort
+    model = onnx.load(sys.argv[1])
+    meta = {p.key: p.value for p in model.metadata_props}
+    session = ort.InferenceSession(sys.argv[1], providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(1).standard_normal((2, 1, 64, 130)).astype(np.float32)
+    y = session.run(None, {session.get_inputs()[0].name: x})[0]
+    print(json.dumps({"meta": meta, "shape": list(y.shape), "sums": [float(v) for v in y.sum(axis=1)]}))
+    """#
+
+  @Test func trainingPushesAVersionAndRecordsTheRun() async throws {
+    let shoal = try TestEnvironment.product("shoal")
+    let data = try TemporaryDirectory()
+    for directory in ["train/call", "train/noise", "one/call"] {
+      try FileManager.default.createDirectory(atPath: data.path(directory), withIntermediateDirectories: true)
+    }
+    let made = try await Subprocess.run(try TestEnvironment.python(), ["-c", Self.makeTrainingSet, data.url.path])
+    try #require(made.status == 0, "\(made.stderrText)")
+    try Data(
+      #"{ "services": [ { "name": "registry" }, { "name": "tracking" }, { "name": "audio-classifier" } ] }"#.utf8
+    ).write(to: data.url.appendingPathComponent("mesh.json"))
+    let up = try ServerProcess(shoal, ["up", "--mesh", data.path("mesh.json"), "--data", data.url.path])
+    _ = try await up.waitForLines(containing: "registered audio-classifier", seconds: 60)
+    _ = try await up.waitForLines(containing: "registered tracking", seconds: 60)
+    func run(_ arguments: String...) async throws -> SubprocessResult {
+      try await Subprocess.run(shoal, arguments + ["--data", data.url.path])
+    }
+    do {
+      let imported = try await run("audio", "import", data.path("train"), "--name", "calls", "--json")
+      let dataset = try AudioV1.Dataset(jsonString: imported.stdoutText)
+      #expect(dataset.labelCounts == ["call": 16, "noise": 16], "\(imported.stderrText)")
+
+      let trained = try await run(
+        "audio", "train", dataset.datasetId, "--model", "orca", "--hidden", "32", "--hidden", "64", "--epochs", "80",
+        "--json")
+      #expect(trained.status == 0, "\(trained.stderrText)")
+      let result = try AudioV1.TrainResult(jsonString: trained.stdoutText)
+      #expect(result.model == "local/orca" && result.version == 1 && result.labeledFiles == 32)
+      #expect(result.classes == ["noise", "call"] && result.positiveClass == "call" && result.cm.count == 4)
+      #expect(result.modelAcc >= 0.85, "\(result)")
+      #expect(!result.acc.isEmpty && result.acc.count == result.valLoss.count)
+      #expect([32, 64].contains(result.hiddenSize))
+
+      // The version in the registry, its file readable by onnx and onnxruntime with the front
+      // end in its metadata; the run in tracking with its metrics and the dataset.
+      let shown = try await run("models", "show", "orca/1", "--json")
+      let version = try RegistryV1.ModelVersion(jsonString: shown.stdoutText)
+      #expect(version.sourceRun == result.runId && version.tags["positive_class"] == "call")
+      #expect(version.signature?.classes.map(\.name) == ["call", "noise"])
+      #expect(try await run("models", "pull", "orca/1", "--out", data.path("orca.onnx")).status == 0)
+      let read = try await Subprocess.run(try TestEnvironment.python(), ["-c", Self.readModel, data.path("orca.onnx")])
+      #expect(read.status == 0, "\(read.stderrText)")
+      #expect(read.stdoutText.contains(#""shoal.audio.mels": "64""#) && read.stdoutText.contains(#""shape": [2, 2]"#))
+      let runShown = try await run("runs", "show", result.runId, "--json")
+      #expect(runShown.stdoutText.contains("val_acc") && runShown.stdoutText.contains(result.datasetDigest))
+
+      // A dataset of one class cannot train.
+      let one = try AudioV1.Dataset(
+        jsonString: try await run("audio", "import", data.path("one"), "--name", "one", "--json").stdoutText)
+      let refused = try await run("audio", "train", one.datasetId, "--model", "orca")
+      #expect(refused.status != 0 && refused.stderrText.contains("at least 2 classes"), "\(refused.stderrText)")
+      let unknown = try await run("audio", "train", "999", "--model", "orca")
+      #expect(unknown.status != 0 && unknown.stderrText.contains("does not exist"), "\(unknown.stderrText)")
+    } catch {
+      _ = try? await up.stop()
+      throw error
+    }
+    #expect(try await up.stop(signal: SIGTERM) == 0, "\(up.text)")
+  }
 }

@@ -297,6 +297,156 @@ extension AudioV1 {
   }
 }
 
+extension AudioV1 {
+  /// The `shoal.audio.v1.TrainRequest` message.
+  public struct TrainRequest: ProtoMessage {
+    /// `shoal.audio.v1.TrainRequest`.
+    public static let protoMessageName = "shoal.audio.v1.TrainRequest"
+
+    /// The labelled clips to train on (unlabelled ones are left out).
+    public var datasetId: String = ""
+
+    /// The registry model the new version goes to, made (task AUDIO) if it does not exist.
+    public var model: String = ""
+
+    /// The most epochs of each candidate; default 100 (training stops early when validation loss
+    /// has not improved for 10).
+    public var epochs: Int32 = 0
+
+    /// The head's hidden sizes tried, the best on the validation split kept; default 128, 256, 512.
+    public var hiddenSizes: [Int32] = []
+
+    /// The share of clips held out for validation; default 0.2.
+    public var validationSplit: Double = 0
+
+    /// Field 6, `seed`.
+    public var seed: UInt64 = 0
+
+    /// PCEN instead of log-mel.
+    public var pcen: Bool = false
+
+    /// Default 64.
+    public var mels: Int32 = 0
+
+    /// The positive class, whose probability a prediction's `predicted_value` is (recorded in the
+    /// version's tags); default: the first class in name order that is not `noise`, `background`
+    /// or `negative`.
+    public var positiveClass: String = ""
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension AudioV1 {
+  /// The `shoal.audio.v1.EpochMetrics` message.
+  public struct EpochMetrics: ProtoMessage {
+    /// `shoal.audio.v1.EpochMetrics`.
+    public static let protoMessageName = "shoal.audio.v1.EpochMetrics"
+
+    /// Field 1, `epoch`.
+    public var epoch: Int32 = 0
+
+    /// Field 2, `hidden_size`.
+    public var hiddenSize: Int32 = 0
+
+    /// Field 3, `acc`.
+    public var acc: Double = 0
+
+    /// Field 4, `loss`.
+    public var loss: Double = 0
+
+    /// Field 5, `val_acc`.
+    public var valAcc: Double = 0
+
+    /// Field 6, `val_loss`.
+    public var valLoss: Double = 0
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension AudioV1 {
+  /// The Orcasound endpoint's /train answer, with the new registry version and tracking run.
+  public struct TrainResult: ProtoMessage {
+    /// `shoal.audio.v1.TrainResult`.
+    public static let protoMessageName = "shoal.audio.v1.TrainResult"
+
+    /// Per epoch of the chosen candidate.
+    public var acc: [Double] = []
+
+    /// Field 2, `loss`.
+    public var loss: [Double] = []
+
+    /// Field 3, `val_acc`.
+    public var valAcc: [Double] = []
+
+    /// Field 4, `val_loss`.
+    public var valLoss: [Double] = []
+
+    /// The validation confusion matrix row-major (true class by row): for two classes
+    /// [tn, fp, fn, tp] with the positive class second.
+    public var cm: [Int64] = []
+
+    /// Field 6, `classes`.
+    public var classes: [String] = []
+
+    /// Field 7, `labeled_files`.
+    public var labeledFiles: Int64 = 0
+
+    /// On the validation split, at the best epoch.
+    public var modelAcc: Double = 0
+
+    /// Field 9, `model_loss`.
+    public var modelLoss: Double = 0
+
+    /// Field 10, `hidden_size`.
+    public var hiddenSize: Int32 = 0
+
+    /// `org/name` and the version.
+    public var model: String = ""
+
+    /// Field 12, `version`.
+    public var version: Int64 = 0
+
+    /// Field 13, `run_id`.
+    public var runId: String = ""
+
+    /// Field 14, `dataset_digest`.
+    public var datasetDigest: String = ""
+
+    /// Field 15, `positive_class`.
+    public var positiveClass: String = ""
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension AudioV1 {
+  /// Features computed (done of total clips), then each epoch, then the result.
+  public struct TrainProgress: ProtoMessage {
+    /// `shoal.audio.v1.TrainProgress`.
+    public static let protoMessageName = "shoal.audio.v1.TrainProgress"
+
+    /// Field 1, `total`.
+    public var total: Int64 = 0
+
+    /// Field 2, `done`.
+    public var done: Int64 = 0
+
+    /// Field 3, `epoch`.
+    public var epoch: AudioV1.EpochMetrics? = nil
+
+    /// Field 4, `result`.
+    public var result: AudioV1.TrainResult? = nil
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
 extension AudioV1.Clip {
   public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__audio__v1__clip()) }
 
@@ -798,11 +948,244 @@ extension AudioV1.SpectrogramResponse {
   }
 }
 
+extension AudioV1.TrainRequest {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__audio__v1__train_request()) }
+
+  public func _encode(to w: CMessageWriter) {
+    w.string(0, self.datasetId)
+    w.string(1, self.model)
+    w.scalar(2, self.epochs)
+    w.repeatedScalar(3, self.hiddenSizes)
+    w.scalar(4, self.validationSplit)
+    w.scalar(5, self.seed)
+    w.bool(6, self.pcen)
+    w.scalar(7, self.mels)
+    w.string(8, self.positiveClass)
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    self.datasetId = try r.string(0)
+    self.model = try r.string(1)
+    self.epochs = r.scalar(2, as: Int32.self)
+    self.hiddenSizes = r.repeatedScalar(3, as: Int32.self)
+    self.validationSplit = r.scalar(4, as: Double.self)
+    self.seed = r.scalar(5, as: UInt64.self)
+    self.pcen = r.bool(6)
+    self.mels = r.scalar(7, as: Int32.self)
+    self.positiveClass = try r.string(8)
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    j.value("datasetId", self.datasetId)
+    j.value("model", self.model)
+    j.value("epochs", self.epochs)
+    j.repeated("hiddenSizes", self.hiddenSizes)
+    j.value("validationSplit", self.validationSplit)
+    j.value("seed", self.seed)
+    j.value("pcen", self.pcen)
+    j.value("mels", self.mels)
+    j.value("positiveClass", self.positiveClass)
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "datasetId", "dataset_id": self.datasetId = try j.value(json, key, as: String.self)
+        case "model": self.model = try j.value(json, key, as: String.self)
+        case "epochs": self.epochs = try j.value(json, key, as: Int32.self)
+        case "hiddenSizes", "hidden_sizes": self.hiddenSizes = try j.repeated(json, key, as: Int32.self)
+        case "validationSplit", "validation_split": self.validationSplit = try j.value(json, key, as: Double.self)
+        case "seed": self.seed = try j.value(json, key, as: UInt64.self)
+        case "pcen": self.pcen = try j.value(json, key, as: Bool.self)
+        case "mels": self.mels = try j.value(json, key, as: Int32.self)
+        case "positiveClass", "positive_class": self.positiveClass = try j.value(json, key, as: String.self)
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
+extension AudioV1.EpochMetrics {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__audio__v1__epoch_metrics()) }
+
+  public func _encode(to w: CMessageWriter) {
+    w.scalar(0, self.epoch)
+    w.scalar(1, self.hiddenSize)
+    w.scalar(2, self.acc)
+    w.scalar(3, self.loss)
+    w.scalar(4, self.valAcc)
+    w.scalar(5, self.valLoss)
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    self.epoch = r.scalar(0, as: Int32.self)
+    self.hiddenSize = r.scalar(1, as: Int32.self)
+    self.acc = r.scalar(2, as: Double.self)
+    self.loss = r.scalar(3, as: Double.self)
+    self.valAcc = r.scalar(4, as: Double.self)
+    self.valLoss = r.scalar(5, as: Double.self)
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    j.value("epoch", self.epoch)
+    j.value("hiddenSize", self.hiddenSize)
+    j.value("acc", self.acc)
+    j.value("loss", self.loss)
+    j.value("valAcc", self.valAcc)
+    j.value("valLoss", self.valLoss)
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "epoch": self.epoch = try j.value(json, key, as: Int32.self)
+        case "hiddenSize", "hidden_size": self.hiddenSize = try j.value(json, key, as: Int32.self)
+        case "acc": self.acc = try j.value(json, key, as: Double.self)
+        case "loss": self.loss = try j.value(json, key, as: Double.self)
+        case "valAcc", "val_acc": self.valAcc = try j.value(json, key, as: Double.self)
+        case "valLoss", "val_loss": self.valLoss = try j.value(json, key, as: Double.self)
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
+extension AudioV1.TrainResult {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__audio__v1__train_result()) }
+
+  public func _encode(to w: CMessageWriter) {
+    w.repeatedScalar(0, self.acc)
+    w.repeatedScalar(1, self.loss)
+    w.repeatedScalar(2, self.valAcc)
+    w.repeatedScalar(3, self.valLoss)
+    w.repeatedScalar(4, self.cm)
+    w.repeatedString(5, self.classes)
+    w.scalar(6, self.labeledFiles)
+    w.scalar(7, self.modelAcc)
+    w.scalar(8, self.modelLoss)
+    w.scalar(9, self.hiddenSize)
+    w.string(10, self.model)
+    w.scalar(11, self.version)
+    w.string(12, self.runId)
+    w.string(13, self.datasetDigest)
+    w.string(14, self.positiveClass)
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    self.acc = r.repeatedScalar(0, as: Double.self)
+    self.loss = r.repeatedScalar(1, as: Double.self)
+    self.valAcc = r.repeatedScalar(2, as: Double.self)
+    self.valLoss = r.repeatedScalar(3, as: Double.self)
+    self.cm = r.repeatedScalar(4, as: Int64.self)
+    self.classes = try r.repeatedString(5)
+    self.labeledFiles = r.scalar(6, as: Int64.self)
+    self.modelAcc = r.scalar(7, as: Double.self)
+    self.modelLoss = r.scalar(8, as: Double.self)
+    self.hiddenSize = r.scalar(9, as: Int32.self)
+    self.model = try r.string(10)
+    self.version = r.scalar(11, as: Int64.self)
+    self.runId = try r.string(12)
+    self.datasetDigest = try r.string(13)
+    self.positiveClass = try r.string(14)
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    j.repeated("acc", self.acc)
+    j.repeated("loss", self.loss)
+    j.repeated("valAcc", self.valAcc)
+    j.repeated("valLoss", self.valLoss)
+    j.repeated("cm", self.cm)
+    j.repeated("classes", self.classes)
+    j.value("labeledFiles", self.labeledFiles)
+    j.value("modelAcc", self.modelAcc)
+    j.value("modelLoss", self.modelLoss)
+    j.value("hiddenSize", self.hiddenSize)
+    j.value("model", self.model)
+    j.value("version", self.version)
+    j.value("runId", self.runId)
+    j.value("datasetDigest", self.datasetDigest)
+    j.value("positiveClass", self.positiveClass)
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "acc": self.acc = try j.repeated(json, key, as: Double.self)
+        case "loss": self.loss = try j.repeated(json, key, as: Double.self)
+        case "valAcc", "val_acc": self.valAcc = try j.repeated(json, key, as: Double.self)
+        case "valLoss", "val_loss": self.valLoss = try j.repeated(json, key, as: Double.self)
+        case "cm": self.cm = try j.repeated(json, key, as: Int64.self)
+        case "classes": self.classes = try j.repeated(json, key, as: String.self)
+        case "labeledFiles", "labeled_files": self.labeledFiles = try j.value(json, key, as: Int64.self)
+        case "modelAcc", "model_acc": self.modelAcc = try j.value(json, key, as: Double.self)
+        case "modelLoss", "model_loss": self.modelLoss = try j.value(json, key, as: Double.self)
+        case "hiddenSize", "hidden_size": self.hiddenSize = try j.value(json, key, as: Int32.self)
+        case "model": self.model = try j.value(json, key, as: String.self)
+        case "version": self.version = try j.value(json, key, as: Int64.self)
+        case "runId", "run_id": self.runId = try j.value(json, key, as: String.self)
+        case "datasetDigest", "dataset_digest": self.datasetDigest = try j.value(json, key, as: String.self)
+        case "positiveClass", "positive_class": self.positiveClass = try j.value(json, key, as: String.self)
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
+extension AudioV1.TrainProgress {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__audio__v1__train_progress()) }
+
+  public func _encode(to w: CMessageWriter) {
+    w.scalar(0, self.total)
+    w.scalar(1, self.done)
+    if let v = self.epoch { w.message(2, v) }
+    if let v = self.result { w.message(3, v) }
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    self.total = r.scalar(0, as: Int64.self)
+    self.done = r.scalar(1, as: Int64.self)
+    self.epoch = try r.message(2, as: AudioV1.EpochMetrics.self)
+    self.result = try r.message(3, as: AudioV1.TrainResult.self)
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    j.value("total", self.total)
+    j.value("done", self.done)
+    if let v = self.epoch { j.value("epoch", v, always: true) }
+    if let v = self.result { j.value("result", v, always: true) }
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "total": self.total = try j.value(json, key, as: Int64.self)
+        case "done": self.done = try j.value(json, key, as: Int64.self)
+        case "epoch": self.epoch = try json == .null ? nil : j.value(json, key, as: AudioV1.EpochMetrics.self)
+        case "result": self.result = try json == .null ? nil : j.value(json, key, as: AudioV1.TrainResult.self)
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
 extension AudioV1 {
   /// The `shoal.audio.v1.AudioClassifier` service.
   public enum AudioClassifier {
     /// `shoal.audio.v1.AudioClassifier`.
     public static let fullName = "shoal.audio.v1.AudioClassifier"
+
+    /// Trains a classifier on a dataset's labelled clips: spectrograms through a fixed
+    /// convolutional embedding run by the model core, a dense head trained with HeadTrainer for
+    /// each hidden size, the best pushed to the registry as a new version and recorded in tracking.
+    public static let train = TypedMethod<AudioV1.TrainRequest, AudioV1.TrainProgress>(service: fullName, name: "Train", kind: .serverStreaming, idempotent: false)
 
     /// `ImportDataset`.
     public static let importDataset = TypedMethod<AudioV1.ImportDatasetRequest, AudioV1.ImportProgress>(service: fullName, name: "ImportDataset", kind: .serverStreaming, idempotent: false)
@@ -820,6 +1203,6 @@ extension AudioV1 {
     public static let spectrogram = TypedMethod<AudioV1.SpectrogramRequest, AudioV1.SpectrogramResponse>(service: fullName, name: "Spectrogram", kind: .unary, idempotent: true)
 
     /// The service's methods, for routers and reflection.
-    public static let descriptor = ServiceDescriptor(fullName: fullName, methods: [importDataset.descriptor, getDataset.descriptor, listDatasets.descriptor, listClips.descriptor, spectrogram.descriptor])
+    public static let descriptor = ServiceDescriptor(fullName: fullName, methods: [train.descriptor, importDataset.descriptor, getDataset.descriptor, listDatasets.descriptor, listClips.descriptor, spectrogram.descriptor])
   }
 }

@@ -48,6 +48,10 @@ static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__audio__v
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__audio__v1__list_clips_response(void) { return &shoal__audio__v1__list_clips_response__descriptor; }
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__audio__v1__spectrogram_request(void) { return &shoal__audio__v1__spectrogram_request__descriptor; }
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__audio__v1__spectrogram_response(void) { return &shoal__audio__v1__spectrogram_response__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__audio__v1__train_request(void) { return &shoal__audio__v1__train_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__audio__v1__epoch_metrics(void) { return &shoal__audio__v1__epoch_metrics__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__audio__v1__train_result(void) { return &shoal__audio__v1__train_result__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__audio__v1__train_progress(void) { return &shoal__audio__v1__train_progress__descriptor; }
 
 // shoal/bench/v1/bench.proto
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__bench__v1__bench_request(void) { return &shoal__bench__v1__bench_request__descriptor; }

@@ -6,6 +6,11 @@ public import ShoalRPC
 extension AudioV1.AudioClassifier {
   /// What a server of `shoal.audio.v1.AudioClassifier` implements; `register(in:)` adds it to a router.
   public protocol ServiceProtocol: Sendable {
+    /// Trains a classifier on a dataset's labelled clips: spectrograms through a fixed
+    /// convolutional embedding run by the model core, a dense head trained with HeadTrainer for
+    /// each hidden size, the best pushed to the registry as a new version and recorded in tracking.
+    func train(_ request: AudioV1.TrainRequest, responses: RPCResponseWriter<AudioV1.TrainProgress>, context: ServerContext) async throws
+
     /// `ImportDataset`.
     func importDataset(_ request: AudioV1.ImportDatasetRequest, responses: RPCResponseWriter<AudioV1.ImportProgress>, context: ServerContext) async throws
 
@@ -29,6 +34,16 @@ extension AudioV1.AudioClassifier {
 
     /// A typed client over `rpc`.
     public init(_ rpc: any RPCChannel) { self.rpc = rpc }
+
+    /// Trains a classifier on a dataset's labelled clips: spectrograms through a fixed
+    /// convolutional embedding run by the model core, a dense head trained with HeadTrainer for
+    /// each hidden size, the best pushed to the registry as a new version and recorded in tracking.
+    public func train<Result: Sendable>(
+      _ request: AudioV1.TrainRequest, options: CallOptions = CallOptions(),
+      _ responses: (RPCResponseStream<AudioV1.TrainProgress>) async throws -> Result
+    ) async throws -> Result {
+      try await rpc.serverStreaming(AudioV1.AudioClassifier.train, request, options: options, responses)
+    }
 
     /// `ImportDataset`.
     public func importDataset<Result: Sendable>(
@@ -63,6 +78,7 @@ extension AudioV1.AudioClassifier {
 extension AudioV1.AudioClassifier.ServiceProtocol {
   /// Adds every method of `shoal.audio.v1.AudioClassifier` to `router`, served by this value.
   public func register(in router: inout ServiceRouter) {
+    router.serverStreaming(AudioV1.AudioClassifier.train) { try await self.train($0, responses: $1, context: $2) }
     router.serverStreaming(AudioV1.AudioClassifier.importDataset) { try await self.importDataset($0, responses: $1, context: $2) }
     router.unary(AudioV1.AudioClassifier.getDataset) { try await self.getDataset($0, context: $1) }
     router.unary(AudioV1.AudioClassifier.listDatasets) { try await self.listDatasets($0, context: $1) }

@@ -553,6 +553,186 @@ void   shoal__audio__v1__spectrogram_response__free_unpacked
   assert(message->base.descriptor == &shoal__audio__v1__spectrogram_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   shoal__audio__v1__train_request__init
+                     (Shoal__Audio__V1__TrainRequest         *message)
+{
+  static const Shoal__Audio__V1__TrainRequest init_value = SHOAL__AUDIO__V1__TRAIN_REQUEST__INIT;
+  *message = init_value;
+}
+size_t shoal__audio__v1__train_request__get_packed_size
+                     (const Shoal__Audio__V1__TrainRequest *message)
+{
+  assert(message->base.descriptor == &shoal__audio__v1__train_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__audio__v1__train_request__pack
+                     (const Shoal__Audio__V1__TrainRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__audio__v1__train_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__audio__v1__train_request__pack_to_buffer
+                     (const Shoal__Audio__V1__TrainRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__audio__v1__train_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Audio__V1__TrainRequest *
+       shoal__audio__v1__train_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Audio__V1__TrainRequest *)
+     protobuf_c_message_unpack (&shoal__audio__v1__train_request__descriptor,
+                                allocator, len, data);
+}
+void   shoal__audio__v1__train_request__free_unpacked
+                     (Shoal__Audio__V1__TrainRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__audio__v1__train_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   shoal__audio__v1__epoch_metrics__init
+                     (Shoal__Audio__V1__EpochMetrics         *message)
+{
+  static const Shoal__Audio__V1__EpochMetrics init_value = SHOAL__AUDIO__V1__EPOCH_METRICS__INIT;
+  *message = init_value;
+}
+size_t shoal__audio__v1__epoch_metrics__get_packed_size
+                     (const Shoal__Audio__V1__EpochMetrics *message)
+{
+  assert(message->base.descriptor == &shoal__audio__v1__epoch_metrics__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__audio__v1__epoch_metrics__pack
+                     (const Shoal__Audio__V1__EpochMetrics *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__audio__v1__epoch_metrics__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__audio__v1__epoch_metrics__pack_to_buffer
+                     (const Shoal__Audio__V1__EpochMetrics *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__audio__v1__epoch_metrics__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Audio__V1__EpochMetrics *
+       shoal__audio__v1__epoch_metrics__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Audio__V1__EpochMetrics *)
+     protobuf_c_message_unpack (&shoal__audio__v1__epoch_metrics__descriptor,
+                                allocator, len, data);
+}
+void   shoal__audio__v1__epoch_metrics__free_unpacked
+                     (Shoal__Audio__V1__EpochMetrics *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__audio__v1__epoch_metrics__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   shoal__audio__v1__train_result__init
+                     (Shoal__Audio__V1__TrainResult         *message)
+{
+  static const Shoal__Audio__V1__TrainResult init_value = SHOAL__AUDIO__V1__TRAIN_RESULT__INIT;
+  *message = init_value;
+}
+size_t shoal__audio__v1__train_result__get_packed_size
+                     (const Shoal__Audio__V1__TrainResult *message)
+{
+  assert(message->base.descriptor == &shoal__audio__v1__train_result__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__audio__v1__train_result__pack
+                     (const Shoal__Audio__V1__TrainResult *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__audio__v1__train_result__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__audio__v1__train_result__pack_to_buffer
+                     (const Shoal__Audio__V1__TrainResult *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__audio__v1__train_result__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Audio__V1__TrainResult *
+       shoal__audio__v1__train_result__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Audio__V1__TrainResult *)
+     protobuf_c_message_unpack (&shoal__audio__v1__train_result__descriptor,
+                                allocator, len, data);
+}
+void   shoal__audio__v1__train_result__free_unpacked
+                     (Shoal__Audio__V1__TrainResult *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__audio__v1__train_result__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   shoal__audio__v1__train_progress__init
+                     (Shoal__Audio__V1__TrainProgress         *message)
+{
+  static const Shoal__Audio__V1__TrainProgress init_value = SHOAL__AUDIO__V1__TRAIN_PROGRESS__INIT;
+  *message = init_value;
+}
+size_t shoal__audio__v1__train_progress__get_packed_size
+                     (const Shoal__Audio__V1__TrainProgress *message)
+{
+  assert(message->base.descriptor == &shoal__audio__v1__train_progress__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__audio__v1__train_progress__pack
+                     (const Shoal__Audio__V1__TrainProgress *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__audio__v1__train_progress__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__audio__v1__train_progress__pack_to_buffer
+                     (const Shoal__Audio__V1__TrainProgress *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__audio__v1__train_progress__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Audio__V1__TrainProgress *
+       shoal__audio__v1__train_progress__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Audio__V1__TrainProgress *)
+     protobuf_c_message_unpack (&shoal__audio__v1__train_progress__descriptor,
+                                allocator, len, data);
+}
+void   shoal__audio__v1__train_progress__free_unpacked
+                     (Shoal__Audio__V1__TrainProgress *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__audio__v1__train_progress__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 static const ProtobufCFieldDescriptor shoal__audio__v1__clip__field_descriptors[10] =
 {
   {
@@ -1580,8 +1760,551 @@ const ProtobufCMessageDescriptor shoal__audio__v1__spectrogram_response__descrip
   (ProtobufCMessageInit) shoal__audio__v1__spectrogram_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCMethodDescriptor shoal__audio__v1__audio_classifier__method_descriptors[5] =
+static const ProtobufCFieldDescriptor shoal__audio__v1__train_request__field_descriptors[9] =
 {
+  {
+    "dataset_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__TrainRequest, dataset_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "model",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__TrainRequest, model),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "epochs",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__TrainRequest, epochs),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "hidden_sizes",
+    4,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_INT32,
+    offsetof(Shoal__Audio__V1__TrainRequest, n_hidden_sizes),
+    offsetof(Shoal__Audio__V1__TrainRequest, hidden_sizes),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "validation_split",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__TrainRequest, validation_split),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "seed",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__TrainRequest, seed),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "pcen",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__TrainRequest, pcen),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "mels",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__TrainRequest, mels),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "positive_class",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__TrainRequest, positive_class),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__audio__v1__train_request__field_indices_by_name[] = {
+  0,   /* field[0] = dataset_id */
+  2,   /* field[2] = epochs */
+  3,   /* field[3] = hidden_sizes */
+  7,   /* field[7] = mels */
+  1,   /* field[1] = model */
+  6,   /* field[6] = pcen */
+  8,   /* field[8] = positive_class */
+  5,   /* field[5] = seed */
+  4,   /* field[4] = validation_split */
+};
+static const ProtobufCIntRange shoal__audio__v1__train_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 9 }
+};
+const ProtobufCMessageDescriptor shoal__audio__v1__train_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.audio.v1.TrainRequest",
+  "TrainRequest",
+  "Shoal__Audio__V1__TrainRequest",
+  "shoal.audio.v1",
+  sizeof(Shoal__Audio__V1__TrainRequest),
+  9,
+  shoal__audio__v1__train_request__field_descriptors,
+  shoal__audio__v1__train_request__field_indices_by_name,
+  1,  shoal__audio__v1__train_request__number_ranges,
+  (ProtobufCMessageInit) shoal__audio__v1__train_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor shoal__audio__v1__epoch_metrics__field_descriptors[6] =
+{
+  {
+    "epoch",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__EpochMetrics, epoch),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "hidden_size",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__EpochMetrics, hidden_size),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "acc",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__EpochMetrics, acc),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "loss",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__EpochMetrics, loss),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "val_acc",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__EpochMetrics, val_acc),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "val_loss",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__EpochMetrics, val_loss),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__audio__v1__epoch_metrics__field_indices_by_name[] = {
+  2,   /* field[2] = acc */
+  0,   /* field[0] = epoch */
+  1,   /* field[1] = hidden_size */
+  3,   /* field[3] = loss */
+  4,   /* field[4] = val_acc */
+  5,   /* field[5] = val_loss */
+};
+static const ProtobufCIntRange shoal__audio__v1__epoch_metrics__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 6 }
+};
+const ProtobufCMessageDescriptor shoal__audio__v1__epoch_metrics__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.audio.v1.EpochMetrics",
+  "EpochMetrics",
+  "Shoal__Audio__V1__EpochMetrics",
+  "shoal.audio.v1",
+  sizeof(Shoal__Audio__V1__EpochMetrics),
+  6,
+  shoal__audio__v1__epoch_metrics__field_descriptors,
+  shoal__audio__v1__epoch_metrics__field_indices_by_name,
+  1,  shoal__audio__v1__epoch_metrics__number_ranges,
+  (ProtobufCMessageInit) shoal__audio__v1__epoch_metrics__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor shoal__audio__v1__train_result__field_descriptors[15] =
+{
+  {
+    "acc",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_DOUBLE,
+    offsetof(Shoal__Audio__V1__TrainResult, n_acc),
+    offsetof(Shoal__Audio__V1__TrainResult, acc),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "loss",
+    2,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_DOUBLE,
+    offsetof(Shoal__Audio__V1__TrainResult, n_loss),
+    offsetof(Shoal__Audio__V1__TrainResult, loss),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "val_acc",
+    3,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_DOUBLE,
+    offsetof(Shoal__Audio__V1__TrainResult, n_val_acc),
+    offsetof(Shoal__Audio__V1__TrainResult, val_acc),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "val_loss",
+    4,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_DOUBLE,
+    offsetof(Shoal__Audio__V1__TrainResult, n_val_loss),
+    offsetof(Shoal__Audio__V1__TrainResult, val_loss),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "cm",
+    5,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_INT64,
+    offsetof(Shoal__Audio__V1__TrainResult, n_cm),
+    offsetof(Shoal__Audio__V1__TrainResult, cm),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "classes",
+    6,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Shoal__Audio__V1__TrainResult, n_classes),
+    offsetof(Shoal__Audio__V1__TrainResult, classes),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "labeled_files",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__TrainResult, labeled_files),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "model_acc",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__TrainResult, model_acc),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "model_loss",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__TrainResult, model_loss),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "hidden_size",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__TrainResult, hidden_size),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "model",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__TrainResult, model),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "version",
+    12,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__TrainResult, version),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "run_id",
+    13,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__TrainResult, run_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "dataset_digest",
+    14,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__TrainResult, dataset_digest),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "positive_class",
+    15,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__TrainResult, positive_class),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__audio__v1__train_result__field_indices_by_name[] = {
+  0,   /* field[0] = acc */
+  5,   /* field[5] = classes */
+  4,   /* field[4] = cm */
+  13,   /* field[13] = dataset_digest */
+  9,   /* field[9] = hidden_size */
+  6,   /* field[6] = labeled_files */
+  1,   /* field[1] = loss */
+  10,   /* field[10] = model */
+  7,   /* field[7] = model_acc */
+  8,   /* field[8] = model_loss */
+  14,   /* field[14] = positive_class */
+  12,   /* field[12] = run_id */
+  2,   /* field[2] = val_acc */
+  3,   /* field[3] = val_loss */
+  11,   /* field[11] = version */
+};
+static const ProtobufCIntRange shoal__audio__v1__train_result__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 15 }
+};
+const ProtobufCMessageDescriptor shoal__audio__v1__train_result__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.audio.v1.TrainResult",
+  "TrainResult",
+  "Shoal__Audio__V1__TrainResult",
+  "shoal.audio.v1",
+  sizeof(Shoal__Audio__V1__TrainResult),
+  15,
+  shoal__audio__v1__train_result__field_descriptors,
+  shoal__audio__v1__train_result__field_indices_by_name,
+  1,  shoal__audio__v1__train_result__number_ranges,
+  (ProtobufCMessageInit) shoal__audio__v1__train_result__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor shoal__audio__v1__train_progress__field_descriptors[4] =
+{
+  {
+    "total",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__TrainProgress, total),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "done",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__TrainProgress, done),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "epoch",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__TrainProgress, epoch),
+    &shoal__audio__v1__epoch_metrics__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "result",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__TrainProgress, result),
+    &shoal__audio__v1__train_result__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__audio__v1__train_progress__field_indices_by_name[] = {
+  1,   /* field[1] = done */
+  2,   /* field[2] = epoch */
+  3,   /* field[3] = result */
+  0,   /* field[0] = total */
+};
+static const ProtobufCIntRange shoal__audio__v1__train_progress__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor shoal__audio__v1__train_progress__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.audio.v1.TrainProgress",
+  "TrainProgress",
+  "Shoal__Audio__V1__TrainProgress",
+  "shoal.audio.v1",
+  sizeof(Shoal__Audio__V1__TrainProgress),
+  4,
+  shoal__audio__v1__train_progress__field_descriptors,
+  shoal__audio__v1__train_progress__field_indices_by_name,
+  1,  shoal__audio__v1__train_progress__number_ranges,
+  (ProtobufCMessageInit) shoal__audio__v1__train_progress__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCMethodDescriptor shoal__audio__v1__audio_classifier__method_descriptors[6] =
+{
+  { "Train", &shoal__audio__v1__train_request__descriptor, &shoal__audio__v1__train_progress__descriptor },
   { "ImportDataset", &shoal__audio__v1__import_dataset_request__descriptor, &shoal__audio__v1__import_progress__descriptor },
   { "GetDataset", &shoal__audio__v1__get_dataset_request__descriptor, &shoal__audio__v1__dataset__descriptor },
   { "ListDatasets", &shoal__audio__v1__list_datasets_request__descriptor, &shoal__audio__v1__list_datasets_response__descriptor },
@@ -1589,11 +2312,12 @@ static const ProtobufCMethodDescriptor shoal__audio__v1__audio_classifier__metho
   { "Spectrogram", &shoal__audio__v1__spectrogram_request__descriptor, &shoal__audio__v1__spectrogram_response__descriptor },
 };
 const unsigned shoal__audio__v1__audio_classifier__method_indices_by_name[] = {
-  1,        /* GetDataset */
-  0,        /* ImportDataset */
-  3,        /* ListClips */
-  2,        /* ListDatasets */
-  4         /* Spectrogram */
+  2,        /* GetDataset */
+  1,        /* ImportDataset */
+  4,        /* ListClips */
+  3,        /* ListDatasets */
+  5,        /* Spectrogram */
+  0         /* Train */
 };
 const ProtobufCServiceDescriptor shoal__audio__v1__audio_classifier__descriptor =
 {
@@ -1602,17 +2326,25 @@ const ProtobufCServiceDescriptor shoal__audio__v1__audio_classifier__descriptor 
   "AudioClassifier",
   "Shoal__Audio__V1__AudioClassifier",
   "shoal.audio.v1",
-  5,
+  6,
   shoal__audio__v1__audio_classifier__method_descriptors,
   shoal__audio__v1__audio_classifier__method_indices_by_name
 };
+void shoal__audio__v1__audio_classifier__train(ProtobufCService *service,
+                                               const Shoal__Audio__V1__TrainRequest *input,
+                                               Shoal__Audio__V1__TrainProgress_Closure closure,
+                                               void *closure_data)
+{
+  assert(service->descriptor == &shoal__audio__v1__audio_classifier__descriptor);
+  service->invoke(service, 0, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
 void shoal__audio__v1__audio_classifier__import_dataset(ProtobufCService *service,
                                                         const Shoal__Audio__V1__ImportDatasetRequest *input,
                                                         Shoal__Audio__V1__ImportProgress_Closure closure,
                                                         void *closure_data)
 {
   assert(service->descriptor == &shoal__audio__v1__audio_classifier__descriptor);
-  service->invoke(service, 0, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 1, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void shoal__audio__v1__audio_classifier__get_dataset(ProtobufCService *service,
                                                      const Shoal__Audio__V1__GetDatasetRequest *input,
@@ -1620,7 +2352,7 @@ void shoal__audio__v1__audio_classifier__get_dataset(ProtobufCService *service,
                                                      void *closure_data)
 {
   assert(service->descriptor == &shoal__audio__v1__audio_classifier__descriptor);
-  service->invoke(service, 1, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 2, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void shoal__audio__v1__audio_classifier__list_datasets(ProtobufCService *service,
                                                        const Shoal__Audio__V1__ListDatasetsRequest *input,
@@ -1628,7 +2360,7 @@ void shoal__audio__v1__audio_classifier__list_datasets(ProtobufCService *service
                                                        void *closure_data)
 {
   assert(service->descriptor == &shoal__audio__v1__audio_classifier__descriptor);
-  service->invoke(service, 2, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 3, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void shoal__audio__v1__audio_classifier__list_clips(ProtobufCService *service,
                                                     const Shoal__Audio__V1__ListClipsRequest *input,
@@ -1636,7 +2368,7 @@ void shoal__audio__v1__audio_classifier__list_clips(ProtobufCService *service,
                                                     void *closure_data)
 {
   assert(service->descriptor == &shoal__audio__v1__audio_classifier__descriptor);
-  service->invoke(service, 3, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 4, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void shoal__audio__v1__audio_classifier__spectrogram(ProtobufCService *service,
                                                      const Shoal__Audio__V1__SpectrogramRequest *input,
@@ -1644,7 +2376,7 @@ void shoal__audio__v1__audio_classifier__spectrogram(ProtobufCService *service,
                                                      void *closure_data)
 {
   assert(service->descriptor == &shoal__audio__v1__audio_classifier__descriptor);
-  service->invoke(service, 4, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 5, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void shoal__audio__v1__audio_classifier__init (Shoal__Audio__V1__AudioClassifier_Service *service,
                                                Shoal__Audio__V1__AudioClassifier_ServiceDestroy destroy)

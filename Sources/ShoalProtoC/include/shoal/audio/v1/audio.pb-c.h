@@ -28,6 +28,10 @@ typedef struct Shoal__Audio__V1__ListClipsRequest Shoal__Audio__V1__ListClipsReq
 typedef struct Shoal__Audio__V1__ListClipsResponse Shoal__Audio__V1__ListClipsResponse;
 typedef struct Shoal__Audio__V1__SpectrogramRequest Shoal__Audio__V1__SpectrogramRequest;
 typedef struct Shoal__Audio__V1__SpectrogramResponse Shoal__Audio__V1__SpectrogramResponse;
+typedef struct Shoal__Audio__V1__TrainRequest Shoal__Audio__V1__TrainRequest;
+typedef struct Shoal__Audio__V1__EpochMetrics Shoal__Audio__V1__EpochMetrics;
+typedef struct Shoal__Audio__V1__TrainResult Shoal__Audio__V1__TrainResult;
+typedef struct Shoal__Audio__V1__TrainProgress Shoal__Audio__V1__TrainProgress;
 
 
 /* --- enums --- */
@@ -294,6 +298,129 @@ struct  Shoal__Audio__V1__SpectrogramResponse
     , 0, 0, 0,NULL, {0,NULL} }
 
 
+struct  Shoal__Audio__V1__TrainRequest
+{
+  ProtobufCMessage base;
+  /*
+   * The labelled clips to train on (unlabelled ones are left out).
+   */
+  char *dataset_id;
+  /*
+   * The registry model the new version goes to, made (task AUDIO) if it does not exist.
+   */
+  char *model;
+  /*
+   * The most epochs of each candidate; default 100 (training stops early when validation loss
+   * has not improved for 10).
+   */
+  int32_t epochs;
+  /*
+   * The head's hidden sizes tried, the best on the validation split kept; default 128, 256, 512.
+   */
+  size_t n_hidden_sizes;
+  int32_t *hidden_sizes;
+  /*
+   * The share of clips held out for validation; default 0.2.
+   */
+  double validation_split;
+  uint64_t seed;
+  /*
+   * PCEN instead of log-mel.
+   */
+  protobuf_c_boolean pcen;
+  /*
+   * Default 64.
+   */
+  int32_t mels;
+  /*
+   * The positive class, whose probability a prediction's `predicted_value` is (recorded in the
+   * version's tags); default: the first class in name order that is not `noise`, `background`
+   * or `negative`.
+   */
+  char *positive_class;
+};
+#define SHOAL__AUDIO__V1__TRAIN_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__audio__v1__train_request__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0,NULL, 0, 0, 0, 0, (char *)protobuf_c_empty_string }
+
+
+struct  Shoal__Audio__V1__EpochMetrics
+{
+  ProtobufCMessage base;
+  int32_t epoch;
+  int32_t hidden_size;
+  double acc;
+  double loss;
+  double val_acc;
+  double val_loss;
+};
+#define SHOAL__AUDIO__V1__EPOCH_METRICS__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__audio__v1__epoch_metrics__descriptor) \
+    , 0, 0, 0, 0, 0, 0 }
+
+
+/*
+ * The Orcasound endpoint's /train answer, with the new registry version and tracking run.
+ */
+struct  Shoal__Audio__V1__TrainResult
+{
+  ProtobufCMessage base;
+  /*
+   * Per epoch of the chosen candidate.
+   */
+  size_t n_acc;
+  double *acc;
+  size_t n_loss;
+  double *loss;
+  size_t n_val_acc;
+  double *val_acc;
+  size_t n_val_loss;
+  double *val_loss;
+  /*
+   * The validation confusion matrix row-major (true class by row): for two classes
+   * [tn, fp, fn, tp] with the positive class second.
+   */
+  size_t n_cm;
+  int64_t *cm;
+  size_t n_classes;
+  char **classes;
+  int64_t labeled_files;
+  /*
+   * On the validation split, at the best epoch.
+   */
+  double model_acc;
+  double model_loss;
+  int32_t hidden_size;
+  /*
+   * `org/name` and the version.
+   */
+  char *model;
+  int64_t version;
+  char *run_id;
+  char *dataset_digest;
+  char *positive_class;
+};
+#define SHOAL__AUDIO__V1__TRAIN_RESULT__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__audio__v1__train_result__descriptor) \
+    , 0,NULL, 0,NULL, 0,NULL, 0,NULL, 0,NULL, 0,NULL, 0, 0, 0, 0, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+
+
+/*
+ * Features computed (done of total clips), then each epoch, then the result.
+ */
+struct  Shoal__Audio__V1__TrainProgress
+{
+  ProtobufCMessage base;
+  int64_t total;
+  int64_t done;
+  Shoal__Audio__V1__EpochMetrics *epoch;
+  Shoal__Audio__V1__TrainResult *result;
+};
+#define SHOAL__AUDIO__V1__TRAIN_PROGRESS__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__audio__v1__train_progress__descriptor) \
+    , 0, 0, NULL, NULL }
+
+
 /* Shoal__Audio__V1__Clip methods */
 void   shoal__audio__v1__clip__init
                      (Shoal__Audio__V1__Clip         *message);
@@ -525,6 +652,82 @@ Shoal__Audio__V1__SpectrogramResponse *
 void   shoal__audio__v1__spectrogram_response__free_unpacked
                      (Shoal__Audio__V1__SpectrogramResponse *message,
                       ProtobufCAllocator *allocator);
+/* Shoal__Audio__V1__TrainRequest methods */
+void   shoal__audio__v1__train_request__init
+                     (Shoal__Audio__V1__TrainRequest         *message);
+size_t shoal__audio__v1__train_request__get_packed_size
+                     (const Shoal__Audio__V1__TrainRequest   *message);
+size_t shoal__audio__v1__train_request__pack
+                     (const Shoal__Audio__V1__TrainRequest   *message,
+                      uint8_t             *out);
+size_t shoal__audio__v1__train_request__pack_to_buffer
+                     (const Shoal__Audio__V1__TrainRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Shoal__Audio__V1__TrainRequest *
+       shoal__audio__v1__train_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shoal__audio__v1__train_request__free_unpacked
+                     (Shoal__Audio__V1__TrainRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Shoal__Audio__V1__EpochMetrics methods */
+void   shoal__audio__v1__epoch_metrics__init
+                     (Shoal__Audio__V1__EpochMetrics         *message);
+size_t shoal__audio__v1__epoch_metrics__get_packed_size
+                     (const Shoal__Audio__V1__EpochMetrics   *message);
+size_t shoal__audio__v1__epoch_metrics__pack
+                     (const Shoal__Audio__V1__EpochMetrics   *message,
+                      uint8_t             *out);
+size_t shoal__audio__v1__epoch_metrics__pack_to_buffer
+                     (const Shoal__Audio__V1__EpochMetrics   *message,
+                      ProtobufCBuffer     *buffer);
+Shoal__Audio__V1__EpochMetrics *
+       shoal__audio__v1__epoch_metrics__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shoal__audio__v1__epoch_metrics__free_unpacked
+                     (Shoal__Audio__V1__EpochMetrics *message,
+                      ProtobufCAllocator *allocator);
+/* Shoal__Audio__V1__TrainResult methods */
+void   shoal__audio__v1__train_result__init
+                     (Shoal__Audio__V1__TrainResult         *message);
+size_t shoal__audio__v1__train_result__get_packed_size
+                     (const Shoal__Audio__V1__TrainResult   *message);
+size_t shoal__audio__v1__train_result__pack
+                     (const Shoal__Audio__V1__TrainResult   *message,
+                      uint8_t             *out);
+size_t shoal__audio__v1__train_result__pack_to_buffer
+                     (const Shoal__Audio__V1__TrainResult   *message,
+                      ProtobufCBuffer     *buffer);
+Shoal__Audio__V1__TrainResult *
+       shoal__audio__v1__train_result__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shoal__audio__v1__train_result__free_unpacked
+                     (Shoal__Audio__V1__TrainResult *message,
+                      ProtobufCAllocator *allocator);
+/* Shoal__Audio__V1__TrainProgress methods */
+void   shoal__audio__v1__train_progress__init
+                     (Shoal__Audio__V1__TrainProgress         *message);
+size_t shoal__audio__v1__train_progress__get_packed_size
+                     (const Shoal__Audio__V1__TrainProgress   *message);
+size_t shoal__audio__v1__train_progress__pack
+                     (const Shoal__Audio__V1__TrainProgress   *message,
+                      uint8_t             *out);
+size_t shoal__audio__v1__train_progress__pack_to_buffer
+                     (const Shoal__Audio__V1__TrainProgress   *message,
+                      ProtobufCBuffer     *buffer);
+Shoal__Audio__V1__TrainProgress *
+       shoal__audio__v1__train_progress__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shoal__audio__v1__train_progress__free_unpacked
+                     (Shoal__Audio__V1__TrainProgress *message,
+                      ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
 typedef void (*Shoal__Audio__V1__Clip_Closure)
@@ -566,6 +769,18 @@ typedef void (*Shoal__Audio__V1__SpectrogramRequest_Closure)
 typedef void (*Shoal__Audio__V1__SpectrogramResponse_Closure)
                  (const Shoal__Audio__V1__SpectrogramResponse *message,
                   void *closure_data);
+typedef void (*Shoal__Audio__V1__TrainRequest_Closure)
+                 (const Shoal__Audio__V1__TrainRequest *message,
+                  void *closure_data);
+typedef void (*Shoal__Audio__V1__EpochMetrics_Closure)
+                 (const Shoal__Audio__V1__EpochMetrics *message,
+                  void *closure_data);
+typedef void (*Shoal__Audio__V1__TrainResult_Closure)
+                 (const Shoal__Audio__V1__TrainResult *message,
+                  void *closure_data);
+typedef void (*Shoal__Audio__V1__TrainProgress_Closure)
+                 (const Shoal__Audio__V1__TrainProgress *message,
+                  void *closure_data);
 
 /* --- services --- */
 
@@ -573,6 +788,10 @@ typedef struct Shoal__Audio__V1__AudioClassifier_Service Shoal__Audio__V1__Audio
 struct Shoal__Audio__V1__AudioClassifier_Service
 {
   ProtobufCService base;
+  void (*train)(Shoal__Audio__V1__AudioClassifier_Service *service,
+                const Shoal__Audio__V1__TrainRequest *input,
+                Shoal__Audio__V1__TrainProgress_Closure closure,
+                void *closure_data);
   void (*import_dataset)(Shoal__Audio__V1__AudioClassifier_Service *service,
                          const Shoal__Audio__V1__ImportDatasetRequest *input,
                          Shoal__Audio__V1__ImportProgress_Closure closure,
@@ -601,11 +820,16 @@ void shoal__audio__v1__audio_classifier__init (Shoal__Audio__V1__AudioClassifier
     { &shoal__audio__v1__audio_classifier__descriptor, protobuf_c_service_invoke_internal, NULL }
 #define SHOAL__AUDIO__V1__AUDIO_CLASSIFIER__INIT(function_prefix__) \
     { SHOAL__AUDIO__V1__AUDIO_CLASSIFIER__BASE_INIT,\
+      function_prefix__ ## train,\
       function_prefix__ ## import_dataset,\
       function_prefix__ ## get_dataset,\
       function_prefix__ ## list_datasets,\
       function_prefix__ ## list_clips,\
       function_prefix__ ## spectrogram  }
+void shoal__audio__v1__audio_classifier__train(ProtobufCService *service,
+                                               const Shoal__Audio__V1__TrainRequest *input,
+                                               Shoal__Audio__V1__TrainProgress_Closure closure,
+                                               void *closure_data);
 void shoal__audio__v1__audio_classifier__import_dataset(ProtobufCService *service,
                                                         const Shoal__Audio__V1__ImportDatasetRequest *input,
                                                         Shoal__Audio__V1__ImportProgress_Closure closure,
@@ -642,6 +866,10 @@ extern const ProtobufCMessageDescriptor shoal__audio__v1__list_clips_request__de
 extern const ProtobufCMessageDescriptor shoal__audio__v1__list_clips_response__descriptor;
 extern const ProtobufCMessageDescriptor shoal__audio__v1__spectrogram_request__descriptor;
 extern const ProtobufCMessageDescriptor shoal__audio__v1__spectrogram_response__descriptor;
+extern const ProtobufCMessageDescriptor shoal__audio__v1__train_request__descriptor;
+extern const ProtobufCMessageDescriptor shoal__audio__v1__epoch_metrics__descriptor;
+extern const ProtobufCMessageDescriptor shoal__audio__v1__train_result__descriptor;
+extern const ProtobufCMessageDescriptor shoal__audio__v1__train_progress__descriptor;
 extern const ProtobufCServiceDescriptor shoal__audio__v1__audio_classifier__descriptor;
 
 PROTOBUF_C__END_DECLS

@@ -1,0 +1,289 @@
+import Foundation
+import ShoalAudio
+import ShoalModel
+public import ShoalProto
+public import ShoalRPC
+import ShoalService
+import ShoalServiceStubs
+import ShoalStore
+
+/// Training: a dataset's labelled clips through the front end and the fixed embedding, a dense
+/// head per candidate hidden size, the best pushed to the registry and recorded in tracking.
+extension AudioClassifierService {
+  public func train(
+    _ request: AudioV1.TrainRequest, responses: RPCResponseWriter<AudioV1.TrainProgress>, context: ServerContext
+  ) async throws {
+    guard let registry, let tracking else {
+      throw RPCError(.unimplemented, "this audio classifier has no registry and tracking to train into")
+    }
+    guard !request.datasetId.isEmpty else {
+      throw RPCError(.invalidArgument, "dataset_id: name the dataset to train on")
+    }
+    guard request.model.range(of: #"^[A-Za-z0-9_.-]{1,100}$"#, options: .regularExpression) != nil else {
+      throw RPCError(
+        .invalidArgument,
+        request.model.isEmpty
+          ? "model: name the registry model to train"
+          : "model '\(request.model)': give 1 to 100 of A–Z, a–z, 0–9, '_', '.' and '-'")
+    }
+    guard (0...10_000).contains(request.epochs) else { throw RPCError(.invalidArgument, "epochs: give 1–10,000") }
+    guard (0..<0.9).contains(request.validationSplit) else {
+      throw RPCError(.invalidArgument, "validation_split: give a share below 0.9 (0: the default 0.2)")
+    }
+    let hiddenSizes = request.hiddenSizes.isEmpty ? [128, 256, 512] : request.hiddenSizes.map(Int.init)
+    guard hiddenSizes.allSatisfy({ (1...8192).contains($0) }) else {
+      throw RPCError(.invalidArgument, "hidden_sizes: each 1–8192")
+    }
+    let mels = request.mels == 0 ? 64 : Int(request.mels)
+    guard (8...256).contains(mels) else { throw RPCError(.invalidArgument, "mels: give 8–256 bands") }
+    let dataset = try await self.dataset(id: request.datasetId, name: "", organization: "")
+    let labelled = try await labelledClips(of: Int64(dataset.datasetId)!)
+    let classes = Array(Set(labelled.map(\.label))).sorted()
+    guard classes.count >= 2 else {
+      throw RPCError(
+        .failedPrecondition,
+        "dataset \(dataset.name) has \(labelled.count) labelled clips of \(classes.count) class"
+          + "\(classes.count == 1 ? "" : "es"); training needs clips of at least 2 classes")
+    }
+    let counts = Dictionary(grouping: labelled, by: \.label).mapValues(\.count)
+    if let (label, count) = counts.first(where: { $0.value < 2 }) {
+      throw RPCError(
+        .failedPrecondition, "class '\(label)' has \(count) clip; each class needs at least 2 (one may be held out)")
+    }
+    let positive = request.positiveClass.isEmpty ? Self.positiveClass(classes) : request.positiveClass
+    guard classes.contains(positive) else {
+      throw RPCError(.invalidArgument, "positive_class '\(positive)' is not one of \(classes.joined(separator: ", "))")
+    }
+
+    // Features, and the embedding of every clip through the model core.
+    let embedding = ClipEmbedding(mels: mels, pcen: request.pcen, seed: request.seed)
+    let embeddingFile = try embedding.onnx()
+    let embedder = try Model(onnx: embeddingFile)
+    let frames = embedding.frames
+    var features: [Float] = []
+    var labels: [Int] = []
+    let total = Int64(labelled.count)
+    for (index, clip) in labelled.enumerated() {
+      let bytes = try await blobs.read(try BlobDigest(hex: clip.digest))
+      let spectrogram: [Float]
+      do {
+        spectrogram = try embedding.features(bytes, name: clip.name)
+      } catch {
+        throw RPCError(.dataLoss, "stored clip \(clip.digest) (\(clip.name)) no longer decodes: \(error.message)")
+      }
+      let output = try embedder.run([ClipEmbedding.input: Tensor(shape: [1, 1, mels, frames], elements: spectrogram)])
+      features += output[ClipEmbedding.output]!.elements(as: Float.self)
+      labels.append(classes.firstIndex(of: clip.label)!)
+      var progress = AudioV1.TrainProgress()
+      progress.total = total
+      progress.done = Int64(index + 1)
+      try await responses.send(progress)
+    }
+    guard labels.count >= 4 else {
+      throw RPCError(
+        .failedPrecondition, "dataset \(dataset.name) has \(labels.count) labelled clips; training needs 4 or more")
+    }
+    let featureTensor = Tensor(shape: [labels.count, ClipEmbedding.embeddingSize], elements: features)
+
+    // One head per hidden size; the best validation accuracy (then the lower loss) is kept.
+    var best: (size: Int, result: HeadTrainer.Result)?
+    for size in hiddenSizes {
+      var config = HeadTrainer.Config.defaults
+      config.hiddenSizes = [size]
+      config.maxEpochs = request.epochs == 0 ? 100 : Int(request.epochs)
+      config.validationFraction = request.validationSplit == 0 ? 0.2 : Float(request.validationSplit)
+      config.seed = request.seed
+      var epochs: [AudioV1.EpochMetrics] = []
+      let result = try HeadTrainer(config).train(
+        features: featureTensor, labels: .classes(labels), classes: classes.count
+      ) { epoch in
+        var metrics = AudioV1.EpochMetrics()
+        metrics.epoch = Int32(epoch.number)
+        metrics.hiddenSize = Int32(size)
+        metrics.acc = epoch.trainingAccuracy
+        metrics.loss = epoch.trainingLoss
+        metrics.valAcc = epoch.validationAccuracy
+        metrics.valLoss = epoch.validationLoss
+        epochs.append(metrics)
+      }
+      for metrics in epochs {
+        var progress = AudioV1.TrainProgress()
+        progress.total = total
+        progress.done = total
+        progress.epoch = metrics
+        try await responses.send(progress)
+      }
+      let loss = result.epochs.first { $0.number == result.bestEpoch }?.validationLoss ?? .infinity
+      let bestLoss =
+        best.flatMap { best in best.result.epochs.first { $0.number == best.result.bestEpoch } }?
+        .validationLoss ?? .infinity
+      if best == nil || result.validationAccuracy > best!.result.validationAccuracy
+        || (result.validationAccuracy == best!.result.validationAccuracy && loss < bestLoss)
+      {
+        best = (size, result)
+      }
+    }
+    let (size, chosen) = best!
+    let bestEpoch = chosen.epochs.first { $0.number == chosen.bestEpoch }
+    let file = try embedding.withMetadata(
+      try chosen.head.onnxModel(after: embeddingFile, backboneOutput: ClipEmbedding.output), classes: classes,
+      positive: positive)
+
+    // The dataset's digest: its labelled clips and their labels, in digest order.
+    let listing = labelled.map { "\($0.digest) \($0.label)\n" }.joined()
+    let datasetDigest = BlobDigest.of(Array(listing.utf8)).hex
+    let organization = dataset.organization
+
+    // Tracking: a run under the experiment `audio/MODEL`, its parameters, every epoch's metrics
+    // of the kept candidate, and the dataset.
+    let experiment = try await experimentID(named: "audio/\(request.model)", organization: organization, tracking)
+    var create = TrackingV1.CreateRunRequest()
+    create.experimentId = experiment
+    create.name = "train \(request.model) on \(dataset.name)"
+    create.user = CallerPrincipal.name
+    create.startTimeMs = Int64((Date().timeIntervalSince1970 * 1000).rounded())
+    let run = try await tracking.createRun(create, options: Self.call)
+    var batch = TrackingV1.LogBatchRequest()
+    batch.runId = run.runId
+    let params: [(String, String)] = [
+      ("dataset", dataset.name), ("hidden_sizes", hiddenSizes.map(String.init).joined(separator: ",")),
+      ("hidden_size", "\(size)"), ("epochs", "\(request.epochs == 0 ? 100 : request.epochs)"),
+      ("validation_split", "\(request.validationSplit == 0 ? 0.2 : request.validationSplit)"),
+      ("seed", "\(request.seed)"), ("features", request.pcen ? "pcen" : "log-mel"), ("mels", "\(mels)"),
+      ("embedding", "3 random 3x3 convolutions, mean and max pooled (128)"), ("positive_class", positive),
+    ]
+    batch.params = params.map { key, value in
+      var param = TrackingV1.Param()
+      (param.key, param.value) = (key, value)
+      return param
+    }
+    let now = Int64((Date().timeIntervalSince1970 * 1000).rounded())
+    for epoch in chosen.epochs {
+      for (key, value) in [
+        ("acc", epoch.trainingAccuracy), ("loss", epoch.trainingLoss), ("val_acc", epoch.validationAccuracy),
+        ("val_loss", epoch.validationLoss),
+      ] {
+        var metric = TrackingV1.Metric()
+        (metric.key, metric.value, metric.step, metric.timestampMs) = (key, value, Int64(epoch.number), now)
+        batch.metrics.append(metric)
+      }
+    }
+    for start in stride(from: 0, to: batch.metrics.count, by: 1000) {
+      var part = batch
+      part.metrics = Array(batch.metrics[start..<min(batch.metrics.count, start + 1000)])
+      if start > 0 { part.params = [] }
+      _ = try await tracking.logBatch(part, options: Self.call)
+    }
+    var input = TrackingV1.DatasetInput()
+    input.name = dataset.name
+    input.digest = datasetDigest
+    input.source = "audio-classifier dataset \(dataset.datasetId)"
+    input.context = "training"
+    var inputs = TrackingV1.LogInputsRequest()
+    inputs.runId = run.runId
+    inputs.datasets = [input]
+    _ = try await tracking.logInputs(inputs, options: Self.call)
+
+    // The registry: the model (made if new), then the version with its classes and metrics.
+    var model = RegistryV1.CreateModelRequest()
+    model.organization = organization
+    model.name = request.model
+    model.task = .audio
+    model.description = "an audio classifier trained by the audio-classifier service"
+    do {
+      _ = try await registry.createModel(model, options: Self.call)
+    } catch {
+      guard error.code == .alreadyExists else { throw error }
+    }
+    var header = RegistryV1.UploadHeader()
+    header.organization = organization
+    header.model = request.model
+    header.classes = classes.map { name in
+      var label = RegistryV1.ClassLabel()
+      label.name = name
+      return label
+    }
+    header.metrics = ["val_acc": chosen.validationAccuracy, "val_loss": bestEpoch?.validationLoss ?? .nan]
+    header.tags = [
+      "positive_class": positive, "dataset": dataset.name, "dataset_digest": datasetDigest,
+      "features": request.pcen ? "pcen" : "log-mel", "mels": "\(mels)",
+    ]
+    header.sourceRun = run.runId
+    let version = try await registry.uploadVersion(options: Self.call) { sender in
+      var first = RegistryV1.UploadVersionRequest()
+      first.part = .header(header)
+      try await sender.send(first)
+      for start in stride(from: 0, to: file.count, by: 1 << 20) {
+        var piece = RegistryV1.UploadVersionRequest()
+        piece.part = .chunk(Array(file[start..<min(file.count, start + (1 << 20))]))
+        try await sender.send(piece)
+      }
+    }
+    var finish = TrackingV1.UpdateRunRequest()
+    finish.runId = run.runId
+    finish.status = .finished
+    finish.endTimeMs = Int64((Date().timeIntervalSince1970 * 1000).rounded())
+    _ = try await tracking.updateRun(finish, options: Self.call)
+
+    var result = AudioV1.TrainResult()
+    result.acc = chosen.epochs.map(\.trainingAccuracy)
+    result.loss = chosen.epochs.map(\.trainingLoss)
+    result.valAcc = chosen.epochs.map(\.validationAccuracy)
+    result.valLoss = chosen.epochs.map(\.validationLoss)
+    // With the positive class second, a two-class matrix reads [tn, fp, fn, tp].
+    let order =
+      classes.count == 2
+      ? [classes.firstIndex { $0 != positive }!, classes.firstIndex(of: positive)!] : Array(classes.indices)
+    result.cm = order.flatMap { row in order.map { column in Int64(chosen.confusionMatrix[row][column]) } }
+    result.classes = order.map { classes[$0] }
+    result.labeledFiles = Int64(labels.count)
+    result.modelAcc = chosen.validationAccuracy
+    result.modelLoss = bestEpoch?.validationLoss ?? .nan
+    result.hiddenSize = Int32(size)
+    result.model = "\(version.organization)/\(version.model)"
+    result.version = version.version
+    result.runId = run.runId
+    result.datasetDigest = datasetDigest
+    result.positiveClass = positive
+    var last = AudioV1.TrainProgress()
+    last.total = total
+    last.done = total
+    last.result = result
+    try await responses.send(last)
+  }
+
+  static let call = CallOptions(timeout: .seconds(60))
+
+  /// The first class in name order that is not a name for "nothing here".
+  static func positiveClass(_ classes: [String]) -> String {
+    classes.first { !["noise", "background", "negative", "none", "no_call"].contains($0.lowercased()) } ?? classes[1]
+  }
+
+  /// Every labelled clip of a dataset.
+  private func labelledClips(of id: Int64) async throws -> [AudioV1.Clip] {
+    var clips: [AudioV1.Clip] = []
+    var after = ""
+    while true {
+      let page = try await store.clips(of: id, label: nil, after: after, limit: 10_000)
+      clips += page.filter { !$0.label.isEmpty }
+      guard page.count == 10_000, let last = page.last else { return clips }
+      after = last.digest
+    }
+  }
+
+  private func experimentID(
+    named name: String, organization: String, _ tracking: TrackingV1.Tracking.Client
+  ) async throws -> String {
+    var get = TrackingV1.GetExperimentRequest()
+    get.name = name
+    do {
+      return try await tracking.getExperiment(get, options: Self.call).experimentId
+    } catch {
+      guard error.code == .notFound else { throw error }
+    }
+    var create = TrackingV1.CreateExperimentRequest()
+    create.name = name
+    create.organization = organization
+    return try await tracking.createExperiment(create, options: Self.call).experimentId
+  }
+}
