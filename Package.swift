@@ -125,7 +125,7 @@ let package = Package(
       name: "AudioClassifier",
       dependencies: [
         "ShoalProto", "ShoalRPC", "ShoalServiceStubs", "ShoalStore", "ShoalService", "ShoalAudio", "ShoalImage",
-        "ShoalImagery", "ShoalModel",
+        "ShoalImagery", "ShoalModel", "Inference",
       ],
       swiftSettings: strictSwift
     ),

@@ -19,7 +19,7 @@ public struct AudioClassifierService: AudioV1.AudioClassifier.ServiceProtocol {
   /// The role each method needs from a caller over TCP.
   public static let requirements: [String: RegistryV1.Role] = [
     "ImportDataset": .writer, "GetDataset": .reader, "ListDatasets": .reader, "ListClips": .reader,
-    "Spectrogram": .reader, "Train": .writer,
+    "Spectrogram": .reader, "Train": .writer, "Predict": .reader,
   ]
 
   /// Clips imported at once.

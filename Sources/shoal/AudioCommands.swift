@@ -21,7 +21,42 @@ func withAudio<T>(
 struct AudioCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "audio", abstract: "Audio clips: spectrograms as librosa computes them.",
-    subcommands: [SpectrogramCommand.self, Ingest.self, Import.self, Datasets.self, Clips.self, Train.self])
+    subcommands: [
+      SpectrogramCommand.self, Ingest.self, Import.self, Datasets.self, Clips.self, Train.self, Predict.self,
+    ])
+
+  struct Predict: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+      abstract: "Predict a dataset's unlabelled clips with a trained version.",
+      discussion: """
+        MODEL is a registry reference (name@alias, name/version or name) of a version `shoal audio \
+        train` made. Prints each clip's probability of the model's positive class; --json gives the \
+        Orcasound endpoint's shape (audio_url, duration, location, timestamp, predicted_value).
+        """)
+    @Argument(help: "The model reference.") var model: String
+    @Option(help: "The dataset's id.") var dataset: String
+    @Flag(help: "Also the labelled clips.") var all = false
+    @OptionGroup var mesh: MeshOptions
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() async throws {
+      var request = AudioV1.PredictRequest()
+      request.model = model
+      request.datasetId = dataset
+      request.all = all
+      let response = try await withAudio(mesh, command: "audio predict") { try await $0.predict(request) }
+      if json { return emitJSON(response) }
+      var table = TextTable("CLIP", "LOCATION", "TIME", "SECONDS", response.positiveClass.uppercased(), "LABEL")
+      for prediction in response.predictions {
+        table.add(
+          (prediction.audioUrl as NSString).lastPathComponent, prediction.location.isEmpty ? "-" : prediction.location,
+          prediction.timestamp == 0 ? "-" : formatTime(prediction.timestamp * 1000),
+          String(format: "%.2f", prediction.duration), String(format: "%.3f", prediction.predictedValue),
+          prediction.label.isEmpty ? "-" : prediction.label)
+      }
+      emit("\(response.model) v\(response.version), P(\(response.positiveClass)):\n" + table.rendered)
+    }
+  }
 
   struct Train: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

@@ -175,6 +175,13 @@ struct AudioClassifierEndToEndTests {
         sf.write(f"{out}/train/noise/n{i:02d}.wav", (gain * noise()).astype(np.float32), sr, subtype="PCM_16")
     for i in range(3):
         sf.write(f"{out}/one/call/c{i}.wav", noise().astype(np.float32), sr, subtype="PCM_16")
+    # Unlabelled clips to predict: calls and noise named as Orcasound names them, and silence.
+    for i in range(4):
+        f = rng.uniform(2000, 7000)
+        call = 0.2 * np.sin(2 * np.pi * f * t) * (np.sin(2 * np.pi * 2 * t) > -0.2)
+        sf.write(f"{out}/pool/orcasound_lab_{1600000000 + 3 * i}.wav", (call + noise()).astype(np.float32), sr, subtype="PCM_16")
+        sf.write(f"{out}/pool/orcasound_lab_{1600001000 + 3 * i}.wav", noise().astype(np.float32), sr, subtype="PCM_16")
+    sf.write(f"{out}/pool/silence_1600002000.wav", np.zeros(sr, np.float32), sr, subtype="PCM_16")
     """#
 
   /// Reads the pulled version with onnx and onnxruntime: its metadata, and probabilities for a
@@ -193,7 +200,7 @@ struct AudioClassifierEndToEndTests {
   @Test func trainingPushesAVersionAndRecordsTheRun() async throws {
     let shoal = try TestEnvironment.product("shoal")
     let data = try TemporaryDirectory()
-    for directory in ["train/call", "train/noise", "one/call"] {
+    for directory in ["train/call", "train/noise", "one/call", "pool"] {
       try FileManager.default.createDirectory(atPath: data.path(directory), withIntermediateDirectories: true)
     }
     let made = try await Subprocess.run(try TestEnvironment.python(), ["-c", Self.makeTrainingSet, data.url.path])
@@ -235,6 +242,28 @@ struct AudioClassifierEndToEndTests {
       #expect(read.stdoutText.contains(#""shoal.audio.mels": "64""#) && read.stdoutText.contains(#""shape": [2, 2]"#))
       let runShown = try await run("runs", "show", result.runId, "--json")
       #expect(runShown.stdoutText.contains("val_acc") && runShown.stdoutText.contains(result.datasetDigest))
+
+      // Predictions on unlabelled clips: the calls above 0.5, the noise below, the silent clip
+      // (1 s, padded) predicted too.
+      let pool = try AudioV1.Dataset(
+        jsonString: try await run("audio", "import", data.path("pool"), "--name", "pool", "--json").stdoutText)
+      #expect(pool.unlabelled == 9)
+      let predicted = try await run("audio", "predict", "orca", "--dataset", pool.datasetId, "--json")
+      #expect(predicted.status == 0, "\(predicted.stderrText)")
+      let answer = try AudioV1.PredictResponse(jsonString: predicted.stdoutText)
+      #expect(answer.model == "local/orca" && answer.version == 1 && answer.positiveClass == "call")
+      #expect(answer.predictions.count == 9)
+      let right = answer.predictions.filter { prediction in
+        let call = prediction.timestamp < 1_600_001_000
+        return prediction.location == "orcasound_lab" && (prediction.predictedValue > 0.5) == call
+      }
+      #expect(right.count >= 7, "\(answer.predictions.map { ($0.timestamp, $0.predictedValue) })")
+      let silent = try #require(answer.predictions.first { $0.location == "silence" })
+      #expect(silent.duration == 1 && (0...1).contains(silent.predictedValue))
+      #expect(answer.predictions.allSatisfy { abs(($0.scores["call"] ?? 0) + ($0.scores["noise"] ?? 0) - 1) < 1e-4 })
+
+      let nowhere = try await run("audio", "predict", "nothing", "--dataset", pool.datasetId)
+      #expect(nowhere.status != 0 && nowhere.stderrText.contains("NOT_FOUND"), "\(nowhere.stderrText)")
 
       // A dataset of one class cannot train.
       let one = try AudioV1.Dataset(

@@ -447,6 +447,84 @@ extension AudioV1 {
   }
 }
 
+extension AudioV1 {
+  /// The `shoal.audio.v1.PredictRequest` message.
+  public struct PredictRequest: ProtoMessage {
+    /// `shoal.audio.v1.PredictRequest`.
+    public static let protoMessageName = "shoal.audio.v1.PredictRequest"
+
+    /// A registry reference: name@alias, name/version or name (the latest), with an optional org/.
+    public var model: String = ""
+
+    /// Field 2, `dataset_id`.
+    public var datasetId: String = ""
+
+    /// Also the labelled clips (default: the unlabelled only).
+    public var all: Bool = false
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension AudioV1 {
+  /// One clip's prediction, in the Orcasound endpoint's shape.
+  public struct Prediction: ProtoMessage {
+    /// `shoal.audio.v1.Prediction`.
+    public static let protoMessageName = "shoal.audio.v1.Prediction"
+
+    /// Where the clip came from (its URL or path).
+    public var audioUrl: String = ""
+
+    /// Field 2, `duration`.
+    public var duration: Double = 0
+
+    /// Field 3, `location`.
+    public var location: String = ""
+
+    /// Field 4, `timestamp`.
+    public var timestamp: Int64 = 0
+
+    /// The probability of the model's positive class.
+    public var predictedValue: Double = 0
+
+    /// Every class's probability.
+    public var scores: [String: Double] = [:]
+
+    /// Field 7, `digest`.
+    public var digest: String = ""
+
+    /// Its label, for a labelled clip.
+    public var label: String = ""
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension AudioV1 {
+  /// The `shoal.audio.v1.PredictResponse` message.
+  public struct PredictResponse: ProtoMessage {
+    /// `shoal.audio.v1.PredictResponse`.
+    public static let protoMessageName = "shoal.audio.v1.PredictResponse"
+
+    /// `org/name`, the version that predicted, and its positive class.
+    public var model: String = ""
+
+    /// Field 2, `version`.
+    public var version: Int64 = 0
+
+    /// Field 3, `positive_class`.
+    public var positiveClass: String = ""
+
+    /// Field 4, `predictions`.
+    public var predictions: [AudioV1.Prediction] = []
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
 extension AudioV1.Clip {
   public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__audio__v1__clip()) }
 
@@ -1176,11 +1254,144 @@ extension AudioV1.TrainProgress {
   }
 }
 
+extension AudioV1.PredictRequest {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__audio__v1__predict_request()) }
+
+  public func _encode(to w: CMessageWriter) {
+    w.string(0, self.model)
+    w.string(1, self.datasetId)
+    w.bool(2, self.all)
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    self.model = try r.string(0)
+    self.datasetId = try r.string(1)
+    self.all = r.bool(2)
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    j.value("model", self.model)
+    j.value("datasetId", self.datasetId)
+    j.value("all", self.all)
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "model": self.model = try j.value(json, key, as: String.self)
+        case "datasetId", "dataset_id": self.datasetId = try j.value(json, key, as: String.self)
+        case "all": self.all = try j.value(json, key, as: Bool.self)
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
+extension AudioV1.Prediction {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__audio__v1__prediction()) }
+
+  public func _encode(to w: CMessageWriter) {
+    w.string(0, self.audioUrl)
+    w.scalar(1, self.duration)
+    w.string(2, self.location)
+    w.scalar(3, self.timestamp)
+    w.scalar(4, self.predictedValue)
+    w.map(5, self.scores) { e, k, v in e.string(0, k); e.scalar(1, v) }
+    w.string(6, self.digest)
+    w.string(7, self.label)
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    self.audioUrl = try r.string(0)
+    self.duration = r.scalar(1, as: Double.self)
+    self.location = try r.string(2)
+    self.timestamp = r.scalar(3, as: Int64.self)
+    self.predictedValue = r.scalar(4, as: Double.self)
+    self.scores = try r.map(5) { (e) throws(ProtoError) -> (String, Double) in (try e.string(0), e.scalar(1, as: Double.self)) }
+    self.digest = try r.string(6)
+    self.label = try r.string(7)
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    j.value("audioUrl", self.audioUrl)
+    j.value("duration", self.duration)
+    j.value("location", self.location)
+    j.value("timestamp", self.timestamp)
+    j.value("predictedValue", self.predictedValue)
+    j.map("scores", self.scores)
+    j.value("digest", self.digest)
+    j.value("label", self.label)
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "audioUrl", "audio_url": self.audioUrl = try j.value(json, key, as: String.self)
+        case "duration": self.duration = try j.value(json, key, as: Double.self)
+        case "location": self.location = try j.value(json, key, as: String.self)
+        case "timestamp": self.timestamp = try j.value(json, key, as: Int64.self)
+        case "predictedValue", "predicted_value": self.predictedValue = try j.value(json, key, as: Double.self)
+        case "scores": self.scores = try j.map(json, key, as: [String: Double].self)
+        case "digest": self.digest = try j.value(json, key, as: String.self)
+        case "label": self.label = try j.value(json, key, as: String.self)
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
+extension AudioV1.PredictResponse {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__audio__v1__predict_response()) }
+
+  public func _encode(to w: CMessageWriter) {
+    w.string(0, self.model)
+    w.scalar(1, self.version)
+    w.string(2, self.positiveClass)
+    w.repeatedMessage(3, self.predictions)
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    self.model = try r.string(0)
+    self.version = r.scalar(1, as: Int64.self)
+    self.positiveClass = try r.string(2)
+    self.predictions = try r.repeatedMessage(3, as: AudioV1.Prediction.self)
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    j.value("model", self.model)
+    j.value("version", self.version)
+    j.value("positiveClass", self.positiveClass)
+    j.repeated("predictions", self.predictions)
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "model": self.model = try j.value(json, key, as: String.self)
+        case "version": self.version = try j.value(json, key, as: Int64.self)
+        case "positiveClass", "positive_class": self.positiveClass = try j.value(json, key, as: String.self)
+        case "predictions": self.predictions = try j.repeated(json, key, as: AudioV1.Prediction.self)
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
 extension AudioV1 {
   /// The `shoal.audio.v1.AudioClassifier` service.
   public enum AudioClassifier {
     /// `shoal.audio.v1.AudioClassifier`.
     public static let fullName = "shoal.audio.v1.AudioClassifier"
+
+    /// Predicts a dataset's clips with a version Train made (its front end read from the file's
+    /// metadata).
+    public static let predict = TypedMethod<AudioV1.PredictRequest, AudioV1.PredictResponse>(service: fullName, name: "Predict", kind: .unary, idempotent: true)
 
     /// Trains a classifier on a dataset's labelled clips: spectrograms through a fixed
     /// convolutional embedding run by the model core, a dense head trained with HeadTrainer for
@@ -1203,6 +1414,6 @@ extension AudioV1 {
     public static let spectrogram = TypedMethod<AudioV1.SpectrogramRequest, AudioV1.SpectrogramResponse>(service: fullName, name: "Spectrogram", kind: .unary, idempotent: true)
 
     /// The service's methods, for routers and reflection.
-    public static let descriptor = ServiceDescriptor(fullName: fullName, methods: [train.descriptor, importDataset.descriptor, getDataset.descriptor, listDatasets.descriptor, listClips.descriptor, spectrogram.descriptor])
+    public static let descriptor = ServiceDescriptor(fullName: fullName, methods: [predict.descriptor, train.descriptor, importDataset.descriptor, getDataset.descriptor, listDatasets.descriptor, listClips.descriptor, spectrogram.descriptor])
   }
 }

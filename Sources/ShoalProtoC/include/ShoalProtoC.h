@@ -52,6 +52,9 @@ static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__audio__v
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__audio__v1__epoch_metrics(void) { return &shoal__audio__v1__epoch_metrics__descriptor; }
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__audio__v1__train_result(void) { return &shoal__audio__v1__train_result__descriptor; }
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__audio__v1__train_progress(void) { return &shoal__audio__v1__train_progress__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__audio__v1__predict_request(void) { return &shoal__audio__v1__predict_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__audio__v1__prediction(void) { return &shoal__audio__v1__prediction__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__audio__v1__predict_response(void) { return &shoal__audio__v1__predict_response__descriptor; }
 
 // shoal/bench/v1/bench.proto
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__bench__v1__bench_request(void) { return &shoal__bench__v1__bench_request__descriptor; }

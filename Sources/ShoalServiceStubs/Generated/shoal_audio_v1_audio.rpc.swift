@@ -6,6 +6,10 @@ public import ShoalRPC
 extension AudioV1.AudioClassifier {
   /// What a server of `shoal.audio.v1.AudioClassifier` implements; `register(in:)` adds it to a router.
   public protocol ServiceProtocol: Sendable {
+    /// Predicts a dataset's clips with a version Train made (its front end read from the file's
+    /// metadata).
+    func predict(_ request: AudioV1.PredictRequest, context: ServerContext) async throws -> AudioV1.PredictResponse
+
     /// Trains a classifier on a dataset's labelled clips: spectrograms through a fixed
     /// convolutional embedding run by the model core, a dense head trained with HeadTrainer for
     /// each hidden size, the best pushed to the registry as a new version and recorded in tracking.
@@ -34,6 +38,12 @@ extension AudioV1.AudioClassifier {
 
     /// A typed client over `rpc`.
     public init(_ rpc: any RPCChannel) { self.rpc = rpc }
+
+    /// Predicts a dataset's clips with a version Train made (its front end read from the file's
+    /// metadata).
+    public func predict(_ request: AudioV1.PredictRequest, options: CallOptions = CallOptions()) async throws(RPCError) -> AudioV1.PredictResponse {
+      try await rpc.unary(AudioV1.AudioClassifier.predict, request, options: options)
+    }
 
     /// Trains a classifier on a dataset's labelled clips: spectrograms through a fixed
     /// convolutional embedding run by the model core, a dense head trained with HeadTrainer for
@@ -78,6 +88,7 @@ extension AudioV1.AudioClassifier {
 extension AudioV1.AudioClassifier.ServiceProtocol {
   /// Adds every method of `shoal.audio.v1.AudioClassifier` to `router`, served by this value.
   public func register(in router: inout ServiceRouter) {
+    router.unary(AudioV1.AudioClassifier.predict) { try await self.predict($0, context: $1) }
     router.serverStreaming(AudioV1.AudioClassifier.train) { try await self.train($0, responses: $1, context: $2) }
     router.serverStreaming(AudioV1.AudioClassifier.importDataset) { try await self.importDataset($0, responses: $1, context: $2) }
     router.unary(AudioV1.AudioClassifier.getDataset) { try await self.getDataset($0, context: $1) }

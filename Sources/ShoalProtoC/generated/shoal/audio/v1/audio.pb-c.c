@@ -733,6 +733,147 @@ void   shoal__audio__v1__train_progress__free_unpacked
   assert(message->base.descriptor == &shoal__audio__v1__train_progress__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   shoal__audio__v1__predict_request__init
+                     (Shoal__Audio__V1__PredictRequest         *message)
+{
+  static const Shoal__Audio__V1__PredictRequest init_value = SHOAL__AUDIO__V1__PREDICT_REQUEST__INIT;
+  *message = init_value;
+}
+size_t shoal__audio__v1__predict_request__get_packed_size
+                     (const Shoal__Audio__V1__PredictRequest *message)
+{
+  assert(message->base.descriptor == &shoal__audio__v1__predict_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__audio__v1__predict_request__pack
+                     (const Shoal__Audio__V1__PredictRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__audio__v1__predict_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__audio__v1__predict_request__pack_to_buffer
+                     (const Shoal__Audio__V1__PredictRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__audio__v1__predict_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Audio__V1__PredictRequest *
+       shoal__audio__v1__predict_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Audio__V1__PredictRequest *)
+     protobuf_c_message_unpack (&shoal__audio__v1__predict_request__descriptor,
+                                allocator, len, data);
+}
+void   shoal__audio__v1__predict_request__free_unpacked
+                     (Shoal__Audio__V1__PredictRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__audio__v1__predict_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   shoal__audio__v1__prediction__scores_entry__init
+                     (Shoal__Audio__V1__Prediction__ScoresEntry         *message)
+{
+  static const Shoal__Audio__V1__Prediction__ScoresEntry init_value = SHOAL__AUDIO__V1__PREDICTION__SCORES_ENTRY__INIT;
+  *message = init_value;
+}
+void   shoal__audio__v1__prediction__init
+                     (Shoal__Audio__V1__Prediction         *message)
+{
+  static const Shoal__Audio__V1__Prediction init_value = SHOAL__AUDIO__V1__PREDICTION__INIT;
+  *message = init_value;
+}
+size_t shoal__audio__v1__prediction__get_packed_size
+                     (const Shoal__Audio__V1__Prediction *message)
+{
+  assert(message->base.descriptor == &shoal__audio__v1__prediction__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__audio__v1__prediction__pack
+                     (const Shoal__Audio__V1__Prediction *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__audio__v1__prediction__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__audio__v1__prediction__pack_to_buffer
+                     (const Shoal__Audio__V1__Prediction *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__audio__v1__prediction__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Audio__V1__Prediction *
+       shoal__audio__v1__prediction__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Audio__V1__Prediction *)
+     protobuf_c_message_unpack (&shoal__audio__v1__prediction__descriptor,
+                                allocator, len, data);
+}
+void   shoal__audio__v1__prediction__free_unpacked
+                     (Shoal__Audio__V1__Prediction *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__audio__v1__prediction__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   shoal__audio__v1__predict_response__init
+                     (Shoal__Audio__V1__PredictResponse         *message)
+{
+  static const Shoal__Audio__V1__PredictResponse init_value = SHOAL__AUDIO__V1__PREDICT_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t shoal__audio__v1__predict_response__get_packed_size
+                     (const Shoal__Audio__V1__PredictResponse *message)
+{
+  assert(message->base.descriptor == &shoal__audio__v1__predict_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__audio__v1__predict_response__pack
+                     (const Shoal__Audio__V1__PredictResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__audio__v1__predict_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__audio__v1__predict_response__pack_to_buffer
+                     (const Shoal__Audio__V1__PredictResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__audio__v1__predict_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Audio__V1__PredictResponse *
+       shoal__audio__v1__predict_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Audio__V1__PredictResponse *)
+     protobuf_c_message_unpack (&shoal__audio__v1__predict_response__descriptor,
+                                allocator, len, data);
+}
+void   shoal__audio__v1__predict_response__free_unpacked
+                     (Shoal__Audio__V1__PredictResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__audio__v1__predict_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 static const ProtobufCFieldDescriptor shoal__audio__v1__clip__field_descriptors[10] =
 {
   {
@@ -2302,8 +2443,330 @@ const ProtobufCMessageDescriptor shoal__audio__v1__train_progress__descriptor =
   (ProtobufCMessageInit) shoal__audio__v1__train_progress__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCMethodDescriptor shoal__audio__v1__audio_classifier__method_descriptors[6] =
+static const ProtobufCFieldDescriptor shoal__audio__v1__predict_request__field_descriptors[3] =
 {
+  {
+    "model",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__PredictRequest, model),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "dataset_id",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__PredictRequest, dataset_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "all",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__PredictRequest, all),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__audio__v1__predict_request__field_indices_by_name[] = {
+  2,   /* field[2] = all */
+  1,   /* field[1] = dataset_id */
+  0,   /* field[0] = model */
+};
+static const ProtobufCIntRange shoal__audio__v1__predict_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor shoal__audio__v1__predict_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.audio.v1.PredictRequest",
+  "PredictRequest",
+  "Shoal__Audio__V1__PredictRequest",
+  "shoal.audio.v1",
+  sizeof(Shoal__Audio__V1__PredictRequest),
+  3,
+  shoal__audio__v1__predict_request__field_descriptors,
+  shoal__audio__v1__predict_request__field_indices_by_name,
+  1,  shoal__audio__v1__predict_request__number_ranges,
+  (ProtobufCMessageInit) shoal__audio__v1__predict_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor shoal__audio__v1__prediction__scores_entry__field_descriptors[2] =
+{
+  {
+    "key",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__Prediction__ScoresEntry, key),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "value",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__Prediction__ScoresEntry, value),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__audio__v1__prediction__scores_entry__field_indices_by_name[] = {
+  0,   /* field[0] = key */
+  1,   /* field[1] = value */
+};
+static const ProtobufCIntRange shoal__audio__v1__prediction__scores_entry__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor shoal__audio__v1__prediction__scores_entry__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.audio.v1.Prediction.ScoresEntry",
+  "ScoresEntry",
+  "Shoal__Audio__V1__Prediction__ScoresEntry",
+  "shoal.audio.v1",
+  sizeof(Shoal__Audio__V1__Prediction__ScoresEntry),
+  2,
+  shoal__audio__v1__prediction__scores_entry__field_descriptors,
+  shoal__audio__v1__prediction__scores_entry__field_indices_by_name,
+  1,  shoal__audio__v1__prediction__scores_entry__number_ranges,
+  (ProtobufCMessageInit) shoal__audio__v1__prediction__scores_entry__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor shoal__audio__v1__prediction__field_descriptors[8] =
+{
+  {
+    "audio_url",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__Prediction, audio_url),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "duration",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__Prediction, duration),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "location",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__Prediction, location),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "timestamp",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__Prediction, timestamp),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "predicted_value",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__Prediction, predicted_value),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "scores",
+    6,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Shoal__Audio__V1__Prediction, n_scores),
+    offsetof(Shoal__Audio__V1__Prediction, scores),
+    &shoal__audio__v1__prediction__scores_entry__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "digest",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__Prediction, digest),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "label",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__Prediction, label),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__audio__v1__prediction__field_indices_by_name[] = {
+  0,   /* field[0] = audio_url */
+  6,   /* field[6] = digest */
+  1,   /* field[1] = duration */
+  7,   /* field[7] = label */
+  2,   /* field[2] = location */
+  4,   /* field[4] = predicted_value */
+  5,   /* field[5] = scores */
+  3,   /* field[3] = timestamp */
+};
+static const ProtobufCIntRange shoal__audio__v1__prediction__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 8 }
+};
+const ProtobufCMessageDescriptor shoal__audio__v1__prediction__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.audio.v1.Prediction",
+  "Prediction",
+  "Shoal__Audio__V1__Prediction",
+  "shoal.audio.v1",
+  sizeof(Shoal__Audio__V1__Prediction),
+  8,
+  shoal__audio__v1__prediction__field_descriptors,
+  shoal__audio__v1__prediction__field_indices_by_name,
+  1,  shoal__audio__v1__prediction__number_ranges,
+  (ProtobufCMessageInit) shoal__audio__v1__prediction__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor shoal__audio__v1__predict_response__field_descriptors[4] =
+{
+  {
+    "model",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__PredictResponse, model),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "version",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__PredictResponse, version),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "positive_class",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__PredictResponse, positive_class),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "predictions",
+    4,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Shoal__Audio__V1__PredictResponse, n_predictions),
+    offsetof(Shoal__Audio__V1__PredictResponse, predictions),
+    &shoal__audio__v1__prediction__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__audio__v1__predict_response__field_indices_by_name[] = {
+  0,   /* field[0] = model */
+  2,   /* field[2] = positive_class */
+  3,   /* field[3] = predictions */
+  1,   /* field[1] = version */
+};
+static const ProtobufCIntRange shoal__audio__v1__predict_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor shoal__audio__v1__predict_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.audio.v1.PredictResponse",
+  "PredictResponse",
+  "Shoal__Audio__V1__PredictResponse",
+  "shoal.audio.v1",
+  sizeof(Shoal__Audio__V1__PredictResponse),
+  4,
+  shoal__audio__v1__predict_response__field_descriptors,
+  shoal__audio__v1__predict_response__field_indices_by_name,
+  1,  shoal__audio__v1__predict_response__number_ranges,
+  (ProtobufCMessageInit) shoal__audio__v1__predict_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCMethodDescriptor shoal__audio__v1__audio_classifier__method_descriptors[7] =
+{
+  { "Predict", &shoal__audio__v1__predict_request__descriptor, &shoal__audio__v1__predict_response__descriptor },
   { "Train", &shoal__audio__v1__train_request__descriptor, &shoal__audio__v1__train_progress__descriptor },
   { "ImportDataset", &shoal__audio__v1__import_dataset_request__descriptor, &shoal__audio__v1__import_progress__descriptor },
   { "GetDataset", &shoal__audio__v1__get_dataset_request__descriptor, &shoal__audio__v1__dataset__descriptor },
@@ -2312,12 +2775,13 @@ static const ProtobufCMethodDescriptor shoal__audio__v1__audio_classifier__metho
   { "Spectrogram", &shoal__audio__v1__spectrogram_request__descriptor, &shoal__audio__v1__spectrogram_response__descriptor },
 };
 const unsigned shoal__audio__v1__audio_classifier__method_indices_by_name[] = {
-  2,        /* GetDataset */
-  1,        /* ImportDataset */
-  4,        /* ListClips */
-  3,        /* ListDatasets */
-  5,        /* Spectrogram */
-  0         /* Train */
+  3,        /* GetDataset */
+  2,        /* ImportDataset */
+  5,        /* ListClips */
+  4,        /* ListDatasets */
+  0,        /* Predict */
+  6,        /* Spectrogram */
+  1         /* Train */
 };
 const ProtobufCServiceDescriptor shoal__audio__v1__audio_classifier__descriptor =
 {
@@ -2326,17 +2790,25 @@ const ProtobufCServiceDescriptor shoal__audio__v1__audio_classifier__descriptor 
   "AudioClassifier",
   "Shoal__Audio__V1__AudioClassifier",
   "shoal.audio.v1",
-  6,
+  7,
   shoal__audio__v1__audio_classifier__method_descriptors,
   shoal__audio__v1__audio_classifier__method_indices_by_name
 };
+void shoal__audio__v1__audio_classifier__predict(ProtobufCService *service,
+                                                 const Shoal__Audio__V1__PredictRequest *input,
+                                                 Shoal__Audio__V1__PredictResponse_Closure closure,
+                                                 void *closure_data)
+{
+  assert(service->descriptor == &shoal__audio__v1__audio_classifier__descriptor);
+  service->invoke(service, 0, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
 void shoal__audio__v1__audio_classifier__train(ProtobufCService *service,
                                                const Shoal__Audio__V1__TrainRequest *input,
                                                Shoal__Audio__V1__TrainProgress_Closure closure,
                                                void *closure_data)
 {
   assert(service->descriptor == &shoal__audio__v1__audio_classifier__descriptor);
-  service->invoke(service, 0, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 1, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void shoal__audio__v1__audio_classifier__import_dataset(ProtobufCService *service,
                                                         const Shoal__Audio__V1__ImportDatasetRequest *input,
@@ -2344,7 +2816,7 @@ void shoal__audio__v1__audio_classifier__import_dataset(ProtobufCService *servic
                                                         void *closure_data)
 {
   assert(service->descriptor == &shoal__audio__v1__audio_classifier__descriptor);
-  service->invoke(service, 1, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 2, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void shoal__audio__v1__audio_classifier__get_dataset(ProtobufCService *service,
                                                      const Shoal__Audio__V1__GetDatasetRequest *input,
@@ -2352,7 +2824,7 @@ void shoal__audio__v1__audio_classifier__get_dataset(ProtobufCService *service,
                                                      void *closure_data)
 {
   assert(service->descriptor == &shoal__audio__v1__audio_classifier__descriptor);
-  service->invoke(service, 2, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 3, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void shoal__audio__v1__audio_classifier__list_datasets(ProtobufCService *service,
                                                        const Shoal__Audio__V1__ListDatasetsRequest *input,
@@ -2360,7 +2832,7 @@ void shoal__audio__v1__audio_classifier__list_datasets(ProtobufCService *service
                                                        void *closure_data)
 {
   assert(service->descriptor == &shoal__audio__v1__audio_classifier__descriptor);
-  service->invoke(service, 3, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 4, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void shoal__audio__v1__audio_classifier__list_clips(ProtobufCService *service,
                                                     const Shoal__Audio__V1__ListClipsRequest *input,
@@ -2368,7 +2840,7 @@ void shoal__audio__v1__audio_classifier__list_clips(ProtobufCService *service,
                                                     void *closure_data)
 {
   assert(service->descriptor == &shoal__audio__v1__audio_classifier__descriptor);
-  service->invoke(service, 4, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 5, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void shoal__audio__v1__audio_classifier__spectrogram(ProtobufCService *service,
                                                      const Shoal__Audio__V1__SpectrogramRequest *input,
@@ -2376,7 +2848,7 @@ void shoal__audio__v1__audio_classifier__spectrogram(ProtobufCService *service,
                                                      void *closure_data)
 {
   assert(service->descriptor == &shoal__audio__v1__audio_classifier__descriptor);
-  service->invoke(service, 5, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 6, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void shoal__audio__v1__audio_classifier__init (Shoal__Audio__V1__AudioClassifier_Service *service,
                                                Shoal__Audio__V1__AudioClassifier_ServiceDestroy destroy)

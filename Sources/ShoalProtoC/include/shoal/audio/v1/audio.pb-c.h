@@ -32,6 +32,10 @@ typedef struct Shoal__Audio__V1__TrainRequest Shoal__Audio__V1__TrainRequest;
 typedef struct Shoal__Audio__V1__EpochMetrics Shoal__Audio__V1__EpochMetrics;
 typedef struct Shoal__Audio__V1__TrainResult Shoal__Audio__V1__TrainResult;
 typedef struct Shoal__Audio__V1__TrainProgress Shoal__Audio__V1__TrainProgress;
+typedef struct Shoal__Audio__V1__PredictRequest Shoal__Audio__V1__PredictRequest;
+typedef struct Shoal__Audio__V1__Prediction Shoal__Audio__V1__Prediction;
+typedef struct Shoal__Audio__V1__Prediction__ScoresEntry Shoal__Audio__V1__Prediction__ScoresEntry;
+typedef struct Shoal__Audio__V1__PredictResponse Shoal__Audio__V1__PredictResponse;
 
 
 /* --- enums --- */
@@ -421,6 +425,85 @@ struct  Shoal__Audio__V1__TrainProgress
     , 0, 0, NULL, NULL }
 
 
+struct  Shoal__Audio__V1__PredictRequest
+{
+  ProtobufCMessage base;
+  /*
+   * A registry reference: name@alias, name/version or name (the latest), with an optional org/.
+   */
+  char *model;
+  char *dataset_id;
+  /*
+   * Also the labelled clips (default: the unlabelled only).
+   */
+  protobuf_c_boolean all;
+};
+#define SHOAL__AUDIO__V1__PREDICT_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__audio__v1__predict_request__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0 }
+
+
+struct  Shoal__Audio__V1__Prediction__ScoresEntry
+{
+  ProtobufCMessage base;
+  char *key;
+  double value;
+};
+#define SHOAL__AUDIO__V1__PREDICTION__SCORES_ENTRY__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__audio__v1__prediction__scores_entry__descriptor) \
+    , (char *)protobuf_c_empty_string, 0 }
+
+
+/*
+ * One clip's prediction, in the Orcasound endpoint's shape.
+ */
+struct  Shoal__Audio__V1__Prediction
+{
+  ProtobufCMessage base;
+  /*
+   * Where the clip came from (its URL or path).
+   */
+  char *audio_url;
+  double duration;
+  char *location;
+  int64_t timestamp;
+  /*
+   * The probability of the model's positive class.
+   */
+  double predicted_value;
+  /*
+   * Every class's probability.
+   */
+  size_t n_scores;
+  Shoal__Audio__V1__Prediction__ScoresEntry **scores;
+  char *digest;
+  /*
+   * Its label, for a labelled clip.
+   */
+  char *label;
+};
+#define SHOAL__AUDIO__V1__PREDICTION__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__audio__v1__prediction__descriptor) \
+    , (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, 0, 0, 0,NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+
+
+struct  Shoal__Audio__V1__PredictResponse
+{
+  ProtobufCMessage base;
+  /*
+   * `org/name`, the version that predicted, and its positive class.
+   */
+  char *model;
+  int64_t version;
+  char *positive_class;
+  size_t n_predictions;
+  Shoal__Audio__V1__Prediction **predictions;
+};
+#define SHOAL__AUDIO__V1__PREDICT_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__audio__v1__predict_response__descriptor) \
+    , (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, 0,NULL }
+
+
 /* Shoal__Audio__V1__Clip methods */
 void   shoal__audio__v1__clip__init
                      (Shoal__Audio__V1__Clip         *message);
@@ -728,6 +811,66 @@ Shoal__Audio__V1__TrainProgress *
 void   shoal__audio__v1__train_progress__free_unpacked
                      (Shoal__Audio__V1__TrainProgress *message,
                       ProtobufCAllocator *allocator);
+/* Shoal__Audio__V1__PredictRequest methods */
+void   shoal__audio__v1__predict_request__init
+                     (Shoal__Audio__V1__PredictRequest         *message);
+size_t shoal__audio__v1__predict_request__get_packed_size
+                     (const Shoal__Audio__V1__PredictRequest   *message);
+size_t shoal__audio__v1__predict_request__pack
+                     (const Shoal__Audio__V1__PredictRequest   *message,
+                      uint8_t             *out);
+size_t shoal__audio__v1__predict_request__pack_to_buffer
+                     (const Shoal__Audio__V1__PredictRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Shoal__Audio__V1__PredictRequest *
+       shoal__audio__v1__predict_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shoal__audio__v1__predict_request__free_unpacked
+                     (Shoal__Audio__V1__PredictRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Shoal__Audio__V1__Prediction__ScoresEntry methods */
+void   shoal__audio__v1__prediction__scores_entry__init
+                     (Shoal__Audio__V1__Prediction__ScoresEntry         *message);
+/* Shoal__Audio__V1__Prediction methods */
+void   shoal__audio__v1__prediction__init
+                     (Shoal__Audio__V1__Prediction         *message);
+size_t shoal__audio__v1__prediction__get_packed_size
+                     (const Shoal__Audio__V1__Prediction   *message);
+size_t shoal__audio__v1__prediction__pack
+                     (const Shoal__Audio__V1__Prediction   *message,
+                      uint8_t             *out);
+size_t shoal__audio__v1__prediction__pack_to_buffer
+                     (const Shoal__Audio__V1__Prediction   *message,
+                      ProtobufCBuffer     *buffer);
+Shoal__Audio__V1__Prediction *
+       shoal__audio__v1__prediction__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shoal__audio__v1__prediction__free_unpacked
+                     (Shoal__Audio__V1__Prediction *message,
+                      ProtobufCAllocator *allocator);
+/* Shoal__Audio__V1__PredictResponse methods */
+void   shoal__audio__v1__predict_response__init
+                     (Shoal__Audio__V1__PredictResponse         *message);
+size_t shoal__audio__v1__predict_response__get_packed_size
+                     (const Shoal__Audio__V1__PredictResponse   *message);
+size_t shoal__audio__v1__predict_response__pack
+                     (const Shoal__Audio__V1__PredictResponse   *message,
+                      uint8_t             *out);
+size_t shoal__audio__v1__predict_response__pack_to_buffer
+                     (const Shoal__Audio__V1__PredictResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Shoal__Audio__V1__PredictResponse *
+       shoal__audio__v1__predict_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shoal__audio__v1__predict_response__free_unpacked
+                     (Shoal__Audio__V1__PredictResponse *message,
+                      ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
 typedef void (*Shoal__Audio__V1__Clip_Closure)
@@ -781,6 +924,18 @@ typedef void (*Shoal__Audio__V1__TrainResult_Closure)
 typedef void (*Shoal__Audio__V1__TrainProgress_Closure)
                  (const Shoal__Audio__V1__TrainProgress *message,
                   void *closure_data);
+typedef void (*Shoal__Audio__V1__PredictRequest_Closure)
+                 (const Shoal__Audio__V1__PredictRequest *message,
+                  void *closure_data);
+typedef void (*Shoal__Audio__V1__Prediction__ScoresEntry_Closure)
+                 (const Shoal__Audio__V1__Prediction__ScoresEntry *message,
+                  void *closure_data);
+typedef void (*Shoal__Audio__V1__Prediction_Closure)
+                 (const Shoal__Audio__V1__Prediction *message,
+                  void *closure_data);
+typedef void (*Shoal__Audio__V1__PredictResponse_Closure)
+                 (const Shoal__Audio__V1__PredictResponse *message,
+                  void *closure_data);
 
 /* --- services --- */
 
@@ -788,6 +943,10 @@ typedef struct Shoal__Audio__V1__AudioClassifier_Service Shoal__Audio__V1__Audio
 struct Shoal__Audio__V1__AudioClassifier_Service
 {
   ProtobufCService base;
+  void (*predict)(Shoal__Audio__V1__AudioClassifier_Service *service,
+                  const Shoal__Audio__V1__PredictRequest *input,
+                  Shoal__Audio__V1__PredictResponse_Closure closure,
+                  void *closure_data);
   void (*train)(Shoal__Audio__V1__AudioClassifier_Service *service,
                 const Shoal__Audio__V1__TrainRequest *input,
                 Shoal__Audio__V1__TrainProgress_Closure closure,
@@ -820,12 +979,17 @@ void shoal__audio__v1__audio_classifier__init (Shoal__Audio__V1__AudioClassifier
     { &shoal__audio__v1__audio_classifier__descriptor, protobuf_c_service_invoke_internal, NULL }
 #define SHOAL__AUDIO__V1__AUDIO_CLASSIFIER__INIT(function_prefix__) \
     { SHOAL__AUDIO__V1__AUDIO_CLASSIFIER__BASE_INIT,\
+      function_prefix__ ## predict,\
       function_prefix__ ## train,\
       function_prefix__ ## import_dataset,\
       function_prefix__ ## get_dataset,\
       function_prefix__ ## list_datasets,\
       function_prefix__ ## list_clips,\
       function_prefix__ ## spectrogram  }
+void shoal__audio__v1__audio_classifier__predict(ProtobufCService *service,
+                                                 const Shoal__Audio__V1__PredictRequest *input,
+                                                 Shoal__Audio__V1__PredictResponse_Closure closure,
+                                                 void *closure_data);
 void shoal__audio__v1__audio_classifier__train(ProtobufCService *service,
                                                const Shoal__Audio__V1__TrainRequest *input,
                                                Shoal__Audio__V1__TrainProgress_Closure closure,
@@ -870,6 +1034,10 @@ extern const ProtobufCMessageDescriptor shoal__audio__v1__train_request__descrip
 extern const ProtobufCMessageDescriptor shoal__audio__v1__epoch_metrics__descriptor;
 extern const ProtobufCMessageDescriptor shoal__audio__v1__train_result__descriptor;
 extern const ProtobufCMessageDescriptor shoal__audio__v1__train_progress__descriptor;
+extern const ProtobufCMessageDescriptor shoal__audio__v1__predict_request__descriptor;
+extern const ProtobufCMessageDescriptor shoal__audio__v1__prediction__descriptor;
+extern const ProtobufCMessageDescriptor shoal__audio__v1__prediction__scores_entry__descriptor;
+extern const ProtobufCMessageDescriptor shoal__audio__v1__predict_response__descriptor;
 extern const ProtobufCServiceDescriptor shoal__audio__v1__audio_classifier__descriptor;
 
 PROTOBUF_C__END_DECLS
