@@ -83,7 +83,7 @@ extension AudioClassifierService {
       throw RPCError(
         .failedPrecondition, "dataset \(dataset.name) has \(labels.count) labelled clips; training needs 4 or more")
     }
-    let featureTensor = Tensor(shape: [labels.count, ClipEmbedding.embeddingSize], elements: features)
+    let featureTensor = Tensor(shape: [labels.count, embedding.embeddingSize], elements: features)
 
     // One head per hidden size; the best validation accuracy (then the lower loss) is kept.
     var best: (size: Int, result: HeadTrainer.Result)?
@@ -150,7 +150,8 @@ extension AudioClassifierService {
       ("hidden_size", "\(size)"), ("epochs", "\(request.epochs == 0 ? 100 : request.epochs)"),
       ("validation_split", "\(request.validationSplit == 0 ? 0.2 : request.validationSplit)"),
       ("seed", "\(request.seed)"), ("features", request.pcen ? "pcen" : "log-mel"), ("mels", "\(mels)"),
-      ("embedding", "3 random 3x3 convolutions, mean and max pooled (128)"), ("positive_class", positive),
+      ("embedding", "3 random 3x3 convolutions, mean and max pooled (128), band means and deviations"),
+      ("positive_class", positive),
     ]
     batch.params = params.map { key, value in
       var param = TrackingV1.Param()

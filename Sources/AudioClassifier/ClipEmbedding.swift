@@ -12,14 +12,15 @@ import ShoalProto
 /// recordings varies far more than a synthetic set's).
 ///
 /// Embedding: three 3×3 convolutions with ReLU (1→16, 16→32, 32→64 channels; the first two
-/// followed by a 2×2 max pool), then each channel's mean and maximum over time and frequency: 128
-/// numbers. Its weights are random (He-scaled, from a seed) and fixed: random convolutional
+/// followed by a 2×2 max pool), then each channel's mean and maximum over time and frequency (128
+/// numbers), and each band's mean and deviation over time (2 × mels). Its weights are random (He-scaled, from a seed) and fixed: random convolutional
 /// features under a trained head, so that training stays a HeadTrainer run on OpenBLAS and a
 /// few dozen labels do not overfit a convolution.
 struct ClipEmbedding: Sendable {
   static let sampleRate = 22_050
   static let seconds = 3.0
-  static let embeddingSize = 128
+  /// The random convolutions' part of the embedding.
+  static let convolutionFeatures = 128
   static let input = "spectrogram"
   static let output = "embedding"
 
@@ -28,6 +29,9 @@ struct ClipEmbedding: Sendable {
   let seed: UInt64
 
   var frames: Int { 1 + Int((Self.seconds * Double(Self.sampleRate)).rounded()) / 512 }
+
+  /// The embedding's length: the convolutions' 128, then each band's mean and deviation over time.
+  var embeddingSize: Int { Self.convolutionFeatures + 2 * mels }
 
   /// The standardised spectrogram of one clip's bytes, [1, 1, mels, frames].
   func features(_ bytes: [UInt8], name: String) throws(AudioError) -> [Float] {
@@ -68,9 +72,20 @@ struct ClipEmbedding: Sendable {
     }
     graph.node("GlobalAveragePool", [x], ["mean"])
     graph.node("GlobalMaxPool", [x], ["max"])
-    graph.node("Concat", ["mean", "max"], ["both"], attributes: ["axis": .int(1)])
-    graph.node("Flatten", ["both"], [Self.output], attributes: ["axis": .int(1)])
-    graph.output(Self.output, .float32, [.symbolic("N"), .fixed(Self.embeddingSize)])
+    graph.node("Concat", ["mean", "max"], ["pooled"], attributes: ["axis": .int(1)])
+    graph.node("Flatten", ["pooled"], ["convolved"], attributes: ["axis": .int(1)])
+    // Each band's mean and deviation over time: the summary a linear model would be given.
+    graph.node("ReduceMean", [Self.input], ["bandMean"], attributes: ["axes": .ints([3]), "keepdims": .int(0)])
+    graph.node("Mul", [Self.input, Self.input], ["squared"])
+    graph.node("ReduceMean", ["squared"], ["bandSquare"], attributes: ["axes": .ints([3]), "keepdims": .int(0)])
+    graph.node("Mul", ["bandMean", "bandMean"], ["meanSquared"])
+    graph.node("Sub", ["bandSquare", "meanSquared"], ["variance"])
+    graph.node("Relu", ["variance"], ["nonNegative"])
+    graph.node("Sqrt", ["nonNegative"], ["bandDeviation"])
+    graph.node("Flatten", ["bandMean"], ["means"], attributes: ["axis": .int(1)])
+    graph.node("Flatten", ["bandDeviation"], ["deviations"], attributes: ["axis": .int(1)])
+    graph.node("Concat", ["convolved", "means", "deviations"], [Self.output], attributes: ["axis": .int(1)])
+    graph.output(Self.output, .float32, [.symbolic("N"), .fixed(embeddingSize)])
     return try graph.bytes()
   }
 
