@@ -9,10 +9,15 @@ import ShoalServiceStubs
 import ShoalStore
 
 /// Prediction with a version Train made: the file from the registry, its front end from its
-/// metadata, every clip through it and the model core.
+/// metadata, every clip through it and the model core; with `review`, the unlabelled clips'
+/// predictions go to feedback as a set of items to review.
 extension AudioClassifierService {
   public func predict(_ request: AudioV1.PredictRequest, context: ServerContext) async throws -> AudioV1.PredictResponse
   {
+    try await runPrediction(request)
+  }
+
+  func runPrediction(_ request: AudioV1.PredictRequest) async throws -> AudioV1.PredictResponse {
     guard let registry else {
       throw RPCError(.unimplemented, "this audio classifier has no registry to take models from")
     }
@@ -89,7 +94,62 @@ extension AudioClassifierService {
       guard page.count == 1000, let last = page.last else { break }
       after = last.digest
     }
+    if request.review {
+      response.reviewSetId = try await sendToReview(response, classes: front.classes, of: dataset)
+    }
     return response
+  }
+
+  /// Sends the unlabelled clips' predictions to feedback as a new set of items (each clip by its
+  /// digest), which becomes the dataset's review set; the one before it is marked COMPLETE.
+  private func sendToReview(
+    _ response: AudioV1.PredictResponse, classes: [String], of dataset: AudioV1.Dataset
+  ) async throws -> String {
+    guard let feedback else {
+      throw RPCError(
+        .failedPrecondition, "review: this audio classifier has no feedback service to send predictions to")
+    }
+    let options = Self.onBehalf()
+    var create = FeedbackV1.CreateSetRequest()
+    create.model = response.model
+    create.modelVersion = response.version
+    create.task = .audio
+    create.classes = classes.map { name in
+      var label = RegistryV1.ClassLabel()
+      label.name = name
+      return label
+    }
+    create.organization = dataset.organization
+    create.items = true
+    let set = try await feedback.createSet(create, options: options)
+    let items = response.predictions.filter { $0.label.isEmpty }.map { prediction in
+      var item = FeedbackV1.PredictedTile()
+      item.item = prediction.digest
+      item.scores = prediction.scores
+      return item
+    }
+    if !items.isEmpty {
+      _ = try await feedback.putPredictions(options: options) { sender in
+        for start in stride(from: 0, to: items.count, by: 500) {
+          var batch = FeedbackV1.PutPredictionsRequest()
+          batch.setId = set.setId
+          batch.requestId = "clips \(start)"
+          batch.tiles = Array(items[start..<min(items.count, start + 500)])
+          try await sender.send(batch)
+        }
+      }
+    }
+    let id = Int64(dataset.datasetId)!
+    let before = try await store.learning(of: id).reviewSet
+    try await store.setReview(
+      of: id, set: set.setId, model: response.model, version: response.version, positive: response.positiveClass)
+    if !before.isEmpty {
+      var update = FeedbackV1.UpdateSetRequest()
+      update.setId = before
+      update.status = .complete
+      _ = try? await feedback.updateSet(update, options: options)
+    }
+    return set.setId
   }
 
   /// A trained file's front end, from its ONNX metadata.

@@ -13,6 +13,21 @@ extension AudioClassifierService {
   public func train(
     _ request: AudioV1.TrainRequest, responses: RPCResponseWriter<AudioV1.TrainProgress>, context: ServerContext
   ) async throws {
+    let result = try await runTraining(request, automatic: false) { try await responses.send($0) }
+    var last = AudioV1.TrainProgress()
+    last.total = result.labeledFiles
+    last.done = result.labeledFiles
+    last.result = result
+    try await responses.send(last)
+  }
+
+  /// Trains as `request` says, reporting features and epochs to `progress`, and records the
+  /// training with the dataset (its request kept as the dataset's settings for the automatic
+  /// retraining).
+  func runTraining(
+    _ request: AudioV1.TrainRequest, automatic: Bool,
+    progress report: (AudioV1.TrainProgress) async throws -> Void
+  ) async throws -> AudioV1.TrainResult {
     guard let registry, let tracking else {
       throw RPCError(.unimplemented, "this audio classifier has no registry and tracking to train into")
     }
@@ -36,8 +51,16 @@ extension AudioClassifierService {
     }
     let mels = request.mels == 0 ? 64 : Int(request.mels)
     guard (8...256).contains(mels) else { throw RPCError(.invalidArgument, "mels: give 8–256 bands") }
+    guard (0...1_000_000).contains(request.retrainAfter) else {
+      throw RPCError(.invalidArgument, "retrain_after: give 0 (never) to 1,000,000 labels")
+    }
+    guard (0...1000).contains(request.validationEvery), request.validationEvery != 1 else {
+      throw RPCError(.invalidArgument, "validation_every: give 2–1000 (0: the default 5)")
+    }
     let dataset = try await self.dataset(id: request.datasetId, name: "", organization: "")
-    let labelled = try await labelledClips(of: Int64(dataset.datasetId)!)
+    let datasetID = Int64(dataset.datasetId)!
+    let labelsAtStart = try await store.labelsSubmitted(to: datasetID)
+    let labelled = try await labelledClips(of: datasetID)
     let classes = Array(Set(labelled.map(\.label))).sorted()
     guard classes.count >= 2 else {
       throw RPCError(
@@ -77,7 +100,7 @@ extension AudioClassifierService {
       var progress = AudioV1.TrainProgress()
       progress.total = total
       progress.done = Int64(index + 1)
-      try await responses.send(progress)
+      try await report(progress)
     }
     guard labels.count >= 4 else {
       throw RPCError(
@@ -93,26 +116,33 @@ extension AudioClassifierService {
       config.maxEpochs = request.epochs == 0 ? 100 : Int(request.epochs)
       config.validationFraction = request.validationSplit == 0 ? 0.2 : Float(request.validationSplit)
       config.seed = request.seed
-      var epochs: [AudioV1.EpochMetrics] = []
-      let result = try HeadTrainer(config).train(
-        features: featureTensor, labels: .classes(labels), classes: classes.count
-      ) { epoch in
-        var metrics = AudioV1.EpochMetrics()
-        metrics.epoch = Int32(epoch.number)
-        metrics.hiddenSize = Int32(size)
-        metrics.acc = epoch.trainingAccuracy
-        metrics.loss = epoch.trainingLoss
-        metrics.valAcc = epoch.validationAccuracy
-        metrics.valLoss = epoch.validationLoss
-        epochs.append(metrics)
+      config.heldOut = Set(labelled.indices.filter { labelled[$0].validation })
+      if request.weightByExpertise { config.exampleWeights = labelled.map { Self.weight(of: $0.expertise) } }
+      // Each epoch is reported as it ends: training runs apart and hands its epochs over.
+      let (stream, continuation) = AsyncStream.makeStream(of: AudioV1.EpochMetrics.self)
+      let training = Task.detached { [config, featureTensor, labels, classes] in
+        defer { continuation.finish() }
+        return try HeadTrainer(config).train(
+          features: featureTensor, labels: .classes(labels), classes: classes.count
+        ) { epoch in
+          var metrics = AudioV1.EpochMetrics()
+          metrics.epoch = Int32(epoch.number)
+          metrics.hiddenSize = Int32(size)
+          metrics.acc = epoch.trainingAccuracy
+          metrics.loss = epoch.trainingLoss
+          metrics.valAcc = epoch.validationAccuracy
+          metrics.valLoss = epoch.validationLoss
+          continuation.yield(metrics)
+        }
       }
-      for metrics in epochs {
+      for await metrics in stream {
         var progress = AudioV1.TrainProgress()
         progress.total = total
         progress.done = total
         progress.epoch = metrics
-        try await responses.send(progress)
+        try await report(progress)
       }
+      let result = try await training.value
       let loss = result.epochs.first { $0.number == result.bestEpoch }?.validationLoss ?? .infinity
       let bestLoss =
         best.flatMap { best in best.result.epochs.first { $0.number == best.result.bestEpoch } }?
@@ -151,7 +181,9 @@ extension AudioClassifierService {
       ("validation_split", "\(request.validationSplit == 0 ? 0.2 : request.validationSplit)"),
       ("seed", "\(request.seed)"), ("features", request.pcen ? "pcen" : "log-mel"), ("mels", "\(mels)"),
       ("embedding", "3 random 3x3 convolutions, mean and max pooled (128), band means and deviations"),
-      ("positive_class", positive),
+      ("positive_class", positive), ("automatic", "\(automatic)"),
+      ("weight_by_expertise", "\(request.weightByExpertise)"),
+      ("validation_clips", "\(chosen.confusionMatrix.joined().reduce(0, +))"),
     ]
     batch.params = params.map { key, value in
       var param = TrackingV1.Param()
@@ -246,11 +278,32 @@ extension AudioClassifierService {
     result.runId = run.runId
     result.datasetDigest = datasetDigest
     result.positiveClass = positive
-    var last = AudioV1.TrainProgress()
-    last.total = total
-    last.done = total
-    last.result = result
-    try await responses.send(last)
+    result.validationFiles = Int64(chosen.confusionMatrix.joined().reduce(0, +))
+
+    var round = AudioV1.TrainingRound()
+    round.model = result.model
+    round.version = result.version
+    round.labeledFiles = result.labeledFiles
+    round.validationFiles = result.validationFiles
+    round.modelAcc = result.modelAcc
+    round.modelLoss = result.modelLoss
+    round.automatic = automatic
+    round.runId = result.runId
+    round.trainedAtMs = Int64((Date().timeIntervalSince1970 * 1000).rounded())
+    try await store.recordTraining(
+      of: datasetID, config: request, labelsAtStart: labelsAtStart, round: round, cm: result.cm,
+      classes: result.classes)
+    return result
+  }
+
+  /// A label's weight in training by its labeller's expertise (an imported label weighs 1).
+  static func weight(of expertise: AudioV1.Expertise) -> Float {
+    switch expertise {
+    case .beginner: 0.5
+    case .competent: 0.75
+    case .expert: 1.5
+    default: 1
+    }
   }
 
   static let call = CallOptions(timeout: .seconds(60))

@@ -10,8 +10,8 @@ public import ShoalStore
 import Synchronization
 
 /// `shoal.audio.v1.AudioClassifier`: datasets of labelled and unlabelled clips, stored by digest,
-/// their spectrograms, and training into the registry. Prediction and active learning (issue 24)
-/// come next.
+/// their spectrograms, training into the registry, prediction, and active learning through
+/// feedback's review queues.
 ///
 /// Over TCP a caller with a token of one organisation sees and imports into that organisation's
 /// datasets only; peers on the Unix socket see every organisation's.
@@ -19,7 +19,8 @@ public struct AudioClassifierService: AudioV1.AudioClassifier.ServiceProtocol {
   /// The role each method needs from a caller over TCP.
   public static let requirements: [String: RegistryV1.Role] = [
     "ImportDataset": .writer, "GetDataset": .reader, "ListDatasets": .reader, "ListClips": .reader,
-    "Spectrogram": .reader, "Train": .writer, "Predict": .reader,
+    "Spectrogram": .reader, "Train": .writer, "Predict": .writer, "NextToLabel": .writer, "SubmitLabels": .writer,
+    "Stats": .reader,
   ]
 
   /// Clips imported at once.
@@ -33,17 +34,22 @@ public struct AudioClassifierService: AudioV1.AudioClassifier.ServiceProtocol {
   /// Where trained versions go, and where their runs are recorded (nil: training is refused).
   let registry: RegistryV1.ModelRegistry.Client?
   let tracking: TrackingV1.Tracking.Client?
+  /// Where predictions go for review, and where review locks and validity are kept (nil: no
+  /// active learning).
+  let feedback: FeedbackV1.Feedback.Client?
 
   public init(
     store: AudioStore, blobs: BlobStore, downloader: FileDownloader = FileDownloader(),
     registry: (any RPCChannel)? = nil,
-    tracking: (any RPCChannel)? = nil
+    tracking: (any RPCChannel)? = nil,
+    feedback: (any RPCChannel)? = nil
   ) {
     self.store = store
     self.blobs = blobs
     self.downloader = downloader
     self.registry = registry.map { RegistryV1.ModelRegistry.Client($0) }
     self.tracking = tracking.map { TrackingV1.Tracking.Client($0) }
+    self.feedback = feedback.map { FeedbackV1.Feedback.Client($0) }
   }
 
   // MARK: Datasets

@@ -22,7 +22,27 @@ public struct AudioStore: Sendable {
         label TEXT NOT NULL, location TEXT NOT NULL, timestamp BIGINT NOT NULL, source TEXT NOT NULL,
         PRIMARY KEY (dataset_id, digest));
       CREATE INDEX dataset_clips_label ON dataset_clips (dataset_id, label, digest);
-      """)
+      """),
+    Migration(
+      2,
+      "active learning: who labelled a clip and how well they know, the validation split, each dataset's state and its trainings",
+      """
+      ALTER TABLE dataset_clips ADD COLUMN expertise BIGINT NOT NULL DEFAULT 0;
+      ALTER TABLE dataset_clips ADD COLUMN validation BIGINT NOT NULL DEFAULT 0;
+      ALTER TABLE dataset_clips ADD COLUMN labelled_by TEXT NOT NULL DEFAULT '';
+      ALTER TABLE dataset_clips ADD COLUMN labelled_at_ms BIGINT NOT NULL DEFAULT 0;
+      CREATE TABLE learning (
+        dataset_id BIGINT PRIMARY KEY REFERENCES datasets (id), config TEXT NOT NULL, labels BIGINT NOT NULL,
+        trained_labels BIGINT NOT NULL, review_set TEXT NOT NULL, review_model TEXT NOT NULL,
+        review_version BIGINT NOT NULL, review_positive TEXT NOT NULL, retraining BIGINT NOT NULL,
+        last_error TEXT NOT NULL);
+      CREATE TABLE trainings (
+        id {id}, dataset_id BIGINT NOT NULL REFERENCES datasets (id), model TEXT NOT NULL, version BIGINT NOT NULL,
+        labeled_files BIGINT NOT NULL, validation_files BIGINT NOT NULL, model_acc {real} NOT NULL,
+        model_loss {real} NOT NULL, automatic BIGINT NOT NULL, run_id TEXT NOT NULL, cm TEXT NOT NULL,
+        classes TEXT NOT NULL, at_ms BIGINT NOT NULL);
+      CREATE INDEX trainings_dataset ON trainings (dataset_id, id);
+      """),
   ]
 
   let database: Database
@@ -149,28 +169,50 @@ public struct AudioStore: Sendable {
       filter = "AND dc.label = $4"
     }
     let sql = """
-      SELECT c.digest, c.name, c.size, c.duration, c.sample_rate, c.channels, dc.label, dc.location, dc.timestamp,
-        dc.source
+      SELECT \(Self.clipColumns)
       FROM dataset_clips dc JOIN clips c ON c.digest = dc.digest
       WHERE dc.dataset_id = $1 AND dc.digest > $2 \(filter) ORDER BY dc.digest LIMIT $3
       """
     let values = parameters
     return try await database.read { connection in
-      try connection.query(sql, values).map { row in
-        var clip = AudioV1.Clip()
-        clip.digest = try row.string("digest")
-        clip.name = try row.string("name")
-        clip.size = try row.int("size")
-        clip.duration = try row.double("duration")
-        clip.sampleRate = Int32(try row.int("sample_rate"))
-        clip.channels = Int32(try row.int("channels"))
-        clip.label = try row.string("label")
-        clip.location = try row.string("location")
-        clip.timestamp = try row.int("timestamp")
-        clip.source = try row.string("source")
-        return clip
-      }
+      try connection.query(sql, values).map(Self.clip)
     }
+  }
+
+  static let clipColumns = """
+    c.digest, c.name, c.size, c.duration, c.sample_rate, c.channels, dc.label, dc.location, dc.timestamp, dc.source,
+    dc.expertise, dc.validation, dc.labelled_by
+    """
+
+  static func clip(_ row: SQLRow) throws -> AudioV1.Clip {
+    var clip = AudioV1.Clip()
+    clip.digest = try row.string("digest")
+    clip.name = try row.string("name")
+    clip.size = try row.int("size")
+    clip.duration = try row.double("duration")
+    clip.sampleRate = Int32(try row.int("sample_rate"))
+    clip.channels = Int32(try row.int("channels"))
+    clip.label = try row.string("label")
+    clip.location = try row.string("location")
+    clip.timestamp = try row.int("timestamp")
+    clip.source = try row.string("source")
+    clip.expertise = AudioV1.Expertise(rawValue: Int32(try row.int("expertise")))
+    clip.validation = try row.int("validation") != 0
+    clip.labelledBy = try row.string("labelled_by")
+    return clip
+  }
+
+  /// The clips of dataset `id` among `digests`, by digest.
+  func clips(of id: Int64, digests: [String]) async throws -> [String: AudioV1.Clip] {
+    guard !digests.isEmpty else { return [:] }
+    let placeholders = digests.indices.map { "$\($0 + 2)" }.joined(separator: ", ")
+    let sql = """
+      SELECT \(Self.clipColumns) FROM dataset_clips dc JOIN clips c ON c.digest = dc.digest
+      WHERE dc.dataset_id = $1 AND dc.digest IN (\(placeholders))
+      """
+    let values: [SQLValue] = [.integer(id)] + digests.map { .text($0) }
+    let clips = try await database.read { connection in try connection.query(sql, values).map(Self.clip) }
+    return Dictionary(clips.map { ($0.digest, $0) }) { first, _ in first }
   }
 
   /// Whether any dataset the caller sees holds the clip (a caller of one organisation reads

@@ -10,6 +10,11 @@ extension FeedbackService {
     _ request: FeedbackV1.ExportRequest, responses: RPCResponseWriter<FeedbackV1.ExportChunk>, context: ServerContext
   ) async throws {
     let set = try await store.set(request.setId, visibleTo: CallerOrganization.current)
+    if set.items {
+      throw RPCError(
+        .failedPrecondition,
+        "set \(set.setId) holds items, not map tiles, so it has no geometry to export; read it with QueryTiles")
+    }
     let classes = try Self.exportedClasses(request.classes, of: set)
     var writer = ExportWriter(
       format: request.format, filter: request.filter, classes: classes, images: try await imageContext(of: set),

@@ -18,6 +18,11 @@ extension FeedbackService {
   ) async throws {
     guard let blobs else { throw RPCError(.failedPrecondition, "this feedback service keeps no blobs") }
     let set = try await store.set(request.setId, visibleTo: CallerOrganization.current)
+    if set.items {
+      throw RPCError(
+        .failedPrecondition,
+        "set \(set.setId) holds items, not map tiles; their labels are the audio classifier's (shoal audio label)")
+    }
     let classes = try Self.exportedClasses(request.classes, of: set)
     guard !set.imagery.isEmpty else {
       throw RPCError(

@@ -50,6 +50,13 @@ public struct FeedbackService: FeedbackV1.Feedback.ServiceProtocol {
     _ request: FeedbackV1.CreateSetRequest, context: ServerContext
   ) async throws -> FeedbackV1.PredictionSet {
     guard !request.model.isEmpty else { throw RPCError(.invalidArgument, "model: give the model reference") }
+    var request = request
+    if request.items {
+      guard request.imagery.isEmpty, request.aoi.isEmpty, request.zoom == 0 else {
+        throw RPCError(.invalidArgument, "items: a set of items has no imagery, aoi or zoom")
+      }
+      request.zoom = Int32(ItemKey.zoom)
+    }
     guard (0...Tile.maxZoom).contains(Int(request.zoom)) else {
       throw RPCError(.invalidArgument, "zoom \(request.zoom) is outside 0–\(Tile.maxZoom)")
     }
@@ -158,13 +165,23 @@ public struct FeedbackService: FeedbackV1.Feedback.ServiceProtocol {
       let tiles = try request.tiles.enumerated().map { index, predicted throws(RPCError) in
         let at = "batch \(batch), tiles[\(index)]"
         let tile: Tile
-        do throws(GeoError) {
-          tile =
-            predicted.quadkey.isEmpty
-            ? try Tile(z: Int(predicted.z), x: Int(clamping: predicted.x), y: Int(clamping: predicted.y))
-            : try Tile(quadkey: predicted.quadkey)
-        } catch {
-          throw RPCError(.invalidArgument, "\(at): \(error.message)")
+        if set.items {
+          guard predicted.quadkey.isEmpty, predicted.z == 0, predicted.x == 0, predicted.y == 0 else {
+            throw RPCError(.invalidArgument, "\(at): set \(set.setId) holds items; give each its item key, not a tile")
+          }
+          tile = try ItemKey.tile(predicted.item, at: "\(at).item")
+        } else {
+          guard predicted.item.isEmpty else {
+            throw RPCError(.invalidArgument, "\(at): set \(set.setId) holds map tiles; give z/x/y, not an item")
+          }
+          do throws(GeoError) {
+            tile =
+              predicted.quadkey.isEmpty
+              ? try Tile(z: Int(predicted.z), x: Int(clamping: predicted.x), y: Int(clamping: predicted.y))
+              : try Tile(quadkey: predicted.quadkey)
+          } catch {
+            throw RPCError(.invalidArgument, "\(at): \(error.message)")
+          }
         }
         guard tile.z == Int(set.zoom) else {
           throw RPCError(
@@ -187,7 +204,7 @@ public struct FeedbackService: FeedbackV1.Feedback.ServiceProtocol {
             throw RPCError(.invalidArgument, "\(at).features[\(number)].geometry: \(error.message)")
           }
         }
-        return (tile, predicted.scores, predicted.features)
+        return (tile, predicted.item, predicted.scores, predicted.features)
       }
       await handoff.put(FeedbackStore.PutBatch(setID: Int64(set.setId)!, requestID: request.requestId, tiles: tiles))
     }
@@ -210,6 +227,9 @@ public struct FeedbackService: FeedbackV1.Feedback.ServiceProtocol {
       after = token
     }
     let zoom = Int(set.zoom)
+    if set.items, request.area != nil {
+      throw RPCError(.invalidArgument, "area: set \(set.setId) holds items, not map tiles; query it without an area")
+    }
     var cover: Set<Tile>?
     var ranges: [QuadkeyRange]?
     do throws(GeoError) {
@@ -289,10 +309,18 @@ public struct FeedbackService: FeedbackV1.Feedback.ServiceProtocol {
       throw RPCError(.invalidArgument, "changes: give 1–10000 changes")
     }
     let set = try await store.set(request.setId, visibleTo: CallerOrganization.current)
+    var changes = request.changes
+    if set.items {
+      for index in changes.indices {
+        if case .tileId(let key)? = changes[index].target {
+          changes[index].target = .tileId("\(try ItemKey.tile(key, at: "changes[\(index)].tile_id"))")
+        }
+      }
+    }
     var response = FeedbackV1.SetValidityResponse()
     response.applied = Int32(
       try await store.setValidity(
-        setID: Int64(set.setId)!, classes: Set(set.classes.map(\.name)), changes: request.changes,
+        setID: Int64(set.setId)!, classes: Set(set.classes.map(\.name)), changes: changes,
         by: CallerPrincipal.name))
     return response
   }
@@ -302,7 +330,9 @@ public struct FeedbackService: FeedbackV1.Feedback.ServiceProtocol {
   ) async throws -> FeedbackV1.ValidityHistoryResponse {
     let set = try await store.set(request.setId, visibleTo: CallerOrganization.current)
     var tile: Tile?
-    if !request.tileId.isEmpty {
+    if set.items, !request.tileId.isEmpty {
+      tile = try ItemKey.tile(request.tileId, at: "tile_id")
+    } else if !request.tileId.isEmpty {
       do {
         tile = try Tile(parsing: request.tileId)
       } catch {
@@ -351,6 +381,7 @@ public struct FeedbackService: FeedbackV1.Feedback.ServiceProtocol {
   ) async throws -> FeedbackV1.ReleaseLocksResponse {
     let set = try await store.set(request.setId, visibleTo: CallerOrganization.current)
     let tiles = try request.tileIds.map { text throws(RPCError) in
+      if set.items { return try ItemKey.tile(text, at: "tile_ids") }
       do throws(GeoError) {
         return try Tile(parsing: text)
       } catch {
@@ -371,7 +402,8 @@ public struct FeedbackService: FeedbackV1.Feedback.ServiceProtocol {
     features: [FeedbackV1.Feature]
   ) -> FeedbackV1.TileRecord {
     var record = FeedbackV1.TileRecord()
-    record.tileId = "\(stored.tile)"
+    record.tileId = stored.item.isEmpty ? "\(stored.tile)" : stored.item
+    record.item = stored.item
     record.z = Int32(stored.tile.z)
     record.x = Int64(stored.tile.x)
     record.y = Int64(stored.tile.y)

@@ -38,7 +38,7 @@ extension FeedbackStore {
         """
       var chosen: [(StoredTile, Double)] = []
       if let className {
-        let rows = try connection.query("SELECT t.id, t.z, t.x, t.y, t.scores \(candidates)", parameters)
+        let rows = try connection.query("SELECT t.id, t.z, t.x, t.y, t.scores, t.item \(candidates)", parameters)
         var ranked: [(StoredTile, Double)] = []
         for row in rows {
           let tile = try Self.storedTile(row)
@@ -56,7 +56,7 @@ extension FeedbackStore {
       } else {
         parameters.append(.integer(Int64(n)))
         let rows = try connection.query(
-          "SELECT t.id, t.z, t.x, t.y, t.scores, t.\(column) AS rank \(candidates) ORDER BY t.\(column) DESC, t.id LIMIT $3",
+          "SELECT t.id, t.z, t.x, t.y, t.scores, t.item, t.\(column) AS rank \(candidates) ORDER BY t.\(column) DESC, t.id LIMIT $3",
           parameters)
         chosen = try rows.map { (try Self.storedTile($0), try $0.double("rank")) }
       }
@@ -95,6 +95,7 @@ extension FeedbackStore {
       id: try row.int("id"),
       tile: try Tile(z: Int(try row.int("z")), x: Int(try row.int("x")), y: Int(try row.int("y"))),
       scores: scores)
+    if row.columns.contains("item") { stored.item = try row.string("item") }
     if row.columns.contains("marked") {
       stored.marked = try row.int("marked") != 0
       stored.featured = try row.int("featured") != 0

@@ -10,6 +10,8 @@ extension FeedbackStore {
     var id: Int64
     var tile: Tile
     var scores: [String: Double]
+    /// An item's key, in a set of items.
+    var item = ""
     /// Whether anyone marked the tile or its features, and whether it has features (true when the
     /// query did not say): tiles without are left out of the lookups of marks and features.
     var marked = true
@@ -20,7 +22,8 @@ extension FeedbackStore {
   struct PutBatch: Sendable {
     var setID: Int64
     var requestID: String
-    var tiles: [(Tile, [String: Double], [FeedbackV1.Feature])]
+    /// Each tile with its item's key ("" for a map tile), scores and features.
+    var tiles: [(Tile, String, [String: Double], [FeedbackV1.Feature])]
   }
 
   /// Stores `batches` in one transaction: each batch unless its request id was stored before, a
@@ -31,8 +34,8 @@ extension FeedbackStore {
     let encoded = batches.map { batch in
       (
         batch.setID, batch.requestID,
-        batch.tiles.map { tile, scores, features in
-          (tile, ScoresJSON.encode(scores), features, Uncertainty(scores.values.map { $0 }))
+        batch.tiles.map { tile, item, scores, features in
+          (tile, item, ScoresJSON.encode(scores), features, Uncertainty(scores.values.map { $0 }))
         }
       )
     }
@@ -44,7 +47,7 @@ extension FeedbackStore {
   }
 
   private static func put(
-    setID: Int64, requestID: String, rows: [(Tile, String, [FeedbackV1.Feature], Uncertainty)],
+    setID: Int64, requestID: String, rows: [(Tile, String, String, [FeedbackV1.Feature], Uncertainty)],
     on connection: any SQLConnection
   ) throws -> Int? {
     if !requestID.isEmpty {
@@ -55,19 +58,23 @@ extension FeedbackStore {
     }
     var stored = 0
     let insert = """
-      INSERT INTO tiles (set_id, z, x, y, qk, scores, least_confidence, margin, entropy)
-      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+      INSERT INTO tiles (set_id, z, x, y, qk, scores, least_confidence, margin, entropy, item)
+      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
       ON CONFLICT (set_id, z, x, y) DO NOTHING
       """
-    for (tile, scores, features, uncertainty) in rows {
+    for (tile, item, scores, features, uncertainty) in rows {
       let values: [SQLValue] = [
         .integer(setID), .integer(Int64(tile.z)), .integer(Int64(tile.x)), .integer(Int64(tile.y)),
         .integer(QuadkeyRange.number(of: tile)), .text(scores), .real(uncertainty.leastConfidence),
-        .real(uncertainty.margin), .real(uncertainty.entropy),
+        .real(uncertainty.margin), .real(uncertainty.entropy), .text(item),
       ]
       // Only a tile with features needs its id back.
       guard !features.isEmpty else {
-        stored += try connection.execute(insert, values)
+        let inserted = try connection.execute(insert, values)
+        if inserted == 0, !item.isEmpty {
+          try Self.checkPlace(of: item, tile, setID: setID, on: connection)
+        }
+        stored += inserted
         continue
       }
       guard let id = try connection.query(insert + " RETURNING id", values).first.map({ try $0.int("id") }) else {
@@ -82,6 +89,16 @@ extension FeedbackStore {
       "UPDATE prediction_sets SET tile_count = tile_count + $1 WHERE id = $2", .integer(Int64(stored)),
       .integer(setID))
     return stored
+  }
+
+  /// Refuses an item whose place another item of the set holds (a new item put again is fine).
+  private static func checkPlace(of item: String, _ tile: Tile, setID: Int64, on connection: any SQLConnection) throws {
+    let row = try connection.queryFirst(
+      "SELECT item FROM tiles WHERE set_id = $1 AND z = $2 AND x = $3 AND y = $4", .integer(setID),
+      .integer(Int64(tile.z)), .integer(Int64(tile.x)), .integer(Int64(tile.y)))
+    if let other = try row?.string("item"), other != item {
+      throw RPCError(.alreadyExists, "items '\(item)' and '\(other)' share a place in set \(setID); rename one")
+    }
   }
 
   /// Whether a tile `t` has marks and features, as columns.
@@ -107,12 +124,12 @@ extension FeedbackStore {
       guard !values.isEmpty else { return [] }
       sql = """
         WITH r (lo, hi) AS (VALUES \(values.joined(separator: ", ")))
-        SELECT t.id, t.z, t.x, t.y, t.scores, \(Self.flags) FROM r CROSS JOIN tiles t
+        SELECT t.id, t.z, t.x, t.y, t.scores, t.item, \(Self.flags) FROM r CROSS JOIN tiles t
         WHERE t.set_id = $1 AND t.z = $2 AND t.qk BETWEEN r.lo AND r.hi AND t.qk > $3 ORDER BY t.qk LIMIT $4
         """
     } else {
       sql = """
-        SELECT t.id, t.z, t.x, t.y, t.scores, \(Self.flags) FROM tiles t
+        SELECT t.id, t.z, t.x, t.y, t.scores, t.item, \(Self.flags) FROM tiles t
         WHERE t.set_id = $1 AND t.z = $2 AND t.id > $3 ORDER BY t.id LIMIT $4
         """
     }
@@ -250,7 +267,7 @@ extension FeedbackStore {
     let rows = try await database.read { connection in
       try connection.query(
         """
-        SELECT h.*, t.z, t.x, t.y FROM validity_history h JOIN tiles t ON t.id = h.tile_id
+        SELECT h.*, t.z, t.x, t.y, t.item FROM validity_history h JOIN tiles t ON t.id = h.tile_id
         WHERE h.set_id = $1 AND ($2 < 0 OR (t.z = $2 AND t.x = $3 AND t.y = $4)) ORDER BY h.id
         """,
         [
@@ -260,7 +277,8 @@ extension FeedbackStore {
     }
     return try rows.map { row in
       var entry = FeedbackV1.ValidityHistoryEntry()
-      entry.tileId = "\(try row.int("z"))/\(try row.int("x"))/\(try row.int("y"))"
+      let item = try row.string("item")
+      entry.tileId = item.isEmpty ? "\(try row.int("z"))/\(try row.int("x"))/\(try row.int("y"))" : item
       let feature = try row.int("feature_id")
       entry.featureId = feature == 0 ? "" : String(feature)
       entry.className = try row.string("class_name")

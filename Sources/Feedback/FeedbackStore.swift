@@ -75,6 +75,12 @@ public struct FeedbackStore: Sendable {
       ALTER TABLE prediction_sets ADD COLUMN tile_count BIGINT NOT NULL DEFAULT 0;
       UPDATE prediction_sets SET tile_count = (SELECT COUNT(*) FROM tiles t WHERE t.set_id = prediction_sets.id);
       """),
+    Migration(
+      6, "sets of items that are not map tiles (audio clips), each kept with its key",
+      """
+      ALTER TABLE prediction_sets ADD COLUMN items BIGINT NOT NULL DEFAULT 0;
+      ALTER TABLE tiles ADD COLUMN item TEXT NOT NULL DEFAULT '';
+      """),
   ]
 
   /// The database.
@@ -104,12 +110,12 @@ public struct FeedbackStore: Sendable {
       try connection.query(
         """
         INSERT INTO prediction_sets (organization, model, model_version, task, classes, imagery, zoom, aoi, job_id,
-          created_by, created_at_ms, status, colors)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id
+          created_by, created_at_ms, status, colors, items)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING id
         """, .text(organization), .text(request.model), .integer(request.modelVersion),
         .integer(Int64(request.task.rawValue)), .text(classes), .text(request.imagery), .integer(Int64(request.zoom)),
         .text(request.aoi), .text(request.jobId), .text(principal), .integer(now),
-        .integer(Int64(FeedbackV1.SetStatus.open.rawValue)), .text(colorsText)
+        .integer(Int64(FeedbackV1.SetStatus.open.rawValue)), .text(colorsText), .integer(request.items ? 1 : 0)
       )[0].int("id")
     }
     return try await set(String(id), visibleTo: nil)
@@ -197,6 +203,7 @@ public struct FeedbackStore: Sendable {
     display.invalid = colors["invalid"] ?? ""
     set.colors = display
     set.tileCount = try row.int("tile_count")
+    set.items = try row.int("items") != 0
     return set
   }
 

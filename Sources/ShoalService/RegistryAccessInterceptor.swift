@@ -31,8 +31,17 @@ public final class RegistryAccessInterceptor: ServerInterceptor, Sendable {
     self.cacheFor = cacheFor
   }
 
+  /// The metadata by which a mesh service on the Unix socket names the user it calls for
+  /// (`name@organization`), so that what is recorded of who did what (and who holds a review
+  /// lock) is that user, not the service.
+  public static let actingFor = "shoal-acting-for"
+
   public func intercept(_ context: ServerContext, next: @Sendable () async throws -> Void) async throws {
-    guard context.method.service == service, !context.isUnixSocketPeer else { return try await next() }
+    guard context.method.service == service else { return try await next() }
+    guard !context.isUnixSocketPeer else {
+      guard let user = context.metadata[Self.actingFor], !user.isEmpty else { return try await next() }
+      return try await CallerPrincipal.$current.withValue(user) { try await next() }
+    }
     guard let header = context.metadata["authorization"], header.hasPrefix("Bearer ") else {
       throw RPCError(
         .unauthenticated,

@@ -20,9 +20,11 @@ func withAudio<T>(
 /// `shoal audio …`: audio clips' features, as the audio classifier computes them.
 struct AudioCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
-    commandName: "audio", abstract: "Audio clips: spectrograms as librosa computes them.",
+    commandName: "audio",
+    abstract: "Audio clips: spectrograms, datasets, training, prediction and active learning.",
     subcommands: [
       SpectrogramCommand.self, Ingest.self, Import.self, Datasets.self, Clips.self, Train.self, Predict.self,
+      Next.self, Label.self, Stats.self,
     ])
 
   struct Predict: AsyncParsableCommand {
@@ -31,11 +33,14 @@ struct AudioCommand: AsyncParsableCommand {
       discussion: """
         MODEL is a registry reference (name@alias, name/version or name) of a version `shoal audio \
         train` made. Prints each clip's probability of the model's positive class; --json gives the \
-        Orcasound endpoint's shape (audio_url, duration, location, timestamp, predicted_value).
+        Orcasound endpoint's shape (audio_url, duration, location, timestamp, predicted_value). \
+        With --review the unlabelled clips' predictions also go to the feedback service as a set \
+        of items to review, which `shoal audio next` draws from.
         """)
     @Argument(help: "The model reference.") var model: String
     @Option(help: "The dataset's id.") var dataset: String
     @Flag(help: "Also the labelled clips.") var all = false
+    @Flag(help: "Send the predictions to feedback for review.") var review = false
     @OptionGroup var mesh: MeshOptions
     @Flag(help: "Print JSON.") var json = false
 
@@ -44,6 +49,7 @@ struct AudioCommand: AsyncParsableCommand {
       request.model = model
       request.datasetId = dataset
       request.all = all
+      request.review = review
       let response = try await withAudio(mesh, command: "audio predict") { try await $0.predict(request) }
       if json { return emitJSON(response) }
       var table = TextTable("CLIP", "LOCATION", "TIME", "SECONDS", response.positiveClass.uppercased(), "LABEL")
@@ -55,6 +61,7 @@ struct AudioCommand: AsyncParsableCommand {
           prediction.label.isEmpty ? "-" : prediction.label)
       }
       emit("\(response.model) v\(response.version), P(\(response.positiveClass)):\n" + table.rendered)
+      if !response.reviewSetId.isEmpty { emit("sent to review: feedback set \(response.reviewSetId)") }
     }
   }
 
@@ -66,7 +73,9 @@ struct AudioCommand: AsyncParsableCommand {
         a fixed convolutional embedding run by the model core; a dense head is trained for each \
         --hidden size and the best on the validation split is pushed to the registry (the model is \
         made, task audio, if it does not exist) and recorded in tracking. Shows a progress bar for \
-        the clips, then each epoch.
+        the clips, then one per candidate as its epochs go. --retrain-after N starts active \
+        learning: after N new labels (`shoal audio label`) the dataset is trained again with these \
+        settings and its unlabelled clips predicted into a new review set.
         """)
     @Argument(help: "The dataset's id.") var dataset: String
     @Option(help: "The registry model the version goes to.") var model: String
@@ -79,6 +88,9 @@ struct AudioCommand: AsyncParsableCommand {
     @Option(help: "Mel bands.") var mels: Int32 = 64
     @Option(help: "The class whose probability predictions give (default: the first not called noise).")
     var positive: String?
+    @Option(help: "Train again by itself after this many new labels (0: never).") var retrainAfter: Int32 = 0
+    @Option(help: "Every k-th label goes to the validation split.") var validationEvery: Int32 = 5
+    @Flag(help: "Weigh labels by their labeller's expertise.") var weightByExpertise = false
     @OptionGroup var mesh: MeshOptions
     @Flag(help: "Print the result as JSON.") var json = false
 
@@ -93,19 +105,40 @@ struct AudioCommand: AsyncParsableCommand {
       request.pcen = pcen
       request.mels = mels
       request.positiveClass = positive ?? ""
-      let json = json
+      request.retrainAfter = retrainAfter
+      request.validationEvery = validationEvery
+      request.weightByExpertise = weightByExpertise
+      let (json, epochs) = (json, epochs)
       let result = try await withAudio(mesh, command: "audio train") { client in
         try await client.train(request) { answers -> AudioV1.TrainResult? in
           var bar: ProgressLine?
+          // A bar per candidate as its epochs come, then its best epoch.
+          var candidate: (size: Int32, bar: ProgressLine, best: AudioV1.EpochMetrics?)?
+          let close = {
+            guard let done = candidate else { return }
+            done.bar.finish()
+            if !json, let best = done.best {
+              emit(
+                String(
+                  format: "hidden %d: best epoch %d  acc %.3f  loss %.4f  val_acc %.3f  val_loss %.4f", done.size,
+                  best.epoch, best.acc, best.loss, best.valAcc, best.valLoss))
+            }
+          }
           for try await progress in answers {
-            if let result = progress.result { return result }
+            if let result = progress.result {
+              close()
+              return result
+            }
             if let epoch = progress.epoch {
-              if !json {
-                emit(
-                  String(
-                    format: "hidden %d epoch %3d  acc %.3f  loss %.4f  val_acc %.3f  val_loss %.4f", epoch.hiddenSize,
-                    epoch.epoch, epoch.acc, epoch.loss, epoch.valAcc, epoch.valLoss))
+              if candidate?.size != epoch.hiddenSize {
+                close()
+                candidate = (
+                  epoch.hiddenSize,
+                  ProgressLine(label: "hidden \(epoch.hiddenSize)", total: Int(epochs), unit: "epochs"), nil
+                )
               }
+              candidate!.bar.update(Int(epoch.epoch))
+              if candidate!.best.map({ epoch.valLoss < $0.valLoss }) ?? true { candidate!.best = epoch }
             } else {
               if bar == nil { bar = ProgressLine(label: "features", total: Int(progress.total), unit: "clips") }
               bar?.update(Int(progress.done))
@@ -122,6 +155,148 @@ struct AudioCommand: AsyncParsableCommand {
           + String(format: "%.3f", result.modelAcc) + ", loss " + String(format: "%.4f", result.modelLoss)
           + " on \(result.labeledFiles) clips; cm \(result.cm) (\(result.classes.joined(separator: ", "))); run \(result.runId)"
       )
+    }
+  }
+
+  struct Next: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+      abstract: "The clips to label next: the least certain of the dataset's review set, locked to you.",
+      discussion: """
+        Draws from the set `shoal audio predict --review` (or the automatic retraining) sent to \
+        feedback. --strategy least-confidence ranks |0.5 − p| smallest first (1 − the top score for \
+        more classes), margin the top two scores closest, entropy the most uncertain scores. Each \
+        clip is locked to you for --lock seconds, so two labellers never get the same clip.
+        """)
+    @Argument(help: "The dataset's id.") var dataset: String
+    @Option(help: "least-confidence, margin or entropy.") var strategy = "least-confidence"
+    @Option(name: .short, help: "How many clips.") var n: Int32 = 10
+    @Option(help: "Seconds the clips stay locked to you.") var lock: Int32 = 300
+    @OptionGroup var mesh: MeshOptions
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() async throws {
+      var request = AudioV1.NextToLabelRequest()
+      request.datasetId = dataset
+      switch strategy {
+      case "least-confidence": request.strategy = .leastConfidence
+      case "margin": request.strategy = .margin
+      case "entropy": request.strategy = .entropy
+      default: throw ValidationError("--strategy: give least-confidence, margin or entropy")
+      }
+      request.n = n
+      request.lockSeconds = lock
+      let response = try await withAudio(mesh, command: "audio next") { try await $0.nextToLabel(request) }
+      if json { return emitJSON(response) }
+      var table = TextTable("DIGEST", "CLIP", "LOCATION", "P", "UNCERTAINTY")
+      for candidate in response.candidates {
+        let clip = candidate.clip ?? AudioV1.Clip()
+        table.add(
+          clip.digest, clip.name, clip.location.isEmpty ? "-" : clip.location,
+          String(format: "%.3f", candidate.prediction?.predictedValue ?? 0),
+          String(format: "%.3f", candidate.uncertainty))
+      }
+      emit(
+        "\(response.model) v\(response.version), review set \(response.reviewSetId), \(response.candidates.count) clips:\n"
+          + table.rendered)
+    }
+  }
+
+  struct Label: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+      abstract: "Label clips of a dataset: DIGEST=LABEL each.",
+      discussion: """
+        Each label is recorded with you and your --expertise; every k-th label of the dataset \
+        goes to the validation split; the clip's review item is marked and its lock released. \
+        When the labels since the last training reach the dataset's --retrain-after, it is trained \
+        again and its unlabelled clips predicted by the new version (see `shoal audio stats`).
+        """)
+    @Argument(help: "The dataset's id.") var dataset: String
+    @Argument(help: "DIGEST=LABEL, one per clip.") var labels: [String]
+    @Option(help: "beginner, competent, proficient or expert.") var expertise: String?
+    @OptionGroup var mesh: MeshOptions
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() async throws {
+      let level: AudioV1.Expertise
+      switch expertise {
+      case nil: level = .unspecified
+      case "beginner": level = .beginner
+      case "competent": level = .competent
+      case "proficient": level = .proficient
+      case "expert": level = .expert
+      default: throw ValidationError("--expertise: give beginner, competent, proficient or expert")
+      }
+      var request = AudioV1.SubmitLabelsRequest()
+      request.datasetId = dataset
+      request.labels = try labels.map { pair in
+        let parts = pair.split(separator: "=", maxSplits: 1).map(String.init)
+        guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else {
+          throw ValidationError("'\(pair)': give DIGEST=LABEL")
+        }
+        var label = AudioV1.ClipLabel()
+        label.digest = parts[0]
+        label.label = parts[1]
+        label.expertise = level
+        return label
+      }
+      let response = try await withAudio(mesh, command: "audio label") { try await $0.submitLabels(request) }
+      if json { return emitJSON(response) }
+      var line =
+        "\(response.accepted) labels (\(response.validation) to validation); \(response.labelsSinceTraining) since the last training"
+      if response.retrainAfter > 0 { line += " of \(response.retrainAfter) for the next" }
+      if response.retraining { line += "; retraining started (shoal audio stats \(dataset))" }
+      emit(line)
+    }
+  }
+
+  struct Stats: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+      abstract: "A dataset's trainings: accuracy per version against labelled clips, and the latest confusion.",
+      discussion: "--plot draws validation accuracy against the number of labelled clips, as PNG or SVG.")
+    @Argument(help: "The dataset's id.") var dataset: String
+    @Option(help: "Draw accuracy against labels into this .png or .svg.") var plot: String?
+    @OptionGroup var mesh: MeshOptions
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() async throws {
+      var request = AudioV1.StatsRequest()
+      request.datasetId = dataset
+      let response = try await withAudio(mesh, command: "audio stats") { try await $0.stats(request) }
+      if let plot {
+        let chart = MetricPlot(
+          title: "validation accuracy against labelled clips", metric: "val_acc",
+          series: [
+            MetricPlot.Series(
+              label: response.rounds.last.map { "\(($0.model as NSString).lastPathComponent)" } ?? "model",
+              points: response.rounds.map { ($0.labeledFiles, $0.modelAcc) })
+          ], xLabel: "labelled clips")
+        if plot.hasSuffix(".png") {
+          try chart.writePNG(to: plot)
+        } else {
+          try Data(chart.svg.utf8).write(to: URL(fileURLWithPath: plot), options: .atomic)
+        }
+      }
+      if json { return emitJSON(response) }
+      var table = TextTable("MODEL", "VERSION", "LABELLED", "VALIDATION", "VAL_ACC", "VAL_LOSS", "HOW")
+      for round in response.rounds {
+        table.add(
+          round.model, "\(round.version)", "\(round.labeledFiles)", "\(round.validationFiles)",
+          String(format: "%.3f", round.modelAcc), String(format: "%.4f", round.modelLoss),
+          round.automatic ? "automatic" : "asked")
+      }
+      var lines = [table.rendered]
+      if !response.cm.isEmpty {
+        lines.append("latest confusion (true by row, \(response.classes.joined(separator: ", "))): \(response.cm)")
+      }
+      let experts = response.labelsByExpertise.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }
+      lines.append(
+        "\(response.labels) labels submitted (\(experts.joined(separator: ", "))); \(response.labelsSinceTraining) since "
+          + "the last training\(response.retrainAfter > 0 ? " of \(response.retrainAfter)" : ""); "
+          + "\(response.unlabelled) clips unlabelled")
+      if response.retraining { lines.append("retraining now") }
+      if !response.lastError.isEmpty { lines.append("the last automatic retraining failed: \(response.lastError)") }
+      if let plot { lines.append("plot: \(plot)") }
+      emit(lines.joined(separator: "\n"))
     }
   }
 

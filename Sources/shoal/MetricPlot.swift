@@ -12,6 +12,8 @@ struct MetricPlot {
   var title: String
   var metric: String
   var series: [Series]
+  /// What the x axis counts.
+  var xLabel = "step"
   var width = 800.0
   var height = 480.0
 
@@ -55,7 +57,7 @@ struct MetricPlot {
       marks.append(.text(Self.label(tick), at: (left - 8, y(tick) + 4), anchor: .end, size: 12, vertical: false))
     }
     marks.append(.frame(x: left, y: top, width: plotWidth, height: plotHeight))
-    marks.append(.text("step", at: (left + plotWidth / 2, height - 14), anchor: .middle, size: 12, vertical: false))
+    marks.append(.text(xLabel, at: (left + plotWidth / 2, height - 14), anchor: .middle, size: 12, vertical: false))
     marks.append(.text(metric, at: (18, top + plotHeight / 2), anchor: .middle, size: 12, vertical: true))
     for (index, line) in series.enumerated() {
       let colour = Self.colours[index % Self.colours.count]

@@ -151,7 +151,8 @@ struct ServeCommand: AsyncParsableCommand {
       let mesh = ShoalClient(location: location)
       AudioClassifierService(
         store: AudioStore(database: database), blobs: try BlobStore(root: "\(location.dataDirectory)/audio-blobs"),
-        registry: mesh.channel(for: "registry"), tracking: mesh.channel(for: "tracking")
+        registry: mesh.channel(for: "registry"), tracking: mesh.channel(for: "tracking"),
+        feedback: mesh.channel(for: "feedback")
       ).register(in: &router)
       shutdownSteps.append { await mesh.close() }
       interceptors.append(

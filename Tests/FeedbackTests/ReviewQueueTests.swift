@@ -29,7 +29,7 @@ struct ReviewQueueTests {
       }
       _ = try await store.putBatches([
         FeedbackStore.PutBatch(
-          setID: Int64(set.setId)!, requestID: "", tiles: scores.map { ($0.key, ["road": $0.value], []) })
+          setID: Int64(set.setId)!, requestID: "", tiles: scores.map { ($0.key, "", ["road": $0.value], []) })
       ])
       try await body(store, Int64(set.setId)!, scores)
     }

@@ -278,4 +278,145 @@ struct AudioClassifierEndToEndTests {
     }
     #expect(try await up.stop(signal: SIGTERM) == 0, "\(up.text)")
   }
+
+  /// A full round of active learning under `shoal up` with feedback: train with
+  /// `--retrain-after 3`, predict into a review set, two labellers over TCP given different clips
+  /// (the least certain first, each locked to its labeller), labels with expertise (the third to
+  /// validation) that start the automatic retraining, a second version trained on the new labels
+  /// and predicting what is still unlabelled into a new review set, the marks in feedback under
+  /// the labeller's name, and stats with their plot.
+  @Test func activeLearningRoundTrip() async throws {
+    let shoal = try TestEnvironment.product("shoal")
+    let data = try TemporaryDirectory()
+    for directory in ["train/call", "train/noise", "one/call", "pool"] {
+      try FileManager.default.createDirectory(atPath: data.path(directory), withIntermediateDirectories: true)
+    }
+    let made = try await Subprocess.run(try TestEnvironment.python(), ["-c", Self.makeTrainingSet, data.url.path])
+    try #require(made.status == 0, "\(made.stderrText)")
+    try Data(
+      #"""
+      { "services": [ { "name": "registry" }, { "name": "tracking" }, { "name": "feedback" },
+        { "name": "audio-classifier", "listen": ["unix:audio-classifier.sock", "tcp://127.0.0.1:0"] } ] }
+      """#.utf8
+    ).write(to: data.url.appendingPathComponent("mesh.json"))
+    let up = try ServerProcess(shoal, ["up", "--mesh", data.path("mesh.json"), "--data", data.url.path])
+    for service in ["audio-classifier", "tracking", "feedback"] {
+      _ = try await up.waitForLines(containing: "registered \(service)", seconds: 60)
+    }
+    func run(_ arguments: String...) async throws -> SubprocessResult {
+      try await Subprocess.run(shoal, arguments + ["--data", data.url.path])
+    }
+    // The truth of a clip of the pool, from its name.
+    func truth(_ clip: AudioV1.Clip) -> String {
+      clip.location == "orcasound_lab" && clip.timestamp < 1_600_001_000 ? "call" : "noise"
+    }
+    do {
+      _ = try await run("audio", "import", data.path("train"), "--name", "learn")
+      let dataset = try AudioV1.Dataset(
+        jsonString: try await run("audio", "import", data.path("pool"), "--name", "learn", "--json").stdoutText)
+      #expect(dataset.unlabelled == 9 && dataset.clips == 41)
+      let id = dataset.datasetId
+      let early = try await run("audio", "next", id)
+      #expect(early.status != 0 && early.stderrText.contains("no predictions to review"), "\(early.stderrText)")
+
+      let trained = try await run(
+        "audio", "train", id, "--model", "loop", "--hidden", "16", "--epochs", "30", "--retrain-after", "3",
+        "--validation-every", "3", "--json")
+      #expect(trained.status == 0, "\(trained.stderrText)")
+      let predicted = try AudioV1.PredictResponse(
+        jsonString: try await run("audio", "predict", "loop", "--dataset", id, "--review", "--json").stdoutText)
+      #expect(predicted.version == 1 && predicted.predictions.count == 9 && !predicted.reviewSetId.isEmpty)
+
+      // Two labellers over TCP: different clips, the least certain first, locked to each.
+      let alice = AudioV1.AudioClassifier.Client(
+        try await tokenClient(
+          service: "audio-classifier", shoal: shoal, data: data, organization: "local", name: "alice"))
+      let bob = AudioV1.AudioClassifier.Client(
+        try await tokenClient(service: "audio-classifier", shoal: shoal, data: data, organization: "local", name: "bob")
+      )
+      var next = AudioV1.NextToLabelRequest()
+      next.datasetId = id
+      next.n = 4
+      let hers = try await alice.nextToLabel(next)
+      let his = try await bob.nextToLabel(next)
+      #expect(hers.model == "local/loop" && hers.version == 1 && hers.reviewSetId == predicted.reviewSetId)
+      #expect(hers.candidates.count == 4 && his.candidates.count == 4)
+      let herClips = hers.candidates.compactMap(\.clip)
+      #expect(Set(herClips.map(\.digest)).isDisjoint(with: his.candidates.compactMap(\.clip?.digest)))
+      let uncertainty = hers.candidates.map(\.uncertainty)
+      #expect(
+        uncertainty == uncertainty.sorted(by: >) && uncertainty.min()! >= his.candidates.map(\.uncertainty).max()!)
+      for candidate in hers.candidates {
+        let p = candidate.prediction?.predictedValue ?? -1
+        #expect(abs(candidate.uncertainty - (0.5 - abs(0.5 - p))) < 1e-6, "|0.5 - p| ranks: \(candidate)")
+        #expect(candidate.lockedUntilMs > Int64(Date().timeIntervalSince1970 * 1000))
+      }
+
+      // Bad labels change nothing.
+      var bad = AudioV1.SubmitLabelsRequest()
+      bad.datasetId = id
+      var label = AudioV1.ClipLabel()
+      (label.digest, label.label) = (String(repeating: "0", count: 64), "call")
+      bad.labels = [label]
+      await #expect(throws: RPCError.self) { _ = try await alice.submitLabels(bad) }
+      (label.digest, label.label) = (herClips[0].digest, "whale")
+      bad.labels = [label]
+      let refused = try await run("audio", "label", id, "\(herClips[0].digest)=whale")
+      #expect(refused.status != 0 && refused.stderrText.contains("INVALID_ARGUMENT"), "\(refused.stderrText)")
+
+      // Alice labels three of hers as an expert: the third goes to validation, and they start the
+      // automatic retraining.
+      var labels = AudioV1.SubmitLabelsRequest()
+      labels.datasetId = id
+      labels.labels = herClips.prefix(3).map { clip in
+        var label = AudioV1.ClipLabel()
+        (label.digest, label.label, label.expertise) = (clip.digest, truth(clip), .expert)
+        return label
+      }
+      let submitted = try await alice.submitLabels(labels)
+      #expect(submitted.accepted == 3 && submitted.validation == 1 && submitted.retraining, "\(submitted)")
+
+      var stats = AudioV1.StatsResponse()
+      for _ in 0..<240 {
+        stats = try AudioV1.StatsResponse(jsonString: try await run("audio", "stats", id, "--json").stdoutText)
+        if stats.rounds.count == 2 && !stats.retraining { break }
+        try await Task.sleep(for: .milliseconds(500))
+      }
+      #expect(stats.rounds.count == 2 && !stats.retraining && stats.lastError.isEmpty, "\(stats)")
+      let second = try #require(stats.rounds.last)
+      #expect(second.automatic && second.version == 2 && second.labeledFiles == 35 && !second.runId.isEmpty)
+      #expect(stats.rounds[0].labeledFiles == 32 && !stats.rounds[0].automatic)
+      #expect(stats.labels == 3 && stats.labelsByExpertise == ["expert": 3] && stats.labelsSinceTraining == 0)
+      #expect(stats.unlabelled == 6 && stats.cm.count == 4 && stats.reviewSetId != predicted.reviewSetId)
+
+      // The new round: version 2's predictions of the six still unlabelled (Bob's locks were on
+      // the first set), none of Alice's.
+      let again = try AudioV1.NextToLabelResponse(
+        jsonString: try await run("audio", "next", id, "-n", "10", "--json").stdoutText)
+      #expect(again.version == 2 && again.candidates.count == 6)
+      #expect(Set(again.candidates.compactMap(\.clip?.digest)).isDisjoint(with: herClips.prefix(3).map(\.digest)))
+      let clips = try AudioV1.ListClipsResponse(
+        jsonString: try await run("audio", "clips", id, "--label", "call", "--json").stdoutText
+      ).clips.filter { !$0.labelledBy.isEmpty }
+      #expect(clips.allSatisfy { $0.labelledBy == "alice@local" && $0.expertise == .expert })
+
+      // Feedback has Alice's marks on the first set's items, under her name.
+      let sdk = ShoalClient(location: try RegistryLocation(data: data.url.path, environment: [:]))
+      var history = FeedbackV1.ValidityHistoryRequest()
+      history.setId = predicted.reviewSetId
+      let entries = try await FeedbackV1.Feedback.Client(sdk.channel(for: "feedback")).validityHistory(history).entries
+      await sdk.close()
+      #expect(entries.count == 6 && entries.allSatisfy { $0.by == "alice@local" })
+      #expect(Set(entries.map(\.tileId)) == Set(herClips.prefix(3).map(\.digest)))
+
+      let plotted = try await run("audio", "stats", id, "--plot", data.path("stats.png"))
+      #expect(plotted.status == 0, "\(plotted.stderrText)")
+      let png = try Data(contentsOf: URL(fileURLWithPath: data.path("stats.png")))
+      #expect(png.starts(with: [0x89, 0x50, 0x4E, 0x47]) && png.count > 5000)
+    } catch {
+      _ = try? await up.stop()
+      throw error
+    }
+    #expect(try await up.stop(signal: SIGTERM) == 0, "\(up.text)")
+  }
 }

@@ -102,6 +102,40 @@ import Testing
     #expect(recall(weighted.confusionMatrix) > recall(plain.confusionMatrix))
   }
 
+  @Test func exampleWeightsAndHeldOutExamples() async throws {
+    // The first 200 examples are a clean held-out set (the only validation, with no random
+    // share); 200 more are labelled right, and 200 by someone who calls most positives negative.
+    // Weighing that labeller down must bring back the positives.
+    var random = SplitMix64(seed: 11)
+    var features: [Float] = []
+    var labels: [Int] = []
+    for index in 0..<600 {
+      let x = Float.random(in: -2...2, using: &random)
+      features.append(x)
+      labels.append(x > 0 && !(index >= 400 && x < 1.5) ? 1 : 0)
+    }
+    let x = Tensor(shape: [600, 1], elements: features)
+    var config = HeadTrainer.Config.defaults
+    config.learningRate = 1e-2
+    config.validationFraction = 0
+    config.heldOut = Set(0..<200)
+    let plain = try await onOwnThread { [config, labels] in
+      try HeadTrainer(config).train(features: x, labels: .classes(labels), classes: 2)
+    }
+    config.exampleWeights = (0..<600).map { $0 >= 400 ? 0.02 : 1.5 }
+    let weighted = try await onOwnThread { [config, labels] in
+      try HeadTrainer(config).train(features: x, labels: .classes(labels), classes: 2)
+    }
+    #expect(plain.confusionMatrix.joined().reduce(0, +) == 200 && weighted.confusionMatrix.joined().reduce(0, +) == 200)
+    #expect(
+      weighted.validationAccuracy >= 0.95 && weighted.validationAccuracy > plain.validationAccuracy + 0.05,
+      "weighted \(weighted.validationAccuracy), plain \(plain.validationAccuracy)")
+    config.exampleWeights = [1, 2]
+    #expect(throws: ModelError.self) {
+      try HeadTrainer(config).train(features: x, labels: .classes(labels), classes: 2)
+    }
+  }
+
   @Test func sigmoidHeadsLearnSeveralLabelsPerExample() async throws {
     let (features, labels) = Self.blobs(600, seed: 9)
     // Label 0 and 1 from the blob, label 2 whenever the first feature is large.

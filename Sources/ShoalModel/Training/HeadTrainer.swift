@@ -25,8 +25,12 @@ public struct HeadTrainer: Sendable {
     public var maxEpochs = 200
     /// Stop after this many epochs without a better validation loss (the best head is kept).
     public var patience = 10
-    /// The share of examples held out for validation.
+    /// The share of examples held out for validation (of those not in `heldOut`).
     public var validationFraction: Float = 0.2
+    /// Examples always in the validation split, never trained on.
+    public var heldOut: Set<Int> = []
+    /// Each example's weight in the training loss (with its class's); nil weighs each 1.
+    public var exampleWeights: [Float]? = nil
     /// Decoupled weight decay (AdamW); 0 for none.
     public var weightDecay: Float = 0
     public var seed: UInt64 = 42
@@ -80,10 +84,16 @@ public struct HeadTrainer: Sendable {
       config.validationFraction >= 0, config.validationFraction < 1, config.hiddenSizes.allSatisfy({ $0 > 0 })
     else { throw ModelError(.invalidInput, "batch size, epochs, learning rate and hidden sizes must be positive") }
 
+    if let weights = config.exampleWeights, weights.count != count || weights.contains(where: { !($0 >= 0) }) {
+      throw ModelError(.invalidInput, "example weights: give \(count) non-negative weights")
+    }
+    guard config.heldOut.allSatisfy({ (0..<count).contains($0) }) else {
+      throw ModelError(.invalidInput, "held-out examples must be 0..<\(count)")
+    }
     var random = SeededRandom(seed: config.seed)
-    let order = Array(0..<count).shuffled(using: &random)
-    let held = config.validationFraction > 0 ? max(1, Int(Float(count) * config.validationFraction)) : 0
-    let validation = Array(order.prefix(held))
+    let order = Array(0..<count).shuffled(using: &random).filter { !config.heldOut.contains($0) }
+    let held = config.validationFraction > 0 ? max(1, Int(Float(order.count) * config.validationFraction)) : 0
+    let validation = config.heldOut.sorted() + order.prefix(held)
     var training = Array(order.dropFirst(held))
     guard !training.isEmpty else { throw ModelError(.invalidInput, "no examples left for training") }
 
@@ -105,7 +115,8 @@ public struct HeadTrainer: Sendable {
         let (batchX, batchT) = Self.gather(batch, x, inputs, targets, classes)
         let pass = network.forward(batchX, rows: batch.count)
         let (loss, gradient, hits) = Self.loss(
-          pass.probabilities, batchT, rows: batch.count, classes, weights, config.output)
+          pass.probabilities, batchT, rows: batch.count, classes, weights, config.output,
+          rowWeights: config.exampleWeights.map { all in batch.map { all[$0] } })
         lossSum += loss * Double(batch.count)
         correct += hits
         let gradients = network.backward(pass, outputGradient: gradient, rows: batch.count)
@@ -169,19 +180,21 @@ public struct HeadTrainer: Sendable {
   /// The weighted loss of a batch, its gradient with respect to the logits, and how many rows
   /// were right (softmax: the top class; sigmoid: every class on the right side of 0.5).
   private static func loss(
-    _ probabilities: [Float], _ targets: [Float], rows: Int, _ classes: Int, _ weights: [Float], _ output: OutputKind
+    _ probabilities: [Float], _ targets: [Float], rows: Int, _ classes: Int, _ weights: [Float], _ output: OutputKind,
+    rowWeights: [Float]? = nil
   ) -> (Double, [Float], Int) {
+    let rowWeight = { (row: Int) -> Float in rowWeights?[row] ?? 1 }
     var gradient = [Float](repeating: 0, count: rows * classes)
     var loss = 0.0
     var correct = 0
     switch output {
     case .softmax:
       var total: Float = 0
-      for row in 0..<rows { total += weights[argmax(targets, row: row, classes)] }
+      for row in 0..<rows { total += weights[argmax(targets, row: row, classes)] * rowWeight(row) }
       total = max(total, 1e-12)
       for row in 0..<rows {
         let truth = argmax(targets, row: row, classes)
-        let weight = weights[truth]
+        let weight = weights[truth] * rowWeight(row)
         loss -= Double(weight) * Double(max(probabilities[row * classes + truth], 1e-12)).logarithm
         for c in 0..<classes {
           gradient[row * classes + c] = weight * (probabilities[row * classes + c] - targets[row * classes + c]) / total
@@ -196,9 +209,9 @@ public struct HeadTrainer: Sendable {
         for c in 0..<classes {
           let p = Double(min(max(probabilities[row * classes + c], 1e-7), 1 - 1e-7))
           let t = Double(targets[row * classes + c])
-          loss -= Double(weights[c]) * (t * p.logarithm + (1 - t) * (1 - p).logarithm)
+          loss -= Double(weights[c] * rowWeight(row)) * (t * p.logarithm + (1 - t) * (1 - p).logarithm)
           gradient[row * classes + c] =
-            weights[c] * (probabilities[row * classes + c] - targets[row * classes + c]) * scale
+            weights[c] * rowWeight(row) * (probabilities[row * classes + c] - targets[row * classes + c]) * scale
           if (p >= 0.5) != (t >= 0.5) { allRight = false }
         }
         if allRight { correct += 1 }

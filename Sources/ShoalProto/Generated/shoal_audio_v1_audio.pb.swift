@@ -38,6 +38,16 @@ extension AudioV1 {
     /// Field 10, `size`.
     public var size: Int64 = 0
 
+    /// For a label submitted by a person: their expertise, whether it went to the validation split
+    /// (every k-th label), and who they are.
+    public var expertise: AudioV1.Expertise = AudioV1.Expertise()
+
+    /// Field 12, `validation`.
+    public var validation: Bool = false
+
+    /// Field 13, `labelled_by`.
+    public var labelledBy: String = ""
+
     /// A message with every field at its default value.
     public init() {}
   }
@@ -333,6 +343,19 @@ extension AudioV1 {
     /// or `negative`.
     public var positiveClass: String = ""
 
+    /// Active learning on this dataset from now on (kept with the dataset, with the rest of this
+    /// request, for the automatic retraining): train again by itself after this many new labels
+    /// (0: only when asked), then predict the clips still unlabelled with the new version and send
+    /// them to review.
+    public var retrainAfter: Int32 = 0
+
+    /// Every k-th label submitted goes to the validation split and never into training; default 5.
+    public var validationEvery: Int32 = 0
+
+    /// Weigh each label by its labeller's expertise in training (Beginner 0.5, Competent 0.75,
+    /// Proficient 1, Expert 1.5; imported labels 1).
+    public var weightByExpertise: Bool = false
+
     /// A message with every field at its default value.
     public init() {}
   }
@@ -419,6 +442,10 @@ extension AudioV1 {
     /// Field 15, `positive_class`.
     public var positiveClass: String = ""
 
+    /// Clips of the validation split: those labelled as every k-th label, and a random share of the
+    /// rest.
+    public var validationFiles: Int64 = 0
+
     /// A message with every field at its default value.
     public init() {}
   }
@@ -461,6 +488,10 @@ extension AudioV1 {
 
     /// Also the labelled clips (default: the unlabelled only).
     public var all: Bool = false
+
+    /// Also send the predictions to the feedback service as a new set of items to review (each
+    /// clip by its digest): the dataset's review set from then on, where NextToLabel draws from.
+    public var review: Bool = false
 
     /// A message with every field at its default value.
     public init() {}
@@ -520,8 +551,311 @@ extension AudioV1 {
     /// Field 4, `predictions`.
     public var predictions: [AudioV1.Prediction] = []
 
+    /// The feedback set the predictions went to, with `review`.
+    public var reviewSetId: String = ""
+
     /// A message with every field at its default value.
     public init() {}
+  }
+}
+
+extension AudioV1 {
+  /// The `shoal.audio.v1.NextToLabelRequest` message.
+  public struct NextToLabelRequest: ProtoMessage {
+    /// `shoal.audio.v1.NextToLabelRequest`.
+    public static let protoMessageName = "shoal.audio.v1.NextToLabelRequest"
+
+    /// Field 1, `dataset_id`.
+    public var datasetId: String = ""
+
+    /// LEAST_CONFIDENCE is |0.5 − p| smallest first for two classes (1 − the top score for more);
+    /// MARGIN the top two scores closest; ENTROPY the scores' entropy, largest first.
+    public var strategy: FeedbackV1.ReviewStrategy = FeedbackV1.ReviewStrategy()
+
+    /// 1 to 100; default 10.
+    public var n: Int32 = 0
+
+    /// How long the clips stay locked to the caller (no one else is given them); default 300 s.
+    public var lockSeconds: Int32 = 0
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension AudioV1 {
+  /// The `shoal.audio.v1.LabelCandidate` message.
+  public struct LabelCandidate: ProtoMessage {
+    /// `shoal.audio.v1.LabelCandidate`.
+    public static let protoMessageName = "shoal.audio.v1.LabelCandidate"
+
+    /// Field 1, `clip`.
+    public var clip: AudioV1.Clip? = nil
+
+    /// Field 2, `prediction`.
+    public var prediction: AudioV1.Prediction? = nil
+
+    /// The strategy's measure (higher: less certain).
+    public var uncertainty: Double = 0
+
+    /// Field 4, `locked_until_ms`.
+    public var lockedUntilMs: Int64 = 0
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension AudioV1 {
+  /// The least certain unlabelled clips of the dataset's review set that no one else holds, locked
+  /// to the caller, with the version that predicted them.
+  public struct NextToLabelResponse: ProtoMessage {
+    /// `shoal.audio.v1.NextToLabelResponse`.
+    public static let protoMessageName = "shoal.audio.v1.NextToLabelResponse"
+
+    /// Field 1, `candidates`.
+    public var candidates: [AudioV1.LabelCandidate] = []
+
+    /// Field 2, `model`.
+    public var model: String = ""
+
+    /// Field 3, `version`.
+    public var version: Int64 = 0
+
+    /// Field 4, `review_set_id`.
+    public var reviewSetId: String = ""
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension AudioV1 {
+  /// The `shoal.audio.v1.ClipLabel` message.
+  public struct ClipLabel: ProtoMessage {
+    /// `shoal.audio.v1.ClipLabel`.
+    public static let protoMessageName = "shoal.audio.v1.ClipLabel"
+
+    /// Field 1, `digest`.
+    public var digest: String = ""
+
+    /// One of the dataset's classes (with the review set's classes, once there is one).
+    public var label: String = ""
+
+    /// Field 3, `expertise`.
+    public var expertise: AudioV1.Expertise = AudioV1.Expertise()
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension AudioV1 {
+  /// Labels clips of the dataset; all or nothing. Each is recorded with the caller and their
+  /// expertise, its review item marked (the label's class valid, the others invalid) and its lock
+  /// released. A clip labelled again takes the new label.
+  public struct SubmitLabelsRequest: ProtoMessage {
+    /// `shoal.audio.v1.SubmitLabelsRequest`.
+    public static let protoMessageName = "shoal.audio.v1.SubmitLabelsRequest"
+
+    /// Field 1, `dataset_id`.
+    public var datasetId: String = ""
+
+    /// Field 2, `labels`.
+    public var labels: [AudioV1.ClipLabel] = []
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension AudioV1 {
+  /// The `shoal.audio.v1.SubmitLabelsResponse` message.
+  public struct SubmitLabelsResponse: ProtoMessage {
+    /// `shoal.audio.v1.SubmitLabelsResponse`.
+    public static let protoMessageName = "shoal.audio.v1.SubmitLabelsResponse"
+
+    /// Field 1, `accepted`.
+    public var accepted: Int32 = 0
+
+    /// Of these, how many went to the validation split (every k-th label of the dataset).
+    public var validation: Int32 = 0
+
+    /// Labels since the last training, and how many start the next automatic one (0: none set).
+    public var labelsSinceTraining: Int64 = 0
+
+    /// Field 4, `retrain_after`.
+    public var retrainAfter: Int32 = 0
+
+    /// These labels started an automatic retraining (see Stats).
+    public var retraining: Bool = false
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension AudioV1 {
+  /// The `shoal.audio.v1.StatsRequest` message.
+  public struct StatsRequest: ProtoMessage {
+    /// `shoal.audio.v1.StatsRequest`.
+    public static let protoMessageName = "shoal.audio.v1.StatsRequest"
+
+    /// Field 1, `dataset_id`.
+    public var datasetId: String = ""
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension AudioV1 {
+  /// One training of the dataset: the version it made and its validation accuracy at the number of
+  /// labelled clips it had.
+  public struct TrainingRound: ProtoMessage {
+    /// `shoal.audio.v1.TrainingRound`.
+    public static let protoMessageName = "shoal.audio.v1.TrainingRound"
+
+    /// Field 1, `model`.
+    public var model: String = ""
+
+    /// Field 2, `version`.
+    public var version: Int64 = 0
+
+    /// Field 3, `labeled_files`.
+    public var labeledFiles: Int64 = 0
+
+    /// Field 4, `validation_files`.
+    public var validationFiles: Int64 = 0
+
+    /// Field 5, `model_acc`.
+    public var modelAcc: Double = 0
+
+    /// Field 6, `model_loss`.
+    public var modelLoss: Double = 0
+
+    /// Started by labels, not by a caller.
+    public var automatic: Bool = false
+
+    /// Field 8, `run_id`.
+    public var runId: String = ""
+
+    /// Field 9, `trained_at_ms`.
+    public var trainedAtMs: Int64 = 0
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension AudioV1 {
+  /// The `shoal.audio.v1.StatsResponse` message.
+  public struct StatsResponse: ProtoMessage {
+    /// `shoal.audio.v1.StatsResponse`.
+    public static let protoMessageName = "shoal.audio.v1.StatsResponse"
+
+    /// Oldest first.
+    public var rounds: [AudioV1.TrainingRound] = []
+
+    /// The latest round's validation confusion matrix, as TrainResult has it.
+    public var cm: [Int64] = []
+
+    /// Field 3, `classes`.
+    public var classes: [String] = []
+
+    /// Labels submitted, in all and by expertise name.
+    public var labels: Int64 = 0
+
+    /// Field 5, `labels_by_expertise`.
+    public var labelsByExpertise: [String: Int64] = [:]
+
+    /// Field 6, `labels_since_training`.
+    public var labelsSinceTraining: Int64 = 0
+
+    /// Field 7, `retrain_after`.
+    public var retrainAfter: Int32 = 0
+
+    /// An automatic retraining is running.
+    public var retraining: Bool = false
+
+    /// Why the last automatic retraining failed, if it did.
+    public var lastError: String = ""
+
+    /// Field 10, `review_set_id`.
+    public var reviewSetId: String = ""
+
+    /// Field 11, `unlabelled`.
+    public var unlabelled: Int64 = 0
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension AudioV1 {
+  /// How much a labeller knows, as the Orcasound app asks it.
+  public enum Expertise: ProtoEnum {
+    /// `EXPERTISE_UNSPECIFIED` (0).
+    case unspecified
+    /// `BEGINNER` (1).
+    case beginner
+    /// `COMPETENT` (2).
+    case competent
+    /// `PROFICIENT` (3).
+    case proficient
+    /// `EXPERT` (4).
+    case expert
+    /// A number this version of the contract has no name for; kept so that it round-trips.
+    case unrecognized(Int32)
+
+    /// `shoal.audio.v1.Expertise`.
+    public static let protoEnumName = "shoal.audio.v1.Expertise"
+
+    /// Every named value, in declaration order.
+    public static let knownValues: [Expertise] = [.unspecified, .beginner, .competent, .proficient, .expert]
+
+    /// `.unspecified`, the proto3 default.
+    public init() { self = .unspecified }
+
+    /// The value for a number; numbers without a name become `unrecognized(_:)`.
+    public init(rawValue: Int32) {
+      switch rawValue {
+        case 0: self = .unspecified
+        case 1: self = .beginner
+        case 2: self = .competent
+        case 3: self = .proficient
+        case 4: self = .expert
+        default: self = .unrecognized(rawValue)
+      }
+    }
+
+    /// The value's number.
+    public var rawValue: Int32 {
+      switch self {
+        case .unspecified: 0
+        case .beginner: 1
+        case .competent: 2
+        case .proficient: 3
+        case .expert: 4
+        case .unrecognized(let number): number
+      }
+    }
+
+    /// The value's name in the `.proto` file; nil for an unrecognized number.
+    public var protoName: String? {
+      switch self {
+        case .unspecified: "EXPERTISE_UNSPECIFIED"
+        case .beginner: "BEGINNER"
+        case .competent: "COMPETENT"
+        case .proficient: "PROFICIENT"
+        case .expert: "EXPERT"
+        case .unrecognized: nil
+      }
+    }
+
+    public static func == (lhs: Expertise, rhs: Expertise) -> Bool { lhs.rawValue == rhs.rawValue }
+
+    public func hash(into hasher: inout Hasher) { hasher.combine(rawValue) }
   }
 }
 
@@ -539,6 +873,9 @@ extension AudioV1.Clip {
     w.scalar(7, self.channels)
     w.string(8, self.source)
     w.scalar(9, self.size)
+    w.enumValue(10, self.expertise)
+    w.bool(11, self.validation)
+    w.string(12, self.labelledBy)
   }
 
   public init(_decoding r: CMessageReader) throws(ProtoError) {
@@ -553,6 +890,9 @@ extension AudioV1.Clip {
     self.channels = r.scalar(7, as: Int32.self)
     self.source = try r.string(8)
     self.size = r.scalar(9, as: Int64.self)
+    self.expertise = r.enumValue(10, as: AudioV1.Expertise.self)
+    self.validation = r.bool(11)
+    self.labelledBy = try r.string(12)
   }
 
   public func _encodeJSON(to j: inout JSONObjectWriter) {
@@ -566,6 +906,9 @@ extension AudioV1.Clip {
     j.value("channels", self.channels)
     j.value("source", self.source)
     j.value("size", self.size)
+    j.value("expertise", self.expertise)
+    j.value("validation", self.validation)
+    j.value("labelledBy", self.labelledBy)
   }
 
   public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
@@ -582,6 +925,9 @@ extension AudioV1.Clip {
         case "channels": self.channels = try j.value(json, key, as: Int32.self)
         case "source": self.source = try j.value(json, key, as: String.self)
         case "size": self.size = try j.value(json, key, as: Int64.self)
+        case "expertise": self.expertise = try j.value(json, key, as: AudioV1.Expertise.self)
+        case "validation": self.validation = try j.value(json, key, as: Bool.self)
+        case "labelledBy", "labelled_by": self.labelledBy = try j.value(json, key, as: String.self)
         default: throw j.unknownField(key)
       }
     }
@@ -1039,6 +1385,9 @@ extension AudioV1.TrainRequest {
     w.bool(6, self.pcen)
     w.scalar(7, self.mels)
     w.string(8, self.positiveClass)
+    w.scalar(9, self.retrainAfter)
+    w.scalar(10, self.validationEvery)
+    w.bool(11, self.weightByExpertise)
   }
 
   public init(_decoding r: CMessageReader) throws(ProtoError) {
@@ -1052,6 +1401,9 @@ extension AudioV1.TrainRequest {
     self.pcen = r.bool(6)
     self.mels = r.scalar(7, as: Int32.self)
     self.positiveClass = try r.string(8)
+    self.retrainAfter = r.scalar(9, as: Int32.self)
+    self.validationEvery = r.scalar(10, as: Int32.self)
+    self.weightByExpertise = r.bool(11)
   }
 
   public func _encodeJSON(to j: inout JSONObjectWriter) {
@@ -1064,6 +1416,9 @@ extension AudioV1.TrainRequest {
     j.value("pcen", self.pcen)
     j.value("mels", self.mels)
     j.value("positiveClass", self.positiveClass)
+    j.value("retrainAfter", self.retrainAfter)
+    j.value("validationEvery", self.validationEvery)
+    j.value("weightByExpertise", self.weightByExpertise)
   }
 
   public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
@@ -1079,6 +1434,9 @@ extension AudioV1.TrainRequest {
         case "pcen": self.pcen = try j.value(json, key, as: Bool.self)
         case "mels": self.mels = try j.value(json, key, as: Int32.self)
         case "positiveClass", "positive_class": self.positiveClass = try j.value(json, key, as: String.self)
+        case "retrainAfter", "retrain_after": self.retrainAfter = try j.value(json, key, as: Int32.self)
+        case "validationEvery", "validation_every": self.validationEvery = try j.value(json, key, as: Int32.self)
+        case "weightByExpertise", "weight_by_expertise": self.weightByExpertise = try j.value(json, key, as: Bool.self)
         default: throw j.unknownField(key)
       }
     }
@@ -1151,6 +1509,7 @@ extension AudioV1.TrainResult {
     w.string(12, self.runId)
     w.string(13, self.datasetDigest)
     w.string(14, self.positiveClass)
+    w.scalar(15, self.validationFiles)
   }
 
   public init(_decoding r: CMessageReader) throws(ProtoError) {
@@ -1170,6 +1529,7 @@ extension AudioV1.TrainResult {
     self.runId = try r.string(12)
     self.datasetDigest = try r.string(13)
     self.positiveClass = try r.string(14)
+    self.validationFiles = r.scalar(15, as: Int64.self)
   }
 
   public func _encodeJSON(to j: inout JSONObjectWriter) {
@@ -1188,6 +1548,7 @@ extension AudioV1.TrainResult {
     j.value("runId", self.runId)
     j.value("datasetDigest", self.datasetDigest)
     j.value("positiveClass", self.positiveClass)
+    j.value("validationFiles", self.validationFiles)
   }
 
   public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
@@ -1209,6 +1570,7 @@ extension AudioV1.TrainResult {
         case "runId", "run_id": self.runId = try j.value(json, key, as: String.self)
         case "datasetDigest", "dataset_digest": self.datasetDigest = try j.value(json, key, as: String.self)
         case "positiveClass", "positive_class": self.positiveClass = try j.value(json, key, as: String.self)
+        case "validationFiles", "validation_files": self.validationFiles = try j.value(json, key, as: Int64.self)
         default: throw j.unknownField(key)
       }
     }
@@ -1261,6 +1623,7 @@ extension AudioV1.PredictRequest {
     w.string(0, self.model)
     w.string(1, self.datasetId)
     w.bool(2, self.all)
+    w.bool(3, self.review)
   }
 
   public init(_decoding r: CMessageReader) throws(ProtoError) {
@@ -1268,12 +1631,14 @@ extension AudioV1.PredictRequest {
     self.model = try r.string(0)
     self.datasetId = try r.string(1)
     self.all = r.bool(2)
+    self.review = r.bool(3)
   }
 
   public func _encodeJSON(to j: inout JSONObjectWriter) {
     j.value("model", self.model)
     j.value("datasetId", self.datasetId)
     j.value("all", self.all)
+    j.value("review", self.review)
   }
 
   public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
@@ -1283,6 +1648,7 @@ extension AudioV1.PredictRequest {
         case "model": self.model = try j.value(json, key, as: String.self)
         case "datasetId", "dataset_id": self.datasetId = try j.value(json, key, as: String.self)
         case "all": self.all = try j.value(json, key, as: Bool.self)
+        case "review": self.review = try j.value(json, key, as: Bool.self)
         default: throw j.unknownField(key)
       }
     }
@@ -1352,6 +1718,7 @@ extension AudioV1.PredictResponse {
     w.scalar(1, self.version)
     w.string(2, self.positiveClass)
     w.repeatedMessage(3, self.predictions)
+    w.string(4, self.reviewSetId)
   }
 
   public init(_decoding r: CMessageReader) throws(ProtoError) {
@@ -1360,6 +1727,7 @@ extension AudioV1.PredictResponse {
     self.version = r.scalar(1, as: Int64.self)
     self.positiveClass = try r.string(2)
     self.predictions = try r.repeatedMessage(3, as: AudioV1.Prediction.self)
+    self.reviewSetId = try r.string(4)
   }
 
   public func _encodeJSON(to j: inout JSONObjectWriter) {
@@ -1367,6 +1735,7 @@ extension AudioV1.PredictResponse {
     j.value("version", self.version)
     j.value("positiveClass", self.positiveClass)
     j.repeated("predictions", self.predictions)
+    j.value("reviewSetId", self.reviewSetId)
   }
 
   public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
@@ -1377,6 +1746,386 @@ extension AudioV1.PredictResponse {
         case "version": self.version = try j.value(json, key, as: Int64.self)
         case "positiveClass", "positive_class": self.positiveClass = try j.value(json, key, as: String.self)
         case "predictions": self.predictions = try j.repeated(json, key, as: AudioV1.Prediction.self)
+        case "reviewSetId", "review_set_id": self.reviewSetId = try j.value(json, key, as: String.self)
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
+extension AudioV1.NextToLabelRequest {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__audio__v1__next_to_label_request()) }
+
+  public func _encode(to w: CMessageWriter) {
+    w.string(0, self.datasetId)
+    w.enumValue(1, self.strategy)
+    w.scalar(2, self.n)
+    w.scalar(3, self.lockSeconds)
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    self.datasetId = try r.string(0)
+    self.strategy = r.enumValue(1, as: FeedbackV1.ReviewStrategy.self)
+    self.n = r.scalar(2, as: Int32.self)
+    self.lockSeconds = r.scalar(3, as: Int32.self)
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    j.value("datasetId", self.datasetId)
+    j.value("strategy", self.strategy)
+    j.value("n", self.n)
+    j.value("lockSeconds", self.lockSeconds)
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "datasetId", "dataset_id": self.datasetId = try j.value(json, key, as: String.self)
+        case "strategy": self.strategy = try j.value(json, key, as: FeedbackV1.ReviewStrategy.self)
+        case "n": self.n = try j.value(json, key, as: Int32.self)
+        case "lockSeconds", "lock_seconds": self.lockSeconds = try j.value(json, key, as: Int32.self)
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
+extension AudioV1.LabelCandidate {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__audio__v1__label_candidate()) }
+
+  public func _encode(to w: CMessageWriter) {
+    if let v = self.clip { w.message(0, v) }
+    if let v = self.prediction { w.message(1, v) }
+    w.scalar(2, self.uncertainty)
+    w.scalar(3, self.lockedUntilMs)
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    self.clip = try r.message(0, as: AudioV1.Clip.self)
+    self.prediction = try r.message(1, as: AudioV1.Prediction.self)
+    self.uncertainty = r.scalar(2, as: Double.self)
+    self.lockedUntilMs = r.scalar(3, as: Int64.self)
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    if let v = self.clip { j.value("clip", v, always: true) }
+    if let v = self.prediction { j.value("prediction", v, always: true) }
+    j.value("uncertainty", self.uncertainty)
+    j.value("lockedUntilMs", self.lockedUntilMs)
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "clip": self.clip = try json == .null ? nil : j.value(json, key, as: AudioV1.Clip.self)
+        case "prediction": self.prediction = try json == .null ? nil : j.value(json, key, as: AudioV1.Prediction.self)
+        case "uncertainty": self.uncertainty = try j.value(json, key, as: Double.self)
+        case "lockedUntilMs", "locked_until_ms": self.lockedUntilMs = try j.value(json, key, as: Int64.self)
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
+extension AudioV1.NextToLabelResponse {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__audio__v1__next_to_label_response()) }
+
+  public func _encode(to w: CMessageWriter) {
+    w.repeatedMessage(0, self.candidates)
+    w.string(1, self.model)
+    w.scalar(2, self.version)
+    w.string(3, self.reviewSetId)
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    self.candidates = try r.repeatedMessage(0, as: AudioV1.LabelCandidate.self)
+    self.model = try r.string(1)
+    self.version = r.scalar(2, as: Int64.self)
+    self.reviewSetId = try r.string(3)
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    j.repeated("candidates", self.candidates)
+    j.value("model", self.model)
+    j.value("version", self.version)
+    j.value("reviewSetId", self.reviewSetId)
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "candidates": self.candidates = try j.repeated(json, key, as: AudioV1.LabelCandidate.self)
+        case "model": self.model = try j.value(json, key, as: String.self)
+        case "version": self.version = try j.value(json, key, as: Int64.self)
+        case "reviewSetId", "review_set_id": self.reviewSetId = try j.value(json, key, as: String.self)
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
+extension AudioV1.ClipLabel {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__audio__v1__clip_label()) }
+
+  public func _encode(to w: CMessageWriter) {
+    w.string(0, self.digest)
+    w.string(1, self.label)
+    w.enumValue(2, self.expertise)
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    self.digest = try r.string(0)
+    self.label = try r.string(1)
+    self.expertise = r.enumValue(2, as: AudioV1.Expertise.self)
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    j.value("digest", self.digest)
+    j.value("label", self.label)
+    j.value("expertise", self.expertise)
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "digest": self.digest = try j.value(json, key, as: String.self)
+        case "label": self.label = try j.value(json, key, as: String.self)
+        case "expertise": self.expertise = try j.value(json, key, as: AudioV1.Expertise.self)
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
+extension AudioV1.SubmitLabelsRequest {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__audio__v1__submit_labels_request()) }
+
+  public func _encode(to w: CMessageWriter) {
+    w.string(0, self.datasetId)
+    w.repeatedMessage(1, self.labels)
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    self.datasetId = try r.string(0)
+    self.labels = try r.repeatedMessage(1, as: AudioV1.ClipLabel.self)
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    j.value("datasetId", self.datasetId)
+    j.repeated("labels", self.labels)
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "datasetId", "dataset_id": self.datasetId = try j.value(json, key, as: String.self)
+        case "labels": self.labels = try j.repeated(json, key, as: AudioV1.ClipLabel.self)
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
+extension AudioV1.SubmitLabelsResponse {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__audio__v1__submit_labels_response()) }
+
+  public func _encode(to w: CMessageWriter) {
+    w.scalar(0, self.accepted)
+    w.scalar(1, self.validation)
+    w.scalar(2, self.labelsSinceTraining)
+    w.scalar(3, self.retrainAfter)
+    w.bool(4, self.retraining)
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    self.accepted = r.scalar(0, as: Int32.self)
+    self.validation = r.scalar(1, as: Int32.self)
+    self.labelsSinceTraining = r.scalar(2, as: Int64.self)
+    self.retrainAfter = r.scalar(3, as: Int32.self)
+    self.retraining = r.bool(4)
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    j.value("accepted", self.accepted)
+    j.value("validation", self.validation)
+    j.value("labelsSinceTraining", self.labelsSinceTraining)
+    j.value("retrainAfter", self.retrainAfter)
+    j.value("retraining", self.retraining)
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "accepted": self.accepted = try j.value(json, key, as: Int32.self)
+        case "validation": self.validation = try j.value(json, key, as: Int32.self)
+        case "labelsSinceTraining", "labels_since_training": self.labelsSinceTraining = try j.value(json, key, as: Int64.self)
+        case "retrainAfter", "retrain_after": self.retrainAfter = try j.value(json, key, as: Int32.self)
+        case "retraining": self.retraining = try j.value(json, key, as: Bool.self)
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
+extension AudioV1.StatsRequest {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__audio__v1__stats_request()) }
+
+  public func _encode(to w: CMessageWriter) {
+    w.string(0, self.datasetId)
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    self.datasetId = try r.string(0)
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    j.value("datasetId", self.datasetId)
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "datasetId", "dataset_id": self.datasetId = try j.value(json, key, as: String.self)
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
+extension AudioV1.TrainingRound {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__audio__v1__training_round()) }
+
+  public func _encode(to w: CMessageWriter) {
+    w.string(0, self.model)
+    w.scalar(1, self.version)
+    w.scalar(2, self.labeledFiles)
+    w.scalar(3, self.validationFiles)
+    w.scalar(4, self.modelAcc)
+    w.scalar(5, self.modelLoss)
+    w.bool(6, self.automatic)
+    w.string(7, self.runId)
+    w.scalar(8, self.trainedAtMs)
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    self.model = try r.string(0)
+    self.version = r.scalar(1, as: Int64.self)
+    self.labeledFiles = r.scalar(2, as: Int64.self)
+    self.validationFiles = r.scalar(3, as: Int64.self)
+    self.modelAcc = r.scalar(4, as: Double.self)
+    self.modelLoss = r.scalar(5, as: Double.self)
+    self.automatic = r.bool(6)
+    self.runId = try r.string(7)
+    self.trainedAtMs = r.scalar(8, as: Int64.self)
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    j.value("model", self.model)
+    j.value("version", self.version)
+    j.value("labeledFiles", self.labeledFiles)
+    j.value("validationFiles", self.validationFiles)
+    j.value("modelAcc", self.modelAcc)
+    j.value("modelLoss", self.modelLoss)
+    j.value("automatic", self.automatic)
+    j.value("runId", self.runId)
+    j.value("trainedAtMs", self.trainedAtMs)
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "model": self.model = try j.value(json, key, as: String.self)
+        case "version": self.version = try j.value(json, key, as: Int64.self)
+        case "labeledFiles", "labeled_files": self.labeledFiles = try j.value(json, key, as: Int64.self)
+        case "validationFiles", "validation_files": self.validationFiles = try j.value(json, key, as: Int64.self)
+        case "modelAcc", "model_acc": self.modelAcc = try j.value(json, key, as: Double.self)
+        case "modelLoss", "model_loss": self.modelLoss = try j.value(json, key, as: Double.self)
+        case "automatic": self.automatic = try j.value(json, key, as: Bool.self)
+        case "runId", "run_id": self.runId = try j.value(json, key, as: String.self)
+        case "trainedAtMs", "trained_at_ms": self.trainedAtMs = try j.value(json, key, as: Int64.self)
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
+extension AudioV1.StatsResponse {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__audio__v1__stats_response()) }
+
+  public func _encode(to w: CMessageWriter) {
+    w.repeatedMessage(0, self.rounds)
+    w.repeatedScalar(1, self.cm)
+    w.repeatedString(2, self.classes)
+    w.scalar(3, self.labels)
+    w.map(4, self.labelsByExpertise) { e, k, v in e.string(0, k); e.scalar(1, v) }
+    w.scalar(5, self.labelsSinceTraining)
+    w.scalar(6, self.retrainAfter)
+    w.bool(7, self.retraining)
+    w.string(8, self.lastError)
+    w.string(9, self.reviewSetId)
+    w.scalar(10, self.unlabelled)
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    self.rounds = try r.repeatedMessage(0, as: AudioV1.TrainingRound.self)
+    self.cm = r.repeatedScalar(1, as: Int64.self)
+    self.classes = try r.repeatedString(2)
+    self.labels = r.scalar(3, as: Int64.self)
+    self.labelsByExpertise = try r.map(4) { (e) throws(ProtoError) -> (String, Int64) in (try e.string(0), e.scalar(1, as: Int64.self)) }
+    self.labelsSinceTraining = r.scalar(5, as: Int64.self)
+    self.retrainAfter = r.scalar(6, as: Int32.self)
+    self.retraining = r.bool(7)
+    self.lastError = try r.string(8)
+    self.reviewSetId = try r.string(9)
+    self.unlabelled = r.scalar(10, as: Int64.self)
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    j.repeated("rounds", self.rounds)
+    j.repeated("cm", self.cm)
+    j.repeated("classes", self.classes)
+    j.value("labels", self.labels)
+    j.map("labelsByExpertise", self.labelsByExpertise)
+    j.value("labelsSinceTraining", self.labelsSinceTraining)
+    j.value("retrainAfter", self.retrainAfter)
+    j.value("retraining", self.retraining)
+    j.value("lastError", self.lastError)
+    j.value("reviewSetId", self.reviewSetId)
+    j.value("unlabelled", self.unlabelled)
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "rounds": self.rounds = try j.repeated(json, key, as: AudioV1.TrainingRound.self)
+        case "cm": self.cm = try j.repeated(json, key, as: Int64.self)
+        case "classes": self.classes = try j.repeated(json, key, as: String.self)
+        case "labels": self.labels = try j.value(json, key, as: Int64.self)
+        case "labelsByExpertise", "labels_by_expertise": self.labelsByExpertise = try j.map(json, key, as: [String: Int64].self)
+        case "labelsSinceTraining", "labels_since_training": self.labelsSinceTraining = try j.value(json, key, as: Int64.self)
+        case "retrainAfter", "retrain_after": self.retrainAfter = try j.value(json, key, as: Int32.self)
+        case "retraining": self.retraining = try j.value(json, key, as: Bool.self)
+        case "lastError", "last_error": self.lastError = try j.value(json, key, as: String.self)
+        case "reviewSetId", "review_set_id": self.reviewSetId = try j.value(json, key, as: String.self)
+        case "unlabelled": self.unlabelled = try j.value(json, key, as: Int64.self)
         default: throw j.unknownField(key)
       }
     }
@@ -1390,8 +2139,17 @@ extension AudioV1 {
     public static let fullName = "shoal.audio.v1.AudioClassifier"
 
     /// Predicts a dataset's clips with a version Train made (its front end read from the file's
-    /// metadata).
-    public static let predict = TypedMethod<AudioV1.PredictRequest, AudioV1.PredictResponse>(service: fullName, name: "Predict", kind: .unary, idempotent: true)
+    /// metadata), and with `review` sends them to feedback for review.
+    public static let predict = TypedMethod<AudioV1.PredictRequest, AudioV1.PredictResponse>(service: fullName, name: "Predict", kind: .unary, idempotent: false)
+
+    /// The clips people should label next, locked to the caller.
+    public static let nextToLabel = TypedMethod<AudioV1.NextToLabelRequest, AudioV1.NextToLabelResponse>(service: fullName, name: "NextToLabel", kind: .unary, idempotent: false)
+
+    /// `SubmitLabels`.
+    public static let submitLabels = TypedMethod<AudioV1.SubmitLabelsRequest, AudioV1.SubmitLabelsResponse>(service: fullName, name: "SubmitLabels", kind: .unary, idempotent: false)
+
+    /// Accuracy per version against the labelled clips, and the active-learning state.
+    public static let stats = TypedMethod<AudioV1.StatsRequest, AudioV1.StatsResponse>(service: fullName, name: "Stats", kind: .unary, idempotent: true)
 
     /// Trains a classifier on a dataset's labelled clips: spectrograms through a fixed
     /// convolutional embedding run by the model core, a dense head trained with HeadTrainer for
@@ -1414,6 +2172,6 @@ extension AudioV1 {
     public static let spectrogram = TypedMethod<AudioV1.SpectrogramRequest, AudioV1.SpectrogramResponse>(service: fullName, name: "Spectrogram", kind: .unary, idempotent: true)
 
     /// The service's methods, for routers and reflection.
-    public static let descriptor = ServiceDescriptor(fullName: fullName, methods: [predict.descriptor, train.descriptor, importDataset.descriptor, getDataset.descriptor, listDatasets.descriptor, listClips.descriptor, spectrogram.descriptor])
+    public static let descriptor = ServiceDescriptor(fullName: fullName, methods: [predict.descriptor, nextToLabel.descriptor, submitLabels.descriptor, stats.descriptor, train.descriptor, importDataset.descriptor, getDataset.descriptor, listDatasets.descriptor, listClips.descriptor, spectrogram.descriptor])
   }
 }

@@ -73,6 +73,10 @@ extension FeedbackV1 {
     /// Field 15, `tile_count`.
     public var tileCount: Int64 = 0
 
+    /// The set holds items that are not map tiles (audio clips), each named by its key: see
+    /// `CreateSetRequest.items`.
+    public var items: Bool = false
+
     /// A message with every field at its default value.
     public init() {}
   }
@@ -113,6 +117,12 @@ extension FeedbackV1 {
 
     /// Default: the caller's organisation.
     public var organization: String = ""
+
+    /// A set of items that are not map tiles, such as audio clips: each is put with its key
+    /// (`PredictedTile.item`), and the key is its `tile_id` in every call (validity, locks,
+    /// history). Reviews, locks, validity and stats work as for tiles; the set has no imagery, zoom
+    /// or area, and queries by area are refused.
+    public var items: Bool = false
 
     /// A message with every field at its default value.
     public init() {}
@@ -234,6 +244,9 @@ extension FeedbackV1 {
 
     /// Field 6, `features`.
     public var features: [FeedbackV1.Feature] = []
+
+    /// In a set of items, the item's key (1 to 200 characters) instead of z/x/y.
+    public var item: String = ""
 
     /// A message with every field at its default value.
     public init() {}
@@ -372,7 +385,7 @@ extension FeedbackV1 {
     /// `shoal.feedback.v1.TileRecord`.
     public static let protoMessageName = "shoal.feedback.v1.TileRecord"
 
-    /// z/x/y.
+    /// z/x/y; in a set of items, the item's key.
     public var tileId: String = ""
 
     /// Field 2, `z`.
@@ -398,6 +411,9 @@ extension FeedbackV1 {
 
     /// Field 9, `features`.
     public var features: [FeedbackV1.Feature] = []
+
+    /// In a set of items, the item's key (as tile_id).
+    public var item: String = ""
 
     /// A message with every field at its default value.
     public init() {}
@@ -1778,6 +1794,7 @@ extension FeedbackV1.PredictionSet {
     w.enumValue(12, self.status)
     if let v = self.colors { w.message(13, v) }
     w.scalar(14, self.tileCount)
+    w.bool(15, self.items)
   }
 
   public init(_decoding r: CMessageReader) throws(ProtoError) {
@@ -1797,6 +1814,7 @@ extension FeedbackV1.PredictionSet {
     self.status = r.enumValue(12, as: FeedbackV1.SetStatus.self)
     self.colors = try r.message(13, as: FeedbackV1.DisplayColors.self)
     self.tileCount = r.scalar(14, as: Int64.self)
+    self.items = r.bool(15)
   }
 
   public func _encodeJSON(to j: inout JSONObjectWriter) {
@@ -1815,6 +1833,7 @@ extension FeedbackV1.PredictionSet {
     j.value("status", self.status)
     if let v = self.colors { j.value("colors", v, always: true) }
     j.value("tileCount", self.tileCount)
+    j.value("items", self.items)
   }
 
   public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
@@ -1836,6 +1855,7 @@ extension FeedbackV1.PredictionSet {
         case "status": self.status = try j.value(json, key, as: FeedbackV1.SetStatus.self)
         case "colors": self.colors = try json == .null ? nil : j.value(json, key, as: FeedbackV1.DisplayColors.self)
         case "tileCount", "tile_count": self.tileCount = try j.value(json, key, as: Int64.self)
+        case "items": self.items = try j.value(json, key, as: Bool.self)
         default: throw j.unknownField(key)
       }
     }
@@ -1856,6 +1876,7 @@ extension FeedbackV1.CreateSetRequest {
     w.string(7, self.jobId)
     if let v = self.colors { w.message(8, v) }
     w.string(9, self.organization)
+    w.bool(10, self.items)
   }
 
   public init(_decoding r: CMessageReader) throws(ProtoError) {
@@ -1870,6 +1891,7 @@ extension FeedbackV1.CreateSetRequest {
     self.jobId = try r.string(7)
     self.colors = try r.message(8, as: FeedbackV1.DisplayColors.self)
     self.organization = try r.string(9)
+    self.items = r.bool(10)
   }
 
   public func _encodeJSON(to j: inout JSONObjectWriter) {
@@ -1883,6 +1905,7 @@ extension FeedbackV1.CreateSetRequest {
     j.value("jobId", self.jobId)
     if let v = self.colors { j.value("colors", v, always: true) }
     j.value("organization", self.organization)
+    j.value("items", self.items)
   }
 
   public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
@@ -1899,6 +1922,7 @@ extension FeedbackV1.CreateSetRequest {
         case "jobId", "job_id": self.jobId = try j.value(json, key, as: String.self)
         case "colors": self.colors = try json == .null ? nil : j.value(json, key, as: FeedbackV1.DisplayColors.self)
         case "organization": self.organization = try j.value(json, key, as: String.self)
+        case "items": self.items = try j.value(json, key, as: Bool.self)
         default: throw j.unknownField(key)
       }
     }
@@ -2078,6 +2102,7 @@ extension FeedbackV1.PredictedTile {
     w.string(3, self.quadkey)
     w.map(4, self.scores) { e, k, v in e.string(0, k); e.scalar(1, v) }
     w.repeatedMessage(5, self.features)
+    w.string(6, self.item)
   }
 
   public init(_decoding r: CMessageReader) throws(ProtoError) {
@@ -2088,6 +2113,7 @@ extension FeedbackV1.PredictedTile {
     self.quadkey = try r.string(3)
     self.scores = try r.map(4) { (e) throws(ProtoError) -> (String, Double) in (try e.string(0), e.scalar(1, as: Double.self)) }
     self.features = try r.repeatedMessage(5, as: FeedbackV1.Feature.self)
+    self.item = try r.string(6)
   }
 
   public func _encodeJSON(to j: inout JSONObjectWriter) {
@@ -2097,6 +2123,7 @@ extension FeedbackV1.PredictedTile {
     j.value("quadkey", self.quadkey)
     j.map("scores", self.scores)
     j.repeated("features", self.features)
+    j.value("item", self.item)
   }
 
   public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
@@ -2109,6 +2136,7 @@ extension FeedbackV1.PredictedTile {
         case "quadkey": self.quadkey = try j.value(json, key, as: String.self)
         case "scores": self.scores = try j.map(json, key, as: [String: Double].self)
         case "features": self.features = try j.repeated(json, key, as: FeedbackV1.Feature.self)
+        case "item": self.item = try j.value(json, key, as: String.self)
         default: throw j.unknownField(key)
       }
     }
@@ -2348,6 +2376,7 @@ extension FeedbackV1.TileRecord {
     w.repeatedMessage(6, self.validity)
     w.string(7, self.color)
     w.repeatedMessage(8, self.features)
+    w.string(9, self.item)
   }
 
   public init(_decoding r: CMessageReader) throws(ProtoError) {
@@ -2361,6 +2390,7 @@ extension FeedbackV1.TileRecord {
     self.validity = try r.repeatedMessage(6, as: FeedbackV1.ClassValidity.self)
     self.color = try r.string(7)
     self.features = try r.repeatedMessage(8, as: FeedbackV1.Feature.self)
+    self.item = try r.string(9)
   }
 
   public func _encodeJSON(to j: inout JSONObjectWriter) {
@@ -2373,6 +2403,7 @@ extension FeedbackV1.TileRecord {
     j.repeated("validity", self.validity)
     j.value("color", self.color)
     j.repeated("features", self.features)
+    j.value("item", self.item)
   }
 
   public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
@@ -2388,6 +2419,7 @@ extension FeedbackV1.TileRecord {
         case "validity": self.validity = try j.repeated(json, key, as: FeedbackV1.ClassValidity.self)
         case "color": self.color = try j.value(json, key, as: String.self)
         case "features": self.features = try j.repeated(json, key, as: FeedbackV1.Feature.self)
+        case "item": self.item = try j.value(json, key, as: String.self)
         default: throw j.unknownField(key)
       }
     }

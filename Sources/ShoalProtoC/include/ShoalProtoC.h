@@ -4,10 +4,10 @@
 
 #include <protobuf-c/protobuf-c.h>
 #include "onnx/onnx.pb-c.h"
-#include "shoal/audio/v1/audio.pb-c.h"
-#include "shoal/bench/v1/bench.pb-c.h"
 #include "shoal/registry/v1/models.pb-c.h"
 #include "shoal/feedback/v1/feedback.pb-c.h"
+#include "shoal/audio/v1/audio.pb-c.h"
+#include "shoal/bench/v1/bench.pb-c.h"
 #include "shoal/health/v1/health.pb-c.h"
 #include "shoal/inference/v1/inference.pb-c.h"
 #include "shoal/registry/v1/directory.pb-c.h"
@@ -34,31 +34,6 @@ static inline const ProtobufCMessageDescriptor *shoal_descriptor_onnx__type_prot
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_onnx__type_proto__optional(void) { return &onnx__type_proto__optional__descriptor; }
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_onnx__type_proto__sparse_tensor(void) { return &onnx__type_proto__sparse_tensor__descriptor; }
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_onnx__operator_set_id_proto(void) { return &onnx__operator_set_id_proto__descriptor; }
-
-// shoal/audio/v1/audio.proto
-static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__audio__v1__clip(void) { return &shoal__audio__v1__clip__descriptor; }
-static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__audio__v1__dataset(void) { return &shoal__audio__v1__dataset__descriptor; }
-static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__audio__v1__import_dataset_request(void) { return &shoal__audio__v1__import_dataset_request__descriptor; }
-static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__audio__v1__clip_failure(void) { return &shoal__audio__v1__clip_failure__descriptor; }
-static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__audio__v1__import_progress(void) { return &shoal__audio__v1__import_progress__descriptor; }
-static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__audio__v1__get_dataset_request(void) { return &shoal__audio__v1__get_dataset_request__descriptor; }
-static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__audio__v1__list_datasets_request(void) { return &shoal__audio__v1__list_datasets_request__descriptor; }
-static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__audio__v1__list_datasets_response(void) { return &shoal__audio__v1__list_datasets_response__descriptor; }
-static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__audio__v1__list_clips_request(void) { return &shoal__audio__v1__list_clips_request__descriptor; }
-static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__audio__v1__list_clips_response(void) { return &shoal__audio__v1__list_clips_response__descriptor; }
-static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__audio__v1__spectrogram_request(void) { return &shoal__audio__v1__spectrogram_request__descriptor; }
-static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__audio__v1__spectrogram_response(void) { return &shoal__audio__v1__spectrogram_response__descriptor; }
-static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__audio__v1__train_request(void) { return &shoal__audio__v1__train_request__descriptor; }
-static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__audio__v1__epoch_metrics(void) { return &shoal__audio__v1__epoch_metrics__descriptor; }
-static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__audio__v1__train_result(void) { return &shoal__audio__v1__train_result__descriptor; }
-static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__audio__v1__train_progress(void) { return &shoal__audio__v1__train_progress__descriptor; }
-static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__audio__v1__predict_request(void) { return &shoal__audio__v1__predict_request__descriptor; }
-static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__audio__v1__prediction(void) { return &shoal__audio__v1__prediction__descriptor; }
-static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__audio__v1__predict_response(void) { return &shoal__audio__v1__predict_response__descriptor; }
-
-// shoal/bench/v1/bench.proto
-static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__bench__v1__bench_request(void) { return &shoal__bench__v1__bench_request__descriptor; }
-static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__bench__v1__bench_response(void) { return &shoal__bench__v1__bench_response__descriptor; }
 
 // shoal/registry/v1/models.proto
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__registry__v1__organization(void) { return &shoal__registry__v1__organization__descriptor; }
@@ -151,6 +126,40 @@ static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__feedback
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__feedback__v1__list_training_sets_request(void) { return &shoal__feedback__v1__list_training_sets_request__descriptor; }
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__feedback__v1__list_training_sets_response(void) { return &shoal__feedback__v1__list_training_sets_response__descriptor; }
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__feedback__v1__download_training_set_request(void) { return &shoal__feedback__v1__download_training_set_request__descriptor; }
+
+// shoal/audio/v1/audio.proto
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__audio__v1__clip(void) { return &shoal__audio__v1__clip__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__audio__v1__dataset(void) { return &shoal__audio__v1__dataset__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__audio__v1__import_dataset_request(void) { return &shoal__audio__v1__import_dataset_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__audio__v1__clip_failure(void) { return &shoal__audio__v1__clip_failure__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__audio__v1__import_progress(void) { return &shoal__audio__v1__import_progress__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__audio__v1__get_dataset_request(void) { return &shoal__audio__v1__get_dataset_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__audio__v1__list_datasets_request(void) { return &shoal__audio__v1__list_datasets_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__audio__v1__list_datasets_response(void) { return &shoal__audio__v1__list_datasets_response__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__audio__v1__list_clips_request(void) { return &shoal__audio__v1__list_clips_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__audio__v1__list_clips_response(void) { return &shoal__audio__v1__list_clips_response__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__audio__v1__spectrogram_request(void) { return &shoal__audio__v1__spectrogram_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__audio__v1__spectrogram_response(void) { return &shoal__audio__v1__spectrogram_response__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__audio__v1__train_request(void) { return &shoal__audio__v1__train_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__audio__v1__epoch_metrics(void) { return &shoal__audio__v1__epoch_metrics__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__audio__v1__train_result(void) { return &shoal__audio__v1__train_result__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__audio__v1__train_progress(void) { return &shoal__audio__v1__train_progress__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__audio__v1__predict_request(void) { return &shoal__audio__v1__predict_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__audio__v1__prediction(void) { return &shoal__audio__v1__prediction__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__audio__v1__predict_response(void) { return &shoal__audio__v1__predict_response__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__audio__v1__next_to_label_request(void) { return &shoal__audio__v1__next_to_label_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__audio__v1__label_candidate(void) { return &shoal__audio__v1__label_candidate__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__audio__v1__next_to_label_response(void) { return &shoal__audio__v1__next_to_label_response__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__audio__v1__clip_label(void) { return &shoal__audio__v1__clip_label__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__audio__v1__submit_labels_request(void) { return &shoal__audio__v1__submit_labels_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__audio__v1__submit_labels_response(void) { return &shoal__audio__v1__submit_labels_response__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__audio__v1__stats_request(void) { return &shoal__audio__v1__stats_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__audio__v1__training_round(void) { return &shoal__audio__v1__training_round__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__audio__v1__stats_response(void) { return &shoal__audio__v1__stats_response__descriptor; }
+
+// shoal/bench/v1/bench.proto
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__bench__v1__bench_request(void) { return &shoal__bench__v1__bench_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__bench__v1__bench_response(void) { return &shoal__bench__v1__bench_response__descriptor; }
 
 // shoal/health/v1/health.proto
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__health__v1__health_check_request(void) { return &shoal__health__v1__health_check_request__descriptor; }

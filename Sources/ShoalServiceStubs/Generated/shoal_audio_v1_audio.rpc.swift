@@ -7,8 +7,17 @@ extension AudioV1.AudioClassifier {
   /// What a server of `shoal.audio.v1.AudioClassifier` implements; `register(in:)` adds it to a router.
   public protocol ServiceProtocol: Sendable {
     /// Predicts a dataset's clips with a version Train made (its front end read from the file's
-    /// metadata).
+    /// metadata), and with `review` sends them to feedback for review.
     func predict(_ request: AudioV1.PredictRequest, context: ServerContext) async throws -> AudioV1.PredictResponse
+
+    /// The clips people should label next, locked to the caller.
+    func nextToLabel(_ request: AudioV1.NextToLabelRequest, context: ServerContext) async throws -> AudioV1.NextToLabelResponse
+
+    /// `SubmitLabels`.
+    func submitLabels(_ request: AudioV1.SubmitLabelsRequest, context: ServerContext) async throws -> AudioV1.SubmitLabelsResponse
+
+    /// Accuracy per version against the labelled clips, and the active-learning state.
+    func stats(_ request: AudioV1.StatsRequest, context: ServerContext) async throws -> AudioV1.StatsResponse
 
     /// Trains a classifier on a dataset's labelled clips: spectrograms through a fixed
     /// convolutional embedding run by the model core, a dense head trained with HeadTrainer for
@@ -40,9 +49,24 @@ extension AudioV1.AudioClassifier {
     public init(_ rpc: any RPCChannel) { self.rpc = rpc }
 
     /// Predicts a dataset's clips with a version Train made (its front end read from the file's
-    /// metadata).
+    /// metadata), and with `review` sends them to feedback for review.
     public func predict(_ request: AudioV1.PredictRequest, options: CallOptions = CallOptions()) async throws(RPCError) -> AudioV1.PredictResponse {
       try await rpc.unary(AudioV1.AudioClassifier.predict, request, options: options)
+    }
+
+    /// The clips people should label next, locked to the caller.
+    public func nextToLabel(_ request: AudioV1.NextToLabelRequest, options: CallOptions = CallOptions()) async throws(RPCError) -> AudioV1.NextToLabelResponse {
+      try await rpc.unary(AudioV1.AudioClassifier.nextToLabel, request, options: options)
+    }
+
+    /// `SubmitLabels`.
+    public func submitLabels(_ request: AudioV1.SubmitLabelsRequest, options: CallOptions = CallOptions()) async throws(RPCError) -> AudioV1.SubmitLabelsResponse {
+      try await rpc.unary(AudioV1.AudioClassifier.submitLabels, request, options: options)
+    }
+
+    /// Accuracy per version against the labelled clips, and the active-learning state.
+    public func stats(_ request: AudioV1.StatsRequest, options: CallOptions = CallOptions()) async throws(RPCError) -> AudioV1.StatsResponse {
+      try await rpc.unary(AudioV1.AudioClassifier.stats, request, options: options)
     }
 
     /// Trains a classifier on a dataset's labelled clips: spectrograms through a fixed
@@ -89,6 +113,9 @@ extension AudioV1.AudioClassifier.ServiceProtocol {
   /// Adds every method of `shoal.audio.v1.AudioClassifier` to `router`, served by this value.
   public func register(in router: inout ServiceRouter) {
     router.unary(AudioV1.AudioClassifier.predict) { try await self.predict($0, context: $1) }
+    router.unary(AudioV1.AudioClassifier.nextToLabel) { try await self.nextToLabel($0, context: $1) }
+    router.unary(AudioV1.AudioClassifier.submitLabels) { try await self.submitLabels($0, context: $1) }
+    router.unary(AudioV1.AudioClassifier.stats) { try await self.stats($0, context: $1) }
     router.serverStreaming(AudioV1.AudioClassifier.train) { try await self.train($0, responses: $1, context: $2) }
     router.serverStreaming(AudioV1.AudioClassifier.importDataset) { try await self.importDataset($0, responses: $1, context: $2) }
     router.unary(AudioV1.AudioClassifier.getDataset) { try await self.getDataset($0, context: $1) }

@@ -874,7 +874,418 @@ void   shoal__audio__v1__predict_response__free_unpacked
   assert(message->base.descriptor == &shoal__audio__v1__predict_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
-static const ProtobufCFieldDescriptor shoal__audio__v1__clip__field_descriptors[10] =
+void   shoal__audio__v1__next_to_label_request__init
+                     (Shoal__Audio__V1__NextToLabelRequest         *message)
+{
+  static const Shoal__Audio__V1__NextToLabelRequest init_value = SHOAL__AUDIO__V1__NEXT_TO_LABEL_REQUEST__INIT;
+  *message = init_value;
+}
+size_t shoal__audio__v1__next_to_label_request__get_packed_size
+                     (const Shoal__Audio__V1__NextToLabelRequest *message)
+{
+  assert(message->base.descriptor == &shoal__audio__v1__next_to_label_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__audio__v1__next_to_label_request__pack
+                     (const Shoal__Audio__V1__NextToLabelRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__audio__v1__next_to_label_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__audio__v1__next_to_label_request__pack_to_buffer
+                     (const Shoal__Audio__V1__NextToLabelRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__audio__v1__next_to_label_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Audio__V1__NextToLabelRequest *
+       shoal__audio__v1__next_to_label_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Audio__V1__NextToLabelRequest *)
+     protobuf_c_message_unpack (&shoal__audio__v1__next_to_label_request__descriptor,
+                                allocator, len, data);
+}
+void   shoal__audio__v1__next_to_label_request__free_unpacked
+                     (Shoal__Audio__V1__NextToLabelRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__audio__v1__next_to_label_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   shoal__audio__v1__label_candidate__init
+                     (Shoal__Audio__V1__LabelCandidate         *message)
+{
+  static const Shoal__Audio__V1__LabelCandidate init_value = SHOAL__AUDIO__V1__LABEL_CANDIDATE__INIT;
+  *message = init_value;
+}
+size_t shoal__audio__v1__label_candidate__get_packed_size
+                     (const Shoal__Audio__V1__LabelCandidate *message)
+{
+  assert(message->base.descriptor == &shoal__audio__v1__label_candidate__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__audio__v1__label_candidate__pack
+                     (const Shoal__Audio__V1__LabelCandidate *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__audio__v1__label_candidate__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__audio__v1__label_candidate__pack_to_buffer
+                     (const Shoal__Audio__V1__LabelCandidate *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__audio__v1__label_candidate__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Audio__V1__LabelCandidate *
+       shoal__audio__v1__label_candidate__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Audio__V1__LabelCandidate *)
+     protobuf_c_message_unpack (&shoal__audio__v1__label_candidate__descriptor,
+                                allocator, len, data);
+}
+void   shoal__audio__v1__label_candidate__free_unpacked
+                     (Shoal__Audio__V1__LabelCandidate *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__audio__v1__label_candidate__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   shoal__audio__v1__next_to_label_response__init
+                     (Shoal__Audio__V1__NextToLabelResponse         *message)
+{
+  static const Shoal__Audio__V1__NextToLabelResponse init_value = SHOAL__AUDIO__V1__NEXT_TO_LABEL_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t shoal__audio__v1__next_to_label_response__get_packed_size
+                     (const Shoal__Audio__V1__NextToLabelResponse *message)
+{
+  assert(message->base.descriptor == &shoal__audio__v1__next_to_label_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__audio__v1__next_to_label_response__pack
+                     (const Shoal__Audio__V1__NextToLabelResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__audio__v1__next_to_label_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__audio__v1__next_to_label_response__pack_to_buffer
+                     (const Shoal__Audio__V1__NextToLabelResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__audio__v1__next_to_label_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Audio__V1__NextToLabelResponse *
+       shoal__audio__v1__next_to_label_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Audio__V1__NextToLabelResponse *)
+     protobuf_c_message_unpack (&shoal__audio__v1__next_to_label_response__descriptor,
+                                allocator, len, data);
+}
+void   shoal__audio__v1__next_to_label_response__free_unpacked
+                     (Shoal__Audio__V1__NextToLabelResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__audio__v1__next_to_label_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   shoal__audio__v1__clip_label__init
+                     (Shoal__Audio__V1__ClipLabel         *message)
+{
+  static const Shoal__Audio__V1__ClipLabel init_value = SHOAL__AUDIO__V1__CLIP_LABEL__INIT;
+  *message = init_value;
+}
+size_t shoal__audio__v1__clip_label__get_packed_size
+                     (const Shoal__Audio__V1__ClipLabel *message)
+{
+  assert(message->base.descriptor == &shoal__audio__v1__clip_label__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__audio__v1__clip_label__pack
+                     (const Shoal__Audio__V1__ClipLabel *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__audio__v1__clip_label__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__audio__v1__clip_label__pack_to_buffer
+                     (const Shoal__Audio__V1__ClipLabel *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__audio__v1__clip_label__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Audio__V1__ClipLabel *
+       shoal__audio__v1__clip_label__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Audio__V1__ClipLabel *)
+     protobuf_c_message_unpack (&shoal__audio__v1__clip_label__descriptor,
+                                allocator, len, data);
+}
+void   shoal__audio__v1__clip_label__free_unpacked
+                     (Shoal__Audio__V1__ClipLabel *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__audio__v1__clip_label__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   shoal__audio__v1__submit_labels_request__init
+                     (Shoal__Audio__V1__SubmitLabelsRequest         *message)
+{
+  static const Shoal__Audio__V1__SubmitLabelsRequest init_value = SHOAL__AUDIO__V1__SUBMIT_LABELS_REQUEST__INIT;
+  *message = init_value;
+}
+size_t shoal__audio__v1__submit_labels_request__get_packed_size
+                     (const Shoal__Audio__V1__SubmitLabelsRequest *message)
+{
+  assert(message->base.descriptor == &shoal__audio__v1__submit_labels_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__audio__v1__submit_labels_request__pack
+                     (const Shoal__Audio__V1__SubmitLabelsRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__audio__v1__submit_labels_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__audio__v1__submit_labels_request__pack_to_buffer
+                     (const Shoal__Audio__V1__SubmitLabelsRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__audio__v1__submit_labels_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Audio__V1__SubmitLabelsRequest *
+       shoal__audio__v1__submit_labels_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Audio__V1__SubmitLabelsRequest *)
+     protobuf_c_message_unpack (&shoal__audio__v1__submit_labels_request__descriptor,
+                                allocator, len, data);
+}
+void   shoal__audio__v1__submit_labels_request__free_unpacked
+                     (Shoal__Audio__V1__SubmitLabelsRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__audio__v1__submit_labels_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   shoal__audio__v1__submit_labels_response__init
+                     (Shoal__Audio__V1__SubmitLabelsResponse         *message)
+{
+  static const Shoal__Audio__V1__SubmitLabelsResponse init_value = SHOAL__AUDIO__V1__SUBMIT_LABELS_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t shoal__audio__v1__submit_labels_response__get_packed_size
+                     (const Shoal__Audio__V1__SubmitLabelsResponse *message)
+{
+  assert(message->base.descriptor == &shoal__audio__v1__submit_labels_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__audio__v1__submit_labels_response__pack
+                     (const Shoal__Audio__V1__SubmitLabelsResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__audio__v1__submit_labels_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__audio__v1__submit_labels_response__pack_to_buffer
+                     (const Shoal__Audio__V1__SubmitLabelsResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__audio__v1__submit_labels_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Audio__V1__SubmitLabelsResponse *
+       shoal__audio__v1__submit_labels_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Audio__V1__SubmitLabelsResponse *)
+     protobuf_c_message_unpack (&shoal__audio__v1__submit_labels_response__descriptor,
+                                allocator, len, data);
+}
+void   shoal__audio__v1__submit_labels_response__free_unpacked
+                     (Shoal__Audio__V1__SubmitLabelsResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__audio__v1__submit_labels_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   shoal__audio__v1__stats_request__init
+                     (Shoal__Audio__V1__StatsRequest         *message)
+{
+  static const Shoal__Audio__V1__StatsRequest init_value = SHOAL__AUDIO__V1__STATS_REQUEST__INIT;
+  *message = init_value;
+}
+size_t shoal__audio__v1__stats_request__get_packed_size
+                     (const Shoal__Audio__V1__StatsRequest *message)
+{
+  assert(message->base.descriptor == &shoal__audio__v1__stats_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__audio__v1__stats_request__pack
+                     (const Shoal__Audio__V1__StatsRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__audio__v1__stats_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__audio__v1__stats_request__pack_to_buffer
+                     (const Shoal__Audio__V1__StatsRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__audio__v1__stats_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Audio__V1__StatsRequest *
+       shoal__audio__v1__stats_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Audio__V1__StatsRequest *)
+     protobuf_c_message_unpack (&shoal__audio__v1__stats_request__descriptor,
+                                allocator, len, data);
+}
+void   shoal__audio__v1__stats_request__free_unpacked
+                     (Shoal__Audio__V1__StatsRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__audio__v1__stats_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   shoal__audio__v1__training_round__init
+                     (Shoal__Audio__V1__TrainingRound         *message)
+{
+  static const Shoal__Audio__V1__TrainingRound init_value = SHOAL__AUDIO__V1__TRAINING_ROUND__INIT;
+  *message = init_value;
+}
+size_t shoal__audio__v1__training_round__get_packed_size
+                     (const Shoal__Audio__V1__TrainingRound *message)
+{
+  assert(message->base.descriptor == &shoal__audio__v1__training_round__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__audio__v1__training_round__pack
+                     (const Shoal__Audio__V1__TrainingRound *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__audio__v1__training_round__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__audio__v1__training_round__pack_to_buffer
+                     (const Shoal__Audio__V1__TrainingRound *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__audio__v1__training_round__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Audio__V1__TrainingRound *
+       shoal__audio__v1__training_round__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Audio__V1__TrainingRound *)
+     protobuf_c_message_unpack (&shoal__audio__v1__training_round__descriptor,
+                                allocator, len, data);
+}
+void   shoal__audio__v1__training_round__free_unpacked
+                     (Shoal__Audio__V1__TrainingRound *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__audio__v1__training_round__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   shoal__audio__v1__stats_response__labels_by_expertise_entry__init
+                     (Shoal__Audio__V1__StatsResponse__LabelsByExpertiseEntry         *message)
+{
+  static const Shoal__Audio__V1__StatsResponse__LabelsByExpertiseEntry init_value = SHOAL__AUDIO__V1__STATS_RESPONSE__LABELS_BY_EXPERTISE_ENTRY__INIT;
+  *message = init_value;
+}
+void   shoal__audio__v1__stats_response__init
+                     (Shoal__Audio__V1__StatsResponse         *message)
+{
+  static const Shoal__Audio__V1__StatsResponse init_value = SHOAL__AUDIO__V1__STATS_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t shoal__audio__v1__stats_response__get_packed_size
+                     (const Shoal__Audio__V1__StatsResponse *message)
+{
+  assert(message->base.descriptor == &shoal__audio__v1__stats_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__audio__v1__stats_response__pack
+                     (const Shoal__Audio__V1__StatsResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__audio__v1__stats_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__audio__v1__stats_response__pack_to_buffer
+                     (const Shoal__Audio__V1__StatsResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__audio__v1__stats_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Audio__V1__StatsResponse *
+       shoal__audio__v1__stats_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Audio__V1__StatsResponse *)
+     protobuf_c_message_unpack (&shoal__audio__v1__stats_response__descriptor,
+                                allocator, len, data);
+}
+void   shoal__audio__v1__stats_response__free_unpacked
+                     (Shoal__Audio__V1__StatsResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__audio__v1__stats_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+static const ProtobufCFieldDescriptor shoal__audio__v1__clip__field_descriptors[13] =
 {
   {
     "digest",
@@ -996,23 +1407,62 @@ static const ProtobufCFieldDescriptor shoal__audio__v1__clip__field_descriptors[
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "expertise",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__Clip, expertise),
+    &shoal__audio__v1__expertise__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "validation",
+    12,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__Clip, validation),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "labelled_by",
+    13,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__Clip, labelled_by),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned shoal__audio__v1__clip__field_indices_by_name[] = {
   7,   /* field[7] = channels */
   0,   /* field[0] = digest */
   5,   /* field[5] = duration */
+  10,   /* field[10] = expertise */
   2,   /* field[2] = label */
+  12,   /* field[12] = labelled_by */
   3,   /* field[3] = location */
   1,   /* field[1] = name */
   6,   /* field[6] = sample_rate */
   9,   /* field[9] = size */
   8,   /* field[8] = source */
   4,   /* field[4] = timestamp */
+  11,   /* field[11] = validation */
 };
 static const ProtobufCIntRange shoal__audio__v1__clip__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 10 }
+  { 0, 13 }
 };
 const ProtobufCMessageDescriptor shoal__audio__v1__clip__descriptor =
 {
@@ -1022,7 +1472,7 @@ const ProtobufCMessageDescriptor shoal__audio__v1__clip__descriptor =
   "Shoal__Audio__V1__Clip",
   "shoal.audio.v1",
   sizeof(Shoal__Audio__V1__Clip),
-  10,
+  13,
   shoal__audio__v1__clip__field_descriptors,
   shoal__audio__v1__clip__field_indices_by_name,
   1,  shoal__audio__v1__clip__number_ranges,
@@ -1901,7 +2351,7 @@ const ProtobufCMessageDescriptor shoal__audio__v1__spectrogram_response__descrip
   (ProtobufCMessageInit) shoal__audio__v1__spectrogram_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor shoal__audio__v1__train_request__field_descriptors[9] =
+static const ProtobufCFieldDescriptor shoal__audio__v1__train_request__field_descriptors[12] =
 {
   {
     "dataset_id",
@@ -2011,6 +2461,42 @@ static const ProtobufCFieldDescriptor shoal__audio__v1__train_request__field_des
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "retrain_after",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__TrainRequest, retrain_after),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "validation_every",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__TrainRequest, validation_every),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "weight_by_expertise",
+    12,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__TrainRequest, weight_by_expertise),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned shoal__audio__v1__train_request__field_indices_by_name[] = {
   0,   /* field[0] = dataset_id */
@@ -2020,13 +2506,16 @@ static const unsigned shoal__audio__v1__train_request__field_indices_by_name[] =
   1,   /* field[1] = model */
   6,   /* field[6] = pcen */
   8,   /* field[8] = positive_class */
+  9,   /* field[9] = retrain_after */
   5,   /* field[5] = seed */
+  10,   /* field[10] = validation_every */
   4,   /* field[4] = validation_split */
+  11,   /* field[11] = weight_by_expertise */
 };
 static const ProtobufCIntRange shoal__audio__v1__train_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 9 }
+  { 0, 12 }
 };
 const ProtobufCMessageDescriptor shoal__audio__v1__train_request__descriptor =
 {
@@ -2036,7 +2525,7 @@ const ProtobufCMessageDescriptor shoal__audio__v1__train_request__descriptor =
   "Shoal__Audio__V1__TrainRequest",
   "shoal.audio.v1",
   sizeof(Shoal__Audio__V1__TrainRequest),
-  9,
+  12,
   shoal__audio__v1__train_request__field_descriptors,
   shoal__audio__v1__train_request__field_indices_by_name,
   1,  shoal__audio__v1__train_request__number_ranges,
@@ -2146,7 +2635,7 @@ const ProtobufCMessageDescriptor shoal__audio__v1__epoch_metrics__descriptor =
   (ProtobufCMessageInit) shoal__audio__v1__epoch_metrics__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor shoal__audio__v1__train_result__field_descriptors[15] =
+static const ProtobufCFieldDescriptor shoal__audio__v1__train_result__field_descriptors[16] =
 {
   {
     "acc",
@@ -2328,6 +2817,18 @@ static const ProtobufCFieldDescriptor shoal__audio__v1__train_result__field_desc
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "validation_files",
+    16,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__TrainResult, validation_files),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned shoal__audio__v1__train_result__field_indices_by_name[] = {
   0,   /* field[0] = acc */
@@ -2344,12 +2845,13 @@ static const unsigned shoal__audio__v1__train_result__field_indices_by_name[] = 
   12,   /* field[12] = run_id */
   2,   /* field[2] = val_acc */
   3,   /* field[3] = val_loss */
+  15,   /* field[15] = validation_files */
   11,   /* field[11] = version */
 };
 static const ProtobufCIntRange shoal__audio__v1__train_result__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 15 }
+  { 0, 16 }
 };
 const ProtobufCMessageDescriptor shoal__audio__v1__train_result__descriptor =
 {
@@ -2359,7 +2861,7 @@ const ProtobufCMessageDescriptor shoal__audio__v1__train_result__descriptor =
   "Shoal__Audio__V1__TrainResult",
   "shoal.audio.v1",
   sizeof(Shoal__Audio__V1__TrainResult),
-  15,
+  16,
   shoal__audio__v1__train_result__field_descriptors,
   shoal__audio__v1__train_result__field_indices_by_name,
   1,  shoal__audio__v1__train_result__number_ranges,
@@ -2443,7 +2945,7 @@ const ProtobufCMessageDescriptor shoal__audio__v1__train_progress__descriptor =
   (ProtobufCMessageInit) shoal__audio__v1__train_progress__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor shoal__audio__v1__predict_request__field_descriptors[3] =
+static const ProtobufCFieldDescriptor shoal__audio__v1__predict_request__field_descriptors[4] =
 {
   {
     "model",
@@ -2481,16 +2983,29 @@ static const ProtobufCFieldDescriptor shoal__audio__v1__predict_request__field_d
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "review",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__PredictRequest, review),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned shoal__audio__v1__predict_request__field_indices_by_name[] = {
   2,   /* field[2] = all */
   1,   /* field[1] = dataset_id */
   0,   /* field[0] = model */
+  3,   /* field[3] = review */
 };
 static const ProtobufCIntRange shoal__audio__v1__predict_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 3 }
+  { 0, 4 }
 };
 const ProtobufCMessageDescriptor shoal__audio__v1__predict_request__descriptor =
 {
@@ -2500,7 +3015,7 @@ const ProtobufCMessageDescriptor shoal__audio__v1__predict_request__descriptor =
   "Shoal__Audio__V1__PredictRequest",
   "shoal.audio.v1",
   sizeof(Shoal__Audio__V1__PredictRequest),
-  3,
+  4,
   shoal__audio__v1__predict_request__field_descriptors,
   shoal__audio__v1__predict_request__field_indices_by_name,
   1,  shoal__audio__v1__predict_request__number_ranges,
@@ -2687,7 +3202,7 @@ const ProtobufCMessageDescriptor shoal__audio__v1__prediction__descriptor =
   (ProtobufCMessageInit) shoal__audio__v1__prediction__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor shoal__audio__v1__predict_response__field_descriptors[4] =
+static const ProtobufCFieldDescriptor shoal__audio__v1__predict_response__field_descriptors[5] =
 {
   {
     "model",
@@ -2737,17 +3252,30 @@ static const ProtobufCFieldDescriptor shoal__audio__v1__predict_response__field_
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "review_set_id",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__PredictResponse, review_set_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned shoal__audio__v1__predict_response__field_indices_by_name[] = {
   0,   /* field[0] = model */
   2,   /* field[2] = positive_class */
   3,   /* field[3] = predictions */
+  4,   /* field[4] = review_set_id */
   1,   /* field[1] = version */
 };
 static const ProtobufCIntRange shoal__audio__v1__predict_response__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 4 }
+  { 0, 5 }
 };
 const ProtobufCMessageDescriptor shoal__audio__v1__predict_response__descriptor =
 {
@@ -2757,16 +3285,888 @@ const ProtobufCMessageDescriptor shoal__audio__v1__predict_response__descriptor 
   "Shoal__Audio__V1__PredictResponse",
   "shoal.audio.v1",
   sizeof(Shoal__Audio__V1__PredictResponse),
-  4,
+  5,
   shoal__audio__v1__predict_response__field_descriptors,
   shoal__audio__v1__predict_response__field_indices_by_name,
   1,  shoal__audio__v1__predict_response__number_ranges,
   (ProtobufCMessageInit) shoal__audio__v1__predict_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCMethodDescriptor shoal__audio__v1__audio_classifier__method_descriptors[7] =
+static const ProtobufCFieldDescriptor shoal__audio__v1__next_to_label_request__field_descriptors[4] =
+{
+  {
+    "dataset_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__NextToLabelRequest, dataset_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "strategy",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__NextToLabelRequest, strategy),
+    &shoal__feedback__v1__review_strategy__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "n",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__NextToLabelRequest, n),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "lock_seconds",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__NextToLabelRequest, lock_seconds),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__audio__v1__next_to_label_request__field_indices_by_name[] = {
+  0,   /* field[0] = dataset_id */
+  3,   /* field[3] = lock_seconds */
+  2,   /* field[2] = n */
+  1,   /* field[1] = strategy */
+};
+static const ProtobufCIntRange shoal__audio__v1__next_to_label_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor shoal__audio__v1__next_to_label_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.audio.v1.NextToLabelRequest",
+  "NextToLabelRequest",
+  "Shoal__Audio__V1__NextToLabelRequest",
+  "shoal.audio.v1",
+  sizeof(Shoal__Audio__V1__NextToLabelRequest),
+  4,
+  shoal__audio__v1__next_to_label_request__field_descriptors,
+  shoal__audio__v1__next_to_label_request__field_indices_by_name,
+  1,  shoal__audio__v1__next_to_label_request__number_ranges,
+  (ProtobufCMessageInit) shoal__audio__v1__next_to_label_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor shoal__audio__v1__label_candidate__field_descriptors[4] =
+{
+  {
+    "clip",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__LabelCandidate, clip),
+    &shoal__audio__v1__clip__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "prediction",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__LabelCandidate, prediction),
+    &shoal__audio__v1__prediction__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "uncertainty",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__LabelCandidate, uncertainty),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "locked_until_ms",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__LabelCandidate, locked_until_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__audio__v1__label_candidate__field_indices_by_name[] = {
+  0,   /* field[0] = clip */
+  3,   /* field[3] = locked_until_ms */
+  1,   /* field[1] = prediction */
+  2,   /* field[2] = uncertainty */
+};
+static const ProtobufCIntRange shoal__audio__v1__label_candidate__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor shoal__audio__v1__label_candidate__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.audio.v1.LabelCandidate",
+  "LabelCandidate",
+  "Shoal__Audio__V1__LabelCandidate",
+  "shoal.audio.v1",
+  sizeof(Shoal__Audio__V1__LabelCandidate),
+  4,
+  shoal__audio__v1__label_candidate__field_descriptors,
+  shoal__audio__v1__label_candidate__field_indices_by_name,
+  1,  shoal__audio__v1__label_candidate__number_ranges,
+  (ProtobufCMessageInit) shoal__audio__v1__label_candidate__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor shoal__audio__v1__next_to_label_response__field_descriptors[4] =
+{
+  {
+    "candidates",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Shoal__Audio__V1__NextToLabelResponse, n_candidates),
+    offsetof(Shoal__Audio__V1__NextToLabelResponse, candidates),
+    &shoal__audio__v1__label_candidate__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "model",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__NextToLabelResponse, model),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "version",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__NextToLabelResponse, version),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "review_set_id",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__NextToLabelResponse, review_set_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__audio__v1__next_to_label_response__field_indices_by_name[] = {
+  0,   /* field[0] = candidates */
+  1,   /* field[1] = model */
+  3,   /* field[3] = review_set_id */
+  2,   /* field[2] = version */
+};
+static const ProtobufCIntRange shoal__audio__v1__next_to_label_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor shoal__audio__v1__next_to_label_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.audio.v1.NextToLabelResponse",
+  "NextToLabelResponse",
+  "Shoal__Audio__V1__NextToLabelResponse",
+  "shoal.audio.v1",
+  sizeof(Shoal__Audio__V1__NextToLabelResponse),
+  4,
+  shoal__audio__v1__next_to_label_response__field_descriptors,
+  shoal__audio__v1__next_to_label_response__field_indices_by_name,
+  1,  shoal__audio__v1__next_to_label_response__number_ranges,
+  (ProtobufCMessageInit) shoal__audio__v1__next_to_label_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor shoal__audio__v1__clip_label__field_descriptors[3] =
+{
+  {
+    "digest",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__ClipLabel, digest),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "label",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__ClipLabel, label),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "expertise",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__ClipLabel, expertise),
+    &shoal__audio__v1__expertise__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__audio__v1__clip_label__field_indices_by_name[] = {
+  0,   /* field[0] = digest */
+  2,   /* field[2] = expertise */
+  1,   /* field[1] = label */
+};
+static const ProtobufCIntRange shoal__audio__v1__clip_label__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor shoal__audio__v1__clip_label__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.audio.v1.ClipLabel",
+  "ClipLabel",
+  "Shoal__Audio__V1__ClipLabel",
+  "shoal.audio.v1",
+  sizeof(Shoal__Audio__V1__ClipLabel),
+  3,
+  shoal__audio__v1__clip_label__field_descriptors,
+  shoal__audio__v1__clip_label__field_indices_by_name,
+  1,  shoal__audio__v1__clip_label__number_ranges,
+  (ProtobufCMessageInit) shoal__audio__v1__clip_label__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor shoal__audio__v1__submit_labels_request__field_descriptors[2] =
+{
+  {
+    "dataset_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__SubmitLabelsRequest, dataset_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "labels",
+    2,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Shoal__Audio__V1__SubmitLabelsRequest, n_labels),
+    offsetof(Shoal__Audio__V1__SubmitLabelsRequest, labels),
+    &shoal__audio__v1__clip_label__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__audio__v1__submit_labels_request__field_indices_by_name[] = {
+  0,   /* field[0] = dataset_id */
+  1,   /* field[1] = labels */
+};
+static const ProtobufCIntRange shoal__audio__v1__submit_labels_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor shoal__audio__v1__submit_labels_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.audio.v1.SubmitLabelsRequest",
+  "SubmitLabelsRequest",
+  "Shoal__Audio__V1__SubmitLabelsRequest",
+  "shoal.audio.v1",
+  sizeof(Shoal__Audio__V1__SubmitLabelsRequest),
+  2,
+  shoal__audio__v1__submit_labels_request__field_descriptors,
+  shoal__audio__v1__submit_labels_request__field_indices_by_name,
+  1,  shoal__audio__v1__submit_labels_request__number_ranges,
+  (ProtobufCMessageInit) shoal__audio__v1__submit_labels_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor shoal__audio__v1__submit_labels_response__field_descriptors[5] =
+{
+  {
+    "accepted",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__SubmitLabelsResponse, accepted),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "validation",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__SubmitLabelsResponse, validation),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "labels_since_training",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__SubmitLabelsResponse, labels_since_training),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "retrain_after",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__SubmitLabelsResponse, retrain_after),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "retraining",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__SubmitLabelsResponse, retraining),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__audio__v1__submit_labels_response__field_indices_by_name[] = {
+  0,   /* field[0] = accepted */
+  2,   /* field[2] = labels_since_training */
+  3,   /* field[3] = retrain_after */
+  4,   /* field[4] = retraining */
+  1,   /* field[1] = validation */
+};
+static const ProtobufCIntRange shoal__audio__v1__submit_labels_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 5 }
+};
+const ProtobufCMessageDescriptor shoal__audio__v1__submit_labels_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.audio.v1.SubmitLabelsResponse",
+  "SubmitLabelsResponse",
+  "Shoal__Audio__V1__SubmitLabelsResponse",
+  "shoal.audio.v1",
+  sizeof(Shoal__Audio__V1__SubmitLabelsResponse),
+  5,
+  shoal__audio__v1__submit_labels_response__field_descriptors,
+  shoal__audio__v1__submit_labels_response__field_indices_by_name,
+  1,  shoal__audio__v1__submit_labels_response__number_ranges,
+  (ProtobufCMessageInit) shoal__audio__v1__submit_labels_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor shoal__audio__v1__stats_request__field_descriptors[1] =
+{
+  {
+    "dataset_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__StatsRequest, dataset_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__audio__v1__stats_request__field_indices_by_name[] = {
+  0,   /* field[0] = dataset_id */
+};
+static const ProtobufCIntRange shoal__audio__v1__stats_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor shoal__audio__v1__stats_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.audio.v1.StatsRequest",
+  "StatsRequest",
+  "Shoal__Audio__V1__StatsRequest",
+  "shoal.audio.v1",
+  sizeof(Shoal__Audio__V1__StatsRequest),
+  1,
+  shoal__audio__v1__stats_request__field_descriptors,
+  shoal__audio__v1__stats_request__field_indices_by_name,
+  1,  shoal__audio__v1__stats_request__number_ranges,
+  (ProtobufCMessageInit) shoal__audio__v1__stats_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor shoal__audio__v1__training_round__field_descriptors[9] =
+{
+  {
+    "model",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__TrainingRound, model),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "version",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__TrainingRound, version),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "labeled_files",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__TrainingRound, labeled_files),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "validation_files",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__TrainingRound, validation_files),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "model_acc",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__TrainingRound, model_acc),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "model_loss",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__TrainingRound, model_loss),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "automatic",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__TrainingRound, automatic),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "run_id",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__TrainingRound, run_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "trained_at_ms",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__TrainingRound, trained_at_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__audio__v1__training_round__field_indices_by_name[] = {
+  6,   /* field[6] = automatic */
+  2,   /* field[2] = labeled_files */
+  0,   /* field[0] = model */
+  4,   /* field[4] = model_acc */
+  5,   /* field[5] = model_loss */
+  7,   /* field[7] = run_id */
+  8,   /* field[8] = trained_at_ms */
+  3,   /* field[3] = validation_files */
+  1,   /* field[1] = version */
+};
+static const ProtobufCIntRange shoal__audio__v1__training_round__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 9 }
+};
+const ProtobufCMessageDescriptor shoal__audio__v1__training_round__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.audio.v1.TrainingRound",
+  "TrainingRound",
+  "Shoal__Audio__V1__TrainingRound",
+  "shoal.audio.v1",
+  sizeof(Shoal__Audio__V1__TrainingRound),
+  9,
+  shoal__audio__v1__training_round__field_descriptors,
+  shoal__audio__v1__training_round__field_indices_by_name,
+  1,  shoal__audio__v1__training_round__number_ranges,
+  (ProtobufCMessageInit) shoal__audio__v1__training_round__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor shoal__audio__v1__stats_response__labels_by_expertise_entry__field_descriptors[2] =
+{
+  {
+    "key",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__StatsResponse__LabelsByExpertiseEntry, key),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "value",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__StatsResponse__LabelsByExpertiseEntry, value),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__audio__v1__stats_response__labels_by_expertise_entry__field_indices_by_name[] = {
+  0,   /* field[0] = key */
+  1,   /* field[1] = value */
+};
+static const ProtobufCIntRange shoal__audio__v1__stats_response__labels_by_expertise_entry__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor shoal__audio__v1__stats_response__labels_by_expertise_entry__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.audio.v1.StatsResponse.LabelsByExpertiseEntry",
+  "LabelsByExpertiseEntry",
+  "Shoal__Audio__V1__StatsResponse__LabelsByExpertiseEntry",
+  "shoal.audio.v1",
+  sizeof(Shoal__Audio__V1__StatsResponse__LabelsByExpertiseEntry),
+  2,
+  shoal__audio__v1__stats_response__labels_by_expertise_entry__field_descriptors,
+  shoal__audio__v1__stats_response__labels_by_expertise_entry__field_indices_by_name,
+  1,  shoal__audio__v1__stats_response__labels_by_expertise_entry__number_ranges,
+  (ProtobufCMessageInit) shoal__audio__v1__stats_response__labels_by_expertise_entry__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor shoal__audio__v1__stats_response__field_descriptors[11] =
+{
+  {
+    "rounds",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Shoal__Audio__V1__StatsResponse, n_rounds),
+    offsetof(Shoal__Audio__V1__StatsResponse, rounds),
+    &shoal__audio__v1__training_round__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "cm",
+    2,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_INT64,
+    offsetof(Shoal__Audio__V1__StatsResponse, n_cm),
+    offsetof(Shoal__Audio__V1__StatsResponse, cm),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "classes",
+    3,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Shoal__Audio__V1__StatsResponse, n_classes),
+    offsetof(Shoal__Audio__V1__StatsResponse, classes),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "labels",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__StatsResponse, labels),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "labels_by_expertise",
+    5,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Shoal__Audio__V1__StatsResponse, n_labels_by_expertise),
+    offsetof(Shoal__Audio__V1__StatsResponse, labels_by_expertise),
+    &shoal__audio__v1__stats_response__labels_by_expertise_entry__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "labels_since_training",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__StatsResponse, labels_since_training),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "retrain_after",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__StatsResponse, retrain_after),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "retraining",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__StatsResponse, retraining),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "last_error",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__StatsResponse, last_error),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "review_set_id",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__StatsResponse, review_set_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "unlabelled",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__StatsResponse, unlabelled),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__audio__v1__stats_response__field_indices_by_name[] = {
+  2,   /* field[2] = classes */
+  1,   /* field[1] = cm */
+  3,   /* field[3] = labels */
+  4,   /* field[4] = labels_by_expertise */
+  5,   /* field[5] = labels_since_training */
+  8,   /* field[8] = last_error */
+  6,   /* field[6] = retrain_after */
+  7,   /* field[7] = retraining */
+  9,   /* field[9] = review_set_id */
+  0,   /* field[0] = rounds */
+  10,   /* field[10] = unlabelled */
+};
+static const ProtobufCIntRange shoal__audio__v1__stats_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 11 }
+};
+const ProtobufCMessageDescriptor shoal__audio__v1__stats_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.audio.v1.StatsResponse",
+  "StatsResponse",
+  "Shoal__Audio__V1__StatsResponse",
+  "shoal.audio.v1",
+  sizeof(Shoal__Audio__V1__StatsResponse),
+  11,
+  shoal__audio__v1__stats_response__field_descriptors,
+  shoal__audio__v1__stats_response__field_indices_by_name,
+  1,  shoal__audio__v1__stats_response__number_ranges,
+  (ProtobufCMessageInit) shoal__audio__v1__stats_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCEnumValue shoal__audio__v1__expertise__enum_values_by_number[5] =
+{
+  { "EXPERTISE_UNSPECIFIED", "SHOAL__AUDIO__V1__EXPERTISE__EXPERTISE_UNSPECIFIED", 0 },
+  { "BEGINNER", "SHOAL__AUDIO__V1__EXPERTISE__BEGINNER", 1 },
+  { "COMPETENT", "SHOAL__AUDIO__V1__EXPERTISE__COMPETENT", 2 },
+  { "PROFICIENT", "SHOAL__AUDIO__V1__EXPERTISE__PROFICIENT", 3 },
+  { "EXPERT", "SHOAL__AUDIO__V1__EXPERTISE__EXPERT", 4 },
+};
+static const ProtobufCIntRange shoal__audio__v1__expertise__value_ranges[] = {
+{0, 0},{0, 5}
+};
+static const ProtobufCEnumValueIndex shoal__audio__v1__expertise__enum_values_by_name[5] =
+{
+  { "BEGINNER", 1 },
+  { "COMPETENT", 2 },
+  { "EXPERT", 4 },
+  { "EXPERTISE_UNSPECIFIED", 0 },
+  { "PROFICIENT", 3 },
+};
+const ProtobufCEnumDescriptor shoal__audio__v1__expertise__descriptor =
+{
+  PROTOBUF_C__ENUM_DESCRIPTOR_MAGIC,
+  "shoal.audio.v1.Expertise",
+  "Expertise",
+  "Shoal__Audio__V1__Expertise",
+  "shoal.audio.v1",
+  5,
+  shoal__audio__v1__expertise__enum_values_by_number,
+  5,
+  shoal__audio__v1__expertise__enum_values_by_name,
+  1,
+  shoal__audio__v1__expertise__value_ranges,
+  NULL,NULL,NULL,NULL   /* reserved[1234] */
+};
+static const ProtobufCMethodDescriptor shoal__audio__v1__audio_classifier__method_descriptors[10] =
 {
   { "Predict", &shoal__audio__v1__predict_request__descriptor, &shoal__audio__v1__predict_response__descriptor },
+  { "NextToLabel", &shoal__audio__v1__next_to_label_request__descriptor, &shoal__audio__v1__next_to_label_response__descriptor },
+  { "SubmitLabels", &shoal__audio__v1__submit_labels_request__descriptor, &shoal__audio__v1__submit_labels_response__descriptor },
+  { "Stats", &shoal__audio__v1__stats_request__descriptor, &shoal__audio__v1__stats_response__descriptor },
   { "Train", &shoal__audio__v1__train_request__descriptor, &shoal__audio__v1__train_progress__descriptor },
   { "ImportDataset", &shoal__audio__v1__import_dataset_request__descriptor, &shoal__audio__v1__import_progress__descriptor },
   { "GetDataset", &shoal__audio__v1__get_dataset_request__descriptor, &shoal__audio__v1__dataset__descriptor },
@@ -2775,13 +4175,16 @@ static const ProtobufCMethodDescriptor shoal__audio__v1__audio_classifier__metho
   { "Spectrogram", &shoal__audio__v1__spectrogram_request__descriptor, &shoal__audio__v1__spectrogram_response__descriptor },
 };
 const unsigned shoal__audio__v1__audio_classifier__method_indices_by_name[] = {
-  3,        /* GetDataset */
-  2,        /* ImportDataset */
-  5,        /* ListClips */
-  4,        /* ListDatasets */
+  6,        /* GetDataset */
+  5,        /* ImportDataset */
+  8,        /* ListClips */
+  7,        /* ListDatasets */
+  1,        /* NextToLabel */
   0,        /* Predict */
-  6,        /* Spectrogram */
-  1         /* Train */
+  9,        /* Spectrogram */
+  3,        /* Stats */
+  2,        /* SubmitLabels */
+  4         /* Train */
 };
 const ProtobufCServiceDescriptor shoal__audio__v1__audio_classifier__descriptor =
 {
@@ -2790,7 +4193,7 @@ const ProtobufCServiceDescriptor shoal__audio__v1__audio_classifier__descriptor 
   "AudioClassifier",
   "Shoal__Audio__V1__AudioClassifier",
   "shoal.audio.v1",
-  7,
+  10,
   shoal__audio__v1__audio_classifier__method_descriptors,
   shoal__audio__v1__audio_classifier__method_indices_by_name
 };
@@ -2802,13 +4205,37 @@ void shoal__audio__v1__audio_classifier__predict(ProtobufCService *service,
   assert(service->descriptor == &shoal__audio__v1__audio_classifier__descriptor);
   service->invoke(service, 0, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
+void shoal__audio__v1__audio_classifier__next_to_label(ProtobufCService *service,
+                                                       const Shoal__Audio__V1__NextToLabelRequest *input,
+                                                       Shoal__Audio__V1__NextToLabelResponse_Closure closure,
+                                                       void *closure_data)
+{
+  assert(service->descriptor == &shoal__audio__v1__audio_classifier__descriptor);
+  service->invoke(service, 1, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void shoal__audio__v1__audio_classifier__submit_labels(ProtobufCService *service,
+                                                       const Shoal__Audio__V1__SubmitLabelsRequest *input,
+                                                       Shoal__Audio__V1__SubmitLabelsResponse_Closure closure,
+                                                       void *closure_data)
+{
+  assert(service->descriptor == &shoal__audio__v1__audio_classifier__descriptor);
+  service->invoke(service, 2, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void shoal__audio__v1__audio_classifier__stats(ProtobufCService *service,
+                                               const Shoal__Audio__V1__StatsRequest *input,
+                                               Shoal__Audio__V1__StatsResponse_Closure closure,
+                                               void *closure_data)
+{
+  assert(service->descriptor == &shoal__audio__v1__audio_classifier__descriptor);
+  service->invoke(service, 3, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
 void shoal__audio__v1__audio_classifier__train(ProtobufCService *service,
                                                const Shoal__Audio__V1__TrainRequest *input,
                                                Shoal__Audio__V1__TrainProgress_Closure closure,
                                                void *closure_data)
 {
   assert(service->descriptor == &shoal__audio__v1__audio_classifier__descriptor);
-  service->invoke(service, 1, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 4, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void shoal__audio__v1__audio_classifier__import_dataset(ProtobufCService *service,
                                                         const Shoal__Audio__V1__ImportDatasetRequest *input,
@@ -2816,7 +4243,7 @@ void shoal__audio__v1__audio_classifier__import_dataset(ProtobufCService *servic
                                                         void *closure_data)
 {
   assert(service->descriptor == &shoal__audio__v1__audio_classifier__descriptor);
-  service->invoke(service, 2, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 5, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void shoal__audio__v1__audio_classifier__get_dataset(ProtobufCService *service,
                                                      const Shoal__Audio__V1__GetDatasetRequest *input,
@@ -2824,7 +4251,7 @@ void shoal__audio__v1__audio_classifier__get_dataset(ProtobufCService *service,
                                                      void *closure_data)
 {
   assert(service->descriptor == &shoal__audio__v1__audio_classifier__descriptor);
-  service->invoke(service, 3, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 6, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void shoal__audio__v1__audio_classifier__list_datasets(ProtobufCService *service,
                                                        const Shoal__Audio__V1__ListDatasetsRequest *input,
@@ -2832,7 +4259,7 @@ void shoal__audio__v1__audio_classifier__list_datasets(ProtobufCService *service
                                                        void *closure_data)
 {
   assert(service->descriptor == &shoal__audio__v1__audio_classifier__descriptor);
-  service->invoke(service, 4, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 7, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void shoal__audio__v1__audio_classifier__list_clips(ProtobufCService *service,
                                                     const Shoal__Audio__V1__ListClipsRequest *input,
@@ -2840,7 +4267,7 @@ void shoal__audio__v1__audio_classifier__list_clips(ProtobufCService *service,
                                                     void *closure_data)
 {
   assert(service->descriptor == &shoal__audio__v1__audio_classifier__descriptor);
-  service->invoke(service, 5, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 8, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void shoal__audio__v1__audio_classifier__spectrogram(ProtobufCService *service,
                                                      const Shoal__Audio__V1__SpectrogramRequest *input,
@@ -2848,7 +4275,7 @@ void shoal__audio__v1__audio_classifier__spectrogram(ProtobufCService *service,
                                                      void *closure_data)
 {
   assert(service->descriptor == &shoal__audio__v1__audio_classifier__descriptor);
-  service->invoke(service, 6, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 9, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void shoal__audio__v1__audio_classifier__init (Shoal__Audio__V1__AudioClassifier_Service *service,
                                                Shoal__Audio__V1__AudioClassifier_ServiceDestroy destroy)

@@ -2660,7 +2660,7 @@ const ProtobufCMessageDescriptor shoal__feedback__v1__display_colors__descriptor
   (ProtobufCMessageInit) shoal__feedback__v1__display_colors__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor shoal__feedback__v1__prediction_set__field_descriptors[15] =
+static const ProtobufCFieldDescriptor shoal__feedback__v1__prediction_set__field_descriptors[16] =
 {
   {
     "set_id",
@@ -2842,6 +2842,18 @@ static const ProtobufCFieldDescriptor shoal__feedback__v1__prediction_set__field
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "items",
+    16,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__PredictionSet, items),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned shoal__feedback__v1__prediction_set__field_indices_by_name[] = {
   8,   /* field[8] = aoi */
@@ -2850,6 +2862,7 @@ static const unsigned shoal__feedback__v1__prediction_set__field_indices_by_name
   11,   /* field[11] = created_at_ms */
   10,   /* field[10] = created_by */
   6,   /* field[6] = imagery */
+  15,   /* field[15] = items */
   9,   /* field[9] = job_id */
   2,   /* field[2] = model */
   3,   /* field[3] = model_version */
@@ -2863,7 +2876,7 @@ static const unsigned shoal__feedback__v1__prediction_set__field_indices_by_name
 static const ProtobufCIntRange shoal__feedback__v1__prediction_set__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 15 }
+  { 0, 16 }
 };
 const ProtobufCMessageDescriptor shoal__feedback__v1__prediction_set__descriptor =
 {
@@ -2873,14 +2886,14 @@ const ProtobufCMessageDescriptor shoal__feedback__v1__prediction_set__descriptor
   "Shoal__Feedback__V1__PredictionSet",
   "shoal.feedback.v1",
   sizeof(Shoal__Feedback__V1__PredictionSet),
-  15,
+  16,
   shoal__feedback__v1__prediction_set__field_descriptors,
   shoal__feedback__v1__prediction_set__field_indices_by_name,
   1,  shoal__feedback__v1__prediction_set__number_ranges,
   (ProtobufCMessageInit) shoal__feedback__v1__prediction_set__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor shoal__feedback__v1__create_set_request__field_descriptors[10] =
+static const ProtobufCFieldDescriptor shoal__feedback__v1__create_set_request__field_descriptors[11] =
 {
   {
     "model",
@@ -3002,12 +3015,25 @@ static const ProtobufCFieldDescriptor shoal__feedback__v1__create_set_request__f
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "items",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__CreateSetRequest, items),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned shoal__feedback__v1__create_set_request__field_indices_by_name[] = {
   6,   /* field[6] = aoi */
   3,   /* field[3] = classes */
   8,   /* field[8] = colors */
   4,   /* field[4] = imagery */
+  10,   /* field[10] = items */
   7,   /* field[7] = job_id */
   0,   /* field[0] = model */
   1,   /* field[1] = model_version */
@@ -3018,7 +3044,7 @@ static const unsigned shoal__feedback__v1__create_set_request__field_indices_by_
 static const ProtobufCIntRange shoal__feedback__v1__create_set_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 10 }
+  { 0, 11 }
 };
 const ProtobufCMessageDescriptor shoal__feedback__v1__create_set_request__descriptor =
 {
@@ -3028,7 +3054,7 @@ const ProtobufCMessageDescriptor shoal__feedback__v1__create_set_request__descri
   "Shoal__Feedback__V1__CreateSetRequest",
   "shoal.feedback.v1",
   sizeof(Shoal__Feedback__V1__CreateSetRequest),
-  10,
+  11,
   shoal__feedback__v1__create_set_request__field_descriptors,
   shoal__feedback__v1__create_set_request__field_indices_by_name,
   1,  shoal__feedback__v1__create_set_request__number_ranges,
@@ -3367,7 +3393,7 @@ const ProtobufCMessageDescriptor shoal__feedback__v1__predicted_tile__scores_ent
   (ProtobufCMessageInit) shoal__feedback__v1__predicted_tile__scores_entry__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor shoal__feedback__v1__predicted_tile__field_descriptors[6] =
+static const ProtobufCFieldDescriptor shoal__feedback__v1__predicted_tile__field_descriptors[7] =
 {
   {
     "z",
@@ -3441,9 +3467,22 @@ static const ProtobufCFieldDescriptor shoal__feedback__v1__predicted_tile__field
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "item",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__PredictedTile, item),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned shoal__feedback__v1__predicted_tile__field_indices_by_name[] = {
   5,   /* field[5] = features */
+  6,   /* field[6] = item */
   3,   /* field[3] = quadkey */
   4,   /* field[4] = scores */
   1,   /* field[1] = x */
@@ -3453,7 +3492,7 @@ static const unsigned shoal__feedback__v1__predicted_tile__field_indices_by_name
 static const ProtobufCIntRange shoal__feedback__v1__predicted_tile__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 6 }
+  { 0, 7 }
 };
 const ProtobufCMessageDescriptor shoal__feedback__v1__predicted_tile__descriptor =
 {
@@ -3463,7 +3502,7 @@ const ProtobufCMessageDescriptor shoal__feedback__v1__predicted_tile__descriptor
   "Shoal__Feedback__V1__PredictedTile",
   "shoal.feedback.v1",
   sizeof(Shoal__Feedback__V1__PredictedTile),
-  6,
+  7,
   shoal__feedback__v1__predicted_tile__field_descriptors,
   shoal__feedback__v1__predicted_tile__field_indices_by_name,
   1,  shoal__feedback__v1__predicted_tile__number_ranges,
@@ -3932,7 +3971,7 @@ const ProtobufCMessageDescriptor shoal__feedback__v1__tile_record__scores_entry_
   (ProtobufCMessageInit) shoal__feedback__v1__tile_record__scores_entry__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor shoal__feedback__v1__tile_record__field_descriptors[9] =
+static const ProtobufCFieldDescriptor shoal__feedback__v1__tile_record__field_descriptors[10] =
 {
   {
     "tile_id",
@@ -4042,10 +4081,23 @@ static const ProtobufCFieldDescriptor shoal__feedback__v1__tile_record__field_de
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "item",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Feedback__V1__TileRecord, item),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned shoal__feedback__v1__tile_record__field_indices_by_name[] = {
   7,   /* field[7] = color */
   8,   /* field[8] = features */
+  9,   /* field[9] = item */
   4,   /* field[4] = quadkey */
   5,   /* field[5] = scores */
   0,   /* field[0] = tile_id */
@@ -4057,7 +4109,7 @@ static const unsigned shoal__feedback__v1__tile_record__field_indices_by_name[] 
 static const ProtobufCIntRange shoal__feedback__v1__tile_record__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 9 }
+  { 0, 10 }
 };
 const ProtobufCMessageDescriptor shoal__feedback__v1__tile_record__descriptor =
 {
@@ -4067,7 +4119,7 @@ const ProtobufCMessageDescriptor shoal__feedback__v1__tile_record__descriptor =
   "Shoal__Feedback__V1__TileRecord",
   "shoal.feedback.v1",
   sizeof(Shoal__Feedback__V1__TileRecord),
-  9,
+  10,
   shoal__feedback__v1__tile_record__field_descriptors,
   shoal__feedback__v1__tile_record__field_indices_by_name,
   1,  shoal__feedback__v1__tile_record__number_ranges,

@@ -230,10 +230,15 @@ struct  Shoal__Feedback__V1__PredictionSet
   Shoal__Feedback__V1__SetStatus status;
   Shoal__Feedback__V1__DisplayColors *colors;
   int64_t tile_count;
+  /*
+   * The set holds items that are not map tiles (audio clips), each named by its key: see
+   * `CreateSetRequest.items`.
+   */
+  protobuf_c_boolean items;
 };
 #define SHOAL__FEEDBACK__V1__PREDICTION_SET__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&shoal__feedback__v1__prediction_set__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, SHOAL__REGISTRY__V1__MODEL_TASK__MODEL_TASK_UNSPECIFIED, 0,NULL, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, SHOAL__FEEDBACK__V1__SET_STATUS__SET_STATUS_UNSPECIFIED, NULL, 0 }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, SHOAL__REGISTRY__V1__MODEL_TASK__MODEL_TASK_UNSPECIFIED, 0,NULL, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, SHOAL__FEEDBACK__V1__SET_STATUS__SET_STATUS_UNSPECIFIED, NULL, 0, 0 }
 
 
 struct  Shoal__Feedback__V1__CreateSetRequest
@@ -256,10 +261,17 @@ struct  Shoal__Feedback__V1__CreateSetRequest
    * Default: the caller's organisation.
    */
   char *organization;
+  /*
+   * A set of items that are not map tiles, such as audio clips: each is put with its key
+   * (`PredictedTile.item`), and the key is its `tile_id` in every call (validity, locks,
+   * history). Reviews, locks, validity and stats work as for tiles; the set has no imagery, zoom
+   * or area, and queries by area are refused.
+   */
+  protobuf_c_boolean items;
 };
 #define SHOAL__FEEDBACK__V1__CREATE_SET_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&shoal__feedback__v1__create_set_request__descriptor) \
-    , (char *)protobuf_c_empty_string, 0, SHOAL__REGISTRY__V1__MODEL_TASK__MODEL_TASK_UNSPECIFIED, 0,NULL, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NULL, (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, 0, SHOAL__REGISTRY__V1__MODEL_TASK__MODEL_TASK_UNSPECIFIED, 0,NULL, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NULL, (char *)protobuf_c_empty_string, 0 }
 
 
 struct  Shoal__Feedback__V1__GetSetRequest
@@ -358,10 +370,14 @@ struct  Shoal__Feedback__V1__PredictedTile
   Shoal__Feedback__V1__PredictedTile__ScoresEntry **scores;
   size_t n_features;
   Shoal__Feedback__V1__Feature **features;
+  /*
+   * In a set of items, the item's key (1 to 200 characters) instead of z/x/y.
+   */
+  char *item;
 };
 #define SHOAL__FEEDBACK__V1__PREDICTED_TILE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&shoal__feedback__v1__predicted_tile__descriptor) \
-    , 0, 0, 0, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL }
+    , 0, 0, 0, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, (char *)protobuf_c_empty_string }
 
 
 /*
@@ -472,7 +488,7 @@ struct  Shoal__Feedback__V1__TileRecord
 {
   ProtobufCMessage base;
   /*
-   * z/x/y.
+   * z/x/y; in a set of items, the item's key.
    */
   char *tile_id;
   int32_t z;
@@ -489,10 +505,14 @@ struct  Shoal__Feedback__V1__TileRecord
   char *color;
   size_t n_features;
   Shoal__Feedback__V1__Feature **features;
+  /*
+   * In a set of items, the item's key (as tile_id).
+   */
+  char *item;
 };
 #define SHOAL__FEEDBACK__V1__TILE_RECORD__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&shoal__feedback__v1__tile_record__descriptor) \
-    , (char *)protobuf_c_empty_string, 0, 0, 0, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, (char *)protobuf_c_empty_string, 0,NULL }
+    , (char *)protobuf_c_empty_string, 0, 0, 0, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, (char *)protobuf_c_empty_string, 0,NULL, (char *)protobuf_c_empty_string }
 
 
 struct  Shoal__Feedback__V1__QueryTilesResponse
