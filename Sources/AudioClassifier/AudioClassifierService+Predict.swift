@@ -22,30 +22,7 @@ extension AudioClassifierService {
       throw RPCError(.unimplemented, "this audio classifier has no registry to take models from")
     }
     let dataset = try await self.dataset(id: request.datasetId, name: "", organization: "")
-    let reference = try ModelReference(parsing: request.model).qualified(defaultOrganization: dataset.organization)
-    var get = RegistryV1.GetVersionRequest()
-    get.organization = reference.organization ?? dataset.organization
-    get.model = reference.model
-    switch reference.selector {
-    case .alias(let alias): get.alias = alias
-    case .version(let number): get.version = number
-    case .latest: break
-    }
-    // The file, as the registry sends it after the version.
-    let (version, file) = try await registry.downloadVersion(get, options: Self.call) {
-      responses -> (RegistryV1.ModelVersion?, [UInt8]) in
-      var version: RegistryV1.ModelVersion?
-      var file: [UInt8] = []
-      for try await response in responses {
-        switch response.part {
-        case .version(let header): version = header
-        case .chunk(let chunk): file += chunk
-        case nil: break
-        }
-      }
-      return (version, file)
-    }
-    guard let version else { throw RPCError(.unavailable, "the registry sent no version for \(reference)") }
+    let (version, file) = try await downloadVersion(request.model, organization: dataset.organization, registry)
     let front = try FrontEnd(file, name: "\(version.organization)/\(version.model) v\(version.version)")
     let model: Model
     do {
@@ -98,6 +75,38 @@ extension AudioClassifierService {
       response.reviewSetId = try await sendToReview(response, classes: front.classes, of: dataset)
     }
     return response
+  }
+
+  /// A version of the registry and its file, by a reference (`org/` defaulting to
+  /// `organization`).
+  func downloadVersion(
+    _ text: String, organization: String, _ registry: RegistryV1.ModelRegistry.Client
+  ) async throws -> (RegistryV1.ModelVersion, [UInt8]) {
+    let reference = try ModelReference(parsing: text).qualified(defaultOrganization: organization)
+    var get = RegistryV1.GetVersionRequest()
+    get.organization = reference.organization ?? organization
+    get.model = reference.model
+    switch reference.selector {
+    case .alias(let alias): get.alias = alias
+    case .version(let number): get.version = number
+    case .latest: break
+    }
+    // The file, as the registry sends it after the version.
+    let (version, file) = try await registry.downloadVersion(get, options: Self.call) {
+      responses -> (RegistryV1.ModelVersion?, [UInt8]) in
+      var version: RegistryV1.ModelVersion?
+      var file: [UInt8] = []
+      for try await response in responses {
+        switch response.part {
+        case .version(let header): version = header
+        case .chunk(let chunk): file += chunk
+        case nil: break
+        }
+      }
+      return (version, file)
+    }
+    guard let version else { throw RPCError(.unavailable, "the registry sent no version for \(reference)") }
+    return (version, file)
   }
 
   /// Sends the unlabelled clips' predictions to feedback as a new set of items (each clip by its
@@ -158,6 +167,8 @@ extension AudioClassifierService {
     var pcen: Bool
     var classes: [String]
     var positive: String
+    /// The embedding's seed (nil in files made before it was recorded).
+    var seed: UInt64?
 
     init(_ file: [UInt8], name: String) throws(RPCError) {
       let metadata: [String: String]
@@ -178,6 +189,7 @@ extension AudioClassifierService {
       pcen = metadata["shoal.audio.features"] == "pcen"
       self.classes = classes.split(separator: ",").map(String.init)
       self.positive = positive
+      seed = metadata["shoal.audio.embedding_seed"].flatMap { UInt64($0) }
     }
   }
 }

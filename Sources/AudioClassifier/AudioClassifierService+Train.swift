@@ -45,11 +45,11 @@ extension AudioClassifierService {
     guard (0..<0.9).contains(request.validationSplit) else {
       throw RPCError(.invalidArgument, "validation_split: give a share below 0.9 (0: the default 0.2)")
     }
-    let hiddenSizes = request.hiddenSizes.isEmpty ? [128, 256, 512] : request.hiddenSizes.map(Int.init)
+    var hiddenSizes = request.hiddenSizes.isEmpty ? [128, 256, 512] : request.hiddenSizes.map(Int.init)
     guard hiddenSizes.allSatisfy({ (1...8192).contains($0) }) else {
       throw RPCError(.invalidArgument, "hidden_sizes: each 1–8192")
     }
-    let mels = request.mels == 0 ? 64 : Int(request.mels)
+    var mels = request.mels == 0 ? 64 : Int(request.mels)
     guard (8...256).contains(mels) else { throw RPCError(.invalidArgument, "mels: give 8–256 bands") }
     guard (0...1_000_000).contains(request.retrainAfter) else {
       throw RPCError(.invalidArgument, "retrain_after: give 0 (never) to 1,000,000 labels")
@@ -78,8 +78,40 @@ extension AudioClassifierService {
       throw RPCError(.invalidArgument, "positive_class '\(positive)' is not one of \(classes.joined(separator: ", "))")
     }
 
+    // A base version: its front end, embedding and head are where training starts.
+    var (pcen, seed) = (request.pcen, request.seed)
+    var initialHead: DenseHead?
+    var base: RegistryV1.ModelVersion?
+    if !request.baseModel.isEmpty {
+      let (version, file) = try await downloadVersion(request.baseModel, organization: dataset.organization, registry)
+      let name = "\(version.organization)/\(version.model) v\(version.version)"
+      let front = try FrontEnd(file, name: name)
+      guard let baseSeed = front.seed else {
+        throw RPCError(
+          .failedPrecondition,
+          "base_model \(name) does not record its embedding's seed (it was trained before that was kept); "
+            + "train without a base")
+      }
+      guard front.classes == classes else {
+        throw RPCError(
+          .failedPrecondition,
+          "base_model \(name) has classes \(front.classes.joined(separator: ", ")); dataset \(dataset.name) has "
+            + classes.joined(separator: ", "))
+      }
+      let head: DenseHead
+      do {
+        head = try DenseHead(onnx: file)
+      } catch {
+        throw RPCError(.failedPrecondition, "base_model \(name): \(error.message)")
+      }
+      (mels, pcen, seed) = (front.mels, front.pcen, baseSeed)
+      hiddenSizes = [head.layers.count > 1 ? head.layers[0].outputs : 0]
+      initialHead = head
+      base = version
+    }
+
     // Features, and the embedding of every clip through the model core.
-    let embedding = ClipEmbedding(mels: mels, pcen: request.pcen, seed: request.seed)
+    let embedding = ClipEmbedding(mels: mels, pcen: pcen, seed: seed)
     let embeddingFile = try embedding.onnx()
     let embedder = try Model(onnx: embeddingFile)
     let frames = embedding.frames
@@ -112,10 +144,11 @@ extension AudioClassifierService {
     var best: (size: Int, result: HeadTrainer.Result)?
     for size in hiddenSizes {
       var config = HeadTrainer.Config.defaults
-      config.hiddenSizes = [size]
+      config.hiddenSizes = size == 0 ? [] : [size]
+      config.initialHead = initialHead
       config.maxEpochs = request.epochs == 0 ? 100 : Int(request.epochs)
       config.validationFraction = request.validationSplit == 0 ? 0.2 : Float(request.validationSplit)
-      config.seed = request.seed
+      config.seed = seed
       config.heldOut = Set(labelled.indices.filter { labelled[$0].validation })
       if request.weightByExpertise { config.exampleWeights = labelled.map { Self.weight(of: $0.expertise) } }
       // Each epoch is reported as it ends: training runs apart and hands its epochs over.
@@ -179,7 +212,8 @@ extension AudioClassifierService {
       ("dataset", dataset.name), ("hidden_sizes", hiddenSizes.map(String.init).joined(separator: ",")),
       ("hidden_size", "\(size)"), ("epochs", "\(request.epochs == 0 ? 100 : request.epochs)"),
       ("validation_split", "\(request.validationSplit == 0 ? 0.2 : request.validationSplit)"),
-      ("seed", "\(request.seed)"), ("features", request.pcen ? "pcen" : "log-mel"), ("mels", "\(mels)"),
+      ("seed", "\(seed)"), ("features", pcen ? "pcen" : "log-mel"), ("mels", "\(mels)"),
+      ("base_model", base.map { "\($0.organization)/\($0.model)/\($0.version)" } ?? ""),
       ("embedding", "3 random 3x3 convolutions, mean and max pooled (128), band means and deviations"),
       ("positive_class", positive), ("automatic", "\(automatic)"),
       ("weight_by_expertise", "\(request.weightByExpertise)"),
@@ -239,7 +273,7 @@ extension AudioClassifierService {
     header.metrics = ["val_acc": chosen.validationAccuracy, "val_loss": bestEpoch?.validationLoss ?? .nan]
     header.tags = [
       "positive_class": positive, "dataset": dataset.name, "dataset_digest": datasetDigest,
-      "features": request.pcen ? "pcen" : "log-mel", "mels": "\(mels)",
+      "features": pcen ? "pcen" : "log-mel", "mels": "\(mels)",
     ]
     header.sourceRun = run.runId
     let version = try await registry.uploadVersion(options: Self.call) { sender in
@@ -279,6 +313,10 @@ extension AudioClassifierService {
     result.datasetDigest = datasetDigest
     result.positiveClass = positive
     result.validationFiles = Int64(chosen.confusionMatrix.joined().reduce(0, +))
+    if let base {
+      result.baseModel = "\(base.organization)/\(base.model)"
+      result.baseVersion = base.version
+    }
 
     var round = AudioV1.TrainingRound()
     round.model = result.model

@@ -98,7 +98,7 @@ struct ClipEmbedding: Sendable {
       "shoal.audio.n_fft": "2048", "shoal.audio.hop": "512", "shoal.audio.mels": "\(mels)",
       "shoal.audio.mel_scale": "slaney", "shoal.audio.features": pcen ? "pcen" : "log-mel",
       "shoal.audio.standardised": "per clip", "shoal.audio.classes": classes.joined(separator: ","),
-      "shoal.audio.positive_class": positive,
+      "shoal.audio.positive_class": positive, "shoal.audio.embedding_seed": "\(seed)",
     ]
     proto.metadataProps = entries.sorted { $0.key < $1.key }.map { key, value in
       var entry = Onnx.StringStringEntryProto()

@@ -91,6 +91,7 @@ struct AudioCommand: AsyncParsableCommand {
     @Option(help: "Train again by itself after this many new labels (0: never).") var retrainAfter: Int32 = 0
     @Option(help: "Every k-th label goes to the validation split.") var validationEvery: Int32 = 5
     @Flag(help: "Weigh labels by their labeller's expertise.") var weightByExpertise = false
+    @Option(help: "A version to go on training from (its front end, embedding and head).") var base: String?
     @OptionGroup var mesh: MeshOptions
     @Flag(help: "Print the result as JSON.") var json = false
 
@@ -108,6 +109,7 @@ struct AudioCommand: AsyncParsableCommand {
       request.retrainAfter = retrainAfter
       request.validationEvery = validationEvery
       request.weightByExpertise = weightByExpertise
+      request.baseModel = base ?? ""
       let (json, epochs) = (json, epochs)
       let result = try await withAudio(mesh, command: "audio train") { client in
         try await client.train(request) { answers -> AudioV1.TrainResult? in

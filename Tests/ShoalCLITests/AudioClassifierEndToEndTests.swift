@@ -243,6 +243,15 @@ struct AudioClassifierEndToEndTests {
       let runShown = try await run("runs", "show", result.runId, "--json")
       #expect(runShown.stdoutText.contains("val_acc") && runShown.stdoutText.contains(result.datasetDigest))
 
+      // Training on from version 1: its front end and head are the start, its hidden size kept.
+      let onward = try await run("audio", "train", dataset.datasetId, "--model", "orca", "--base", "orca/1", "--json")
+      #expect(onward.status == 0, "\(onward.stderrText)")
+      let continued = try AudioV1.TrainResult(jsonString: onward.stdoutText)
+      #expect(continued.version == 2 && continued.baseModel == "local/orca" && continued.baseVersion == 1)
+      #expect(continued.hiddenSize == result.hiddenSize && continued.modelAcc >= 0.85, "\(continued)")
+      let baseless = try await run("audio", "train", dataset.datasetId, "--model", "orca", "--base", "nothing/1")
+      #expect(baseless.status != 0 && baseless.stderrText.contains("NOT_FOUND"), "\(baseless.stderrText)")
+
       // Predictions on unlabelled clips: the calls above 0.5, the noise below, the silent clip
       // (1 s, padded) predicted too.
       let pool = try AudioV1.Dataset(
@@ -251,7 +260,7 @@ struct AudioClassifierEndToEndTests {
       let predicted = try await run("audio", "predict", "orca", "--dataset", pool.datasetId, "--json")
       #expect(predicted.status == 0, "\(predicted.stderrText)")
       let answer = try AudioV1.PredictResponse(jsonString: predicted.stdoutText)
-      #expect(answer.model == "local/orca" && answer.version == 1 && answer.positiveClass == "call")
+      #expect(answer.model == "local/orca" && answer.version == 2 && answer.positiveClass == "call")
       #expect(answer.predictions.count == 9)
       let right = answer.predictions.filter { prediction in
         let call = prediction.timestamp < 1_600_001_000

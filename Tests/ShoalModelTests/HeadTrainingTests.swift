@@ -206,6 +206,21 @@ import Testing
     #expect(Self.close(shoal, try head.predict(features)))
     let reference = try await Self.onnxruntime(bytes, features, name: "features")
     #expect(Self.close(shoal, reference), "Shoal and onnxruntime differ by more than 1e-5")
+
+    // Read back from the file, the head predicts the same, and training goes on from it.
+    let read = try DenseHead(onnx: bytes)
+    #expect(
+      read.layers.map(\.weights) == head.layers.map(\.weights) && read.layers.map(\.bias) == head.layers.map(\.bias))
+    config.initialHead = read
+    config.maxEpochs = 1
+    let onward = try HeadTrainer(config).train(features: features, labels: .classes(labels), classes: 3)
+    #expect(onward.epochs[0].validationAccuracy >= 0.8, "one epoch on from a trained head: \(onward.epochs[0])")
+    var plain = OnnxGraphBuilder(name: "no-head", opset: 13)
+    plain.input("x", .float32, [.fixed(2)])
+    plain.node("Relu", ["x"], ["y"], name: "relu")
+    plain.output("y", .float32, [.fixed(2)])
+    let headless = try plain.bytes()
+    #expect(throws: ModelError.self) { try DenseHead(onnx: headless) }
   }
 
   @Test func aHeadAfterAFrozenBackboneRunsAlikeInShoalAndOnnxruntime() async throws {

@@ -1,5 +1,43 @@
+import ShoalProto
+
 /// The head as a standard ONNX graph: Gemm (+ Relu) per layer, then Softmax or Sigmoid.
 extension DenseHead {
+  /// The head that `onnxModel` wrote into `bytes` (alone or after a backbone), read back from
+  /// its initializers `head/layerN/weight` and `bias`: to train on from where it was.
+  ///
+  /// - Throws: `.invalidModel` when the file holds no such head, or its layers do not chain.
+  public init(onnx bytes: [UInt8], output: HeadTrainer.OutputKind = .softmax) throws(ModelError) {
+    let model: Onnx.ModelProto
+    do {
+      model = try Onnx.ModelProto(serializedBytes: bytes)
+    } catch {
+      throw ModelError(.invalidModel, "not an ONNX file: \(error)")
+    }
+    let initializers = Dictionary(
+      (model.graph?.initializer ?? []).map { ($0.name, $0) }
+    ) { first, _ in first }
+    var layers: [Layer] = []
+    while let weight = initializers["head/layer\(layers.count)/weight"],
+      let bias = initializers["head/layer\(layers.count)/bias"]
+    {
+      let weights = try Tensor(onnx: weight)
+      let biases = try Tensor(onnx: bias)
+      guard weights.rank == 2, weights.dataType == .float32, biases.shape == [weights.shape[1]],
+        layers.last.map({ $0.outputs == weights.shape[0] }) ?? true
+      else {
+        throw ModelError(
+          .invalidModel, "head layer \(layers.count) has weights \(weights.shape) and bias \(biases.shape)")
+      }
+      layers.append(
+        Layer(
+          inputs: weights.shape[0], outputs: weights.shape[1], weights: weights.elements(as: Float.self),
+          bias: biases.elements(as: Float.self)))
+    }
+    guard !layers.isEmpty else { throw ModelError(.invalidModel, "the file holds no dense head (head/layer0/weight)") }
+    self.layers = layers
+    self.output = output
+  }
+
   /// The head alone as an ONNX model: input `features` [batch, inputs], output `probabilities`
   /// [batch, classes].
   public func onnxModel(opset: Int = 13) throws(ModelError) -> [UInt8] {

@@ -31,6 +31,9 @@ public struct HeadTrainer: Sendable {
     public var heldOut: Set<Int> = []
     /// Each example's weight in the training loss (with its class's); nil weighs each 1.
     public var exampleWeights: [Float]? = nil
+    /// A head to go on training from (a version trained before), instead of new random weights;
+    /// `hiddenSizes` and `output` are then its own.
+    public var initialHead: DenseHead? = nil
     /// Decoupled weight decay (AdamW); 0 for none.
     public var weightDecay: Float = 0
     public var seed: UInt64 = 42
@@ -98,8 +101,15 @@ public struct HeadTrainer: Sendable {
     guard !training.isEmpty else { throw ModelError(.invalidInput, "no examples left for training") }
 
     let x = features.elements(as: Float.self)
-    var network = DenseHead(
-      inputs: inputs, hiddenSizes: config.hiddenSizes, classes: classes, output: config.output, random: &random)
+    if let head = config.initialHead, head.inputs != inputs || head.classes != classes || head.output != config.output {
+      throw ModelError(
+        .invalidInput,
+        "the initial head takes \(head.inputs) features to \(head.classes) classes; these are \(inputs) to \(classes)")
+    }
+    var network =
+      config.initialHead
+      ?? DenseHead(
+        inputs: inputs, hiddenSizes: config.hiddenSizes, classes: classes, output: config.output, random: &random)
     var optimizer = AdamOptimizer(network, learningRate: config.learningRate, weightDecay: config.weightDecay)
     let weights = config.classWeights ?? [Float](repeating: 1, count: classes)
     let evaluationSet = validation.isEmpty ? training : validation

@@ -356,6 +356,12 @@ extension AudioV1 {
     /// Proficient 1, Expert 1.5; imported labels 1).
     public var weightByExpertise: Bool = false
 
+    /// A version Train made to go on from (a registry reference): its front end (bands, features
+    /// and embedding) and its head's weights are the start, so the new labels add to what it
+    /// learnt. The dataset's classes must be its classes; the candidate is its hidden size, and
+    /// `mels`, `pcen`, `seed` and `hidden_sizes` are its own.
+    public var baseModel: String = ""
+
     /// A message with every field at its default value.
     public init() {}
   }
@@ -445,6 +451,12 @@ extension AudioV1 {
     /// Clips of the validation split: those labelled as every k-th label, and a random share of the
     /// rest.
     public var validationFiles: Int64 = 0
+
+    /// The version trained from, with `base_model` (`org/name` and the version).
+    public var baseModel: String = ""
+
+    /// Field 18, `base_version`.
+    public var baseVersion: Int64 = 0
 
     /// A message with every field at its default value.
     public init() {}
@@ -1388,6 +1400,7 @@ extension AudioV1.TrainRequest {
     w.scalar(9, self.retrainAfter)
     w.scalar(10, self.validationEvery)
     w.bool(11, self.weightByExpertise)
+    w.string(12, self.baseModel)
   }
 
   public init(_decoding r: CMessageReader) throws(ProtoError) {
@@ -1404,6 +1417,7 @@ extension AudioV1.TrainRequest {
     self.retrainAfter = r.scalar(9, as: Int32.self)
     self.validationEvery = r.scalar(10, as: Int32.self)
     self.weightByExpertise = r.bool(11)
+    self.baseModel = try r.string(12)
   }
 
   public func _encodeJSON(to j: inout JSONObjectWriter) {
@@ -1419,6 +1433,7 @@ extension AudioV1.TrainRequest {
     j.value("retrainAfter", self.retrainAfter)
     j.value("validationEvery", self.validationEvery)
     j.value("weightByExpertise", self.weightByExpertise)
+    j.value("baseModel", self.baseModel)
   }
 
   public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
@@ -1437,6 +1452,7 @@ extension AudioV1.TrainRequest {
         case "retrainAfter", "retrain_after": self.retrainAfter = try j.value(json, key, as: Int32.self)
         case "validationEvery", "validation_every": self.validationEvery = try j.value(json, key, as: Int32.self)
         case "weightByExpertise", "weight_by_expertise": self.weightByExpertise = try j.value(json, key, as: Bool.self)
+        case "baseModel", "base_model": self.baseModel = try j.value(json, key, as: String.self)
         default: throw j.unknownField(key)
       }
     }
@@ -1510,6 +1526,8 @@ extension AudioV1.TrainResult {
     w.string(13, self.datasetDigest)
     w.string(14, self.positiveClass)
     w.scalar(15, self.validationFiles)
+    w.string(16, self.baseModel)
+    w.scalar(17, self.baseVersion)
   }
 
   public init(_decoding r: CMessageReader) throws(ProtoError) {
@@ -1530,6 +1548,8 @@ extension AudioV1.TrainResult {
     self.datasetDigest = try r.string(13)
     self.positiveClass = try r.string(14)
     self.validationFiles = r.scalar(15, as: Int64.self)
+    self.baseModel = try r.string(16)
+    self.baseVersion = r.scalar(17, as: Int64.self)
   }
 
   public func _encodeJSON(to j: inout JSONObjectWriter) {
@@ -1549,6 +1569,8 @@ extension AudioV1.TrainResult {
     j.value("datasetDigest", self.datasetDigest)
     j.value("positiveClass", self.positiveClass)
     j.value("validationFiles", self.validationFiles)
+    j.value("baseModel", self.baseModel)
+    j.value("baseVersion", self.baseVersion)
   }
 
   public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
@@ -1571,6 +1593,8 @@ extension AudioV1.TrainResult {
         case "datasetDigest", "dataset_digest": self.datasetDigest = try j.value(json, key, as: String.self)
         case "positiveClass", "positive_class": self.positiveClass = try j.value(json, key, as: String.self)
         case "validationFiles", "validation_files": self.validationFiles = try j.value(json, key, as: Int64.self)
+        case "baseModel", "base_model": self.baseModel = try j.value(json, key, as: String.self)
+        case "baseVersion", "base_version": self.baseVersion = try j.value(json, key, as: Int64.self)
         default: throw j.unknownField(key)
       }
     }

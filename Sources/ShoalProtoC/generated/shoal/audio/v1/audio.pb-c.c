@@ -2351,7 +2351,7 @@ const ProtobufCMessageDescriptor shoal__audio__v1__spectrogram_response__descrip
   (ProtobufCMessageInit) shoal__audio__v1__spectrogram_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor shoal__audio__v1__train_request__field_descriptors[12] =
+static const ProtobufCFieldDescriptor shoal__audio__v1__train_request__field_descriptors[13] =
 {
   {
     "dataset_id",
@@ -2497,8 +2497,21 @@ static const ProtobufCFieldDescriptor shoal__audio__v1__train_request__field_des
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "base_model",
+    13,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__TrainRequest, base_model),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned shoal__audio__v1__train_request__field_indices_by_name[] = {
+  12,   /* field[12] = base_model */
   0,   /* field[0] = dataset_id */
   2,   /* field[2] = epochs */
   3,   /* field[3] = hidden_sizes */
@@ -2515,7 +2528,7 @@ static const unsigned shoal__audio__v1__train_request__field_indices_by_name[] =
 static const ProtobufCIntRange shoal__audio__v1__train_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 12 }
+  { 0, 13 }
 };
 const ProtobufCMessageDescriptor shoal__audio__v1__train_request__descriptor =
 {
@@ -2525,7 +2538,7 @@ const ProtobufCMessageDescriptor shoal__audio__v1__train_request__descriptor =
   "Shoal__Audio__V1__TrainRequest",
   "shoal.audio.v1",
   sizeof(Shoal__Audio__V1__TrainRequest),
-  12,
+  13,
   shoal__audio__v1__train_request__field_descriptors,
   shoal__audio__v1__train_request__field_indices_by_name,
   1,  shoal__audio__v1__train_request__number_ranges,
@@ -2635,7 +2648,7 @@ const ProtobufCMessageDescriptor shoal__audio__v1__epoch_metrics__descriptor =
   (ProtobufCMessageInit) shoal__audio__v1__epoch_metrics__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor shoal__audio__v1__train_result__field_descriptors[16] =
+static const ProtobufCFieldDescriptor shoal__audio__v1__train_result__field_descriptors[18] =
 {
   {
     "acc",
@@ -2829,9 +2842,35 @@ static const ProtobufCFieldDescriptor shoal__audio__v1__train_result__field_desc
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "base_model",
+    17,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__TrainResult, base_model),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "base_version",
+    18,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__TrainResult, base_version),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned shoal__audio__v1__train_result__field_indices_by_name[] = {
   0,   /* field[0] = acc */
+  16,   /* field[16] = base_model */
+  17,   /* field[17] = base_version */
   5,   /* field[5] = classes */
   4,   /* field[4] = cm */
   13,   /* field[13] = dataset_digest */
@@ -2851,7 +2890,7 @@ static const unsigned shoal__audio__v1__train_result__field_indices_by_name[] = 
 static const ProtobufCIntRange shoal__audio__v1__train_result__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 16 }
+  { 0, 18 }
 };
 const ProtobufCMessageDescriptor shoal__audio__v1__train_result__descriptor =
 {
@@ -2861,7 +2900,7 @@ const ProtobufCMessageDescriptor shoal__audio__v1__train_result__descriptor =
   "Shoal__Audio__V1__TrainResult",
   "shoal.audio.v1",
   sizeof(Shoal__Audio__V1__TrainResult),
-  16,
+  18,
   shoal__audio__v1__train_result__field_descriptors,
   shoal__audio__v1__train_result__field_indices_by_name,
   1,  shoal__audio__v1__train_result__number_ranges,

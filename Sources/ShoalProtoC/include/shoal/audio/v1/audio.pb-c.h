@@ -387,10 +387,17 @@ struct  Shoal__Audio__V1__TrainRequest
    * Proficient 1, Expert 1.5; imported labels 1).
    */
   protobuf_c_boolean weight_by_expertise;
+  /*
+   * A version Train made to go on from (a registry reference): its front end (bands, features
+   * and embedding) and its head's weights are the start, so the new labels add to what it
+   * learnt. The dataset's classes must be its classes; the candidate is its hidden size, and
+   * `mels`, `pcen`, `seed` and `hidden_sizes` are its own.
+   */
+  char *base_model;
 };
 #define SHOAL__AUDIO__V1__TRAIN_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&shoal__audio__v1__train_request__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0,NULL, 0, 0, 0, 0, (char *)protobuf_c_empty_string, 0, 0, 0 }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0,NULL, 0, 0, 0, 0, (char *)protobuf_c_empty_string, 0, 0, 0, (char *)protobuf_c_empty_string }
 
 
 struct  Shoal__Audio__V1__EpochMetrics
@@ -453,10 +460,15 @@ struct  Shoal__Audio__V1__TrainResult
    * rest.
    */
   int64_t validation_files;
+  /*
+   * The version trained from, with `base_model` (`org/name` and the version).
+   */
+  char *base_model;
+  int64_t base_version;
 };
 #define SHOAL__AUDIO__V1__TRAIN_RESULT__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&shoal__audio__v1__train_result__descriptor) \
-    , 0,NULL, 0,NULL, 0,NULL, 0,NULL, 0,NULL, 0,NULL, 0, 0, 0, 0, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0 }
+    , 0,NULL, 0,NULL, 0,NULL, 0,NULL, 0,NULL, 0,NULL, 0, 0, 0, 0, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, 0 }
 
 
 /*
