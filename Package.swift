@@ -122,6 +122,11 @@ let package = Package(
       swiftSettings: strictSwift
     ),
     .target(
+      name: "Pipeline",
+      dependencies: ["ShoalProto", "ShoalRPC", "ShoalServiceStubs", "ShoalService", "ShoalMesh", "ShoalImagery"],
+      swiftSettings: strictSwift
+    ),
+    .target(
       name: "AudioClassifier",
       dependencies: [
         "ShoalProto", "ShoalRPC", "ShoalServiceStubs", "ShoalStore", "ShoalService", "ShoalAudio", "ShoalImage",
@@ -151,7 +156,8 @@ let package = Package(
     .target(name: "CHTTPGet", dependencies: ["CCurl"]),
     // Imagery sources: URL templates, fetching with retries and a concurrency limit, a tile cache.
     .target(
-      name: "ShoalImagery", dependencies: ["CHTTPGet", "ShoalGeo", "ShoalStore", "ShoalProto"], swiftSettings: strictSwift),
+      name: "ShoalImagery", dependencies: ["CHTTPGet", "ShoalGeo", "ShoalStore", "ShoalProto"],
+      swiftSettings: strictSwift),
     // Audio decoding, resampling and spectrograms as librosa computes them.
     .target(
       name: "ShoalAudio", dependencies: ["CSndfile", "CSoxr", "CKissFFT", "ShoalImage"], swiftSettings: strictSwift),
@@ -179,7 +185,7 @@ let package = Package(
       dependencies: [
         "ShoalProto", "ShoalRPC", "ShoalServiceStubs", "ShoalClient", "ShoalStore", "ShoalService", "ShoalMesh",
         "Bench", "Registry", "Tracking", "Inference", "Feedback", "ShoalMetrics", "ShoalModel", "ShoalGeo", "CCairo",
-        "ShoalImagery", "ShoalImage", "ShoalAudio", "AudioClassifier",
+        "ShoalImagery", "ShoalImage", "ShoalAudio", "AudioClassifier", "Pipeline",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Histogram", package: "hdrhistogram-swift"),
         .product(name: "NIOPosix", package: "swift-nio"),
@@ -248,6 +254,8 @@ let package = Package(
     .testTarget(
       name: "ShoalImageryTests", dependencies: ["ShoalImagery", "ShoalGeo", "ShoalTestSupport"],
       swiftSettings: strictSwift),
+    .testTarget(
+      name: "PipelineTests", dependencies: ["Pipeline", "ShoalTestSupport"], swiftSettings: strictSwift),
     .testTarget(
       name: "AudioClassifierTests", dependencies: ["AudioClassifier", "ShoalTestSupport"], swiftSettings: strictSwift),
     .testTarget(

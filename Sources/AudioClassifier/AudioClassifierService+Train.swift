@@ -117,15 +117,19 @@ extension AudioClassifierService {
     let frames = embedding.frames
     var features: [Float] = []
     var labels: [Int] = []
+    // The clips trained on: those whose stored file still decodes (the others are reported).
+    var kept: [AudioV1.Clip] = []
+    var skipped: [AudioV1.ClipFailure] = []
     let total = Int64(labelled.count)
     for (index, clip) in labelled.enumerated() {
-      let bytes = try await blobs.read(try BlobDigest(hex: clip.digest))
       let spectrogram: [Float]
-      do {
-        spectrogram = try embedding.features(bytes, name: clip.name)
-      } catch {
-        throw RPCError(.dataLoss, "stored clip \(clip.digest) (\(clip.name)) no longer decodes: \(error.message)")
+      switch await decoded(clip, embedding) {
+      case .values(let values): spectrogram = values
+      case .failed(let failure):
+        skipped.append(failure)
+        continue
       }
+      kept.append(clip)
       let output = try embedder.run([ClipEmbedding.input: Tensor(shape: [1, 1, mels, frames], elements: spectrogram)])
       features += output[ClipEmbedding.output]!.elements(as: Float.self)
       labels.append(classes.firstIndex(of: clip.label)!)
@@ -149,8 +153,8 @@ extension AudioClassifierService {
       config.maxEpochs = request.epochs == 0 ? 100 : Int(request.epochs)
       config.validationFraction = request.validationSplit == 0 ? 0.2 : Float(request.validationSplit)
       config.seed = seed
-      config.heldOut = Set(labelled.indices.filter { labelled[$0].validation })
-      if request.weightByExpertise { config.exampleWeights = labelled.map { Self.weight(of: $0.expertise) } }
+      config.heldOut = Set(kept.indices.filter { kept[$0].validation })
+      if request.weightByExpertise { config.exampleWeights = kept.map { Self.weight(of: $0.expertise) } }
       // Each epoch is reported as it ends: training runs apart and hands its epochs over.
       let (stream, continuation) = AsyncStream.makeStream(of: AudioV1.EpochMetrics.self)
       let training = Task.detached { [config, featureTensor, labels, classes] in
@@ -193,8 +197,7 @@ extension AudioClassifierService {
       positive: positive)
 
     // The dataset's digest: its labelled clips and their labels, in digest order.
-    let listing = labelled.map { "\($0.digest) \($0.label)\n" }.joined()
-    let datasetDigest = BlobDigest.of(Array(listing.utf8)).hex
+    let datasetDigest = Self.digest(of: kept)
     let organization = dataset.organization
 
     // Tracking: a run under the experiment `audio/MODEL`, its parameters, every epoch's metrics
@@ -205,6 +208,7 @@ extension AudioClassifierService {
     create.name = "train \(request.model) on \(dataset.name)"
     create.user = CallerPrincipal.name
     create.startTimeMs = Int64((Date().timeIntervalSince1970 * 1000).rounded())
+    if !request.parentRunId.isEmpty { create.tags["mlflow.parentRunId"] = request.parentRunId }
     let run = try await tracking.createRun(create, options: Self.call)
     var batch = TrackingV1.LogBatchRequest()
     batch.runId = run.runId
@@ -313,6 +317,7 @@ extension AudioClassifierService {
     result.datasetDigest = datasetDigest
     result.positiveClass = positive
     result.validationFiles = Int64(chosen.confusionMatrix.joined().reduce(0, +))
+    result.skipped = skipped
     if let base {
       result.baseModel = "\(base.organization)/\(base.model)"
       result.baseVersion = base.version
@@ -334,6 +339,51 @@ extension AudioClassifierService {
     return result
   }
 
+  /// A dataset's digest: its labelled clips and their labels, in digest order.
+  static func digest(of clips: [AudioV1.Clip]) -> String {
+    BlobDigest.of(Array(clips.map { "\($0.digest) \($0.label)\n" }.joined().utf8)).hex
+  }
+
+  /// A stored clip's standardised spectrogram, or why its file no longer gives one.
+  enum Decoded {
+    case values([Float])
+    case failed(AudioV1.ClipFailure)
+  }
+
+  func decoded(_ clip: AudioV1.Clip, _ embedding: ClipEmbedding) async -> Decoded {
+    var failure = AudioV1.ClipFailure()
+    failure.source = clip.source.isEmpty ? clip.digest : clip.source
+    do {
+      let bytes = try await blobs.read(try BlobDigest(hex: clip.digest))
+      return .values(try embedding.features(bytes, name: clip.name))
+    } catch let error as AudioError {
+      failure.message = "stored clip \(clip.digest) (\(clip.name)) no longer decodes: \(error.message)"
+    } catch {
+      failure.message = "stored clip \(clip.digest) (\(clip.name)) cannot be read: \(error)"
+    }
+    return .failed(failure)
+  }
+
+  public func checkDataset(
+    _ request: AudioV1.CheckDatasetRequest, context: ServerContext
+  ) async throws -> AudioV1.CheckDatasetResponse {
+    let dataset = try await self.dataset(id: request.datasetId, name: "", organization: "")
+    let embedding = ClipEmbedding(mels: 64, pcen: false, seed: 0)
+    var response = AudioV1.CheckDatasetResponse()
+    var kept: [AudioV1.Clip] = []
+    for clip in try await labelledClips(of: Int64(dataset.datasetId)!) {
+      switch await decoded(clip, embedding) {
+      case .values:
+        kept.append(clip)
+        response.labelCounts[clip.label, default: 0] += 1
+      case .failed(let failure): response.failures.append(failure)
+      }
+    }
+    response.unlabelled = dataset.unlabelled
+    response.datasetDigest = Self.digest(of: kept)
+    return response
+  }
+
   /// A label's weight in training by its labeller's expertise (an imported label weighs 1).
   static func weight(of expertise: AudioV1.Expertise) -> Float {
     switch expertise {
@@ -352,7 +402,7 @@ extension AudioClassifierService {
   }
 
   /// Every labelled clip of a dataset.
-  private func labelledClips(of id: Int64) async throws -> [AudioV1.Clip] {
+  func labelledClips(of id: Int64) async throws -> [AudioV1.Clip] {
     var clips: [AudioV1.Clip] = []
     var after = ""
     while true {

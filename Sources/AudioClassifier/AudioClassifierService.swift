@@ -20,7 +20,7 @@ public struct AudioClassifierService: AudioV1.AudioClassifier.ServiceProtocol {
   public static let requirements: [String: RegistryV1.Role] = [
     "ImportDataset": .writer, "GetDataset": .reader, "ListDatasets": .reader, "ListClips": .reader,
     "Spectrogram": .reader, "Train": .writer, "Predict": .writer, "NextToLabel": .writer, "SubmitLabels": .writer,
-    "Stats": .reader,
+    "Stats": .reader, "CheckDataset": .reader,
   ]
 
   /// Clips imported at once.

@@ -79,6 +79,13 @@ static size_t read_header(char *data, size_t size, size_t count, void *context) 
 
 int shoal_http_get(shoal_http_handle *handle, const char *url, const char *const *headers, int header_count,
                    long connect_timeout_ms, long timeout_ms, size_t max_bytes, shoal_http_result *result) {
+  return shoal_http_post(handle, url, headers, header_count, NULL, 0, connect_timeout_ms, timeout_ms, max_bytes,
+                         result);
+}
+
+int shoal_http_post(shoal_http_handle *handle, const char *url, const char *const *headers, int header_count,
+                    const uint8_t *body, size_t body_length, long connect_timeout_ms, long timeout_ms,
+                    size_t max_bytes, shoal_http_result *result) {
   memset(result, 0, sizeof *result);
   result->retry_after = -1;
   CURL *curl = handle->curl;
@@ -111,6 +118,13 @@ int shoal_http_get(shoal_http_handle *handle, const char *url, const char *const
   curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, read_header);
   curl_easy_setopt(curl, CURLOPT_HEADERDATA, result);
   curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, error);
+  if (body) {
+    curl_easy_setopt(curl, CURLOPT_POST, 1L);
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, (const char *)body);
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_length);
+    // A webhook is not followed across redirects with its body.
+    curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L);
+  }
   CURLcode code = curl_easy_perform(curl);
   curl_easy_setopt(curl, CURLOPT_HTTPHEADER, NULL);
   curl_slist_free_all(list);

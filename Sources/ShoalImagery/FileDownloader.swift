@@ -41,6 +41,40 @@ public final class FileDownloader: Sendable {
   }
 }
 
+extension FileDownloader {
+  /// POSTs `body` to `url` with `headers` ("Name: value"), trying again with the policy's
+  /// backoff on 429, 5xx and failed connections; the status of a 2xx answer, or why there was
+  /// none. Returns the attempts made too.
+  public func post(_ url: String, body: Data, headers: [String]) async -> (Result<Int, DownloadFailure>, attempts: Int)
+  {
+    let policy = policy
+    var attempt = 0
+    var wait = policy.backoff
+    while true {
+      attempt += 1
+      let response = await workers.run { handle in
+        TileFetcher.post(handle, url: url, headers: headers, body: [UInt8](body), policy: policy)
+      }
+      let failure: (status: Int, message: String, retry: Bool, after: Int)
+      switch response {
+      case .transport(let message):
+        failure = (0, message, true, -1)
+      case .response(let status, _, _, let retryAfter):
+        if (200...299).contains(status) { return (.success(status), attempt) }
+        failure = (status, "HTTP \(status)", status == 429 || (500...599).contains(status), retryAfter)
+      }
+      guard failure.retry, attempt < policy.attempts, !Task.isCancelled else {
+        return (
+          .failure(DownloadFailure(status: failure.status, url: TileFetcher.redacted(url), message: failure.message)),
+          attempt
+        )
+      }
+      try? await Task.sleep(for: failure.after >= 0 ? min(.seconds(failure.after), policy.maxBackoff) : wait)
+      wait = min(wait * 2, policy.maxBackoff)
+    }
+  }
+}
+
 /// Why a download failed.
 public struct DownloadFailure: Error, Sendable, CustomStringConvertible {
   public var status: Int

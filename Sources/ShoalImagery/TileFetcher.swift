@@ -204,6 +204,27 @@ public final class TileFetcher: Sendable {
       retryAfter: result.retry_after)
   }
 
+  /// POSTs `body` as `get` GETs (no redirects followed; the answer's body is not kept).
+  static func post(
+    _ handle: OpaquePointer, url: String, headers: [String], body: [UInt8], policy: FetchPolicy
+  )
+    -> Response
+  {
+    var result = shoal_http_result()
+    let connect = Int(policy.connectTimeout / .milliseconds(1))
+    let total = Int(policy.timeout / .milliseconds(1))
+    let code = withCStrings(headers) { pointers in
+      body.withUnsafeBufferPointer { buffer in
+        shoal_http_post(
+          handle, url, pointers.baseAddress, Int32(headers.count), buffer.baseAddress, buffer.count, connect, total,
+          1 << 20, &result)
+      }
+    }
+    defer { shoal_http_result_free(&result) }
+    guard code == 0 else { return .transport(String(cStringTuple: result.error)) }
+    return .response(status: result.status, body: Data(), contentType: "", retryAfter: result.retry_after)
+  }
+
   static func reason(_ status: Int) -> String {
     switch status {
     case 204, 404: return "the server has no such tile"

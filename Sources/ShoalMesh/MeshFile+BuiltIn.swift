@@ -11,6 +11,7 @@ extension MeshFile {
         { "name": "inference", "listen": ["unix:inference.sock"] },
         { "name": "feedback", "listen": ["unix:feedback.sock"] },
         { "name": "audio-classifier", "listen": ["unix:audio-classifier.sock"] },
+        { "name": "pipeline", "listen": ["unix:pipeline.sock"] },
         { "name": "bench", "listen": ["unix:bench.sock"] }
       ]
     }

@@ -84,7 +84,7 @@ public struct MeshFile: Sendable, Equatable {
     guard let object = root as? [String: Any] else {
       throw MeshFileError(file: file, key: nil, "must be a JSON object")
     }
-    let reader = Reader(file: file)
+    let reader = FieldReader(file: file)
     try reader.allowOnly(["store", "lease_ttl_seconds", "services"], in: object, at: nil)
     store = try reader.string(object["store"], at: "store") ?? "sqlite"
     leaseTTLSeconds = try reader.number(object["lease_ttl_seconds"], at: "lease_ttl_seconds") ?? 10
@@ -172,72 +172,86 @@ public struct MeshFileError: Error, Sendable, CustomStringConvertible {
   public var key: String?
   /// What is wrong.
   public var message: String
+  /// What kind of file: "mesh file", "pipeline file".
+  public var kind: String
 
-  init(file: String, key: String?, _ message: String) {
+  public init(file: String, key: String?, _ message: String, kind: String = "mesh file") {
     self.file = file
     self.key = key
     self.message = message
+    self.kind = kind
   }
 
   /// "mesh file F: key K: message".
   public var description: String {
-    if let key { return "mesh file \(file): key '\(key)' \(message)" }
-    return "mesh file \(file) \(message)"
+    if let key { return "\(kind) \(file): key '\(key)' \(message)" }
+    return "\(kind) \(file) \(message)"
   }
 }
 
-/// Typed reads of JSON values with errors that name the key.
-private struct Reader {
-  let file: String
+/// Typed reads of JSON values with errors that name the key (and the file, of `kind`).
+public struct FieldReader: Sendable {
+  public let file: String
+  public var kind = "mesh file"
 
-  func allowOnly(_ keys: Set<String>, in object: [String: Any], at path: String?) throws(MeshFileError) {
+  public init(file: String, kind: String = "mesh file") {
+    self.file = file
+    self.kind = kind
+  }
+
+  /// An error naming `key`.
+  public func error(_ key: String?, _ message: String) -> MeshFileError {
+    MeshFileError(file: file, key: key, message, kind: kind)
+  }
+
+  public func allowOnly(_ keys: Set<String>, in object: [String: Any], at path: String?) throws(MeshFileError) {
     for key in object.keys.sorted() where !keys.contains(key) {
-      throw MeshFileError(
-        file: file, key: path.map { "\($0).\(key)" } ?? key,
+      throw error(
+        path.map { "\($0).\(key)" } ?? key,
         "is not known (expected one of: \(keys.sorted().joined(separator: ", ")))")
     }
   }
 
-  func string(_ value: Any?, at key: String) throws(MeshFileError) -> String? {
+  public func string(_ value: Any?, at key: String) throws(MeshFileError) -> String? {
     guard let value, !(value is NSNull) else { return nil }
-    guard let string = value as? String else { throw MeshFileError(file: file, key: key, "must be a string") }
+    guard let string = value as? String else { throw error(key, "must be a string") }
     return string
   }
 
-  func strings(_ value: Any?, at key: String) throws(MeshFileError) -> [String]? {
+  public func strings(_ value: Any?, at key: String) throws(MeshFileError) -> [String]? {
     guard let value, !(value is NSNull) else { return nil }
     guard let strings = value as? [String] else {
-      throw MeshFileError(file: file, key: key, "must be an array of strings")
+      throw error(key, "must be an array of strings")
     }
     return strings
   }
 
-  func number(_ value: Any?, at key: String) throws(MeshFileError) -> Double? {
+  public func number(_ value: Any?, at key: String) throws(MeshFileError) -> Double? {
     guard let value, !(value is NSNull) else { return nil }
     guard let number = value as? NSNumber else {
-      throw MeshFileError(file: file, key: key, "must be a number")
+      throw error(key, "must be a number")
     }
     return number.doubleValue
   }
 
   /// Batching settings as `key=value,…` (sizes of `preferred_batch_sizes` joined by `/`).
-  func batching(_ value: Any, at path: String, allowing extra: Set<String>) throws(MeshFileError) -> String {
+  public func batching(_ value: Any, at path: String, allowing extra: Set<String>) throws(MeshFileError) -> String {
     guard let object = value as? [String: Any] else {
-      throw MeshFileError(file: file, key: path, "must be an object of batching settings")
+      throw error(path, "must be an object of batching settings")
     }
     try allowOnly(MeshFile.batchingKeys.union(extra), in: object, at: path)
     var pairs: [String] = []
     for key in object.keys.sorted() where MeshFile.batchingKeys.contains(key) {
       if key == "preferred_batch_sizes" {
         guard let sizes = object[key] as? [NSNumber] else {
-          throw MeshFileError(file: file, key: "\(path).\(key)", "must be an array of whole numbers")
+          throw error("\(path).\(key)", "must be an array of whole numbers")
         }
         pairs.append("\(key)=\(sizes.map { "\($0.intValue)" }.joined(separator: "/"))")
       } else {
         guard let number = object[key] as? NSNumber, !(object[key] is Bool),
           number.doubleValue == number.doubleValue.rounded()
         else {
-          throw MeshFileError(file: file, key: "\(path).\(key)", "must be a whole number")
+          throw error("\(path).\(key)", "must be a whole number")
         }
         pairs.append("\(key)=\(number.int64Value)")
       }
@@ -245,9 +259,9 @@ private struct Reader {
     return pairs.joined(separator: ",")
   }
 
-  func bool(_ value: Any?, at key: String) throws(MeshFileError) -> Bool? {
+  public func bool(_ value: Any?, at key: String) throws(MeshFileError) -> Bool? {
     guard let value, !(value is NSNull) else { return nil }
-    guard let bool = value as? Bool else { throw MeshFileError(file: file, key: key, "must be true or false") }
+    guard let bool = value as? Bool else { throw error(key, "must be true or false") }
     return bool
   }
 }

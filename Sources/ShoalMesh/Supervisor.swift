@@ -157,6 +157,15 @@ public final class Supervisor: Sendable {
     ]
     for address in service.listen { arguments += ["--listen", address] }
     arguments += service.serveArguments
+    // The pipeline service reads the pipelines next to the mesh file (mesh/pipelines), or in the
+    // data directory for the built-in mesh.
+    if service.name == "pipeline" {
+      let directory =
+        config.meshPath.hasPrefix("(")
+        ? "\(config.dataDirectory)/pipelines"
+        : URL(fileURLWithPath: config.meshPath).deletingLastPathComponent().appendingPathComponent("pipelines").path
+      arguments += ["--pipelines", directory]
+    }
     process.arguments = arguments
     process.currentDirectoryURL = URL(fileURLWithPath: config.dataDirectory)
     let name = service.name

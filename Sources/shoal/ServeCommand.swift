@@ -4,6 +4,7 @@ import Bench
 import Feedback
 import Foundation
 import Inference
+import Pipeline
 import Registry
 import ShoalAudio
 import ShoalClient
@@ -28,7 +29,7 @@ struct ServeCommand: AsyncParsableCommand {
   )
 
   /// What this build can serve.
-  static let services = ["registry", "tracking", "inference", "feedback", "audio-classifier", "bench"]
+  static let services = ["registry", "tracking", "inference", "feedback", "audio-classifier", "pipeline", "bench"]
 
   @Argument(help: "The service to run.")
   var service: String
@@ -85,6 +86,9 @@ struct ServeCommand: AsyncParsableCommand {
       "The most bytes kept in the service's cache: model files (inference, and a quarter more for AOI jobs' tiles), imagery tiles (feedback)."
   )
   var cacheSize: Int64 = 4 << 30
+
+  @Option(help: "pipeline: the directory of pipeline files (*.json; default DATA/pipelines).")
+  var pipelines: String?
 
   func run() async throws {
     let location = try mesh.location()
@@ -158,6 +162,24 @@ struct ServeCommand: AsyncParsableCommand {
       interceptors.append(
         RegistryAccessInterceptor(
           service: AudioV1.AudioClassifier.fullName, requirements: AudioClassifierService.requirements,
+          registry: RPCClient(address: location.registry)))
+    case "pipeline":
+      // Runs train in the audio classifier, move aliases in the registry and are recorded in
+      // tracking, all found through the registry.
+      let mesh = ShoalClient(location: location)
+      let service = service
+      let pipelineService = PipelineService(
+        directory: pipelines ?? "\(location.dataDirectory)/pipelines",
+        runner: PipelineRunner(
+          registry: mesh.channel(for: "registry"), tracking: mesh.channel(for: "tracking"),
+          audio: mesh.channel(for: "audio-classifier")),
+        log: { logLine(service, $0) })
+      pipelineService.register(in: &router)
+      background.append { await pipelineService.run() }
+      shutdownSteps.append { await mesh.close() }
+      interceptors.append(
+        RegistryAccessInterceptor(
+          service: PipelineV1.Pipelines.fullName, requirements: PipelineService.requirements,
           registry: RPCClient(address: location.registry)))
     case "inference":
       let host = try makeModelHost(location, metrics: metricsRegistry, health: health)

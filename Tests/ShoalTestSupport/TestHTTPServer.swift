@@ -4,8 +4,8 @@ import NIOHTTP1
 import NIOPosix
 import Synchronization
 
-/// A real HTTP/1.1 server on 127.0.0.1 and a port the OS chooses, answering each GET with what
-/// `respond` returns, and recording every request (path and headers) it is sent.
+/// A real HTTP/1.1 server on 127.0.0.1 and a port the OS chooses, answering each request with what
+/// `respond` returns, and recording every request (path, headers, method and body) it is sent.
 public final class TestHTTPServer: Sendable {
   /// A request as it came: the path with its query, the headers (names lower-cased), and how many
   /// requests for the same path came before it.
@@ -13,6 +13,9 @@ public final class TestHTTPServer: Sendable {
     public var path: String
     public var headers: [String: String]
     public var attempt: Int
+    /// GET, POST, …, and the body sent (a webhook's JSON).
+    public var method = "GET"
+    public var body = Data()
   }
 
   /// An answer: a status, headers and a body; `delay` holds it back first.
@@ -68,6 +71,7 @@ public final class TestHTTPServer: Sendable {
     let log: Log
     let respond: @Sendable (Request) -> Response
     var head: HTTPRequestHead?
+    var body = Data()
 
     init(log: Log, respond: @escaping @Sendable (Request) -> Response) {
       self.log = log
@@ -76,16 +80,20 @@ public final class TestHTTPServer: Sendable {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
       switch unwrapInboundIn(data) {
-      case .head(let request): head = request
-      case .body: break
+      case .head(let request):
+        head = request
+        body = Data()
+      case .body(var buffer): body.append(contentsOf: buffer.readBytes(length: buffer.readableBytes) ?? [])
       case .end:
         guard let head else { return }
         self.head = nil
         var headers: [String: String] = [:]
         for (name, value) in head.headers { headers[name.lowercased()] = value }
         let request = log.requests.withLock { log -> Request in
-          let request = Request(
+          var request = Request(
             path: head.uri, headers: headers, attempt: log.filter { $0.path == head.uri }.count)
+          request.method = head.method.rawValue
+          request.body = body
           log.append(request)
           return request
         }

@@ -30,6 +30,12 @@ void shoal_http_handle_free(shoal_http_handle *handle);
 int shoal_http_get(shoal_http_handle *handle, const char *url, const char *const *headers, int header_count,
                    long connect_timeout_ms, long timeout_ms, size_t max_bytes, shoal_http_result *result);
 
+/// POSTs `body_length` bytes of `body` to `url` as shoal_http_get GETs (no redirects followed);
+/// with a NULL body it is a GET.
+int shoal_http_post(shoal_http_handle *handle, const char *url, const char *const *headers, int header_count,
+                    const uint8_t *body, size_t body_length, long connect_timeout_ms, long timeout_ms,
+                    size_t max_bytes, shoal_http_result *result);
+
 void shoal_http_result_free(shoal_http_result *result);
 
 #endif

@@ -18,6 +18,9 @@ public enum HealthV1 {}
 /// Types generated from the `shoal.inference.v1` proto package.
 public enum InferenceV1 {}
 
+/// Types generated from the `shoal.pipeline.v1` proto package.
+public enum PipelineV1 {}
+
 /// Types generated from the `shoal.registry.v1` proto package.
 public enum RegistryV1 {}
 
@@ -151,6 +154,8 @@ let generatedMessageTypes: [any ProtoMessage.Type] = [
   AudioV1.TrainRequest.self,
   AudioV1.EpochMetrics.self,
   AudioV1.TrainResult.self,
+  AudioV1.CheckDatasetRequest.self,
+  AudioV1.CheckDatasetResponse.self,
   AudioV1.TrainProgress.self,
   AudioV1.PredictRequest.self,
   AudioV1.Prediction.self,
@@ -195,6 +200,17 @@ let generatedMessageTypes: [any ProtoMessage.Type] = [
   InferenceV1.CancelJobRequest.self,
   InferenceV1.ListJobsRequest.self,
   InferenceV1.ListJobsResponse.self,
+  PipelineV1.Pipeline.self,
+  PipelineV1.ListPipelinesRequest.self,
+  PipelineV1.ListPipelinesResponse.self,
+  PipelineV1.CheckPipelineRequest.self,
+  PipelineV1.CheckPipelineResponse.self,
+  PipelineV1.RunPipelineRequest.self,
+  PipelineV1.Evaluation.self,
+  PipelineV1.PipelineRun.self,
+  PipelineV1.PipelineProgress.self,
+  PipelineV1.PipelineHistoryRequest.self,
+  PipelineV1.PipelineHistoryResponse.self,
   RegistryV1.Instance.self,
   RegistryV1.RegisterRequest.self,
   RegistryV1.RegisterResponse.self,
@@ -265,6 +281,7 @@ let generatedServices: [ServiceDescriptor] = [
   BenchV1.Bench.descriptor,
   HealthV1.Health.descriptor,
   InferenceV1.Inference.descriptor,
+  PipelineV1.Pipelines.descriptor,
   RegistryV1.Directory.descriptor,
   RpcV1.Reflection.descriptor,
   TrackingV1.Tracking.descriptor,

@@ -362,6 +362,9 @@ extension AudioV1 {
     /// `mels`, `pcen`, `seed` and `hidden_sizes` are its own.
     public var baseModel: String = ""
 
+    /// The tracking run this training is a step of (its run is tagged `mlflow.parentRunId`).
+    public var parentRunId: String = ""
+
     /// A message with every field at its default value.
     public init() {}
   }
@@ -457,6 +460,47 @@ extension AudioV1 {
 
     /// Field 18, `base_version`.
     public var baseVersion: Int64 = 0
+
+    /// Labelled clips left out because their stored file no longer decodes, each with the reason.
+    public var skipped: [AudioV1.ClipFailure] = []
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension AudioV1 {
+  /// The `shoal.audio.v1.CheckDatasetRequest` message.
+  public struct CheckDatasetRequest: ProtoMessage {
+    /// `shoal.audio.v1.CheckDatasetRequest`.
+    public static let protoMessageName = "shoal.audio.v1.CheckDatasetRequest"
+
+    /// Field 1, `dataset_id`.
+    public var datasetId: String = ""
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension AudioV1 {
+  /// What a training would get: each class's clips that decode, and each clip that does not, with
+  /// the reason.
+  public struct CheckDatasetResponse: ProtoMessage {
+    /// `shoal.audio.v1.CheckDatasetResponse`.
+    public static let protoMessageName = "shoal.audio.v1.CheckDatasetResponse"
+
+    /// Field 1, `label_counts`.
+    public var labelCounts: [String: Int64] = [:]
+
+    /// Field 2, `failures`.
+    public var failures: [AudioV1.ClipFailure] = []
+
+    /// Field 3, `unlabelled`.
+    public var unlabelled: Int64 = 0
+
+    /// The digest Train would record for the labelled clips that decode.
+    public var datasetDigest: String = ""
 
     /// A message with every field at its default value.
     public init() {}
@@ -1401,6 +1445,7 @@ extension AudioV1.TrainRequest {
     w.scalar(10, self.validationEvery)
     w.bool(11, self.weightByExpertise)
     w.string(12, self.baseModel)
+    w.string(13, self.parentRunId)
   }
 
   public init(_decoding r: CMessageReader) throws(ProtoError) {
@@ -1418,6 +1463,7 @@ extension AudioV1.TrainRequest {
     self.validationEvery = r.scalar(10, as: Int32.self)
     self.weightByExpertise = r.bool(11)
     self.baseModel = try r.string(12)
+    self.parentRunId = try r.string(13)
   }
 
   public func _encodeJSON(to j: inout JSONObjectWriter) {
@@ -1434,6 +1480,7 @@ extension AudioV1.TrainRequest {
     j.value("validationEvery", self.validationEvery)
     j.value("weightByExpertise", self.weightByExpertise)
     j.value("baseModel", self.baseModel)
+    j.value("parentRunId", self.parentRunId)
   }
 
   public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
@@ -1453,6 +1500,7 @@ extension AudioV1.TrainRequest {
         case "validationEvery", "validation_every": self.validationEvery = try j.value(json, key, as: Int32.self)
         case "weightByExpertise", "weight_by_expertise": self.weightByExpertise = try j.value(json, key, as: Bool.self)
         case "baseModel", "base_model": self.baseModel = try j.value(json, key, as: String.self)
+        case "parentRunId", "parent_run_id": self.parentRunId = try j.value(json, key, as: String.self)
         default: throw j.unknownField(key)
       }
     }
@@ -1528,6 +1576,7 @@ extension AudioV1.TrainResult {
     w.scalar(15, self.validationFiles)
     w.string(16, self.baseModel)
     w.scalar(17, self.baseVersion)
+    w.repeatedMessage(18, self.skipped)
   }
 
   public init(_decoding r: CMessageReader) throws(ProtoError) {
@@ -1550,6 +1599,7 @@ extension AudioV1.TrainResult {
     self.validationFiles = r.scalar(15, as: Int64.self)
     self.baseModel = try r.string(16)
     self.baseVersion = r.scalar(17, as: Int64.self)
+    self.skipped = try r.repeatedMessage(18, as: AudioV1.ClipFailure.self)
   }
 
   public func _encodeJSON(to j: inout JSONObjectWriter) {
@@ -1571,6 +1621,7 @@ extension AudioV1.TrainResult {
     j.value("validationFiles", self.validationFiles)
     j.value("baseModel", self.baseModel)
     j.value("baseVersion", self.baseVersion)
+    j.repeated("skipped", self.skipped)
   }
 
   public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
@@ -1595,6 +1646,73 @@ extension AudioV1.TrainResult {
         case "validationFiles", "validation_files": self.validationFiles = try j.value(json, key, as: Int64.self)
         case "baseModel", "base_model": self.baseModel = try j.value(json, key, as: String.self)
         case "baseVersion", "base_version": self.baseVersion = try j.value(json, key, as: Int64.self)
+        case "skipped": self.skipped = try j.repeated(json, key, as: AudioV1.ClipFailure.self)
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
+extension AudioV1.CheckDatasetRequest {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__audio__v1__check_dataset_request()) }
+
+  public func _encode(to w: CMessageWriter) {
+    w.string(0, self.datasetId)
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    self.datasetId = try r.string(0)
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    j.value("datasetId", self.datasetId)
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "datasetId", "dataset_id": self.datasetId = try j.value(json, key, as: String.self)
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
+extension AudioV1.CheckDatasetResponse {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__audio__v1__check_dataset_response()) }
+
+  public func _encode(to w: CMessageWriter) {
+    w.map(0, self.labelCounts) { e, k, v in e.string(0, k); e.scalar(1, v) }
+    w.repeatedMessage(1, self.failures)
+    w.scalar(2, self.unlabelled)
+    w.string(3, self.datasetDigest)
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    self.labelCounts = try r.map(0) { (e) throws(ProtoError) -> (String, Int64) in (try e.string(0), e.scalar(1, as: Int64.self)) }
+    self.failures = try r.repeatedMessage(1, as: AudioV1.ClipFailure.self)
+    self.unlabelled = r.scalar(2, as: Int64.self)
+    self.datasetDigest = try r.string(3)
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    j.map("labelCounts", self.labelCounts)
+    j.repeated("failures", self.failures)
+    j.value("unlabelled", self.unlabelled)
+    j.value("datasetDigest", self.datasetDigest)
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "labelCounts", "label_counts": self.labelCounts = try j.map(json, key, as: [String: Int64].self)
+        case "failures": self.failures = try j.repeated(json, key, as: AudioV1.ClipFailure.self)
+        case "unlabelled": self.unlabelled = try j.value(json, key, as: Int64.self)
+        case "datasetDigest", "dataset_digest": self.datasetDigest = try j.value(json, key, as: String.self)
         default: throw j.unknownField(key)
       }
     }
@@ -2175,6 +2293,9 @@ extension AudioV1 {
     /// Accuracy per version against the labelled clips, and the active-learning state.
     public static let stats = TypedMethod<AudioV1.StatsRequest, AudioV1.StatsResponse>(service: fullName, name: "Stats", kind: .unary, idempotent: true)
 
+    /// Decodes every labelled clip of a dataset, as Train would.
+    public static let checkDataset = TypedMethod<AudioV1.CheckDatasetRequest, AudioV1.CheckDatasetResponse>(service: fullName, name: "CheckDataset", kind: .unary, idempotent: true)
+
     /// Trains a classifier on a dataset's labelled clips: spectrograms through a fixed
     /// convolutional embedding run by the model core, a dense head trained with HeadTrainer for
     /// each hidden size, the best pushed to the registry as a new version and recorded in tracking.
@@ -2196,6 +2317,6 @@ extension AudioV1 {
     public static let spectrogram = TypedMethod<AudioV1.SpectrogramRequest, AudioV1.SpectrogramResponse>(service: fullName, name: "Spectrogram", kind: .unary, idempotent: true)
 
     /// The service's methods, for routers and reflection.
-    public static let descriptor = ServiceDescriptor(fullName: fullName, methods: [predict.descriptor, nextToLabel.descriptor, submitLabels.descriptor, stats.descriptor, train.descriptor, importDataset.descriptor, getDataset.descriptor, listDatasets.descriptor, listClips.descriptor, spectrogram.descriptor])
+    public static let descriptor = ServiceDescriptor(fullName: fullName, methods: [predict.descriptor, nextToLabel.descriptor, submitLabels.descriptor, stats.descriptor, checkDataset.descriptor, train.descriptor, importDataset.descriptor, getDataset.descriptor, listDatasets.descriptor, listClips.descriptor, spectrogram.descriptor])
   }
 }

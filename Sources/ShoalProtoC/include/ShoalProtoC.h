@@ -10,6 +10,7 @@
 #include "shoal/bench/v1/bench.pb-c.h"
 #include "shoal/health/v1/health.pb-c.h"
 #include "shoal/inference/v1/inference.pb-c.h"
+#include "shoal/pipeline/v1/pipeline.pb-c.h"
 #include "shoal/registry/v1/directory.pb-c.h"
 #include "shoal/rpc/v1/reflection.pb-c.h"
 #include "shoal/rpc/v1/rpc.pb-c.h"
@@ -143,6 +144,8 @@ static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__audio__v
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__audio__v1__train_request(void) { return &shoal__audio__v1__train_request__descriptor; }
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__audio__v1__epoch_metrics(void) { return &shoal__audio__v1__epoch_metrics__descriptor; }
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__audio__v1__train_result(void) { return &shoal__audio__v1__train_result__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__audio__v1__check_dataset_request(void) { return &shoal__audio__v1__check_dataset_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__audio__v1__check_dataset_response(void) { return &shoal__audio__v1__check_dataset_response__descriptor; }
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__audio__v1__train_progress(void) { return &shoal__audio__v1__train_progress__descriptor; }
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__audio__v1__predict_request(void) { return &shoal__audio__v1__predict_request__descriptor; }
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__audio__v1__prediction(void) { return &shoal__audio__v1__prediction__descriptor; }
@@ -193,6 +196,19 @@ static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__inferenc
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__inference__v1__cancel_job_request(void) { return &shoal__inference__v1__cancel_job_request__descriptor; }
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__inference__v1__list_jobs_request(void) { return &shoal__inference__v1__list_jobs_request__descriptor; }
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__inference__v1__list_jobs_response(void) { return &shoal__inference__v1__list_jobs_response__descriptor; }
+
+// shoal/pipeline/v1/pipeline.proto
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__pipeline__v1__pipeline(void) { return &shoal__pipeline__v1__pipeline__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__pipeline__v1__list_pipelines_request(void) { return &shoal__pipeline__v1__list_pipelines_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__pipeline__v1__list_pipelines_response(void) { return &shoal__pipeline__v1__list_pipelines_response__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__pipeline__v1__check_pipeline_request(void) { return &shoal__pipeline__v1__check_pipeline_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__pipeline__v1__check_pipeline_response(void) { return &shoal__pipeline__v1__check_pipeline_response__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__pipeline__v1__run_pipeline_request(void) { return &shoal__pipeline__v1__run_pipeline_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__pipeline__v1__evaluation(void) { return &shoal__pipeline__v1__evaluation__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__pipeline__v1__pipeline_run(void) { return &shoal__pipeline__v1__pipeline_run__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__pipeline__v1__pipeline_progress(void) { return &shoal__pipeline__v1__pipeline_progress__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__pipeline__v1__pipeline_history_request(void) { return &shoal__pipeline__v1__pipeline_history_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__pipeline__v1__pipeline_history_response(void) { return &shoal__pipeline__v1__pipeline_history_response__descriptor; }
 
 // shoal/registry/v1/directory.proto
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__registry__v1__instance(void) { return &shoal__registry__v1__instance__descriptor; }

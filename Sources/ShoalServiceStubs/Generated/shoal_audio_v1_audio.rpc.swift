@@ -19,6 +19,9 @@ extension AudioV1.AudioClassifier {
     /// Accuracy per version against the labelled clips, and the active-learning state.
     func stats(_ request: AudioV1.StatsRequest, context: ServerContext) async throws -> AudioV1.StatsResponse
 
+    /// Decodes every labelled clip of a dataset, as Train would.
+    func checkDataset(_ request: AudioV1.CheckDatasetRequest, context: ServerContext) async throws -> AudioV1.CheckDatasetResponse
+
     /// Trains a classifier on a dataset's labelled clips: spectrograms through a fixed
     /// convolutional embedding run by the model core, a dense head trained with HeadTrainer for
     /// each hidden size, the best pushed to the registry as a new version and recorded in tracking.
@@ -69,6 +72,11 @@ extension AudioV1.AudioClassifier {
       try await rpc.unary(AudioV1.AudioClassifier.stats, request, options: options)
     }
 
+    /// Decodes every labelled clip of a dataset, as Train would.
+    public func checkDataset(_ request: AudioV1.CheckDatasetRequest, options: CallOptions = CallOptions()) async throws(RPCError) -> AudioV1.CheckDatasetResponse {
+      try await rpc.unary(AudioV1.AudioClassifier.checkDataset, request, options: options)
+    }
+
     /// Trains a classifier on a dataset's labelled clips: spectrograms through a fixed
     /// convolutional embedding run by the model core, a dense head trained with HeadTrainer for
     /// each hidden size, the best pushed to the registry as a new version and recorded in tracking.
@@ -116,6 +124,7 @@ extension AudioV1.AudioClassifier.ServiceProtocol {
     router.unary(AudioV1.AudioClassifier.nextToLabel) { try await self.nextToLabel($0, context: $1) }
     router.unary(AudioV1.AudioClassifier.submitLabels) { try await self.submitLabels($0, context: $1) }
     router.unary(AudioV1.AudioClassifier.stats) { try await self.stats($0, context: $1) }
+    router.unary(AudioV1.AudioClassifier.checkDataset) { try await self.checkDataset($0, context: $1) }
     router.serverStreaming(AudioV1.AudioClassifier.train) { try await self.train($0, responses: $1, context: $2) }
     router.serverStreaming(AudioV1.AudioClassifier.importDataset) { try await self.importDataset($0, responses: $1, context: $2) }
     router.unary(AudioV1.AudioClassifier.getDataset) { try await self.getDataset($0, context: $1) }

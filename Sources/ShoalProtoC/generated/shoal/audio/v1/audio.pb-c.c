@@ -688,6 +688,102 @@ void   shoal__audio__v1__train_result__free_unpacked
   assert(message->base.descriptor == &shoal__audio__v1__train_result__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   shoal__audio__v1__check_dataset_request__init
+                     (Shoal__Audio__V1__CheckDatasetRequest         *message)
+{
+  static const Shoal__Audio__V1__CheckDatasetRequest init_value = SHOAL__AUDIO__V1__CHECK_DATASET_REQUEST__INIT;
+  *message = init_value;
+}
+size_t shoal__audio__v1__check_dataset_request__get_packed_size
+                     (const Shoal__Audio__V1__CheckDatasetRequest *message)
+{
+  assert(message->base.descriptor == &shoal__audio__v1__check_dataset_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__audio__v1__check_dataset_request__pack
+                     (const Shoal__Audio__V1__CheckDatasetRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__audio__v1__check_dataset_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__audio__v1__check_dataset_request__pack_to_buffer
+                     (const Shoal__Audio__V1__CheckDatasetRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__audio__v1__check_dataset_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Audio__V1__CheckDatasetRequest *
+       shoal__audio__v1__check_dataset_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Audio__V1__CheckDatasetRequest *)
+     protobuf_c_message_unpack (&shoal__audio__v1__check_dataset_request__descriptor,
+                                allocator, len, data);
+}
+void   shoal__audio__v1__check_dataset_request__free_unpacked
+                     (Shoal__Audio__V1__CheckDatasetRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__audio__v1__check_dataset_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   shoal__audio__v1__check_dataset_response__label_counts_entry__init
+                     (Shoal__Audio__V1__CheckDatasetResponse__LabelCountsEntry         *message)
+{
+  static const Shoal__Audio__V1__CheckDatasetResponse__LabelCountsEntry init_value = SHOAL__AUDIO__V1__CHECK_DATASET_RESPONSE__LABEL_COUNTS_ENTRY__INIT;
+  *message = init_value;
+}
+void   shoal__audio__v1__check_dataset_response__init
+                     (Shoal__Audio__V1__CheckDatasetResponse         *message)
+{
+  static const Shoal__Audio__V1__CheckDatasetResponse init_value = SHOAL__AUDIO__V1__CHECK_DATASET_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t shoal__audio__v1__check_dataset_response__get_packed_size
+                     (const Shoal__Audio__V1__CheckDatasetResponse *message)
+{
+  assert(message->base.descriptor == &shoal__audio__v1__check_dataset_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__audio__v1__check_dataset_response__pack
+                     (const Shoal__Audio__V1__CheckDatasetResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__audio__v1__check_dataset_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__audio__v1__check_dataset_response__pack_to_buffer
+                     (const Shoal__Audio__V1__CheckDatasetResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__audio__v1__check_dataset_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Audio__V1__CheckDatasetResponse *
+       shoal__audio__v1__check_dataset_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Audio__V1__CheckDatasetResponse *)
+     protobuf_c_message_unpack (&shoal__audio__v1__check_dataset_response__descriptor,
+                                allocator, len, data);
+}
+void   shoal__audio__v1__check_dataset_response__free_unpacked
+                     (Shoal__Audio__V1__CheckDatasetResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__audio__v1__check_dataset_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   shoal__audio__v1__train_progress__init
                      (Shoal__Audio__V1__TrainProgress         *message)
 {
@@ -2351,7 +2447,7 @@ const ProtobufCMessageDescriptor shoal__audio__v1__spectrogram_response__descrip
   (ProtobufCMessageInit) shoal__audio__v1__spectrogram_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor shoal__audio__v1__train_request__field_descriptors[13] =
+static const ProtobufCFieldDescriptor shoal__audio__v1__train_request__field_descriptors[14] =
 {
   {
     "dataset_id",
@@ -2509,6 +2605,18 @@ static const ProtobufCFieldDescriptor shoal__audio__v1__train_request__field_des
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "parent_run_id",
+    14,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__TrainRequest, parent_run_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned shoal__audio__v1__train_request__field_indices_by_name[] = {
   12,   /* field[12] = base_model */
@@ -2517,6 +2625,7 @@ static const unsigned shoal__audio__v1__train_request__field_indices_by_name[] =
   3,   /* field[3] = hidden_sizes */
   7,   /* field[7] = mels */
   1,   /* field[1] = model */
+  13,   /* field[13] = parent_run_id */
   6,   /* field[6] = pcen */
   8,   /* field[8] = positive_class */
   9,   /* field[9] = retrain_after */
@@ -2528,7 +2637,7 @@ static const unsigned shoal__audio__v1__train_request__field_indices_by_name[] =
 static const ProtobufCIntRange shoal__audio__v1__train_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 13 }
+  { 0, 14 }
 };
 const ProtobufCMessageDescriptor shoal__audio__v1__train_request__descriptor =
 {
@@ -2538,7 +2647,7 @@ const ProtobufCMessageDescriptor shoal__audio__v1__train_request__descriptor =
   "Shoal__Audio__V1__TrainRequest",
   "shoal.audio.v1",
   sizeof(Shoal__Audio__V1__TrainRequest),
-  13,
+  14,
   shoal__audio__v1__train_request__field_descriptors,
   shoal__audio__v1__train_request__field_indices_by_name,
   1,  shoal__audio__v1__train_request__number_ranges,
@@ -2648,7 +2757,7 @@ const ProtobufCMessageDescriptor shoal__audio__v1__epoch_metrics__descriptor =
   (ProtobufCMessageInit) shoal__audio__v1__epoch_metrics__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor shoal__audio__v1__train_result__field_descriptors[18] =
+static const ProtobufCFieldDescriptor shoal__audio__v1__train_result__field_descriptors[19] =
 {
   {
     "acc",
@@ -2866,6 +2975,18 @@ static const ProtobufCFieldDescriptor shoal__audio__v1__train_result__field_desc
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "skipped",
+    19,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Shoal__Audio__V1__TrainResult, n_skipped),
+    offsetof(Shoal__Audio__V1__TrainResult, skipped),
+    &shoal__audio__v1__clip_failure__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned shoal__audio__v1__train_result__field_indices_by_name[] = {
   0,   /* field[0] = acc */
@@ -2882,6 +3003,7 @@ static const unsigned shoal__audio__v1__train_result__field_indices_by_name[] = 
   8,   /* field[8] = model_loss */
   14,   /* field[14] = positive_class */
   12,   /* field[12] = run_id */
+  18,   /* field[18] = skipped */
   2,   /* field[2] = val_acc */
   3,   /* field[3] = val_loss */
   15,   /* field[15] = validation_files */
@@ -2890,7 +3012,7 @@ static const unsigned shoal__audio__v1__train_result__field_indices_by_name[] = 
 static const ProtobufCIntRange shoal__audio__v1__train_result__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 18 }
+  { 0, 19 }
 };
 const ProtobufCMessageDescriptor shoal__audio__v1__train_result__descriptor =
 {
@@ -2900,11 +3022,177 @@ const ProtobufCMessageDescriptor shoal__audio__v1__train_result__descriptor =
   "Shoal__Audio__V1__TrainResult",
   "shoal.audio.v1",
   sizeof(Shoal__Audio__V1__TrainResult),
-  18,
+  19,
   shoal__audio__v1__train_result__field_descriptors,
   shoal__audio__v1__train_result__field_indices_by_name,
   1,  shoal__audio__v1__train_result__number_ranges,
   (ProtobufCMessageInit) shoal__audio__v1__train_result__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor shoal__audio__v1__check_dataset_request__field_descriptors[1] =
+{
+  {
+    "dataset_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__CheckDatasetRequest, dataset_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__audio__v1__check_dataset_request__field_indices_by_name[] = {
+  0,   /* field[0] = dataset_id */
+};
+static const ProtobufCIntRange shoal__audio__v1__check_dataset_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor shoal__audio__v1__check_dataset_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.audio.v1.CheckDatasetRequest",
+  "CheckDatasetRequest",
+  "Shoal__Audio__V1__CheckDatasetRequest",
+  "shoal.audio.v1",
+  sizeof(Shoal__Audio__V1__CheckDatasetRequest),
+  1,
+  shoal__audio__v1__check_dataset_request__field_descriptors,
+  shoal__audio__v1__check_dataset_request__field_indices_by_name,
+  1,  shoal__audio__v1__check_dataset_request__number_ranges,
+  (ProtobufCMessageInit) shoal__audio__v1__check_dataset_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor shoal__audio__v1__check_dataset_response__label_counts_entry__field_descriptors[2] =
+{
+  {
+    "key",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__CheckDatasetResponse__LabelCountsEntry, key),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "value",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__CheckDatasetResponse__LabelCountsEntry, value),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__audio__v1__check_dataset_response__label_counts_entry__field_indices_by_name[] = {
+  0,   /* field[0] = key */
+  1,   /* field[1] = value */
+};
+static const ProtobufCIntRange shoal__audio__v1__check_dataset_response__label_counts_entry__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor shoal__audio__v1__check_dataset_response__label_counts_entry__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.audio.v1.CheckDatasetResponse.LabelCountsEntry",
+  "LabelCountsEntry",
+  "Shoal__Audio__V1__CheckDatasetResponse__LabelCountsEntry",
+  "shoal.audio.v1",
+  sizeof(Shoal__Audio__V1__CheckDatasetResponse__LabelCountsEntry),
+  2,
+  shoal__audio__v1__check_dataset_response__label_counts_entry__field_descriptors,
+  shoal__audio__v1__check_dataset_response__label_counts_entry__field_indices_by_name,
+  1,  shoal__audio__v1__check_dataset_response__label_counts_entry__number_ranges,
+  (ProtobufCMessageInit) shoal__audio__v1__check_dataset_response__label_counts_entry__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor shoal__audio__v1__check_dataset_response__field_descriptors[4] =
+{
+  {
+    "label_counts",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Shoal__Audio__V1__CheckDatasetResponse, n_label_counts),
+    offsetof(Shoal__Audio__V1__CheckDatasetResponse, label_counts),
+    &shoal__audio__v1__check_dataset_response__label_counts_entry__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "failures",
+    2,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Shoal__Audio__V1__CheckDatasetResponse, n_failures),
+    offsetof(Shoal__Audio__V1__CheckDatasetResponse, failures),
+    &shoal__audio__v1__clip_failure__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "unlabelled",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__CheckDatasetResponse, unlabelled),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "dataset_digest",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__CheckDatasetResponse, dataset_digest),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__audio__v1__check_dataset_response__field_indices_by_name[] = {
+  3,   /* field[3] = dataset_digest */
+  1,   /* field[1] = failures */
+  0,   /* field[0] = label_counts */
+  2,   /* field[2] = unlabelled */
+};
+static const ProtobufCIntRange shoal__audio__v1__check_dataset_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor shoal__audio__v1__check_dataset_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.audio.v1.CheckDatasetResponse",
+  "CheckDatasetResponse",
+  "Shoal__Audio__V1__CheckDatasetResponse",
+  "shoal.audio.v1",
+  sizeof(Shoal__Audio__V1__CheckDatasetResponse),
+  4,
+  shoal__audio__v1__check_dataset_response__field_descriptors,
+  shoal__audio__v1__check_dataset_response__field_indices_by_name,
+  1,  shoal__audio__v1__check_dataset_response__number_ranges,
+  (ProtobufCMessageInit) shoal__audio__v1__check_dataset_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor shoal__audio__v1__train_progress__field_descriptors[4] =
@@ -4200,12 +4488,13 @@ const ProtobufCEnumDescriptor shoal__audio__v1__expertise__descriptor =
   shoal__audio__v1__expertise__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCMethodDescriptor shoal__audio__v1__audio_classifier__method_descriptors[10] =
+static const ProtobufCMethodDescriptor shoal__audio__v1__audio_classifier__method_descriptors[11] =
 {
   { "Predict", &shoal__audio__v1__predict_request__descriptor, &shoal__audio__v1__predict_response__descriptor },
   { "NextToLabel", &shoal__audio__v1__next_to_label_request__descriptor, &shoal__audio__v1__next_to_label_response__descriptor },
   { "SubmitLabels", &shoal__audio__v1__submit_labels_request__descriptor, &shoal__audio__v1__submit_labels_response__descriptor },
   { "Stats", &shoal__audio__v1__stats_request__descriptor, &shoal__audio__v1__stats_response__descriptor },
+  { "CheckDataset", &shoal__audio__v1__check_dataset_request__descriptor, &shoal__audio__v1__check_dataset_response__descriptor },
   { "Train", &shoal__audio__v1__train_request__descriptor, &shoal__audio__v1__train_progress__descriptor },
   { "ImportDataset", &shoal__audio__v1__import_dataset_request__descriptor, &shoal__audio__v1__import_progress__descriptor },
   { "GetDataset", &shoal__audio__v1__get_dataset_request__descriptor, &shoal__audio__v1__dataset__descriptor },
@@ -4214,16 +4503,17 @@ static const ProtobufCMethodDescriptor shoal__audio__v1__audio_classifier__metho
   { "Spectrogram", &shoal__audio__v1__spectrogram_request__descriptor, &shoal__audio__v1__spectrogram_response__descriptor },
 };
 const unsigned shoal__audio__v1__audio_classifier__method_indices_by_name[] = {
-  6,        /* GetDataset */
-  5,        /* ImportDataset */
-  8,        /* ListClips */
-  7,        /* ListDatasets */
+  4,        /* CheckDataset */
+  7,        /* GetDataset */
+  6,        /* ImportDataset */
+  9,        /* ListClips */
+  8,        /* ListDatasets */
   1,        /* NextToLabel */
   0,        /* Predict */
-  9,        /* Spectrogram */
+  10,        /* Spectrogram */
   3,        /* Stats */
   2,        /* SubmitLabels */
-  4         /* Train */
+  5         /* Train */
 };
 const ProtobufCServiceDescriptor shoal__audio__v1__audio_classifier__descriptor =
 {
@@ -4232,7 +4522,7 @@ const ProtobufCServiceDescriptor shoal__audio__v1__audio_classifier__descriptor 
   "AudioClassifier",
   "Shoal__Audio__V1__AudioClassifier",
   "shoal.audio.v1",
-  10,
+  11,
   shoal__audio__v1__audio_classifier__method_descriptors,
   shoal__audio__v1__audio_classifier__method_indices_by_name
 };
@@ -4268,13 +4558,21 @@ void shoal__audio__v1__audio_classifier__stats(ProtobufCService *service,
   assert(service->descriptor == &shoal__audio__v1__audio_classifier__descriptor);
   service->invoke(service, 3, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
+void shoal__audio__v1__audio_classifier__check_dataset(ProtobufCService *service,
+                                                       const Shoal__Audio__V1__CheckDatasetRequest *input,
+                                                       Shoal__Audio__V1__CheckDatasetResponse_Closure closure,
+                                                       void *closure_data)
+{
+  assert(service->descriptor == &shoal__audio__v1__audio_classifier__descriptor);
+  service->invoke(service, 4, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
 void shoal__audio__v1__audio_classifier__train(ProtobufCService *service,
                                                const Shoal__Audio__V1__TrainRequest *input,
                                                Shoal__Audio__V1__TrainProgress_Closure closure,
                                                void *closure_data)
 {
   assert(service->descriptor == &shoal__audio__v1__audio_classifier__descriptor);
-  service->invoke(service, 4, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 5, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void shoal__audio__v1__audio_classifier__import_dataset(ProtobufCService *service,
                                                         const Shoal__Audio__V1__ImportDatasetRequest *input,
@@ -4282,7 +4580,7 @@ void shoal__audio__v1__audio_classifier__import_dataset(ProtobufCService *servic
                                                         void *closure_data)
 {
   assert(service->descriptor == &shoal__audio__v1__audio_classifier__descriptor);
-  service->invoke(service, 5, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 6, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void shoal__audio__v1__audio_classifier__get_dataset(ProtobufCService *service,
                                                      const Shoal__Audio__V1__GetDatasetRequest *input,
@@ -4290,7 +4588,7 @@ void shoal__audio__v1__audio_classifier__get_dataset(ProtobufCService *service,
                                                      void *closure_data)
 {
   assert(service->descriptor == &shoal__audio__v1__audio_classifier__descriptor);
-  service->invoke(service, 6, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 7, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void shoal__audio__v1__audio_classifier__list_datasets(ProtobufCService *service,
                                                        const Shoal__Audio__V1__ListDatasetsRequest *input,
@@ -4298,7 +4596,7 @@ void shoal__audio__v1__audio_classifier__list_datasets(ProtobufCService *service
                                                        void *closure_data)
 {
   assert(service->descriptor == &shoal__audio__v1__audio_classifier__descriptor);
-  service->invoke(service, 7, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 8, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void shoal__audio__v1__audio_classifier__list_clips(ProtobufCService *service,
                                                     const Shoal__Audio__V1__ListClipsRequest *input,
@@ -4306,7 +4604,7 @@ void shoal__audio__v1__audio_classifier__list_clips(ProtobufCService *service,
                                                     void *closure_data)
 {
   assert(service->descriptor == &shoal__audio__v1__audio_classifier__descriptor);
-  service->invoke(service, 8, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 9, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void shoal__audio__v1__audio_classifier__spectrogram(ProtobufCService *service,
                                                      const Shoal__Audio__V1__SpectrogramRequest *input,
@@ -4314,7 +4612,7 @@ void shoal__audio__v1__audio_classifier__spectrogram(ProtobufCService *service,
                                                      void *closure_data)
 {
   assert(service->descriptor == &shoal__audio__v1__audio_classifier__descriptor);
-  service->invoke(service, 9, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 10, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void shoal__audio__v1__audio_classifier__init (Shoal__Audio__V1__AudioClassifier_Service *service,
                                                Shoal__Audio__V1__AudioClassifier_ServiceDestroy destroy)

@@ -32,6 +32,9 @@ typedef struct Shoal__Audio__V1__SpectrogramResponse Shoal__Audio__V1__Spectrogr
 typedef struct Shoal__Audio__V1__TrainRequest Shoal__Audio__V1__TrainRequest;
 typedef struct Shoal__Audio__V1__EpochMetrics Shoal__Audio__V1__EpochMetrics;
 typedef struct Shoal__Audio__V1__TrainResult Shoal__Audio__V1__TrainResult;
+typedef struct Shoal__Audio__V1__CheckDatasetRequest Shoal__Audio__V1__CheckDatasetRequest;
+typedef struct Shoal__Audio__V1__CheckDatasetResponse Shoal__Audio__V1__CheckDatasetResponse;
+typedef struct Shoal__Audio__V1__CheckDatasetResponse__LabelCountsEntry Shoal__Audio__V1__CheckDatasetResponse__LabelCountsEntry;
 typedef struct Shoal__Audio__V1__TrainProgress Shoal__Audio__V1__TrainProgress;
 typedef struct Shoal__Audio__V1__PredictRequest Shoal__Audio__V1__PredictRequest;
 typedef struct Shoal__Audio__V1__Prediction Shoal__Audio__V1__Prediction;
@@ -394,10 +397,14 @@ struct  Shoal__Audio__V1__TrainRequest
    * `mels`, `pcen`, `seed` and `hidden_sizes` are its own.
    */
   char *base_model;
+  /*
+   * The tracking run this training is a step of (its run is tagged `mlflow.parentRunId`).
+   */
+  char *parent_run_id;
 };
 #define SHOAL__AUDIO__V1__TRAIN_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&shoal__audio__v1__train_request__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0,NULL, 0, 0, 0, 0, (char *)protobuf_c_empty_string, 0, 0, 0, (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0,NULL, 0, 0, 0, 0, (char *)protobuf_c_empty_string, 0, 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
 
 
 struct  Shoal__Audio__V1__EpochMetrics
@@ -465,10 +472,58 @@ struct  Shoal__Audio__V1__TrainResult
    */
   char *base_model;
   int64_t base_version;
+  /*
+   * Labelled clips left out because their stored file no longer decodes, each with the reason.
+   */
+  size_t n_skipped;
+  Shoal__Audio__V1__ClipFailure **skipped;
 };
 #define SHOAL__AUDIO__V1__TRAIN_RESULT__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&shoal__audio__v1__train_result__descriptor) \
-    , 0,NULL, 0,NULL, 0,NULL, 0,NULL, 0,NULL, 0,NULL, 0, 0, 0, 0, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, 0 }
+    , 0,NULL, 0,NULL, 0,NULL, 0,NULL, 0,NULL, 0,NULL, 0, 0, 0, 0, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, 0, 0,NULL }
+
+
+struct  Shoal__Audio__V1__CheckDatasetRequest
+{
+  ProtobufCMessage base;
+  char *dataset_id;
+};
+#define SHOAL__AUDIO__V1__CHECK_DATASET_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__audio__v1__check_dataset_request__descriptor) \
+    , (char *)protobuf_c_empty_string }
+
+
+struct  Shoal__Audio__V1__CheckDatasetResponse__LabelCountsEntry
+{
+  ProtobufCMessage base;
+  char *key;
+  int64_t value;
+};
+#define SHOAL__AUDIO__V1__CHECK_DATASET_RESPONSE__LABEL_COUNTS_ENTRY__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__audio__v1__check_dataset_response__label_counts_entry__descriptor) \
+    , (char *)protobuf_c_empty_string, 0 }
+
+
+/*
+ * What a training would get: each class's clips that decode, and each clip that does not, with
+ * the reason.
+ */
+struct  Shoal__Audio__V1__CheckDatasetResponse
+{
+  ProtobufCMessage base;
+  size_t n_label_counts;
+  Shoal__Audio__V1__CheckDatasetResponse__LabelCountsEntry **label_counts;
+  size_t n_failures;
+  Shoal__Audio__V1__ClipFailure **failures;
+  int64_t unlabelled;
+  /*
+   * The digest Train would record for the labelled clips that decode.
+   */
+  char *dataset_digest;
+};
+#define SHOAL__AUDIO__V1__CHECK_DATASET_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__audio__v1__check_dataset_response__descriptor) \
+    , 0,NULL, 0,NULL, 0, (char *)protobuf_c_empty_string }
 
 
 /*
@@ -1060,6 +1115,47 @@ Shoal__Audio__V1__TrainResult *
 void   shoal__audio__v1__train_result__free_unpacked
                      (Shoal__Audio__V1__TrainResult *message,
                       ProtobufCAllocator *allocator);
+/* Shoal__Audio__V1__CheckDatasetRequest methods */
+void   shoal__audio__v1__check_dataset_request__init
+                     (Shoal__Audio__V1__CheckDatasetRequest         *message);
+size_t shoal__audio__v1__check_dataset_request__get_packed_size
+                     (const Shoal__Audio__V1__CheckDatasetRequest   *message);
+size_t shoal__audio__v1__check_dataset_request__pack
+                     (const Shoal__Audio__V1__CheckDatasetRequest   *message,
+                      uint8_t             *out);
+size_t shoal__audio__v1__check_dataset_request__pack_to_buffer
+                     (const Shoal__Audio__V1__CheckDatasetRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Shoal__Audio__V1__CheckDatasetRequest *
+       shoal__audio__v1__check_dataset_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shoal__audio__v1__check_dataset_request__free_unpacked
+                     (Shoal__Audio__V1__CheckDatasetRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Shoal__Audio__V1__CheckDatasetResponse__LabelCountsEntry methods */
+void   shoal__audio__v1__check_dataset_response__label_counts_entry__init
+                     (Shoal__Audio__V1__CheckDatasetResponse__LabelCountsEntry         *message);
+/* Shoal__Audio__V1__CheckDatasetResponse methods */
+void   shoal__audio__v1__check_dataset_response__init
+                     (Shoal__Audio__V1__CheckDatasetResponse         *message);
+size_t shoal__audio__v1__check_dataset_response__get_packed_size
+                     (const Shoal__Audio__V1__CheckDatasetResponse   *message);
+size_t shoal__audio__v1__check_dataset_response__pack
+                     (const Shoal__Audio__V1__CheckDatasetResponse   *message,
+                      uint8_t             *out);
+size_t shoal__audio__v1__check_dataset_response__pack_to_buffer
+                     (const Shoal__Audio__V1__CheckDatasetResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Shoal__Audio__V1__CheckDatasetResponse *
+       shoal__audio__v1__check_dataset_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shoal__audio__v1__check_dataset_response__free_unpacked
+                     (Shoal__Audio__V1__CheckDatasetResponse *message,
+                      ProtobufCAllocator *allocator);
 /* Shoal__Audio__V1__TrainProgress methods */
 void   shoal__audio__v1__train_progress__init
                      (Shoal__Audio__V1__TrainProgress         *message);
@@ -1363,6 +1459,15 @@ typedef void (*Shoal__Audio__V1__EpochMetrics_Closure)
 typedef void (*Shoal__Audio__V1__TrainResult_Closure)
                  (const Shoal__Audio__V1__TrainResult *message,
                   void *closure_data);
+typedef void (*Shoal__Audio__V1__CheckDatasetRequest_Closure)
+                 (const Shoal__Audio__V1__CheckDatasetRequest *message,
+                  void *closure_data);
+typedef void (*Shoal__Audio__V1__CheckDatasetResponse__LabelCountsEntry_Closure)
+                 (const Shoal__Audio__V1__CheckDatasetResponse__LabelCountsEntry *message,
+                  void *closure_data);
+typedef void (*Shoal__Audio__V1__CheckDatasetResponse_Closure)
+                 (const Shoal__Audio__V1__CheckDatasetResponse *message,
+                  void *closure_data);
 typedef void (*Shoal__Audio__V1__TrainProgress_Closure)
                  (const Shoal__Audio__V1__TrainProgress *message,
                   void *closure_data);
@@ -1431,6 +1536,10 @@ struct Shoal__Audio__V1__AudioClassifier_Service
                 const Shoal__Audio__V1__StatsRequest *input,
                 Shoal__Audio__V1__StatsResponse_Closure closure,
                 void *closure_data);
+  void (*check_dataset)(Shoal__Audio__V1__AudioClassifier_Service *service,
+                        const Shoal__Audio__V1__CheckDatasetRequest *input,
+                        Shoal__Audio__V1__CheckDatasetResponse_Closure closure,
+                        void *closure_data);
   void (*train)(Shoal__Audio__V1__AudioClassifier_Service *service,
                 const Shoal__Audio__V1__TrainRequest *input,
                 Shoal__Audio__V1__TrainProgress_Closure closure,
@@ -1467,6 +1576,7 @@ void shoal__audio__v1__audio_classifier__init (Shoal__Audio__V1__AudioClassifier
       function_prefix__ ## next_to_label,\
       function_prefix__ ## submit_labels,\
       function_prefix__ ## stats,\
+      function_prefix__ ## check_dataset,\
       function_prefix__ ## train,\
       function_prefix__ ## import_dataset,\
       function_prefix__ ## get_dataset,\
@@ -1489,6 +1599,10 @@ void shoal__audio__v1__audio_classifier__stats(ProtobufCService *service,
                                                const Shoal__Audio__V1__StatsRequest *input,
                                                Shoal__Audio__V1__StatsResponse_Closure closure,
                                                void *closure_data);
+void shoal__audio__v1__audio_classifier__check_dataset(ProtobufCService *service,
+                                                       const Shoal__Audio__V1__CheckDatasetRequest *input,
+                                                       Shoal__Audio__V1__CheckDatasetResponse_Closure closure,
+                                                       void *closure_data);
 void shoal__audio__v1__audio_classifier__train(ProtobufCService *service,
                                                const Shoal__Audio__V1__TrainRequest *input,
                                                Shoal__Audio__V1__TrainProgress_Closure closure,
@@ -1533,6 +1647,9 @@ extern const ProtobufCMessageDescriptor shoal__audio__v1__spectrogram_response__
 extern const ProtobufCMessageDescriptor shoal__audio__v1__train_request__descriptor;
 extern const ProtobufCMessageDescriptor shoal__audio__v1__epoch_metrics__descriptor;
 extern const ProtobufCMessageDescriptor shoal__audio__v1__train_result__descriptor;
+extern const ProtobufCMessageDescriptor shoal__audio__v1__check_dataset_request__descriptor;
+extern const ProtobufCMessageDescriptor shoal__audio__v1__check_dataset_response__descriptor;
+extern const ProtobufCMessageDescriptor shoal__audio__v1__check_dataset_response__label_counts_entry__descriptor;
 extern const ProtobufCMessageDescriptor shoal__audio__v1__train_progress__descriptor;
 extern const ProtobufCMessageDescriptor shoal__audio__v1__predict_request__descriptor;
 extern const ProtobufCMessageDescriptor shoal__audio__v1__prediction__descriptor;

@@ -1,0 +1,175 @@
+import Foundation
+import ShoalProto
+import ShoalTestSupport
+import Testing
+
+/// The closed loop under `shoal up` with no human step: pipelines from the files next to the mesh
+/// file, trained by the audio classifier, judged on a held-out test set, promoted in the
+/// registry, recorded in tracking and announced to a webhook (a real HTTP server here).
+@Suite(.serialized)
+struct PipelineEndToEndTests {
+  static let makeClips = #"""
+    import os, sys
+    import numpy as np, soundfile as sf
+    out = sys.argv[1]
+    rng = np.random.default_rng(17)
+    sr = 16000
+    t = np.arange(3 * sr) / sr
+    def background():
+        return 0.04 * np.sin(2 * np.pi * rng.uniform(50, 150) * t) + rng.uniform(0.02, 0.06) * rng.standard_normal(t.size)
+    def whistle():
+        f = rng.uniform(1500, 5000)
+        return 0.25 * np.sin(2 * np.pi * (f * t + rng.uniform(-200, 200) * t ** 2)) * (np.sin(2 * np.pi * 3 * t) > 0)
+    def write(path, signal):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        sf.write(path, (rng.uniform(0.5, 1.5) * signal).astype(np.float32), sr, subtype="PCM_16")
+    for name, count in [("small", 2), ("calls", 20), ("test", 12)]:
+        for i in range(count):
+            write(f"{out}/{name}/call/c{i:02d}.wav", whistle() + background())
+            write(f"{out}/{name}/noise/n{i:02d}.wav", background())
+    # The same kind of clips with their labels swapped: a model trained on them is worse.
+    for i in range(20):
+        write(f"{out}/flipped/noise/c{i:02d}.wav", whistle() + background())
+        write(f"{out}/flipped/call/n{i:02d}.wav", background())
+    for i in range(2):
+        write(f"{out}/pool/p{i}.wav", whistle() + background())
+    """#
+
+  static func pipeline(source: String, epochs: Int, hidden: Int, labels: Int = 0, hook: String) -> String {
+    """
+    { "model": "orca", "source": { "audio_dataset": "\(source)" }, "test": { "audio_dataset": "test" },
+      \(labels > 0 ? #""triggers": { "labels": \#(labels) },"# : "")
+      "steps": [ { "step": "load" }, { "step": "validate", "min_per_class": 2 },
+        { "step": "tune", "hidden_sizes": [\(hidden)] }, { "step": "train", "epochs": \(epochs) },
+        { "step": "evaluate" }, { "step": "decide", "margin": 0.05, "max_class_regression": 0.2 },
+        { "step": "promote" }, { "step": "notify", "webhook": "\(hook)", "format": "slack" } ] }
+    """
+  }
+
+  @Test func aBetterModelGoesLiveAndAWorseOneDoesNot() async throws {
+    let shoal = try TestEnvironment.product("shoal")
+    let data = try TemporaryDirectory()
+    let made = try await Subprocess.run(try TestEnvironment.python(), ["-c", Self.makeClips, data.path("clips")])
+    try #require(made.status == 0, "\(made.stderrText)")
+    let hook = try await TestHTTPServer { request in .init(status: request.path == "/failing" ? 500 : 200) }
+    defer { Task { await hook.close() } }
+    try FileManager.default.createDirectory(atPath: data.path("pipelines"), withIntermediateDirectories: true)
+    func write(_ name: String, _ text: String) throws {
+      try Data(text.utf8).write(to: URL(fileURLWithPath: data.path("pipelines/\(name).json")))
+    }
+    // First a weak version: one epoch on four clips.
+    try write("loop", Self.pipeline(source: "small", epochs: 1, hidden: 2, hook: "\(hook.base)/hook"))
+    try write("flipped", Self.pipeline(source: "flipped", epochs: 60, hidden: 32, hook: "\(hook.base)/failing"))
+    try write("broken", Self.pipeline(source: "nothing", epochs: 10, hidden: 8, hook: "\(hook.base)/hook"))
+    try write("bad", #"{ "model": "orca", "source": { "audio_dataset": "x" }, "steps": [ { "step": "deploy" } ] }"#)
+    try Data(
+      #"""
+      { "services": [ { "name": "registry" }, { "name": "tracking" }, { "name": "audio-classifier" },
+        { "name": "pipeline" } ] }
+      """#.utf8
+    ).write(to: data.url.appendingPathComponent("mesh.json"))
+    let up = try ServerProcess(shoal, ["up", "--mesh", data.path("mesh.json"), "--data", data.url.path])
+    _ = try await up.waitForLines(containing: "mesh up", seconds: 60)
+    func run(_ arguments: String...) async throws -> SubprocessResult {
+      try await Subprocess.run(shoal, arguments + ["--data", data.url.path])
+    }
+    func history(_ name: String) async throws -> [PipelineV1.PipelineRun] {
+      try PipelineV1.PipelineHistoryResponse(
+        jsonString: try await run("pipeline", "history", name, "--json").stdoutText
+      ).runs
+    }
+    func production() async throws -> Int64 {
+      try RegistryV1.ModelVersion(jsonString: try await run("models", "show", "orca@production", "--json").stdoutText)
+        .version
+    }
+    do {
+      for name in ["small", "calls", "test", "flipped"] {
+        let imported = try await run("audio", "import", data.path("clips/\(name)"), "--name", name)
+        #expect(imported.status == 0, "\(imported.stderrText)")
+      }
+      let listed = try await run("pipeline", "list")
+      #expect(listed.stdoutText.contains("loop") && listed.stdoutText.contains("load → validate → tune → train"))
+      #expect(
+        listed.stdoutText.contains("bad.json: key 'steps[0].step' 'deploy' is not a step"), "\(listed.stdoutText)")
+
+      // 1. No production yet: the weak version is promoted as the first.
+      let first = try PipelineV1.PipelineRun(jsonString: try await run("pipeline", "run", "loop", "--json").stdoutText)
+      #expect(first.status == "FINISHED" && first.decision == "promote" && first.candidateVersion == 1, "\(first)")
+      #expect(try await production() == 1)
+
+      // 2. Trained on more labels, the next version beats it by the margin and goes live.
+      try write("loop", Self.pipeline(source: "calls", epochs: 60, hidden: 32, labels: 2, hook: "\(hook.base)/hook"))
+      let second = try PipelineV1.PipelineRun(jsonString: try await run("pipeline", "run", "loop", "--json").stdoutText)
+      #expect(second.status == "FINISHED" && second.decision == "promote", "\(second)")
+      #expect(second.candidateVersion == 2 && second.productionVersion == 1 && second.promotedAlias == "production")
+      let (better, weaker) = (second.candidate?.accuracy ?? 0, second.production?.accuracy ?? 1)
+      #expect(better >= weaker + 0.05 && better >= 0.9, "v2 \(better) against v1 \(weaker)")
+      #expect(try await production() == 2)
+      let previous = try await run("models", "show", "orca@previous-production", "--json")
+      #expect(try RegistryV1.ModelVersion(jsonString: previous.stdoutText).version == 1)
+      // Predictions by alias come from the new version.
+      let test = try #require(
+        try AudioV1.ListDatasetsResponse(jsonString: try await run("audio", "datasets", "--json").stdoutText)
+          .datasets.first { $0.name == "test" })
+      let answered = try AudioV1.PredictResponse(
+        jsonString: try await run("audio", "predict", "orca@production", "--dataset", test.datasetId, "--all", "--json")
+          .stdoutText)
+      #expect(answered.version == 2)
+
+      // 3. Trained on flipped labels, a worse version is rejected and production is untouched.
+      let flipped = try await run("pipeline", "run", "flipped", "--json")
+      let third = try PipelineV1.PipelineRun(jsonString: flipped.stdoutText)
+      #expect(third.status == "FINISHED" && third.decision == "reject" && third.candidateVersion == 3, "\(third)")
+      #expect(third.reasons.contains { $0.contains("does not beat it by the margin") })
+      // Its webhook fails: tried again with backoff, recorded, and the run finished all the same.
+      #expect(third.notified == "failed after 4 attempts: HTTP 500", "\(third.notified)")
+      #expect(hook.requests.filter { $0.path == "/failing" }.count == 4)
+      #expect(try await production() == 2)
+
+      // 4. A step that fails stops the run, says why, and leaves production alone.
+      let broken = try await run("pipeline", "run", "broken")
+      #expect(broken.status != 0 && broken.stdoutText.contains("failed at load"), "\(broken.stdoutText)")
+      #expect(broken.stdoutText.contains("no dataset 'nothing'"))
+      #expect(try await production() == 2)
+
+      // 5. Two new labels start the loop by themselves.
+      let pool = try AudioV1.Dataset(
+        jsonString: try await run("audio", "import", data.path("clips/pool"), "--name", "calls", "--json").stdoutText)
+      let clips = try AudioV1.ListClipsResponse(
+        jsonString: try await run("audio", "clips", pool.datasetId, "--label", "unlabelled", "--json").stdoutText
+      ).clips
+      #expect(clips.count == 2)
+      let labelled = try await run(
+        "audio", "label", pool.datasetId, "\(clips[0].digest)=call", "\(clips[1].digest)=call")
+      #expect(labelled.status == 0, "\(labelled.stderrText)")
+      var runs: [PipelineV1.PipelineRun] = []
+      for _ in 0..<240 {
+        runs = try await history("loop")
+        if runs.first.map({ $0.trigger == "labels" && $0.status != "RUNNING" }) ?? false { break }
+        try await Task.sleep(for: .milliseconds(500))
+      }
+      let triggered = try #require(runs.first)
+      #expect(
+        triggered.trigger == "labels" && triggered.status == "FINISHED" && triggered.labelsAtRun == "2", "\(runs)")
+      #expect(try await production() >= 2)
+
+      // The history tells every decision and its reasons; tracking has the runs.
+      let told = try await run("pipeline", "history", "loop")
+      #expect(told.stdoutText.contains("promote: candidate v2") && told.stdoutText.contains("against production v1"))
+      let parent = try TrackingV1.Run(jsonString: try await run("runs", "show", second.runId, "--json").stdoutText)
+      #expect(parent.tags["decision"] == "promote" && parent.tags["candidate_version"] == "2")
+
+      // The webhook heard of each finished run that reached notify, in Slack's shape.
+      let posts = hook.requests.filter { $0.method == "POST" && $0.path == "/hook" }
+      #expect(posts.count >= 3, "\(posts.count) posts")
+      let texts = posts.compactMap { post in
+        (try? JSONSerialization.jsonObject(with: post.body) as? [String: String])?["text"]
+      }
+      #expect(texts.count == posts.count && texts.contains { $0.contains("promote local/orca v2") }, "\(texts)")
+    } catch {
+      _ = try? await up.stop()
+      throw error
+    }
+    #expect(try await up.stop(signal: SIGTERM) == 0, "\(up.text)")
+  }
+}
