@@ -17,7 +17,8 @@ public struct InferenceService: InferenceV1.Inference.ServiceProtocol {
   public static let requirements: [String: RegistryV1.Role] = [
     "ModelStatus": .reader, "WatchModels": .reader, "ModelMetadata": .reader, "Predict": .reader,
     "PredictStream": .reader, "LoadModel": .writer, "UnloadModel": .writer, "StartJob": .writer,
-    "CancelJob": .writer, "WatchJob": .reader, "ListJobs": .reader,
+    "CancelJob": .writer, "WatchJob": .reader, "ListJobs": .reader, "StartRollout": .writer,
+    "RolloutStatus": .reader, "ListRollouts": .reader, "PromoteRollout": .writer, "RollbackRollout": .writer,
   ]
 
   /// The largest request or response the service takes by default: a batch of eight 224 × 224
@@ -26,11 +27,14 @@ public struct InferenceService: InferenceV1.Inference.ServiceProtocol {
 
   private let host: ModelHost
   private let jobs: JobBoard?
+  private let rollouts: RolloutBoard?
 
-  /// The service over `host`, with AOI jobs on `jobs` (without, the job calls are UNIMPLEMENTED).
-  public init(host: ModelHost, jobs: JobBoard? = nil) {
+  /// The service over `host`, with AOI jobs on `jobs` (without, the job calls are UNIMPLEMENTED)
+  /// and rollouts on `rollouts` (likewise).
+  public init(host: ModelHost, jobs: JobBoard? = nil, rollouts: RolloutBoard? = nil) {
     self.host = host
     self.jobs = jobs
+    self.rollouts = rollouts
   }
 
   static func identity(_ context: ServerContext) -> ModelHost.Identity {
@@ -137,9 +141,16 @@ public struct InferenceService: InferenceV1.Inference.ServiceProtocol {
   // MARK: Predict
 
   private func servedVersion(_ model: String, context: ServerContext) async throws -> ServedVersion {
-    let identity = Self.identity(context)
-    let key = try ModelReference(parsing: model).qualified(defaultOrganization: identity.defaultOrganization)
+    try await servedVersion(key: try key(model, context: context), shown: model, context: context)
+  }
+
+  private func key(_ model: String, context: ServerContext) throws(RPCError) -> String {
+    try ModelReference(parsing: model).qualified(defaultOrganization: Self.identity(context).defaultOrganization)
       .description
+  }
+
+  private func servedVersion(key: String, shown model: String, context: ServerContext) async throws -> ServedVersion {
+    let identity = Self.identity(context)
     guard let served = host.serving(key) else {
       if let unavailable = host.unavailability(key),
         identity.organization == nil || key.hasPrefix("\(identity.organization!)/")
@@ -156,20 +167,67 @@ public struct InferenceService: InferenceV1.Inference.ServiceProtocol {
     _ request: InferenceV1.PredictRequest, context: ServerContext
   ) async throws -> InferenceV1.PredictResponse {
     let started = ContinuousClock.now
-    let served = try await servedVersion(request.model, context: context)
+    let key = try key(request.model, context: context)
+    // A canary rollout on this alias may send the request to its candidate.
+    let candidate = rollouts?.route(key, requestID: request.id)
+    let served = try await servedVersion(key: candidate ?? key, shown: request.model, context: context)
+    let arm: RolloutBoard.Arm = candidate == nil ? .production : .candidate
     do {
-      let response = try await run(request, on: served, deadline: context.deadline)
-      served.metrics.record(.success(()), seconds: DynamicBatcher.seconds(.now - started))
+      let (response, outputs) = try await run(request, on: served, deadline: context.deadline)
+      let seconds = DynamicBatcher.seconds(.now - started)
+      served.metrics.record(.success(()), seconds: seconds)
+      rollouts?.record(key, arm, ok: true, seconds: seconds)
+      if let rollouts, let shadow = rollouts.shadow(key), let copy = host.serving(shadow) {
+        Task { await self.shadowed(request, on: copy, key: key, against: outputs, rollouts) }
+      }
       return response
     } catch {
-      served.metrics.record(.failure(RPCError(from: error)), seconds: DynamicBatcher.seconds(.now - started))
+      let seconds = DynamicBatcher.seconds(.now - started)
+      served.metrics.record(.failure(RPCError(from: error)), seconds: seconds)
+      // A caller's mistake is not the version's; the rest counts against it.
+      let code = RPCError(from: error).code
+      if code != .invalidArgument || arm == .candidate { rollouts?.record(key, arm, ok: false, seconds: seconds) }
       throw error
     }
   }
 
+  /// A shadow rollout's copy of a request on the candidate: its outcome, its latency, and
+  /// whether its top class agreed with production's on every row.
+  private func shadowed(
+    _ request: InferenceV1.PredictRequest, on candidate: ServedVersion, key: String,
+    against production: [String: Tensor], _ rollouts: RolloutBoard
+  ) async {
+    let started = ContinuousClock.now
+    do {
+      let (_, outputs) = try await run(request, on: candidate, deadline: nil)
+      rollouts.record(
+        key, .candidate, ok: true, seconds: DynamicBatcher.seconds(.now - started),
+        agreed: Self.agree(production, outputs))
+    } catch {
+      rollouts.record(key, .candidate, ok: false, seconds: DynamicBatcher.seconds(.now - started), agreed: false)
+    }
+  }
+
+  /// Whether two answers' first float output has the same largest element in every row.
+  static func agree(_ a: [String: Tensor], _ b: [String: Tensor]) -> Bool {
+    guard let name = a.keys.sorted().first, let left = a[name], let right = b[name] ?? b.values.first,
+      left.shape == right.shape, left.dataType == .float32, right.dataType == .float32, let rows = left.shape.first,
+      rows > 0
+    else { return false }
+    let (x, y) = (left.elements(as: Float.self), right.elements(as: Float.self))
+    let width = x.count / rows
+    guard width > 0 else { return x == y }
+    for row in 0..<rows {
+      let slice = row * width..<(row + 1) * width
+      let best = { (values: ArraySlice<Float>) in values.indices.max { values[$0] < values[$1] } }
+      if best(x[slice]) != best(y[slice]) { return false }
+    }
+    return true
+  }
+
   private func run(
     _ request: InferenceV1.PredictRequest, on served: ServedVersion, deadline: ContinuousClock.Instant?
-  ) async throws -> InferenceV1.PredictResponse {
+  ) async throws -> (InferenceV1.PredictResponse, [String: Tensor]) {
     var inputs: [String: Tensor] = [:]
     for input in request.inputs {
       guard let spec = served.inputs[input.name] else {
@@ -211,7 +269,94 @@ public struct InferenceService: InferenceV1.Inference.ServiceProtocol {
       response.topClasses = try TopClasses.rows(
         of: outputs, outputNames: outputNames, classes: served.version.signature?.classes ?? [], k: Int(request.topK))
     }
+    return (response, outputs)
+  }
+
+  // MARK: Rollouts
+
+  private func rolloutBoard() throws(RPCError) -> RolloutBoard {
+    guard let rollouts else { throw RPCError(.unimplemented, "this inference service runs no rollouts") }
+    return rollouts
+  }
+
+  /// The key of an alias reference of the caller's, refused when it is another organisation's.
+  private func rolloutKey(_ model: String, context: ServerContext) throws(RPCError) -> String {
+    let reference = try ModelReference(parsing: model).qualified(
+      defaultOrganization: Self.identity(context).defaultOrganization)
+    guard case .alias = reference.selector else {
+      throw RPCError(.invalidArgument, "model: roll out on an alias (name@production), not \(model)")
+    }
+    if let organization = CallerOrganization.current, reference.organization != organization {
+      throw RPCError(.notFound, "\(reference) has no rollout")
+    }
+    return reference.description
+  }
+
+  public func startRollout(
+    _ request: InferenceV1.StartRolloutRequest, context: ServerContext
+  ) async throws -> InferenceV1.Rollout {
+    let board = try rolloutBoard()
+    let key = try rolloutKey(request.model, context: context)
+    guard !request.candidate.isEmpty else {
+      throw RPCError(.invalidArgument, "candidate: name the version to roll out")
+    }
+    let production = try await servedVersion(key: key, shown: request.model, context: context)
+    var load = InferenceV1.LoadModelRequest()
+    load.model = request.candidate
+    _ = try await host.load(load, as: Self.identity(context))
+    let candidateKey = try self.key(request.candidate, context: context)
+    let candidate = try await servedVersion(key: candidateKey, shown: request.candidate, context: context)
+    guard candidate.version.organization == production.version.organization,
+      candidate.version.model == production.version.model
+    else {
+      throw RPCError(.invalidArgument, "candidate: \(candidateKey) is not a version of \(production.qualifiedName)")
+    }
+    guard candidate.version.version != production.version.version else {
+      throw RPCError(
+        .failedPrecondition, "candidate: \(candidateKey) is v\(candidate.version.version), which \(key) serves already")
+    }
+    return try board.start(
+      request, key: key, candidateKey: candidateKey, productionVersion: production.version.version,
+      candidateVersion: candidate.version.version, by: CallerPrincipal.name)
+  }
+
+  public func rolloutStatus(
+    _ request: InferenceV1.RolloutRequest, context: ServerContext
+  ) async throws
+    -> InferenceV1.Rollout
+  {
+    try rolloutBoard().status(try rolloutKey(request.model, context: context))
+  }
+
+  public func listRollouts(
+    _ request: InferenceV1.ListRolloutsRequest, context: ServerContext
+  ) async throws -> InferenceV1.ListRolloutsResponse {
+    var response = InferenceV1.ListRolloutsResponse()
+    response.rollouts = try rolloutBoard().list(organization: CallerOrganization.current)
     return response
+  }
+
+  public func promoteRollout(
+    _ request: InferenceV1.RolloutRequest, context: ServerContext
+  ) async throws
+    -> InferenceV1.Rollout
+  {
+    let board = try rolloutBoard()
+    let key = try rolloutKey(request.model, context: context)
+    let rollout = try board.status(key)
+    guard let candidate = host.serving(rollout.candidate) else {
+      throw RPCError(.failedPrecondition, "the candidate \(rollout.candidate) is no longer loaded here")
+    }
+    return try await board.promote(key, version: candidate.version.version, reason: "asked by \(CallerPrincipal.name)")
+  }
+
+  public func rollbackRollout(
+    _ request: InferenceV1.RolloutRequest, context: ServerContext
+  ) async throws
+    -> InferenceV1.Rollout
+  {
+    try rolloutBoard().rollback(
+      try rolloutKey(request.model, context: context), reason: "asked by \(CallerPrincipal.name)")
   }
 
   // MARK: AOI jobs

@@ -193,7 +193,10 @@ struct ServeCommand: AsyncParsableCommand {
       let jobs = JobBoard(
         host: host, feedback: mesh.channel(for: "feedback"), fetcher: TileFetcher(cache: tiles),
         store: JobStore(database: database), log: { logLine(service, $0) })
-      InferenceService(host: host, jobs: jobs).register(in: &router)
+      // Rollouts on aliases: promotion moves the alias in the registry.
+      let rollouts = RolloutBoard(registry: RPCClient(address: location.registry), log: { logLine(service, $0) })
+      InferenceService(host: host, jobs: jobs, rollouts: rollouts).register(in: &router)
+      background.append { await rollouts.run(version: { host.serving($0)?.version.version }) }
       interceptors.append(
         RegistryAccessInterceptor(
           service: InferenceV1.Inference.fullName, requirements: InferenceService.requirements,

@@ -435,6 +435,104 @@ struct InferenceEndToEndTests {
     return bucket("4") - bucket("2")
   }
 
+  /// Rollouts on `tiny@production`: a canary split that is the same for a request id every time,
+  /// a rollback asked for, a shadow that compares without answering, a candidate too slow for its
+  /// p99 limit rolled back by itself (and the webhook told), and a canary promoted after its
+  /// period, the alias moved in the registry and the host following it.
+  @Test func canaryShadowRollbackAndPromotion() async throws {
+    try await withMesh { mesh in
+      #expect(try await mesh.run("models", "create", "tiny", "--task", "classification").status == 0)
+      #expect(
+        try await mesh.run("models", "push", "tiny", mesh.file("tiny1.onnx"), "--alias", "production").status == 0)
+      #expect(try await mesh.run("models", "push", "tiny", mesh.file("tiny2.onnx")).status == 0)
+      _ = try await mesh.up.waitForLines(containing: "local/tiny@production: serving v1", seconds: 60)
+      let (client, rpc) = try mesh.inference()
+      defer { Task { await rpc.close() } }
+      let hook = try await TestHTTPServer { _ in .init(status: 200) }
+      defer { Task { await hook.close() } }
+      func versions(_ ids: Range<Int>) async throws -> [String] {
+        var answers: [String] = []
+        for index in ids {
+          var request = try Self.predictRequest("tiny@production", mesh.file("one.npy"))
+          request.id = "request-\(index)"
+          answers.append(try await client.predict(request).modelVersion)
+        }
+        return answers
+      }
+
+      // A 30% canary: each request id always goes to the same side.
+      let started = try await mesh.run(
+        "rollout", "start", "tiny@production", "--candidate", "tiny/2", "--canary", "30", "--min-requests", "1000")
+      #expect(
+        started.status == 0 && started.stdoutText.contains("ACTIVE canary of local/tiny/2"), "\(started.stderrText)")
+      let first = try await versions(0..<200)
+      let toCandidate = first.filter { $0 == "2" }.count
+      #expect((30...90).contains(toCandidate), "\(toCandidate) of 200 to the candidate")
+      #expect(try await versions(0..<200) == first)
+      var status = try InferenceV1.Rollout(
+        jsonString: try await mesh.run("rollout", "status", "tiny@production", "--json").stdoutText)
+      #expect(status.candidateArm?.totalRequests == Int64(2 * toCandidate))
+      let back = try await mesh.run("rollout", "rollback", "tiny@production")
+      #expect(back.status == 0 && back.stdoutText.contains("ROLLED_BACK"), "\(back.stderrText)")
+      #expect(try await versions(0..<50).allSatisfy { $0 == "1" })
+
+      // Shadow: production answers everything; the candidate's copies are compared.
+      #expect(
+        try await mesh.run(
+          "rollout", "start", "tiny@production", "--candidate", "tiny/2", "--shadow", "--min-requests", "1000"
+        )
+        .status == 0)
+      #expect(try await versions(0..<30).allSatisfy { $0 == "1" })
+      for _ in 0..<100 {
+        status = try InferenceV1.Rollout(
+          jsonString: try await mesh.run("rollout", "status", "tiny@production", "--json").stdoutText)
+        if status.compared == 30 { break }
+        try await Task.sleep(for: .milliseconds(100))
+      }
+      #expect(status.compared == 30 && status.candidateArm?.totalRequests == 30 && (0...1).contains(status.agreement))
+      _ = try await mesh.run("rollout", "rollback", "tiny@production")
+
+      // A candidate slower than its p99 limit goes back by itself, and the webhook hears of it.
+      let slow = try await mesh.run(
+        "rollout", "start", "tiny@production", "--candidate", "tiny/2", "--canary", "100", "--max-p99-ms", "0.001",
+        "--min-requests", "5", "--webhook", "\(hook.base)/rollout")
+      #expect(slow.status == 0, "\(slow.stderrText)")
+      let answered = try await versions(0..<20)
+      #expect(
+        answered.prefix(5).allSatisfy { $0 == "2" } && answered.suffix(10).allSatisfy { $0 == "1" }, "\(answered)")
+      status = try InferenceV1.Rollout(
+        jsonString: try await mesh.run("rollout", "status", "tiny@production", "--json").stdoutText)
+      #expect(status.state == .rolledBack && status.events.last?.what.contains("p99") == true, "\(status.events)")
+      for _ in 0..<50 where hook.requests.isEmpty { try await Task.sleep(for: .milliseconds(100)) }
+      let told = try #require(hook.requests.first)
+      #expect(told.method == "POST" && String(decoding: told.body, as: UTF8.self).contains("ROLLED_BACK"))
+
+      // A canary promoted after its period: the alias moves, and the host follows it.
+      let promoted = try await mesh.run(
+        "rollout", "start", "tiny@production", "--candidate", "tiny/2", "--canary", "50", "--min-requests", "3",
+        "--promote-after", "1")
+      #expect(promoted.status == 0, "\(promoted.stderrText)")
+      _ = try await versions(0..<20)
+      for _ in 0..<100 {
+        status = try InferenceV1.Rollout(
+          jsonString: try await mesh.run("rollout", "status", "tiny@production", "--json").stdoutText)
+        if status.state == .promoted { break }
+        try await Task.sleep(for: .milliseconds(100))
+      }
+      #expect(status.state == .promoted, "\(status)")
+      let alias = try await mesh.run("models", "show", "tiny@production", "--json")
+      #expect(try RegistryV1.ModelVersion(jsonString: alias.stdoutText).version == 2)
+      _ = try await mesh.up.waitForLines(containing: "local/tiny@production: serving v2", seconds: 30)
+      #expect(try await versions(0..<10).allSatisfy { $0 == "2" })
+      await Self.expectError(.invalidArgument, "roll out on an alias") {
+        var request = InferenceV1.StartRolloutRequest()
+        request.model = "tiny/1"
+        request.candidate = "tiny/2"
+        _ = try await client.startRollout(request)
+      }
+    }
+  }
+
   static func expectError(
     _ code: RpcV1.StatusCode, _ fragment: String, sourceLocation: SourceLocation = #_sourceLocation,
     _ body: () async throws -> Void

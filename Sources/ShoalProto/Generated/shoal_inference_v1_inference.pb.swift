@@ -692,6 +692,212 @@ extension InferenceV1 {
 }
 
 extension InferenceV1 {
+  /// One side of a rollout over the window.
+  public struct RolloutArm: ProtoMessage {
+    /// `shoal.inference.v1.RolloutArm`.
+    public static let protoMessageName = "shoal.inference.v1.RolloutArm"
+
+    /// The reference loaded for it.
+    public var reference: String = ""
+
+    /// Field 2, `version`.
+    public var version: Int64 = 0
+
+    /// In the window, and in all.
+    public var requests: Int64 = 0
+
+    /// Field 4, `errors`.
+    public var errors: Int64 = 0
+
+    /// Field 5, `error_rate`.
+    public var errorRate: Double = 0
+
+    /// Field 6, `p99_ms`.
+    public var p99Ms: Double = 0
+
+    /// Field 7, `total_requests`.
+    public var totalRequests: Int64 = 0
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension InferenceV1 {
+  /// The `shoal.inference.v1.RolloutEvent` message.
+  public struct RolloutEvent: ProtoMessage {
+    /// `shoal.inference.v1.RolloutEvent`.
+    public static let protoMessageName = "shoal.inference.v1.RolloutEvent"
+
+    /// Field 1, `at_ms`.
+    public var atMs: Int64 = 0
+
+    /// Field 2, `what`.
+    public var what: String = ""
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension InferenceV1 {
+  /// The `shoal.inference.v1.Rollout` message.
+  public struct Rollout: ProtoMessage {
+    /// `shoal.inference.v1.Rollout`.
+    public static let protoMessageName = "shoal.inference.v1.Rollout"
+
+    /// The alias rolled out on (org/name@alias), and the candidate (org/name/N or org/name@alias).
+    public var model: String = ""
+
+    /// Field 2, `candidate`.
+    public var candidate: String = ""
+
+    /// Field 3, `mode`.
+    public var mode: InferenceV1.RolloutMode = InferenceV1.RolloutMode()
+
+    /// Field 4, `canary_percent`.
+    public var canaryPercent: Double = 0
+
+    /// Field 5, `state`.
+    public var state: InferenceV1.RolloutState = InferenceV1.RolloutState()
+
+    /// Field 6, `production_arm`.
+    public var productionArm: InferenceV1.RolloutArm? = nil
+
+    /// Field 7, `candidate_arm`.
+    public var candidateArm: InferenceV1.RolloutArm? = nil
+
+    /// Shadow: requests compared, and those whose top class (every row) agreed.
+    public var compared: Int64 = 0
+
+    /// Field 9, `agreed`.
+    public var agreed: Int64 = 0
+
+    /// Field 10, `agreement`.
+    public var agreement: Double = 0
+
+    /// Rollback when, over `window_seconds` with at least `min_requests` candidate requests, its
+    /// error rate passes `max_error_rate`, its p99 passes `max_p99_ms`, or (shadow) its agreement
+    /// falls below `min_agreement` (0: that check is off).
+    public var maxErrorRate: Double = 0
+
+    /// Field 12, `max_p99_ms`.
+    public var maxP99Ms: Double = 0
+
+    /// Field 13, `min_agreement`.
+    public var minAgreement: Double = 0
+
+    /// Field 14, `window_seconds`.
+    public var windowSeconds: Int32 = 0
+
+    /// Field 15, `min_requests`.
+    public var minRequests: Int32 = 0
+
+    /// Promote by itself after this long active without a rollback, once the candidate has had
+    /// `min_requests` (0: only when asked).
+    public var promoteAfterSeconds: Int32 = 0
+
+    /// Told of promotion and rollback (a POST of the rollout as JSON).
+    public var webhook: String = ""
+
+    /// Field 18, `events`.
+    public var events: [InferenceV1.RolloutEvent] = []
+
+    /// Field 19, `started_at_ms`.
+    public var startedAtMs: Int64 = 0
+
+    /// Field 20, `started_by`.
+    public var startedBy: String = ""
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension InferenceV1 {
+  /// The `shoal.inference.v1.StartRolloutRequest` message.
+  public struct StartRolloutRequest: ProtoMessage {
+    /// `shoal.inference.v1.StartRolloutRequest`.
+    public static let protoMessageName = "shoal.inference.v1.StartRolloutRequest"
+
+    /// An alias reference that is loaded here (name@production).
+    public var model: String = ""
+
+    /// The candidate: name/version or name@staging (loaded here if it is not).
+    public var candidate: String = ""
+
+    /// Field 3, `mode`.
+    public var mode: InferenceV1.RolloutMode = InferenceV1.RolloutMode()
+
+    /// CANARY: 0.01 to 100; default 10.
+    public var canaryPercent: Double = 0
+
+    /// Defaults: 0.05, off, off, 60 s, 20.
+    public var maxErrorRate: Double = 0
+
+    /// Field 6, `max_p99_ms`.
+    public var maxP99Ms: Double = 0
+
+    /// Field 7, `min_agreement`.
+    public var minAgreement: Double = 0
+
+    /// Field 8, `window_seconds`.
+    public var windowSeconds: Int32 = 0
+
+    /// Field 9, `min_requests`.
+    public var minRequests: Int32 = 0
+
+    /// Field 10, `promote_after_seconds`.
+    public var promoteAfterSeconds: Int32 = 0
+
+    /// Field 11, `webhook`.
+    public var webhook: String = ""
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension InferenceV1 {
+  /// The `shoal.inference.v1.RolloutRequest` message.
+  public struct RolloutRequest: ProtoMessage {
+    /// `shoal.inference.v1.RolloutRequest`.
+    public static let protoMessageName = "shoal.inference.v1.RolloutRequest"
+
+    /// Field 1, `model`.
+    public var model: String = ""
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension InferenceV1 {
+  /// The `shoal.inference.v1.ListRolloutsRequest` message.
+  public struct ListRolloutsRequest: ProtoMessage {
+    /// `shoal.inference.v1.ListRolloutsRequest`.
+    public static let protoMessageName = "shoal.inference.v1.ListRolloutsRequest"
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension InferenceV1 {
+  /// The `shoal.inference.v1.ListRolloutsResponse` message.
+  public struct ListRolloutsResponse: ProtoMessage {
+    /// `shoal.inference.v1.ListRolloutsResponse`.
+    public static let protoMessageName = "shoal.inference.v1.ListRolloutsResponse"
+
+    /// Field 1, `rollouts`.
+    public var rollouts: [InferenceV1.Rollout] = []
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension InferenceV1 {
   /// The state of a loaded model (TF-Serving's, without START and END).
   public enum ModelState: ProtoEnum {
     /// `MODEL_STATE_UNSPECIFIED` (0).
@@ -825,6 +1031,120 @@ extension InferenceV1 {
     }
 
     public static func == (lhs: JobState, rhs: JobState) -> Bool { lhs.rawValue == rhs.rawValue }
+
+    public func hash(into hasher: inout Hasher) { hasher.combine(rawValue) }
+  }
+}
+
+extension InferenceV1 {
+  /// How a candidate meets traffic on an alias.
+  public enum RolloutMode: ProtoEnum {
+    /// A share of the alias's requests (by request id when given) is answered by the candidate.
+    case canary
+    /// Production answers every request; the candidate runs a copy and their agreement is kept.
+    case shadow
+    /// A number this version of the contract has no name for; kept so that it round-trips.
+    case unrecognized(Int32)
+
+    /// `shoal.inference.v1.RolloutMode`.
+    public static let protoEnumName = "shoal.inference.v1.RolloutMode"
+
+    /// Every named value, in declaration order.
+    public static let knownValues: [RolloutMode] = [.canary, .shadow]
+
+    /// `.canary`, the proto3 default.
+    public init() { self = .canary }
+
+    /// The value for a number; numbers without a name become `unrecognized(_:)`.
+    public init(rawValue: Int32) {
+      switch rawValue {
+        case 0: self = .canary
+        case 1: self = .shadow
+        default: self = .unrecognized(rawValue)
+      }
+    }
+
+    /// The value's number.
+    public var rawValue: Int32 {
+      switch self {
+        case .canary: 0
+        case .shadow: 1
+        case .unrecognized(let number): number
+      }
+    }
+
+    /// The value's name in the `.proto` file; nil for an unrecognized number.
+    public var protoName: String? {
+      switch self {
+        case .canary: "CANARY"
+        case .shadow: "SHADOW"
+        case .unrecognized: nil
+      }
+    }
+
+    public static func == (lhs: RolloutMode, rhs: RolloutMode) -> Bool { lhs.rawValue == rhs.rawValue }
+
+    public func hash(into hasher: inout Hasher) { hasher.combine(rawValue) }
+  }
+}
+
+extension InferenceV1 {
+  /// The `shoal.inference.v1.RolloutState` enum.
+  public enum RolloutState: ProtoEnum {
+    /// `ROLLOUT_STATE_UNSPECIFIED` (0).
+    case unspecified
+    /// `ACTIVE` (1).
+    case active
+    /// The alias now points at the candidate.
+    case promoted
+    /// The split went back to production (asked, or a threshold was passed).
+    case rolledBack
+    /// A number this version of the contract has no name for; kept so that it round-trips.
+    case unrecognized(Int32)
+
+    /// `shoal.inference.v1.RolloutState`.
+    public static let protoEnumName = "shoal.inference.v1.RolloutState"
+
+    /// Every named value, in declaration order.
+    public static let knownValues: [RolloutState] = [.unspecified, .active, .promoted, .rolledBack]
+
+    /// `.unspecified`, the proto3 default.
+    public init() { self = .unspecified }
+
+    /// The value for a number; numbers without a name become `unrecognized(_:)`.
+    public init(rawValue: Int32) {
+      switch rawValue {
+        case 0: self = .unspecified
+        case 1: self = .active
+        case 2: self = .promoted
+        case 3: self = .rolledBack
+        default: self = .unrecognized(rawValue)
+      }
+    }
+
+    /// The value's number.
+    public var rawValue: Int32 {
+      switch self {
+        case .unspecified: 0
+        case .active: 1
+        case .promoted: 2
+        case .rolledBack: 3
+        case .unrecognized(let number): number
+      }
+    }
+
+    /// The value's name in the `.proto` file; nil for an unrecognized number.
+    public var protoName: String? {
+      switch self {
+        case .unspecified: "ROLLOUT_STATE_UNSPECIFIED"
+        case .active: "ACTIVE"
+        case .promoted: "PROMOTED"
+        case .rolledBack: "ROLLED_BACK"
+        case .unrecognized: nil
+      }
+    }
+
+    public static func == (lhs: RolloutState, rhs: RolloutState) -> Bool { lhs.rawValue == rhs.rawValue }
 
     public func hash(into hasher: inout Hasher) { hasher.combine(rawValue) }
   }
@@ -2027,6 +2347,331 @@ extension InferenceV1.ListJobsResponse {
   }
 }
 
+extension InferenceV1.RolloutArm {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__inference__v1__rollout_arm()) }
+
+  public func _encode(to w: CMessageWriter) {
+    w.string(0, self.reference)
+    w.scalar(1, self.version)
+    w.scalar(2, self.requests)
+    w.scalar(3, self.errors)
+    w.scalar(4, self.errorRate)
+    w.scalar(5, self.p99Ms)
+    w.scalar(6, self.totalRequests)
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    self.reference = try r.string(0)
+    self.version = r.scalar(1, as: Int64.self)
+    self.requests = r.scalar(2, as: Int64.self)
+    self.errors = r.scalar(3, as: Int64.self)
+    self.errorRate = r.scalar(4, as: Double.self)
+    self.p99Ms = r.scalar(5, as: Double.self)
+    self.totalRequests = r.scalar(6, as: Int64.self)
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    j.value("reference", self.reference)
+    j.value("version", self.version)
+    j.value("requests", self.requests)
+    j.value("errors", self.errors)
+    j.value("errorRate", self.errorRate)
+    j.value("p99Ms", self.p99Ms)
+    j.value("totalRequests", self.totalRequests)
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "reference": self.reference = try j.value(json, key, as: String.self)
+        case "version": self.version = try j.value(json, key, as: Int64.self)
+        case "requests": self.requests = try j.value(json, key, as: Int64.self)
+        case "errors": self.errors = try j.value(json, key, as: Int64.self)
+        case "errorRate", "error_rate": self.errorRate = try j.value(json, key, as: Double.self)
+        case "p99Ms", "p99_ms": self.p99Ms = try j.value(json, key, as: Double.self)
+        case "totalRequests", "total_requests": self.totalRequests = try j.value(json, key, as: Int64.self)
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
+extension InferenceV1.RolloutEvent {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__inference__v1__rollout_event()) }
+
+  public func _encode(to w: CMessageWriter) {
+    w.scalar(0, self.atMs)
+    w.string(1, self.what)
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    self.atMs = r.scalar(0, as: Int64.self)
+    self.what = try r.string(1)
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    j.value("atMs", self.atMs)
+    j.value("what", self.what)
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "atMs", "at_ms": self.atMs = try j.value(json, key, as: Int64.self)
+        case "what": self.what = try j.value(json, key, as: String.self)
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
+extension InferenceV1.Rollout {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__inference__v1__rollout()) }
+
+  public func _encode(to w: CMessageWriter) {
+    w.string(0, self.model)
+    w.string(1, self.candidate)
+    w.enumValue(2, self.mode)
+    w.scalar(3, self.canaryPercent)
+    w.enumValue(4, self.state)
+    if let v = self.productionArm { w.message(5, v) }
+    if let v = self.candidateArm { w.message(6, v) }
+    w.scalar(7, self.compared)
+    w.scalar(8, self.agreed)
+    w.scalar(9, self.agreement)
+    w.scalar(10, self.maxErrorRate)
+    w.scalar(11, self.maxP99Ms)
+    w.scalar(12, self.minAgreement)
+    w.scalar(13, self.windowSeconds)
+    w.scalar(14, self.minRequests)
+    w.scalar(15, self.promoteAfterSeconds)
+    w.string(16, self.webhook)
+    w.repeatedMessage(17, self.events)
+    w.scalar(18, self.startedAtMs)
+    w.string(19, self.startedBy)
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    self.model = try r.string(0)
+    self.candidate = try r.string(1)
+    self.mode = r.enumValue(2, as: InferenceV1.RolloutMode.self)
+    self.canaryPercent = r.scalar(3, as: Double.self)
+    self.state = r.enumValue(4, as: InferenceV1.RolloutState.self)
+    self.productionArm = try r.message(5, as: InferenceV1.RolloutArm.self)
+    self.candidateArm = try r.message(6, as: InferenceV1.RolloutArm.self)
+    self.compared = r.scalar(7, as: Int64.self)
+    self.agreed = r.scalar(8, as: Int64.self)
+    self.agreement = r.scalar(9, as: Double.self)
+    self.maxErrorRate = r.scalar(10, as: Double.self)
+    self.maxP99Ms = r.scalar(11, as: Double.self)
+    self.minAgreement = r.scalar(12, as: Double.self)
+    self.windowSeconds = r.scalar(13, as: Int32.self)
+    self.minRequests = r.scalar(14, as: Int32.self)
+    self.promoteAfterSeconds = r.scalar(15, as: Int32.self)
+    self.webhook = try r.string(16)
+    self.events = try r.repeatedMessage(17, as: InferenceV1.RolloutEvent.self)
+    self.startedAtMs = r.scalar(18, as: Int64.self)
+    self.startedBy = try r.string(19)
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    j.value("model", self.model)
+    j.value("candidate", self.candidate)
+    j.value("mode", self.mode)
+    j.value("canaryPercent", self.canaryPercent)
+    j.value("state", self.state)
+    if let v = self.productionArm { j.value("productionArm", v, always: true) }
+    if let v = self.candidateArm { j.value("candidateArm", v, always: true) }
+    j.value("compared", self.compared)
+    j.value("agreed", self.agreed)
+    j.value("agreement", self.agreement)
+    j.value("maxErrorRate", self.maxErrorRate)
+    j.value("maxP99Ms", self.maxP99Ms)
+    j.value("minAgreement", self.minAgreement)
+    j.value("windowSeconds", self.windowSeconds)
+    j.value("minRequests", self.minRequests)
+    j.value("promoteAfterSeconds", self.promoteAfterSeconds)
+    j.value("webhook", self.webhook)
+    j.repeated("events", self.events)
+    j.value("startedAtMs", self.startedAtMs)
+    j.value("startedBy", self.startedBy)
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "model": self.model = try j.value(json, key, as: String.self)
+        case "candidate": self.candidate = try j.value(json, key, as: String.self)
+        case "mode": self.mode = try j.value(json, key, as: InferenceV1.RolloutMode.self)
+        case "canaryPercent", "canary_percent": self.canaryPercent = try j.value(json, key, as: Double.self)
+        case "state": self.state = try j.value(json, key, as: InferenceV1.RolloutState.self)
+        case "productionArm", "production_arm": self.productionArm = try json == .null ? nil : j.value(json, key, as: InferenceV1.RolloutArm.self)
+        case "candidateArm", "candidate_arm": self.candidateArm = try json == .null ? nil : j.value(json, key, as: InferenceV1.RolloutArm.self)
+        case "compared": self.compared = try j.value(json, key, as: Int64.self)
+        case "agreed": self.agreed = try j.value(json, key, as: Int64.self)
+        case "agreement": self.agreement = try j.value(json, key, as: Double.self)
+        case "maxErrorRate", "max_error_rate": self.maxErrorRate = try j.value(json, key, as: Double.self)
+        case "maxP99Ms", "max_p99_ms": self.maxP99Ms = try j.value(json, key, as: Double.self)
+        case "minAgreement", "min_agreement": self.minAgreement = try j.value(json, key, as: Double.self)
+        case "windowSeconds", "window_seconds": self.windowSeconds = try j.value(json, key, as: Int32.self)
+        case "minRequests", "min_requests": self.minRequests = try j.value(json, key, as: Int32.self)
+        case "promoteAfterSeconds", "promote_after_seconds": self.promoteAfterSeconds = try j.value(json, key, as: Int32.self)
+        case "webhook": self.webhook = try j.value(json, key, as: String.self)
+        case "events": self.events = try j.repeated(json, key, as: InferenceV1.RolloutEvent.self)
+        case "startedAtMs", "started_at_ms": self.startedAtMs = try j.value(json, key, as: Int64.self)
+        case "startedBy", "started_by": self.startedBy = try j.value(json, key, as: String.self)
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
+extension InferenceV1.StartRolloutRequest {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__inference__v1__start_rollout_request()) }
+
+  public func _encode(to w: CMessageWriter) {
+    w.string(0, self.model)
+    w.string(1, self.candidate)
+    w.enumValue(2, self.mode)
+    w.scalar(3, self.canaryPercent)
+    w.scalar(4, self.maxErrorRate)
+    w.scalar(5, self.maxP99Ms)
+    w.scalar(6, self.minAgreement)
+    w.scalar(7, self.windowSeconds)
+    w.scalar(8, self.minRequests)
+    w.scalar(9, self.promoteAfterSeconds)
+    w.string(10, self.webhook)
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    self.model = try r.string(0)
+    self.candidate = try r.string(1)
+    self.mode = r.enumValue(2, as: InferenceV1.RolloutMode.self)
+    self.canaryPercent = r.scalar(3, as: Double.self)
+    self.maxErrorRate = r.scalar(4, as: Double.self)
+    self.maxP99Ms = r.scalar(5, as: Double.self)
+    self.minAgreement = r.scalar(6, as: Double.self)
+    self.windowSeconds = r.scalar(7, as: Int32.self)
+    self.minRequests = r.scalar(8, as: Int32.self)
+    self.promoteAfterSeconds = r.scalar(9, as: Int32.self)
+    self.webhook = try r.string(10)
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    j.value("model", self.model)
+    j.value("candidate", self.candidate)
+    j.value("mode", self.mode)
+    j.value("canaryPercent", self.canaryPercent)
+    j.value("maxErrorRate", self.maxErrorRate)
+    j.value("maxP99Ms", self.maxP99Ms)
+    j.value("minAgreement", self.minAgreement)
+    j.value("windowSeconds", self.windowSeconds)
+    j.value("minRequests", self.minRequests)
+    j.value("promoteAfterSeconds", self.promoteAfterSeconds)
+    j.value("webhook", self.webhook)
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "model": self.model = try j.value(json, key, as: String.self)
+        case "candidate": self.candidate = try j.value(json, key, as: String.self)
+        case "mode": self.mode = try j.value(json, key, as: InferenceV1.RolloutMode.self)
+        case "canaryPercent", "canary_percent": self.canaryPercent = try j.value(json, key, as: Double.self)
+        case "maxErrorRate", "max_error_rate": self.maxErrorRate = try j.value(json, key, as: Double.self)
+        case "maxP99Ms", "max_p99_ms": self.maxP99Ms = try j.value(json, key, as: Double.self)
+        case "minAgreement", "min_agreement": self.minAgreement = try j.value(json, key, as: Double.self)
+        case "windowSeconds", "window_seconds": self.windowSeconds = try j.value(json, key, as: Int32.self)
+        case "minRequests", "min_requests": self.minRequests = try j.value(json, key, as: Int32.self)
+        case "promoteAfterSeconds", "promote_after_seconds": self.promoteAfterSeconds = try j.value(json, key, as: Int32.self)
+        case "webhook": self.webhook = try j.value(json, key, as: String.self)
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
+extension InferenceV1.RolloutRequest {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__inference__v1__rollout_request()) }
+
+  public func _encode(to w: CMessageWriter) {
+    w.string(0, self.model)
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    self.model = try r.string(0)
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    j.value("model", self.model)
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "model": self.model = try j.value(json, key, as: String.self)
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
+extension InferenceV1.ListRolloutsRequest {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__inference__v1__list_rollouts_request()) }
+
+  public func _encode(to w: CMessageWriter) {
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    if let (key, _) = j.members.first { throw j.unknownField(key) }
+  }
+}
+
+extension InferenceV1.ListRolloutsResponse {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__inference__v1__list_rollouts_response()) }
+
+  public func _encode(to w: CMessageWriter) {
+    w.repeatedMessage(0, self.rollouts)
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    self.rollouts = try r.repeatedMessage(0, as: InferenceV1.Rollout.self)
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    j.repeated("rollouts", self.rollouts)
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "rollouts": self.rollouts = try j.repeated(json, key, as: InferenceV1.Rollout.self)
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
 extension InferenceV1 {
   /// The `shoal.inference.v1.Inference` service.
   public enum Inference {
@@ -2067,7 +2712,22 @@ extension InferenceV1 {
     /// `ListJobs`.
     public static let listJobs = TypedMethod<InferenceV1.ListJobsRequest, InferenceV1.ListJobsResponse>(service: fullName, name: "ListJobs", kind: .unary, idempotent: true)
 
+    /// Starts a canary or shadow rollout of a candidate on an alias (one per alias at a time).
+    public static let startRollout = TypedMethod<InferenceV1.StartRolloutRequest, InferenceV1.Rollout>(service: fullName, name: "StartRollout", kind: .unary, idempotent: false)
+
+    /// `RolloutStatus`.
+    public static let rolloutStatus = TypedMethod<InferenceV1.RolloutRequest, InferenceV1.Rollout>(service: fullName, name: "RolloutStatus", kind: .unary, idempotent: true)
+
+    /// `ListRollouts`.
+    public static let listRollouts = TypedMethod<InferenceV1.ListRolloutsRequest, InferenceV1.ListRolloutsResponse>(service: fullName, name: "ListRollouts", kind: .unary, idempotent: true)
+
+    /// Moves the alias to the candidate in the registry, and ends the rollout.
+    public static let promoteRollout = TypedMethod<InferenceV1.RolloutRequest, InferenceV1.Rollout>(service: fullName, name: "PromoteRollout", kind: .unary, idempotent: false)
+
+    /// Sends every request back to production, and ends the rollout.
+    public static let rollbackRollout = TypedMethod<InferenceV1.RolloutRequest, InferenceV1.Rollout>(service: fullName, name: "RollbackRollout", kind: .unary, idempotent: false)
+
     /// The service's methods, for routers and reflection.
-    public static let descriptor = ServiceDescriptor(fullName: fullName, methods: [loadModel.descriptor, unloadModel.descriptor, modelStatus.descriptor, watchModels.descriptor, modelMetadata.descriptor, predict.descriptor, predictStream.descriptor, startJob.descriptor, watchJob.descriptor, cancelJob.descriptor, listJobs.descriptor])
+    public static let descriptor = ServiceDescriptor(fullName: fullName, methods: [loadModel.descriptor, unloadModel.descriptor, modelStatus.descriptor, watchModels.descriptor, modelMetadata.descriptor, predict.descriptor, predictStream.descriptor, startJob.descriptor, watchJob.descriptor, cancelJob.descriptor, listJobs.descriptor, startRollout.descriptor, rolloutStatus.descriptor, listRollouts.descriptor, promoteRollout.descriptor, rollbackRollout.descriptor])
   }
 }

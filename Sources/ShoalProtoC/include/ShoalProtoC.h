@@ -196,6 +196,13 @@ static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__inferenc
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__inference__v1__cancel_job_request(void) { return &shoal__inference__v1__cancel_job_request__descriptor; }
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__inference__v1__list_jobs_request(void) { return &shoal__inference__v1__list_jobs_request__descriptor; }
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__inference__v1__list_jobs_response(void) { return &shoal__inference__v1__list_jobs_response__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__inference__v1__rollout_arm(void) { return &shoal__inference__v1__rollout_arm__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__inference__v1__rollout_event(void) { return &shoal__inference__v1__rollout_event__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__inference__v1__rollout(void) { return &shoal__inference__v1__rollout__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__inference__v1__start_rollout_request(void) { return &shoal__inference__v1__start_rollout_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__inference__v1__rollout_request(void) { return &shoal__inference__v1__rollout_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__inference__v1__list_rollouts_request(void) { return &shoal__inference__v1__list_rollouts_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__inference__v1__list_rollouts_response(void) { return &shoal__inference__v1__list_rollouts_response__descriptor; }
 
 // shoal/pipeline/v1/pipeline.proto
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__pipeline__v1__pipeline(void) { return &shoal__pipeline__v1__pipeline__descriptor; }

@@ -39,6 +39,21 @@ extension InferenceV1.Inference {
 
     /// `ListJobs`.
     func listJobs(_ request: InferenceV1.ListJobsRequest, context: ServerContext) async throws -> InferenceV1.ListJobsResponse
+
+    /// Starts a canary or shadow rollout of a candidate on an alias (one per alias at a time).
+    func startRollout(_ request: InferenceV1.StartRolloutRequest, context: ServerContext) async throws -> InferenceV1.Rollout
+
+    /// `RolloutStatus`.
+    func rolloutStatus(_ request: InferenceV1.RolloutRequest, context: ServerContext) async throws -> InferenceV1.Rollout
+
+    /// `ListRollouts`.
+    func listRollouts(_ request: InferenceV1.ListRolloutsRequest, context: ServerContext) async throws -> InferenceV1.ListRolloutsResponse
+
+    /// Moves the alias to the candidate in the registry, and ends the rollout.
+    func promoteRollout(_ request: InferenceV1.RolloutRequest, context: ServerContext) async throws -> InferenceV1.Rollout
+
+    /// Sends every request back to production, and ends the rollout.
+    func rollbackRollout(_ request: InferenceV1.RolloutRequest, context: ServerContext) async throws -> InferenceV1.Rollout
   }
 
   /// Calls `shoal.inference.v1.Inference` on a server.
@@ -113,6 +128,31 @@ extension InferenceV1.Inference {
     public func listJobs(_ request: InferenceV1.ListJobsRequest, options: CallOptions = CallOptions()) async throws(RPCError) -> InferenceV1.ListJobsResponse {
       try await rpc.unary(InferenceV1.Inference.listJobs, request, options: options)
     }
+
+    /// Starts a canary or shadow rollout of a candidate on an alias (one per alias at a time).
+    public func startRollout(_ request: InferenceV1.StartRolloutRequest, options: CallOptions = CallOptions()) async throws(RPCError) -> InferenceV1.Rollout {
+      try await rpc.unary(InferenceV1.Inference.startRollout, request, options: options)
+    }
+
+    /// `RolloutStatus`.
+    public func rolloutStatus(_ request: InferenceV1.RolloutRequest, options: CallOptions = CallOptions()) async throws(RPCError) -> InferenceV1.Rollout {
+      try await rpc.unary(InferenceV1.Inference.rolloutStatus, request, options: options)
+    }
+
+    /// `ListRollouts`.
+    public func listRollouts(_ request: InferenceV1.ListRolloutsRequest, options: CallOptions = CallOptions()) async throws(RPCError) -> InferenceV1.ListRolloutsResponse {
+      try await rpc.unary(InferenceV1.Inference.listRollouts, request, options: options)
+    }
+
+    /// Moves the alias to the candidate in the registry, and ends the rollout.
+    public func promoteRollout(_ request: InferenceV1.RolloutRequest, options: CallOptions = CallOptions()) async throws(RPCError) -> InferenceV1.Rollout {
+      try await rpc.unary(InferenceV1.Inference.promoteRollout, request, options: options)
+    }
+
+    /// Sends every request back to production, and ends the rollout.
+    public func rollbackRollout(_ request: InferenceV1.RolloutRequest, options: CallOptions = CallOptions()) async throws(RPCError) -> InferenceV1.Rollout {
+      try await rpc.unary(InferenceV1.Inference.rollbackRollout, request, options: options)
+    }
   }
 }
 
@@ -130,5 +170,10 @@ extension InferenceV1.Inference.ServiceProtocol {
     router.serverStreaming(InferenceV1.Inference.watchJob) { try await self.watchJob($0, responses: $1, context: $2) }
     router.unary(InferenceV1.Inference.cancelJob) { try await self.cancelJob($0, context: $1) }
     router.unary(InferenceV1.Inference.listJobs) { try await self.listJobs($0, context: $1) }
+    router.unary(InferenceV1.Inference.startRollout) { try await self.startRollout($0, context: $1) }
+    router.unary(InferenceV1.Inference.rolloutStatus) { try await self.rolloutStatus($0, context: $1) }
+    router.unary(InferenceV1.Inference.listRollouts) { try await self.listRollouts($0, context: $1) }
+    router.unary(InferenceV1.Inference.promoteRollout) { try await self.promoteRollout($0, context: $1) }
+    router.unary(InferenceV1.Inference.rollbackRollout) { try await self.rollbackRollout($0, context: $1) }
   }
 }

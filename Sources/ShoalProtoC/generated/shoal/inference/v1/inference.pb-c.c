@@ -1246,6 +1246,321 @@ void   shoal__inference__v1__list_jobs_response__free_unpacked
   assert(message->base.descriptor == &shoal__inference__v1__list_jobs_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   shoal__inference__v1__rollout_arm__init
+                     (Shoal__Inference__V1__RolloutArm         *message)
+{
+  static const Shoal__Inference__V1__RolloutArm init_value = SHOAL__INFERENCE__V1__ROLLOUT_ARM__INIT;
+  *message = init_value;
+}
+size_t shoal__inference__v1__rollout_arm__get_packed_size
+                     (const Shoal__Inference__V1__RolloutArm *message)
+{
+  assert(message->base.descriptor == &shoal__inference__v1__rollout_arm__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__inference__v1__rollout_arm__pack
+                     (const Shoal__Inference__V1__RolloutArm *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__inference__v1__rollout_arm__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__inference__v1__rollout_arm__pack_to_buffer
+                     (const Shoal__Inference__V1__RolloutArm *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__inference__v1__rollout_arm__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Inference__V1__RolloutArm *
+       shoal__inference__v1__rollout_arm__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Inference__V1__RolloutArm *)
+     protobuf_c_message_unpack (&shoal__inference__v1__rollout_arm__descriptor,
+                                allocator, len, data);
+}
+void   shoal__inference__v1__rollout_arm__free_unpacked
+                     (Shoal__Inference__V1__RolloutArm *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__inference__v1__rollout_arm__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   shoal__inference__v1__rollout_event__init
+                     (Shoal__Inference__V1__RolloutEvent         *message)
+{
+  static const Shoal__Inference__V1__RolloutEvent init_value = SHOAL__INFERENCE__V1__ROLLOUT_EVENT__INIT;
+  *message = init_value;
+}
+size_t shoal__inference__v1__rollout_event__get_packed_size
+                     (const Shoal__Inference__V1__RolloutEvent *message)
+{
+  assert(message->base.descriptor == &shoal__inference__v1__rollout_event__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__inference__v1__rollout_event__pack
+                     (const Shoal__Inference__V1__RolloutEvent *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__inference__v1__rollout_event__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__inference__v1__rollout_event__pack_to_buffer
+                     (const Shoal__Inference__V1__RolloutEvent *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__inference__v1__rollout_event__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Inference__V1__RolloutEvent *
+       shoal__inference__v1__rollout_event__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Inference__V1__RolloutEvent *)
+     protobuf_c_message_unpack (&shoal__inference__v1__rollout_event__descriptor,
+                                allocator, len, data);
+}
+void   shoal__inference__v1__rollout_event__free_unpacked
+                     (Shoal__Inference__V1__RolloutEvent *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__inference__v1__rollout_event__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   shoal__inference__v1__rollout__init
+                     (Shoal__Inference__V1__Rollout         *message)
+{
+  static const Shoal__Inference__V1__Rollout init_value = SHOAL__INFERENCE__V1__ROLLOUT__INIT;
+  *message = init_value;
+}
+size_t shoal__inference__v1__rollout__get_packed_size
+                     (const Shoal__Inference__V1__Rollout *message)
+{
+  assert(message->base.descriptor == &shoal__inference__v1__rollout__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__inference__v1__rollout__pack
+                     (const Shoal__Inference__V1__Rollout *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__inference__v1__rollout__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__inference__v1__rollout__pack_to_buffer
+                     (const Shoal__Inference__V1__Rollout *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__inference__v1__rollout__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Inference__V1__Rollout *
+       shoal__inference__v1__rollout__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Inference__V1__Rollout *)
+     protobuf_c_message_unpack (&shoal__inference__v1__rollout__descriptor,
+                                allocator, len, data);
+}
+void   shoal__inference__v1__rollout__free_unpacked
+                     (Shoal__Inference__V1__Rollout *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__inference__v1__rollout__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   shoal__inference__v1__start_rollout_request__init
+                     (Shoal__Inference__V1__StartRolloutRequest         *message)
+{
+  static const Shoal__Inference__V1__StartRolloutRequest init_value = SHOAL__INFERENCE__V1__START_ROLLOUT_REQUEST__INIT;
+  *message = init_value;
+}
+size_t shoal__inference__v1__start_rollout_request__get_packed_size
+                     (const Shoal__Inference__V1__StartRolloutRequest *message)
+{
+  assert(message->base.descriptor == &shoal__inference__v1__start_rollout_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__inference__v1__start_rollout_request__pack
+                     (const Shoal__Inference__V1__StartRolloutRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__inference__v1__start_rollout_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__inference__v1__start_rollout_request__pack_to_buffer
+                     (const Shoal__Inference__V1__StartRolloutRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__inference__v1__start_rollout_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Inference__V1__StartRolloutRequest *
+       shoal__inference__v1__start_rollout_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Inference__V1__StartRolloutRequest *)
+     protobuf_c_message_unpack (&shoal__inference__v1__start_rollout_request__descriptor,
+                                allocator, len, data);
+}
+void   shoal__inference__v1__start_rollout_request__free_unpacked
+                     (Shoal__Inference__V1__StartRolloutRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__inference__v1__start_rollout_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   shoal__inference__v1__rollout_request__init
+                     (Shoal__Inference__V1__RolloutRequest         *message)
+{
+  static const Shoal__Inference__V1__RolloutRequest init_value = SHOAL__INFERENCE__V1__ROLLOUT_REQUEST__INIT;
+  *message = init_value;
+}
+size_t shoal__inference__v1__rollout_request__get_packed_size
+                     (const Shoal__Inference__V1__RolloutRequest *message)
+{
+  assert(message->base.descriptor == &shoal__inference__v1__rollout_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__inference__v1__rollout_request__pack
+                     (const Shoal__Inference__V1__RolloutRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__inference__v1__rollout_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__inference__v1__rollout_request__pack_to_buffer
+                     (const Shoal__Inference__V1__RolloutRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__inference__v1__rollout_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Inference__V1__RolloutRequest *
+       shoal__inference__v1__rollout_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Inference__V1__RolloutRequest *)
+     protobuf_c_message_unpack (&shoal__inference__v1__rollout_request__descriptor,
+                                allocator, len, data);
+}
+void   shoal__inference__v1__rollout_request__free_unpacked
+                     (Shoal__Inference__V1__RolloutRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__inference__v1__rollout_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   shoal__inference__v1__list_rollouts_request__init
+                     (Shoal__Inference__V1__ListRolloutsRequest         *message)
+{
+  static const Shoal__Inference__V1__ListRolloutsRequest init_value = SHOAL__INFERENCE__V1__LIST_ROLLOUTS_REQUEST__INIT;
+  *message = init_value;
+}
+size_t shoal__inference__v1__list_rollouts_request__get_packed_size
+                     (const Shoal__Inference__V1__ListRolloutsRequest *message)
+{
+  assert(message->base.descriptor == &shoal__inference__v1__list_rollouts_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__inference__v1__list_rollouts_request__pack
+                     (const Shoal__Inference__V1__ListRolloutsRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__inference__v1__list_rollouts_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__inference__v1__list_rollouts_request__pack_to_buffer
+                     (const Shoal__Inference__V1__ListRolloutsRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__inference__v1__list_rollouts_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Inference__V1__ListRolloutsRequest *
+       shoal__inference__v1__list_rollouts_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Inference__V1__ListRolloutsRequest *)
+     protobuf_c_message_unpack (&shoal__inference__v1__list_rollouts_request__descriptor,
+                                allocator, len, data);
+}
+void   shoal__inference__v1__list_rollouts_request__free_unpacked
+                     (Shoal__Inference__V1__ListRolloutsRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__inference__v1__list_rollouts_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   shoal__inference__v1__list_rollouts_response__init
+                     (Shoal__Inference__V1__ListRolloutsResponse         *message)
+{
+  static const Shoal__Inference__V1__ListRolloutsResponse init_value = SHOAL__INFERENCE__V1__LIST_ROLLOUTS_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t shoal__inference__v1__list_rollouts_response__get_packed_size
+                     (const Shoal__Inference__V1__ListRolloutsResponse *message)
+{
+  assert(message->base.descriptor == &shoal__inference__v1__list_rollouts_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__inference__v1__list_rollouts_response__pack
+                     (const Shoal__Inference__V1__ListRolloutsResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__inference__v1__list_rollouts_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__inference__v1__list_rollouts_response__pack_to_buffer
+                     (const Shoal__Inference__V1__ListRolloutsResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__inference__v1__list_rollouts_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Inference__V1__ListRolloutsResponse *
+       shoal__inference__v1__list_rollouts_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Inference__V1__ListRolloutsResponse *)
+     protobuf_c_message_unpack (&shoal__inference__v1__list_rollouts_response__descriptor,
+                                allocator, len, data);
+}
+void   shoal__inference__v1__list_rollouts_response__free_unpacked
+                     (Shoal__Inference__V1__ListRolloutsResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__inference__v1__list_rollouts_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 static const ProtobufCFieldDescriptor shoal__inference__v1__batching_config__field_descriptors[5] =
 {
   {
@@ -3600,6 +3915,720 @@ const ProtobufCMessageDescriptor shoal__inference__v1__list_jobs_response__descr
   (ProtobufCMessageInit) shoal__inference__v1__list_jobs_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
+static const ProtobufCFieldDescriptor shoal__inference__v1__rollout_arm__field_descriptors[7] =
+{
+  {
+    "reference",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__RolloutArm, reference),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "version",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__RolloutArm, version),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "requests",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__RolloutArm, requests),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "errors",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__RolloutArm, errors),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "error_rate",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__RolloutArm, error_rate),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "p99_ms",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__RolloutArm, p99_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "total_requests",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__RolloutArm, total_requests),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__inference__v1__rollout_arm__field_indices_by_name[] = {
+  4,   /* field[4] = error_rate */
+  3,   /* field[3] = errors */
+  5,   /* field[5] = p99_ms */
+  0,   /* field[0] = reference */
+  2,   /* field[2] = requests */
+  6,   /* field[6] = total_requests */
+  1,   /* field[1] = version */
+};
+static const ProtobufCIntRange shoal__inference__v1__rollout_arm__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 7 }
+};
+const ProtobufCMessageDescriptor shoal__inference__v1__rollout_arm__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.inference.v1.RolloutArm",
+  "RolloutArm",
+  "Shoal__Inference__V1__RolloutArm",
+  "shoal.inference.v1",
+  sizeof(Shoal__Inference__V1__RolloutArm),
+  7,
+  shoal__inference__v1__rollout_arm__field_descriptors,
+  shoal__inference__v1__rollout_arm__field_indices_by_name,
+  1,  shoal__inference__v1__rollout_arm__number_ranges,
+  (ProtobufCMessageInit) shoal__inference__v1__rollout_arm__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor shoal__inference__v1__rollout_event__field_descriptors[2] =
+{
+  {
+    "at_ms",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__RolloutEvent, at_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "what",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__RolloutEvent, what),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__inference__v1__rollout_event__field_indices_by_name[] = {
+  0,   /* field[0] = at_ms */
+  1,   /* field[1] = what */
+};
+static const ProtobufCIntRange shoal__inference__v1__rollout_event__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor shoal__inference__v1__rollout_event__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.inference.v1.RolloutEvent",
+  "RolloutEvent",
+  "Shoal__Inference__V1__RolloutEvent",
+  "shoal.inference.v1",
+  sizeof(Shoal__Inference__V1__RolloutEvent),
+  2,
+  shoal__inference__v1__rollout_event__field_descriptors,
+  shoal__inference__v1__rollout_event__field_indices_by_name,
+  1,  shoal__inference__v1__rollout_event__number_ranges,
+  (ProtobufCMessageInit) shoal__inference__v1__rollout_event__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor shoal__inference__v1__rollout__field_descriptors[20] =
+{
+  {
+    "model",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__Rollout, model),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "candidate",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__Rollout, candidate),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "mode",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__Rollout, mode),
+    &shoal__inference__v1__rollout_mode__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "canary_percent",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__Rollout, canary_percent),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "state",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__Rollout, state),
+    &shoal__inference__v1__rollout_state__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "production_arm",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__Rollout, production_arm),
+    &shoal__inference__v1__rollout_arm__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "candidate_arm",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__Rollout, candidate_arm),
+    &shoal__inference__v1__rollout_arm__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "compared",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__Rollout, compared),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "agreed",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__Rollout, agreed),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "agreement",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__Rollout, agreement),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "max_error_rate",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__Rollout, max_error_rate),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "max_p99_ms",
+    12,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__Rollout, max_p99_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "min_agreement",
+    13,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__Rollout, min_agreement),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "window_seconds",
+    14,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__Rollout, window_seconds),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "min_requests",
+    15,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__Rollout, min_requests),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "promote_after_seconds",
+    16,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__Rollout, promote_after_seconds),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "webhook",
+    17,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__Rollout, webhook),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "events",
+    18,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Shoal__Inference__V1__Rollout, n_events),
+    offsetof(Shoal__Inference__V1__Rollout, events),
+    &shoal__inference__v1__rollout_event__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "started_at_ms",
+    19,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__Rollout, started_at_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "started_by",
+    20,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__Rollout, started_by),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__inference__v1__rollout__field_indices_by_name[] = {
+  8,   /* field[8] = agreed */
+  9,   /* field[9] = agreement */
+  3,   /* field[3] = canary_percent */
+  1,   /* field[1] = candidate */
+  6,   /* field[6] = candidate_arm */
+  7,   /* field[7] = compared */
+  17,   /* field[17] = events */
+  10,   /* field[10] = max_error_rate */
+  11,   /* field[11] = max_p99_ms */
+  12,   /* field[12] = min_agreement */
+  14,   /* field[14] = min_requests */
+  2,   /* field[2] = mode */
+  0,   /* field[0] = model */
+  5,   /* field[5] = production_arm */
+  15,   /* field[15] = promote_after_seconds */
+  18,   /* field[18] = started_at_ms */
+  19,   /* field[19] = started_by */
+  4,   /* field[4] = state */
+  16,   /* field[16] = webhook */
+  13,   /* field[13] = window_seconds */
+};
+static const ProtobufCIntRange shoal__inference__v1__rollout__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 20 }
+};
+const ProtobufCMessageDescriptor shoal__inference__v1__rollout__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.inference.v1.Rollout",
+  "Rollout",
+  "Shoal__Inference__V1__Rollout",
+  "shoal.inference.v1",
+  sizeof(Shoal__Inference__V1__Rollout),
+  20,
+  shoal__inference__v1__rollout__field_descriptors,
+  shoal__inference__v1__rollout__field_indices_by_name,
+  1,  shoal__inference__v1__rollout__number_ranges,
+  (ProtobufCMessageInit) shoal__inference__v1__rollout__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor shoal__inference__v1__start_rollout_request__field_descriptors[11] =
+{
+  {
+    "model",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__StartRolloutRequest, model),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "candidate",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__StartRolloutRequest, candidate),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "mode",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__StartRolloutRequest, mode),
+    &shoal__inference__v1__rollout_mode__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "canary_percent",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__StartRolloutRequest, canary_percent),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "max_error_rate",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__StartRolloutRequest, max_error_rate),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "max_p99_ms",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__StartRolloutRequest, max_p99_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "min_agreement",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__StartRolloutRequest, min_agreement),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "window_seconds",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__StartRolloutRequest, window_seconds),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "min_requests",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__StartRolloutRequest, min_requests),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "promote_after_seconds",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__StartRolloutRequest, promote_after_seconds),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "webhook",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__StartRolloutRequest, webhook),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__inference__v1__start_rollout_request__field_indices_by_name[] = {
+  3,   /* field[3] = canary_percent */
+  1,   /* field[1] = candidate */
+  4,   /* field[4] = max_error_rate */
+  5,   /* field[5] = max_p99_ms */
+  6,   /* field[6] = min_agreement */
+  8,   /* field[8] = min_requests */
+  2,   /* field[2] = mode */
+  0,   /* field[0] = model */
+  9,   /* field[9] = promote_after_seconds */
+  10,   /* field[10] = webhook */
+  7,   /* field[7] = window_seconds */
+};
+static const ProtobufCIntRange shoal__inference__v1__start_rollout_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 11 }
+};
+const ProtobufCMessageDescriptor shoal__inference__v1__start_rollout_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.inference.v1.StartRolloutRequest",
+  "StartRolloutRequest",
+  "Shoal__Inference__V1__StartRolloutRequest",
+  "shoal.inference.v1",
+  sizeof(Shoal__Inference__V1__StartRolloutRequest),
+  11,
+  shoal__inference__v1__start_rollout_request__field_descriptors,
+  shoal__inference__v1__start_rollout_request__field_indices_by_name,
+  1,  shoal__inference__v1__start_rollout_request__number_ranges,
+  (ProtobufCMessageInit) shoal__inference__v1__start_rollout_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor shoal__inference__v1__rollout_request__field_descriptors[1] =
+{
+  {
+    "model",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__RolloutRequest, model),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__inference__v1__rollout_request__field_indices_by_name[] = {
+  0,   /* field[0] = model */
+};
+static const ProtobufCIntRange shoal__inference__v1__rollout_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor shoal__inference__v1__rollout_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.inference.v1.RolloutRequest",
+  "RolloutRequest",
+  "Shoal__Inference__V1__RolloutRequest",
+  "shoal.inference.v1",
+  sizeof(Shoal__Inference__V1__RolloutRequest),
+  1,
+  shoal__inference__v1__rollout_request__field_descriptors,
+  shoal__inference__v1__rollout_request__field_indices_by_name,
+  1,  shoal__inference__v1__rollout_request__number_ranges,
+  (ProtobufCMessageInit) shoal__inference__v1__rollout_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+#define shoal__inference__v1__list_rollouts_request__field_descriptors NULL
+#define shoal__inference__v1__list_rollouts_request__field_indices_by_name NULL
+#define shoal__inference__v1__list_rollouts_request__number_ranges NULL
+const ProtobufCMessageDescriptor shoal__inference__v1__list_rollouts_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.inference.v1.ListRolloutsRequest",
+  "ListRolloutsRequest",
+  "Shoal__Inference__V1__ListRolloutsRequest",
+  "shoal.inference.v1",
+  sizeof(Shoal__Inference__V1__ListRolloutsRequest),
+  0,
+  shoal__inference__v1__list_rollouts_request__field_descriptors,
+  shoal__inference__v1__list_rollouts_request__field_indices_by_name,
+  0,  shoal__inference__v1__list_rollouts_request__number_ranges,
+  (ProtobufCMessageInit) shoal__inference__v1__list_rollouts_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor shoal__inference__v1__list_rollouts_response__field_descriptors[1] =
+{
+  {
+    "rollouts",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Shoal__Inference__V1__ListRolloutsResponse, n_rollouts),
+    offsetof(Shoal__Inference__V1__ListRolloutsResponse, rollouts),
+    &shoal__inference__v1__rollout__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__inference__v1__list_rollouts_response__field_indices_by_name[] = {
+  0,   /* field[0] = rollouts */
+};
+static const ProtobufCIntRange shoal__inference__v1__list_rollouts_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor shoal__inference__v1__list_rollouts_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.inference.v1.ListRolloutsResponse",
+  "ListRolloutsResponse",
+  "Shoal__Inference__V1__ListRolloutsResponse",
+  "shoal.inference.v1",
+  sizeof(Shoal__Inference__V1__ListRolloutsResponse),
+  1,
+  shoal__inference__v1__list_rollouts_response__field_descriptors,
+  shoal__inference__v1__list_rollouts_response__field_indices_by_name,
+  1,  shoal__inference__v1__list_rollouts_response__number_ranges,
+  (ProtobufCMessageInit) shoal__inference__v1__list_rollouts_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
 static const ProtobufCEnumValue shoal__inference__v1__model_state__enum_values_by_number[5] =
 {
   { "MODEL_STATE_UNSPECIFIED", "SHOAL__INFERENCE__V1__MODEL_STATE__MODEL_STATE_UNSPECIFIED", 0 },
@@ -3670,7 +4699,67 @@ const ProtobufCEnumDescriptor shoal__inference__v1__job_state__descriptor =
   shoal__inference__v1__job_state__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCMethodDescriptor shoal__inference__v1__inference__method_descriptors[11] =
+static const ProtobufCEnumValue shoal__inference__v1__rollout_mode__enum_values_by_number[2] =
+{
+  { "CANARY", "SHOAL__INFERENCE__V1__ROLLOUT_MODE__CANARY", 0 },
+  { "SHADOW", "SHOAL__INFERENCE__V1__ROLLOUT_MODE__SHADOW", 1 },
+};
+static const ProtobufCIntRange shoal__inference__v1__rollout_mode__value_ranges[] = {
+{0, 0},{0, 2}
+};
+static const ProtobufCEnumValueIndex shoal__inference__v1__rollout_mode__enum_values_by_name[2] =
+{
+  { "CANARY", 0 },
+  { "SHADOW", 1 },
+};
+const ProtobufCEnumDescriptor shoal__inference__v1__rollout_mode__descriptor =
+{
+  PROTOBUF_C__ENUM_DESCRIPTOR_MAGIC,
+  "shoal.inference.v1.RolloutMode",
+  "RolloutMode",
+  "Shoal__Inference__V1__RolloutMode",
+  "shoal.inference.v1",
+  2,
+  shoal__inference__v1__rollout_mode__enum_values_by_number,
+  2,
+  shoal__inference__v1__rollout_mode__enum_values_by_name,
+  1,
+  shoal__inference__v1__rollout_mode__value_ranges,
+  NULL,NULL,NULL,NULL   /* reserved[1234] */
+};
+static const ProtobufCEnumValue shoal__inference__v1__rollout_state__enum_values_by_number[4] =
+{
+  { "ROLLOUT_STATE_UNSPECIFIED", "SHOAL__INFERENCE__V1__ROLLOUT_STATE__ROLLOUT_STATE_UNSPECIFIED", 0 },
+  { "ACTIVE", "SHOAL__INFERENCE__V1__ROLLOUT_STATE__ACTIVE", 1 },
+  { "PROMOTED", "SHOAL__INFERENCE__V1__ROLLOUT_STATE__PROMOTED", 2 },
+  { "ROLLED_BACK", "SHOAL__INFERENCE__V1__ROLLOUT_STATE__ROLLED_BACK", 3 },
+};
+static const ProtobufCIntRange shoal__inference__v1__rollout_state__value_ranges[] = {
+{0, 0},{0, 4}
+};
+static const ProtobufCEnumValueIndex shoal__inference__v1__rollout_state__enum_values_by_name[4] =
+{
+  { "ACTIVE", 1 },
+  { "PROMOTED", 2 },
+  { "ROLLED_BACK", 3 },
+  { "ROLLOUT_STATE_UNSPECIFIED", 0 },
+};
+const ProtobufCEnumDescriptor shoal__inference__v1__rollout_state__descriptor =
+{
+  PROTOBUF_C__ENUM_DESCRIPTOR_MAGIC,
+  "shoal.inference.v1.RolloutState",
+  "RolloutState",
+  "Shoal__Inference__V1__RolloutState",
+  "shoal.inference.v1",
+  4,
+  shoal__inference__v1__rollout_state__enum_values_by_number,
+  4,
+  shoal__inference__v1__rollout_state__enum_values_by_name,
+  1,
+  shoal__inference__v1__rollout_state__value_ranges,
+  NULL,NULL,NULL,NULL   /* reserved[1234] */
+};
+static const ProtobufCMethodDescriptor shoal__inference__v1__inference__method_descriptors[16] =
 {
   { "LoadModel", &shoal__inference__v1__load_model_request__descriptor, &shoal__inference__v1__loaded_model__descriptor },
   { "UnloadModel", &shoal__inference__v1__unload_model_request__descriptor, &shoal__inference__v1__loaded_model__descriptor },
@@ -3683,16 +4772,26 @@ static const ProtobufCMethodDescriptor shoal__inference__v1__inference__method_d
   { "WatchJob", &shoal__inference__v1__watch_job_request__descriptor, &shoal__inference__v1__job__descriptor },
   { "CancelJob", &shoal__inference__v1__cancel_job_request__descriptor, &shoal__inference__v1__job__descriptor },
   { "ListJobs", &shoal__inference__v1__list_jobs_request__descriptor, &shoal__inference__v1__list_jobs_response__descriptor },
+  { "StartRollout", &shoal__inference__v1__start_rollout_request__descriptor, &shoal__inference__v1__rollout__descriptor },
+  { "RolloutStatus", &shoal__inference__v1__rollout_request__descriptor, &shoal__inference__v1__rollout__descriptor },
+  { "ListRollouts", &shoal__inference__v1__list_rollouts_request__descriptor, &shoal__inference__v1__list_rollouts_response__descriptor },
+  { "PromoteRollout", &shoal__inference__v1__rollout_request__descriptor, &shoal__inference__v1__rollout__descriptor },
+  { "RollbackRollout", &shoal__inference__v1__rollout_request__descriptor, &shoal__inference__v1__rollout__descriptor },
 };
 const unsigned shoal__inference__v1__inference__method_indices_by_name[] = {
   9,        /* CancelJob */
   10,        /* ListJobs */
+  13,        /* ListRollouts */
   0,        /* LoadModel */
   4,        /* ModelMetadata */
   2,        /* ModelStatus */
   5,        /* Predict */
   6,        /* PredictStream */
+  14,        /* PromoteRollout */
+  15,        /* RollbackRollout */
+  12,        /* RolloutStatus */
   7,        /* StartJob */
+  11,        /* StartRollout */
   1,        /* UnloadModel */
   8,        /* WatchJob */
   3         /* WatchModels */
@@ -3704,7 +4803,7 @@ const ProtobufCServiceDescriptor shoal__inference__v1__inference__descriptor =
   "Inference",
   "Shoal__Inference__V1__Inference",
   "shoal.inference.v1",
-  11,
+  16,
   shoal__inference__v1__inference__method_descriptors,
   shoal__inference__v1__inference__method_indices_by_name
 };
@@ -3795,6 +4894,46 @@ void shoal__inference__v1__inference__list_jobs(ProtobufCService *service,
 {
   assert(service->descriptor == &shoal__inference__v1__inference__descriptor);
   service->invoke(service, 10, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void shoal__inference__v1__inference__start_rollout(ProtobufCService *service,
+                                                    const Shoal__Inference__V1__StartRolloutRequest *input,
+                                                    Shoal__Inference__V1__Rollout_Closure closure,
+                                                    void *closure_data)
+{
+  assert(service->descriptor == &shoal__inference__v1__inference__descriptor);
+  service->invoke(service, 11, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void shoal__inference__v1__inference__rollout_status(ProtobufCService *service,
+                                                     const Shoal__Inference__V1__RolloutRequest *input,
+                                                     Shoal__Inference__V1__Rollout_Closure closure,
+                                                     void *closure_data)
+{
+  assert(service->descriptor == &shoal__inference__v1__inference__descriptor);
+  service->invoke(service, 12, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void shoal__inference__v1__inference__list_rollouts(ProtobufCService *service,
+                                                    const Shoal__Inference__V1__ListRolloutsRequest *input,
+                                                    Shoal__Inference__V1__ListRolloutsResponse_Closure closure,
+                                                    void *closure_data)
+{
+  assert(service->descriptor == &shoal__inference__v1__inference__descriptor);
+  service->invoke(service, 13, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void shoal__inference__v1__inference__promote_rollout(ProtobufCService *service,
+                                                      const Shoal__Inference__V1__RolloutRequest *input,
+                                                      Shoal__Inference__V1__Rollout_Closure closure,
+                                                      void *closure_data)
+{
+  assert(service->descriptor == &shoal__inference__v1__inference__descriptor);
+  service->invoke(service, 14, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void shoal__inference__v1__inference__rollback_rollout(ProtobufCService *service,
+                                                       const Shoal__Inference__V1__RolloutRequest *input,
+                                                       Shoal__Inference__V1__Rollout_Closure closure,
+                                                       void *closure_data)
+{
+  assert(service->descriptor == &shoal__inference__v1__inference__descriptor);
+  service->invoke(service, 15, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void shoal__inference__v1__inference__init (Shoal__Inference__V1__Inference_Service *service,
                                             Shoal__Inference__V1__Inference_ServiceDestroy destroy)

@@ -48,6 +48,13 @@ typedef struct Shoal__Inference__V1__WatchJobRequest Shoal__Inference__V1__Watch
 typedef struct Shoal__Inference__V1__CancelJobRequest Shoal__Inference__V1__CancelJobRequest;
 typedef struct Shoal__Inference__V1__ListJobsRequest Shoal__Inference__V1__ListJobsRequest;
 typedef struct Shoal__Inference__V1__ListJobsResponse Shoal__Inference__V1__ListJobsResponse;
+typedef struct Shoal__Inference__V1__RolloutArm Shoal__Inference__V1__RolloutArm;
+typedef struct Shoal__Inference__V1__RolloutEvent Shoal__Inference__V1__RolloutEvent;
+typedef struct Shoal__Inference__V1__Rollout Shoal__Inference__V1__Rollout;
+typedef struct Shoal__Inference__V1__StartRolloutRequest Shoal__Inference__V1__StartRolloutRequest;
+typedef struct Shoal__Inference__V1__RolloutRequest Shoal__Inference__V1__RolloutRequest;
+typedef struct Shoal__Inference__V1__ListRolloutsRequest Shoal__Inference__V1__ListRolloutsRequest;
+typedef struct Shoal__Inference__V1__ListRolloutsResponse Shoal__Inference__V1__ListRolloutsResponse;
 
 
 /* --- enums --- */
@@ -78,6 +85,33 @@ typedef enum _Shoal__Inference__V1__JobState {
   SHOAL__INFERENCE__V1__JOB_STATE__CANCELLED = 5
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(SHOAL__INFERENCE__V1__JOB_STATE)
 } Shoal__Inference__V1__JobState;
+/*
+ * How a candidate meets traffic on an alias.
+ */
+typedef enum _Shoal__Inference__V1__RolloutMode {
+  /*
+   * A share of the alias's requests (by request id when given) is answered by the candidate.
+   */
+  SHOAL__INFERENCE__V1__ROLLOUT_MODE__CANARY = 0,
+  /*
+   * Production answers every request; the candidate runs a copy and their agreement is kept.
+   */
+  SHOAL__INFERENCE__V1__ROLLOUT_MODE__SHADOW = 1
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(SHOAL__INFERENCE__V1__ROLLOUT_MODE)
+} Shoal__Inference__V1__RolloutMode;
+typedef enum _Shoal__Inference__V1__RolloutState {
+  SHOAL__INFERENCE__V1__ROLLOUT_STATE__ROLLOUT_STATE_UNSPECIFIED = 0,
+  SHOAL__INFERENCE__V1__ROLLOUT_STATE__ACTIVE = 1,
+  /*
+   * The alias now points at the candidate.
+   */
+  SHOAL__INFERENCE__V1__ROLLOUT_STATE__PROMOTED = 2,
+  /*
+   * The split went back to production (asked, or a threshold was passed).
+   */
+  SHOAL__INFERENCE__V1__ROLLOUT_STATE__ROLLED_BACK = 3
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(SHOAL__INFERENCE__V1__ROLLOUT_STATE)
+} Shoal__Inference__V1__RolloutState;
 
 /* --- messages --- */
 
@@ -741,6 +775,152 @@ struct  Shoal__Inference__V1__ListJobsResponse
     , 0,NULL }
 
 
+/*
+ * One side of a rollout over the window.
+ */
+struct  Shoal__Inference__V1__RolloutArm
+{
+  ProtobufCMessage base;
+  /*
+   * The reference loaded for it.
+   */
+  char *reference;
+  int64_t version;
+  /*
+   * In the window, and in all.
+   */
+  int64_t requests;
+  int64_t errors;
+  double error_rate;
+  double p99_ms;
+  int64_t total_requests;
+};
+#define SHOAL__INFERENCE__V1__ROLLOUT_ARM__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__inference__v1__rollout_arm__descriptor) \
+    , (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0, 0 }
+
+
+struct  Shoal__Inference__V1__RolloutEvent
+{
+  ProtobufCMessage base;
+  int64_t at_ms;
+  char *what;
+};
+#define SHOAL__INFERENCE__V1__ROLLOUT_EVENT__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__inference__v1__rollout_event__descriptor) \
+    , 0, (char *)protobuf_c_empty_string }
+
+
+struct  Shoal__Inference__V1__Rollout
+{
+  ProtobufCMessage base;
+  /*
+   * The alias rolled out on (org/name@alias), and the candidate (org/name/N or org/name@alias).
+   */
+  char *model;
+  char *candidate;
+  Shoal__Inference__V1__RolloutMode mode;
+  double canary_percent;
+  Shoal__Inference__V1__RolloutState state;
+  Shoal__Inference__V1__RolloutArm *production_arm;
+  Shoal__Inference__V1__RolloutArm *candidate_arm;
+  /*
+   * Shadow: requests compared, and those whose top class (every row) agreed.
+   */
+  int64_t compared;
+  int64_t agreed;
+  double agreement;
+  /*
+   * Rollback when, over `window_seconds` with at least `min_requests` candidate requests, its
+   * error rate passes `max_error_rate`, its p99 passes `max_p99_ms`, or (shadow) its agreement
+   * falls below `min_agreement` (0: that check is off).
+   */
+  double max_error_rate;
+  double max_p99_ms;
+  double min_agreement;
+  int32_t window_seconds;
+  int32_t min_requests;
+  /*
+   * Promote by itself after this long active without a rollback, once the candidate has had
+   * `min_requests` (0: only when asked).
+   */
+  int32_t promote_after_seconds;
+  /*
+   * Told of promotion and rollback (a POST of the rollout as JSON).
+   */
+  char *webhook;
+  size_t n_events;
+  Shoal__Inference__V1__RolloutEvent **events;
+  int64_t started_at_ms;
+  char *started_by;
+};
+#define SHOAL__INFERENCE__V1__ROLLOUT__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__inference__v1__rollout__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, SHOAL__INFERENCE__V1__ROLLOUT_MODE__CANARY, 0, SHOAL__INFERENCE__V1__ROLLOUT_STATE__ROLLOUT_STATE_UNSPECIFIED, NULL, NULL, 0, 0, 0, 0, 0, 0, 0, 0, 0, (char *)protobuf_c_empty_string, 0,NULL, 0, (char *)protobuf_c_empty_string }
+
+
+struct  Shoal__Inference__V1__StartRolloutRequest
+{
+  ProtobufCMessage base;
+  /*
+   * An alias reference that is loaded here (name@production).
+   */
+  char *model;
+  /*
+   * The candidate: name/version or name@staging (loaded here if it is not).
+   */
+  char *candidate;
+  Shoal__Inference__V1__RolloutMode mode;
+  /*
+   * CANARY: 0.01 to 100; default 10.
+   */
+  double canary_percent;
+  /*
+   * Defaults: 0.05, off, off, 60 s, 20.
+   */
+  double max_error_rate;
+  double max_p99_ms;
+  double min_agreement;
+  int32_t window_seconds;
+  int32_t min_requests;
+  int32_t promote_after_seconds;
+  char *webhook;
+};
+#define SHOAL__INFERENCE__V1__START_ROLLOUT_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__inference__v1__start_rollout_request__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, SHOAL__INFERENCE__V1__ROLLOUT_MODE__CANARY, 0, 0, 0, 0, 0, 0, 0, (char *)protobuf_c_empty_string }
+
+
+struct  Shoal__Inference__V1__RolloutRequest
+{
+  ProtobufCMessage base;
+  char *model;
+};
+#define SHOAL__INFERENCE__V1__ROLLOUT_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__inference__v1__rollout_request__descriptor) \
+    , (char *)protobuf_c_empty_string }
+
+
+struct  Shoal__Inference__V1__ListRolloutsRequest
+{
+  ProtobufCMessage base;
+};
+#define SHOAL__INFERENCE__V1__LIST_ROLLOUTS_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__inference__v1__list_rollouts_request__descriptor) \
+     }
+
+
+struct  Shoal__Inference__V1__ListRolloutsResponse
+{
+  ProtobufCMessage base;
+  size_t n_rollouts;
+  Shoal__Inference__V1__Rollout **rollouts;
+};
+#define SHOAL__INFERENCE__V1__LIST_ROLLOUTS_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__inference__v1__list_rollouts_response__descriptor) \
+    , 0,NULL }
+
+
 /* Shoal__Inference__V1__BatchingConfig methods */
 void   shoal__inference__v1__batching_config__init
                      (Shoal__Inference__V1__BatchingConfig         *message);
@@ -1266,6 +1446,139 @@ Shoal__Inference__V1__ListJobsResponse *
 void   shoal__inference__v1__list_jobs_response__free_unpacked
                      (Shoal__Inference__V1__ListJobsResponse *message,
                       ProtobufCAllocator *allocator);
+/* Shoal__Inference__V1__RolloutArm methods */
+void   shoal__inference__v1__rollout_arm__init
+                     (Shoal__Inference__V1__RolloutArm         *message);
+size_t shoal__inference__v1__rollout_arm__get_packed_size
+                     (const Shoal__Inference__V1__RolloutArm   *message);
+size_t shoal__inference__v1__rollout_arm__pack
+                     (const Shoal__Inference__V1__RolloutArm   *message,
+                      uint8_t             *out);
+size_t shoal__inference__v1__rollout_arm__pack_to_buffer
+                     (const Shoal__Inference__V1__RolloutArm   *message,
+                      ProtobufCBuffer     *buffer);
+Shoal__Inference__V1__RolloutArm *
+       shoal__inference__v1__rollout_arm__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shoal__inference__v1__rollout_arm__free_unpacked
+                     (Shoal__Inference__V1__RolloutArm *message,
+                      ProtobufCAllocator *allocator);
+/* Shoal__Inference__V1__RolloutEvent methods */
+void   shoal__inference__v1__rollout_event__init
+                     (Shoal__Inference__V1__RolloutEvent         *message);
+size_t shoal__inference__v1__rollout_event__get_packed_size
+                     (const Shoal__Inference__V1__RolloutEvent   *message);
+size_t shoal__inference__v1__rollout_event__pack
+                     (const Shoal__Inference__V1__RolloutEvent   *message,
+                      uint8_t             *out);
+size_t shoal__inference__v1__rollout_event__pack_to_buffer
+                     (const Shoal__Inference__V1__RolloutEvent   *message,
+                      ProtobufCBuffer     *buffer);
+Shoal__Inference__V1__RolloutEvent *
+       shoal__inference__v1__rollout_event__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shoal__inference__v1__rollout_event__free_unpacked
+                     (Shoal__Inference__V1__RolloutEvent *message,
+                      ProtobufCAllocator *allocator);
+/* Shoal__Inference__V1__Rollout methods */
+void   shoal__inference__v1__rollout__init
+                     (Shoal__Inference__V1__Rollout         *message);
+size_t shoal__inference__v1__rollout__get_packed_size
+                     (const Shoal__Inference__V1__Rollout   *message);
+size_t shoal__inference__v1__rollout__pack
+                     (const Shoal__Inference__V1__Rollout   *message,
+                      uint8_t             *out);
+size_t shoal__inference__v1__rollout__pack_to_buffer
+                     (const Shoal__Inference__V1__Rollout   *message,
+                      ProtobufCBuffer     *buffer);
+Shoal__Inference__V1__Rollout *
+       shoal__inference__v1__rollout__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shoal__inference__v1__rollout__free_unpacked
+                     (Shoal__Inference__V1__Rollout *message,
+                      ProtobufCAllocator *allocator);
+/* Shoal__Inference__V1__StartRolloutRequest methods */
+void   shoal__inference__v1__start_rollout_request__init
+                     (Shoal__Inference__V1__StartRolloutRequest         *message);
+size_t shoal__inference__v1__start_rollout_request__get_packed_size
+                     (const Shoal__Inference__V1__StartRolloutRequest   *message);
+size_t shoal__inference__v1__start_rollout_request__pack
+                     (const Shoal__Inference__V1__StartRolloutRequest   *message,
+                      uint8_t             *out);
+size_t shoal__inference__v1__start_rollout_request__pack_to_buffer
+                     (const Shoal__Inference__V1__StartRolloutRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Shoal__Inference__V1__StartRolloutRequest *
+       shoal__inference__v1__start_rollout_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shoal__inference__v1__start_rollout_request__free_unpacked
+                     (Shoal__Inference__V1__StartRolloutRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Shoal__Inference__V1__RolloutRequest methods */
+void   shoal__inference__v1__rollout_request__init
+                     (Shoal__Inference__V1__RolloutRequest         *message);
+size_t shoal__inference__v1__rollout_request__get_packed_size
+                     (const Shoal__Inference__V1__RolloutRequest   *message);
+size_t shoal__inference__v1__rollout_request__pack
+                     (const Shoal__Inference__V1__RolloutRequest   *message,
+                      uint8_t             *out);
+size_t shoal__inference__v1__rollout_request__pack_to_buffer
+                     (const Shoal__Inference__V1__RolloutRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Shoal__Inference__V1__RolloutRequest *
+       shoal__inference__v1__rollout_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shoal__inference__v1__rollout_request__free_unpacked
+                     (Shoal__Inference__V1__RolloutRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Shoal__Inference__V1__ListRolloutsRequest methods */
+void   shoal__inference__v1__list_rollouts_request__init
+                     (Shoal__Inference__V1__ListRolloutsRequest         *message);
+size_t shoal__inference__v1__list_rollouts_request__get_packed_size
+                     (const Shoal__Inference__V1__ListRolloutsRequest   *message);
+size_t shoal__inference__v1__list_rollouts_request__pack
+                     (const Shoal__Inference__V1__ListRolloutsRequest   *message,
+                      uint8_t             *out);
+size_t shoal__inference__v1__list_rollouts_request__pack_to_buffer
+                     (const Shoal__Inference__V1__ListRolloutsRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Shoal__Inference__V1__ListRolloutsRequest *
+       shoal__inference__v1__list_rollouts_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shoal__inference__v1__list_rollouts_request__free_unpacked
+                     (Shoal__Inference__V1__ListRolloutsRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Shoal__Inference__V1__ListRolloutsResponse methods */
+void   shoal__inference__v1__list_rollouts_response__init
+                     (Shoal__Inference__V1__ListRolloutsResponse         *message);
+size_t shoal__inference__v1__list_rollouts_response__get_packed_size
+                     (const Shoal__Inference__V1__ListRolloutsResponse   *message);
+size_t shoal__inference__v1__list_rollouts_response__pack
+                     (const Shoal__Inference__V1__ListRolloutsResponse   *message,
+                      uint8_t             *out);
+size_t shoal__inference__v1__list_rollouts_response__pack_to_buffer
+                     (const Shoal__Inference__V1__ListRolloutsResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Shoal__Inference__V1__ListRolloutsResponse *
+       shoal__inference__v1__list_rollouts_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shoal__inference__v1__list_rollouts_response__free_unpacked
+                     (Shoal__Inference__V1__ListRolloutsResponse *message,
+                      ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
 typedef void (*Shoal__Inference__V1__BatchingConfig_Closure)
@@ -1361,6 +1674,27 @@ typedef void (*Shoal__Inference__V1__ListJobsRequest_Closure)
 typedef void (*Shoal__Inference__V1__ListJobsResponse_Closure)
                  (const Shoal__Inference__V1__ListJobsResponse *message,
                   void *closure_data);
+typedef void (*Shoal__Inference__V1__RolloutArm_Closure)
+                 (const Shoal__Inference__V1__RolloutArm *message,
+                  void *closure_data);
+typedef void (*Shoal__Inference__V1__RolloutEvent_Closure)
+                 (const Shoal__Inference__V1__RolloutEvent *message,
+                  void *closure_data);
+typedef void (*Shoal__Inference__V1__Rollout_Closure)
+                 (const Shoal__Inference__V1__Rollout *message,
+                  void *closure_data);
+typedef void (*Shoal__Inference__V1__StartRolloutRequest_Closure)
+                 (const Shoal__Inference__V1__StartRolloutRequest *message,
+                  void *closure_data);
+typedef void (*Shoal__Inference__V1__RolloutRequest_Closure)
+                 (const Shoal__Inference__V1__RolloutRequest *message,
+                  void *closure_data);
+typedef void (*Shoal__Inference__V1__ListRolloutsRequest_Closure)
+                 (const Shoal__Inference__V1__ListRolloutsRequest *message,
+                  void *closure_data);
+typedef void (*Shoal__Inference__V1__ListRolloutsResponse_Closure)
+                 (const Shoal__Inference__V1__ListRolloutsResponse *message,
+                  void *closure_data);
 
 /* --- services --- */
 
@@ -1412,6 +1746,26 @@ struct Shoal__Inference__V1__Inference_Service
                     const Shoal__Inference__V1__ListJobsRequest *input,
                     Shoal__Inference__V1__ListJobsResponse_Closure closure,
                     void *closure_data);
+  void (*start_rollout)(Shoal__Inference__V1__Inference_Service *service,
+                        const Shoal__Inference__V1__StartRolloutRequest *input,
+                        Shoal__Inference__V1__Rollout_Closure closure,
+                        void *closure_data);
+  void (*rollout_status)(Shoal__Inference__V1__Inference_Service *service,
+                         const Shoal__Inference__V1__RolloutRequest *input,
+                         Shoal__Inference__V1__Rollout_Closure closure,
+                         void *closure_data);
+  void (*list_rollouts)(Shoal__Inference__V1__Inference_Service *service,
+                        const Shoal__Inference__V1__ListRolloutsRequest *input,
+                        Shoal__Inference__V1__ListRolloutsResponse_Closure closure,
+                        void *closure_data);
+  void (*promote_rollout)(Shoal__Inference__V1__Inference_Service *service,
+                          const Shoal__Inference__V1__RolloutRequest *input,
+                          Shoal__Inference__V1__Rollout_Closure closure,
+                          void *closure_data);
+  void (*rollback_rollout)(Shoal__Inference__V1__Inference_Service *service,
+                           const Shoal__Inference__V1__RolloutRequest *input,
+                           Shoal__Inference__V1__Rollout_Closure closure,
+                           void *closure_data);
 };
 typedef void (*Shoal__Inference__V1__Inference_ServiceDestroy)(Shoal__Inference__V1__Inference_Service *);
 void shoal__inference__v1__inference__init (Shoal__Inference__V1__Inference_Service *service,
@@ -1430,7 +1784,12 @@ void shoal__inference__v1__inference__init (Shoal__Inference__V1__Inference_Serv
       function_prefix__ ## start_job,\
       function_prefix__ ## watch_job,\
       function_prefix__ ## cancel_job,\
-      function_prefix__ ## list_jobs  }
+      function_prefix__ ## list_jobs,\
+      function_prefix__ ## start_rollout,\
+      function_prefix__ ## rollout_status,\
+      function_prefix__ ## list_rollouts,\
+      function_prefix__ ## promote_rollout,\
+      function_prefix__ ## rollback_rollout  }
 void shoal__inference__v1__inference__load_model(ProtobufCService *service,
                                                  const Shoal__Inference__V1__LoadModelRequest *input,
                                                  Shoal__Inference__V1__LoadedModel_Closure closure,
@@ -1475,11 +1834,33 @@ void shoal__inference__v1__inference__list_jobs(ProtobufCService *service,
                                                 const Shoal__Inference__V1__ListJobsRequest *input,
                                                 Shoal__Inference__V1__ListJobsResponse_Closure closure,
                                                 void *closure_data);
+void shoal__inference__v1__inference__start_rollout(ProtobufCService *service,
+                                                    const Shoal__Inference__V1__StartRolloutRequest *input,
+                                                    Shoal__Inference__V1__Rollout_Closure closure,
+                                                    void *closure_data);
+void shoal__inference__v1__inference__rollout_status(ProtobufCService *service,
+                                                     const Shoal__Inference__V1__RolloutRequest *input,
+                                                     Shoal__Inference__V1__Rollout_Closure closure,
+                                                     void *closure_data);
+void shoal__inference__v1__inference__list_rollouts(ProtobufCService *service,
+                                                    const Shoal__Inference__V1__ListRolloutsRequest *input,
+                                                    Shoal__Inference__V1__ListRolloutsResponse_Closure closure,
+                                                    void *closure_data);
+void shoal__inference__v1__inference__promote_rollout(ProtobufCService *service,
+                                                      const Shoal__Inference__V1__RolloutRequest *input,
+                                                      Shoal__Inference__V1__Rollout_Closure closure,
+                                                      void *closure_data);
+void shoal__inference__v1__inference__rollback_rollout(ProtobufCService *service,
+                                                       const Shoal__Inference__V1__RolloutRequest *input,
+                                                       Shoal__Inference__V1__Rollout_Closure closure,
+                                                       void *closure_data);
 
 /* --- descriptors --- */
 
 extern const ProtobufCEnumDescriptor    shoal__inference__v1__model_state__descriptor;
 extern const ProtobufCEnumDescriptor    shoal__inference__v1__job_state__descriptor;
+extern const ProtobufCEnumDescriptor    shoal__inference__v1__rollout_mode__descriptor;
+extern const ProtobufCEnumDescriptor    shoal__inference__v1__rollout_state__descriptor;
 extern const ProtobufCMessageDescriptor shoal__inference__v1__batching_config__descriptor;
 extern const ProtobufCMessageDescriptor shoal__inference__v1__model_config__descriptor;
 extern const ProtobufCMessageDescriptor shoal__inference__v1__loaded_model__descriptor;
@@ -1511,6 +1892,13 @@ extern const ProtobufCMessageDescriptor shoal__inference__v1__watch_job_request_
 extern const ProtobufCMessageDescriptor shoal__inference__v1__cancel_job_request__descriptor;
 extern const ProtobufCMessageDescriptor shoal__inference__v1__list_jobs_request__descriptor;
 extern const ProtobufCMessageDescriptor shoal__inference__v1__list_jobs_response__descriptor;
+extern const ProtobufCMessageDescriptor shoal__inference__v1__rollout_arm__descriptor;
+extern const ProtobufCMessageDescriptor shoal__inference__v1__rollout_event__descriptor;
+extern const ProtobufCMessageDescriptor shoal__inference__v1__rollout__descriptor;
+extern const ProtobufCMessageDescriptor shoal__inference__v1__start_rollout_request__descriptor;
+extern const ProtobufCMessageDescriptor shoal__inference__v1__rollout_request__descriptor;
+extern const ProtobufCMessageDescriptor shoal__inference__v1__list_rollouts_request__descriptor;
+extern const ProtobufCMessageDescriptor shoal__inference__v1__list_rollouts_response__descriptor;
 extern const ProtobufCServiceDescriptor shoal__inference__v1__inference__descriptor;
 
 PROTOBUF_C__END_DECLS

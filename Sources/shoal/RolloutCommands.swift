@@ -1,0 +1,122 @@
+import ArgumentParser
+import Foundation
+import ShoalProto
+import ShoalRPC
+import ShoalServiceStubs
+
+/// `shoal rollout …`: canary and shadow rollouts of a candidate on an alias, in inference.
+struct RolloutCommand: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "rollout", abstract: "Canary and shadow rollouts on an alias, with automatic rollback.",
+    subcommands: [Start.self, Status.self, Promote.self, Rollback.self])
+
+  static func show(_ rollout: InferenceV1.Rollout) -> String {
+    var lines = [
+      "\(rollout.model): \(rollout.state.protoName ?? "") \(rollout.mode.protoName?.lowercased() ?? "") of "
+        + "\(rollout.candidate)"
+        + (rollout.mode == .canary ? String(format: " (%.2f%% of requests)", rollout.canaryPercent) : "")
+    ]
+    for (name, arm) in [("production", rollout.productionArm), ("candidate", rollout.candidateArm)] {
+      guard let arm else { continue }
+      lines.append(
+        String(
+          format: "  %@ v%lld: %lld requests in %d s (%lld in all), error rate %.3f, p99 %.1f ms", name, arm.version,
+          arm.requests, rollout.windowSeconds, arm.totalRequests, arm.errorRate, arm.p99Ms))
+    }
+    if rollout.mode == .shadow {
+      lines.append(String(format: "  agreement %.3f over %lld requests", rollout.agreement, rollout.compared))
+    }
+    lines += rollout.events.map { "  \(formatTime($0.atMs))  \($0.what)" }
+    return lines.joined(separator: "\n")
+  }
+
+  struct Start: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+      abstract: "Start a rollout of a candidate on an alias that inference serves.",
+      discussion: """
+        REF is the alias (name@production); --candidate the version (name/7 or name@staging), loaded \
+        if it is not. --canary P sends P% of requests to it, the same request id always to the same \
+        side; --shadow lets production answer and runs the candidate on a copy. The split returns to \
+        production by itself when, over --window seconds with at least --min-requests candidate \
+        requests, its error rate passes --max-error-rate, its p99 passes --max-p99-ms, or its \
+        agreement falls below --min-agreement. --promote-after S promotes it after S seconds without that.
+        """)
+    @Argument(help: "The alias reference.") var model: String
+    @Option(help: "The candidate version's reference.") var candidate: String
+    @Option(help: "The share of requests to the candidate, in percent.") var canary: Double?
+    @Flag(help: "Shadow instead of canary.") var shadow = false
+    @Option(help: "Roll back above this error rate.") var maxErrorRate = 0.05
+    @Option(help: "Roll back above this p99 latency (0: off).") var maxP99Ms = 0.0
+    @Option(help: "Roll back below this agreement with production (shadow; 0: off).") var minAgreement = 0.0
+    @Option(help: "Seconds the thresholds are judged over.") var window: Int32 = 60
+    @Option(help: "Candidate requests needed before judging.") var minRequests: Int32 = 20
+    @Option(help: "Promote after this many seconds without a rollback (0: only when asked).") var promoteAfter: Int32 =
+      0
+    @Option(help: "A webhook told of promotion and rollback.") var webhook: String?
+    @OptionGroup var mesh: MeshOptions
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() async throws {
+      var request = InferenceV1.StartRolloutRequest()
+      request.model = model
+      request.candidate = candidate
+      request.mode = shadow ? .shadow : .canary
+      request.canaryPercent = canary ?? 10
+      request.maxErrorRate = maxErrorRate
+      request.maxP99Ms = maxP99Ms
+      request.minAgreement = minAgreement
+      request.windowSeconds = window
+      request.minRequests = minRequests
+      request.promoteAfterSeconds = promoteAfter
+      request.webhook = webhook ?? ""
+      let rollout = try await withInference(mesh, command: "rollout start") { try await $0.startRollout(request) }
+      if json { return emitJSON(rollout) }
+      emit(RolloutCommand.show(rollout))
+    }
+  }
+
+  struct Status: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "A rollout's split, each side's figures and its events.")
+    @Argument(help: "The alias reference.") var model: String
+    @OptionGroup var mesh: MeshOptions
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() async throws {
+      var request = InferenceV1.RolloutRequest()
+      request.model = model
+      let rollout = try await withInference(mesh, command: "rollout status") { try await $0.rolloutStatus(request) }
+      if json { return emitJSON(rollout) }
+      emit(RolloutCommand.show(rollout))
+    }
+  }
+
+  struct Promote: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Move the alias to the candidate and end the rollout.")
+    @Argument(help: "The alias reference.") var model: String
+    @OptionGroup var mesh: MeshOptions
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() async throws {
+      var request = InferenceV1.RolloutRequest()
+      request.model = model
+      let rollout = try await withInference(mesh, command: "rollout promote") { try await $0.promoteRollout(request) }
+      if json { return emitJSON(rollout) }
+      emit(RolloutCommand.show(rollout))
+    }
+  }
+
+  struct Rollback: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Send every request back to production.")
+    @Argument(help: "The alias reference.") var model: String
+    @OptionGroup var mesh: MeshOptions
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() async throws {
+      var request = InferenceV1.RolloutRequest()
+      request.model = model
+      let rollout = try await withInference(mesh, command: "rollout rollback") { try await $0.rollbackRollout(request) }
+      if json { return emitJSON(rollout) }
+      emit(RolloutCommand.show(rollout))
+    }
+  }
+}
