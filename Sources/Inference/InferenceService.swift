@@ -19,6 +19,7 @@ public struct InferenceService: InferenceV1.Inference.ServiceProtocol {
     "PredictStream": .reader, "LoadModel": .writer, "UnloadModel": .writer, "StartJob": .writer,
     "CancelJob": .writer, "WatchJob": .reader, "ListJobs": .reader, "StartRollout": .writer,
     "RolloutStatus": .reader, "ListRollouts": .reader, "PromoteRollout": .writer, "RollbackRollout": .writer,
+    "DriftStatus": .reader,
   ]
 
   /// The largest request or response the service takes by default: a batch of eight 224 × 224
@@ -28,13 +29,15 @@ public struct InferenceService: InferenceV1.Inference.ServiceProtocol {
   private let host: ModelHost
   private let jobs: JobBoard?
   private let rollouts: RolloutBoard?
+  private let drift: DriftWatch?
 
-  /// The service over `host`, with AOI jobs on `jobs` (without, the job calls are UNIMPLEMENTED)
-  /// and rollouts on `rollouts` (likewise).
-  public init(host: ModelHost, jobs: JobBoard? = nil, rollouts: RolloutBoard? = nil) {
+  /// The service over `host`, with AOI jobs on `jobs` (without, the job calls are UNIMPLEMENTED),
+  /// rollouts on `rollouts` (likewise) and drift measured by `drift`.
+  public init(host: ModelHost, jobs: JobBoard? = nil, rollouts: RolloutBoard? = nil, drift: DriftWatch? = nil) {
     self.host = host
     self.jobs = jobs
     self.rollouts = rollouts
+    self.drift = drift
   }
 
   static func identity(_ context: ServerContext) -> ModelHost.Identity {
@@ -173,8 +176,9 @@ public struct InferenceService: InferenceV1.Inference.ServiceProtocol {
     let served = try await servedVersion(key: candidate ?? key, shown: request.model, context: context)
     let arm: RolloutBoard.Arm = candidate == nil ? .production : .candidate
     do {
-      let (response, outputs) = try await run(request, on: served, deadline: context.deadline)
+      let (response, outputs, inputs) = try await run(request, on: served, deadline: context.deadline)
       let seconds = DynamicBatcher.seconds(.now - started)
+      drift?.observe(served, inputs: inputs, outputs: outputs)
       served.metrics.record(.success(()), seconds: seconds)
       rollouts?.record(key, arm, ok: true, seconds: seconds)
       if let rollouts, let shadow = rollouts.shadow(key), let copy = host.serving(shadow) {
@@ -199,7 +203,7 @@ public struct InferenceService: InferenceV1.Inference.ServiceProtocol {
   ) async {
     let started = ContinuousClock.now
     do {
-      let (_, outputs) = try await run(request, on: candidate, deadline: nil)
+      let (_, outputs, _) = try await run(request, on: candidate, deadline: nil)
       rollouts.record(
         key, .candidate, ok: true, seconds: DynamicBatcher.seconds(.now - started),
         agreed: Self.agree(production, outputs))
@@ -227,7 +231,7 @@ public struct InferenceService: InferenceV1.Inference.ServiceProtocol {
 
   private func run(
     _ request: InferenceV1.PredictRequest, on served: ServedVersion, deadline: ContinuousClock.Instant?
-  ) async throws -> (InferenceV1.PredictResponse, [String: Tensor]) {
+  ) async throws -> (InferenceV1.PredictResponse, [String: Tensor], inputs: [String: Tensor]) {
     var inputs: [String: Tensor] = [:]
     for input in request.inputs {
       guard let spec = served.inputs[input.name] else {
@@ -269,7 +273,18 @@ public struct InferenceService: InferenceV1.Inference.ServiceProtocol {
       response.topClasses = try TopClasses.rows(
         of: outputs, outputNames: outputNames, classes: served.version.signature?.classes ?? [], k: Int(request.topK))
     }
-    return (response, outputs)
+    return (response, outputs, inputs)
+  }
+
+  // MARK: Drift
+
+  public func driftStatus(
+    _ request: InferenceV1.DriftRequest, context: ServerContext
+  ) async throws
+    -> InferenceV1.DriftReport
+  {
+    guard let drift else { throw RPCError(.unimplemented, "this inference service measures no drift") }
+    return drift.report(try await servedVersion(request.model, context: context))
   }
 
   // MARK: Rollouts

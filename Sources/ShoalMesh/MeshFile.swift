@@ -33,6 +33,8 @@ public struct MeshFile: Sendable, Equatable {
     public var batching: String? = nil
     /// inference: the most bytes of model files cached (`shoal serve --cache-size`).
     public var cacheSize: Int64? = nil
+    /// inference: where drift alerts are posted.
+    public var driftWebhook: String? = nil
 
     /// The settings of `shoal serve` that this entry gives beyond its addresses and store.
     public var serveArguments: [String] {
@@ -40,6 +42,7 @@ public struct MeshFile: Sendable, Equatable {
       if let metrics { arguments += ["--metrics", metrics] }
       if let batching { arguments += ["--batching", batching] }
       if let cacheSize { arguments += ["--cache-size", "\(cacheSize)"] }
+      if let driftWebhook { arguments += ["--drift-webhook", driftWebhook] }
       for model in models { arguments += ["--load", model] }
       return arguments
     }
@@ -104,7 +107,9 @@ public struct MeshFile: Sendable, Equatable {
         throw MeshFileError(file: file, key: at, "must be an object with a \"name\"")
       }
       try reader.allowOnly(
-        ["name", "listen", "store", "enabled", "metrics", "models", "batching", "cache_size"], in: entry, at: at)
+        ["name", "listen", "store", "enabled", "metrics", "models", "batching", "cache_size", "drift_webhook"],
+        in: entry,
+        at: at)
       guard let name = try reader.string(entry["name"], at: "\(at).name"), !name.isEmpty else {
         throw MeshFileError(file: file, key: "\(at).name", "is missing")
       }
@@ -125,6 +130,7 @@ public struct MeshFile: Sendable, Equatable {
         name: name, listen: listen, store: try reader.string(entry["store"], at: "\(at).store"),
         enabled: try reader.bool(entry["enabled"], at: "\(at).enabled") ?? true)
       service.metrics = try reader.string(entry["metrics"], at: "\(at).metrics")
+      service.driftWebhook = try reader.string(entry["drift_webhook"], at: "\(at).drift_webhook")
       if let size = try reader.number(entry["cache_size"], at: "\(at).cache_size") {
         guard size >= 0, size == size.rounded() else {
           throw MeshFileError(file: file, key: "\(at).cache_size", "must be a whole number of bytes")

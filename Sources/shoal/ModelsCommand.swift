@@ -1,5 +1,7 @@
 import ArgumentParser
 import Foundation
+import Inference
+import ShoalModel
 import ShoalProto
 import ShoalServiceStubs
 import ShoalStore
@@ -228,7 +230,39 @@ struct ModelsCommand: AsyncParsableCommand {
     @Option(help: "RGB or BGR.") var channelOrder: String?
     @Option(help: "Per-channel means to subtract, comma-separated (0.485,0.456,0.406).") var mean: String?
     @Option(help: "Per-channel standard deviations to divide by, comma-separated.") var std: String?
+    @Option(
+      help: """
+        A sample of training inputs (.npy, as the model takes them): the model runs on it here, and \
+        its inputs' and outputs' distributions become the version's drift reference (tag shoal.drift).
+        """)
+    var driftReference: String?
+    @Option(help: "The input the drift sample is for (default: the model's first).") var driftInput: String?
     @OptionGroup var common: Common
+
+    /// The drift reference of `sample` run through the model `bytes`, as the tag's JSON.
+    static func driftTag(_ bytes: [UInt8], sample path: String, input: String?) throws -> String {
+      let model: Model
+      let sample: Tensor
+      do {
+        model = try Model(onnx: bytes)
+        sample = try Tensor(npyFile: path)
+      } catch {
+        throw ValidationError("--drift-reference: \(error)")
+      }
+      guard let name = input ?? model.inputs.first?.name, let first = model.outputs.first?.name else {
+        throw ValidationError("--drift-reference: the model has no inputs or outputs")
+      }
+      let outputs: [String: Tensor]
+      do {
+        outputs = try model.run([name: sample])
+      } catch {
+        throw ValidationError("--drift-reference: the model does not run on \(path): \(error)")
+      }
+      let reference = DriftReference.of(inputs: [name: sample], outputs: outputs, firstOutput: first)
+      let encoder = JSONEncoder()
+      encoder.outputFormatting = [.sortedKeys]
+      return String(decoding: try encoder.encode(reference), as: UTF8.self)
+    }
 
     /// The preprocessing and classes given on the command line.
     private func signatureExtras() throws -> (RegistryV1.Preprocessing?, [RegistryV1.ClassLabel]) {
@@ -295,6 +329,9 @@ struct ModelsCommand: AsyncParsableCommand {
       for (key, value) in try parsePairs(metrics, option: "--metric") {
         guard let number = Double(value) else { throw ValidationError("--metric \(key)=\(value): not a number") }
         header.metrics[key] = number
+      }
+      if let driftReference {
+        header.tags[DriftReference.tag] = try Self.driftTag(bytes, sample: driftReference, input: driftInput)
       }
       let progress = ProgressLine(label: "pushing \(name)", total: bytes.count)
       let alias = alias

@@ -120,3 +120,37 @@ struct RolloutCommand: AsyncParsableCommand {
     }
   }
 }
+
+/// `shoal drift REF`: what the serving version is asked against what it saw in training.
+struct DriftCommand: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "drift", abstract: "Drift of a served model: PSI per input channel and of its outputs.",
+    discussion: """
+      The version's reference comes from `shoal models push --drift-reference SAMPLE.npy`. A PSI \
+      below 0.1 is stable and above 0.25 a shift; an alert is raised past the service's \
+      --drift-threshold (0.2) once 100 rows are seen.
+      """)
+  @Argument(help: "The reference (name@production).") var model: String
+  @OptionGroup var mesh: MeshOptions
+  @Flag(help: "Print JSON.") var json = false
+
+  func run() async throws {
+    var request = InferenceV1.DriftRequest()
+    request.model = model
+    let report = try await withInference(mesh, command: "drift") { try await $0.driftStatus(request) }
+    if json { return emitJSON(report) }
+    guard report.hasReference else {
+      return emit("\(report.model) v\(report.version) has no drift reference (push it with --drift-reference)")
+    }
+    var table = TextTable("FEATURE", "PSI", "OBSERVED", "MEAN", "TRAINED MEAN", "ALERT")
+    for feature in report.features {
+      table.add(
+        feature.name, String(format: "%.4f", feature.psi), "\(feature.observed)",
+        String(format: "%.4g", feature.observedMean), String(format: "%.4g", feature.expectedMean),
+        feature.alert ? "ALERT" : "-")
+    }
+    emit(
+      "\(report.model) v\(report.version): \(report.rows) rows (judged from \(report.minimumRows)), threshold "
+        + String(format: "%.2f", report.threshold) + "\n" + table.rendered)
+  }
+}

@@ -90,6 +90,12 @@ struct ServeCommand: AsyncParsableCommand {
   @Option(help: "pipeline: the directory of pipeline files (*.json; default DATA/pipelines).")
   var pipelines: String?
 
+  @Option(help: "inference: the PSI past which a feature's drift raises an alert.")
+  var driftThreshold = 0.2
+
+  @Option(help: "inference: a webhook told of drift alerts (a POST of JSON with a Slack-style text).")
+  var driftWebhook: String?
+
   func run() async throws {
     let location = try mesh.location()
     let storeURL: StoreURL
@@ -195,7 +201,9 @@ struct ServeCommand: AsyncParsableCommand {
         store: JobStore(database: database), log: { logLine(service, $0) })
       // Rollouts on aliases: promotion moves the alias in the registry.
       let rollouts = RolloutBoard(registry: RPCClient(address: location.registry), log: { logLine(service, $0) })
-      InferenceService(host: host, jobs: jobs, rollouts: rollouts).register(in: &router)
+      let drift = DriftWatch(
+        threshold: driftThreshold, webhook: driftWebhook, metrics: metricsRegistry, log: { logLine(service, $0) })
+      InferenceService(host: host, jobs: jobs, rollouts: rollouts, drift: drift).register(in: &router)
       background.append { await rollouts.run(version: { host.serving($0)?.version.version }) }
       interceptors.append(
         RegistryAccessInterceptor(

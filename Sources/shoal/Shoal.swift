@@ -15,7 +15,7 @@ struct Shoal: AsyncParsableCommand {
       UpCommand.self, StatusCommand.self, ServicesCommand.self, ModelsCommand.self, AdminCommand.self,
       ExperimentsCommand.self, RunsCommand.self, ArtifactsCommand.self, InferenceCommand.self, PredictCommand.self,
       FeedbackCommand.self, ImageryCommand.self, AreaCommand.self, JobsCommand.self, AudioCommand.self,
-      PipelineCommand.self, RolloutCommand.self,
+      PipelineCommand.self, RolloutCommand.self, DriftCommand.self,
       ServeCommand.self, CallCommand.self,
       OnnxCommand.self, HealthCommand.self, LoadCommand.self, TrackingLoadCommand.self, InferenceLoadCommand.self,
       MetricsCommand.self, GeoCommand.self, ProtoCommand.self, FeedbackBenchCommand.self, AudioBenchCommand.self,

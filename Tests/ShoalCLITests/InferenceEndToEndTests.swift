@@ -533,6 +533,80 @@ struct InferenceEndToEndTests {
     }
   }
 
+  /// Drift: a version pushed with a sample of its training inputs as its reference; calls like
+  /// them stay quiet, and shifted ones raise an alert (the log, `shoal drift`, the webhook).
+  @Test func shiftedInputsRaiseADriftAlert() async throws {
+    let shoal = try TestEnvironment.product("shoal")
+    let data = try TemporaryDirectory()
+    let made = try await Subprocess.run(try TestEnvironment.python(), ["-c", Self.makeModels, data.url.path])
+    try #require(made.status == 0, "\(made.stderrText)")
+    let hook = try await TestHTTPServer { _ in .init(status: 200) }
+    defer { Task { await hook.close() } }
+    try Data(
+      #"""
+      { "services": [ { "name": "registry" },
+        { "name": "inference", "models": ["tiny@production"], "drift_webhook": "\#(hook.base)/drift" } ] }
+      """#.utf8
+    ).write(to: data.url.appendingPathComponent("mesh.json"))
+    var random = SplitMix64(seed: 3)
+    func batch(_ rows: Int, shift: Float) -> Tensor {
+      Tensor(
+        shape: [rows, 3, 16, 16],
+        elements: (0..<(rows * 768)).map { _ in
+          // Sums of uniforms: roughly normal.
+          (0..<4).map { _ in Float.random(in: -1...1, using: &random) }.reduce(0, +) * 0.87 + shift
+        })
+    }
+    try batch(200, shift: 0).writeNpy(to: data.path("training.npy"))
+    let up = try ServerProcess(shoal, ["up", "--mesh", data.path("mesh.json"), "--data", data.url.path])
+    func run(_ arguments: String...) async throws -> SubprocessResult {
+      try await Subprocess.run(shoal, arguments + ["--data", data.url.path])
+    }
+    do {
+      _ = try await up.waitForLines(containing: "mesh up", seconds: 60)
+      #expect(try await run("models", "create", "tiny", "--task", "classification").status == 0)
+      let pushed = try await run(
+        "models", "push", "tiny", data.path("tiny1.onnx"), "--alias", "production", "--drift-reference",
+        data.path("training.npy"))
+      #expect(pushed.status == 0, "\(pushed.stderrText)")
+      _ = try await up.waitForLines(containing: "local/tiny@production: serving v1", seconds: 60)
+      let rpc = RPCClient(address: try RPCAddress(parsing: "unix:inference.sock", relativeTo: data.url.path))
+      defer { Task { await rpc.close() } }
+      let client = InferenceV1.Inference.Client(rpc)
+      func predict(_ tensor: Tensor) async throws {
+        var request = InferenceV1.PredictRequest()
+        request.model = "tiny@production"
+        request.inputs = [InferenceV1.InferTensor(name: "x", tensor: tensor)]
+        _ = try await client.predict(request)
+      }
+      func report() async throws -> InferenceV1.DriftReport {
+        try InferenceV1.DriftReport(jsonString: try await run("drift", "tiny@production", "--json").stdoutText)
+      }
+      for _ in 0..<15 { try await predict(batch(10, shift: 0)) }
+      var drift = try await report()
+      #expect(drift.hasReference && drift.rows == 150 && drift.features.count == 5, "\(drift)")
+      #expect(drift.features.allSatisfy { !$0.alert && $0.psi < 0.1 }, "\(drift.features.map { ($0.name, $0.psi) })")
+
+      for _ in 0..<15 { try await predict(batch(10, shift: 1.5)) }
+      drift = try await report()
+      let inputs = drift.features.filter { $0.name.hasPrefix("input x") }
+      #expect(
+        inputs.count == 3 && inputs.allSatisfy { $0.alert && $0.psi > 0.25 }, "\(inputs.map { ($0.name, $0.psi) })")
+      #expect(inputs.allSatisfy { abs($0.observedMean - 0.75) < 0.1 && abs($0.expectedMean) < 0.05 })
+      _ = try await up.waitForLines(containing: "drift in input x channel 0", seconds: 10)
+      let shown = try await run("drift", "tiny@production")
+      #expect(shown.stdoutText.contains("ALERT"), "\(shown.stdoutText)")
+      for _ in 0..<50 where hook.requests.count < 3 { try await Task.sleep(for: .milliseconds(100)) }
+      let alerts = hook.requests.filter { $0.path == "/drift" && $0.method == "POST" }
+      #expect(alerts.count >= 3, "\(alerts.count) drift posts")
+      #expect(alerts.contains { String(decoding: $0.body, as: UTF8.self).contains("input x channel 1") })
+    } catch {
+      _ = try? await up.stop()
+      throw error
+    }
+    #expect(try await up.stop(signal: SIGTERM) == 0, "\(up.text)")
+  }
+
   static func expectError(
     _ code: RpcV1.StatusCode, _ fragment: String, sourceLocation: SourceLocation = #_sourceLocation,
     _ body: () async throws -> Void

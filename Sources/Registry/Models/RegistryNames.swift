@@ -57,15 +57,20 @@ enum RegistryNames {
     }
   }
 
-  /// Tags: at most 50, keys 1–64 characters, values at most 256.
+  /// Tags the mesh itself reads, which may be longer: a version's drift reference (JSON).
+  static let longTags: Set<String> = ["shoal.drift"]
+
+  /// Tags: at most 50, keys 1–64 characters, values at most 256 (16 KiB for `longTags`).
   static func checkTags(_ tags: [String: String], field: String = "tags") throws(RPCError) {
     guard tags.count <= 50 else { throw RPCError(.invalidArgument, "\(field): at most 50 tags, given \(tags.count)") }
     for (key, value) in tags {
       guard (1...64).contains(key.utf8.count) else {
         throw RPCError(.invalidArgument, "\(field): key '\(key.prefix(80))' must be 1–64 bytes")
       }
-      guard value.utf8.count <= 256 else {
-        throw RPCError(.invalidArgument, "\(field): the value of '\(key)' is \(value.utf8.count) bytes; at most 256")
+      let limit = longTags.contains(key) ? 16 << 10 : 256
+      guard value.utf8.count <= limit else {
+        throw RPCError(
+          .invalidArgument, "\(field): the value of '\(key)' is \(value.utf8.count) bytes; at most \(limit)")
       }
     }
   }

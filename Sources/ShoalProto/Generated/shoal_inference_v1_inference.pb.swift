@@ -898,6 +898,81 @@ extension InferenceV1 {
 }
 
 extension InferenceV1 {
+  /// The `shoal.inference.v1.DriftRequest` message.
+  public struct DriftRequest: ProtoMessage {
+    /// `shoal.inference.v1.DriftRequest`.
+    public static let protoMessageName = "shoal.inference.v1.DriftRequest"
+
+    /// A loaded reference (name@production); its serving version's drift.
+    public var model: String = ""
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension InferenceV1 {
+  /// The `shoal.inference.v1.DriftFeature` message.
+  public struct DriftFeature: ProtoMessage {
+    /// `shoal.inference.v1.DriftFeature`.
+    public static let protoMessageName = "shoal.inference.v1.DriftFeature"
+
+    /// `input x channel 0`, `output classes`, `output confidence`.
+    public var name: String = ""
+
+    /// The population stability index against the training reference (above 0.25: a shift).
+    public var psi: Double = 0
+
+    /// Field 3, `observed`.
+    public var observed: Int64 = 0
+
+    /// Field 4, `expected_mean`.
+    public var expectedMean: Double = 0
+
+    /// Field 5, `observed_mean`.
+    public var observedMean: Double = 0
+
+    /// Past the threshold, with at least `minimum_rows` rows seen.
+    public var alert: Bool = false
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension InferenceV1 {
+  /// The `shoal.inference.v1.DriftReport` message.
+  public struct DriftReport: ProtoMessage {
+    /// `shoal.inference.v1.DriftReport`.
+    public static let protoMessageName = "shoal.inference.v1.DriftReport"
+
+    /// Field 1, `model`.
+    public var model: String = ""
+
+    /// Field 2, `version`.
+    public var version: Int64 = 0
+
+    /// False when the version has no `shoal.drift` reference (push it with --drift-reference).
+    public var hasReference: Bool = false
+
+    /// Field 4, `rows`.
+    public var rows: Int64 = 0
+
+    /// Field 5, `threshold`.
+    public var threshold: Double = 0
+
+    /// Field 6, `minimum_rows`.
+    public var minimumRows: Int64 = 0
+
+    /// Field 7, `features`.
+    public var features: [InferenceV1.DriftFeature] = []
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension InferenceV1 {
   /// The state of a loaded model (TF-Serving's, without START and END).
   public enum ModelState: ProtoEnum {
     /// `MODEL_STATE_UNSPECIFIED` (0).
@@ -2672,6 +2747,131 @@ extension InferenceV1.ListRolloutsResponse {
   }
 }
 
+extension InferenceV1.DriftRequest {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__inference__v1__drift_request()) }
+
+  public func _encode(to w: CMessageWriter) {
+    w.string(0, self.model)
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    self.model = try r.string(0)
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    j.value("model", self.model)
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "model": self.model = try j.value(json, key, as: String.self)
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
+extension InferenceV1.DriftFeature {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__inference__v1__drift_feature()) }
+
+  public func _encode(to w: CMessageWriter) {
+    w.string(0, self.name)
+    w.scalar(1, self.psi)
+    w.scalar(2, self.observed)
+    w.scalar(3, self.expectedMean)
+    w.scalar(4, self.observedMean)
+    w.bool(5, self.alert)
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    self.name = try r.string(0)
+    self.psi = r.scalar(1, as: Double.self)
+    self.observed = r.scalar(2, as: Int64.self)
+    self.expectedMean = r.scalar(3, as: Double.self)
+    self.observedMean = r.scalar(4, as: Double.self)
+    self.alert = r.bool(5)
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    j.value("name", self.name)
+    j.value("psi", self.psi)
+    j.value("observed", self.observed)
+    j.value("expectedMean", self.expectedMean)
+    j.value("observedMean", self.observedMean)
+    j.value("alert", self.alert)
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "name": self.name = try j.value(json, key, as: String.self)
+        case "psi": self.psi = try j.value(json, key, as: Double.self)
+        case "observed": self.observed = try j.value(json, key, as: Int64.self)
+        case "expectedMean", "expected_mean": self.expectedMean = try j.value(json, key, as: Double.self)
+        case "observedMean", "observed_mean": self.observedMean = try j.value(json, key, as: Double.self)
+        case "alert": self.alert = try j.value(json, key, as: Bool.self)
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
+extension InferenceV1.DriftReport {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__inference__v1__drift_report()) }
+
+  public func _encode(to w: CMessageWriter) {
+    w.string(0, self.model)
+    w.scalar(1, self.version)
+    w.bool(2, self.hasReference)
+    w.scalar(3, self.rows)
+    w.scalar(4, self.threshold)
+    w.scalar(5, self.minimumRows)
+    w.repeatedMessage(6, self.features)
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    self.model = try r.string(0)
+    self.version = r.scalar(1, as: Int64.self)
+    self.hasReference = r.bool(2)
+    self.rows = r.scalar(3, as: Int64.self)
+    self.threshold = r.scalar(4, as: Double.self)
+    self.minimumRows = r.scalar(5, as: Int64.self)
+    self.features = try r.repeatedMessage(6, as: InferenceV1.DriftFeature.self)
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    j.value("model", self.model)
+    j.value("version", self.version)
+    j.value("hasReference", self.hasReference)
+    j.value("rows", self.rows)
+    j.value("threshold", self.threshold)
+    j.value("minimumRows", self.minimumRows)
+    j.repeated("features", self.features)
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "model": self.model = try j.value(json, key, as: String.self)
+        case "version": self.version = try j.value(json, key, as: Int64.self)
+        case "hasReference", "has_reference": self.hasReference = try j.value(json, key, as: Bool.self)
+        case "rows": self.rows = try j.value(json, key, as: Int64.self)
+        case "threshold": self.threshold = try j.value(json, key, as: Double.self)
+        case "minimumRows", "minimum_rows": self.minimumRows = try j.value(json, key, as: Int64.self)
+        case "features": self.features = try j.repeated(json, key, as: InferenceV1.DriftFeature.self)
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
 extension InferenceV1 {
   /// The `shoal.inference.v1.Inference` service.
   public enum Inference {
@@ -2727,7 +2927,11 @@ extension InferenceV1 {
     /// Sends every request back to production, and ends the rollout.
     public static let rollbackRollout = TypedMethod<InferenceV1.RolloutRequest, InferenceV1.Rollout>(service: fullName, name: "RollbackRollout", kind: .unary, idempotent: false)
 
+    /// What the serving version is asked against what it saw in training: PSI per input channel,
+    /// of the top classes and of the confidence.
+    public static let driftStatus = TypedMethod<InferenceV1.DriftRequest, InferenceV1.DriftReport>(service: fullName, name: "DriftStatus", kind: .unary, idempotent: true)
+
     /// The service's methods, for routers and reflection.
-    public static let descriptor = ServiceDescriptor(fullName: fullName, methods: [loadModel.descriptor, unloadModel.descriptor, modelStatus.descriptor, watchModels.descriptor, modelMetadata.descriptor, predict.descriptor, predictStream.descriptor, startJob.descriptor, watchJob.descriptor, cancelJob.descriptor, listJobs.descriptor, startRollout.descriptor, rolloutStatus.descriptor, listRollouts.descriptor, promoteRollout.descriptor, rollbackRollout.descriptor])
+    public static let descriptor = ServiceDescriptor(fullName: fullName, methods: [loadModel.descriptor, unloadModel.descriptor, modelStatus.descriptor, watchModels.descriptor, modelMetadata.descriptor, predict.descriptor, predictStream.descriptor, startJob.descriptor, watchJob.descriptor, cancelJob.descriptor, listJobs.descriptor, startRollout.descriptor, rolloutStatus.descriptor, listRollouts.descriptor, promoteRollout.descriptor, rollbackRollout.descriptor, driftStatus.descriptor])
   }
 }

@@ -203,6 +203,9 @@ static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__inferenc
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__inference__v1__rollout_request(void) { return &shoal__inference__v1__rollout_request__descriptor; }
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__inference__v1__list_rollouts_request(void) { return &shoal__inference__v1__list_rollouts_request__descriptor; }
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__inference__v1__list_rollouts_response(void) { return &shoal__inference__v1__list_rollouts_response__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__inference__v1__drift_request(void) { return &shoal__inference__v1__drift_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__inference__v1__drift_feature(void) { return &shoal__inference__v1__drift_feature__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__inference__v1__drift_report(void) { return &shoal__inference__v1__drift_report__descriptor; }
 
 // shoal/pipeline/v1/pipeline.proto
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__pipeline__v1__pipeline(void) { return &shoal__pipeline__v1__pipeline__descriptor; }

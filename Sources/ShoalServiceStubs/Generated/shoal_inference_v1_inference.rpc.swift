@@ -54,6 +54,10 @@ extension InferenceV1.Inference {
 
     /// Sends every request back to production, and ends the rollout.
     func rollbackRollout(_ request: InferenceV1.RolloutRequest, context: ServerContext) async throws -> InferenceV1.Rollout
+
+    /// What the serving version is asked against what it saw in training: PSI per input channel,
+    /// of the top classes and of the confidence.
+    func driftStatus(_ request: InferenceV1.DriftRequest, context: ServerContext) async throws -> InferenceV1.DriftReport
   }
 
   /// Calls `shoal.inference.v1.Inference` on a server.
@@ -153,6 +157,12 @@ extension InferenceV1.Inference {
     public func rollbackRollout(_ request: InferenceV1.RolloutRequest, options: CallOptions = CallOptions()) async throws(RPCError) -> InferenceV1.Rollout {
       try await rpc.unary(InferenceV1.Inference.rollbackRollout, request, options: options)
     }
+
+    /// What the serving version is asked against what it saw in training: PSI per input channel,
+    /// of the top classes and of the confidence.
+    public func driftStatus(_ request: InferenceV1.DriftRequest, options: CallOptions = CallOptions()) async throws(RPCError) -> InferenceV1.DriftReport {
+      try await rpc.unary(InferenceV1.Inference.driftStatus, request, options: options)
+    }
   }
 }
 
@@ -175,5 +185,6 @@ extension InferenceV1.Inference.ServiceProtocol {
     router.unary(InferenceV1.Inference.listRollouts) { try await self.listRollouts($0, context: $1) }
     router.unary(InferenceV1.Inference.promoteRollout) { try await self.promoteRollout($0, context: $1) }
     router.unary(InferenceV1.Inference.rollbackRollout) { try await self.rollbackRollout($0, context: $1) }
+    router.unary(InferenceV1.Inference.driftStatus) { try await self.driftStatus($0, context: $1) }
   }
 }

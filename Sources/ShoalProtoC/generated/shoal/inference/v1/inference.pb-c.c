@@ -1561,6 +1561,141 @@ void   shoal__inference__v1__list_rollouts_response__free_unpacked
   assert(message->base.descriptor == &shoal__inference__v1__list_rollouts_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   shoal__inference__v1__drift_request__init
+                     (Shoal__Inference__V1__DriftRequest         *message)
+{
+  static const Shoal__Inference__V1__DriftRequest init_value = SHOAL__INFERENCE__V1__DRIFT_REQUEST__INIT;
+  *message = init_value;
+}
+size_t shoal__inference__v1__drift_request__get_packed_size
+                     (const Shoal__Inference__V1__DriftRequest *message)
+{
+  assert(message->base.descriptor == &shoal__inference__v1__drift_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__inference__v1__drift_request__pack
+                     (const Shoal__Inference__V1__DriftRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__inference__v1__drift_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__inference__v1__drift_request__pack_to_buffer
+                     (const Shoal__Inference__V1__DriftRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__inference__v1__drift_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Inference__V1__DriftRequest *
+       shoal__inference__v1__drift_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Inference__V1__DriftRequest *)
+     protobuf_c_message_unpack (&shoal__inference__v1__drift_request__descriptor,
+                                allocator, len, data);
+}
+void   shoal__inference__v1__drift_request__free_unpacked
+                     (Shoal__Inference__V1__DriftRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__inference__v1__drift_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   shoal__inference__v1__drift_feature__init
+                     (Shoal__Inference__V1__DriftFeature         *message)
+{
+  static const Shoal__Inference__V1__DriftFeature init_value = SHOAL__INFERENCE__V1__DRIFT_FEATURE__INIT;
+  *message = init_value;
+}
+size_t shoal__inference__v1__drift_feature__get_packed_size
+                     (const Shoal__Inference__V1__DriftFeature *message)
+{
+  assert(message->base.descriptor == &shoal__inference__v1__drift_feature__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__inference__v1__drift_feature__pack
+                     (const Shoal__Inference__V1__DriftFeature *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__inference__v1__drift_feature__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__inference__v1__drift_feature__pack_to_buffer
+                     (const Shoal__Inference__V1__DriftFeature *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__inference__v1__drift_feature__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Inference__V1__DriftFeature *
+       shoal__inference__v1__drift_feature__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Inference__V1__DriftFeature *)
+     protobuf_c_message_unpack (&shoal__inference__v1__drift_feature__descriptor,
+                                allocator, len, data);
+}
+void   shoal__inference__v1__drift_feature__free_unpacked
+                     (Shoal__Inference__V1__DriftFeature *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__inference__v1__drift_feature__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   shoal__inference__v1__drift_report__init
+                     (Shoal__Inference__V1__DriftReport         *message)
+{
+  static const Shoal__Inference__V1__DriftReport init_value = SHOAL__INFERENCE__V1__DRIFT_REPORT__INIT;
+  *message = init_value;
+}
+size_t shoal__inference__v1__drift_report__get_packed_size
+                     (const Shoal__Inference__V1__DriftReport *message)
+{
+  assert(message->base.descriptor == &shoal__inference__v1__drift_report__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__inference__v1__drift_report__pack
+                     (const Shoal__Inference__V1__DriftReport *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__inference__v1__drift_report__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__inference__v1__drift_report__pack_to_buffer
+                     (const Shoal__Inference__V1__DriftReport *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__inference__v1__drift_report__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Inference__V1__DriftReport *
+       shoal__inference__v1__drift_report__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Inference__V1__DriftReport *)
+     protobuf_c_message_unpack (&shoal__inference__v1__drift_report__descriptor,
+                                allocator, len, data);
+}
+void   shoal__inference__v1__drift_report__free_unpacked
+                     (Shoal__Inference__V1__DriftReport *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__inference__v1__drift_report__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 static const ProtobufCFieldDescriptor shoal__inference__v1__batching_config__field_descriptors[5] =
 {
   {
@@ -4629,6 +4764,263 @@ const ProtobufCMessageDescriptor shoal__inference__v1__list_rollouts_response__d
   (ProtobufCMessageInit) shoal__inference__v1__list_rollouts_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
+static const ProtobufCFieldDescriptor shoal__inference__v1__drift_request__field_descriptors[1] =
+{
+  {
+    "model",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__DriftRequest, model),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__inference__v1__drift_request__field_indices_by_name[] = {
+  0,   /* field[0] = model */
+};
+static const ProtobufCIntRange shoal__inference__v1__drift_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor shoal__inference__v1__drift_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.inference.v1.DriftRequest",
+  "DriftRequest",
+  "Shoal__Inference__V1__DriftRequest",
+  "shoal.inference.v1",
+  sizeof(Shoal__Inference__V1__DriftRequest),
+  1,
+  shoal__inference__v1__drift_request__field_descriptors,
+  shoal__inference__v1__drift_request__field_indices_by_name,
+  1,  shoal__inference__v1__drift_request__number_ranges,
+  (ProtobufCMessageInit) shoal__inference__v1__drift_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor shoal__inference__v1__drift_feature__field_descriptors[6] =
+{
+  {
+    "name",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__DriftFeature, name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "psi",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__DriftFeature, psi),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "observed",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__DriftFeature, observed),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "expected_mean",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__DriftFeature, expected_mean),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "observed_mean",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__DriftFeature, observed_mean),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "alert",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__DriftFeature, alert),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__inference__v1__drift_feature__field_indices_by_name[] = {
+  5,   /* field[5] = alert */
+  3,   /* field[3] = expected_mean */
+  0,   /* field[0] = name */
+  2,   /* field[2] = observed */
+  4,   /* field[4] = observed_mean */
+  1,   /* field[1] = psi */
+};
+static const ProtobufCIntRange shoal__inference__v1__drift_feature__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 6 }
+};
+const ProtobufCMessageDescriptor shoal__inference__v1__drift_feature__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.inference.v1.DriftFeature",
+  "DriftFeature",
+  "Shoal__Inference__V1__DriftFeature",
+  "shoal.inference.v1",
+  sizeof(Shoal__Inference__V1__DriftFeature),
+  6,
+  shoal__inference__v1__drift_feature__field_descriptors,
+  shoal__inference__v1__drift_feature__field_indices_by_name,
+  1,  shoal__inference__v1__drift_feature__number_ranges,
+  (ProtobufCMessageInit) shoal__inference__v1__drift_feature__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor shoal__inference__v1__drift_report__field_descriptors[7] =
+{
+  {
+    "model",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__DriftReport, model),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "version",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__DriftReport, version),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "has_reference",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__DriftReport, has_reference),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "rows",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__DriftReport, rows),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "threshold",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__DriftReport, threshold),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "minimum_rows",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__DriftReport, minimum_rows),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "features",
+    7,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Shoal__Inference__V1__DriftReport, n_features),
+    offsetof(Shoal__Inference__V1__DriftReport, features),
+    &shoal__inference__v1__drift_feature__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__inference__v1__drift_report__field_indices_by_name[] = {
+  6,   /* field[6] = features */
+  2,   /* field[2] = has_reference */
+  5,   /* field[5] = minimum_rows */
+  0,   /* field[0] = model */
+  3,   /* field[3] = rows */
+  4,   /* field[4] = threshold */
+  1,   /* field[1] = version */
+};
+static const ProtobufCIntRange shoal__inference__v1__drift_report__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 7 }
+};
+const ProtobufCMessageDescriptor shoal__inference__v1__drift_report__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.inference.v1.DriftReport",
+  "DriftReport",
+  "Shoal__Inference__V1__DriftReport",
+  "shoal.inference.v1",
+  sizeof(Shoal__Inference__V1__DriftReport),
+  7,
+  shoal__inference__v1__drift_report__field_descriptors,
+  shoal__inference__v1__drift_report__field_indices_by_name,
+  1,  shoal__inference__v1__drift_report__number_ranges,
+  (ProtobufCMessageInit) shoal__inference__v1__drift_report__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
 static const ProtobufCEnumValue shoal__inference__v1__model_state__enum_values_by_number[5] =
 {
   { "MODEL_STATE_UNSPECIFIED", "SHOAL__INFERENCE__V1__MODEL_STATE__MODEL_STATE_UNSPECIFIED", 0 },
@@ -4759,7 +5151,7 @@ const ProtobufCEnumDescriptor shoal__inference__v1__rollout_state__descriptor =
   shoal__inference__v1__rollout_state__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCMethodDescriptor shoal__inference__v1__inference__method_descriptors[16] =
+static const ProtobufCMethodDescriptor shoal__inference__v1__inference__method_descriptors[17] =
 {
   { "LoadModel", &shoal__inference__v1__load_model_request__descriptor, &shoal__inference__v1__loaded_model__descriptor },
   { "UnloadModel", &shoal__inference__v1__unload_model_request__descriptor, &shoal__inference__v1__loaded_model__descriptor },
@@ -4777,9 +5169,11 @@ static const ProtobufCMethodDescriptor shoal__inference__v1__inference__method_d
   { "ListRollouts", &shoal__inference__v1__list_rollouts_request__descriptor, &shoal__inference__v1__list_rollouts_response__descriptor },
   { "PromoteRollout", &shoal__inference__v1__rollout_request__descriptor, &shoal__inference__v1__rollout__descriptor },
   { "RollbackRollout", &shoal__inference__v1__rollout_request__descriptor, &shoal__inference__v1__rollout__descriptor },
+  { "DriftStatus", &shoal__inference__v1__drift_request__descriptor, &shoal__inference__v1__drift_report__descriptor },
 };
 const unsigned shoal__inference__v1__inference__method_indices_by_name[] = {
   9,        /* CancelJob */
+  16,        /* DriftStatus */
   10,        /* ListJobs */
   13,        /* ListRollouts */
   0,        /* LoadModel */
@@ -4803,7 +5197,7 @@ const ProtobufCServiceDescriptor shoal__inference__v1__inference__descriptor =
   "Inference",
   "Shoal__Inference__V1__Inference",
   "shoal.inference.v1",
-  16,
+  17,
   shoal__inference__v1__inference__method_descriptors,
   shoal__inference__v1__inference__method_indices_by_name
 };
@@ -4934,6 +5328,14 @@ void shoal__inference__v1__inference__rollback_rollout(ProtobufCService *service
 {
   assert(service->descriptor == &shoal__inference__v1__inference__descriptor);
   service->invoke(service, 15, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void shoal__inference__v1__inference__drift_status(ProtobufCService *service,
+                                                   const Shoal__Inference__V1__DriftRequest *input,
+                                                   Shoal__Inference__V1__DriftReport_Closure closure,
+                                                   void *closure_data)
+{
+  assert(service->descriptor == &shoal__inference__v1__inference__descriptor);
+  service->invoke(service, 16, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void shoal__inference__v1__inference__init (Shoal__Inference__V1__Inference_Service *service,
                                             Shoal__Inference__V1__Inference_ServiceDestroy destroy)

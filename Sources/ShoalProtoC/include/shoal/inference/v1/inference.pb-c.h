@@ -55,6 +55,9 @@ typedef struct Shoal__Inference__V1__StartRolloutRequest Shoal__Inference__V1__S
 typedef struct Shoal__Inference__V1__RolloutRequest Shoal__Inference__V1__RolloutRequest;
 typedef struct Shoal__Inference__V1__ListRolloutsRequest Shoal__Inference__V1__ListRolloutsRequest;
 typedef struct Shoal__Inference__V1__ListRolloutsResponse Shoal__Inference__V1__ListRolloutsResponse;
+typedef struct Shoal__Inference__V1__DriftRequest Shoal__Inference__V1__DriftRequest;
+typedef struct Shoal__Inference__V1__DriftFeature Shoal__Inference__V1__DriftFeature;
+typedef struct Shoal__Inference__V1__DriftReport Shoal__Inference__V1__DriftReport;
 
 
 /* --- enums --- */
@@ -921,6 +924,63 @@ struct  Shoal__Inference__V1__ListRolloutsResponse
     , 0,NULL }
 
 
+struct  Shoal__Inference__V1__DriftRequest
+{
+  ProtobufCMessage base;
+  /*
+   * A loaded reference (name@production); its serving version's drift.
+   */
+  char *model;
+};
+#define SHOAL__INFERENCE__V1__DRIFT_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__inference__v1__drift_request__descriptor) \
+    , (char *)protobuf_c_empty_string }
+
+
+struct  Shoal__Inference__V1__DriftFeature
+{
+  ProtobufCMessage base;
+  /*
+   * `input x channel 0`, `output classes`, `output confidence`.
+   */
+  char *name;
+  /*
+   * The population stability index against the training reference (above 0.25: a shift).
+   */
+  double psi;
+  int64_t observed;
+  double expected_mean;
+  double observed_mean;
+  /*
+   * Past the threshold, with at least `minimum_rows` rows seen.
+   */
+  protobuf_c_boolean alert;
+};
+#define SHOAL__INFERENCE__V1__DRIFT_FEATURE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__inference__v1__drift_feature__descriptor) \
+    , (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0 }
+
+
+struct  Shoal__Inference__V1__DriftReport
+{
+  ProtobufCMessage base;
+  char *model;
+  int64_t version;
+  /*
+   * False when the version has no `shoal.drift` reference (push it with --drift-reference).
+   */
+  protobuf_c_boolean has_reference;
+  int64_t rows;
+  double threshold;
+  int64_t minimum_rows;
+  size_t n_features;
+  Shoal__Inference__V1__DriftFeature **features;
+};
+#define SHOAL__INFERENCE__V1__DRIFT_REPORT__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__inference__v1__drift_report__descriptor) \
+    , (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0, 0,NULL }
+
+
 /* Shoal__Inference__V1__BatchingConfig methods */
 void   shoal__inference__v1__batching_config__init
                      (Shoal__Inference__V1__BatchingConfig         *message);
@@ -1579,6 +1639,63 @@ Shoal__Inference__V1__ListRolloutsResponse *
 void   shoal__inference__v1__list_rollouts_response__free_unpacked
                      (Shoal__Inference__V1__ListRolloutsResponse *message,
                       ProtobufCAllocator *allocator);
+/* Shoal__Inference__V1__DriftRequest methods */
+void   shoal__inference__v1__drift_request__init
+                     (Shoal__Inference__V1__DriftRequest         *message);
+size_t shoal__inference__v1__drift_request__get_packed_size
+                     (const Shoal__Inference__V1__DriftRequest   *message);
+size_t shoal__inference__v1__drift_request__pack
+                     (const Shoal__Inference__V1__DriftRequest   *message,
+                      uint8_t             *out);
+size_t shoal__inference__v1__drift_request__pack_to_buffer
+                     (const Shoal__Inference__V1__DriftRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Shoal__Inference__V1__DriftRequest *
+       shoal__inference__v1__drift_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shoal__inference__v1__drift_request__free_unpacked
+                     (Shoal__Inference__V1__DriftRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Shoal__Inference__V1__DriftFeature methods */
+void   shoal__inference__v1__drift_feature__init
+                     (Shoal__Inference__V1__DriftFeature         *message);
+size_t shoal__inference__v1__drift_feature__get_packed_size
+                     (const Shoal__Inference__V1__DriftFeature   *message);
+size_t shoal__inference__v1__drift_feature__pack
+                     (const Shoal__Inference__V1__DriftFeature   *message,
+                      uint8_t             *out);
+size_t shoal__inference__v1__drift_feature__pack_to_buffer
+                     (const Shoal__Inference__V1__DriftFeature   *message,
+                      ProtobufCBuffer     *buffer);
+Shoal__Inference__V1__DriftFeature *
+       shoal__inference__v1__drift_feature__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shoal__inference__v1__drift_feature__free_unpacked
+                     (Shoal__Inference__V1__DriftFeature *message,
+                      ProtobufCAllocator *allocator);
+/* Shoal__Inference__V1__DriftReport methods */
+void   shoal__inference__v1__drift_report__init
+                     (Shoal__Inference__V1__DriftReport         *message);
+size_t shoal__inference__v1__drift_report__get_packed_size
+                     (const Shoal__Inference__V1__DriftReport   *message);
+size_t shoal__inference__v1__drift_report__pack
+                     (const Shoal__Inference__V1__DriftReport   *message,
+                      uint8_t             *out);
+size_t shoal__inference__v1__drift_report__pack_to_buffer
+                     (const Shoal__Inference__V1__DriftReport   *message,
+                      ProtobufCBuffer     *buffer);
+Shoal__Inference__V1__DriftReport *
+       shoal__inference__v1__drift_report__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shoal__inference__v1__drift_report__free_unpacked
+                     (Shoal__Inference__V1__DriftReport *message,
+                      ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
 typedef void (*Shoal__Inference__V1__BatchingConfig_Closure)
@@ -1695,6 +1812,15 @@ typedef void (*Shoal__Inference__V1__ListRolloutsRequest_Closure)
 typedef void (*Shoal__Inference__V1__ListRolloutsResponse_Closure)
                  (const Shoal__Inference__V1__ListRolloutsResponse *message,
                   void *closure_data);
+typedef void (*Shoal__Inference__V1__DriftRequest_Closure)
+                 (const Shoal__Inference__V1__DriftRequest *message,
+                  void *closure_data);
+typedef void (*Shoal__Inference__V1__DriftFeature_Closure)
+                 (const Shoal__Inference__V1__DriftFeature *message,
+                  void *closure_data);
+typedef void (*Shoal__Inference__V1__DriftReport_Closure)
+                 (const Shoal__Inference__V1__DriftReport *message,
+                  void *closure_data);
 
 /* --- services --- */
 
@@ -1766,6 +1892,10 @@ struct Shoal__Inference__V1__Inference_Service
                            const Shoal__Inference__V1__RolloutRequest *input,
                            Shoal__Inference__V1__Rollout_Closure closure,
                            void *closure_data);
+  void (*drift_status)(Shoal__Inference__V1__Inference_Service *service,
+                       const Shoal__Inference__V1__DriftRequest *input,
+                       Shoal__Inference__V1__DriftReport_Closure closure,
+                       void *closure_data);
 };
 typedef void (*Shoal__Inference__V1__Inference_ServiceDestroy)(Shoal__Inference__V1__Inference_Service *);
 void shoal__inference__v1__inference__init (Shoal__Inference__V1__Inference_Service *service,
@@ -1789,7 +1919,8 @@ void shoal__inference__v1__inference__init (Shoal__Inference__V1__Inference_Serv
       function_prefix__ ## rollout_status,\
       function_prefix__ ## list_rollouts,\
       function_prefix__ ## promote_rollout,\
-      function_prefix__ ## rollback_rollout  }
+      function_prefix__ ## rollback_rollout,\
+      function_prefix__ ## drift_status  }
 void shoal__inference__v1__inference__load_model(ProtobufCService *service,
                                                  const Shoal__Inference__V1__LoadModelRequest *input,
                                                  Shoal__Inference__V1__LoadedModel_Closure closure,
@@ -1854,6 +1985,10 @@ void shoal__inference__v1__inference__rollback_rollout(ProtobufCService *service
                                                        const Shoal__Inference__V1__RolloutRequest *input,
                                                        Shoal__Inference__V1__Rollout_Closure closure,
                                                        void *closure_data);
+void shoal__inference__v1__inference__drift_status(ProtobufCService *service,
+                                                   const Shoal__Inference__V1__DriftRequest *input,
+                                                   Shoal__Inference__V1__DriftReport_Closure closure,
+                                                   void *closure_data);
 
 /* --- descriptors --- */
 
@@ -1899,6 +2034,9 @@ extern const ProtobufCMessageDescriptor shoal__inference__v1__start_rollout_requ
 extern const ProtobufCMessageDescriptor shoal__inference__v1__rollout_request__descriptor;
 extern const ProtobufCMessageDescriptor shoal__inference__v1__list_rollouts_request__descriptor;
 extern const ProtobufCMessageDescriptor shoal__inference__v1__list_rollouts_response__descriptor;
+extern const ProtobufCMessageDescriptor shoal__inference__v1__drift_request__descriptor;
+extern const ProtobufCMessageDescriptor shoal__inference__v1__drift_feature__descriptor;
+extern const ProtobufCMessageDescriptor shoal__inference__v1__drift_report__descriptor;
 extern const ProtobufCServiceDescriptor shoal__inference__v1__inference__descriptor;
 
 PROTOBUF_C__END_DECLS
