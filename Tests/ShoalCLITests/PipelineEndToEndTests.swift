@@ -46,22 +46,39 @@ struct PipelineEndToEndTests {
     """
   }
 
-  @Test func aBetterModelGoesLiveAndAWorseOneDoesNot() async throws {
+  /// A mesh of registry, tracking, audio-classifier and pipeline with the clips imported as
+  /// datasets small, calls, test and flipped; pipelines are written into DATA/pipelines.
+  struct Mesh {
+    let data: TemporaryDirectory
+    let up: ServerProcess
+    let shoal: String
+
+    func run(_ arguments: String...) async throws -> SubprocessResult {
+      try await Subprocess.run(shoal, arguments + ["--data", data.url.path])
+    }
+
+    func write(_ name: String, _ text: String) throws {
+      try Data(text.utf8).write(to: URL(fileURLWithPath: data.path("pipelines/\(name).json")))
+    }
+
+    func history(_ name: String) async throws -> [PipelineV1.PipelineRun] {
+      try PipelineV1.PipelineHistoryResponse(
+        jsonString: try await run("pipeline", "history", name, "--json").stdoutText
+      ).runs
+    }
+
+    func production() async throws -> Int64 {
+      try RegistryV1.ModelVersion(jsonString: try await run("models", "show", "orca@production", "--json").stdoutText)
+        .version
+    }
+  }
+
+  func withMesh(_ body: (Mesh) async throws -> Void) async throws {
     let shoal = try TestEnvironment.product("shoal")
     let data = try TemporaryDirectory()
     let made = try await Subprocess.run(try TestEnvironment.python(), ["-c", Self.makeClips, data.path("clips")])
     try #require(made.status == 0, "\(made.stderrText)")
-    let hook = try await TestHTTPServer { request in .init(status: request.path == "/failing" ? 500 : 200) }
-    defer { Task { await hook.close() } }
     try FileManager.default.createDirectory(atPath: data.path("pipelines"), withIntermediateDirectories: true)
-    func write(_ name: String, _ text: String) throws {
-      try Data(text.utf8).write(to: URL(fileURLWithPath: data.path("pipelines/\(name).json")))
-    }
-    // First a weak version: one epoch on four clips.
-    try write("loop", Self.pipeline(source: "small", epochs: 1, hidden: 2, hook: "\(hook.base)/hook"))
-    try write("flipped", Self.pipeline(source: "flipped", epochs: 60, hidden: 32, hook: "\(hook.base)/failing"))
-    try write("broken", Self.pipeline(source: "nothing", epochs: 10, hidden: 8, hook: "\(hook.base)/hook"))
-    try write("bad", #"{ "model": "orca", "source": { "audio_dataset": "x" }, "steps": [ { "step": "deploy" } ] }"#)
     try Data(
       #"""
       { "services": [ { "name": "registry" }, { "name": "tracking" }, { "name": "audio-classifier" },
@@ -69,24 +86,31 @@ struct PipelineEndToEndTests {
       """#.utf8
     ).write(to: data.url.appendingPathComponent("mesh.json"))
     let up = try ServerProcess(shoal, ["up", "--mesh", data.path("mesh.json"), "--data", data.url.path])
-    _ = try await up.waitForLines(containing: "mesh up", seconds: 60)
-    func run(_ arguments: String...) async throws -> SubprocessResult {
-      try await Subprocess.run(shoal, arguments + ["--data", data.url.path])
-    }
-    func history(_ name: String) async throws -> [PipelineV1.PipelineRun] {
-      try PipelineV1.PipelineHistoryResponse(
-        jsonString: try await run("pipeline", "history", name, "--json").stdoutText
-      ).runs
-    }
-    func production() async throws -> Int64 {
-      try RegistryV1.ModelVersion(jsonString: try await run("models", "show", "orca@production", "--json").stdoutText)
-        .version
-    }
+    let mesh = Mesh(data: data, up: up, shoal: shoal)
     do {
+      _ = try await up.waitForLines(containing: "mesh up", seconds: 60)
       for name in ["small", "calls", "test", "flipped"] {
-        let imported = try await run("audio", "import", data.path("clips/\(name)"), "--name", name)
+        let imported = try await mesh.run("audio", "import", data.path("clips/\(name)"), "--name", name)
         #expect(imported.status == 0, "\(imported.stderrText)")
       }
+      try await body(mesh)
+    } catch {
+      _ = try? await up.stop()
+      throw error
+    }
+    #expect(try await up.stop(signal: SIGTERM) == 0, "\(up.text)")
+  }
+
+  @Test func aBetterModelGoesLiveAndAWorseOneDoesNot() async throws {
+    let hook = try await TestHTTPServer { request in .init(status: request.path == "/failing" ? 500 : 200) }
+    defer { Task { await hook.close() } }
+    try await withMesh { mesh in
+      let (data, run, write, history, production) = (mesh.data, mesh.run, mesh.write, mesh.history, mesh.production)
+      // First a weak version: one epoch on four clips.
+      try write("loop", Self.pipeline(source: "small", epochs: 1, hidden: 2, hook: "\(hook.base)/hook"))
+      try write("flipped", Self.pipeline(source: "flipped", epochs: 60, hidden: 32, hook: "\(hook.base)/failing"))
+      try write("broken", Self.pipeline(source: "nothing", epochs: 10, hidden: 8, hook: "\(hook.base)/hook"))
+      try write("bad", #"{ "model": "orca", "source": { "audio_dataset": "x" }, "steps": [ { "step": "deploy" } ] }"#)
       let listed = try await run("pipeline", "list")
       #expect(listed.stdoutText.contains("loop") && listed.stdoutText.contains("load → validate → tune → train"))
       #expect(
@@ -166,10 +190,36 @@ struct PipelineEndToEndTests {
         (try? JSONSerialization.jsonObject(with: post.body) as? [String: String])?["text"]
       }
       #expect(texts.count == posts.count && texts.contains { $0.contains("promote local/orca v2") }, "\(texts)")
-    } catch {
-      _ = try? await up.stop()
-      throw error
     }
-    #expect(try await up.stop(signal: SIGTERM) == 0, "\(up.text)")
+  }
+
+  /// `kill -9` of the pipeline service mid-run: the restarted service marks the run FAILED, and
+  /// nothing was promoted.
+  @Test func aRunKilledMidwayFailsCleanly() async throws {
+    try await withMesh { mesh in
+      try mesh.write(
+        "loop",
+        Self.pipeline(source: "calls", epochs: 400, hidden: 512, hook: "http://127.0.0.1:9/hook")
+          .replacingOccurrences(of: "[512]", with: "[512, 1024, 2048]"))
+      let running = try ServerProcess(mesh.shoal, ["pipeline", "run", "loop", "--data", mesh.data.url.path])
+      _ = try await running.waitForLines(containing: "train …", seconds: 60)
+      let status = try await mesh.run("status", "--json")
+      let object = try JSONSerialization.jsonObject(with: Data(status.stdoutText.utf8)) as? [String: Any]
+      let services = (object?["services"] as? [[String: Any]]) ?? []
+      let pid = try #require(services.first { $0["name"] as? String == "pipeline" }?["pid"] as? Int)
+      kill(Int32(pid), SIGKILL)
+      #expect(try await running.stop(seconds: 30) != 0)
+      _ = try await mesh.up.waitForLines(containing: "registered pipeline", count: 2, seconds: 60)
+      var runs: [PipelineV1.PipelineRun] = []
+      for _ in 0..<100 {
+        runs = try await mesh.history("loop")
+        if runs.first?.status == "FAILED" { break }
+        try await Task.sleep(for: .milliseconds(200))
+      }
+      #expect(runs.count == 1 && runs.first?.status == "FAILED", "\(runs)")
+      _ = try await mesh.up.waitForLines(containing: "was interrupted by a restart; marked FAILED", seconds: 10)
+      let alias = try await mesh.run("models", "show", "orca@production")
+      #expect(alias.status != 0, "nothing was promoted: \(alias.stdoutText)")
+    }
   }
 }
