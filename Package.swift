@@ -123,7 +123,10 @@ let package = Package(
     ),
     .target(
       name: "Pipeline",
-      dependencies: ["ShoalProto", "ShoalRPC", "ShoalServiceStubs", "ShoalService", "ShoalMesh", "ShoalImagery"],
+      dependencies: [
+        "ShoalProto", "ShoalRPC", "ShoalServiceStubs", "ShoalService", "ShoalMesh", "ShoalImagery", "ShoalStore",
+        "ShoalModel", "ShoalImage", "Inference",
+      ],
       swiftSettings: strictSwift
     ),
     .target(

@@ -32,9 +32,14 @@ public struct PipelineFile: Sendable, Equatable {
   /// The registry model, and the organisation it and the datasets belong to.
   public var model = ""
   public var organization = "local"
-  /// The audio classifier's dataset trained on, and the held-out one evaluated on.
+  /// The audio classifier's dataset trained on, and the held-out one evaluated on; or, for
+  /// tiles, feedback's prediction sets (their validated tiles).
   public var sourceDataset = ""
   public var testDataset: String?
+  /// Tiles: the frozen backbone (a registry reference) and its output that feeds the head.
+  public var backbone: String?
+  public var embeddingOutput: String?
+  public var isTiles: Bool { backbone != nil }
   /// Steps in the order they run.
   public var steps: [Step] = []
   public var triggerLabels: Int64 = 0
@@ -93,19 +98,32 @@ public struct PipelineFile: Sendable, Equatable {
     self.model = model
     organization = try reader.string(object["organization"], at: "organization") ?? "local"
     guard let source = object["source"] as? [String: Any] else {
-      throw reader.error("source", "is missing; give {\"audio_dataset\": NAME}")
+      throw reader.error(
+        "source", "is missing; give {\"audio_dataset\": NAME} or {\"feedback_set\": ID, \"backbone\": REF, …}")
     }
-    try reader.allowOnly(["audio_dataset"], in: source, at: "source")
-    guard let dataset = try reader.string(source["audio_dataset"], at: "source.audio_dataset"), !dataset.isEmpty else {
-      throw reader.error("source.audio_dataset", "is missing; name the audio classifier's dataset to train on")
+    try reader.allowOnly(["audio_dataset", "feedback_set", "backbone", "embedding_output"], in: source, at: "source")
+    let kind = source["feedback_set"] != nil ? "feedback_set" : "audio_dataset"
+    guard let dataset = try reader.string(source[kind], at: "source.\(kind)"), !dataset.isEmpty else {
+      throw reader.error(
+        "source.audio_dataset", "is missing; name the audio classifier's dataset (or a feedback_set) to train on")
     }
     sourceDataset = dataset
+    if kind == "feedback_set" {
+      guard let backbone = try reader.string(source["backbone"], at: "source.backbone"), !backbone.isEmpty else {
+        throw reader.error("source.backbone", "is missing; name the frozen backbone (a registry reference)")
+      }
+      guard let output = try reader.string(source["embedding_output"], at: "source.embedding_output"), !output.isEmpty
+      else { throw reader.error("source.embedding_output", "is missing; name the backbone's output the head takes") }
+      (self.backbone, embeddingOutput) = (backbone, output)
+    } else if source["backbone"] != nil || source["embedding_output"] != nil {
+      throw reader.error("source.backbone", "is for a feedback_set source; an audio dataset has its own front end")
+    }
     if let test = object["test"] {
-      guard let test = test as? [String: Any] else { throw reader.error("test", "must be {\"audio_dataset\": NAME}") }
-      try reader.allowOnly(["audio_dataset"], in: test, at: "test")
-      testDataset = try reader.string(test["audio_dataset"], at: "test.audio_dataset")
+      guard let test = test as? [String: Any] else { throw reader.error("test", "must be {\"\(kind)\": …}") }
+      try reader.allowOnly([kind], in: test, at: "test")
+      testDataset = try reader.string(test[kind], at: "test.\(kind)")
       if testDataset == sourceDataset {
-        throw reader.error("test.audio_dataset", "is the training dataset; a held-out test set never enters training")
+        throw reader.error("test.\(kind)", "is the training set; a held-out test set never enters training")
       }
     }
     if let triggers = object["triggers"] {
@@ -147,7 +165,7 @@ public struct PipelineFile: Sendable, Equatable {
       }
     }
     if has("evaluate"), testDataset?.isEmpty ?? true {
-      throw reader.error("test.audio_dataset", "is missing; evaluate needs a held-out test dataset")
+      throw reader.error("test.\(kind)", "is missing; evaluate needs a held-out test set")
     }
     if has("notify"), webhook == nil {
       throw reader.error("steps", "'notify' needs a webhook")

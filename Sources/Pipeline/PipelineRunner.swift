@@ -12,15 +12,17 @@ public struct PipelineRunner: Sendable {
   let registry: RegistryV1.ModelRegistry.Client
   let tracking: TrackingV1.Tracking.Client
   let audio: AudioV1.AudioClassifier.Client
+  let feedback: FeedbackV1.Feedback.Client?
   let webhooks: FileDownloader
 
   static let call = CallOptions(timeout: .seconds(120))
   static let training = CallOptions(timeout: .seconds(6 * 3600))
 
   public init(
-    registry: any RPCChannel, tracking: any RPCChannel, audio: any RPCChannel,
+    registry: any RPCChannel, tracking: any RPCChannel, audio: any RPCChannel, feedback: (any RPCChannel)? = nil,
     webhooks: FileDownloader = FileDownloader()
   ) {
+    self.feedback = feedback.map { FeedbackV1.Feedback.Client($0) }
     self.registry = RegistryV1.ModelRegistry.Client(registry)
     self.tracking = TrackingV1.Tracking.Client(tracking)
     self.audio = AudioV1.AudioClassifier.Client(audio)
@@ -44,6 +46,9 @@ public struct PipelineRunner: Sendable {
     var decision = ""
     var reasons: [String] = []
     var promotedAlias = ""
+    /// A tile source's examples, and the test set's.
+    var tiles: TileExamples?
+    var testTiles: TileExamples?
   }
 
   /// Runs `pipeline`, reporting each step to `report`; the run as recorded.
@@ -136,6 +141,9 @@ public struct PipelineRunner: Sendable {
     _ kind: String, _ pipeline: PipelineFile, _ state: inout State, parent: String, stepRun: String,
     _ previous: PipelineV1.PipelineRun?
   ) async throws -> String {
+    if pipeline.isTiles, ["load", "validate", "train", "evaluate"].contains(kind) {
+      return try await performTiles(kind, pipeline, &state, parent: parent, stepRun: stepRun, previous)
+    }
     switch kind {
     case "load":
       let dataset = try await dataset(named: pipeline.sourceDataset, pipeline)
@@ -241,6 +249,93 @@ public struct PipelineRunner: Sendable {
     default:
       return ""
     }
+  }
+
+  /// The steps that differ for a source of feedback's tiles.
+  private func performTiles(
+    _ kind: String, _ pipeline: PipelineFile, _ state: inout State, parent: String, stepRun: String,
+    _ previous: PipelineV1.PipelineRun?
+  ) async throws -> String {
+    switch kind {
+    case "load":
+      let examples = try await tileExamples(set: pipeline.sourceDataset)
+      state.tiles = examples
+      state.labels = try await validatedTiles(pipeline.sourceDataset)
+      let labelsBefore = previous.map { Int64($0.labelsAtRun) ?? 0 } ?? 0
+      if let test = pipeline.testDataset { state.testTiles = try await tileExamples(set: test) }
+      try await log(
+        stepRun, params: ["feedback_set": pipeline.sourceDataset, "dataset_digest": examples.digest],
+        metrics: ["examples": Double(examples.labels.count), "new_labels": Double(max(0, state.labels - labelsBefore))])
+      return "\(examples.labels.count) validated tiles of set \(pipeline.sourceDataset), "
+        + "\(max(0, state.labels - labelsBefore)) new since the last run"
+    case "validate":
+      let examples = state.tiles!
+      var counts: [String: Int64] = [:]
+      for label in examples.labels { counts[examples.classes[label], default: 0] += 1 }
+      var tags: [String: String] = [:]
+      for (index, reason) in examples.rejected.prefix(50).enumerated() { tags["rejected_\(index)"] = reason }
+      var metrics = counts.reduce(into: [String: Double]()) { $0["tiles_\(Self.key($1.key))"] = Double($1.value) }
+      metrics["rejected"] = Double(examples.rejected.count)
+      try await log(stepRun, metrics: metrics, tags: tags)
+      guard counts.count >= 2 else {
+        throw StepFailure(message: "the set has validated tiles of \(counts.count) class; training needs 2 or more")
+      }
+      if let (label, count) = counts.first(where: { $0.value < pipeline.minPerClass }) {
+        throw StepFailure(message: "class '\(label)' has \(count) tiles; the pipeline needs \(pipeline.minPerClass)")
+      }
+      let ratio = Double(counts.values.max()!) / Double(max(1, counts.values.min()!))
+      guard ratio <= pipeline.maxImbalance else {
+        throw StepFailure(
+          message: String(
+            format: "the classes are imbalanced %.1f to 1; the pipeline allows %.1f", ratio, pipeline.maxImbalance))
+      }
+      if let test = state.testTiles {
+        let overlap = Set(examples.tiles).intersection(test.tiles).count
+        guard overlap == 0 else {
+          throw StepFailure(message: "\(overlap) tiles of the test set are in the training set; it must be held out")
+        }
+      }
+      return "classes \(counts.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))"
+        + (examples.rejected.isEmpty
+          ? "" : "; rejected \(examples.rejected.count): \(examples.rejected.prefix(3).joined(separator: "; "))")
+    case "train":
+      let trained = try await trainTiles(pipeline, state.tiles!, parent: parent, stepRun: stepRun)
+      state.candidate = trained.version
+      try await log(
+        stepRun, params: ["version": "\(trained.version)", "hidden_size": "\(trained.hiddenSize)"],
+        metrics: ["model_acc": trained.accuracy])
+      return String(
+        format: "v%lld, hidden %d, validation accuracy %.3f", trained.version, trained.hiddenSize, trained.accuracy)
+    default:
+      let test = state.testTiles!
+      let candidate = try await evaluateTiles(
+        "\(pipeline.organization)/\(pipeline.model)/\(state.candidate)", test, pipeline)
+      state.candidateEvaluation = candidate
+      var metrics: [String: Double] = [
+        "candidate_accuracy": candidate.accuracy, "candidate_ece": candidate.calibrationError,
+      ]
+      var message = String(format: "candidate v%lld accuracy %.3f", state.candidate, candidate.accuracy)
+      if let production = try await productionVersion(pipeline) {
+        state.production = production
+        let evaluation = try await evaluateTiles(
+          "\(pipeline.organization)/\(pipeline.model)/\(production)", test, pipeline)
+        state.productionEvaluation = evaluation
+        metrics["production_accuracy"] = evaluation.accuracy
+        message += String(format: ", production v%lld %.3f", production, evaluation.accuracy)
+      } else {
+        message += ", no production version"
+      }
+      try await log(stepRun, metrics: metrics)
+      return message
+    }
+  }
+
+  /// How many tiles of a feedback set reviewers validated (the label trigger's count for tiles).
+  func validatedTiles(_ set: String) async throws -> Int64 {
+    guard let feedback else { throw StepFailure(message: "this pipeline service has no feedback service") }
+    var stats = FeedbackV1.StatsRequest()
+    stats.setId = set
+    return try await feedback.stats(stats, options: Self.call).validatedTiles
   }
 
   private func train(
@@ -503,7 +598,7 @@ public struct PipelineRunner: Sendable {
     return try await tracking.getExperiment(get, options: Self.call).experimentId
   }
 
-  private func startRun(_ experiment: String, name: String, tags: [String: String]) async throws -> String {
+  func startRun(_ experiment: String, name: String, tags: [String: String]) async throws -> String {
     var create = TrackingV1.CreateRunRequest()
     create.experimentId = experiment
     create.name = name
@@ -513,7 +608,7 @@ public struct PipelineRunner: Sendable {
     return try await tracking.createRun(create, options: Self.call).runId
   }
 
-  private func log(
+  func log(
     _ run: String, params: [String: String] = [:], metrics: [String: Double] = [:], tags: [String: String] = [:]
   ) async throws {
     var batch = TrackingV1.LogBatchRequest()

@@ -179,6 +179,7 @@ public final class PipelineService: PipelineV1.Pipelines.ServiceProtocol, Sendab
   }
 
   private func labels(_ pipeline: PipelineFile) async -> Int64? {
+    if pipeline.isTiles { return try? await runner.validatedTiles(pipeline.sourceDataset) }
     var get = AudioV1.GetDatasetRequest()
     get.name = pipeline.sourceDataset
     get.organization = pipeline.organization

@@ -178,7 +178,7 @@ struct ServeCommand: AsyncParsableCommand {
         directory: pipelines ?? "\(location.dataDirectory)/pipelines",
         runner: PipelineRunner(
           registry: mesh.channel(for: "registry"), tracking: mesh.channel(for: "tracking"),
-          audio: mesh.channel(for: "audio-classifier")),
+          audio: mesh.channel(for: "audio-classifier"), feedback: mesh.channel(for: "feedback")),
         log: { logLine(service, $0) })
       pipelineService.register(in: &router)
       background.append { await pipelineService.run() }

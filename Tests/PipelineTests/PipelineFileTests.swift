@@ -60,11 +60,19 @@ struct PipelineFileTests {
     ),
     (
       #"{ "model": "m", "source": { "audio_dataset": "a" }, "test": { "audio_dataset": "a" }, "steps": [ { "step": "load" } ] }"#,
-      "is the training dataset"
+      "is the training set"
     ),
     (
       #"{ "model": "m", "source": { "audio_dataset": "a" }, "steps": [ { "step": "load" }, { "step": "load" } ] }"#,
       "'load' is listed twice"
+    ),
+    (
+      #"{ "model": "m", "source": { "feedback_set": "3" }, "steps": [ { "step": "load" } ] }"#,
+      "key 'source.backbone' is missing"
+    ),
+    (
+      #"{ "model": "m", "source": { "feedback_set": "3", "backbone": "b@production", "embedding_output": "f" }, "test": { "audio_dataset": "t" }, "steps": [ { "step": "load" } ] }"#,
+      "key 'test.audio_dataset' is not known"
     ),
     ("[1, 2]", "must be a JSON object"),
     ("{ not json", "is not valid JSON"),

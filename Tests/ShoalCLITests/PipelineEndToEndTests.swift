@@ -1,5 +1,8 @@
 import Foundation
+import ShoalClient
 import ShoalProto
+import ShoalRPC
+import ShoalServiceStubs
 import ShoalTestSupport
 import Testing
 
@@ -67,9 +70,10 @@ struct PipelineEndToEndTests {
       ).runs
     }
 
-    func production() async throws -> Int64 {
-      try RegistryV1.ModelVersion(jsonString: try await run("models", "show", "orca@production", "--json").stdoutText)
-        .version
+    func production(model: String = "orca") async throws -> Int64 {
+      try RegistryV1.ModelVersion(
+        jsonString: try await run("models", "show", "\(model)@production", "--json").stdoutText
+      ).version
     }
   }
 
@@ -105,7 +109,8 @@ struct PipelineEndToEndTests {
     let hook = try await TestHTTPServer { request in .init(status: request.path == "/failing" ? 500 : 200) }
     defer { Task { await hook.close() } }
     try await withMesh { mesh in
-      let (data, run, write, history, production) = (mesh.data, mesh.run, mesh.write, mesh.history, mesh.production)
+      let (data, run, write, history) = (mesh.data, mesh.run, mesh.write, mesh.history)
+      let production = { try await mesh.production() }
       // First a weak version: one epoch on four clips.
       try write("loop", Self.pipeline(source: "small", epochs: 1, hidden: 2, hook: "\(hook.base)/hook"))
       try write("flipped", Self.pipeline(source: "flipped", epochs: 60, hidden: 32, hook: "\(hook.base)/failing"))
@@ -221,5 +226,173 @@ struct PipelineEndToEndTests {
       let alias = try await mesh.run("models", "show", "orca@production")
       #expect(alias.status != 0, "nothing was promoted: \(alias.stdoutText)")
     }
+  }
+
+  /// Water and land tiles as PNGs, and a frozen backbone (a convolution, pooled) with its
+  /// features as an output.
+  static let makeTiles = #"""
+    import os, sys
+    import numpy as np, onnx
+    from onnx import helper, TensorProto, numpy_helper
+    from PIL import Image
+    out = sys.argv[1]
+    rng = np.random.default_rng(23)
+    for x in range(35200, 35240):
+        for y in (21490, 21491):
+            water = x % 2 == 0
+            base = np.array([40, 90, 200] if water else [90, 160, 60], np.float32)
+            pixels = np.clip(base + rng.normal(0, 25, (64, 64, 3)), 0, 255).astype(np.uint8)
+            os.makedirs(f"{out}/tiles/16/{x}", exist_ok=True)
+            Image.fromarray(pixels).save(f"{out}/tiles/16/{x}/{y}.png")
+    init = [numpy_helper.from_array((rng.standard_normal((8, 3, 3, 3)) * 0.3).astype(np.float32), "w"),
+            numpy_helper.from_array(np.zeros(8, np.float32), "b")]
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node("GlobalAveragePool", ["r"], ["g"]), helper.make_node("Flatten", ["g"], ["features"])]
+    graph = helper.make_graph(nodes, "backbone", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 64, 64])],
+                              [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["N", 8])], init)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, f"{out}/backbone.onnx")
+    """#
+
+  /// Tiles: feedback's validated tiles (marked through SetValidity) train a head on a frozen
+  /// backbone into a version that is promoted and served by inference; after reviewers flip the
+  /// training tiles' marks, the next version is rejected and production stays.
+  @Test func validatedTilesTrainAHeadOnAFrozenBackbone() async throws {
+    let shoal = try TestEnvironment.product("shoal")
+    let data = try TemporaryDirectory()
+    let made = try await Subprocess.run(try TestEnvironment.python(), ["-c", Self.makeTiles, data.url.path])
+    try #require(made.status == 0, "\(made.stderrText)")
+    let root = data.path("tiles")
+    let server = try await TestHTTPServer { request in
+      guard
+        let body = FileManager.default.contents(
+          atPath: root + request.path.replacingOccurrences(of: "/tiles", with: ""))
+      else { return .init(status: 404) }
+      return .init(headers: ["Content-Type": "image/png"], body: body)
+    }
+    defer { Task { await server.close() } }
+    try FileManager.default.createDirectory(atPath: data.path("pipelines"), withIntermediateDirectories: true)
+    try Data(
+      #"""
+      { "services": [ { "name": "registry" }, { "name": "tracking" }, { "name": "feedback" }, { "name": "inference" },
+        { "name": "audio-classifier" }, { "name": "pipeline" } ] }
+      """#.utf8
+    ).write(to: data.url.appendingPathComponent("mesh.json"))
+    let up = try ServerProcess(shoal, ["up", "--mesh", data.path("mesh.json"), "--data", data.url.path])
+    let mesh = Mesh(data: data, up: up, shoal: shoal)
+    do {
+      _ = try await up.waitForLines(containing: "mesh up", seconds: 60)
+      #expect(try await mesh.run("models", "create", "backbone", "--task", "classification").status == 0)
+      let pushed = try await mesh.run(
+        "models", "push", "backbone", data.path("backbone.onnx"), "--alias", "production", "--tile-size", "64",
+        "--mean", "0.45,0.45,0.45", "--std", "0.25,0.25,0.25")
+      #expect(pushed.status == 0, "\(pushed.stderrText)")
+      #expect(
+        try await mesh.run("imagery", "add", "aerial", "\(server.base)/tiles/{z}/{x}/{y}.png", "--tile-size", "64")
+          .status == 0)
+
+      // Two sets: x < 35230 to train on, the rest held out; reviewers mark every tile.
+      let sdk = ShoalClient(location: try RegistryLocation(data: data.url.path, environment: [:]))
+      defer { Task { await sdk.close() } }
+      let feedback = FeedbackV1.Feedback.Client(sdk.channel(for: "feedback"))
+      func makeSet(_ xs: Range<Int>) async throws -> String {
+        var create = FeedbackV1.CreateSetRequest()
+        create.model = "landcover@production"
+        create.zoom = 16
+        create.imagery = "aerial"
+        create.classes = ["water", "land"].map { name in
+          var label = RegistryV1.ClassLabel()
+          label.name = name
+          return label
+        }
+        let set = try await feedback.createSet(create)
+        _ = try await feedback.putPredictions { sender in
+          var request = FeedbackV1.PutPredictionsRequest()
+          request.setId = set.setId
+          request.tiles = xs.flatMap { x in
+            [21490, 21491].map { y in
+              var tile = FeedbackV1.PredictedTile()
+              (tile.z, tile.x, tile.y) = (16, Int64(x), Int64(y))
+              tile.scores = ["water": 0.5, "land": 0.5]
+              return tile
+            }
+          }
+          try await sender.send(request)
+        }
+        return set.setId
+      }
+      func mark(_ set: String, _ xs: Range<Int>, flipped: Bool = false) async throws {
+        var request = FeedbackV1.SetValidityRequest()
+        request.setId = set
+        request.changes = xs.flatMap { x in
+          [21490, 21491].flatMap { y in
+            ["water", "land"].map { name in
+              var change = FeedbackV1.ValidityChange()
+              change.target = .tileId("16/\(x)/\(y)")
+              change.className = name
+              let water = (x % 2 == 0) != flipped
+              change.validity = (name == "water") == water ? .valid : .invalid
+              return change
+            }
+          }
+        }
+        _ = try await feedback.setValidity(request)
+      }
+      let training = try await makeSet(35200..<35230)
+      let test = try await makeSet(35230..<35240)
+      try await mark(training, 35200..<35230)
+      try await mark(test, 35230..<35240)
+      // One tile marked valid for both classes is dropped and reported.
+      var both = FeedbackV1.SetValidityRequest()
+      both.setId = training
+      var change = FeedbackV1.ValidityChange()
+      change.target = .tileId("16/35200/21490")
+      change.className = "land"
+      change.validity = .valid
+      both.changes = [change]
+      _ = try await feedback.setValidity(both)
+
+      try mesh.write(
+        "tiles",
+        #"""
+        { "model": "landcover",
+          "source": { "feedback_set": "\#(training)", "backbone": "backbone@production", "embedding_output": "features" },
+          "test": { "feedback_set": "\#(test)" },
+          "steps": [ { "step": "load" }, { "step": "validate", "min_per_class": 5 },
+            { "step": "tune", "hidden_sizes": [16, 32] }, { "step": "train", "epochs": 200 }, { "step": "evaluate" },
+            { "step": "decide", "margin": 0.02, "min_accuracy": 0.9 }, { "step": "promote" } ] }
+        """#)
+      let ran = try await mesh.run("pipeline", "run", "tiles")
+      #expect(
+        ran.status == 0 && ran.stdoutText.contains("marked valid for water and land; dropped"), "\(ran.stdoutText)")
+      let first = try #require(try await mesh.history("tiles").first)
+      #expect(first.decision == "promote" && first.candidateVersion == 1, "\(first)")
+      #expect((first.candidate?.accuracy ?? 0) >= 0.9)
+      let version = try RegistryV1.ModelVersion(
+        jsonString: try await mesh.run("models", "show", "landcover@production", "--json").stdoutText)
+      #expect(version.version == 1 && version.signature?.classes.map(\.name) == ["water", "land"])
+      #expect(version.signature?.preprocessing?.tileSize == 64)
+
+      // Inference serves it: a water tile is water.
+      #expect(try await mesh.run("inference", "load", "landcover@production").status == 0)
+      let predicted = try await mesh.run(
+        "predict", "landcover@production", "--image", data.path("tiles/16/35232/21490.png"), "--top", "1", "--json")
+      #expect(predicted.status == 0, "\(predicted.stderrText)")
+      let answer = try InferenceV1.PredictResponse(jsonString: predicted.stdoutText)
+      #expect(answer.modelVersion == "1" && answer.topClasses.first?.classes.first?.name == "water", "\(answer)")
+
+      // Reviewers flip the training marks: the next version is worse on the held-out set.
+      try await mark(training, 35200..<35230, flipped: true)
+      _ = try await mesh.run("pipeline", "run", "tiles")
+      let second = try #require(try await mesh.history("tiles").first)
+      #expect(second.decision == "reject" && second.candidateVersion == 2 && second.productionVersion == 1, "\(second)")
+      #expect(try await mesh.production(model: "landcover") == 1)
+    } catch {
+      _ = try? await up.stop()
+      throw error
+    }
+    #expect(try await up.stop(signal: SIGTERM) == 0, "\(up.text)")
   }
 }
