@@ -62,8 +62,15 @@ public struct PipelineFile: Sendable, Equatable {
   public var minAccuracy = 0.0
   // promote
   public var alias = "production"
-  /// With a canary, the candidate goes to `staging` first and production stays.
+  /// With a canary, the candidate goes to `staging` first and, when inference serves the alias,
+  /// meets a share of its traffic there; it becomes `alias` after `canarySeconds` without a
+  /// rollback.
   public var canary = false
+  public var canaryPercent = 10.0
+  public var canarySeconds: Int32 = 3600
+  public var canaryMinRequests: Int32 = 20
+  public var canaryMaxErrorRate = 0.05
+  public var canaryMaxP99Ms = 0.0
   // notify
   public var webhook: String?
   public var webhookFormat = "json"
@@ -181,7 +188,11 @@ public struct PipelineFile: Sendable, Equatable {
     let allowed: [String: Set<String>] = [
       "load": [], "validate": ["min_per_class", "max_imbalance"], "tune": ["hidden_sizes"],
       "train": ["epochs", "seed", "mels", "pcen", "validation_split", "hidden_sizes"], "evaluate": [],
-      "decide": ["metric", "margin", "max_class_regression", "min_accuracy"], "promote": ["alias", "canary"],
+      "decide": ["metric", "margin", "max_class_regression", "min_accuracy"],
+      "promote": [
+        "alias", "canary", "canary_percent", "canary_seconds", "canary_min_requests", "canary_max_error_rate",
+        "canary_max_p99_ms",
+      ],
       "notify": ["webhook", "format"],
     ]
     try reader.allowOnly(allowed[kind]!.union(["step", "after"]), in: step, at: at)
@@ -228,6 +239,17 @@ public struct PipelineFile: Sendable, Equatable {
         throw reader.error("\(at).alias", "'\(alias)' is not an alias name")
       }
       canary = try reader.bool(step["canary"], at: "\(at).canary") ?? false
+      canaryPercent = try reader.number(step["canary_percent"], at: "\(at).canary_percent") ?? 10
+      guard (0.01...100).contains(canaryPercent) else { throw reader.error("\(at).canary_percent", "must be 0.01–100") }
+      canarySeconds = Int32(
+        try Self.whole(reader, step["canary_seconds"], at: "\(at).canary_seconds", in: 1...2_592_000) ?? 3600)
+      canaryMinRequests = Int32(
+        try Self.whole(reader, step["canary_min_requests"], at: "\(at).canary_min_requests", in: 1...1_000_000) ?? 20)
+      canaryMaxErrorRate = try reader.number(step["canary_max_error_rate"], at: "\(at).canary_max_error_rate") ?? 0.05
+      canaryMaxP99Ms = try reader.number(step["canary_max_p99_ms"], at: "\(at).canary_max_p99_ms") ?? 0
+      guard (0...1).contains(canaryMaxErrorRate), canaryMaxP99Ms >= 0 else {
+        throw reader.error("\(at).canary_max_error_rate", "and canary_max_p99_ms must be 0–1 and ≥ 0")
+      }
     case "notify":
       guard let url = try reader.string(step["webhook"], at: "\(at).webhook"),
         url.hasPrefix("http://") || url.hasPrefix("https://")

@@ -13,6 +13,7 @@ public struct PipelineRunner: Sendable {
   let tracking: TrackingV1.Tracking.Client
   let audio: AudioV1.AudioClassifier.Client
   let feedback: FeedbackV1.Feedback.Client?
+  let inference: InferenceV1.Inference.Client?
   let webhooks: FileDownloader
 
   static let call = CallOptions(timeout: .seconds(120))
@@ -20,8 +21,9 @@ public struct PipelineRunner: Sendable {
 
   public init(
     registry: any RPCChannel, tracking: any RPCChannel, audio: any RPCChannel, feedback: (any RPCChannel)? = nil,
-    webhooks: FileDownloader = FileDownloader()
+    inference: (any RPCChannel)? = nil, webhooks: FileDownloader = FileDownloader()
   ) {
+    self.inference = inference.map { InferenceV1.Inference.Client($0) }
     self.feedback = feedback.map { FeedbackV1.Feedback.Client($0) }
     self.registry = RegistryV1.ModelRegistry.Client(registry)
     self.tracking = TrackingV1.Tracking.Client(tracking)
@@ -243,11 +245,39 @@ public struct PipelineRunner: Sendable {
       }
       try await setAlias(pipeline, alias, state.candidate)
       state.promotedAlias = alias
-      try await log(stepRun, tags: ["alias": alias, "version": "\(state.candidate)"])
+      var canary = ""
+      if pipeline.canary { canary = await startCanary(pipeline, version: state.candidate) }
+      try await log(stepRun, tags: ["alias": alias, "version": "\(state.candidate)", "canary": canary])
       return "\(alias) → v\(state.candidate)"
         + (state.production != 0 && !pipeline.canary ? " (v\(state.production) is previous-\(alias))" : "")
+        + (canary.isEmpty ? "" : "; \(canary)")
     default:
       return ""
+    }
+  }
+
+  /// A canary rollout of `version` on the alias in inference, which promotes it after the canary
+  /// period or rolls it back by itself; what happened, never an error (a mesh without inference,
+  /// or an alias inference does not serve, leaves the candidate on staging).
+  private func startCanary(_ pipeline: PipelineFile, version: Int64) async -> String {
+    guard let inference else { return "no inference service to canary in; v\(version) stays on staging" }
+    var request = InferenceV1.StartRolloutRequest()
+    request.model = "\(pipeline.organization)/\(pipeline.model)@\(pipeline.alias)"
+    request.candidate = "\(pipeline.organization)/\(pipeline.model)/\(version)"
+    request.mode = .canary
+    request.canaryPercent = pipeline.canaryPercent
+    request.promoteAfterSeconds = pipeline.canarySeconds
+    request.minRequests = pipeline.canaryMinRequests
+    request.maxErrorRate = pipeline.canaryMaxErrorRate
+    request.maxP99Ms = pipeline.canaryMaxP99Ms
+    request.webhook = pipeline.webhook ?? ""
+    do {
+      let rollout = try await inference.startRollout(request, options: Self.call)
+      return String(
+        format: "canary: %.2f%% of %@ to v%lld, promoted after %d s without a rollback", rollout.canaryPercent,
+        rollout.model, version, pipeline.canarySeconds)
+    } catch {
+      return "no canary (\(error.message)); v\(version) stays on staging"
     }
   }
 

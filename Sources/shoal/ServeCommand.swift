@@ -178,7 +178,8 @@ struct ServeCommand: AsyncParsableCommand {
         directory: pipelines ?? "\(location.dataDirectory)/pipelines",
         runner: PipelineRunner(
           registry: mesh.channel(for: "registry"), tracking: mesh.channel(for: "tracking"),
-          audio: mesh.channel(for: "audio-classifier"), feedback: mesh.channel(for: "feedback")),
+          audio: mesh.channel(for: "audio-classifier"), feedback: mesh.channel(for: "feedback"),
+          inference: mesh.channel(for: "inference")),
         log: { logLine(service, $0) })
       pipelineService.register(in: &router)
       background.append { await pipelineService.run() }

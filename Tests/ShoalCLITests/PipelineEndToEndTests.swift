@@ -389,6 +389,38 @@ struct PipelineEndToEndTests {
       let second = try #require(try await mesh.history("tiles").first)
       #expect(second.decision == "reject" && second.candidateVersion == 2 && second.productionVersion == 1, "\(second)")
       #expect(try await mesh.production(model: "landcover") == 1)
+
+      // The marks are put right, and a candidate as good (margin 0) goes through a canary in
+      // inference: half the alias's calls for a second, then the alias moves by itself.
+      try await mark(training, 35200..<35230)
+      try mesh.write(
+        "tiles",
+        #"""
+        { "model": "landcover",
+          "source": { "feedback_set": "\#(training)", "backbone": "backbone@production", "embedding_output": "features" },
+          "test": { "feedback_set": "\#(test)" },
+          "steps": [ { "step": "load" }, { "step": "validate", "min_per_class": 5 }, { "step": "train", "epochs": 200 },
+            { "step": "evaluate" }, { "step": "decide", "margin": 0 },
+            { "step": "promote", "canary": true, "canary_percent": 50, "canary_seconds": 1, "canary_min_requests": 3 } ] }
+        """#)
+      let canaried = try await mesh.run("pipeline", "run", "tiles")
+      #expect(
+        canaried.stdoutText.contains("canary: 50.00% of local/landcover@production to v3"), "\(canaried.stdoutText)")
+      let third = try #require(try await mesh.history("tiles").first)
+      #expect(
+        third.decision == "promote" && third.promotedAlias == "staging" && third.candidateVersion == 3, "\(third)")
+      #expect(try await mesh.production(model: "landcover") == 1)
+      for _ in 0..<20 {
+        _ = try await mesh.run("predict", "landcover@production", "--image", data.path("tiles/16/35232/21490.png"))
+      }
+      var moved: Int64 = 0
+      for _ in 0..<100 {
+        moved = try await mesh.production(model: "landcover")
+        if moved == 3 { break }
+        try await Task.sleep(for: .milliseconds(200))
+      }
+      #expect(moved == 3)
+      _ = try await up.waitForLines(containing: "local/landcover@production: serving v3", seconds: 30)
     } catch {
       _ = try? await up.stop()
       throw error
