@@ -205,6 +205,9 @@ extension PipelineRunner {
       "embedding_output": output, "dataset_digest": examples.digest,
     ]
     header.sourceRun = stepRun
+    if let reference = try driftReference(onnx, examples.images.prefix(200), preprocessing: preprocessing) {
+      header.tags[DriftReference.tag] = reference
+    }
     let version = try await registry.uploadVersion(options: Self.training) { sender in
       var first = RegistryV1.UploadVersionRequest()
       first.part = .header(header)
@@ -216,6 +219,23 @@ extension PipelineRunner {
       }
     }
     return (version.version, size, chosen.validationAccuracy)
+  }
+
+  /// The drift reference of the trained file on (up to 200 of) its training images, as the tag's
+  /// JSON; nil when it would not fit the tag.
+  func driftReference(
+    _ file: [UInt8], _ images: ArraySlice<[UInt8]>, preprocessing: RegistryV1.Preprocessing?
+  ) throws -> String? {
+    let model = try Model(onnx: file)
+    guard let spec = model.inputs.first, let first = model.outputs.first?.name, !images.isEmpty else { return nil }
+    let input = try InferenceV1.InferTensor(name: spec.name, files: Array(images)).imageTensor(
+      for: spec, preprocessing: preprocessing)
+    let reference = DriftReference.of(
+      inputs: [spec.name: input], outputs: try model.run([spec.name: input]), firstOutput: first)
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys]
+    let text = String(decoding: try encoder.encode(reference), as: UTF8.self)
+    return text.utf8.count <= 16 << 10 ? text : nil
   }
 
   /// A version's predictions of the test tiles, scored.

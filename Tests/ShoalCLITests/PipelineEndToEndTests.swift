@@ -182,6 +182,11 @@ struct PipelineEndToEndTests {
         triggered.trigger == "labels" && triggered.status == "FINISHED" && triggered.labelsAtRun == "2", "\(runs)")
       #expect(try await production() >= 2)
 
+      for run in try await history("loop").reversed() + (try await history("flipped")) {
+        print(
+          "audio loop: v\(run.candidateVersion) \(run.decision) accuracy \(run.candidate?.accuracy ?? -1) against "
+            + "v\(run.productionVersion) \(run.production?.accuracy ?? -1) (\(run.trigger))")
+      }
       // The history tells every decision and its reasons; tracking has the runs.
       let told = try await run("pipeline", "history", "loop")
       #expect(told.stdoutText.contains("promote: candidate v2") && told.stdoutText.contains("against production v1"))
@@ -374,6 +379,8 @@ struct PipelineEndToEndTests {
         jsonString: try await mesh.run("models", "show", "landcover@production", "--json").stdoutText)
       #expect(version.version == 1 && version.signature?.classes.map(\.name) == ["water", "land"])
       #expect(version.signature?.preprocessing?.tileSize == 64)
+      // Its training images' distributions are its drift reference.
+      #expect(version.tags["shoal.drift"]?.contains("\"inputs\"") == true)
 
       // Inference serves it: a water tile is water.
       #expect(try await mesh.run("inference", "load", "landcover@production").status == 0)
@@ -382,6 +389,9 @@ struct PipelineEndToEndTests {
       #expect(predicted.status == 0, "\(predicted.stderrText)")
       let answer = try InferenceV1.PredictResponse(jsonString: predicted.stdoutText)
       #expect(answer.modelVersion == "1" && answer.topClasses.first?.classes.first?.name == "water", "\(answer)")
+      let drift = try InferenceV1.DriftReport(
+        jsonString: try await mesh.run("drift", "landcover@production", "--json").stdoutText)
+      #expect(drift.hasReference && drift.rows == 1 && drift.features.count == 5, "\(drift)")
 
       // Reviewers flip the training marks: the next version is worse on the held-out set.
       try await mark(training, 35200..<35230, flipped: true)
@@ -420,6 +430,11 @@ struct PipelineEndToEndTests {
         try await Task.sleep(for: .milliseconds(200))
       }
       #expect(moved == 3)
+      for run in try await mesh.history("tiles").reversed() {
+        print(
+          "tiles loop: v\(run.candidateVersion) \(run.decision) accuracy \(run.candidate?.accuracy ?? -1) against "
+            + "v\(run.productionVersion) \(run.production?.accuracy ?? -1)")
+      }
       _ = try await up.waitForLines(containing: "local/landcover@production: serving v3", seconds: 30)
     } catch {
       _ = try? await up.stop()
