@@ -37,13 +37,7 @@ extension AudioClassifierService {
       guard let tile = item.tile, let clip = clips[tile.item] else { continue }
       var candidate = AudioV1.LabelCandidate()
       candidate.clip = clip
-      var prediction = AudioV1.Prediction()
-      prediction.audioUrl = clip.source
-      prediction.duration = clip.duration
-      prediction.location = clip.location
-      prediction.timestamp = clip.timestamp
-      prediction.digest = clip.digest
-      prediction.label = clip.label
+      var prediction = Self.prediction(of: clip)
       prediction.scores = tile.scores
       prediction.predictedValue = tile.scores[learning.reviewPositive] ?? 0
       candidate.prediction = prediction

@@ -55,13 +55,7 @@ extension AudioClassifierService {
           input: Tensor(shape: [1, 1, front.mels, embedding.frames], elements: spectrogram)
         ])[
           output]!.doubles()
-        var prediction = AudioV1.Prediction()
-        prediction.audioUrl = clip.source
-        prediction.duration = clip.duration
-        prediction.location = clip.location
-        prediction.timestamp = clip.timestamp
-        prediction.digest = clip.digest
-        prediction.label = clip.label
+        var prediction = Self.prediction(of: clip)
         for (index, name) in front.classes.enumerated() where index < probabilities.count {
           prediction.scores[name] = probabilities[index]
         }
@@ -77,36 +71,24 @@ extension AudioClassifierService {
     return response
   }
 
+  /// A clip's prediction in the Orcasound endpoint's shape, without its scores yet.
+  static func prediction(of clip: AudioV1.Clip) -> AudioV1.Prediction {
+    var prediction = AudioV1.Prediction()
+    prediction.audioUrl = clip.source
+    prediction.duration = clip.duration
+    prediction.location = clip.location
+    prediction.timestamp = clip.timestamp
+    prediction.digest = clip.digest
+    prediction.label = clip.label
+    return prediction
+  }
+
   /// A version of the registry and its file, by a reference (`org/` defaulting to
   /// `organization`).
   func downloadVersion(
     _ text: String, organization: String, _ registry: RegistryV1.ModelRegistry.Client
   ) async throws -> (RegistryV1.ModelVersion, [UInt8]) {
-    let reference = try ModelReference(parsing: text).qualified(defaultOrganization: organization)
-    var get = RegistryV1.GetVersionRequest()
-    get.organization = reference.organization ?? organization
-    get.model = reference.model
-    switch reference.selector {
-    case .alias(let alias): get.alias = alias
-    case .version(let number): get.version = number
-    case .latest: break
-    }
-    // The file, as the registry sends it after the version.
-    let (version, file) = try await registry.downloadVersion(get, options: Self.call) {
-      responses -> (RegistryV1.ModelVersion?, [UInt8]) in
-      var version: RegistryV1.ModelVersion?
-      var file: [UInt8] = []
-      for try await response in responses {
-        switch response.part {
-        case .version(let header): version = header
-        case .chunk(let chunk): file += chunk
-        case nil: break
-        }
-      }
-      return (version, file)
-    }
-    guard let version else { throw RPCError(.unavailable, "the registry sent no version for \(reference)") }
-    return (version, file)
+    try await registry.versionAndFile(text, organization: organization, options: Self.call)
   }
 
   /// Sends the unlabelled clips' predictions to feedback as a new set of items (each clip by its

@@ -177,19 +177,7 @@ public struct PipelineRunner: Sendable {
       metrics["rejected"] = Double(checked.failures.count)
       try await log(stepRun, metrics: metrics, tags: tags)
       let counts = checked.labelCounts
-      guard counts.count >= 2 else {
-        throw StepFailure(
-          message: "the dataset has \(counts.count) class with clips that decode; training needs 2 or more")
-      }
-      if let (label, count) = counts.first(where: { $0.value < pipeline.minPerClass }) {
-        throw StepFailure(message: "class '\(label)' has \(count) clips; the pipeline needs \(pipeline.minPerClass)")
-      }
-      let ratio = Double(counts.values.max()!) / Double(max(1, counts.values.min()!))
-      guard ratio <= pipeline.maxImbalance else {
-        throw StepFailure(
-          message: String(
-            format: "the classes are imbalanced %.1f to 1; the pipeline allows %.1f", ratio, pipeline.maxImbalance))
-      }
+      try Self.checkClasses(counts, pipeline, of: "clips that decode")
       if !state.testID.isEmpty {
         let overlap = try await sharedClips(state.datasetID, state.testID)
         guard overlap == 0 else {
@@ -307,18 +295,7 @@ public struct PipelineRunner: Sendable {
       var metrics = counts.reduce(into: [String: Double]()) { $0["tiles_\(Self.key($1.key))"] = Double($1.value) }
       metrics["rejected"] = Double(examples.rejected.count)
       try await log(stepRun, metrics: metrics, tags: tags)
-      guard counts.count >= 2 else {
-        throw StepFailure(message: "the set has validated tiles of \(counts.count) class; training needs 2 or more")
-      }
-      if let (label, count) = counts.first(where: { $0.value < pipeline.minPerClass }) {
-        throw StepFailure(message: "class '\(label)' has \(count) tiles; the pipeline needs \(pipeline.minPerClass)")
-      }
-      let ratio = Double(counts.values.max()!) / Double(max(1, counts.values.min()!))
-      guard ratio <= pipeline.maxImbalance else {
-        throw StepFailure(
-          message: String(
-            format: "the classes are imbalanced %.1f to 1; the pipeline allows %.1f", ratio, pipeline.maxImbalance))
-      }
+      try Self.checkClasses(counts, pipeline, of: "validated tiles")
       if let test = state.testTiles {
         let overlap = Set(examples.tiles).intersection(test.tiles).count
         guard overlap == 0 else {
@@ -357,6 +334,23 @@ public struct PipelineRunner: Sendable {
       }
       try await log(stepRun, metrics: metrics)
       return message
+    }
+  }
+
+  /// Refuses examples of fewer than 2 classes, a class under `min_per_class`, or classes more
+  /// imbalanced than `max_imbalance`.
+  static func checkClasses(_ counts: [String: Int64], _ pipeline: PipelineFile, of what: String) throws {
+    guard counts.count >= 2 else {
+      throw StepFailure(message: "there are \(what) of \(counts.count) class; training needs 2 or more")
+    }
+    if let (label, count) = counts.first(where: { $0.value < pipeline.minPerClass }) {
+      throw StepFailure(message: "class '\(label)' has \(count) \(what); the pipeline needs \(pipeline.minPerClass)")
+    }
+    let ratio = Double(counts.values.max()!) / Double(max(1, counts.values.min()!))
+    guard ratio <= pipeline.maxImbalance else {
+      throw StepFailure(
+        message: String(
+          format: "the classes are imbalanced %.1f to 1; the pipeline allows %.1f", ratio, pipeline.maxImbalance))
     }
   }
 

@@ -93,30 +93,7 @@ extension PipelineRunner {
 
   /// A version's file with its record, from the registry.
   func download(_ reference: String, organization: String) async throws -> (RegistryV1.ModelVersion, [UInt8]) {
-    let parsed = try ModelReference(parsing: reference).qualified(defaultOrganization: organization)
-    var get = RegistryV1.GetVersionRequest()
-    get.organization = parsed.organization ?? organization
-    get.model = parsed.model
-    switch parsed.selector {
-    case .alias(let alias): get.alias = alias
-    case .version(let number): get.version = number
-    case .latest: break
-    }
-    let (version, file) = try await registry.downloadVersion(get, options: Self.training) {
-      responses -> (RegistryV1.ModelVersion?, [UInt8]) in
-      var version: RegistryV1.ModelVersion?
-      var file: [UInt8] = []
-      for try await response in responses {
-        switch response.part {
-        case .version(let header): version = header
-        case .chunk(let chunk): file += chunk
-        case nil: break
-        }
-      }
-      return (version, file)
-    }
-    guard let version else { throw StepFailure(message: "the registry sent no version for \(reference)") }
-    return (version, file)
+    try await registry.versionAndFile(reference, organization: organization, options: Self.training)
   }
 
   /// The outputs of `model` for `images`, 16 at a time, made into its input with `preprocessing`.

@@ -75,6 +75,18 @@ struct RolloutCommand: AsyncParsableCommand {
     }
   }
 
+  /// One call on a rollout by its alias, its answer shown.
+  static func call(
+    _ model: String, _ mesh: MeshOptions, json: Bool, command: String,
+    _ body: @escaping (InferenceV1.Inference.Client, InferenceV1.RolloutRequest) async throws -> InferenceV1.Rollout
+  ) async throws {
+    var request = InferenceV1.RolloutRequest()
+    request.model = model
+    let rollout = try await withInference(mesh, command: command) { try await body($0, request) }
+    if json { return emitJSON(rollout) }
+    emit(show(rollout))
+  }
+
   struct Status: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "A rollout's split, each side's figures and its events.")
     @Argument(help: "The alias reference.") var model: String
@@ -82,11 +94,7 @@ struct RolloutCommand: AsyncParsableCommand {
     @Flag(help: "Print JSON.") var json = false
 
     func run() async throws {
-      var request = InferenceV1.RolloutRequest()
-      request.model = model
-      let rollout = try await withInference(mesh, command: "rollout status") { try await $0.rolloutStatus(request) }
-      if json { return emitJSON(rollout) }
-      emit(RolloutCommand.show(rollout))
+      try await call(model, mesh, json: json, command: "rollout status") { try await $0.rolloutStatus($1) }
     }
   }
 
@@ -97,11 +105,7 @@ struct RolloutCommand: AsyncParsableCommand {
     @Flag(help: "Print JSON.") var json = false
 
     func run() async throws {
-      var request = InferenceV1.RolloutRequest()
-      request.model = model
-      let rollout = try await withInference(mesh, command: "rollout promote") { try await $0.promoteRollout(request) }
-      if json { return emitJSON(rollout) }
-      emit(RolloutCommand.show(rollout))
+      try await call(model, mesh, json: json, command: "rollout promote") { try await $0.promoteRollout($1) }
     }
   }
 
@@ -112,11 +116,7 @@ struct RolloutCommand: AsyncParsableCommand {
     @Flag(help: "Print JSON.") var json = false
 
     func run() async throws {
-      var request = InferenceV1.RolloutRequest()
-      request.model = model
-      let rollout = try await withInference(mesh, command: "rollout rollback") { try await $0.rollbackRollout(request) }
-      if json { return emitJSON(rollout) }
-      emit(RolloutCommand.show(rollout))
+      try await call(model, mesh, json: json, command: "rollout rollback") { try await $0.rollbackRollout($1) }
     }
   }
 }
