@@ -96,9 +96,10 @@ public struct PipelineRunner: Sendable {
       if let evaluation = state.candidateEvaluation { run.candidate = evaluation }
       if let evaluation = state.productionEvaluation { run.production = evaluation }
       run.promotedAlias = state.promotedAlias
-      if run.error.isEmpty, pipeline.has("notify") {
-        run.notified = await notify(pipeline, run)
-      }
+      // The webhook is told after the run is recorded, so that a slow or failing one never holds
+      // the pipeline up; its outcome replaces "sending" in the run's tags.
+      let notifying = run.error.isEmpty && pipeline.has("notify")
+      if notifying { run.notified = "sending" }
       run.status = run.error.isEmpty ? "FINISHED" : "FAILED"
       run.endedAtMs = Self.now()
       var tags: [String: String] = [
@@ -118,6 +119,13 @@ public struct PipelineRunner: Sendable {
       }
       try await log(run.runId, metrics: metrics, tags: tags)
       try await finish(run.runId, run.error.isEmpty ? .finished : .failed)
+      if notifying {
+        let finished = run
+        Task {
+          let outcome = await notify(pipeline, finished)
+          try? await log(finished.runId, tags: ["notified": outcome])
+        }
+      }
     } catch {
       run.status = "FAILED"
       run.error = run.error.isEmpty ? "recording the run in tracking failed: \(error)" : run.error

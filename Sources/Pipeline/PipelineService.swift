@@ -105,16 +105,21 @@ public final class PipelineService: PipelineV1.Pipelines.ServiceProtocol, Sendab
       throw RPCError(.aborted, "pipeline \(pipeline.name) is running already; watch its history")
     }
     defer { release(pipeline.name) }
-    // The run goes on if the caller leaves: what it reports after that is dropped.
+    // The run goes on if the caller leaves (a task of its own, which the call's cancellation does
+    // not reach): what it reports after that is dropped.
     let gone = Mutex(false)
-    _ = await runner.run(pipeline, trigger: "manual") { progress in
-      guard !gone.withLock({ $0 }) else { return }
-      do {
-        try await responses.send(progress)
-      } catch {
-        gone.withLock { $0 = true }
+    let runner = runner
+    let run = Task {
+      await runner.run(pipeline, trigger: "manual") { progress in
+        guard !gone.withLock({ $0 }) else { return }
+        do {
+          try await responses.send(progress)
+        } catch {
+          gone.withLock { $0 = true }
+        }
       }
     }
+    _ = await run.value
   }
 
   public func pipelineHistory(

@@ -150,8 +150,15 @@ struct PipelineEndToEndTests {
       let third = try PipelineV1.PipelineRun(jsonString: flipped.stdoutText)
       #expect(third.status == "FINISHED" && third.decision == "reject" && third.candidateVersion == 3, "\(third)")
       #expect(third.reasons.contains { $0.contains("does not beat it by the margin") })
-      // Its webhook fails: tried again with backoff, recorded, and the run finished all the same.
-      #expect(third.notified == "failed after 4 attempts: HTTP 500", "\(third.notified)")
+      // Its webhook fails: told after the run finished, tried again with backoff, and recorded.
+      #expect(third.notified == "sending")
+      var notified = ""
+      for _ in 0..<100 {
+        notified = try await history("flipped").first?.notified ?? ""
+        if notified != "sending" { break }
+        try await Task.sleep(for: .milliseconds(100))
+      }
+      #expect(notified == "failed after 4 attempts: HTTP 500", "\(notified)")
       #expect(hook.requests.filter { $0.path == "/failing" }.count == 4)
       #expect(try await production() == 2)
 
@@ -228,8 +235,26 @@ struct PipelineEndToEndTests {
       }
       #expect(runs.count == 1 && runs.first?.status == "FAILED", "\(runs)")
       _ = try await mesh.up.waitForLines(containing: "was interrupted by a restart; marked FAILED", seconds: 10)
-      let alias = try await mesh.run("models", "show", "orca@production")
+      var alias = try await mesh.run("models", "show", "orca@production")
       #expect(alias.status != 0, "nothing was promoted: \(alias.stdoutText)")
+
+      // kill -9 of the audio classifier mid-training: the run stops at train, says why, and
+      // promotes nothing.
+      let again = try ServerProcess(mesh.shoal, ["pipeline", "run", "loop", "--data", mesh.data.url.path])
+      _ = try await again.waitForLines(containing: "train …", seconds: 60)
+      let audio = try #require(
+        try JSONSerialization.jsonObject(with: Data(try await mesh.run("status", "--json").stdoutText.utf8))
+          as? [String: Any])
+      let audioPID = try #require(
+        ((audio["services"] as? [[String: Any]]) ?? []).first { $0["name"] as? String == "audio-classifier" }?["pid"]
+          as? Int)
+      kill(Int32(audioPID), SIGKILL)
+      for _ in 0..<300 where again.isRunning { try await Task.sleep(for: .milliseconds(200)) }
+      #expect(!again.isRunning && again.text.contains("train: failed"), "\(again.text)")
+      let failed = try #require(try await mesh.history("loop").first)
+      #expect(failed.status == "FAILED" && failed.failedStep == "train" && !failed.error.isEmpty, "\(failed)")
+      alias = try await mesh.run("models", "show", "orca@production")
+      #expect(alias.status != 0)
     }
   }
 
