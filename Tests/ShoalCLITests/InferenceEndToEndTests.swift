@@ -522,6 +522,8 @@ struct InferenceEndToEndTests {
       #expect(status.state == .promoted, "\(status)")
       let alias = try await mesh.run("models", "show", "tiny@production", "--json")
       #expect(try RegistryV1.ModelVersion(jsonString: alias.stdoutText).version == 2)
+      let previous = try await mesh.run("models", "show", "tiny@previous-production", "--json")
+      #expect(try RegistryV1.ModelVersion(jsonString: previous.stdoutText).version == 1)
       _ = try await mesh.up.waitForLines(containing: "local/tiny@production: serving v2", seconds: 30)
       #expect(try await versions(0..<10).allSatisfy { $0 == "2" })
       await Self.expectError(.invalidArgument, "roll out on an alias") {

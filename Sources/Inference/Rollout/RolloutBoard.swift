@@ -208,6 +208,13 @@ public final class RolloutBoard: Sendable {
     var move = RegistryV1.SetAliasRequest()
     move.organization = reference.organization ?? "local"
     move.model = reference.model
+    // The version it replaces keeps an alias of its own (first, so that a failure leaves the
+    // alias where it was).
+    if let previous = rollout.productionArm?.version, previous != 0, previous != version {
+      move.alias = "previous-\(alias)"
+      move.version = previous
+      _ = try await registry.setAlias(move, options: CallOptions(timeout: .seconds(30)))
+    }
     move.alias = alias
     move.version = version
     _ = try await registry.setAlias(move, options: CallOptions(timeout: .seconds(30)))
