@@ -1,5 +1,6 @@
 import Foundation
 import ShoalAudio
+import ShoalImagery
 import ShoalModel
 public import ShoalProto
 public import ShoalRPC
@@ -130,8 +131,10 @@ extension AudioClassifierService {
         continue
       }
       kept.append(clip)
-      let output = try embedder.run([ClipEmbedding.input: Tensor(shape: [1, 1, mels, frames], elements: spectrogram)])
-      features += output[ClipEmbedding.output]!.elements(as: Float.self)
+      features += try await Self.offPool { [mels] in
+        try embedder.run([ClipEmbedding.input: Tensor(shape: [1, 1, mels, frames], elements: spectrogram)])[
+          ClipEmbedding.output]!.elements(as: Float.self)
+      }
       labels.append(classes.firstIndex(of: clip.label)!)
       var progress = AudioV1.TrainProgress()
       progress.total = total
@@ -142,6 +145,28 @@ extension AudioClassifierService {
       throw RPCError(
         .failedPrecondition, "dataset \(dataset.name) has \(labels.count) labelled clips; training needs 4 or more")
     }
+    guard (0...10).contains(request.augment) else { throw RPCError(.invalidArgument, "augment: give 0–10 copies") }
+    // With augmentation the validation split is chosen here, so that no copy of a validation clip
+    // is trained on: the copies go to training only.
+    var heldOut = Set(kept.indices.filter { kept[$0].validation })
+    var weights = kept.map { Self.weight(of: $0.expertise) }
+    if request.augment > 0 {
+      var random = SeededRandom(seed: seed ^ 0x5eed_a0d1)
+      let fraction = request.validationSplit == 0 ? 0.2 : request.validationSplit
+      let others = kept.indices.filter { !heldOut.contains($0) }.shuffled(using: &random)
+      heldOut.formUnion(others.prefix(max(1, Int(Double(others.count) * fraction))))
+      let training = kept.indices.filter { !heldOut.contains($0) }
+      let copies = try await augmented(
+        training.map { kept[$0] }, copies: Int(request.augment), positive: positive, embedding, &random)
+      for (original, values) in copies {
+        features += try await Self.offPool { [mels] in
+          try embedder.run([ClipEmbedding.input: Tensor(shape: [1, 1, mels, frames], elements: values)])[
+            ClipEmbedding.output]!.elements(as: Float.self)
+        }
+        labels.append(classes.firstIndex(of: kept[training[original]].label)!)
+        weights.append(Self.weight(of: kept[training[original]].expertise))
+      }
+    }
     let featureTensor = Tensor(shape: [labels.count, embedding.embeddingSize], elements: features)
 
     // One head per hidden size; the best validation accuracy (then the lower loss) is kept.
@@ -151,25 +176,28 @@ extension AudioClassifierService {
       config.hiddenSizes = size == 0 ? [] : [size]
       config.initialHead = initialHead
       config.maxEpochs = request.epochs == 0 ? 100 : Int(request.epochs)
-      config.validationFraction = request.validationSplit == 0 ? 0.2 : Float(request.validationSplit)
+      config.validationFraction =
+        request.augment > 0 ? 0 : (request.validationSplit == 0 ? 0.2 : Float(request.validationSplit))
       config.seed = seed
-      config.heldOut = Set(kept.indices.filter { kept[$0].validation })
-      if request.weightByExpertise { config.exampleWeights = kept.map { Self.weight(of: $0.expertise) } }
+      config.heldOut = heldOut
+      if request.weightByExpertise { config.exampleWeights = weights }
       // Each epoch is reported as it ends: training runs apart and hands its epochs over.
       let (stream, continuation) = AsyncStream.makeStream(of: AudioV1.EpochMetrics.self)
-      let training = Task.detached { [config, featureTensor, labels, classes] in
+      let training = Task { [config, featureTensor, labels, classes] in
         defer { continuation.finish() }
-        return try HeadTrainer(config).train(
-          features: featureTensor, labels: .classes(labels), classes: classes.count
-        ) { epoch in
-          var metrics = AudioV1.EpochMetrics()
-          metrics.epoch = Int32(epoch.number)
-          metrics.hiddenSize = Int32(size)
-          metrics.acc = epoch.trainingAccuracy
-          metrics.loss = epoch.trainingLoss
-          metrics.valAcc = epoch.validationAccuracy
-          metrics.valLoss = epoch.validationLoss
-          continuation.yield(metrics)
+        return try await Self.offPool {
+          try HeadTrainer(config).train(
+            features: featureTensor, labels: .classes(labels), classes: classes.count
+          ) { epoch in
+            var metrics = AudioV1.EpochMetrics()
+            metrics.epoch = Int32(epoch.number)
+            metrics.hiddenSize = Int32(size)
+            metrics.acc = epoch.trainingAccuracy
+            metrics.loss = epoch.trainingLoss
+            metrics.valAcc = epoch.validationAccuracy
+            metrics.valLoss = epoch.validationLoss
+            continuation.yield(metrics)
+          }
         }
       }
       for await metrics in stream {
@@ -307,7 +335,7 @@ extension AudioClassifierService {
       ? [classes.firstIndex { $0 != positive }!, classes.firstIndex(of: positive)!] : Array(classes.indices)
     result.cm = order.flatMap { row in order.map { column in Int64(chosen.confusionMatrix[row][column]) } }
     result.classes = order.map { classes[$0] }
-    result.labeledFiles = Int64(labels.count)
+    result.labeledFiles = Int64(kept.count)
     result.modelAcc = chosen.validationAccuracy
     result.modelLoss = bestEpoch?.validationLoss ?? .nan
     result.hiddenSize = Int32(size)
@@ -339,6 +367,54 @@ extension AudioClassifierService {
     return result
   }
 
+  /// `copies` augmented spectrograms of each of `clips` (by its index there): its samples shifted
+  /// by a random offset and mixed with a random clip of another class than the positive one (the
+  /// dataset's own background) at 0 to 6 dB below it. A clip whose file no longer decodes gives
+  /// none.
+  func augmented(
+    _ clips: [AudioV1.Clip], copies: Int, positive: String, _ embedding: ClipEmbedding, _ random: inout SeededRandom
+  ) async throws -> [(Int, [Float])] {
+    var samples: [[Float]?] = []
+    for clip in clips {
+      let bytes = try await blobs.read(try BlobDigest(hex: clip.digest))
+      let name = clip.name
+      samples.append(try? await Self.offPool { try embedding.samples(bytes, name: name) })
+    }
+    let background = clips.indices.filter { clips[$0].label != positive && samples[$0] != nil }
+    func rms(_ values: [Float]) -> Float {
+      (values.reduce(0) { $0 + $1 * $1 } / Float(max(1, values.count))).squareRoot()
+    }
+    var result: [(Int, [Float])] = []
+    for (index, clip) in samples.enumerated() {
+      guard let clip, !clip.isEmpty else { continue }
+      for _ in 0..<copies {
+        let offset = Int.random(in: 0..<clip.count, using: &random)
+        var mixed = Array(clip[offset...] + clip[..<offset])
+        if let other = background.filter({ $0 != index }).randomElement(using: &random), let noise = samples[other] {
+          let level = rms(noise)
+          if level > 0 {
+            let gain = rms(clip) / level * Float.pow(10, -Float.random(in: 0...6, using: &random) / 20)
+            for position in mixed.indices { mixed[position] += gain * noise[position % noise.count] }
+          }
+        }
+        let copy = mixed
+        result.append((index, try await Self.offPool { embedding.features(samples: copy) }))
+      }
+    }
+    return result
+  }
+
+  /// Threads for training's blocking work (decoding, spectrograms, the embedding, the head), off
+  /// Swift's task pool: a long training must not hold the threads the service answers calls and
+  /// keepalive pings with.
+  static let trainingThreads = WorkerThreads<Void>(count: 2, name: "shoal-audio-train", setUp: {})
+
+  /// `body` on a training thread.
+  static func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    let result: Result<T, any Error> = await trainingThreads.run { _ in Result { try body() } }
+    return try result.get()
+  }
+
   /// A dataset's digest: its labelled clips and their labels, in digest order.
   static func digest(of clips: [AudioV1.Clip]) -> String {
     BlobDigest.of(Array(clips.map { "\($0.digest) \($0.label)\n" }.joined().utf8)).hex
@@ -355,7 +431,8 @@ extension AudioClassifierService {
     failure.source = clip.source.isEmpty ? clip.digest : clip.source
     do {
       let bytes = try await blobs.read(try BlobDigest(hex: clip.digest))
-      return .values(try embedding.features(bytes, name: clip.name))
+      let name = clip.name
+      return .values(try await Self.offPool { try embedding.features(bytes, name: name) })
     } catch let error as AudioError {
       failure.message = "stored clip \(clip.digest) (\(clip.name)) no longer decodes: \(error.message)"
     } catch {

@@ -35,9 +35,18 @@ struct ClipEmbedding: Sendable {
 
   /// The standardised spectrogram of one clip's bytes, [1, 1, mels, frames].
   func features(_ bytes: [UInt8], name: String) throws(AudioError) -> [Float] {
-    let audio = try Audio(bytes: bytes, name: name).mono().resampled(to: Self.sampleRate)
-      .fitted(to: Int((Self.seconds * Double(Self.sampleRate)).rounded()))
-    let spectrum = Spectrogram.features(audio.samples, sampleRate: Self.sampleRate, mels: mels, pcen: pcen)
+    features(samples: try samples(bytes, name: name))
+  }
+
+  /// A clip's samples as the front end takes them: mono, 22,050 Hz, cut or padded to 3 s.
+  func samples(_ bytes: [UInt8], name: String) throws(AudioError) -> [Float] {
+    try Audio(bytes: bytes, name: name).mono().resampled(to: Self.sampleRate)
+      .fitted(to: Int((Self.seconds * Double(Self.sampleRate)).rounded())).samples
+  }
+
+  /// The standardised spectrogram of front-end samples.
+  func features(samples: [Float]) -> [Float] {
+    let spectrum = Spectrogram.features(samples, sampleRate: Self.sampleRate, mels: mels, pcen: pcen)
     let values = spectrum.values
     let mean = values.reduce(0, +) / Float(values.count)
     let deviation = (values.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Float(values.count)).squareRoot()

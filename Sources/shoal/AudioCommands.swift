@@ -92,6 +92,8 @@ struct AudioCommand: AsyncParsableCommand {
     @Option(help: "Every k-th label goes to the validation split.") var validationEvery: Int32 = 5
     @Flag(help: "Weigh labels by their labeller's expertise.") var weightByExpertise = false
     @Option(help: "A version to go on training from (its front end, embedding and head).") var base: String?
+    @Option(help: "Augmented copies of each training clip: shifted, mixed with the dataset's background.")
+    var augment: Int32 = 0
     @OptionGroup var mesh: MeshOptions
     @Flag(help: "Print the result as JSON.") var json = false
 
@@ -110,6 +112,7 @@ struct AudioCommand: AsyncParsableCommand {
       request.validationEvery = validationEvery
       request.weightByExpertise = weightByExpertise
       request.baseModel = base ?? ""
+      request.augment = augment
       let (json, epochs) = (json, epochs)
       let result = try await withAudio(mesh, command: "audio train") { client in
         try await client.train(request) { answers -> AudioV1.TrainResult? in

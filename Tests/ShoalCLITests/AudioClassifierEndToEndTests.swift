@@ -249,6 +249,15 @@ struct AudioClassifierEndToEndTests {
       let continued = try AudioV1.TrainResult(jsonString: onward.stdoutText)
       #expect(continued.version == 2 && continued.baseModel == "local/orca" && continued.baseVersion == 1)
       #expect(continued.hiddenSize == result.hiddenSize && continued.modelAcc >= 0.85, "\(continued)")
+      // Augmented: two shifted copies of each training clip mixed with the dataset's noise; the
+      // validation split (a fifth of the 32) has no copies.
+      let augmented = try await run(
+        "audio", "train", dataset.datasetId, "--model", "orca", "--augment", "2", "--hidden", "32", "--epochs", "60",
+        "--json")
+      #expect(augmented.status == 0, "\(augmented.stderrText)")
+      let mixed = try AudioV1.TrainResult(jsonString: augmented.stdoutText)
+      #expect(mixed.version == 3 && mixed.labeledFiles == 32 && mixed.validationFiles == 6, "\(mixed)")
+      #expect(mixed.modelAcc >= 0.8, "\(mixed.modelAcc)")
       let baseless = try await run("audio", "train", dataset.datasetId, "--model", "orca", "--base", "nothing/1")
       #expect(baseless.status != 0 && baseless.stderrText.contains("NOT_FOUND"), "\(baseless.stderrText)")
 
@@ -260,7 +269,7 @@ struct AudioClassifierEndToEndTests {
       let predicted = try await run("audio", "predict", "orca", "--dataset", pool.datasetId, "--json")
       #expect(predicted.status == 0, "\(predicted.stderrText)")
       let answer = try AudioV1.PredictResponse(jsonString: predicted.stdoutText)
-      #expect(answer.model == "local/orca" && answer.version == 2 && answer.positiveClass == "call")
+      #expect(answer.model == "local/orca" && answer.version == 3 && answer.positiveClass == "call")
       #expect(answer.predictions.count == 9)
       let right = answer.predictions.filter { prediction in
         let call = prediction.timestamp < 1_600_001_000

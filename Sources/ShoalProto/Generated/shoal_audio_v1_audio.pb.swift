@@ -365,6 +365,11 @@ extension AudioV1 {
     /// The tracking run this training is a step of (its run is tagged `mlflow.parentRunId`).
     public var parentRunId: String = ""
 
+    /// Copies of each training clip (not of the validation split) to add: shifted in time by a
+    /// random offset and mixed with a random clip of the other classes (the dataset's own
+    /// background) at 0 to 6 dB below the clip; 0: none.
+    public var augment: Int32 = 0
+
     /// A message with every field at its default value.
     public init() {}
   }
@@ -1446,6 +1451,7 @@ extension AudioV1.TrainRequest {
     w.bool(11, self.weightByExpertise)
     w.string(12, self.baseModel)
     w.string(13, self.parentRunId)
+    w.scalar(14, self.augment)
   }
 
   public init(_decoding r: CMessageReader) throws(ProtoError) {
@@ -1464,6 +1470,7 @@ extension AudioV1.TrainRequest {
     self.weightByExpertise = r.bool(11)
     self.baseModel = try r.string(12)
     self.parentRunId = try r.string(13)
+    self.augment = r.scalar(14, as: Int32.self)
   }
 
   public func _encodeJSON(to j: inout JSONObjectWriter) {
@@ -1481,6 +1488,7 @@ extension AudioV1.TrainRequest {
     j.value("weightByExpertise", self.weightByExpertise)
     j.value("baseModel", self.baseModel)
     j.value("parentRunId", self.parentRunId)
+    j.value("augment", self.augment)
   }
 
   public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
@@ -1501,6 +1509,7 @@ extension AudioV1.TrainRequest {
         case "weightByExpertise", "weight_by_expertise": self.weightByExpertise = try j.value(json, key, as: Bool.self)
         case "baseModel", "base_model": self.baseModel = try j.value(json, key, as: String.self)
         case "parentRunId", "parent_run_id": self.parentRunId = try j.value(json, key, as: String.self)
+        case "augment": self.augment = try j.value(json, key, as: Int32.self)
         default: throw j.unknownField(key)
       }
     }

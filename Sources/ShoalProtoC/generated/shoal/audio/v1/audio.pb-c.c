@@ -2447,7 +2447,7 @@ const ProtobufCMessageDescriptor shoal__audio__v1__spectrogram_response__descrip
   (ProtobufCMessageInit) shoal__audio__v1__spectrogram_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor shoal__audio__v1__train_request__field_descriptors[14] =
+static const ProtobufCFieldDescriptor shoal__audio__v1__train_request__field_descriptors[15] =
 {
   {
     "dataset_id",
@@ -2617,8 +2617,21 @@ static const ProtobufCFieldDescriptor shoal__audio__v1__train_request__field_des
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "augment",
+    15,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__TrainRequest, augment),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned shoal__audio__v1__train_request__field_indices_by_name[] = {
+  14,   /* field[14] = augment */
   12,   /* field[12] = base_model */
   0,   /* field[0] = dataset_id */
   2,   /* field[2] = epochs */
@@ -2637,7 +2650,7 @@ static const unsigned shoal__audio__v1__train_request__field_indices_by_name[] =
 static const ProtobufCIntRange shoal__audio__v1__train_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 14 }
+  { 0, 15 }
 };
 const ProtobufCMessageDescriptor shoal__audio__v1__train_request__descriptor =
 {
@@ -2647,7 +2660,7 @@ const ProtobufCMessageDescriptor shoal__audio__v1__train_request__descriptor =
   "Shoal__Audio__V1__TrainRequest",
   "shoal.audio.v1",
   sizeof(Shoal__Audio__V1__TrainRequest),
-  14,
+  15,
   shoal__audio__v1__train_request__field_descriptors,
   shoal__audio__v1__train_request__field_indices_by_name,
   1,  shoal__audio__v1__train_request__number_ranges,

@@ -401,10 +401,16 @@ struct  Shoal__Audio__V1__TrainRequest
    * The tracking run this training is a step of (its run is tagged `mlflow.parentRunId`).
    */
   char *parent_run_id;
+  /*
+   * Copies of each training clip (not of the validation split) to add: shifted in time by a
+   * random offset and mixed with a random clip of the other classes (the dataset's own
+   * background) at 0 to 6 dB below the clip; 0: none.
+   */
+  int32_t augment;
 };
 #define SHOAL__AUDIO__V1__TRAIN_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&shoal__audio__v1__train_request__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0,NULL, 0, 0, 0, 0, (char *)protobuf_c_empty_string, 0, 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0,NULL, 0, 0, 0, 0, (char *)protobuf_c_empty_string, 0, 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0 }
 
 
 struct  Shoal__Audio__V1__EpochMetrics
