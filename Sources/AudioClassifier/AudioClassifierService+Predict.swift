@@ -45,16 +45,19 @@ extension AudioClassifierService {
         of: Int64(dataset.datasetId)!, label: request.all ? nil : "", after: after, limit: 1000)
       for clip in page {
         let bytes = try await blobs.read(try BlobDigest(hex: clip.digest))
+        // Decoding and the model run on the training threads, off Swift's task pool.
+        let name = clip.name
         let spectrogram: [Float]
         do {
-          spectrogram = try embedding.features(bytes, name: clip.name)
-        } catch {
+          spectrogram = try await Self.offPool { try embedding.features(bytes, name: name) }
+        } catch let error as AudioError {
           throw RPCError(.dataLoss, "stored clip \(clip.digest) (\(clip.name)) no longer decodes: \(error.message)")
         }
-        let probabilities = try model.run([
-          input: Tensor(shape: [1, 1, front.mels, embedding.frames], elements: spectrogram)
-        ])[
-          output]!.doubles()
+        let mels = front.mels
+        let probabilities = try await Self.offPool {
+          try model.run([input: Tensor(shape: [1, 1, mels, embedding.frames], elements: spectrogram)])[output]!
+            .doubles()
+        }
         var prediction = Self.prediction(of: clip)
         for (index, name) in front.classes.enumerated() where index < probabilities.count {
           prediction.scores[name] = probabilities[index]

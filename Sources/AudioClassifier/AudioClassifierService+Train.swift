@@ -411,8 +411,7 @@ extension AudioClassifierService {
 
   /// `body` on a training thread.
   static func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-    let result: Result<T, any Error> = await trainingThreads.run { _ in Result { try body() } }
-    return try result.get()
+    try await trainingThreads.runThrowing { _ in try body() }
   }
 
   /// A dataset's digest: its labelled clips and their labels, in digest order.

@@ -1,6 +1,7 @@
 import Foundation
 import Inference
 import ShoalImage
+import ShoalImagery
 import ShoalModel
 import ShoalProto
 import ShoalRPC
@@ -96,8 +97,20 @@ extension PipelineRunner {
     try await registry.versionAndFile(reference, organization: organization, options: Self.training)
   }
 
-  /// The outputs of `model` for `images`, 16 at a time, made into its input with `preprocessing`.
+  /// Threads for the model core's work (embeddings, heads, evaluations), off Swift's task pool.
+  static let computeThreads = WorkerThreads<Void>(count: 2, name: "shoal-pipeline", setUp: {})
+
+  /// The outputs of `model` for `images`, 16 at a time, made into its input with `preprocessing`,
+  /// on the compute threads.
   func outputs(
+    of model: Model, _ images: [[UInt8]], preprocessing: RegistryV1.Preprocessing?, output: String
+  ) async throws -> (values: [Float], width: Int) {
+    try await Self.computeThreads.runThrowing { _ in
+      try self.blockingOutputs(of: model, images, preprocessing: preprocessing, output: output)
+    }
+  }
+
+  private func blockingOutputs(
     of model: Model, _ images: [[UInt8]], preprocessing: RegistryV1.Preprocessing?, output: String
   ) throws -> (values: [Float], width: Int) {
     guard let spec = model.inputs.first else { throw StepFailure(message: "the model has no input") }
@@ -130,7 +143,8 @@ extension PipelineRunner {
           + "\(model.outputs.map(\.name).joined(separator: ", ")))")
     }
     let preprocessing = backbone.signature?.preprocessing
-    let (values, width) = try outputs(of: model, examples.images, preprocessing: preprocessing, output: output)
+    let (values, width) = try await outputs(
+      of: model, examples.images, preprocessing: preprocessing, output: output)
     let features = Tensor(shape: [examples.labels.count, width], elements: values)
     var best: (size: Int, result: HeadTrainer.Result)?
     let experiment = try await experimentID(pipeline)
@@ -141,9 +155,9 @@ extension PipelineRunner {
       config.validationFraction = Float(pipeline.validationSplit)
       config.seed = pipeline.seed
       let (labels, count) = (examples.labels, examples.classes.count)
-      let result = try await Task.detached {
+      let result = try await Self.computeThreads.runThrowing { [config] _ in
         try HeadTrainer(config).train(features: features, labels: .classes(labels), classes: count)
-      }.value
+      }
       if pipeline.has("tune") {
         let run = try await startRun(
           experiment, name: "\(pipeline.name): tune hidden \(size)",
@@ -182,7 +196,10 @@ extension PipelineRunner {
       "embedding_output": output, "dataset_digest": examples.digest,
     ]
     header.sourceRun = stepRun
-    if let reference = try driftReference(onnx, examples.images.prefix(200), preprocessing: preprocessing) {
+    let sample = Array(examples.images.prefix(200))
+    if let reference = try await Self.computeThreads.runThrowing({ _ in
+      try self.driftReference(onnx, sample[...], preprocessing: preprocessing)
+    }) {
       header.tags[DriftReference.tag] = reference
     }
     let version = try await registry.uploadVersion(options: Self.training) { sender in
@@ -224,7 +241,7 @@ extension PipelineRunner {
     let (version, file) = try await download(reference, organization: pipeline.organization)
     let model = try Model(onnx: file)
     guard let output = model.outputs.first?.name else { throw StepFailure(message: "\(reference) has no output") }
-    let (values, width) = try outputs(
+    let (values, width) = try await outputs(
       of: model, test.images, preprocessing: version.signature?.preprocessing, output: output)
     let classes = version.signature?.classes.map(\.name) ?? test.classes
     let examples = test.labels.enumerated().map { row, label in

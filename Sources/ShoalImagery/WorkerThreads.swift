@@ -62,3 +62,11 @@ public final class WorkerThreads<Resource>: @unchecked Sendable {
     }
   }
 }
+
+extension WorkerThreads {
+  /// Runs `body` on a thread with its resource, its error thrown here.
+  public func runThrowing<T: Sendable>(_ body: @escaping @Sendable (Resource) throws -> T) async throws -> T {
+    let result: Result<T, any Error> = await run { resource in Result { try body(resource) } }
+    return try result.get()
+  }
+}
