@@ -310,18 +310,31 @@ public struct FeedbackService: FeedbackV1.Feedback.ServiceProtocol {
     }
     let set = try await store.set(request.setId, visibleTo: CallerOrganization.current)
     var changes = request.changes
+    // In a set of items, each key is looked up at its place; an error names the key again.
+    var keys: [String: String] = [:]
     if set.items {
       for index in changes.indices {
         if case .tileId(let key)? = changes[index].target {
-          changes[index].target = .tileId("\(try ItemKey.tile(key, at: "changes[\(index)].tile_id"))")
+          let place = "\(try ItemKey.tile(key, at: "changes[\(index)].tile_id"))"
+          keys[place] = key
+          changes[index].target = .tileId(place)
         }
       }
     }
     var response = FeedbackV1.SetValidityResponse()
-    response.applied = Int32(
-      try await store.setValidity(
-        setID: Int64(set.setId)!, classes: Set(set.classes.map(\.name)), changes: changes,
-        by: CallerPrincipal.name))
+    do {
+      response.applied = Int32(
+        try await store.setValidity(
+          setID: Int64(set.setId)!, classes: Set(set.classes.map(\.name)), changes: changes,
+          by: CallerPrincipal.name))
+    } catch let error as RPCError where !keys.isEmpty {
+      var message = error.message
+      for (place, key) in keys {
+        message = message.replacingOccurrences(of: "tile '\(place)'", with: "item '\(key)'")
+          .replacingOccurrences(of: "tile \(place)", with: "item '\(key)'")
+      }
+      throw RPCError(error.code, message)
+    }
     return response
   }
 

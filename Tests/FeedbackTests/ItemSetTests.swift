@@ -84,7 +84,7 @@ struct ItemSetTests {
       }
       #expect(try await client.setValidity(validity).applied == 4)
       validity.changes[0].target = .tileId("clip-999")
-      await expectCode(.notFound, "is not in the set") { _ = try await client.setValidity(validity) }
+      await expectCode(.notFound, "item 'clip-999' is not in the set") { _ = try await client.setValidity(validity) }
       var release = FeedbackV1.ReleaseLocksRequest()
       release.setId = set.setId
       release.tileIds = Array(chosen.suffix(2))
