@@ -125,7 +125,7 @@ let package = Package(
       name: "Pipeline",
       dependencies: [
         "ShoalProto", "ShoalRPC", "ShoalServiceStubs", "ShoalService", "ShoalMesh", "ShoalImagery", "ShoalStore",
-        "ShoalModel", "ShoalImage", "Inference",
+        "ShoalModel", "ShoalImage",
       ],
       swiftSettings: strictSwift
     ),
@@ -133,7 +133,7 @@ let package = Package(
       name: "AudioClassifier",
       dependencies: [
         "ShoalProto", "ShoalRPC", "ShoalServiceStubs", "ShoalStore", "ShoalService", "ShoalAudio", "ShoalImage",
-        "ShoalImagery", "ShoalModel", "Inference",
+        "ShoalImagery", "ShoalModel",
       ],
       swiftSettings: strictSwift
     ),
@@ -240,7 +240,8 @@ let package = Package(
     .testTarget(
       name: "InferenceTests",
       dependencies: [
-        "Inference", "ShoalGeo", "ShoalModel", "ShoalMetrics", "ShoalProto", "ShoalRPC", "ShoalTestSupport",
+        "Inference", "ShoalGeo", "ShoalModel", "ShoalMetrics", "ShoalProto", "ShoalRPC", "ShoalService",
+        "ShoalTestSupport",
       ],
       swiftSettings: strictSwift
     ),

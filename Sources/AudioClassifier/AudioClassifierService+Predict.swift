@@ -1,5 +1,4 @@
 import Foundation
-import Inference
 import ShoalAudio
 import ShoalModel
 public import ShoalProto

@@ -1,10 +1,10 @@
 import Foundation
-import Inference
 import ShoalImage
 import ShoalImagery
 import ShoalModel
 import ShoalProto
 import ShoalRPC
+import ShoalService
 import ShoalServiceStubs
 import ShoalStore
 
@@ -118,8 +118,7 @@ extension PipelineRunner {
     var width = 0
     for start in stride(from: 0, to: images.count, by: 16) {
       let batch = Array(images[start..<min(images.count, start + 16)])
-      let input = try InferenceV1.InferTensor(name: spec.name, files: batch).imageTensor(
-        for: spec, preprocessing: preprocessing)
+      let input = try Self.imageTensor(batch, for: spec, preprocessing: preprocessing)
       guard let result = try model.run([spec.name: input])[output] else {
         throw StepFailure(message: "the model has no output '\(output)'")
       }
@@ -175,11 +174,8 @@ extension PipelineRunner {
     create.name = pipeline.model
     create.task = .classification
     create.description = "a tile classifier trained by the pipeline service on a frozen \(backbone.model)"
-    if try await Self.value(unless: .alreadyExists, { try await registry.createModel(create, options: Self.call) })
-      == nil
-    {
-      // It exists already.
-    }
+    // Made unless it exists.
+    _ = try await Self.value(unless: .alreadyExists) { try await registry.createModel(create, options: Self.call) }
     var header = RegistryV1.UploadHeader()
     header.organization = pipeline.organization
     header.model = pipeline.model
@@ -222,14 +218,23 @@ extension PipelineRunner {
   ) throws -> String? {
     let model = try Model(onnx: file)
     guard let spec = model.inputs.first, let first = model.outputs.first?.name, !images.isEmpty else { return nil }
-    let input = try InferenceV1.InferTensor(name: spec.name, files: Array(images)).imageTensor(
-      for: spec, preprocessing: preprocessing)
+    let input = try Self.imageTensor(Array(images), for: spec, preprocessing: preprocessing)
     let reference = DriftReference.of(
       inputs: [spec.name: input], outputs: try model.run([spec.name: input]), firstOutput: first)
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.sortedKeys]
     let text = String(decoding: try encoder.encode(reference), as: UTF8.self)
     return text.utf8.count <= 16 << 10 ? text : nil
+  }
+
+  /// Encoded images as the input `spec` of a version with `preprocessing`, as inference makes it.
+  static func imageTensor(
+    _ images: [[UInt8]], for spec: Model.ValueSpec, preprocessing: RegistryV1.Preprocessing?
+  ) throws -> Tensor {
+    let format = try ImageTensorFormat(
+      input: spec, tileSize: Int(preprocessing?.tileSize ?? 0), channelOrder: preprocessing?.channelOrder ?? "RGB",
+      mean: preprocessing?.mean ?? [], std: preprocessing?.std ?? [])
+    return try format.tensor(encoded: images.map { $0[...] })
   }
 
   /// A version's predictions of the test tiles, scored.

@@ -100,3 +100,34 @@ public struct ImageTensorFormat: Sendable, Equatable {
     return Tensor(shape: shape, elements: values)
   }
 }
+
+extension ImageTensorFormat {
+  /// The format of a model input `spec` (its free dimensions taking `tileSize`), with a
+  /// version's preprocessing.
+  public init(
+    input spec: Model.ValueSpec, tileSize: Int, channelOrder: String, mean: [Float], std: [Float],
+    filter: ResizeFilter = .bilinear
+  ) throws(ImageError) {
+    let shape = (spec.dimensions ?? []).map { dimension -> Int in
+      if case .fixed(let size) = dimension { return size }
+      return -1
+    }
+    try self.init(shape: shape, tileSize: tileSize, channelOrder: channelOrder, mean: mean, std: std, filter: filter)
+  }
+
+  /// The tensor of encoded images (PNG or JPEG), each decoded first.
+  ///
+  /// - Throws: `ImageError` naming the first image that does not decode by its index, with the
+  ///   decoder's reason.
+  public func tensor(encoded files: [ArraySlice<UInt8>]) throws(ImageError) -> Tensor {
+    var images: [Image] = []
+    for (index, file) in files.enumerated() {
+      do throws(ImageError) {
+        images.append(try Image(decoding: Array(file)))
+      } catch {
+        throw ImageError("image \(index): \(error.message)")
+      }
+    }
+    return try tensor(images)
+  }
+}

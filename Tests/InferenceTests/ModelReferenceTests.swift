@@ -1,5 +1,5 @@
-import Inference
 import ShoalRPC
+import ShoalService
 import Testing
 
 struct ModelReferenceTests {

@@ -2,6 +2,7 @@ import Foundation
 public import ShoalImagery
 public import ShoalProto
 public import ShoalRPC
+import ShoalService
 public import ShoalServiceStubs
 import Synchronization
 

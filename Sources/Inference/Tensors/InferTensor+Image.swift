@@ -37,21 +37,11 @@ extension InferenceV1.InferTensor {
       }
       filter = chosen
     }
-    let declared = InferenceV1.TensorMetadata.shape(of: spec.dimensions ?? []).map { Int($0) }
     do throws(ImageError) {
       let format = try ImageTensorFormat(
-        shape: declared, tileSize: Int(preprocessing?.tileSize ?? 0),
-        channelOrder: preprocessing?.channelOrder ?? "RGB",
+        input: spec, tileSize: Int(preprocessing?.tileSize ?? 0), channelOrder: preprocessing?.channelOrder ?? "RGB",
         mean: preprocessing?.mean ?? [], std: preprocessing?.std ?? [], filter: filter)
-      var images: [Image] = []
-      for (index, element) in elements.enumerated() {
-        do throws(ImageError) {
-          images.append(try Image(decoding: Array(element)))
-        } catch {
-          throw ImageError("image \(index): \(error.message)")
-        }
-      }
-      return try format.tensor(images)
+      return try format.tensor(encoded: elements)
     } catch {
       throw RPCError(.invalidArgument, "input '\(name)': \(error.message)")
     }

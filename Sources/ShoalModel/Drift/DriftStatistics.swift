@@ -1,5 +1,5 @@
 public import Foundation
-public import ShoalModel
+
 import Synchronization
 
 /// What a version saw in training, to compare what it is asked with: per input channel the
