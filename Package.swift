@@ -27,6 +27,8 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     .package(url: "https://github.com/apple/swift-numerics", from: "1.1.1"),
+    // HTTP for the gateway; without swift-configuration and full Foundation (traits off).
+    .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1", traits: []),
   ],
   targets: [
     // C libraries from Debian.
@@ -138,6 +140,14 @@ let package = Package(
       swiftSettings: strictSwift
     ),
     .target(
+      name: "Gateway",
+      dependencies: [
+        "ShoalProto", "ShoalRPC", "ShoalServiceStubs", "ShoalClient", "ShoalMetrics",
+        .product(name: "Hummingbird", package: "hummingbird"),
+      ],
+      swiftSettings: strictSwift
+    ),
+    .target(
       name: "Tracking",
       dependencies: ["ShoalProto", "ShoalRPC", "ShoalServiceStubs", "ShoalStore", "ShoalService"],
       swiftSettings: strictSwift
@@ -188,7 +198,7 @@ let package = Package(
       dependencies: [
         "ShoalProto", "ShoalRPC", "ShoalServiceStubs", "ShoalClient", "ShoalStore", "ShoalService", "ShoalMesh",
         "Bench", "Registry", "Tracking", "Inference", "Feedback", "ShoalMetrics", "ShoalModel", "ShoalGeo", "CCairo",
-        "ShoalImagery", "ShoalImage", "ShoalAudio", "AudioClassifier", "Pipeline",
+        "ShoalImagery", "ShoalImage", "ShoalAudio", "AudioClassifier", "Pipeline", "Gateway",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Histogram", package: "hdrhistogram-swift"),
         .product(name: "NIOPosix", package: "swift-nio"),
@@ -254,6 +264,13 @@ let package = Package(
       swiftSettings: strictSwift
     ),
     .testTarget(
+      name: "GatewayTests",
+      dependencies: [
+        "Gateway", "ShoalTestSupport", "ShoalProto", "ShoalRPC", "ShoalServiceStubs",
+        .product(name: "HummingbirdTesting", package: "hummingbird"),
+      ],
+      swiftSettings: strictSwift),
+    .testTarget(
       name: "ShoalGeoTests", dependencies: ["ShoalGeo", "ShoalTestSupport"], swiftSettings: strictSwift),
     .testTarget(
       name: "ShoalImageryTests", dependencies: ["ShoalImagery", "ShoalGeo", "ShoalTestSupport"],
@@ -284,6 +301,7 @@ let package = Package(
         "shoal", "ShoalTestSupport", "ShoalMesh", "ShoalClient", "ShoalProto", "ShoalRPC", "ShoalServiceStubs",
         "ShoalModel", "Inference", "ShoalGeo", "ShoalImage", "ShoalAudio", "ShoalImagery",
       ],
+      exclude: ["Python"],
       swiftSettings: strictSwift
     ),
   ]

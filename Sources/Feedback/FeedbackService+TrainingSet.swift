@@ -116,7 +116,7 @@ extension FeedbackService {
   /// The caller's token, passed on to the services this one calls for them.
   static func forwarded(_ context: ServerContext) -> CallOptions {
     var options = CallOptions(timeout: .seconds(30))
-    if !context.isUnixSocketPeer, let authorization = context.metadata["authorization"] {
+    if let authorization = context.metadata["authorization"] {
       options.metadata.add("authorization", authorization)
     }
     return options

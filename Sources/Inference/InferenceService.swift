@@ -42,7 +42,7 @@ public struct InferenceService: InferenceV1.Inference.ServiceProtocol {
 
   static func identity(_ context: ServerContext) -> ModelHost.Identity {
     ModelHost.Identity(
-      authorization: context.isUnixSocketPeer ? nil : context.metadata["authorization"],
+      authorization: context.metadata["authorization"],
       organization: CallerOrganization.current)
   }
 

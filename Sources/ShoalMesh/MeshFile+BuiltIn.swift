@@ -12,6 +12,7 @@ extension MeshFile {
         { "name": "feedback", "listen": ["unix:feedback.sock"] },
         { "name": "audio-classifier", "listen": ["unix:audio-classifier.sock"] },
         { "name": "pipeline", "listen": ["unix:pipeline.sock"] },
+        { "name": "gateway", "listen": ["unix:gateway.sock"], "http": "127.0.0.1:5080" },
         { "name": "bench", "listen": ["unix:bench.sock"] }
       ]
     }

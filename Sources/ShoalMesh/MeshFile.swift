@@ -35,6 +35,8 @@ public struct MeshFile: Sendable, Equatable {
     public var cacheSize: Int64? = nil
     /// inference: where drift alerts are posted.
     public var driftWebhook: String? = nil
+    /// gateway: where it serves HTTP (`HOST:PORT`; port 0: one the OS chooses).
+    public var http: String? = nil
 
     /// The settings of `shoal serve` that this entry gives beyond its addresses and store.
     public var serveArguments: [String] {
@@ -43,6 +45,7 @@ public struct MeshFile: Sendable, Equatable {
       if let batching { arguments += ["--batching", batching] }
       if let cacheSize { arguments += ["--cache-size", "\(cacheSize)"] }
       if let driftWebhook { arguments += ["--drift-webhook", driftWebhook] }
+      if let http { arguments += ["--http", http] }
       for model in models { arguments += ["--load", model] }
       return arguments
     }
@@ -107,7 +110,7 @@ public struct MeshFile: Sendable, Equatable {
         throw MeshFileError(file: file, key: at, "must be an object with a \"name\"")
       }
       try reader.allowOnly(
-        ["name", "listen", "store", "enabled", "metrics", "models", "batching", "cache_size", "drift_webhook"],
+        ["name", "listen", "store", "enabled", "metrics", "models", "batching", "cache_size", "drift_webhook", "http"],
         in: entry,
         at: at)
       guard let name = try reader.string(entry["name"], at: "\(at).name"), !name.isEmpty else {
@@ -131,6 +134,7 @@ public struct MeshFile: Sendable, Equatable {
         enabled: try reader.bool(entry["enabled"], at: "\(at).enabled") ?? true)
       service.metrics = try reader.string(entry["metrics"], at: "\(at).metrics")
       service.driftWebhook = try reader.string(entry["drift_webhook"], at: "\(at).drift_webhook")
+      service.http = try reader.string(entry["http"], at: "\(at).http")
       if let size = try reader.number(entry["cache_size"], at: "\(at).cache_size") {
         guard size >= 0, size == size.rounded() else {
           throw MeshFileError(file: file, key: "\(at).cache_size", "must be a whole number of bytes")

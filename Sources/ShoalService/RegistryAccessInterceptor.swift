@@ -6,7 +6,9 @@ import Synchronization
 /// Access control for a service other than the registry, by the registry's tokens.
 ///
 /// A peer on the service's Unix socket is trusted: the socket file's permissions decide who can be
-/// one. A call over TCP must carry `authorization: Bearer <token>`; the registry vouches for the
+/// one. A Unix peer that shows a token (the HTTP gateway, calling for the person whose token it
+/// is) is that token's principal, as a TCP caller is, and the registry treats it the same way.
+/// A call over TCP must carry `authorization: Bearer <token>`; the registry vouches for the
 /// token (WhoAmI, asked with that token), and the principal's role must cover what the method
 /// needs (a method not listed needs admin). The handler then runs with the principal's
 /// organisation as `CallerOrganization.current`. The registry's answer is kept for `cacheFor`,
@@ -38,7 +40,7 @@ public final class RegistryAccessInterceptor: ServerInterceptor, Sendable {
 
   public func intercept(_ context: ServerContext, next: @Sendable () async throws -> Void) async throws {
     guard context.method.service == service else { return try await next() }
-    guard !context.isUnixSocketPeer else {
+    guard !context.isUnixSocketPeer || context.metadata["authorization"] != nil else {
       guard let user = context.metadata[Self.actingFor], !user.isEmpty else { return try await next() }
       return try await CallerPrincipal.$current.withValue(user) { try await next() }
     }

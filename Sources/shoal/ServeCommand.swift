@@ -3,6 +3,7 @@ import AudioClassifier
 import Bench
 import Feedback
 import Foundation
+import Gateway
 import Inference
 import Pipeline
 import Registry
@@ -29,7 +30,9 @@ struct ServeCommand: AsyncParsableCommand {
   )
 
   /// What this build can serve.
-  static let services = ["registry", "tracking", "inference", "feedback", "audio-classifier", "pipeline", "bench"]
+  static let services = [
+    "registry", "tracking", "inference", "feedback", "audio-classifier", "pipeline", "gateway", "bench",
+  ]
 
   @Argument(help: "The service to run.")
   var service: String
@@ -96,6 +99,16 @@ struct ServeCommand: AsyncParsableCommand {
   @Option(help: "inference: a webhook told of drift alerts (a POST of JSON with a Slack-style text).")
   var driftWebhook: String?
 
+  @Option(
+    help: """
+      gateway: where to serve HTTP (MLflow's REST API, OIP v2, the Label Studio backend, the review pages): \
+      HOST:PORT, port 0 for one the OS chooses.
+      """)
+  var http = "127.0.0.1:5080"
+
+  @Flag(help: "gateway: refuse requests without a token even from loopback.")
+  var requireTokens = false
+
   func run() async throws {
     let location = try mesh.location()
     let storeURL: StoreURL
@@ -113,6 +126,8 @@ struct ServeCommand: AsyncParsableCommand {
     var background: [@Sendable () async -> Void] = []
     var shutdownSteps: [@Sendable () async -> Void] = []
     let health = HealthRelay()
+    // Metadata known only once a helper runs (the gateway's HTTP address), awaited before registering.
+    var lateMetadata: (@Sendable () async -> [String: String])?
     switch service {
     case "bench":
       BenchService().register(in: &router)
@@ -188,6 +203,35 @@ struct ServeCommand: AsyncParsableCommand {
         RegistryAccessInterceptor(
           service: PipelineV1.Pipelines.fullName, requirements: PipelineService.requirements,
           registry: RPCClient(address: location.registry)))
+    case "gateway":
+      let (host, port) = try Self.hostAndPort(http, option: "--http")
+      // The mesh's services are found through the registry; each request's own token goes with its calls.
+      var anonymous = location
+      anonymous.token = nil
+      let mesh = ShoalClient(location: anonymous)
+      var config = Gateway.Config.defaults
+      config.requireTokens = requireTokens
+      config.serverVersion = ShoalVersion.current
+      let gateway = Gateway(mesh: GatewayMesh(mesh), metrics: metricsRegistry, config: config)
+      let (urls, announce) = AsyncStream.makeStream(of: String.self)
+      let service = service
+      background.append {
+        do {
+          try await GatewayServer.run(gateway, host: host, port: port) { url in
+            emit("gateway http at \(url)")
+            announce.yield(url)
+            announce.finish()
+          }
+        } catch {
+          logLine(service, "cannot serve HTTP on \(host):\(port): \(error)")
+          announce.finish()
+        }
+      }
+      lateMetadata = {
+        for await url in urls { return ["http": url] }
+        return [:]
+      }
+      shutdownSteps.append { await mesh.close() }
     case "inference":
       let host = try makeModelHost(location, metrics: metricsRegistry, health: health)
       // AOI jobs: recorded in the service's store, tiles from feedback's imagery sources (fetched
@@ -260,21 +304,31 @@ struct ServeCommand: AsyncParsableCommand {
     if let token = location.token { registryConfig.interceptors.append(BearerTokenInterceptor(token: token)) }
     let registryClient = RPCClient(address: registryAddress, config: registryConfig)
     let service = service
-    let keepers: [LeaseKeeper] =
-      noRegister
-      ? []
-      : bound.map { address in
+    let leaseTTL = leaseTTL
+    let noRegister = noRegister
+    let metricsURL = metricsServer?.url
+    let addresses = bound
+    let extraMetadata = lateMetadata
+    let register: @Sendable () async -> Void = {
+      guard !noRegister else { return }
+      var extra: [String: String] = [:]
+      if let extraMetadata { extra = await extraMetadata() }
+      let keepers = addresses.map { address in
         var registration = RegistryV1.RegisterRequest()
         registration.service = service
         registration.address = address.description
         registration.version = ShoalVersion.current
         registration.metadata = ["pid": "\(getpid())", "host": ProcessInfo.processInfo.hostName]
-        if let metricsServer { registration.metadata["metrics"] = metricsServer.url }
+        if let metricsURL { registration.metadata["metrics"] = metricsURL }
+        registration.metadata.merge(extra) { $1 }
         registration.ttlMs = UInt32((leaseTTL * 1000).rounded())
         return LeaseKeeper(registration: registration, registry: registryClient) { logLine(service, $0) }
       }
-    let helpers: [@Sendable () async -> Void] =
-      keepers.map { (keeper: LeaseKeeper) -> @Sendable () async -> Void in { await keeper.run() } } + background
+      await withTaskGroup(of: Void.self) { group in
+        for keeper in keepers { group.addTask { await keeper.run() } }
+      }
+    }
+    let helpers: [@Sendable () async -> Void] = [register] + background
     try await runUntilSignalled(server: server, helpers: helpers, shutdownSteps: shutdownSteps)
     await metricsServer?.close()
     await registryClient.close()
@@ -324,6 +378,14 @@ struct ServeCommand: AsyncParsableCommand {
       registry: RPCClient(address: location.registry, config: registryConfig),
       cache: ModelCache(blobs: blobs, limit: cacheSize), metrics: metrics, defaults: defaults,
       setHealth: { reference, serving in health.set(reference, serving) }, log: { logLine(service, $0) })
+  }
+
+  /// HOST and PORT of an option's `HOST:PORT`.
+  static func hostAndPort(_ text: String, option: String) throws -> (String, Int) {
+    guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
+      (0...65535).contains(port)
+    else { throw ValidationError("\(option): '\(text)' is not HOST:PORT") }
+    return (String(text[..<colon]).trimmingCharacters(in: CharacterSet(charactersIn: "[]")), port)
   }
 
   /// The HTTP listener of GET /metrics, unless --metrics is off.

@@ -51,6 +51,18 @@ public enum TestEnvironment {
     }
     return venv
   }
+
+  /// The Python interpreter with the peers' own clients (`mlflow`, `tritonclient`):
+  /// `SHOAL_PEERS_PYTHON`, or the venv scripts/test creates in `.build-py/peers`.
+  public static func peersPython() throws -> String {
+    if let python = ProcessInfo.processInfo.environment["SHOAL_PEERS_PYTHON"], !python.isEmpty { return python }
+    let venv = "\(repositoryRoot)/.build-py/peers/bin/python"
+    guard FileManager.default.isExecutableFile(atPath: venv) else {
+      throw TestEnvironmentError(
+        "no Python with mlflow and tritonclient: run scripts/test once (it creates \(venv)) or set SHOAL_PEERS_PYTHON")
+    }
+    return venv
+  }
 }
 
 /// A missing tool or binary the tests need, with what to do about it.
