@@ -223,8 +223,9 @@ struct ServeCommand: AsyncParsableCommand {
             announce.finish()
           }
         } catch {
+          // Without its HTTP side the gateway is of no use: stop, so that the supervisor says so.
           logLine(service, "cannot serve HTTP on \(host):\(port): \(error)")
-          announce.finish()
+          Foundation.exit(1)
         }
       }
       lateMetadata = {

@@ -172,6 +172,14 @@ struct GatewayEndToEndTests {
         "models", "push", "pooling", mesh.data.path("pooling.onnx"), "--tile-size", "16", "--mean", "0.5,0.4,0.3",
         "--std", "0.25,0.5,1")
       #expect(pushed.status == 0, "\(pushed.stderrText)")
+      // A version pushed without a run downloads from the registry's own file.
+      let artifacts = "\(mesh.url)/api/2.0/mlflow-artifacts/artifacts"
+      let (listed, listing) = try await Self.http("GET", "\(artifacts)?path=_registry/local/classifier/1")
+      #expect(listed == 200 && listing.contains(#""path":"model.onnx""#), "\(listing)")
+      var download = URLRequest(url: URL(string: "\(artifacts)/_registry/local/classifier/1/model.onnx")!)
+      download.httpMethod = "GET"
+      let (file, _) = try await URLSession.shared.data(for: download)
+      #expect([UInt8](file) == TestOnnx.classifier())
       for name in ["classifier", "pooling"] {
         let loaded = try await mesh.run("inference", "load", name)
         #expect(loaded.status == 0, "\(loaded.stderrText)")

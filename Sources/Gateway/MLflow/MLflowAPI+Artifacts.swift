@@ -88,17 +88,13 @@ extension MLflowAPI {
       request.path = path
       let tracking = self.tracking
       let download = request
-      return Response(
-        status: .ok, headers: [.contentType: "application/octet-stream"],
-        body: ResponseBody(contentLength: Int(file.size)) { writer in
-          let out = BodyWriter(writer)
-          try await tracking.downloadArtifact(download, options: caller.options(timeout: .seconds(3600))) { parts in
-            for try await part in parts {
-              if case .chunk(let bytes) = part.part { try await out.write(bytes) }
-            }
+      return Self.file(size: file.size) { out in
+        try await tracking.downloadArtifact(download, options: caller.options(timeout: .seconds(3600))) { parts in
+          for try await part in parts {
+            if case .chunk(let bytes) = part.part { try await out.write(bytes) }
           }
-          try await out.finish()
-        })
+        }
+      }
     case .registry(let organization, let model, let version, let file):
       guard !file.isEmpty else {
         throw GatewayError.invalid("a registry version is a folder; download its \(ArtifactPath.registryFile)")
@@ -110,18 +106,25 @@ extension MLflowAPI {
       let stored = try await models.getVersion(request, options: caller.options())
       let models = self.models
       let download = request
-      return Response(
-        status: .ok, headers: [.contentType: "application/octet-stream"],
-        body: ResponseBody(contentLength: Int(stored.size)) { writer in
-          let out = BodyWriter(writer)
-          try await models.downloadVersion(download, options: caller.options(timeout: .seconds(3600))) { parts in
-            for try await part in parts {
-              if case .chunk(let bytes) = part.part { try await out.write(bytes) }
-            }
+      return Self.file(size: stored.size) { out in
+        try await models.downloadVersion(download, options: caller.options(timeout: .seconds(3600))) { parts in
+          for try await part in parts {
+            if case .chunk(let bytes) = part.part { try await out.write(bytes) }
           }
-          try await out.finish()
-        })
+        }
+      }
     }
+  }
+
+  /// A file of `size` bytes, streamed as `send` writes it (backpressure through the writer).
+  static func file(size: Int64, _ send: @escaping @Sendable (BodyWriter) async throws -> Void) -> Response {
+    Response(
+      status: .ok, headers: [.contentType: "application/octet-stream"],
+      body: ResponseBody(contentLength: Int(size)) { writer in
+        let out = BodyWriter(writer)
+        try await send(out)
+        try await out.finish()
+      })
   }
 
   /// The entries directly inside a folder (or the file itself), named by their last part, as
