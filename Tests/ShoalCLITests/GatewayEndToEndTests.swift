@@ -1,5 +1,4 @@
 import Foundation
-import ShoalClient
 import ShoalModel
 import ShoalProto
 import ShoalRPC
@@ -34,7 +33,10 @@ struct GatewayEndToEndTests {
       try await Subprocess.run(shoal, arguments + ["--data", data.url.path])
     }
 
-    var location: RegistryLocation { try! RegistryLocation(data: data.url.path, environment: [:]) }
+    /// A client of a service's own Unix socket in the data directory.
+    func client(_ service: String) throws -> RPCClient {
+      RPCClient(address: try RPCAddress(parsing: "unix:\(service).sock", relativeTo: data.url.path))
+    }
   }
 
   private func withMesh(_ body: (Mesh) async throws -> Void) async throws {
@@ -84,9 +86,15 @@ struct GatewayEndToEndTests {
       let ids = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out))) as! [String: String]
 
       // What the client logged is in Shoal's own services, read back over RPC.
-      let client = ShoalClient(location: mesh.location)
-      defer { Task { await client.close() } }
-      let tracking = TrackingV1.Tracking.Client(client.channel(for: "tracking"))
+      let trackingRPC = try mesh.client("tracking")
+      let registryRPC = try mesh.client("registry")
+      defer {
+        Task {
+          await trackingRPC.close()
+          await registryRPC.close()
+        }
+      }
+      let tracking = TrackingV1.Tracking.Client(trackingRPC)
       var history = TrackingV1.GetMetricHistoryRequest()
       history.runIds = [ids["run_id"]!, ids["second_run_id"]!]
       history.key = "loss"
@@ -96,7 +104,7 @@ struct GatewayEndToEndTests {
       artifacts.runId = ids["run_id"]!
       let files = try await tracking.listArtifacts(artifacts).artifacts.map(\.path)
       #expect(files == ["model/MLmodel", "model/model.onnx", "notes.txt", "reports/daily/notes.txt"])
-      let models = RegistryV1.ModelRegistry.Client(client.registry)
+      let models = RegistryV1.ModelRegistry.Client(registryRPC)
       var lookup = RegistryV1.GetVersionRequest()
       lookup.model = "road-classifier"
       lookup.alias = "champion"
