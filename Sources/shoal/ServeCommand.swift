@@ -382,20 +382,17 @@ struct ServeCommand: AsyncParsableCommand {
   }
 
   /// HOST and PORT of an option's `HOST:PORT`.
-  static func hostAndPort(_ text: String, option: String) throws -> (String, Int) {
+  static func hostAndPort(_ text: String, option: String, or alternative: String = "") throws -> (String, Int) {
     guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
       (0...65535).contains(port)
-    else { throw ValidationError("\(option): '\(text)' is not HOST:PORT") }
+    else { throw ValidationError("\(option): '\(text)' is not HOST:PORT\(alternative)") }
     return (String(text[..<colon]).trimmingCharacters(in: CharacterSet(charactersIn: "[]")), port)
   }
 
   /// The HTTP listener of GET /metrics, unless --metrics is off.
   private func startMetrics(_ registry: MetricsRegistry) async throws -> MetricsHTTPServer? {
     guard metrics != "off" else { return nil }
-    guard let colon = metrics.lastIndex(of: ":"), let port = Int(metrics[metrics.index(after: colon)...]),
-      (0...65535).contains(port)
-    else { throw ValidationError("--metrics: '\(metrics)' is not HOST:PORT or off") }
-    let host = String(metrics[..<colon]).trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+    let (host, port) = try Self.hostAndPort(metrics, option: "--metrics", or: " or off")
     do {
       return try await MetricsHTTPServer(registry: registry, host: host, port: port)
     } catch {

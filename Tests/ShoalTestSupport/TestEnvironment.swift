@@ -43,23 +43,22 @@ public enum TestEnvironment {
   /// The Python interpreter with `protobuf` and `onnx` installed: `SHOAL_PYTHON`, or the venv
   /// scripts/test creates in `.build-py/venv`.
   public static func python() throws -> String {
-    if let python = ProcessInfo.processInfo.environment["SHOAL_PYTHON"], !python.isEmpty { return python }
-    let venv = "\(repositoryRoot)/.build-py/venv/bin/python"
-    guard FileManager.default.isExecutableFile(atPath: venv) else {
-      throw TestEnvironmentError(
-        "no Python with protobuf and onnx: run scripts/test once (it creates \(venv)) or set SHOAL_PYTHON")
-    }
-    return venv
+    try python(variable: "SHOAL_PYTHON", venv: "venv", holding: "protobuf and onnx")
   }
 
   /// The Python interpreter with the peers' own clients (`mlflow`, `tritonclient`):
   /// `SHOAL_PEERS_PYTHON`, or the venv scripts/test creates in `.build-py/peers`.
   public static func peersPython() throws -> String {
-    if let python = ProcessInfo.processInfo.environment["SHOAL_PEERS_PYTHON"], !python.isEmpty { return python }
-    let venv = "\(repositoryRoot)/.build-py/peers/bin/python"
+    try python(variable: "SHOAL_PEERS_PYTHON", venv: "peers", holding: "mlflow and tritonclient")
+  }
+
+  /// The Python `variable` names, else the one of the venv scripts/test creates in `.build-py/VENV`.
+  private static func python(variable: String, venv name: String, holding packages: String) throws -> String {
+    if let python = ProcessInfo.processInfo.environment[variable], !python.isEmpty { return python }
+    let venv = "\(repositoryRoot)/.build-py/\(name)/bin/python"
     guard FileManager.default.isExecutableFile(atPath: venv) else {
       throw TestEnvironmentError(
-        "no Python with mlflow and tritonclient: run scripts/test once (it creates \(venv)) or set SHOAL_PEERS_PYTHON")
+        "no Python with \(packages): run scripts/test once (it creates \(venv)) or set \(variable)")
     }
     return venv
   }

@@ -68,6 +68,14 @@ public struct RequestFields: Sendable {
     return text
   }
 
+  /// A required string inside an array element, named with its place (`metrics[3].key`).
+  public func string(_ name: String, at place: String) throws(GatewayError) -> String {
+    guard let value = try optionalString(name), !value.isEmpty else {
+      throw .invalid("missing value for required parameter '\(place)\(name)'")
+    }
+    return value
+  }
+
   /// The first of several names that is present (MLflow's `run_id` and its older `run_uuid`).
   public func string(anyOf names: [String]) throws(GatewayError) -> String {
     for name in names {
@@ -79,17 +87,11 @@ public struct RequestFields: Sendable {
   /// An integer field (a number or a string holding one), nil when absent.
   public func optionalInt64(_ name: String) throws(GatewayError) -> Int64? {
     guard let value = self[name] else { return nil }
-    let text: String
-    switch value {
-    case .number(let number): text = number
-    case .string(let string): text = string
-    default: throw .invalid("\(name): expected an integer, found \(value.kindName)")
+    do {
+      return try Int64(_json: value, path: name)
+    } catch {
+      throw .invalid(error.message)
     }
-    if let exact = Int64(text) { return exact }
-    if let real = Double(text), real.isFinite, real.rounded() == real, let exact = Int64(exactly: real) {
-      return exact
-    }
-    throw .invalid("\(name): '\(text)' is not an integer")
   }
 
   /// A number field; "NaN", "Infinity" and "-Infinity" as strings too, as MLflow sends them.
@@ -99,19 +101,12 @@ public struct RequestFields: Sendable {
   }
 
   static func double(_ value: JSONValue, _ name: String) throws(GatewayError) -> Double {
-    switch value {
-    case .number(let text):
-      if let number = Double(text) { return number }
-    case .string(let text):
-      switch text {
-      case "NaN": return .nan
-      case "Infinity", "inf": return .infinity
-      case "-Infinity", "-inf": return -.infinity
-      default: if let number = Double(text) { return number }
-      }
-    default: break
+    do {
+      return try Double(_json: value, path: name)
+    } catch {
+      if case .string = value { throw .invalid("\(name): expected a number, found a string") }
+      throw .invalid(error.message)
     }
-    throw .invalid("\(name): expected a number, found \(value.kindName)")
   }
 
   /// A boolean field (true/false, or "true"/"false" from a query string), nil when absent.

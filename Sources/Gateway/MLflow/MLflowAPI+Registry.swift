@@ -118,12 +118,9 @@ extension MLflowAPI {
 
   /// A registered model with its latest version, as MLflow's client shows it.
   func registeredModel(_ model: RegistryV1.Model, _ caller: GatewayCaller) async throws -> JSONValue {
-    guard case .object(var members) = MLflowJSON.registeredModel(model) else { fatalError("an object") }
-    if model.latestVersion > 0 {
-      let latest = try await version(model.name, number: model.latestVersion, caller)
-      members.append(("latest_versions", .array([try await modelVersion(latest, caller)])))
-    }
-    return .object(members)
+    guard model.latestVersion > 0 else { return MLflowJSON.registeredModel(model) }
+    let latest = try await version(model.name, number: model.latestVersion, caller)
+    return MLflowJSON.registeredModel(model, latest: try await modelVersion(latest, caller))
   }
 
   func modelVersion(_ version: RegistryV1.ModelVersion, _ caller: GatewayCaller) async throws -> JSONValue {

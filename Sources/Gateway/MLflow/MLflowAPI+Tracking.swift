@@ -158,13 +158,13 @@ extension MLflowAPI {
       }
       request.params = try fields.objects("params").enumerated().map { index, param throws(GatewayError) in
         var value = TrackingV1.Param()
-        value.key = try Self.field(param, "key", at: "params[\(index)].")
+        value.key = try param.string("key", at: "params[\(index)].")
         value.value = try param.optionalString("value") ?? ""
         return value
       }
       request.tags = try fields.objects("tags").enumerated().map { index, tag throws(GatewayError) in
         var value = TrackingV1.Tag()
-        value.key = try Self.field(tag, "key", at: "tags[\(index)].")
+        value.key = try tag.string("key", at: "tags[\(index)].")
         value.value = try tag.optionalString("value") ?? ""
         return value
       }
@@ -180,7 +180,7 @@ extension MLflowAPI {
           throw GatewayError.invalid("datasets[\(index)].dataset: missing")
         }
         var value = TrackingV1.DatasetInput()
-        value.name = try Self.field(dataset, "name", at: "datasets[\(index)].dataset.")
+        value.name = try dataset.string("name", at: "datasets[\(index)].dataset.")
         value.digest = try dataset.optionalString("digest") ?? ""
         value.source = try dataset.optionalString("source") ?? ""
         for tag in try input.objects("tags") where try tag.optionalString("key") == "mlflow.data.context" {
@@ -242,22 +242,14 @@ extension MLflowAPI {
   static func tags(_ fields: RequestFields) throws(GatewayError) -> [String: String] {
     var tags: [String: String] = [:]
     for (index, tag) in try fields.objects("tags").enumerated() {
-      tags[try field(tag, "key", at: "tags[\(index)].")] = try tag.optionalString("value") ?? ""
+      tags[try tag.string("key", at: "tags[\(index)].")] = try tag.optionalString("value") ?? ""
     }
     return tags
   }
 
-  /// A required string inside an array element, named with its place (`metrics[3].key`).
-  static func field(_ fields: RequestFields, _ name: String, at place: String) throws(GatewayError) -> String {
-    guard let value = try fields.optionalString(name), !value.isEmpty else {
-      throw GatewayError.invalid("missing value for required parameter '\(place)\(name)'")
-    }
-    return value
-  }
-
   static func metric(_ fields: RequestFields, at place: String) throws(GatewayError) -> TrackingV1.Metric {
     var metric = TrackingV1.Metric()
-    metric.key = try field(fields, "key", at: place)
+    metric.key = try fields.string("key", at: place)
     guard let value = fields["value"] else {
       throw GatewayError.invalid("missing value for required parameter '\(place)value'")
     }

@@ -3,14 +3,7 @@ import ShoalProto
 /// Shoal's tracking and registry messages in MLflow's JSON: snake_case, ids and versions as
 /// strings, enums by name, times in milliseconds as strings (int64), non-finite doubles as strings.
 enum MLflowJSON {
-  static func string(_ text: String) -> JSONValue { .string(text) }
   static func int64(_ value: Int64) -> JSONValue { .string(String(value)) }
-
-  static func double(_ value: Double) -> JSONValue {
-    if value.isNaN { return .string("NaN") }
-    if value.isInfinite { return .string(value < 0 ? "-Infinity" : "Infinity") }
-    return .number(String(value))
-  }
 
   /// `[{key, value}]`, sorted by key so answers are stable.
   static func keyValues(_ map: [String: String]) -> JSONValue {
@@ -64,7 +57,7 @@ enum MLflowJSON {
 
   static func metric(_ metric: TrackingV1.Metric) -> JSONValue {
     .object([
-      ("key", .string(metric.key)), ("value", double(metric.value)), ("timestamp", int64(metric.timestampMs)),
+      ("key", .string(metric.key)), ("value", metric.value._jsonValue()), ("timestamp", int64(metric.timestampMs)),
       ("step", int64(metric.step)),
     ])
   }
@@ -100,8 +93,9 @@ enum MLflowJSON {
     ])
   }
 
-  static func registeredModel(_ model: RegistryV1.Model) -> JSONValue {
-    .object([
+  /// A registered model, with its latest version when it has one.
+  static func registeredModel(_ model: RegistryV1.Model, latest: JSONValue? = nil) -> JSONValue {
+    var members: [(String, JSONValue)] = [
       ("name", .string(model.name)),
       ("creation_timestamp", int64(model.createdAtMs)),
       ("last_updated_timestamp", int64(model.createdAtMs)),
@@ -114,7 +108,9 @@ enum MLflowJSON {
             .object([("alias", .string($0.key)), ("version", .string(String($0.value)))])
           })
       ),
-    ])
+    ]
+    if let latest { members.append(("latest_versions", .array([latest]))) }
+    return .object(members)
   }
 
   /// A version; `source` is where the client downloads it from.

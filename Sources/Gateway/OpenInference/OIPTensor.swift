@@ -75,8 +75,8 @@ enum OIPTensor {
       }
       switch datatype {
       case "BOOL": each(UInt8.self) { .bool($0 != 0) }
-      case "FP32": each(Float.self) { real($0) }
-      case "FP64": each(Double.self) { real($0) }
+      case "FP32": each(Float.self) { $0._jsonValue() }
+      case "FP64": each(Double.self) { $0._jsonValue() }
       case "INT8": each(Int8.self) { .number(String($0)) }
       case "INT16": each(Int16.self) { .number(String($0)) }
       case "INT32": each(Int32.self) { .number(String($0)) }
@@ -86,7 +86,7 @@ enum OIPTensor {
       case "UINT32": each(UInt32.self) { .number(String($0)) }
       case "UINT64": each(UInt64.self) { .number(String($0)) }
       #if arch(x86_64) || arch(arm64)
-        case "FP16": each(UInt16.self) { real(Float(Float16(bitPattern: $0))) }
+        case "FP16": each(UInt16.self) { Float(Float16(bitPattern: $0))._jsonValue() }
       #endif
       case "BYTES":
         var offset = 0
@@ -103,12 +103,6 @@ enum OIPTensor {
     return .array(values)
   }
 
-  private static func real<T: BinaryFloatingPoint & LosslessStringConvertible>(_ value: T) -> JSONValue {
-    if value.isNaN { return .string("NaN") }
-    if value.isInfinite { return .string(value < 0 ? "-Infinity" : "Infinity") }
-    return .number(String(value))
-  }
-
   private static func flatten(_ value: JSONValue, into values: inout [JSONValue]) {
     if case .array(let elements) = value {
       for element in elements { flatten(element, into: &values) }
@@ -117,17 +111,15 @@ enum OIPTensor {
     }
   }
 
-  private static func number<T: BinaryFloatingPoint & LosslessStringConvertible>(
+  private static func number<T: _JSONFieldValue & BinaryFloatingPoint>(
     _ value: JSONValue, _ place: String, as type: T.Type
   ) throws(GatewayError) -> T {
-    switch value {
-    case .number(let text): if let number = Double(text) { return T(number) }
-    case .string("NaN"): return .nan
-    case .string("Infinity"): return .infinity
-    case .string("-Infinity"): return -.infinity
-    default: break
+    if case .null = value { throw GatewayError.invalid("\(place): expected a number, found null") }
+    do {
+      return try T(_json: value, path: place)
+    } catch {
+      throw GatewayError.invalid(error.message)
     }
-    throw GatewayError.invalid("\(place): expected a number, found \(value.kindName)")
   }
 
   private static func integer<T: FixedWidthInteger>(

@@ -29,8 +29,8 @@ extension OpenInferenceAPI {
     predict.parameters = try Self.parameters(parameters, skipping: ["binary_data_output"])
     for (index, input) in try fields.objects("inputs").enumerated() {
       var tensor = InferenceV1.InferTensor()
-      tensor.name = try MLflowAPI.field(input, "name", at: "inputs[\(index)].")
-      tensor.datatype = try MLflowAPI.field(input, "datatype", at: "inputs[\(index)].")
+      tensor.name = try input.string("name", at: "inputs[\(index)].")
+      tensor.datatype = try input.string("datatype", at: "inputs[\(index)].")
       tensor.shape = try input.array("shape").enumerated().map { place, value throws(GatewayError) in
         guard case .number(let text) = value, let dimension = Int64(text), dimension >= 0 else {
           throw GatewayError.invalid("input '\(tensor.name)' shape[\(place)]: expected a size ≥ 0")
@@ -63,7 +63,7 @@ extension OpenInferenceAPI {
     var classification: [String: Int64] = [:]
     for (index, output) in try fields.objects("outputs").enumerated() {
       var requested = InferenceV1.RequestedOutput()
-      requested.name = try MLflowAPI.field(output, "name", at: "outputs[\(index)].")
+      requested.name = try output.string("name", at: "outputs[\(index)].")
       let outputParameters = try output.object("parameters")
       binaryByName[requested.name] = try outputParameters?.optionalBool("binary_data") ?? binaryOutputs
       if let k = try outputParameters?.optionalInt64("classification") {
