@@ -142,7 +142,7 @@ let package = Package(
     .target(
       name: "Gateway",
       dependencies: [
-        "ShoalProto", "ShoalRPC", "ShoalServiceStubs", "ShoalClient", "ShoalMetrics",
+        "ShoalProto", "ShoalRPC", "ShoalServiceStubs", "ShoalClient", "ShoalMetrics", "ShoalImagery",
         .product(name: "Hummingbird", package: "hummingbird"),
       ],
       swiftSettings: strictSwift

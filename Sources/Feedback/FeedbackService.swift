@@ -221,7 +221,7 @@ public struct FeedbackService: FeedbackV1.Feedback.ServiceProtocol {
     let pageSize = request.pageSize == 0 ? 1000 : Int(request.pageSize)
     guard (1...10_000).contains(pageSize) else { throw RPCError(.invalidArgument, "page_size must be 1–10000") }
     // A cursor: the last tile's id, or for an area's query its quadkey number (-1: from the start).
-    var after: Int64 = request.area == nil ? 0 : -1
+    var after: Int64 = request.area == nil && request.items.isEmpty ? 0 : -1
     if !request.pageToken.isEmpty {
       guard let token = Int64(request.pageToken) else { throw RPCError(.invalidArgument, "page_token is malformed") }
       after = token
@@ -250,6 +250,17 @@ public struct FeedbackService: FeedbackV1.Feedback.ServiceProtocol {
       }
     } catch {
       throw RPCError(.invalidArgument, "area: \(error.message)")
+    }
+    if !request.items.isEmpty {
+      guard set.items else {
+        throw RPCError(.invalidArgument, "items: set \(set.setId) holds map tiles; query it by area")
+      }
+      guard request.items.count <= 10_000 else { throw RPCError(.invalidArgument, "items: give at most 10000 keys") }
+      let tiles = try request.items.enumerated().map { index, key throws(RPCError) in
+        try ItemKey.tile(key, at: "items[\(index)]")
+      }
+      cover = Set(tiles)
+      ranges = Self.widened(QuadkeyRange.ranges(covering: tiles))
     }
     var records: [FeedbackV1.TileRecord] = []
     var more = true

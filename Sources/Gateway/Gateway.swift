@@ -1,6 +1,8 @@
+import Foundation
 import HTTPTypes
 public import Hummingbird
 import NIOCore
+import ShoalImagery
 public import ShoalMetrics
 import ShoalProto
 import ShoalRPC
@@ -35,6 +37,10 @@ public struct Gateway: Sendable {
   let metrics: MetricsRegistry
   let config: Config
   let requestMetrics: RequestMetrics
+  /// What Label Studio's projects told the backend, and their feedback sets.
+  let labelStudio = LabelStudioSessions()
+  /// Fetches Label Studio's task images.
+  let downloader: FileDownloader
 
   /// A gateway calling `mesh`, recording its requests in `metrics`.
   public init(mesh: GatewayMesh, metrics: MetricsRegistry, config: Config = .defaults) {
@@ -42,6 +48,11 @@ public struct Gateway: Sendable {
     self.metrics = metrics
     self.config = config
     self.requestMetrics = RequestMetrics(registry: metrics)
+    var policy = FetchPolicy()
+    policy.concurrency = 4
+    policy.attempts = 2
+    policy.timeout = .seconds(20)
+    self.downloader = FileDownloader(policy: policy)
   }
 
   /// The responder to serve: every route, with errors in each API's own shape and every request
@@ -56,6 +67,7 @@ public struct Gateway: Sendable {
     }
     MLflowAPI(gateway: self).register(in: router)
     OpenInferenceAPI(gateway: self).register(in: router)
+    LabelStudioAPI(gateway: self).register(in: router)
     return GatewayResponder(routes: router.buildResponder(), metrics: requestMetrics)
   }
 
@@ -63,10 +75,17 @@ public struct Gateway: Sendable {
   /// request without one when tokens are required, is refused with 401.
   func caller(_ request: Request, _ context: GatewayContext) throws(GatewayError) -> GatewayCaller {
     if let header = request.headers[.authorization] {
-      guard header.hasPrefix("Bearer "), header.count > 7 else {
-        throw GatewayError(.unauthorized, "UNAUTHENTICATED", "the Authorization header must be 'Bearer <token>'")
+      if header.hasPrefix("Bearer "), header.count > 7 { return GatewayCaller(authorization: header) }
+      // Label Studio's ML backend settings offer basic auth only: the password is the token.
+      if header.hasPrefix("Basic "), let decoded = Data(base64Encoded: String(header.dropFirst(6))),
+        let pair = String(data: decoded, encoding: .utf8), let colon = pair.firstIndex(of: ":"),
+        pair.index(after: colon) < pair.endIndex
+      {
+        return GatewayCaller(authorization: "Bearer \(pair[pair.index(after: colon)...])")
       }
-      return GatewayCaller(authorization: header)
+      throw GatewayError(
+        .unauthorized, "UNAUTHENTICATED",
+        "the Authorization header must be 'Bearer <token>' (or basic auth with the token as the password)")
     }
     guard context.isLoopbackPeer, !config.requireTokens else {
       throw GatewayError(

@@ -1,4 +1,5 @@
 import Foundation
+import ShoalImage
 import ShoalModel
 public import ShoalProto
 public import ShoalRPC
@@ -16,7 +17,7 @@ public struct InferenceService: InferenceV1.Inference.ServiceProtocol {
   /// loading and unloading writer.
   public static let requirements: [String: RegistryV1.Role] = [
     "ModelStatus": .reader, "WatchModels": .reader, "ModelMetadata": .reader, "Predict": .reader,
-    "PredictStream": .reader, "LoadModel": .writer, "UnloadModel": .writer, "StartJob": .writer,
+    "PredictStream": .reader, "Annotate": .reader, "LoadModel": .writer, "UnloadModel": .writer, "StartJob": .writer,
     "CancelJob": .writer, "WatchJob": .reader, "ListJobs": .reader, "StartRollout": .writer,
     "RolloutStatus": .reader, "ListRollouts": .reader, "PromoteRollout": .writer, "RollbackRollout": .writer,
     "DriftStatus": .reader,
@@ -138,6 +139,47 @@ public struct InferenceService: InferenceV1.Inference.ServiceProtocol {
         inFlight -= 1
         try await responses.send(answer)
       }
+    }
+  }
+
+  public func annotate(
+    _ request: InferenceV1.AnnotateRequest, context: ServerContext
+  ) async throws -> InferenceV1.AnnotateResponse {
+    let started = ContinuousClock.now
+    let served = try await servedVersion(request.model, context: context)
+    for (name, value) in [("score_threshold", request.scoreThreshold), ("iou_threshold", request.iouThreshold)]
+    where !(0...1).contains(value) {
+      throw RPCError(.invalidArgument, "\(name) must be within 0–1, not \(value)")
+    }
+    let plan = try JobPlan(
+      served: served, threshold: request.scoreThreshold == 0 ? 0.5 : request.scoreThreshold,
+      iou: request.iouThreshold == 0 ? 0.5 : request.iouThreshold)
+    let image: Image
+    let inputs: [String: Tensor]
+    do throws(ImageError) {
+      guard !request.image.isEmpty else { throw ImageError("no image given") }
+      image = try Image(decoding: [UInt8](request.image)).rgb()
+      inputs = try plan.inputs(image)
+    } catch {
+      throw RPCError(.invalidArgument, "image: \(error.message)")
+    }
+    do {
+      let outputs = try await served.batcher.submit(inputs, deadline: context.deadline)
+      var response = InferenceV1.AnnotateResponse()
+      response.model = served.qualifiedName
+      response.modelVersion = served.version.version
+      response.task = served.task
+      (response.width, response.height) = (Int32(image.width), Int32(image.height))
+      do throws(DetectionOutputError) {
+        (response.scores, response.objects) = try plan.annotation(outputs, width: image.width, height: image.height)
+      } catch {
+        throw RPCError(.internal, "model \(served.qualifiedName): \(error.message)")
+      }
+      served.metrics.record(.success(()), seconds: DynamicBatcher.seconds(.now - started))
+      return response
+    } catch {
+      served.metrics.record(.failure(RPCError(from: error)), seconds: DynamicBatcher.seconds(.now - started))
+      throw error
     }
   }
 

@@ -14,15 +14,16 @@ public final class FileDownloader: Sendable {
       tearDown: { shoal_http_handle_free($0) })
   }
 
-  /// The body of a 200 answer to a GET of `url`, or why there is none (the last HTTP status, or
-  /// the transport's reason), with the URL's key-like query values hidden.
-  public func download(_ url: String) async -> Result<Data, DownloadFailure> {
+  /// The body of a 200 answer to a GET of `url` with `headers` ("Name: value", never shown), or
+  /// why there is none (the last HTTP status, or the transport's reason), with the URL's
+  /// key-like query values hidden.
+  public func download(_ url: String, headers: [String] = []) async -> Result<Data, DownloadFailure> {
     let policy = policy
     var attempt = 0
     var wait = policy.backoff
     while true {
       attempt += 1
-      let response = await workers.run { handle in TileFetcher.get(handle, url: url, headers: [], policy: policy) }
+      let response = await workers.run { handle in TileFetcher.get(handle, url: url, headers: headers, policy: policy) }
       let failure: (status: Int, message: String, retry: Bool, after: Int)
       switch response {
       case .transport(let message):

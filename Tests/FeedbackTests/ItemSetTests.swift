@@ -62,6 +62,12 @@ struct ItemSetTests {
       query.pageSize = 1000
       let records = try await client.queryTiles(query).tiles
       #expect(Set(records.map(\.tileId)) == Set(keys) && records.allSatisfy { $0.item == $0.tileId })
+      // By key: the items asked for that are in the set, whatever the order of the keys.
+      var byKey = query
+      byKey.items = ["clip-150", "clip-007", "not-a-clip", "clip-150"]
+      #expect(Set(try await client.queryTiles(byKey).tiles.map(\.item)) == ["clip-007", "clip-150"])
+      byKey.items = [""]
+      await expectCode(.invalidArgument, "items[0]: give the item's key") { _ = try await client.queryTiles(byKey) }
       query.area = .bbox(FeedbackV1.BoundingBox())
       await expectCode(.invalidArgument, "holds items, not map tiles") { _ = try await client.queryTiles(query) }
 

@@ -52,6 +52,18 @@ public enum TestEnvironment {
     try python(variable: "SHOAL_PEERS_PYTHON", venv: "peers", holding: "mlflow and tritonclient")
   }
 
+  /// Label Studio 1.23's `label-studio` command (its venv's Python, beside it, has `requests`):
+  /// `SHOAL_LABEL_STUDIO`, or the venv scripts/test creates in `.build-py/labelstudio`.
+  public static func labelStudio() throws -> String {
+    if let command = ProcessInfo.processInfo.environment["SHOAL_LABEL_STUDIO"], !command.isEmpty { return command }
+    let venv = "\(repositoryRoot)/.build-py/labelstudio/bin/label-studio"
+    guard FileManager.default.isExecutableFile(atPath: venv) else {
+      throw TestEnvironmentError(
+        "no Label Studio: run scripts/test once (it creates \(venv)) or set SHOAL_LABEL_STUDIO")
+    }
+    return venv
+  }
+
   /// The Python `variable` names, else the one of the venv scripts/test creates in `.build-py/VENV`.
   private static func python(variable: String, venv name: String, holding packages: String) throws -> String {
     if let python = ProcessInfo.processInfo.environment[variable], !python.isEmpty { return python }

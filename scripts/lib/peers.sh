@@ -13,3 +13,18 @@ ensure_peers_python() {
   fi
   export SHOAL_PEERS_PYTHON=$PWD/$peers/bin/python
 }
+
+# Label Studio 1.23 itself, which the gateway's ML backend test drives through its own REST API, in a venv of its own
+# (it pins Django and much else). sentry-sdk 3 breaks its start-up, so it stays below 3.
+# `ensure_label_studio` sets SHOAL_LABEL_STUDIO to its `label-studio` unless it is set, creating .build-py/labelstudio.
+ensure_label_studio() {
+  [[ -n ${SHOAL_LABEL_STUDIO:-} ]] && return 0
+  local venv=.build-py/labelstudio
+  if [[ ! -x $venv/bin/label-studio ]] || ! "$venv/bin/python" -c "import label_studio, requests" 2>/dev/null; then
+    echo "== creating $venv (label-studio 1.23)" >&2
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "label-studio==1.23.0" "sentry-sdk<3"
+  fi
+  export SHOAL_LABEL_STUDIO=$PWD/$venv/bin/label-studio
+}

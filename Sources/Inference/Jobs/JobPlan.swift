@@ -203,7 +203,7 @@ struct JobPlan: Sendable {
 
   /// A class index per pixel from a segmentation output of one image, with class indices that
   /// count the version's classes (background -1).
-  private func classMap(_ scores: Tensor) throws(DetectionOutputError) -> ClassMap {
+  func classMap(_ scores: Tensor) throws(DetectionOutputError) -> ClassMap {
     var shape = scores.shape
     if shape.count == 3 { shape.insert(1, at: 1) }
     guard shape.count == 4, shape[0] == 1 else {

@@ -340,6 +340,10 @@ extension FeedbackV1 {
     /// Field 8, `page_token`.
     public var pageToken: String = ""
 
+    /// In a set of items: only the items of these keys (at most 10,000; keys not in the set are
+    /// left out).
+    public var items: [String] = []
+
     /// Tiles in the box or meeting the polygon (GeoJSON); neither: every tile.
     public var area: Area? = nil
 
@@ -2262,6 +2266,7 @@ extension FeedbackV1.QueryTilesRequest {
     w.scalar(5, self.minScore)
     w.scalar(6, self.pageSize)
     w.string(7, self.pageToken)
+    w.repeatedString(8, self.items)
     switch self.area {
       case .bbox(let v)?: w.message(1, v)
       case .geojson(let v)?: w.string(2, v)
@@ -2277,6 +2282,7 @@ extension FeedbackV1.QueryTilesRequest {
     self.minScore = r.scalar(5, as: Double.self)
     self.pageSize = r.scalar(6, as: Int32.self)
     self.pageToken = try r.string(7)
+    self.items = try r.repeatedString(8)
     switch r.oneofCase(1) {
       case 2: self.area = .bbox(try r.message(1, as: FeedbackV1.BoundingBox.self) ?? FeedbackV1.BoundingBox())
       case 3: self.area = .geojson(try r.string(2))
@@ -2291,6 +2297,7 @@ extension FeedbackV1.QueryTilesRequest {
     j.value("minScore", self.minScore)
     j.value("pageSize", self.pageSize)
     j.value("pageToken", self.pageToken)
+    j.repeated("items", self.items)
     switch self.area {
       case .bbox(let v)?: j.value("bbox", v, always: true)
       case .geojson(let v)?: j.value("geojson", v, always: true)
@@ -2318,6 +2325,7 @@ extension FeedbackV1.QueryTilesRequest {
         case "minScore", "min_score": self.minScore = try j.value(json, key, as: Double.self)
         case "pageSize", "page_size": self.pageSize = try j.value(json, key, as: Int32.self)
         case "pageToken", "page_token": self.pageToken = try j.value(json, key, as: String.self)
+        case "items": self.items = try j.repeated(json, key, as: String.self)
         default: throw j.unknownField(key)
       }
     }

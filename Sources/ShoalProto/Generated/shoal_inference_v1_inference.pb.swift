@@ -973,6 +973,123 @@ extension InferenceV1 {
 }
 
 extension InferenceV1 {
+  /// One image through a model and its task's post-processing (as an AOI job does a tile): the
+  /// image's class scores, or its objects with boxes and outlines in the image's own unit square.
+  public struct AnnotateRequest: ProtoMessage {
+    /// `shoal.inference.v1.AnnotateRequest`.
+    public static let protoMessageName = "shoal.inference.v1.AnnotateRequest"
+
+    /// Field 1, `model`.
+    public var model: String = ""
+
+    /// A PNG or JPEG file; it is resized to the model's input when that is fixed.
+    public var image: [UInt8] = []
+
+    /// Detection: boxes scoring below this are dropped (default 0.5); segmentation: the threshold
+    /// of a single probability map.
+    public var scoreThreshold: Double = 0
+
+    /// Per-class NMS; default 0.5.
+    public var iouThreshold: Double = 0
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension InferenceV1 {
+  /// A point in the image as fractions of its width (x, rightwards) and height (y, downwards).
+  public struct ImagePoint: ProtoMessage {
+    /// `shoal.inference.v1.ImagePoint`.
+    public static let protoMessageName = "shoal.inference.v1.ImagePoint"
+
+    /// Field 1, `x`.
+    public var x: Double = 0
+
+    /// Field 2, `y`.
+    public var y: Double = 0
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension InferenceV1 {
+  /// The `shoal.inference.v1.ImageRing` message.
+  public struct ImageRing: ProtoMessage {
+    /// `shoal.inference.v1.ImageRing`.
+    public static let protoMessageName = "shoal.inference.v1.ImageRing"
+
+    /// Field 1, `points`.
+    public var points: [InferenceV1.ImagePoint] = []
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension InferenceV1 {
+  /// A detected box or a segmented region.
+  public struct ImageObject: ProtoMessage {
+    /// `shoal.inference.v1.ImageObject`.
+    public static let protoMessageName = "shoal.inference.v1.ImageObject"
+
+    /// Field 1, `class_name`.
+    public var className: String = ""
+
+    /// Field 2, `class_index`.
+    public var classIndex: Int32 = 0
+
+    /// The box's score; for a region, its share of the image.
+    public var score: Double = 0
+
+    /// The bounding box.
+    public var topLeft: InferenceV1.ImagePoint? = nil
+
+    /// Field 5, `bottom_right`.
+    public var bottomRight: InferenceV1.ImagePoint? = nil
+
+    /// A region's outline (outer ring first, then holes), simplified within a pixel; empty for a box.
+    public var rings: [InferenceV1.ImageRing] = []
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension InferenceV1 {
+  /// The `shoal.inference.v1.AnnotateResponse` message.
+  public struct AnnotateResponse: ProtoMessage {
+    /// `shoal.inference.v1.AnnotateResponse`.
+    public static let protoMessageName = "shoal.inference.v1.AnnotateResponse"
+
+    /// `org/name`, and the version that answered.
+    public var model: String = ""
+
+    /// Field 2, `model_version`.
+    public var modelVersion: Int64 = 0
+
+    /// Field 3, `task`.
+    public var task: RegistryV1.ModelTask = RegistryV1.ModelTask()
+
+    /// Classification: every class's score, best first.
+    public var scores: [InferenceV1.ClassScore] = []
+
+    /// Field 5, `objects`.
+    public var objects: [InferenceV1.ImageObject] = []
+
+    /// Field 6, `width`.
+    public var width: Int32 = 0
+
+    /// Field 7, `height`.
+    public var height: Int32 = 0
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension InferenceV1 {
   /// The state of a loaded model (TF-Serving's, without START and END).
   public enum ModelState: ProtoEnum {
     /// `MODEL_STATE_UNSPECIFIED` (0).
@@ -2872,6 +2989,201 @@ extension InferenceV1.DriftReport {
   }
 }
 
+extension InferenceV1.AnnotateRequest {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__inference__v1__annotate_request()) }
+
+  public func _encode(to w: CMessageWriter) {
+    w.string(0, self.model)
+    w.bytes(1, self.image)
+    w.scalar(2, self.scoreThreshold)
+    w.scalar(3, self.iouThreshold)
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    self.model = try r.string(0)
+    self.image = r.bytes(1)
+    self.scoreThreshold = r.scalar(2, as: Double.self)
+    self.iouThreshold = r.scalar(3, as: Double.self)
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    j.value("model", self.model)
+    j.bytes("image", self.image)
+    j.value("scoreThreshold", self.scoreThreshold)
+    j.value("iouThreshold", self.iouThreshold)
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "model": self.model = try j.value(json, key, as: String.self)
+        case "image": self.image = try j.bytes(json, key)
+        case "scoreThreshold", "score_threshold": self.scoreThreshold = try j.value(json, key, as: Double.self)
+        case "iouThreshold", "iou_threshold": self.iouThreshold = try j.value(json, key, as: Double.self)
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
+extension InferenceV1.ImagePoint {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__inference__v1__image_point()) }
+
+  public func _encode(to w: CMessageWriter) {
+    w.scalar(0, self.x)
+    w.scalar(1, self.y)
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    self.x = r.scalar(0, as: Double.self)
+    self.y = r.scalar(1, as: Double.self)
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    j.value("x", self.x)
+    j.value("y", self.y)
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "x": self.x = try j.value(json, key, as: Double.self)
+        case "y": self.y = try j.value(json, key, as: Double.self)
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
+extension InferenceV1.ImageRing {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__inference__v1__image_ring()) }
+
+  public func _encode(to w: CMessageWriter) {
+    w.repeatedMessage(0, self.points)
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    self.points = try r.repeatedMessage(0, as: InferenceV1.ImagePoint.self)
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    j.repeated("points", self.points)
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "points": self.points = try j.repeated(json, key, as: InferenceV1.ImagePoint.self)
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
+extension InferenceV1.ImageObject {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__inference__v1__image_object()) }
+
+  public func _encode(to w: CMessageWriter) {
+    w.string(0, self.className)
+    w.scalar(1, self.classIndex)
+    w.scalar(2, self.score)
+    if let v = self.topLeft { w.message(3, v) }
+    if let v = self.bottomRight { w.message(4, v) }
+    w.repeatedMessage(5, self.rings)
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    self.className = try r.string(0)
+    self.classIndex = r.scalar(1, as: Int32.self)
+    self.score = r.scalar(2, as: Double.self)
+    self.topLeft = try r.message(3, as: InferenceV1.ImagePoint.self)
+    self.bottomRight = try r.message(4, as: InferenceV1.ImagePoint.self)
+    self.rings = try r.repeatedMessage(5, as: InferenceV1.ImageRing.self)
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    j.value("className", self.className)
+    j.value("classIndex", self.classIndex)
+    j.value("score", self.score)
+    if let v = self.topLeft { j.value("topLeft", v, always: true) }
+    if let v = self.bottomRight { j.value("bottomRight", v, always: true) }
+    j.repeated("rings", self.rings)
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "className", "class_name": self.className = try j.value(json, key, as: String.self)
+        case "classIndex", "class_index": self.classIndex = try j.value(json, key, as: Int32.self)
+        case "score": self.score = try j.value(json, key, as: Double.self)
+        case "topLeft", "top_left": self.topLeft = try json == .null ? nil : j.value(json, key, as: InferenceV1.ImagePoint.self)
+        case "bottomRight", "bottom_right": self.bottomRight = try json == .null ? nil : j.value(json, key, as: InferenceV1.ImagePoint.self)
+        case "rings": self.rings = try j.repeated(json, key, as: InferenceV1.ImageRing.self)
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
+extension InferenceV1.AnnotateResponse {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__inference__v1__annotate_response()) }
+
+  public func _encode(to w: CMessageWriter) {
+    w.string(0, self.model)
+    w.scalar(1, self.modelVersion)
+    w.enumValue(2, self.task)
+    w.repeatedMessage(3, self.scores)
+    w.repeatedMessage(4, self.objects)
+    w.scalar(5, self.width)
+    w.scalar(6, self.height)
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    self.model = try r.string(0)
+    self.modelVersion = r.scalar(1, as: Int64.self)
+    self.task = r.enumValue(2, as: RegistryV1.ModelTask.self)
+    self.scores = try r.repeatedMessage(3, as: InferenceV1.ClassScore.self)
+    self.objects = try r.repeatedMessage(4, as: InferenceV1.ImageObject.self)
+    self.width = r.scalar(5, as: Int32.self)
+    self.height = r.scalar(6, as: Int32.self)
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    j.value("model", self.model)
+    j.value("modelVersion", self.modelVersion)
+    j.value("task", self.task)
+    j.repeated("scores", self.scores)
+    j.repeated("objects", self.objects)
+    j.value("width", self.width)
+    j.value("height", self.height)
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "model": self.model = try j.value(json, key, as: String.self)
+        case "modelVersion", "model_version": self.modelVersion = try j.value(json, key, as: Int64.self)
+        case "task": self.task = try j.value(json, key, as: RegistryV1.ModelTask.self)
+        case "scores": self.scores = try j.repeated(json, key, as: InferenceV1.ClassScore.self)
+        case "objects": self.objects = try j.repeated(json, key, as: InferenceV1.ImageObject.self)
+        case "width": self.width = try j.value(json, key, as: Int32.self)
+        case "height": self.height = try j.value(json, key, as: Int32.self)
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
 extension InferenceV1 {
   /// The `shoal.inference.v1.Inference` service.
   public enum Inference {
@@ -2899,6 +3211,9 @@ extension InferenceV1 {
 
     /// Many requests on one stream; each answer carries its request's id.
     public static let predictStream = TypedMethod<InferenceV1.PredictRequest, InferenceV1.PredictStreamResponse>(service: fullName, name: "PredictStream", kind: .bidirectionalStreaming, idempotent: false)
+
+    /// `Annotate`.
+    public static let annotate = TypedMethod<InferenceV1.AnnotateRequest, InferenceV1.AnnotateResponse>(service: fullName, name: "Annotate", kind: .unary, idempotent: true)
 
     /// Starts predicting over an area; answers at once with the job (QUEUED or RUNNING).
     public static let startJob = TypedMethod<InferenceV1.StartJobRequest, InferenceV1.Job>(service: fullName, name: "StartJob", kind: .unary, idempotent: false)
@@ -2932,6 +3247,6 @@ extension InferenceV1 {
     public static let driftStatus = TypedMethod<InferenceV1.DriftRequest, InferenceV1.DriftReport>(service: fullName, name: "DriftStatus", kind: .unary, idempotent: true)
 
     /// The service's methods, for routers and reflection.
-    public static let descriptor = ServiceDescriptor(fullName: fullName, methods: [loadModel.descriptor, unloadModel.descriptor, modelStatus.descriptor, watchModels.descriptor, modelMetadata.descriptor, predict.descriptor, predictStream.descriptor, startJob.descriptor, watchJob.descriptor, cancelJob.descriptor, listJobs.descriptor, startRollout.descriptor, rolloutStatus.descriptor, listRollouts.descriptor, promoteRollout.descriptor, rollbackRollout.descriptor, driftStatus.descriptor])
+    public static let descriptor = ServiceDescriptor(fullName: fullName, methods: [loadModel.descriptor, unloadModel.descriptor, modelStatus.descriptor, watchModels.descriptor, modelMetadata.descriptor, predict.descriptor, predictStream.descriptor, annotate.descriptor, startJob.descriptor, watchJob.descriptor, cancelJob.descriptor, listJobs.descriptor, startRollout.descriptor, rolloutStatus.descriptor, listRollouts.descriptor, promoteRollout.descriptor, rollbackRollout.descriptor, driftStatus.descriptor])
   }
 }

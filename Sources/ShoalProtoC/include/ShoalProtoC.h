@@ -206,6 +206,11 @@ static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__inferenc
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__inference__v1__drift_request(void) { return &shoal__inference__v1__drift_request__descriptor; }
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__inference__v1__drift_feature(void) { return &shoal__inference__v1__drift_feature__descriptor; }
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__inference__v1__drift_report(void) { return &shoal__inference__v1__drift_report__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__inference__v1__annotate_request(void) { return &shoal__inference__v1__annotate_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__inference__v1__image_point(void) { return &shoal__inference__v1__image_point__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__inference__v1__image_ring(void) { return &shoal__inference__v1__image_ring__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__inference__v1__image_object(void) { return &shoal__inference__v1__image_object__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__inference__v1__annotate_response(void) { return &shoal__inference__v1__annotate_response__descriptor; }
 
 // shoal/pipeline/v1/pipeline.proto
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__pipeline__v1__pipeline(void) { return &shoal__pipeline__v1__pipeline__descriptor; }

@@ -28,6 +28,9 @@ extension InferenceV1.Inference {
     /// Many requests on one stream; each answer carries its request's id.
     func predictStream(_ requests: RPCRequestStream<InferenceV1.PredictRequest>, responses: RPCResponseWriter<InferenceV1.PredictStreamResponse>, context: ServerContext) async throws
 
+    /// `Annotate`.
+    func annotate(_ request: InferenceV1.AnnotateRequest, context: ServerContext) async throws -> InferenceV1.AnnotateResponse
+
     /// Starts predicting over an area; answers at once with the job (QUEUED or RUNNING).
     func startJob(_ request: InferenceV1.StartJobRequest, context: ServerContext) async throws -> InferenceV1.Job
 
@@ -110,6 +113,11 @@ extension InferenceV1.Inference {
       try await rpc.bidirectional(InferenceV1.Inference.predictStream, options: options, body)
     }
 
+    /// `Annotate`.
+    public func annotate(_ request: InferenceV1.AnnotateRequest, options: CallOptions = CallOptions()) async throws(RPCError) -> InferenceV1.AnnotateResponse {
+      try await rpc.unary(InferenceV1.Inference.annotate, request, options: options)
+    }
+
     /// Starts predicting over an area; answers at once with the job (QUEUED or RUNNING).
     public func startJob(_ request: InferenceV1.StartJobRequest, options: CallOptions = CallOptions()) async throws(RPCError) -> InferenceV1.Job {
       try await rpc.unary(InferenceV1.Inference.startJob, request, options: options)
@@ -176,6 +184,7 @@ extension InferenceV1.Inference.ServiceProtocol {
     router.unary(InferenceV1.Inference.modelMetadata) { try await self.modelMetadata($0, context: $1) }
     router.unary(InferenceV1.Inference.predict) { try await self.predict($0, context: $1) }
     router.bidirectional(InferenceV1.Inference.predictStream) { try await self.predictStream($0, responses: $1, context: $2) }
+    router.unary(InferenceV1.Inference.annotate) { try await self.annotate($0, context: $1) }
     router.unary(InferenceV1.Inference.startJob) { try await self.startJob($0, context: $1) }
     router.serverStreaming(InferenceV1.Inference.watchJob) { try await self.watchJob($0, responses: $1, context: $2) }
     router.unary(InferenceV1.Inference.cancelJob) { try await self.cancelJob($0, context: $1) }

@@ -3714,7 +3714,7 @@ const ProtobufCMessageDescriptor shoal__feedback__v1__bounding_box__descriptor =
   (ProtobufCMessageInit) shoal__feedback__v1__bounding_box__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor shoal__feedback__v1__query_tiles_request__field_descriptors[8] =
+static const ProtobufCFieldDescriptor shoal__feedback__v1__query_tiles_request__field_descriptors[9] =
 {
   {
     "set_id",
@@ -3812,11 +3812,24 @@ static const ProtobufCFieldDescriptor shoal__feedback__v1__query_tiles_request__
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "items",
+    9,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Shoal__Feedback__V1__QueryTilesRequest, n_items),
+    offsetof(Shoal__Feedback__V1__QueryTilesRequest, items),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned shoal__feedback__v1__query_tiles_request__field_indices_by_name[] = {
   1,   /* field[1] = bbox */
   4,   /* field[4] = class_name */
   2,   /* field[2] = geojson */
+  8,   /* field[8] = items */
   5,   /* field[5] = min_score */
   6,   /* field[6] = page_size */
   7,   /* field[7] = page_token */
@@ -3826,7 +3839,7 @@ static const unsigned shoal__feedback__v1__query_tiles_request__field_indices_by
 static const ProtobufCIntRange shoal__feedback__v1__query_tiles_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 8 }
+  { 0, 9 }
 };
 const ProtobufCMessageDescriptor shoal__feedback__v1__query_tiles_request__descriptor =
 {
@@ -3836,7 +3849,7 @@ const ProtobufCMessageDescriptor shoal__feedback__v1__query_tiles_request__descr
   "Shoal__Feedback__V1__QueryTilesRequest",
   "shoal.feedback.v1",
   sizeof(Shoal__Feedback__V1__QueryTilesRequest),
-  8,
+  9,
   shoal__feedback__v1__query_tiles_request__field_descriptors,
   shoal__feedback__v1__query_tiles_request__field_indices_by_name,
   1,  shoal__feedback__v1__query_tiles_request__number_ranges,

@@ -1696,6 +1696,231 @@ void   shoal__inference__v1__drift_report__free_unpacked
   assert(message->base.descriptor == &shoal__inference__v1__drift_report__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   shoal__inference__v1__annotate_request__init
+                     (Shoal__Inference__V1__AnnotateRequest         *message)
+{
+  static const Shoal__Inference__V1__AnnotateRequest init_value = SHOAL__INFERENCE__V1__ANNOTATE_REQUEST__INIT;
+  *message = init_value;
+}
+size_t shoal__inference__v1__annotate_request__get_packed_size
+                     (const Shoal__Inference__V1__AnnotateRequest *message)
+{
+  assert(message->base.descriptor == &shoal__inference__v1__annotate_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__inference__v1__annotate_request__pack
+                     (const Shoal__Inference__V1__AnnotateRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__inference__v1__annotate_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__inference__v1__annotate_request__pack_to_buffer
+                     (const Shoal__Inference__V1__AnnotateRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__inference__v1__annotate_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Inference__V1__AnnotateRequest *
+       shoal__inference__v1__annotate_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Inference__V1__AnnotateRequest *)
+     protobuf_c_message_unpack (&shoal__inference__v1__annotate_request__descriptor,
+                                allocator, len, data);
+}
+void   shoal__inference__v1__annotate_request__free_unpacked
+                     (Shoal__Inference__V1__AnnotateRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__inference__v1__annotate_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   shoal__inference__v1__image_point__init
+                     (Shoal__Inference__V1__ImagePoint         *message)
+{
+  static const Shoal__Inference__V1__ImagePoint init_value = SHOAL__INFERENCE__V1__IMAGE_POINT__INIT;
+  *message = init_value;
+}
+size_t shoal__inference__v1__image_point__get_packed_size
+                     (const Shoal__Inference__V1__ImagePoint *message)
+{
+  assert(message->base.descriptor == &shoal__inference__v1__image_point__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__inference__v1__image_point__pack
+                     (const Shoal__Inference__V1__ImagePoint *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__inference__v1__image_point__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__inference__v1__image_point__pack_to_buffer
+                     (const Shoal__Inference__V1__ImagePoint *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__inference__v1__image_point__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Inference__V1__ImagePoint *
+       shoal__inference__v1__image_point__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Inference__V1__ImagePoint *)
+     protobuf_c_message_unpack (&shoal__inference__v1__image_point__descriptor,
+                                allocator, len, data);
+}
+void   shoal__inference__v1__image_point__free_unpacked
+                     (Shoal__Inference__V1__ImagePoint *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__inference__v1__image_point__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   shoal__inference__v1__image_ring__init
+                     (Shoal__Inference__V1__ImageRing         *message)
+{
+  static const Shoal__Inference__V1__ImageRing init_value = SHOAL__INFERENCE__V1__IMAGE_RING__INIT;
+  *message = init_value;
+}
+size_t shoal__inference__v1__image_ring__get_packed_size
+                     (const Shoal__Inference__V1__ImageRing *message)
+{
+  assert(message->base.descriptor == &shoal__inference__v1__image_ring__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__inference__v1__image_ring__pack
+                     (const Shoal__Inference__V1__ImageRing *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__inference__v1__image_ring__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__inference__v1__image_ring__pack_to_buffer
+                     (const Shoal__Inference__V1__ImageRing *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__inference__v1__image_ring__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Inference__V1__ImageRing *
+       shoal__inference__v1__image_ring__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Inference__V1__ImageRing *)
+     protobuf_c_message_unpack (&shoal__inference__v1__image_ring__descriptor,
+                                allocator, len, data);
+}
+void   shoal__inference__v1__image_ring__free_unpacked
+                     (Shoal__Inference__V1__ImageRing *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__inference__v1__image_ring__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   shoal__inference__v1__image_object__init
+                     (Shoal__Inference__V1__ImageObject         *message)
+{
+  static const Shoal__Inference__V1__ImageObject init_value = SHOAL__INFERENCE__V1__IMAGE_OBJECT__INIT;
+  *message = init_value;
+}
+size_t shoal__inference__v1__image_object__get_packed_size
+                     (const Shoal__Inference__V1__ImageObject *message)
+{
+  assert(message->base.descriptor == &shoal__inference__v1__image_object__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__inference__v1__image_object__pack
+                     (const Shoal__Inference__V1__ImageObject *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__inference__v1__image_object__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__inference__v1__image_object__pack_to_buffer
+                     (const Shoal__Inference__V1__ImageObject *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__inference__v1__image_object__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Inference__V1__ImageObject *
+       shoal__inference__v1__image_object__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Inference__V1__ImageObject *)
+     protobuf_c_message_unpack (&shoal__inference__v1__image_object__descriptor,
+                                allocator, len, data);
+}
+void   shoal__inference__v1__image_object__free_unpacked
+                     (Shoal__Inference__V1__ImageObject *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__inference__v1__image_object__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   shoal__inference__v1__annotate_response__init
+                     (Shoal__Inference__V1__AnnotateResponse         *message)
+{
+  static const Shoal__Inference__V1__AnnotateResponse init_value = SHOAL__INFERENCE__V1__ANNOTATE_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t shoal__inference__v1__annotate_response__get_packed_size
+                     (const Shoal__Inference__V1__AnnotateResponse *message)
+{
+  assert(message->base.descriptor == &shoal__inference__v1__annotate_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__inference__v1__annotate_response__pack
+                     (const Shoal__Inference__V1__AnnotateResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__inference__v1__annotate_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__inference__v1__annotate_response__pack_to_buffer
+                     (const Shoal__Inference__V1__AnnotateResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__inference__v1__annotate_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Inference__V1__AnnotateResponse *
+       shoal__inference__v1__annotate_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Inference__V1__AnnotateResponse *)
+     protobuf_c_message_unpack (&shoal__inference__v1__annotate_response__descriptor,
+                                allocator, len, data);
+}
+void   shoal__inference__v1__annotate_response__free_unpacked
+                     (Shoal__Inference__V1__AnnotateResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__inference__v1__annotate_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 static const ProtobufCFieldDescriptor shoal__inference__v1__batching_config__field_descriptors[5] =
 {
   {
@@ -5021,6 +5246,391 @@ const ProtobufCMessageDescriptor shoal__inference__v1__drift_report__descriptor 
   (ProtobufCMessageInit) shoal__inference__v1__drift_report__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
+static const ProtobufCFieldDescriptor shoal__inference__v1__annotate_request__field_descriptors[4] =
+{
+  {
+    "model",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__AnnotateRequest, model),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "image",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BYTES,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__AnnotateRequest, image),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "score_threshold",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__AnnotateRequest, score_threshold),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "iou_threshold",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__AnnotateRequest, iou_threshold),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__inference__v1__annotate_request__field_indices_by_name[] = {
+  1,   /* field[1] = image */
+  3,   /* field[3] = iou_threshold */
+  0,   /* field[0] = model */
+  2,   /* field[2] = score_threshold */
+};
+static const ProtobufCIntRange shoal__inference__v1__annotate_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor shoal__inference__v1__annotate_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.inference.v1.AnnotateRequest",
+  "AnnotateRequest",
+  "Shoal__Inference__V1__AnnotateRequest",
+  "shoal.inference.v1",
+  sizeof(Shoal__Inference__V1__AnnotateRequest),
+  4,
+  shoal__inference__v1__annotate_request__field_descriptors,
+  shoal__inference__v1__annotate_request__field_indices_by_name,
+  1,  shoal__inference__v1__annotate_request__number_ranges,
+  (ProtobufCMessageInit) shoal__inference__v1__annotate_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor shoal__inference__v1__image_point__field_descriptors[2] =
+{
+  {
+    "x",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__ImagePoint, x),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "y",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__ImagePoint, y),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__inference__v1__image_point__field_indices_by_name[] = {
+  0,   /* field[0] = x */
+  1,   /* field[1] = y */
+};
+static const ProtobufCIntRange shoal__inference__v1__image_point__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor shoal__inference__v1__image_point__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.inference.v1.ImagePoint",
+  "ImagePoint",
+  "Shoal__Inference__V1__ImagePoint",
+  "shoal.inference.v1",
+  sizeof(Shoal__Inference__V1__ImagePoint),
+  2,
+  shoal__inference__v1__image_point__field_descriptors,
+  shoal__inference__v1__image_point__field_indices_by_name,
+  1,  shoal__inference__v1__image_point__number_ranges,
+  (ProtobufCMessageInit) shoal__inference__v1__image_point__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor shoal__inference__v1__image_ring__field_descriptors[1] =
+{
+  {
+    "points",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Shoal__Inference__V1__ImageRing, n_points),
+    offsetof(Shoal__Inference__V1__ImageRing, points),
+    &shoal__inference__v1__image_point__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__inference__v1__image_ring__field_indices_by_name[] = {
+  0,   /* field[0] = points */
+};
+static const ProtobufCIntRange shoal__inference__v1__image_ring__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor shoal__inference__v1__image_ring__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.inference.v1.ImageRing",
+  "ImageRing",
+  "Shoal__Inference__V1__ImageRing",
+  "shoal.inference.v1",
+  sizeof(Shoal__Inference__V1__ImageRing),
+  1,
+  shoal__inference__v1__image_ring__field_descriptors,
+  shoal__inference__v1__image_ring__field_indices_by_name,
+  1,  shoal__inference__v1__image_ring__number_ranges,
+  (ProtobufCMessageInit) shoal__inference__v1__image_ring__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor shoal__inference__v1__image_object__field_descriptors[6] =
+{
+  {
+    "class_name",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__ImageObject, class_name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "class_index",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__ImageObject, class_index),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "score",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__ImageObject, score),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "top_left",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__ImageObject, top_left),
+    &shoal__inference__v1__image_point__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "bottom_right",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__ImageObject, bottom_right),
+    &shoal__inference__v1__image_point__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "rings",
+    6,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Shoal__Inference__V1__ImageObject, n_rings),
+    offsetof(Shoal__Inference__V1__ImageObject, rings),
+    &shoal__inference__v1__image_ring__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__inference__v1__image_object__field_indices_by_name[] = {
+  4,   /* field[4] = bottom_right */
+  1,   /* field[1] = class_index */
+  0,   /* field[0] = class_name */
+  5,   /* field[5] = rings */
+  2,   /* field[2] = score */
+  3,   /* field[3] = top_left */
+};
+static const ProtobufCIntRange shoal__inference__v1__image_object__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 6 }
+};
+const ProtobufCMessageDescriptor shoal__inference__v1__image_object__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.inference.v1.ImageObject",
+  "ImageObject",
+  "Shoal__Inference__V1__ImageObject",
+  "shoal.inference.v1",
+  sizeof(Shoal__Inference__V1__ImageObject),
+  6,
+  shoal__inference__v1__image_object__field_descriptors,
+  shoal__inference__v1__image_object__field_indices_by_name,
+  1,  shoal__inference__v1__image_object__number_ranges,
+  (ProtobufCMessageInit) shoal__inference__v1__image_object__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor shoal__inference__v1__annotate_response__field_descriptors[7] =
+{
+  {
+    "model",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__AnnotateResponse, model),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "model_version",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__AnnotateResponse, model_version),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "task",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__AnnotateResponse, task),
+    &shoal__registry__v1__model_task__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "scores",
+    4,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Shoal__Inference__V1__AnnotateResponse, n_scores),
+    offsetof(Shoal__Inference__V1__AnnotateResponse, scores),
+    &shoal__inference__v1__class_score__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "objects",
+    5,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Shoal__Inference__V1__AnnotateResponse, n_objects),
+    offsetof(Shoal__Inference__V1__AnnotateResponse, objects),
+    &shoal__inference__v1__image_object__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "width",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__AnnotateResponse, width),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "height",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Inference__V1__AnnotateResponse, height),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__inference__v1__annotate_response__field_indices_by_name[] = {
+  6,   /* field[6] = height */
+  0,   /* field[0] = model */
+  1,   /* field[1] = model_version */
+  4,   /* field[4] = objects */
+  3,   /* field[3] = scores */
+  2,   /* field[2] = task */
+  5,   /* field[5] = width */
+};
+static const ProtobufCIntRange shoal__inference__v1__annotate_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 7 }
+};
+const ProtobufCMessageDescriptor shoal__inference__v1__annotate_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.inference.v1.AnnotateResponse",
+  "AnnotateResponse",
+  "Shoal__Inference__V1__AnnotateResponse",
+  "shoal.inference.v1",
+  sizeof(Shoal__Inference__V1__AnnotateResponse),
+  7,
+  shoal__inference__v1__annotate_response__field_descriptors,
+  shoal__inference__v1__annotate_response__field_indices_by_name,
+  1,  shoal__inference__v1__annotate_response__number_ranges,
+  (ProtobufCMessageInit) shoal__inference__v1__annotate_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
 static const ProtobufCEnumValue shoal__inference__v1__model_state__enum_values_by_number[5] =
 {
   { "MODEL_STATE_UNSPECIFIED", "SHOAL__INFERENCE__V1__MODEL_STATE__MODEL_STATE_UNSPECIFIED", 0 },
@@ -5151,7 +5761,7 @@ const ProtobufCEnumDescriptor shoal__inference__v1__rollout_state__descriptor =
   shoal__inference__v1__rollout_state__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCMethodDescriptor shoal__inference__v1__inference__method_descriptors[17] =
+static const ProtobufCMethodDescriptor shoal__inference__v1__inference__method_descriptors[18] =
 {
   { "LoadModel", &shoal__inference__v1__load_model_request__descriptor, &shoal__inference__v1__loaded_model__descriptor },
   { "UnloadModel", &shoal__inference__v1__unload_model_request__descriptor, &shoal__inference__v1__loaded_model__descriptor },
@@ -5160,6 +5770,7 @@ static const ProtobufCMethodDescriptor shoal__inference__v1__inference__method_d
   { "ModelMetadata", &shoal__inference__v1__model_metadata_request__descriptor, &shoal__inference__v1__model_metadata_response__descriptor },
   { "Predict", &shoal__inference__v1__predict_request__descriptor, &shoal__inference__v1__predict_response__descriptor },
   { "PredictStream", &shoal__inference__v1__predict_request__descriptor, &shoal__inference__v1__predict_stream_response__descriptor },
+  { "Annotate", &shoal__inference__v1__annotate_request__descriptor, &shoal__inference__v1__annotate_response__descriptor },
   { "StartJob", &shoal__inference__v1__start_job_request__descriptor, &shoal__inference__v1__job__descriptor },
   { "WatchJob", &shoal__inference__v1__watch_job_request__descriptor, &shoal__inference__v1__job__descriptor },
   { "CancelJob", &shoal__inference__v1__cancel_job_request__descriptor, &shoal__inference__v1__job__descriptor },
@@ -5172,22 +5783,23 @@ static const ProtobufCMethodDescriptor shoal__inference__v1__inference__method_d
   { "DriftStatus", &shoal__inference__v1__drift_request__descriptor, &shoal__inference__v1__drift_report__descriptor },
 };
 const unsigned shoal__inference__v1__inference__method_indices_by_name[] = {
-  9,        /* CancelJob */
-  16,        /* DriftStatus */
-  10,        /* ListJobs */
-  13,        /* ListRollouts */
+  7,        /* Annotate */
+  10,        /* CancelJob */
+  17,        /* DriftStatus */
+  11,        /* ListJobs */
+  14,        /* ListRollouts */
   0,        /* LoadModel */
   4,        /* ModelMetadata */
   2,        /* ModelStatus */
   5,        /* Predict */
   6,        /* PredictStream */
-  14,        /* PromoteRollout */
-  15,        /* RollbackRollout */
-  12,        /* RolloutStatus */
-  7,        /* StartJob */
-  11,        /* StartRollout */
+  15,        /* PromoteRollout */
+  16,        /* RollbackRollout */
+  13,        /* RolloutStatus */
+  8,        /* StartJob */
+  12,        /* StartRollout */
   1,        /* UnloadModel */
-  8,        /* WatchJob */
+  9,        /* WatchJob */
   3         /* WatchModels */
 };
 const ProtobufCServiceDescriptor shoal__inference__v1__inference__descriptor =
@@ -5197,7 +5809,7 @@ const ProtobufCServiceDescriptor shoal__inference__v1__inference__descriptor =
   "Inference",
   "Shoal__Inference__V1__Inference",
   "shoal.inference.v1",
-  17,
+  18,
   shoal__inference__v1__inference__method_descriptors,
   shoal__inference__v1__inference__method_indices_by_name
 };
@@ -5257,13 +5869,21 @@ void shoal__inference__v1__inference__predict_stream(ProtobufCService *service,
   assert(service->descriptor == &shoal__inference__v1__inference__descriptor);
   service->invoke(service, 6, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
+void shoal__inference__v1__inference__annotate(ProtobufCService *service,
+                                               const Shoal__Inference__V1__AnnotateRequest *input,
+                                               Shoal__Inference__V1__AnnotateResponse_Closure closure,
+                                               void *closure_data)
+{
+  assert(service->descriptor == &shoal__inference__v1__inference__descriptor);
+  service->invoke(service, 7, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
 void shoal__inference__v1__inference__start_job(ProtobufCService *service,
                                                 const Shoal__Inference__V1__StartJobRequest *input,
                                                 Shoal__Inference__V1__Job_Closure closure,
                                                 void *closure_data)
 {
   assert(service->descriptor == &shoal__inference__v1__inference__descriptor);
-  service->invoke(service, 7, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 8, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void shoal__inference__v1__inference__watch_job(ProtobufCService *service,
                                                 const Shoal__Inference__V1__WatchJobRequest *input,
@@ -5271,7 +5891,7 @@ void shoal__inference__v1__inference__watch_job(ProtobufCService *service,
                                                 void *closure_data)
 {
   assert(service->descriptor == &shoal__inference__v1__inference__descriptor);
-  service->invoke(service, 8, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 9, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void shoal__inference__v1__inference__cancel_job(ProtobufCService *service,
                                                  const Shoal__Inference__V1__CancelJobRequest *input,
@@ -5279,7 +5899,7 @@ void shoal__inference__v1__inference__cancel_job(ProtobufCService *service,
                                                  void *closure_data)
 {
   assert(service->descriptor == &shoal__inference__v1__inference__descriptor);
-  service->invoke(service, 9, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 10, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void shoal__inference__v1__inference__list_jobs(ProtobufCService *service,
                                                 const Shoal__Inference__V1__ListJobsRequest *input,
@@ -5287,7 +5907,7 @@ void shoal__inference__v1__inference__list_jobs(ProtobufCService *service,
                                                 void *closure_data)
 {
   assert(service->descriptor == &shoal__inference__v1__inference__descriptor);
-  service->invoke(service, 10, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 11, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void shoal__inference__v1__inference__start_rollout(ProtobufCService *service,
                                                     const Shoal__Inference__V1__StartRolloutRequest *input,
@@ -5295,7 +5915,7 @@ void shoal__inference__v1__inference__start_rollout(ProtobufCService *service,
                                                     void *closure_data)
 {
   assert(service->descriptor == &shoal__inference__v1__inference__descriptor);
-  service->invoke(service, 11, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 12, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void shoal__inference__v1__inference__rollout_status(ProtobufCService *service,
                                                      const Shoal__Inference__V1__RolloutRequest *input,
@@ -5303,7 +5923,7 @@ void shoal__inference__v1__inference__rollout_status(ProtobufCService *service,
                                                      void *closure_data)
 {
   assert(service->descriptor == &shoal__inference__v1__inference__descriptor);
-  service->invoke(service, 12, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 13, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void shoal__inference__v1__inference__list_rollouts(ProtobufCService *service,
                                                     const Shoal__Inference__V1__ListRolloutsRequest *input,
@@ -5311,7 +5931,7 @@ void shoal__inference__v1__inference__list_rollouts(ProtobufCService *service,
                                                     void *closure_data)
 {
   assert(service->descriptor == &shoal__inference__v1__inference__descriptor);
-  service->invoke(service, 13, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 14, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void shoal__inference__v1__inference__promote_rollout(ProtobufCService *service,
                                                       const Shoal__Inference__V1__RolloutRequest *input,
@@ -5319,7 +5939,7 @@ void shoal__inference__v1__inference__promote_rollout(ProtobufCService *service,
                                                       void *closure_data)
 {
   assert(service->descriptor == &shoal__inference__v1__inference__descriptor);
-  service->invoke(service, 14, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 15, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void shoal__inference__v1__inference__rollback_rollout(ProtobufCService *service,
                                                        const Shoal__Inference__V1__RolloutRequest *input,
@@ -5327,7 +5947,7 @@ void shoal__inference__v1__inference__rollback_rollout(ProtobufCService *service
                                                        void *closure_data)
 {
   assert(service->descriptor == &shoal__inference__v1__inference__descriptor);
-  service->invoke(service, 15, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 16, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void shoal__inference__v1__inference__drift_status(ProtobufCService *service,
                                                    const Shoal__Inference__V1__DriftRequest *input,
@@ -5335,7 +5955,7 @@ void shoal__inference__v1__inference__drift_status(ProtobufCService *service,
                                                    void *closure_data)
 {
   assert(service->descriptor == &shoal__inference__v1__inference__descriptor);
-  service->invoke(service, 16, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 17, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void shoal__inference__v1__inference__init (Shoal__Inference__V1__Inference_Service *service,
                                             Shoal__Inference__V1__Inference_ServiceDestroy destroy)

@@ -449,6 +449,12 @@ struct  Shoal__Feedback__V1__QueryTilesRequest
    */
   int32_t page_size;
   char *page_token;
+  /*
+   * In a set of items: only the items of these keys (at most 10,000; keys not in the set are
+   * left out).
+   */
+  size_t n_items;
+  char **items;
   Shoal__Feedback__V1__QueryTilesRequest__AreaCase area_case;
   union {
     Shoal__Feedback__V1__BoundingBox *bbox;
@@ -457,7 +463,7 @@ struct  Shoal__Feedback__V1__QueryTilesRequest
 };
 #define SHOAL__FEEDBACK__V1__QUERY_TILES_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&shoal__feedback__v1__query_tiles_request__descriptor) \
-    , (char *)protobuf_c_empty_string, SHOAL__FEEDBACK__V1__STATUS_FILTER__ANY_STATUS, (char *)protobuf_c_empty_string, 0, 0, (char *)protobuf_c_empty_string, SHOAL__FEEDBACK__V1__QUERY_TILES_REQUEST__AREA__NOT_SET, {0} }
+    , (char *)protobuf_c_empty_string, SHOAL__FEEDBACK__V1__STATUS_FILTER__ANY_STATUS, (char *)protobuf_c_empty_string, 0, 0, (char *)protobuf_c_empty_string, 0,NULL, SHOAL__FEEDBACK__V1__QUERY_TILES_REQUEST__AREA__NOT_SET, {0} }
 
 
 struct  Shoal__Feedback__V1__ClassValidity

@@ -58,6 +58,11 @@ typedef struct Shoal__Inference__V1__ListRolloutsResponse Shoal__Inference__V1__
 typedef struct Shoal__Inference__V1__DriftRequest Shoal__Inference__V1__DriftRequest;
 typedef struct Shoal__Inference__V1__DriftFeature Shoal__Inference__V1__DriftFeature;
 typedef struct Shoal__Inference__V1__DriftReport Shoal__Inference__V1__DriftReport;
+typedef struct Shoal__Inference__V1__AnnotateRequest Shoal__Inference__V1__AnnotateRequest;
+typedef struct Shoal__Inference__V1__ImagePoint Shoal__Inference__V1__ImagePoint;
+typedef struct Shoal__Inference__V1__ImageRing Shoal__Inference__V1__ImageRing;
+typedef struct Shoal__Inference__V1__ImageObject Shoal__Inference__V1__ImageObject;
+typedef struct Shoal__Inference__V1__AnnotateResponse Shoal__Inference__V1__AnnotateResponse;
 
 
 /* --- enums --- */
@@ -981,6 +986,110 @@ struct  Shoal__Inference__V1__DriftReport
     , (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0, 0,NULL }
 
 
+/*
+ * One image through a model and its task's post-processing (as an AOI job does a tile): the
+ * image's class scores, or its objects with boxes and outlines in the image's own unit square.
+ */
+struct  Shoal__Inference__V1__AnnotateRequest
+{
+  ProtobufCMessage base;
+  char *model;
+  /*
+   * A PNG or JPEG file; it is resized to the model's input when that is fixed.
+   */
+  ProtobufCBinaryData image;
+  /*
+   * Detection: boxes scoring below this are dropped (default 0.5); segmentation: the threshold
+   * of a single probability map.
+   */
+  double score_threshold;
+  /*
+   * Per-class NMS; default 0.5.
+   */
+  double iou_threshold;
+};
+#define SHOAL__INFERENCE__V1__ANNOTATE_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__inference__v1__annotate_request__descriptor) \
+    , (char *)protobuf_c_empty_string, {0,NULL}, 0, 0 }
+
+
+/*
+ * A point in the image as fractions of its width (x, rightwards) and height (y, downwards).
+ */
+struct  Shoal__Inference__V1__ImagePoint
+{
+  ProtobufCMessage base;
+  double x;
+  double y;
+};
+#define SHOAL__INFERENCE__V1__IMAGE_POINT__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__inference__v1__image_point__descriptor) \
+    , 0, 0 }
+
+
+struct  Shoal__Inference__V1__ImageRing
+{
+  ProtobufCMessage base;
+  size_t n_points;
+  Shoal__Inference__V1__ImagePoint **points;
+};
+#define SHOAL__INFERENCE__V1__IMAGE_RING__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__inference__v1__image_ring__descriptor) \
+    , 0,NULL }
+
+
+/*
+ * A detected box or a segmented region.
+ */
+struct  Shoal__Inference__V1__ImageObject
+{
+  ProtobufCMessage base;
+  char *class_name;
+  int32_t class_index;
+  /*
+   * The box's score; for a region, its share of the image.
+   */
+  double score;
+  /*
+   * The bounding box.
+   */
+  Shoal__Inference__V1__ImagePoint *top_left;
+  Shoal__Inference__V1__ImagePoint *bottom_right;
+  /*
+   * A region's outline (outer ring first, then holes), simplified within a pixel; empty for a box.
+   */
+  size_t n_rings;
+  Shoal__Inference__V1__ImageRing **rings;
+};
+#define SHOAL__INFERENCE__V1__IMAGE_OBJECT__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__inference__v1__image_object__descriptor) \
+    , (char *)protobuf_c_empty_string, 0, 0, NULL, NULL, 0,NULL }
+
+
+struct  Shoal__Inference__V1__AnnotateResponse
+{
+  ProtobufCMessage base;
+  /*
+   * `org/name`, and the version that answered.
+   */
+  char *model;
+  int64_t model_version;
+  Shoal__Registry__V1__ModelTask task;
+  /*
+   * Classification: every class's score, best first.
+   */
+  size_t n_scores;
+  Shoal__Inference__V1__ClassScore **scores;
+  size_t n_objects;
+  Shoal__Inference__V1__ImageObject **objects;
+  int32_t width;
+  int32_t height;
+};
+#define SHOAL__INFERENCE__V1__ANNOTATE_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__inference__v1__annotate_response__descriptor) \
+    , (char *)protobuf_c_empty_string, 0, SHOAL__REGISTRY__V1__MODEL_TASK__MODEL_TASK_UNSPECIFIED, 0,NULL, 0,NULL, 0, 0 }
+
+
 /* Shoal__Inference__V1__BatchingConfig methods */
 void   shoal__inference__v1__batching_config__init
                      (Shoal__Inference__V1__BatchingConfig         *message);
@@ -1696,6 +1805,101 @@ Shoal__Inference__V1__DriftReport *
 void   shoal__inference__v1__drift_report__free_unpacked
                      (Shoal__Inference__V1__DriftReport *message,
                       ProtobufCAllocator *allocator);
+/* Shoal__Inference__V1__AnnotateRequest methods */
+void   shoal__inference__v1__annotate_request__init
+                     (Shoal__Inference__V1__AnnotateRequest         *message);
+size_t shoal__inference__v1__annotate_request__get_packed_size
+                     (const Shoal__Inference__V1__AnnotateRequest   *message);
+size_t shoal__inference__v1__annotate_request__pack
+                     (const Shoal__Inference__V1__AnnotateRequest   *message,
+                      uint8_t             *out);
+size_t shoal__inference__v1__annotate_request__pack_to_buffer
+                     (const Shoal__Inference__V1__AnnotateRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Shoal__Inference__V1__AnnotateRequest *
+       shoal__inference__v1__annotate_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shoal__inference__v1__annotate_request__free_unpacked
+                     (Shoal__Inference__V1__AnnotateRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Shoal__Inference__V1__ImagePoint methods */
+void   shoal__inference__v1__image_point__init
+                     (Shoal__Inference__V1__ImagePoint         *message);
+size_t shoal__inference__v1__image_point__get_packed_size
+                     (const Shoal__Inference__V1__ImagePoint   *message);
+size_t shoal__inference__v1__image_point__pack
+                     (const Shoal__Inference__V1__ImagePoint   *message,
+                      uint8_t             *out);
+size_t shoal__inference__v1__image_point__pack_to_buffer
+                     (const Shoal__Inference__V1__ImagePoint   *message,
+                      ProtobufCBuffer     *buffer);
+Shoal__Inference__V1__ImagePoint *
+       shoal__inference__v1__image_point__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shoal__inference__v1__image_point__free_unpacked
+                     (Shoal__Inference__V1__ImagePoint *message,
+                      ProtobufCAllocator *allocator);
+/* Shoal__Inference__V1__ImageRing methods */
+void   shoal__inference__v1__image_ring__init
+                     (Shoal__Inference__V1__ImageRing         *message);
+size_t shoal__inference__v1__image_ring__get_packed_size
+                     (const Shoal__Inference__V1__ImageRing   *message);
+size_t shoal__inference__v1__image_ring__pack
+                     (const Shoal__Inference__V1__ImageRing   *message,
+                      uint8_t             *out);
+size_t shoal__inference__v1__image_ring__pack_to_buffer
+                     (const Shoal__Inference__V1__ImageRing   *message,
+                      ProtobufCBuffer     *buffer);
+Shoal__Inference__V1__ImageRing *
+       shoal__inference__v1__image_ring__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shoal__inference__v1__image_ring__free_unpacked
+                     (Shoal__Inference__V1__ImageRing *message,
+                      ProtobufCAllocator *allocator);
+/* Shoal__Inference__V1__ImageObject methods */
+void   shoal__inference__v1__image_object__init
+                     (Shoal__Inference__V1__ImageObject         *message);
+size_t shoal__inference__v1__image_object__get_packed_size
+                     (const Shoal__Inference__V1__ImageObject   *message);
+size_t shoal__inference__v1__image_object__pack
+                     (const Shoal__Inference__V1__ImageObject   *message,
+                      uint8_t             *out);
+size_t shoal__inference__v1__image_object__pack_to_buffer
+                     (const Shoal__Inference__V1__ImageObject   *message,
+                      ProtobufCBuffer     *buffer);
+Shoal__Inference__V1__ImageObject *
+       shoal__inference__v1__image_object__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shoal__inference__v1__image_object__free_unpacked
+                     (Shoal__Inference__V1__ImageObject *message,
+                      ProtobufCAllocator *allocator);
+/* Shoal__Inference__V1__AnnotateResponse methods */
+void   shoal__inference__v1__annotate_response__init
+                     (Shoal__Inference__V1__AnnotateResponse         *message);
+size_t shoal__inference__v1__annotate_response__get_packed_size
+                     (const Shoal__Inference__V1__AnnotateResponse   *message);
+size_t shoal__inference__v1__annotate_response__pack
+                     (const Shoal__Inference__V1__AnnotateResponse   *message,
+                      uint8_t             *out);
+size_t shoal__inference__v1__annotate_response__pack_to_buffer
+                     (const Shoal__Inference__V1__AnnotateResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Shoal__Inference__V1__AnnotateResponse *
+       shoal__inference__v1__annotate_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shoal__inference__v1__annotate_response__free_unpacked
+                     (Shoal__Inference__V1__AnnotateResponse *message,
+                      ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
 typedef void (*Shoal__Inference__V1__BatchingConfig_Closure)
@@ -1821,6 +2025,21 @@ typedef void (*Shoal__Inference__V1__DriftFeature_Closure)
 typedef void (*Shoal__Inference__V1__DriftReport_Closure)
                  (const Shoal__Inference__V1__DriftReport *message,
                   void *closure_data);
+typedef void (*Shoal__Inference__V1__AnnotateRequest_Closure)
+                 (const Shoal__Inference__V1__AnnotateRequest *message,
+                  void *closure_data);
+typedef void (*Shoal__Inference__V1__ImagePoint_Closure)
+                 (const Shoal__Inference__V1__ImagePoint *message,
+                  void *closure_data);
+typedef void (*Shoal__Inference__V1__ImageRing_Closure)
+                 (const Shoal__Inference__V1__ImageRing *message,
+                  void *closure_data);
+typedef void (*Shoal__Inference__V1__ImageObject_Closure)
+                 (const Shoal__Inference__V1__ImageObject *message,
+                  void *closure_data);
+typedef void (*Shoal__Inference__V1__AnnotateResponse_Closure)
+                 (const Shoal__Inference__V1__AnnotateResponse *message,
+                  void *closure_data);
 
 /* --- services --- */
 
@@ -1856,6 +2075,10 @@ struct Shoal__Inference__V1__Inference_Service
                          const Shoal__Inference__V1__PredictRequest *input,
                          Shoal__Inference__V1__PredictStreamResponse_Closure closure,
                          void *closure_data);
+  void (*annotate)(Shoal__Inference__V1__Inference_Service *service,
+                   const Shoal__Inference__V1__AnnotateRequest *input,
+                   Shoal__Inference__V1__AnnotateResponse_Closure closure,
+                   void *closure_data);
   void (*start_job)(Shoal__Inference__V1__Inference_Service *service,
                     const Shoal__Inference__V1__StartJobRequest *input,
                     Shoal__Inference__V1__Job_Closure closure,
@@ -1911,6 +2134,7 @@ void shoal__inference__v1__inference__init (Shoal__Inference__V1__Inference_Serv
       function_prefix__ ## model_metadata,\
       function_prefix__ ## predict,\
       function_prefix__ ## predict_stream,\
+      function_prefix__ ## annotate,\
       function_prefix__ ## start_job,\
       function_prefix__ ## watch_job,\
       function_prefix__ ## cancel_job,\
@@ -1949,6 +2173,10 @@ void shoal__inference__v1__inference__predict_stream(ProtobufCService *service,
                                                      const Shoal__Inference__V1__PredictRequest *input,
                                                      Shoal__Inference__V1__PredictStreamResponse_Closure closure,
                                                      void *closure_data);
+void shoal__inference__v1__inference__annotate(ProtobufCService *service,
+                                               const Shoal__Inference__V1__AnnotateRequest *input,
+                                               Shoal__Inference__V1__AnnotateResponse_Closure closure,
+                                               void *closure_data);
 void shoal__inference__v1__inference__start_job(ProtobufCService *service,
                                                 const Shoal__Inference__V1__StartJobRequest *input,
                                                 Shoal__Inference__V1__Job_Closure closure,
@@ -2037,6 +2265,11 @@ extern const ProtobufCMessageDescriptor shoal__inference__v1__list_rollouts_resp
 extern const ProtobufCMessageDescriptor shoal__inference__v1__drift_request__descriptor;
 extern const ProtobufCMessageDescriptor shoal__inference__v1__drift_feature__descriptor;
 extern const ProtobufCMessageDescriptor shoal__inference__v1__drift_report__descriptor;
+extern const ProtobufCMessageDescriptor shoal__inference__v1__annotate_request__descriptor;
+extern const ProtobufCMessageDescriptor shoal__inference__v1__image_point__descriptor;
+extern const ProtobufCMessageDescriptor shoal__inference__v1__image_ring__descriptor;
+extern const ProtobufCMessageDescriptor shoal__inference__v1__image_object__descriptor;
+extern const ProtobufCMessageDescriptor shoal__inference__v1__annotate_response__descriptor;
 extern const ProtobufCServiceDescriptor shoal__inference__v1__inference__descriptor;
 
 PROTOBUF_C__END_DECLS
