@@ -145,6 +145,10 @@ let package = Package(
         "ShoalProto", "ShoalRPC", "ShoalServiceStubs", "ShoalClient", "ShoalMetrics", "ShoalImagery",
         .product(name: "Hummingbird", package: "hummingbird"),
       ],
+      // The review pages, built into the binary.
+      resources: ["index.html", "map.html", "clips.html", "runs.html", "review.js", "review.css"].map {
+        .embedInCode("Pages/\($0)")
+      },
       swiftSettings: strictSwift
     ),
     .target(

@@ -20,7 +20,7 @@ public struct AudioClassifierService: AudioV1.AudioClassifier.ServiceProtocol {
   public static let requirements: [String: RegistryV1.Role] = [
     "ImportDataset": .writer, "GetDataset": .reader, "ListDatasets": .reader, "ListClips": .reader,
     "Spectrogram": .reader, "Train": .writer, "Predict": .writer, "NextToLabel": .writer, "SubmitLabels": .writer,
-    "Stats": .reader, "CheckDataset": .reader,
+    "Stats": .reader, "CheckDataset": .reader, "ClipAudio": .reader,
   ]
 
   /// Clips imported at once.
@@ -247,18 +247,40 @@ public struct AudioClassifierService: AudioV1.AudioClassifier.ServiceProtocol {
 
   // MARK: Features
 
-  public func spectrogram(
-    _ request: AudioV1.SpectrogramRequest, context: ServerContext
-  ) async throws -> AudioV1.SpectrogramResponse {
+  public func clipAudio(
+    _ request: AudioV1.ClipAudioRequest, responses: RPCResponseWriter<AudioV1.ClipAudioChunk>, context: ServerContext
+  ) async throws {
+    let digest = try await visibleClip(request.digest)
+    let bytes = try await blobs.read(digest)
+    var offset = 0
+    repeat {
+      var chunk = AudioV1.ClipAudioChunk()
+      if offset == 0 { chunk.size = Int64(bytes.count) }
+      let end = min(bytes.count, offset + (1 << 20))
+      chunk.data = Array(bytes[offset..<end])
+      try await responses.send(chunk)
+      offset = end
+    } while offset < bytes.count
+  }
+
+  /// The clip of `hex` if the caller sees it.
+  private func visibleClip(_ hex: String) async throws -> BlobDigest {
     let digest: BlobDigest
     do {
-      digest = try BlobDigest(hex: request.digest)
+      digest = try BlobDigest(hex: hex)
     } catch {
-      throw RPCError(.invalidArgument, "digest '\(request.digest)' is not 64 hex digits")
+      throw RPCError(.invalidArgument, "digest '\(hex)' is not 64 hex digits")
     }
     guard try await store.visible(digest.hex, organization: CallerOrganization.current) else {
       throw RPCError(.notFound, "clip \(digest.hex) is in no dataset of yours")
     }
+    return digest
+  }
+
+  public func spectrogram(
+    _ request: AudioV1.SpectrogramRequest, context: ServerContext
+  ) async throws -> AudioV1.SpectrogramResponse {
+    let digest = try await visibleClip(request.digest)
     let rate = request.sampleRate == 0 ? 22_050 : Int(request.sampleRate)
     guard Audio.sampleRates.contains(rate) else { throw RPCError(.invalidArgument, "sample_rate: give 8000–192000 Hz") }
     let mels = request.mels == 0 ? 128 : Int(request.mels)

@@ -68,6 +68,7 @@ public struct Gateway: Sendable {
     MLflowAPI(gateway: self).register(in: router)
     OpenInferenceAPI(gateway: self).register(in: router)
     LabelStudioAPI(gateway: self).register(in: router)
+    ReviewPagesAPI(gateway: self).register(in: router)
     return GatewayResponder(routes: router.buildResponder(), metrics: requestMetrics)
   }
 

@@ -189,6 +189,12 @@ struct FeedbackServiceTests {
       featureChange.validity = .invalid
       request.changes = [featureChange]
       _ = try await client.setValidity(request)
+      // A feature's marks come with it; the tile's own marks stay the tile's.
+      let marked = try await allTiles(client, query).first { $0.tileId == id(0) }!
+      #expect(marked.features[0].validity.map(\.className) == ["building"])
+      #expect(marked.features[0].validity.first?.validity == .invalid)
+      #expect(
+        marked.validity.map(\.className) == ["road"] && marked.features.dropFirst().allSatisfy(\.validity.isEmpty))
 
       history.tileId = id(14)
       let entries = try await client.validityHistory(history).entries

@@ -188,14 +188,16 @@ struct InferenceEndToEndTests {
       #expect(after.modelVersion == "2")
       #expect(try Self.largestDifference(after, mesh.file("expected2-one.npy")) <= 1e-5)
 
-      // Queue limit and a deadline in the queue, on a pinned version whose batches wait 2 s.
+      // Queue limit and a deadline in the queue, on a pinned version whose batches wait 5 s (long
+      // enough that the calls after the first reach the queue before it flushes, under the full
+      // suite's load too: with 2 s, a call started late was once answered with the batch).
       // (v1's series count what production's v1 ran too: batches of 3 or 4 rows are counted here.)
       let threeOrFourBefore = try await Self.batchesOfThreeOrFour(mesh)
       var pinned = InferenceV1.LoadModelRequest()
       pinned.model = "tiny/1"
       var batching = InferenceV1.BatchingConfig()
       batching.maxBatch = .maxBatchSize(64)
-      batching.maxDelay = .maxQueueDelayUs(2_000_000)
+      batching.maxDelay = .maxQueueDelayUs(5_000_000)
       batching.maxQueue = .maxQueueSize(2)
       pinned.config = InferenceV1.ModelConfig()
       pinned.config!.batching = batching

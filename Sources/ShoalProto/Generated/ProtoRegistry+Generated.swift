@@ -169,6 +169,8 @@ let generatedMessageTypes: [any ProtoMessage.Type] = [
   AudioV1.StatsRequest.self,
   AudioV1.TrainingRound.self,
   AudioV1.StatsResponse.self,
+  AudioV1.ClipAudioRequest.self,
+  AudioV1.ClipAudioChunk.self,
   BenchV1.BenchRequest.self,
   BenchV1.BenchResponse.self,
   HealthV1.HealthCheckRequest.self,

@@ -854,6 +854,37 @@ extension AudioV1 {
 }
 
 extension AudioV1 {
+  /// The `shoal.audio.v1.ClipAudioRequest` message.
+  public struct ClipAudioRequest: ProtoMessage {
+    /// `shoal.audio.v1.ClipAudioRequest`.
+    public static let protoMessageName = "shoal.audio.v1.ClipAudioRequest"
+
+    /// Field 1, `digest`.
+    public var digest: String = ""
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension AudioV1 {
+  /// A clip's file as it was imported, in pieces of at most 1 MiB, in order.
+  public struct ClipAudioChunk: ProtoMessage {
+    /// `shoal.audio.v1.ClipAudioChunk`.
+    public static let protoMessageName = "shoal.audio.v1.ClipAudioChunk"
+
+    /// Field 1, `data`.
+    public var data: [UInt8] = []
+
+    /// The first piece only: the file's size in bytes.
+    public var size: Int64 = 0
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension AudioV1 {
   /// How much a labeller knows, as the Orcasound app asks it.
   public enum Expertise: ProtoEnum {
     /// `EXPERTISE_UNSPECIFIED` (0).
@@ -2283,6 +2314,64 @@ extension AudioV1.StatsResponse {
   }
 }
 
+extension AudioV1.ClipAudioRequest {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__audio__v1__clip_audio_request()) }
+
+  public func _encode(to w: CMessageWriter) {
+    w.string(0, self.digest)
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    self.digest = try r.string(0)
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    j.value("digest", self.digest)
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "digest": self.digest = try j.value(json, key, as: String.self)
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
+extension AudioV1.ClipAudioChunk {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__audio__v1__clip_audio_chunk()) }
+
+  public func _encode(to w: CMessageWriter) {
+    w.bytes(0, self.data)
+    w.scalar(1, self.size)
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    self.data = r.bytes(0)
+    self.size = r.scalar(1, as: Int64.self)
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    j.bytes("data", self.data)
+    j.value("size", self.size)
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "data": self.data = try j.bytes(json, key)
+        case "size": self.size = try j.value(json, key, as: Int64.self)
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
 extension AudioV1 {
   /// The `shoal.audio.v1.AudioClassifier` service.
   public enum AudioClassifier {
@@ -2325,7 +2414,10 @@ extension AudioV1 {
     /// `Spectrogram`.
     public static let spectrogram = TypedMethod<AudioV1.SpectrogramRequest, AudioV1.SpectrogramResponse>(service: fullName, name: "Spectrogram", kind: .unary, idempotent: true)
 
+    /// The clip's file, for a player.
+    public static let clipAudio = TypedMethod<AudioV1.ClipAudioRequest, AudioV1.ClipAudioChunk>(service: fullName, name: "ClipAudio", kind: .serverStreaming, idempotent: true)
+
     /// The service's methods, for routers and reflection.
-    public static let descriptor = ServiceDescriptor(fullName: fullName, methods: [predict.descriptor, nextToLabel.descriptor, submitLabels.descriptor, stats.descriptor, checkDataset.descriptor, train.descriptor, importDataset.descriptor, getDataset.descriptor, listDatasets.descriptor, listClips.descriptor, spectrogram.descriptor])
+    public static let descriptor = ServiceDescriptor(fullName: fullName, methods: [predict.descriptor, nextToLabel.descriptor, submitLabels.descriptor, stats.descriptor, checkDataset.descriptor, train.descriptor, importDataset.descriptor, getDataset.descriptor, listDatasets.descriptor, listClips.descriptor, spectrogram.descriptor, clipAudio.descriptor])
   }
 }

@@ -216,6 +216,9 @@ extension FeedbackV1 {
     /// Field 4, `score`.
     public var score: Double = 0
 
+    /// What was said of it (in QueryTiles and NextForReview answers).
+    public var validity: [FeedbackV1.ClassValidity] = []
+
     /// A message with every field at its default value.
     public init() {}
   }
@@ -2065,6 +2068,7 @@ extension FeedbackV1.Feature {
     w.string(1, self.geometry)
     w.string(2, self.className)
     w.scalar(3, self.score)
+    w.repeatedMessage(4, self.validity)
   }
 
   public init(_decoding r: CMessageReader) throws(ProtoError) {
@@ -2073,6 +2077,7 @@ extension FeedbackV1.Feature {
     self.geometry = try r.string(1)
     self.className = try r.string(2)
     self.score = r.scalar(3, as: Double.self)
+    self.validity = try r.repeatedMessage(4, as: FeedbackV1.ClassValidity.self)
   }
 
   public func _encodeJSON(to j: inout JSONObjectWriter) {
@@ -2080,6 +2085,7 @@ extension FeedbackV1.Feature {
     j.value("geometry", self.geometry)
     j.value("className", self.className)
     j.value("score", self.score)
+    j.repeated("validity", self.validity)
   }
 
   public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
@@ -2090,6 +2096,7 @@ extension FeedbackV1.Feature {
         case "geometry": self.geometry = try j.value(json, key, as: String.self)
         case "className", "class_name": self.className = try j.value(json, key, as: String.self)
         case "score": self.score = try j.value(json, key, as: Double.self)
+        case "validity": self.validity = try j.repeated(json, key, as: FeedbackV1.ClassValidity.self)
         default: throw j.unknownField(key)
       }
     }

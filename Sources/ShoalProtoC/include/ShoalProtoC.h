@@ -159,6 +159,8 @@ static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__audio__v
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__audio__v1__stats_request(void) { return &shoal__audio__v1__stats_request__descriptor; }
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__audio__v1__training_round(void) { return &shoal__audio__v1__training_round__descriptor; }
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__audio__v1__stats_response(void) { return &shoal__audio__v1__stats_response__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__audio__v1__clip_audio_request(void) { return &shoal__audio__v1__clip_audio_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__audio__v1__clip_audio_chunk(void) { return &shoal__audio__v1__clip_audio_chunk__descriptor; }
 
 // shoal/bench/v1/bench.proto
 static inline const ProtobufCMessageDescriptor *shoal_descriptor_shoal__bench__v1__bench_request(void) { return &shoal__bench__v1__bench_request__descriptor; }

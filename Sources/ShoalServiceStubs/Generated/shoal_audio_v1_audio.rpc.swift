@@ -41,6 +41,9 @@ extension AudioV1.AudioClassifier {
 
     /// `Spectrogram`.
     func spectrogram(_ request: AudioV1.SpectrogramRequest, context: ServerContext) async throws -> AudioV1.SpectrogramResponse
+
+    /// The clip's file, for a player.
+    func clipAudio(_ request: AudioV1.ClipAudioRequest, responses: RPCResponseWriter<AudioV1.ClipAudioChunk>, context: ServerContext) async throws
   }
 
   /// Calls `shoal.audio.v1.AudioClassifier` on a server.
@@ -114,6 +117,14 @@ extension AudioV1.AudioClassifier {
     public func spectrogram(_ request: AudioV1.SpectrogramRequest, options: CallOptions = CallOptions()) async throws(RPCError) -> AudioV1.SpectrogramResponse {
       try await rpc.unary(AudioV1.AudioClassifier.spectrogram, request, options: options)
     }
+
+    /// The clip's file, for a player.
+    public func clipAudio<Result: Sendable>(
+      _ request: AudioV1.ClipAudioRequest, options: CallOptions = CallOptions(),
+      _ responses: (RPCResponseStream<AudioV1.ClipAudioChunk>) async throws -> Result
+    ) async throws -> Result {
+      try await rpc.serverStreaming(AudioV1.AudioClassifier.clipAudio, request, options: options, responses)
+    }
   }
 }
 
@@ -131,5 +142,6 @@ extension AudioV1.AudioClassifier.ServiceProtocol {
     router.unary(AudioV1.AudioClassifier.listDatasets) { try await self.listDatasets($0, context: $1) }
     router.unary(AudioV1.AudioClassifier.listClips) { try await self.listClips($0, context: $1) }
     router.unary(AudioV1.AudioClassifier.spectrogram) { try await self.spectrogram($0, context: $1) }
+    router.serverStreaming(AudioV1.AudioClassifier.clipAudio) { try await self.clipAudio($0, responses: $1, context: $2) }
   }
 }

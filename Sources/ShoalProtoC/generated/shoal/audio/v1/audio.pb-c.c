@@ -1381,6 +1381,96 @@ void   shoal__audio__v1__stats_response__free_unpacked
   assert(message->base.descriptor == &shoal__audio__v1__stats_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   shoal__audio__v1__clip_audio_request__init
+                     (Shoal__Audio__V1__ClipAudioRequest         *message)
+{
+  static const Shoal__Audio__V1__ClipAudioRequest init_value = SHOAL__AUDIO__V1__CLIP_AUDIO_REQUEST__INIT;
+  *message = init_value;
+}
+size_t shoal__audio__v1__clip_audio_request__get_packed_size
+                     (const Shoal__Audio__V1__ClipAudioRequest *message)
+{
+  assert(message->base.descriptor == &shoal__audio__v1__clip_audio_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__audio__v1__clip_audio_request__pack
+                     (const Shoal__Audio__V1__ClipAudioRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__audio__v1__clip_audio_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__audio__v1__clip_audio_request__pack_to_buffer
+                     (const Shoal__Audio__V1__ClipAudioRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__audio__v1__clip_audio_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Audio__V1__ClipAudioRequest *
+       shoal__audio__v1__clip_audio_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Audio__V1__ClipAudioRequest *)
+     protobuf_c_message_unpack (&shoal__audio__v1__clip_audio_request__descriptor,
+                                allocator, len, data);
+}
+void   shoal__audio__v1__clip_audio_request__free_unpacked
+                     (Shoal__Audio__V1__ClipAudioRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__audio__v1__clip_audio_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   shoal__audio__v1__clip_audio_chunk__init
+                     (Shoal__Audio__V1__ClipAudioChunk         *message)
+{
+  static const Shoal__Audio__V1__ClipAudioChunk init_value = SHOAL__AUDIO__V1__CLIP_AUDIO_CHUNK__INIT;
+  *message = init_value;
+}
+size_t shoal__audio__v1__clip_audio_chunk__get_packed_size
+                     (const Shoal__Audio__V1__ClipAudioChunk *message)
+{
+  assert(message->base.descriptor == &shoal__audio__v1__clip_audio_chunk__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__audio__v1__clip_audio_chunk__pack
+                     (const Shoal__Audio__V1__ClipAudioChunk *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__audio__v1__clip_audio_chunk__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__audio__v1__clip_audio_chunk__pack_to_buffer
+                     (const Shoal__Audio__V1__ClipAudioChunk *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__audio__v1__clip_audio_chunk__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Audio__V1__ClipAudioChunk *
+       shoal__audio__v1__clip_audio_chunk__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Audio__V1__ClipAudioChunk *)
+     protobuf_c_message_unpack (&shoal__audio__v1__clip_audio_chunk__descriptor,
+                                allocator, len, data);
+}
+void   shoal__audio__v1__clip_audio_chunk__free_unpacked
+                     (Shoal__Audio__V1__ClipAudioChunk *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__audio__v1__clip_audio_chunk__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 static const ProtobufCFieldDescriptor shoal__audio__v1__clip__field_descriptors[13] =
 {
   {
@@ -4467,6 +4557,95 @@ const ProtobufCMessageDescriptor shoal__audio__v1__stats_response__descriptor =
   (ProtobufCMessageInit) shoal__audio__v1__stats_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
+static const ProtobufCFieldDescriptor shoal__audio__v1__clip_audio_request__field_descriptors[1] =
+{
+  {
+    "digest",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__ClipAudioRequest, digest),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__audio__v1__clip_audio_request__field_indices_by_name[] = {
+  0,   /* field[0] = digest */
+};
+static const ProtobufCIntRange shoal__audio__v1__clip_audio_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor shoal__audio__v1__clip_audio_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.audio.v1.ClipAudioRequest",
+  "ClipAudioRequest",
+  "Shoal__Audio__V1__ClipAudioRequest",
+  "shoal.audio.v1",
+  sizeof(Shoal__Audio__V1__ClipAudioRequest),
+  1,
+  shoal__audio__v1__clip_audio_request__field_descriptors,
+  shoal__audio__v1__clip_audio_request__field_indices_by_name,
+  1,  shoal__audio__v1__clip_audio_request__number_ranges,
+  (ProtobufCMessageInit) shoal__audio__v1__clip_audio_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor shoal__audio__v1__clip_audio_chunk__field_descriptors[2] =
+{
+  {
+    "data",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BYTES,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__ClipAudioChunk, data),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "size",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Audio__V1__ClipAudioChunk, size),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__audio__v1__clip_audio_chunk__field_indices_by_name[] = {
+  0,   /* field[0] = data */
+  1,   /* field[1] = size */
+};
+static const ProtobufCIntRange shoal__audio__v1__clip_audio_chunk__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor shoal__audio__v1__clip_audio_chunk__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.audio.v1.ClipAudioChunk",
+  "ClipAudioChunk",
+  "Shoal__Audio__V1__ClipAudioChunk",
+  "shoal.audio.v1",
+  sizeof(Shoal__Audio__V1__ClipAudioChunk),
+  2,
+  shoal__audio__v1__clip_audio_chunk__field_descriptors,
+  shoal__audio__v1__clip_audio_chunk__field_indices_by_name,
+  1,  shoal__audio__v1__clip_audio_chunk__number_ranges,
+  (ProtobufCMessageInit) shoal__audio__v1__clip_audio_chunk__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
 static const ProtobufCEnumValue shoal__audio__v1__expertise__enum_values_by_number[5] =
 {
   { "EXPERTISE_UNSPECIFIED", "SHOAL__AUDIO__V1__EXPERTISE__EXPERTISE_UNSPECIFIED", 0 },
@@ -4501,7 +4680,7 @@ const ProtobufCEnumDescriptor shoal__audio__v1__expertise__descriptor =
   shoal__audio__v1__expertise__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCMethodDescriptor shoal__audio__v1__audio_classifier__method_descriptors[11] =
+static const ProtobufCMethodDescriptor shoal__audio__v1__audio_classifier__method_descriptors[12] =
 {
   { "Predict", &shoal__audio__v1__predict_request__descriptor, &shoal__audio__v1__predict_response__descriptor },
   { "NextToLabel", &shoal__audio__v1__next_to_label_request__descriptor, &shoal__audio__v1__next_to_label_response__descriptor },
@@ -4514,9 +4693,11 @@ static const ProtobufCMethodDescriptor shoal__audio__v1__audio_classifier__metho
   { "ListDatasets", &shoal__audio__v1__list_datasets_request__descriptor, &shoal__audio__v1__list_datasets_response__descriptor },
   { "ListClips", &shoal__audio__v1__list_clips_request__descriptor, &shoal__audio__v1__list_clips_response__descriptor },
   { "Spectrogram", &shoal__audio__v1__spectrogram_request__descriptor, &shoal__audio__v1__spectrogram_response__descriptor },
+  { "ClipAudio", &shoal__audio__v1__clip_audio_request__descriptor, &shoal__audio__v1__clip_audio_chunk__descriptor },
 };
 const unsigned shoal__audio__v1__audio_classifier__method_indices_by_name[] = {
   4,        /* CheckDataset */
+  11,        /* ClipAudio */
   7,        /* GetDataset */
   6,        /* ImportDataset */
   9,        /* ListClips */
@@ -4535,7 +4716,7 @@ const ProtobufCServiceDescriptor shoal__audio__v1__audio_classifier__descriptor 
   "AudioClassifier",
   "Shoal__Audio__V1__AudioClassifier",
   "shoal.audio.v1",
-  11,
+  12,
   shoal__audio__v1__audio_classifier__method_descriptors,
   shoal__audio__v1__audio_classifier__method_indices_by_name
 };
@@ -4626,6 +4807,14 @@ void shoal__audio__v1__audio_classifier__spectrogram(ProtobufCService *service,
 {
   assert(service->descriptor == &shoal__audio__v1__audio_classifier__descriptor);
   service->invoke(service, 10, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void shoal__audio__v1__audio_classifier__clip_audio(ProtobufCService *service,
+                                                    const Shoal__Audio__V1__ClipAudioRequest *input,
+                                                    Shoal__Audio__V1__ClipAudioChunk_Closure closure,
+                                                    void *closure_data)
+{
+  assert(service->descriptor == &shoal__audio__v1__audio_classifier__descriptor);
+  service->invoke(service, 11, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void shoal__audio__v1__audio_classifier__init (Shoal__Audio__V1__AudioClassifier_Service *service,
                                                Shoal__Audio__V1__AudioClassifier_ServiceDestroy destroy)

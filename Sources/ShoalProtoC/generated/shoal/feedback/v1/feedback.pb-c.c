@@ -3265,7 +3265,7 @@ const ProtobufCMessageDescriptor shoal__feedback__v1__update_set_request__descri
   (ProtobufCMessageInit) shoal__feedback__v1__update_set_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor shoal__feedback__v1__feature__field_descriptors[4] =
+static const ProtobufCFieldDescriptor shoal__feedback__v1__feature__field_descriptors[5] =
 {
   {
     "feature_id",
@@ -3315,17 +3315,30 @@ static const ProtobufCFieldDescriptor shoal__feedback__v1__feature__field_descri
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "validity",
+    5,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Shoal__Feedback__V1__Feature, n_validity),
+    offsetof(Shoal__Feedback__V1__Feature, validity),
+    &shoal__feedback__v1__class_validity__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned shoal__feedback__v1__feature__field_indices_by_name[] = {
   2,   /* field[2] = class_name */
   0,   /* field[0] = feature_id */
   1,   /* field[1] = geometry */
   3,   /* field[3] = score */
+  4,   /* field[4] = validity */
 };
 static const ProtobufCIntRange shoal__feedback__v1__feature__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 4 }
+  { 0, 5 }
 };
 const ProtobufCMessageDescriptor shoal__feedback__v1__feature__descriptor =
 {
@@ -3335,7 +3348,7 @@ const ProtobufCMessageDescriptor shoal__feedback__v1__feature__descriptor =
   "Shoal__Feedback__V1__Feature",
   "shoal.feedback.v1",
   sizeof(Shoal__Feedback__V1__Feature),
-  4,
+  5,
   shoal__feedback__v1__feature__field_descriptors,
   shoal__feedback__v1__feature__field_indices_by_name,
   1,  shoal__feedback__v1__feature__number_ranges,

@@ -50,6 +50,8 @@ typedef struct Shoal__Audio__V1__StatsRequest Shoal__Audio__V1__StatsRequest;
 typedef struct Shoal__Audio__V1__TrainingRound Shoal__Audio__V1__TrainingRound;
 typedef struct Shoal__Audio__V1__StatsResponse Shoal__Audio__V1__StatsResponse;
 typedef struct Shoal__Audio__V1__StatsResponse__LabelsByExpertiseEntry Shoal__Audio__V1__StatsResponse__LabelsByExpertiseEntry;
+typedef struct Shoal__Audio__V1__ClipAudioRequest Shoal__Audio__V1__ClipAudioRequest;
+typedef struct Shoal__Audio__V1__ClipAudioChunk Shoal__Audio__V1__ClipAudioChunk;
 
 
 /* --- enums --- */
@@ -833,6 +835,33 @@ struct  Shoal__Audio__V1__StatsResponse
     , 0,NULL, 0,NULL, 0,NULL, 0, 0,NULL, 0, 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0 }
 
 
+struct  Shoal__Audio__V1__ClipAudioRequest
+{
+  ProtobufCMessage base;
+  char *digest;
+};
+#define SHOAL__AUDIO__V1__CLIP_AUDIO_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__audio__v1__clip_audio_request__descriptor) \
+    , (char *)protobuf_c_empty_string }
+
+
+/*
+ * A clip's file as it was imported, in pieces of at most 1 MiB, in order.
+ */
+struct  Shoal__Audio__V1__ClipAudioChunk
+{
+  ProtobufCMessage base;
+  ProtobufCBinaryData data;
+  /*
+   * The first piece only: the file's size in bytes.
+   */
+  int64_t size;
+};
+#define SHOAL__AUDIO__V1__CLIP_AUDIO_CHUNK__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__audio__v1__clip_audio_chunk__descriptor) \
+    , {0,NULL}, 0 }
+
+
 /* Shoal__Audio__V1__Clip methods */
 void   shoal__audio__v1__clip__init
                      (Shoal__Audio__V1__Clip         *message);
@@ -1415,6 +1444,44 @@ Shoal__Audio__V1__StatsResponse *
 void   shoal__audio__v1__stats_response__free_unpacked
                      (Shoal__Audio__V1__StatsResponse *message,
                       ProtobufCAllocator *allocator);
+/* Shoal__Audio__V1__ClipAudioRequest methods */
+void   shoal__audio__v1__clip_audio_request__init
+                     (Shoal__Audio__V1__ClipAudioRequest         *message);
+size_t shoal__audio__v1__clip_audio_request__get_packed_size
+                     (const Shoal__Audio__V1__ClipAudioRequest   *message);
+size_t shoal__audio__v1__clip_audio_request__pack
+                     (const Shoal__Audio__V1__ClipAudioRequest   *message,
+                      uint8_t             *out);
+size_t shoal__audio__v1__clip_audio_request__pack_to_buffer
+                     (const Shoal__Audio__V1__ClipAudioRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Shoal__Audio__V1__ClipAudioRequest *
+       shoal__audio__v1__clip_audio_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shoal__audio__v1__clip_audio_request__free_unpacked
+                     (Shoal__Audio__V1__ClipAudioRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Shoal__Audio__V1__ClipAudioChunk methods */
+void   shoal__audio__v1__clip_audio_chunk__init
+                     (Shoal__Audio__V1__ClipAudioChunk         *message);
+size_t shoal__audio__v1__clip_audio_chunk__get_packed_size
+                     (const Shoal__Audio__V1__ClipAudioChunk   *message);
+size_t shoal__audio__v1__clip_audio_chunk__pack
+                     (const Shoal__Audio__V1__ClipAudioChunk   *message,
+                      uint8_t             *out);
+size_t shoal__audio__v1__clip_audio_chunk__pack_to_buffer
+                     (const Shoal__Audio__V1__ClipAudioChunk   *message,
+                      ProtobufCBuffer     *buffer);
+Shoal__Audio__V1__ClipAudioChunk *
+       shoal__audio__v1__clip_audio_chunk__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shoal__audio__v1__clip_audio_chunk__free_unpacked
+                     (Shoal__Audio__V1__ClipAudioChunk *message,
+                      ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
 typedef void (*Shoal__Audio__V1__Clip_Closure)
@@ -1519,6 +1586,12 @@ typedef void (*Shoal__Audio__V1__StatsResponse__LabelsByExpertiseEntry_Closure)
 typedef void (*Shoal__Audio__V1__StatsResponse_Closure)
                  (const Shoal__Audio__V1__StatsResponse *message,
                   void *closure_data);
+typedef void (*Shoal__Audio__V1__ClipAudioRequest_Closure)
+                 (const Shoal__Audio__V1__ClipAudioRequest *message,
+                  void *closure_data);
+typedef void (*Shoal__Audio__V1__ClipAudioChunk_Closure)
+                 (const Shoal__Audio__V1__ClipAudioChunk *message,
+                  void *closure_data);
 
 /* --- services --- */
 
@@ -1570,6 +1643,10 @@ struct Shoal__Audio__V1__AudioClassifier_Service
                       const Shoal__Audio__V1__SpectrogramRequest *input,
                       Shoal__Audio__V1__SpectrogramResponse_Closure closure,
                       void *closure_data);
+  void (*clip_audio)(Shoal__Audio__V1__AudioClassifier_Service *service,
+                     const Shoal__Audio__V1__ClipAudioRequest *input,
+                     Shoal__Audio__V1__ClipAudioChunk_Closure closure,
+                     void *closure_data);
 };
 typedef void (*Shoal__Audio__V1__AudioClassifier_ServiceDestroy)(Shoal__Audio__V1__AudioClassifier_Service *);
 void shoal__audio__v1__audio_classifier__init (Shoal__Audio__V1__AudioClassifier_Service *service,
@@ -1588,7 +1665,8 @@ void shoal__audio__v1__audio_classifier__init (Shoal__Audio__V1__AudioClassifier
       function_prefix__ ## get_dataset,\
       function_prefix__ ## list_datasets,\
       function_prefix__ ## list_clips,\
-      function_prefix__ ## spectrogram  }
+      function_prefix__ ## spectrogram,\
+      function_prefix__ ## clip_audio  }
 void shoal__audio__v1__audio_classifier__predict(ProtobufCService *service,
                                                  const Shoal__Audio__V1__PredictRequest *input,
                                                  Shoal__Audio__V1__PredictResponse_Closure closure,
@@ -1633,6 +1711,10 @@ void shoal__audio__v1__audio_classifier__spectrogram(ProtobufCService *service,
                                                      const Shoal__Audio__V1__SpectrogramRequest *input,
                                                      Shoal__Audio__V1__SpectrogramResponse_Closure closure,
                                                      void *closure_data);
+void shoal__audio__v1__audio_classifier__clip_audio(ProtobufCService *service,
+                                                    const Shoal__Audio__V1__ClipAudioRequest *input,
+                                                    Shoal__Audio__V1__ClipAudioChunk_Closure closure,
+                                                    void *closure_data);
 
 /* --- descriptors --- */
 
@@ -1671,6 +1753,8 @@ extern const ProtobufCMessageDescriptor shoal__audio__v1__stats_request__descrip
 extern const ProtobufCMessageDescriptor shoal__audio__v1__training_round__descriptor;
 extern const ProtobufCMessageDescriptor shoal__audio__v1__stats_response__descriptor;
 extern const ProtobufCMessageDescriptor shoal__audio__v1__stats_response__labels_by_expertise_entry__descriptor;
+extern const ProtobufCMessageDescriptor shoal__audio__v1__clip_audio_request__descriptor;
+extern const ProtobufCMessageDescriptor shoal__audio__v1__clip_audio_chunk__descriptor;
 extern const ProtobufCServiceDescriptor shoal__audio__v1__audio_classifier__descriptor;
 
 PROTOBUF_C__END_DECLS

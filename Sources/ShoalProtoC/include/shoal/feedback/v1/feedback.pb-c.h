@@ -336,10 +336,15 @@ struct  Shoal__Feedback__V1__Feature
   char *geometry;
   char *class_name;
   double score;
+  /*
+   * What was said of it (in QueryTiles and NextForReview answers).
+   */
+  size_t n_validity;
+  Shoal__Feedback__V1__ClassValidity **validity;
 };
 #define SHOAL__FEEDBACK__V1__FEATURE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&shoal__feedback__v1__feature__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0 }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0,NULL }
 
 
 struct  Shoal__Feedback__V1__PredictedTile__ScoresEntry
