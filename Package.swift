@@ -20,6 +20,7 @@ let package = Package(
   products: [
     .executable(name: "shoal", targets: ["shoal"]),
     .executable(name: "shoal-protogen", targets: ["shoal-protogen"]),
+    .executable(name: "shoal-fuzz", targets: ["shoal-fuzz"]),
     .library(name: "ShoalProto", targets: ["ShoalProto"]),
   ],
   dependencies: [
@@ -188,6 +189,16 @@ let package = Package(
     .target(
       name: "ShoalProtoGen",
       dependencies: ["CProtobufDescriptor", "CProtobufC"],
+      swiftSettings: strictSwift
+    ),
+    // The fuzz targets (scripts/fuzz builds it with --sanitize=fuzzer; plainly built, it replays
+    // the corpora in the tests).
+    .executableTarget(
+      name: "shoal-fuzz",
+      dependencies: [
+        "ShoalProto", "ShoalRPC", "ShoalModel", "ShoalImage", "ShoalAudio", "ShoalGeo", "Pipeline", "Tracking",
+        .product(name: "NIOCore", package: "swift-nio"),
+      ],
       swiftSettings: strictSwift
     ),
     .executableTarget(

@@ -65,6 +65,14 @@ struct LabelStudioEndToEndTests {
     return Int(UInt16(bigEndian: address.sin_port))
   }
 
+  /// Stops Label Studio: SIGTERM, and SIGKILL if it is still busy 10 s later (under the full
+  /// suite's load it was once left running).
+  private static func stop(_ studio: ServerProcess) async {
+    if (try? await studio.stop(signal: SIGTERM, seconds: 10)) == nil {
+      _ = try? await studio.stop(signal: SIGKILL, seconds: 10)
+    }
+  }
+
   @Test func labelStudioPredictsAnnotatesAndTrainsThroughTheBackend() async throws {
     let shoal = try TestEnvironment.product("shoal")
     let labelStudio = try TestEnvironment.labelStudio()
@@ -208,10 +216,10 @@ struct LabelStudioEndToEndTests {
       #expect(history2.count == 1 && history2.first?.failedStep == "load", "\(history2)")
     } catch {
       _ = try? await up.stop()
-      _ = try? await studio.stop()
+      await Self.stop(studio)
       throw error
     }
-    _ = try? await studio.stop()
+    await Self.stop(studio)
     #expect(try await up.stop(signal: SIGTERM) == 0, "\(up.text)")
   }
 }

@@ -20,6 +20,10 @@ struct MeshFileTests {
     // over TCP with an admin token of organisation `local`.
     #expect(tcp.registry.listen == ["unix:registry.sock", "tcp://127.0.0.1:7400"])
     #expect(tcp.services.dropFirst().allSatisfy { $0.listen[0].hasPrefix("tcp://127.0.0.1:") })
+    // Host A of a mesh over several hosts: its services on the host's own address.
+    let hostA = try MeshFile(contentsOf: "\(root)/mesh/host-a.json")
+    #expect(hostA.registry.listen == ["unix:registry.sock", "tcp://10.0.0.1:7400"])
+    #expect(hostA.services.map(\.name) == ["registry", "tracking", "feedback", "gateway"])
   }
 
   @Test func defaultsFillWhatIsLeftOut() throws {

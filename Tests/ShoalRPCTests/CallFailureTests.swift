@@ -80,7 +80,9 @@ struct CallFailureTests {
     let started = Probe(0)
     try await TestServer.withServer(routes: slowRoutes(cancelled, started: started)) { _, address in
       let client = RPCClient(address: address)
-      let call = Task { try await client.unary(TestMethods.slow, TestServer.request(responseSize: 10_000)) }
+      // The handler sleeps for 10 minutes, so that only the cancel can end it: with 10 s, a cancel
+      // delayed by the full suite's load once arrived after the handler had finished.
+      let call = Task { try await client.unary(TestMethods.slow, TestServer.request(responseSize: 600_000)) }
       // Cancelled only once its handler runs: a call cancelled before that never starts its
       // handler (a busy machine can take longer than any fixed sleep to get there).
       #expect(await eventually(within: .seconds(60)) { started.value == 1 })

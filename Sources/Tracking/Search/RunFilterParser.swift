@@ -292,3 +292,12 @@ struct RunFilterParser {
     }
   }
 }
+
+/// The filter language's parser alone, for tools that check filters without a store (the fuzz
+/// target).
+public enum RunFilterSyntax {
+  /// Parses `text` as a filter over runs (or over experiments), throwing where it is wrong.
+  public static func check(_ text: String, experiments: Bool = false) throws(RunFilterError) {
+    _ = try RunFilterParser.parse(text, experiments: experiments)
+  }
+}
