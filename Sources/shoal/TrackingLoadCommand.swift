@@ -15,7 +15,7 @@ struct TrackingLoadCommand: AsyncParsableCommand {
       CONCURRENCY closed loops, each logging to its own run over one shared connection: batches of
       --batch-size metrics (--mode batch) or one metric per call (--mode single), for --duration
       seconds. Then every run's history is read back and counted. The last line is
-      mode=… concurrency=… calls=… metrics=… calls_per_s=… metrics_per_s=… lost=…
+      mode=… concurrency=… calls=… metrics=… calls_per_s=… metrics_per_s=… errors=… errors_unavailable=… errors_other=… lost=…
       """
   )
 
@@ -32,6 +32,10 @@ struct TrackingLoadCommand: AsyncParsableCommand {
   @Option(help: "Calls in flight (one run each).") var concurrency = 1
   @Option(help: "Seconds to measure.") var duration: Double = 10
   @Option(help: "Metrics per call in batch mode.") var batchSize = 1000
+  @Flag(
+    help:
+      "Send each call with a request id and send a failed one again with it (as a client that must not lose a write).")
+  var retry = false
 
   func run() async throws {
     // One event loop runs the connection and the loops' tasks, so a call does not cross threads
@@ -52,37 +56,49 @@ struct TrackingLoadCommand: AsyncParsableCommand {
     let perCall = mode == .batch ? batchSize : 1
     let start = ContinuousClock.now
     let end = start + .milliseconds(Int64(duration * 1000))
-    let (sent, callCount, errorCount) = try await withThrowingTaskGroup(of: (Int, Int, Int).self) { group in
+    let (sent, callCount, errorCount) = try await withThrowingTaskGroup(of: (Int, Int, Errors).self) { group in
       for run in runs {
         group.addTask(executorPreference: executor) {
           var step: Int64 = 0
           var logged = 0
           var calls = 0
-          var errors = 0
+          var errors = Errors()
+          var pending: TrackingV1.LogBatchRequest?
           while ContinuousClock.now < end {
-            var batch = TrackingV1.LogBatchRequest()
-            batch.runId = run
-            batch.metrics = (0..<perCall).map { offset in
-              var metric = TrackingV1.Metric()
-              metric.key = "loss"
-              metric.value = 1 / Double(step + Int64(offset) + 1)
-              metric.step = step + Int64(offset)
-              metric.timestampMs = 1
-              return metric
+            // With --retry, a batch that failed is sent again with its request id, as a client that
+            // must not lose a write does: if the first attempt was stored after all, tracking keeps
+            // it once.
+            var batch = pending ?? TrackingV1.LogBatchRequest()
+            if pending == nil {
+              batch.runId = run
+              if retry { batch.requestId = "\(run)-\(step)" }
+              batch.metrics = (0..<perCall).map { offset in
+                var metric = TrackingV1.Metric()
+                metric.key = "loss"
+                metric.value = 1 / Double(step + Int64(offset) + 1)
+                metric.step = step + Int64(offset)
+                metric.timestampMs = 1
+                return metric
+              }
             }
             do {
               _ = try await client.logBatch(batch)
+              pending = nil
               step += Int64(perCall)
               logged += perCall
               calls += 1
             } catch {
-              errors += 1
+              errors.count(error)
+              guard retry else { continue }
+              pending = batch
+              // The service may be restarting: wait a little rather than spin.
+              try? await Task.sleep(for: .milliseconds(20))
             }
           }
           return (logged, calls, errors)
         }
       }
-      return try await group.reduce((0, 0, 0)) { ($0.0 + $1.0, $0.1 + $1.1, $0.2 + $1.2) }
+      return try await group.reduce((0, 0, Errors())) { ($0.0 + $1.0, $0.1 + $1.1, $0.2.adding($1.2)) }
     }
     let elapsed = ContinuousClock.now - start
     let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
@@ -103,7 +119,29 @@ struct TrackingLoadCommand: AsyncParsableCommand {
     emit(
       "mode=\(mode.rawValue) concurrency=\(concurrency) calls=\(callCount) metrics=\(sent) "
         + String(format: "calls_per_s=%.1f metrics_per_s=%.1f ", Double(callCount) / seconds, Double(sent) / seconds)
-        + "errors=\(errorCount) lost=\(sent - stored)")
+        + "errors=\(errorCount.unavailable + errorCount.other) errors_unavailable=\(errorCount.unavailable) "
+        + "errors_other=\(errorCount.other) lost=\(sent - stored)")
+    if let first = errorCount.first { FileHandle.standardError.write(Data("first other error: \(first)\n".utf8)) }
     if sent != stored { throw ExitCode(1) }
+  }
+
+  /// Failed calls: UNAVAILABLE (the service away, as when it restarts) and every other kind.
+  struct Errors: Sendable {
+    var unavailable = 0
+    var other = 0
+    var first: String?
+
+    mutating func count(_ error: any Error) {
+      if let error = error as? RPCError, error.code == .unavailable {
+        unavailable += 1
+      } else {
+        other += 1
+        first = first ?? "\(error)"
+      }
+    }
+
+    func adding(_ more: Errors) -> Errors {
+      Errors(unavailable: unavailable + more.unavailable, other: other + more.other, first: first ?? more.first)
+    }
   }
 }
