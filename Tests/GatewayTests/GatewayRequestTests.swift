@@ -12,16 +12,10 @@ import Testing
 /// The gateway's answers to requests that never reach the mesh (Hummingbird's router test
 /// framework, whose peer is not on loopback): tokens, bad input, unknown routes, limits.
 struct GatewayRequestTests {
-  /// A gateway whose services are all on a socket nobody listens on.
   private static func application(maxJSONBytes: Int = 1 << 20) throws -> some ApplicationProtocol {
-    let nowhere = RPCClient(address: try RPCAddress(parsing: "unix:///nonexistent/shoal-gateway-test.sock"))
     var config = Gateway.Config.defaults
     config.maxJSONBytes = maxJSONBytes
-    let gateway = Gateway(
-      mesh: GatewayMesh(
-        tracking: nowhere, registry: nowhere, inference: nowhere, feedback: nowhere, audio: nowhere, pipelines: nowhere),
-      metrics: MetricsRegistry(), config: config)
-    return Application(responder: gateway.responder())
+    return try MeshlessGateway.application(config: config)
   }
 
   private static let token: HTTPFields = [.authorization: "Bearer shoal_test"]

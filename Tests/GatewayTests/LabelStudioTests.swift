@@ -150,16 +150,6 @@ struct LabelStudioTests {
     }
   }
 
-  /// A gateway whose services are all on a socket nobody listens on.
-  private static func application() throws -> some ApplicationProtocol {
-    let nowhere = RPCClient(address: try RPCAddress(parsing: "unix:///nonexistent/shoal-gateway-test.sock"))
-    let gateway = Gateway(
-      mesh: GatewayMesh(
-        tracking: nowhere, registry: nowhere, inference: nowhere, feedback: nowhere, audio: nowhere, pipelines: nowhere),
-      metrics: MetricsRegistry())
-    return Application(responder: gateway.responder())
-  }
-
   @Test func requestsThatCannotBeAnsweredAre400BeforeTheMesh() async throws {
     let token: HTTPFields = [.authorization: "Basic \(Data("labelstudio:shoal_test".utf8).base64EncodedString())"]
     let cases: [(String, String, String)] = [
@@ -170,7 +160,7 @@ struct LabelStudioTests {
       ("webhook", #"{"project": {"id": 1}}"#, "'action'"),
       ("webhook", #"{"action": "ANNOTATION_CREATED", "project": {"id": 1}}"#, "no project or annotation"),
     ]
-    try await Self.application().test(.router) { client in
+    try await MeshlessGateway.application().test(.router) { client in
       for (endpoint, body, message) in cases {
         try await client.execute(
           uri: "/label-studio/roads/\(endpoint)", method: .post, headers: token, body: ByteBuffer(string: body)

@@ -11,19 +11,11 @@ import Testing
 
 /// The review pages as files, and their calls refused before the mesh.
 struct ReviewPagesTests {
-  private static func application() throws -> some ApplicationProtocol {
-    let nowhere = RPCClient(address: try RPCAddress(parsing: "unix:///nonexistent/shoal-gateway-test.sock"))
-    let gateway = Gateway(
-      mesh: GatewayMesh(
-        tracking: nowhere, registry: nowhere, inference: nowhere, feedback: nowhere, audio: nowhere, pipelines: nowhere),
-      metrics: MetricsRegistry())
-    return Application(responder: gateway.responder())
-  }
 
   private static let token: HTTPFields = [.authorization: "Bearer shoal_test"]
 
   @Test func thePagesAreServedWithAContentSecurityPolicy() async throws {
-    try await Self.application().test(.router) { client in
+    try await MeshlessGateway.application().test(.router) { client in
       for (path, type) in [
         ("/review", "text/html"), ("/review/map.html", "text/html"), ("/review/clips.html", "text/html"),
         ("/review/runs.html", "text/html"), ("/review/review.js", "text/javascript"),
@@ -46,7 +38,7 @@ struct ReviewPagesTests {
   }
 
   @Test func callsThatCannotBeAnsweredAreRefusedNamingWhy() async throws {
-    try await Self.application().test(.router) { client in
+    try await MeshlessGateway.application().test(.router) { client in
       let cases: [(String, String, HTTPResponse.Status, String)] = [
         ("feedback/QueryTiles", "{not json", .badRequest, "shoal.feedback.v1.QueryTilesRequest"),
         ("feedback/QueryTiles", #"{"setId": "3", "nosuch": 1}"#, .badRequest, "nosuch"),

@@ -15,19 +15,6 @@ struct ChaosTests {
     { "services": [ { "name": "registry" }, { "name": "tracking" }, { "name": "feedback" } ] }
     """
 
-  /// The children's pids from the supervisor's state file.
-  private static func pids(_ data: TemporaryDirectory) -> [String: Int32] {
-    guard let bytes = FileManager.default.contents(atPath: data.path("up.json")),
-      let object = try? JSONSerialization.jsonObject(with: bytes) as? [String: Any],
-      let services = object["services"] as? [[String: Any]]
-    else { return [:] }
-    var pids: [String: Int32] = [:]
-    for service in services {
-      if let name = service["name"] as? String, let pid = service["pid"] as? Int { pids[name] = Int32(pid) }
-    }
-    return pids
-  }
-
   @Test func killedServicesLoseNothingTheyAcknowledged() async throws {
     let shoal = try TestEnvironment.product("shoal")
     let data = try TemporaryDirectory()
@@ -105,7 +92,7 @@ struct ChaosTests {
       // kill -9 each in turn, each once the one before is back.
       for service in ["tracking", "feedback", "registry"] {
         try await Task.sleep(for: .seconds(3))
-        let pid = try #require(Self.pids(data)[service], "\(up.text)")
+        let pid = try #require(MeshState.childPIDs(data.url.path)[service], "\(up.text)")
         kill(pid, SIGKILL)
         _ = try await up.waitForLines(containing: "\(service) (pid \(pid)) was killed", seconds: 30)
         _ = try await up.waitForLines(containing: "registered \(service)", count: 2, seconds: 30)

@@ -49,23 +49,10 @@ struct MeshEndToEndTests {
       _ = try? await up.stop()
       throw error
     }
-    let children = Self.childPIDs(data.url.path)
+    let children = MeshState.childPIDs(data.url.path)
     #expect(try await up.stop(signal: SIGTERM) == 0, "\(up.text)")
     for pid in children.values { #expect(kill(pid, 0) != 0, "child \(pid) outlived shoal up") }
     #expect(!FileManager.default.fileExists(atPath: data.path("up.json")))
-  }
-
-  /// The children's pids from the supervisor's state file.
-  private static func childPIDs(_ data: String) -> [String: Int32] {
-    guard let bytes = FileManager.default.contents(atPath: "\(data)/up.json"),
-      let object = try? JSONSerialization.jsonObject(with: bytes) as? [String: Any],
-      let services = object["services"] as? [[String: Any]]
-    else { return [:] }
-    var pids: [String: Int32] = [:]
-    for service in services {
-      if let name = service["name"] as? String, let pid = service["pid"] as? Int { pids[name] = Int32(pid) }
-    }
-    return pids
   }
 
   /// Waits until `condition` holds, polling for up to `seconds`.
@@ -132,7 +119,7 @@ struct MeshEndToEndTests {
       let client = ShoalClient(location: mesh.location)
       let before = try await client.directory.resolve(Self.resolve("bench")).instances
       #expect(before.count == 1)
-      let oldPID = Self.childPIDs(mesh.data.url.path)["bench"]!
+      let oldPID = MeshState.childPIDs(mesh.data.url.path)["bench"]!
       kill(oldPID, SIGKILL)
       _ = try await mesh.up.waitForLines(containing: "was killed by signal 9")
       let back = try await eventually {
@@ -153,12 +140,12 @@ struct MeshEndToEndTests {
       let resolved = try await eventually { channel.addresses.count == 1 }
       #expect(resolved)
       let before = try await client.directory.resolve(Self.resolve("bench")).instances
-      let registryPID = Self.childPIDs(mesh.data.url.path)["registry"]!
+      let registryPID = MeshState.childPIDs(mesh.data.url.path)["registry"]!
       kill(registryPID, SIGKILL)
       _ = try await mesh.up.waitForLines(containing: "registry (pid \(registryPID)) was killed")
       // The new registry restores the directory from its database: the same lease, still renewed.
       let restored = try await eventually {
-        let pid = Self.childPIDs(mesh.data.url.path)["registry"]
+        let pid = MeshState.childPIDs(mesh.data.url.path)["registry"]
         guard let pid, pid != registryPID else { return false }
         let now = try? await client.directory.resolve(Self.resolve("bench")).instances
         return now?.map(\.leaseId) == before.map(\.leaseId)
