@@ -7,6 +7,10 @@
 #include <string.h>
 #include <jpeglib.h>
 
+/* The most pixels a decoded image may have: a few hundred bytes of header can declare an image of
+   gigabytes (a fuzzed 177-byte JPEG declared 29712 x 18798). */
+#define SHOAL_MAX_PIXELS ((uint64_t)1 << 26)
+
 // Both libraries report errors by longjmp, which Swift cannot catch: these wrappers keep the
 // jumps inside C and return a message instead.
 
@@ -84,6 +88,9 @@ int shoal_png_decode(const uint8_t *data, size_t size, shoal_decoded_image *imag
   png_read_update_info(png, info);
   int width = (int)png_get_image_width(png, info);
   int height = (int)png_get_image_height(png, info);
+  if ((uint64_t)width * (uint64_t)height > SHOAL_MAX_PIXELS) {
+    png_error(png, "the image has more pixels than the limit of 67108864 (8192 x 8192)");
+  }
   int channels = png_get_channels(png, info);
   if (channels != 1 && channels != 3) png_error(png, "unexpected channel count after expansion");
   size_t stride = (size_t)width * channels;
@@ -226,6 +233,11 @@ int shoal_jpeg_decode(const uint8_t *data, size_t size, shoal_decoded_image *ima
   info.out_color_space = info.num_components == 1 ? JCS_GRAYSCALE : JCS_RGB;
   if (info.image_width > (1 << 15) || info.image_height > (1 << 15)) {
     snprintf(failure.message, sizeof failure.message, "the image is larger than 32768 pixels on a side");
+    longjmp(failure.jump, 1);
+  }
+  if ((uint64_t)info.image_width * info.image_height > SHOAL_MAX_PIXELS) {
+    snprintf(failure.message, sizeof failure.message, "the image is %ux%u, more pixels than the limit of 67108864 (8192 x 8192)",
+             (unsigned)info.image_width, (unsigned)info.image_height);
     longjmp(failure.jump, 1);
   }
   jpeg_start_decompress(&info);

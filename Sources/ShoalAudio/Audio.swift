@@ -70,20 +70,37 @@ public struct Audio: Sendable, Equatable {
     self = try Self.read(file, info: info, name: name)
   }
 
+  /// The most samples (over every channel) a file may decode to: 2^28, over an hour and a half of
+  /// 48 kHz mono, 1 GiB of floats.
+  public static let maxSamples = 1 << 28
+
   private static func read(_ file: OpaquePointer, info: SF_INFO, name: String) throws(AudioError) -> Audio {
     guard Self.sampleRates.contains(Int(info.samplerate)) else {
       throw AudioError("\(name): a sample rate of \(info.samplerate) Hz (8–192 kHz are taken)")
     }
-    guard info.channels >= 1 else { throw AudioError("\(name): no channels") }
-    let channels = Int(info.channels)
-    var samples = [Float](repeating: 0, count: max(0, Int(info.frames)) * channels)
-    let read = samples.withUnsafeMutableBufferPointer { buffer in
-      sf_readf_float(file, buffer.baseAddress, info.frames)
+    guard (1...64).contains(info.channels) else {
+      throw AudioError("\(name): \(info.channels) channels (1–64 are taken)")
     }
-    if sf_error(file) != 0 { throw AudioError("\(name): \(String(cString: sf_strerror(file)))") }
+    let channels = Int(info.channels)
+    // Read in pieces until the file ends, rather than trusting the header's frame count: a
+    // stream may give none (SF_COUNT_MAX), and a fuzzed Ogg file gave one whose samples overflowed.
+    let piece = 1 << 16
+    var samples: [Float] = []
+    samples.reserveCapacity(min(max(0, Int(clamping: info.frames)), Self.maxSamples / channels) * channels)
+    var chunk = [Float](repeating: 0, count: piece * channels)
+    while true {
+      let read = chunk.withUnsafeMutableBufferPointer { buffer in
+        sf_readf_float(file, buffer.baseAddress, sf_count_t(piece))
+      }
+      if sf_error(file) != 0 { throw AudioError("\(name): \(String(cString: sf_strerror(file)))") }
+      guard read > 0 else { break }
+      guard samples.count + Int(read) * channels <= Self.maxSamples else {
+        throw AudioError("\(name): longer than the limit of \(Self.maxSamples) samples")
+      }
+      samples += chunk[0..<(Int(read) * channels)]
+    }
     // A file cut short reads fewer frames than its header says.
-    guard read > 0 || info.frames == 0 else { throw AudioError("\(name): no audio frames could be read") }
-    samples.removeLast(samples.count - Int(read) * channels)
+    guard !samples.isEmpty || info.frames == 0 else { throw AudioError("\(name): no audio frames could be read") }
     return Audio(sampleRate: Int(info.samplerate), channels: channels, samples: samples)
   }
 

@@ -31,6 +31,11 @@ struct InferenceLoadCommand: AsyncParsableCommand {
   @Option(help: "Seconds of warm-up before measuring.") var warmup: Double = 1
   @Option(help: "Seconds each call may take.") var timeout: Double = 30
   @Flag(help: "Print the result as JSON.") var json = false
+  @Flag(
+    help:
+      "Spread the calls over every instance the registry lists (the SDK's round-robin channel, which follows instances as they come and go); without it, one connection to one instance."
+  )
+  var balanced = false
   @OptionGroup var mesh: MeshOptions
 
   func validate() throws {
@@ -50,17 +55,31 @@ struct InferenceLoadCommand: AsyncParsableCommand {
     var config = RPCClient.Config.defaults
     config.connection.maxMessageSize = InferenceService.maxMessageSize
     if let token = try mesh.location().token { config.interceptors.append(BearerTokenInterceptor(token: token)) }
-    let rpc = RPCClient(address: try await mesh.address(of: address), config: config, group: group)
-    let client = InferenceV1.Inference.Client(rpc)
+    let rpc: RPCClient?
+    let sdk: ShoalClient?
+    let client: InferenceV1.Inference.Client
+    if balanced {
+      var channelConfig = BalancedChannel.Config.defaults
+      channelConfig.client.connection.maxMessageSize = InferenceService.maxMessageSize
+      sdk = ShoalClient(location: try mesh.location(), config: channelConfig)
+      rpc = nil
+      client = InferenceV1.Inference.Client(sdk!.channel(for: address))
+    } else {
+      sdk = nil
+      rpc = RPCClient(address: try await mesh.address(of: address), config: config, group: group)
+      client = InferenceV1.Inference.Client(rpc!)
+    }
     do {
       request.inputs += try await imageInputs(images, model: reference, client: client)
       _ = try await client.predict(request, options: CallOptions(timeout: .seconds(60)))
     } catch let error as RPCError {
       logLine("shoal load-inference", "\(error.codeName): \(error.message)")
-      await rpc.close()
+      await rpc?.close()
+      await sdk?.close()
       throw ExitCode(1)
     } catch {
-      await rpc.close()
+      await rpc?.close()
+      await sdk?.close()
       throw error
     }
     let start = ContinuousClock.now
@@ -99,7 +118,8 @@ struct InferenceLoadCommand: AsyncParsableCommand {
       }
       return (total, versions)
     }
-    await rpc.close()
+    await rpc?.close()
+    await sdk?.close()
     try? await group.shutdownGracefully()
     let seconds = Double((end - window).components.seconds) + Double((end - window).components.attoseconds) / 1e18
     let answered = versions.sorted { $0.key.count != $1.key.count ? $0.key.count < $1.key.count : $0.key < $1.key }

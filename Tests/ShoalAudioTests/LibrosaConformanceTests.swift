@@ -139,6 +139,19 @@ struct LibrosaConformanceTests {
     } throws: { "\($0)".contains("text.wav") }
     #expect { try Audio(contentsOf: directory.path("missing.flac")) } throws: { "\($0)".contains("missing.flac") }
     #expect { try Audio(bytes: [1, 2, 3], name: "three bytes") } throws: { "\($0)".contains("three bytes") }
+    // Found by the fuzz target (Fuzz/crashes/audio-timeout-…): an Ogg file whose header gives no
+    // frame count (SF_COUNT_MAX) trapped on the overflow of frames × channels. It is read to its end.
+    let fuzzed = try [UInt8](
+      Data(
+        contentsOf: URL(
+          fileURLWithPath:
+            "\(TestEnvironment.repositoryRoot)/Fuzz/crashes/audio-timeout-33b26f9675626ff403a10cd58035dbc7f0722f5e")))
+    do {
+      let audio = try Audio(bytes: fuzzed, name: "the fuzzed clip")
+      #expect(audio.samples.count <= Audio.maxSamples)
+    } catch {
+      #expect("\(error)".contains("the fuzzed clip"), "\(error)")
+    }
     // Short clips pad; a silent one still has a spectrogram.
     let silent = Audio(sampleRate: 22_050, channels: 1, samples: [Float](repeating: 0, count: 100)).fitted(to: 66_150)
     #expect(silent.frames == 66_150)

@@ -100,6 +100,44 @@ struct ImageTests {
     }
   }
 
+  /// Found by the fuzz target (Fuzz/crashes/image-slow-unit-…): 177 bytes of JPEG declaring
+  /// 29712 × 18798 pixels had 1.7 GB allocated for them. A PNG may declare as much.
+  @Test func imagesDeclaringTooManyPixelsAreRefusedBeforeDecoding() throws {
+    let fuzzed = try [UInt8](
+      Data(
+        contentsOf: URL(
+          fileURLWithPath:
+            "\(TestEnvironment.repositoryRoot)/Fuzz/crashes/image-slow-unit-611874a7e672b21d72773893c8f6637a15a7d8a6")))
+    do {
+      _ = try Image(decoding: fuzzed)
+      Issue.record("decoded a 29712 × 18798 JPEG of 177 bytes")
+    } catch {
+      #expect(error.message.contains("29712x18798, more pixels than the limit"), "\(error.message)")
+    }
+    // A PNG whose header (IHDR, its CRC made again) says 10000 × 10000: refused at the header.
+    var png = try Image(width: 2, height: 2, channels: 3, pixels: [UInt8](repeating: 9, count: 12)).pngBytes()
+    png.replaceSubrange(16..<24, with: [0, 0, 0x27, 0x10, 0, 0, 0x27, 0x10])
+    let crc = Self.crc32(png[12..<29])
+    png.replaceSubrange(
+      29..<33, with: [UInt8(crc >> 24), UInt8(crc >> 16 & 0xFF), UInt8(crc >> 8 & 0xFF), UInt8(crc & 0xFF)])
+    do {
+      _ = try Image(decoding: png)
+      Issue.record("decoded a 10000 × 10000 PNG")
+    } catch {
+      #expect(error.message.contains("more pixels than the limit"), "\(error.message)")
+    }
+  }
+
+  /// PNG's CRC-32 (ISO 3309) of a chunk's type and data.
+  static func crc32(_ bytes: ArraySlice<UInt8>) -> UInt32 {
+    var crc: UInt32 = 0xFFFF_FFFF
+    for byte in bytes {
+      crc ^= UInt32(byte)
+      for _ in 0..<8 { crc = crc & 1 == 1 ? 0xEDB8_8320 ^ (crc >> 1) : crc >> 1 }
+    }
+    return ~crc
+  }
+
   @Test func tensorsFollowTheLayoutChannelOrderAndNormalisation() throws {
     let image = Image(width: 2, height: 1, channels: 3, pixels: [255, 0, 51, 0, 255, 102])
     let nchw = try ImageTensorFormat(

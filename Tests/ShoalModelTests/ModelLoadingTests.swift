@@ -1,4 +1,6 @@
+import Foundation
 import ShoalModel
+import ShoalProto
 import ShoalTestSupport
 import Testing
 
@@ -36,6 +38,29 @@ import Testing
     let foreign = #expect(throws: ModelError.self) { try Model(onnx: Array("PK\u{3}\u{4} a zip file".utf8)) }
     #expect(foreign?.code == .invalidModel)
     #expect(foreign?.message.contains("not an ONNX model") == true)
+  }
+
+  /// Found by the fuzz target (Fuzz/crashes/onnx-oom-…): an initializer declaring about a billion
+  /// elements over a few hundred bytes was allocated before its data was checked.
+  @Test func anInitializerLargerThanItsDataIsRefusedBeforeItIsAllocated() throws {
+    let bytes = try Data(
+      contentsOf: URL(
+        fileURLWithPath:
+          "\(TestEnvironment.repositoryRoot)/Fuzz/crashes/onnx-oom-1be4fd393228c19867974e488dca4c918e46b051"))
+    let error = #expect(throws: ModelError.self) { try Model(onnx: [UInt8](bytes)) }
+    #expect(
+      error?.code == .invalidModel && error?.message.contains("values in raw_data") == true,
+      "\(String(describing: error))")
+    var huge = Onnx.TensorProto()
+    huge.name = "w"
+    huge.dataType = 1
+    huge.dims = [1 << 40, 1 << 40]
+    let overflow = #expect(throws: ModelError.self) { try Tensor(onnx: huge) }
+    #expect(overflow?.message.contains("too many elements") == true, "\(String(describing: overflow))")
+    huge.dims = [1 << 20, 1 << 20]
+    huge.dataLocation = .external
+    let elsewhere = #expect(throws: ModelError.self) { try Tensor(onnx: huge) }
+    #expect(elsewhere?.message.contains("stored externally") == true, "\(String(describing: elsewhere))")
   }
 
   @Test func aCycleIsNamed() throws {

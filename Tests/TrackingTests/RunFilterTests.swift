@@ -91,6 +91,26 @@ struct RunFilterTests {
       #expect(error.description.hasPrefix(expected), "\(error.description)")
     }
   }
+
+  /// Found by the fuzz target (Fuzz/crashes/filter-crash-…): 4,000 '(' overflowed the stack.
+  @Test func deepNestingAndHugeFiltersAreRefusedNotOverflowed() throws {
+    let deep = String(repeating: "(", count: 4_000) + "metrics.a > 1" + String(repeating: ")", count: 4_000)
+    #expect(throws: RunFilterError.self) { try parse(deep) }
+    do {
+      _ = try parse(deep)
+    } catch {
+      #expect(error.message.contains("nest deeper than 64"), "\(error)")
+    }
+    let nested = String(repeating: "(", count: 64) + "metrics.a > 1" + String(repeating: ")", count: 64)
+    #expect(try parse(nested) != nil)
+    let many = (0..<600).map { "metrics.m\($0) > 1" }.joined(separator: " AND ")
+    do {
+      _ = try parse(many)
+      Issue.record("accepted 600 comparisons")
+    } catch {
+      #expect(error.message.contains("more than 500 comparisons"), "\(error)")
+    }
+  }
 }
 
 struct ArtifactPathTests {

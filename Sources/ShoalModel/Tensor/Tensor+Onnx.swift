@@ -1,3 +1,4 @@
+import Foundation
 public import ShoalProto
 
 /// Conversion between tensors and ONNX's `TensorProto` (initializers, test data, the writer).
@@ -17,14 +18,50 @@ extension Tensor {
     guard shape.allSatisfy({ $0 >= 0 }) else {
       throw ModelError(.invalidModel, "\(label) has negative dimensions \(shape)")
     }
-    self.init(zeros: shape, dataType: dataType)
-    let count = self.count
+    // The element count, and that the data holds that many, before anything is allocated: a
+    // fuzzed 708-byte model declared a billion-element initializer over 432 bytes of data.
+    var count = 1
+    for dimension in shape {
+      let (product, overflow) = count.multipliedReportingOverflow(by: dimension)
+      guard !overflow, product <= Int.max / 8 else {
+        throw ModelError(.invalidModel, "\(label) has dimensions \(shape), too many elements to hold")
+      }
+      count = product
+    }
     func check(_ given: Int, _ field: String) throws(ModelError) {
       guard given == count else {
         throw ModelError(
           .invalidModel, "\(label) has \(given) values in \(field) for shape \(shape) (\(count) elements)")
       }
     }
+    if proto.dataLocation == .external {
+      // The file must hold the bytes the dimensions declare (loadExternal checks where they lie).
+      let location = proto.externalData.last { $0.key == "location" }?.value ?? ""
+      guard let baseDirectory, !location.isEmpty, !location.hasPrefix("/"),
+        !location.split(separator: "/").contains("..")
+      else {
+        throw ModelError(
+          .invalidModel,
+          "\(label) is stored externally ('\(location)'): load the model from its file, with the data beside it")
+      }
+      let size = (try? FileManager.default.attributesOfItem(atPath: baseDirectory + "/" + location)[.size]) as? Int
+      guard let size, count * dataType.byteSize <= size else {
+        throw ModelError(
+          .invalidModel, "\(label): '\(location)' is smaller than the \(count) elements of shape \(shape)")
+      }
+    } else {
+      if !proto.rawData.isEmpty || count == 0 {
+        try check(proto.rawData.count / dataType.byteSize, "raw_data")
+      } else {
+        switch dataType {
+        case .float32: try check(proto.floatData.count, "float_data")
+        case .float64: try check(proto.doubleData.count, "double_data")
+        case .int64: try check(proto.int64Data.count, "int64_data")
+        case .int32, .int8, .uint8, .bool: try check(proto.int32Data.count, "int32_data")
+        }
+      }
+    }
+    self.init(zeros: shape, dataType: dataType)
     if proto.dataLocation == .external {
       try loadExternal(proto, baseDirectory: baseDirectory, label: label)
     } else if !proto.rawData.isEmpty || count == 0 {

@@ -11,6 +11,8 @@ struct RunFilterParser {
 
   private var tokens: [(token: Token, position: Int)] = []
   private var index = 0
+  private var depth = 0
+  private var comparisons = 0
   private let length: Int
   /// Whether the filter is over experiments (name, times, tags) rather than runs.
   private var experiments = false
@@ -127,13 +129,26 @@ struct RunFilterParser {
     return left
   }
 
+  /// How deep parentheses may nest, and how many comparisons a filter may hold: each is a level
+  /// of recursion here and where the filter becomes SQL (a fuzzed filter of 4,000 '(' overflowed
+  /// the stack).
+  static let maxDepth = 64
+  static let maxComparisons = 500
+
   private mutating func parsePrimary() throws(RunFilterError) -> RunFilter {
     if current == .open {
+      depth += 1
+      guard depth <= Self.maxDepth else { throw error("parentheses nest deeper than \(Self.maxDepth)") }
+      defer { depth -= 1 }
       index += 1
       let inner = try parseOr()
       guard current == .close else { throw error("expected ')' to close the '(' , found \(describe(current))") }
       index += 1
       return inner
+    }
+    comparisons += 1
+    guard comparisons <= Self.maxComparisons else {
+      throw error("the filter has more than \(Self.maxComparisons) comparisons")
     }
     return .comparison(try parseComparison())
   }
