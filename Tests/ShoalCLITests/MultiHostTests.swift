@@ -11,7 +11,7 @@ import Testing
 #endif
 
 /// A mesh over four hosts, each a network namespace the test makes (`scripts/mesh-netns`, as
-/// root): host A runs the registry, tracking and feedback, hosts B and C an inference replica
+/// root or through passwordless sudo): host A runs the registry, tracking and feedback, hosts B and C an inference replica
 /// each, host D the clients, with one PostgreSQL for every service. Load from D is spread over B
 /// and C; B killed with `kill -9` leaves the directory within its lease's TTL + 1 s while D's
 /// calls move to C with none failing; B restarted joins again; B cut off (its link down) leaves
@@ -20,15 +20,25 @@ import Testing
 struct MultiHostTests {
   static let root = TestEnvironment.repositoryRoot
 
+  /// `command` as root: directly when the tests run as root (as CI does), else through
+  /// passwordless sudo, keeping the environment.
+  private static func asRoot(
+    _ command: [String], environment: [String: String] = [:]
+  ) async throws -> SubprocessResult {
+    if getuid() == 0 {
+      return try await Subprocess.run(command[0], Array(command.dropFirst()), environment: environment)
+    }
+    let settings = environment.map { "\($0.key)=\($0.value)" }
+    return try await Subprocess.run("/usr/bin/sudo", ["-n", "/usr/bin/env"] + settings + command)
+  }
+
   /// One run of `scripts/mesh-netns` with `arguments`.
   private static func netns(
     _ arguments: [String], environment: [String: String] = [:]
-  ) async throws
-    -> SubprocessResult
-  {
+  ) async throws -> SubprocessResult {
     var environment = environment
     environment["SHOAL"] = try TestEnvironment.product("shoal")
-    return try await Subprocess.run("\(root)/scripts/mesh-netns", arguments, environment: environment)
+    return try await asRoot(["\(root)/scripts/mesh-netns"] + arguments, environment: environment)
   }
 
   /// Each inference replica's count of Predict calls answered, by its address, read from its
@@ -46,7 +56,8 @@ struct MultiHostTests {
   }
 
   @Test func loadSpreadsOverReplicasAndMovesOffAKilledOne() async throws {
-    try #require(getuid() == 0, "the multi-host tests make network namespaces, which needs root")
+    let privileged = try await Self.asRoot(["/usr/bin/true"])
+    try #require(privileged.status == 0, "the multi-host tests make network namespaces: run them as root or with sudo")
     let dir = try TemporaryDirectory()
     // The demo model and an input of zeros for it.
     let up = try await Self.netns(["up", dir.url.path, "\(Self.root)/Fuzz/corpus/onnx/classifier.onnx"])
@@ -103,7 +114,7 @@ struct MultiHostTests {
         Int32(
           try String(contentsOfFile: dir.path("b.pid"), encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
         ))
-      kill(pid, SIGKILL)
+      #expect(try await Self.asRoot(["/bin/kill", "-9", "\(pid)"]).status == 0)
       let killed = ContinuousClock.now
       var gone: Duration?
       while ContinuousClock.now - killed < .seconds(15) {
@@ -138,13 +149,13 @@ struct MultiHostTests {
       var listing = RegistryV1.ResolveRequest()
       listing.service = "inference"
       let beforeCut = try await directory.resolve(listing).instances.map { "\($0.address) lease \($0.leaseId)" }
-      #expect(try await Subprocess.run("/usr/sbin/ip", ["link", "set", "veth-b", "down"]).status == 0)
+      #expect(try await Self.asRoot(["/usr/sbin/ip", "link", "set", "veth-b", "down"]).status == 0)
       let cutOff = try await waitFor(["tcp://10.77.0.3:7402"], within: .seconds(15))
       #expect(cutOff.map { $0 <= .seconds(11) } == true, "B cut off, still listed after \(String(describing: cutOff))")
       print("multi-host: before the cut \(beforeCut)")
       let during = try await partitioned.value
       #expect(during.status == 0 && during.stdoutText.contains("errors=0"), "\(during.stdoutText)\(during.stderrText)")
-      #expect(try await Subprocess.run("/usr/sbin/ip", ["link", "set", "veth-b", "up"]).status == 0)
+      #expect(try await Self.asRoot(["/usr/sbin/ip", "link", "set", "veth-b", "up"]).status == 0)
       let rejoined = try await waitFor(["tcp://10.77.0.2:7402", "tcp://10.77.0.3:7402"], within: .seconds(30))
       #expect(rejoined != nil, "B did not come back after its link did")
       await registry.close()
