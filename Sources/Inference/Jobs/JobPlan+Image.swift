@@ -37,28 +37,8 @@ extension JobPlan {
       }
       return (scores.sorted { $0.score > $1.score }, [])
 
-    case .tensorflow(let boxes, let scores, let classes, let count, let classOffset):
-      let found =
-        try DetectionOutputs.tensorflow(
-          boxes: try output(boxes), scores: try output(scores), classes: try output(classes),
-          count: try count.map { name throws(DetectionOutputError) in try output(name) }, width: width, height: height,
-          classOffset: classOffset
-        ).first ?? []
-      return ([], found.suppressed(threshold: threshold, iou: iou).compactMap(object))
-
-    case .torchvision(let boxes, let scores, let labels, let classOffset):
-      let found = try DetectionOutputs.torchvision(
-        boxes: try output(boxes), scores: try output(scores), labels: try output(labels), classOffset: classOffset)
-      // Boxes are in the model input's pixels; the image may have been resized to it.
-      let scaleX = fullWidth / Double(format.width ?? width)
-      let scaleY = fullHeight / Double(format.height ?? height)
-      let scaled = found.map { detection in
-        var detection = detection
-        let box = detection.box
-        detection.box = PixelBox(x0: box.x0 * scaleX, y0: box.y0 * scaleY, x1: box.x1 * scaleX, y1: box.y1 * scaleY)
-        return detection
-      }
-      return ([], scaled.suppressed(threshold: threshold, iou: iou).compactMap(object))
+    case .tensorflow, .torchvision:
+      return ([], try detections(outputs, width: width, height: height).compactMap(object))
 
     case .segmentation(let name):
       // The map's own pixels are a fraction of the image's whatever its size, so it is not resized.

@@ -164,33 +164,50 @@ struct JobPlan: Sendable {
       }
       return tiles.map { TilePrediction(tile: $0, scores: scores) }
 
-    case .tensorflow(let boxes, let scores, let classes, let count, let classOffset):
-      let found =
-        try DetectionOutputs.tensorflow(
-          boxes: try output(boxes), scores: try output(scores), classes: try output(classes),
-          count: try count.map { name throws(DetectionOutputError) in try output(name) }, width: size, height: size,
-          classOffset: classOffset
-        ).first ?? []
-      return split(found.suppressed(threshold: threshold, iou: iou), tiles: tiles, tile: tile, supertile: supertile)
-
-    case .torchvision(let boxes, let scores, let labels, let classOffset):
-      let found = try DetectionOutputs.torchvision(
-        boxes: try output(boxes), scores: try output(scores), labels: try output(labels), classOffset: classOffset)
-      // Boxes are in the model input's pixels; the image may have been resized to it.
-      let scale = Double(size) / Double(format.width ?? size)
-      let scaled = found.map { detection in
-        var detection = detection
-        let box = detection.box
-        detection.box = PixelBox(x0: box.x0 * scale, y0: box.y0 * scale, x1: box.x1 * scale, y1: box.y1 * scale)
-        return detection
-      }
-      return split(scaled.suppressed(threshold: threshold, iou: iou), tiles: tiles, tile: tile, supertile: supertile)
+    case .tensorflow, .torchvision:
+      return split(try detections(outputs, width: size, height: size), tiles: tiles, tile: tile, supertile: supertile)
 
     case .segmentation(let name):
       let map = try classMap(try output(name)).resized(width: size, height: size)
       let maps = supertile.map { $0.split(map) } ?? [tile: map]
       return tiles.map { tile in regions(of: maps[tile]!, on: tile) }
     }
+  }
+
+  /// One image's boxes in its own pixels (`width` × `height`), thresholded and suppressed per
+  /// class: the TF Object Detection API's normalised boxes scaled to the image, torchvision's from
+  /// the model input's pixels (the image may have been resized to it). None for other tasks.
+  func detections(_ outputs: [String: Tensor], width: Int, height: Int) throws(DetectionOutputError) -> [Detection] {
+    func output(_ name: String) throws(DetectionOutputError) -> Tensor {
+      guard let tensor = outputs[name] else {
+        throw DetectionOutputError(message: "the model gave no output '\(name)'")
+      }
+      return tensor
+    }
+    let found: [Detection]
+    switch decoder {
+    case .tensorflow(let boxes, let scores, let classes, let count, let classOffset):
+      found =
+        try DetectionOutputs.tensorflow(
+          boxes: try output(boxes), scores: try output(scores), classes: try output(classes),
+          count: try count.map { name throws(DetectionOutputError) in try output(name) }, width: width, height: height,
+          classOffset: classOffset
+        ).first ?? []
+    case .torchvision(let boxes, let scores, let labels, let classOffset):
+      let scaleX = Double(width) / Double(format.width ?? width)
+      let scaleY = Double(height) / Double(format.height ?? height)
+      found = try DetectionOutputs.torchvision(
+        boxes: try output(boxes), scores: try output(scores), labels: try output(labels), classOffset: classOffset
+      ).map { detection in
+        var detection = detection
+        let box = detection.box
+        detection.box = PixelBox(x0: box.x0 * scaleX, y0: box.y0 * scaleY, x1: box.x1 * scaleX, y1: box.y1 * scaleY)
+        return detection
+      }
+    case .classification, .segmentation:
+      return []
+    }
+    return found.suppressed(threshold: threshold, iou: iou)
   }
 
   /// Detections of the whole image given to the tiles it shows.
