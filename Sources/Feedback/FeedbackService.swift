@@ -263,7 +263,6 @@ public struct FeedbackService: FeedbackV1.Feedback.ServiceProtocol {
       ranges = Self.widened(QuadkeyRange.ranges(covering: tiles))
     }
     var records: [FeedbackV1.TileRecord] = []
-    var featureMarks: [Int64: [(feature: Int64, record: FeedbackV1.ClassValidity)]] = [:]
     var more = true
     while records.count < pageSize && more {
       // Without filters every tile read is kept, so one page's worth is read; with them, more.
@@ -280,7 +279,6 @@ public struct FeedbackService: FeedbackV1.Feedback.ServiceProtocol {
       var kept: [(FeedbackStore.StoredTile, [FeedbackV1.ClassValidity])] = []
       for stored in candidates {
         let marks = (validity[stored.id] ?? []).filter { $0.feature == 0 }.map(\.record)
-        featureMarks[stored.id] = (validity[stored.id] ?? []).filter { $0.feature != 0 }
         let state = Self.state(marks, request.className)
         let wanted: Bool =
           switch request.status {
@@ -309,7 +307,7 @@ public struct FeedbackService: FeedbackV1.Feedback.ServiceProtocol {
         records.append(
           Self.record(
             stored, validity: marks, color: color,
-            features: Self.marked(features[stored.id] ?? [], featureMarks[stored.id] ?? [])))
+            features: Self.marked(features[stored.id] ?? [], validity[stored.id] ?? [])))
       }
     }
     var response = FeedbackV1.QueryTilesResponse()
@@ -444,11 +442,12 @@ public struct FeedbackService: FeedbackV1.Feedback.ServiceProtocol {
     return record
   }
 
-  /// `features` with what was said of each.
+  /// `features` with what was said of each (`marks` are a tile's: of the tile itself, feature 0,
+  /// and of its features).
   static func marked(
     _ features: [FeedbackV1.Feature], _ marks: [(feature: Int64, record: FeedbackV1.ClassValidity)]
   ) -> [FeedbackV1.Feature] {
-    guard !marks.isEmpty else { return features }
+    guard marks.contains(where: { $0.feature != 0 }) else { return features }
     return features.map { feature in
       var feature = feature
       feature.validity = marks.filter { String($0.feature) == feature.featureId }.map(\.record)

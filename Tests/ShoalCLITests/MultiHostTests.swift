@@ -1,5 +1,6 @@
 import Foundation
 import ShoalClient
+import ShoalModel
 import ShoalProto
 import ShoalRPC
 import ShoalServiceStubs
@@ -68,10 +69,7 @@ struct MultiHostTests {
         let parts = line.split(separator: "=", maxSplits: 1).map(String.init)
         if parts.count == 2 { environment[parts[0]] = parts[1] }
       }
-      var header = "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 3, 8, 8), }"
-      header += String(repeating: " ", count: 63 - header.count % 64) + "\n"
-      var npy: [UInt8] = [0x93] + Array("NUMPY".utf8) + [1, 0, UInt8(header.count & 0xFF), UInt8(header.count >> 8)]
-      npy += Array(header.utf8) + [UInt8](repeating: 0, count: 4 * 192)
+      let npy = Tensor(shape: [1, 3, 8, 8], elements: [Float](repeating: 0, count: 192)).npyBytes()
       try Data(npy).write(to: URL(fileURLWithPath: dir.path("x.npy")))
       let shoal = try TestEnvironment.product("shoal")
       let clientEnvironment = environment

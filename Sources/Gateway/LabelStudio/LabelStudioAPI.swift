@@ -158,36 +158,20 @@ struct LabelStudioAPI: Sendable {
     }
     var request = PipelineV1.RunPipelineRequest()
     request.name = pipeline.name
-    let mesh = self.mesh
-    let (started, continuation) = AsyncStream.makeStream(of: Result<String, any Error>.self)
-    // The run goes on after the answer, as Label Studio does not wait for training.
-    Task {
-      do {
-        try await mesh.pipelines.runPipeline(request, options: caller.options(timeout: .seconds(24 * 3600))) { stream in
-          var told = false
-          for try await progress in stream {
-            if !told, let run = progress.run, !run.runId.isEmpty {
-              continuation.yield(.success(run.runId))
-              told = true
-            } else if !told, !progress.step.isEmpty {
-              continuation.yield(.success(""))
-              told = true
-            }
-          }
-        }
-      } catch {
-        continuation.yield(.failure(error))
-      }
-      continuation.finish()
+    // The answer goes once the run has started (its first step), as Label Studio does not wait
+    // for training; the pipeline service goes on with a run whose caller has left.
+    let first = try await mesh.pipelines.runPipeline(request, options: caller.options()) {
+      stream -> PipelineV1.PipelineProgress? in
+      for try await progress in stream { return progress }
+      return nil
     }
-    var iterator = started.makeAsyncIterator()
-    guard let first = await iterator.next() else {
+    guard let first else {
       throw GatewayError(.badGateway, "INTERNAL_ERROR", "pipeline \(pipeline.name) ended before it started")
     }
-    let run = try first.get()
-    return Response.json(
-      .object([("job", .string(run)), ("pipeline", .string(pipeline.name)), ("status", .string("started"))]),
-      status: .created)
+    var answer: [(String, JSONValue)] = [("pipeline", .string(pipeline.name)), ("status", .string("started"))]
+    // The run's id comes with its end; a run that ended at once has it.
+    if let run = first.run, !run.runId.isEmpty { answer.append(("job", .string(run.runId))) }
+    return Response.json(.object(answer), status: .created)
   }
 
   // MARK: Annotations

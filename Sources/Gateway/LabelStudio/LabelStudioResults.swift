@@ -38,65 +38,48 @@ enum LabelStudioResults {
   ) -> JSONValue {
     var results: [JSONValue] = []
     var scores: [Double] = []
-    func common(_ type: String, _ value: [(String, JSONValue)], id: Int) -> JSONValue {
-      .object([
-        ("id", .string("shoal-\(id)")), ("from_name", .string(control.name)), ("to_name", .string(control.toName)),
-        ("type", .string(type)), ("original_width", .number(String(answer.width))),
-        ("original_height", .number(String(answer.height))), ("image_rotation", .number("0")),
-        ("value", .object(value)),
-      ])
+    func add(_ type: String, _ value: [(String, JSONValue)], score: Double) {
+      results.append(
+        .object([
+          ("id", .string("shoal-\(results.count)")), ("from_name", .string(control.name)),
+          ("to_name", .string(control.toName)), ("type", .string(type)),
+          ("original_width", .number(String(answer.width))), ("original_height", .number(String(answer.height))),
+          ("image_rotation", .number("0")), ("value", .object(value)), ("score", score._jsonValue()),
+        ]))
+      scores.append(score)
     }
+    let percent = { (value: Double) -> JSONValue in (min(max(value, 0), 1) * 100)._jsonValue() }
     switch control.kind {
     case .choices:
-      if let best = answer.scores.first(where: { LabelConfig.label(for: $0.name, in: control) != nil }) {
-        let label = LabelConfig.label(for: best.name, in: control)!
-        var result = common("choices", [("choices", .array([.string(label)]))], id: 0)
-        if case .object(var members) = result {
-          members.append(("score", Double(best.score)._jsonValue()))
-          result = .object(members)
-        }
-        results.append(result)
-        scores.append(Double(best.score))
-      }
+      let best = answer.scores.lazy.compactMap { score in
+        LabelConfig.label(for: score.name, in: control).map { (label: $0, score: Double(score.score)) }
+      }.first
+      if let best { add("choices", [("choices", .array([.string(best.label)]))], score: best.score) }
     case .rectanglelabels, .polygonlabels:
-      for (index, object) in answer.objects.enumerated() {
+      for object in answer.objects {
         guard let label = LabelConfig.label(for: object.className, in: control) else { continue }
-        let percent = { (value: Double) -> JSONValue in (min(max(value, 0), 1) * 100)._jsonValue() }
-        var value: [(String, JSONValue)]
-        if control.kind == .polygonlabels, let outer = object.rings.first, outer.points.count >= 3 {
-          // Label Studio's polygons have no holes and close themselves: the outer ring, open.
-          var points = outer.points
-          if points.count > 3, points.first == points.last { points.removeLast() }
-          value = [
-            ("points", .array(points.map { .array([percent($0.x), percent($0.y)]) })), ("closed", .bool(true)),
-            ("polygonlabels", .array([.string(label)])),
-          ]
-        } else if control.kind == .polygonlabels {
-          let (left, top, right, bottom) = object.box
-          value = [
-            (
-              "points",
-              .array(
-                [(left, top), (right, top), (right, bottom), (left, bottom)].map {
-                  .array([percent($0.0), percent($0.1)])
-                })
-            ), ("closed", .bool(true)), ("polygonlabels", .array([.string(label)])),
-          ]
+        if control.kind == .polygonlabels {
+          // Label Studio's polygons have no holes and close themselves: the outer ring, open, or
+          // the box's corners.
+          var points = object.rings.first.map { $0.points.map { ($0.x, $0.y) } } ?? []
+          if points.count > 3, points.first! == points.last! { points.removeLast() }
+          if points.count < 3 { points = object.corners }
+          add(
+            "polygonlabels",
+            [
+              ("points", .array(points.map { .array([percent($0.0), percent($0.1)]) })), ("closed", .bool(true)),
+              ("polygonlabels", .array([.string(label)])),
+            ], score: object.score)
         } else {
           let (left, top, right, bottom) = object.box
-          value = [
-            ("x", percent(left)), ("y", percent(top)), ("width", percent(right - left)),
-            ("height", percent(bottom - top)), ("rotation", .number("0")),
-            ("rectanglelabels", .array([.string(label)])),
-          ]
+          add(
+            "rectanglelabels",
+            [
+              ("x", percent(left)), ("y", percent(top)), ("width", percent(right - left)),
+              ("height", percent(bottom - top)), ("rotation", .number("0")),
+              ("rectanglelabels", .array([.string(label)])),
+            ], score: object.score)
         }
-        var result = common(control.kind.rawValue, value, id: index)
-        if case .object(var members) = result {
-          members.append(("score", object.score._jsonValue()))
-          result = .object(members)
-        }
-        results.append(result)
-        scores.append(object.score)
       }
     }
     let score = scores.isEmpty ? 0 : scores.reduce(0, +) / Double(scores.count)
@@ -186,11 +169,8 @@ enum LabelStudioResults {
       if let first = points.first, points.last! != first { closed.append(first) }
       return .array(closed.map { .array([$0.0._jsonValue(), $0.1._jsonValue()]) })
     }
-    let (left, top, right, bottom) = object.box
     let rings: [JSONValue] =
-      object.rings.isEmpty
-      ? [ring([(left, top), (right, top), (right, bottom), (left, bottom)])]
-      : object.rings.map { ring($0.points.map { ($0.x, $0.y) }) }
+      object.rings.isEmpty ? [ring(object.corners)] : object.rings.map { ring($0.points.map { ($0.x, $0.y) }) }
     var feature = FeedbackV1.Feature()
     feature.geometry = JSONValue.object([("type", .string("Polygon")), ("coordinates", .array(rings))]).serialized()
     feature.className = object.className
@@ -203,5 +183,11 @@ extension InferenceV1.ImageObject {
   /// Left, top, right and bottom of the bounding box, in fractions of the image.
   var box: (Double, Double, Double, Double) {
     (topLeft?.x ?? 0, topLeft?.y ?? 0, bottomRight?.x ?? 0, bottomRight?.y ?? 0)
+  }
+
+  /// The bounding box's corners, clockwise from the top left (x rightwards, y downwards).
+  var corners: [(Double, Double)] {
+    let (left, top, right, bottom) = box
+    return [(left, top), (right, top), (right, bottom), (left, bottom)]
   }
 }

@@ -1,4 +1,3 @@
-import Foundation
 public import ShoalProto
 
 /// Conversion between tensors and ONNX's `TensorProto` (initializers, test data, the writer).
@@ -34,63 +33,54 @@ extension Tensor {
           .invalidModel, "\(label) has \(given) values in \(field) for shape \(shape) (\(count) elements)")
       }
     }
+    // External data is read and checked before the tensor is allocated too.
+    var external: (bytes: [UInt8], offset: Int)?
     if proto.dataLocation == .external {
-      // The file must hold the bytes the dimensions declare (loadExternal checks where they lie).
-      let location = proto.externalData.last { $0.key == "location" }?.value ?? ""
-      guard let baseDirectory, !location.isEmpty, !location.hasPrefix("/"),
-        !location.split(separator: "/").contains("..")
-      else {
-        throw ModelError(
-          .invalidModel,
-          "\(label) is stored externally ('\(location)'): load the model from its file, with the data beside it")
-      }
-      let size = (try? FileManager.default.attributesOfItem(atPath: baseDirectory + "/" + location)[.size]) as? Int
-      guard let size, count * dataType.byteSize <= size else {
-        throw ModelError(
-          .invalidModel, "\(label): '\(location)' is smaller than the \(count) elements of shape \(shape)")
-      }
+      external = try Self.externalData(
+        proto, baseDirectory: baseDirectory, label: label, byteCount: count * dataType.byteSize)
+    } else if !proto.rawData.isEmpty || count == 0 {
+      try check(proto.rawData.count / dataType.byteSize, "raw_data")
     } else {
-      if !proto.rawData.isEmpty || count == 0 {
-        try check(proto.rawData.count / dataType.byteSize, "raw_data")
-      } else {
-        switch dataType {
-        case .float32: try check(proto.floatData.count, "float_data")
-        case .float64: try check(proto.doubleData.count, "double_data")
-        case .int64: try check(proto.int64Data.count, "int64_data")
-        case .int32, .int8, .uint8, .bool: try check(proto.int32Data.count, "int32_data")
-        }
+      switch dataType {
+      case .float32: try check(proto.floatData.count, "float_data")
+      case .float64: try check(proto.doubleData.count, "double_data")
+      case .int64: try check(proto.int64Data.count, "int64_data")
+      case .int32, .int8, .uint8, .bool: try check(proto.int32Data.count, "int32_data")
       }
     }
     self.init(zeros: shape, dataType: dataType)
-    if proto.dataLocation == .external {
-      try loadExternal(proto, baseDirectory: baseDirectory, label: label)
+    if let external {
+      let byteCount = byteCount
+      external.bytes.withUnsafeBytes {
+        buffer.pointer.copyMemory(from: $0.baseAddress! + external.offset, byteCount: byteCount)
+      }
     } else if !proto.rawData.isEmpty || count == 0 {
-      try check(proto.rawData.count / dataType.byteSize, "raw_data")
       proto.rawData.withUnsafeBytes {
         buffer.pointer.copyMemory(from: $0.baseAddress!, byteCount: min($0.count, byteCount))
       }
     } else {
-      // The typed field the element type uses, converted where ONNX widens it (int32_data).
-      func fill<Source, Element: TensorElement>(
-        _ values: [Source], _ field: String, _ convert: (Source) -> Element
-      ) throws(ModelError) {
-        try check(values.count, field)
+      // The typed field the element type uses (its count checked above), converted where ONNX
+      // widens it (int32_data).
+      func fill<Source, Element: TensorElement>(_ values: [Source], _ convert: (Source) -> Element) {
         let pointer = mutablePointer(as: Element.self)
         for (index, value) in values.enumerated() { pointer[index] = convert(value) }
       }
       switch dataType {
-      case .float32: try fill(proto.floatData, "float_data") { $0 }
-      case .float64: try fill(proto.doubleData, "double_data") { $0 }
-      case .int64: try fill(proto.int64Data, "int64_data") { $0 }
-      case .int32: try fill(proto.int32Data, "int32_data") { $0 }
-      case .int8: try fill(proto.int32Data, "int32_data") { Int8(truncatingIfNeeded: $0) }
-      case .uint8: try fill(proto.int32Data, "int32_data") { UInt8(truncatingIfNeeded: $0) }
-      case .bool: try fill(proto.int32Data, "int32_data") { $0 != 0 }
+      case .float32: fill(proto.floatData) { $0 }
+      case .float64: fill(proto.doubleData) { $0 }
+      case .int64: fill(proto.int64Data) { $0 }
+      case .int32: fill(proto.int32Data) { $0 }
+      case .int8: fill(proto.int32Data) { Int8(truncatingIfNeeded: $0) }
+      case .uint8: fill(proto.int32Data) { UInt8(truncatingIfNeeded: $0) }
+      case .bool: fill(proto.int32Data) { $0 != 0 }
       }
     }
   }
 
-  private func loadExternal(_ proto: Onnx.TensorProto, baseDirectory: String?, label: String) throws(ModelError) {
+  /// The file holding an externally stored tensor's `byteCount` bytes, and where in it they start.
+  private static func externalData(
+    _ proto: Onnx.TensorProto, baseDirectory: String?, label: String, byteCount: Int
+  ) throws(ModelError) -> (bytes: [UInt8], offset: Int) {
     let fields = Dictionary(proto.externalData.map { ($0.key, $0.value) }, uniquingKeysWith: { $1 })
     guard let location = fields["location"], !location.isEmpty else {
       throw ModelError(.invalidModel, "\(label) is stored externally but names no location")
@@ -104,11 +94,11 @@ extension Tensor {
     let bytes = try FileBytes.read(baseDirectory + "/" + location)
     let offset = Int(fields["offset"] ?? "0") ?? -1
     let length = Int(fields["length"] ?? "\(byteCount)") ?? -1
-    guard offset >= 0, length == byteCount, offset + length <= bytes.count else {
+    guard offset >= 0, length == byteCount, length <= bytes.count, offset <= bytes.count - length else {
       throw ModelError(
         .invalidModel, "\(label): '\(location)' holds no \(byteCount) bytes at offset \(fields["offset"] ?? "0")")
     }
-    bytes.withUnsafeBytes { buffer.pointer.copyMemory(from: $0.baseAddress! + offset, byteCount: byteCount) }
+    return (bytes, offset)
   }
 
   /// The tensor as an ONNX `TensorProto` named `name`, its elements in `raw_data`.
