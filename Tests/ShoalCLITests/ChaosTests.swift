@@ -104,10 +104,12 @@ struct ChaosTests {
       #expect(line.contains(" lost=0") && line.contains("errors_other=0"), "\(line)\n\(loaded.stderrText)")
       // LogBatch is idempotent (by its request id), so the client itself sent the calls in flight
       // when tracking died again once it was back: the load may see no error at all. SetValidity
-      // is not idempotent, so the loop below sees the kill as UNAVAILABLE.
+      // is not idempotent: a call in flight when feedback dies fails with UNAVAILABLE.
       let marked = try await marking.value
       #expect(marked.other.isEmpty, "\(marked.other.prefix(3))")
-      #expect(marked.changes > 20 && marked.unavailable > 0, "\(marked.changes) \(marked.unavailable)")
+      // Whether a SetValidity was in flight when feedback died is chance (the restarts are counted
+      // below), so its UNAVAILABLE failures are not required, only that nothing else failed.
+      #expect(marked.changes > 20, "\(marked.changes) \(marked.unavailable)")
 
       // Every tile's last acknowledged state is its state now, and each acknowledged change is in
       // the history (a change retried after an UNAVAILABLE may be there twice, never missing).
