@@ -26,6 +26,7 @@ let package = Package(
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
     .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+    .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
     .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     .package(url: "https://github.com/apple/swift-numerics", from: "1.1.1"),
     // HTTP for the gateway; without swift-configuration and full Foundation (traits off).
@@ -66,6 +67,7 @@ let package = Package(
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),
         .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+        .product(name: "NIOSSL", package: "swift-nio-ssl"),
       ],
       swiftSettings: strictSwift
     ),
@@ -85,7 +87,9 @@ let package = Package(
       name: "ShoalClient", dependencies: ["ShoalProto", "ShoalRPC", "ShoalServiceStubs"], swiftSettings: strictSwift),
 
     // The mesh: mesh files and the `shoal up` supervisor.
-    .target(name: "ShoalMesh", dependencies: ["ShoalProto", "ShoalRPC"], swiftSettings: strictSwift),
+    // Certificates for a mesh's TLS, made with libcrypto.
+    .target(name: "CCertificates", dependencies: ["CCrypto"]),
+    .target(name: "ShoalMesh", dependencies: ["ShoalProto", "ShoalRPC", "CCertificates"], swiftSettings: strictSwift),
 
     // Metrics in Prometheus' text format, served over HTTP by every service.
     .target(

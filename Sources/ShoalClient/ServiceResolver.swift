@@ -69,7 +69,7 @@ public struct ServiceResolver: Sendable {
   /// One address per server, oldest registration first: a server that listens on several
   /// addresses registers each (same `host` and `pid` metadata) and is called through one of
   /// them — its Unix socket when it runs on `localHost` (faster, and trusted without a token),
-  /// else its first TCP address. A Unix socket registered from another host is out of reach and
+  /// else its first TLS address, or its first TCP one. A Unix socket registered from another host is out of reach and
   /// left out. Instances without that metadata count as servers of their own, on this host.
   public static func addresses(of instances: [RegistryV1.Instance], localHost: String) -> [RPCAddress] {
     var servers: [String: [RegistryV1.Instance]] = [:]
@@ -85,7 +85,9 @@ public struct ServiceResolver: Sendable {
         (try? RPCAddress(parsing: instance.address)).map { (instance.leaseId, $0) }
       }
       let unix = parsed.first { if case .unix = $0.1 { true } else { false } }
-      let tcp = parsed.first { if case .tcp = $0.1 { true } else { false } }
+      // TLS before plaintext, where a server listens on both.
+      let tls = parsed.first { if case .tls = $0.1 { true } else { false } }
+      let tcp = tls ?? parsed.first { if case .tcp = $0.1 { true } else { false } }
       return local ? unix ?? tcp : tcp
     }.sorted { $0.0 < $1.0 }.map(\.1)
   }

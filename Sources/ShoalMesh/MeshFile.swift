@@ -51,6 +51,29 @@ public struct MeshFile: Sendable, Equatable {
     }
   }
 
+  /// How the services protect TCP: their certificates, and whether tokens may cross plaintext.
+  /// Paths are relative to the data directory.
+  ///
+  /// ```json
+  /// "tls": { "ca": "tls/ca.pem", "certificate": "tls/host-a.pem", "key": "tls/host-a-key.pem",
+  ///          "client_certificates": "require" }
+  /// ```
+  public struct TLS: Sendable, Equatable {
+    /// The CA the services trust (`shoal admin cert` makes one).
+    public var ca: String?
+    /// The services' certificate, shown by their `tls://` listeners and to servers that ask.
+    public var certificate: String?
+    /// Its key.
+    public var key: String?
+    /// `none`, `optional` or `require` (mutual TLS).
+    public var clientCertificates: String = "none"
+    /// Whether tokens may cross plaintext TCP that is not loopback (a network you trust).
+    public var plaintextTokens = false
+    /// Whether clients check that a server's certificate names the host dialled (off for pods,
+    /// whose addresses no certificate can know in advance).
+    public var verifyHostname = true
+  }
+
   /// The batching settings a mesh file may give (`batching` and each of `models`).
   static let batchingKeys: Set<String> = [
     "max_batch_size", "max_queue_delay_us", "preferred_batch_sizes", "max_queue_size", "instances",
@@ -62,6 +85,26 @@ public struct MeshFile: Sendable, Equatable {
   public var leaseTTLSeconds: Double
   /// The services, in start order after the registry.
   public var services: [Service]
+  /// TLS and token transport, for every service.
+  public var tls: TLS?
+  /// How long a service trusts the registry's word on a token (expiry and revocation take
+  /// effect within it); nil: 30 s.
+  public var tokenCacheSeconds: Double?
+
+  /// The settings of `shoal serve` that the mesh gives every service.
+  public var securityArguments: [String] {
+    var arguments: [String] = []
+    if let tls {
+      if let ca = tls.ca { arguments += ["--tls-ca", ca] }
+      if let certificate = tls.certificate { arguments += ["--tls-cert", certificate] }
+      if let key = tls.key { arguments += ["--tls-key", key] }
+      arguments += ["--tls-client-certs", tls.clientCertificates]
+      if tls.plaintextTokens { arguments.append("--plaintext-tokens") }
+      if !tls.verifyHostname { arguments.append("--tls-no-hostname-check") }
+    }
+    if let tokenCacheSeconds { arguments += ["--token-cache", "\(tokenCacheSeconds)"] }
+    return arguments
+  }
 
   /// The registry's entry.
   public var registry: Service { services.first { $0.name == "registry" }! }
@@ -91,11 +134,46 @@ public struct MeshFile: Sendable, Equatable {
       throw MeshFileError(file: file, key: nil, "must be a JSON object")
     }
     let reader = FieldReader(file: file)
-    try reader.allowOnly(["store", "lease_ttl_seconds", "services"], in: object, at: nil)
+    try reader.allowOnly(
+      ["store", "lease_ttl_seconds", "services", "tls", "token_cache_seconds"], in: object, at: nil)
     store = try reader.string(object["store"], at: "store") ?? "sqlite"
     leaseTTLSeconds = try reader.number(object["lease_ttl_seconds"], at: "lease_ttl_seconds") ?? 10
     guard leaseTTLSeconds >= 1, leaseTTLSeconds <= 300 else {
       throw MeshFileError(file: file, key: "lease_ttl_seconds", "must be between 1 and 300 seconds")
+    }
+    if let cache = try reader.number(object["token_cache_seconds"], at: "token_cache_seconds") {
+      guard cache >= 0, cache <= 3600 else {
+        throw MeshFileError(file: file, key: "token_cache_seconds", "must be between 0 and 3600 seconds")
+      }
+      tokenCacheSeconds = cache
+    }
+    if let section = object["tls"] {
+      guard let section = section as? [String: Any] else {
+        throw MeshFileError(
+          file: file, key: "tls", "must be an object (ca, certificate, key, client_certificates, plaintext_tokens)")
+      }
+      try reader.allowOnly(
+        ["ca", "certificate", "key", "client_certificates", "plaintext_tokens"], in: section, at: "tls")
+      var tls = TLS()
+      tls.ca = try reader.string(section["ca"], at: "tls.ca")
+      tls.certificate = try reader.string(section["certificate"], at: "tls.certificate")
+      tls.key = try reader.string(section["key"], at: "tls.key")
+      guard (tls.certificate == nil) == (tls.key == nil) else {
+        throw MeshFileError(
+          file: file, key: tls.key == nil ? "tls.key" : "tls.certificate", "is missing; give both certificate and key")
+      }
+      tls.clientCertificates =
+        try reader.string(section["client_certificates"], at: "tls.client_certificates") ?? "none"
+      guard ["none", "optional", "require"].contains(tls.clientCertificates) else {
+        throw MeshFileError(
+          file: file, key: "tls.client_certificates", "is '\(tls.clientCertificates)'; use none, optional or require")
+      }
+      if tls.clientCertificates != "none" && tls.ca == nil {
+        throw MeshFileError(file: file, key: "tls.ca", "is missing; client certificates are checked against it")
+      }
+      tls.plaintextTokens = try reader.bool(section["plaintext_tokens"], at: "tls.plaintext_tokens") ?? false
+      tls.verifyHostname = try reader.bool(section["verify_hostname"], at: "tls.verify_hostname") ?? true
+      self.tls = tls
     }
     guard let list = object["services"] else {
       throw MeshFileError(file: file, key: "services", "is missing; list the services to run")
@@ -124,10 +202,10 @@ public struct MeshFile: Sendable, Equatable {
         throw MeshFileError(file: file, key: "\(at).listen", "must hold at least one address")
       }
       for (position, address) in listen.enumerated()
-      where !(address.hasPrefix("unix:") || address.hasPrefix("tcp://")) {
+      where !(address.hasPrefix("unix:") || address.hasPrefix("tcp://") || address.hasPrefix("tls://")) {
         throw MeshFileError(
           file: file, key: "\(at).listen[\(position)]",
-          "'\(address)' is not an address (unix:relative/path, unix:///abs/path or tcp://host:port)")
+          "'\(address)' is not an address (unix:relative/path, unix:///abs/path, tcp://host:port or tls://host:port)")
       }
       var service = Service(
         name: name, listen: listen, store: try reader.string(entry["store"], at: "\(at).store"),

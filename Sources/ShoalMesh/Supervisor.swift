@@ -157,6 +157,7 @@ public final class Supervisor: Sendable {
     ]
     for address in service.listen { arguments += ["--listen", address] }
     arguments += service.serveArguments
+    arguments += config.mesh.securityArguments
     // The pipeline service reads the pipelines next to the mesh file (mesh/pipelines), or in the
     // data directory for the built-in mesh.
     if service.name == "pipeline" {

@@ -1,3 +1,4 @@
+import Foundation
 public import ShoalProto
 public import ShoalRPC
 import ShoalServiceStubs
@@ -11,15 +12,22 @@ import Synchronization
 /// A call over TCP must carry `authorization: Bearer <token>`; the registry vouches for the
 /// token (WhoAmI, asked with that token), and the principal's role must cover what the method
 /// needs (a method not listed needs admin). The handler then runs with the principal's
-/// organisation as `CallerOrganization.current`. The registry's answer is kept for `cacheFor`,
-/// so a token replaced in the registry stops working here within that time. Tokens are never
-/// logged.
+/// organisation as `CallerOrganization.current`. The registry's answer is kept for `cacheFor`
+/// and never past the token's expiry, so a token revoked in the registry stops working here
+/// within that time; while the registry cannot be reached, an answer up to `outageGrace` old is
+/// used. Tokens are never logged.
 public final class RegistryAccessInterceptor: ServerInterceptor, Sendable {
   private let service: String
   private let requirements: [String: RegistryV1.Role]
   private let registry: RegistryV1.ModelRegistry.Client
   private let cacheFor: Duration
-  private let known = Mutex<[String: (principal: RegistryV1.Principal, until: ContinuousClock.Instant)]>([:])
+  private let known = Mutex<
+    [String: (principal: RegistryV1.Principal, until: ContinuousClock.Instant, at: ContinuousClock.Instant)]
+  >([:])
+
+  /// How long a token the registry vouched for is still accepted while the registry cannot be
+  /// reached (restarting, or its store is): calls carry on through the outage.
+  public static let outageGrace: Duration = .seconds(600)
 
   /// Access to the methods of `service` (its full name), each needing the role `requirements`
   /// gives, checked against the registry `registry` reaches.
@@ -68,22 +76,36 @@ public final class RegistryAccessInterceptor: ServerInterceptor, Sendable {
   /// Who the registry says `token` belongs to (from the cache while that answer is fresh).
   private func principal(forToken token: String) async throws -> RegistryV1.Principal {
     let now = ContinuousClock.now
-    if let entry = known.withLock({ $0[token] }), entry.until > now { return entry.principal }
+    let entry = known.withLock { $0[token] }
+    if let entry, entry.until > now { return entry.principal }
     var options = CallOptions(timeout: .seconds(5))
     options.metadata.add("authorization", "Bearer \(token)")
     let principal: RegistryV1.Principal
     do {
       principal = try await registry.whoAmI(RegistryV1.WhoAmIRequest(), options: options)
     } catch  where error.code == .unauthenticated {
-      throw RPCError(
-        .unauthenticated, "the token is not valid (malformed, unknown or replaced); ask an admin for a new one")
+      // The registry's reason: unknown, revoked or expired.
+      throw RPCError(.unauthenticated, error.message)
     } catch {
+      // The registry's last word, if recent and the token has not expired since.
+      if let entry, now - entry.at < Self.outageGrace,
+        entry.principal.tokenExpiresAtMs == 0
+          || Double(entry.principal.tokenExpiresAtMs) / 1000 > Date().timeIntervalSince1970
+      {
+        return entry.principal
+      }
       throw RPCError(.unavailable, "cannot check the token with the registry: \(error.message)")
+    }
+    // Kept for the cache time, and never past the token's own expiry.
+    var until = now + cacheFor
+    if principal.tokenExpiresAtMs > 0 {
+      let left = Double(principal.tokenExpiresAtMs) / 1000 - Date().timeIntervalSince1970
+      until = min(until, now + .milliseconds(Int64(max(0, left) * 1000)))
     }
     known.withLock { entries in
       // Expired answers go when the cache grows, so that it holds only tokens in use.
-      if entries.count >= 1024 { entries = entries.filter { $0.value.until > now } }
-      entries[token] = (principal, now + cacheFor)
+      if entries.count >= 1024 { entries = entries.filter { now - $0.value.at < Self.outageGrace } }
+      entries[token] = (principal, until, now)
     }
     return principal
   }

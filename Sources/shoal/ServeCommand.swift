@@ -42,8 +42,8 @@ struct ServeCommand: AsyncParsableCommand {
   @Option(
     name: .long,
     help: """
-      An address to listen on: unix:///abs/path, unix:relative/path (inside the data directory) or \
-      tcp://host:port (repeatable; default unix:SERVICE.sock in the data directory).
+      An address to listen on: unix:///abs/path, unix:relative/path (inside the data directory), \
+      tcp://host:port or tls://host:port (repeatable; default unix:SERVICE.sock in the data directory).
       """)
   var listen: [String] = []
 
@@ -109,6 +109,52 @@ struct ServeCommand: AsyncParsableCommand {
   @Flag(help: "gateway: refuse requests without a token even from loopback.")
   var requireTokens = false
 
+  @Option(
+    help:
+      "The CA certificate (PEM) to trust for TLS, both ways (default $SHOAL_TLS_CA; relative to the data directory).")
+  var tlsCa: String?
+
+  @Option(
+    help:
+      "This service's certificate (PEM), for tls:// listeners and as a client certificate (default $SHOAL_TLS_CERT).")
+  var tlsCert: String?
+
+  @Option(help: "The certificate's private key (PEM; default $SHOAL_TLS_KEY).")
+  var tlsKey: String?
+
+  @Option(help: "Whether tls:// listeners ask clients for a certificate: none, optional or require (mutual TLS).")
+  var tlsClientCerts: String?
+
+  @Flag(help: "Accept and send tokens over plaintext TCP that is not loopback (a network you trust).")
+  var plaintextTokens = false
+
+  @Flag(help: "Accept any server certificate of the CA, whatever host it names (pods, whose addresses change).")
+  var tlsNoHostnameCheck = false
+
+  @Option(help: "Seconds the registry's word on a token is trusted; revoked or expired tokens stop working within it.")
+  var tokenCache: Double = 30
+
+  /// The process's TLS settings from the flags, over the environment's; paths relative to `directory`.
+  func transportSecurity(relativeTo directory: String) throws -> TransportSecurity {
+    var security = TransportSecurity.fromEnvironment()
+    let resolve = { (path: String) in path.hasPrefix("/") ? path : "\(directory)/\(path)" }
+    if let tlsCa { security.trustRoots = resolve(tlsCa) }
+    if let tlsCert { security.certificate = resolve(tlsCert) }
+    if let tlsKey { security.privateKey = resolve(tlsKey) }
+    if let tlsClientCerts {
+      guard let choice = TransportSecurity.ClientCertificates(rawValue: tlsClientCerts) else {
+        throw ValidationError("--tls-client-certs: '\(tlsClientCerts)' is not none, optional or require")
+      }
+      security.clientCertificates = choice
+    }
+    if plaintextTokens { security.allowsPlaintextTokens = true }
+    if tlsNoHostnameCheck { security.verifiesHostname = false }
+    guard (security.certificate == nil) == (security.privateKey == nil) else {
+      throw ValidationError("--tls-cert and --tls-key go together: give both or neither")
+    }
+    return security
+  }
+
   func run() async throws {
     let location = try mesh.location()
     let storeURL: StoreURL
@@ -118,6 +164,10 @@ struct ServeCommand: AsyncParsableCommand {
       throw ValidationError("--store: \(error.message)")
     }
     try FileManager.default.createDirectory(atPath: location.dataDirectory, withIntermediateDirectories: true)
+    // Before any client or server is made: they all take the process's settings.
+    TransportSecurity.process = try transportSecurity(relativeTo: location.dataDirectory)
+    guard tokenCache >= 0 else { throw ValidationError("--token-cache: must be 0 or more seconds") }
+    let tokenTrust = Duration.milliseconds(Int64(tokenCache * 1000))
     var databases: [Database] = []
 
     var router = ServiceRouter()
@@ -151,7 +201,7 @@ struct ServeCommand: AsyncParsableCommand {
       interceptors.append(
         RegistryAccessInterceptor(
           service: TrackingV1.Tracking.fullName, requirements: TrackingService.requirements,
-          registry: RPCClient(address: location.registry)))
+          registry: RPCClient(address: location.registry), cacheFor: tokenTrust))
     case "feedback":
       let database = try await openDatabase(storeURL, location.dataDirectory, migrations: FeedbackStore.migrations)
       databases.append(database)
@@ -167,7 +217,7 @@ struct ServeCommand: AsyncParsableCommand {
       interceptors.append(
         RegistryAccessInterceptor(
           service: FeedbackV1.Feedback.fullName, requirements: FeedbackService.requirements,
-          registry: RPCClient(address: location.registry)))
+          registry: RPCClient(address: location.registry), cacheFor: tokenTrust))
     case "audio-classifier":
       let database = try await openDatabase(storeURL, location.dataDirectory, migrations: AudioStore.migrations)
       databases.append(database)
@@ -183,7 +233,7 @@ struct ServeCommand: AsyncParsableCommand {
       interceptors.append(
         RegistryAccessInterceptor(
           service: AudioV1.AudioClassifier.fullName, requirements: AudioClassifierService.requirements,
-          registry: RPCClient(address: location.registry)))
+          registry: RPCClient(address: location.registry), cacheFor: tokenTrust))
     case "pipeline":
       // Runs train in the audio classifier, move aliases in the registry and are recorded in
       // tracking, all found through the registry.
@@ -202,7 +252,7 @@ struct ServeCommand: AsyncParsableCommand {
       interceptors.append(
         RegistryAccessInterceptor(
           service: PipelineV1.Pipelines.fullName, requirements: PipelineService.requirements,
-          registry: RPCClient(address: location.registry)))
+          registry: RPCClient(address: location.registry), cacheFor: tokenTrust))
     case "gateway":
       let (host, port) = try Self.hostAndPort(http, option: "--http")
       // The mesh's services are found through the registry; each request's own token goes with its calls.
@@ -254,7 +304,7 @@ struct ServeCommand: AsyncParsableCommand {
       interceptors.append(
         RegistryAccessInterceptor(
           service: InferenceV1.Inference.fullName, requirements: InferenceService.requirements,
-          registry: RPCClient(address: location.registry)))
+          registry: RPCClient(address: location.registry), cacheFor: tokenTrust))
       let requests = try models.map { spec in
         do {
           return try InferenceV1.LoadModelRequest(spec: spec)

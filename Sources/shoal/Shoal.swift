@@ -18,6 +18,7 @@ struct Shoal: AsyncParsableCommand {
       PipelineCommand.self, RolloutCommand.self, DriftCommand.self,
       ServeCommand.self, CallCommand.self,
       OnnxCommand.self, HealthCommand.self, LoadCommand.self, TrackingLoadCommand.self, InferenceLoadCommand.self,
+      LabelsLoadCommand.self,
       MetricsCommand.self, GeoCommand.self, ProtoCommand.self, FeedbackBenchCommand.self, AudioBenchCommand.self,
     ]
   )

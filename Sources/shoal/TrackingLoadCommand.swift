@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import NIOPosix
+import ShoalClient
 import ShoalProto
 import ShoalRPC
 import ShoalServiceStubs
@@ -42,7 +43,10 @@ struct TrackingLoadCommand: AsyncParsableCommand {
     // on this side (as in `shoal load`).
     let loops = MultiThreadedEventLoopGroup(numberOfThreads: 1)
     let executor = EventLoopTaskExecutor(loops.next())
-    let client = TrackingV1.Tracking.Client(RPCClient(address: try await mesh.address(of: address), group: loops))
+    var config = RPCClient.Config.defaults
+    if let token = try mesh.location().token { config.interceptors.append(BearerTokenInterceptor(token: token)) }
+    let client = TrackingV1.Tracking.Client(
+      RPCClient(address: try await mesh.address(of: address), config: config, group: loops))
     var experiment = TrackingV1.CreateExperimentRequest()
     experiment.name = "load-\(UUID().uuidString.prefix(8))"
     let experimentID = try await client.createExperiment(experiment).experimentId
@@ -109,7 +113,7 @@ struct TrackingLoadCommand: AsyncParsableCommand {
       history.key = "loss"
       history.pageSize = 25_000
       repeat {
-        let page = try await client.getMetricHistory(history)
+        let page = try await readBack { try await client.getMetricHistory(history) }
         stored += page.series.first?.points.count ?? 0
         history.pageToken = page.nextPageToken
       } while !history.pageToken.isEmpty
@@ -123,6 +127,19 @@ struct TrackingLoadCommand: AsyncParsableCommand {
         + "errors_other=\(errorCount.other) lost=\(sent - stored)")
     if let first = errorCount.first { FileHandle.standardError.write(Data("first other error: \(first)\n".utf8)) }
     if sent != stored { throw ExitCode(1) }
+  }
+
+  /// `read`, and with --retry, again while the service (or its store) is still coming back, for
+  /// up to a minute: what was acknowledged must be counted, not given up on.
+  private func readBack<T>(_ read: () async throws -> T) async throws -> T {
+    let end = ContinuousClock.now + .seconds(60)
+    while true {
+      do {
+        return try await read()
+      } catch let error as RPCError where retry && error.code == .unavailable && ContinuousClock.now < end {
+        try await Task.sleep(for: .milliseconds(200))
+      }
+    }
   }
 
   /// Failed calls: UNAVAILABLE (the service away, as when it restarts) and every other kind.

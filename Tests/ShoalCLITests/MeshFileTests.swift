@@ -20,10 +20,28 @@ struct MeshFileTests {
     // over TCP with an admin token of organisation `local`.
     #expect(tcp.registry.listen == ["unix:registry.sock", "tcp://127.0.0.1:7400"])
     #expect(tcp.services.dropFirst().allSatisfy { $0.listen[0].hasPrefix("tcp://127.0.0.1:") })
-    // Host A of a mesh over several hosts: its services on the host's own address.
+    // Host A of a mesh over several hosts: its services on the host's own address, in mutual TLS.
     let hostA = try MeshFile(contentsOf: "\(root)/mesh/host-a.json")
-    #expect(hostA.registry.listen == ["unix:registry.sock", "tcp://10.0.0.1:7400"])
+    #expect(hostA.registry.listen == ["unix:registry.sock", "tls://10.0.0.1:7400"])
     #expect(hostA.services.map(\.name) == ["registry", "tracking", "feedback", "gateway"])
+    #expect(
+      hostA.securityArguments == [
+        "--tls-ca", "tls/ca.pem", "--tls-cert", "tls/host-a.pem", "--tls-key", "tls/host-a-key.pem",
+        "--tls-client-certs", "require",
+      ])
+  }
+
+  @Test func theTLSSectionAndTheTokenCacheBecomeServeArguments() throws {
+    let mesh = try parse(
+      #"""
+      {"tls": {"ca": "/etc/shoal/ca.pem", "plaintext_tokens": true}, "token_cache_seconds": 5,
+       "services": [{"name": "registry", "listen": ["unix:r.sock", "tls://0.0.0.0:7400"]}]}
+      """#)
+    #expect(
+      mesh.securityArguments == [
+        "--tls-ca", "/etc/shoal/ca.pem", "--tls-client-certs", "none", "--plaintext-tokens", "--token-cache", "5.0",
+      ])
+    #expect(try parse(#"{"services": [{"name": "registry"}]}"#).securityArguments.isEmpty)
   }
 
   @Test func defaultsFillWhatIsLeftOut() throws {
@@ -81,6 +99,20 @@ struct MeshFileTests {
     (#"{"services": [{"listen": ["unix:x"]}]}"#, "key 'services[0].name' is missing"),
     (#"{"lease_ttl_seconds": "ten", "services": []}"#, "key 'lease_ttl_seconds' must be a number"),
     (#"{"services": [{"name": "registry"}]"#, "is not valid JSON"),
+    (
+      #"{"tls": {"certificate": "c.pem"}, "services": [{"name": "registry"}]}"#,
+      "key 'tls.key' is missing; give both certificate and key"
+    ),
+    (
+      #"{"tls": {"ca": "ca.pem", "client_certificates": "always"}, "services": [{"name": "registry"}]}"#,
+      "key 'tls.client_certificates' is 'always'; use none, optional or require"
+    ),
+    (
+      #"{"tls": {"client_certificates": "require"}, "services": [{"name": "registry"}]}"#,
+      "key 'tls.ca' is missing; client certificates are checked against it"
+    ),
+    (#"{"tls": {"cert": "c.pem"}, "services": [{"name": "registry"}]}"#, "key 'tls.cert' is not known"),
+    (#"{"token_cache_seconds": -1, "services": [{"name": "registry"}]}"#, "key 'token_cache_seconds' must be between"),
     (#"[1]"#, "must be a JSON object"),
   ])
   func malformedMeshFilesNameTheKey(_ json: String, _ expected: String) {

@@ -67,9 +67,10 @@ struct CallFailureTests {
     }) { _, address in
       relayClient.value = RPCClient(address: address)
       let client = RPCClient(address: address)
-      _ = try await client.unary(TestMethods.relay, TestServer.request(), options: CallOptions(timeout: .seconds(20)))
+      // A long deadline: under the full suite's load, the two hops once took more than 20 s.
+      _ = try await client.unary(TestMethods.relay, TestServer.request(), options: CallOptions(timeout: .seconds(120)))
       let remaining = try #require(seen.value, "the inner call should carry a deadline")
-      #expect(remaining > .zero && remaining <= .seconds(20))
+      #expect(remaining > .zero && remaining <= .seconds(120))
       await client.close()
       await relayClient.value!.close()
     }

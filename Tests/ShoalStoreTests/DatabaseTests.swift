@@ -202,23 +202,49 @@ struct DatabaseTests {
     }
   }
 
-  @Test func aPostgresConnectionThatDiesIsUnavailableThenReplaced() async throws {
+  @Test func aPostgresConnectionThatDiesIsReplacedAndOnlyACallInFlightFails() async throws {
     guard Backend.available.contains(.postgres) else { return }
     var config = Database.Config.defaults
     config.connections = 1
     try await Backend.postgres.withDatabase(config: config) { database, directory in
-      let pid = try await database.read { try $0.query("SELECT pg_backend_pid() AS pid")[0].int("pid") }
+      let backend = { try await database.read { try $0.query("SELECT pg_backend_pid() AS pid")[0].int("pid") } }
       let url = try StoreURL(parsing: ProcessInfo.processInfo.environment["SHOAL_TEST_POSTGRES"]!)
       let killer = try await Database.open(url, service: "killer", dataDirectory: directory.url.path)
-      try await killer.read { try $0.execute("SELECT pg_terminate_backend($1)", .integer(pid)) }
-      await killer.close()
-      let error = await #expect(throws: StoreError.self) {
-        try await database.read { try $0.execute("SELECT 1") }
+      func terminate(_ pid: Int64) async throws {
+        try await killer.read { try $0.execute("SELECT pg_terminate_backend($1)", .integer(pid)) }
+        // Until the backend has gone (and said goodbye on its socket).
+        for _ in 0..<200 {
+          let left = try await killer.read {
+            try $0.query("SELECT count(*) AS n FROM pg_stat_activity WHERE pid = $1", .integer(pid))[0].int("n")
+          }
+          if left == 0 { return }
+          try await Task.sleep(for: .milliseconds(10))
+        }
       }
+
+      // Killed while idle (as by a restart): the next call gets a new connection and succeeds.
+      let first = try await backend()
+      try await terminate(first)
+      let second = try await backend()
+      #expect(second != first)
+
+      // Killed under a statement: that call fails UNAVAILABLE, and the next one succeeds.
+      let sleeping = Task { try await database.read { try $0.execute("SELECT pg_sleep(30)") } }
+      for _ in 0..<200 {
+        let busy = try await killer.read {
+          try $0.query(
+            "SELECT count(*) AS n FROM pg_stat_activity WHERE pid = $1 AND query LIKE '%pg_sleep%'", .integer(second)
+          )[0].int("n")
+        }
+        if busy > 0 { break }
+        try await Task.sleep(for: .milliseconds(10))
+      }
+      try await terminate(second)
+      let error = await #expect(throws: StoreError.self) { _ = try await sleeping.value }
       #expect(error?.code == .unavailable, "\(String(describing: error))")
-      // The broken connection was dropped; the next call opens a new one.
       let answer = try await database.read { try $0.query("SELECT 41 + 1 AS n")[0].int("n") }
       #expect(answer == 42)
+      await killer.close()
     }
   }
 

@@ -22,11 +22,16 @@ public enum Subprocess {
     _ executable: String, _ arguments: [String], stdin: [UInt8] = [], environment: [String: String] = [:]
   ) async throws -> SubprocessResult {
     let running = try Running(executable, arguments, stdin: stdin, environment: environment)
-    while running.process.isRunning { try await Task.sleep(for: .milliseconds(5)) }
-    return try running.finish()
+    while running.process.isRunning {
+      if let status = running.statusWritten() { return try running.finish(status: status) }
+      try await Task.sleep(for: .milliseconds(5))
+    }
+    return try running.finish(status: nil)
   }
 
-  /// A started child with its output files.
+  /// A started child with its output files. The child runs under `/bin/sh`, which writes its
+  /// exit status to a file: Foundation on Linux may notice a child's exit only once another,
+  /// longer-running child has exited too (seconds, or a minute, later), and the file says at once.
   private struct Running {
     let process = Process()
     let directory: TemporaryDirectory
@@ -37,9 +42,11 @@ public enum Subprocess {
       try Data(stdin).write(to: directory.url.appendingPathComponent("stdin"))
       _ = FileManager.default.createFile(atPath: directory.path("stdout"), contents: nil)
       _ = FileManager.default.createFile(atPath: directory.path("stderr"), contents: nil)
-      process.executableURL = URL(fileURLWithPath: executable)
-      process.arguments = arguments
-      process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+      process.executableURL = URL(fileURLWithPath: "/bin/sh")
+      process.arguments = ["-c", Self.recordingStatus, executable] + arguments
+      var environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+      environment["SHOAL_SUBPROCESS_STATUS"] = directory.path("status")
+      process.environment = environment
       let input = try FileHandle(forReadingFrom: directory.url.appendingPathComponent("stdin"))
       let output = try FileHandle(forWritingTo: directory.url.appendingPathComponent("stdout"))
       let error = try FileHandle(forWritingTo: directory.url.appendingPathComponent("stderr"))
@@ -50,11 +57,24 @@ public enum Subprocess {
       try process.run()
     }
 
-    func finish() throws -> SubprocessResult {
-      process.waitUntilExit()
+    /// Runs the program (`$0`) and writes its exit status where SHOAL_SUBPROCESS_STATUS says,
+    /// whole (renamed into place).
+    static let recordingStatus =
+      #""$0" "$@"; status=$?; file=$SHOAL_SUBPROCESS_STATUS; "#
+      + #"echo $status >"$file.tmp" && mv "$file.tmp" "$file"; exit $status"#
+
+    /// The exit status the shell wrote, once it has (128 + N for a child killed by signal N).
+    func statusWritten() -> Int32? {
+      guard let text = try? String(contentsOfFile: directory.path("status"), encoding: .utf8) else { return nil }
+      return Int32(text.trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+
+    /// The result, with `status` as the shell wrote it, or else Foundation's once it has reaped the child.
+    func finish(status: Int32?) throws -> SubprocessResult {
+      if status == nil { process.waitUntilExit() }
       for handle in handles { try? handle.close() }
       return SubprocessResult(
-        status: process.terminationStatus,
+        status: status ?? statusWritten() ?? process.terminationStatus,
         stdout: [UInt8](try Data(contentsOf: directory.url.appendingPathComponent("stdout"))),
         stderr: [UInt8](try Data(contentsOf: directory.url.appendingPathComponent("stderr")))
       )

@@ -1,5 +1,8 @@
+import Foundation
 import ShoalProto
 public import ShoalRPC
+import ShoalStore
+import Synchronization
 
 /// The registry's access control, in one place: every call to `ModelRegistry` is made by a
 /// principal — the one an `authorization: Bearer <token>` header names, or the local superuser for
@@ -22,6 +25,8 @@ public struct AccessInterceptor: ServerInterceptor {
     "CreateOrganization": .superuser,
     "ListOrganizations": .role(.reader),
     "CreateToken": .role(.admin),
+    "RevokeToken": .role(.admin),
+    "ListTokens": .role(.admin),
     "WhoAmI": .role(.reader),
     "CreateModel": .role(.writer),
     "GetModel": .role(.reader),
@@ -37,6 +42,12 @@ public struct AccessInterceptor: ServerInterceptor {
   ]
 
   private let store: RegistryStore
+  private let verified = VerifiedTokens()
+
+  /// How long a token the store vouched for is still accepted while the store cannot be reached
+  /// (PostgreSQL restarting): the services' leases and calls carry on through the outage. A
+  /// revocation or expiry written to the store takes effect as soon as it answers again.
+  static let outageGrace: Duration = .seconds(600)
 
   /// Access control backed by the principals and tokens in `store`.
   public init(store: RegistryStore) { self.store = store }
@@ -86,7 +97,7 @@ public struct AccessInterceptor: ServerInterceptor {
         .unauthenticated,
         "calls over TCP need a token: set SHOAL_TOKEN (an admin creates one with `shoal admin token create`)")
     }
-    guard header.hasPrefix("Bearer "), let caller = try await store.caller(forToken: String(header.dropFirst(7)))
+    guard header.hasPrefix("Bearer "), let caller = try await caller(forToken: String(header.dropFirst(7)))
     else {
       throw RPCError(
         .unauthenticated, "the token is not valid (malformed, unknown or replaced); ask an admin for a new one")
@@ -94,5 +105,44 @@ public struct AccessInterceptor: ServerInterceptor {
     return caller
   }
 
+  /// The store's answer for `token`; while the store is unavailable, its last answer if that is
+  /// recent (`outageGrace`) and the token has not expired since.
+  private func caller(forToken token: String) async throws -> Caller? {
+    do {
+      let caller = try await store.caller(forToken: token)
+      verified.remember(token, caller)
+      return caller
+    } catch let error as StoreError where error.code == .unavailable {
+      if let known = verified.recent(token, within: Self.outageGrace) { return known }
+      throw error
+    } catch {
+      verified.remember(token, nil)
+      throw error
+    }
+  }
+
   static func name(_ role: RegistryV1.Role) -> String { role.protoName?.lowercased() ?? "none" }
+}
+
+/// The tokens the store last vouched for, and when.
+private final class VerifiedTokens: Sendable {
+  private let entries = Mutex<[String: (caller: Caller, at: ContinuousClock.Instant)]>([:])
+
+  /// Records the store's answer (nil: not valid, forgotten).
+  func remember(_ token: String, _ caller: Caller?) {
+    let now = ContinuousClock.now
+    entries.withLock { entries in
+      guard let caller else { return _ = entries.removeValue(forKey: token) }
+      // Old answers go when the table grows, so that it holds only tokens in use.
+      if entries.count >= 4096 { entries = entries.filter { now - $0.value.at < AccessInterceptor.outageGrace } }
+      entries[token] = (caller, now)
+    }
+  }
+
+  /// The caller last vouched for within `grace`, unless its token has expired since.
+  func recent(_ token: String, within grace: Duration) -> Caller? {
+    guard let entry = entries.withLock({ $0[token] }), ContinuousClock.now - entry.at < grace else { return nil }
+    let nowMs = Int64(Date().timeIntervalSince1970 * 1000)
+    return entry.caller.tokenExpiresAtMs == 0 || entry.caller.tokenExpiresAtMs > nowMs ? entry.caller : nil
+  }
 }

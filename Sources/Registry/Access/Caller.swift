@@ -11,6 +11,16 @@ public struct Caller: Sendable, Equatable {
   public var role: RegistryV1.Role
   /// The mesh's administrator: every organisation, every role.
   public var superuser: Bool
+  /// When the token the caller showed stops working, in ms since 1970 (0: it does not).
+  public var tokenExpiresAtMs: Int64 = 0
+
+  /// A principal of `organization` with `role`.
+  public init(name: String, organization: String, role: RegistryV1.Role, superuser: Bool) {
+    self.name = name
+    self.organization = organization
+    self.role = role
+    self.superuser = superuser
+  }
 
   /// The principal of peers on the registry's Unix socket (trusted by the socket's permissions):
   /// superuser, in the built-in organisation `local`.
@@ -36,6 +46,7 @@ public struct Caller: Sendable, Equatable {
     principal.organization = organization
     principal.role = role
     principal.superuser = superuser
+    principal.tokenExpiresAtMs = tokenExpiresAtMs
     return principal
   }
 

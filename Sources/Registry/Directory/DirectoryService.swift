@@ -23,9 +23,10 @@ public struct DirectoryService: RegistryV1.Directory.ServiceProtocol {
     } catch {
       throw RPCError(.invalidArgument, "address '\(request.address)': \(error.message)")
     }
-    guard request.address.hasPrefix("unix:///") || request.address.hasPrefix("tcp://") else {
+    guard ["unix:///", "tcp://", "tls://"].contains(where: request.address.hasPrefix) else {
       throw RPCError(
-        .invalidArgument, "address '\(request.address)' must be absolute: unix:///abs/path or tcp://host:port")
+        .invalidArgument,
+        "address '\(request.address)' must be absolute: unix:///abs/path, tcp://host:port or tls://host:port")
     }
     return try await directory.register(request)
   }

@@ -75,7 +75,37 @@ public struct ModelRegistryService: RegistryV1.ModelRegistry.ServiceProtocol {
     guard [.reader, .writer, .admin].contains(request.role) else {
       throw RPCError(.invalidArgument, "role must be reader, writer or admin")
     }
-    return try await store.createToken(organization: organization, principal: request.principal, role: request.role)
+    guard request.ttlSeconds >= 0, request.ttlSeconds <= 100 * 365 * 86400 else {
+      throw RPCError(
+        .invalidArgument, "ttl_seconds must be 0 (no expiry) or up to 100 years, not \(request.ttlSeconds)")
+    }
+    return try await store.createToken(
+      organization: organization, principal: request.principal, role: request.role,
+      lifetime: request.ttlSeconds > 0 ? .seconds(request.ttlSeconds) : nil)
+  }
+
+  public func revokeToken(
+    _ request: RegistryV1.RevokeTokenRequest, context: ServerContext
+  ) async throws
+    -> RegistryV1.TokenInfo
+  {
+    guard !request.tokenId.isEmpty else { throw RPCError(.invalidArgument, "token_id is missing") }
+    return try await store.revokeToken(request.tokenId, by: try caller)
+  }
+
+  public func listTokens(
+    _ request: RegistryV1.ListTokensRequest, context: ServerContext
+  ) async throws
+    -> RegistryV1.ListTokensResponse
+  {
+    let caller = try caller
+    let organization = try organization(request.organization, caller)
+    guard caller.superuser || caller.organization == organization else {
+      throw RPCError(.permissionDenied, "\(caller.qualifiedName) may list tokens only in '\(caller.organization)'")
+    }
+    var response = RegistryV1.ListTokensResponse()
+    response.tokens = try await store.tokens(of: organization)
+    return response
   }
 
   public func whoAmI(_ request: RegistryV1.WhoAmIRequest, context: ServerContext) async throws -> RegistryV1.Principal {

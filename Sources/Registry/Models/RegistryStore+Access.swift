@@ -43,14 +43,18 @@ extension RegistryStore {
     }
   }
 
-  /// Creates (or re-roles) `principal` in `organization` and issues it a new token; returns the
-  /// token, which is not stored (only the SHA-256 of its secret is).
+  /// Creates (or re-roles) `principal` in `organization` and issues it a new token, which stops
+  /// working after `lifetime` (nil: never); returns the token, which is not stored (only the
+  /// SHA-256 of its secret is).
   public func createToken(
-    organization: String, principal name: String, role: RegistryV1.Role
+    organization: String, principal name: String, role: RegistryV1.Role, lifetime: Duration? = nil
   ) async throws -> RegistryV1.CreateTokenResponse {
     let tokenID = Self.randomHex(bytes: 6)
     let secret = Self.randomHex(bytes: 24)
     let now = Self.now()
+    let expires = lifetime.map {
+      now + $0.components.seconds * 1000 + $0.components.attoseconds / 1_000_000_000_000_000
+    }
     try await database.transaction { connection in
       guard try connection.queryFirst("SELECT name FROM organizations WHERE name = $1", .text(organization)) != nil
       else { throw RPCError(.notFound, "organisation '\(organization)' not found") }
@@ -69,17 +73,76 @@ extension RegistryStore {
         )[0].int("id")
       }
       try connection.execute(
-        "INSERT INTO tokens (token_id, principal_id, secret_sha256, created_at_ms) VALUES ($1, $2, $3, $4)",
-        .text(tokenID), .integer(principalID), .text(BlobDigest.of(Array(secret.utf8)).hex), .integer(now))
+        """
+        INSERT INTO tokens (token_id, principal_id, secret_sha256, created_at_ms, expires_at_ms)
+        VALUES ($1, $2, $3, $4, $5)
+        """, .text(tokenID), .integer(principalID), .text(BlobDigest.of(Array(secret.utf8)).hex), .integer(now),
+        expires.map { .integer($0) } ?? .null)
     }
     var response = RegistryV1.CreateTokenResponse()
-    response.principal = Caller(name: name, organization: organization, role: role, superuser: false).principal
+    var caller = Caller(name: name, organization: organization, role: role, superuser: false)
+    caller.tokenExpiresAtMs = expires ?? 0
+    response.principal = caller.principal
     response.token = "shoal_\(tokenID)_\(secret)"
     response.tokenId = tokenID
+    response.expiresAtMs = expires ?? 0
     return response
   }
 
+  /// Revokes the token `tokenID` of an organisation `caller` administers (any, for a superuser);
+  /// revoking it again keeps the first time.
+  ///
+  /// - Throws: NOT_FOUND for a token that does not exist or that the caller may not see.
+  public func revokeToken(_ tokenID: String, by caller: Caller) async throws -> RegistryV1.TokenInfo {
+    let now = Self.now()
+    return try await database.transaction { connection in
+      guard let info = try Self.token(tokenID, connection),
+        caller.superuser || info.principal?.organization == caller.organization
+      else { throw RPCError(.notFound, "token '\(tokenID)' not found in organisation '\(caller.organization)'") }
+      try connection.execute(
+        "UPDATE tokens SET revoked_at_ms = $2 WHERE token_id = $1 AND revoked_at_ms IS NULL", .text(tokenID),
+        .integer(now))
+      var revoked = info
+      if revoked.revokedAtMs == 0 { revoked.revokedAtMs = now }
+      return revoked
+    }
+  }
+
+  /// The tokens of `organization`, newest first, without their secrets.
+  public func tokens(of organization: String) async throws -> [RegistryV1.TokenInfo] {
+    try await database.read { connection in
+      try connection.query(
+        "\(Self.tokenQuery) WHERE p.organization = $1 ORDER BY t.created_at_ms DESC, t.token_id", .text(organization)
+      ).map(Self.tokenInfo)
+    }
+  }
+
+  private static let tokenQuery = """
+    SELECT t.token_id, t.created_at_ms, t.expires_at_ms, t.revoked_at_ms, p.name, p.organization, p.role
+    FROM tokens t JOIN principals p ON p.id = t.principal_id
+    """
+
+  private static func token(_ tokenID: String, _ connection: any SQLConnection) throws -> RegistryV1.TokenInfo? {
+    try connection.queryFirst("\(tokenQuery) WHERE t.token_id = $1", .text(tokenID)).map(tokenInfo)
+  }
+
+  private static func tokenInfo(_ row: SQLRow) throws -> RegistryV1.TokenInfo {
+    var info = RegistryV1.TokenInfo()
+    info.tokenId = try row.string("token_id")
+    info.createdAtMs = try row.int("created_at_ms")
+    info.expiresAtMs = try row.optionalInt("expires_at_ms") ?? 0
+    info.revokedAtMs = try row.optionalInt("revoked_at_ms") ?? 0
+    var caller = Caller(
+      name: try row.string("name"), organization: try row.string("organization"),
+      role: RegistryV1.Role(rawValue: Int32(try row.int("role"))), superuser: false)
+    caller.tokenExpiresAtMs = info.expiresAtMs
+    info.principal = caller.principal
+    return info
+  }
+
   /// The principal a bearer token belongs to, or nil for a malformed, unknown or wrong token.
+  ///
+  /// - Throws: UNAUTHENTICATED, saying so, for a revoked or expired one.
   public func caller(forToken token: String) async throws -> Caller? {
     let parts = token.split(separator: "_", omittingEmptySubsequences: false)
     guard parts.count == 3, parts[0] == "shoal", parts[1].utf8.count == 12, parts[2].utf8.count == 48 else {
@@ -91,7 +154,7 @@ extension RegistryStore {
       guard
         let row = try connection.queryFirst(
           """
-          SELECT p.name, p.organization, p.role, t.secret_sha256 FROM tokens t
+          SELECT p.name, p.organization, p.role, t.secret_sha256, t.expires_at_ms, t.revoked_at_ms FROM tokens t
           JOIN principals p ON p.id = t.principal_id WHERE t.token_id = $1
           """, .text(tokenID))
       else { return nil }
@@ -99,10 +162,27 @@ extension RegistryStore {
       let stored = Array(try row.string("secret_sha256").utf8)
       let given = Array(presented.utf8)
       guard stored.count == given.count, zip(stored, given).reduce(0, { $0 | ($1.0 ^ $1.1) }) == 0 else { return nil }
-      return Caller(
+      // Only the token's holder learns why it stopped working: the secret matched.
+      if let revoked = try row.optionalInt("revoked_at_ms") {
+        throw RPCError(
+          .unauthenticated, "token \(tokenID) was revoked at \(Self.timestamp(revoked)); ask an admin for a new one")
+      }
+      let expires = try row.optionalInt("expires_at_ms")
+      if let expires, expires <= Self.now() {
+        throw RPCError(
+          .unauthenticated, "token \(tokenID) expired at \(Self.timestamp(expires)); ask an admin for a new one")
+      }
+      var caller = Caller(
         name: try row.string("name"), organization: try row.string("organization"),
         role: RegistryV1.Role(rawValue: Int32(try row.int("role"))), superuser: false)
+      caller.tokenExpiresAtMs = expires ?? 0
+      return caller
     }
+  }
+
+  /// A time in milliseconds as ISO 8601 (UTC).
+  static func timestamp(_ milliseconds: Int64) -> String {
+    ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: Double(milliseconds) / 1000))
   }
 
   static func randomHex(bytes count: Int) -> String {

@@ -40,7 +40,13 @@ public struct RegistryStore: Sendable {
         CREATE TABLE model_events (
           sequence {id}, model_id BIGINT NOT NULL REFERENCES models (id), event {blob} NOT NULL);
         INSERT INTO organizations (name, display_name, created_at_ms) VALUES ('local', 'This machine', 0);
-        """)
+        """),
+      Migration(
+        3, "token expiry and revocation",
+        """
+        ALTER TABLE tokens ADD COLUMN expires_at_ms BIGINT;
+        ALTER TABLE tokens ADD COLUMN revoked_at_ms BIGINT;
+        """),
     ]
 
   /// The database.

@@ -40,6 +40,10 @@ extension RegistryV1 {
     /// The mesh's own administrator (peers on the registry's Unix socket): every organisation.
     public var superuser: Bool = false
 
+    /// When the token this principal called with stops working (0: it does not expire), so that a
+    /// service keeps the registry's word on it no longer than that.
+    public var tokenExpiresAtMs: Int64 = 0
+
     /// A message with every field at its default value.
     public init() {}
   }
@@ -102,6 +106,9 @@ extension RegistryV1 {
     /// Field 3, `role`.
     public var role: RegistryV1.Role = RegistryV1.Role()
 
+    /// Seconds until the token stops working; 0: it does not expire.
+    public var ttlSeconds: Int64 = 0
+
     /// A message with every field at its default value.
     public init() {}
   }
@@ -121,6 +128,77 @@ extension RegistryV1 {
 
     /// Field 3, `token_id`.
     public var tokenId: String = ""
+
+    /// 0: it does not expire.
+    public var expiresAtMs: Int64 = 0
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension RegistryV1 {
+  /// The `shoal.registry.v1.RevokeTokenRequest` message.
+  public struct RevokeTokenRequest: ProtoMessage {
+    /// `shoal.registry.v1.RevokeTokenRequest`.
+    public static let protoMessageName = "shoal.registry.v1.RevokeTokenRequest"
+
+    /// The id in the token (`shoal_ID_SECRET`), as CreateToken and ListTokens give it.
+    public var tokenId: String = ""
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension RegistryV1 {
+  /// The `shoal.registry.v1.TokenInfo` message.
+  public struct TokenInfo: ProtoMessage {
+    /// `shoal.registry.v1.TokenInfo`.
+    public static let protoMessageName = "shoal.registry.v1.TokenInfo"
+
+    /// Field 1, `token_id`.
+    public var tokenId: String = ""
+
+    /// Field 2, `principal`.
+    public var principal: RegistryV1.Principal? = nil
+
+    /// Field 3, `created_at_ms`.
+    public var createdAtMs: Int64 = 0
+
+    /// 0: it does not expire.
+    public var expiresAtMs: Int64 = 0
+
+    /// 0: not revoked.
+    public var revokedAtMs: Int64 = 0
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension RegistryV1 {
+  /// The `shoal.registry.v1.ListTokensRequest` message.
+  public struct ListTokensRequest: ProtoMessage {
+    /// `shoal.registry.v1.ListTokensRequest`.
+    public static let protoMessageName = "shoal.registry.v1.ListTokensRequest"
+
+    /// Default: the caller's organisation.
+    public var organization: String = ""
+
+    /// A message with every field at its default value.
+    public init() {}
+  }
+}
+
+extension RegistryV1 {
+  /// The `shoal.registry.v1.ListTokensResponse` message.
+  public struct ListTokensResponse: ProtoMessage {
+    /// `shoal.registry.v1.ListTokensResponse`.
+    public static let protoMessageName = "shoal.registry.v1.ListTokensResponse"
+
+    /// Field 1, `tokens`.
+    public var tokens: [RegistryV1.TokenInfo] = []
 
     /// A message with every field at its default value.
     public init() {}
@@ -1009,6 +1087,7 @@ extension RegistryV1.Principal {
     w.string(1, self.organization)
     w.enumValue(2, self.role)
     w.bool(3, self.superuser)
+    w.scalar(4, self.tokenExpiresAtMs)
   }
 
   public init(_decoding r: CMessageReader) throws(ProtoError) {
@@ -1017,6 +1096,7 @@ extension RegistryV1.Principal {
     self.organization = try r.string(1)
     self.role = r.enumValue(2, as: RegistryV1.Role.self)
     self.superuser = r.bool(3)
+    self.tokenExpiresAtMs = r.scalar(4, as: Int64.self)
   }
 
   public func _encodeJSON(to j: inout JSONObjectWriter) {
@@ -1024,6 +1104,7 @@ extension RegistryV1.Principal {
     j.value("organization", self.organization)
     j.value("role", self.role)
     j.value("superuser", self.superuser)
+    j.value("tokenExpiresAtMs", self.tokenExpiresAtMs)
   }
 
   public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
@@ -1034,6 +1115,7 @@ extension RegistryV1.Principal {
         case "organization": self.organization = try j.value(json, key, as: String.self)
         case "role": self.role = try j.value(json, key, as: RegistryV1.Role.self)
         case "superuser": self.superuser = try j.value(json, key, as: Bool.self)
+        case "tokenExpiresAtMs", "token_expires_at_ms": self.tokenExpiresAtMs = try j.value(json, key, as: Int64.self)
         default: throw j.unknownField(key)
       }
     }
@@ -1124,6 +1206,7 @@ extension RegistryV1.CreateTokenRequest {
     w.string(0, self.organization)
     w.string(1, self.principal)
     w.enumValue(2, self.role)
+    w.scalar(3, self.ttlSeconds)
   }
 
   public init(_decoding r: CMessageReader) throws(ProtoError) {
@@ -1131,12 +1214,14 @@ extension RegistryV1.CreateTokenRequest {
     self.organization = try r.string(0)
     self.principal = try r.string(1)
     self.role = r.enumValue(2, as: RegistryV1.Role.self)
+    self.ttlSeconds = r.scalar(3, as: Int64.self)
   }
 
   public func _encodeJSON(to j: inout JSONObjectWriter) {
     j.value("organization", self.organization)
     j.value("principal", self.principal)
     j.value("role", self.role)
+    j.value("ttlSeconds", self.ttlSeconds)
   }
 
   public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
@@ -1146,6 +1231,7 @@ extension RegistryV1.CreateTokenRequest {
         case "organization": self.organization = try j.value(json, key, as: String.self)
         case "principal": self.principal = try j.value(json, key, as: String.self)
         case "role": self.role = try j.value(json, key, as: RegistryV1.Role.self)
+        case "ttlSeconds", "ttl_seconds": self.ttlSeconds = try j.value(json, key, as: Int64.self)
         default: throw j.unknownField(key)
       }
     }
@@ -1159,6 +1245,7 @@ extension RegistryV1.CreateTokenResponse {
     if let v = self.principal { w.message(0, v) }
     w.string(1, self.token)
     w.string(2, self.tokenId)
+    w.scalar(3, self.expiresAtMs)
   }
 
   public init(_decoding r: CMessageReader) throws(ProtoError) {
@@ -1166,12 +1253,14 @@ extension RegistryV1.CreateTokenResponse {
     self.principal = try r.message(0, as: RegistryV1.Principal.self)
     self.token = try r.string(1)
     self.tokenId = try r.string(2)
+    self.expiresAtMs = r.scalar(3, as: Int64.self)
   }
 
   public func _encodeJSON(to j: inout JSONObjectWriter) {
     if let v = self.principal { j.value("principal", v, always: true) }
     j.value("token", self.token)
     j.value("tokenId", self.tokenId)
+    j.value("expiresAtMs", self.expiresAtMs)
   }
 
   public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
@@ -1181,6 +1270,131 @@ extension RegistryV1.CreateTokenResponse {
         case "principal": self.principal = try json == .null ? nil : j.value(json, key, as: RegistryV1.Principal.self)
         case "token": self.token = try j.value(json, key, as: String.self)
         case "tokenId", "token_id": self.tokenId = try j.value(json, key, as: String.self)
+        case "expiresAtMs", "expires_at_ms": self.expiresAtMs = try j.value(json, key, as: Int64.self)
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
+extension RegistryV1.RevokeTokenRequest {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__registry__v1__revoke_token_request()) }
+
+  public func _encode(to w: CMessageWriter) {
+    w.string(0, self.tokenId)
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    self.tokenId = try r.string(0)
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    j.value("tokenId", self.tokenId)
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "tokenId", "token_id": self.tokenId = try j.value(json, key, as: String.self)
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
+extension RegistryV1.TokenInfo {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__registry__v1__token_info()) }
+
+  public func _encode(to w: CMessageWriter) {
+    w.string(0, self.tokenId)
+    if let v = self.principal { w.message(1, v) }
+    w.scalar(2, self.createdAtMs)
+    w.scalar(3, self.expiresAtMs)
+    w.scalar(4, self.revokedAtMs)
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    self.tokenId = try r.string(0)
+    self.principal = try r.message(1, as: RegistryV1.Principal.self)
+    self.createdAtMs = r.scalar(2, as: Int64.self)
+    self.expiresAtMs = r.scalar(3, as: Int64.self)
+    self.revokedAtMs = r.scalar(4, as: Int64.self)
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    j.value("tokenId", self.tokenId)
+    if let v = self.principal { j.value("principal", v, always: true) }
+    j.value("createdAtMs", self.createdAtMs)
+    j.value("expiresAtMs", self.expiresAtMs)
+    j.value("revokedAtMs", self.revokedAtMs)
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "tokenId", "token_id": self.tokenId = try j.value(json, key, as: String.self)
+        case "principal": self.principal = try json == .null ? nil : j.value(json, key, as: RegistryV1.Principal.self)
+        case "createdAtMs", "created_at_ms": self.createdAtMs = try j.value(json, key, as: Int64.self)
+        case "expiresAtMs", "expires_at_ms": self.expiresAtMs = try j.value(json, key, as: Int64.self)
+        case "revokedAtMs", "revoked_at_ms": self.revokedAtMs = try j.value(json, key, as: Int64.self)
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
+extension RegistryV1.ListTokensRequest {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__registry__v1__list_tokens_request()) }
+
+  public func _encode(to w: CMessageWriter) {
+    w.string(0, self.organization)
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    self.organization = try r.string(0)
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    j.value("organization", self.organization)
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "organization": self.organization = try j.value(json, key, as: String.self)
+        default: throw j.unknownField(key)
+      }
+    }
+  }
+}
+
+extension RegistryV1.ListTokensResponse {
+  public static var _protobufC: ProtobufCMessageType { .init(shoal_descriptor_shoal__registry__v1__list_tokens_response()) }
+
+  public func _encode(to w: CMessageWriter) {
+    w.repeatedMessage(0, self.tokens)
+  }
+
+  public init(_decoding r: CMessageReader) throws(ProtoError) {
+    self.init()
+    self.tokens = try r.repeatedMessage(0, as: RegistryV1.TokenInfo.self)
+  }
+
+  public func _encodeJSON(to j: inout JSONObjectWriter) {
+    j.repeated("tokens", self.tokens)
+  }
+
+  public init(_decodingJSON j: JSONObjectReader) throws(ProtoError) {
+    self.init()
+    for (key, json) in j.members {
+      switch key {
+        case "tokens": self.tokens = try j.repeated(json, key, as: RegistryV1.TokenInfo.self)
         default: throw j.unknownField(key)
       }
     }
@@ -2217,6 +2431,13 @@ extension RegistryV1 {
     /// Admin of the organisation (or superuser).
     public static let createToken = TypedMethod<RegistryV1.CreateTokenRequest, RegistryV1.CreateTokenResponse>(service: fullName, name: "CreateToken", kind: .unary, idempotent: false)
 
+    /// Admin of the token's organisation (or superuser). A revoked token is refused at once by the
+    /// registry, and by the other services once their cache of it lapses. Revoking twice is fine.
+    public static let revokeToken = TypedMethod<RegistryV1.RevokeTokenRequest, RegistryV1.TokenInfo>(service: fullName, name: "RevokeToken", kind: .unary, idempotent: true)
+
+    /// Admin of the organisation (or superuser): its tokens, without their secrets.
+    public static let listTokens = TypedMethod<RegistryV1.ListTokensRequest, RegistryV1.ListTokensResponse>(service: fullName, name: "ListTokens", kind: .unary, idempotent: true)
+
     /// `WhoAmI`.
     public static let whoAmI = TypedMethod<RegistryV1.WhoAmIRequest, RegistryV1.Principal>(service: fullName, name: "WhoAmI", kind: .unary, idempotent: true)
 
@@ -2254,6 +2475,6 @@ extension RegistryV1 {
     public static let watchModel = TypedMethod<RegistryV1.WatchModelRequest, RegistryV1.ModelEvent>(service: fullName, name: "WatchModel", kind: .serverStreaming, idempotent: true)
 
     /// The service's methods, for routers and reflection.
-    public static let descriptor = ServiceDescriptor(fullName: fullName, methods: [createOrganization.descriptor, listOrganizations.descriptor, createToken.descriptor, whoAmI.descriptor, createModel.descriptor, getModel.descriptor, searchModels.descriptor, uploadVersion.descriptor, getVersion.descriptor, listVersions.descriptor, downloadVersion.descriptor, setAlias.descriptor, deleteAlias.descriptor, aliasHistory.descriptor, watchModel.descriptor])
+    public static let descriptor = ServiceDescriptor(fullName: fullName, methods: [createOrganization.descriptor, listOrganizations.descriptor, createToken.descriptor, revokeToken.descriptor, listTokens.descriptor, whoAmI.descriptor, createModel.descriptor, getModel.descriptor, searchModels.descriptor, uploadVersion.descriptor, getVersion.descriptor, listVersions.descriptor, downloadVersion.descriptor, setAlias.descriptor, deleteAlias.descriptor, aliasHistory.descriptor, watchModel.descriptor])
   }
 }

@@ -1,6 +1,7 @@
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import NIOSSL
 
 /// One open connection to a server: its channel and the handler that multiplexes calls on it.
 struct ClientConnection: Sendable {
@@ -14,6 +15,14 @@ struct ClientConnection: Sendable {
     to address: RPCAddress, config: ConnectionConfig, group: any EventLoopGroup, timeout: Duration
   ) async throws(RPCError) -> ClientConnection {
     let loop = group.next()
+    let tls: (context: NIOSSLContext, serverName: String?)?
+    if case .tls(let host, _) = address {
+      // SNI takes names only; an address is checked against the certificate's IP entries.
+      let isAddress = (try? SocketAddress(ipAddress: host, port: 0)) != nil
+      tls = (try config.security.clientContext(), isAddress ? nil : host)
+    } else {
+      tls = nil
+    }
     let ready = loop.makePromise(of: Void.self)
     let handlerBox = NIOLockedHandlerBox()
     let bootstrap = ClientBootstrap(group: loop)
@@ -24,6 +33,10 @@ struct ClientConnection: Sendable {
       .channelOption(.writeBufferWaterMark, value: .init(low: 256 << 10, high: 1 << 20))
       .channelInitializer { channel in
         channel.eventLoop.makeCompletedFuture {
+          if let tls {
+            try channel.pipeline.syncOperations.addHandler(
+              try NIOSSLClientHandler(context: tls.context, serverHostname: tls.serverName))
+          }
           let handler = ClientConnectionHandler(config: config, address: address, ready: ready)
           try channel.pipeline.syncOperations.addHandler(handler)
           handlerBox.set(NIOLoopBound(handler, eventLoop: channel.eventLoop))
@@ -33,7 +46,8 @@ struct ClientConnection: Sendable {
       let channel: any Channel
       switch address {
       case .unix(let path): channel = try await bootstrap.connect(unixDomainSocketPath: path).get()
-      case .tcp(let host, let port): channel = try await bootstrap.connect(host: host, port: port).get()
+      case .tcp(let host, let port), .tls(let host, let port):
+        channel = try await bootstrap.connect(host: host, port: port).get()
       }
       try await ready.futureResult.get()
       return ClientConnection(channel: channel, handler: handlerBox.get()!)

@@ -103,6 +103,9 @@ final class ClientConnectionHandler: ChannelInboundHandler {
   }
 
   func errorCaught(context: ChannelHandlerContext, error: any Error) {
+    if closeReason == nil, case .tls = address {
+      closeReason = TransportSecurity.explain(error, address: address)
+    }
     context.close(promise: nil)
   }
 

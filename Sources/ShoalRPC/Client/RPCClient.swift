@@ -51,6 +51,15 @@ public final class RPCClient: Sendable {
     self.group = group
   }
 
+  /// Refuses, before connecting, a call whose token would cross plaintext TCP off this machine.
+  private func refusePlaintextToken(_ metadata: Metadata) throws(RPCError) {
+    if case .tcp = address, !address.staysOnThisMachine, !config.connection.security.allowsPlaintextTokens,
+      metadata["authorization"] != nil
+    {
+      throw .plaintextToken("not sending the token to \(address)")
+    }
+  }
+
   /// Closes the connection; calls in flight fail with UNAVAILABLE, later calls with CANCELLED.
   public func close() async {
     let previous = state.withLockedValue { state -> ConnectionState in
@@ -223,6 +232,7 @@ public final class RPCClient: Sendable {
   private func unaryAttempt<Input: ProtoMessage, Output: ProtoMessage>(
     _ method: MethodDescriptor, _ request: Input, _ output: Output.Type, options: CallOptions
   ) async throws(RPCError) -> (Output, Metadata) {
+    try refusePlaintextToken(options.metadata)
     let connection: ClientConnection
     do {
       connection = try await self.connection()
@@ -293,6 +303,7 @@ public final class RPCClient: Sendable {
     _ method: MethodDescriptor, options: CallOptions, firstRequest: Input?,
     _ body: (RPCRequestSender<Input>, RPCResponseStream<Output>) async throws -> Result
   ) async throws -> Result {
+    try refusePlaintextToken(options.metadata)
     let connection: ClientConnection
     do {
       connection = try await self.connection()

@@ -39,9 +39,12 @@ public struct ConnectionConfig: Sendable {
   public var keepalive: Keepalive
   /// The name this side gives in HELLO.
   public var peerName: String
+  /// Certificates for `tls://` addresses, and whether tokens may cross plaintext TCP.
+  public var security: TransportSecurity = .process
 
   /// 4 MiB messages (gRPC's default), 64 KiB header frames, a 1 MiB stream window, 1,000
-  /// concurrent streams, zstd from 512 bytes, pings after 30 s idle.
+  /// concurrent streams, zstd from 512 bytes, pings after 30 s idle, and the process's
+  /// `TransportSecurity`.
   public static var defaults: ConnectionConfig {
     ConnectionConfig(
       maxMessageSize: 4 << 20, maxFrameSize: 64 << 10, initialWindow: 1 << 20, maxConcurrentStreams: 1000,

@@ -1,6 +1,7 @@
 import NIOConcurrencyHelpers
 public import NIOCore
 public import NIOPosix
+import NIOSSL
 
 #if canImport(Glibc)
   import Glibc
@@ -57,6 +58,8 @@ public final class RPCServer: Sendable {
   @discardableResult
   public func bind(to address: RPCAddress) async throws -> RPCAddress {
     let core = core
+    let tls: NIOSSLContext?
+    if case .tls = address { tls = try core.config.connection.security.serverContext() } else { tls = nil }
     let bootstrap = ServerBootstrap(group: group)
       .serverChannelOption(.backlog, value: 256)
       .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -64,7 +67,8 @@ public final class RPCServer: Sendable {
       .childChannelOption(.writeBufferWaterMark, value: .init(low: 256 << 10, high: 1 << 20))
       .childChannelInitializer { channel in
         channel.eventLoop.makeCompletedFuture {
-          try channel.pipeline.syncOperations.addHandler(ServerConnectionHandler(server: core))
+          if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls)) }
+          try channel.pipeline.syncOperations.addHandler(ServerConnectionHandler(server: core, encrypted: tls != nil))
         }
       }
     let channel: any Channel
@@ -75,7 +79,7 @@ public final class RPCServer: Sendable {
           throw RPCError(.alreadyExists, "another server is listening on \(address); stop it or choose another address")
         }
         channel = try await bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true).get()
-      case .tcp(let host, let port):
+      case .tcp(let host, let port), .tls(let host, let port):
         channel = try await bootstrap.bind(host: host, port: port).get()
       }
     } catch let error as RPCError {
@@ -84,8 +88,12 @@ public final class RPCServer: Sendable {
       throw RPCError(.unavailable, "cannot listen on \(address): \(error)", cause: error)
     }
     listeners.withLockedValue { $0.append(channel) }
-    if case .tcp(let host, _) = address, let port = channel.localAddress?.port {
-      return .tcp(host: host, port: port)
+    if let port = channel.localAddress?.port {
+      switch address {
+      case .unix: break
+      case .tcp(let host, _): return .tcp(host: host, port: port)
+      case .tls(let host, _): return .tls(host: host, port: port)
+      }
     }
     return address
   }

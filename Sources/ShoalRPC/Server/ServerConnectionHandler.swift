@@ -44,11 +44,16 @@ final class ServerConnectionHandler: ChannelInboundHandler {
   // swift-format-ignore: NeverUseImplicitlyUnwrappedOptionals
   private var writer: FrameWriter!
   private var peer = "unknown"
+  /// Whether the connection is inside TLS.
+  private let encrypted: Bool
+  /// Why calls with a token are refused on this connection (plaintext TCP off the machine), or nil.
+  private var tokenRefusal: String?
   private var keepalive: KeepaliveState?
   private var keepaliveTimer: RepeatedTask?
 
-  init(server: ServerCore) {
+  init(server: ServerCore, encrypted: Bool) {
     self.server = server
+    self.encrypted = encrypted
     config = server.config.connection
     codec = MessageCodec(config: config)
     decoder = FrameDecoder(maxMessageSize: config.maxMessageSize, maxFrameSize: config.maxFrameSize)
@@ -66,6 +71,10 @@ final class ServerConnectionHandler: ChannelInboundHandler {
       peer = "unix"
     } else if let address = context.channel.remoteAddress {
       peer = "\(address.ipAddress ?? "?"):\(address.port ?? 0)"
+      let local = context.channel.localAddress?.ipAddress ?? "?"
+      if !encrypted && !config.security.allowsPlaintextTokens && !RPCAddress.isLoopback(local) {
+        tokenRefusal = "the call came with a token over plaintext TCP to \(local), which is not loopback"
+      }
     }
     server.connectionOpened(loopBound)
   }
@@ -195,6 +204,9 @@ final class ServerConnectionHandler: ChannelInboundHandler {
       metadata = try Metadata(entries: header.metadata)
     } catch {
       return writeStatus(id, RPCError(from: error))
+    }
+    if let tokenRefusal, metadata["authorization"] != nil {
+      return writeStatus(id, .plaintextToken(tokenRefusal))
     }
     guard let route = server.router.route(header.method) else {
       return writeStatus(id, RPCError(.unimplemented, "method \(header.method) is not served here"))

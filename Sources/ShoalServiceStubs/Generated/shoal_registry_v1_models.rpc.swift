@@ -15,6 +15,13 @@ extension RegistryV1.ModelRegistry {
     /// Admin of the organisation (or superuser).
     func createToken(_ request: RegistryV1.CreateTokenRequest, context: ServerContext) async throws -> RegistryV1.CreateTokenResponse
 
+    /// Admin of the token's organisation (or superuser). A revoked token is refused at once by the
+    /// registry, and by the other services once their cache of it lapses. Revoking twice is fine.
+    func revokeToken(_ request: RegistryV1.RevokeTokenRequest, context: ServerContext) async throws -> RegistryV1.TokenInfo
+
+    /// Admin of the organisation (or superuser): its tokens, without their secrets.
+    func listTokens(_ request: RegistryV1.ListTokensRequest, context: ServerContext) async throws -> RegistryV1.ListTokensResponse
+
     /// `WhoAmI`.
     func whoAmI(_ request: RegistryV1.WhoAmIRequest, context: ServerContext) async throws -> RegistryV1.Principal
 
@@ -73,6 +80,17 @@ extension RegistryV1.ModelRegistry {
     /// Admin of the organisation (or superuser).
     public func createToken(_ request: RegistryV1.CreateTokenRequest, options: CallOptions = CallOptions()) async throws(RPCError) -> RegistryV1.CreateTokenResponse {
       try await rpc.unary(RegistryV1.ModelRegistry.createToken, request, options: options)
+    }
+
+    /// Admin of the token's organisation (or superuser). A revoked token is refused at once by the
+    /// registry, and by the other services once their cache of it lapses. Revoking twice is fine.
+    public func revokeToken(_ request: RegistryV1.RevokeTokenRequest, options: CallOptions = CallOptions()) async throws(RPCError) -> RegistryV1.TokenInfo {
+      try await rpc.unary(RegistryV1.ModelRegistry.revokeToken, request, options: options)
+    }
+
+    /// Admin of the organisation (or superuser): its tokens, without their secrets.
+    public func listTokens(_ request: RegistryV1.ListTokensRequest, options: CallOptions = CallOptions()) async throws(RPCError) -> RegistryV1.ListTokensResponse {
+      try await rpc.unary(RegistryV1.ModelRegistry.listTokens, request, options: options)
     }
 
     /// `WhoAmI`.
@@ -151,6 +169,8 @@ extension RegistryV1.ModelRegistry.ServiceProtocol {
     router.unary(RegistryV1.ModelRegistry.createOrganization) { try await self.createOrganization($0, context: $1) }
     router.unary(RegistryV1.ModelRegistry.listOrganizations) { try await self.listOrganizations($0, context: $1) }
     router.unary(RegistryV1.ModelRegistry.createToken) { try await self.createToken($0, context: $1) }
+    router.unary(RegistryV1.ModelRegistry.revokeToken) { try await self.revokeToken($0, context: $1) }
+    router.unary(RegistryV1.ModelRegistry.listTokens) { try await self.listTokens($0, context: $1) }
     router.unary(RegistryV1.ModelRegistry.whoAmI) { try await self.whoAmI($0, context: $1) }
     router.unary(RegistryV1.ModelRegistry.createModel) { try await self.createModel($0, context: $1) }
     router.unary(RegistryV1.ModelRegistry.getModel) { try await self.getModel($0, context: $1) }

@@ -205,9 +205,15 @@ public final class Database: Sendable {
     try driver(in: idle.withLock { $0.popLast() } ?? nil)
   }
 
-  /// The connection of a slot taken from `idle`, opened if the slot has none; the slot goes back
-  /// empty when opening fails.
+  /// The connection of a slot taken from `idle`, opened if the slot has none or the server has
+  /// closed it since (a restarted PostgreSQL: the work gets a new connection, not the failure of
+  /// the dead one); the slot goes back empty when opening fails.
   private func driver(in slot: DriverBox?) throws -> DriverBox {
+    var slot = slot
+    if let box = slot, !box.driver.isUsable() {
+      box.driver.close()
+      slot = nil
+    }
     do {
       return try slot ?? DriverBox(try openDriver())
     } catch {

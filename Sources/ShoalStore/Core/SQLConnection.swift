@@ -67,5 +67,12 @@ protocol DatabaseDriver: SQLConnection {
   func rollback()
   /// The connection can no longer be used (the server went away); the pool opens a new one.
   var isBroken: Bool { get }
+  /// Whether an idle connection is still there to use; false when the server has since closed
+  /// it (restarted). Checked without a round trip before the connection is lent out.
+  func isUsable() -> Bool
   func close()
+}
+
+extension DatabaseDriver {
+  func isUsable() -> Bool { !isBroken }
 }

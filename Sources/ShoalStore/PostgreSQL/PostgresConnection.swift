@@ -1,5 +1,9 @@
 import CLibPQ
 
+#if canImport(Glibc)
+  import Glibc
+#endif
+
 /// One libpq connection whose `search_path` is the service's schema, with a cache of prepared
 /// statements. Parameters go in text format (bytes in binary); results come back in text format
 /// and are typed by their column's type OID.
@@ -34,6 +38,15 @@ final class PostgresConnection: DatabaseDriver {
   }
 
   var isBroken: Bool { connection == nil || PQstatus(connection) != CONNECTION_OK }
+
+  /// An idle connection has nothing to read (Shoal uses no LISTEN): if its socket is readable,
+  /// the server has spoken since, which here is its goodbye before closing (a shutdown, a
+  /// restart, an administrator's kill). Checked with a poll, without a round trip.
+  func isUsable() -> Bool {
+    guard let connection, !isBroken else { return false }
+    var descriptor = pollfd(fd: PQsocket(connection), events: Int16(POLLIN), revents: 0)
+    return poll(&descriptor, 1, 0) == 0
+  }
 
   func close() {
     PQfinish(connection)

@@ -322,6 +322,186 @@ void   shoal__registry__v1__create_token_response__free_unpacked
   assert(message->base.descriptor == &shoal__registry__v1__create_token_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   shoal__registry__v1__revoke_token_request__init
+                     (Shoal__Registry__V1__RevokeTokenRequest         *message)
+{
+  static const Shoal__Registry__V1__RevokeTokenRequest init_value = SHOAL__REGISTRY__V1__REVOKE_TOKEN_REQUEST__INIT;
+  *message = init_value;
+}
+size_t shoal__registry__v1__revoke_token_request__get_packed_size
+                     (const Shoal__Registry__V1__RevokeTokenRequest *message)
+{
+  assert(message->base.descriptor == &shoal__registry__v1__revoke_token_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__registry__v1__revoke_token_request__pack
+                     (const Shoal__Registry__V1__RevokeTokenRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__registry__v1__revoke_token_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__registry__v1__revoke_token_request__pack_to_buffer
+                     (const Shoal__Registry__V1__RevokeTokenRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__registry__v1__revoke_token_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Registry__V1__RevokeTokenRequest *
+       shoal__registry__v1__revoke_token_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Registry__V1__RevokeTokenRequest *)
+     protobuf_c_message_unpack (&shoal__registry__v1__revoke_token_request__descriptor,
+                                allocator, len, data);
+}
+void   shoal__registry__v1__revoke_token_request__free_unpacked
+                     (Shoal__Registry__V1__RevokeTokenRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__registry__v1__revoke_token_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   shoal__registry__v1__token_info__init
+                     (Shoal__Registry__V1__TokenInfo         *message)
+{
+  static const Shoal__Registry__V1__TokenInfo init_value = SHOAL__REGISTRY__V1__TOKEN_INFO__INIT;
+  *message = init_value;
+}
+size_t shoal__registry__v1__token_info__get_packed_size
+                     (const Shoal__Registry__V1__TokenInfo *message)
+{
+  assert(message->base.descriptor == &shoal__registry__v1__token_info__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__registry__v1__token_info__pack
+                     (const Shoal__Registry__V1__TokenInfo *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__registry__v1__token_info__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__registry__v1__token_info__pack_to_buffer
+                     (const Shoal__Registry__V1__TokenInfo *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__registry__v1__token_info__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Registry__V1__TokenInfo *
+       shoal__registry__v1__token_info__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Registry__V1__TokenInfo *)
+     protobuf_c_message_unpack (&shoal__registry__v1__token_info__descriptor,
+                                allocator, len, data);
+}
+void   shoal__registry__v1__token_info__free_unpacked
+                     (Shoal__Registry__V1__TokenInfo *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__registry__v1__token_info__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   shoal__registry__v1__list_tokens_request__init
+                     (Shoal__Registry__V1__ListTokensRequest         *message)
+{
+  static const Shoal__Registry__V1__ListTokensRequest init_value = SHOAL__REGISTRY__V1__LIST_TOKENS_REQUEST__INIT;
+  *message = init_value;
+}
+size_t shoal__registry__v1__list_tokens_request__get_packed_size
+                     (const Shoal__Registry__V1__ListTokensRequest *message)
+{
+  assert(message->base.descriptor == &shoal__registry__v1__list_tokens_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__registry__v1__list_tokens_request__pack
+                     (const Shoal__Registry__V1__ListTokensRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__registry__v1__list_tokens_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__registry__v1__list_tokens_request__pack_to_buffer
+                     (const Shoal__Registry__V1__ListTokensRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__registry__v1__list_tokens_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Registry__V1__ListTokensRequest *
+       shoal__registry__v1__list_tokens_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Registry__V1__ListTokensRequest *)
+     protobuf_c_message_unpack (&shoal__registry__v1__list_tokens_request__descriptor,
+                                allocator, len, data);
+}
+void   shoal__registry__v1__list_tokens_request__free_unpacked
+                     (Shoal__Registry__V1__ListTokensRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__registry__v1__list_tokens_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   shoal__registry__v1__list_tokens_response__init
+                     (Shoal__Registry__V1__ListTokensResponse         *message)
+{
+  static const Shoal__Registry__V1__ListTokensResponse init_value = SHOAL__REGISTRY__V1__LIST_TOKENS_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t shoal__registry__v1__list_tokens_response__get_packed_size
+                     (const Shoal__Registry__V1__ListTokensResponse *message)
+{
+  assert(message->base.descriptor == &shoal__registry__v1__list_tokens_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t shoal__registry__v1__list_tokens_response__pack
+                     (const Shoal__Registry__V1__ListTokensResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &shoal__registry__v1__list_tokens_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t shoal__registry__v1__list_tokens_response__pack_to_buffer
+                     (const Shoal__Registry__V1__ListTokensResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &shoal__registry__v1__list_tokens_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Shoal__Registry__V1__ListTokensResponse *
+       shoal__registry__v1__list_tokens_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Shoal__Registry__V1__ListTokensResponse *)
+     protobuf_c_message_unpack (&shoal__registry__v1__list_tokens_response__descriptor,
+                                allocator, len, data);
+}
+void   shoal__registry__v1__list_tokens_response__free_unpacked
+                     (Shoal__Registry__V1__ListTokensResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &shoal__registry__v1__list_tokens_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   shoal__registry__v1__who_am_irequest__init
                      (Shoal__Registry__V1__WhoAmIRequest         *message)
 {
@@ -1514,7 +1694,7 @@ const ProtobufCMessageDescriptor shoal__registry__v1__organization__descriptor =
   (ProtobufCMessageInit) shoal__registry__v1__organization__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor shoal__registry__v1__principal__field_descriptors[4] =
+static const ProtobufCFieldDescriptor shoal__registry__v1__principal__field_descriptors[5] =
 {
   {
     "name",
@@ -1564,17 +1744,30 @@ static const ProtobufCFieldDescriptor shoal__registry__v1__principal__field_desc
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "token_expires_at_ms",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Registry__V1__Principal, token_expires_at_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned shoal__registry__v1__principal__field_indices_by_name[] = {
   0,   /* field[0] = name */
   1,   /* field[1] = organization */
   2,   /* field[2] = role */
   3,   /* field[3] = superuser */
+  4,   /* field[4] = token_expires_at_ms */
 };
 static const ProtobufCIntRange shoal__registry__v1__principal__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 4 }
+  { 0, 5 }
 };
 const ProtobufCMessageDescriptor shoal__registry__v1__principal__descriptor =
 {
@@ -1584,7 +1777,7 @@ const ProtobufCMessageDescriptor shoal__registry__v1__principal__descriptor =
   "Shoal__Registry__V1__Principal",
   "shoal.registry.v1",
   sizeof(Shoal__Registry__V1__Principal),
-  4,
+  5,
   shoal__registry__v1__principal__field_descriptors,
   shoal__registry__v1__principal__field_indices_by_name,
   1,  shoal__registry__v1__principal__number_ranges,
@@ -1698,7 +1891,7 @@ const ProtobufCMessageDescriptor shoal__registry__v1__list_organizations_respons
   (ProtobufCMessageInit) shoal__registry__v1__list_organizations_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor shoal__registry__v1__create_token_request__field_descriptors[3] =
+static const ProtobufCFieldDescriptor shoal__registry__v1__create_token_request__field_descriptors[4] =
 {
   {
     "organization",
@@ -1736,16 +1929,29 @@ static const ProtobufCFieldDescriptor shoal__registry__v1__create_token_request_
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "ttl_seconds",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Registry__V1__CreateTokenRequest, ttl_seconds),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned shoal__registry__v1__create_token_request__field_indices_by_name[] = {
   0,   /* field[0] = organization */
   1,   /* field[1] = principal */
   2,   /* field[2] = role */
+  3,   /* field[3] = ttl_seconds */
 };
 static const ProtobufCIntRange shoal__registry__v1__create_token_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 3 }
+  { 0, 4 }
 };
 const ProtobufCMessageDescriptor shoal__registry__v1__create_token_request__descriptor =
 {
@@ -1755,14 +1961,14 @@ const ProtobufCMessageDescriptor shoal__registry__v1__create_token_request__desc
   "Shoal__Registry__V1__CreateTokenRequest",
   "shoal.registry.v1",
   sizeof(Shoal__Registry__V1__CreateTokenRequest),
-  3,
+  4,
   shoal__registry__v1__create_token_request__field_descriptors,
   shoal__registry__v1__create_token_request__field_indices_by_name,
   1,  shoal__registry__v1__create_token_request__number_ranges,
   (ProtobufCMessageInit) shoal__registry__v1__create_token_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor shoal__registry__v1__create_token_response__field_descriptors[3] =
+static const ProtobufCFieldDescriptor shoal__registry__v1__create_token_response__field_descriptors[4] =
 {
   {
     "principal",
@@ -1800,8 +2006,21 @@ static const ProtobufCFieldDescriptor shoal__registry__v1__create_token_response
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "expires_at_ms",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Registry__V1__CreateTokenResponse, expires_at_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned shoal__registry__v1__create_token_response__field_indices_by_name[] = {
+  3,   /* field[3] = expires_at_ms */
   0,   /* field[0] = principal */
   1,   /* field[1] = token */
   2,   /* field[2] = token_id */
@@ -1809,7 +2028,7 @@ static const unsigned shoal__registry__v1__create_token_response__field_indices_
 static const ProtobufCIntRange shoal__registry__v1__create_token_response__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 3 }
+  { 0, 4 }
 };
 const ProtobufCMessageDescriptor shoal__registry__v1__create_token_response__descriptor =
 {
@@ -1819,11 +2038,215 @@ const ProtobufCMessageDescriptor shoal__registry__v1__create_token_response__des
   "Shoal__Registry__V1__CreateTokenResponse",
   "shoal.registry.v1",
   sizeof(Shoal__Registry__V1__CreateTokenResponse),
-  3,
+  4,
   shoal__registry__v1__create_token_response__field_descriptors,
   shoal__registry__v1__create_token_response__field_indices_by_name,
   1,  shoal__registry__v1__create_token_response__number_ranges,
   (ProtobufCMessageInit) shoal__registry__v1__create_token_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor shoal__registry__v1__revoke_token_request__field_descriptors[1] =
+{
+  {
+    "token_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Registry__V1__RevokeTokenRequest, token_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__registry__v1__revoke_token_request__field_indices_by_name[] = {
+  0,   /* field[0] = token_id */
+};
+static const ProtobufCIntRange shoal__registry__v1__revoke_token_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor shoal__registry__v1__revoke_token_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.registry.v1.RevokeTokenRequest",
+  "RevokeTokenRequest",
+  "Shoal__Registry__V1__RevokeTokenRequest",
+  "shoal.registry.v1",
+  sizeof(Shoal__Registry__V1__RevokeTokenRequest),
+  1,
+  shoal__registry__v1__revoke_token_request__field_descriptors,
+  shoal__registry__v1__revoke_token_request__field_indices_by_name,
+  1,  shoal__registry__v1__revoke_token_request__number_ranges,
+  (ProtobufCMessageInit) shoal__registry__v1__revoke_token_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor shoal__registry__v1__token_info__field_descriptors[5] =
+{
+  {
+    "token_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Registry__V1__TokenInfo, token_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "principal",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Registry__V1__TokenInfo, principal),
+    &shoal__registry__v1__principal__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "created_at_ms",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Registry__V1__TokenInfo, created_at_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "expires_at_ms",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Registry__V1__TokenInfo, expires_at_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "revoked_at_ms",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Registry__V1__TokenInfo, revoked_at_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__registry__v1__token_info__field_indices_by_name[] = {
+  2,   /* field[2] = created_at_ms */
+  3,   /* field[3] = expires_at_ms */
+  1,   /* field[1] = principal */
+  4,   /* field[4] = revoked_at_ms */
+  0,   /* field[0] = token_id */
+};
+static const ProtobufCIntRange shoal__registry__v1__token_info__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 5 }
+};
+const ProtobufCMessageDescriptor shoal__registry__v1__token_info__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.registry.v1.TokenInfo",
+  "TokenInfo",
+  "Shoal__Registry__V1__TokenInfo",
+  "shoal.registry.v1",
+  sizeof(Shoal__Registry__V1__TokenInfo),
+  5,
+  shoal__registry__v1__token_info__field_descriptors,
+  shoal__registry__v1__token_info__field_indices_by_name,
+  1,  shoal__registry__v1__token_info__number_ranges,
+  (ProtobufCMessageInit) shoal__registry__v1__token_info__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor shoal__registry__v1__list_tokens_request__field_descriptors[1] =
+{
+  {
+    "organization",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Shoal__Registry__V1__ListTokensRequest, organization),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__registry__v1__list_tokens_request__field_indices_by_name[] = {
+  0,   /* field[0] = organization */
+};
+static const ProtobufCIntRange shoal__registry__v1__list_tokens_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor shoal__registry__v1__list_tokens_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.registry.v1.ListTokensRequest",
+  "ListTokensRequest",
+  "Shoal__Registry__V1__ListTokensRequest",
+  "shoal.registry.v1",
+  sizeof(Shoal__Registry__V1__ListTokensRequest),
+  1,
+  shoal__registry__v1__list_tokens_request__field_descriptors,
+  shoal__registry__v1__list_tokens_request__field_indices_by_name,
+  1,  shoal__registry__v1__list_tokens_request__number_ranges,
+  (ProtobufCMessageInit) shoal__registry__v1__list_tokens_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor shoal__registry__v1__list_tokens_response__field_descriptors[1] =
+{
+  {
+    "tokens",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Shoal__Registry__V1__ListTokensResponse, n_tokens),
+    offsetof(Shoal__Registry__V1__ListTokensResponse, tokens),
+    &shoal__registry__v1__token_info__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned shoal__registry__v1__list_tokens_response__field_indices_by_name[] = {
+  0,   /* field[0] = tokens */
+};
+static const ProtobufCIntRange shoal__registry__v1__list_tokens_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor shoal__registry__v1__list_tokens_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "shoal.registry.v1.ListTokensResponse",
+  "ListTokensResponse",
+  "Shoal__Registry__V1__ListTokensResponse",
+  "shoal.registry.v1",
+  sizeof(Shoal__Registry__V1__ListTokensResponse),
+  1,
+  shoal__registry__v1__list_tokens_response__field_descriptors,
+  shoal__registry__v1__list_tokens_response__field_indices_by_name,
+  1,  shoal__registry__v1__list_tokens_response__number_ranges,
+  (ProtobufCMessageInit) shoal__registry__v1__list_tokens_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 #define shoal__registry__v1__who_am_irequest__field_descriptors NULL
@@ -4307,11 +4730,13 @@ const ProtobufCEnumDescriptor shoal__registry__v1__version_status__descriptor =
   shoal__registry__v1__version_status__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCMethodDescriptor shoal__registry__v1__model_registry__method_descriptors[15] =
+static const ProtobufCMethodDescriptor shoal__registry__v1__model_registry__method_descriptors[17] =
 {
   { "CreateOrganization", &shoal__registry__v1__create_organization_request__descriptor, &shoal__registry__v1__organization__descriptor },
   { "ListOrganizations", &shoal__registry__v1__list_organizations_request__descriptor, &shoal__registry__v1__list_organizations_response__descriptor },
   { "CreateToken", &shoal__registry__v1__create_token_request__descriptor, &shoal__registry__v1__create_token_response__descriptor },
+  { "RevokeToken", &shoal__registry__v1__revoke_token_request__descriptor, &shoal__registry__v1__token_info__descriptor },
+  { "ListTokens", &shoal__registry__v1__list_tokens_request__descriptor, &shoal__registry__v1__list_tokens_response__descriptor },
   { "WhoAmI", &shoal__registry__v1__who_am_irequest__descriptor, &shoal__registry__v1__principal__descriptor },
   { "CreateModel", &shoal__registry__v1__create_model_request__descriptor, &shoal__registry__v1__model__descriptor },
   { "GetModel", &shoal__registry__v1__get_model_request__descriptor, &shoal__registry__v1__model__descriptor },
@@ -4326,21 +4751,23 @@ static const ProtobufCMethodDescriptor shoal__registry__v1__model_registry__meth
   { "WatchModel", &shoal__registry__v1__watch_model_request__descriptor, &shoal__registry__v1__model_event__descriptor },
 };
 const unsigned shoal__registry__v1__model_registry__method_indices_by_name[] = {
-  13,        /* AliasHistory */
-  4,        /* CreateModel */
+  15,        /* AliasHistory */
+  6,        /* CreateModel */
   0,        /* CreateOrganization */
   2,        /* CreateToken */
-  12,        /* DeleteAlias */
-  10,        /* DownloadVersion */
-  5,        /* GetModel */
-  8,        /* GetVersion */
+  14,        /* DeleteAlias */
+  12,        /* DownloadVersion */
+  7,        /* GetModel */
+  10,        /* GetVersion */
   1,        /* ListOrganizations */
-  9,        /* ListVersions */
-  6,        /* SearchModels */
-  11,        /* SetAlias */
-  7,        /* UploadVersion */
-  14,        /* WatchModel */
-  3         /* WhoAmI */
+  4,        /* ListTokens */
+  11,        /* ListVersions */
+  3,        /* RevokeToken */
+  8,        /* SearchModels */
+  13,        /* SetAlias */
+  9,        /* UploadVersion */
+  16,        /* WatchModel */
+  5         /* WhoAmI */
 };
 const ProtobufCServiceDescriptor shoal__registry__v1__model_registry__descriptor =
 {
@@ -4349,7 +4776,7 @@ const ProtobufCServiceDescriptor shoal__registry__v1__model_registry__descriptor
   "ModelRegistry",
   "Shoal__Registry__V1__ModelRegistry",
   "shoal.registry.v1",
-  15,
+  17,
   shoal__registry__v1__model_registry__method_descriptors,
   shoal__registry__v1__model_registry__method_indices_by_name
 };
@@ -4377,13 +4804,29 @@ void shoal__registry__v1__model_registry__create_token(ProtobufCService *service
   assert(service->descriptor == &shoal__registry__v1__model_registry__descriptor);
   service->invoke(service, 2, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
+void shoal__registry__v1__model_registry__revoke_token(ProtobufCService *service,
+                                                       const Shoal__Registry__V1__RevokeTokenRequest *input,
+                                                       Shoal__Registry__V1__TokenInfo_Closure closure,
+                                                       void *closure_data)
+{
+  assert(service->descriptor == &shoal__registry__v1__model_registry__descriptor);
+  service->invoke(service, 3, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void shoal__registry__v1__model_registry__list_tokens(ProtobufCService *service,
+                                                      const Shoal__Registry__V1__ListTokensRequest *input,
+                                                      Shoal__Registry__V1__ListTokensResponse_Closure closure,
+                                                      void *closure_data)
+{
+  assert(service->descriptor == &shoal__registry__v1__model_registry__descriptor);
+  service->invoke(service, 4, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
 void shoal__registry__v1__model_registry__who_am_i(ProtobufCService *service,
                                                    const Shoal__Registry__V1__WhoAmIRequest *input,
                                                    Shoal__Registry__V1__Principal_Closure closure,
                                                    void *closure_data)
 {
   assert(service->descriptor == &shoal__registry__v1__model_registry__descriptor);
-  service->invoke(service, 3, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 5, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void shoal__registry__v1__model_registry__create_model(ProtobufCService *service,
                                                        const Shoal__Registry__V1__CreateModelRequest *input,
@@ -4391,7 +4834,7 @@ void shoal__registry__v1__model_registry__create_model(ProtobufCService *service
                                                        void *closure_data)
 {
   assert(service->descriptor == &shoal__registry__v1__model_registry__descriptor);
-  service->invoke(service, 4, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 6, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void shoal__registry__v1__model_registry__get_model(ProtobufCService *service,
                                                     const Shoal__Registry__V1__GetModelRequest *input,
@@ -4399,7 +4842,7 @@ void shoal__registry__v1__model_registry__get_model(ProtobufCService *service,
                                                     void *closure_data)
 {
   assert(service->descriptor == &shoal__registry__v1__model_registry__descriptor);
-  service->invoke(service, 5, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 7, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void shoal__registry__v1__model_registry__search_models(ProtobufCService *service,
                                                         const Shoal__Registry__V1__SearchModelsRequest *input,
@@ -4407,7 +4850,7 @@ void shoal__registry__v1__model_registry__search_models(ProtobufCService *servic
                                                         void *closure_data)
 {
   assert(service->descriptor == &shoal__registry__v1__model_registry__descriptor);
-  service->invoke(service, 6, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 8, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void shoal__registry__v1__model_registry__upload_version(ProtobufCService *service,
                                                          const Shoal__Registry__V1__UploadVersionRequest *input,
@@ -4415,7 +4858,7 @@ void shoal__registry__v1__model_registry__upload_version(ProtobufCService *servi
                                                          void *closure_data)
 {
   assert(service->descriptor == &shoal__registry__v1__model_registry__descriptor);
-  service->invoke(service, 7, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 9, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void shoal__registry__v1__model_registry__get_version(ProtobufCService *service,
                                                       const Shoal__Registry__V1__GetVersionRequest *input,
@@ -4423,7 +4866,7 @@ void shoal__registry__v1__model_registry__get_version(ProtobufCService *service,
                                                       void *closure_data)
 {
   assert(service->descriptor == &shoal__registry__v1__model_registry__descriptor);
-  service->invoke(service, 8, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 10, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void shoal__registry__v1__model_registry__list_versions(ProtobufCService *service,
                                                         const Shoal__Registry__V1__ListVersionsRequest *input,
@@ -4431,7 +4874,7 @@ void shoal__registry__v1__model_registry__list_versions(ProtobufCService *servic
                                                         void *closure_data)
 {
   assert(service->descriptor == &shoal__registry__v1__model_registry__descriptor);
-  service->invoke(service, 9, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 11, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void shoal__registry__v1__model_registry__download_version(ProtobufCService *service,
                                                            const Shoal__Registry__V1__GetVersionRequest *input,
@@ -4439,7 +4882,7 @@ void shoal__registry__v1__model_registry__download_version(ProtobufCService *ser
                                                            void *closure_data)
 {
   assert(service->descriptor == &shoal__registry__v1__model_registry__descriptor);
-  service->invoke(service, 10, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 12, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void shoal__registry__v1__model_registry__set_alias(ProtobufCService *service,
                                                     const Shoal__Registry__V1__SetAliasRequest *input,
@@ -4447,7 +4890,7 @@ void shoal__registry__v1__model_registry__set_alias(ProtobufCService *service,
                                                     void *closure_data)
 {
   assert(service->descriptor == &shoal__registry__v1__model_registry__descriptor);
-  service->invoke(service, 11, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 13, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void shoal__registry__v1__model_registry__delete_alias(ProtobufCService *service,
                                                        const Shoal__Registry__V1__DeleteAliasRequest *input,
@@ -4455,7 +4898,7 @@ void shoal__registry__v1__model_registry__delete_alias(ProtobufCService *service
                                                        void *closure_data)
 {
   assert(service->descriptor == &shoal__registry__v1__model_registry__descriptor);
-  service->invoke(service, 12, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 14, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void shoal__registry__v1__model_registry__alias_history(ProtobufCService *service,
                                                         const Shoal__Registry__V1__AliasHistoryRequest *input,
@@ -4463,7 +4906,7 @@ void shoal__registry__v1__model_registry__alias_history(ProtobufCService *servic
                                                         void *closure_data)
 {
   assert(service->descriptor == &shoal__registry__v1__model_registry__descriptor);
-  service->invoke(service, 13, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 15, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void shoal__registry__v1__model_registry__watch_model(ProtobufCService *service,
                                                       const Shoal__Registry__V1__WatchModelRequest *input,
@@ -4471,7 +4914,7 @@ void shoal__registry__v1__model_registry__watch_model(ProtobufCService *service,
                                                       void *closure_data)
 {
   assert(service->descriptor == &shoal__registry__v1__model_registry__descriptor);
-  service->invoke(service, 14, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 16, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void shoal__registry__v1__model_registry__init (Shoal__Registry__V1__ModelRegistry_Service *service,
                                                 Shoal__Registry__V1__ModelRegistry_ServiceDestroy destroy)

@@ -22,6 +22,10 @@ typedef struct Shoal__Registry__V1__ListOrganizationsRequest Shoal__Registry__V1
 typedef struct Shoal__Registry__V1__ListOrganizationsResponse Shoal__Registry__V1__ListOrganizationsResponse;
 typedef struct Shoal__Registry__V1__CreateTokenRequest Shoal__Registry__V1__CreateTokenRequest;
 typedef struct Shoal__Registry__V1__CreateTokenResponse Shoal__Registry__V1__CreateTokenResponse;
+typedef struct Shoal__Registry__V1__RevokeTokenRequest Shoal__Registry__V1__RevokeTokenRequest;
+typedef struct Shoal__Registry__V1__TokenInfo Shoal__Registry__V1__TokenInfo;
+typedef struct Shoal__Registry__V1__ListTokensRequest Shoal__Registry__V1__ListTokensRequest;
+typedef struct Shoal__Registry__V1__ListTokensResponse Shoal__Registry__V1__ListTokensResponse;
 typedef struct Shoal__Registry__V1__WhoAmIRequest Shoal__Registry__V1__WhoAmIRequest;
 typedef struct Shoal__Registry__V1__Model Shoal__Registry__V1__Model;
 typedef struct Shoal__Registry__V1__Model__TagsEntry Shoal__Registry__V1__Model__TagsEntry;
@@ -123,10 +127,15 @@ struct  Shoal__Registry__V1__Principal
    * The mesh's own administrator (peers on the registry's Unix socket): every organisation.
    */
   protobuf_c_boolean superuser;
+  /*
+   * When the token this principal called with stops working (0: it does not expire), so that a
+   * service keeps the registry's word on it no longer than that.
+   */
+  int64_t token_expires_at_ms;
 };
 #define SHOAL__REGISTRY__V1__PRINCIPAL__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&shoal__registry__v1__principal__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, SHOAL__REGISTRY__V1__ROLE__ROLE_UNSPECIFIED, 0 }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, SHOAL__REGISTRY__V1__ROLE__ROLE_UNSPECIFIED, 0, 0 }
 
 
 struct  Shoal__Registry__V1__CreateOrganizationRequest
@@ -172,10 +181,14 @@ struct  Shoal__Registry__V1__CreateTokenRequest
    */
   char *principal;
   Shoal__Registry__V1__Role role;
+  /*
+   * Seconds until the token stops working; 0: it does not expire.
+   */
+  int64_t ttl_seconds;
 };
 #define SHOAL__REGISTRY__V1__CREATE_TOKEN_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&shoal__registry__v1__create_token_request__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, SHOAL__REGISTRY__V1__ROLE__ROLE_UNSPECIFIED }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, SHOAL__REGISTRY__V1__ROLE__ROLE_UNSPECIFIED, 0 }
 
 
 struct  Shoal__Registry__V1__CreateTokenResponse
@@ -187,10 +200,71 @@ struct  Shoal__Registry__V1__CreateTokenResponse
    */
   char *token;
   char *token_id;
+  /*
+   * 0: it does not expire.
+   */
+  int64_t expires_at_ms;
 };
 #define SHOAL__REGISTRY__V1__CREATE_TOKEN_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&shoal__registry__v1__create_token_response__descriptor) \
-    , NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+    , NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0 }
+
+
+struct  Shoal__Registry__V1__RevokeTokenRequest
+{
+  ProtobufCMessage base;
+  /*
+   * The id in the token (`shoal_ID_SECRET`), as CreateToken and ListTokens give it.
+   */
+  char *token_id;
+};
+#define SHOAL__REGISTRY__V1__REVOKE_TOKEN_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__registry__v1__revoke_token_request__descriptor) \
+    , (char *)protobuf_c_empty_string }
+
+
+struct  Shoal__Registry__V1__TokenInfo
+{
+  ProtobufCMessage base;
+  char *token_id;
+  Shoal__Registry__V1__Principal *principal;
+  int64_t created_at_ms;
+  /*
+   * 0: it does not expire.
+   */
+  int64_t expires_at_ms;
+  /*
+   * 0: not revoked.
+   */
+  int64_t revoked_at_ms;
+};
+#define SHOAL__REGISTRY__V1__TOKEN_INFO__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__registry__v1__token_info__descriptor) \
+    , (char *)protobuf_c_empty_string, NULL, 0, 0, 0 }
+
+
+struct  Shoal__Registry__V1__ListTokensRequest
+{
+  ProtobufCMessage base;
+  /*
+   * Default: the caller's organisation.
+   */
+  char *organization;
+};
+#define SHOAL__REGISTRY__V1__LIST_TOKENS_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__registry__v1__list_tokens_request__descriptor) \
+    , (char *)protobuf_c_empty_string }
+
+
+struct  Shoal__Registry__V1__ListTokensResponse
+{
+  ProtobufCMessage base;
+  size_t n_tokens;
+  Shoal__Registry__V1__TokenInfo **tokens;
+};
+#define SHOAL__REGISTRY__V1__LIST_TOKENS_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shoal__registry__v1__list_tokens_response__descriptor) \
+    , 0,NULL }
 
 
 struct  Shoal__Registry__V1__WhoAmIRequest
@@ -880,6 +954,82 @@ Shoal__Registry__V1__CreateTokenResponse *
 void   shoal__registry__v1__create_token_response__free_unpacked
                      (Shoal__Registry__V1__CreateTokenResponse *message,
                       ProtobufCAllocator *allocator);
+/* Shoal__Registry__V1__RevokeTokenRequest methods */
+void   shoal__registry__v1__revoke_token_request__init
+                     (Shoal__Registry__V1__RevokeTokenRequest         *message);
+size_t shoal__registry__v1__revoke_token_request__get_packed_size
+                     (const Shoal__Registry__V1__RevokeTokenRequest   *message);
+size_t shoal__registry__v1__revoke_token_request__pack
+                     (const Shoal__Registry__V1__RevokeTokenRequest   *message,
+                      uint8_t             *out);
+size_t shoal__registry__v1__revoke_token_request__pack_to_buffer
+                     (const Shoal__Registry__V1__RevokeTokenRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Shoal__Registry__V1__RevokeTokenRequest *
+       shoal__registry__v1__revoke_token_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shoal__registry__v1__revoke_token_request__free_unpacked
+                     (Shoal__Registry__V1__RevokeTokenRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Shoal__Registry__V1__TokenInfo methods */
+void   shoal__registry__v1__token_info__init
+                     (Shoal__Registry__V1__TokenInfo         *message);
+size_t shoal__registry__v1__token_info__get_packed_size
+                     (const Shoal__Registry__V1__TokenInfo   *message);
+size_t shoal__registry__v1__token_info__pack
+                     (const Shoal__Registry__V1__TokenInfo   *message,
+                      uint8_t             *out);
+size_t shoal__registry__v1__token_info__pack_to_buffer
+                     (const Shoal__Registry__V1__TokenInfo   *message,
+                      ProtobufCBuffer     *buffer);
+Shoal__Registry__V1__TokenInfo *
+       shoal__registry__v1__token_info__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shoal__registry__v1__token_info__free_unpacked
+                     (Shoal__Registry__V1__TokenInfo *message,
+                      ProtobufCAllocator *allocator);
+/* Shoal__Registry__V1__ListTokensRequest methods */
+void   shoal__registry__v1__list_tokens_request__init
+                     (Shoal__Registry__V1__ListTokensRequest         *message);
+size_t shoal__registry__v1__list_tokens_request__get_packed_size
+                     (const Shoal__Registry__V1__ListTokensRequest   *message);
+size_t shoal__registry__v1__list_tokens_request__pack
+                     (const Shoal__Registry__V1__ListTokensRequest   *message,
+                      uint8_t             *out);
+size_t shoal__registry__v1__list_tokens_request__pack_to_buffer
+                     (const Shoal__Registry__V1__ListTokensRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Shoal__Registry__V1__ListTokensRequest *
+       shoal__registry__v1__list_tokens_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shoal__registry__v1__list_tokens_request__free_unpacked
+                     (Shoal__Registry__V1__ListTokensRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Shoal__Registry__V1__ListTokensResponse methods */
+void   shoal__registry__v1__list_tokens_response__init
+                     (Shoal__Registry__V1__ListTokensResponse         *message);
+size_t shoal__registry__v1__list_tokens_response__get_packed_size
+                     (const Shoal__Registry__V1__ListTokensResponse   *message);
+size_t shoal__registry__v1__list_tokens_response__pack
+                     (const Shoal__Registry__V1__ListTokensResponse   *message,
+                      uint8_t             *out);
+size_t shoal__registry__v1__list_tokens_response__pack_to_buffer
+                     (const Shoal__Registry__V1__ListTokensResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Shoal__Registry__V1__ListTokensResponse *
+       shoal__registry__v1__list_tokens_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shoal__registry__v1__list_tokens_response__free_unpacked
+                     (Shoal__Registry__V1__ListTokensResponse *message,
+                      ProtobufCAllocator *allocator);
 /* Shoal__Registry__V1__WhoAmIRequest methods */
 void   shoal__registry__v1__who_am_irequest__init
                      (Shoal__Registry__V1__WhoAmIRequest         *message);
@@ -1383,6 +1533,18 @@ typedef void (*Shoal__Registry__V1__CreateTokenRequest_Closure)
 typedef void (*Shoal__Registry__V1__CreateTokenResponse_Closure)
                  (const Shoal__Registry__V1__CreateTokenResponse *message,
                   void *closure_data);
+typedef void (*Shoal__Registry__V1__RevokeTokenRequest_Closure)
+                 (const Shoal__Registry__V1__RevokeTokenRequest *message,
+                  void *closure_data);
+typedef void (*Shoal__Registry__V1__TokenInfo_Closure)
+                 (const Shoal__Registry__V1__TokenInfo *message,
+                  void *closure_data);
+typedef void (*Shoal__Registry__V1__ListTokensRequest_Closure)
+                 (const Shoal__Registry__V1__ListTokensRequest *message,
+                  void *closure_data);
+typedef void (*Shoal__Registry__V1__ListTokensResponse_Closure)
+                 (const Shoal__Registry__V1__ListTokensResponse *message,
+                  void *closure_data);
 typedef void (*Shoal__Registry__V1__WhoAmIRequest_Closure)
                  (const Shoal__Registry__V1__WhoAmIRequest *message,
                   void *closure_data);
@@ -1498,6 +1660,14 @@ struct Shoal__Registry__V1__ModelRegistry_Service
                        const Shoal__Registry__V1__CreateTokenRequest *input,
                        Shoal__Registry__V1__CreateTokenResponse_Closure closure,
                        void *closure_data);
+  void (*revoke_token)(Shoal__Registry__V1__ModelRegistry_Service *service,
+                       const Shoal__Registry__V1__RevokeTokenRequest *input,
+                       Shoal__Registry__V1__TokenInfo_Closure closure,
+                       void *closure_data);
+  void (*list_tokens)(Shoal__Registry__V1__ModelRegistry_Service *service,
+                      const Shoal__Registry__V1__ListTokensRequest *input,
+                      Shoal__Registry__V1__ListTokensResponse_Closure closure,
+                      void *closure_data);
   void (*who_am_i)(Shoal__Registry__V1__ModelRegistry_Service *service,
                    const Shoal__Registry__V1__WhoAmIRequest *input,
                    Shoal__Registry__V1__Principal_Closure closure,
@@ -1557,6 +1727,8 @@ void shoal__registry__v1__model_registry__init (Shoal__Registry__V1__ModelRegist
       function_prefix__ ## create_organization,\
       function_prefix__ ## list_organizations,\
       function_prefix__ ## create_token,\
+      function_prefix__ ## revoke_token,\
+      function_prefix__ ## list_tokens,\
       function_prefix__ ## who_am_i,\
       function_prefix__ ## create_model,\
       function_prefix__ ## get_model,\
@@ -1581,6 +1753,14 @@ void shoal__registry__v1__model_registry__create_token(ProtobufCService *service
                                                        const Shoal__Registry__V1__CreateTokenRequest *input,
                                                        Shoal__Registry__V1__CreateTokenResponse_Closure closure,
                                                        void *closure_data);
+void shoal__registry__v1__model_registry__revoke_token(ProtobufCService *service,
+                                                       const Shoal__Registry__V1__RevokeTokenRequest *input,
+                                                       Shoal__Registry__V1__TokenInfo_Closure closure,
+                                                       void *closure_data);
+void shoal__registry__v1__model_registry__list_tokens(ProtobufCService *service,
+                                                      const Shoal__Registry__V1__ListTokensRequest *input,
+                                                      Shoal__Registry__V1__ListTokensResponse_Closure closure,
+                                                      void *closure_data);
 void shoal__registry__v1__model_registry__who_am_i(ProtobufCService *service,
                                                    const Shoal__Registry__V1__WhoAmIRequest *input,
                                                    Shoal__Registry__V1__Principal_Closure closure,
@@ -1643,6 +1823,10 @@ extern const ProtobufCMessageDescriptor shoal__registry__v1__list_organizations_
 extern const ProtobufCMessageDescriptor shoal__registry__v1__list_organizations_response__descriptor;
 extern const ProtobufCMessageDescriptor shoal__registry__v1__create_token_request__descriptor;
 extern const ProtobufCMessageDescriptor shoal__registry__v1__create_token_response__descriptor;
+extern const ProtobufCMessageDescriptor shoal__registry__v1__revoke_token_request__descriptor;
+extern const ProtobufCMessageDescriptor shoal__registry__v1__token_info__descriptor;
+extern const ProtobufCMessageDescriptor shoal__registry__v1__list_tokens_request__descriptor;
+extern const ProtobufCMessageDescriptor shoal__registry__v1__list_tokens_response__descriptor;
 extern const ProtobufCMessageDescriptor shoal__registry__v1__who_am_irequest__descriptor;
 extern const ProtobufCMessageDescriptor shoal__registry__v1__model__descriptor;
 extern const ProtobufCMessageDescriptor shoal__registry__v1__model__tags_entry__descriptor;
