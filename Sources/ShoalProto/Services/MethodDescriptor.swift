@@ -40,6 +40,8 @@ public struct MethodDescriptor: Sendable, Hashable {
   public let inputType: any ProtoMessage.Type
   /// The response message type.
   public let outputType: any ProtoMessage.Type
+  /// The path sent in a call's header: `/package.Service/Method` (made once: every call sends it).
+  public let path: String
 
   /// A method descriptor; generated code creates these.
   public init(
@@ -52,10 +54,8 @@ public struct MethodDescriptor: Sendable, Hashable {
     self.idempotent = idempotent
     self.inputType = inputType
     self.outputType = outputType
+    path = "/\(service)/\(name)"
   }
-
-  /// The path sent in a call's header: `/package.Service/Method`.
-  public var path: String { "/\(service)/\(name)" }
 
   public static func == (lhs: MethodDescriptor, rhs: MethodDescriptor) -> Bool {
     lhs.service == rhs.service && lhs.name == rhs.name && lhs.kind == rhs.kind && lhs.idempotent == rhs.idempotent

@@ -242,27 +242,29 @@ public final class RPCClient: Sendable {
     let (timeout, _) = effectiveTimeout(options)
     let handler = connection.handler
     let token = CallToken()
-    let future: EventLoopFuture<CallOutcome> = connection.eventLoop.flatSubmit {
-      if token.cancelled {
-        return connection.eventLoop.makeFailedFuture(RPCError(.cancelled, "the call was cancelled"))
-      }
-      do {
-        let (id, stream) = try handler.value.open(
-          path: method.path, metadata: options.metadata, timeout: timeout, streaming: false
-        ) {
-          (buffer, id) throws(RPCError) in
-          try handler.value.writeRequest(request, stream: id, to: &buffer)
-        }
-        token.streamID = id
-        return stream.done.futureResult
-      } catch {
-        return connection.eventLoop.makeFailedFuture(error)
-      }
-    }
     let outcome: CallOutcome
     do {
       outcome = try await withTaskCancellationHandler {
-        try await future.get()
+        // The stream opens on the connection's event loop (at once when the caller runs there), and
+        // its end resumes the caller: no futures in between.
+        try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<CallOutcome, any Error>) in
+          let open: @Sendable () -> Void = {
+            if token.cancelled { return continuation.resume(throwing: RPCError(.cancelled, "the call was cancelled")) }
+            do {
+              let (id, stream) = try handler.value.open(
+                path: method.path, metadata: options.metadata, timeout: timeout, streaming: false
+              ) {
+                (buffer, id) throws(RPCError) in
+                try handler.value.writeRequest(request, stream: id, to: &buffer)
+              }
+              token.streamID = id
+              stream.done.futureResult.whenComplete { continuation.resume(with: $0) }
+            } catch {
+              continuation.resume(throwing: error)
+            }
+          }
+          if connection.eventLoop.inEventLoop { open() } else { connection.eventLoop.execute(open) }
+        }
       } onCancel: {
         connection.eventLoop.execute {
           token.cancelled = true
