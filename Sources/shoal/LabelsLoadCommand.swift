@@ -54,7 +54,7 @@ struct LabelsLoadCommand: AsyncParsableCommand {
     // What is there now, against the last acknowledged state of each.
     var query = FeedbackV1.QueryTilesRequest()
     query.setId = setID
-    let stored = try await Self.settled { try await feedback.queryTiles(query).tiles }
+    let stored = try await whileUnavailable(upTo: .seconds(30)) { try await feedback.queryTiles(query).tiles }
     let validityLost = marked.filter { id, validity in
       stored.first { $0.tileId == id }?.validity.first { $0.className == "road" }?.validity != validity
     }.count
@@ -63,7 +63,7 @@ struct LabelsLoadCommand: AsyncParsableCommand {
       var list = AudioV1.ListClipsRequest()
       list.datasetId = dataset.id
       list.pageSize = 10_000
-      let clips = try await Self.settled { try await audio.listClips(list).clips }
+      let clips = try await whileUnavailable(upTo: .seconds(30)) { try await audio.listClips(list).clips }
       labelsLost = labelled.filter { digest, label in clips.first { $0.digest == digest }?.label != label }.count
     }
     await shoal.close()
@@ -220,17 +220,5 @@ struct LabelsLoadCommand: AsyncParsableCommand {
     }
     try await Task.sleep(for: .milliseconds(20))
     return false
-  }
-
-  /// The answer of `read`, asked again while the service is still coming back (up to 30 s).
-  private static func settled<T>(_ read: () async throws -> T) async throws -> T {
-    let end = ContinuousClock.now + .seconds(30)
-    while true {
-      do {
-        return try await read()
-      } catch let error as RPCError where error.code == .unavailable && ContinuousClock.now < end {
-        try await Task.sleep(for: .milliseconds(200))
-      }
-    }
   }
 }

@@ -132,14 +132,7 @@ struct TrackingLoadCommand: AsyncParsableCommand {
   /// `read`, and with --retry, again while the service (or its store) is still coming back, for
   /// up to a minute: what was acknowledged must be counted, not given up on.
   private func readBack<T>(_ read: () async throws -> T) async throws -> T {
-    let end = ContinuousClock.now + .seconds(60)
-    while true {
-      do {
-        return try await read()
-      } catch let error as RPCError where retry && error.code == .unavailable && ContinuousClock.now < end {
-        try await Task.sleep(for: .milliseconds(200))
-      }
-    }
+    retry ? try await whileUnavailable(upTo: .seconds(60), read) : try await read()
   }
 
   /// Failed calls: UNAVAILABLE (the service away, as when it restarts) and every other kind.
@@ -159,6 +152,19 @@ struct TrackingLoadCommand: AsyncParsableCommand {
 
     func adding(_ more: Errors) -> Errors {
       Errors(unavailable: unavailable + more.unavailable, other: other + more.other, first: first ?? more.first)
+    }
+  }
+}
+
+/// `read`'s answer, asked again every 200 ms while it fails UNAVAILABLE (a service or its store
+/// coming back), for up to `limit`.
+func whileUnavailable<T>(upTo limit: Duration, _ read: () async throws -> T) async throws -> T {
+  let end = ContinuousClock.now + limit
+  while true {
+    do {
+      return try await read()
+    } catch let error as RPCError where error.code == .unavailable && ContinuousClock.now < end {
+      try await Task.sleep(for: .milliseconds(200))
     }
   }
 }

@@ -128,15 +128,16 @@ public final class RPCServer: Sendable {
     health.setAll(.notServing)
     let channels = listeners.withLockedValue { $0 }
     for channel in channels { try? await channel.close() }
+    // Awaited on each loop, so that no connection takes a new call once this returns.
     for connection in core.openConnections {
-      connection.eventLoop.execute { connection.value.beginShutdown() }
+      try? await connection.eventLoop.submit { connection.value.beginShutdown() }.get()
     }
     let deadline = ContinuousClock.now + core.config.shutdownGrace
     while !core.openConnections.isEmpty && ContinuousClock.now < deadline {
       try? await Task.sleep(for: .milliseconds(20))
     }
     for connection in core.openConnections {
-      connection.eventLoop.execute { connection.value.forceClose() }
+      try? await connection.eventLoop.submit { connection.value.forceClose() }.get()
     }
   }
 }
