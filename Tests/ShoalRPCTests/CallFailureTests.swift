@@ -23,12 +23,16 @@ struct CallFailureTests {
 
   @Test func clientDeadlineEndsTheCallAndCancelsTheHandler() async throws {
     let cancelled = Probe(false)
-    try await TestServer.withServer(routes: slowRoutes(cancelled)) { _, address in
+    let started = Probe(0)
+    try await TestServer.withServer(routes: slowRoutes(cancelled, started: started)) { _, address in
       let client = RPCClient(address: address)
+      // Two seconds, so that the call reaches its handler before the deadline on a loaded
+      // machine (at 100 ms it once did not, and there was no handler to cancel).
       await #expect {
         try await client.unary(
-          TestMethods.slow, TestServer.request(responseSize: 10_000), options: CallOptions(timeout: .milliseconds(100)))
+          TestMethods.slow, TestServer.request(responseSize: 60_000), options: CallOptions(timeout: .seconds(2)))
       } throws: { ($0 as? RPCError)?.code == .deadlineExceeded }
+      #expect(started.value == 1, "the call should have reached its handler")
       #expect(await eventually { cancelled.value }, "the server's handler should have been cancelled")
       await client.close()
     }
