@@ -21,10 +21,12 @@ int shoal_kernels_have_avx2(void) {
 }
 
 /// Eight outputs from i on; `mask` keeps the lanes to load and store (all of them but at the end
-/// of a row shorter than eight).
+/// of a row shorter than eight). With `store_all`, all eight are stored even so: for a short row
+/// whose next one is written after it, the extra lanes are written over again (a masked store
+/// costs several times a plain one on AMD's cores).
 __attribute__((target("avx2,fma"), always_inline)) static inline void depthwise3x3_block(
     const float *row0, const float *row1, const float *row2, long tap1, long tap2, const __m256 *w, __m256 bias,
-    __m256 low, __m256 high, float *out, long i, __m256i mask) {
+    __m256 low, __m256 high, float *out, long i, __m256i mask, int store_all) {
   __m256 sum = _mm256_mul_ps(w[0], _mm256_maskload_ps(row0 + i, mask));
   sum = _mm256_fmadd_ps(w[1], _mm256_maskload_ps(row0 + i + tap1, mask), sum);
   sum = _mm256_fmadd_ps(w[2], _mm256_maskload_ps(row0 + i + tap2, mask), sum);
@@ -36,12 +38,18 @@ __attribute__((target("avx2,fma"), always_inline)) static inline void depthwise3
   sum = _mm256_fmadd_ps(w[8], _mm256_maskload_ps(row2 + i + tap2, mask), sum);
   // The bias, then the bounds; NaN passes both (the second operand wins).
   sum = _mm256_min_ps(high, _mm256_max_ps(low, _mm256_add_ps(sum, bias)));
-  _mm256_maskstore_ps(out + i, mask, sum);
+  if (store_all) {
+    _mm256_storeu_ps(out + i, sum);
+  } else {
+    _mm256_maskstore_ps(out + i, mask, sum);
+  }
 }
 
+/// One output row of `count`; `more` is how many outputs after the row may be written over
+/// (they are written again later).
 __attribute__((target("avx2,fma"))) static void depthwise3x3_row_avx2(
     const float *row0, const float *row1, const float *row2, long tap1, long tap2, const float *weights, float bias,
-    float low, float high, float *out, long count) {
+    float low, float high, float *out, long count, long more) {
   __m256 w[9];
   for (int k = 0; k < 9; k++) w[k] = _mm256_set1_ps(weights[k]);
   const __m256 b = _mm256_set1_ps(bias), lo = _mm256_set1_ps(low), hi = _mm256_set1_ps(high);
@@ -49,14 +57,18 @@ __attribute__((target("avx2,fma"))) static void depthwise3x3_row_avx2(
   if (count < 8) {
     // Lanes 0..<count only.
     const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    depthwise3x3_block(
-        row0, row1, row2, tap1, tap2, w, b, lo, hi, out, 0, _mm256_cmpgt_epi32(_mm256_set1_epi32((int)count), lanes));
+    __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)count), lanes);
+    if (count + more >= 8) {
+      depthwise3x3_block(row0, row1, row2, tap1, tap2, w, b, lo, hi, out, 0, mask, 1);
+    } else {
+      depthwise3x3_block(row0, row1, row2, tap1, tap2, w, b, lo, hi, out, 0, mask, 0);
+    }
     return;
   }
   long i = 0;
-  for (; i + 8 <= count; i += 8) depthwise3x3_block(row0, row1, row2, tap1, tap2, w, b, lo, hi, out, i, all);
+  for (; i + 8 <= count; i += 8) depthwise3x3_block(row0, row1, row2, tap1, tap2, w, b, lo, hi, out, i, all, 1);
   // The rest as a block of eight overlapping the one before (it writes the same values again).
-  if (i < count) depthwise3x3_block(row0, row1, row2, tap1, tap2, w, b, lo, hi, out, count - 8, all);
+  if (i < count) depthwise3x3_block(row0, row1, row2, tap1, tap2, w, b, lo, hi, out, count - 8, all, 1);
 }
 
 static void depthwise3x3_row_portable(
@@ -80,9 +92,10 @@ void shoal_depthwise3x3_plane(
   for (long oh = 0; oh < out_height; oh++) {
     const float *r0 = padded + oh * row_step;
     if (vector) {
+      // A row's extra lanes may spill into the next row, which is written after it.
       depthwise3x3_row_avx2(
           r0, r0 + row_length, r0 + 2 * row_length, tap1, tap2, weights, bias, low, high, out + oh * out_width,
-          out_width);
+          out_width, (out_height - 1 - oh) * out_width);
     } else {
       depthwise3x3_row_portable(
           r0, r0 + row_length, r0 + 2 * row_length, tap1, tap2, weights, bias, low, high, out + oh * out_width,
@@ -882,6 +895,137 @@ __attribute__((target("avx512f"))) void shoal_gemm_rows(
     rows_block(packed_a, rows, depth, pack, j, columns, c, ldc, bias, residual, relu);
   }
 }
+
+/// The lanes of an 8-wide vector that hold columns below `width` (AVX2 masked loads and stores).
+__attribute__((target("avx2"), always_inline)) static inline __m256i lanes_below(long width) {
+  long n = width < 0 ? 0 : width > 8 ? 8 : width;
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+/// AVX2 and FMA: ROWS (6 or 4) rows × 16 columns of C over the whole depth in 2 · ROWS
+/// registers, the rows' weights broadcast from their panel and two 8-wide loads of packed B
+/// (a block of 32 columns, [depth][32]) per step of k. The outputs get the bias, the residual
+/// and a ReLU if asked, and are written once; `rows` (at most ROWS) of them exist, and `width`
+/// columns (at most 16).
+__attribute__((target("avx2,fma"), always_inline)) static inline void rows_tile_avx2(
+    const int ROWS, long depth, const float *a, const float *b, float *c, long ldc, long rows, long width,
+    const float *bias, const float *residual, __m256 low, __m256 high, struct next_tile next) {
+  // The next tile's lines are asked for first; they arrive while the sums are computed.
+  for (long r = 0; r < next.rows; r++) {
+    _mm_prefetch((const char *)(next.c + r * ldc), _MM_HINT_T0);
+    _mm_prefetch((const char *)(next.c + r * ldc + 16), _MM_HINT_T0);
+    if (next.residual) {
+      _mm_prefetch((const char *)(next.residual + r * ldc), _MM_HINT_T0);
+      _mm_prefetch((const char *)(next.residual + r * ldc + 16), _MM_HINT_T0);
+    }
+  }
+  __m256 sum[6][2];
+  for (int r = 0; r < ROWS; r++) sum[r][0] = sum[r][1] = _mm256_setzero_ps();
+  for (long k = 0; k < depth; k++) {
+    __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
+    for (int r = 0; r < ROWS; r++) {
+      __m256 weight = _mm256_broadcast_ss(a + r);
+      sum[r][0] = _mm256_fmadd_ps(weight, b0, sum[r][0]);
+      sum[r][1] = _mm256_fmadd_ps(weight, b1, sum[r][1]);
+    }
+    a += SHOAL_PANEL_ROWS;
+    b += 32;
+  }
+  // Masked loads and stores only for a tile cut short: AMD's masked stores cost several times
+  // a plain one.
+  int full = width == 16;
+  __m256i m0 = lanes_below(width), m1 = lanes_below(width - 8);
+  for (long r = 0; r < rows; r++) {
+    __m256 s0 = sum[r][0], s1 = sum[r][1];
+    if (bias) {
+      __m256 value = _mm256_broadcast_ss(bias + r);
+      s0 = _mm256_add_ps(s0, value);
+      s1 = _mm256_add_ps(s1, value);
+    }
+    if (residual && full) {
+      s0 = _mm256_add_ps(s0, _mm256_loadu_ps(residual + r * ldc));
+      s1 = _mm256_add_ps(s1, _mm256_loadu_ps(residual + r * ldc + 8));
+    } else if (residual) {
+      s0 = _mm256_add_ps(s0, _mm256_maskload_ps(residual + r * ldc, m0));
+      s1 = _mm256_add_ps(s1, _mm256_maskload_ps(residual + r * ldc + 8, m1));
+    }
+    // NaN passes both bounds (the second operand wins).
+    s0 = _mm256_min_ps(high, _mm256_max_ps(low, s0));
+    s1 = _mm256_min_ps(high, _mm256_max_ps(low, s1));
+    if (full) {
+      _mm256_storeu_ps(c + r * ldc, s0);
+      _mm256_storeu_ps(c + r * ldc + 8, s1);
+    } else {
+      _mm256_maskstore_ps(c + r * ldc, m0, s0);
+      _mm256_maskstore_ps(c + r * ldc + 8, m1, s1);
+    }
+  }
+}
+
+__attribute__((target("avx2,fma"))) static void rows6_tile_avx2(
+    long depth, const float *a, const float *b, float *c, long ldc, long rows, long width, const float *bias,
+    const float *residual, __m256 low, __m256 high, struct next_tile next) {
+  rows_tile_avx2(6, depth, a, b, c, ldc, rows, width, bias, residual, low, high, next);
+}
+
+__attribute__((target("avx2,fma"))) static void rows4_tile_avx2(
+    long depth, const float *a, const float *b, float *c, long ldc, long rows, long width, const float *bias,
+    const float *residual, __m256 low, __m256 high, struct next_tile next) {
+  rows_tile_avx2(4, depth, a, b, c, ldc, rows, width, bias, residual, low, high, next);
+}
+
+/// The height of row tile `t` of a panel in `shoal_gemm_rows_avx2`: 6, 6, 6, 6, 4 and 4 rows make
+/// its 32, and none reaches past the panel's padding.
+static inline long avx2_tile_height(int t) { return t < 4 ? 6 : 4; }
+
+__attribute__((target("avx2,fma"))) void shoal_gemm_rows_avx2(
+    const float *packed_a, long rows, long depth, const float *b, long ldb, long columns, float *c, long ldc,
+    const float *bias, const float *residual, float lower, float upper, float *pack) {
+  __m256 low = _mm256_set1_ps(lower), high = _mm256_set1_ps(upper);
+  for (long j = 0; j < columns; j += 32) {
+    long width = columns - j < 32 ? columns - j : 32;
+    __m256i lanes[4];
+    for (int q = 0; q < 4; q++) lanes[q] = lanes_below(width - 8 * q);
+    for (long k = 0; k < depth; k++) {
+      const float *row = b + k * ldb + j;
+      if (width == 32) {
+        for (int q = 0; q < 4; q++) _mm256_store_ps(pack + k * 32 + 8 * q, _mm256_loadu_ps(row + 8 * q));
+        continue;
+      }
+      for (int q = 0; q < 4; q++) _mm256_store_ps(pack + k * 32 + 8 * q, _mm256_maskload_ps(row + 8 * q, lanes[q]));
+    }
+    long r = 0;
+    int t = 0;
+    while (r < rows) {
+      long height = avx2_tile_height(t);
+      long count = rows - r < height ? rows - r : height;
+      const float *a = packed_a + (r / SHOAL_PANEL_ROWS) * depth * SHOAL_PANEL_ROWS + r % SHOAL_PANEL_ROWS;
+      // The next row tile, or the first of the next block of columns.
+      long next_row = r + height < rows ? r + height : 0, next_column = r + height < rows ? j : j + 32;
+      struct next_tile next = {c + next_row * ldc + next_column, 0, 0};
+      if (next_column < columns) {
+        long next_height = r + height < rows ? avx2_tile_height((t + 1) % 6) : 6;
+        next.rows = rows - next_row < next_height ? rows - next_row : next_height;
+        if (residual) next.residual = residual + next_row * ldc + next_column;
+      }
+      struct next_tile none = {0, 0, 0};
+      for (long half = 0; half < width; half += 16) {
+        long cut = width - half < 16 ? width - half : 16;
+        float *out = c + r * ldc + j + half;
+        const float *more = residual ? residual + r * ldc + j + half : 0;
+        struct next_tile fetch = half == 0 ? next : none;
+        if (height == 6) {
+          rows6_tile_avx2(depth, a, pack + half, out, ldc, count, cut, bias ? bias + r : 0, more, low, high, fetch);
+        } else {
+          rows4_tile_avx2(depth, a, pack + half, out, ldc, count, cut, bias ? bias + r : 0, more, low, high, fetch);
+        }
+      }
+      r += height;
+      t = (t + 1) % 6;
+    }
+  }
+}
+
 
 /// ⌈a / 2⌉ for either sign of a.
 static inline long half_up(long a) { return a >= 0 ? (a + 1) / 2 : -((-a) / 2); }

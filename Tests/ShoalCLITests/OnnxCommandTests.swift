@@ -153,6 +153,47 @@ import Testing
     if flags.contains(" avx2") && flags.contains(" fma") { #expect(outputs[0] != outputs[1]) }
   }
 
+  /// Convolutions with weights packed at load: with AVX-512 its kernels, with AVX2 (or `avx2`)
+  /// `shoal_gemm_rows_avx2`, over a batch's 1×1 convolutions in one loop, with the bias, the
+  /// residual and a Clip applied as the outputs are written; in the portable setting OpenBLAS.
+  /// 37 features (tiles of 6 and 4 rows cut short) on 63 positions (blocks of 32 cut short),
+  /// and a 3×3 stride-2 convolution unfolded first, with a ReLU.
+  @Test func packedWeightConvolutionsAreTheSameWithEveryKernelSetting() async throws {
+    let directory = try TemporaryDirectory()
+    var random = SplitMix64(seed: 6)
+    func values(_ count: Int) -> [Float] { (0..<count).map { _ in Float.random(in: -1...1, using: &random) } }
+    var graph = OnnxGraphBuilder(name: "packed", opset: 13)
+    graph.input("x", .float32, [.fixed(3), .fixed(20), .fixed(7), .fixed(9)])
+    graph.initializer("w1", Tensor(shape: [37, 20, 1, 1], elements: values(37 * 20)))
+    graph.initializer("b1", Tensor(shape: [37], elements: values(37)))
+    graph.initializer("lo", Tensor(shape: [], elements: [Float(0)]))
+    graph.initializer("hi", Tensor(shape: [], elements: [Float(0.75)]))
+    graph.node("Conv", ["x", "w1", "b1"], ["c1"])
+    graph.node("Clip", ["c1", "lo", "hi"], ["s1"])
+    graph.initializer("w2", Tensor(shape: [37, 20, 1, 1], elements: values(37 * 20)))
+    graph.initializer("b2", Tensor(shape: [37], elements: values(37)))
+    graph.node("Conv", ["x", "w2", "b2"], ["c2"])
+    graph.node("Add", ["c2", "s1"], ["s2"])
+    graph.initializer("w3", Tensor(shape: [13, 20, 3, 3], elements: values(13 * 20 * 9)))
+    graph.node("Conv", ["x", "w3"], ["c3"], attributes: ["strides": .ints([2, 2]), "pads": .ints([1, 1, 1, 1])])
+    graph.node("Relu", ["c3"], ["s3"])
+    graph.output("s1", .float32, nil)
+    graph.output("s2", .float32, nil)
+    graph.output("s3", .float32, nil)
+    let x = Tensor(shape: [3, 20, 7, 9], elements: values(3 * 20 * 63))
+    let outputs = try await Self.outputs(
+      of: graph, x, ["s1", "s2", "s3"], in: directory, variable: "SHOAL_KERNELS",
+      settings: ["default", "portable", "avx2"])
+    let (convolved, unfolded): (Int, Int) = (3 * 37 * 63, 3 * 13 * 4 * 5)
+    #expect(outputs[0].count == 2 * convolved + unfolded)
+    let clipped = Array(outputs[0].prefix(convolved))
+    let bounded = clipped.allSatisfy { $0 >= 0 && $0 <= 0.75 }
+    #expect(bounded && clipped.contains(0) && clipped.contains(0.75))
+    for other in outputs.dropFirst() {
+      #expect(zip(outputs[0], other).allSatisfy { abs($0 - $1) <= 1e-5 * max(1, abs($1)) })
+    }
+  }
+
   /// Max pooling takes 16 windows at a time with AVX-512, 8 with AVX2, one in the portable loop:
   /// all three give the same floats, a NaN winning its windows, over rows that end inside a
   /// vector, windows over the padding and a ceil-mode window past the edge.

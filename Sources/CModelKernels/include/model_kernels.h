@@ -109,6 +109,15 @@ void shoal_gemm_rows(
     const float *packed_a, long rows, long depth, const float *b, long ldb, long columns, float *c, long ldc,
     const float *bias, const float *residual, int relu, float *pack);
 
+/// `shoal_gemm_rows` with AVX2 and FMA, for CPUs without AVX-512: the same packed A, 6 rows ×
+/// 16 columns at a time (tiles of 6, 6, 6, 6, 4 and 4 rows per panel), and the outputs bounded
+/// to [lower, upper] (a fused ReLU or Clip; NaN stays NaN) as they are written. Full tiles use
+/// plain stores: AMD's masked stores cost several times as much (with them this kernel was
+/// slower than OpenBLAS). AVX2 and FMA only.
+void shoal_gemm_rows_avx2(
+    const float *packed_a, long rows, long depth, const float *b, long ldb, long columns, float *c, long ldc,
+    const float *bias, const float *residual, float lower, float upper, float *pack);
+
 /// A 2-D convolution's geometry for `shoal_conv_rows`: the input's channels and plane size, the
 /// output's width, the kernel, strides (the column stride 1 or 2), padding before and dilations.
 struct shoal_conv2d {

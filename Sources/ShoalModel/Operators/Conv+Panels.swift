@@ -11,14 +11,17 @@ import CModelKernels
 /// 24 registers, writing its outputs once with the bias and a fused ReLU applied.
 ///
 /// Convolutions with more positions use the same packed weights in `unfoldAndMultiply`, through
-/// `shoal_gemm_rows` (8 features × 32 positions per tile, vectorised along the positions).
+/// `shoal_gemm_rows` (8 features × 32 positions per tile, vectorised along the positions). CPUs
+/// with AVX2 and FMA but no AVX-512 (AMD's before Zen 4, many laptops) get the packed weights
+/// too, for `shoal_gemm_rows_avx2` (6 features × 16 positions per tile), which writes ReLU and
+/// Clip as it stores; the panel kernel and packing from the image stay AVX-512's.
 extension ConvKernel {
   /// The most output positions (per image) for which the panel kernel runs instead of OpenBLAS.
   static let panelMaximumPositions = 256
 
   /// Whether this convolution runs on the panel kernel (`panels` packed at load, AVX-512).
   func usesPanels(_ g: WindowGeometry) -> Bool {
-    panels != nil && group == 1 && g.outputSize <= Self.panelMaximumPositions
+    panels != nil && group == 1 && g.outputSize <= Self.panelMaximumPositions && shoal_kernels_have_avx512() != 0
   }
 
   /// Scratch floats: the packed tiles, and the unfolded input they are packed from (unless
@@ -29,9 +32,11 @@ extension ConvKernel {
   }
 
   /// Constant weights [features, channels, kernel…] packed into panels of 32 features for
-  /// `shoal_gemm_panels`; nil when the CPU has no AVX-512 (or `SHOAL_KERNELS` is `portable` or `avx2`).
+  /// `shoal_gemm_panels` (AVX-512) and `shoal_gemm_rows` (AVX-512, or AVX2 and FMA); nil when the
+  /// CPU has neither (or `SHOAL_KERNELS` is `portable`).
   static func panelWeights(_ w: Tensor) -> Tensor? {
-    guard shoal_kernels_have_avx512() != 0, w.dataType == .float32, w.rank >= 3 else { return nil }
+    guard shoal_kernels_have_avx512() != 0 || shoal_kernels_have_avx2() != 0, w.dataType == .float32, w.rank >= 3
+    else { return nil }
     let features = w.shape[0]
     let depth = w.count / max(1, features)
     let rows = (features + Int(SHOAL_PANEL_ROWS) - 1) / Int(SHOAL_PANEL_ROWS) * Int(SHOAL_PANEL_ROWS)
@@ -58,7 +63,8 @@ extension ConvKernel {
   /// ms alone), on its 3×3 and 1×1 stride-2 layers packing from the image is (1.25 against 1.44,
   /// 1.07 against 1.23 ms).
   func implicitUnfold(_ g: WindowGeometry, channels: Int) -> shoal_conv2d? {
-    guard panels != nil, group == 1, !g.isPointwise, g.input[0] == 1, g.kernel[0] == 1, g.output[0] == 1,
+    guard panels != nil, shoal_kernels_have_avx512() != 0, group == 1, !g.isPointwise, g.input[0] == 1,
+      g.kernel[0] == 1, g.output[0] == 1,
       g.strides[2] == 1 || (g.strides[2] == 2 && g.kernel[2] <= 3)
     else { return nil }
     return shoal_conv2d(

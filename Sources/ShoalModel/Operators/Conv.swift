@@ -115,6 +115,17 @@ struct ConvKernel: Kernel {
     }
   }
 
+  /// The fused activation as the bounds a kernel clamps its outputs to as it writes them: none,
+  /// ReLU and Clip; nil for the others (applied after).
+  var activationBounds: (lower: Float, upper: Float)? {
+    switch activation {
+    case nil: (-.infinity, .infinity)
+    case .relu: (0, .infinity)
+    case .clip(let lower, let upper): (Float(lower), Float(upper))
+    default: nil
+    }
+  }
+
   /// Adds feature `feature`'s bias and the fused residual to `count` outputs and applies the
   /// fused activation, in the parallel part that computed them, while they are still in cache.
   func finish(
@@ -133,8 +144,9 @@ struct ConvKernel: Kernel {
   }
 
   /// im2col and a GEMM per image and group, each core taking a range of output positions: with
-  /// weights packed at load (AVX-512) `shoal_gemm_rows`, otherwise OpenBLAS onto an output filled
-  /// with bias and residual.
+  /// weights packed at load `shoal_gemm_rows` (AVX-512) or `shoal_gemm_rows_avx2`, otherwise
+  /// OpenBLAS onto an output filled with bias and residual. Without AVX-512 a batch's 1×1
+  /// convolutions run as one loop (`pointwiseOverTheBatch`).
   private func unfoldAndMultiply(
     _ geometry: WindowGeometry, _ px: UnsafePointer<Float>, _ pw: UnsafePointer<Float>,
     _ py: UnsafeMutablePointer<Float>, _ bias: UnsafePointer<Float>?, _ residual: ResidualInput?,
@@ -143,6 +155,15 @@ struct ConvKernel: Kernel {
     let (groupChannels, groupFeatures) = (channels / group, features / group)
     let depth = groupChannels * geometry.kernelSize
     let (inSize, outSize) = (geometry.inputSize, geometry.outputSize)
+    let bounds = activationBounds
+    if batch > 1, group == 1, geometry.isPointwise, shoal_kernels_have_avx512() == 0,
+      let packedWeights = panels?.pointer(as: Float.self),
+      !(outSize < 2 * Self.minimumColumnsPerPart && features >= 2 * Self.minimumColumnsPerPart)
+    {
+      pointwiseOverTheBatch(
+        packedWeights, px, py, bias, residual, batch: batch, channels: channels, features: features, positions: outSize)
+      return
+    }
     for n in 0..<batch {
       for g in 0..<group {
         let image = px + (n * channels + g * groupChannels) * inSize
@@ -202,9 +223,21 @@ struct ConvKernel: Kernel {
             }
             if let packedWeights, let pack {
               let out = output + positions.lowerBound
+              let more = residual.map { UnsafePointer($0.source + (out - $0.output)) }
+              if shoal_kernels_have_avx512() == 0 {
+                let (lower, upper) = bounds ?? (-.infinity, .infinity)
+                shoal_gemm_rows_avx2(
+                  packedWeights, groupFeatures, depth, source, ldb, positions.count, out, outSize, groupBias, more,
+                  lower, upper, pack)
+                guard let activation, bounds == nil else { continue }
+                for m in 0..<groupFeatures {
+                  UnaryKernel.apply(activation, out + m * outSize, out + m * outSize, positions.count)
+                }
+                continue
+              }
               shoal_gemm_rows(
-                packedWeights, groupFeatures, depth, source, ldb, positions.count, out, outSize, groupBias,
-                residual.map { UnsafePointer($0.source + (out - $0.output)) }, relu ? 1 : 0, pack)
+                packedWeights, groupFeatures, depth, source, ldb, positions.count, out, outSize, groupBias, more,
+                relu ? 1 : 0, pack)
               guard let activation, !relu else { continue }
               for m in 0..<groupFeatures {
                 let line = out + m * outSize
@@ -222,6 +255,34 @@ struct ConvKernel: Kernel {
             }
           }
         }
+      }
+    }
+  }
+
+  /// Without AVX-512, a 1×1 convolution of a batch on `shoal_gemm_rows_avx2` as one parallel
+  /// loop over every image's blocks of 32 positions: the cores are handed one loop per layer
+  /// instead of one per image, and share the blocks evenly (a 14×14 image's 196 positions alone
+  /// split as 112 and 84).
+  private func pointwiseOverTheBatch(
+    _ weights: UnsafePointer<Float>, _ px: UnsafePointer<Float>, _ py: UnsafeMutablePointer<Float>,
+    _ bias: UnsafePointer<Float>?, _ residual: ResidualInput?, batch: Int, channels: Int, features: Int,
+    positions: Int
+  ) {
+    let blocks = (positions + 31) / 32
+    let bounds = activationBounds
+    let (lower, upper) = bounds ?? (-.infinity, .infinity)
+    Parallel.forEachRange(batch * blocks, costPerItem: features * channels * 32, multipleOf: 1) { units in
+      let pack = Self.rowPack(depth: channels)
+      defer { pack.deallocate() }
+      for unit in units {
+        let (n, block) = unit.quotientAndRemainder(dividingBy: blocks)
+        let (start, count) = (block * 32, min(32, positions - block * 32))
+        let out = py + n * features * positions + start
+        shoal_gemm_rows_avx2(
+          weights, features, channels, px + n * channels * positions + start, positions, count, out, positions, bias,
+          residual.map { UnsafePointer($0.source + (out - $0.output)) }, lower, upper, pack)
+        guard let activation, bounds == nil else { continue }
+        for m in 0..<features { UnaryKernel.apply(activation, out + m * positions, out + m * positions, count) }
       }
     }
   }
@@ -353,15 +414,7 @@ struct ConvKernel: Kernel {
     let rowLength = sW == 1 ? width : 2 * evenWidth
     let (low, high) = (min(pW, width), min(width, pW + inW))
     // No activation, ReLU and Clip are bounds the kernel applies itself (without a residual).
-    var bounds: (Float, Float)? = nil
-    if residual == nil {
-      switch activation {
-      case nil: bounds = (-.infinity, .infinity)
-      case .relu: bounds = (0, .infinity)
-      case .clip(let lower, let upper): bounds = (Float(lower), Float(upper))
-      default: break
-      }
-    }
+    let bounds = residual == nil ? activationBounds : nil
     if shoal_kernels_have_avx512() != 0 && sH == 1 && sW == 1 && inH == outH && inW == outW
       && outW < Self.flatDepthwiseWidth
     {
