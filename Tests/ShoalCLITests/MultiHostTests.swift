@@ -147,6 +147,21 @@ struct MultiHostTests {
         Int32(
           try String(contentsOfFile: dir.path("b.pid"), encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
         ))
+      // When the registry's watch reports `address` gone: pushed as the lease ends, so the time
+      // is not stretched by a poll's round trip (a resolve took seconds while every suite ran).
+      func departure(of address: String) -> Task<Date?, any Error> {
+        Task {
+          var request = RegistryV1.WatchRequest()
+          request.service = "inference"
+          return try await directory.watch(request, options: CallOptions(timeout: .seconds(40))) { events in
+            for try await event in events
+            where event.kind == .delete && event.instances.contains(where: { $0.address == address }) {
+              return Date()
+            }
+            return nil
+          }
+        }
+      }
       // How long after `start` the directory lists `wanted` (seconds), within `limit`.
       func waitFor(_ wanted: Set<String>, within limit: TimeInterval, since start: Date) async throws -> TimeInterval? {
         while Date().timeIntervalSince(start) < limit {
@@ -155,9 +170,12 @@ struct MultiHostTests {
         }
         return nil
       }
+      let killedWatch = departure(of: "tls://10.77.0.2:7402")
+      try await Task.sleep(for: .milliseconds(500))
       let killed = try await Self.timedAsRoot(["/bin/kill", "-9", "\(pid)"])
       let gone = try await waitFor(["tls://10.77.0.3:7402"], within: 15, since: killed)
-      let failover = try #require(gone, "B stayed in the directory")
+      _ = try #require(gone, "B stayed in the directory")
+      let failover = try #require(try await killedWatch.value, "no watch event for B").timeIntervalSince(killed)
       #expect(failover <= 11, "B left the directory after \(failover) s (lease TTL 10 s)")
       let moved = try await underLoad.value
       #expect(moved.status == 0 && moved.stdoutText.contains("errors=0"), "\(moved.stdoutText)\(moved.stderrText)")
@@ -173,8 +191,12 @@ struct MultiHostTests {
       try await Task.sleep(for: .seconds(1))
       var listing = RegistryV1.ResolveRequest()
       listing.service = "inference"
+      let cutWatch = departure(of: "tls://10.77.0.2:7402")
+      try await Task.sleep(for: .milliseconds(500))
       let cutAt = try await Self.timedAsRoot(["/usr/sbin/ip", "link", "set", "veth-b", "down"])
-      let cutOff = try await waitFor(["tls://10.77.0.3:7402"], within: 15, since: cutAt)
+      let polled = try await waitFor(["tls://10.77.0.3:7402"], within: 15, since: cutAt)
+      #expect(polled != nil, "B cut off, still listed after 15 s")
+      let cutOff = try await cutWatch.value?.timeIntervalSince(cutAt)
       #expect(cutOff.map { $0 <= 11 } == true, "B cut off, still listed after \(String(describing: cutOff)) s")
       let during = try await partitioned.value
       #expect(during.status == 0 && during.stdoutText.contains("errors=0"), "\(during.stdoutText)\(during.stderrText)")
