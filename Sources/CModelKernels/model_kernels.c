@@ -1026,7 +1026,6 @@ __attribute__((target("avx2,fma"))) void shoal_gemm_rows_avx2(
   }
 }
 
-
 /// ⌈a / 2⌉ for either sign of a.
 static inline long half_up(long a) { return a >= 0 ? (a + 1) / 2 : -((-a) / 2); }
 
