@@ -58,11 +58,7 @@ __attribute__((target("avx2,fma"))) static void depthwise3x3_row_avx2(
     // Lanes 0..<count only.
     const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)count), lanes);
-    if (count + more >= 8) {
-      depthwise3x3_block(row0, row1, row2, tap1, tap2, w, b, lo, hi, out, 0, mask, 1);
-    } else {
-      depthwise3x3_block(row0, row1, row2, tap1, tap2, w, b, lo, hi, out, 0, mask, 0);
-    }
+    depthwise3x3_block(row0, row1, row2, tap1, tap2, w, b, lo, hi, out, 0, mask, count + more >= 8);
     return;
   }
   long i = 0;

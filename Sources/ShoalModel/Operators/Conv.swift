@@ -126,6 +126,13 @@ struct ConvKernel: Kernel {
     }
   }
 
+  /// Applies the fused activation (if any) to `count` outputs of each of `rows` rows `stride`
+  /// apart from `output` on, after a kernel that did not apply it as it wrote them.
+  func activate(_ output: UnsafeMutablePointer<Float>, rows: Int, stride: Int, count: Int) {
+    guard let activation else { return }
+    for m in 0..<rows { UnaryKernel.apply(activation, output + m * stride, output + m * stride, count) }
+  }
+
   /// Adds feature `feature`'s bias and the fused residual to `count` outputs and applies the
   /// fused activation, in the parallel part that computed them, while they are still in cache.
   func finish(
@@ -198,17 +205,15 @@ struct ConvKernel: Kernel {
             shoal_conv_rows(
               packedWeights, groupFeatures, image, &conv, part.lowerBound, part.count, out, outSize, groupBias,
               residual.map { UnsafePointer($0.source + (out - $0.output)) }, relu ? 1 : 0, pack)
-            guard let activation, !relu else { return }
-            for m in 0..<groupFeatures {
-              UnaryKernel.apply(activation, out + m * outSize, out + m * outSize, part.count)
-            }
+            if !relu { activate(out, rows: groupFeatures, stride: outSize, count: part.count) }
           }
           continue
         }
         let block = Self.blockColumns(depth: depth, features: groupFeatures, packedWeights: packedWeights != nil)
         let granule = packedWeights == nil ? 8 : Self.rowGranule
         Parallel.forEachRange(outSize, costPerItem: groupFeatures * depth, multipleOf: granule) { part in
-          // With weights packed at load (AVX-512), 8 × 32 tiles that write each output once.
+          // With weights packed at load, 8 × 32 tiles (AVX-512) or 6 × 16 (AVX2) that write each
+          // output once.
           let pack = packedWeights.map { _ in Self.rowPack(depth: depth) }
           defer { pack?.deallocate() }
           for start in stride(from: part.lowerBound, to: part.upperBound, by: block) {
@@ -229,20 +234,13 @@ struct ConvKernel: Kernel {
                 shoal_gemm_rows_avx2(
                   packedWeights, groupFeatures, depth, source, ldb, positions.count, out, outSize, groupBias, more,
                   lower, upper, pack)
-                guard let activation, bounds == nil else { continue }
-                for m in 0..<groupFeatures {
-                  UnaryKernel.apply(activation, out + m * outSize, out + m * outSize, positions.count)
-                }
+                if bounds == nil { activate(out, rows: groupFeatures, stride: outSize, count: positions.count) }
                 continue
               }
               shoal_gemm_rows(
                 packedWeights, groupFeatures, depth, source, ldb, positions.count, out, outSize, groupBias, more,
                 relu ? 1 : 0, pack)
-              guard let activation, !relu else { continue }
-              for m in 0..<groupFeatures {
-                let line = out + m * outSize
-                UnaryKernel.apply(activation, line, line, positions.count)
-              }
+              if !relu { activate(out, rows: groupFeatures, stride: outSize, count: positions.count) }
               continue
             }
             let beta = Self.prefill(output, 0..<groupFeatures, positions, outSize, groupBias, residual)
@@ -281,8 +279,7 @@ struct ConvKernel: Kernel {
         shoal_gemm_rows_avx2(
           weights, features, channels, px + n * channels * positions + start, positions, count, out, positions, bias,
           residual.map { UnsafePointer($0.source + (out - $0.output)) }, lower, upper, pack)
-        guard let activation, bounds == nil else { continue }
-        for m in 0..<features { UnaryKernel.apply(activation, out + m * positions, out + m * positions, count) }
+        if bounds == nil { activate(out, rows: features, stride: positions, count: count) }
       }
     }
   }
