@@ -73,18 +73,27 @@ import Testing
     of graph: OnnxGraphBuilder, _ x: Tensor, _ names: [String], in directory: TemporaryDirectory, variable: String,
     settings: [String]
   ) async throws -> [[Float]] {
+    try await outputs(of: graph, x, names, in: directory, environments: settings.map { [variable: $0] })
+  }
+
+  /// The outputs `names` (concatenated) of `graph` on input `x`, from `shoal onnx run` once in
+  /// each of `environments`.
+  private static func outputs(
+    of graph: OnnxGraphBuilder, _ x: Tensor, _ names: [String], in directory: TemporaryDirectory,
+    environments: [[String: String]]
+  ) async throws -> [[Float]] {
     let shoal = try TestEnvironment.product("shoal")
     let model = directory.path("model.onnx")
     try Data(graph.bytes()).write(to: URL(fileURLWithPath: model))
     try x.writeNpy(to: directory.path("x.npy"))
     var outputs: [[Float]] = []
-    for setting in settings {
+    for (index, environment) in environments.enumerated() {
+      let out = directory.path("out-\(index)")
       let run = try await Subprocess.run(
-        shoal, ["onnx", "run", model, "--input", "x=\(directory.path("x.npy"))", "--out", directory.path(setting)],
-        environment: [variable: setting])
+        shoal, ["onnx", "run", model, "--input", "x=\(directory.path("x.npy"))", "--out", out],
+        environment: environment)
       #expect(run.status == 0, "\(run.stderrText)")
-      outputs.append(
-        try names.flatMap { try Tensor(npyFile: directory.path("\(setting)/\($0).npy")).elements(as: Float.self) })
+      outputs.append(try names.flatMap { try Tensor(npyFile: "\(out)/\($0).npy").elements(as: Float.self) })
     }
     return outputs
   }
@@ -192,6 +201,110 @@ import Testing
     for other in outputs.dropFirst() {
       #expect(zip(outputs[0], other).allSatisfy { abs($0 - $1) <= 1e-5 * max(1, abs($1)) })
     }
+  }
+
+  /// Chains of depthwise and 1×1 convolutions run in channel blocks on AVX2 without AVX-512
+  /// (`SHOAL_KERNELS=avx2` asks for that on any AVX2 CPU): the same floats as NCHW and the
+  /// portable loops, over an odd number of blocks, planes 7 and 9 wide, stride 2, a residual
+  /// from the graph's input, Clip, ReLU and Sigmoid, an output taken from inside the chain and
+  /// GlobalAveragePool; a graph where reorders would outnumber the work stays in NCHW.
+  @Test func channelBlocksAreTheSameAsPlanes() async throws {
+    let directory = try TemporaryDirectory()
+    var random = SplitMix64(seed: 8)
+    func values(_ count: Int) -> [Float] { (0..<count).map { _ in Float.random(in: -0.5...0.5, using: &random) } }
+    var graph = OnnxGraphBuilder(name: "blocks", opset: 13)
+    graph.input("x", .float32, [.fixed(3), .fixed(16), .fixed(7), .fixed(9)])
+    graph.initializer("lo", Tensor(shape: [], elements: [Float(0)]))
+    graph.initializer("hi", Tensor(shape: [], elements: [Float(0.75)]))
+    var (value, channels, layer) = ("x", 16, 0)
+    func conv(_ features: Int, depthwise: Bool = false, stride: Int = 1, residual: String? = nil, _ activation: String?)
+    {
+      layer += 1
+      let (name, depth) = ("c\(layer)", depthwise ? 1 : channels)
+      let kernel = depthwise ? 3 : 1
+      graph.initializer(
+        "w\(layer)",
+        Tensor(shape: [features, depth, kernel, kernel], elements: values(features * depth * kernel * kernel)))
+      graph.initializer("b\(layer)", Tensor(shape: [features], elements: values(features)))
+      var attributes: [String: OnnxAttribute] = [:]
+      if depthwise {
+        attributes = ["group": .int(features), "pads": .ints([1, 1, 1, 1]), "strides": .ints([stride, stride])]
+      }
+      graph.node("Conv", [value, "w\(layer)", "b\(layer)"], [name], attributes: attributes)
+      var output = name
+      if let residual {
+        graph.node("Add", [output, residual], [name + "r"])
+        output = name + "r"
+      }
+      switch activation {
+      case "Clip": graph.node("Clip", [output, "lo", "hi"], [name + "a"])
+      case .some(let function): graph.node(function, [output], [name + "a"])
+      case nil: break
+      }
+      (value, channels) = (activation == nil ? output : name + "a", features)
+    }
+    conv(24, "Clip")
+    conv(24, depthwise: true, "Relu")
+    conv(16, residual: "x", nil)
+    let middle = value
+    conv(40, "Clip")
+    conv(40, depthwise: true, stride: 2, "Sigmoid")
+    conv(24, nil)
+    conv(48, "Relu")
+    conv(48, depthwise: true, "Clip")
+    conv(24, nil)
+    let skip = value
+    conv(48, "Relu")
+    conv(48, depthwise: true, "Clip")
+    conv(24, residual: skip, nil)
+    graph.node("GlobalAveragePool", [value], ["pooled"])
+    graph.output(middle, .float32, nil)
+    graph.output(value, .float32, nil)
+    graph.output("pooled", .float32, nil)
+    let x = Tensor(shape: [3, 16, 7, 9], elements: values(3 * 16 * 63))
+    let outputs = try await Self.outputs(
+      of: graph, x, [middle, value, "pooled"], in: directory,
+      environments: [
+        ["SHOAL_KERNELS": "avx2"], ["SHOAL_KERNELS": "avx2", "SHOAL_CHANNEL_BLOCKS": "off"],
+        ["SHOAL_KERNELS": "portable"],
+      ])
+    let expectedCount: Int = 3 * 16 * 63 + 3 * 24 * 4 * 5 + 3 * 24
+    #expect(outputs[0].count == expectedCount)
+    for other in outputs.dropFirst() {
+      #expect(zip(outputs[0], other).allSatisfy { abs($0 - $1) <= 1e-5 * max(1, abs($1)) })
+    }
+    guard try await Self.cpuHasAVX2() else { return }
+    let shoal = try TestEnvironment.product("shoal")
+    func steps(_ model: String) async throws -> String {
+      let run = try await Subprocess.run(
+        shoal,
+        [
+          "onnx", "run", model, "--input", "x=\(directory.path("x.npy"))", "--out", directory.path("steps"),
+          "--repeat", "1", "--profile-steps",
+        ], environment: ["SHOAL_KERNELS": "avx2"])
+      #expect(run.status == 0, "\(run.stderrText)")
+      return run.stdoutText
+    }
+    let chain = try await steps(directory.path("model.onnx"))
+    func rows(_ operation: String) -> Int { chain.split(separator: "\n").filter { $0.contains(operation) }.count }
+    #expect(rows("ToChannelBlocks") == 1 && rows("FromChannelBlocks") == 2, "\(chain)")
+    var short = OnnxGraphBuilder(name: "short", opset: 13)
+    short.input("x", .float32, [.fixed(3), .fixed(16), .fixed(7), .fixed(9)])
+    short.initializer("w", Tensor(shape: [16, 16, 1, 1], elements: values(256)))
+    short.node("Conv", ["x", "w"], ["y"])
+    short.output("y", .float32, nil)
+    try Data(short.bytes()).write(to: URL(fileURLWithPath: directory.path("short.onnx")))
+    let alone = try await steps(directory.path("short.onnx"))
+    #expect(!alone.contains("ChannelBlocks") && alone.contains("Conv"), "\(alone)")
+  }
+
+  /// Whether this CPU has AVX2 and FMA, from /proc/cpuinfo.
+  private static func cpuHasAVX2() async throws -> Bool {
+    let flags =
+      try String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)
+      .split(separator: "\n").first { $0.hasPrefix("flags") } ?? ""
+    let set = Set(flags.split(separator: " "))
+    return set.contains("avx2") && set.contains("fma")
   }
 
   /// Max pooling takes 16 windows at a time with AVX-512, 8 with AVX2, one in the portable loop:

@@ -150,4 +150,40 @@ int shoal_max_pool_plane(
     const float *x, long inH, long inW, float *y, long first_row, long end_row, long outW, long kH, long kW, long sH,
     long sW, long pH, long pW, float *row);
 
+/// Images with their channels in blocks of 8, [channels / 8][positions][8] (channel_blocks.c):
+/// AVX2 and FMA only, so callers check `shoal_kernels_have_avx2` first.
+///
+/// Blocks `first_block..<end_block` of one image [channels][positions] into that layout, and back.
+void shoal_blocks_from_planes(const float *x, long positions, long first_block, long end_block, float *y);
+void shoal_planes_from_blocks(const float *x, long positions, long first_block, long end_block, float *y);
+
+/// Packs a 1×1 convolution's weights [features][channels] for `shoal_pointwise_blocks`: pairs of
+/// output blocks, each [channels][16] (the last one [channels][8] when features / 8 is odd).
+void shoal_pack_pointwise_blocks(const float *w, long features, long channels, float *packed);
+
+/// A 1×1 convolution of one blocked image, x [channels / 8][positions][8] → y
+/// [features / 8][positions][8], for positions first..<end and output block pairs
+/// first_pair..<end_pair: 6 positions × 16 features at a time, each output written once with
+/// `bias` (features, or NULL), `residual` (laid out as y, or NULL) and then kept within
+/// [lower, upper] (NaN passing through).
+void shoal_pointwise_blocks(
+    const float *packed, long channels, long features, const float *x, long positions, long first, long end,
+    long first_pair, long end_pair, float *y, const float *bias, const float *residual, float lower,
+    float upper);
+
+/// Packs depthwise 3×3 weights [channels][1][3][3] as [channels / 8][9 taps][8].
+void shoal_pack_depthwise_blocks(const float *w, long channels, float *packed);
+
+/// Output rows first_row..<end_row of one block plane of a 3×3 depthwise convolution with
+/// padding 1 and stride 1 or 2: x [in_h][in_w][8] → y [out_h][out_w][8], `packed` the block's
+/// 9 × 8 weights, `bias` its 8 (or NULL), `residual` laid out as y (or NULL), outputs kept within
+/// [lower, upper].
+void shoal_depthwise3x3_blocks_plane(
+    const float *x, long in_h, long in_w, long stride, const float *packed, const float *bias,
+    const float *residual, float *y, long out_h, long out_w, long first_row, long end_row, float lower,
+    float upper);
+
+/// The mean over the positions of each of `blocks` blocks of one image: y [blocks · 8].
+void shoal_global_average_blocks(const float *x, long blocks, long positions, float *y);
+
 #endif

@@ -3,14 +3,16 @@
 #endif
 
 /// Load-time rewrites that make the graph cheaper to run without changing its results:
-/// BatchNormalization folded into the Conv before it, activations fused into Conv and Gemm.
+/// BatchNormalization folded into the Conv before it, activations fused into Conv and Gemm,
+/// chains of depthwise and 1×1 convolutions in channel blocks (without AVX-512).
 extension Graph {
   mutating func fuse() {
     foldBatchNormalizations()
     fuseResidualAdds()
     fuseActivations()
-    dropUnreadConstants()
     prepareWinograd()
+    blockChannels()
+    dropUnreadConstants()
     preparePanels()
   }
 

@@ -1,0 +1,255 @@
+// Kernels on images whose channels lie in blocks of 8: [channels / 8][positions][8], the 8
+// channels of a position side by side (onnxruntime's NCHWc with c = 8). A vector then holds 8
+// channels of one position, so depthwise and 1×1 layers fill every lane whatever the plane's
+// width or stride. AVX2 and FMA only: callers check shoal_kernels_have_avx2().
+#include <immintrin.h>
+
+#include "model_kernels.h"
+
+#define AVX2 __attribute__((target("avx2,fma")))
+#define AVX2_INLINE __attribute__((target("avx2,fma"), always_inline)) static inline
+
+/// Transposes the 8 × 8 matrix held in r (row i in r[i]).
+AVX2_INLINE void transpose8(__m256 r[8]) {
+  __m256 t[8], s[8];
+  for (int i = 0; i < 4; i++) {
+    t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  for (int i = 0; i < 2; i++) {
+    s[4 * i] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+    s[4 * i + 1] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+    s[4 * i + 2] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+    s[4 * i + 3] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+  }
+  for (int i = 0; i < 4; i++) {
+    r[i] = _mm256_permute2f128_ps(s[i], s[i + 4], 0x20);
+    r[i + 4] = _mm256_permute2f128_ps(s[i], s[i + 4], 0x31);
+  }
+}
+
+/// Moves blocks first_block..<end_block of one image between planes [channels][positions] and
+/// channel blocks, 8 × 8 at a time through a transpose.
+AVX2_INLINE void reorder_blocks(
+    const float *x, long positions, long first_block, long end_block, float *y, int to_blocks) {
+  // Element (c, p) of a block: c · positions + p in planes, p · 8 + c in blocks.
+  const long from_step = to_blocks ? positions : 8, to_step = to_blocks ? 8 : positions;
+  for (long block = first_block; block < end_block; block++) {
+    const float *source = x + block * 8 * positions;
+    float *target = y + block * 8 * positions;
+    long p = 0;
+    for (; p + 8 <= positions; p += 8) {
+      // Row i of the 8 × 8 tile: channel i (to blocks) or position p + i (back).
+      const float *from = source + (to_blocks ? p : p * 8);
+      float *to = target + (to_blocks ? p * 8 : p);
+      __m256 r[8];
+      for (int i = 0; i < 8; i++) r[i] = _mm256_loadu_ps(from + i * from_step);
+      transpose8(r);
+      for (int i = 0; i < 8; i++) _mm256_storeu_ps(to + i * to_step, r[i]);
+    }
+    for (; p < positions; p++) {
+      for (int c = 0; c < 8; c++) {
+        if (to_blocks) {
+          target[p * 8 + c] = source[c * positions + p];
+        } else {
+          target[c * positions + p] = source[p * 8 + c];
+        }
+      }
+    }
+  }
+}
+
+AVX2 void shoal_blocks_from_planes(const float *x, long positions, long first_block, long end_block, float *y) {
+  reorder_blocks(x, positions, first_block, end_block, y, 1);
+}
+
+AVX2 void shoal_planes_from_blocks(const float *x, long positions, long first_block, long end_block, float *y) {
+  reorder_blocks(x, positions, first_block, end_block, y, 0);
+}
+
+/// Bias, residual and bounds on one output vector, then its store. max/min with the value
+/// second keep NaN.
+AVX2_INLINE void finish_vector(
+    float *y, __m256 sum, __m256 bias, const float *residual, __m256 lower, __m256 upper) {
+  sum = _mm256_add_ps(sum, bias);
+  if (residual) sum = _mm256_add_ps(sum, _mm256_loadu_ps(residual));
+  sum = _mm256_max_ps(lower, sum);
+  sum = _mm256_min_ps(upper, sum);
+  _mm256_storeu_ps(y, sum);
+}
+
+/// `count` consecutive positions × `wide` (1 or 2) output blocks of a 1×1 convolution: x and y
+/// (and residual) point at the tile's first position in input block 0 and output block `pair · 2`,
+/// blocks `step` floats apart; w at the pair's packed weights [channels][wide · 8].
+AVX2_INLINE void pointwise_tile(
+    const float *w, long channels, int wide, const float *x, long step, int count, float *y, const float *bias,
+    const float *residual, __m256 lower, __m256 upper) {
+  __m256 a0[6], a1[6];
+  for (int r = 0; r < count; r++) a0[r] = a1[r] = _mm256_setzero_ps();
+  const long width = 8 * wide;
+  for (long block = 0; block < channels / 8; block++) {
+    const float *xb = x + block * step;
+    const float *wb = w + block * 8 * width;
+    for (int k = 0; k < 8; k++) {
+      __m256 w0 = _mm256_loadu_ps(wb + k * width);
+      __m256 w1 = wide == 2 ? _mm256_loadu_ps(wb + k * width + 8) : w0;
+      for (int r = 0; r < count; r++) {
+        __m256 v = _mm256_broadcast_ss(xb + r * 8 + k);
+        a0[r] = _mm256_fmadd_ps(w0, v, a0[r]);
+        if (wide == 2) a1[r] = _mm256_fmadd_ps(w1, v, a1[r]);
+      }
+    }
+  }
+  __m256 b0 = bias ? _mm256_loadu_ps(bias) : _mm256_setzero_ps();
+  for (int r = 0; r < count; r++) finish_vector(y + r * 8, a0[r], b0, residual ? residual + r * 8 : 0, lower, upper);
+  if (wide == 2) {
+    __m256 b1 = bias ? _mm256_loadu_ps(bias + 8) : _mm256_setzero_ps();
+    for (int r = 0; r < count; r++) {
+      finish_vector(y + step + r * 8, a1[r], b1, residual ? residual + step + r * 8 : 0, lower, upper);
+    }
+  }
+}
+
+#define POINTWISE_CASE(n)                                                                   \
+  case n:                                                                                   \
+    if (wide == 2) {                                                                        \
+      pointwise_tile(w, channels, 2, x, step, n, y, bias, residual, lower, upper);          \
+    } else {                                                                                \
+      pointwise_tile(w, channels, 1, x, step, n, y, bias, residual, lower, upper);          \
+    }                                                                                       \
+    break;
+
+AVX2 static void pointwise_tile_any(
+    const float *w, long channels, int wide, const float *x, long step, int count, float *y, const float *bias,
+    const float *residual, __m256 lower, __m256 upper) {
+  switch (count) {
+    POINTWISE_CASE(1)
+    POINTWISE_CASE(2)
+    POINTWISE_CASE(3)
+    POINTWISE_CASE(4)
+    POINTWISE_CASE(5)
+    POINTWISE_CASE(6)
+  }
+}
+
+void shoal_pack_pointwise_blocks(const float *w, long features, long channels, float *packed) {
+  for (long pair = 0; pair * 16 < features; pair++) {
+    long wide = features - pair * 16 >= 16 ? 16 : 8;
+    float *target = packed + pair * 16 * channels;
+    for (long c = 0; c < channels; c++) {
+      for (long f = 0; f < wide; f++) target[c * wide + f] = w[(pair * 16 + f) * channels + c];
+    }
+  }
+}
+
+AVX2 void shoal_pointwise_blocks(
+    const float *packed, long channels, long features, const float *x, long positions, long first, long end,
+    long first_pair, long end_pair, float *y, const float *bias, const float *residual, float lower,
+    float upper) {
+  const __m256 low = _mm256_set1_ps(lower), high = _mm256_set1_ps(upper);
+  const long step = positions * 8;
+  // Pairs in groups whose weights stay in L2 (about 128 KiB) while a group's tiles run; a tile's
+  // input (channels × 6 floats) stays in L1 across the group's pairs.
+  long group = (1 << 15) / (16 * channels);
+  if (group < 1) group = 1;
+  for (long group_start = first_pair; group_start < end_pair; group_start += group) {
+    long group_end = group_start + group < end_pair ? group_start + group : end_pair;
+    for (long p = first; p < end; p += 6) {
+      int count = end - p < 6 ? (int)(end - p) : 6;
+      for (long pair = group_start; pair < group_end; pair++) {
+        int wide = features - pair * 16 >= 16 ? 2 : 1;
+        long offset = pair * 2 * step + p * 8;
+        pointwise_tile_any(
+            packed + pair * 16 * channels, channels, wide, x + p * 8, step, count, y + offset,
+            bias ? bias + pair * 16 : 0, residual ? residual + offset : 0, low, high);
+      }
+    }
+  }
+}
+
+void shoal_pack_depthwise_blocks(const float *w, long channels, float *packed) {
+  for (long c = 0; c < channels; c++) {
+    for (long tap = 0; tap < 9; tap++) packed[(c / 8) * 72 + tap * 8 + c % 8] = w[c * 9 + tap];
+  }
+}
+
+/// One output vector of a 3×3 depthwise block plane whose window may reach over the border.
+AVX2_INLINE __m256 depthwise_edge(
+    const float *x, long in_h, long in_w, long ih0, long iw0, const __m256 k[9]) {
+  __m256 sum = _mm256_setzero_ps();
+  for (long kh = 0; kh < 3; kh++) {
+    long ih = ih0 + kh;
+    if (ih < 0 || ih >= in_h) continue;
+    for (long kw = 0; kw < 3; kw++) {
+      long iw = iw0 + kw;
+      if (iw < 0 || iw >= in_w) continue;
+      sum = _mm256_fmadd_ps(_mm256_loadu_ps(x + (ih * in_w + iw) * 8), k[kh * 3 + kw], sum);
+    }
+  }
+  return sum;
+}
+
+AVX2 void shoal_depthwise3x3_blocks_plane(
+    const float *x, long in_h, long in_w, long stride, const float *packed, const float *bias,
+    const float *residual, float *y, long out_h, long out_w, long first_row, long end_row, float lower,
+    float upper) {
+  __m256 k[9];
+  for (int tap = 0; tap < 9; tap++) k[tap] = _mm256_loadu_ps(packed + tap * 8);
+  const __m256 b = bias ? _mm256_loadu_ps(bias) : _mm256_setzero_ps();
+  const __m256 low = _mm256_set1_ps(lower), high = _mm256_set1_ps(upper);
+  // Columns whose three taps all lie inside a row: iw0 = ow · stride − 1 ≥ 0 and iw0 + 2 < in_w.
+  long inner_begin = 1 < out_w ? 1 : out_w;
+  long inner_end = (in_w - 2) / stride + 1;
+  if (inner_end > out_w) inner_end = out_w;
+  if (inner_end < inner_begin) inner_end = inner_begin;
+  for (long oh = first_row; oh < end_row; oh++) {
+    long ih0 = oh * stride - 1;
+    float *out = y + oh * out_w * 8;
+    const float *res = residual ? residual + oh * out_w * 8 : 0;
+    for (long ow = 0; ow < inner_begin; ow++) {
+      __m256 sum = depthwise_edge(x, in_h, in_w, ih0, ow * stride - 1, k);
+      finish_vector(out + ow * 8, sum, b, res ? res + ow * 8 : 0, low, high);
+    }
+    if (ih0 >= 0 && ih0 + 2 < in_h) {
+      const float *r0 = x + ih0 * in_w * 8, *r1 = r0 + in_w * 8, *r2 = r1 + in_w * 8;
+      for (long ow = inner_begin; ow < inner_end; ow++) {
+        long at = (ow * stride - 1) * 8;
+        __m256 s0 = _mm256_mul_ps(_mm256_loadu_ps(r0 + at), k[0]);
+        __m256 s1 = _mm256_mul_ps(_mm256_loadu_ps(r1 + at), k[3]);
+        __m256 s2 = _mm256_mul_ps(_mm256_loadu_ps(r2 + at), k[6]);
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(r0 + at + 8), k[1], s0);
+        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(r1 + at + 8), k[4], s1);
+        s2 = _mm256_fmadd_ps(_mm256_loadu_ps(r2 + at + 8), k[7], s2);
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(r0 + at + 16), k[2], s0);
+        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(r1 + at + 16), k[5], s1);
+        s2 = _mm256_fmadd_ps(_mm256_loadu_ps(r2 + at + 16), k[8], s2);
+        __m256 sum = _mm256_add_ps(_mm256_add_ps(s0, s1), s2);
+        finish_vector(out + ow * 8, sum, b, res ? res + ow * 8 : 0, low, high);
+      }
+    } else {
+      for (long ow = inner_begin; ow < inner_end; ow++) {
+        __m256 sum = depthwise_edge(x, in_h, in_w, ih0, ow * stride - 1, k);
+        finish_vector(out + ow * 8, sum, b, res ? res + ow * 8 : 0, low, high);
+      }
+    }
+    for (long ow = inner_end; ow < out_w; ow++) {
+      __m256 sum = depthwise_edge(x, in_h, in_w, ih0, ow * stride - 1, k);
+      finish_vector(out + ow * 8, sum, b, res ? res + ow * 8 : 0, low, high);
+    }
+  }
+}
+
+AVX2 void shoal_global_average_blocks(const float *x, long blocks, long positions, float *y) {
+  const __m256 scale = _mm256_set1_ps(1.0f / (float)positions);
+  for (long block = 0; block < blocks; block++) {
+    const float *source = x + block * positions * 8;
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+    long p = 0;
+    for (; p + 2 <= positions; p += 2) {
+      s0 = _mm256_add_ps(s0, _mm256_loadu_ps(source + p * 8));
+      s1 = _mm256_add_ps(s1, _mm256_loadu_ps(source + p * 8 + 8));
+    }
+    if (p < positions) s0 = _mm256_add_ps(s0, _mm256_loadu_ps(source + p * 8));
+    _mm256_storeu_ps(y + block * 8, _mm256_mul_ps(_mm256_add_ps(s0, s1), scale));
+  }
+}

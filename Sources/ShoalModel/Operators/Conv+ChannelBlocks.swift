@@ -1,0 +1,224 @@
+import CModelKernels
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// Images whose channels lie in blocks of 8, [N, C / 8, H, W, 8] (onnxruntime's NCHWc with
+/// c = 8), for chains of depthwise and 1×1 convolutions (MobileNet's) on CPUs with AVX2 but no
+/// AVX-512: a vector then holds 8 channels of one position, so a 7×7 plane or a stride-2 layer
+/// fills every lane. The values keep their NCHW shape; only the order of their elements differs
+/// (`Graph.blockChannels` chooses which values, and adds the reorders at the chain's ends).
+enum ChannelBlocks {
+  static let width = 8
+
+  /// Whether the load-time rewrite runs: AVX2 and FMA without AVX-512 (whose kernels work on
+  /// NCHW), unless `SHOAL_CHANNEL_BLOCKS=off` says no (to compare).
+  static var available: Bool {
+    if let setting = getenv("SHOAL_CHANNEL_BLOCKS"), String(cString: setting) == "off" { return false }
+    return shoal_kernels_have_avx2() != 0 && shoal_kernels_have_avx512() == 0
+  }
+
+  /// Checks that `x` is a float32 [N, C, H, W] whose channels fill whole blocks.
+  static func check(_ x: ValueType, _ label: String) throws(ModelError) {
+    try requireType(x, [.float32], label)
+    guard x.rank == 4, x.shape[1] % width == 0 else {
+      throw ModelError(.invalidInput, "\(label) \(x.shape) must be [N, C, H, W] with C a multiple of \(width)")
+    }
+  }
+}
+
+/// Reorders an [N, C, H, W] image into channel blocks (`toBlocks`) or back, block by block.
+struct ChannelBlocksReorderKernel: Kernel {
+  var toBlocks: Bool
+
+  func plan(_ inputs: [ValueType?]) throws(ModelError) -> KernelPlan {
+    let x = try inputs.required(0, "X")
+    try ChannelBlocks.check(x, "X")
+    return KernelPlan(outputs: [ValueType(dataType: .float32, shape: x.shape)])
+  }
+
+  func run(_ inputs: [Tensor?], _ outputs: [Tensor], scratch: UnsafeMutableRawPointer?) throws(ModelError) {
+    let x = inputs[0]!
+    let (px, py) = (x.pointer(as: Float.self), outputs[0].mutablePointer(as: Float.self))
+    let (blocks, positions) = (x.shape[1] / ChannelBlocks.width, x.shape[2] * x.shape[3])
+    let imageSize = x.shape[1] * positions
+    Parallel.forEachRange(x.shape[0] * blocks, costPerItem: ChannelBlocks.width * positions, multipleOf: 1) { units in
+      for unit in units {
+        let (n, block) = unit.quotientAndRemainder(dividingBy: blocks)
+        let (source, target) = (px + n * imageSize, py + n * imageSize)
+        if toBlocks {
+          shoal_blocks_from_planes(source, positions, block, block + 1, target)
+        } else {
+          shoal_planes_from_blocks(source, positions, block, block + 1, target)
+        }
+      }
+    }
+  }
+}
+
+/// GlobalAveragePool of an image in channel blocks: its output, [N, C, 1, 1], is the same in
+/// either order.
+struct ChannelBlocksAverageKernel: Kernel {
+  func plan(_ inputs: [ValueType?]) throws(ModelError) -> KernelPlan {
+    let x = try inputs.required(0, "X")
+    try ChannelBlocks.check(x, "X")
+    return KernelPlan(outputs: [ValueType(dataType: .float32, shape: [x.shape[0], x.shape[1], 1, 1])])
+  }
+
+  func run(_ inputs: [Tensor?], _ outputs: [Tensor], scratch: UnsafeMutableRawPointer?) throws(ModelError) {
+    let x = inputs[0]!
+    let (px, py) = (x.pointer(as: Float.self), outputs[0].mutablePointer(as: Float.self))
+    let (channels, positions) = (x.shape[1], x.shape[2] * x.shape[3])
+    Parallel.forEachRange(x.shape[0], costPerItem: channels * positions, multipleOf: 1) { images in
+      for n in images {
+        shoal_global_average_blocks(
+          px + n * channels * positions, channels / ChannelBlocks.width, positions, py + n * channels)
+      }
+    }
+  }
+
+  func flops(_ inputs: [ValueType?], _ outputs: [ValueType]) -> Int { inputs[0]?.shape.elementCount ?? 0 }
+}
+
+/// A 1×1 (stride 1, no padding) or depthwise 3×3 (padding 1, stride 1 or 2) convolution from
+/// and to channel blocks, with the bias, a fused residual (in blocks too) and ReLU or Clip
+/// applied as each output is written once. Input 1 is the weights packed at load.
+struct ChannelBlocksConvKernel: Kernel {
+  enum Form: Sendable {
+    case pointwise
+    case depthwise(stride: Int)
+  }
+
+  /// The convolution it replaces: its geometry, fused activation and residual.
+  var conv: ConvKernel
+  var form: Form
+  /// The unpacked weights' shape, [features, channels / group, kh, kw].
+  var weightShape: [Int]
+
+  var channels: Int {
+    if case .pointwise = form { return weightShape[1] }
+    return weightShape[0]
+  }
+
+  /// The weights packed for the form's kernel.
+  static func pack(_ weight: Tensor, _ form: Form) -> Tensor {
+    let packed = Tensor(uninitialized: [weight.count], dataType: .float32)
+    switch form {
+    case .pointwise:
+      shoal_pack_pointwise_blocks(
+        weight.pointer(as: Float.self), weight.shape[0], weight.shape[1], packed.mutablePointer(as: Float.self))
+    case .depthwise:
+      shoal_pack_depthwise_blocks(
+        weight.pointer(as: Float.self), weight.shape[0], packed.mutablePointer(as: Float.self))
+    }
+    return packed
+  }
+
+  func plan(_ inputs: [ValueType?]) throws(ModelError) -> KernelPlan {
+    let x = try inputs.required(0, "X")
+    try ChannelBlocks.check(x, "X")
+    guard x.shape[1] == channels else {
+      throw ModelError(.invalidInput, "X has \(x.shape[1]) channels; W \(weightShape) expects \(channels)")
+    }
+    let geometry = try conv.geometry(x, ValueType(dataType: .float32, shape: weightShape))
+    let shape = [x.shape[0], weightShape[0], geometry.output[1], geometry.output[2]]
+    if let bias = inputs.optional(2), bias.shape != [weightShape[0]] {
+      throw ModelError(.invalidInput, "B \(bias.shape) must be [\(weightShape[0])]")
+    }
+    if conv.residual != nil {
+      let r = try inputs.required(3, "the residual")
+      guard r.dataType == .float32, r.shape == shape else {
+        throw ModelError(
+          .unsupported, "the residual \(r.shape) must have the convolution's shape \(shape) (channel blocks)")
+      }
+    }
+    return KernelPlan(outputs: [ValueType(dataType: .float32, shape: shape)])
+  }
+
+  func run(_ inputs: [Tensor?], _ outputs: [Tensor], scratch: UnsafeMutableRawPointer?) throws(ModelError) {
+    let (x, y) = (inputs[0]!, outputs[0])
+    let (px, py, packed) = (
+      x.pointer(as: Float.self), y.mutablePointer(as: Float.self), inputs[1]!.pointer(as: Float.self)
+    )
+    let bias = inputs.count > 2 ? inputs[2]?.pointer(as: Float.self) : nil
+    let residual = inputs.count > 3 ? inputs[3]?.pointer(as: Float.self) : nil
+    let bounds = conv.activationBounds
+    let (lower, upper) = bounds ?? (-.infinity, .infinity)
+    switch form {
+    case .pointwise:
+      pointwise(px, packed, py, bias, residual, x.shape, y.shape, lower, upper)
+    case .depthwise(let stride):
+      depthwise(px, packed, py, bias, residual, x.shape, y.shape, stride, lower, upper)
+    }
+    if bounds == nil { conv.activate(py, rows: 1, stride: 0, count: y.count) }
+  }
+
+  /// Splits the batch's positions (6 at a time) and, when a small batch has few, the output
+  /// blocks' pairs across the cores.
+  private func pointwise(
+    _ px: UnsafePointer<Float>, _ packed: UnsafePointer<Float>, _ py: UnsafeMutablePointer<Float>,
+    _ bias: UnsafePointer<Float>?, _ residual: UnsafePointer<Float>?, _ xShape: [Int], _ yShape: [Int],
+    _ lower: Float, _ upper: Float
+  ) {
+    let (batch, channels, features, positions) = (xShape[0], xShape[1], yShape[1], yShape[2] * yShape[3])
+    let (tiles, pairs) = ((positions + 5) / 6, (features / ChannelBlocks.width + 1) / 2)
+    let parts = Parallel.parts
+    // About 16 tiles per unit, in a multiple of the cores per image; for small planes the pairs
+    // split instead when the batch alone would not share out evenly.
+    var (positionChunks, pairChunks) = (1, 1)
+    if tiles >= 16 {
+      positionChunks = parts * ((tiles + 16 * parts - 1) / (16 * parts))
+    } else if batch % parts != 0 || batch < 2 * parts {
+      pairChunks = min(pairs, parts)
+    }
+    let (tilesPerChunk, pairsPerChunk) = (
+      (tiles + positionChunks - 1) / positionChunks, (pairs + pairChunks - 1) / pairChunks
+    )
+    let units = batch * positionChunks * pairChunks
+    Parallel.forEachRange(units, costPerItem: tilesPerChunk * 6 * channels * features / pairChunks, multipleOf: 1) {
+      range in
+      for unit in range {
+        let (image, rest) = unit.quotientAndRemainder(dividingBy: positionChunks * pairChunks)
+        let (chunk, pairChunk) = rest.quotientAndRemainder(dividingBy: pairChunks)
+        let (first, end) = (chunk * tilesPerChunk * 6, min(positions, (chunk + 1) * tilesPerChunk * 6))
+        let (firstPair, endPair) = (pairChunk * pairsPerChunk, min(pairs, (pairChunk + 1) * pairsPerChunk))
+        guard first < end, firstPair < endPair else { continue }
+        let out = image * features * positions
+        shoal_pointwise_blocks(
+          packed, channels, features, px + image * channels * positions, positions, first, end, firstPair, endPair,
+          py + out, bias, residual.map { $0 + out }, lower, upper)
+      }
+    }
+  }
+
+  /// Splits the batch's block planes, and their rows when there are few planes, across the cores.
+  private func depthwise(
+    _ px: UnsafePointer<Float>, _ packed: UnsafePointer<Float>, _ py: UnsafeMutablePointer<Float>,
+    _ bias: UnsafePointer<Float>?, _ residual: UnsafePointer<Float>?, _ xShape: [Int], _ yShape: [Int],
+    _ stride: Int, _ lower: Float, _ upper: Float
+  ) {
+    let width = ChannelBlocks.width
+    let (inH, inW, outH, outW) = (xShape[2], xShape[3], yShape[2], yShape[3])
+    let planes = yShape[0] * yShape[1] / width
+    let blocks = yShape[1] / width
+    let rowChunks = planes >= 4 * Parallel.parts ? 1 : min(outH, (4 * Parallel.parts + planes - 1) / planes)
+    let rowsPerChunk = (outH + rowChunks - 1) / rowChunks
+    let (inPlane, outPlane) = (inH * inW * width, outH * outW * width)
+    Parallel.forEachRange(planes * rowChunks, costPerItem: rowsPerChunk * outW * width * 9, multipleOf: 1) { range in
+      for unit in range {
+        let (plane, chunk) = unit.quotientAndRemainder(dividingBy: rowChunks)
+        let (first, end) = (chunk * rowsPerChunk, min(outH, (chunk + 1) * rowsPerChunk))
+        guard first < end else { continue }
+        let block = plane % blocks
+        shoal_depthwise3x3_blocks_plane(
+          px + plane * inPlane, inH, inW, stride, packed + block * 9 * width, bias.map { $0 + block * width },
+          residual.map { $0 + plane * outPlane }, py + plane * outPlane, outH, outW, first, end, lower, upper)
+      }
+    }
+  }
+
+  func flops(_ inputs: [ValueType?], _ outputs: [ValueType]) -> Int {
+    2 * outputs[0].shape.elementCount * weightShape.dropFirst().reduce(1, *)
+  }
+}
