@@ -203,11 +203,11 @@ import Testing
     }
   }
 
-  /// Chains of depthwise and 1×1 convolutions run in channel blocks on AVX2 without AVX-512
-  /// (`SHOAL_KERNELS=avx2` asks for that on any AVX2 CPU): the same floats as NCHW and the
-  /// portable loops, over an odd number of blocks, planes 7 and 9 wide, stride 2, a residual
-  /// from the graph's input, Clip, ReLU and Sigmoid, an output taken from inside the chain and
-  /// GlobalAveragePool; a graph where reorders would outnumber the work stays in NCHW.
+  /// Convolutional networks run in channel blocks on AVX2 without AVX-512 (`SHOAL_KERNELS=avx2`
+  /// asks for that on any AVX2 CPU): the same floats as NCHW and the portable loops, over an odd
+  /// number of blocks, planes 7 and 9 wide, depthwise and direct convolutions with stride 2,
+  /// residuals, Clip, ReLU and Sigmoid, Concat, max pooling, an output taken from inside the
+  /// chain and GlobalAveragePool; a graph where reorders would outnumber the work stays in NCHW.
   @Test func channelBlocksAreTheSameAsPlanes() async throws {
     let directory = try TemporaryDirectory()
     var random = SplitMix64(seed: 8)
@@ -217,19 +217,19 @@ import Testing
     graph.initializer("lo", Tensor(shape: [], elements: [Float(0)]))
     graph.initializer("hi", Tensor(shape: [], elements: [Float(0.75)]))
     var (value, channels, layer) = ("x", 16, 0)
-    func conv(_ features: Int, depthwise: Bool = false, stride: Int = 1, residual: String? = nil, _ activation: String?)
-    {
+    func conv(
+      _ features: Int, kernel: Int = 1, depthwise: Bool = false, stride: Int = 1, residual: String? = nil,
+      _ activation: String?
+    ) {
       layer += 1
-      let (name, depth) = ("c\(layer)", depthwise ? 1 : channels)
-      let kernel = depthwise ? 3 : 1
+      let (name, depth, kernel) = ("c\(layer)", depthwise ? 1 : channels, depthwise ? 3 : kernel)
       graph.initializer(
         "w\(layer)",
         Tensor(shape: [features, depth, kernel, kernel], elements: values(features * depth * kernel * kernel)))
       graph.initializer("b\(layer)", Tensor(shape: [features], elements: values(features)))
       var attributes: [String: OnnxAttribute] = [:]
-      if depthwise {
-        attributes = ["group": .int(features), "pads": .ints([1, 1, 1, 1]), "strides": .ints([stride, stride])]
-      }
+      if kernel == 3 { attributes = ["pads": .ints([1, 1, 1, 1]), "strides": .ints([stride, stride])] }
+      if depthwise { attributes["group"] = .int(features) }
       graph.node("Conv", [value, "w\(layer)", "b\(layer)"], [name], attributes: attributes)
       var output = name
       if let residual {
@@ -257,6 +257,22 @@ import Testing
     conv(48, "Relu")
     conv(48, depthwise: true, "Clip")
     conv(24, residual: skip, nil)
+    // Direct convolutions (3×3 with fewer than 16 channels, which Winograd's algorithm leaves
+    // alone, and stride 2), a Concat of two branches, max pooling over the border in ceil mode.
+    conv(8, kernel: 3, "Relu")
+    let trunk = value
+    conv(16, nil)
+    let branch = value
+    (value, channels) = (trunk, 8)
+    conv(8, kernel: 3, nil)
+    graph.node("Concat", [branch, value], ["joined"], attributes: ["axis": .int(1)])
+    graph.node(
+      "MaxPool", ["joined"], ["pooled3"],
+      attributes: [
+        "kernel_shape": .ints([3, 3]), "strides": .ints([2, 2]), "pads": .ints([1, 1, 1, 1]), "ceil_mode": .int(1),
+      ])
+    (value, channels) = ("pooled3", 24)
+    conv(16, kernel: 3, stride: 2, "Clip")
     graph.node("GlobalAveragePool", [value], ["pooled"])
     graph.output(middle, .float32, nil)
     graph.output(value, .float32, nil)
@@ -268,7 +284,7 @@ import Testing
         ["SHOAL_KERNELS": "avx2"], ["SHOAL_KERNELS": "avx2", "SHOAL_CHANNEL_BLOCKS": "off"],
         ["SHOAL_KERNELS": "portable"],
       ])
-    let expectedCount: Int = 3 * 16 * 63 + 3 * 24 * 4 * 5 + 3 * 24
+    let expectedCount: Int = 3 * 16 * 63 + 3 * 16 * 2 * 2 + 3 * 16
     #expect(outputs[0].count == expectedCount)
     for other in outputs.dropFirst() {
       #expect(zip(outputs[0], other).allSatisfy { abs($0 - $1) <= 1e-5 * max(1, abs($1)) })

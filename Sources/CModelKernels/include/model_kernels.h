@@ -186,4 +186,28 @@ void shoal_depthwise3x3_blocks_plane(
 /// The mean over the positions of each of `blocks` blocks of one image: y [blocks · 8].
 void shoal_global_average_blocks(const float *x, long blocks, long positions, float *y);
 
+/// A direct convolution's geometry in channel blocks (group 1, a square kernel, the same stride
+/// and padding on both axes).
+struct shoal_conv_blocks {
+  long channels, features, in_h, in_w, out_h, out_w, kernel, stride, pad;
+};
+
+/// Packs convolution weights [features][channels][taps] for `shoal_conv_blocks_rows`: pairs of
+/// output blocks, each [taps][channels][16] (the last one 8 wide when features / 8 is odd).
+void shoal_pack_conv_blocks(const float *w, long features, long channels, long taps, float *packed);
+
+/// Output rows first_row..<end_row and block pairs first_pair..<end_pair of a direct
+/// convolution of one blocked image, 6 outputs along a row × 16 features at a time (one at a
+/// time where the window crosses the left or right border), each written once with `bias`,
+/// `residual` (laid out as y, or NULL) and then kept within [lower, upper].
+void shoal_conv_blocks_rows(
+    const float *packed, const struct shoal_conv_blocks *g, const float *x, long first_row, long end_row,
+    long first_pair, long end_pair, float *y, const float *bias, const float *residual, float lower, float upper);
+
+/// Output rows first_row..<end_row of one block plane of max pooling, x [in_h][in_w][8] → y
+/// [rows][out_w][8]; the padding never wins, a NaN in a window does.
+void shoal_max_pool_blocks_plane(
+    const float *x, long in_h, long in_w, float *y, long out_w, long k_h, long k_w, long s_h, long s_w, long p_h,
+    long p_w, long first_row, long end_row);
+
 #endif

@@ -81,13 +81,15 @@ struct ChannelBlocksAverageKernel: Kernel {
   func flops(_ inputs: [ValueType?], _ outputs: [ValueType]) -> Int { inputs[0]?.shape.elementCount ?? 0 }
 }
 
-/// A 1×1 (stride 1, no padding) or depthwise 3×3 (padding 1, stride 1 or 2) convolution from
-/// and to channel blocks, with the bias, a fused residual (in blocks too) and ReLU or Clip
+/// A 1×1 (stride 1, no padding), depthwise 3×3 (padding 1, stride 1 or 2) or direct (group 1,
+/// square) convolution from and to channel blocks, with the bias, a fused residual (in blocks too) and ReLU or Clip
 /// applied as each output is written once. Input 1 is the weights packed at load.
 struct ChannelBlocksConvKernel: Kernel {
   enum Form: Sendable {
     case pointwise
     case depthwise(stride: Int)
+    /// Group 1, a square kernel with the same stride and padding on both axes.
+    case direct(kernel: Int, stride: Int, pad: Int)
   }
 
   /// The convolution it replaces: its geometry, fused activation and residual.
@@ -97,8 +99,8 @@ struct ChannelBlocksConvKernel: Kernel {
   var weightShape: [Int]
 
   var channels: Int {
-    if case .pointwise = form { return weightShape[1] }
-    return weightShape[0]
+    if case .depthwise = form { return weightShape[0] }
+    return weightShape[1]
   }
 
   /// The weights packed for the form's kernel.
@@ -111,6 +113,10 @@ struct ChannelBlocksConvKernel: Kernel {
     case .depthwise:
       shoal_pack_depthwise_blocks(
         weight.pointer(as: Float.self), weight.shape[0], packed.mutablePointer(as: Float.self))
+    case .direct(let kernel, _, _):
+      shoal_pack_conv_blocks(
+        weight.pointer(as: Float.self), weight.shape[0], weight.shape[1], kernel * kernel,
+        packed.mutablePointer(as: Float.self))
     }
     return packed
   }
@@ -150,6 +156,11 @@ struct ChannelBlocksConvKernel: Kernel {
       pointwise(px, packed, py, bias, residual, x.shape, y.shape, lower, upper)
     case .depthwise(let stride):
       depthwise(px, packed, py, bias, residual, x.shape, y.shape, stride, lower, upper)
+    case .direct(let kernel, let stride, let pad):
+      var geometry = shoal_conv_blocks(
+        channels: x.shape[1], features: y.shape[1], in_h: x.shape[2], in_w: x.shape[3], out_h: y.shape[2],
+        out_w: y.shape[3], kernel: kernel, stride: stride, pad: pad)
+      direct(px, packed, py, bias, residual, &geometry, batch: x.shape[0], lower, upper)
     }
     if bounds == nil { conv.activate(py, rows: 1, stride: 0, count: y.count) }
   }
@@ -172,22 +183,57 @@ struct ChannelBlocksConvKernel: Kernel {
     } else if batch % parts != 0 || batch < 2 * parts {
       pairChunks = min(pairs, parts)
     }
-    let (tilesPerChunk, pairsPerChunk) = (
-      (tiles + positionChunks - 1) / positionChunks, (pairs + pairChunks - 1) / pairChunks
-    )
+    let tilesPerChunk = (tiles + positionChunks - 1) / positionChunks
     let units = batch * positionChunks * pairChunks
     Parallel.forEachRange(units, costPerItem: tilesPerChunk * 6 * channels * features / pairChunks, multipleOf: 1) {
       range in
       for unit in range {
         let (image, rest) = unit.quotientAndRemainder(dividingBy: positionChunks * pairChunks)
         let (chunk, pairChunk) = rest.quotientAndRemainder(dividingBy: pairChunks)
-        let (first, end) = (chunk * tilesPerChunk * 6, min(positions, (chunk + 1) * tilesPerChunk * 6))
-        let (firstPair, endPair) = (pairChunk * pairsPerChunk, min(pairs, (pairChunk + 1) * pairsPerChunk))
+        // Chunks as even as whole tiles and pairs allow.
+        let (first, end) = (
+          chunk * tiles / positionChunks * 6, min(positions, (chunk + 1) * tiles / positionChunks * 6)
+        )
+        let (firstPair, endPair) = (pairChunk * pairs / pairChunks, (pairChunk + 1) * pairs / pairChunks)
         guard first < end, firstPair < endPair else { continue }
         let out = image * features * positions
         shoal_pointwise_blocks(
           packed, channels, features, px + image * channels * positions, positions, first, end, firstPair, endPair,
           py + out, bias, residual.map { $0 + out }, lower, upper)
+      }
+    }
+  }
+
+  /// Splits the batch's images, each in chunks of rows (about 8 tiles of outputs each, so that a
+  /// pair of output blocks' weights serves many outputs) and, when a small batch has few, the
+  /// output blocks' pairs across the cores.
+  private func direct(
+    _ px: UnsafePointer<Float>, _ packed: UnsafePointer<Float>, _ py: UnsafeMutablePointer<Float>,
+    _ bias: UnsafePointer<Float>?, _ residual: UnsafePointer<Float>?, _ g: inout shoal_conv_blocks, batch: Int,
+    _ lower: Float, _ upper: Float
+  ) {
+    let parts = Parallel.parts
+    let pairs = (g.features / ChannelBlocks.width + 1) / 2
+    let rowsPerChunk = max(1, min(g.out_h, 48 / max(1, g.out_w)))
+    var rowChunks = (g.out_h + rowsPerChunk - 1) / rowsPerChunk
+    if batch % parts != 0 { rowChunks = min(g.out_h, (rowChunks + parts - 1) / parts * parts) }
+    let pairChunks = batch * rowChunks >= 2 * parts ? 1 : min(pairs, parts)
+    let (inImage, outImage) = (g.channels * g.in_h * g.in_w, g.features * g.out_h * g.out_w)
+    let cost = g.out_h / rowChunks * g.out_w * g.channels * g.kernel * g.kernel * g.features / pairChunks
+    let geometry = g
+    Parallel.forEachRange(batch * rowChunks * pairChunks, costPerItem: cost, multipleOf: 1) { range in
+      var g = geometry
+      for unit in range {
+        let (rows, pairChunk) = unit.quotientAndRemainder(dividingBy: pairChunks)
+        let (image, chunk) = rows.quotientAndRemainder(dividingBy: rowChunks)
+        // Chunks as even as whole rows and pairs allow.
+        let (firstRow, endRow) = (chunk * g.out_h / rowChunks, (chunk + 1) * g.out_h / rowChunks)
+        let (firstPair, endPair) = (pairChunk * pairs / pairChunks, (pairChunk + 1) * pairs / pairChunks)
+        guard firstRow < endRow, firstPair < endPair else { continue }
+        let out = image * outImage
+        shoal_conv_blocks_rows(
+          packed, &g, px + image * inImage, firstRow, endRow, firstPair, endPair, py + out, bias,
+          residual.map { $0 + out }, lower, upper)
       }
     }
   }
@@ -220,5 +266,39 @@ struct ChannelBlocksConvKernel: Kernel {
 
   func flops(_ inputs: [ValueType?], _ outputs: [ValueType]) -> Int {
     2 * outputs[0].shape.elementCount * weightShape.dropFirst().reduce(1, *)
+  }
+}
+
+/// MaxPool (one output, no indices) from and to channel blocks.
+struct ChannelBlocksMaxPoolKernel: Kernel {
+  /// The pooling it replaces, for its geometry.
+  var pool: PoolKernel
+
+  func plan(_ inputs: [ValueType?]) throws(ModelError) -> KernelPlan {
+    let x = try inputs.required(0, "X")
+    try ChannelBlocks.check(x, "X")
+    let geometry = try pool.geometry(x.shape)
+    guard geometry.input[0] == 1, geometry.dilations.allSatisfy({ $0 == 1 }) else {
+      throw ModelError(.unsupported, "max pooling in channel blocks takes 2-D windows without dilation")
+    }
+    return KernelPlan(
+      outputs: [ValueType(dataType: .float32, shape: [x.shape[0], x.shape[1], geometry.output[1], geometry.output[2]])])
+  }
+
+  func run(_ inputs: [Tensor?], _ outputs: [Tensor], scratch: UnsafeMutableRawPointer?) throws(ModelError) {
+    let (x, y) = (inputs[0]!, outputs[0])
+    let g = try pool.geometry(x.shape)
+    let (px, py) = (x.pointer(as: Float.self), y.mutablePointer(as: Float.self))
+    let width = ChannelBlocks.width
+    let (inH, inW, outH, outW) = (x.shape[2], x.shape[3], y.shape[2], y.shape[3])
+    let planes = x.shape[0] * x.shape[1] / width
+    Parallel.forEachRange(planes * outH, costPerItem: outW * g.kernelSize * width, multipleOf: 1) { range in
+      for unit in range {
+        let (plane, oh) = unit.quotientAndRemainder(dividingBy: outH)
+        shoal_max_pool_blocks_plane(
+          px + plane * inH * inW * width, inH, inW, py + plane * outH * outW * width, outW, g.kernel[1], g.kernel[2],
+          g.strides[1], g.strides[2], g.padBegin[1], g.padBegin[2], oh, oh + 1)
+      }
+    }
   }
 }
