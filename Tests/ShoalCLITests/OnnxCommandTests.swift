@@ -245,7 +245,7 @@ import Testing
     }
     conv(24, "Clip")
     conv(24, depthwise: true, "Relu")
-    conv(16, residual: "x", nil)
+    conv(16, nil)
     let middle = value
     conv(40, "Clip")
     conv(40, depthwise: true, stride: 2, "Sigmoid")

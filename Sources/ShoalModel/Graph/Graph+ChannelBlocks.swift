@@ -18,9 +18,13 @@ extension Graph {
     var blocked = Set<Int>()
     var channels: [Int: Int] = [:]
     for (index, node) in nodes.enumerated() {
-      if let form = channelBlocksForm(node) {
+      // A fused residual must come in blocks of the convolution's shape: one from a node in
+      // blocks, not a constant or a graph input that may broadcast.
+      let residual = node.inputs.count > 3 ? node.inputs[3] : nil
+      if let form = channelBlocksForm(node), residual.map({ blocked.contains($0) }) ?? true {
         forms[index] = form
-      } else if let pool = node.kernel as? PoolKernel, case .max = pool.kind, pool.window != nil,
+      } else if let pool = node.kernel as? PoolKernel, case .max = pool.kind, let window = pool.window,
+        window.dilations?.allSatisfy({ $0 == 1 }) ?? true, (window.kernelShape?.count ?? 0) == 2,
         node.inputs.count == 1, node.outputs.count == 1, let input = node.inputs[0],
         blocked.contains(input) || (channels[input] ?? 1) % ChannelBlocks.width == 0
       {
