@@ -4,7 +4,7 @@
 
 /// Load-time rewrites that make the graph cheaper to run without changing its results:
 /// BatchNormalization folded into the Conv before it, activations fused into Conv and Gemm,
-/// chains of depthwise and 1×1 convolutions in channel blocks (without AVX-512).
+/// convolutional networks in channel blocks where they allow it (without AVX-512).
 extension Graph {
   mutating func fuse() {
     foldBatchNormalizations()
