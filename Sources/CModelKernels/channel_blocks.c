@@ -78,6 +78,21 @@ AVX2_INLINE void finish_vector(
   _mm256_storeu_ps(y, sum);
 }
 
+/// The outputs of a tile of `count` positions × `wide` (1 or 2) output blocks, `step` floats
+/// apart from one block to the next: sums a0 (block 0) and a1 (block 1), finished and stored.
+AVX2_INLINE void store_tile(
+    const __m256 a0[6], const __m256 a1[6], int wide, int count, float *y, long step, const float *bias,
+    const float *residual, __m256 lower, __m256 upper) {
+  for (int half = 0; half < wide; half++) {
+    const __m256 *sums = half == 0 ? a0 : a1;
+    const long at = half * step;
+    __m256 b = bias ? _mm256_loadu_ps(bias + half * 8) : _mm256_setzero_ps();
+    for (int r = 0; r < count; r++) {
+      finish_vector(y + at + r * 8, sums[r], b, residual ? residual + at + r * 8 : 0, lower, upper);
+    }
+  }
+}
+
 /// `count` consecutive positions × `wide` (1 or 2) output blocks of a 1×1 convolution: x and y
 /// (and residual) point at the tile's first position in input block 0 and output block `pair · 2`,
 /// blocks `step` floats apart; w at the pair's packed weights [channels][wide · 8].
@@ -100,14 +115,7 @@ AVX2_INLINE void pointwise_tile(
       }
     }
   }
-  __m256 b0 = bias ? _mm256_loadu_ps(bias) : _mm256_setzero_ps();
-  for (int r = 0; r < count; r++) finish_vector(y + r * 8, a0[r], b0, residual ? residual + r * 8 : 0, lower, upper);
-  if (wide == 2) {
-    __m256 b1 = bias ? _mm256_loadu_ps(bias + 8) : _mm256_setzero_ps();
-    for (int r = 0; r < count; r++) {
-      finish_vector(y + step + r * 8, a1[r], b1, residual ? residual + step + r * 8 : 0, lower, upper);
-    }
-  }
+  store_tile(a0, a1, wide, count, y, step, bias, residual, lower, upper);
 }
 
 #define POINTWISE_CASE(n)                                                                   \
@@ -303,14 +311,7 @@ AVX2_INLINE void conv_tile(
       }
     }
   }
-  __m256 b0 = bias ? _mm256_loadu_ps(bias) : _mm256_setzero_ps();
-  for (int r = 0; r < count; r++) finish_vector(y + r * 8, a0[r], b0, residual ? residual + r * 8 : 0, lower, upper);
-  if (wide == 2) {
-    __m256 b1 = bias ? _mm256_loadu_ps(bias + 8) : _mm256_setzero_ps();
-    for (int r = 0; r < count; r++) {
-      finish_vector(y + y_step + r * 8, a1[r], b1, residual ? residual + y_step + r * 8 : 0, lower, upper);
-    }
-  }
+  store_tile(a0, a1, wide, count, y, y_step, bias, residual, lower, upper);
 }
 
 #define CONV_CASE(n)                                                                           \

@@ -157,10 +157,10 @@ struct ChannelBlocksConvKernel: Kernel {
     case .depthwise(let stride):
       depthwise(px, packed, py, bias, residual, x.shape, y.shape, stride, lower, upper)
     case .direct(let kernel, let stride, let pad):
-      var geometry = shoal_conv_blocks(
+      let geometry = shoal_conv_blocks(
         channels: x.shape[1], features: y.shape[1], in_h: x.shape[2], in_w: x.shape[3], out_h: y.shape[2],
         out_w: y.shape[3], kernel: kernel, stride: stride, pad: pad)
-      direct(px, packed, py, bias, residual, &geometry, batch: x.shape[0], lower, upper)
+      direct(px, packed, py, bias, residual, geometry, batch: x.shape[0], lower, upper)
     }
     if bounds == nil { conv.activate(py, rows: 1, stride: 0, count: y.count) }
   }
@@ -209,7 +209,7 @@ struct ChannelBlocksConvKernel: Kernel {
   /// output blocks' pairs across the cores.
   private func direct(
     _ px: UnsafePointer<Float>, _ packed: UnsafePointer<Float>, _ py: UnsafeMutablePointer<Float>,
-    _ bias: UnsafePointer<Float>?, _ residual: UnsafePointer<Float>?, _ g: inout shoal_conv_blocks, batch: Int,
+    _ bias: UnsafePointer<Float>?, _ residual: UnsafePointer<Float>?, _ g: shoal_conv_blocks, batch: Int,
     _ lower: Float, _ upper: Float
   ) {
     let parts = Parallel.parts
@@ -220,9 +220,8 @@ struct ChannelBlocksConvKernel: Kernel {
     let pairChunks = batch * rowChunks >= 2 * parts ? 1 : min(pairs, parts)
     let (inImage, outImage) = (g.channels * g.in_h * g.in_w, g.features * g.out_h * g.out_w)
     let cost = g.out_h / rowChunks * g.out_w * g.channels * g.kernel * g.kernel * g.features / pairChunks
-    let geometry = g
     Parallel.forEachRange(batch * rowChunks * pairChunks, costPerItem: cost, multipleOf: 1) { range in
-      var g = geometry
+      var geometry = g
       for unit in range {
         let (rows, pairChunk) = unit.quotientAndRemainder(dividingBy: pairChunks)
         let (image, chunk) = rows.quotientAndRemainder(dividingBy: rowChunks)
@@ -232,7 +231,7 @@ struct ChannelBlocksConvKernel: Kernel {
         guard firstRow < endRow, firstPair < endPair else { continue }
         let out = image * outImage
         shoal_conv_blocks_rows(
-          packed, &g, px + image * inImage, firstRow, endRow, firstPair, endPair, py + out, bias,
+          packed, &geometry, px + image * inImage, firstRow, endRow, firstPair, endPair, py + out, bias,
           residual.map { $0 + out }, lower, upper)
       }
     }
