@@ -187,9 +187,11 @@ void shoal_depthwise3x3_blocks_plane(
 void shoal_global_average_blocks(const float *x, long blocks, long positions, float *y);
 
 /// A direct convolution's geometry in channel blocks (group 1, a square kernel, the same stride
-/// and padding on both axes).
+/// and padding on both axes). With `planar` nonzero, the input is in planes
+/// [channels][in_h][in_w] with any number of channels (a network's first layer); the output is
+/// in blocks either way.
 struct shoal_conv_blocks {
-  long channels, features, in_h, in_w, out_h, out_w, kernel, stride, pad;
+  long channels, features, in_h, in_w, out_h, out_w, kernel, stride, pad, planar;
 };
 
 /// Packs convolution weights [features][channels][taps] for `shoal_conv_blocks_rows`: pairs of
@@ -197,7 +199,7 @@ struct shoal_conv_blocks {
 void shoal_pack_conv_blocks(const float *w, long features, long channels, long taps, float *packed);
 
 /// Output rows first_row..<end_row and block pairs first_pair..<end_pair of a direct
-/// convolution of one blocked image, 6 outputs along a row × 16 features at a time (one at a
+/// convolution of one image (in blocks, or in planes with `g->planar`), 6 outputs along a row × 16 features at a time (one at a
 /// time where the window crosses the left or right border), each written once with `bias`,
 /// `residual` (laid out as y, or NULL) and then kept within [lower, upper].
 void shoal_conv_blocks_rows(

@@ -19,10 +19,11 @@ enum ChannelBlocks {
     return shoal_kernels_have_avx2() != 0 && shoal_kernels_have_avx512() == 0
   }
 
-  /// Checks that `x` is a float32 [N, C, H, W] whose channels fill whole blocks.
-  static func check(_ x: ValueType, _ label: String) throws(ModelError) {
+  /// Checks that `x` is a float32 [N, C, H, W] whose channels fill whole blocks (or, with
+  /// `planes`, any number of channels).
+  static func check(_ x: ValueType, _ label: String, planes: Bool = false) throws(ModelError) {
     try requireType(x, [.float32], label)
-    guard x.rank == 4, x.shape[1] % width == 0 else {
+    guard x.rank == 4, planes || x.shape[1] % width == 0 else {
       throw ModelError(.invalidInput, "\(label) \(x.shape) must be [N, C, H, W] with C a multiple of \(width)")
     }
   }
@@ -88,8 +89,10 @@ struct ChannelBlocksConvKernel: Kernel {
   enum Form: Sendable {
     case pointwise
     case depthwise(stride: Int)
-    /// Group 1, a square kernel with the same stride and padding on both axes.
-    case direct(kernel: Int, stride: Int, pad: Int)
+    /// Group 1, a square kernel with the same stride and padding on both axes; `planar`: the
+    /// input is in planes, with any number of channels (a network's first layer, which so
+    /// writes blocks without a reorder before it).
+    case direct(kernel: Int, stride: Int, pad: Int, planar: Bool)
   }
 
   /// The convolution it replaces: its geometry, fused activation and residual.
@@ -97,6 +100,12 @@ struct ChannelBlocksConvKernel: Kernel {
   var form: Form
   /// The unpacked weights' shape, [features, channels / group, kh, kw].
   var weightShape: [Int]
+
+  /// Whether input 0 is in planes rather than blocks.
+  var readsPlanes: Bool {
+    if case .direct(_, _, _, let planar) = form { return planar }
+    return false
+  }
 
   var channels: Int {
     if case .depthwise = form { return weightShape[0] }
@@ -113,7 +122,7 @@ struct ChannelBlocksConvKernel: Kernel {
     case .depthwise:
       shoal_pack_depthwise_blocks(
         weight.pointer(as: Float.self), weight.shape[0], packed.mutablePointer(as: Float.self))
-    case .direct(let kernel, _, _):
+    case .direct(let kernel, _, _, _):
       shoal_pack_conv_blocks(
         weight.pointer(as: Float.self), weight.shape[0], weight.shape[1], kernel * kernel,
         packed.mutablePointer(as: Float.self))
@@ -123,7 +132,7 @@ struct ChannelBlocksConvKernel: Kernel {
 
   func plan(_ inputs: [ValueType?]) throws(ModelError) -> KernelPlan {
     let x = try inputs.required(0, "X")
-    try ChannelBlocks.check(x, "X")
+    try ChannelBlocks.check(x, "X", planes: readsPlanes)
     guard x.shape[1] == channels else {
       throw ModelError(.invalidInput, "X has \(x.shape[1]) channels; W \(weightShape) expects \(channels)")
     }
@@ -156,10 +165,10 @@ struct ChannelBlocksConvKernel: Kernel {
       pointwise(px, packed, py, bias, residual, x.shape, y.shape, lower, upper)
     case .depthwise(let stride):
       depthwise(px, packed, py, bias, residual, x.shape, y.shape, stride, lower, upper)
-    case .direct(let kernel, let stride, let pad):
+    case .direct(let kernel, let stride, let pad, let planar):
       let geometry = shoal_conv_blocks(
         channels: x.shape[1], features: y.shape[1], in_h: x.shape[2], in_w: x.shape[3], out_h: y.shape[2],
-        out_w: y.shape[3], kernel: kernel, stride: stride, pad: pad)
+        out_w: y.shape[3], kernel: kernel, stride: stride, pad: pad, planar: planar ? 1 : 0)
       direct(px, packed, py, bias, residual, geometry, batch: x.shape[0], lower, upper)
     }
     if bounds == nil { conv.activate(py, rows: 1, stride: 0, count: y.count) }
