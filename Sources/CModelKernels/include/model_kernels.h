@@ -199,8 +199,9 @@ struct shoal_conv_blocks {
 void shoal_pack_conv_blocks(const float *w, long features, long channels, long taps, float *packed);
 
 /// Output rows first_row..<end_row and block pairs first_pair..<end_pair of a direct
-/// convolution of one image (in blocks, or in planes with `g->planar`), 6 outputs along a row × 16 features at a time (one at a
-/// time where the window crosses the left or right border), each written once with `bias`,
+/// convolution of one image (in blocks, or in planes with `g->planar`), up to 6 outputs along a
+/// row × 16 features at a time (with strides other than 1 and 2, and from planes, one at a time
+/// where the window crosses the left or right border), each written once with `bias`,
 /// `residual` (laid out as y, or NULL) and then kept within [lower, upper].
 void shoal_conv_blocks_rows(
     const float *packed, const struct shoal_conv_blocks *g, const float *x, long first_row, long end_row,
