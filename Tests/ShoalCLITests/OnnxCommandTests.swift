@@ -206,9 +206,9 @@ import Testing
   /// asks for that on any AVX2 CPU): the same floats as NCHW and the portable loops, over an odd
   /// number of blocks, planes 7 and 9 wide, a first layer that reads 3 channels in planes,
   /// depthwise and direct convolutions with stride 2, a 4-fold expanding 3×3 in blocks and a
-  /// Winograd 3×3 left in NCHW, residuals, Clip, ReLU and Sigmoid, Concat, max pooling, an output
-  /// taken from inside the chain and GlobalAveragePool; a graph where reorders would outnumber
-  /// the work stays in NCHW.
+  /// Winograd 3×3 left in NCHW, residuals, Clip, ReLU and Sigmoid, a Concat of two convolutions
+  /// that write into its output, max pooling, an output taken from inside the chain and
+  /// GlobalAveragePool; a graph where reorders would outnumber the work stays in NCHW.
   @Test func channelBlocksAreTheSameAsPlanes() async throws {
     let directory = try TemporaryDirectory()
     var random = SplitMix64(seed: 8)
@@ -314,6 +314,8 @@ import Testing
     let chain = try await steps(directory.path("model.onnx"))
     func rows(_ operation: String) -> Int { chain.split(separator: "\n").filter { $0.contains(operation) }.count }
     #expect(rows("ToChannelBlocks") == 1 && rows("FromChannelBlocks") == 3, "\(chain)")
+    // The Concat's two convolutions write straight into its output: one node, no copy.
+    #expect(rows("Conv+Concat") == 1 && rows("Concat") == 1, "\(chain)")
     var short = OnnxGraphBuilder(name: "short", opset: 13)
     short.input("x", .float32, [.fixed(3), .fixed(3), .fixed(7), .fixed(9)])
     short.initializer("w", Tensor(shape: [16, 3, 1, 1], elements: values(48)))

@@ -114,6 +114,47 @@ extension Graph {
       }
     }
     nodes = rewritten
+    joinConcatenatedConvolutions()
+  }
+
+  /// A Concat in blocks whose inputs all come from convolutions in blocks that nothing else
+  /// reads (no residual; ReLU, Clip or no activation) becomes one node in which they write
+  /// straight into the joined output, with no copy (`ChannelBlocksConcatKernel`).
+  private mutating func joinConcatenatedConvolutions() {
+    var readers: [Int: Int] = [:]
+    for node in nodes {
+      for input in node.inputs { if let input { readers[input, default: 0] += 1 } }
+    }
+    for output in outputs { readers[output.id, default: 0] += 1 }
+    var producer: [Int: Int] = [:]
+    for (index, node) in nodes.enumerated() {
+      for output in node.outputs { producer[output] = index }
+    }
+    var removed = Set<Int>()
+    for index in nodes.indices {
+      guard let movement = nodes[index].kernel as? DataMovementKernel, case .concat = movement.kind,
+        nodes[index].inputs.count > 1, Set(nodes[index].inputs).count == nodes[index].inputs.count
+      else { continue }
+      var parts: [(index: Int, kernel: ChannelBlocksConvKernel)] = []
+      for input in nodes[index].inputs {
+        guard let input, readers[input] == 1, let source = producer[input],
+          let conv = nodes[source].kernel as? ChannelBlocksConvKernel, conv.conv.residual == nil,
+          conv.conv.activationBounds != nil, nodes[source].inputs.count <= 3
+        else { break }
+        parts.append((source, conv))
+      }
+      guard parts.count == nodes[index].inputs.count else { continue }
+      var inputs: [Int?] = []
+      for part in parts {
+        let read = nodes[part.index].inputs
+        inputs += [read[0], read[1], read.count > 2 ? read[2] : nil]
+        removed.insert(part.index)
+      }
+      nodes[index] = Node(
+        name: nodes[index].name, opType: "Conv+Concat", inputs: inputs, outputs: nodes[index].outputs,
+        kernel: ChannelBlocksConcatKernel(parts: parts.map(\.kernel)))
+    }
+    nodes = nodes.indices.filter { !removed.contains($0) }.map { nodes[$0] }
   }
 
   /// The channel-blocks form of a convolution node, if it has one: constant float32 weights,

@@ -152,26 +152,31 @@ struct ChannelBlocksConvKernel: Kernel {
   }
 
   func run(_ inputs: [Tensor?], _ outputs: [Tensor], scratch: UnsafeMutableRawPointer?) throws(ModelError) {
-    let (x, y) = (inputs[0]!, outputs[0])
-    let (px, py, packed) = (
-      x.pointer(as: Float.self), y.mutablePointer(as: Float.self), inputs[1]!.pointer(as: Float.self)
-    )
+    let (y, py) = (outputs[0], outputs[0].mutablePointer(as: Float.self))
+    compute(inputs, into: py, shape: y.shape, imageStride: y.count / y.shape[0])
+    if conv.activationBounds == nil { conv.activate(py, rows: 1, stride: 0, count: y.count) }
+  }
+
+  /// The convolution into `py`, its output `shape`, each image's blocks `imageStride` floats
+  /// after the previous image's (more than its own size inside a joined output,
+  /// `ChannelBlocksConcatKernel`); an activation other than ReLU or Clip is left to the caller.
+  func compute(_ inputs: [Tensor?], into py: UnsafeMutablePointer<Float>, shape: [Int], imageStride: Int) {
+    let x = inputs[0]!
+    let (px, packed) = (x.pointer(as: Float.self), inputs[1]!.pointer(as: Float.self))
     let bias = inputs.count > 2 ? inputs[2]?.pointer(as: Float.self) : nil
     let residual = inputs.count > 3 ? inputs[3]?.pointer(as: Float.self) : nil
-    let bounds = conv.activationBounds
-    let (lower, upper) = bounds ?? (-.infinity, .infinity)
+    let (lower, upper) = conv.activationBounds ?? (-.infinity, .infinity)
     switch form {
     case .pointwise:
-      pointwise(px, packed, py, bias, residual, x.shape, y.shape, lower, upper)
+      pointwise(px, packed, py, bias, residual, x.shape, shape, imageStride, lower, upper)
     case .depthwise(let stride):
-      depthwise(px, packed, py, bias, residual, x.shape, y.shape, stride, lower, upper)
+      depthwise(px, packed, py, bias, residual, x.shape, shape, imageStride, stride, lower, upper)
     case .direct(let kernel, let stride, let pad, let planar):
       let geometry = shoal_conv_blocks(
-        channels: x.shape[1], features: y.shape[1], in_h: x.shape[2], in_w: x.shape[3], out_h: y.shape[2],
-        out_w: y.shape[3], kernel: kernel, stride: stride, pad: pad, planar: planar ? 1 : 0)
-      direct(px, packed, py, bias, residual, geometry, batch: x.shape[0], lower, upper)
+        channels: x.shape[1], features: shape[1], in_h: x.shape[2], in_w: x.shape[3], out_h: shape[2],
+        out_w: shape[3], kernel: kernel, stride: stride, pad: pad, planar: planar ? 1 : 0)
+      direct(px, packed, py, bias, residual, geometry, batch: x.shape[0], imageStride, lower, upper)
     }
-    if bounds == nil { conv.activate(py, rows: 1, stride: 0, count: y.count) }
   }
 
   /// Splits the batch's positions (6 at a time) and, when a small batch has few, the output
@@ -179,7 +184,7 @@ struct ChannelBlocksConvKernel: Kernel {
   private func pointwise(
     _ px: UnsafePointer<Float>, _ packed: UnsafePointer<Float>, _ py: UnsafeMutablePointer<Float>,
     _ bias: UnsafePointer<Float>?, _ residual: UnsafePointer<Float>?, _ xShape: [Int], _ yShape: [Int],
-    _ lower: Float, _ upper: Float
+    _ imageStride: Int, _ lower: Float, _ upper: Float
   ) {
     let (batch, channels, features, positions) = (xShape[0], xShape[1], yShape[1], yShape[2] * yShape[3])
     let (tiles, pairs) = ((positions + 5) / 6, (features / ChannelBlocks.width + 1) / 2)
@@ -205,10 +210,9 @@ struct ChannelBlocksConvKernel: Kernel {
         )
         let (firstPair, endPair) = (pairChunk * pairs / pairChunks, (pairChunk + 1) * pairs / pairChunks)
         guard first < end, firstPair < endPair else { continue }
-        let out = image * features * positions
         shoal_pointwise_blocks(
           packed, channels, features, px + image * channels * positions, positions, first, end, firstPair, endPair,
-          py + out, bias, residual.map { $0 + out }, lower, upper)
+          py + image * imageStride, bias, residual.map { $0 + image * features * positions }, lower, upper)
       }
     }
   }
@@ -219,7 +223,7 @@ struct ChannelBlocksConvKernel: Kernel {
   private func direct(
     _ px: UnsafePointer<Float>, _ packed: UnsafePointer<Float>, _ py: UnsafeMutablePointer<Float>,
     _ bias: UnsafePointer<Float>?, _ residual: UnsafePointer<Float>?, _ g: shoal_conv_blocks, batch: Int,
-    _ lower: Float, _ upper: Float
+    _ imageStride: Int, _ lower: Float, _ upper: Float
   ) {
     let parts = Parallel.parts
     let pairs = (g.features / ChannelBlocks.width + 1) / 2
@@ -238,10 +242,9 @@ struct ChannelBlocksConvKernel: Kernel {
         let (firstRow, endRow) = (chunk * g.out_h / rowChunks, (chunk + 1) * g.out_h / rowChunks)
         let (firstPair, endPair) = (pairChunk * pairs / pairChunks, (pairChunk + 1) * pairs / pairChunks)
         guard firstRow < endRow, firstPair < endPair else { continue }
-        let out = image * outImage
         shoal_conv_blocks_rows(
-          packed, &geometry, px + image * inImage, firstRow, endRow, firstPair, endPair, py + out, bias,
-          residual.map { $0 + out }, lower, upper)
+          packed, &geometry, px + image * inImage, firstRow, endRow, firstPair, endPair, py + image * imageStride,
+          bias, residual.map { $0 + image * outImage }, lower, upper)
       }
     }
   }
@@ -250,7 +253,7 @@ struct ChannelBlocksConvKernel: Kernel {
   private func depthwise(
     _ px: UnsafePointer<Float>, _ packed: UnsafePointer<Float>, _ py: UnsafeMutablePointer<Float>,
     _ bias: UnsafePointer<Float>?, _ residual: UnsafePointer<Float>?, _ xShape: [Int], _ yShape: [Int],
-    _ stride: Int, _ lower: Float, _ upper: Float
+    _ imageStride: Int, _ stride: Int, _ lower: Float, _ upper: Float
   ) {
     let width = ChannelBlocks.width
     let (inH, inW, outH, outW) = (xShape[2], xShape[3], yShape[2], yShape[3])
@@ -267,13 +270,58 @@ struct ChannelBlocksConvKernel: Kernel {
         let block = plane % blocks
         shoal_depthwise3x3_blocks_plane(
           px + plane * inPlane, inH, inW, stride, packed + block * 9 * width, bias.map { $0 + block * width },
-          residual.map { $0 + plane * outPlane }, py + plane * outPlane, outH, outW, first, end, lower, upper)
+          residual.map { $0 + plane * outPlane }, py + plane / blocks * imageStride + block * outPlane, outH, outW,
+          first, end, lower, upper)
       }
     }
   }
 
   func flops(_ inputs: [ValueType?], _ outputs: [ValueType]) -> Int {
     2 * outputs[0].shape.elementCount * weightShape.dropFirst().reduce(1, *)
+  }
+}
+
+/// Concat along the channels of convolutions in channel blocks, each writing its blocks straight
+/// into the joined output (per image, one part's blocks after the other's) instead of into a
+/// value of its own that Concat would then copy: SqueezeNet's fire modules. Inputs: each part's
+/// X, packed weights and bias (nil when it has none), three per part.
+struct ChannelBlocksConcatKernel: Kernel {
+  /// The convolutions, in the order of their outputs along the channels; none with a residual,
+  /// each activation ReLU, Clip or none (applied as the outputs are written).
+  var parts: [ChannelBlocksConvKernel]
+
+  func plan(_ inputs: [ValueType?]) throws(ModelError) -> KernelPlan {
+    var shape: [Int]? = nil
+    for (index, part) in parts.enumerated() {
+      let y = try part.plan(Array(inputs[3 * index..<3 * index + 3])).outputs[0]
+      guard let joined = shape else {
+        shape = y.shape
+        continue
+      }
+      guard y.shape[0] == joined[0], y.shape[2...] == joined[2...] else {
+        throw ModelError(.invalidInput, "convolution \(index) gives \(y.shape); the others \(joined)")
+      }
+      shape![1] += y.shape[1]
+    }
+    return KernelPlan(outputs: [ValueType(dataType: .float32, shape: shape!)])
+  }
+
+  func run(_ inputs: [Tensor?], _ outputs: [Tensor], scratch: UnsafeMutableRawPointer?) throws(ModelError) {
+    let y = outputs[0]
+    let (py, positions) = (y.mutablePointer(as: Float.self), y.shape[2] * y.shape[3])
+    var channels = 0
+    for (index, part) in parts.enumerated() {
+      let shape = [y.shape[0], part.weightShape[0], y.shape[2], y.shape[3]]
+      part.compute(
+        Array(inputs[3 * index..<3 * index + 3]), into: py + channels * positions, shape: shape,
+        imageStride: y.count / y.shape[0])
+      channels += part.weightShape[0]
+    }
+  }
+
+  func flops(_ inputs: [ValueType?], _ outputs: [ValueType]) -> Int {
+    let (batch, positions) = (outputs[0].shape[0], outputs[0].shape[2] * outputs[0].shape[3])
+    return parts.reduce(0) { $0 + 2 * batch * positions * $1.weightShape.reduce(1, *) }
   }
 }
 
