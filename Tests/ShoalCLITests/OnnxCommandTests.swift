@@ -214,7 +214,7 @@ import Testing
     var random = SplitMix64(seed: 8)
     func values(_ count: Int) -> [Float] { (0..<count).map { _ in Float.random(in: -0.5...0.5, using: &random) } }
     var graph = OnnxGraphBuilder(name: "blocks", opset: 13)
-    graph.input("x", .float32, [.fixed(3), .fixed(3), .fixed(7), .fixed(9)])
+    graph.input("x", .float32, [.symbolic("batch"), .fixed(3), .fixed(7), .fixed(9)])
     graph.initializer("lo", Tensor(shape: [], elements: [Float(0)]))
     graph.initializer("hi", Tensor(shape: [], elements: [Float(0.75)]))
     var (value, channels, layer) = ("x", 3, 0)
@@ -301,11 +301,11 @@ import Testing
     }
     guard Self.cpuHasAVX2() else { return }
     let shoal = try TestEnvironment.product("shoal")
-    func steps(_ model: String) async throws -> String {
+    func steps(_ model: String, input: String = "x.npy") async throws -> String {
       let run = try await Subprocess.run(
         shoal,
         [
-          "onnx", "run", model, "--input", "x=\(directory.path("x.npy"))", "--out", directory.path("steps"),
+          "onnx", "run", model, "--input", "x=\(directory.path(input))", "--out", directory.path("steps"),
           "--repeat", "1", "--profile-steps",
         ], environment: ["SHOAL_KERNELS": "avx2", "SHOAL_WINOGRAD": "2x2"])
       #expect(run.status == 0, "\(run.stderrText)")
@@ -316,6 +316,10 @@ import Testing
     #expect(rows("ToChannelBlocks") == 1 && rows("FromChannelBlocks") == 3, "\(chain)")
     // The Concat's two convolutions write straight into its output: one node, no copy.
     #expect(rows("Conv+Concat") == 1 && rows("Concat") == 1, "\(chain)")
+    // An empty batch goes through every kernel in blocks.
+    try Tensor(shape: [0, 3, 7, 9], elements: [Float]()).writeNpy(to: directory.path("empty.npy"))
+    let empty = try await steps(directory.path("model.onnx"), input: "empty.npy")
+    #expect(empty.contains("Conv+Concat"), "\(empty)")
     var short = OnnxGraphBuilder(name: "short", opset: 13)
     short.input("x", .float32, [.fixed(3), .fixed(3), .fixed(7), .fixed(9)])
     short.initializer("w", Tensor(shape: [16, 3, 1, 1], elements: values(48)))

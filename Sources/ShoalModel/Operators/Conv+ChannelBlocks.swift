@@ -153,7 +153,7 @@ struct ChannelBlocksConvKernel: Kernel {
 
   func run(_ inputs: [Tensor?], _ outputs: [Tensor], scratch: UnsafeMutableRawPointer?) throws(ModelError) {
     let (y, py) = (outputs[0], outputs[0].mutablePointer(as: Float.self))
-    compute(inputs, into: py, shape: y.shape, imageStride: y.count / y.shape[0])
+    compute(inputs, into: py, shape: y.shape, imageStride: y.shape.dropFirst().reduce(1, *))
     if conv.activationBounds == nil { conv.activate(py, rows: 1, stride: 0, count: y.count) }
   }
 
@@ -161,6 +161,8 @@ struct ChannelBlocksConvKernel: Kernel {
   /// after the previous image's (more than its own size inside a joined output,
   /// `ChannelBlocksConcatKernel`); an activation other than ReLU or Clip is left to the caller.
   func compute(_ inputs: [Tensor?], into py: UnsafeMutablePointer<Float>, shape: [Int], imageStride: Int) {
+    // An empty batch (or plane) has nothing to write, and the splits below would divide by zero.
+    guard !shape.contains(0) else { return }
     let x = inputs[0]!
     let (px, packed) = (x.pointer(as: Float.self), inputs[1]!.pointer(as: Float.self))
     let bias = inputs.count > 2 ? inputs[2]?.pointer(as: Float.self) : nil
@@ -314,7 +316,7 @@ struct ChannelBlocksConcatKernel: Kernel {
       let shape = [y.shape[0], part.weightShape[0], y.shape[2], y.shape[3]]
       part.compute(
         Array(inputs[3 * index..<3 * index + 3]), into: py + channels * positions, shape: shape,
-        imageStride: y.count / y.shape[0])
+        imageStride: y.shape.dropFirst().reduce(1, *))
       channels += part.weightShape[0]
     }
   }
