@@ -324,7 +324,8 @@ AVX2_INLINE void conv_tile(
       const float *wt = w + (kh * g->kernel + kw) * g->channels * width;
       if (edge) {
         // An output whose column for this tap lies outside the row reads zeros: a pointer per
-        // output, moved on by a block (or not at all) after each block.
+        // output, moved on by a block (or not at all) after each block. (Used for every tile,
+        // this measured 2–4 % slower at 55 × 55 and 56 × 56 than the fixed offsets below.)
         static const float zeros[8];
         const float *p[6];
         long step[6];

@@ -5,8 +5,8 @@ import CModelKernels
 #endif
 
 /// Images whose channels lie in blocks of 8, [N, C / 8, H, W, 8] (onnxruntime's NCHWc with
-/// c = 8), for convolutional networks (MobileNet's depthwise and 1×1 chains) on CPUs with AVX2
-/// but no AVX-512: a vector then holds 8 channels of one position, so a 7×7 plane or a stride-2 layer
+/// c = 8), for convolutional networks (MobileNet's and SqueezeNet's) on CPUs with AVX2 but no
+/// AVX-512: a vector then holds 8 channels of one position, so a 7×7 plane or a stride-2 layer
 /// fills every lane. The values keep their NCHW shape; only the order of their elements differs
 /// (`Graph.blockChannels` chooses which values, and adds the reorders at the chain's ends).
 enum ChannelBlocks {
@@ -83,8 +83,9 @@ struct ChannelBlocksAverageKernel: Kernel {
 }
 
 /// A 1×1 (stride 1, no padding), depthwise 3×3 (padding 1, stride 1 or 2) or direct (group 1,
-/// square) convolution from and to channel blocks, with the bias, a fused residual (in blocks too) and ReLU or Clip
-/// applied as each output is written once. Input 1 is the weights packed at load.
+/// square) convolution from channel blocks (a direct one also from planes) to channel blocks,
+/// with the bias, a fused residual (in blocks too) and ReLU or Clip applied as each output is
+/// written once. Input 1 is the weights packed at load.
 struct ChannelBlocksConvKernel: Kernel {
   enum Form: Sendable {
     case pointwise
